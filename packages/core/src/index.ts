@@ -1,0 +1,79 @@
+/**
+ * @spikeflow/core — contracts and composition for training spiking neural networks through time.
+ * @packageDocumentation
+ */
+export { tf } from './tf.js';
+export type { Tensor, Scalar, Variable, NamedTensorMap } from './tf.js';
+export { SpikeflowError, isSpikeflowError } from './errors.js';
+export type { SpikeflowErrorCode, SpikeflowErrorDetails } from './errors.js';
+export {
+  parseSchema,
+  configError,
+  rejectUnknownKeys,
+  checkField,
+  expectObject,
+  didYouMean,
+  closest,
+  editDistance,
+  isPlainObject,
+} from './validate.js';
+export type { Schema, FieldSpec, SchemaValues } from './validate.js';
+export { fastSigmoid, sigmoid, arctan, triangle, multiGaussian, spikeFn, builtinSurrogates, surrogateFromSpec } from './surrogates.js';
+export type { Surrogate, SpikeFn, SurrogateEntry, SurrogateSpec } from './surrogates.js';
+export { defineNeuron } from './neuron.js';
+export type { NeuronModel, AnyNeuronModel, NeuronState, NeuronParams, NeuronStepContext, NeuronTensorParam, NeuronRegistry } from './neuron.js';
+export { treeLeaves, treeMap, disposeTree, keepTree, cloneTree, tidy } from './state.js';
+export type { TensorTree } from './state.js';
+export { KernelTable, referenceKernels, Dense } from './kernels.js';
+export type { KernelSignatures, KernelName, KernelRegistration } from './kernels.js';
+export { Network, buildNetwork, resolveModel, unroll, advance, forward, stepsOf, splitSteps, checkInputs, detach } from './network.js';
+export type {
+  ModelSpec,
+  LayerSpec,
+  ReadoutSpec,
+  ResolvedModel,
+  ResolvedLayer,
+  ModelRegistries,
+  NetState,
+  LayerState,
+  ParamMap,
+  StepParams,
+  StepOutput,
+  BuildOptions,
+  ForwardResult,
+  Steps,
+} from './network.js';
+export { ceMean, ceEveryStep, mseEveryStep, mseLast, builtinLosses } from './losses.js';
+export type { TemporalLoss, BoundLoss, LossShape } from './losses.js';
+export {
+  adam,
+  adamax,
+  sgd,
+  chain,
+  scale,
+  clipByGlobalNorm,
+  clipByValue,
+  scaleByAdam,
+  scaleByAdamax,
+  trace,
+  optimizerFromSpec,
+  builtinOptimizers,
+  OptimizerRunner,
+} from './optim.js';
+export type { GradientTransformation, Optimizer, OptimizerEntry, ClipOptions } from './optim.js';
+export { checkRequirements, paramGrads } from './rule.js';
+export type { LearningRule, RuleContext, RuleReport, RuleEntry, RuleRequirements, MemoryClass, SequenceBatch } from './rule.js';
+export type { Dataset, DatasetDescription, DatasetEntry, BatchOptions } from './dataset.js';
+export type { Backend, BackendInfo } from './backend.js';
+export {
+  definePlugin,
+  token,
+  Tokens,
+  validatePlugin,
+  createContainer,
+  registerPlugin,
+  resolveRegistry,
+  createRegistry,
+  loadPlugins,
+} from './plugin.js';
+export type { SpikeflowPlugin, Token, Registry, LoadOptions, ExporterEntry } from './plugin.js';

@@ -1,0 +1,134 @@
+import { tf, type Scalar, type Tensor } from './tf.js';
+import { SpikeflowError } from './errors.js';
+import { splitSteps } from './network.js';
+
+/** The shapes a loss is bound to: T steps, batch B, O readout units. */
+export interface LossShape {
+  readonly steps: number;
+  readonly batch: number;
+  readonly outputs: number;
+}
+
+/** A loss bound to one batch's targets. */
+export interface BoundLoss {
+  /** The whole-sequence loss from the readout of every step (`T` tensors `[B, O]`). */
+  sequence(readout: readonly Tensor[]): Scalar;
+  /**
+   * The term of step t, for losses that decompose over time (`Σ_t step(y_t, t)` equals
+   * `sequence`); `null` where step t contributes nothing. Absent when the loss does not decompose.
+   */
+  readonly step?: (y: Tensor, t: number) => Scalar | null;
+  /** Whether step t has a term (present with `step`); lets rules skip the tape where it has none. */
+  readonly hasTerm?: (t: number) => boolean;
+  dispose(): void;
+}
+
+/**
+ * A loss over the readout sequence. `decomposesOverTime` says whether it is a sum of per-step
+ * terms `Σ_t ℓ_t(y_t, target)`: online rules (FPTT, e-prop, OTTT, SLTT) and per-window truncated
+ * BPTT need that and refuse other losses with a clear error.
+ */
+export interface TemporalLoss {
+  readonly name: string;
+  readonly decomposesOverTime: boolean;
+  /** The target a batch must carry, for error messages and dataset authors. */
+  readonly target: string;
+  bind(target: Tensor, shape: LossShape): BoundLoss;
+}
+
+/** Mean over the batch of the softmax cross-entropy of `logits [B, O]` against one-hot targets. */
+function crossEntropy(logits: Tensor, oneHot: Tensor): Scalar {
+  return tf.mean(tf.sub(tf.logSumExp(logits, 1), tf.sum(tf.mul(oneHot, logits), 1)));
+}
+
+function labelsOneHot(name: string, target: Tensor, { batch, outputs }: LossShape): Tensor {
+  if (target.rank !== 1 || target.shape[0] !== batch) {
+    throw new SpikeflowError('SHAPE_MISMATCH', `loss '${name}': targets must be integer labels [${batch}], got shape [${target.shape}]`);
+  }
+  const labels = target.dataSync();
+  for (const l of labels) {
+    if (!Number.isInteger(l) || l < 0 || l >= outputs) {
+      throw new SpikeflowError('DATA_INVALID', `loss '${name}': label ${l} is not an integer in [0, ${outputs}) (the readout has ${outputs} units)`);
+    }
+  }
+  return tf.tidy(() => tf.oneHot(tf.tensor1d(Array.from(labels), 'int32'), outputs).toFloat());
+}
+
+function checkShape(name: string, target: Tensor, expected: number[], what: string): void {
+  if (target.rank !== expected.length || target.shape.some((d, i) => d !== expected[i])) {
+    throw new SpikeflowError('SHAPE_MISMATCH', `loss '${name}': targets must be ${what} [${expected}], got shape [${target.shape}]`);
+  }
+}
+
+/** Cross-entropy of the time-averaged readout `mean_t y_t` against labels `[B]`; mean over the batch. Does not decompose over time. */
+export const ceMean: TemporalLoss = {
+  name: 'ce_mean',
+  decomposesOverTime: false,
+  target: 'integer labels [B]',
+  bind(target, shape) {
+    const oneHot = labelsOneHot('ce_mean', target, shape);
+    return {
+      sequence: (ys) => tf.tidy(() => crossEntropy(tf.mean(tf.stack(ys as Tensor[]), 0), oneHot)),
+      dispose: () => oneHot.dispose(),
+    };
+  },
+};
+
+/** `(1/T) Σ_t CE(y_t, labels)`: cross-entropy at every step, each a mean over the batch. Decomposes. */
+export const ceEveryStep: TemporalLoss = {
+  name: 'ce_every_step',
+  decomposesOverTime: true,
+  target: 'integer labels [B]',
+  bind(target, shape) {
+    const oneHot = labelsOneHot('ce_every_step', target, shape);
+    const T = shape.steps;
+    return {
+      sequence: (ys) =>
+        tf.tidy(() => {
+          const Y = tf.stack(ys as Tensor[]); // [T, B, O]
+          const ce = tf.sub(tf.logSumExp(Y, 2), tf.sum(tf.mul(oneHot, Y), 2)); // [T, B]
+          return tf.mean(ce);
+        }),
+      step: (y) => tf.tidy(() => tf.div(crossEntropy(y, oneHot), T) as Scalar),
+      hasTerm: () => true,
+      dispose: () => oneHot.dispose(),
+    };
+  },
+};
+
+/** Mean over t, b, k of `(y_t − target_t)²`, targets `[T, B, O]`. Decomposes. */
+export const mseEveryStep: TemporalLoss = {
+  name: 'mse_every_step',
+  decomposesOverTime: true,
+  target: 'values [T, B, O]',
+  bind(target, shape) {
+    checkShape('mse_every_step', target, [shape.steps, shape.batch, shape.outputs], 'values');
+    const perStep = splitSteps(target);
+    const T = shape.steps;
+    return {
+      sequence: (ys) => tf.tidy(() => tf.mean(tf.squaredDifference(tf.stack(ys as Tensor[]), target))),
+      step: (y, t) => tf.tidy(() => tf.div(tf.mean(tf.squaredDifference(y, perStep[t]!)), T) as Scalar),
+      hasTerm: () => true,
+      dispose: () => perStep.forEach((x) => x.dispose()),
+    };
+  },
+};
+
+/** Mean over b, k of `(y_{T−1} − target)²`, targets `[B, O]` (the Add task). Decomposes: only the last step has a term. */
+export const mseLast: TemporalLoss = {
+  name: 'mse_last',
+  decomposesOverTime: true,
+  target: 'values [B, O]',
+  bind(target, shape) {
+    checkShape('mse_last', target, [shape.batch, shape.outputs], 'values');
+    const last = shape.steps - 1;
+    return {
+      sequence: (ys) => tf.tidy(() => tf.mean(tf.squaredDifference(ys[last]!, target))),
+      step: (y, t) => (t === last ? tf.tidy(() => tf.mean(tf.squaredDifference(y, target)) as Scalar) : null),
+      hasTerm: (t) => t === last,
+      dispose: () => {},
+    };
+  },
+};
+
+export const builtinLosses: readonly TemporalLoss[] = [ceMean, ceEveryStep, mseEveryStep, mseLast];

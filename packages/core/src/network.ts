@@ -1,0 +1,498 @@
+import { tf, type Tensor, type Variable } from './tf.js';
+import { SpikeflowError } from './errors.js';
+import type { AnyNeuronModel, NeuronRegistry, NeuronState, NeuronStepContext } from './neuron.js';
+import { spikeFn, surrogateFromSpec, type Surrogate, type SurrogateEntry, type SurrogateSpec } from './surrogates.js';
+import { KernelTable, type KernelName, type KernelSignatures } from './kernels.js';
+import {
+  checkField,
+  configError,
+  didYouMean,
+  expectObject,
+  join,
+  parseSchema,
+  rejectUnknownKeys,
+  type SchemaValues,
+} from './validate.js';
+import { disposeTree, tidy, treeLeaves } from './state.js';
+
+// ---------------------------------------------------------------------------------------------
+// Model spec: plain JSON, validated with errors that name the field.
+
+interface LayerSpecBase {
+  /** Number of neurons (> 0). */
+  size: number;
+  /** Adds a recurrent weight matrix `W_rec` fed with the layer's own spikes of the previous step. */
+  recurrent?: boolean;
+  /** Adds a bias `b` to the input current (default true). */
+  bias?: boolean;
+  /** Scale of the initial weights, uniform in ±gain/√fan_in (default 1). */
+  gain?: number;
+  /** Surrogate for this layer's spikes (default: the model's). */
+  surrogate?: SurrogateSpec;
+}
+
+type KnownLayerSpec = {
+  [K in keyof NeuronRegistry]: LayerSpecBase & { neuron: K; params?: Partial<NeuronRegistry[K]> };
+}[keyof NeuronRegistry];
+
+/** One layer: a dense (optionally recurrent) synapse feeding a population of one neuron model. */
+export type LayerSpec = [keyof NeuronRegistry] extends [never]
+  ? LayerSpecBase & { neuron: string; params?: Record<string, unknown> }
+  : KnownLayerSpec | (LayerSpecBase & { neuron: string; params?: Record<string, unknown> });
+
+/** The non-spiking leaky-integrator readout `y_t = κ·y_{t−1} + s_t·W_out + b_out`. */
+export interface ReadoutSpec {
+  size: number;
+  /** Leak κ in [0, 1] (default 0.9); κ = 0 gives an instantaneous linear readout. */
+  kappa?: number;
+  bias?: boolean;
+  gain?: number;
+}
+
+/**
+ * A network as plain data: inputs → layers (in order) → readout. Matrices are `[fan_in, fan_out]`
+ * acting on row vectors (`current = x_t·W + b`); tensors are time-major `[T, B, features]`.
+ */
+export interface ModelSpec {
+  inputs: number;
+  layers: LayerSpec[];
+  readout: ReadoutSpec;
+  /** Default surrogate (fast sigmoid, slope 25, when omitted). */
+  surrogate?: SurrogateSpec;
+}
+
+export interface ResolvedLayer {
+  readonly index: number;
+  readonly neuron: AnyNeuronModel;
+  readonly config: Readonly<Record<string, string | number | boolean>>;
+  readonly size: number;
+  readonly fanIn: number;
+  readonly recurrent: boolean;
+  readonly bias: boolean;
+  readonly gain: number;
+  readonly surrogate: Surrogate;
+}
+
+export interface ResolvedModel {
+  readonly spec: ModelSpec;
+  readonly inputs: number;
+  readonly layers: readonly ResolvedLayer[];
+  readonly readout: Required<ReadoutSpec>;
+}
+
+const LAYER_KEYS = ['neuron', 'size', 'recurrent', 'bias', 'gain', 'surrogate', 'params'] as const;
+const MODEL_KEYS = ['inputs', 'layers', 'readout', 'surrogate'] as const;
+const READOUT_KEYS = ['size', 'kappa', 'bias', 'gain'] as const;
+
+export interface ModelRegistries {
+  readonly neurons: ReadonlyMap<string, AnyNeuronModel>;
+  readonly surrogates: Iterable<SurrogateEntry>;
+}
+
+/**
+ * Validates a model spec against the installed neurons and surrogates. Every error is a
+ * `SpikeflowError` whose message and `details.path` name the offending field, e.g.
+ * `model.layers[0].size: must be > 0, got -3`.
+ */
+export function resolveModel(spec: unknown, reg: ModelRegistries, path = 'model'): ResolvedModel {
+  const obj = expectObject(spec, path);
+  rejectUnknownKeys(obj, MODEL_KEYS, path);
+  const inputs = checkField({ type: 'number', integer: true, min: 1, required: true, doc: 'input channels' }, obj['inputs'], join(path, 'inputs')) as number;
+  const defaultSurrogate = surrogateFromSpec(obj['surrogate'] ?? { name: 'fast_sigmoid', slope: 25 }, reg.surrogates, join(path, 'surrogate'));
+  const layersRaw = obj['layers'];
+  if (!Array.isArray(layersRaw) || layersRaw.length === 0) {
+    throw configError(join(path, 'layers'), `expected a non-empty array of layers, got ${JSON.stringify(layersRaw)}`);
+  }
+  let fanIn = inputs;
+  const layers: ResolvedLayer[] = layersRaw.map((raw: unknown, index) => {
+    const lp = join(join(path, 'layers'), index);
+    const l = expectObject(raw, lp);
+    rejectUnknownKeys(l, LAYER_KEYS, lp);
+    const name = l['neuron'];
+    if (typeof name !== 'string') throw configError(join(lp, 'neuron'), `expected a neuron name, got ${JSON.stringify(name)}`);
+    const neuron = reg.neurons.get(name);
+    if (!neuron) {
+      throw new SpikeflowError(
+        'UNKNOWN_NAME',
+        `${lp}.neuron: unknown neuron '${name}'; ${didYouMean(name, reg.neurons.keys())}. ` +
+          `A neuron comes from a plugin: install it (e.g. pnpm add @spikeflow/neuron-${name}) and list it in "plugins".`,
+        { path: `${lp}.neuron`, name },
+      );
+    }
+    const size = checkField({ type: 'number', integer: true, min: 1, required: true, doc: 'number of neurons' }, l['size'], join(lp, 'size')) as number;
+    const recurrent = checkField({ type: 'boolean', default: false }, l['recurrent'], join(lp, 'recurrent')) as boolean;
+    const bias = checkField({ type: 'boolean', default: true }, l['bias'], join(lp, 'bias')) as boolean;
+    const gain = checkField({ type: 'number', default: 1, min: 0, exclusiveMin: true }, l['gain'], join(lp, 'gain')) as number;
+    const surrogate = l['surrogate'] === undefined ? defaultSurrogate : surrogateFromSpec(l['surrogate'], reg.surrogates, join(lp, 'surrogate'));
+    const config = parseSchema(neuron.configSchema, l['params'], join(lp, 'params'));
+    const layer: ResolvedLayer = { index, neuron, config, size, fanIn, recurrent, bias, gain, surrogate };
+    fanIn = size;
+    return layer;
+  });
+  const rp = join(path, 'readout');
+  const r = expectObject(obj['readout'], rp);
+  rejectUnknownKeys(r, READOUT_KEYS, rp);
+  const readout = {
+    size: checkField({ type: 'number', integer: true, min: 1, required: true, doc: 'number of outputs' }, r['size'], join(rp, 'size')) as number,
+    kappa: checkField({ type: 'number', default: 0.9, min: 0, max: 1 }, r['kappa'], join(rp, 'kappa')) as number,
+    bias: checkField({ type: 'boolean', default: true }, r['bias'], join(rp, 'bias')) as boolean,
+    gain: checkField({ type: 'number', default: 1, min: 0, exclusiveMin: true }, r['gain'], join(rp, 'gain')) as number,
+  };
+  return { spec: spec as ModelSpec, inputs, layers, readout };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Network: parameters (tf.Variables it owns), state, and one time step.
+
+/** A layer's state: its neuron's state and its spikes of the last step (the recurrent input). */
+export interface LayerState {
+  readonly neuron: NeuronState;
+  readonly spikes: Tensor;
+}
+
+/** The whole network's state at one step: plain data, passed in and returned. */
+export interface NetState {
+  readonly layers: readonly LayerState[];
+  /** Readout trace y, `[B, outputs]`. */
+  readonly readout: Tensor;
+}
+
+/** Trainable parameters by name: `layers.0.W`, `layers.0.W_rec`, `layers.0.b`, `layers.0.beta`, `readout.W`, ... */
+export type ParamMap = Readonly<Record<string, Variable>>;
+
+/**
+ * The tensors one sequence is run with: the parameters as the step reads them (trainable neuron
+ * parameters clamped to their range) and the kernels of the active backend. Made by
+ * {@link Network.prepare} inside the scope (`tf.tidy`, `tf.variableGrads`) that runs the sequence,
+ * so that clamps are on the gradient tape and are freed with the scope.
+ */
+export interface StepParams {
+  readonly layers: readonly {
+    readonly W: Tensor;
+    readonly b?: Tensor;
+    readonly W_rec?: Tensor;
+    readonly neuron: { readonly [key: string]: Tensor };
+  }[];
+  readonly readout: { readonly W: Tensor; readonly b?: Tensor; readonly kappa: Tensor };
+  readonly kernels: { readonly [K in KernelName]: KernelSignatures[K] };
+}
+
+export interface StepOutput {
+  readonly state: NetState;
+  /** Readout y_t, `[B, outputs]`. */
+  readonly readout: Tensor;
+  /** Spikes of every layer at this step, `[B, size]` each. */
+  readonly spikes: readonly Tensor[];
+}
+
+export interface BuildOptions {
+  /** Seed of the weight initialisation (default 0): same seed, same weights, on any backend. */
+  seed?: number;
+  /** Fast kernels registered by backend plugins (default: references only). */
+  kernels?: KernelTable;
+}
+
+/** Identity forward, zero gradient backward. */
+export const detach: (x: Tensor) => Tensor = tf.customGrad((x) => ({
+  value: tf.clone(x as Tensor),
+  gradFunc: (dy: Tensor) => tf.zerosLike(dy),
+})) as (x: Tensor) => Tensor;
+
+export class Network {
+  readonly model: ResolvedModel;
+  /** Trainable parameters, by name. */
+  readonly params: ParamMap;
+  readonly #constants: Tensor[] = [];
+  readonly #neuronTensors: { readonly [key: string]: { tensor: Tensor; range?: readonly [number, number] } }[];
+  readonly #stepCtx: NeuronStepContext[];
+  readonly #kernels: KernelTable;
+  #disposed = false;
+
+  constructor(model: ResolvedModel, { seed = 0, kernels = new KernelTable() }: BuildOptions = {}) {
+    this.model = model;
+    this.#kernels = kernels;
+    const params: Record<string, Variable> = {};
+    let s = seed * 1000;
+    const uniform = (shape: number[], fanIn: number, gain: number) => {
+      const bound = gain / Math.sqrt(fanIn);
+      return tf.tidy(() => tf.randomUniform(shape, -bound, bound, 'float32', s++));
+    };
+    const variable = (name: string, init: Tensor) => {
+      params[name] = tf.variable(init, true);
+      init.dispose();
+    };
+    this.#neuronTensors = model.layers.map((l) => {
+      variable(`layers.${l.index}.W`, uniform([l.fanIn, l.size], l.fanIn, l.gain));
+      if (l.bias) variable(`layers.${l.index}.b`, uniform([l.size], l.fanIn, l.gain));
+      if (l.recurrent) variable(`layers.${l.index}.W_rec`, uniform([l.size, l.size], l.size, l.gain));
+      const tensors: Record<string, { tensor: Tensor; range?: readonly [number, number] }> = {};
+      for (const [key, p] of Object.entries(l.neuron.tensorParams(l.config, l.size))) {
+        const value = typeof p.value === 'number' ? tf.scalar(p.value) : tf.tensor1d(p.value);
+        if (p.trainable) {
+          const name = `layers.${l.index}.${key}`;
+          variable(name, value);
+          tensors[key] = { tensor: params[name]!, ...(p.range ? { range: p.range } : {}) };
+        } else {
+          this.#constants.push(value);
+          tensors[key] = { tensor: value };
+        }
+      }
+      return tensors;
+    });
+    const last = model.layers[model.layers.length - 1]!;
+    variable('readout.W', uniform([last.size, model.readout.size], last.size, model.readout.gain));
+    if (model.readout.bias) variable('readout.b', uniform([model.readout.size], last.size, model.readout.gain));
+    const kappa = tf.scalar(model.readout.kappa);
+    this.#constants.push(kappa);
+    this.#kappa = kappa;
+    this.params = params;
+    this.#stepCtx = model.layers.map((l) => ({ spike: spikeFn(l.surrogate), detach }));
+  }
+
+  readonly #kappa: Tensor;
+
+  get inputs(): number {
+    return this.model.inputs;
+  }
+  get outputs(): number {
+    return this.model.readout.size;
+  }
+
+  /** Zero state for a batch. The caller owns (and disposes) the returned tensors. */
+  init(batch: number): NetState {
+    return {
+      layers: this.model.layers.map((l) => {
+        const neuron = l.neuron.init(batch, l.size, l.config) as NeuronState;
+        const spikes = 's' in neuron ? neuron['s']! : tf.zeros([batch, l.size]);
+        return { neuron, spikes };
+      }),
+      readout: tf.zeros([batch, this.model.readout.size]),
+    };
+  }
+
+  /**
+   * The parameters as one sequence reads them, with the active backend's kernels. Call it inside
+   * the scope that runs the sequence (see {@link StepParams}).
+   */
+  prepare(): StepParams {
+    this.#assertLive();
+    const p = this.params;
+    return {
+      layers: this.model.layers.map((l, i) => {
+        const neuron: Record<string, Tensor> = {};
+        for (const [key, { tensor, range }] of Object.entries(this.#neuronTensors[i]!)) {
+          neuron[key] = range ? tf.clipByValue(tensor, range[0], range[1]) : tensor;
+        }
+        return {
+          W: p[`layers.${i}.W`]!,
+          ...(l.bias ? { b: p[`layers.${i}.b`]! } : {}),
+          ...(l.recurrent ? { W_rec: p[`layers.${i}.W_rec`]! } : {}),
+          neuron,
+        };
+      }),
+      readout: { W: p['readout.W']!, ...(this.model.readout.bias ? { b: p['readout.b']! } : {}), kappa: this.#kappa },
+      kernels: this.#kernels.resolve(),
+    };
+  }
+
+  /**
+   * One time step: every layer in order (layer l reads layer l−1's spikes of the same step), then
+   * the readout. Pure: `state` is neither disposed nor changed.
+   */
+  step(p: StepParams, state: NetState, x: Tensor): StepOutput {
+    const dense = p.kernels['spikeflow.dense'];
+    let input = x;
+    const layers: LayerState[] = [];
+    const spikes: Tensor[] = [];
+    this.model.layers.forEach((l, i) => {
+      const lp = p.layers[i]!;
+      const prev = state.layers[i]!;
+      let current = dense(input, lp.W);
+      if (lp.b) current = tf.add(current, lp.b);
+      if (lp.W_rec) current = tf.add(current, dense(prev.spikes, lp.W_rec));
+      const out = l.neuron.step({ config: l.config, tensors: lp.neuron }, prev.neuron, current, this.#stepCtx[i]!);
+      layers.push({ neuron: out.state, spikes: out.spikes });
+      spikes.push(out.spikes);
+      input = out.spikes;
+    });
+    let y = tf.add(tf.mul(p.readout.kappa, state.readout), dense(input, p.readout.W));
+    if (p.readout.b) y = tf.add(y, p.readout.b);
+    return { state: { layers, readout: y }, readout: y, spikes };
+  }
+
+  /** Copies values into parameters by name (weights from a fixture, a checkpoint, ...). */
+  setParams(values: Readonly<Record<string, Tensor | ArrayLike<number> | readonly (readonly number[])[]>>): void {
+    for (const [name, value] of Object.entries(values)) {
+      const v = this.params[name];
+      if (!v) throw new SpikeflowError('UNKNOWN_NAME', `setParams: no parameter '${name}'; ${didYouMean(name, Object.keys(this.params))}`, { name });
+      const t = value instanceof tf.Tensor ? value : tf.tensor(value as number[], undefined, 'float32');
+      if (t.size !== v.size) {
+        throw new SpikeflowError('SHAPE_MISMATCH', `setParams: '${name}' has shape [${v.shape}], got ${t.size} values ([${t.shape}])`, { name });
+      }
+      tf.tidy(() => v.assign(t.reshape(v.shape)));
+      if (t !== value) t.dispose();
+    }
+  }
+
+  /** Parameter values as plain arrays (for checkpoints and inspection). */
+  getParams(): Record<string, { shape: number[]; values: Float32Array }> {
+    const out: Record<string, { shape: number[]; values: Float32Array }> = {};
+    for (const [name, v] of Object.entries(this.params)) out[name] = { shape: v.shape, values: v.dataSync() as Float32Array };
+    return out;
+  }
+
+  /** Releases every tensor the network owns. */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    for (const v of Object.values(this.params)) v.dispose();
+    for (const c of this.#constants) c.dispose();
+  }
+
+  #assertLive(): void {
+    if (this.#disposed) throw new SpikeflowError('CONFIG_INVALID', 'this network has been disposed');
+  }
+}
+
+/** Validates a model spec and builds its network. */
+export function buildNetwork(spec: unknown, reg: ModelRegistries, options: BuildOptions = {}): Network {
+  return new Network(resolveModel(spec, reg), options);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The one time loop.
+
+/** The steps of a time-major input, made one at a time. */
+export interface Steps {
+  readonly length: number;
+  /** Shape of one step, `[B, ...]`. */
+  readonly shape: readonly number[];
+  /** Step t as a fresh `[B, ...]` tensor, owned by the enclosing scope (`tf.tidy`, `tf.variableGrads`) or the caller. */
+  at(t: number): Tensor;
+}
+
+/**
+ * The steps of a time-major `[T, B, ...]` tensor. Reads the data once and builds each step's
+ * tensor on demand from a view: no `slice`/`unstack` (they copy the whole input per step on the
+ * wasm backend), and only the steps in use hold tensor memory. Inputs are constants of the
+ * computation: no gradient flows back to them.
+ */
+export function stepsOf(x: Tensor): Steps {
+  const [T, ...rest] = x.shape;
+  if (T === undefined) throw new SpikeflowError('SHAPE_MISMATCH', 'stepsOf: expected a time-major tensor [T, B, ...], got a scalar');
+  const data = x.dataSync();
+  const per = rest.reduce((a, b) => a * b, 1);
+  return { length: T, shape: rest, at: (t) => tf.tensor(data.subarray(t * per, (t + 1) * per), rest, x.dtype) };
+}
+
+/** All steps of a time-major tensor as separate tensors (the caller disposes them). */
+export function splitSteps(x: Tensor): Tensor[] {
+  const s = stepsOf(x);
+  return Array.from({ length: s.length }, (_, t) => s.at(t));
+}
+
+/**
+ * Runs steps `[from, to)` of `xs` from `state`, calling `onStep` after each. Creates no scope:
+ * run it inside `tf.variableGrads` (intermediates kept for the backward pass) or use
+ * {@link forward} for inference. Returns the final state.
+ */
+export function unroll(
+  net: Network,
+  p: StepParams,
+  state: NetState,
+  xs: Steps,
+  from: number,
+  to: number,
+  onStep?: (t: number, out: StepOutput) => void,
+): NetState {
+  let s = state;
+  for (let t = from; t < to; t++) {
+    const out = net.step(p, s, xs.at(t));
+    onStep?.(t, out);
+    s = out.state;
+  }
+  return s;
+}
+
+export interface ForwardResult {
+  /** Readout per step, `[T, B, outputs]`. */
+  readonly readout: Tensor;
+  /** Spikes per layer, `[T, B, size]` each (only with `record: true`). */
+  readonly spikes?: readonly Tensor[];
+  /** Final state. */
+  readonly state: NetState;
+}
+
+/**
+ * Runs steps `[from, to)` of `xs` from `state` without a gradient tape, one `tf.tidy` per step:
+ * memory does not grow with the number of steps. `onStep` may return tensors of the step's output
+ * to retain (they are then the caller's to dispose). `state` itself is left alone; every
+ * intermediate state is disposed. Returns the final state (the caller's to dispose).
+ */
+export function advance(
+  net: Network,
+  state: NetState,
+  xs: Steps,
+  from: number,
+  to: number,
+  onStep?: (t: number, out: StepOutput) => readonly Tensor[] | void,
+): NetState {
+  const retained = new Set<Tensor>(treeLeaves(state as never));
+  let s = state;
+  for (let t = from; t < to; t++) {
+    const prev = s;
+    const out = tidy(() => net.step(net.prepare(), prev, xs.at(t)));
+    for (const x of onStep?.(t, out) ?? []) retained.add(x);
+    const live = new Set(treeLeaves(out.state as never));
+    for (const x of new Set(treeLeaves(prev as never))) if (!live.has(x) && !retained.has(x)) x.dispose();
+    s = out.state;
+  }
+  return s;
+}
+
+export interface ForwardResult {
+  /** Readout per step, `[T, B, outputs]`. */
+  readonly readout: Tensor;
+  /** Spikes per layer, `[T, B, size]` each (only with `record: true`). */
+  readonly spikes?: readonly Tensor[];
+  /** Final state. */
+  readonly state: NetState;
+}
+
+/**
+ * Inference over a whole sequence `[T, B, inputs]`, without a gradient tape and with memory
+ * independent of T apart from the outputs it returns. The caller disposes the result's tensors
+ * (`disposeTree`).
+ */
+export function forward(net: Network, inputs: Tensor, { record = false, state }: { record?: boolean; state?: NetState } = {}): ForwardResult {
+  checkInputs(net, inputs);
+  const [T, B] = inputs.shape as [number, number];
+  const xs = stepsOf(inputs);
+  const ys: Tensor[] = [];
+  const spikes: Tensor[][] = net.model.layers.map(() => []);
+  const initial = state ?? net.init(B);
+  {
+    const final = advance(net, initial, xs, 0, T, (_, out) => {
+      ys.push(out.readout);
+      if (record) out.spikes.forEach((sp, l) => spikes[l]!.push(sp));
+      return record ? [out.readout, ...out.spikes] : [out.readout];
+    });
+    if (state === undefined && final !== initial) disposeTree(initial as never, final as never);
+    const readout = tf.stack(ys);
+    const stacked = record ? spikes.map((l) => tf.stack(l)) : undefined;
+    disposeTree([...ys, ...spikes.flat()], final as never);
+    return { readout, ...(stacked ? { spikes: stacked } : {}), state: final };
+  }
+}
+
+export function checkInputs(net: Network, inputs: Tensor): void {
+  if (inputs.rank !== 3 || inputs.shape[2] !== net.inputs) {
+    throw new SpikeflowError(
+      'SHAPE_MISMATCH',
+      `inputs must be time-major [T, B, ${net.inputs}] (the model's "inputs"), got [${inputs.shape}]`,
+      { expected: [null, null, net.inputs], actual: inputs.shape },
+    );
+  }
+}
+
+export type { SchemaValues };

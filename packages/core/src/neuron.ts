@@ -1,0 +1,82 @@
+import type { Tensor } from './tf.js';
+import type { SpikeFn } from './surrogates.js';
+import type { Schema, SchemaValues } from './validate.js';
+
+/** A neuron's state: a record of `[batch, size]` tensors (`{ v, s }` for LIF, `{ v, a, s }` for ALIF). */
+export type NeuronState = { readonly [key: string]: Tensor };
+
+/**
+ * One tensor parameter of a neuron layer (a decay, a time constant, ...). Trainable ones become
+ * `tf.Variable`s in the network's parameter map, named `layers.<i>.<key>`; fixed ones are
+ * constants owned by the network.
+ */
+export interface NeuronTensorParam {
+  /** Initial value, one per neuron (`[size]`) or one shared scalar (`[]`). */
+  readonly value: Float32Array | number;
+  readonly trainable: boolean;
+  /** Optional clamp applied when the neuron reads it (keeps a trainable decay in [0, 1]). */
+  readonly range?: readonly [number, number];
+}
+
+/** What a neuron's step receives: its validated config and its tensor parameters. */
+export interface NeuronParams<C> {
+  readonly config: C;
+  readonly tensors: { readonly [key: string]: Tensor };
+}
+
+/** What a neuron's step receives from the layer around it. */
+export interface NeuronStepContext {
+  /** The layer's spike op: Heaviside forward, surrogate derivative backward. */
+  readonly spike: SpikeFn;
+  /** Identity in the forward pass, zero gradient in the backward pass. */
+  readonly detach: (x: Tensor) => Tensor;
+}
+
+/**
+ * A spiking neuron model: a **pure** step from (state, input current) to (new state, spikes).
+ * State is explicit and typed; nothing is hidden on the object, so any rule can unroll,
+ * truncate, detach or trace any neuron.
+ *
+ * `S` is the state record, `Sch` the schema of its JSON config (validated by core, which names
+ * the offending field on error).
+ */
+export interface NeuronModel<Sch extends Schema = Schema, S extends NeuronState = NeuronState> {
+  /** Name used in model specs (`"neuron": "lif"`). */
+  readonly name: string;
+  /** One line for `spikeflow plugins` and error messages. */
+  readonly description: string;
+  /** Config fields with types, ranges and defaults. */
+  readonly configSchema: Sch;
+  /** State fields, in a stable order (checkpoints, fixtures and tests read them by name). */
+  readonly stateKeys: readonly (keyof S & string)[];
+  /** Tensor parameters of a layer of `size` neurons under `config`. */
+  tensorParams(config: SchemaValues<Sch>, size: number): Readonly<Record<string, NeuronTensorParam>>;
+  /** Initial state (all zeros for the neurons shipped). */
+  init(batch: number, size: number, config: SchemaValues<Sch>): S;
+  /** One time step. Must not dispose or mutate `state`; returns fresh tensors (or inputs). */
+  step(params: NeuronParams<SchemaValues<Sch>>, state: S, current: Tensor, ctx: NeuronStepContext): { state: S; spikes: Tensor };
+}
+
+/** Any neuron model, for registries and loaders. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyNeuronModel = NeuronModel<any, any>;
+
+/**
+ * Open registry of neuron configs, filled by declaration merging:
+ *
+ * ```ts
+ * declare module '@spikeflow/core' {
+ *   interface NeuronRegistry { lif: LifConfig }
+ * }
+ * ```
+ *
+ * so a TypeScript model spec naming `'lif'` has its `params` type-checked, while core knows no
+ * neuron.
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface NeuronRegistry {}
+
+/** Helper for neuron authors: keeps the literal schema type. */
+export function defineNeuron<Sch extends Schema, S extends NeuronState>(model: NeuronModel<Sch, S>): NeuronModel<Sch, S> {
+  return model;
+}

@@ -1,0 +1,219 @@
+import 'reflect-metadata';
+import { container as rootContainer, type DependencyContainer, type InjectionToken } from 'tsyringe';
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
+import { SpikeflowError } from './errors.js';
+import type { AnyNeuronModel } from './neuron.js';
+import type { RuleEntry } from './rule.js';
+import type { Backend } from './backend.js';
+import type { DatasetEntry } from './dataset.js';
+import type { SurrogateEntry } from './surrogates.js';
+import { builtinSurrogates } from './surrogates.js';
+import type { KernelRegistration } from './kernels.js';
+import { KernelTable } from './kernels.js';
+import type { TemporalLoss } from './losses.js';
+import { builtinLosses } from './losses.js';
+import { closest, isPlainObject } from './validate.js';
+
+/** Turns a trained network into another format (NIR, ...). */
+export interface ExporterEntry {
+  readonly name: string;
+  readonly description: string;
+  export(network: import('./network.js').Network, options: Record<string, unknown>): Promise<Uint8Array>;
+}
+
+/**
+ * A spikeflow plugin: a plain object, default-exported by its package. It names itself and lists
+ * what it provides; it never touches the DI container (core's loader registers its contents).
+ *
+ * ```ts
+ * export default definePlugin({
+ *   meta: { name: pkg.name, version: pkg.version },
+ *   neurons: [lif],
+ * });
+ * ```
+ */
+export interface SpikeflowPlugin {
+  readonly meta: { readonly name: string; readonly version: string };
+  readonly neurons?: readonly AnyNeuronModel[];
+  readonly rules?: readonly RuleEntry[];
+  readonly backends?: readonly Backend[];
+  readonly datasets?: readonly DatasetEntry[];
+  readonly surrogates?: readonly SurrogateEntry[];
+  readonly losses?: readonly TemporalLoss[];
+  readonly kernels?: readonly KernelRegistration[];
+  readonly exporters?: readonly ExporterEntry[];
+}
+
+export function definePlugin<P extends SpikeflowPlugin>(plugin: P): P {
+  return plugin;
+}
+
+/** A typed DI token: a symbol that remembers the type registered under it. */
+export type Token<T> = symbol & { readonly __type?: T };
+export function token<T>(description: string): Token<T> {
+  return Symbol(description) as Token<T>;
+}
+
+/** Core's tokens. Each holds many registrations (one per provided item); resolve them with `resolveAll`. */
+export const Tokens = {
+  plugins: token<SpikeflowPlugin>('spikeflow.plugin'),
+  neurons: token<AnyNeuronModel>('spikeflow.neuron'),
+  rules: token<RuleEntry>('spikeflow.rule'),
+  backends: token<Backend>('spikeflow.backend'),
+  datasets: token<DatasetEntry>('spikeflow.dataset'),
+  surrogates: token<SurrogateEntry>('spikeflow.surrogate'),
+  losses: token<TemporalLoss>('spikeflow.loss'),
+  kernels: token<KernelRegistration>('spikeflow.kernel'),
+  exporters: token<ExporterEntry>('spikeflow.exporter'),
+} as const;
+
+type ProvidedKey = Exclude<keyof SpikeflowPlugin, 'meta'>;
+const PROVIDED: readonly ProvidedKey[] = ['neurons', 'rules', 'backends', 'datasets', 'surrogates', 'losses', 'kernels', 'exporters'];
+
+/**
+ * Checks that `value` is a plugin object: `meta.name`/`meta.version` strings, only known keys
+ * (like Babel, an unknown key is an error, not silently ignored), arrays of named items.
+ */
+export function validatePlugin(value: unknown, source: string): SpikeflowPlugin {
+  const fail = (msg: string) =>
+    new SpikeflowError('PLUGIN_INVALID', `plugin '${source}': ${msg}. A plugin default-exports { meta: { name, version }, neurons?, rules?, ... }`, {
+      package: source,
+    });
+  if (!isPlainObject(value)) throw fail(`the default export is ${value === undefined ? 'missing' : `a ${typeof value}`}, not a plugin object`);
+  for (const key of Object.keys(value)) {
+    if (key !== 'meta' && !(PROVIDED as readonly string[]).includes(key)) {
+      const guess = closest(key, ['meta', ...PROVIDED]);
+      throw fail(`unknown key '${key}'${guess ? ` (did you mean '${guess}'?)` : ''}; allowed: meta, ${PROVIDED.join(', ')}`);
+    }
+  }
+  const meta = value['meta'];
+  if (!isPlainObject(meta) || typeof meta['name'] !== 'string' || typeof meta['version'] !== 'string') {
+    throw fail('meta must be { name: string, version: string }');
+  }
+  for (const key of PROVIDED) {
+    const list = value[key];
+    if (list === undefined) continue;
+    if (!Array.isArray(list)) throw fail(`'${key}' must be an array`);
+    list.forEach((item: unknown, i) => {
+      const named = isPlainObject(item) && typeof item['name'] === 'string';
+      const kernel = key === 'kernels' && isPlainObject(item) && typeof item['kernel'] === 'string';
+      if (!named && !kernel) throw fail(`${key}[${i}] must be an object with a string 'name'`);
+    });
+  }
+  return value as unknown as SpikeflowPlugin;
+}
+
+/** A child container for one experiment (tests and apps override providers in it). */
+export function createContainer(parent: DependencyContainer = rootContainer): DependencyContainer {
+  return parent.createChildContainer();
+}
+
+/** Registers a plugin's contents under core's tokens. Core's own surrogates and losses are registered by {@link createRegistry}. */
+export function registerPlugin(c: DependencyContainer, plugin: SpikeflowPlugin): void {
+  c.register(Tokens.plugins, { useValue: plugin });
+  for (const key of PROVIDED) {
+    for (const item of plugin[key] ?? []) c.register(Tokens[key] as InjectionToken<unknown>, { useValue: item });
+  }
+}
+
+function all<T>(c: DependencyContainer, t: Token<T>): T[] {
+  return c.isRegistered(t, true) ? c.resolveAll(t) : [];
+}
+
+/** Everything the loaded plugins provide, by name: the values a composition root passes inward. */
+export interface Registry {
+  readonly plugins: readonly SpikeflowPlugin[];
+  readonly neurons: ReadonlyMap<string, AnyNeuronModel>;
+  readonly rules: ReadonlyMap<string, RuleEntry>;
+  readonly backends: ReadonlyMap<string, Backend>;
+  readonly datasets: ReadonlyMap<string, DatasetEntry>;
+  readonly surrogates: ReadonlyMap<string, SurrogateEntry>;
+  readonly losses: ReadonlyMap<string, TemporalLoss>;
+  readonly exporters: ReadonlyMap<string, ExporterEntry>;
+  /** Fast kernels of every backend plugin (and of plugins that ship only kernels). */
+  readonly kernels: KernelTable;
+}
+
+/**
+ * Resolves a container's registrations into a {@link Registry}, with core's surrogates and
+ * losses included. Two providers of one name are a `PLUGIN_CONFLICT` error naming both plugins.
+ */
+export function resolveRegistry(c: DependencyContainer): Registry {
+  const plugins = all(c, Tokens.plugins);
+  const owner = new Map<unknown, string>();
+  for (const p of plugins) for (const key of PROVIDED) for (const item of p[key] ?? []) owner.set(item, p.meta.name);
+  const byName = <T extends { name: string }>(kind: string, items: readonly T[]): Map<string, T> => {
+    const m = new Map<string, T>();
+    for (const item of items) {
+      const prev = m.get(item.name);
+      if (prev && prev !== item) {
+        throw new SpikeflowError(
+          'PLUGIN_CONFLICT',
+          `${kind} '${item.name}' is provided by both '${owner.get(prev) ?? '@spikeflow/core'}' and '${owner.get(item) ?? '@spikeflow/core'}'; load only one of them`,
+          { name: item.name },
+        );
+      }
+      m.set(item.name, item);
+    }
+    return m;
+  };
+  const kernels = new KernelTable();
+  for (const k of all(c, Tokens.kernels)) kernels.register(k);
+  for (const b of all(c, Tokens.backends)) for (const k of b.kernels ?? []) kernels.register(k);
+  return {
+    plugins,
+    neurons: byName('neuron', all(c, Tokens.neurons)),
+    rules: byName('rule', all(c, Tokens.rules)),
+    backends: byName('backend', all(c, Tokens.backends)),
+    datasets: byName('dataset', all(c, Tokens.datasets)),
+    surrogates: byName('surrogate', [...builtinSurrogates, ...all(c, Tokens.surrogates)]),
+    losses: byName('loss', [...builtinLosses, ...all(c, Tokens.losses)]),
+    exporters: byName('exporter', all(c, Tokens.exporters)),
+    kernels,
+  };
+}
+
+/** Builds a registry from plugin objects (already imported) in a fresh child container. */
+export function createRegistry(plugins: readonly SpikeflowPlugin[], parent?: DependencyContainer): Registry {
+  const c = createContainer(parent);
+  for (const p of plugins) registerPlugin(c, validatePlugin(p, p?.meta?.name ?? 'unnamed plugin'));
+  return resolveRegistry(c);
+}
+
+export interface LoadOptions {
+  /**
+   * Where package names are resolved from: a directory or file path/URL (default: the current
+   * working directory). Apps pass their own location or the config file's directory.
+   */
+  readonly from?: string | URL;
+}
+
+/**
+ * Imports plugin packages by name and validates their default exports. A package that is not
+ * installed is a `PLUGIN_NOT_FOUND` error naming it and the command that installs it.
+ */
+export async function loadPlugins(names: readonly string[], { from = process.cwd() }: LoadOptions = {}): Promise<SpikeflowPlugin[]> {
+  const base = typeof from === 'string' && !from.startsWith('file:') ? `${from.replace(/\/$/, '')}/` : from;
+  const require = createRequire(base);
+  const out: SpikeflowPlugin[] = [];
+  for (const name of names) {
+    if (typeof name !== 'string' || name.length === 0) {
+      throw new SpikeflowError('CONFIG_INVALID', `plugins: expected package names, got ${JSON.stringify(name)}`, { path: 'plugins' });
+    }
+    let resolved: string;
+    try {
+      resolved = require.resolve(name);
+    } catch (cause) {
+      throw new SpikeflowError(
+        'PLUGIN_NOT_FOUND',
+        `plugin package '${name}' is not installed (looked from ${String(from)}). Install it with: pnpm add ${name}   (or: npm install ${name})`,
+        { package: name, install: `pnpm add ${name}` },
+        { cause },
+      );
+    }
+    const mod = (await import(pathToFileURL(resolved).href)) as { default?: unknown };
+    out.push(validatePlugin(mod.default, name));
+  }
+  return out;
+}

@@ -1,0 +1,94 @@
+import { tf, type NamedTensorMap, type Scalar, type Tensor } from './tf.js';
+import type { Network } from './network.js';
+import type { TemporalLoss } from './losses.js';
+import type { TensorTree } from './state.js';
+import type { Schema, SchemaValues } from './validate.js';
+import { SpikeflowError } from './errors.js';
+
+/** One batch of sequences, time-major. */
+export interface SequenceBatch {
+  /** `[T, B, inputs]`, usually 0/1 spikes. */
+  readonly inputs: Tensor;
+  /** Whatever the loss expects: labels `[B]`, values `[T, B, O]` or `[B, O]`. */
+  readonly targets: Tensor;
+}
+
+/** What a rule receives besides the batch and its own state. */
+export interface RuleContext {
+  readonly network: Network;
+  readonly loss: TemporalLoss;
+  /**
+   * Applies one optimizer update from gradients keyed by parameter name (missing = zero). The
+   * caller keeps ownership of `grads`. Online rules call it in the middle of a sequence.
+   */
+  apply(grads: NamedTensorMap): void;
+}
+
+export interface RuleReport {
+  /** The batch's loss (for per-window rules: the sum of the windows' losses, at the weights each saw). */
+  readonly loss: number;
+  /** Optimizer updates applied during this call. */
+  readonly updates: number;
+}
+
+/** How a rule's memory grows with the sequence length T. */
+export type MemoryClass = 'O(T)' | 'O(k)' | 'O(1)';
+
+/**
+ * A learning rule: a pair of pure functions over an explicit state (after optax), built by a
+ * factory that closes over its hyper-parameters. The state (traces, running averages, feedback
+ * matrices) is plain data passed in and returned, so checkpoints and exact resume come free.
+ * Weights change only through `ctx.apply`.
+ */
+export interface LearningRule<S extends TensorTree = TensorTree> {
+  readonly name: string;
+  readonly memory: MemoryClass;
+  /**
+   * `exact`: equals BPTT element-wise on the paths it claims. `approximate`: states the paths it
+   * drops, and is tested against BPTT with exactly those paths detached.
+   */
+  readonly gradient: 'exact' | 'approximate';
+  /** What it needs from the loss and the neurons; checked by {@link checkRequirements}. */
+  readonly requires: RuleRequirements;
+  init(network: Network): S;
+  update(batch: SequenceBatch, state: S, ctx: RuleContext): { state: S; report: RuleReport };
+}
+
+export interface RuleRequirements {
+  /** The loss must decompose over time (a sum of per-step terms). */
+  readonly lossDecomposesOverTime?: boolean;
+}
+
+/** A named rule factory, as plugins provide it: configs name it and pass validated options. */
+export interface RuleEntry<Sch extends Schema = Schema> {
+  readonly name: string;
+  readonly description: string;
+  readonly optionsSchema: Sch;
+  create(options: SchemaValues<Sch>): LearningRule;
+}
+
+/** Throws a clear `INCOMPATIBLE` error when `rule` cannot train with `loss`. */
+export function checkRequirements(rule: LearningRule, loss: TemporalLoss): void {
+  if (rule.requires.lossDecomposesOverTime && !loss.decomposesOverTime) {
+    throw new SpikeflowError(
+      'INCOMPATIBLE',
+      `rule '${rule.name}' updates from per-step losses, but loss '${loss.name}' does not decompose over time; ` +
+        `use a per-step loss (ce_every_step, mse_every_step, mse_last) or a rule that sees the whole sequence`,
+      { rule: rule.name, loss: loss.name },
+    );
+  }
+}
+
+/**
+ * `tf.variableGrads` over the network's trainable parameters only, keyed by parameter name.
+ * `f` runs on the gradient tape; tensors it must return besides the loss are `tf.keep`-ed by it.
+ * Parameters that do not reach the loss are absent from `grads`.
+ */
+export function paramGrads(network: Network, f: () => Scalar): { value: Scalar; grads: NamedTensorMap } {
+  const vars = Object.entries(network.params);
+  const byVarName = new Map(vars.map(([k, v]) => [v.name, k]));
+  const { value, grads } = tf.variableGrads(f, vars.map(([, v]) => v));
+  const out: NamedTensorMap = {};
+  for (const [vn, g] of Object.entries(grads)) out[byVarName.get(vn)!] = g;
+  return { value, grads: out };
+}

@@ -1,0 +1,285 @@
+import { readFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  SpikeflowError,
+  buildNetwork,
+  createRegistry,
+  disposeTree,
+  forward,
+  loadPlugins,
+  tf,
+  type ModelSpec,
+  type NamedTensorMap,
+  type Registry,
+  type SpikeflowPlugin,
+} from '@spikeflow/core';
+
+/**
+ * Gradient fixtures: small spiking networks solved in float64 by PyTorch autograd (schema in
+ * `fixtures/README.md`). The checker runs each through spikeflow's own network and the `bptt`
+ * rule and compares spikes (exactly), loss, readout, final state, gradients and truncated-BPTT
+ * gradients (relative to each tensor's largest entry).
+ */
+type Nested = number | Nested[];
+
+export interface FixtureLayer {
+  neuron: string;
+  size: number;
+  recurrent: boolean;
+  [param: string]: unknown;
+}
+
+export interface Fixture {
+  name: string;
+  description?: string;
+  dtype?: string;
+  sizes: { batch: number; inputs: number; steps: number; outputs: number };
+  layers: FixtureLayer[];
+  readout: { kappa: number };
+  surrogate: { name: string; [param: string]: unknown };
+  loss: { name: string };
+  params: { layers: { W: Nested; b: Nested; W_rec?: Nested }[]; readout: { W: Nested; b: Nested } };
+  inputs: Nested;
+  targets: Nested;
+  expected: {
+    loss: number;
+    readout: Nested;
+    spikes: Nested[];
+    final_state: Record<string, Nested>[];
+    grads: FixtureGrads;
+    tbptt?: { k: number; grads: FixtureGrads };
+  };
+}
+
+type FixtureGrads = { layers: { W: Nested; b: Nested; W_rec?: Nested }[]; readout: { W: Nested; b: Nested } };
+
+const LAYER_STRUCTURE = new Set(['neuron', 'size', 'recurrent']);
+const camel = (s: string) => s.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+
+/**
+ * The model spec of a fixture. Every layer key besides `neuron`, `size` and `recurrent` is a
+ * neuron parameter, renamed from snake_case to camelCase (`reset_detach` → `resetDetach`,
+ * `beta_a` → `betaA`), so fixtures of any installed neuron map onto its config.
+ */
+export function fixtureModelSpec(f: Fixture): ModelSpec {
+  return {
+    inputs: f.sizes.inputs,
+    layers: f.layers.map((l) => ({
+      neuron: l.neuron,
+      size: l.size,
+      recurrent: l.recurrent,
+      params: Object.fromEntries(Object.entries(l).filter(([k]) => !LAYER_STRUCTURE.has(k)).map(([k, v]) => [camel(k), v])),
+    })),
+    readout: { size: f.sizes.outputs, kappa: f.readout.kappa },
+    surrogate: f.surrogate as ModelSpec['surrogate'],
+  };
+}
+
+/** Fixture parameters by spikeflow parameter name. */
+export function fixtureParams(p: FixtureGrads): Record<string, Nested> {
+  const out: Record<string, Nested> = {};
+  p.layers.forEach((l, i) => {
+    for (const [k, v] of Object.entries(l)) if (v !== undefined) out[`layers.${i}.${k}`] = v;
+  });
+  out['readout.W'] = p.readout.W;
+  out['readout.b'] = p.readout.b;
+  return out;
+}
+
+const flat = (x: Nested): number[] => (Array.isArray(x) ? x.flatMap(flat) : [x]);
+
+/** max |actual − expected| / max |expected| (absolute error where expected is all zeros). */
+export function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  if (actual.length !== expected.length) return Infinity;
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < expected.length; i++) {
+    const d = Math.abs(actual[i]! - expected[i]!);
+    if (!(d <= num)) num = Number.isNaN(d) ? Infinity : d;
+    den = Math.max(den, Math.abs(expected[i]!));
+  }
+  return den > 0 ? num / den : num;
+}
+
+export interface FixtureReport {
+  readonly name: string;
+  readonly pass: boolean;
+  /** Spike entries that differ from the reference (must be 0). */
+  readonly spikeMismatches: number;
+  /** Worst relative error per quantity. */
+  readonly errors: { loss: number; readout: number; finalState: number; grads: number; tbptt?: number };
+  /** The worst quantity's error. */
+  readonly worst: number;
+  /** Human-readable reasons for a failure. */
+  readonly failures: readonly string[];
+}
+
+export interface CheckOptions {
+  /** Relative tolerance (default 1e-4). */
+  readonly tolerance?: number;
+  /** Name of the rule that computes gradients (default `bptt`). */
+  readonly rule?: string;
+}
+
+/** Runs one fixture on the active tfjs backend with the registry's neurons, rule and kernels. */
+export async function checkFixture(f: Fixture, registry: Registry, { tolerance = 1e-4, rule = 'bptt' }: CheckOptions = {}): Promise<FixtureReport> {
+  const entry = registry.rules.get(rule);
+  if (!entry) throw new SpikeflowError('UNKNOWN_NAME', `fixtures: rule '${rule}' is not loaded (load @spikeflow/rule-bptt)`);
+  const loss = registry.losses.get(f.loss.name);
+  if (!loss) throw new SpikeflowError('UNKNOWN_NAME', `fixture '${f.name}': loss '${f.loss.name}' is not known`);
+  const net = buildNetwork(fixtureModelSpec(f), { neurons: registry.neurons, surrogates: registry.surrogates.values() }, { kernels: registry.kernels });
+  const failures: string[] = [];
+  const worstOf = (label: string, pairs: [string, ArrayLike<number>, ArrayLike<number>][]) => {
+    let worst = 0;
+    for (const [name, a, e] of pairs) {
+      const err = relativeError(a, e);
+      if (!(err <= tolerance)) failures.push(`${label} ${name}: relative error ${err.toExponential(2)} > ${tolerance}`);
+      worst = Math.max(worst, Number.isNaN(err) ? Infinity : err);
+    }
+    return worst;
+  };
+  const inputs = tf.tensor(flat(f.inputs), [f.sizes.steps, f.sizes.batch, f.sizes.inputs]);
+  const targets = f.loss.name.startsWith('ce')
+    ? tf.tensor1d(flat(f.targets), 'int32')
+    : tf.tensor(flat(f.targets), f.loss.name === 'mse_last' ? [f.sizes.batch, f.sizes.outputs] : [f.sizes.steps, f.sizes.batch, f.sizes.outputs]);
+  try {
+    net.setParams(Object.fromEntries(Object.entries(fixtureParams(f.params)).map(([k, v]) => [k, flat(v)])));
+
+    // Forward: spikes, readout, final state.
+    const fwd = forward(net, inputs, { record: true });
+    let spikeMismatches = 0;
+    fwd.spikes!.forEach((s, l) => {
+      const a = s.dataSync();
+      const e = flat(f.expected.spikes[l]!);
+      if (a.length !== e.length) spikeMismatches += Math.max(a.length, e.length);
+      else for (let i = 0; i < e.length; i++) if (a[i] !== e[i]) spikeMismatches++;
+    });
+    if (spikeMismatches) failures.push(`spikes: ${spikeMismatches} entries differ`);
+    const readout = worstOf('readout', [['y', fwd.readout.dataSync(), flat(f.expected.readout)]]);
+    const finalState = worstOf(
+      'final state',
+      f.expected.final_state.flatMap((st, l) =>
+        Object.entries(st).map(([k, v]): [string, ArrayLike<number>, ArrayLike<number>] => {
+          const t = fwd.state.layers[l]!.neuron[k];
+          return [`layers[${l}].${k}`, t ? t.dataSync() : [], flat(v)];
+        }),
+      ),
+    );
+    disposeTree(fwd as never);
+
+    // Gradients through the rule, captured instead of applied.
+    const gradsOf = (options: Record<string, unknown>) => {
+      const r = entry.create(options as never);
+      let captured: Record<string, Float32Array> = {};
+      const state = r.init(net);
+      const { state: next, report } = r.update({ inputs, targets }, state, {
+        network: net,
+        loss,
+        apply: (g: NamedTensorMap) => {
+          captured = Object.fromEntries(Object.entries(g).map(([k, t]) => [k, t.dataSync() as Float32Array]));
+        },
+      });
+      disposeTree(next);
+      return { grads: captured, loss: report.loss };
+    };
+    const compareGrads = (label: string, got: Record<string, Float32Array>, exp: FixtureGrads) =>
+      worstOf(
+        label,
+        Object.entries(fixtureParams(exp)).map(([k, v]) => {
+          const e = flat(v);
+          return [k, got[k] ?? new Float32Array(e.length), e];
+        }),
+      );
+    const full = gradsOf({});
+    const lossErr = worstOf('loss', [['L', [full.loss], [f.expected.loss]]]);
+    const grads = compareGrads('grad', full.grads, f.expected.grads);
+    let tbptt: number | undefined;
+    if (f.expected.tbptt) {
+      const tr = gradsOf({ truncation: f.expected.tbptt.k, mode: 'accumulate' });
+      tbptt = compareGrads(`tbptt(k=${f.expected.tbptt.k}) grad`, tr.grads, f.expected.tbptt.grads);
+    }
+    const errors = { loss: lossErr, readout, finalState, grads, ...(tbptt !== undefined ? { tbptt } : {}) };
+    const worst = Math.max(...Object.values(errors));
+    return { name: f.name, pass: failures.length === 0, spikeMismatches, errors, worst, failures };
+  } finally {
+    inputs.dispose();
+    targets.dispose();
+    net.dispose();
+  }
+}
+
+/** Reads every `*.json` fixture of a directory, sorted by file name. */
+export async function readFixtures(dir: string): Promise<{ file: string; fixture: Fixture }[]> {
+  let files: string[];
+  try {
+    files = (await readdir(dir)).filter((f) => f.endsWith('.json')).sort();
+  } catch (cause) {
+    throw new SpikeflowError('DATA_INVALID', `fixtures: cannot read directory '${dir}'`, { path: dir }, { cause });
+  }
+  if (files.length === 0) throw new SpikeflowError('DATA_INVALID', `fixtures: no *.json fixture in '${dir}'`, { path: dir });
+  return Promise.all(
+    files.map(async (file) => {
+      const text = await readFile(join(dir, file), 'utf8');
+      let fixture: Fixture;
+      try {
+        fixture = JSON.parse(text) as Fixture;
+      } catch (cause) {
+        throw new SpikeflowError('DATA_INVALID', `fixtures: ${file} is not valid JSON`, { path: join(dir, file) }, { cause });
+      }
+      for (const key of ['sizes', 'layers', 'readout', 'surrogate', 'loss', 'params', 'inputs', 'targets', 'expected'] as const) {
+        if (fixture[key] === undefined) throw new SpikeflowError('DATA_INVALID', `fixtures: ${file} lacks '${key}' (see the schema in fixtures/README.md)`, { path: join(dir, file) });
+      }
+      return { file, fixture: { ...fixture, name: fixture.name ?? file } };
+    }),
+  );
+}
+
+/** The plugins the checker loads by default: LIF, ALIF, BPTT and the two portable backends. */
+export const DEFAULT_FIXTURE_PLUGINS = [
+  '@spikeflow/neuron-lif',
+  '@spikeflow/neuron-alif',
+  '@spikeflow/rule-bptt',
+  '@spikeflow/backend-wasm',
+  '@spikeflow/backend-cpu',
+] as const;
+
+export interface CheckDirOptions extends CheckOptions {
+  /** Backend name (default `wasm`). */
+  readonly backend?: string;
+  /** Plugin objects to use; otherwise `pluginNames` are loaded by package name. */
+  readonly plugins?: readonly SpikeflowPlugin[];
+  readonly pluginNames?: readonly string[];
+  /** Where plugin packages are resolved from (default: the working directory). */
+  readonly from?: string;
+}
+
+/** Checks every fixture of a directory on one backend. */
+export async function checkFixtureDir(dir: string, options: CheckDirOptions = {}): Promise<FixtureReport[]> {
+  const plugins = options.plugins ?? (await loadPlugins(options.pluginNames ?? DEFAULT_FIXTURE_PLUGINS, options.from ? { from: options.from } : {}));
+  const registry = createRegistry(plugins);
+  const backendName = options.backend ?? 'wasm';
+  const backend = registry.backends.get(backendName);
+  if (!backend) {
+    throw new SpikeflowError('UNKNOWN_NAME', `fixtures: backend '${backendName}' is not loaded (loaded: ${[...registry.backends.keys()].join(', ') || 'none'})`);
+  }
+  await backend.activate();
+  const reports: FixtureReport[] = [];
+  for (const { fixture } of await readFixtures(dir)) reports.push(await checkFixture(fixture, registry, options));
+  return reports;
+}
+
+/** A fixed-width table of reports, one line per fixture, then failures. */
+export function formatReports(reports: readonly FixtureReport[], backend: string): string {
+  const e = (x: number | undefined) => (x === undefined ? '       -' : x.toExponential(1).padStart(8));
+  const lines = [
+    `fixtures on ${backend}: ${reports.filter((r) => r.pass).length}/${reports.length} pass (tolerance: relative to each tensor's largest entry)`,
+    `${'fixture'.padEnd(28)} result spikes     loss  readout    state    grads    tbptt`,
+  ];
+  for (const r of reports) {
+    lines.push(
+      `${r.name.padEnd(28)} ${r.pass ? 'PASS  ' : 'FAIL  '} ${String(r.spikeMismatches === 0 ? 'same' : `${r.spikeMismatches} diff`).padEnd(6)} ${e(r.errors.loss)} ${e(r.errors.readout)} ${e(r.errors.finalState)} ${e(r.errors.grads)} ${e(r.errors.tbptt)}`,
+    );
+  }
+  for (const r of reports) for (const f of r.failures) lines.push(`  ${r.name}: ${f}`);
+  return lines.join('\n');
+}

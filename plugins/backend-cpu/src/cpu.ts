@@ -1,0 +1,22 @@
+import { SpikeflowError, tf, type Backend, type BackendInfo } from '@spikeflow/core';
+import os from 'node:os';
+
+/**
+ * The pure-JavaScript tfjs backend (shipped inside `@tensorflow/tfjs`, which core already loads).
+ * About 35× slower than wasm on matrix products, but needs nothing and runs everywhere: the
+ * reference the other backends are checked against.
+ */
+export const cpu: Backend = {
+  name: 'cpu',
+  description: 'TensorFlow.js pure-JavaScript backend (slow, runs everywhere)',
+  isAvailable: async () => tf.findBackendFactory('cpu') !== null,
+  async activate() {
+    if (!(await tf.setBackend('cpu'))) {
+      throw new SpikeflowError('BACKEND_UNAVAILABLE', 'the cpu backend is not registered: is @tensorflow/tfjs installed once, at 4.22.0?', { backend: 'cpu' });
+    }
+    await tf.ready();
+  },
+  describe(): BackendInfo {
+    return { tfBackend: 'cpu', device: os.cpus()[0]?.model ?? 'unknown CPU', threads: 1, details: { tfjs: tf.version_core } };
+  },
+};

@@ -1,0 +1,52 @@
+import { defineNeuron, tf, type SchemaValues, type Tensor } from '@spikeflow/core';
+
+/** Config of a LIF layer, as written in a model spec's `params`. */
+export const lifSchema = {
+  beta: { type: 'number', default: 0.9, min: 0, max: 1, doc: 'membrane decay β per step (β = exp(−Δt/τ_m))' },
+  threshold: { type: 'number', default: 1, min: 0, exclusiveMin: true, doc: 'firing threshold ϑ' },
+  reset: { type: 'string', default: 'subtract', oneOf: ['subtract'], doc: 'reset mechanism: subtract ϑ after a spike' },
+  resetDetach: { type: 'boolean', default: false, doc: 'treat the reset term as a constant in the backward pass' },
+  learnBeta: { type: 'boolean', default: false, doc: 'make β a trainable per-neuron parameter (clamped to [0, 1])' },
+} as const;
+
+export type LifConfig = SchemaValues<typeof lifSchema>;
+export type LifState = { readonly v: Tensor; readonly s: Tensor };
+
+declare module '@spikeflow/core' {
+  interface NeuronRegistry {
+    lif: LifConfig;
+  }
+}
+
+/**
+ * Leaky integrate-and-fire with subtractive reset (Norse's `lif_step`, snnTorch's `Leaky`):
+ *
+ *     v_t = β·v_{t−1} + I_t − ϑ·r_{t−1},   r_{t−1} = s_{t−1} (constant in backward if resetDetach)
+ *     s_t = spike(v_t − ϑ)
+ *
+ * `spike` is the Heaviside step forward and the layer's surrogate derivative backward. State
+ * `{ v, s }` starts at zero. With `learnBeta`, β is a per-neuron parameter `layers.<i>.beta`.
+ *
+ * @example { "neuron": "lif", "size": 256, "recurrent": true, "params": { "beta": 0.9, "resetDetach": true } }
+ */
+export const lif = defineNeuron({
+  name: 'lif',
+  description: 'leaky integrate-and-fire, subtractive reset (optionally detached), fixed or trainable decay',
+  configSchema: lifSchema,
+  stateKeys: ['v', 's'],
+  tensorParams: (c, size) => ({
+    beta: c.learnBeta ? { value: new Float32Array(size).fill(c.beta), trainable: true, range: [0, 1] as const } : { value: c.beta, trainable: false },
+    threshold: { value: c.threshold, trainable: false },
+  }),
+  init: (batch, size): LifState => {
+    const z = tf.zeros([batch, size]);
+    return { v: z, s: z };
+  },
+  step({ config, tensors }, state: LifState, current, { spike, detach }) {
+    const thr = tensors['threshold']!;
+    const reset = config.resetDetach ? detach(state.s) : state.s;
+    const v = tf.sub(tf.add(tf.mul(tensors['beta']!, state.v), current), tf.mul(thr, reset));
+    const s = spike(tf.sub(v, thr));
+    return { state: { v, s }, spikes: s };
+  },
+});

@@ -1,0 +1,23 @@
+import { definePlugin, type RuleEntry } from '@spikeflow/core';
+import { createRequire } from 'node:module';
+import { bptt, tbptt } from './bptt.js';
+
+export { bptt, tbptt } from './bptt.js';
+export type { BpttOptions, TruncationMode } from './bptt.js';
+
+const pkg = createRequire(import.meta.url)('../package.json') as { name: string; version: string };
+
+const bpttSchema = {
+  truncation: { type: 'number', integer: true, min: 1, doc: 'window k of truncated BPTT; omit for full BPTT' },
+  mode: { type: 'string', default: 'accumulate', oneOf: ['accumulate', 'per-window'], doc: 'one update per sequence, or one per window' },
+} as const;
+
+/** `{ "name": "bptt" }` for full BPTT, `{ "name": "bptt", "truncation": 50, "mode": "per-window" }` for truncated. */
+export const bpttEntry: RuleEntry<typeof bpttSchema> = {
+  name: 'bptt',
+  description: 'backpropagation through time: exact (full) or truncated to windows of k steps',
+  optionsSchema: bpttSchema,
+  create: (o) => (o.truncation === undefined ? bptt() : tbptt({ k: o.truncation, mode: o.mode as 'accumulate' | 'per-window' })),
+};
+
+export default definePlugin({ meta: { name: pkg.name, version: pkg.version }, rules: [bpttEntry as RuleEntry] });
