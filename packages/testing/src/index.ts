@@ -1,1 +1,6 @@
+export { describeNeuron, checkSurrogate, describeSurrogates } from './neuron-suite.js';
+export type { NeuronSuiteOptions } from './neuron-suite.js';
+export { describeRule, toyTask } from './rule-suite.js';
+export type { RuleSuiteOptions } from './rule-suite.js';
+export { describeBackend } from './backend-suite.js';
 export * from './fixtures.js';

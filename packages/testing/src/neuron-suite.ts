@@ -1,0 +1,216 @@
+import { describe, expect, it } from 'vitest';
+import {
+  detach,
+  disposeTree,
+  fastSigmoid,
+  spikeFn,
+  tf,
+  triangle,
+  type AnyNeuronModel,
+  type NeuronParams,
+  type NeuronState,
+  type NeuronStepContext,
+  type Surrogate,
+  type Schema,
+  type Tensor,
+} from '@spikeflow/core';
+
+export interface NeuronSuiteOptions {
+  /** Configs (a model spec's `params`) to run the battery on; default `[{}]` (all defaults). */
+  readonly configs?: readonly Record<string, unknown>[];
+  readonly batch?: number;
+  readonly size?: number;
+  /** Activates a backend before the suite (e.g. `() => wasm.activate()`). */
+  readonly setup?: () => Promise<void>;
+}
+
+type Config = Record<string, string | number | boolean>;
+
+function validated(model: AnyNeuronModel, raw: Record<string, unknown>): Config {
+  const out: Config = {};
+  for (const [k, spec] of Object.entries(model.configSchema as Schema)) {
+    const v = raw[k] ?? spec.default;
+    if (v !== undefined) out[k] = v as string | number | boolean;
+  }
+  return out;
+}
+
+function makeParams(model: AnyNeuronModel, config: Config, size: number): { params: NeuronParams<Config>; dispose: () => void } {
+  const tensors: Record<string, Tensor> = {};
+  for (const [k, p] of Object.entries(model.tensorParams(config, size))) {
+    tensors[k] = typeof p.value === 'number' ? tf.scalar(p.value) : tf.tensor1d(p.value);
+  }
+  return { params: { config, tensors }, dispose: () => disposeTree(tensors) };
+}
+
+/** A state a few steps into a run: varied membrane values, some spikes. */
+function warmState(model: AnyNeuronModel, params: NeuronParams<Config>, batch: number, size: number, ctx: NeuronStepContext): NeuronState {
+  let state = model.init(batch, size, params.config) as NeuronState;
+  for (let t = 0; t < 3; t++) {
+    const current = tf.randomUniform([batch, size], -0.5, 2.5, 'float32', 11 + t);
+    const next = model.step(params, state, current, ctx).state as NeuronState;
+    disposeTree(state, next);
+    current.dispose();
+    state = next;
+  }
+  return state;
+}
+
+/**
+ * The neuron battery every neuron plugin runs (`describeNeuron(lif)` in its tests): shapes, purity,
+ * state in / state out, no tensor leaks, spikes through the surrogate only, gradient flow to
+ * trainable parameters.
+ */
+export function describeNeuron(model: AnyNeuronModel, { configs = [{}], batch = 3, size = 5, setup }: NeuronSuiteOptions = {}): void {
+  describe(`neuron conformance: ${model.name}`, () => {
+    it('has a name, a description, state keys and a config schema with defaults that validate', async () => {
+      await setup?.();
+      expect(model.name).toMatch(/^[a-z][a-z0-9_-]*$/);
+      expect(model.description.length).toBeGreaterThan(0);
+      expect(model.stateKeys.length).toBeGreaterThan(0);
+      for (const spec of Object.values(model.configSchema as Schema)) expect(['number', 'boolean', 'string']).toContain(spec.type);
+    });
+
+    for (const raw of configs) {
+      const label = JSON.stringify(raw);
+      const ctx: NeuronStepContext = { spike: spikeFn(fastSigmoid({ slope: 25 })), detach };
+
+      it(`init and step keep shapes and state keys (${label})`, async () => {
+        await setup?.();
+        const config = validated(model, raw);
+        const { params, dispose } = makeParams(model, config, size);
+        const state = model.init(batch, size, config) as NeuronState;
+        expect(Object.keys(state).sort()).toEqual([...model.stateKeys].sort());
+        for (const k of model.stateKeys) expect(state[k]!.shape).toEqual([batch, size]);
+        const current = tf.randomUniform([batch, size], 0, 3, 'float32', 1);
+        const out = model.step(params, state, current, ctx);
+        expect(Object.keys(out.state).sort()).toEqual([...model.stateKeys].sort());
+        for (const k of model.stateKeys) expect(out.state[k]!.shape).toEqual([batch, size]);
+        expect(out.spikes.shape).toEqual([batch, size]);
+        const spikes = Array.from(out.spikes.dataSync());
+        expect(spikes.every((s) => s === 0 || s === 1)).toBe(true);
+        expect(spikes.some((s) => s === 1)).toBe(true);
+        disposeTree([state, out, current] as never);
+        dispose();
+      });
+
+      it(`step is pure: same inputs give the same outputs, and the input state is neither changed nor disposed (${label})`, async () => {
+        await setup?.();
+        const config = validated(model, raw);
+        const { params, dispose } = makeParams(model, config, size);
+        const state = warmState(model, params, batch, size, ctx);
+        const before = Object.fromEntries(model.stateKeys.map((k) => [k, Array.from(state[k]!.dataSync())]));
+        const current = tf.randomUniform([batch, size], -0.5, 2.5, 'float32', 7);
+        const a = model.step(params, state, current, ctx);
+        const b = model.step(params, state, current, ctx);
+        for (const k of model.stateKeys) {
+          expect(state[k]!.isDisposed).toBe(false);
+          expect(Array.from(state[k]!.dataSync())).toEqual(before[k]);
+          expect(Array.from(a.state[k]!.dataSync())).toEqual(Array.from(b.state[k]!.dataSync()));
+        }
+        expect(Array.from(a.spikes.dataSync())).toEqual(Array.from(b.spikes.dataSync()));
+        expect(current.isDisposed).toBe(false);
+        disposeTree([state, a, b, current] as never);
+        dispose();
+      });
+
+      it(`step leaks no tensors (${label})`, async () => {
+        await setup?.();
+        const config = validated(model, raw);
+        const { params, dispose } = makeParams(model, config, size);
+        const state = warmState(model, params, batch, size, ctx);
+        const current = tf.randomUniform([batch, size], 0, 2, 'float32', 3);
+        const base = tf.memory().numTensors;
+        for (let i = 0; i < 5; i++) {
+          const out = tf.tidy(() => model.step(params, state, current, ctx) as never) as { state: NeuronState; spikes: Tensor };
+          disposeTree(out as never, state);
+        }
+        expect(tf.memory().numTensors).toBe(base);
+        disposeTree([state, current] as never);
+        dispose();
+      });
+
+      it(`spikes go through the surrogate: the backward pass equals autodiff of the surrogate's smooth primitive (${label})`, async () => {
+        await setup?.();
+        const config = validated(model, raw);
+        const { params, dispose } = makeParams(model, config, size);
+        const surrogate: Surrogate = triangle({ gamma: 0.5, width: 2 });
+        const sharp: NeuronStepContext = { spike: spikeFn(surrogate), detach };
+        const smooth: NeuronStepContext = { spike: (x) => surrogate.primitive(x), detach };
+        const state = warmState(model, params, batch, size, sharp);
+        const current = tf.randomUniform([batch, size], -0.5, 2.5, 'float32', 5);
+        const gradOf = (c: NeuronStepContext) =>
+          tf.grad((i: Tensor) => tf.sum(model.step(params, state, i, c).spikes))(current);
+        const gSharp = gradOf(sharp);
+        const gSmooth = gradOf(smooth);
+        expect(tf.max(tf.abs(gSharp)).dataSync()[0]).toBeGreaterThan(0);
+        const a = gSharp.dataSync();
+        const b = gSmooth.dataSync();
+        for (let i = 0; i < a.length; i++) expect(a[i]).toBeCloseTo(b[i]!, 5);
+        disposeTree([state, current, gSharp, gSmooth] as never);
+        dispose();
+      });
+
+      const trainable = Object.entries(model.tensorParams(validated(model, raw), size)).filter(([, p]) => p.trainable);
+      if (trainable.length) {
+        it(`gradients reach its trainable parameters ${trainable.map(([k]) => k).join(', ')} over two steps (${label})`, async () => {
+          await setup?.();
+          const config = validated(model, raw);
+          const { params, dispose } = makeParams(model, config, size);
+          const state = warmState(model, params, batch, size, ctx);
+          const c1 = tf.randomUniform([batch, size], 0, 2, 'float32', 8);
+          const c2 = tf.randomUniform([batch, size], 0, 2, 'float32', 9);
+          for (const [key] of trainable) {
+            const g = tf.grad((p: Tensor) => {
+              const ps = { config, tensors: { ...params.tensors, [key]: p } };
+              const s1 = model.step(ps, state, c1, ctx);
+              const s2 = model.step(ps, s1.state, c2, ctx);
+              return tf.add(tf.sum(s1.spikes), tf.sum(s2.spikes));
+            })(params.tensors[key]!);
+            expect(g.shape).toEqual(params.tensors[key]!.shape);
+            expect(tf.max(tf.abs(g)).dataSync()[0]).toBeGreaterThan(0);
+            g.dispose();
+          }
+          disposeTree([state, c1, c2] as never);
+          dispose();
+        });
+      }
+    }
+  });
+}
+
+/**
+ * Checks a surrogate: `derivative` equals autodiff of `primitive` at `points`, the spike op
+ * steps at 0 (H(0) = 0) and back-propagates `derivative`, and `derivative(0) = peak`.
+ */
+export function checkSurrogate(s: Surrogate, points: readonly number[] = [-2.3, -0.71, -0.3, -0.05, 0.02, 0.4, 0.77, 1.9]): void {
+  const x = tf.tensor1d(points as number[]);
+  const zero = tf.scalar(0);
+  try {
+    const auto = tf.grad((v: Tensor) => tf.sum(s.primitive(v)))(x);
+    const own = s.derivative(x);
+    const viaSpike = tf.grad((v: Tensor) => tf.sum(spikeFn(s)(v)))(x);
+    const a = auto.dataSync();
+    const o = own.dataSync();
+    const v = viaSpike.dataSync();
+    for (let i = 0; i < points.length; i++) {
+      expect(o[i]).toBeCloseTo(a[i]!, 4);
+      expect(v[i]).toBeCloseTo(o[i]!, 6);
+    }
+    const fwd = spikeFn(s)(tf.tensor1d([-1, 0, 1e-6, 1]));
+    expect(Array.from(fwd.dataSync())).toEqual([0, 0, 1, 1]);
+    const d0 = s.derivative(zero);
+    expect(d0.dataSync()[0]).toBeCloseTo(s.peak, 5);
+    disposeTree([auto, own, viaSpike, fwd, d0]);
+  } finally {
+    x.dispose();
+    zero.dispose();
+  }
+}
+
+/** A test per surrogate: `describeSurrogates([fastSigmoid({slope: 25}), ...])`. */
+export function describeSurrogates(surrogates: readonly Surrogate[]): void {
+  describe('surrogate conformance', () => {
+    for (const s of surrogates) it(`${s.name}(${JSON.stringify(s.params)}): backward = d primitive/dx, H(0) = 0, peak`, () => checkSurrogate(s));
+  });
+}

@@ -1,0 +1,201 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import {
+  OptimizerRunner,
+  adam,
+  buildNetwork,
+  builtinSurrogates,
+  ceEveryStep,
+  ceMean,
+  createRegistry,
+  disposeTree,
+  isSpikeflowError,
+  mseLast,
+  tf,
+  type NamedTensorMap,
+  type Network,
+  type TemporalLoss,
+} from '@spikeflow/core';
+import { checkFixtureDir, describeRule, toyTask } from '@spikeflow/testing';
+import lifPlugin, { lif } from '@spikeflow/neuron-lif';
+import alifPlugin from '@spikeflow/neuron-alif';
+import wasmPlugin, { wasm } from '@spikeflow/backend-wasm';
+import cpuPlugin from '@spikeflow/backend-cpu';
+import bpttPlugin, { bptt, tbptt } from './index.js';
+
+const setup = () => wasm.activate();
+beforeAll(setup);
+
+describeRule('bptt', bptt, { neuron: lif, setup });
+describeRule('bptt on a whole-sequence loss (ce_mean)', bptt, { neuron: lif, setup, loss: ceMean });
+describeRule('tbptt k=4, accumulate', () => tbptt({ k: 4 }), { neuron: lif, setup });
+describeRule('tbptt k=4, per-window', () => tbptt({ k: 4, mode: 'per-window' }), { neuron: lif, setup });
+
+const fixturesDir = join(dirname(createRequire(import.meta.url).resolve('@spikeflow/testing/package.json')), 'fixtures');
+const plugins = [lifPlugin, alifPlugin, bpttPlugin, wasmPlugin, cpuPlugin];
+
+describe('gradient fixtures (PyTorch float64 references)', () => {
+  for (const backend of ['wasm', 'cpu']) {
+    it(`every fixture passes on ${backend}: identical spikes, loss/readout/state/grads/tbptt within 1e-4`, async () => {
+      const reports = await checkFixtureDir(fixturesDir, { backend, plugins });
+      expect(reports.length).toBeGreaterThanOrEqual(8);
+      for (const r of reports) {
+        expect(r.failures, r.name).toEqual([]);
+        expect(r.spikeMismatches, r.name).toBe(0);
+        expect(r.worst, r.name).toBeLessThan(1e-4);
+      }
+      await setup();
+    });
+  }
+
+  it('the spikeflow-fixtures bin passes them and exits 0, and exits 1 when one fails', () => {
+    const bin = join(dirname(createRequire(import.meta.url).resolve('@spikeflow/testing/package.json')), 'dist', 'cli.js');
+    const ok = spawnSync(process.execPath, [bin, 'check', fixturesDir, '--backend', 'wasm'], { encoding: 'utf8' });
+    expect(ok.stderr).toBe('');
+    expect(ok.status).toBe(0);
+    expect(ok.stdout).toMatch(/fixtures on wasm: (\d+)\/\1 pass/);
+    expect(ok.stdout).toContain('rec_alif');
+    const strict = spawnSync(process.execPath, [bin, 'check', fixturesDir, '--tolerance', '1e-12'], { encoding: 'utf8' });
+    expect(strict.status).toBe(1);
+    expect(strict.stdout).toContain('FAIL');
+    const missing = spawnSync(process.execPath, [bin, 'check', fixturesDir, '--plugins', '@spikeflow/neuron-nope'], { encoding: 'utf8' });
+    expect(missing.status).toBe(2);
+    expect(missing.stderr).toContain("'@spikeflow/neuron-nope' is not installed");
+    expect(missing.stderr).toContain('pnpm add @spikeflow/neuron-nope');
+  });
+});
+
+function net(seed = 0, layers = 1): Network {
+  return buildNetwork(
+    {
+      inputs: 8,
+      layers: Array.from({ length: layers }, () => ({ neuron: 'lif', size: 12, recurrent: true, gain: 2 })),
+      readout: { size: 2, kappa: 0.8 },
+    },
+    { neurons: new Map([['lif', lif]]), surrogates: builtinSurrogates },
+    { seed },
+  );
+}
+
+/** Gradients a rule hands to `apply`, captured (weights untouched). */
+function captured(rule: ReturnType<typeof bptt>, n: Network, loss: TemporalLoss, steps = 12): { grads: Record<string, Float32Array>[]; loss: number } {
+  const batch = toyTask({ steps, batch: 4, seed: 3 });
+  const grads: Record<string, Float32Array>[] = [];
+  const r = rule.update(batch, rule.init(n), {
+    network: n,
+    loss,
+    apply: (g: NamedTensorMap) => grads.push(Object.fromEntries(Object.entries(g).map(([k, t]) => [k, t.dataSync() as Float32Array]))),
+  });
+  disposeTree(batch as never);
+  return { grads, loss: r.report.loss };
+}
+
+function expectClose(a: Record<string, Float32Array>, b: Record<string, Float32Array>, tol = 1e-5) {
+  expect(Object.keys(a).sort()).toEqual(Object.keys(b).sort());
+  for (const k of Object.keys(a)) {
+    const x = a[k]!;
+    const y = b[k]!;
+    const scale = Math.max(1e-12, ...Array.from(y, Math.abs));
+    for (let i = 0; i < y.length; i++) expect(Math.abs(x[i]! - y[i]!) / scale, k).toBeLessThan(tol);
+  }
+}
+
+describe('bptt and tbptt', () => {
+  it('200 BPTT iterations of a recurrent LIF network leave tf.memory().numTensors unchanged after the first', () => {
+    const n = net(1);
+    const rule = bptt();
+    const runner = new OptimizerRunner(adam({ lr: 1e-3 }), n.params);
+    const batch = toyTask({ steps: 20, batch: 8 });
+    let state = rule.init(n);
+    const counts: number[] = [];
+    for (let i = 0; i < 200; i++) {
+      state = rule.update(batch, state, { network: n, loss: ceMean, apply: (g) => runner.apply(g) }).state;
+      counts.push(tf.memory().numTensors);
+    }
+    expect(runner.steps).toBe(200);
+    expect(Math.max(...counts)).toBe(counts[0]);
+    expect(Math.min(...counts)).toBe(counts[0]);
+    disposeTree(batch as never);
+    runner.dispose();
+    n.dispose();
+  });
+
+  it('tbptt with k ≥ T equals full BPTT', () => {
+    const n = net(2, 2);
+    for (const loss of [ceMean, ceEveryStep]) {
+      const full = captured(bptt(), n, loss);
+      const wide = captured(tbptt({ k: 50 }), n, loss);
+      expect(wide.grads.length).toBe(1);
+      expectClose(wide.grads[0]!, full.grads[0]!);
+      expect(wide.loss).toBeCloseTo(full.loss, 6);
+    }
+    n.dispose();
+  });
+
+  it('per-window gradients at fixed weights sum to the accumulated gradient, one update per window', () => {
+    const n = net(3);
+    const acc = captured(tbptt({ k: 5 }), n, ceEveryStep, 12);
+    const per = captured(tbptt({ k: 5, mode: 'per-window' }), n, ceEveryStep, 12);
+    expect(acc.grads.length).toBe(1);
+    expect(per.grads.length).toBe(3);
+    const sum: Record<string, Float32Array> = {};
+    for (const g of per.grads) for (const [k, v] of Object.entries(g)) sum[k] = sum[k] ? sum[k]!.map((x, i) => x + v[i]!) : Float32Array.from(v);
+    expectClose(sum, acc.grads[0]!, 1e-4);
+    expect(per.loss).toBeCloseTo(acc.loss, 5);
+    n.dispose();
+  });
+
+  it('truncation drops exactly the cross-window paths: the gradient differs from full BPTT, and a window that holds no loss term makes no update', () => {
+    const n = net(4);
+    const full = captured(bptt(), n, ceEveryStep, 12);
+    const trunc = captured(tbptt({ k: 3 }), n, ceEveryStep, 12);
+    const diff = Math.max(...Object.keys(full.grads[0]!).flatMap((k) => Array.from(full.grads[0]![k]!, (v, i) => Math.abs(v - trunc.grads[0]![k]![i]!))));
+    expect(diff).toBeGreaterThan(1e-6);
+    // mse_last has a term only at the last step: per-window mode updates once.
+    const batch = toyTask({ steps: 12, batch: 4 });
+    const targets = tf.ones([4, 2]);
+    let updates = 0;
+    const rule = tbptt({ k: 5, mode: 'per-window' });
+    const r = rule.update({ inputs: batch.inputs, targets }, rule.init(n), { network: n, loss: mseLast, apply: () => updates++ });
+    expect(updates).toBe(1);
+    expect(r.report.updates).toBe(1);
+    disposeTree([batch, targets] as never);
+    n.dispose();
+  });
+
+  it('per-window mode refuses a loss that does not decompose over time, naming both', () => {
+    const n = net();
+    const batch = toyTask({ steps: 6, batch: 2 });
+    const rule = tbptt({ k: 2, mode: 'per-window' });
+    let err: unknown;
+    try {
+      rule.update(batch, rule.init(n), { network: n, loss: ceMean, apply: () => {} });
+    } catch (e) {
+      err = e;
+    }
+    expect(isSpikeflowError(err, 'INCOMPATIBLE')).toBe(true);
+    expect((err as Error).message).toMatch(/tbptt.*ce_mean/);
+    disposeTree(batch as never);
+    n.dispose();
+  });
+
+  it('refuses a bad window and is configurable from JSON through its plugin entry', () => {
+    expect(() => tbptt({ k: 0 })).toThrow(/rule\.truncation/);
+    const entry = createRegistry([bpttPlugin]).rules.get('bptt')!;
+    expect(entry.create({ mode: 'accumulate' }).memory).toBe('O(T)');
+    const t = entry.create({ truncation: 8, mode: 'per-window' });
+    expect(t.memory).toBe('O(k)');
+    expect(t.requires.lossDecomposesOverTime).toBe(true);
+  });
+
+  it('refuses inputs of the wrong shape with a clear error', () => {
+    const n = net();
+    const rule = bptt();
+    const bad = { inputs: tf.zeros([5, 2, 3]), targets: tf.tensor1d([0, 1], 'int32') };
+    expect(() => rule.update(bad, rule.init(n), { network: n, loss: ceMean, apply: () => {} })).toThrow(/time-major \[T, B, 8\].*\[5,2,3\]/);
+    disposeTree(bad as never);
+    n.dispose();
+  });
+});
