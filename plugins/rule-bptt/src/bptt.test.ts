@@ -33,14 +33,21 @@ describeRule('bptt on a whole-sequence loss (ce_mean)', bptt, { neuron: lif, set
 describeRule('tbptt k=4, accumulate', () => tbptt({ k: 4 }), { neuron: lif, setup });
 describeRule('tbptt k=4, per-window', () => tbptt({ k: 4, mode: 'per-window' }), { neuron: lif, setup });
 
-const fixturesDir = join(dirname(createRequire(import.meta.url).resolve('@spikeflow/testing/package.json')), 'fixtures');
+const testingDir = dirname(createRequire(import.meta.url).resolve('@spikeflow/testing/package.json'));
+const fixturesDir = join(testingDir, 'fixtures');
+const generatedDir = join(testingDir, 'fixtures-generated');
 const plugins = [lifPlugin, alifPlugin, bpttPlugin, wasmPlugin, cpuPlugin];
 
 describe('gradient fixtures (PyTorch float64 references)', () => {
-  for (const backend of ['wasm', 'cpu']) {
-    it(`every fixture passes on ${backend}: identical spikes, loss/readout/state/grads/tbptt within 1e-4`, async () => {
-      const reports = await checkFixtureDir(fixturesDir, { backend, plugins });
-      expect(reports.length).toBeGreaterThanOrEqual(8);
+  for (const [backend, dir, count] of [
+    ['wasm', fixturesDir, 8],
+    ['cpu', fixturesDir, 8],
+    ['wasm', generatedDir, 5],
+    ['cpu', generatedDir, 5],
+  ] as const) {
+    it(`every fixture in ${dir.split('/').at(-1)} passes on ${backend}: identical spikes, loss/readout/state/grads/tbptt within 1e-4`, async () => {
+      const reports = await checkFixtureDir(dir, { backend, plugins });
+      expect(reports.length).toBeGreaterThanOrEqual(count);
       for (const r of reports) {
         expect(r.failures, r.name).toEqual([]);
         expect(r.spikeMismatches, r.name).toBe(0);

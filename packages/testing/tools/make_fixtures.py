@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""Writes gradient fixtures in the schema of ../fixtures/README.md, solved in float64 by PyTorch
+autograd from the equations in that README (independently of spikeflow's TypeScript code).
+
+    python3 make_fixtures.py OUT_DIR
+
+Needs torch (Debian: apt-get install python3-torch). spikeflow's tests never run this script;
+they read the JSON it writes. Each problem is re-drawn until no membrane comes within 1e-4 of
+its threshold, so float32 reproduces the spikes exactly.
+"""
+import json
+import math
+import os
+import sys
+
+import torch
+
+torch.set_default_dtype(torch.float64)
+
+
+def surrogate(cfg):
+    name = cfg["name"]
+
+    def deriv(x):
+        if name == "fast_sigmoid":
+            return 1.0 / (1.0 + cfg["slope"] * x.abs()) ** 2
+        if name == "sigmoid":
+            s = torch.sigmoid(cfg["slope"] * x)
+            return cfg["slope"] * s * (1 - s)
+        if name == "arctan":
+            return (cfg["alpha"] / 2) / (1 + (math.pi / 2 * cfg["alpha"] * x) ** 2)
+        if name == "triangle":
+            return cfg["gamma"] * torch.clamp(1 - x.abs() / cfg["width"], min=0)
+        raise ValueError(name)
+
+    class Spike(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return (x > 0).to(x.dtype)
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return g * deriv(x)
+
+    return Spike.apply
+
+
+def run(problem, params, inputs, targets, k=None):
+    """Loss, readout, spikes, final state; with k, all state is detached at steps k, 2k, ..."""
+    spike = surrogate(problem["surrogate"])
+    T, B = problem["sizes"]["steps"], problem["sizes"]["batch"]
+    states = [
+        {"v": torch.zeros(B, l["size"]), "s": torch.zeros(B, l["size"]), "a": torch.zeros(B, l["size"])}
+        for l in problem["layers"]
+    ]
+    y = torch.zeros(B, problem["sizes"]["outputs"])
+    ys, spikes, margins = [], [[] for _ in problem["layers"]], []
+    for t in range(T):
+        if k is not None and t > 0 and t % k == 0:
+            states = [{n: v.detach() for n, v in st.items()} for st in states]
+            y = y.detach()
+        x = inputs[t]
+        for i, (l, p) in enumerate(zip(problem["layers"], params["layers"])):
+            st = states[i]
+            cur = x @ p["W"] + p["b"]
+            if l["recurrent"]:
+                cur = cur + st["s"] @ p["W_rec"]
+            r = st["s"].detach() if l["reset_detach"] else st["s"]
+            v = l["beta"] * st["v"] + cur - l["threshold"] * r
+            if l["neuron"] == "alif":
+                a = l["rho"] * st["a"] + st["s"]
+                thr = l["threshold"] + l["beta_a"] * a
+            else:
+                a = st["a"]
+                thr = l["threshold"]
+            s = spike(v - thr)
+            margins.append((v - thr).abs().min().item())
+            states[i] = {"v": v, "s": s, "a": a}
+            spikes[i].append(s)
+            x = s
+        y = problem["readout"]["kappa"] * y + x @ params["readout"]["W"] + params["readout"]["b"]
+        ys.append(y)
+    Y = torch.stack(ys)
+    name = problem["loss"]["name"]
+    if name == "ce_mean":
+        loss = torch.nn.functional.cross_entropy(Y.mean(0), targets)
+    elif name == "ce_every_step":
+        loss = torch.stack([torch.nn.functional.cross_entropy(Y[t], targets) for t in range(T)]).mean()
+    elif name == "mse_every_step":
+        loss = ((Y - targets) ** 2).mean()
+    elif name == "mse_last":
+        loss = ((Y[-1] - targets) ** 2).mean()
+    else:
+        raise ValueError(name)
+    return loss, Y, spikes, states, min(margins)
+
+
+def tolist(x):
+    return x.detach().tolist()
+
+
+def make(problem, seed, tbptt_k=None, density=0.4, scale=1.0):
+    g = torch.Generator().manual_seed(seed)
+    sz = problem["sizes"]
+    for attempt in range(200):
+        params = {"layers": [], "readout": {}}
+        fan_in = sz["inputs"]
+        for l in problem["layers"]:
+            p = {
+                "W": (torch.rand(fan_in, l["size"], generator=g) * 2 - 1) * scale * 1.5,
+                "b": (torch.rand(l["size"], generator=g) * 2 - 1) * 0.3,
+            }
+            if l["recurrent"]:
+                p["W_rec"] = (torch.rand(l["size"], l["size"], generator=g) * 2 - 1) * 0.8
+            params["layers"].append(p)
+            fan_in = l["size"]
+        params["readout"] = {"W": torch.randn(fan_in, sz["outputs"], generator=g) * 0.5, "b": torch.randn(sz["outputs"], generator=g) * 0.1}
+        inputs = (torch.rand(sz["steps"], sz["batch"], sz["inputs"], generator=g) < density).to(torch.float64)
+        name = problem["loss"]["name"]
+        if name.startswith("ce"):
+            targets = torch.randint(0, sz["outputs"], (sz["batch"],), generator=g)
+        elif name == "mse_every_step":
+            targets = torch.randn(sz["steps"], sz["batch"], sz["outputs"], generator=g)
+        else:
+            targets = torch.randn(sz["batch"], sz["outputs"], generator=g)
+        leaves = [t for p in params["layers"] for t in p.values()] + list(params["readout"].values())
+        for t in leaves:
+            t.requires_grad_(True)
+        loss, Y, spikes, states, margin = run(problem, params, inputs, targets)
+        n_spikes = sum(float(torch.stack(s).sum()) for s in spikes)
+        total = sum(torch.stack(s).numel() for s in spikes)
+        if margin < 1e-3 or not (0.05 * total < n_spikes < 0.7 * total):
+            continue
+        grads = torch.autograd.grad(loss, leaves)
+        it = iter(grads)
+        g_layers = [{n: tolist(next(it)) for n in p} for p in params["layers"]]
+        g_read = {n: tolist(next(it)) for n in params["readout"]}
+        expected = {
+            "loss": loss.item(),
+            "readout": tolist(Y),
+            "spikes": [tolist(torch.stack(s)) for s in spikes],
+            "final_state": [
+                {"v": tolist(st["v"]), "s": tolist(st["s"]), **({"a": tolist(st["a"])} if l["neuron"] == "alif" else {})}
+                for st, l in zip(states, problem["layers"])
+            ],
+            "grads": {"layers": g_layers, "readout": g_read},
+        }
+        if tbptt_k:
+            tl, *_ = run(problem, params, inputs, targets, k=tbptt_k)
+            tg = iter(torch.autograd.grad(tl, leaves))
+            expected["tbptt"] = {
+                "k": tbptt_k,
+                "grads": {"layers": [{n: tolist(next(tg)) for n in p} for p in params["layers"]], "readout": {n: tolist(next(tg)) for n in params["readout"]}},
+            }
+        return {
+            **problem,
+            "dtype": "float64",
+            "params": {"layers": [{n: tolist(t) for n, t in p.items()} for p in params["layers"]], "readout": {n: tolist(t) for n, t in params["readout"].items()}},
+            "inputs": tolist(inputs),
+            "targets": tolist(targets),
+            "expected": expected,
+        }
+    raise RuntimeError(f"{problem['name']}: no draw with a safe threshold margin")
+
+
+def layer(neuron, size, recurrent, reset_detach=False, beta=0.9, threshold=1.0, **extra):
+    l = {"neuron": neuron, "size": size, "recurrent": recurrent, "beta": beta, "threshold": threshold, "reset": "subtract", "reset_detach": reset_detach}
+    if neuron == "alif":
+        l.update({"rho": extra.get("rho", 0.95), "beta_a": extra.get("beta_a", 1.8)})
+    return l
+
+
+PROBLEMS = [
+    (dict(name="alif_then_lif", description="recurrent ALIF then recurrent LIF, arctan, CE on the mean readout",
+          sizes=dict(batch=3, inputs=6, steps=14, outputs=3),
+          layers=[layer("alif", 7, True, rho=0.9, beta_a=0.7), layer("lif", 5, True)],
+          readout=dict(kappa=0.85), surrogate=dict(name="arctan", alpha=2.0), loss=dict(name="ce_mean")), 11, 3),
+    (dict(name="ff_alif_sigmoid_every_step", description="feed-forward ALIF, sigmoid surrogate, CE at every step",
+          sizes=dict(batch=4, inputs=5, steps=10, outputs=2),
+          layers=[layer("alif", 6, False, beta=0.8, rho=0.85, beta_a=0.5)],
+          readout=dict(kappa=0.9), surrogate=dict(name="sigmoid", slope=4.0), loss=dict(name="ce_every_step")), 12, 2),
+    (dict(name="three_layer_mixed_mse", description="LIF, ALIF (detached reset), LIF; batch 1; MSE at every step",
+          sizes=dict(batch=1, inputs=7, steps=12, outputs=2),
+          layers=[layer("lif", 6, False, threshold=0.8), layer("alif", 5, True, reset_detach=True, rho=0.9, beta_a=1.0), layer("lif", 4, True, beta=0.7)],
+          readout=dict(kappa=0.6), surrogate=dict(name="fast_sigmoid", slope=10.0), loss=dict(name="mse_every_step")), 13, 5),
+    (dict(name="long_alif_mse_last", description="recurrent ALIF over 40 steps, triangle surrogate, MSE on the last step, window not dividing T",
+          sizes=dict(batch=2, inputs=4, steps=40, outputs=1),
+          layers=[layer("alif", 8, True, beta=0.95)],
+          readout=dict(kappa=0.95), surrogate=dict(name="triangle", gamma=0.5, width=0.8), loss=dict(name="mse_last")), 14, 7),
+    (dict(name="lif_low_threshold_ce_mean", description="recurrent LIF with beta 0.8 and threshold 0.5, CE on the mean readout",
+          sizes=dict(batch=5, inputs=3, steps=16, outputs=4),
+          layers=[layer("lif", 9, True, beta=0.8, threshold=0.5)],
+          readout=dict(kappa=0.7), surrogate=dict(name="fast_sigmoid", slope=25.0), loss=dict(name="ce_mean")), 15, 4),
+]
+
+if __name__ == "__main__":
+    out = sys.argv[1] if len(sys.argv) > 1 else "."
+    os.makedirs(out, exist_ok=True)
+    for problem, seed, k in PROBLEMS:
+        fx = make(problem, seed, k)
+        with open(os.path.join(out, problem["name"] + ".json"), "w") as f:
+            json.dump(fx, f)
+        print(problem["name"], "loss", fx["expected"]["loss"])
