@@ -43,7 +43,7 @@ export type {
   ForwardResult,
   Steps,
 } from './network.js';
-export { ceMean, ceEveryStep, mseEveryStep, mseLast, builtinLosses } from './losses.js';
+export { ceMean, ceEveryStep, mseEveryStep, mseLast, builtinLosses, lossFromSpec } from './losses.js';
 export type { TemporalLoss, BoundLoss, LossShape } from './losses.js';
 export {
   adam,
@@ -61,7 +61,7 @@ export {
   OptimizerRunner,
 } from './optim.js';
 export type { GradientTransformation, Optimizer, OptimizerEntry, ClipOptions } from './optim.js';
-export { checkRequirements, paramGrads } from './rule.js';
+export { checkRequirements, paramGrads, ruleFromSpec } from './rule.js';
 export type { LearningRule, RuleContext, RuleReport, RuleEntry, RuleRequirements, MemoryClass, SequenceBatch } from './rule.js';
 export type { Dataset, DatasetDescription, DatasetEntry, BatchOptions } from './dataset.js';
 export type { Backend, BackendInfo } from './backend.js';

@@ -1,6 +1,7 @@
 import { tf, type Scalar, type Tensor } from './tf.js';
 import { SpikeflowError } from './errors.js';
 import { splitSteps } from './network.js';
+import { configError, didYouMean, expectObject, rejectUnknownKeys } from './validate.js';
 
 /** The shapes a loss is bound to: T steps, batch B, O readout units. */
 export interface LossShape {
@@ -132,3 +133,14 @@ export const mseLast: TemporalLoss = {
 };
 
 export const builtinLosses: readonly TemporalLoss[] = [ceMean, ceEveryStep, mseEveryStep, mseLast];
+
+/** A loss named in JSON: `"ce_mean"` or `{ "name": "ce_mean" }`. */
+export function lossFromSpec(spec: unknown, losses: ReadonlyMap<string, TemporalLoss>, path = 'loss'): TemporalLoss {
+  const obj = typeof spec === 'string' ? { name: spec } : expectObject(spec, path);
+  rejectUnknownKeys(obj, ['name'], path);
+  const name = obj['name'];
+  if (typeof name !== 'string') throw configError(`${path}.name`, `expected a loss name (${[...losses.keys()].join(', ')})`);
+  const loss = losses.get(name);
+  if (!loss) throw new SpikeflowError('UNKNOWN_NAME', `${path}.name: unknown loss '${name}'; ${didYouMean(name, losses.keys())}`, { path: `${path}.name` });
+  return loss;
+}

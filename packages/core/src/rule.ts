@@ -4,6 +4,7 @@ import type { TemporalLoss } from './losses.js';
 import type { TensorTree } from './state.js';
 import type { Schema, SchemaValues } from './validate.js';
 import { SpikeflowError } from './errors.js';
+import { configError, didYouMean, expectObject, parseSchema } from './validate.js';
 
 /** One batch of sequences, time-major. */
 export interface SequenceBatch {
@@ -91,4 +92,24 @@ export function paramGrads(network: Network, f: () => Scalar): { value: Scalar; 
   const out: NamedTensorMap = {};
   for (const [vn, g] of Object.entries(grads)) out[byVarName.get(vn)!] = g;
   return { value, grads: out };
+}
+
+/**
+ * Builds a rule from its JSON spec, `{ "name": "bptt", "truncation": 50 }`: the name picks the
+ * entry, the other keys are validated against its options schema (errors name the field).
+ */
+export function ruleFromSpec(spec: unknown, rules: ReadonlyMap<string, RuleEntry>, path = 'rule'): LearningRule {
+  const obj = expectObject(spec, path);
+  const name = obj['name'];
+  if (typeof name !== 'string') throw configError(`${path}.name`, `expected a rule name (installed: ${[...rules.keys()].join(', ') || 'none'})`);
+  const entry = rules.get(name);
+  if (!entry) {
+    throw new SpikeflowError(
+      'UNKNOWN_NAME',
+      `${path}.name: unknown rule '${name}'; ${didYouMean(name, rules.keys())}. A rule comes from a plugin: install it (e.g. pnpm add @spikeflow/rule-${name}) and list it in "plugins".`,
+      { path: `${path}.name`, name },
+    );
+  }
+  const { name: _n, ...options } = obj;
+  return entry.create(parseSchema(entry.optionsSchema, options, path));
 }

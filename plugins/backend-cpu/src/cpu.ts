@@ -15,6 +15,10 @@ export const cpu: Backend = {
       throw new SpikeflowError('BACKEND_UNAVAILABLE', 'the cpu backend is not registered: is @tensorflow/tfjs installed once, at 4.22.0?', { backend: 'cpu' });
     }
     await tf.ready();
+    // tfjs' cpu backend prints an advert for tfjs-node on its first write in Node; spikeflow
+    // lists its own backends, so the notice is noise here.
+    const backend = tf.backend() as unknown as { firstUse?: boolean };
+    if (backend.firstUse === true) backend.firstUse = false;
   },
   describe(): BackendInfo {
     return { tfBackend: 'cpu', device: os.cpus()[0]?.model ?? 'unknown CPU', threads: 1, details: { tfjs: tf.version_core } };

@@ -13,6 +13,7 @@ import {
   disposeTree,
   isSpikeflowError,
   mseLast,
+  ruleFromSpec,
   tf,
   type NamedTensorMap,
   type Network,
@@ -190,6 +191,12 @@ describe('bptt and tbptt', () => {
 
   it('refuses a bad window and is configurable from JSON through its plugin entry', () => {
     expect(() => tbptt({ k: 0 })).toThrow(/rule\.truncation/);
+    const rules = createRegistry([bpttPlugin]).rules;
+    expect(ruleFromSpec({ name: 'bptt', truncation: 5 }, rules).name).toBe('tbptt(k=5, accumulate)');
+    expect(() => ruleFromSpec({ name: 'bptt', truncaton: 5 }, rules)).toThrow(/rule\.truncaton: unknown key; did you mean 'truncation'/);
+    expect(() => ruleFromSpec({ name: 'bptt', truncation: 0 }, rules)).toThrow(/rule\.truncation: must be >= 1, got 0/);
+    expect(() => ruleFromSpec({ name: 'bptt', mode: 'online' }, rules)).toThrow(/rule\.mode: must be one of 'accumulate', 'per-window'/);
+    expect(() => ruleFromSpec({ name: 'bpt' }, rules)).toThrow(/rule\.name: unknown rule 'bpt'; did you mean 'bptt'/);
     const entry = createRegistry([bpttPlugin]).rules.get('bptt')!;
     expect(entry.create({ mode: 'accumulate' }).memory).toBe('O(T)');
     const t = entry.create({ truncation: 8, mode: 'per-window' });
