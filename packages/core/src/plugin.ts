@@ -205,6 +205,15 @@ export async function loadPlugins(names: readonly string[], { from = process.cwd
     try {
       resolved = require.resolve(name);
     } catch (cause) {
+      const pkgJson = (cause as { code?: string; path?: string }).path;
+      if ((cause as { code?: string }).code === 'MODULE_NOT_FOUND' && pkgJson?.endsWith('package.json')) {
+        throw new SpikeflowError(
+          'PLUGIN_INVALID',
+          `plugin package '${name}' is installed (${pkgJson}) but its entry point is missing: is it built? (pnpm build)`,
+          { package: name },
+          { cause },
+        );
+      }
       throw new SpikeflowError(
         'PLUGIN_NOT_FOUND',
         `plugin package '${name}' is not installed (looked from ${String(from)}). Install it with: pnpm add ${name}   (or: npm install ${name})`,

@@ -12,9 +12,12 @@ export type FieldSpec =
 
 export type Schema = Readonly<Record<string, FieldSpec & { required?: boolean }>>;
 
+/** The value type of one field (distributes over a union of field specs). */
+export type FieldValue<F> = F extends { type: 'number' } ? number : F extends { type: 'boolean' } ? boolean : F extends { type: 'string' } ? string : never;
+
 /** The plain values a {@link Schema} describes. */
 export type SchemaValues<S extends Schema> = {
-  -readonly [K in keyof S]: S[K] extends { type: 'number' } ? number : S[K] extends { type: 'boolean' } ? boolean : string;
+  -readonly [K in keyof S]: FieldValue<S[K]>;
 };
 
 export function configError(path: string, message: string, extra: Record<string, unknown> = {}): SpikeflowError {
