@@ -1,4 +1,5 @@
 import type { SequenceBatch } from './rule.js';
+import type { Schema, SchemaValues } from './validate.js';
 
 /** What a dataset looks like to a model: sequence length, channels and targets. */
 export interface DatasetDescription {
@@ -8,7 +9,10 @@ export interface DatasetDescription {
   readonly channels: number;
   /** Classes (classification) or output dimensions (regression). */
   readonly outputs: number;
-  /** The loss target kind its batches carry (`labels`, `values-last`, `values-every-step`). */
+  /**
+   * What each batch's `targets` hold: integer labels `[B]`, values for the last step `[B, O]`,
+   * or values for every step `[T, B, O]`. Pick a loss that expects it.
+   */
   readonly target: 'labels' | 'values-last' | 'values-every-step';
   /** Samples per split. */
   readonly samples: Readonly<Record<string, number>>;
@@ -16,27 +20,61 @@ export interface DatasetDescription {
 
 export interface BatchOptions {
   readonly batchSize: number;
-  /** Shuffle seed; the same seed gives the same batches. */
-  readonly seed?: number;
+  /**
+   * Seed of this pass (trainers pass one per epoch, derived from the run's seed): it fixes the
+   * shuffle order and any random encoding, so the same seed gives the same batches.
+   */
+  readonly seed: number;
+  /** Shuffle the samples (default: true for `train`, false otherwise). */
   readonly shuffle?: boolean;
-  /** Drop a last incomplete batch. */
+  /** Drop a last incomplete batch (default false). */
   readonly dropLast?: boolean;
+  /** Skip this many batches first (resuming mid-epoch); the rest are those of the full pass. */
+  readonly skip?: number;
 }
 
 /**
- * A dataset family's opened dataset. Batches are time-major spike tensors; the consumer
- * disposes each batch's tensors.
+ * An opened dataset. Batches are time-major tensors (`inputs: [T, B, channels]`, spikes or analog
+ * currents); the consumer disposes each batch's tensors.
  */
 export interface Dataset {
   readonly name: string;
   readonly splits: readonly string[];
   describe(): DatasetDescription;
+  /** Number of batches one pass over `split` yields. */
+  batchCount(split: string, options: Pick<BatchOptions, 'batchSize' | 'dropLast'>): number;
   batches(split: string, options: BatchOptions): AsyncIterable<SequenceBatch>;
 }
 
+/** What `spikeflow data inspect` prints about a data file. */
+export interface DataFileSummary {
+  readonly path: string;
+  readonly format: string;
+  readonly samples: number;
+  /** Shape of one sample. */
+  readonly shape: readonly number[];
+  readonly dtype: string;
+  readonly classes?: number;
+  readonly labelHistogram?: Readonly<Record<string, number>>;
+  readonly [key: string]: unknown;
+}
+
+/** Where datasets find and keep files. */
+export interface DatasetContext {
+  /** Cache directory for downloaded and extracted files. */
+  readonly cacheDir: string;
+  /** Progress and notices (downloads, extraction) for people. */
+  readonly log?: (message: string) => void;
+}
+
 /** A named dataset factory, as plugins provide it. `options` come validated from a config. */
-export interface DatasetEntry {
+export interface DatasetEntry<Sch extends Schema = Schema> {
   readonly name: string;
   readonly description: string;
-  open(options: Record<string, unknown>): Promise<Dataset>;
+  readonly optionsSchema: Sch;
+  open(options: SchemaValues<Sch>, ctx: DatasetContext): Promise<Dataset>;
+  /** File formats this family can summarise (`idx`, ...). */
+  readonly formats?: readonly string[];
+  /** Summarises a data file of one of `formats`; throws `DATA_INVALID` for a bad file. */
+  inspect?(path: string, format: string): Promise<DataFileSummary>;
 }

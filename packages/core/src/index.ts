@@ -63,7 +63,8 @@ export {
 export type { GradientTransformation, Optimizer, OptimizerEntry, ClipOptions } from './optim.js';
 export { checkRequirements, paramGrads, ruleFromSpec } from './rule.js';
 export type { LearningRule, RuleContext, RuleReport, RuleEntry, RuleRequirements, MemoryClass, SequenceBatch } from './rule.js';
-export type { Dataset, DatasetDescription, DatasetEntry, BatchOptions } from './dataset.js';
+export type { Dataset, DatasetDescription, DatasetEntry, DatasetContext, DataFileSummary, BatchOptions } from './dataset.js';
+export { createRng, deriveSeed, shuffleInPlace, permutation } from './random.js';
 export type { Backend, BackendInfo } from './backend.js';
 export {
   definePlugin,
@@ -77,3 +78,9 @@ export {
   loadPlugins,
 } from './plugin.js';
 export type { SpikeflowPlugin, Token, Registry, LoadOptions, ExporterEntry } from './plugin.js';
+export { Trainer, evaluate } from './trainer.js';
+export type { TrainOptions, TrainerParts, TrainerEvent, TrainerListener, RunPosition, EvalResult, RunCheckpointMeta } from './trainer.js';
+export { saveCheckpoint, loadCheckpoint } from './checkpoint.js';
+export type { CheckpointContents } from './checkpoint.js';
+export { parseRunConfig, composeRun } from './config.js';
+export type { RunConfig, ComposedRun } from './config.js';

@@ -218,10 +218,12 @@ export class OptimizerRunner {
   #state: TensorTree;
   #steps = 0;
 
-  constructor(optimizer: Optimizer, params: ParamMap, state?: TensorTree) {
+  /** `state` and `steps` restore a checkpointed runner (the runner takes ownership of `state`'s tensors). */
+  constructor(optimizer: Optimizer, params: ParamMap, state?: TensorTree, steps = 0) {
     this.optimizer = optimizer;
     this.params = params;
     this.#state = state ?? keepTree(tidy(() => optimizer.init(params)));
+    this.#steps = steps;
   }
 
   get state(): TensorTree {

@@ -23,6 +23,12 @@ export interface RuleContext {
    * caller keeps ownership of `grads`. Online rules call it in the middle of a sequence.
    */
   apply(grads: NamedTensorMap): void;
+  /**
+   * Called once per step, in order, with the readout y_t of the forward pass that produced the
+   * loss (metrics such as accuracy accumulate from it). The tensor is the rule's: read or combine
+   * it, do not dispose it, and keep (`tf.keep`) anything derived that must outlive the call.
+   */
+  observe?(t: number, readout: Tensor): void;
 }
 
 export interface RuleReport {

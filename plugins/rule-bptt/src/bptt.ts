@@ -114,7 +114,10 @@ function wholeSequence(net: Network, bound: BoundLoss, xs: Steps, ctx: RuleConte
   const { value, grads } = paramGrads(net, () => {
     const p = net.prepare();
     const ys: Tensor[] = [];
-    unroll(net, p, net.init(B), xs, 0, xs.length, (_, out) => ys.push(out.readout));
+    unroll(net, p, net.init(B), xs, 0, xs.length, (t, out) => {
+      ys.push(out.readout);
+      ctx.observe?.(t, out.readout);
+    });
     return bound.sequence(ys);
   });
   applyAndDispose(ctx, grads);
@@ -140,7 +143,7 @@ function windows(net: Network, bound: BoundLoss, xs: Steps, k: number, ctx: Rule
     for (let t = from; t < to && !hasTerm; t++) hasTerm = bound.hasTerm?.(t) ?? true;
     let next: NetState;
     if (!hasTerm) {
-      next = advance(net, state, xs, from, to);
+      next = advance(net, state, xs, from, to, (t, out) => ctx.observe?.(t, out.readout));
     } else {
       let carried: NetState | undefined;
       const start = state;
@@ -148,6 +151,7 @@ function windows(net: Network, bound: BoundLoss, xs: Steps, k: number, ctx: Rule
         const p = net.prepare();
         const terms: Scalar[] = [];
         carried = unroll(net, p, start, xs, from, to, (t, out) => {
+          ctx.observe?.(t, out.readout);
           const term = step(out.readout, t);
           if (term) terms.push(term);
         });
@@ -187,7 +191,8 @@ function twoPass(net: Network, bound: BoundLoss, xs: Steps, k: number, ctx: Rule
   let state: NetState = net.init(B);
   for (let from = 0; from < T; from += k) {
     starts.push(state);
-    state = advance(net, state, xs, from, Math.min(from + k, T), (_, out) => {
+    state = advance(net, state, xs, from, Math.min(from + k, T), (t, out) => {
+      ctx.observe?.(t, out.readout);
       ys.push(out.readout);
       return [out.readout];
     });

@@ -1,0 +1,193 @@
+import { describe, expect, it } from 'vitest';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, truncateSync, writeFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadCheckpoint, tf, disposeTree, type Tensor } from '@spikeflow/core';
+
+const bin = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
+const cli = (args: string[], cwd: string) => spawnSync(process.execPath, [bin, ...args], { cwd, encoding: 'utf8', env: { ...process.env, CI: '1' } });
+
+const config = (over: Record<string, unknown> = {}) => ({
+  plugins: ['@spikeflow/neuron-lif', '@spikeflow/rule-bptt', '@spikeflow/backend-wasm', '@spikeflow/dataset-add-task'],
+  backend: 'wasm',
+  seed: 3,
+  data: { name: 'add-task', steps: 12, trainSamples: 1280, testSamples: 64 },
+  model: { layers: [{ neuron: 'lif', size: 24, recurrent: true }], readout: { kappa: 0 } },
+  rule: { name: 'bptt' },
+  optimizer: { name: 'adam', lr: 0.003 },
+  train: { epochs: 2, batchSize: 32, checkpointEvery: 3 },
+  ...over,
+});
+
+function workdir(over?: Record<string, unknown>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'spikeflow-cli-'));
+  writeFileSync(join(dir, 'run.json'), JSON.stringify(config(over)));
+  return dir;
+}
+
+function params(path: string): Record<string, Float32Array> {
+  const ck = loadCheckpoint(path);
+  const out = Object.fromEntries(Object.entries((ck.trees as { params: Record<string, Tensor> }).params).map(([k, t]) => [k, t.dataSync() as Float32Array]));
+  disposeTree(ck.trees as never);
+  return out;
+}
+
+describe('spikeflow train', () => {
+  it('trains from a config file and writes a checkpoint, a JSONL log, a summary and plots', () => {
+    const dir = workdir();
+    const r = cli(['train', 'run.json', '--out', 'out', '--epochs', '1'], dir);
+    expect(r.stderr).not.toMatch(/Error|spikeflow:/);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/test loss: \d\.\d{4}/);
+    for (const f of ['checkpoint.sfck', 'metrics.jsonl', 'summary.json', 'config.json', 'loss.svg']) expect(existsSync(join(dir, 'out', f)), f).toBe(true);
+    const events = readFileSync(join(dir, 'out', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string });
+    expect(events[0]!.type).toBe('start');
+    expect(events.map((e) => e.type)).toEqual(expect.arrayContaining(['batch', 'epoch', 'eval', 'checkpoint', 'end']));
+    expect(readFileSync(join(dir, 'out', 'loss.svg'), 'utf8')).toMatch(/^<svg[\s\S]*<polyline|<circle/);
+    const ev = cli(['eval', 'out'], dir);
+    expect(ev.status).toBe(0);
+    expect(JSON.parse(ev.stdout)).toMatchObject({ split: 'test', samples: 64 });
+    // The run directory is not overwritten by accident.
+    const again = cli(['train', 'run.json', '--out', 'out'], dir);
+    expect(again.status).toBe(1);
+    expect(again.stderr).toMatch(/already holds a run.*--resume/);
+  });
+
+  it('the same config and seed give the same loss curve', () => {
+    const dir = workdir();
+    const a = cli(['train', 'run.json', '--out', 'a', '--epochs', '1'], dir);
+    const b = cli(['train', 'run.json', '--out', 'b', '--epochs', '1'], dir);
+    expect(a.status).toBe(0);
+    expect(b.status).toBe(0);
+    const losses = (run: string) =>
+      readFileSync(join(dir, run, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; loss?: number }).filter((e) => e.type === 'batch' || e.type === 'epoch').map((e) => e.loss);
+    expect(losses('a').length).toBeGreaterThan(1);
+    expect(losses('a')).toEqual(losses('b'));
+  });
+
+  it('a run killed with SIGKILL mid-epoch resumes from its last checkpoint and ends with the same weights, bitwise', async () => {
+    const dir = workdir();
+    const full = cli(['train', 'run.json', '--out', 'full', '--quiet'], dir);
+    expect(full.status).toBe(0);
+
+    const child = spawn(process.execPath, [bin, 'train', 'run.json', '--out', 'killed', '--quiet'], { cwd: dir, stdio: 'ignore' });
+    const log = join(dir, 'killed', 'metrics.jsonl');
+    const killedAt = await new Promise<number>((resolve, reject) => {
+      const timer = setInterval(() => {
+        if (!existsSync(log)) return;
+        const cks = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; position?: { step: number; epoch: number } }).filter((e) => e.type === 'checkpoint');
+        const last = cks.at(-1);
+        if (last && last.position!.step >= 6 && last.position!.epoch === 0) {
+          clearInterval(timer);
+          child.kill('SIGKILL');
+          resolve(last.position!.step);
+        }
+      }, 5);
+      child.on('exit', () => {
+        clearInterval(timer);
+        reject(new Error('the run ended before it could be killed'));
+      });
+    });
+    await new Promise((r) => child.on('exit', r));
+    expect(killedAt).toBeGreaterThanOrEqual(6);
+    // The checkpoint on disk is intact and mid-epoch.
+    const ck = loadCheckpoint<{ position: { epoch: number; batch: number } }>(join(dir, 'killed', 'checkpoint.sfck'));
+    expect(ck.meta.position.epoch).toBe(0);
+    expect(ck.meta.position.batch).toBeGreaterThan(0);
+    disposeTree(ck.trees as never);
+
+    const resumed = cli(['train', 'run.json', '--out', 'killed', '--resume', '--quiet'], dir);
+    expect(resumed.stderr).toBe('');
+    expect(resumed.status).toBe(0);
+    const starts = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; resumed?: boolean; position?: { step: number } }).filter((e) => e.type === 'start');
+    expect(starts.length).toBe(2);
+    expect(starts[1]).toMatchObject({ resumed: true, position: { step: killedAt } });
+    const a = params(join(dir, 'full', 'checkpoint.sfck'));
+    const b = params(join(dir, 'killed', 'checkpoint.sfck'));
+    expect(Object.keys(b).sort()).toEqual(Object.keys(a).sort());
+    for (const k of Object.keys(a)) expect(Buffer.from(b[k]!.buffer).equals(Buffer.from(a[k]!.buffer)), k).toBe(true);
+  }, 120_000);
+});
+
+describe('bad input gets a clear error and a non-zero exit', () => {
+  it('unknown config key, wrong type, unknown neuron, missing plugin', () => {
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ trian: { epochs: 1 } }, /trian: unknown key; did you mean 'train'/],
+      [{ train: { epochs: 'two', batchSize: 8 } }, /train\.epochs: expected a finite number, got "two"/],
+      [{ model: { layers: [{ neuron: 'lfi', size: 4 }], readout: {} } }, /model\.layers\[0\]\.neuron: unknown neuron 'lfi'; did you mean 'lif'/],
+      [{ model: { layers: [{ neuron: 'lif', size: -3 }], readout: {} } }, /model\.layers\[0\]\.size: must be >= 1, got -3/],
+      [{ plugins: ['@spikeflow/neuron-lif', '@spikeflow/neuron-nope'] }, /'@spikeflow\/neuron-nope' is not installed.*pnpm add @spikeflow\/neuron-nope/],
+      [{ data: { name: 'add-task', stepz: 5 } }, /data\.stepz: unknown key; did you mean 'steps'/],
+      [{ rule: { name: 'bptt', truncation: 4, mode: 'per-window' }, loss: 'ce_mean' }, /loss 'ce_mean' does not decompose over time/],
+    ];
+    for (const [over, message] of cases) {
+      const dir = workdir(over);
+      const r = cli(['train', 'run.json', '--out', 'x'], dir);
+      expect(r.status, JSON.stringify(over)).toBe(1);
+      expect(r.stderr).toMatch(message);
+    }
+  });
+
+  it('a missing config file, invalid JSON', () => {
+    const dir = workdir();
+    expect(cli(['train', 'nope.json'], dir).stderr).toMatch(/cannot read config file .*nope\.json/);
+    writeFileSync(join(dir, 'bad.json'), '{ "plugins": [');
+    const r = cli(['train', 'bad.json'], dir);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/bad\.json is not valid JSON/);
+  });
+
+  it('a corrupt or truncated checkpoint is refused, never half-loaded', () => {
+    const dir = workdir();
+    expect(cli(['train', 'run.json', '--out', 'r', '--epochs', '1', '--quiet'], dir).status).toBe(0);
+    const ck = join(dir, 'r', 'checkpoint.sfck');
+    const bytes = readFileSync(ck);
+    const flipped = Buffer.from(bytes);
+    flipped[flipped.length - 5] ^= 0xff;
+    writeFileSync(ck, flipped);
+    let r = cli(['train', 'run.json', '--out', 'r', '--resume', '--epochs', '2'], dir);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/does not match its SHA-256 digest.*refusing to load it/);
+    writeFileSync(ck, bytes);
+    truncateSync(ck, statSync(ck).size - 100);
+    r = cli(['eval', 'r'], dir);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/truncated/);
+    writeFileSync(ck, 'not a checkpoint at all');
+    expect(cli(['eval', 'r'], dir).stderr).toMatch(/bad magic/);
+    expect(cli(['train', 'run.json', '--out', 'fresh', '--resume'], dir).stderr).toMatch(/--resume: no checkpoint/);
+  });
+});
+
+describe('spikeflow plugins, info, --help', () => {
+  it('lists the installed plugins and what they provide', () => {
+    const r = cli(['plugins', '--json'], tmpdir());
+    expect(r.status).toBe(0);
+    const rows = JSON.parse(r.stdout) as { package: string; provides: Record<string, string[]> }[];
+    expect(rows.find((x) => x.package === '@spikeflow/neuron-lif')?.provides).toEqual({ neurons: ['lif'] });
+    expect(rows.find((x) => x.package === '@spikeflow/backend-wasm')?.provides.backends).toEqual(['wasm']);
+    expect(rows.find((x) => x.package === '@spikeflow/rule-bptt')?.provides.rules).toEqual(['bptt']);
+  });
+
+  it('describes the backend and versions', () => {
+    const r = cli(['info'], tmpdir());
+    expect(r.status).toBe(0);
+    const info = JSON.parse(r.stdout) as { backend: { tfBackend: string }; tfjs: string; cores: number };
+    expect(info.backend.tfBackend).toBe('wasm');
+    expect(info.tfjs).toBe(tf.version_core);
+    expect(info.cores).toBeGreaterThan(0);
+  });
+
+  it('has --help everywhere', () => {
+    for (const args of [['--help'], ['train', '--help'], ['eval', '--help'], ['plugins', '--help'], ['info', '--help'], ['data', 'inspect', '--help']]) {
+      const r = cli(args, tmpdir());
+      expect(r.status, args.join(' ')).toBe(0);
+      expect(r.stdout).toMatch(/Usage: spikeflow/);
+    }
+    const bad = cli(['trian'], tmpdir());
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toMatch(/unknown command 'trian'/);
+  });
+});

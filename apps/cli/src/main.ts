@@ -1,0 +1,131 @@
+import { Command, InvalidArgumentError } from 'commander';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import { SpikeflowError, isSpikeflowError, tf } from '@spikeflow/core';
+import { train } from './train.js';
+import { evalRun } from './evaluate.js';
+import { installedPluginNames, loadFrom, registryOf } from './plugins.js';
+
+const pkg = createRequire(import.meta.url)('../package.json') as { version: string };
+
+const int = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer`);
+  return n;
+};
+
+const print = (x: unknown) => process.stdout.write(`${typeof x === 'string' ? x : JSON.stringify(x, null, 2)}\n`);
+
+export function program(): Command {
+  const p = new Command('spikeflow')
+    .description('Train spiking neural networks through time: BPTT and its memory-efficient alternatives, on TensorFlow.js')
+    .version(pkg.version)
+    .showHelpAfterError('(run with --help for usage)');
+
+  p.command('train')
+    .description('train a model from a JSON or YAML run config (plugins, backend, data, model, rule, loss, optimizer, train)')
+    .argument('<config>', 'run config file (.json, .yaml, .yml)')
+    .option('--seed <n>', 'override the config seed', int('--seed'))
+    .option('--backend <name>', 'override the config backend (wasm, cpu, ...)')
+    .option('--epochs <n>', 'override train.epochs', int('--epochs'))
+    .option('--out <runDir>', 'run directory (default: runs/<config name>)')
+    .option('--resume', 'continue the run in --out from its last checkpoint')
+    .option('--cache-dir <dir>', 'where datasets keep downloaded files (default: ~/.cache/spikeflow)')
+    .option('--quiet', 'no progress output')
+    .action(async (config: string, o: { seed?: number; backend?: string; epochs?: number; out?: string; resume?: boolean; cacheDir?: string; quiet?: boolean }) => {
+      const r = await train(config, o);
+      const e = r.lastEval;
+      print(`run: ${r.runDir}`);
+      if (e) print(`test ${e.accuracy !== undefined ? `accuracy: ${(e.accuracy * 100).toFixed(2)}%, ` : ''}loss: ${e.loss.toFixed(4)} (${e.samples} samples)`);
+    });
+
+  p.command('eval')
+    .description("evaluate a run's last checkpoint on a split of its dataset")
+    .argument('<target>', 'run directory or checkpoint file')
+    .option('--split <name>', 'dataset split', 'test')
+    .option('--batch-size <n>', 'batch size (default: the run config)', int('--batch-size'))
+    .option('--cache-dir <dir>', 'dataset cache directory')
+    .action(async (target: string, o: { split: string; batchSize?: number; cacheDir?: string }) => {
+      print(await evalRun(target, o));
+    });
+
+  p.command('plugins')
+    .description('list installed plugins and what each provides')
+    .option('--json', 'print JSON')
+    .action(async (o: { json?: boolean }) => {
+      const plugins = await loadFrom(installedPluginNames(), process.cwd());
+      const rows = plugins.map((pl) => ({
+        package: pl.meta.name,
+        version: pl.meta.version,
+        provides: Object.fromEntries(
+          (['neurons', 'rules', 'backends', 'datasets', 'surrogates', 'losses', 'kernels', 'exporters'] as const)
+            .filter((k) => pl[k]?.length)
+            .map((k) => [k, pl[k]!.map((x) => ('name' in x ? x.name : `${x.kernel}@${x.backend}`))]),
+        ),
+      }));
+      if (o.json) {
+        print(rows);
+        return;
+      }
+      for (const r of rows) {
+        print(`${r.package}@${r.version}`);
+        for (const [k, v] of Object.entries(r.provides)) print(`  ${k}: ${(v as string[]).join(', ')}`);
+      }
+    });
+
+  p.command('info')
+    .description('backends, threads and versions of this installation')
+    .option('--backend <name>', 'activate and describe this backend', 'wasm')
+    .action(async (o: { backend: string }) => {
+      const registry = await registryOf(installedPluginNames(), process.cwd());
+      const b = registry.backends.get(o.backend);
+      if (!b) throw new SpikeflowError('UNKNOWN_NAME', `backend '${o.backend}' is not installed (installed: ${[...registry.backends.keys()].join(', ')})`);
+      await b.activate();
+      print({
+        spikeflow: pkg.version,
+        node: process.versions.node,
+        tfjs: tf.version_core,
+        platform: `${os.platform()} ${os.arch()}`,
+        cpu: os.cpus()[0]?.model,
+        cores: os.cpus().length,
+        backend: b.describe(),
+        backends: [...registry.backends.keys()],
+        plugins: Object.fromEntries(registry.plugins.map((pl) => [pl.meta.name, pl.meta.version])),
+      });
+    });
+
+  const data = p.command('data').description('dataset files');
+  data
+    .command('inspect')
+    .description('print a JSON summary of a dataset file (samples, shape, classes, label histogram)')
+    .argument('<path>', 'data file')
+    .option('--format <name>', 'file format (default: guessed from the name; idx for MNIST-style files)')
+    .action(async (path: string, o: { format?: string }) => {
+      const registry = await registryOf(installedPluginNames(), process.cwd());
+      const format = o.format ?? (/idx\d?-ubyte|\.idx\d?(\.gz)?$|ubyte(\.gz)?$/.test(path) ? 'idx' : undefined);
+      const readers = [...registry.datasets.values()].filter((d) => d.inspect && d.formats?.length);
+      const known = [...new Set(readers.flatMap((d) => d.formats ?? []))];
+      if (!format) throw new SpikeflowError('CONFIG_INVALID', `data inspect: cannot guess the format of ${path}; pass --format (${known.join(', ') || 'no dataset plugin reads files'})`, { path: '--format' });
+      const reader = readers.find((d) => d.formats!.includes(format));
+      if (!reader) throw new SpikeflowError('UNKNOWN_NAME', `data inspect: no installed dataset plugin reads format '${format}' (known: ${known.join(', ') || 'none'})`, { path: '--format' });
+      print(await reader.inspect!(path, format));
+    });
+
+  return p;
+}
+
+/** Runs the CLI; returns the exit code. SpikeflowErrors print their message (and code) only. */
+export async function main(argv: readonly string[]): Promise<number> {
+  try {
+    await program().parseAsync(argv as string[], { from: 'user' });
+    return 0;
+  } catch (e) {
+    if (isSpikeflowError(e)) {
+      process.stderr.write(`spikeflow: ${e.message} [${e.code}]\n`);
+      return 1;
+    }
+    if (e && typeof e === 'object' && 'exitCode' in e && typeof (e as { exitCode: unknown }).exitCode === 'number') return (e as { exitCode: number }).exitCode;
+    process.stderr.write(`spikeflow: unexpected error: ${(e as Error)?.stack ?? String(e)}\n`);
+    return 2;
+  }
+}

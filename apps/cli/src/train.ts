@@ -1,0 +1,140 @@
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { basename, dirname, extname, join, resolve } from 'node:path';
+import { createRequire } from 'node:module';
+import { isDeepStrictEqual } from 'node:util';
+import { SpikeflowError, Trainer, composeRun, parseRunConfig, tf, type EvalResult, type RunConfig, type TrainerEvent } from '@spikeflow/core';
+import { readConfigFile } from './files.js';
+import { registryOf } from './plugins.js';
+import { progressReporter } from './progress.js';
+import { lineChart, svgToPng } from './plot.js';
+
+export interface TrainFlags {
+  readonly seed?: number;
+  readonly backend?: string;
+  readonly out?: string;
+  readonly resume?: boolean;
+  readonly epochs?: number;
+  readonly cacheDir?: string;
+  readonly quiet?: boolean;
+}
+
+export const CHECKPOINT = 'checkpoint.sfck';
+export const METRICS = 'metrics.jsonl';
+
+/** Versions of the packages a run was made with, stored in its checkpoints. */
+export function versions(registryPlugins: readonly { meta: { name: string; version: string } }[]): Record<string, string> {
+  const own = createRequire(import.meta.url)('../package.json') as { name: string; version: string };
+  return {
+    [own.name]: own.version,
+    '@tensorflow/tfjs': tf.version_core,
+    node: process.versions.node,
+    ...Object.fromEntries(registryPlugins.map((p) => [p.meta.name, p.meta.version])),
+  };
+}
+
+/** Everything `spikeflow train` does, returning the last evaluation. */
+export async function train(configPath: string, flags: TrainFlags): Promise<{ runDir: string; lastEval?: EvalResult }> {
+  const file = resolve(configPath);
+  let config: RunConfig = parseRunConfig(await readConfigFile(file));
+  config = {
+    ...config,
+    ...(flags.seed !== undefined ? { seed: flags.seed } : {}),
+    ...(flags.backend !== undefined ? { backend: flags.backend } : {}),
+    ...(flags.epochs !== undefined ? { train: { ...config.train, epochs: flags.epochs } } : {}),
+  };
+  const runDir = resolve(flags.out ?? join('runs', basename(file, extname(file))));
+  const ckpt = join(runDir, CHECKPOINT);
+  const stored = join(runDir, 'config.json');
+  if (flags.resume) {
+    if (!existsSync(ckpt)) {
+      throw new SpikeflowError('CHECKPOINT_INVALID', `--resume: no checkpoint in ${runDir} (expected ${CHECKPOINT}); start the run without --resume`, { path: ckpt });
+    }
+    const before = JSON.parse(readFileSync(stored, 'utf8')) as RunConfig;
+    const { train: t1, ...a } = before;
+    const { train: t2, ...b } = config;
+    if (!isDeepStrictEqual(a, b) || !isDeepStrictEqual({ ...t1, epochs: 0 }, { ...t2, epochs: 0 })) {
+      throw new SpikeflowError(
+        'CONFIG_INVALID',
+        `--resume: the config differs from the one run ${runDir} was started with (${stored}); resume with the same config (only train.epochs may grow), or start a new run with another --out`,
+        { path: stored },
+      );
+    }
+  } else if (existsSync(ckpt)) {
+    throw new SpikeflowError('CONFIG_INVALID', `${runDir} already holds a run (${CHECKPOINT}); continue it with --resume or choose another --out`, { path: runDir });
+  }
+  mkdirSync(runDir, { recursive: true });
+
+  const registry = await registryOf(config.plugins, dirname(file));
+  const backend = registry.backends.get(config.backend);
+  if (!backend) {
+    throw new SpikeflowError('UNKNOWN_NAME', `backend: '${config.backend}' is not provided by the loaded plugins (${[...registry.backends.keys()].join(', ') || 'none'}); add its plugin to "plugins"`, {
+      path: 'backend',
+    });
+  }
+  await backend.activate();
+  const run = await composeRun(config, registry, { cacheDir: resolve(flags.cacheDir ?? join(process.env['HOME'] ?? '.', '.cache', 'spikeflow')), log: (m) => process.stderr.write(`${m}\n`) });
+  writeFileSync(stored, `${JSON.stringify(config, null, 2)}\n`);
+  const trainer = new Trainer(run, { ...run.trainOptions, checkpointPath: ckpt, meta: { config, versions: versions(registry.plugins) } });
+  const log = join(runDir, METRICS);
+  const progress = flags.quiet ? undefined : progressReporter();
+  trainer.on((e: TrainerEvent) => {
+    if (e.type !== 'batch' || e.position.batch % 10 === 0) appendFileSync(log, `${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`);
+  });
+  if (progress) trainer.on(progress.listener);
+  try {
+    if (flags.resume) trainer.resume(ckpt);
+    const result = await trainer.run();
+    writeFileSync(join(runDir, 'summary.json'), `${JSON.stringify({ config: file, runDir, position: result.position, lastEval: result.lastEval, backend: backend.describe() }, null, 2)}\n`);
+    await writePlots(runDir);
+    return { runDir, ...(result.lastEval ? { lastEval: result.lastEval } : {}) };
+  } catch (e) {
+    appendFileSync(log, `${JSON.stringify({ time: new Date().toISOString(), type: 'error', message: (e as Error).message, code: (e as SpikeflowError).code })}\n`);
+    throw e;
+  } finally {
+    progress?.stop();
+    trainer.dispose();
+    run.network.dispose();
+  }
+}
+
+/** Loss and accuracy curves from a run's metrics log, as SVG (and PNG when @resvg/resvg-js is installed). */
+export async function writePlots(runDir: string): Promise<string[]> {
+  const events = readFileSync(join(runDir, METRICS), 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  const epochs = events.filter((e) => e['type'] === 'epoch') as { epoch: number; loss: number; accuracy?: number }[];
+  const evals = events.filter((e) => e['type'] === 'eval') as { position: { epoch: number }; result: EvalResult }[];
+  const written: string[] = [];
+  const charts: [string, string, { name: string; points: [number, number][] }[]][] = [
+    [
+      'loss',
+      'loss',
+      [
+        { name: 'train', points: epochs.map((e) => [e.epoch + 1, e.loss]) },
+        { name: 'eval', points: evals.map((e) => [e.position.epoch, e.result.loss]) },
+      ],
+    ],
+  ];
+  if (epochs.some((e) => e.accuracy !== undefined)) {
+    charts.push([
+      'accuracy',
+      'accuracy',
+      [
+        { name: 'train', points: epochs.filter((e) => e.accuracy !== undefined).map((e) => [e.epoch + 1, e.accuracy!]) },
+        { name: 'eval', points: evals.filter((e) => e.result.accuracy !== undefined).map((e) => [e.position.epoch, e.result.accuracy!]) },
+      ],
+    ]);
+  }
+  for (const [name, label, series] of charts) {
+    const svg = lineChart(series, { title: `${basename(runDir)}: ${label}`, xLabel: 'epoch', yLabel: label });
+    writeFileSync(join(runDir, `${name}.svg`), svg);
+    written.push(`${name}.svg`);
+    const png = await svgToPng(svg);
+    if (png) {
+      writeFileSync(join(runDir, `${name}.png`), png);
+      written.push(`${name}.png`);
+    }
+  }
+  return written;
+}

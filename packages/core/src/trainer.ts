@@ -1,0 +1,354 @@
+import { tf, type Tensor } from './tf.js';
+import { SpikeflowError } from './errors.js';
+import type { Dataset } from './dataset.js';
+import type { LearningRule, RuleContext, SequenceBatch } from './rule.js';
+import { checkRequirements } from './rule.js';
+import { advance, stepsOf, type Network } from './network.js';
+import type { TemporalLoss } from './losses.js';
+import { OptimizerRunner, type Optimizer } from './optim.js';
+import { disposeTree, type TensorTree } from './state.js';
+import { deriveSeed } from './random.js';
+import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
+
+export interface TrainOptions {
+  readonly epochs: number;
+  readonly batchSize: number;
+  /** Seeds every epoch's shuffle and encoding (the network's initialisation is seeded when it is built). */
+  readonly seed: number;
+  /** Evaluate on `evalSplit` every this many epochs (default 1; 0 = never). */
+  readonly evalEvery?: number;
+  readonly evalSplit?: string;
+  /** Where the latest checkpoint is kept (none when omitted). */
+  readonly checkpointPath?: string;
+  /** Also checkpoint every this many steps (default: only at the end of each epoch). */
+  readonly checkpointEvery?: number;
+  /** Cap on batches per epoch (quick runs). */
+  readonly maxBatchesPerEpoch?: number;
+  /** Stored in every checkpoint (the run's config, package versions). */
+  readonly meta?: Readonly<Record<string, unknown>>;
+}
+
+/** Where a run is: `epoch` (0-based), `batch` within it, and the global `step` (updates so far). */
+export interface RunPosition {
+  readonly epoch: number;
+  readonly batch: number;
+  readonly step: number;
+}
+
+export interface EvalResult {
+  readonly split: string;
+  readonly loss: number;
+  /** Fraction of correct argmax predictions of the mean readout (label targets only). */
+  readonly accuracy?: number;
+  readonly samples: number;
+}
+
+export type TrainerEvent =
+  | { readonly type: 'start'; readonly position: RunPosition; readonly epochs: number; readonly batchesPerEpoch: number; readonly resumed: boolean }
+  | {
+      readonly type: 'batch';
+      readonly position: RunPosition;
+      readonly loss: number;
+      readonly accuracy?: number;
+      readonly samples: number;
+      readonly samplesPerSec: number;
+      readonly elapsedMs: number;
+    }
+  | { readonly type: 'epoch'; readonly epoch: number; readonly loss: number; readonly accuracy?: number; readonly elapsedMs: number }
+  | { readonly type: 'eval'; readonly position: RunPosition; readonly result: EvalResult }
+  | { readonly type: 'checkpoint'; readonly position: RunPosition; readonly path: string }
+  | { readonly type: 'end'; readonly position: RunPosition; readonly elapsedMs: number; readonly lastEval?: EvalResult };
+
+export type TrainerListener = (event: TrainerEvent) => void;
+
+/** The checkpoint `meta` a trainer writes. */
+export interface RunCheckpointMeta {
+  readonly kind: 'spikeflow-run';
+  readonly position: RunPosition;
+  readonly seed: number;
+  readonly rule: string;
+  readonly params: readonly string[];
+  readonly [key: string]: unknown;
+}
+
+export interface TrainerParts {
+  readonly network: Network;
+  readonly dataset: Dataset;
+  readonly rule: LearningRule;
+  readonly optimizer: Optimizer;
+  readonly loss: TemporalLoss;
+}
+
+const isLabels = (d: Dataset) => d.describe().target === 'labels';
+
+/** Counts correct argmax predictions of `summed [B, O]` against labels. */
+function correct(summed: Tensor, labels: Tensor): number {
+  return tf.tidy(() => tf.sum(tf.cast(tf.equal(tf.argMax(summed, 1), tf.cast(labels, 'int32')), 'float32')).dataSync()[0]!);
+}
+
+/**
+ * Trains a network: epochs of batches through a learning rule and an optimizer, periodic
+ * evaluation, typed events, atomic checkpoints, exact resume, and a stop on NaN/Inf that names
+ * the step and the tensor and leaves the last good checkpoint in place.
+ *
+ * Deterministic: batches of epoch e come from `deriveSeed(seed, 'epoch', e)`, so the same
+ * config and seed give the same loss curve on the same backend, and a resumed run continues with
+ * exactly the batches the uninterrupted run would have seen.
+ */
+export class Trainer {
+  readonly parts: TrainerParts;
+  readonly options: TrainOptions;
+  readonly #listeners = new Set<TrainerListener>();
+  #optimizer: OptimizerRunner;
+  #ruleState: TensorTree;
+  #position: RunPosition = { epoch: 0, batch: 0, step: 0 };
+  #lastGood?: RunPosition;
+  #resumed = false;
+
+  constructor(parts: TrainerParts, options: TrainOptions) {
+    if (!(Number.isInteger(options.epochs) && options.epochs >= 1)) throw new SpikeflowError('CONFIG_INVALID', `train.epochs: must be an integer >= 1, got ${options.epochs}`, { path: 'train.epochs' });
+    if (!(Number.isInteger(options.batchSize) && options.batchSize >= 1)) {
+      throw new SpikeflowError('CONFIG_INVALID', `train.batchSize: must be an integer >= 1, got ${options.batchSize}`, { path: 'train.batchSize' });
+    }
+    checkRequirements(parts.rule, parts.loss);
+    const d = parts.dataset.describe();
+    if (d.channels !== parts.network.inputs) {
+      throw new SpikeflowError('SHAPE_MISMATCH', `model.inputs is ${parts.network.inputs} but dataset '${parts.dataset.name}' has ${d.channels} input channels`, { path: 'model.inputs' });
+    }
+    if (d.outputs !== parts.network.outputs) {
+      throw new SpikeflowError('SHAPE_MISMATCH', `model.readout.size is ${parts.network.outputs} but dataset '${parts.dataset.name}' has ${d.outputs} outputs`, { path: 'model.readout.size' });
+    }
+    this.parts = parts;
+    this.options = options;
+    this.#optimizer = new OptimizerRunner(parts.optimizer, parts.network.params);
+    this.#ruleState = parts.rule.init(parts.network);
+  }
+
+  get position(): RunPosition {
+    return this.#position;
+  }
+
+  on(listener: TrainerListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #emit(e: TrainerEvent): void {
+    for (const l of this.#listeners) l(e);
+  }
+
+  batchesPerEpoch(): number {
+    const n = this.parts.dataset.batchCount('train', { batchSize: this.options.batchSize });
+    return this.options.maxBatchesPerEpoch ? Math.min(n, this.options.maxBatchesPerEpoch) : n;
+  }
+
+  /** Runs from the current position (0, or where {@link resume} left it) to the last epoch. */
+  async run(): Promise<{ position: RunPosition; lastEval?: EvalResult }> {
+    const { network, dataset, rule, loss } = this.parts;
+    const o = this.options;
+    const perEpoch = this.batchesPerEpoch();
+    const started = performance.now();
+    this.#emit({ type: 'start', position: this.#position, epochs: o.epochs, batchesPerEpoch: perEpoch, resumed: this.#resumed });
+    let lastEval: EvalResult | undefined;
+    const labels = isLabels(dataset);
+    for (let epoch = this.#position.epoch; epoch < o.epochs; epoch++) {
+      const epochStart = performance.now();
+      let samples = 0;
+      let lossSum = 0;
+      let right = 0;
+      let skip = epoch === this.#position.epoch ? this.#position.batch : 0;
+      let batchIndex = skip;
+      const seed = deriveSeed(o.seed, 'epoch', epoch);
+      for await (const batch of dataset.batches('train', { batchSize: o.batchSize, seed, skip })) {
+        skip = 0;
+        if (batchIndex >= perEpoch) {
+          disposeTree(batch as never);
+          break;
+        }
+        const B = batch.inputs.shape[1]!;
+        let summed: Tensor | undefined;
+        const ctx: RuleContext = {
+          network,
+          loss,
+          apply: (g) => this.#optimizer.apply(g),
+          observe: labels
+            ? (_t, y) => {
+                const next = tf.keep(summed ? tf.add(summed, y) : tf.clone(y));
+                summed?.dispose();
+                summed = next;
+              }
+            : undefined,
+        };
+        let report;
+        try {
+          const r = rule.update(batch as SequenceBatch, this.#ruleState, ctx);
+          if (r.state !== this.#ruleState) disposeTree(this.#ruleState, r.state);
+          this.#ruleState = r.state;
+          report = r.report;
+          if (summed) right += correct(summed, batch.targets);
+        } finally {
+          summed?.dispose();
+          disposeTree(batch as never);
+        }
+        const position = { epoch, batch: batchIndex + 1, step: this.#position.step + 1 };
+        this.#checkFinite(report.loss, position);
+        this.#position = position;
+        batchIndex++;
+        samples += B;
+        lossSum += report.loss * B;
+        const elapsedMs = performance.now() - epochStart;
+        this.#emit({
+          type: 'batch',
+          position,
+          loss: report.loss,
+          ...(labels ? { accuracy: right / samples } : {}),
+          samples,
+          samplesPerSec: (samples / elapsedMs) * 1000,
+          elapsedMs,
+        });
+        if (o.checkpointPath && o.checkpointEvery && position.step % o.checkpointEvery === 0 && batchIndex < perEpoch) this.save(o.checkpointPath);
+      }
+      this.#position = { epoch: epoch + 1, batch: 0, step: this.#position.step };
+      this.#emit({ type: 'epoch', epoch, loss: samples ? lossSum / samples : NaN, ...(labels && samples ? { accuracy: right / samples } : {}), elapsedMs: performance.now() - epochStart });
+      const evalEvery = o.evalEvery ?? 1;
+      if (evalEvery > 0 && ((epoch + 1) % evalEvery === 0 || epoch + 1 === o.epochs) && dataset.splits.includes(o.evalSplit ?? 'test')) {
+        lastEval = await this.evaluate(o.evalSplit ?? 'test');
+        this.#emit({ type: 'eval', position: this.#position, result: lastEval });
+      }
+      if (o.checkpointPath) this.save(o.checkpointPath);
+    }
+    this.#emit({ type: 'end', position: this.#position, elapsedMs: performance.now() - started, ...(lastEval ? { lastEval } : {}) });
+    return { position: this.#position, ...(lastEval ? { lastEval } : {}) };
+  }
+
+  /** Stops the run (throws) when the loss or any weight is NaN or ±Inf. */
+  #checkFinite(lossValue: number, position: RunPosition): void {
+    const where = `epoch ${position.epoch + 1}, batch ${position.batch} (step ${position.step})`;
+    const kept = this.#lastGood && this.options.checkpointPath
+      ? `; the last good checkpoint (step ${this.#lastGood.step}) is kept at ${this.options.checkpointPath}`
+      : '; no checkpoint was written before it';
+    if (!Number.isFinite(lossValue)) {
+      throw new SpikeflowError('NON_FINITE', `training stopped: the loss is ${lossValue} at ${where}${kept}. Lower the learning rate or clip gradients (optimizer.clipNorm).`, {
+        position,
+        tensor: 'loss',
+      });
+    }
+    const params = Object.entries(this.parts.network.params);
+    const bad = tf.tidy(() => tf.stack(params.map(([, v]) => tf.any(tf.logicalNot(tf.isFinite(v))).cast('float32'))).dataSync());
+    const i = bad.findIndex((b) => b > 0);
+    if (i >= 0) {
+      const name = params[i]![0];
+      throw new SpikeflowError('NON_FINITE', `training stopped: parameter '${name}' holds NaN or Inf after ${where}${kept}. Lower the learning rate or clip gradients (optimizer.clipNorm).`, {
+        position,
+        tensor: name,
+      });
+    }
+  }
+
+  /** Mean loss (sample-weighted) and, for label targets, accuracy on a split, without gradients. */
+  async evaluate(split = 'test', { batchSize = this.options.batchSize }: { batchSize?: number } = {}): Promise<EvalResult> {
+    const { network, dataset, loss } = this.parts;
+    return evaluate(network, dataset, loss, split, { batchSize, seed: deriveSeed(this.options.seed, 'eval') });
+  }
+
+  /** Writes the run's state (weights, optimizer, rule state, position, seed, meta) atomically. */
+  save(path: string): void {
+    const meta: RunCheckpointMeta = {
+      ...this.options.meta,
+      kind: 'spikeflow-run',
+      position: this.#position,
+      seed: this.options.seed,
+      rule: this.parts.rule.name,
+      params: Object.keys(this.parts.network.params),
+      optimizerSteps: this.#optimizer.steps,
+    };
+    saveCheckpoint(path, {
+      meta,
+      trees: { params: { ...this.parts.network.params }, optimizer: this.#optimizer.state, rule: this.#ruleState },
+    });
+    this.#lastGood = this.#position;
+    this.#emit({ type: 'checkpoint', position: this.#position, path });
+  }
+
+  /** Restores weights, optimizer state, rule state and position from a checkpoint of this run's shape. */
+  resume(path: string): RunPosition {
+    const ck = loadCheckpoint<RunCheckpointMeta>(path);
+    const loaded = ck.trees as { params?: Record<string, Tensor>; optimizer?: TensorTree; rule?: TensorTree };
+    try {
+      if (ck.meta?.kind !== 'spikeflow-run' || !loaded.params) {
+        throw new SpikeflowError('CHECKPOINT_INVALID', `checkpoint ${path}: not a training-run checkpoint`, { path });
+      }
+      const want = Object.keys(this.parts.network.params).sort();
+      const have = Object.keys(loaded.params).sort();
+      if (want.join() !== have.join()) {
+        throw new SpikeflowError('CHECKPOINT_INVALID', `checkpoint ${path}: its parameters (${have.join(', ')}) do not match this model's (${want.join(', ')})`, { path });
+      }
+      for (const k of want) {
+        const a = this.parts.network.params[k]!;
+        const b = loaded.params[k]!;
+        if (a.shape.join() !== b.shape.join()) {
+          throw new SpikeflowError('CHECKPOINT_INVALID', `checkpoint ${path}: parameter '${k}' has shape [${b.shape}], this model's is [${a.shape}]`, { path });
+        }
+      }
+      if (ck.meta.rule !== this.parts.rule.name) {
+        throw new SpikeflowError('CHECKPOINT_INVALID', `checkpoint ${path}: written by rule '${ck.meta.rule}', this run uses '${this.parts.rule.name}'`, { path });
+      }
+    } catch (e) {
+      disposeTree(loaded as never);
+      throw e;
+    }
+    this.parts.network.setParams(loaded.params);
+    disposeTree(loaded.params);
+    this.#optimizer.dispose();
+    this.#optimizer = new OptimizerRunner(this.parts.optimizer, this.parts.network.params, loaded.optimizer ?? null, Number(ck.meta['optimizerSteps'] ?? 0));
+    disposeTree(this.#ruleState);
+    this.#ruleState = loaded.rule ?? null;
+    this.#position = ck.meta.position;
+    this.#lastGood = this.#position;
+    this.#resumed = true;
+    return this.#position;
+  }
+
+  dispose(): void {
+    this.#optimizer.dispose();
+    disposeTree(this.#ruleState);
+  }
+}
+
+/** Mean loss and accuracy of a network on one split of a dataset, without gradients. */
+export async function evaluate(
+  network: Network,
+  dataset: Dataset,
+  loss: TemporalLoss,
+  split: string,
+  { batchSize, seed = 0, maxBatches }: { batchSize: number; seed?: number; maxBatches?: number },
+): Promise<EvalResult> {
+  const labels = isLabels(dataset);
+  let samples = 0;
+  let lossSum = 0;
+  let right = 0;
+  let n = 0;
+  for await (const batch of dataset.batches(split, { batchSize, seed, shuffle: false })) {
+    try {
+      if (maxBatches !== undefined && n >= maxBatches) break;
+      n++;
+      const [T, B] = batch.inputs.shape as [number, number];
+      const bound = loss.bind(batch.targets, { steps: T, batch: B, outputs: network.outputs });
+      const ys: Tensor[] = [];
+      const init = network.init(B);
+      const final = advance(network, init, stepsOf(batch.inputs), 0, T, (_, out) => {
+        ys.push(out.readout);
+        return [out.readout];
+      });
+      const value = tf.tidy(() => bound.sequence(ys).dataSync()[0]!);
+      if (labels) right += tf.tidy(() => correct(tf.addN(ys), batch.targets));
+      disposeTree([init, final, ys] as never);
+      bound.dispose();
+      samples += B;
+      lossSum += value * B;
+    } finally {
+      disposeTree(batch as never);
+    }
+  }
+  return { split, loss: samples ? lossSum / samples : NaN, ...(labels && samples ? { accuracy: right / samples } : {}), samples };
+}

@@ -1,0 +1,89 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { createRegistry, disposeTree, isSpikeflowError, tf } from '@spikeflow/core';
+import { wasm } from '@spikeflow/backend-wasm';
+import plugin, { addSample, addTask } from './index.js';
+
+beforeAll(() => wasm.activate());
+
+const opts = { steps: 20, trainSamples: 10, testSamples: 7, seed: 3 };
+
+async function collect(split: string, o: Parameters<ReturnType<typeof addTask>['batches']>[1], ds = addTask(opts)) {
+  const out: { x: number[]; y: number[]; shape: number[] }[] = [];
+  for await (const b of ds.batches(split, o)) {
+    out.push({ x: Array.from(b.inputs.dataSync()), y: Array.from(b.targets.dataSync()), shape: b.inputs.shape });
+    disposeTree(b as never);
+  }
+  return out;
+}
+
+describe('add task', () => {
+  it('has exactly one marker in each half and targets the sum of the marked values', () => {
+    for (let seed = 0; seed < 200; seed++) {
+      const T = 5 + (seed % 40);
+      const s = addSample(T, seed);
+      const half = Math.floor(T / 2);
+      const marks = Array.from(s.markers.keys()).filter((t) => s.markers[t] === 1);
+      expect(marks.length).toBe(2);
+      expect(marks[0]!).toBeLessThan(half);
+      expect(marks[1]!).toBeGreaterThanOrEqual(half);
+      expect(s.target).toBeCloseTo(s.values[marks[0]!]! + s.values[marks[1]!]!, 6);
+      expect(Array.from(s.values).every((v) => v >= 0 && v < 1)).toBe(true);
+    }
+  });
+
+  it('the trivial predictor 1.0 scores MSE ≈ 1/6', () => {
+    let se = 0;
+    const n = 20000;
+    for (let i = 0; i < n; i++) se += (addSample(10, i).target - 1) ** 2;
+    expect(se / n).toBeGreaterThan(0.16);
+    expect(se / n).toBeLessThan(0.173);
+  });
+
+  it('yields time-major batches [T, B, 2] with targets [B, 1], values in channel 0 and markers in channel 1', async () => {
+    const before = tf.memory().numTensors;
+    const batches = await collect('train', { batchSize: 4, seed: 1 });
+    expect(batches.map((b) => b.shape)).toEqual([[20, 4, 2], [20, 4, 2], [20, 2, 2]]);
+    const b0 = batches[0]!;
+    for (let b = 0; b < 4; b++) {
+      let sum = 0;
+      let marks = 0;
+      for (let t = 0; t < 20; t++) {
+        if (b0.x[(t * 4 + b) * 2 + 1] === 1) {
+          marks++;
+          sum += b0.x[(t * 4 + b) * 2]!;
+        }
+      }
+      expect(marks).toBe(2);
+      expect(b0.y[b]).toBeCloseTo(sum, 5);
+    }
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('is deterministic: same pass seed, same batches; a new epoch seed gives fresh training data; the test split is fixed', async () => {
+    expect(await collect('train', { batchSize: 4, seed: 1 })).toEqual(await collect('train', { batchSize: 4, seed: 1 }));
+    expect(await collect('train', { batchSize: 4, seed: 2 })).not.toEqual(await collect('train', { batchSize: 4, seed: 1 }));
+    expect(await collect('test', { batchSize: 4, seed: 1 })).toEqual(await collect('test', { batchSize: 4, seed: 9 }));
+  });
+
+  it('skip yields exactly the later batches of the full pass; batchCount and dropLast agree', async () => {
+    const full = await collect('train', { batchSize: 3, seed: 5 });
+    expect(await collect('train', { batchSize: 3, seed: 5, skip: 2 })).toEqual(full.slice(2));
+    const ds = addTask(opts);
+    expect(ds.batchCount('train', { batchSize: 3 })).toBe(full.length);
+    expect(ds.batchCount('train', { batchSize: 3, dropLast: true })).toBe(3);
+    expect((await collect('train', { batchSize: 3, seed: 5, dropLast: true })).length).toBe(3);
+  });
+
+  it('describes itself and refuses an unknown split', async () => {
+    const ds = addTask(opts);
+    expect(ds.describe()).toEqual({ steps: 20, channels: 2, outputs: 1, target: 'values-last', samples: { train: 10, test: 7 } });
+    const err = await collect('valid', { batchSize: 2, seed: 0 }).catch((e: unknown) => e);
+    expect(isSpikeflowError(err, 'CONFIG_INVALID')).toBe(true);
+  });
+
+  it('is a plugin whose entry validates its options', async () => {
+    const entry = createRegistry([plugin]).datasets.get('add-task')!;
+    const ds = await entry.open({ steps: 50, trainSamples: 64, testSamples: 32, seed: 0 }, { cacheDir: '/tmp' });
+    expect(ds.describe().steps).toBe(50);
+  });
+});

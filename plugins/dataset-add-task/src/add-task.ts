@@ -1,0 +1,84 @@
+import { SpikeflowError, createRng, deriveSeed, tf, type Dataset, type DatasetEntry, type SequenceBatch } from '@spikeflow/core';
+
+export const addTaskSchema = {
+  steps: { type: 'number', integer: true, min: 2, default: 100, doc: 'sequence length T' },
+  trainSamples: { type: 'number', integer: true, min: 1, default: 10000, doc: 'sequences per training epoch (fresh every epoch)' },
+  testSamples: { type: 'number', integer: true, min: 1, default: 1000, doc: 'sequences in the fixed test split' },
+  seed: { type: 'number', integer: true, min: 0, default: 0, doc: 'seed of the dataset (test split and per-epoch streams)' },
+} as const;
+
+export interface AddTaskOptions {
+  readonly steps: number;
+  readonly trainSamples: number;
+  readonly testSamples: number;
+  readonly seed: number;
+}
+
+/**
+ * One sample of the adding problem: `values[T]` uniform in [0, 1), `markers[T]` with exactly one 1
+ * in the first half (t < ⌊T/2⌋) and one in the second, and `target` = the sum of the two marked
+ * values.
+ */
+export function addSample(T: number, seed: number): { values: Float32Array; markers: Float32Array; target: number } {
+  const r = createRng(seed);
+  const values = Float32Array.from({ length: T }, () => r());
+  const markers = new Float32Array(T);
+  const half = Math.floor(T / 2);
+  const a = Math.floor(r() * half);
+  const b = half + Math.floor(r() * (T - half));
+  markers[a] = 1;
+  markers[b] = 1;
+  return { values, markers, target: values[a]! + values[b]! };
+}
+
+/**
+ * The adding problem (Hochreiter & Schmidhuber 1997), in the form FPTT uses (Kag & Saligrama
+ * 2021; Yin, Corradi & Bohté for spiking networks): two input channels per step — a value in
+ * U(0, 1) and a 0/1 marker with exactly one marker in each half of the sequence — and the target
+ * is the sum of the two marked values, read at the last step (`mse_last`). Predicting the mean,
+ * 1.0, scores MSE = Var(U₁ + U₂) = 1/6 ≈ 0.167: a model must beat that to have learned anything.
+ *
+ * Inputs are analog currents `[T, B, 2]`, channel 0 the values and channel 1 the markers; targets
+ * `[B, 1]`. The training split is a fresh stream every epoch (seeded by the pass seed); the test
+ * split is fixed by the dataset seed.
+ */
+export function addTask(o: AddTaskOptions): Dataset {
+  const count = (split: string) => {
+    if (split === 'train') return o.trainSamples;
+    if (split === 'test') return o.testSamples;
+    throw new SpikeflowError('CONFIG_INVALID', `add-task has splits 'train' and 'test', not '${split}'`, { path: 'split' });
+  };
+  return {
+    name: 'add-task',
+    splits: ['train', 'test'],
+    describe: () => ({ steps: o.steps, channels: 2, outputs: 1, target: 'values-last', samples: { train: o.trainSamples, test: o.testSamples } }),
+    batchCount: (split, { batchSize, dropLast = false }) => (dropLast ? Math.floor(count(split) / batchSize) : Math.ceil(count(split) / batchSize)),
+    async *batches(split, { batchSize, seed, dropLast = false, skip = 0 }): AsyncGenerator<SequenceBatch> {
+      const n = count(split);
+      const T = o.steps;
+      const stream = split === 'train' ? deriveSeed(o.seed, 'train', seed) : deriveSeed(o.seed, 'test');
+      for (let start = skip * batchSize; start < n; start += batchSize) {
+        const B = Math.min(batchSize, n - start);
+        if (B < batchSize && dropLast) return;
+        const x = new Float32Array(T * B * 2);
+        const y = new Float32Array(B);
+        for (let b = 0; b < B; b++) {
+          const s = addSample(T, deriveSeed(stream, start + b));
+          for (let t = 0; t < T; t++) {
+            x[(t * B + b) * 2] = s.values[t]!;
+            x[(t * B + b) * 2 + 1] = s.markers[t]!;
+          }
+          y[b] = s.target;
+        }
+        yield { inputs: tf.tensor3d(x, [T, B, 2]), targets: tf.tensor2d(y, [B, 1]) };
+      }
+    },
+  };
+}
+
+export const addTaskEntry: DatasetEntry<typeof addTaskSchema> = {
+  name: 'add-task',
+  description: 'adding problem: sum the two marked values of a length-T sequence (MSE on the last step; trivial MSE 0.167)',
+  optionsSchema: addTaskSchema,
+  open: async (o) => addTask(o),
+};
