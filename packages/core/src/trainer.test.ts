@@ -1,0 +1,287 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { tf, type Tensor } from './tf.js';
+import { defineNeuron } from './neuron.js';
+import { buildNetwork } from './network.js';
+import { builtinSurrogates } from './surrogates.js';
+import { ceMean } from './losses.js';
+import { adam, sgd, type Optimizer } from './optim.js';
+import { paramGrads, type LearningRule, type SequenceBatch } from './rule.js';
+import { unroll, stepsOf } from './network.js';
+import { Trainer, type TrainerEvent } from './trainer.js';
+import type { Dataset } from './dataset.js';
+import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
+import { disposeTree } from './state.js';
+import { isSpikeflowError } from './errors.js';
+import { createRng, deriveSeed } from './random.js';
+
+beforeAll(async () => {
+  await tf.setBackend('cpu');
+});
+
+/** Non-leaky integrate-and-fire, subtractive reset: enough neuron to train. */
+const iaf = defineNeuron({
+  name: 'iaf',
+  description: 'integrate-and-fire (test neuron)',
+  configSchema: { threshold: { type: 'number', default: 1, min: 0, exclusiveMin: true } },
+  stateKeys: ['v', 's'],
+  tensorParams: (c) => ({ threshold: { value: c.threshold, trainable: false } }),
+  init: (b, n) => {
+    const z = tf.zeros([b, n]);
+    return { v: z, s: z };
+  },
+  step: ({ tensors }, st: { v: Tensor; s: Tensor }, current, { spike }) => {
+    const thr = tensors['threshold']!;
+    const v = tf.sub(tf.add(st.v, current), tf.mul(thr, st.s));
+    const s = spike(tf.sub(v, thr));
+    return { state: { v, s }, spikes: s };
+  },
+});
+
+/** Full BPTT in a few lines, reporting each readout to `observe`. */
+const miniBptt: LearningRule<null> = {
+  name: 'mini-bptt',
+  memory: 'O(T)',
+  gradient: 'exact',
+  requires: {},
+  init: () => null,
+  update(batch, state, ctx) {
+    const [T, B] = batch.inputs.shape as [number, number];
+    const bound = ctx.loss.bind(batch.targets, { steps: T, batch: B, outputs: ctx.network.outputs });
+    const { value, grads } = paramGrads(ctx.network, () => {
+      const ys: Tensor[] = [];
+      unroll(ctx.network, ctx.network.prepare(), ctx.network.init(B), stepsOf(batch.inputs), 0, T, (t, o) => {
+        ys.push(o.readout);
+        ctx.observe?.(t, o.readout);
+      });
+      return bound.sequence(ys);
+    });
+    ctx.apply(grads);
+    disposeTree(grads);
+    bound.dispose();
+    const loss = value.dataSync()[0]!;
+    value.dispose();
+    return { state, report: { loss, updates: 1 } };
+  },
+};
+
+/** Two classes told apart by which half of 6 channels fires; `poison` makes one batch NaN. */
+function toyData(n = 96, poison?: { epoch: number; batch: number }): Dataset {
+  const T = 8;
+  const C = 6;
+  let epoch = -1;
+  const seen = new Map<number, number>();
+  return {
+    name: 'toy',
+    splits: ['train', 'test'],
+    describe: () => ({ steps: T, channels: C, outputs: 2, target: 'labels', samples: { train: n, test: 32 } }),
+    batchCount: (split, { batchSize }) => Math.ceil((split === 'train' ? n : 32) / batchSize),
+    async *batches(split, { batchSize, seed, skip = 0 }): AsyncGenerator<SequenceBatch> {
+      const total = split === 'train' ? n : 32;
+      if (split === 'train') epoch = seen.get(seed) ?? seen.set(seed, seen.size).get(seed)!;
+      for (let i = skip; i * batchSize < total; i++) {
+        const B = Math.min(batchSize, total - i * batchSize);
+        const r = createRng(deriveSeed(seed, split, i));
+        const x = new Float32Array(T * B * C);
+        const y = new Int32Array(B);
+        for (let b = 0; b < B; b++) {
+          y[b] = r() < 0.5 ? 0 : 1;
+          for (let t = 0; t < T; t++) for (let c = 0; c < C; c++) x[(t * B + b) * C + c] = r() < (Math.floor(c / 3) === y[b] ? 0.6 : 0.05) ? 1 : 0;
+        }
+        if (poison && split === 'train' && epoch === poison.epoch && i === poison.batch) x.fill(NaN);
+        yield { inputs: tf.tensor3d(x, [T, B, C]), targets: tf.tensor1d(y, 'int32') };
+      }
+    },
+  };
+}
+
+const network = (seed = 0) =>
+  buildNetwork(
+    { inputs: 6, layers: [{ neuron: 'iaf', size: 10, recurrent: true, gain: 2 }], readout: { size: 2, kappa: 0.8 } },
+    { neurons: new Map([['iaf', iaf]]), surrogates: builtinSurrogates },
+    { seed },
+  );
+
+const parts = (over: { dataset?: Dataset; optimizer?: Optimizer } = {}) => ({
+  network: network(),
+  dataset: over.dataset ?? toyData(),
+  rule: miniBptt,
+  optimizer: over.optimizer ?? adam({ lr: 0.02 }),
+  loss: ceMean,
+});
+
+describe('Trainer', () => {
+  it('trains, emits typed events in order, evaluates, and leaks no tensors across epochs', async () => {
+    const p = parts();
+    const trainer = new Trainer(p, { epochs: 4, batchSize: 16, seed: 1 });
+    const events: TrainerEvent[] = [];
+    const counts: number[] = [];
+    trainer.on((e) => {
+      events.push(e);
+      if (e.type === 'epoch') counts.push(tf.memory().numTensors);
+    });
+    const result = await trainer.run();
+    expect(events[0]!.type).toBe('start');
+    expect(events.at(-1)!.type).toBe('end');
+    expect(events.filter((e) => e.type === 'batch').length).toBe(4 * 6);
+    expect(events.filter((e) => e.type === 'eval').length).toBe(4);
+    const epochs = events.filter((e): e is Extract<TrainerEvent, { type: 'epoch' }> => e.type === 'epoch');
+    expect(epochs[3]!.loss).toBeLessThan(epochs[0]!.loss);
+    expect(result.position).toEqual({ epoch: 4, batch: 0, step: 24 });
+    expect(result.lastEval!.accuracy).toBeGreaterThan(0.8);
+    expect(new Set(counts.slice(1)).size).toBe(1);
+    trainer.dispose();
+    p.network.dispose();
+  });
+
+  it('is deterministic under a seed and differs under another', async () => {
+    const curve = async (seed: number) => {
+      const p = parts();
+      const t = new Trainer(p, { epochs: 1, batchSize: 16, seed, evalEvery: 0 });
+      const losses: number[] = [];
+      t.on((e) => e.type === 'batch' && losses.push(e.loss));
+      await t.run();
+      t.dispose();
+      p.network.dispose();
+      return losses;
+    };
+    expect(await curve(5)).toEqual(await curve(5));
+    expect(await curve(5)).not.toEqual(await curve(6));
+  });
+
+  it('stops on a NaN loss naming the step, keeping the last good checkpoint', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sf-trainer-'));
+    const ckpt = join(dir, 'ck.sfck');
+    const p = parts({ dataset: toyData(96, { epoch: 0, batch: 3 }) });
+    const t = new Trainer(p, { epochs: 2, batchSize: 16, seed: 1, checkpointPath: ckpt, checkpointEvery: 1 });
+    const err = await t.run().catch((e: unknown) => e);
+    expect(isSpikeflowError(err, 'NON_FINITE')).toBe(true);
+    expect((err as Error).message).toMatch(/the loss is NaN at epoch 1, batch 4 \(step 4\); the last good checkpoint \(step 3\) is kept/);
+    const ck = loadCheckpoint<{ position: { step: number } }>(ckpt);
+    expect(ck.meta.position.step).toBe(3);
+    disposeTree(ck.trees as never);
+    t.dispose();
+    p.network.dispose();
+  });
+
+  it('stops when a weight becomes NaN, naming the parameter', async () => {
+    const nanAt2: Optimizer = {
+      name: 'nan-at-2',
+      init: () => 0,
+      update: (g, s) => ({ updates: Object.fromEntries(Object.entries(g).map(([k, v]) => [k, tf.mul(v, s === 1 ? NaN : -0.01)])), state: (s as number) + 1 }),
+    };
+    const p = parts({ optimizer: nanAt2 });
+    const t = new Trainer(p, { epochs: 1, batchSize: 16, seed: 1 });
+    const err = await t.run().catch((e: unknown) => e);
+    expect(isSpikeflowError(err, 'NON_FINITE')).toBe(true);
+    expect((err as Error).message).toMatch(/parameter 'layers\.0\.W' holds NaN or Inf after epoch 1, batch 2 \(step 2\); no checkpoint was written/);
+    t.dispose();
+    p.network.dispose();
+  });
+
+  it('resumes mid-epoch from a checkpoint to the same weights as an uninterrupted run', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sf-trainer-'));
+    const full = parts({ optimizer: sgd({ lr: 0.05, momentum: 0.9 }) });
+    await new Trainer(full, { epochs: 2, batchSize: 16, seed: 2, evalEvery: 0 }).run();
+
+    const ckpt = join(dir, 'ck.sfck');
+    const first = parts({ optimizer: sgd({ lr: 0.05, momentum: 0.9 }) });
+    const t1 = new Trainer(first, { epochs: 2, batchSize: 16, seed: 2, evalEvery: 0, checkpointPath: ckpt, checkpointEvery: 4 });
+    t1.on((e) => {
+      if (e.type === 'checkpoint' && e.position.step === 8) throw new Error('simulated crash');
+    });
+    await expect(t1.run()).rejects.toThrow('simulated crash');
+
+    const second = parts({ optimizer: sgd({ lr: 0.05, momentum: 0.9 }) });
+    const t2 = new Trainer(second, { epochs: 2, batchSize: 16, seed: 2, evalEvery: 0, checkpointPath: ckpt });
+    expect(t2.resume(ckpt)).toEqual({ epoch: 1, batch: 2, step: 8 });
+    await t2.run();
+    for (const [k, v] of Object.entries(full.network.params)) {
+      expect(Array.from(second.network.params[k]!.dataSync()), k).toEqual(Array.from(v.dataSync()));
+    }
+    for (const n of [full, first, second]) n.network.dispose();
+  });
+
+  it('refuses a checkpoint of another model or a foreign file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sf-trainer-'));
+    const other = join(dir, 'other.sfck');
+    saveCheckpoint(other, { meta: { kind: 'something-else' }, trees: {} });
+    const p = parts();
+    const t = new Trainer(p, { epochs: 1, batchSize: 16, seed: 0 });
+    expect(() => t.resume(other)).toThrow(/not a training-run checkpoint/);
+    const mine = join(dir, 'mine.sfck');
+    t.save(mine);
+    const bigger = buildNetwork(
+      { inputs: 6, layers: [{ neuron: 'iaf', size: 11, recurrent: true }], readout: { size: 2 } },
+      { neurons: new Map([['iaf', iaf]]), surrogates: builtinSurrogates },
+    );
+    const t2 = new Trainer({ ...p, network: bigger }, { epochs: 1, batchSize: 16, seed: 0 });
+    expect(() => t2.resume(mine)).toThrow(/parameter 'layers\.0\.W' has shape \[6,10\], this model's is \[6,11\]/);
+    t.dispose();
+    t2.dispose();
+    bigger.dispose();
+    p.network.dispose();
+  });
+
+  it('checks that the model fits the dataset', () => {
+    const p = parts({ dataset: { ...toyData(), describe: () => ({ steps: 8, channels: 7, outputs: 2, target: 'labels', samples: {} }) } });
+    expect(() => new Trainer(p, { epochs: 1, batchSize: 4, seed: 0 })).toThrow(/model\.inputs is 6 but dataset 'toy' has 7 input channels/);
+    p.network.dispose();
+  });
+});
+
+describe('checkpoints', () => {
+  it('round-trips nested tensor trees and metadata, writing atomically', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sf-ck-'));
+    const path = join(dir, 'a.sfck');
+    const a = tf.tensor2d([[1.5, -2], [3, 4]]);
+    const b = tf.tensor1d([7, 8, 9], 'int32');
+    saveCheckpoint(path, { meta: { hello: 'world', n: 3 }, trees: { x: { a, list: [b, 2, null] }, y: a } });
+    expect(readFileSync(path).subarray(0, 7).toString('latin1')).toBe('SPKFLOW');
+    expect(existsSync(`${path}.tmp-${process.pid}`)).toBe(false);
+    const ck = loadCheckpoint<{ hello: string }>(path);
+    expect(ck.meta.hello).toBe('world');
+    const x = ck.trees['x'] as { a: Tensor; list: [Tensor, number, null] };
+    expect(Array.from(x.a.dataSync())).toEqual([1.5, -2, 3, 4]);
+    expect(x.a.shape).toEqual([2, 2]);
+    expect(x.list[0].dtype).toBe('int32');
+    expect(Array.from(x.list[0].dataSync())).toEqual([7, 8, 9]);
+    expect(x.list.slice(1)).toEqual([2, null]);
+    disposeTree([a, b, ck.trees] as never);
+  });
+
+  it('refuses bad magic, a truncated file, a padded file, a flipped payload byte, a broken header', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sf-ck-'));
+    const path = join(dir, 'a.sfck');
+    const t = tf.ones([50]);
+    saveCheckpoint(path, { meta: {}, trees: { t } });
+    t.dispose();
+    const good = readFileSync(path);
+    const bad = (bytes: Buffer, message: RegExp) => {
+      writeFileSync(path, bytes);
+      const before = tf.memory().numTensors;
+      let err: unknown;
+      try {
+        loadCheckpoint(path);
+      } catch (e) {
+        err = e;
+      }
+      expect(isSpikeflowError(err, 'CHECKPOINT_INVALID')).toBe(true);
+      expect((err as Error).message).toMatch(message);
+      expect(tf.memory().numTensors).toBe(before);
+    };
+    bad(Buffer.from('PK\x03\x04 a zip file'), /bad magic/);
+    bad(good.subarray(0, good.length - 10), /truncated or padded/);
+    bad(Buffer.concat([good, Buffer.from([0])]), /truncated or padded/);
+    bad(good.subarray(0, 20), /truncated: header declares/);
+    const flipped = Buffer.from(good);
+    flipped[flipped.length - 1]! ^= 1;
+    bad(flipped, /SHA-256/);
+    const header = Buffer.from(good);
+    header[12] = 0x78; // the header's opening brace becomes 'x'
+    bad(header, /header is not valid JSON/);
+    expect(() => loadCheckpoint(join(dir, 'missing.sfck'))).toThrow(/cannot read it/);
+  });
+});
