@@ -42,12 +42,12 @@ export function progressReporter(out: NodeJS.WriteStream = process.stderr): { li
           } else bar.update(batch, payload);
         } else if (batch === perEpoch || performance.now() - lastLine > 10_000) {
           lastLine = performance.now();
-          out.write(`epoch ${payload.ep} batch ${batch}/${perEpoch} loss ${payload.loss} acc ${payload.acc} ${payload.sps} samples/s\n`);
+          out.write(`epoch ${payload.ep} batch ${batch}/${perEpoch} loss ${payload.loss}${e.accuracy !== undefined ? ` acc ${payload.acc.trim()}` : ''} ${payload.sps} samples/s\n`);
         }
         break;
       }
       case 'epoch':
-        line(`epoch ${e.epoch + 1}/${epochs}: train loss ${e.loss.toFixed(4)}, accuracy ${pct(e.accuracy).trim()}, ${secs(e.elapsedMs)}`);
+        line(`epoch ${e.epoch + 1}/${epochs}: train loss ${e.loss.toFixed(4)}${e.accuracy !== undefined ? `, accuracy ${pct(e.accuracy).trim()}` : ''}, ${secs(e.elapsedMs)}`);
         break;
       case 'eval':
         line(`  eval (${e.result.split}): loss ${e.result.loss.toFixed(4)}${e.result.accuracy !== undefined ? `, accuracy ${pct(e.result.accuracy).trim()}` : ''} over ${e.result.samples} samples`);

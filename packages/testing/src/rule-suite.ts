@@ -114,6 +114,28 @@ export function describeRule(name: string, makeRule: () => LearningRule, options
       net.dispose();
     });
 
+    it('reports the readout of every step to ctx.observe, once and in order', async () => {
+      await options.setup?.();
+      const net = toyNetwork(options);
+      const rule = makeRule();
+      const runner = new OptimizerRunner(adam(), net.params);
+      const batch = toyTask({ steps: 9, batch: 3 });
+      const seen: number[] = [];
+      const state = rule.update(batch, rule.init(net), {
+        network: net,
+        loss,
+        apply: (g) => runner.apply(g),
+        observe: (t, y) => {
+          expect(y.shape).toEqual([3, 2]);
+          seen.push(t);
+        },
+      }).state;
+      expect(seen).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8]);
+      disposeTree([state, batch] as never);
+      runner.dispose();
+      net.dispose();
+    });
+
     it('leaks no tensors: the count is flat after the first update', async () => {
       await options.setup?.();
       const net = toyNetwork(options);
