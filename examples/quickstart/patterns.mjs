@@ -3,19 +3,7 @@
 // raster; a sample is its class raster with spikes jittered in time, some deleted and random
 // ones added. Every class fires at the same mean rate, so only *when* and *where* spikes occur
 // tells the classes apart: the network has to integrate over time.
-import { tf } from '@spikeflow/core';
-
-/** Deterministic uniform [0, 1) generator (mulberry32). */
-export function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { createRng as rng, tf } from '@spikeflow/core';
 
 export function makePatternTask({ classes = 10, channels = 50, steps = 100, rate = 0.02, jitter = 0.5, drop = 0.2, noise = 0.02, seed = 7 } = {}) {
   const r = rng(seed);

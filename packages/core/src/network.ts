@@ -414,15 +414,6 @@ export function unroll(
   return s;
 }
 
-export interface ForwardResult {
-  /** Readout per step, `[T, B, outputs]`. */
-  readonly readout: Tensor;
-  /** Spikes per layer, `[T, B, size]` each (only with `record: true`). */
-  readonly spikes?: readonly Tensor[];
-  /** Final state. */
-  readonly state: NetState;
-}
-
 /**
  * Runs steps `[from, to)` of `xs` from `state` without a gradient tape, one `tf.tidy` per step:
  * memory does not grow with the number of steps. `onStep` may return tensors of the step's output
