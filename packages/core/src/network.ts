@@ -36,9 +36,7 @@ type KnownLayerSpec = {
 }[keyof NeuronRegistry];
 
 /** One layer: a dense (optionally recurrent) synapse feeding a population of one neuron model. */
-export type LayerSpec = [keyof NeuronRegistry] extends [never]
-  ? LayerSpecBase & { neuron: string; params?: Record<string, unknown> }
-  : KnownLayerSpec | (LayerSpecBase & { neuron: string; params?: Record<string, unknown> });
+export type LayerSpec = [keyof NeuronRegistry] extends [never] ? LayerSpecBase & { neuron: string; params?: Record<string, unknown> } : KnownLayerSpec;
 
 /** The non-spiking leaky-integrator readout `y_t = κ·y_{t−1} + s_t·W_out + b_out`. */
 export interface ReadoutSpec {
@@ -97,8 +95,9 @@ export interface ModelRegistries {
 export function resolveModel(spec: unknown, reg: ModelRegistries, path = 'model'): ResolvedModel {
   const obj = expectObject(spec, path);
   rejectUnknownKeys(obj, MODEL_KEYS, path);
+  const surrogates = [...reg.surrogates];
   const inputs = checkField({ type: 'number', integer: true, min: 1, required: true, doc: 'input channels' }, obj['inputs'], join(path, 'inputs')) as number;
-  const defaultSurrogate = surrogateFromSpec(obj['surrogate'] ?? { name: 'fast_sigmoid', slope: 25 }, reg.surrogates, join(path, 'surrogate'));
+  const defaultSurrogate = surrogateFromSpec(obj['surrogate'] ?? { name: 'fast_sigmoid', slope: 25 }, surrogates, join(path, 'surrogate'));
   const layersRaw = obj['layers'];
   if (!Array.isArray(layersRaw) || layersRaw.length === 0) {
     throw configError(join(path, 'layers'), `expected a non-empty array of layers, got ${JSON.stringify(layersRaw)}`);
@@ -123,8 +122,9 @@ export function resolveModel(spec: unknown, reg: ModelRegistries, path = 'model'
     const recurrent = checkField({ type: 'boolean', default: false }, l['recurrent'], join(lp, 'recurrent')) as boolean;
     const bias = checkField({ type: 'boolean', default: true }, l['bias'], join(lp, 'bias')) as boolean;
     const gain = checkField({ type: 'number', default: 1, min: 0, exclusiveMin: true }, l['gain'], join(lp, 'gain')) as number;
-    const surrogate = l['surrogate'] === undefined ? defaultSurrogate : surrogateFromSpec(l['surrogate'], reg.surrogates, join(lp, 'surrogate'));
+    const surrogate = l['surrogate'] === undefined ? defaultSurrogate : surrogateFromSpec(l['surrogate'], surrogates, join(lp, 'surrogate'));
     const config = parseSchema(neuron.configSchema, l['params'], join(lp, 'params'));
+    neuron.validate?.(config, join(lp, 'params'));
     const layer: ResolvedLayer = { index, neuron, config, size, fanIn, recurrent, bias, gain, surrogate };
     fanIn = size;
     return layer;
@@ -221,30 +221,36 @@ export class Network {
       params[name] = tf.variable(init, true);
       init.dispose();
     };
-    this.#neuronTensors = model.layers.map((l) => {
-      variable(`layers.${l.index}.W`, uniform([l.fanIn, l.size], l.fanIn, l.gain));
-      if (l.bias) variable(`layers.${l.index}.b`, uniform([l.size], l.fanIn, l.gain));
-      if (l.recurrent) variable(`layers.${l.index}.W_rec`, uniform([l.size, l.size], l.size, l.gain));
-      const tensors: Record<string, { tensor: Tensor; range?: readonly [number, number] }> = {};
-      for (const [key, p] of Object.entries(l.neuron.tensorParams(l.config, l.size))) {
-        const value = typeof p.value === 'number' ? tf.scalar(p.value) : tf.tensor1d(p.value);
-        if (p.trainable) {
-          const name = `layers.${l.index}.${key}`;
-          variable(name, value);
-          tensors[key] = { tensor: params[name]!, ...(p.range ? { range: p.range } : {}) };
-        } else {
-          this.#constants.push(value);
-          tensors[key] = { tensor: value };
+    try {
+      this.#neuronTensors = model.layers.map((l) => {
+        variable(`layers.${l.index}.W`, uniform([l.fanIn, l.size], l.fanIn, l.gain));
+        if (l.bias) variable(`layers.${l.index}.b`, uniform([l.size], l.fanIn, l.gain));
+        if (l.recurrent) variable(`layers.${l.index}.W_rec`, uniform([l.size, l.size], l.size, l.gain));
+        const tensors: Record<string, { tensor: Tensor; range?: readonly [number, number] }> = {};
+        for (const [key, p] of Object.entries(l.neuron.tensorParams(l.config, l.size))) {
+          const value = typeof p.value === 'number' ? tf.scalar(p.value) : tf.tensor1d(p.value);
+          if (p.trainable) {
+            const name = `layers.${l.index}.${key}`;
+            variable(name, value);
+            tensors[key] = { tensor: params[name]!, ...(p.range ? { range: p.range } : {}) };
+          } else {
+            this.#constants.push(value);
+            tensors[key] = { tensor: value };
+          }
         }
-      }
-      return tensors;
-    });
-    const last = model.layers[model.layers.length - 1]!;
-    variable('readout.W', uniform([last.size, model.readout.size], last.size, model.readout.gain));
-    if (model.readout.bias) variable('readout.b', uniform([model.readout.size], last.size, model.readout.gain));
-    const kappa = tf.scalar(model.readout.kappa);
-    this.#constants.push(kappa);
-    this.#kappa = kappa;
+        return tensors;
+      });
+      const last = model.layers[model.layers.length - 1]!;
+      variable('readout.W', uniform([last.size, model.readout.size], last.size, model.readout.gain));
+      if (model.readout.bias) variable('readout.b', uniform([model.readout.size], last.size, model.readout.gain));
+      const kappa = tf.scalar(model.readout.kappa);
+      this.#constants.push(kappa);
+      this.#kappa = kappa;
+    } catch (e) {
+      for (const v of Object.values(params)) v.dispose();
+      for (const c of this.#constants) c.dispose();
+      throw e;
+    }
     this.params = params;
     this.#stepCtx = model.layers.map((l) => ({ spike: spikeFn(l.surrogate), detach }));
   }

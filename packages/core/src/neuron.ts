@@ -49,6 +49,12 @@ export interface NeuronModel<Sch extends Schema = Schema, S extends NeuronState 
   readonly configSchema: Sch;
   /** State fields, in a stable order (checkpoints, fixtures and tests read them by name). */
   readonly stateKeys: readonly (keyof S & string)[];
+  /**
+   * Checks relations between config fields (each field alone is checked by `configSchema`).
+   * Throw `configError(\`${path}.field\`, ...)`; `path` is the layer's params path, e.g.
+   * `model.layers[1].params`. Runs before any tensor is allocated.
+   */
+  validate?(config: SchemaValues<Sch>, path: string): void;
   /** Tensor parameters of a layer of `size` neurons under `config`. */
   tensorParams(config: SchemaValues<Sch>, size: number): Readonly<Record<string, NeuronTensorParam>>;
   /** Initial state (all zeros for the neurons shipped). */

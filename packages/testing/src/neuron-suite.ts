@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   detach,
   disposeTree,
+  parseSchema,
   fastSigmoid,
   spikeFn,
   tf,
@@ -26,13 +27,11 @@ export interface NeuronSuiteOptions {
 
 type Config = Record<string, string | number | boolean>;
 
+/** The config as a model spec would give it: validated (a typo in a test config fails), defaults filled. */
 function validated(model: AnyNeuronModel, raw: Record<string, unknown>): Config {
-  const out: Config = {};
-  for (const [k, spec] of Object.entries(model.configSchema as Schema)) {
-    const v = raw[k] ?? spec.default;
-    if (v !== undefined) out[k] = v as string | number | boolean;
-  }
-  return out;
+  const config = parseSchema(model.configSchema as Schema, raw, `${model.name}.params`) as Config;
+  model.validate?.(config, `${model.name}.params`);
+  return config;
 }
 
 function makeParams(model: AnyNeuronModel, config: Config, size: number): { params: NeuronParams<Config>; dispose: () => void } {
