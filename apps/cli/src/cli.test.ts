@@ -130,6 +130,21 @@ describe('bad input gets a clear error and a non-zero exit', () => {
     }
   });
 
+  it('reads YAML configs, and names the line of a YAML syntax error', () => {
+    const dir = workdir();
+    const c = config({ train: { epochs: 1, batchSize: 32 } });
+    const yaml = Object.entries(c).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join('\n');
+    writeFileSync(join(dir, 'run.yaml'), `# a comment\n${yaml}\n`);
+    const r = cli(['train', 'run.yaml', '--out', 'y', '--quiet'], dir);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(existsSync(join(dir, 'y', 'checkpoint.sfck'))).toBe(true);
+    writeFileSync(join(dir, 'bad.yml'), 'plugins: [a, b\nseed: 1\n');
+    const bad = cli(['train', 'bad.yml'], dir);
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/bad\.yml is not valid YAML.*line/s);
+  });
+
   it('a missing config file, invalid JSON', () => {
     const dir = workdir();
     expect(cli(['train', 'nope.json'], dir).stderr).toMatch(/cannot read config file .*nope\.json/);

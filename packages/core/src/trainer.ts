@@ -156,11 +156,10 @@ export class Trainer {
       let samples = 0;
       let lossSum = 0;
       let right = 0;
-      let skip = epoch === this.#position.epoch ? this.#position.batch : 0;
+      const skip = epoch === this.#position.epoch ? this.#position.batch : 0;
       let batchIndex = skip;
       const seed = deriveSeed(o.seed, 'epoch', epoch);
       for await (const batch of dataset.batches('train', { batchSize: o.batchSize, seed, skip })) {
-        skip = 0;
         if (batchIndex >= perEpoch) {
           disposeTree(batch as never);
           break;
