@@ -160,7 +160,7 @@ describe('bad input gets a clear error and a non-zero exit', () => {
     const ck = join(dir, 'r', 'checkpoint.sfck');
     const bytes = readFileSync(ck);
     const flipped = Buffer.from(bytes);
-    flipped[flipped.length - 5] ^= 0xff;
+    flipped[flipped.length - 5]! ^= 0xff;
     writeFileSync(ck, flipped);
     let r = cli(['train', 'run.json', '--out', 'r', '--resume', '--epochs', '2'], dir);
     expect(r.status).toBe(1);

@@ -104,8 +104,14 @@ export async function composeRun(config: RunConfig, registry: Registry, ctx: Dat
   try {
     const rule = ruleFromSpec(config.rule, registry.rules, 'rule');
     const loss = lossFromSpec(config.loss ?? defaultLoss[d.target], registry.losses, 'loss');
-    const optimizer = optimizerFromSpec(config.optimizer, 'optimizer');
     const t = config.train;
+    const perEpoch = Math.min(dataset.batchCount('train', { batchSize: t.batchSize }), t.maxBatchesPerEpoch ?? Infinity);
+    const scheduled = config.optimizer['schedule'] !== undefined && config.optimizer['schedule'] !== 'constant';
+    // A decaying schedule spans the whole run unless the config says otherwise.
+    const optimizer = optimizerFromSpec(
+      scheduled && config.optimizer['decaySteps'] === undefined ? { ...config.optimizer, decaySteps: t.epochs * perEpoch } : config.optimizer,
+      'optimizer',
+    );
     return {
       dataset,
       network,

@@ -56,11 +56,15 @@ export {
   scaleByAdam,
   scaleByAdamax,
   trace,
+  scaleByLearningRate,
+  constantSchedule,
+  cosineSchedule,
+  exponentialSchedule,
   optimizerFromSpec,
   builtinOptimizers,
   OptimizerRunner,
 } from './optim.js';
-export type { GradientTransformation, Optimizer, OptimizerEntry, ClipOptions } from './optim.js';
+export type { GradientTransformation, Optimizer, OptimizerEntry, ClipOptions, Schedule, LearningRate } from './optim.js';
 export { checkRequirements, paramGrads, ruleFromSpec } from './rule.js';
 export type { LearningRule, RuleContext, RuleReport, RuleEntry, RuleRequirements, MemoryClass, SequenceBatch } from './rule.js';
 export type { Dataset, DatasetDescription, DatasetEntry, DatasetContext, DataFileSummary, BatchOptions } from './dataset.js';

@@ -125,7 +125,7 @@ export function resolveModel(spec: unknown, reg: ModelRegistries, path = 'model'
     const surrogate = l['surrogate'] === undefined ? defaultSurrogate : surrogateFromSpec(l['surrogate'], surrogates, join(lp, 'surrogate'));
     const config = parseSchema(neuron.configSchema, l['params'], join(lp, 'params'));
     neuron.validate?.(config, join(lp, 'params'));
-    const layer: ResolvedLayer = { index, neuron, config, size, fanIn, recurrent, bias, gain, surrogate };
+    const layer: ResolvedLayer = { index, neuron, config: config as ResolvedLayer["config"], size, fanIn, recurrent, bias, gain, surrogate };
     fanIn = size;
     return layer;
   });

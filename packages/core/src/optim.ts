@@ -51,6 +51,36 @@ export function scale(factor: number): GradientTransformation<null> {
   return { name: `scale(${factor})`, init: () => null, update: (g, s) => ({ updates: mapGrads(g, (t) => tf.mul(t, factor)), state: s }) };
 }
 
+/** A learning rate as a function of the update count (0 for the first update). */
+export type Schedule = (count: number) => number;
+
+/** Constant learning rate. */
+export const constantSchedule = (lr: number): Schedule => () => lr;
+
+/** Cosine decay from `lr` to `minLr` over `decaySteps` updates, then `minLr` (Loshchilov & Hutter 2017, without restarts). */
+export const cosineSchedule =
+  (lr: number, decaySteps: number, minLr = 0): Schedule =>
+  (count) =>
+    minLr + 0.5 * (lr - minLr) * (1 + Math.cos(Math.PI * Math.min(count, decaySteps) / decaySteps));
+
+/** Exponential decay: `lr · rate^(count / decaySteps)`. */
+export const exponentialSchedule =
+  (lr: number, decaySteps: number, rate: number): Schedule =>
+  (count) =>
+    lr * rate ** (count / decaySteps);
+
+/** Scales updates by `−schedule(count)`: gradient descent with a scheduled learning rate. */
+export function scaleByLearningRate(schedule: Schedule): GradientTransformation<{ count: number }> {
+  return {
+    name: 'scaleByLearningRate',
+    init: () => ({ count: 0 }),
+    update: (g, s) => {
+      const lr = schedule(s.count);
+      return { updates: mapGrads(g, (t) => tf.mul(t, -lr)), state: { count: s.count + 1 } };
+    },
+  };
+}
+
 /** Rescales all gradients together so their global L2 norm is at most `maxNorm`. */
 export function clipByGlobalNorm(maxNorm: number): GradientTransformation<null> {
   return {
@@ -151,6 +181,11 @@ export function trace({ momentum, nesterov = false }: { momentum: number; nester
   };
 }
 
+/** The learning rate: a number (constant) or a schedule. */
+export type LearningRate = number | Schedule;
+
+const lrStep = (lr: LearningRate): GradientTransformation => (typeof lr === 'number' ? scale(-lr) : scaleByLearningRate(lr));
+
 export interface ClipOptions {
   /** Clip gradients to this global L2 norm first. */
   clipNorm?: number;
@@ -162,19 +197,41 @@ const withClip = (o: ClipOptions, ...ts: GradientTransformation[]): GradientTran
   chain(...[o.clipNorm !== undefined ? clipByGlobalNorm(o.clipNorm) : null, o.clipValue !== undefined ? clipByValue(o.clipValue) : null].filter((t) => t !== null), ...ts);
 
 /** Adam with learning rate `lr` and optional gradient clipping. */
-export const adam = ({ lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, ...clip }: { lr?: number; beta1?: number; beta2?: number; eps?: number } & ClipOptions = {}): Optimizer =>
-  withClip(clip, scaleByAdam({ beta1, beta2, eps }), scale(-lr));
+export const adam = ({ lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, ...clip }: { lr?: LearningRate; beta1?: number; beta2?: number; eps?: number } & ClipOptions = {}): Optimizer =>
+  withClip(clip, scaleByAdam({ beta1, beta2, eps }), lrStep(lr));
 
 /** Adamax with learning rate `lr` (default 0.002) and optional gradient clipping. */
-export const adamax = ({ lr = 2e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, ...clip }: { lr?: number; beta1?: number; beta2?: number; eps?: number } & ClipOptions = {}): Optimizer =>
-  withClip(clip, scaleByAdamax({ beta1, beta2, eps }), scale(-lr));
+export const adamax = ({ lr = 2e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, ...clip }: { lr?: LearningRate; beta1?: number; beta2?: number; eps?: number } & ClipOptions = {}): Optimizer =>
+  withClip(clip, scaleByAdamax({ beta1, beta2, eps }), lrStep(lr));
 
 /** Stochastic gradient descent, optionally with (Nesterov) momentum and gradient clipping. */
-export const sgd = ({ lr = 1e-2, momentum = 0, nesterov = false, ...clip }: { lr?: number; momentum?: number; nesterov?: boolean } & ClipOptions = {}): Optimizer =>
-  withClip(clip, ...(momentum > 0 ? [trace({ momentum, nesterov })] : []), scale(-lr));
+export const sgd = ({ lr = 1e-2, momentum = 0, nesterov = false, ...clip }: { lr?: LearningRate; momentum?: number; nesterov?: boolean } & ClipOptions = {}): Optimizer =>
+  withClip(clip, ...(momentum > 0 ? [trace({ momentum, nesterov })] : []), lrStep(lr));
 
 const pos = (d: number | undefined, doc: string) => ({ type: 'number', min: 0, exclusiveMin: true, doc, ...(d !== undefined ? { default: d } : {}) }) as const;
-const clipSchema = { clipNorm: pos(undefined, 'max global gradient norm'), clipValue: pos(undefined, 'max |gradient entry|') } as const;
+const clipSchema = {
+  clipNorm: pos(undefined, 'max global gradient norm'),
+  clipValue: pos(undefined, 'max |gradient entry|'),
+  schedule: { type: 'string', default: 'constant', oneOf: ['constant', 'cosine', 'exponential'], doc: 'learning-rate schedule' },
+  decaySteps: { type: 'number', integer: true, min: 1, doc: 'updates over which the rate decays (cosine: to minLr; default: the whole run)' },
+  minLr: { type: 'number', default: 0, min: 0, doc: 'cosine: final learning rate' },
+  decayRate: { type: 'number', default: 0.5, min: 0, exclusiveMin: true, max: 1, doc: 'exponential: factor per decaySteps updates' },
+} as const;
+
+/** The learning rate a JSON optimizer spec asks for. */
+function scheduleOf(o: Record<string, unknown>, path: string): LearningRate {
+  const lr = o['lr'] as number;
+  if (o['schedule'] === 'constant' || o['schedule'] === undefined) return lr;
+  const steps = o['decaySteps'];
+  if (typeof steps !== 'number') throw configError(`${path}.decaySteps`, `is required with schedule '${String(o['schedule'])}' (updates over which the rate decays)`);
+  return o['schedule'] === 'cosine' ? cosineSchedule(lr, steps, o['minLr'] as number) : exponentialSchedule(lr, steps, o['decayRate'] as number);
+}
+
+/** The options of an optimizer spec without the schedule keys, with `lr` resolved to a rate or schedule. */
+function withSchedule(o: Record<string, unknown>, path: string): Record<string, unknown> {
+  const { schedule: _s, decaySteps: _d, minLr: _m, decayRate: _r, ...rest } = o;
+  return { ...rest, lr: scheduleOf(o, path) };
+}
 const betas = {
   beta1: { type: 'number', default: 0.9, min: 0, max: 0.999999 },
   beta2: { type: 'number', default: 0.999, min: 0, max: 0.999999999 },
@@ -184,16 +241,16 @@ const betas = {
 export interface OptimizerEntry {
   readonly name: string;
   readonly schema: Schema;
-  readonly create: (o: Record<string, unknown>) => Optimizer;
+  readonly create: (o: Record<string, unknown>, path: string) => Optimizer;
 }
 
 export const builtinOptimizers: readonly OptimizerEntry[] = [
-  { name: 'adam', schema: { lr: pos(1e-3, 'learning rate'), ...betas, ...clipSchema }, create: (o) => adam(o) },
-  { name: 'adamax', schema: { lr: pos(2e-3, 'learning rate'), ...betas, ...clipSchema }, create: (o) => adamax(o) },
+  { name: 'adam', schema: { lr: pos(1e-3, 'learning rate'), ...betas, ...clipSchema }, create: (o, path) => adam(withSchedule(o, path)) },
+  { name: 'adamax', schema: { lr: pos(2e-3, 'learning rate'), ...betas, ...clipSchema }, create: (o, path) => adamax(withSchedule(o, path)) },
   {
     name: 'sgd',
     schema: { lr: pos(1e-2, 'learning rate'), momentum: { type: 'number', default: 0, min: 0, max: 1 }, nesterov: { type: 'boolean', default: false }, ...clipSchema },
-    create: (o) => sgd(o),
+    create: (o, path) => sgd(withSchedule(o, path)),
   },
 ];
 
@@ -205,7 +262,7 @@ export function optimizerFromSpec(spec: unknown, path = 'optimizer', entries: re
   const entry = entries.find((e) => e.name === name);
   if (!entry) throw new SpikeflowError('UNKNOWN_NAME', `${path}.name: unknown optimizer '${name}'; ${didYouMean(name, entries.map((e) => e.name))}`, { path: `${path}.name` });
   const { name: _n, ...rest } = obj;
-  return entry.create(parseSchema(entry.schema, rest, path));
+  return entry.create(parseSchema(entry.schema, rest, path), path);
 }
 
 /**

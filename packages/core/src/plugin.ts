@@ -36,9 +36,11 @@ export interface ExporterEntry {
 export interface SpikeflowPlugin {
   readonly meta: { readonly name: string; readonly version: string };
   readonly neurons?: readonly AnyNeuronModel[];
-  readonly rules?: readonly RuleEntry[];
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- entries keep their own option types
+  readonly rules?: readonly RuleEntry<any>[];
   readonly backends?: readonly Backend[];
-  readonly datasets?: readonly DatasetEntry[];
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- entries keep their own option types
+  readonly datasets?: readonly DatasetEntry<any>[];
   readonly surrogates?: readonly SurrogateEntry[];
   readonly losses?: readonly TemporalLoss[];
   readonly kernels?: readonly KernelRegistration[];

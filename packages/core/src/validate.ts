@@ -12,12 +12,25 @@ export type FieldSpec =
 
 export type Schema = Readonly<Record<string, FieldSpec & { required?: boolean }>>;
 
-/** The value type of one field (distributes over a union of field specs). */
-export type FieldValue<F> = F extends { type: 'number' } ? number : F extends { type: 'boolean' } ? boolean : F extends { type: 'string' } ? string : never;
+/** The value type of one field (distributes over a union of field specs); `oneOf` strings give their union. */
+export type FieldValue<F> = F extends { type: 'number' }
+  ? number
+  : F extends { type: 'boolean' }
+    ? boolean
+    : F extends { type: 'string'; oneOf: readonly (infer U extends string)[] }
+      ? U
+      : F extends { type: 'string' }
+        ? string
+        : never;
 
-/** The plain values a {@link Schema} describes. */
+/** Whether a field always has a value after parsing (a default, or required). */
+type Always<F> = F extends { default: unknown } ? true : F extends { required: true } ? true : false;
+
+/** The plain values a {@link Schema} describes: fields with a default or `required` are present, others optional. */
 export type SchemaValues<S extends Schema> = {
-  -readonly [K in keyof S]: FieldValue<S[K]>;
+  -readonly [K in keyof S as Always<S[K]> extends true ? K : never]: FieldValue<S[K]>;
+} & {
+  -readonly [K in keyof S as Always<S[K]> extends true ? never : K]?: FieldValue<S[K]>;
 };
 
 export function configError(path: string, message: string, extra: Record<string, unknown> = {}): SpikeflowError {

