@@ -212,6 +212,40 @@ describe('passes', () => {
     }
   });
 
+  it('augmentShift translates training images by whole pixels (zero fill), reproducibly and resumably; test images stay put', async () => {
+    const plain = await open({ trainLimit: 64, testLimit: 16 });
+    const shifted = await open({ trainLimit: 64, testLimit: 16, augmentShift: 2 });
+    const a = await collect(plain, 'train', { batchSize: 16, seed: 5 });
+    const b = await collect(shifted, 'train', { batchSize: 16, seed: 5 });
+    expect(b.map((g) => g.y)).toEqual(a.map((g) => g.y));
+    expect(await collect(shifted, 'train', { batchSize: 16, seed: 5 })).toEqual(b);
+    expect(await collect(shifted, 'train', { batchSize: 16, seed: 5, skip: 2 })).toEqual(b.slice(2));
+    // Every shifted image is its original image moved by some (dy, dx) in [-2, 2]².
+    let moved = 0;
+    for (let i = 0; i < a.length; i++) {
+      const B = a[i]!.shape[1]!;
+      for (let k = 0; k < B; k++) {
+        const img = (g: Got) => Array.from({ length: 784 }, (_, p) => g.x[(Math.floor(p / 28) * B + k) * 28 + (p % 28)]!);
+        const [src, dst] = [img(a[i]!), img(b[i]!)];
+        const fits = [];
+        for (let dy = -2; dy <= 2; dy++) {
+          for (let dx = -2; dx <= 2; dx++) {
+            const ok = dst.every((v, p) => {
+              const r = Math.floor(p / 28) - dy;
+              const c = (p % 28) - dx;
+              return v === (r >= 0 && r < 28 && c >= 0 && c < 28 ? src[r * 28 + c] : 0);
+            });
+            if (ok) fits.push([dy, dx]);
+          }
+        }
+        expect(fits.length, `batch ${i} sample ${k}`).toBeGreaterThan(0);
+        if (!fits.some(([dy, dx]) => dy === 0 && dx === 0)) moved++;
+      }
+    }
+    expect(moved).toBeGreaterThan(30);
+    expect(await collect(shifted, 'test', { batchSize: 16, seed: 5 })).toEqual(await collect(plain, 'test', { batchSize: 16, seed: 5 }));
+  });
+
   it('batchCount with and without dropLast matches the batches yielded', async () => {
     const ds = await open({ trainLimit: 50, testLimit: 7 });
     expect(ds.batchCount('train', { batchSize: 16 })).toBe(4);

@@ -28,6 +28,7 @@ const common = {
   latencySteps: { type: 'number', integer: true, min: 1, default: 5, doc: 'latency: sub-steps per sequence step (T becomes T · latencySteps)' },
   latencyThreshold: { type: 'number', min: 0, default: 0.1, doc: 'latency: intensities at or below this never spike' },
   deltaThreshold: { type: 'number', min: 0, default: 0.1, doc: 'delta: change since the last event that fires an ON/OFF event' },
+  augmentShift: { type: 'number', integer: true, min: 0, default: 0, doc: 'train only: translate each image by a random whole number of pixels in [−n, n] per axis (zero fill)' },
   trainLimit: { type: 'number', integer: true, min: 1, doc: 'use only the first N training samples (quick runs)' },
   testLimit: { type: 'number', integer: true, min: 1, doc: 'use only the first N test samples (quick runs)' },
 } as const;
@@ -59,6 +60,7 @@ export interface MnistOptions {
   readonly latencySteps?: number;
   readonly latencyThreshold?: number;
   readonly deltaThreshold?: number;
+  readonly augmentShift?: number;
   readonly trainLimit?: number;
   readonly testLimit?: number;
 }
@@ -70,6 +72,8 @@ export interface ViewOptions {
   readonly variant?: Variant;
   readonly permutationSeed?: number;
   readonly encoder?: Partial<EncoderConfig> & { readonly name?: EncoderName };
+  /** Training-split augmentation: random translation by up to this many pixels per axis. */
+  readonly augmentShift?: number;
   readonly trainLimit?: number;
   readonly testLimit?: number;
 }
@@ -81,6 +85,9 @@ export interface ViewOptions {
  * split from `createRng(deriveSeed(seed, 'order'))`, else file order. The `rate` encoder draws
  * batch i from `createRng(deriveSeed(seed, 'rate', split, i))`, so batch i depends only on the
  * pass seed and i: a pass resumed with `skip` yields exactly the later batches of a full pass.
+ * With `augmentShift: n`, each training image is translated by (dy, dx) ∈ [−n, n]² drawn from
+ * `createRng(deriveSeed(seed, 'shift', i))`, pixels shifted in from outside being 0 (the same
+ * position-derived seeding, so resume stays exact).
  * Each batch is written time-major straight from the 8-bit images (no tensor ops per batch).
  */
 export function createImageDataset(name: string, set: ImageSet, view: ViewOptions = {}): Dataset {
@@ -107,7 +114,9 @@ export function createImageDataset(name: string, set: ImageSet, view: ViewOption
     const n = splitOf(split).count;
     return dropLast ? Math.floor(n / batchSize) : Math.ceil(n / batchSize);
   };
-  const P = set.height * set.width;
+  const H = set.height;
+  const W = set.width;
+  const P = H * W;
   const { steps: T0, channels: C0, order } = layout;
 
   return {
@@ -131,10 +140,23 @@ export function createImageDataset(name: string, set: ImageSet, view: ViewOption
         const x = new Float32Array(out.steps * B * out.channels);
         const y = new Int32Array(B);
         const rand = enc.name === 'rate' ? createRng(deriveSeed(seed, 'rate', split, i)) : undefined;
+        const shift = split === 'train' ? (view.augmentShift ?? 0) : 0;
+        const jitter = shift > 0 ? createRng(deriveSeed(seed, 'shift', i)) : undefined;
         for (let b = 0; b < B; b++) {
           const s = indices[start + b]!;
           const base = s * P;
-          for (let j = 0; j < seq.length; j++) seq[j] = lut[images[base + order[j]!]!]!;
+          if (jitter) {
+            const dy = Math.floor(jitter() * (2 * shift + 1)) - shift;
+            const dx = Math.floor(jitter() * (2 * shift + 1)) - shift;
+            for (let j = 0; j < seq.length; j++) {
+              const p = order[j]!;
+              const r = Math.floor(p / W) - dy;
+              const c = (p % W) - dx;
+              seq[j] = r >= 0 && r < H && c >= 0 && c < W ? lut[images[base + r * W + c]!]! : lut[0]!;
+            }
+          } else {
+            for (let j = 0; j < seq.length; j++) seq[j] = lut[images[base + order[j]!]!]!;
+          }
           encodeInto(enc, seq, T0, C0, x, b, B, rand);
           y[b] = data.labels[s]!;
         }
@@ -179,6 +201,7 @@ async function openFamily(family: IdxFamily, o: MnistOptions, ctx: DatasetContex
       latencyThreshold: o.latencyThreshold ?? 0.1,
       deltaThreshold: o.deltaThreshold ?? 0.1,
     },
+    augmentShift: o.augmentShift ?? 0,
     ...(o.trainLimit !== undefined ? { trainLimit: o.trainLimit } : {}),
     ...(o.testLimit !== undefined ? { testLimit: o.testLimit } : {}),
   });
