@@ -176,6 +176,54 @@ describe('bad input gets a clear error and a non-zero exit', () => {
   });
 });
 
+describe('spikeflow data inspect', () => {
+  const idx = (type: number, dims: number[], body: number[]) => {
+    const head = Buffer.alloc(4 + 4 * dims.length);
+    head.writeUInt8(type, 2);
+    head.writeUInt8(dims.length, 3);
+    dims.forEach((d, i) => head.writeUInt32BE(d, 4 + 4 * i));
+    return Buffer.concat([head, Buffer.from(body)]);
+  };
+
+  it('prints samples, shape and label histogram of an IDX file as JSON', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spikeflow-idx-'));
+    writeFileSync(join(dir, 'train-labels-idx1-ubyte'), idx(0x08, [6], [3, 1, 3, 0, 9, 3]));
+    const r = cli(['data', 'inspect', 'train-labels-idx1-ubyte'], dir);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ format: 'idx', samples: 6, shape: [], labelHistogram: { '0': 1, '1': 1, '3': 3, '9': 1 } });
+    writeFileSync(join(dir, 'imgs.idx'), idx(0x08, [2, 2, 3], Array.from({ length: 12 }, (_, i) => i)));
+    expect(JSON.parse(cli(['data', 'inspect', 'imgs.idx', '--format', 'idx'], dir).stdout)).toMatchObject({ samples: 2, shape: [2, 3] });
+  });
+
+  it('refuses a truncated IDX file, one whose header lies about its size, and a missing file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spikeflow-idx-'));
+    writeFileSync(join(dir, 'short.idx'), idx(0x08, [10], [1, 2, 3]));
+    let r = cli(['data', 'inspect', 'short.idx'], dir);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/short\.idx.*truncated/i);
+    writeFileSync(join(dir, 'long.idx'), idx(0x08, [2], [1, 2, 3, 4, 5]));
+    r = cli(['data', 'inspect', 'long.idx'], dir);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/long\.idx/);
+    r = cli(['data', 'inspect', 'nope.idx'], dir);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/nope\.idx/);
+    expect(cli(['data', 'inspect', 'file.bin'], dir).stderr).toMatch(/cannot guess the format.*--format/);
+  });
+
+  it('a training run whose data files are missing fails naming them', () => {
+    const dir = workdir({
+      plugins: ['@spikeflow/neuron-lif', '@spikeflow/rule-bptt', '@spikeflow/backend-wasm', '@spikeflow/dataset-mnist'],
+      data: { name: 'mnist', source: 'idx', dir: 'no-such-dir' },
+    });
+    const r = cli(['train', 'run.json', '--out', 'x'], dir);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/no-such-dir/);
+    expect(r.stderr).toMatch(/train-images-idx3-ubyte/);
+  });
+});
+
 describe('spikeflow plugins, info, --help', () => {
   it('lists the installed plugins and what they provide', () => {
     const r = cli(['plugins', '--json'], tmpdir());

@@ -28,7 +28,7 @@ export function program(): Command {
     .option('--seed <n>', 'override the config seed', int('--seed'))
     .option('--backend <name>', 'override the config backend (wasm, cpu, ...)')
     .option('--epochs <n>', 'override train.epochs', int('--epochs'))
-    .option('--out <runDir>', 'run directory (default: runs/<config name>)')
+    .option('--out <runDir>', 'run directory (default: runs/<config name>-<date>-<time>)')
     .option('--resume', 'continue the run in --out from its last checkpoint')
     .option('--cache-dir <dir>', 'where datasets keep downloaded files (default: ~/.cache/spikeflow)')
     .option('--quiet', 'no progress output')

@@ -42,7 +42,8 @@ export async function train(configPath: string, flags: TrainFlags): Promise<{ ru
     ...(flags.backend !== undefined ? { backend: flags.backend } : {}),
     ...(flags.epochs !== undefined ? { train: { ...config.train, epochs: flags.epochs } } : {}),
   };
-  const runDir = resolve(flags.out ?? join('runs', basename(file, extname(file))));
+  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+  const runDir = resolve(flags.out ?? join('runs', `${basename(file, extname(file))}-${stamp}`));
   const ckpt = join(runDir, CHECKPOINT);
   const stored = join(runDir, 'config.json');
   if (flags.resume) {
