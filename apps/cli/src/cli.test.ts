@@ -244,11 +244,14 @@ describe('spikeflow plugins, info, --help', () => {
   });
 
   it('has --help everywhere', () => {
-    for (const args of [['--help'], ['train', '--help'], ['eval', '--help'], ['plugins', '--help'], ['info', '--help'], ['data', 'inspect', '--help']]) {
+    for (const args of [['--help'], ['train', '--help'], ['eval', '--help'], ['plugins', '--help'], ['info', '--help'], ['data', 'inspect', '--help'], ['bench', '--help']]) {
       const r = cli(args, tmpdir());
       expect(r.status, args.join(' ')).toBe(0);
       expect(r.stdout).toMatch(/Usage: spikeflow/);
     }
+    const bench = cli(['bench', '--quick', '--rules', 'bptt', '--steps', '4'], tmpdir());
+    expect(bench.status, bench.stderr).toBe(0);
+    expect(bench.stderr).toMatch(/\[1\/1\] bptt T=4: \d+ ms\/iter/);
     const bad = cli(['trian'], tmpdir());
     expect(bad.status).not.toBe(0);
     expect(bad.stderr).toMatch(/unknown command 'trian'/);

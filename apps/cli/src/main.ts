@@ -5,6 +5,7 @@ import { SpikeflowError, isSpikeflowError, tf } from '@spikeflow/core';
 import { train } from './train.js';
 import { evalRun } from './evaluate.js';
 import { installedPluginNames, loadFrom, registryOf } from './plugins.js';
+import { benchCommand } from '@spikeflow/bench';
 
 const pkg = createRequire(import.meta.url)('../package.json') as { version: string };
 
@@ -93,6 +94,8 @@ export function program(): Command {
         plugins: Object.fromEntries(registry.plugins.map((pl) => [pl.meta.name, pl.meta.version])),
       });
     });
+
+  p.addCommand(benchCommand('bench'));
 
   const data = p.command('data').description('dataset files');
   data

@@ -6,7 +6,7 @@ import { SpikeflowError, Trainer, composeRun, parseRunConfig, tf, type EvalResul
 import { readConfigFile } from './files.js';
 import { registryOf } from './plugins.js';
 import { progressReporter } from './progress.js';
-import { lineChart, svgToPng } from './plot.js';
+import { lineChart, svgToPng } from '@spikeflow/plot';
 
 export interface TrainFlags {
   readonly seed?: number;

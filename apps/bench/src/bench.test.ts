@@ -1,0 +1,94 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createRegistry, tf, type LearningRule } from '@spikeflow/core';
+import lif from '@spikeflow/neuron-lif';
+import bptt, { bptt as fullBptt } from '@spikeflow/rule-bptt';
+import wasmPlugin, { wasm } from '@spikeflow/backend-wasm';
+import { measure, parseRuleChoice, peakTensorBytes, quickWorkload, type BenchReport } from './index.js';
+
+const bin = fileURLToPath(new URL('../bin/spikeflow-bench.mjs', import.meta.url));
+beforeAll(() => wasm.activate());
+
+describe('bench harness', () => {
+  it('--quick writes the JSON (every figure per rule and T, machine, backend, revision) and the two log-log SVGs', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spikeflow-bench-'));
+    const r = spawnSync(process.execPath, [bin, '--quick', '--json', join(dir, 'out.json'), '--plot', join(dir, 'plots')], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/\[4\/4\] tbptt\(k=4\) T=16: \d+ ms\/iter/);
+    const report = JSON.parse(readFileSync(join(dir, 'out.json'), 'utf8')) as BenchReport;
+    expect(report.machine.cores).toBeGreaterThan(0);
+    expect(report.machine.node).toBe(process.versions.node);
+    expect(report.backend.tfBackend).toBe('wasm');
+    expect(report.revision).toMatch(/^([0-9a-f]{40}(\+dirty)?|unknown)$/);
+    expect(report.results.map((m) => [m.rule, m.steps])).toEqual([
+      ['bptt', 8],
+      ['bptt', 16],
+      ['tbptt(k=4)', 8],
+      ['tbptt(k=4)', 16],
+    ]);
+    for (const m of report.results) {
+      for (const k of ['msPerIter', 'msPerStep', 'peakTensorBytes', 'peakRssBytes', 'inferStepsPerSec'] as const) {
+        expect(m[k], `${m.rule} T=${m.steps} ${k}`).toBeGreaterThan(0);
+      }
+      expect(m.msPerStep).toBeCloseTo(m.msPerIter / m.steps, 6);
+    }
+    // The memory classes show in the figures: BPTT grows with T, truncated BPTT does not.
+    const peak = (rule: string, T: number) => report.results.find((m) => m.rule === rule && m.steps === T)!.peakTensorBytes;
+    expect(peak('bptt', 16)).toBeGreaterThan(peak('bptt', 8));
+    expect(peak('tbptt(k=4)', 16)).toBeLessThan(peak('bptt', 16));
+    for (const f of ['memory.svg', 'time.svg']) {
+      const svg = readFileSync(join(dir, 'plots', f), 'utf8');
+      expect(svg.match(/<polyline/g)?.length, f).toBe(2);
+      expect(svg).toContain('(log)');
+    }
+  });
+
+  it('refuses an unknown rule with an error that names it', () => {
+    const r = spawnSync(process.execPath, [bin, '--quick', '--rules', 'bptx'], { encoding: 'utf8' });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/unknown rule 'bptx'; did you mean 'bptt'/);
+  });
+
+  it('parses rule choices', () => {
+    expect(parseRuleChoice('tbptt', 25)).toEqual({ label: 'tbptt(k=25)', spec: { name: 'bptt', truncation: 25 } });
+    expect(parseRuleChoice('bptt:truncation=10,mode=per-window')).toEqual({ label: 'bptt:truncation=10,mode=per-window', spec: { name: 'bptt', truncation: 10, mode: 'per-window' } });
+  });
+});
+
+describe('peak tensor memory', () => {
+  it('sees a transient allocation that is freed before the step returns', async () => {
+    const base = tf.memory().numBytes;
+    const peak = await peakTensorBytes(() => {
+      const big = tf.zeros([1024, 1024]); // 4 MiB, gone before the function returns
+      tf.tidy(() => {
+        tf.add(big, 1);
+      });
+      big.dispose();
+    });
+    expect(tf.memory().numBytes).toBe(base);
+    expect(peak - base).toBeGreaterThanOrEqual(2 * 4 * 2 ** 20);
+  });
+
+  it('a rule that allocates a large transient tensor inside update shows it in peakTensorBytes', async () => {
+    const registry = createRegistry([lif, bptt, wasmPlugin]);
+    const inner = fullBptt() as unknown as LearningRule;
+    const spiky: LearningRule = {
+      ...inner,
+      name: 'bptt+transient',
+      update(batch, state, ctx) {
+        const scratch = tf.ones([2048, 1024]); // 8 MiB at the end of the forward pass, freed before returning
+        scratch.dataSync();
+        const r = inner.update(batch, state, ctx);
+        scratch.dispose();
+        return r;
+      },
+    };
+    const plain = await measure(registry, inner, 8, quickWorkload);
+    const withScratch = await measure(registry, spiky, 8, quickWorkload);
+    expect(withScratch.peakTensorBytes - plain.peakTensorBytes).toBeGreaterThanOrEqual(8 * 2 ** 20 - 1024);
+  });
+});

@@ -1,0 +1,97 @@
+import { Command, InvalidArgumentError } from 'commander';
+import { isSpikeflowError } from '@spikeflow/core';
+import { parseRuleChoice, quickWorkload, standardWorkload } from './measure.js';
+import { runBench } from './run.js';
+
+export const DEFAULT_PLUGINS = ['@spikeflow/neuron-lif', '@spikeflow/neuron-alif', '@spikeflow/rule-bptt', '@spikeflow/backend-wasm', '@spikeflow/backend-cpu'];
+
+const list = (name: string) => (v: string) => {
+  const xs = v.split(',').map((x) => Number(x));
+  if (!xs.length || xs.some((x) => !Number.isInteger(x) || x < 1)) throw new InvalidArgumentError(`${name}: expected comma-separated positive integers`);
+  return xs;
+};
+const int = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer`);
+  return n;
+};
+const num = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (!(n > 0 && n <= 1)) throw new InvalidArgumentError(`${name} must be in (0, 1]`);
+  return n;
+};
+
+export function benchCommand(name = 'spikeflow-bench'): Command {
+  return new Command(name)
+    .description('time, memory and inference throughput of learning rules against sequence length T (standard workload: B 64, 700 inputs at 5%, 256 recurrent LIF, 20-way readout, CE on the mean readout, Adam)')
+    .option('--rules <list>', "rules: registry names with options (bptt, bptt:truncation=25) or 'tbptt' (bptt with --k)", 'bptt,tbptt')
+    .option('--steps <list>', 'sequence lengths T', list('--steps'), [100, 250, 500, 1000])
+    .option('--k <n>', 'truncation window of tbptt', int('--k'), 50)
+    .option('--batch <n>', 'batch size', int('--batch'))
+    .option('--hidden <n>', 'hidden neurons', int('--hidden'))
+    .option('--inputs <n>', 'input channels', int('--inputs'))
+    .option('--density <p>', 'input spike probability per step', num('--density'))
+    .option('--neuron <name>', 'neuron model (lif, alif, ...)')
+    .option('--repeats <n>', 'timed iterations per point (median)', int('--repeats'))
+    .option('--backend <name>', 'backend', 'wasm')
+    .option('--plugins <list>', 'extra plugin packages (e.g. a new rule)', '')
+    .option('--quick', 'tiny sizes and T = 8,16 (exercises the harness in seconds)')
+    .option('--json <file>', 'write all figures as JSON')
+    .option('--plot <dir>', 'write memory.svg and time.svg')
+    .action(
+      async (o: {
+        rules: string;
+        steps: number[];
+        k: number;
+        batch?: number;
+        hidden?: number;
+        inputs?: number;
+        density?: number;
+        neuron?: string;
+        repeats?: number;
+        backend: string;
+        plugins: string;
+        quick?: boolean;
+        json?: string;
+        plot?: string;
+      }) => {
+        const base = o.quick ? quickWorkload : standardWorkload;
+        const workload = {
+          ...base,
+          ...(o.batch ? { batch: o.batch } : {}),
+          ...(o.hidden ? { hidden: o.hidden } : {}),
+          ...(o.inputs ? { inputs: o.inputs } : {}),
+          ...(o.density ? { density: o.density } : {}),
+          ...(o.neuron ? { neuron: o.neuron } : {}),
+          ...(o.repeats ? { repeats: o.repeats } : {}),
+        };
+        const steps = o.quick && o.steps.join() === '100,250,500,1000' ? [8, 16] : o.steps;
+        const k = o.quick && o.k === 50 ? 4 : o.k;
+        await runBench({
+          plugins: [...new Set([...DEFAULT_PLUGINS, ...o.plugins.split(',').filter(Boolean)])],
+          backend: o.backend,
+          rules: o.rules.split(',').filter(Boolean).map((r) => parseRuleChoice(r, k)),
+          steps,
+          workload,
+          ...(o.json ? { json: o.json } : {}),
+          ...(o.plot ? { plot: o.plot } : {}),
+        });
+      },
+    );
+}
+
+/** The bench command line; returns the exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
+  try {
+    await benchCommand().parseAsync(argv as string[], { from: 'user' });
+    return 0;
+  } catch (e) {
+    if (isSpikeflowError(e)) {
+      process.stderr.write(`spikeflow bench: ${e.message} [${e.code}]\n`);
+      return 1;
+    }
+    if (e && typeof e === 'object' && 'exitCode' in e) return Number((e as { exitCode: number }).exitCode);
+    process.stderr.write(`spikeflow bench: ${(e as Error)?.stack ?? String(e)}\n`);
+    return 2;
+  }
+}

@@ -1,0 +1,140 @@
+import {
+  OptimizerRunner,
+  adam,
+  buildNetwork,
+  ceMean,
+  disposeTree,
+  forward,
+  ruleFromSpec,
+  tf,
+  type LearningRule,
+  type Registry,
+  type Tensor,
+} from '@spikeflow/core';
+
+/** The standard workload: what is trained, and how it is measured. */
+export interface Workload {
+  /** Batch size B (default 64). */
+  readonly batch: number;
+  /** Input channels (default 700, as SHD). */
+  readonly inputs: number;
+  /** Probability of an input spike per channel and step (default 0.05). */
+  readonly density: number;
+  /** Recurrent hidden neurons (default 256). */
+  readonly hidden: number;
+  /** Neuron model (default `lif`: β 0.9, threshold 1, subtractive reset). */
+  readonly neuron: string;
+  /** Readout classes (default 20). */
+  readonly outputs: number;
+  /** Timed iterations after the warm-up; the median is reported (default 3). */
+  readonly repeats: number;
+  readonly seed: number;
+}
+
+export const standardWorkload: Workload = { batch: 64, inputs: 700, density: 0.05, hidden: 256, neuron: 'lif', outputs: 20, repeats: 3, seed: 0 };
+export const quickWorkload: Workload = { batch: 4, inputs: 20, density: 0.2, hidden: 16, neuron: 'lif', outputs: 4, repeats: 1, seed: 0 };
+
+/** A rule as the bench names it: a registry rule and its options (`bptt`, `bptt:truncation=50`), or a preset. */
+export interface RuleChoice {
+  readonly label: string;
+  readonly spec: { name: string; [option: string]: unknown };
+}
+
+/** Parses `name` or `name:key=value,key=value`; `tbptt` is `bptt` with `truncation` = k. */
+export function parseRuleChoice(text: string, k = 50): RuleChoice {
+  if (text === 'tbptt') return { label: `tbptt(k=${k})`, spec: { name: 'bptt', truncation: k } };
+  const [name, opts] = text.split(':', 2) as [string, string | undefined];
+  const spec: { name: string; [option: string]: unknown } = { name };
+  for (const kv of (opts ?? '').split(',').filter(Boolean)) {
+    const [key, raw] = kv.split('=', 2) as [string, string | undefined];
+    const n = Number(raw);
+    spec[key] = raw === undefined ? true : raw === 'true' ? true : raw === 'false' ? false : Number.isFinite(n) ? n : raw;
+  }
+  return { label: text, spec };
+}
+
+export interface Measurement {
+  readonly rule: string;
+  readonly steps: number;
+  /** Median wall time of one training iteration (forward, backward, update), ms. */
+  readonly msPerIter: number;
+  readonly msPerStep: number;
+  /** High-water mark of tf.memory().numBytes during one iteration, sampled after every kernel. */
+  readonly peakTensorBytes: number;
+  /** Peak resident set size of the measuring process, bytes. */
+  readonly peakRssBytes: number;
+  /** Steps per second of inference (forward only, no tape) on the same batch. */
+  readonly inferStepsPerSec: number;
+  readonly repeats: number;
+}
+
+/**
+ * Peak `tf.memory().numBytes` while `f` runs. tfjs' profiler records the byte count after every
+ * kernel, so a transient allocation that `f` frees before returning (the tape at the end of a
+ * forward pass) is seen.
+ */
+export async function peakTensorBytes(f: () => void): Promise<number> {
+  const info = await tf.profile(f);
+  return Math.max(info.peakBytes, tf.memory().numBytes);
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** Measures one (rule, T) on the active backend, in this process. */
+export async function measure(registry: Registry, choice: RuleChoice | LearningRule, steps: number, w: Workload): Promise<Measurement> {
+  const net = buildNetwork(
+    {
+      inputs: w.inputs,
+      layers: [{ neuron: w.neuron, size: w.hidden, recurrent: true, params: { beta: 0.9, threshold: 1 } }],
+      readout: { size: w.outputs, kappa: 0.9 },
+      surrogate: { name: 'fast_sigmoid', slope: 25 },
+    },
+    { neurons: registry.neurons, surrogates: [...registry.surrogates.values()] },
+    { seed: w.seed, kernels: registry.kernels },
+  );
+  const rule = 'update' in choice ? choice : ruleFromSpec(choice.spec, registry.rules, `rules.${choice.label}`);
+  const optimizer = new OptimizerRunner(adam({ lr: 1e-3 }), net.params);
+  const inputs = tf.tidy(() => tf.cast(tf.less(tf.randomUniform([steps, w.batch, w.inputs], 0, 1, 'float32', w.seed + 1), w.density), 'float32'));
+  const targets = tf.tensor1d(Array.from({ length: w.batch }, (_, i) => i % w.outputs), 'int32');
+  let state = rule.init(net);
+  const iterate = () => {
+    const r = rule.update({ inputs, targets }, state, { network: net, loss: ceMean, apply: (g) => optimizer.apply(g) });
+    state = r.state;
+  };
+  try {
+    iterate(); // warm-up: kernels compiled, optimizer state allocated
+    const times: number[] = [];
+    for (let i = 0; i < w.repeats; i++) {
+      const t0 = performance.now();
+      iterate();
+      times.push(performance.now() - t0);
+    }
+    const peak = await peakTensorBytes(iterate);
+    const t0 = performance.now();
+    const out = forward(net, inputs);
+    out.readout.dataSync();
+    const inferMs = performance.now() - t0;
+    disposeTree(out as never);
+    const msPerIter = median(times);
+    return {
+      rule: 'update' in choice ? choice.name : choice.label,
+      steps,
+      msPerIter,
+      msPerStep: msPerIter / steps,
+      peakTensorBytes: peak,
+      peakRssBytes: process.resourceUsage().maxRSS * 1024,
+      inferStepsPerSec: steps / (inferMs / 1000),
+      repeats: w.repeats,
+    };
+  } finally {
+    disposeTree([inputs, targets, state] as never);
+    optimizer.dispose();
+    net.dispose();
+  }
+}
+
+export type { Tensor };

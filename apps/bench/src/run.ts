@@ -1,0 +1,116 @@
+import { spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import os from 'node:os';
+import { SpikeflowError, type BackendInfo } from '@spikeflow/core';
+import { lineChart } from '@spikeflow/plot';
+import type { Measurement, RuleChoice, Workload } from './measure.js';
+import type { Job } from './worker.js';
+
+export interface BenchOptions {
+  readonly plugins: readonly string[];
+  readonly backend: string;
+  readonly rules: readonly RuleChoice[];
+  readonly steps: readonly number[];
+  readonly workload: Workload;
+  readonly json?: string;
+  readonly plot?: string;
+  /** Progress lines (default: stderr). */
+  readonly progress?: (line: string) => void;
+}
+
+export interface BenchReport {
+  readonly machine: { cpu: string; cores: number; memoryBytes: number; node: string; platform: string };
+  readonly backend: BackendInfo | { tfBackend: string };
+  readonly revision: string;
+  readonly date: string;
+  readonly workload: Workload;
+  readonly results: readonly Measurement[];
+}
+
+const worker = fileURLToPath(new URL('./worker.js', import.meta.url));
+
+function gitRevision(): string {
+  try {
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return execFileSync('git', ['rev-parse', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() + (dirty ? '+dirty' : '');
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** One job in its own Node process, so that its peak RSS is its own. */
+function runInChild(job: Job): Promise<{ measurement: Measurement; backend: BackendInfo }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [worker, '--job', JSON.stringify(job)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const last = out.trim().split('\n').at(-1) ?? '';
+      let msg: { ok: boolean; measurement?: Measurement; backend?: BackendInfo; message?: string };
+      try {
+        msg = JSON.parse(last) as typeof msg;
+      } catch {
+        reject(new SpikeflowError('CONFIG_INVALID', `bench: the measuring process for ${job.choice.label} at T=${job.steps} exited with code ${code} and no result`));
+        return;
+      }
+      if (msg.ok) resolve({ measurement: msg.measurement!, backend: msg.backend! });
+      else reject(new SpikeflowError('CONFIG_INVALID', `bench: ${job.choice.label} at T=${job.steps}: ${msg.message}`));
+    });
+  });
+}
+
+/** Measures every (rule, T), one process each, and writes the JSON and the plots. */
+export async function runBench(o: BenchOptions): Promise<BenchReport> {
+  const progress = o.progress ?? ((l: string) => process.stderr.write(`${l}\n`));
+  const results: Measurement[] = [];
+  let backend: BackendInfo | { tfBackend: string } = { tfBackend: o.backend };
+  const total = o.rules.length * o.steps.length;
+  const started = performance.now();
+  for (const choice of o.rules) {
+    for (const steps of o.steps) {
+      progress(`[${results.length + 1}/${total}] ${choice.label} T=${steps} ...`);
+      const r = await runInChild({ plugins: o.plugins, backend: o.backend, choice, steps, workload: o.workload });
+      backend = r.backend;
+      results.push(r.measurement);
+      const m = r.measurement;
+      progress(
+        `[${results.length}/${total}] ${choice.label} T=${steps}: ${m.msPerIter.toFixed(0)} ms/iter, ${(m.peakTensorBytes / 2 ** 20).toFixed(1)} MiB tensors, ` +
+          `${(m.peakRssBytes / 2 ** 20).toFixed(0)} MiB RSS, ${m.inferStepsPerSec.toFixed(0)} inference steps/s (${((performance.now() - started) / 1000).toFixed(0)} s)`,
+      );
+    }
+  }
+  const cpus = os.cpus();
+  const report: BenchReport = {
+    machine: { cpu: cpus[0]?.model ?? 'unknown', cores: cpus.length, memoryBytes: os.totalmem(), node: process.versions.node, platform: `${os.platform()} ${os.arch()}` },
+    backend,
+    revision: gitRevision(),
+    date: new Date().toISOString(),
+    workload: o.workload,
+    results,
+  };
+  if (o.json) {
+    mkdirSync(dirname(o.json), { recursive: true });
+    writeFileSync(o.json, `${JSON.stringify(report, null, 2)}\n`);
+  }
+  if (o.plot) writePlots(report, o.plot);
+  return report;
+}
+
+/** memory.svg (peak tensor bytes vs T) and time.svg (ms per iteration vs T), log-log, one line per rule. */
+export function writePlots(report: BenchReport, dir: string): string[] {
+  mkdirSync(dir, { recursive: true });
+  const rules = [...new Set(report.results.map((r) => r.rule))];
+  const series = (f: (m: Measurement) => number) => rules.map((name) => ({ name, points: report.results.filter((r) => r.rule === name).map((r): [number, number] => [r.steps, f(r)]) }));
+  const w = report.workload;
+  const sub = `B=${w.batch}, ${w.inputs} in, ${w.hidden} ${w.neuron}, ${report.backend.tfBackend}`;
+  const files: [string, string][] = [
+    ['memory.svg', lineChart(series((m) => m.peakTensorBytes / 2 ** 20), { title: `peak tensor memory vs T (${sub})`, xLabel: 'sequence length T', yLabel: 'MiB', logX: true, logY: true })],
+    ['time.svg', lineChart(series((m) => m.msPerIter), { title: `time per training iteration vs T (${sub})`, xLabel: 'sequence length T', yLabel: 'ms', logX: true, logY: true })],
+  ];
+  for (const [name, svg] of files) writeFileSync(join(dir, name), svg);
+  return files.map(([n]) => join(dir, n));
+}
