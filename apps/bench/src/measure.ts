@@ -61,6 +61,11 @@ export interface Measurement {
   readonly msPerStep: number;
   /** High-water mark of tf.memory().numBytes during one iteration, sampled after every kernel. */
   readonly peakTensorBytes: number;
+  /**
+   * `peakTensorBytes` less what existed before the iteration (weights, optimizer state, the input
+   * batch — which is itself O(T)): the memory the rule's own work needs.
+   */
+  readonly peakWorkingBytes: number;
   /** Peak resident set size of the measuring process, bytes. */
   readonly peakRssBytes: number;
   /** Steps per second of inference (forward only, no tape) on the same batch. */
@@ -113,6 +118,7 @@ export async function measure(registry: Registry, choice: RuleChoice | LearningR
       iterate();
       times.push(performance.now() - t0);
     }
+    const before = tf.memory().numBytes;
     const peak = await peakTensorBytes(iterate);
     const t0 = performance.now();
     const out = forward(net, inputs);
@@ -126,6 +132,7 @@ export async function measure(registry: Registry, choice: RuleChoice | LearningR
       msPerIter,
       msPerStep: msPerIter / steps,
       peakTensorBytes: peak,
+      peakWorkingBytes: peak - before,
       peakRssBytes: process.resourceUsage().maxRSS * 1024,
       inferStepsPerSec: steps / (inferMs / 1000),
       repeats: w.repeats,

@@ -4,7 +4,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
-import { SpikeflowError, type BackendInfo } from '@spikeflow/core';
+import { SpikeflowError, isSpikeflowError, type BackendInfo } from '@spikeflow/core';
 import { lineChart } from '@spikeflow/plot';
 import type { Measurement, RuleChoice, Workload } from './measure.js';
 import type { Job } from './worker.js';
@@ -28,9 +28,14 @@ export interface BenchReport {
   readonly date: string;
   readonly workload: Workload;
   readonly results: readonly Measurement[];
+  /** Points that could not be measured (out of memory, a rule error), with the reason. */
+  readonly failures: readonly { rule: string; steps: number; message: string }[];
 }
 
 const worker = fileURLToPath(new URL('./worker.js', import.meta.url));
+
+/** Errors that are the same at every T (a bad rule name or option): the bench stops on them. */
+const CONFIG_CODES = ['CONFIG_INVALID', 'UNKNOWN_NAME', 'INCOMPATIBLE', 'PLUGIN_NOT_FOUND', 'PLUGIN_INVALID', 'BACKEND_UNAVAILABLE'];
 
 function gitRevision(): string {
   try {
@@ -50,15 +55,16 @@ function runInChild(job: Job): Promise<{ measurement: Measurement; backend: Back
     child.on('error', reject);
     child.on('close', (code) => {
       const last = out.trim().split('\n').at(-1) ?? '';
-      let msg: { ok: boolean; measurement?: Measurement; backend?: BackendInfo; message?: string };
+      let msg: { ok: boolean; measurement?: Measurement; backend?: BackendInfo; message?: string; code?: string };
       try {
         msg = JSON.parse(last) as typeof msg;
       } catch {
-        reject(new SpikeflowError('CONFIG_INVALID', `bench: the measuring process for ${job.choice.label} at T=${job.steps} exited with code ${code} and no result`));
+        reject(new Error(`the measuring process exited with code ${code} and no result (out of memory?)`));
         return;
       }
       if (msg.ok) resolve({ measurement: msg.measurement!, backend: msg.backend! });
-      else reject(new SpikeflowError('CONFIG_INVALID', `bench: ${job.choice.label} at T=${job.steps}: ${msg.message}`));
+      else if (msg.code && CONFIG_CODES.includes(msg.code)) reject(new SpikeflowError(msg.code as 'CONFIG_INVALID', `bench: ${job.choice.label}: ${msg.message}`));
+      else reject(new Error(msg.message));
     });
   });
 }
@@ -67,18 +73,29 @@ function runInChild(job: Job): Promise<{ measurement: Measurement; backend: Back
 export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const progress = o.progress ?? ((l: string) => process.stderr.write(`${l}\n`));
   const results: Measurement[] = [];
+  const failures: { rule: string; steps: number; message: string }[] = [];
   let backend: BackendInfo | { tfBackend: string } = { tfBackend: o.backend };
   const total = o.rules.length * o.steps.length;
   const started = performance.now();
   for (const choice of o.rules) {
     for (const steps of o.steps) {
-      progress(`[${results.length + 1}/${total}] ${choice.label} T=${steps} ...`);
-      const r = await runInChild({ plugins: o.plugins, backend: o.backend, choice, steps, workload: o.workload });
+      const n = results.length + failures.length + 1;
+      progress(`[${n}/${total}] ${choice.label} T=${steps} ...`);
+      let r;
+      try {
+        r = await runInChild({ plugins: o.plugins, backend: o.backend, choice, steps, workload: o.workload });
+      } catch (e) {
+        // A configuration error is the same at every T: stop. Anything else (out of memory at a large T) is recorded.
+        if (isSpikeflowError(e)) throw e;
+        failures.push({ rule: choice.label, steps, message: (e as Error).message });
+        progress(`[${n}/${total}] ${choice.label} T=${steps}: FAILED ${(e as Error).message}`);
+        continue;
+      }
       backend = r.backend;
       results.push(r.measurement);
       const m = r.measurement;
       progress(
-        `[${results.length}/${total}] ${choice.label} T=${steps}: ${m.msPerIter.toFixed(0)} ms/iter, ${(m.peakTensorBytes / 2 ** 20).toFixed(1)} MiB tensors, ` +
+        `[${n}/${total}] ${choice.label} T=${steps}: ${m.msPerIter.toFixed(0)} ms/iter, ${(m.peakWorkingBytes / 2 ** 20).toFixed(1)} MiB working tensors (${(m.peakTensorBytes / 2 ** 20).toFixed(1)} peak), ` +
           `${(m.peakRssBytes / 2 ** 20).toFixed(0)} MiB RSS, ${m.inferStepsPerSec.toFixed(0)} inference steps/s (${((performance.now() - started) / 1000).toFixed(0)} s)`,
       );
     }
@@ -91,6 +108,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     date: new Date().toISOString(),
     workload: o.workload,
     results,
+    failures,
   };
   if (o.json) {
     mkdirSync(dirname(o.json), { recursive: true });
@@ -108,7 +126,16 @@ export function writePlots(report: BenchReport, dir: string): string[] {
   const w = report.workload;
   const sub = `B=${w.batch}, ${w.inputs} in, ${w.hidden} ${w.neuron}, ${report.backend.tfBackend}`;
   const files: [string, string][] = [
-    ['memory.svg', lineChart(series((m) => m.peakTensorBytes / 2 ** 20), { title: `peak tensor memory vs T (${sub})`, xLabel: 'sequence length T', yLabel: 'MiB', logX: true, logY: true })],
+    [
+      'memory.svg',
+      lineChart(series((m) => m.peakWorkingBytes / 2 ** 20), {
+        title: `peak tensor memory of an iteration vs T (${sub})`,
+        xLabel: 'sequence length T',
+        yLabel: 'MiB above weights and batch',
+        logX: true,
+        logY: true,
+      }),
+    ],
     ['time.svg', lineChart(series((m) => m.msPerIter), { title: `time per training iteration vs T (${sub})`, xLabel: 'sequence length T', yLabel: 'ms', logX: true, logY: true })],
   ];
   for (const [name, svg] of files) writeFileSync(join(dir, name), svg);

@@ -56,8 +56,14 @@ export function lineChart(series: readonly Series[], o: PlotOptions): string {
   y1 += pad;
   const px = (x: number) => m.l + ((fx(x) - x0) / (x1 - x0)) * (W - m.l - m.r);
   const py = (y: number) => H - m.b - ((fy(y) - y0) / (y1 - y0)) * (H - m.t - m.b);
-  const ticks = (lo: number, hi: number, log?: boolean) =>
-    log ? niceTicks(Math.floor(lo), Math.ceil(hi), Math.min(6, Math.ceil(hi) - Math.floor(lo))).filter((e) => Number.isInteger(e) && e >= lo - 1e-9 && e <= hi + 1e-9).map((e) => 10 ** e) : niceTicks(lo, hi);
+  const ticks = (lo: number, hi: number, log?: boolean): number[] => {
+    if (!log) return niceTicks(lo, hi);
+    // lo and hi are log10 values: ticks at 1, 2, 5 × 10^k inside, or at decades only when many.
+    const all: number[] = [];
+    for (let e = Math.floor(lo); e <= Math.ceil(hi); e++) for (const m of [1, 2, 5]) all.push(m * 10 ** e);
+    const inside = all.filter((v) => Math.log10(v) >= lo - 1e-9 && Math.log10(v) <= hi + 1e-9);
+    return inside.length > 10 ? inside.filter((v) => Number.isInteger(Math.log10(v))) : inside;
+  };
   const out: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
     `<rect width="${W}" height="${H}" fill="white"/>`,

@@ -1,0 +1,89 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { tf, type Tensor } from './tf.js';
+import { SpikeflowError, isSpikeflowError } from './errors.js';
+import { Dense, KernelTable, referenceKernels, type KernelName } from './kernels.js';
+
+beforeAll(async () => {
+  await tf.setBackend('cpu');
+  await tf.ready();
+});
+
+function errorOf(f: () => unknown): SpikeflowError {
+  try {
+    f();
+  } catch (e) {
+    if (isSpikeflowError(e)) return e;
+    throw e;
+  }
+  throw new Error('expected a SpikeflowError, nothing was thrown');
+}
+
+const fast = (x: Tensor, w: Tensor) => tf.matMul(x, w);
+
+describe('kernels', () => {
+  it('the dense reference is x·W for x [B, I], W [I, O]', () => {
+    expect(Dense).toBe('spikeflow.dense');
+    const x = tf.tensor2d([
+      [1, 0, 1],
+      [0, 1, 1],
+    ]);
+    const w = tf.tensor2d([
+      [1, 2],
+      [3, 4],
+      [5, 6],
+    ]);
+    const y = referenceKernels[Dense](x, w);
+    expect(y.shape).toEqual([2, 2]);
+    expect(Array.from(y.dataSync())).toEqual([6, 8, 8, 10]);
+    tf.dispose([x, w, y]);
+  });
+
+  it('an empty table falls back to the reference on every backend', () => {
+    const table = new KernelTable();
+    expect(table.get(Dense)).toBe(referenceKernels[Dense]);
+    expect(table.get(Dense, 'cpu')).toBe(referenceKernels[Dense]);
+    expect(table.get(Dense, 'wasm')).toBe(referenceKernels[Dense]);
+    expect(table.has(Dense, 'cpu')).toBe(false);
+    expect(table.resolve()).toEqual(referenceKernels);
+  });
+
+  it('a registered kernel is returned for its backend only', () => {
+    const table = new KernelTable();
+    table.register({ kernel: Dense, backend: 'wasm', impl: fast });
+    expect(table.get(Dense, 'wasm')).toBe(fast);
+    expect(table.has(Dense, 'wasm')).toBe(true);
+    expect(table.get(Dense, 'cpu')).toBe(referenceKernels[Dense]);
+    expect(table.has(Dense, 'cpu')).toBe(false);
+    // The default backend is the active one (cpu here).
+    expect(tf.getBackend()).toBe('cpu');
+    expect(table.get(Dense)).toBe(referenceKernels[Dense]);
+    expect(table.resolve('wasm')[Dense]).toBe(fast);
+    expect(table.resolve()[Dense]).toBe(referenceKernels[Dense]);
+    table.register({ kernel: Dense, backend: 'cpu', impl: fast });
+    expect(table.get(Dense)).toBe(fast);
+    expect(table.resolve()[Dense]).toBe(fast);
+  });
+
+  it('a later registration for the same kernel and backend replaces the earlier one', () => {
+    const table = new KernelTable();
+    const other = (x: Tensor, w: Tensor) => tf.matMul(x, w);
+    table.register({ kernel: Dense, backend: 'cpu', impl: fast });
+    table.register({ kernel: Dense, backend: 'cpu', impl: other });
+    expect(table.get(Dense, 'cpu')).toBe(other);
+  });
+
+  it('tables are independent', () => {
+    const a = new KernelTable();
+    const b = new KernelTable();
+    a.register({ kernel: Dense, backend: 'cpu', impl: fast });
+    expect(b.get(Dense, 'cpu')).toBe(referenceKernels[Dense]);
+  });
+
+  it('registering an unknown kernel name is UNKNOWN_NAME listing the known kernels', () => {
+    const table = new KernelTable();
+    const e = errorOf(() => table.register({ kernel: 'spikeflow.conv' as KernelName, backend: 'cpu', impl: fast }));
+    expect(e.code).toBe('UNKNOWN_NAME');
+    expect(e.message).toBe("kernel 'spikeflow.conv' is not a spikeflow kernel (known: spikeflow.dense)");
+    expect(table.has('spikeflow.conv' as KernelName, 'cpu')).toBe(false);
+  });
+});

@@ -1,0 +1,163 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { tf, type Scalar, type Tensor } from './tf.js';
+import { SpikeflowError, isSpikeflowError } from './errors.js';
+import { defineNeuron } from './neuron.js';
+import { builtinSurrogates } from './surrogates.js';
+import { buildNetwork, stepsOf, unroll } from './network.js';
+import { ceEveryStep, ceMean, mseLast } from './losses.js';
+import { disposeTree } from './state.js';
+import { checkRequirements, paramGrads, ruleFromSpec, type LearningRule, type RuleEntry } from './rule.js';
+
+beforeAll(async () => {
+  await tf.setBackend('cpu');
+  await tf.ready();
+});
+
+function errorOf(f: () => unknown): SpikeflowError {
+  try {
+    f();
+  } catch (e) {
+    if (isSpikeflowError(e)) return e;
+    throw e;
+  }
+  throw new Error('expected a SpikeflowError, nothing was thrown');
+}
+
+const iaf = defineNeuron({
+  name: 'iaf',
+  description: 'integrate-and-fire (test neuron)',
+  configSchema: { threshold: { type: 'number', default: 1, min: 0, exclusiveMin: true } },
+  stateKeys: ['v', 's'],
+  tensorParams: (c) => ({ threshold: { value: c.threshold, trainable: false } }),
+  init: (b, n) => {
+    const z = tf.zeros([b, n]);
+    return { v: z, s: z };
+  },
+  step: ({ tensors }, st: { v: Tensor; s: Tensor }, current, { spike }) => {
+    const thr = tensors['threshold']!;
+    const v = tf.sub(tf.add(st.v, current), tf.mul(thr, st.s));
+    const s = spike(tf.sub(v, thr));
+    return { state: { v, s }, spikes: s };
+  },
+});
+const reg = { neurons: new Map([['iaf', iaf]]), surrogates: builtinSurrogates };
+
+const makeRule = (name: string, online: boolean, options: unknown = {}): LearningRule => ({
+  name,
+  memory: online ? 'O(1)' : 'O(T)',
+  gradient: 'exact',
+  requires: online ? { lossDecomposesOverTime: true } : {},
+  init: () => ({ options }) as never,
+  update: (_b, s) => ({ state: s, report: { loss: 0, updates: 0 } }),
+});
+
+describe('checkRequirements', () => {
+  it('an online rule with a loss that does not decompose is INCOMPATIBLE naming both', () => {
+    const e = errorOf(() => checkRequirements(makeRule('eprop', true), ceMean));
+    expect(e.code).toBe('INCOMPATIBLE');
+    expect(e.details).toEqual({ rule: 'eprop', loss: 'ce_mean' });
+    expect(e.message).toMatch(/^rule 'eprop' updates from per-step losses, but loss 'ce_mean' does not decompose over time/);
+    expect(e.message).toContain('ce_every_step, mse_every_step, mse_last');
+  });
+
+  it('accepts decomposable losses, and any loss for a whole-sequence rule', () => {
+    expect(() => checkRequirements(makeRule('eprop', true), ceEveryStep)).not.toThrow();
+    expect(() => checkRequirements(makeRule('eprop', true), mseLast)).not.toThrow();
+    expect(() => checkRequirements(makeRule('bptt', false), ceMean)).not.toThrow();
+  });
+});
+
+describe('ruleFromSpec', () => {
+  const created: unknown[] = [];
+  const bptt: RuleEntry = {
+    name: 'bptt',
+    description: 'test entry',
+    optionsSchema: {
+      truncation: { type: 'number', integer: true, min: 1, doc: 'window' },
+      detachReset: { type: 'boolean', default: false },
+    },
+    create: (options) => {
+      created.push(options);
+      return makeRule('bptt', false, options);
+    },
+  };
+  const rules = new Map<string, RuleEntry>([['bptt', bptt]]);
+
+  it('validates the options and passes them, defaults filled, to the entry', () => {
+    created.length = 0;
+    const r = ruleFromSpec({ name: 'bptt', truncation: 50 }, rules);
+    expect(r.name).toBe('bptt');
+    expect(created).toEqual([{ truncation: 50, detachReset: false }]);
+    ruleFromSpec({ name: 'bptt' }, rules);
+    expect(created[1]).toEqual({ detachReset: false });
+  });
+
+  it('an unknown rule is UNKNOWN_NAME with a suggestion and the install command', () => {
+    const e = errorOf(() => ruleFromSpec({ name: 'bpt' }, rules));
+    expect(e.code).toBe('UNKNOWN_NAME');
+    expect(e.details.path).toBe('rule.name');
+    expect(e.details['name']).toBe('bpt');
+    expect(e.message).toMatch(/^rule\.name: unknown rule 'bpt'; did you mean 'bptt'\?/);
+    expect(e.message).toContain('pnpm add @spikeflow/rule-bpt');
+    expect(errorOf(() => ruleFromSpec({ name: 'eprop' }, new Map(), 'run.rule')).details.path).toBe('run.rule.name');
+  });
+
+  it('a missing name or a non-object spec is CONFIG_INVALID', () => {
+    const e = errorOf(() => ruleFromSpec({ truncation: 3 }, rules));
+    expect(e.code).toBe('CONFIG_INVALID');
+    expect(e.details.path).toBe('rule.name');
+    expect(e.message).toContain('installed: bptt');
+    expect(errorOf(() => ruleFromSpec({}, new Map())).message).toContain('installed: none');
+    expect(errorOf(() => ruleFromSpec('bptt', rules)).details.path).toBe('rule');
+  });
+
+  it('unknown and bad options name the field', () => {
+    const typo = errorOf(() => ruleFromSpec({ name: 'bptt', truncaton: 5 }, rules));
+    expect(typo.code).toBe('CONFIG_INVALID');
+    expect(typo.details.path).toBe('rule.truncaton');
+    expect(typo.message).toMatch(/did you mean 'truncation'/);
+    expect(errorOf(() => ruleFromSpec({ name: 'bptt', truncation: 0 }, rules)).message).toBe('rule.truncation: must be >= 1, got 0');
+  });
+});
+
+describe('paramGrads', () => {
+  it('keys gradients by parameter name; parameters that do not reach the loss are absent', () => {
+    const net = buildNetwork({ inputs: 2, layers: [{ neuron: 'iaf', size: 3 }], readout: { size: 2 } }, reg, { seed: 1 });
+    const before = tf.memory().numTensors;
+    const { value, grads } = paramGrads(net, () => tf.sum(tf.mul(net.params['readout.W']!, 2)) as Scalar);
+    expect(Object.keys(grads)).toEqual(['readout.W']);
+    expect(grads['readout.W']!.shape).toEqual([3, 2]);
+    expect(Array.from(grads['readout.W']!.dataSync())).toEqual([2, 2, 2, 2, 2, 2]);
+    expect(value.dataSync()[0]).toBeCloseTo(2 * Array.from(net.params['readout.W']!.dataSync()).reduce((a, b) => a + b, 0), 5);
+    disposeTree([value, grads]);
+    expect(tf.memory().numTensors).toBe(before);
+    net.dispose();
+  });
+
+  it('through an unrolled sequence: every parameter, matching tf.variableGrads', () => {
+    const net = buildNetwork({ inputs: 2, layers: [{ neuron: 'iaf', size: 4, recurrent: true, gain: 3 }], readout: { size: 2 } }, reg, {
+      seed: 2,
+    });
+    const x = tf.tidy(() => tf.cast(tf.greater(tf.randomUniform([6, 3, 2], 0, 1, 'float32', 4), 0.4), 'float32'));
+    const loss = () => {
+      const ys: Tensor[] = [];
+      unroll(net, net.prepare(), net.init(3), stepsOf(x), 0, 6, (_, o) => ys.push(o.readout));
+      return tf.mean(tf.square(tf.stack(ys))) as Scalar;
+    };
+    const before = tf.memory().numTensors;
+    const mine = paramGrads(net, loss);
+    expect(Object.keys(mine.grads).sort()).toEqual(Object.keys(net.params).sort());
+    const names = Object.keys(net.params);
+    const theirs = tf.variableGrads(loss, names.map((k) => net.params[k]!));
+    for (const k of names) {
+      const t = theirs.grads[net.params[k]!.name]!;
+      expect(Array.from(mine.grads[k]!.dataSync()), k).toEqual(Array.from(t.dataSync()));
+      expect(Array.from(t.dataSync()).some((v) => v !== 0), k).toBe(true);
+    }
+    expect(mine.value.dataSync()[0]).toBe(theirs.value.dataSync()[0]);
+    disposeTree([mine.value, mine.grads, theirs.value, theirs.grads]);
+    expect(tf.memory().numTensors).toBe(before);
+    x.dispose();
+    net.dispose();
+  });
+});
