@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { SpikeflowError, createRegistry, isSpikeflowError, loadPlugins, type Registry, type SpikeflowPlugin } from '@spikeflow/core';
 
 const here = import.meta.url;
@@ -32,23 +32,25 @@ export async function loadFrom(names: readonly string[], from: string): Promise<
   return out;
 }
 
-/** Plugin packages the CLI ships with, and those a project in `cwd` depends on (keyword `spikeflow-plugin`). */
+/** Whether `name`, resolved from `from`, is a package with the `spikeflow-plugin` keyword. */
+function isPlugin(name: string, from: string): boolean {
+  try {
+    const meta = JSON.parse(readFileSync(createRequire(from).resolve(`${name}/package.json`), 'utf8')) as { keywords?: string[] };
+    return meta.keywords?.includes('spikeflow-plugin') ?? false;
+  } catch {
+    return false; // not resolvable with a package.json export: not a plugin we can list
+  }
+}
+
+/** Plugin packages (keyword `spikeflow-plugin`) the CLI ships with and those a project in `cwd` depends on. */
 export function installedPluginNames(cwd = process.cwd()): string[] {
   const names = new Set<string>();
   const own = createRequire(here)('../package.json') as { dependencies?: Record<string, string> };
-  for (const d of Object.keys(own.dependencies ?? {})) if (d.startsWith('@spikeflow/') && d !== '@spikeflow/core') names.add(d);
+  for (const d of Object.keys(own.dependencies ?? {})) if (isPlugin(d, here)) names.add(d);
   const projectPkg = join(cwd, 'package.json');
   if (existsSync(projectPkg)) {
     const p = JSON.parse(readFileSync(projectPkg, 'utf8')) as Record<string, Record<string, string> | undefined>;
-    const req = createRequire(projectPkg);
-    for (const d of Object.keys({ ...p['dependencies'], ...p['devDependencies'] })) {
-      try {
-        const meta = JSON.parse(readFileSync(join(dirname(req.resolve(`${d}/package.json`)), 'package.json'), 'utf8')) as { keywords?: string[] };
-        if (meta.keywords?.includes('spikeflow-plugin')) names.add(d);
-      } catch {
-        /* not resolvable with a package.json export: not a plugin we can list */
-      }
-    }
+    for (const d of Object.keys({ ...p['dependencies'], ...p['devDependencies'] })) if (isPlugin(d, projectPkg)) names.add(d);
   }
   return [...names].sort();
 }

@@ -1,22 +1,10 @@
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { tf, type Tensor } from './tf.js';
-import { SpikeflowError, isSpikeflowError } from './errors.js';
 import { Dense, KernelTable, referenceKernels, type KernelName } from './kernels.js';
+import { errorOf, useCpuBackend } from './test-support.js';
 
-beforeAll(async () => {
-  await tf.setBackend('cpu');
-  await tf.ready();
-});
+useCpuBackend();
 
-function errorOf(f: () => unknown): SpikeflowError {
-  try {
-    f();
-  } catch (e) {
-    if (isSpikeflowError(e)) return e;
-    throw e;
-  }
-  throw new Error('expected a SpikeflowError, nothing was thrown');
-}
 
 const fast = (x: Tensor, w: Tensor) => tf.matMul(x, w);
 

@@ -1,24 +1,12 @@
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { tf, type Tensor } from './tf.js';
-import { SpikeflowError, isSpikeflowError } from './errors.js';
 import { builtinLosses, ceEveryStep, ceMean, lossFromSpec, mseEveryStep, mseLast, type LossShape, type TemporalLoss } from './losses.js';
 import { createRng } from './random.js';
 import { disposeTree } from './state.js';
+import { errorOf, useCpuBackend } from './test-support.js';
 
-beforeAll(async () => {
-  await tf.setBackend('cpu');
-  await tf.ready();
-});
+useCpuBackend();
 
-function errorOf(f: () => unknown): SpikeflowError {
-  try {
-    f();
-  } catch (e) {
-    if (isSpikeflowError(e)) return e;
-    throw e;
-  }
-  throw new Error('expected a SpikeflowError, nothing was thrown');
-}
 
 const [T, B, O] = [5, 3, 4];
 const shape: LossShape = { steps: T, batch: B, outputs: O };

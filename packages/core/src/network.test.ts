@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { tf, type Tensor } from './tf.js';
-import { SpikeflowError, isSpikeflowError } from './errors.js';
+import { SpikeflowError } from './errors.js';
 import { defineNeuron, type AnyNeuronModel } from './neuron.js';
 import { builtinSurrogates } from './surrogates.js';
 import { configError } from './validate.js';
@@ -20,40 +20,11 @@ import {
   type ModelRegistries,
   type Network,
 } from './network.js';
+import { errorOf, iaf, useCpuBackend } from './test-support.js';
 
-beforeAll(async () => {
-  await tf.setBackend('cpu');
-  await tf.ready();
-});
+useCpuBackend();
 
-function errorOf(f: () => unknown): SpikeflowError {
-  try {
-    f();
-  } catch (e) {
-    if (isSpikeflowError(e)) return e;
-    throw e;
-  }
-  throw new Error('expected a SpikeflowError, nothing was thrown');
-}
 
-/** Non-leaky integrate-and-fire with subtractive reset: v = v_prev + I − thr·s_prev; s = H(v − thr). */
-const iaf = defineNeuron({
-  name: 'iaf',
-  description: 'integrate-and-fire (test neuron)',
-  configSchema: { threshold: { type: 'number', default: 1, min: 0, exclusiveMin: true } },
-  stateKeys: ['v', 's'],
-  tensorParams: (c) => ({ threshold: { value: c.threshold, trainable: false } }),
-  init: (b, n) => {
-    const z = tf.zeros([b, n]);
-    return { v: z, s: z };
-  },
-  step: ({ tensors }, st: { v: Tensor; s: Tensor }, current, { spike }) => {
-    const thr = tensors['threshold']!;
-    const v = tf.sub(tf.add(st.v, current), tf.mul(thr, st.s));
-    const s = spike(tf.sub(v, thr));
-    return { state: { v, s }, spikes: s };
-  },
-});
 
 /** Leaky neuron with a trainable decay clamped to [0, 1], scalar or one per neuron; checks lo < hi. */
 const leaky = defineNeuron({
@@ -379,7 +350,7 @@ describe('Network parameters', () => {
     const e = errorOf(() => net.setParams({ 'layers.0.W': [1, 2] }));
     expect(e.code).toBe('SHAPE_MISMATCH');
     expect(e.details['name']).toBe('layers.0.W');
-    expect(e.message).toBe("setParams: 'layers.0.W' has shape [3,4], got 2 values ([2])");
+    expect(e.message).toBe("setParams: 'layers.0.W' has shape [3,4], got 2 values");
     expect(arr(net.params['layers.0.W']!)).toEqual(W);
     const unknown = errorOf(() => net.setParams({ 'layers.0.w_rec': [1] }));
     expect(unknown.code).toBe('UNKNOWN_NAME');
@@ -388,17 +359,24 @@ describe('Network parameters', () => {
     net.dispose();
   });
 
-  // Known bug (network.ts, Network.setParams): the tensor made from an array value is not disposed
-  // when the size check throws. Flip to `it` once fixed.
-  it.fails('setParams leaks no tensor when it refuses a wrong size', () => {
+  it('setParams leaks no tensor when it refuses a wrong size or shape, and getParams returns copies', () => {
     const net = buildNetwork(spec(), reg);
     const before = tf.memory().numTensors;
     expect(() => net.setParams({ 'layers.0.W': [1, 2] })).toThrow(SpikeflowError);
-    try {
-      expect(tf.memory().numTensors).toBe(before);
-    } finally {
-      net.dispose();
-    }
+    const [fanIn, size] = net.params['layers.0.W']!.shape as [number, number];
+    const transposed = Array.from({ length: size }, () => Array.from({ length: fanIn }, () => 0.5));
+    if (fanIn !== size) expect(() => net.setParams({ 'layers.0.W': transposed })).toThrow(/has shape \[\d+,\d+\], got shape \[\d+,\d+\]/);
+    expect(tf.memory().numTensors).toBe(before);
+    const copy = net.getParams()['layers.0.W']!;
+    const was = net.params['layers.0.W']!.dataSync()[0];
+    copy.values[0] = 99;
+    expect(net.params['layers.0.W']!.dataSync()[0]).toBe(was);
+    net.dispose();
+  });
+
+  it('reads the surrogate list more than once (per-layer surrogates from an iterator)', () => {
+    const m = resolveModel(spec({}, { surrogate: { name: 'arctan', alpha: 3 } }), { neurons: reg.neurons, surrogates: builtinSurrogates.values() });
+    expect(m.layers[0]!.surrogate.name).toBe('arctan');
   });
 
   it('build + dispose leaks nothing; dispose is idempotent', () => {

@@ -332,18 +332,23 @@ export class Network {
       const v = this.params[name];
       if (!v) throw new SpikeflowError('UNKNOWN_NAME', `setParams: no parameter '${name}'; ${didYouMean(name, Object.keys(this.params))}`, { name });
       const t = value instanceof tf.Tensor ? value : tf.tensor(value as number[], undefined, 'float32');
-      if (t.size !== v.size) {
-        throw new SpikeflowError('SHAPE_MISMATCH', `setParams: '${name}' has shape [${v.shape}], got ${t.size} values ([${t.shape}])`, { name });
+      try {
+        // A flat list fills the parameter in row-major order; anything shaped must match its shape.
+        const fits = t.rank <= 1 ? t.size === v.size : t.shape.join() === v.shape.join();
+        if (!fits) {
+          throw new SpikeflowError('SHAPE_MISMATCH', `setParams: '${name}' has shape [${v.shape}], got ${t.rank <= 1 ? `${t.size} values` : `shape [${t.shape}]`}`, { name });
+        }
+        tf.tidy(() => v.assign(t.reshape(v.shape)));
+      } finally {
+        if (t !== value) t.dispose();
       }
-      tf.tidy(() => v.assign(t.reshape(v.shape)));
-      if (t !== value) t.dispose();
     }
   }
 
   /** Parameter values as plain arrays (for checkpoints and inspection). */
   getParams(): Record<string, { shape: number[]; values: Float32Array }> {
     const out: Record<string, { shape: number[]; values: Float32Array }> = {};
-    for (const [name, v] of Object.entries(this.params)) out[name] = { shape: v.shape, values: v.dataSync() as Float32Array };
+    for (const [name, v] of Object.entries(this.params)) out[name] = { shape: v.shape, values: Float32Array.from(v.dataSync()) };
     return out;
   }
 

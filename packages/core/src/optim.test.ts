@@ -1,6 +1,5 @@
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { tf, type NamedTensorMap, type Variable } from './tf.js';
-import { SpikeflowError, isSpikeflowError } from './errors.js';
 import {
   OptimizerRunner,
   adam,
@@ -19,21 +18,10 @@ import {
   type Optimizer,
 } from './optim.js';
 import { cloneTree, disposeTree, treeLeaves } from './state.js';
+import { errorOf, useCpuBackend } from './test-support.js';
 
-beforeAll(async () => {
-  await tf.setBackend('cpu');
-  await tf.ready();
-});
+useCpuBackend();
 
-function errorOf(f: () => unknown): SpikeflowError {
-  try {
-    f();
-  } catch (e) {
-    if (isSpikeflowError(e)) return e;
-    throw e;
-  }
-  throw new Error('expected a SpikeflowError, nothing was thrown');
-}
 
 type Vec = Record<string, number[]>;
 

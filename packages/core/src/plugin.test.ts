@@ -5,7 +5,6 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { tf, type Tensor } from './tf.js';
 import { SpikeflowError, isSpikeflowError } from './errors.js';
-import { defineNeuron } from './neuron.js';
 import { builtinSurrogates, triangle, type SurrogateEntry } from './surrogates.js';
 import { builtinLosses, mseLast, type TemporalLoss } from './losses.js';
 import { referenceKernels } from './kernels.js';
@@ -23,16 +22,8 @@ import {
   validatePlugin,
   type SpikeflowPlugin,
 } from './plugin.js';
+import { errorOf, iaf } from './test-support.js';
 
-function errorOf(f: () => unknown): SpikeflowError {
-  try {
-    f();
-  } catch (e) {
-    if (isSpikeflowError(e)) return e;
-    throw e;
-  }
-  throw new Error('expected a SpikeflowError, nothing was thrown');
-}
 
 async function rejection(p: Promise<unknown>): Promise<SpikeflowError> {
   try {
@@ -44,23 +35,6 @@ async function rejection(p: Promise<unknown>): Promise<SpikeflowError> {
   throw new Error('expected a rejection with a SpikeflowError');
 }
 
-const iaf = defineNeuron({
-  name: 'iaf',
-  description: 'integrate-and-fire (test neuron)',
-  configSchema: { threshold: { type: 'number', default: 1, min: 0, exclusiveMin: true } },
-  stateKeys: ['v', 's'],
-  tensorParams: (c) => ({ threshold: { value: c.threshold, trainable: false } }),
-  init: (b, n) => {
-    const z = tf.zeros([b, n]);
-    return { v: z, s: z };
-  },
-  step: ({ tensors }, st: { v: Tensor; s: Tensor }, current, { spike }) => {
-    const thr = tensors['threshold']!;
-    const v = tf.sub(tf.add(st.v, current), tf.mul(thr, st.s));
-    const s = spike(tf.sub(v, thr));
-    return { state: { v, s }, spikes: s };
-  },
-});
 
 const meta = (name: string) => ({ name, version: '1.0.0' });
 const fastDense = (x: Tensor, w: Tensor) => tf.matMul(x, w);

@@ -82,7 +82,10 @@ export function validatePlugin(value: unknown, source: string): SpikeflowPlugin 
     new SpikeflowError('PLUGIN_INVALID', `plugin '${source}': ${msg}. A plugin default-exports { meta: { name, version }, neurons?, rules?, ... }`, {
       package: source,
     });
-  if (!isPlainObject(value)) throw fail(`the default export is ${value === undefined ? 'missing' : `a ${typeof value}`}, not a plugin object`);
+  if (!isPlainObject(value)) {
+    const what = value === undefined ? 'missing' : value === null ? 'null' : Array.isArray(value) ? 'an array' : `a ${typeof value}`;
+    throw fail(`the default export is ${what}, not a plugin object`);
+  }
   for (const key of Object.keys(value)) {
     if (key !== 'meta' && !(PROVIDED as readonly string[]).includes(key)) {
       const guess = closest(key, ['meta', ...PROVIDED]);

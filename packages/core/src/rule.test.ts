@@ -1,45 +1,15 @@
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { tf, type Scalar, type Tensor } from './tf.js';
-import { SpikeflowError, isSpikeflowError } from './errors.js';
-import { defineNeuron } from './neuron.js';
 import { builtinSurrogates } from './surrogates.js';
 import { buildNetwork, stepsOf, unroll } from './network.js';
 import { ceEveryStep, ceMean, mseLast } from './losses.js';
 import { disposeTree } from './state.js';
 import { checkRequirements, paramGrads, ruleFromSpec, type LearningRule, type RuleEntry } from './rule.js';
+import { errorOf, iaf, useCpuBackend } from './test-support.js';
 
-beforeAll(async () => {
-  await tf.setBackend('cpu');
-  await tf.ready();
-});
+useCpuBackend();
 
-function errorOf(f: () => unknown): SpikeflowError {
-  try {
-    f();
-  } catch (e) {
-    if (isSpikeflowError(e)) return e;
-    throw e;
-  }
-  throw new Error('expected a SpikeflowError, nothing was thrown');
-}
 
-const iaf = defineNeuron({
-  name: 'iaf',
-  description: 'integrate-and-fire (test neuron)',
-  configSchema: { threshold: { type: 'number', default: 1, min: 0, exclusiveMin: true } },
-  stateKeys: ['v', 's'],
-  tensorParams: (c) => ({ threshold: { value: c.threshold, trainable: false } }),
-  init: (b, n) => {
-    const z = tf.zeros([b, n]);
-    return { v: z, s: z };
-  },
-  step: ({ tensors }, st: { v: Tensor; s: Tensor }, current, { spike }) => {
-    const thr = tensors['threshold']!;
-    const v = tf.sub(tf.add(st.v, current), tf.mul(thr, st.s));
-    const s = spike(tf.sub(v, thr));
-    return { state: { v, s }, spikes: s };
-  },
-});
 const reg = { neurons: new Map([['iaf', iaf]]), surrogates: builtinSurrogates };
 
 const makeRule = (name: string, online: boolean, options: unknown = {}): LearningRule => ({

@@ -1,11 +1,9 @@
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { tf, type Tensor } from './tf.js';
 import { cloneTree, disposeTree, keepTree, tidy, treeLeaves, treeMap } from './state.js';
+import { useCpuBackend } from './test-support.js';
 
-beforeAll(async () => {
-  await tf.setBackend('cpu');
-  await tf.ready();
-});
+useCpuBackend();
 
 describe('tensor trees', () => {
   it('treeLeaves: every tensor depth first, duplicates kept, plain values skipped', () => {

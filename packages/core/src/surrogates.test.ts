@@ -1,6 +1,5 @@
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { tf, type Tensor } from './tf.js';
-import { SpikeflowError, isSpikeflowError } from './errors.js';
 import {
   arctan,
   builtinSurrogates,
@@ -13,21 +12,10 @@ import {
   type Surrogate,
   type SurrogateEntry,
 } from './surrogates.js';
+import { errorOf, useCpuBackend } from './test-support.js';
 
-beforeAll(async () => {
-  await tf.setBackend('cpu');
-  await tf.ready();
-});
+useCpuBackend();
 
-function errorOf(f: () => unknown): SpikeflowError {
-  try {
-    f();
-  } catch (e) {
-    if (isSpikeflowError(e)) return e;
-    throw e;
-  }
-  throw new Error('expected a SpikeflowError, nothing was thrown');
-}
 
 /** Values of a function of one tensor on `xs`, disposing everything it made. */
 function values(f: (x: Tensor) => Tensor, xs: readonly number[]): number[] {

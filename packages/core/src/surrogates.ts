@@ -117,7 +117,7 @@ export function triangle({ gamma = 0.3, width = 1 }: { gamma?: number; width?: n
  * with adaptive spiking recurrent neural networks"):
  * `γ · [(1 + h)·N(x; 0, σ) − h·N(x; σ, sσ) − h·N(x; −σ, sσ)]`, a Gaussian bump with negative
  * side lobes. Defaults from the paper: σ = 0.5, h = 0.15, s = 6, γ = 0.5. Peak
- * `γ[(1+h)/(σ√2π) − 2h·N(σ; 0, sσ)]` (≈ 0.448 with the defaults) at x = 0.
+ * `γ[(1+h)/(σ√2π) − 2h·N(σ; 0, sσ)]` (≈ 0.439 with the defaults) at x = 0.
  * Primitive: the same mixture of Gaussian CDFs.
  */
 export function multiGaussian({

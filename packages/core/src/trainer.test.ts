@@ -1,9 +1,8 @@
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tf, type Tensor } from './tf.js';
-import { defineNeuron } from './neuron.js';
 import { buildNetwork } from './network.js';
 import { builtinSurrogates } from './surrogates.js';
 import { ceMean } from './losses.js';
@@ -16,29 +15,10 @@ import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { disposeTree } from './state.js';
 import { isSpikeflowError } from './errors.js';
 import { createRng, deriveSeed } from './random.js';
+import { iaf, useCpuBackend } from './test-support.js';
 
-beforeAll(async () => {
-  await tf.setBackend('cpu');
-});
+useCpuBackend();
 
-/** Non-leaky integrate-and-fire, subtractive reset: enough neuron to train. */
-const iaf = defineNeuron({
-  name: 'iaf',
-  description: 'integrate-and-fire (test neuron)',
-  configSchema: { threshold: { type: 'number', default: 1, min: 0, exclusiveMin: true } },
-  stateKeys: ['v', 's'],
-  tensorParams: (c) => ({ threshold: { value: c.threshold, trainable: false } }),
-  init: (b, n) => {
-    const z = tf.zeros([b, n]);
-    return { v: z, s: z };
-  },
-  step: ({ tensors }, st: { v: Tensor; s: Tensor }, current, { spike }) => {
-    const thr = tensors['threshold']!;
-    const v = tf.sub(tf.add(st.v, current), tf.mul(thr, st.s));
-    const s = spike(tf.sub(v, thr));
-    return { state: { v, s }, spikes: s };
-  },
-});
 
 /** Full BPTT in a few lines, reporting each readout to `observe`. */
 const miniBptt: LearningRule<null> = {

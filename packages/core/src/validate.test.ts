@@ -1,5 +1,5 @@
 import { describe, expect, expectTypeOf, it } from 'vitest';
-import { SpikeflowError, isSpikeflowError } from './errors.js';
+import { SpikeflowError } from './errors.js';
 import {
   checkField,
   closest,
@@ -13,17 +13,9 @@ import {
   parseSchema,
   rejectUnknownKeys,
 } from './validate.js';
+import { errorOf } from './test-support.js';
 
 /** The SpikeflowError `f` throws (fails the test if it throws nothing or something else). */
-function errorOf(f: () => unknown): SpikeflowError {
-  try {
-    f();
-  } catch (e) {
-    if (isSpikeflowError(e)) return e;
-    throw e;
-  }
-  throw new Error('expected a SpikeflowError, nothing was thrown');
-}
 
 const layerSchema = {
   size: { type: 'number', integer: true, min: 1, required: true, doc: 'number of neurons' },

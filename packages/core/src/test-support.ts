@@ -1,0 +1,46 @@
+/**
+ * Shared by core's own tests (never built into dist): a minimal neuron so that networks can be
+ * built without a plugin, the cpu backend, and a helper that returns the SpikeflowError a call throws.
+ */
+import { beforeAll } from 'vitest';
+import { tf, type Tensor } from './tf.js';
+import { isSpikeflowError, type SpikeflowError } from './errors.js';
+import { defineNeuron } from './neuron.js';
+
+/** Runs the file's tests on the cpu backend. */
+export function useCpuBackend(): void {
+  beforeAll(async () => {
+    await tf.setBackend('cpu');
+    await tf.ready();
+  });
+}
+
+/** The SpikeflowError `f` throws (any other outcome fails the test). */
+export function errorOf(f: () => unknown): SpikeflowError {
+  try {
+    f();
+  } catch (e) {
+    if (isSpikeflowError(e)) return e;
+    throw e;
+  }
+  throw new Error('expected a SpikeflowError, nothing was thrown');
+}
+
+/** Non-leaky integrate-and-fire with subtractive reset: v = v_prev + I − thr·s_prev; s = H(v − thr). */
+export const iaf = defineNeuron({
+  name: 'iaf',
+  description: 'integrate-and-fire (test neuron)',
+  configSchema: { threshold: { type: 'number', default: 1, min: 0, exclusiveMin: true } },
+  stateKeys: ['v', 's'],
+  tensorParams: (c) => ({ threshold: { value: c.threshold, trainable: false } }),
+  init: (b, n) => {
+    const z = tf.zeros([b, n]);
+    return { v: z, s: z };
+  },
+  step: ({ tensors }, st: { v: Tensor; s: Tensor }, current, { spike }) => {
+    const thr = tensors['threshold']!;
+    const v = tf.sub(tf.add(st.v, current), tf.mul(thr, st.s));
+    const s = spike(tf.sub(v, thr));
+    return { state: { v, s }, spikes: s };
+  },
+});
