@@ -1,5 +1,5 @@
 import { Command, InvalidArgumentError } from 'commander';
-import { isSpikeflowError } from '@spikeflow/core';
+import { createRegistry, isSpikeflowError, loadPlugins } from '@spikeflow/core';
 import { parseRuleChoice, quickWorkload, standardWorkload } from './measure.js';
 import { runBench } from './run.js';
 
@@ -24,7 +24,7 @@ const num = (name: string) => (v: string) => {
 export function benchCommand(name = 'spikeflow-bench'): Command {
   return new Command(name)
     .description('time, memory and inference throughput of learning rules against sequence length T (standard workload: B 64, 700 inputs at 5%, 256 recurrent LIF, 20-way readout, CE on the mean readout, Adam)')
-    .option('--rules <list>', "rules: registry names with options (bptt, bptt:truncation=25) or 'tbptt' (bptt with --k)", 'bptt,tbptt')
+    .option('--rules <list>', "rules: registry names with options (bptt, bptt:truncation=25) or 'tbptt' (bptt with --k); default: every installed rule, and tbptt")
     .option('--steps <list>', 'sequence lengths T', list('--steps'), [100, 250, 500, 1000])
     .option('--k <n>', 'truncation window of tbptt', int('--k'), 50)
     .option('--batch <n>', 'batch size', int('--batch'))
@@ -40,7 +40,7 @@ export function benchCommand(name = 'spikeflow-bench'): Command {
     .option('--plot <dir>', 'write memory.svg and time.svg')
     .action(
       async (o: {
-        rules: string;
+        rules?: string;
         steps: number[];
         k: number;
         batch?: number;
@@ -67,10 +67,12 @@ export function benchCommand(name = 'spikeflow-bench'): Command {
         };
         const steps = o.quick && o.steps.join() === '100,250,500,1000' ? [8, 16] : o.steps;
         const k = o.quick && o.k === 50 ? 4 : o.k;
+        const plugins = [...new Set([...DEFAULT_PLUGINS, ...o.plugins.split(',').filter(Boolean)])];
+        const rules = o.rules?.split(',').filter(Boolean) ?? (await installedRules(plugins));
         await runBench({
-          plugins: [...new Set([...DEFAULT_PLUGINS, ...o.plugins.split(',').filter(Boolean)])],
+          plugins,
           backend: o.backend,
-          rules: o.rules.split(',').filter(Boolean).map((r) => parseRuleChoice(r, k)),
+          rules: rules.map((r) => parseRuleChoice(r, k)),
           steps,
           workload,
           ...(o.json ? { json: o.json } : {}),
@@ -78,6 +80,12 @@ export function benchCommand(name = 'spikeflow-bench'): Command {
         });
       },
     );
+}
+
+/** Every rule the plugins provide (with default options), and `tbptt` where `bptt` is among them. */
+async function installedRules(plugins: readonly string[]): Promise<string[]> {
+  const names = [...createRegistry(await loadPlugins(plugins, { from: import.meta.url })).rules.keys()];
+  return names.includes('bptt') ? [...names, 'tbptt'] : names;
 }
 
 /** The bench command line; returns the exit code. */
