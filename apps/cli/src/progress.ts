@@ -35,7 +35,12 @@ export function progressReporter(out: NodeJS.WriteStream = process.stderr): { li
         if (tty) {
           if (!bar) {
             bar = new cliProgress.SingleBar(
-              { format: 'epoch {ep} |{bar}| {value}/{total} | loss {loss} | acc {acc} | {sps} samples/s | ETA {eta}', hideCursor: true, clearOnComplete: true, stream: out },
+              {
+                format: `epoch {ep} |{bar}| {value}/{total} | loss {loss}${e.accuracy !== undefined ? ' | acc {acc}' : ''} | {sps} samples/s | ETA {eta}`,
+                hideCursor: true,
+                clearOnComplete: true,
+                stream: out,
+              },
               cliProgress.Presets.shades_classic,
             );
             bar.start(perEpoch, batch, payload);

@@ -206,6 +206,7 @@ export class Network {
   readonly #neuronTensors: { readonly [key: string]: { tensor: Tensor; range?: readonly [number, number] } }[];
   readonly #stepCtx: NeuronStepContext[];
   readonly #kernels: KernelTable;
+  readonly #kappa: Tensor;
   #disposed = false;
 
   constructor(model: ResolvedModel, { seed = 0, kernels = new KernelTable() }: BuildOptions = {}) {
@@ -254,8 +255,6 @@ export class Network {
     this.params = params;
     this.#stepCtx = model.layers.map((l) => ({ spike: spikeFn(l.surrogate), detach }));
   }
-
-  readonly #kappa: Tensor;
 
   get inputs(): number {
     return this.model.inputs;
