@@ -16,3 +16,32 @@ it('reports SIMD and one thread in Node, and registers its fast dense kernel thr
   expect(reg.kernels.has('spikeflow.dense', 'cpu')).toBe(false);
   expect(tf.getBackend()).toBe('wasm');
 });
+
+it('dense: the gradient follows the weight after an update, and cached transposes are freed with their weights', async () => {
+  const { wasmDense, clearTransposeCache } = await import('./index.js');
+  await wasm.activate();
+  clearTransposeCache();
+  const base = tf.memory().numTensors;
+  const init = tf.tensor2d([[1, 2], [3, 4], [5, 6]]);
+  const w = tf.variable(init);
+  init.dispose();
+  const x = tf.tensor2d([[1, 0, 1]]);
+  const dxOf = () => {
+    const g = tf.grad((xi: tf.Tensor) => tf.sum(wasmDense(xi, w)))(x);
+    const v = Array.from(g.dataSync());
+    g.dispose();
+    return v;
+  };
+  expect(dxOf()).toEqual([3, 7, 11]);
+  expect(dxOf()).toEqual([3, 7, 11]);
+  const next = tf.tensor2d([[1, 0], [0, 1], [2, 2]]);
+  w.assign(next);
+  next.dispose();
+  expect(dxOf()).toEqual([1, 1, 4]);
+  // w, x and one transpose cached for the live weight; the stale one was freed by the lookup.
+  expect(tf.memory().numTensors).toBe(base + 3);
+  w.dispose();
+  x.dispose();
+  clearTransposeCache();
+  expect(tf.memory().numTensors).toBe(base);
+});

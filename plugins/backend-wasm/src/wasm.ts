@@ -3,15 +3,57 @@ import * as wasmBackend from '@tensorflow/tfjs-backend-wasm';
 import os from 'node:os';
 
 /**
+ * Wᵀ for each weight buffer, made once per weight version instead of once per step: the backward
+ * pass of a T-step sequence otherwise transposes (and keeps until it ends) the same W T times.
+ * Keyed by the weight's data buffer, so an optimizer update (a new buffer) gets a new transpose;
+ * an entry is freed once its buffer is gone (swept on every lookup).
+ */
+const transposes = new Map<object, Tensor>();
+
+function sweepTransposes(): void {
+  const backend = tf.backend() as unknown as { refCount?: (dataId: object) => number };
+  for (const [id, t] of transposes) {
+    if ((backend.refCount?.(id) ?? 0) === 0) {
+      t.dispose();
+      transposes.delete(id);
+    }
+  }
+}
+
+function transposeOf(w: Tensor): Tensor {
+  sweepTransposes();
+  let t = transposes.get(w.dataId);
+  if (!t || t.isDisposed) {
+    t = tf.keep(tf.transpose(w));
+    transposes.set(w.dataId, t);
+  }
+  return t;
+}
+
+/** Frees every cached transpose (tests and long-lived processes that drop their networks). */
+export function clearTransposeCache(): void {
+  for (const t of transposes.values()) t.dispose();
+  transposes.clear();
+}
+
+/**
  * `x·W` whose gradient multiplies by explicit transposes. tfjs' built-in MatMul gradient uses the
  * transposeA/transposeB flags, which take a path 5–10× slower on the wasm backend than
- * transposing first (measured on Node 20, tfjs 4.22). Same values and gradients as the reference.
+ * transposing first (measured on Node 20, tfjs 4.22). Wᵀ is cached per weight version (above).
+ * Same values and gradients as the reference.
  */
 export const wasmDense = tf.customGrad(((x: Tensor, w: Tensor, save: tf.GradSaveFunc) => {
-  save([x, w]);
+  // tfjs frees a forward pass's intermediates before the backward pass and keeps only what is
+  // saved — as a copy, on wasm (its Identity kernel copies). A tf.Variable (a parameter) outlives
+  // the backward pass, so it is read from the closure instead of copied once per step.
+  const variable = w instanceof tf.Variable;
+  save(variable ? [x] : [x, w]);
   return {
     value: tf.matMul(x, w),
-    gradFunc: (dy: Tensor, [xs, ws]: Tensor[]) => [tf.matMul(dy, tf.transpose(ws!)), tf.matMul(tf.transpose(xs!), dy)],
+    gradFunc: (dy: Tensor, saved: Tensor[]) => {
+      const ws = variable ? w : saved[1]!;
+      return [tf.matMul(dy, transposeOf(ws)), tf.matMul(tf.transpose(saved[0]!), dy)];
+    },
   };
 }) as never) as (x: Tensor, w: Tensor) => Tensor;
 
