@@ -68,7 +68,7 @@ export interface Measurement {
   readonly peakWorkingBytes: number;
   /** Peak resident set size of the measuring process, bytes. */
   readonly peakRssBytes: number;
-  /** Steps per second of inference (forward only, no tape) on the same batch. */
+  /** Steps per second of inference (forward only, no tape) on the same batch: median of `repeats` passes after one warm-up pass. */
   readonly inferStepsPerSec: number;
   readonly repeats: number;
 }
@@ -120,11 +120,15 @@ export async function measure(registry: Registry, choice: RuleChoice | LearningR
     }
     const before = tf.memory().numBytes;
     const peak = await peakTensorBytes(iterate);
-    const t0 = performance.now();
-    const out = forward(net, inputs);
-    out.readout.dataSync();
-    const inferMs = performance.now() - t0;
-    disposeTree(out as never);
+    const inferTimes: number[] = [];
+    for (let i = 0; i <= w.repeats; i++) {
+      const t0 = performance.now();
+      const out = forward(net, inputs);
+      out.readout.dataSync();
+      if (i > 0) inferTimes.push(performance.now() - t0); // the first pass warms up
+      disposeTree(out as never);
+    }
+    const inferMs = median(inferTimes);
     const msPerIter = median(times);
     return {
       rule: 'update' in choice ? choice.name : choice.label,
