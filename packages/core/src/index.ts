@@ -26,7 +26,7 @@ export { treeLeaves, treeMap, disposeTree, keepTree, cloneTree, tidy } from './s
 export type { TensorTree } from './state.js';
 export { KernelTable, referenceKernels, Dense } from './kernels.js';
 export type { KernelSignatures, KernelName, KernelRegistration } from './kernels.js';
-export { Network, buildNetwork, resolveModel, unroll, advance, forward, stepsOf, splitSteps, checkInputs, detach } from './network.js';
+export { Network, buildNetwork, resolveModel, unroll, advance, forward, stepsOf, splitSteps, checkInputs, detach, neuronParamTensor } from './network.js';
 export type {
   ModelSpec,
   LayerSpec,

@@ -101,6 +101,33 @@ describe.each(cases.map((c) => [c.loss.name, c] as const))('%s', (_, { loss, tar
   });
 });
 
+describe('terminal: one step read as the prediction of the sequence target', () => {
+  it('ce_mean and ce_every_step score y against the labels, mse_last against the final values; mse_every_step has none', () => {
+    const y = tf.tensor2d(Y[1]!);
+    const expectedCe = mean(range(B).map((b) => ce(Y[1]![b]!, labels[b]!)));
+    const expectedMse = mean(range(B).flatMap((b) => range(O).map((k) => (Y[1]![b]![k]! - valuesLast[b]![k]!) ** 2)));
+    for (const [loss, target, value] of [
+      [ceMean, () => tf.tensor1d(labels, 'int32'), expectedCe],
+      [ceEveryStep, () => tf.tensor1d(labels, 'int32'), expectedCe],
+      [mseLast, () => tf.tensor2d(valuesLast), expectedMse],
+    ] as const) {
+      expect(loss.hasTerminal).toBe(true);
+      const t = target();
+      const bound = loss.bind(t, shape);
+      const v = bound.terminal!(y);
+      expect(v.dataSync()[0]).toBeCloseTo(value, 5);
+      disposeTree([v, t]);
+      bound.dispose();
+    }
+    expect(mseEveryStep.hasTerminal).toBe(false);
+    const t = tf.tensor3d(valuesEvery);
+    const bound = mseEveryStep.bind(t, shape);
+    expect(bound.terminal).toBeUndefined();
+    bound.dispose();
+    disposeTree([t, y]);
+  });
+});
+
 describe('loss details', () => {
   it('only the last step of mse_last has a term', () => {
     const tgt = tf.tensor2d(valuesLast);

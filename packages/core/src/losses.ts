@@ -21,6 +21,12 @@ export interface BoundLoss {
   readonly step?: (y: Tensor, t: number) => Scalar | null;
   /** Whether step t has a term (present with `step`); lets rules skip the tape where it has none. */
   readonly hasTerm?: (t: number) => boolean;
+  /**
+   * The loss of reading one step's readout `y` (`[B, O]`) as the prediction of the sequence's
+   * target. Present for losses whose target belongs to the whole sequence (labels, a final
+   * value); online rules with a terminal-label schedule (FPTT) score chunk ends with it.
+   */
+  readonly terminal?: (y: Tensor) => Scalar;
   dispose(): void;
 }
 
@@ -32,6 +38,8 @@ export interface BoundLoss {
 export interface TemporalLoss {
   readonly name: string;
   readonly decomposesOverTime: boolean;
+  /** Whether bound losses offer `terminal` (the target belongs to the whole sequence). */
+  readonly hasTerminal: boolean;
   /** The target a batch must carry, for error messages and dataset authors. */
   readonly target: string;
   bind(target: Tensor, shape: LossShape): BoundLoss;
@@ -65,11 +73,13 @@ function checkShape(name: string, target: Tensor, expected: number[], what: stri
 export const ceMean: TemporalLoss = {
   name: 'ce_mean',
   decomposesOverTime: false,
+  hasTerminal: true,
   target: 'integer labels [B]',
   bind(target, shape) {
     const oneHot = labelsOneHot('ce_mean', target, shape);
     return {
       sequence: (ys) => tf.tidy(() => crossEntropy(tf.mean(tf.stack(ys as Tensor[]), 0), oneHot)),
+      terminal: (y) => tf.tidy(() => crossEntropy(y, oneHot)),
       dispose: () => oneHot.dispose(),
     };
   },
@@ -79,6 +89,7 @@ export const ceMean: TemporalLoss = {
 export const ceEveryStep: TemporalLoss = {
   name: 'ce_every_step',
   decomposesOverTime: true,
+  hasTerminal: true,
   target: 'integer labels [B]',
   bind(target, shape) {
     const oneHot = labelsOneHot('ce_every_step', target, shape);
@@ -92,6 +103,7 @@ export const ceEveryStep: TemporalLoss = {
         }),
       step: (y) => tf.tidy(() => tf.div(crossEntropy(y, oneHot), T) as Scalar),
       hasTerm: () => true,
+      terminal: (y) => tf.tidy(() => crossEntropy(y, oneHot)),
       dispose: () => oneHot.dispose(),
     };
   },
@@ -101,6 +113,7 @@ export const ceEveryStep: TemporalLoss = {
 export const mseEveryStep: TemporalLoss = {
   name: 'mse_every_step',
   decomposesOverTime: true,
+  hasTerminal: false,
   target: 'values [T, B, O]',
   bind(target, shape) {
     checkShape('mse_every_step', target, [shape.steps, shape.batch, shape.outputs], 'values');
@@ -119,6 +132,7 @@ export const mseEveryStep: TemporalLoss = {
 export const mseLast: TemporalLoss = {
   name: 'mse_last',
   decomposesOverTime: true,
+  hasTerminal: true,
   target: 'values [B, O]',
   bind(target, shape) {
     checkShape('mse_last', target, [shape.batch, shape.outputs], 'values');
@@ -127,6 +141,7 @@ export const mseLast: TemporalLoss = {
       sequence: (ys) => tf.tidy(() => tf.mean(tf.squaredDifference(ys[last]!, target))),
       step: (y, t) => (t === last ? tf.tidy(() => tf.mean(tf.squaredDifference(y, target)) as Scalar) : null),
       hasTerm: (t) => t === last,
+      terminal: (y) => tf.tidy(() => tf.mean(tf.squaredDifference(y, target)) as Scalar),
       dispose: () => {},
     };
   },

@@ -12,6 +12,7 @@ import {
   buildNetwork,
   checkInputs,
   detach,
+  neuronParamTensor,
   forward,
   resolveModel,
   splitSteps,
@@ -215,7 +216,7 @@ describe('resolveModel: errors name the field', () => {
     expect(m.layers[1]!.config).toEqual({ beta: 0.9, perNeuron: false, lo: 0, hi: 1 });
     expect([m.layers[0]!.surrogate.name, m.layers[0]!.surrogate.params]).toEqual(['fast_sigmoid', { slope: 25 }]);
     expect([m.layers[1]!.surrogate.name, m.layers[1]!.surrogate.params]).toEqual(['triangle', { gamma: 0.3, width: 0.5 }]);
-    expect(m.readout).toEqual({ size: 2, kappa: 0.9, bias: true, gain: 1 });
+    expect(m.readout).toEqual({ size: 2, kind: 'leaky', kappa: 0.9, bias: true, gain: 1 });
     const withDefault = resolveModel(spec({ surrogate: { name: 'arctan', alpha: 3 } }), reg);
     expect(withDefault.layers[0]!.surrogate.params).toEqual({ alpha: 3 });
   });
@@ -520,6 +521,75 @@ describe('forward', () => {
     expect(arr(c.readout)).toEqual(arr(b.readout));
     disposeTree([a as never, b as never, c as never, x]);
     for (const n of [fast, ref, other]) n.dispose();
+  });
+});
+
+describe('neuron tensor parameters of any shape, and the ltc readout', () => {
+  const gated = defineNeuron({
+    name: 'gated',
+    description: 'test neuron: v_t = σ([I ; v]·G + g)·I, spikes above 0.5',
+    configSchema: {},
+    stateKeys: ['v'],
+    tensorParams: (_c, size) => ({
+      G: { value: { uniform: 0.5 }, shape: [2 * size, size], trainable: true },
+      g: { value: 0.25, shape: [size], trainable: false },
+      k: { value: new Float32Array([1, 2, 3, 4, 5, 6]), shape: [2, 3], trainable: false },
+    }),
+    init: (batch, size) => ({ v: tf.zeros([batch, size]) }),
+    step({ tensors }, state, current, { spike, dense }) {
+      const v = tf.mul(tf.sigmoid(tf.add(dense(tf.concat([current, state['v']!], 1), tensors['G']!), tensors['g']!)), current);
+      return { state: { v }, spikes: spike(tf.sub(v, 0.5)) };
+    },
+  });
+  const gatedReg = { neurons: new Map([['gated', gated]]), surrogates: builtinSurrogates };
+
+  it('a matrix parameter is drawn from the seed within its bound; constants take their shape', () => {
+    const make = (seed: number) => buildNetwork({ inputs: 2, layers: [{ neuron: 'gated', size: 3 }], readout: { size: 1 } }, gatedReg, { seed });
+    const [a, b, c] = [make(1), make(1), make(2)];
+    const G = a.params['layers.0.G']!;
+    expect(G.shape).toEqual([6, 3]);
+    expect(arr(G)).toEqual(arr(b.params['layers.0.G']!));
+    expect(arr(G)).not.toEqual(arr(c.params['layers.0.G']!));
+    expect(arr(G).every((v) => Math.abs(v) <= 0.5)).toBe(true);
+    expect(Object.keys(a.params)).not.toContain('layers.0.g');
+    const p = a.prepare();
+    expect(p.layers[0]!.neuron['g']!.shape).toEqual([3]);
+    expect(p.layers[0]!.neuron['k']!.shape).toEqual([2, 3]);
+    [a, b, c].forEach((n) => n.dispose());
+  });
+
+  it('a parameter whose values do not fill its shape, or a uniform one without a shape, is PLUGIN_INVALID', () => {
+    const bad = errorOf(() => neuronParamTensor({ value: new Float32Array(5), shape: [2, 3], trainable: false }, "gated parameter 'k'"));
+    expect(bad.code).toBe('PLUGIN_INVALID');
+    expect(bad.message).toBe("gated parameter 'k': 5 values do not fill shape [2,3]");
+    expect(errorOf(() => neuronParamTensor({ value: { uniform: 1 }, trainable: true }, 'x')).code).toBe('PLUGIN_INVALID');
+  });
+
+  it('ltc readout: y_t = y_{t−1} + σ([d_t ; y_{t−1}]·W_κ + b_κ)·(d_t − y_{t−1}), step by step', () => {
+    const net = buildNetwork({ inputs: 1, layers: [{ neuron: 'iaf', size: 1, bias: false }], readout: { size: 1, kind: 'ltc' } }, reg);
+    expect(net.params['readout.W_kappa']!.shape).toEqual([2, 1]);
+    net.setParams({ 'layers.0.W': [0.7], 'readout.W': [2], 'readout.b': [-0.3], 'readout.W_kappa': [0.4, -1.2], 'readout.b_kappa': [0.1] });
+    const xs = [1, 1, 0, 1, 1, 1, 0, 1];
+    const x = tf.tensor3d(xs.map((v) => [[v]]));
+    const out = forward(net, x);
+    const spikes = [0, 1, 0, 1, 0, 1, 0, 1]; // the iaf neuron of the test above
+    let y = 0;
+    const ref = spikes.map((s) => {
+      const d = 2 * s - 0.3;
+      const k = 1 / (1 + Math.exp(-(0.4 * d - 1.2 * y + 0.1)));
+      y = y + k * (d - y);
+      return y;
+    });
+    arr(out.readout).forEach((r, t) => expect(r, `y at t=${t}`).toBeCloseTo(ref[t]!, 6));
+    disposeTree([out as never, x]);
+    net.dispose();
+  });
+
+  it('ltc readout: a fixed kappa is refused, naming the field', () => {
+    const e = errorOf(() => resolveModel(spec({ readout: { size: 2, kind: 'ltc', kappa: 0.5 } }), reg));
+    expect(e.code).toBe('CONFIG_INVALID');
+    expect(e.message).toMatch(/^model\.readout\.kappa: the 'ltc' readout learns/);
+    expect(errorOf(() => resolveModel(spec({ readout: { size: 2, kind: 'gru' } }), reg)).message).toContain('model.readout.kind');
   });
 });
 

@@ -1,6 +1,6 @@
 import { tf, type Tensor, type Variable } from './tf.js';
 import { SpikeflowError } from './errors.js';
-import type { AnyNeuronModel, NeuronRegistry, NeuronState, NeuronStepContext } from './neuron.js';
+import type { AnyNeuronModel, NeuronRegistry, NeuronState, NeuronStepContext, NeuronTensorParam } from './neuron.js';
 import { spikeFn, surrogateFromSpec, type Surrogate, type SurrogateEntry, type SurrogateSpec } from './surrogates.js';
 import { KernelTable, type KernelName, type KernelSignatures } from './kernels.js';
 import {
@@ -38,10 +38,20 @@ type KnownLayerSpec = {
 /** One layer: a dense (optionally recurrent) synapse feeding a population of one neuron model. */
 export type LayerSpec = [keyof NeuronRegistry] extends [never] ? LayerSpecBase & { neuron: string; params?: Record<string, unknown> } : KnownLayerSpec;
 
-/** The non-spiking leaky-integrator readout `y_t = κ·y_{t−1} + s_t·W_out + b_out`. */
+/**
+ * The non-spiking readout over the last layer's spikes, `d_t = s_t·W_out + b_out`:
+ *
+ * - `leaky` (default): a leaky integrator `y_t = κ·y_{t−1} + d_t` with a fixed leak κ;
+ * - `ltc`: a liquid-time-constant integrator `y_t = (1 − κ_t)·y_{t−1} + κ_t·d_t` whose update
+ *   fraction `κ_t = σ([d_t ; y_{t−1}]·W_κ + b_κ)` is computed per unit and step by a trainable
+ *   gate (parameters `readout.W_kappa` `[2·size, size]` and `readout.b_kappa`), as in the output
+ *   layer of Yin et al. 2023 (code byin-cwi/sFPTT, `output_Neuron`).
+ */
 export interface ReadoutSpec {
   size: number;
-  /** Leak κ in [0, 1] (default 0.9); κ = 0 gives an instantaneous linear readout. */
+  /** `leaky` (default) or `ltc`. */
+  kind?: 'leaky' | 'ltc';
+  /** Leak κ in [0, 1] of the `leaky` readout (default 0.9); κ = 0 gives an instantaneous linear readout. */
   kappa?: number;
   bias?: boolean;
   gain?: number;
@@ -55,7 +65,7 @@ export interface ModelSpec {
   inputs: number;
   layers: LayerSpec[];
   readout: ReadoutSpec;
-  /** Default surrogate (fast sigmoid, slope 25, when omitted). */
+  /** Surrogate of every layer that names none (when omitted: each neuron's own default, else fast sigmoid with slope 25). */
   surrogate?: SurrogateSpec;
 }
 
@@ -80,7 +90,7 @@ export interface ResolvedModel {
 
 const LAYER_KEYS = ['neuron', 'size', 'recurrent', 'bias', 'gain', 'surrogate', 'params'] as const;
 const MODEL_KEYS = ['inputs', 'layers', 'readout', 'surrogate'] as const;
-const READOUT_KEYS = ['size', 'kappa', 'bias', 'gain'] as const;
+const READOUT_KEYS = ['size', 'kind', 'kappa', 'bias', 'gain'] as const;
 
 export interface ModelRegistries {
   readonly neurons: ReadonlyMap<string, AnyNeuronModel>;
@@ -97,7 +107,8 @@ export function resolveModel(spec: unknown, reg: ModelRegistries, path = 'model'
   rejectUnknownKeys(obj, MODEL_KEYS, path);
   const surrogates = [...reg.surrogates];
   const inputs = checkField({ type: 'number', integer: true, min: 1, required: true, doc: 'input channels' }, obj['inputs'], join(path, 'inputs')) as number;
-  const defaultSurrogate = surrogateFromSpec(obj['surrogate'] ?? { name: 'fast_sigmoid', slope: 25 }, surrogates, join(path, 'surrogate'));
+  const modelSurrogate = obj['surrogate'] === undefined ? undefined : surrogateFromSpec(obj['surrogate'], surrogates, join(path, 'surrogate'));
+  let coreDefault: Surrogate | undefined;
   const layersRaw = obj['layers'];
   if (!Array.isArray(layersRaw) || layersRaw.length === 0) {
     throw configError(join(path, 'layers'), `expected a non-empty array of layers, got ${JSON.stringify(layersRaw)}`);
@@ -122,7 +133,14 @@ export function resolveModel(spec: unknown, reg: ModelRegistries, path = 'model'
     const recurrent = checkField({ type: 'boolean', default: false }, l['recurrent'], join(lp, 'recurrent')) as boolean;
     const bias = checkField({ type: 'boolean', default: true }, l['bias'], join(lp, 'bias')) as boolean;
     const gain = checkField({ type: 'number', default: 1, min: 0, exclusiveMin: true }, l['gain'], join(lp, 'gain')) as number;
-    const surrogate = l['surrogate'] === undefined ? defaultSurrogate : surrogateFromSpec(l['surrogate'], surrogates, join(lp, 'surrogate'));
+    // Precedence: the layer's surrogate, the model's, the neuron's own default, core's default.
+    const surrogate =
+      l['surrogate'] !== undefined
+        ? surrogateFromSpec(l['surrogate'], surrogates, join(lp, 'surrogate'))
+        : (modelSurrogate ??
+          (neuron.defaultSurrogate
+            ? surrogateFromSpec(neuron.defaultSurrogate, surrogates, `${lp}.neuron (default surrogate of '${name}')`)
+            : (coreDefault ??= surrogateFromSpec({ name: 'fast_sigmoid', slope: 25 }, surrogates, join(path, 'surrogate')))));
     const config = parseSchema(neuron.configSchema, l['params'], join(lp, 'params'));
     neuron.validate?.(config, join(lp, 'params'));
     const layer: ResolvedLayer = { index, neuron, config: config as ResolvedLayer["config"], size, fanIn, recurrent, bias, gain, surrogate };
@@ -132,8 +150,13 @@ export function resolveModel(spec: unknown, reg: ModelRegistries, path = 'model'
   const rp = join(path, 'readout');
   const r = expectObject(obj['readout'], rp);
   rejectUnknownKeys(r, READOUT_KEYS, rp);
+  const kind = checkField({ type: 'string', default: 'leaky', oneOf: ['leaky', 'ltc'] }, r['kind'], join(rp, 'kind')) as 'leaky' | 'ltc';
+  if (kind === 'ltc' && r['kappa'] !== undefined) {
+    throw configError(join(rp, 'kappa'), `the 'ltc' readout learns its update fraction κ_t; remove "kappa" or use "kind": "leaky"`);
+  }
   const readout = {
     size: checkField({ type: 'number', integer: true, min: 1, required: true, doc: 'number of outputs' }, r['size'], join(rp, 'size')) as number,
+    kind,
     kappa: checkField({ type: 'number', default: 0.9, min: 0, max: 1 }, r['kappa'], join(rp, 'kappa')) as number,
     bias: checkField({ type: 'boolean', default: true }, r['bias'], join(rp, 'bias')) as boolean,
     gain: checkField({ type: 'number', default: 1, min: 0, exclusiveMin: true }, r['gain'], join(rp, 'gain')) as number,
@@ -172,8 +195,18 @@ export interface StepParams {
     readonly b?: Tensor;
     readonly W_rec?: Tensor;
     readonly neuron: { readonly [key: string]: Tensor };
+    /** What the layer's neuron step receives besides its parameters (spike op, detach, kernels). */
+    readonly ctx: NeuronStepContext;
   }[];
-  readonly readout: { readonly W: Tensor; readonly b?: Tensor; readonly kappa: Tensor };
+  readonly readout: {
+    readonly W: Tensor;
+    readonly b?: Tensor;
+    /** The fixed leak of a `leaky` readout. */
+    readonly kappa: Tensor;
+    /** The gate of an `ltc` readout. */
+    readonly W_kappa?: Tensor;
+    readonly b_kappa?: Tensor;
+  };
   readonly kernels: { readonly [K in KernelName]: KernelSignatures[K] };
 }
 
@@ -204,7 +237,7 @@ export class Network {
   readonly params: ParamMap;
   readonly #constants: Tensor[] = [];
   readonly #neuronTensors: { readonly [key: string]: { tensor: Tensor; range?: readonly [number, number] } }[];
-  readonly #stepCtx: NeuronStepContext[];
+  readonly #spikeFns: NeuronStepContext['spike'][];
   readonly #kernels: KernelTable;
   readonly #kappa: Tensor;
   #disposed = false;
@@ -229,7 +262,7 @@ export class Network {
         if (l.recurrent) variable(`layers.${l.index}.W_rec`, uniform([l.size, l.size], l.size, l.gain));
         const tensors: Record<string, { tensor: Tensor; range?: readonly [number, number] }> = {};
         for (const [key, p] of Object.entries(l.neuron.tensorParams(l.config, l.size))) {
-          const value = typeof p.value === 'number' ? tf.scalar(p.value) : tf.tensor1d(p.value);
+          const value = neuronParamTensor(p, `${l.neuron.name} parameter '${key}' (layers[${l.index}])`, typeof p.value === 'object' && !(p.value instanceof Float32Array) ? s++ : 0);
           if (p.trainable) {
             const name = `layers.${l.index}.${key}`;
             variable(name, value);
@@ -244,6 +277,12 @@ export class Network {
       const last = model.layers[model.layers.length - 1]!;
       variable('readout.W', uniform([last.size, model.readout.size], last.size, model.readout.gain));
       if (model.readout.bias) variable('readout.b', uniform([model.readout.size], last.size, model.readout.gain));
+      if (model.readout.kind === 'ltc') {
+        // PyTorch's nn.Linear initialisation, as in the reference code: uniform in ±1/√fan_in.
+        const O = model.readout.size;
+        variable('readout.W_kappa', uniform([2 * O, O], 2 * O, 1));
+        variable('readout.b_kappa', uniform([O], 2 * O, 1));
+      }
       const kappa = tf.scalar(model.readout.kappa);
       this.#constants.push(kappa);
       this.#kappa = kappa;
@@ -253,7 +292,7 @@ export class Network {
       throw e;
     }
     this.params = params;
-    this.#stepCtx = model.layers.map((l) => ({ spike: spikeFn(l.surrogate), detach }));
+    this.#spikeFns = model.layers.map((l) => spikeFn(l.surrogate));
   }
 
   get inputs(): number {
@@ -282,6 +321,8 @@ export class Network {
   prepare(): StepParams {
     this.#assertLive();
     const p = this.params;
+    const kernels = this.#kernels.resolve();
+    const dense = kernels['spikeflow.dense'];
     return {
       layers: this.model.layers.map((l, i) => {
         const neuron: Record<string, Tensor> = {};
@@ -293,10 +334,16 @@ export class Network {
           ...(l.bias ? { b: p[`layers.${i}.b`]! } : {}),
           ...(l.recurrent ? { W_rec: p[`layers.${i}.W_rec`]! } : {}),
           neuron,
+          ctx: { spike: this.#spikeFns[i]!, detach, dense },
         };
       }),
-      readout: { W: p['readout.W']!, ...(this.model.readout.bias ? { b: p['readout.b']! } : {}), kappa: this.#kappa },
-      kernels: this.#kernels.resolve(),
+      readout: {
+        W: p['readout.W']!,
+        ...(this.model.readout.bias ? { b: p['readout.b']! } : {}),
+        kappa: this.#kappa,
+        ...(this.model.readout.kind === 'ltc' ? { W_kappa: p['readout.W_kappa']!, b_kappa: p['readout.b_kappa']! } : {}),
+      },
+      kernels,
     };
   }
 
@@ -315,13 +362,22 @@ export class Network {
       let current = dense(input, lp.W);
       if (lp.b) current = tf.add(current, lp.b);
       if (lp.W_rec) current = tf.add(current, dense(prev.spikes, lp.W_rec));
-      const out = l.neuron.step({ config: l.config, tensors: lp.neuron }, prev.neuron, current, this.#stepCtx[i]!);
+      const out = l.neuron.step({ config: l.config, tensors: lp.neuron }, prev.neuron, current, lp.ctx);
       layers.push({ neuron: out.state, spikes: out.spikes });
       spikes.push(out.spikes);
       input = out.spikes;
     });
-    let y = tf.add(tf.mul(p.readout.kappa, state.readout), dense(input, p.readout.W));
-    if (p.readout.b) y = tf.add(y, p.readout.b);
+    const r = p.readout;
+    let d = dense(input, r.W);
+    if (r.b) d = tf.add(d, r.b);
+    let y: Tensor;
+    if (r.W_kappa) {
+      // y_t = y_{t−1} + κ_t·(d_t − y_{t−1}), κ_t = σ([d_t ; y_{t−1}]·W_κ + b_κ)
+      const kappa = tf.sigmoid(tf.add(dense(tf.concat([d, state.readout], 1), r.W_kappa), r.b_kappa!));
+      y = tf.add(state.readout, tf.mul(kappa, tf.sub(d, state.readout)));
+    } else {
+      y = tf.add(tf.mul(r.kappa, state.readout), d);
+    }
     return { state: { layers, readout: y }, readout: y, spikes };
   }
 
@@ -362,6 +418,31 @@ export class Network {
   #assertLive(): void {
     if (this.#disposed) throw new SpikeflowError('CONFIG_INVALID', 'this network has been disposed');
   }
+}
+
+/**
+ * A neuron's tensor parameter as a tensor of its declared shape (`seed` draws a `uniform` one).
+ * `what` names it in errors. For tests and tools that run a neuron without a network.
+ */
+export function neuronParamTensor(p: NeuronTensorParam, what: string, seed = 0): Tensor {
+  const v = p.value;
+  if (typeof v === 'number') {
+    const shape = [...(p.shape ?? [])];
+    return shape.length === 0 ? tf.scalar(v) : tf.fill(shape, v);
+  }
+  if (v instanceof Float32Array) {
+    const shape = [...(p.shape ?? [v.length])];
+    if (shape.reduce((a, b) => a * b, 1) !== v.length) {
+      throw new SpikeflowError('PLUGIN_INVALID', `${what}: ${v.length} values do not fill shape [${shape}]`, { shape });
+    }
+    return tf.tensor(v, shape);
+  }
+  if (!p.shape || !(v.uniform >= 0)) {
+    throw new SpikeflowError('PLUGIN_INVALID', `${what}: a uniform initialisation needs a shape and a bound >= 0`, { shape: p.shape, bound: v.uniform });
+  }
+  const shape = [...p.shape];
+  const bound = v.uniform;
+  return tf.tidy(() => tf.randomUniform(shape, -bound, bound, 'float32', seed));
 }
 
 /** Validates a model spec and builds its network. */

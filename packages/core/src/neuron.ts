@@ -1,18 +1,26 @@
 import type { Tensor } from './tf.js';
-import type { SpikeFn } from './surrogates.js';
+import type { SpikeFn, SurrogateSpec } from './surrogates.js';
 import type { Schema, SchemaValues } from './validate.js';
 
 /** A neuron's state: a record of `[batch, size]` tensors (`{ v, s }` for LIF, `{ v, a, s }` for ALIF). */
 export type NeuronState = { readonly [key: string]: Tensor };
 
 /**
- * One tensor parameter of a neuron layer (a decay, a time constant, ...). Trainable ones become
- * `tf.Variable`s in the network's parameter map, named `layers.<i>.<key>`; fixed ones are
- * constants owned by the network.
+ * One tensor parameter of a neuron layer (a decay, a time constant, the weights of a gate, ...).
+ * Trainable ones become `tf.Variable`s in the network's parameter map, named `layers.<i>.<key>`;
+ * fixed ones are constants owned by the network.
  */
 export interface NeuronTensorParam {
-  /** Initial value, one per neuron (`[size]`) or one shared scalar (`[]`). */
-  readonly value: Float32Array | number;
+  /**
+   * Initial value: one shared scalar, explicit values (row-major), or `{ uniform: bound }` drawn
+   * uniformly in ±bound from the network's seed (same seed, same values, on any backend).
+   */
+  readonly value: Float32Array | number | { readonly uniform: number };
+  /**
+   * Shape of the tensor. Default: `[]` for a scalar, `[n]` for `n` explicit values; required with
+   * `uniform`. Any shape is allowed (a gate's `[2·size, size]` weight matrix, a `[size]` decay).
+   */
+  readonly shape?: readonly number[];
   readonly trainable: boolean;
   /** Optional clamp applied when the neuron reads it (keeps a trainable decay in [0, 1]). */
   readonly range?: readonly [number, number];
@@ -30,6 +38,11 @@ export interface NeuronStepContext {
   readonly spike: SpikeFn;
   /** Identity in the forward pass, zero gradient in the backward pass. */
   readonly detach: (x: Tensor) => Tensor;
+  /**
+   * `x·W` with the active backend's fast kernel (`spikeflow.dense`), for neurons with synapses of
+   * their own (gates). Use it instead of `tf.matMul` for parameter matrices in the hot loop.
+   */
+  readonly dense: (x: Tensor, w: Tensor) => Tensor;
 }
 
 /**
@@ -47,6 +60,11 @@ export interface NeuronModel<Sch extends Schema = Schema, S extends NeuronState 
   readonly description: string;
   /** Config fields with types, ranges and defaults. */
   readonly configSchema: Sch;
+  /**
+   * The surrogate this neuron was designed and tuned with, used when neither the layer nor the
+   * model names one (otherwise core's default, fast sigmoid with slope 25).
+   */
+  readonly defaultSurrogate?: SurrogateSpec;
   /** State fields, in a stable order (checkpoints, fixtures and tests read them by name). */
   readonly stateKeys: readonly (keyof S & string)[];
   /**

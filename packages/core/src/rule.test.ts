@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { tf, type Scalar, type Tensor } from './tf.js';
 import { builtinSurrogates } from './surrogates.js';
 import { buildNetwork, stepsOf, unroll } from './network.js';
-import { ceEveryStep, ceMean, mseLast } from './losses.js';
+import { ceEveryStep, ceMean, mseEveryStep, mseLast } from './losses.js';
 import { disposeTree } from './state.js';
 import { checkRequirements, paramGrads, ruleFromSpec, type LearningRule, type RuleEntry } from './rule.js';
 import { errorOf, iaf, useCpuBackend } from './test-support.js';
@@ -34,6 +34,18 @@ describe('checkRequirements', () => {
     expect(() => checkRequirements(makeRule('eprop', true), ceEveryStep)).not.toThrow();
     expect(() => checkRequirements(makeRule('eprop', true), mseLast)).not.toThrow();
     expect(() => checkRequirements(makeRule('bptt', false), ceMean)).not.toThrow();
+  });
+});
+
+describe('checkRequirements: terminal losses', () => {
+  it('a rule that scores chunk ends against the sequence target refuses a loss with per-step targets', () => {
+    const rule: LearningRule = { ...makeRule('fptt', false), requires: { lossHasTerminal: true } };
+    const e = errorOf(() => checkRequirements(rule, mseEveryStep));
+    expect(e.code).toBe('INCOMPATIBLE');
+    expect(e.details).toEqual({ rule: 'fptt', loss: 'mse_every_step' });
+    expect(e.message).toContain('ce_mean, ce_every_step, mse_last');
+    expect(() => checkRequirements(rule, ceMean)).not.toThrow();
+    expect(() => checkRequirements(rule, mseLast)).not.toThrow();
   });
 });
 

@@ -59,11 +59,19 @@ export interface LearningRule<S extends TensorTree = TensorTree> {
   readonly requires: RuleRequirements;
   init(network: Network): S;
   update(batch: SequenceBatch, state: S, ctx: RuleContext): { state: S; report: RuleReport };
+  /**
+   * Parameters to evaluate with instead of the network's own, keyed by parameter name (FPTT's
+   * running average W̄, for instance); `undefined` (or absent) to evaluate the weights as they are.
+   * The tensors stay the rule's.
+   */
+  evalParams?(state: S): NamedTensorMap | undefined;
 }
 
 export interface RuleRequirements {
   /** The loss must decompose over time (a sum of per-step terms). */
   readonly lossDecomposesOverTime?: boolean;
+  /** The loss must score any step's readout against the sequence's target (`BoundLoss.terminal`). */
+  readonly lossHasTerminal?: boolean;
 }
 
 /** A named rule factory, as plugins provide it: configs name it and pass validated options. */
@@ -81,6 +89,15 @@ export function checkRequirements(rule: LearningRule, loss: TemporalLoss): void 
       'INCOMPATIBLE',
       `rule '${rule.name}' updates from per-step losses, but loss '${loss.name}' does not decompose over time; ` +
         `use a per-step loss (ce_every_step, mse_every_step, mse_last) or a rule that sees the whole sequence`,
+      { rule: rule.name, loss: loss.name },
+    );
+  }
+  if (rule.requires.lossHasTerminal && !loss.hasTerminal) {
+    throw new SpikeflowError(
+      'INCOMPATIBLE',
+      `rule '${rule.name}' scores the readout at chunk ends against the sequence's target, but loss '${loss.name}' ` +
+        `has one target per step (${loss.target}); use a loss with a per-sequence target (ce_mean, ce_every_step, mse_last) ` +
+        `or the rule's per-step schedule`,
       { rule: rule.name, loss: loss.name },
     );
   }

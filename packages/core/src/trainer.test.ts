@@ -205,6 +205,32 @@ describe('Trainer', () => {
     p.network.dispose();
   });
 
+  it("evaluates with the rule's evalParams when it gives some, and restores the weights after", async () => {
+    const p = parts();
+    // A rule that keeps a copy of the initial weights and asks to be evaluated with them.
+    const anchored: LearningRule<Record<string, Tensor>> = {
+      ...(miniBptt as unknown as LearningRule<Record<string, Tensor>>),
+      name: 'anchored',
+      init: (net) => Object.fromEntries(Object.entries(net.params).map(([k, v]) => [k, tf.clone(v)])),
+      update(batch, state, ctx) {
+        return { state, report: miniBptt.update(batch, null, ctx).report };
+      },
+      evalParams: (state) => state,
+    };
+    const trainer = new Trainer({ ...p, rule: anchored }, { epochs: 2, batchSize: 16, seed: 1, evalEvery: 0 });
+    const before = await trainer.evaluate();
+    await trainer.run();
+    const trained = p.network.getParams();
+    const withAnchor = await trainer.evaluate();
+    expect(withAnchor).toEqual(before);
+    expect(p.network.getParams()).toEqual(trained);
+    const plain = new Trainer({ ...p, rule: miniBptt }, { epochs: 1, batchSize: 16, seed: 1 });
+    expect((await plain.evaluate()).loss).not.toBe(before.loss);
+    plain.dispose();
+    trainer.dispose();
+    p.network.dispose();
+  });
+
   it('checks that the model fits the dataset', () => {
     const p = parts({ dataset: { ...toyData(), describe: () => ({ steps: 8, channels: 7, outputs: 2, target: 'labels', samples: {} }) } });
     expect(() => new Trainer(p, { epochs: 1, batchSize: 4, seed: 0 })).toThrow(/model\.inputs is 6 but dataset 'toy' has 7 input channels/);

@@ -246,8 +246,23 @@ export class Trainer {
 
   /** Mean loss (sample-weighted) and, for label targets, accuracy on a split, without gradients. */
   async evaluate(split = 'test', { batchSize = this.options.batchSize }: { batchSize?: number } = {}): Promise<EvalResult> {
-    const { network, dataset, loss } = this.parts;
-    return evaluate(network, dataset, loss, split, { batchSize, seed: deriveSeed(this.options.seed, 'eval') });
+    const { network, dataset, loss, rule } = this.parts;
+    const run = () => evaluate(network, dataset, loss, split, { batchSize, seed: deriveSeed(this.options.seed, 'eval') });
+    // A rule may ask to be evaluated with other weights (FPTT's running average): swap them in.
+    const swap = rule.evalParams?.(this.#ruleState);
+    if (!swap) return run();
+    const saved: Record<string, Tensor> = {};
+    for (const name of Object.keys(swap)) {
+      const v = network.params[name];
+      if (v) saved[name] = tf.clone(v);
+    }
+    network.setParams(swap);
+    try {
+      return await run();
+    } finally {
+      network.setParams(saved);
+      disposeTree(saved);
+    }
   }
 
   /** Writes the run's state (weights, optimizer, rule state, position, seed, meta) atomically. */

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   detach,
   disposeTree,
+  neuronParamTensor,
   parseSchema,
   fastSigmoid,
   spikeFn,
@@ -36,9 +37,8 @@ function validated(model: AnyNeuronModel, raw: Record<string, unknown>): Config 
 
 function makeParams(model: AnyNeuronModel, config: Config, size: number): { params: NeuronParams<Config>; dispose: () => void } {
   const tensors: Record<string, Tensor> = {};
-  for (const [k, p] of Object.entries(model.tensorParams(config, size))) {
-    tensors[k] = typeof p.value === 'number' ? tf.scalar(p.value) : tf.tensor1d(p.value);
-  }
+  let seed = 100;
+  for (const [k, p] of Object.entries(model.tensorParams(config, size))) tensors[k] = neuronParamTensor(p, `${model.name}.${k}`, seed++);
   return { params: { config, tensors }, dispose: () => disposeTree(tensors) };
 }
 
@@ -72,7 +72,8 @@ export function describeNeuron(model: AnyNeuronModel, { configs = [{}], batch = 
 
     for (const raw of configs) {
       const label = JSON.stringify(raw);
-      const ctx: NeuronStepContext = { spike: spikeFn(fastSigmoid({ slope: 25 })), detach };
+      const dense = (x: Tensor, w: Tensor) => tf.matMul(x, w);
+      const ctx: NeuronStepContext = { spike: spikeFn(fastSigmoid({ slope: 25 })), detach, dense };
 
       it(`init and step keep shapes and state keys (${label})`, async () => {
         await setup?.();
@@ -134,8 +135,8 @@ export function describeNeuron(model: AnyNeuronModel, { configs = [{}], batch = 
         const config = validated(model, raw);
         const { params, dispose } = makeParams(model, config, size);
         const surrogate: Surrogate = triangle({ gamma: 0.5, width: 2 });
-        const sharp: NeuronStepContext = { spike: spikeFn(surrogate), detach };
-        const smooth: NeuronStepContext = { spike: (x) => surrogate.primitive(x), detach };
+        const sharp: NeuronStepContext = { spike: spikeFn(surrogate), detach, dense };
+        const smooth: NeuronStepContext = { spike: (x) => surrogate.primitive(x), detach, dense };
         const state = warmState(model, params, batch, size, sharp);
         const current = tf.randomUniform([batch, size], -0.5, 2.5, 'float32', 5);
         const gradOf = (c: NeuronStepContext) =>
