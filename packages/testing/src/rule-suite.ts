@@ -12,7 +12,9 @@ import {
   type AnyNeuronModel,
   type LearningRule,
   type Network,
+  type RuleContext,
   type SequenceBatch,
+  type TensorTree,
   type TemporalLoss,
 } from '@spikeflow/core';
 
@@ -52,6 +54,13 @@ function toyNetwork(o: RuleSuiteOptions, seed = 0): Network {
   );
 }
 
+/** One update, with the state hand-over of the trainer: a new state replaces (and frees) the old one. */
+function update(rule: LearningRule, batch: SequenceBatch, state: TensorTree, ctx: RuleContext): { state: TensorTree; loss: number } {
+  const r = rule.update(batch, state, ctx);
+  if (r.state !== state) disposeTree(state, r.state);
+  return { state: r.state, loss: r.report.loss };
+}
+
 /** Peak tensor bytes above the starting point while `f` runs (tfjs' profiler samples after every kernel). */
 async function peakBytes(f: () => void): Promise<number> {
   const start = tf.memory().numBytes;
@@ -78,11 +87,13 @@ export function describeRule(name: string, makeRule: () => LearningRule, options
         const batch = toyTask({ steps: 6, batch: 2 });
         const runner = new OptimizerRunner(adam(), net.params);
         let error: unknown;
+        const initial = rule.init(net);
         try {
-          rule.update(batch, rule.init(net), { network: net, loss: ceMean, apply: (g) => runner.apply(g) });
+          rule.update(batch, initial, { network: net, loss: ceMean, apply: (g) => runner.apply(g) });
         } catch (e) {
           error = e;
         }
+        disposeTree(initial);
         expect(isSpikeflowError(error, 'INCOMPATIBLE')).toBe(true);
         expect(String((error as Error).message)).toContain('ce_mean');
         disposeTree(batch as never);
@@ -100,9 +111,9 @@ export function describeRule(name: string, makeRule: () => LearningRule, options
       const losses: number[] = [];
       for (let i = 0; i < 40; i++) {
         const batch = toyTask({ steps: 12, batch: 16, seed: i });
-        const r = rule.update(batch, state, { network: net, loss, apply: (g) => runner.apply(g) });
+        const r = update(rule, batch, state, { network: net, loss, apply: (g) => runner.apply(g) });
         state = r.state;
-        losses.push(r.report.loss);
+        losses.push(r.loss);
         disposeTree(batch as never);
       }
       const first = losses[0]!;
@@ -121,7 +132,7 @@ export function describeRule(name: string, makeRule: () => LearningRule, options
       const runner = new OptimizerRunner(adam(), net.params);
       const batch = toyTask({ steps: 9, batch: 3 });
       const seen: number[] = [];
-      const state = rule.update(batch, rule.init(net), {
+      const state = update(rule, batch, rule.init(net), {
         network: net,
         loss,
         apply: (g) => runner.apply(g),
@@ -145,7 +156,7 @@ export function describeRule(name: string, makeRule: () => LearningRule, options
       let state = rule.init(net);
       const counts: number[] = [];
       for (let i = 0; i < 4; i++) {
-        state = rule.update(batch, state, { network: net, loss, apply: (g) => runner.apply(g) }).state;
+        state = update(rule, batch, state, { network: net, loss, apply: (g) => runner.apply(g) }).state;
         counts.push(tf.memory().numTensors);
       }
       expect(new Set(counts.slice(1)).size).toBe(1);
@@ -167,11 +178,11 @@ export function describeRule(name: string, makeRule: () => LearningRule, options
         for (let b = 0; b < 2; b++) {
           const batch = toyTask({ steps: T, batch: 4, seed: b });
           // Warm-up once so the optimizer's state exists before measuring.
-          if (T === t1 && b === 0) state = rule.update(batch, state, { network: net, loss, apply: (g) => runner.apply(g) }).state;
+          if (T === t1 && b === 0) state = update(rule, batch, state, { network: net, loss, apply: (g) => runner.apply(g) }).state;
           const s0 = state;
           peaks[T]!.push(
             await peakBytes(() => {
-              state = rule.update(batch, s0, { network: net, loss, apply: (g) => runner.apply(g) }).state;
+              state = update(rule, batch, s0, { network: net, loss, apply: (g) => runner.apply(g) }).state;
             }),
           );
           disposeTree(batch as never);
