@@ -216,7 +216,7 @@ describe('resolveModel: errors name the field', () => {
     expect(m.layers[1]!.config).toEqual({ beta: 0.9, perNeuron: false, lo: 0, hi: 1 });
     expect([m.layers[0]!.surrogate.name, m.layers[0]!.surrogate.params]).toEqual(['fast_sigmoid', { slope: 25 }]);
     expect([m.layers[1]!.surrogate.name, m.layers[1]!.surrogate.params]).toEqual(['triangle', { gamma: 0.3, width: 0.5 }]);
-    expect(m.readout).toEqual({ size: 2, kind: 'leaky', kappa: 0.9, bias: true, gain: 1 });
+    expect(m.readout).toEqual({ size: 2, kind: 'leaky', from: 'spikes', kappa: 0.9, bias: true, gain: 1 });
     const withDefault = resolveModel(spec({ surrogate: { name: 'arctan', alpha: 3 } }), reg);
     expect(withDefault.layers[0]!.surrogate.params).toEqual({ alpha: 3 });
   });
@@ -583,6 +583,21 @@ describe('neuron tensor parameters of any shape, and the ltc readout', () => {
     arr(out.readout).forEach((r, t) => expect(r, `y at t=${t}`).toBeCloseTo(ref[t]!, 6));
     disposeTree([out as never, x]);
     net.dispose();
+  });
+
+  it('a readout from the membrane reads the state field the neuron names (here v of iaf, before the reset)', () => {
+    const net = buildNetwork({ inputs: 1, layers: [{ neuron: 'iaf', size: 1, bias: false }], readout: { size: 1, kappa: 0, bias: false, from: 'membrane' } }, reg);
+    net.setParams({ 'layers.0.W': [0.7], 'readout.W': [2] });
+    const xs = [1, 1, 0, 1, 1, 1, 0, 1];
+    const x = tf.tensor3d(xs.map((v) => [[v]]));
+    const out = forward(net, x);
+    const v = [0.7, 1.4, 0.4, 1.1, 0.8, 1.5, 0.5, 1.2]; // the membrane of the test above
+    arr(out.readout).forEach((r, t) => expect(r, `y at t=${t}`).toBeCloseTo(2 * v[t]!, 5));
+    disposeTree([out as never, x]);
+    net.dispose();
+    const noMembrane = { ...gated };
+    const e = errorOf(() => resolveModel({ inputs: 1, layers: [{ neuron: 'gated', size: 2 }], readout: { size: 1, from: 'membrane' } }, { ...gatedReg, neurons: new Map([['gated', noMembrane]]) }));
+    expect(e.message).toBe(`model.readout.from: neuron 'gated' of the last layer names no membrane state to read; use "from": "spikes"`);
   });
 
   it('ltc readout: a fixed kappa is refused, naming the field', () => {

@@ -39,7 +39,8 @@ type KnownLayerSpec = {
 export type LayerSpec = [keyof NeuronRegistry] extends [never] ? LayerSpecBase & { neuron: string; params?: Record<string, unknown> } : KnownLayerSpec;
 
 /**
- * The non-spiking readout over the last layer's spikes, `d_t = s_t·W_out + b_out`:
+ * The non-spiking readout over the last layer's spikes (or, with `from: "membrane"`, its membrane
+ * potentials), `d_t = s_t·W_out + b_out`:
  *
  * - `leaky` (default): a leaky integrator `y_t = κ·y_{t−1} + d_t` with a fixed leak κ;
  * - `ltc`: a liquid-time-constant integrator `y_t = (1 − κ_t)·y_{t−1} + κ_t·d_t` whose update
@@ -51,6 +52,12 @@ export interface ReadoutSpec {
   size: number;
   /** `leaky` (default) or `ltc`. */
   kind?: 'leaky' | 'ltc';
+  /**
+   * What the readout reads from the last layer: its `spikes` (default) or its `membrane`
+   * potentials (the state field its neuron names as `membrane`; the Add-task model of Yin et al.
+   * 2023 reads the LTC-SN membrane).
+   */
+  from?: 'spikes' | 'membrane';
   /** Leak κ in [0, 1] of the `leaky` readout (default 0.9); κ = 0 gives an instantaneous linear readout. */
   kappa?: number;
   bias?: boolean;
@@ -90,7 +97,7 @@ export interface ResolvedModel {
 
 const LAYER_KEYS = ['neuron', 'size', 'recurrent', 'bias', 'gain', 'surrogate', 'params'] as const;
 const MODEL_KEYS = ['inputs', 'layers', 'readout', 'surrogate'] as const;
-const READOUT_KEYS = ['size', 'kind', 'kappa', 'bias', 'gain'] as const;
+const READOUT_KEYS = ['size', 'kind', 'from', 'kappa', 'bias', 'gain'] as const;
 
 export interface ModelRegistries {
   readonly neurons: ReadonlyMap<string, AnyNeuronModel>;
@@ -154,9 +161,15 @@ export function resolveModel(spec: unknown, reg: ModelRegistries, path = 'model'
   if (kind === 'ltc' && r['kappa'] !== undefined) {
     throw configError(join(rp, 'kappa'), `the 'ltc' readout learns its update fraction κ_t; remove "kappa" or use "kind": "leaky"`);
   }
+  const from = checkField({ type: 'string', default: 'spikes', oneOf: ['spikes', 'membrane'] }, r['from'], join(rp, 'from')) as 'spikes' | 'membrane';
+  const lastNeuron = layers[layers.length - 1]!.neuron;
+  if (from === 'membrane' && !lastNeuron.membrane) {
+    throw configError(join(rp, 'from'), `neuron '${lastNeuron.name}' of the last layer names no membrane state to read; use "from": "spikes"`);
+  }
   const readout = {
     size: checkField({ type: 'number', integer: true, min: 1, required: true, doc: 'number of outputs' }, r['size'], join(rp, 'size')) as number,
     kind,
+    from,
     kappa: checkField({ type: 'number', default: 0.9, min: 0, max: 1 }, r['kappa'], join(rp, 'kappa')) as number,
     bias: checkField({ type: 'boolean', default: true }, r['bias'], join(rp, 'bias')) as boolean,
     gain: checkField({ type: 'number', default: 1, min: 0, exclusiveMin: true }, r['gain'], join(rp, 'gain')) as number,
@@ -368,6 +381,10 @@ export class Network {
       input = out.spikes;
     });
     const r = p.readout;
+    if (this.model.readout.from === 'membrane') {
+      const last = this.model.layers[this.model.layers.length - 1]!;
+      input = layers[layers.length - 1]!.neuron[last.neuron.membrane!]!;
+    }
     let d = dense(input, r.W);
     if (r.b) d = tf.add(d, r.b);
     let y: Tensor;

@@ -68,6 +68,11 @@ export interface NeuronModel<Sch extends Schema = Schema, S extends NeuronState 
   /** State fields, in a stable order (checkpoints, fixtures and tests read them by name). */
   readonly stateKeys: readonly (keyof S & string)[];
   /**
+   * The state field holding the membrane potential, for readouts that read it instead of the
+   * spikes (`"readout": { "from": "membrane" }`). Absent: the neuron offers no analog readout.
+   */
+  readonly membrane?: keyof S & string;
+  /**
    * Checks relations between config fields (each field alone is checked by `configSchema`).
    * Throw `configError(\`${path}.field\`, ...)`; `path` is the layer's params path, e.g.
    * `model.layers[1].params`. Runs before any tensor is allocated.

@@ -35,6 +35,7 @@ export const iaf = defineNeuron({
   description: 'integrate-and-fire (test neuron)',
   configSchema: { threshold: { type: 'number', default: 1, min: 0, exclusiveMin: true } },
   stateKeys: ['v', 's'],
+  membrane: 'v',
   tensorParams: (c) => ({ threshold: { value: c.threshold, trainable: false } }),
   init: (b, n) => {
     const z = tf.zeros([b, n]);

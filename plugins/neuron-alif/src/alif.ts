@@ -40,6 +40,7 @@ export const alif = defineNeuron({
   description: 'adaptive LIF (LSNN): threshold rises by β_a·a after spikes and decays with ρ',
   configSchema: alifSchema,
   stateKeys: ['v', 'a', 's'],
+  membrane: 'v',
   tensorParams: (c, size) => ({
     beta: perNeuron(c.learnBeta, c.beta, size),
     rho: perNeuron(c.learnRho, c.rho, size),

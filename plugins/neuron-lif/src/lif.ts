@@ -34,6 +34,7 @@ export const lif = defineNeuron({
   description: 'leaky integrate-and-fire, subtractive reset (optionally detached), fixed or trainable decay',
   configSchema: lifSchema,
   stateKeys: ['v', 's'],
+  membrane: 'v',
   tensorParams: (c, size) => ({
     beta: c.learnBeta ? { value: new Float32Array(size).fill(c.beta), trainable: true, range: [0, 1] as const } : { value: c.beta, trainable: false },
     threshold: { value: c.threshold, trainable: false },
