@@ -3,7 +3,18 @@ import { createRegistry, isSpikeflowError, loadPlugins } from '@spikeflow/core';
 import { parseRuleChoice, quickWorkload, standardWorkload } from './measure.js';
 import { runBench } from './run.js';
 
-export const DEFAULT_PLUGINS = ['@spikeflow/neuron-lif', '@spikeflow/neuron-alif', '@spikeflow/rule-bptt', '@spikeflow/backend-wasm', '@spikeflow/backend-cpu'];
+export const DEFAULT_PLUGINS = [
+  '@spikeflow/neuron-lif',
+  '@spikeflow/neuron-alif',
+  '@spikeflow/neuron-ltc',
+  '@spikeflow/rule-bptt',
+  '@spikeflow/rule-fptt',
+  '@spikeflow/backend-wasm',
+  '@spikeflow/backend-cpu',
+];
+
+/** How the default rule list runs a rule whose defaults do not suit a timing (FPTT updates every step by default). */
+const PRESETS: Readonly<Record<string, string>> = { fptt: 'fptt:window=10' };
 
 const list = (name: string) => (v: string) => {
   const xs = v.split(',').map((x) => Number(x));
@@ -29,6 +40,7 @@ export function benchCommand(name = 'spikeflow-bench'): Command {
     .option('--k <n>', 'truncation window of tbptt', int('--k'), 50)
     .option('--batch <n>', 'batch size', int('--batch'))
     .option('--hidden <n>', 'hidden neurons', int('--hidden'))
+    .option('--outputs <n>', 'readout classes', int('--outputs'))
     .option('--inputs <n>', 'input channels', int('--inputs'))
     .option('--density <p>', 'input spike probability per step', num('--density'))
     .option('--neuron <name>', 'neuron model (lif, alif, ...)')
@@ -45,6 +57,7 @@ export function benchCommand(name = 'spikeflow-bench'): Command {
         k: number;
         batch?: number;
         hidden?: number;
+        outputs?: number;
         inputs?: number;
         density?: number;
         neuron?: string;
@@ -60,6 +73,7 @@ export function benchCommand(name = 'spikeflow-bench'): Command {
           ...base,
           ...(o.batch ? { batch: o.batch } : {}),
           ...(o.hidden ? { hidden: o.hidden } : {}),
+          ...(o.outputs ? { outputs: o.outputs } : {}),
           ...(o.inputs ? { inputs: o.inputs } : {}),
           ...(o.density ? { density: o.density } : {}),
           ...(o.neuron ? { neuron: o.neuron } : {}),
@@ -82,9 +96,9 @@ export function benchCommand(name = 'spikeflow-bench'): Command {
     );
 }
 
-/** Every rule the plugins provide (with default options), and `tbptt` where `bptt` is among them. */
+/** Every rule the plugins provide (with default options, or a preset), and `tbptt` where `bptt` is among them. */
 async function installedRules(plugins: readonly string[]): Promise<string[]> {
-  const names = [...createRegistry(await loadPlugins(plugins, { from: import.meta.url })).rules.keys()];
+  const names = [...createRegistry(await loadPlugins(plugins, { from: import.meta.url })).rules.keys()].map((n) => PRESETS[n] ?? n);
   return names.includes('bptt') ? [...names, 'tbptt'] : names;
 }
 

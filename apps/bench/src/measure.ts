@@ -22,7 +22,10 @@ export interface Workload {
   readonly density: number;
   /** Recurrent hidden neurons (default 256). */
   readonly hidden: number;
-  /** Neuron model (default `lif`: β 0.9, threshold 1, subtractive reset). */
+  /**
+   * Neuron model (default `lif`: β 0.9, threshold 1, subtractive reset, fast sigmoid slope 25;
+   * `alif` alike; any other neuron runs with its own defaults, surrogate included).
+   */
   readonly neuron: string;
   /** Readout classes (default 20). */
   readonly outputs: number;
@@ -91,12 +94,13 @@ function median(xs: number[]): number {
 
 /** Measures one (rule, T) on the active backend, in this process. */
 export async function measure(registry: Registry, choice: RuleChoice | LearningRule, steps: number, w: Workload): Promise<Measurement> {
+  const lifLike = w.neuron === 'lif' || w.neuron === 'alif';
   const net = buildNetwork(
     {
       inputs: w.inputs,
-      layers: [{ neuron: w.neuron, size: w.hidden, recurrent: true, params: { beta: 0.9, threshold: 1 } }],
+      layers: [{ neuron: w.neuron, size: w.hidden, recurrent: true, ...(lifLike ? { params: { beta: 0.9, threshold: 1 } } : {}) }],
       readout: { size: w.outputs, kappa: 0.9 },
-      surrogate: { name: 'fast_sigmoid', slope: 25 },
+      ...(lifLike ? { surrogate: { name: 'fast_sigmoid', slope: 25 } } : {}),
     },
     { neurons: registry.neurons, surrogates: [...registry.surrogates.values()] },
     { seed: w.seed, kernels: registry.kernels },
@@ -108,6 +112,7 @@ export async function measure(registry: Registry, choice: RuleChoice | LearningR
   let state = rule.init(net);
   const iterate = () => {
     const r = rule.update({ inputs, targets }, state, { network: net, loss: ceMean, apply: (g) => optimizer.apply(g) });
+    if (r.state !== state) disposeTree(state, r.state);
     state = r.state;
   };
   try {
