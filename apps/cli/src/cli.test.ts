@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, truncateSync, writeFileSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, truncateSync, writeFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -53,6 +53,45 @@ describe('spikeflow train', () => {
     const again = cli(['train', 'run.json', '--out', 'out'], dir);
     expect(again.status).toBe(1);
     expect(again.stderr).toMatch(/already holds a run.*--resume/);
+  });
+
+  it('FPTT with evalWith W̄: the trainer and `spikeflow eval` both evaluate the running average', () => {
+    const dir = workdir({
+      plugins: ['@spikeflow/neuron-ltc', '@spikeflow/rule-fptt', '@spikeflow/backend-wasm', '@spikeflow/dataset-add-task'],
+      model: { layers: [{ neuron: 'ltc', size: 16, recurrent: true, params: { threshold: 'fixed' } }], readout: { from: 'membrane', kappa: 0 } },
+      rule: { name: 'fptt', window: 4, alpha: 0.5, evalWith: 'Wbar' },
+      train: { epochs: 1, batchSize: 32, maxBatchesPerEpoch: 5 },
+    });
+    const r = cli(['train', 'run.json', '--out', 'out'], dir);
+    expect(r.stderr).not.toMatch(/Error|spikeflow:/);
+    expect(r.status).toBe(0);
+    const events = readFileSync(join(dir, 'out', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; result?: { loss: number } });
+    const lastEval = events.filter((e) => e.type === 'eval').at(-1)!.result!.loss;
+    const ev = cli(['eval', 'out'], dir);
+    expect(ev.status).toBe(0);
+    expect((JSON.parse(ev.stdout) as { loss: number }).loss).toBeCloseTo(lastEval, 6);
+    // The weights themselves (not W̄) score differently.
+    writeFileSync(join(dir, 'w.json'), JSON.stringify({ ...config(), ...JSON.parse(readFileSync(join(dir, 'run.json'), 'utf8')), rule: { name: 'fptt', window: 4, alpha: 0.5 } }));
+    const w = cli(['train', 'w.json', '--out', 'w'], dir);
+    expect(w.status).toBe(0);
+    const wEval = readFileSync(join(dir, 'w', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; result?: { loss: number } }).filter((e) => e.type === 'eval').at(-1)!.result!.loss;
+    expect(wEval).not.toBeCloseTo(lastEval, 4);
+  });
+
+  it('every config shipped in apps/cli/configs names installed plugins and composes', () => {
+    const dir = fileURLToPath(new URL('../configs/', import.meta.url));
+    for (const name of readdirSync(dir).filter((f) => f.endsWith('.json'))) {
+      const r = cli(['train', join(dir, name), '--out', join(mkdtempSync(join(tmpdir(), 'spikeflow-cfg-')), 'x'), '--dry-run'], dir);
+      expect(r.stderr, name).toBe('');
+      expect(r.status, name).toBe(0);
+      const plan = JSON.parse(r.stdout) as { rule: { name: string; memory: string }; parameterCount: number; dataset: { steps: number }; batchesPerEpoch: number };
+      expect(plan.parameterCount, name).toBeGreaterThan(0);
+      expect(plan.batchesPerEpoch, name).toBeGreaterThan(0);
+      if (name === 'add-task-fptt-1000.json') {
+        expect(plan.rule).toMatchObject({ name: 'fptt(K=20, dual, terminal)', memory: 'O(k)' });
+        expect(plan.dataset.steps).toBe(1000);
+      }
+    }
   });
 
   it('the same config and seed give the same loss curve', () => {

@@ -4,7 +4,7 @@ import { SpikeflowError, composeRun, evaluate, loadCheckpoint, parseRunConfig, d
 import { registryOf } from './plugins.js';
 import { CHECKPOINT } from './train.js';
 
-/** `spikeflow eval <runDir|checkpoint>`: the checkpoint's weights on a split of the run's dataset. */
+/** `spikeflow eval <runDir|checkpoint>`: the checkpoint's weights (or those its rule evaluates with) on a split of the run's dataset. */
 export async function evalRun(target: string, { split = 'test', batchSize, cacheDir }: { split?: string; batchSize?: number; cacheDir?: string }): Promise<EvalResult> {
   const path = resolve(target);
   const ckpt = existsSync(path) && statSync(path).isDirectory() ? join(path, CHECKPOINT) : path;
@@ -21,7 +21,11 @@ export async function evalRun(target: string, { split = 'test', batchSize, cache
     await backend.activate();
     const run = await composeRun(config, registry, { cacheDir: resolve(cacheDir ?? join(process.env['HOME'] ?? '.', '.cache', 'spikeflow')) });
     try {
+      // A rule may ask to be evaluated with other weights (FPTT's running average W̄).
+      const ruleState = (ck.trees as { rule?: unknown }).rule;
+      const swap = ruleState ? run.rule.evalParams?.(ruleState as never) : undefined;
       run.network.setParams(params);
+      if (swap) run.network.setParams(swap);
       return await evaluate(run.network, run.dataset, run.loss, split, { batchSize: batchSize ?? config.train.batchSize });
     } finally {
       run.network.dispose();

@@ -33,8 +33,13 @@ export function program(): Command {
     .option('--resume', 'continue the run in --out from its last checkpoint')
     .option('--cache-dir <dir>', 'where datasets keep downloaded files (default: ~/.cache/spikeflow)')
     .option('--quiet', 'no progress output')
-    .action(async (config: string, o: { seed?: number; backend?: string; epochs?: number; out?: string; resume?: boolean; cacheDir?: string; quiet?: boolean }) => {
+    .option('--dry-run', 'check and compose the run (plugins, backend, data, model, rule, loss), print its plan as JSON, train nothing')
+    .action(async (config: string, o: { seed?: number; backend?: string; epochs?: number; out?: string; resume?: boolean; cacheDir?: string; quiet?: boolean; dryRun?: boolean }) => {
       const r = await train(config, o);
+      if (r.plan) {
+        print(r.plan);
+        return;
+      }
       const e = r.lastEval;
       print(`run: ${r.runDir}`);
       if (e) print(`test ${e.accuracy !== undefined ? `accuracy: ${(e.accuracy * 100).toFixed(2)}%, ` : ''}loss: ${e.loss.toFixed(4)} (${e.samples} samples)`);

@@ -16,6 +16,21 @@ export interface TrainFlags {
   readonly epochs?: number;
   readonly cacheDir?: string;
   readonly quiet?: boolean;
+  /** Validate and compose the run (plugins, backend, dataset, model, rule, loss), print its plan, train nothing. */
+  readonly dryRun?: boolean;
+}
+
+/** What `--dry-run` prints: the run as composed, before any training. */
+export interface RunPlan {
+  readonly config: string;
+  readonly backend: string;
+  readonly dataset: unknown;
+  readonly parameters: Record<string, number[]>;
+  readonly parameterCount: number;
+  readonly rule: { readonly name: string; readonly memory: string; readonly gradient: string };
+  readonly loss: string;
+  readonly batchesPerEpoch: number;
+  readonly epochs: number;
 }
 
 export const CHECKPOINT = 'checkpoint.sfck';
@@ -33,7 +48,7 @@ export function versions(registryPlugins: readonly { meta: { name: string; versi
 }
 
 /** Everything `spikeflow train` does, returning the last evaluation. */
-export async function train(configPath: string, flags: TrainFlags): Promise<{ runDir: string; lastEval?: EvalResult }> {
+export async function train(configPath: string, flags: TrainFlags): Promise<{ runDir: string; lastEval?: EvalResult; plan?: RunPlan }> {
   const file = resolve(configPath);
   let config: RunConfig = parseRunConfig(await readConfigFile(file));
   config = {
@@ -46,6 +61,7 @@ export async function train(configPath: string, flags: TrainFlags): Promise<{ ru
   const runDir = resolve(flags.out ?? join('runs', `${basename(file, extname(file))}-${stamp}`));
   const ckpt = join(runDir, CHECKPOINT);
   const stored = join(runDir, 'config.json');
+  if (flags.dryRun) return { runDir, plan: await plan(file, config, flags) };
   if (flags.resume) {
     if (!existsSync(ckpt)) {
       throw new SpikeflowError('CHECKPOINT_INVALID', `--resume: no checkpoint in ${runDir} (expected ${CHECKPOINT}); start the run without --resume`, { path: ckpt });
@@ -65,14 +81,7 @@ export async function train(configPath: string, flags: TrainFlags): Promise<{ ru
   }
   mkdirSync(runDir, { recursive: true });
 
-  const registry = await registryOf(config.plugins, dirname(file));
-  const backend = registry.backends.get(config.backend);
-  if (!backend) {
-    throw new SpikeflowError('UNKNOWN_NAME', `backend: '${config.backend}' is not provided by the loaded plugins (${[...registry.backends.keys()].join(', ') || 'none'}); add its plugin to "plugins"`, {
-      path: 'backend',
-    });
-  }
-  await backend.activate();
+  const { registry, backend } = await activated(config, file);
   const run = await composeRun(config, registry, { cacheDir: resolve(flags.cacheDir ?? join(process.env['HOME'] ?? '.', '.cache', 'spikeflow')), log: (m) => process.stderr.write(`${m}\n`) });
   writeFileSync(stored, `${JSON.stringify(config, null, 2)}\n`);
   const trainer = new Trainer(run, { ...run.trainOptions, checkpointPath: ckpt, meta: { config, versions: versions(registry.plugins) } });
@@ -94,6 +103,43 @@ export async function train(configPath: string, flags: TrainFlags): Promise<{ ru
   } finally {
     progress?.stop();
     trainer.dispose();
+    run.network.dispose();
+  }
+}
+
+async function activated(config: RunConfig, file: string) {
+  const registry = await registryOf(config.plugins, dirname(file));
+  const backend = registry.backends.get(config.backend);
+  if (!backend) {
+    throw new SpikeflowError('UNKNOWN_NAME', `backend: '${config.backend}' is not provided by the loaded plugins (${[...registry.backends.keys()].join(', ') || 'none'}); add its plugin to "plugins"`, {
+      path: 'backend',
+    });
+  }
+  await backend.activate();
+  return { registry, backend };
+}
+
+/** Composes the run as `train` would (every check included) and describes it. */
+async function plan(file: string, config: RunConfig, flags: TrainFlags): Promise<RunPlan> {
+  const { registry, backend } = await activated(config, file);
+  const run = await composeRun(config, registry, { cacheDir: resolve(flags.cacheDir ?? join(process.env['HOME'] ?? '.', '.cache', 'spikeflow')) });
+  try {
+    const trainer = new Trainer(run, run.trainOptions);
+    const parameters = Object.fromEntries(Object.entries(run.network.params).map(([k, v]) => [k, v.shape]));
+    const result: RunPlan = {
+      config: file,
+      backend: backend.describe().tfBackend,
+      dataset: run.dataset.describe(),
+      parameters,
+      parameterCount: Object.values(run.network.params).reduce((n, v) => n + v.size, 0),
+      rule: { name: run.rule.name, memory: run.rule.memory, gradient: run.rule.gradient },
+      loss: run.loss.name,
+      batchesPerEpoch: trainer.batchesPerEpoch(),
+      epochs: run.trainOptions.epochs,
+    };
+    trainer.dispose();
+    return result;
+  } finally {
     run.network.dispose();
   }
 }

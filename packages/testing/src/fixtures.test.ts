@@ -32,6 +32,22 @@ describe('fixture helpers', () => {
     expect(Object.keys(fixtureParams(f.params)).sort()).toEqual(['layers.0.W', 'layers.0.W_rec', 'layers.0.b', 'readout.W', 'readout.b']);
   });
 
+  it('maps LTC fixtures: neuron tensor parameters and the ltc readout gate by name, readout kind/from, no kappa on an ltc readout', () => {
+    const read = (name: string) => JSON.parse(readFileSync(join(fixturesDir, '..', 'fixtures-generated', 'ltc', `${name}.json`), 'utf8')) as Fixture;
+    const a = read('ltc_adaptive_ltc_readout');
+    const spec = fixtureModelSpec(a);
+    expect(spec.readout).toEqual({ size: a.sizes.outputs, kind: 'ltc' });
+    expect(spec.layers[0]).toMatchObject({ neuron: 'ltc', size: 5, recurrent: true, params: { threshold: 'adaptive', b0: 0.2, beta: 1.2 } });
+    expect(spec.surrogate).toEqual({ name: 'multi_gaussian', sigma: 0.3, height: 0.15, scale: 6, gamma: 0.5 });
+    expect(Object.keys(fixtureParams(a.params)).sort()).toEqual(
+      ['layers.0.W', 'layers.0.W_rec', 'layers.0.alpha_W', 'layers.0.alpha_b', 'layers.0.b', 'layers.0.rho_W', 'layers.0.rho_b', 'readout.W', 'readout.W_kappa', 'readout.b', 'readout.b_kappa'].sort(),
+    );
+    expect(Object.keys(fixtureParams(a.expected.grads))).toEqual(Object.keys(fixtureParams(a.params)));
+    const add = fixtureModelSpec(read('ltc_fixed_membrane_add'));
+    expect(add.readout).toEqual({ size: 1, from: 'membrane', kappa: 0 });
+    expect(add.layers[0]!.params).toEqual({ threshold: 'fixed', theta: 0.4 });
+  });
+
   it('reads a directory of fixtures sorted by name, and refuses a missing directory, bad JSON or a missing key', async () => {
     const all = await readFixtures(fixturesDir);
     expect(all.map((x) => x.file)).toEqual([...all.map((x) => x.file)].sort());

@@ -16,9 +16,11 @@ import {
 
 /**
  * Gradient fixtures: small spiking networks solved in float64 by PyTorch autograd (schema in
- * `fixtures/README.md`). The checker runs each through spikeflow's own network and the `bptt`
- * rule and compares spikes (exactly), loss, readout, final state, gradients and truncated-BPTT
- * gradients (relative to each tensor's largest entry).
+ * `fixtures/README.md`, with the additions of `fixtures-generated/README.md`: any installed neuron
+ * and its tensor parameters, the `ltc` readout, readouts `from` the membrane). The checker runs
+ * each through spikeflow's own network and the `bptt` rule and compares spikes (exactly), loss,
+ * readout, final state, gradients and truncated-BPTT gradients (relative to each tensor's largest
+ * entry).
  */
 type Nested = number | Nested[];
 
@@ -35,10 +37,11 @@ export interface Fixture {
   dtype?: string;
   sizes: { batch: number; inputs: number; steps: number; outputs: number };
   layers: FixtureLayer[];
-  readout: { kappa: number };
+  /** `kappa` for the (default) `leaky` readout; none for `kind: "ltc"`, whose update fraction is a gate. */
+  readout: { kappa?: number; kind?: 'leaky' | 'ltc'; from?: 'spikes' | 'membrane' };
   surrogate: { name: string; [param: string]: unknown };
   loss: { name: string };
-  params: { layers: { W: Nested; b: Nested; W_rec?: Nested }[]; readout: { W: Nested; b: Nested } };
+  params: FixtureGrads;
   inputs: Nested;
   targets: Nested;
   expected: {
@@ -51,7 +54,15 @@ export interface Fixture {
   };
 }
 
-type FixtureGrads = { layers: { W: Nested; b: Nested; W_rec?: Nested }[]; readout: { W: Nested; b: Nested } };
+/**
+ * Parameters (or gradients) by spikeflow name: per layer `W`, `b`, `W_rec?` and the neuron's
+ * trainable tensor parameters (e.g. `alpha_W`, `rho_b` of `ltc`); readout `W`, `b` and, for the
+ * `ltc` readout, `W_kappa`, `b_kappa`.
+ */
+type FixtureGrads = {
+  layers: ({ W: Nested; b: Nested; W_rec?: Nested } & { [param: string]: Nested | undefined })[];
+  readout: { W: Nested; b: Nested; W_kappa?: Nested; b_kappa?: Nested };
+};
 
 const LAYER_STRUCTURE = new Set(['neuron', 'size', 'recurrent']);
 const camel = (s: string) => s.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
@@ -70,7 +81,12 @@ export function fixtureModelSpec(f: Fixture): ModelSpec {
       recurrent: l.recurrent,
       params: Object.fromEntries(Object.entries(l).filter(([k]) => !LAYER_STRUCTURE.has(k)).map(([k, v]) => [camel(k), v])),
     })),
-    readout: { size: f.sizes.outputs, kappa: f.readout.kappa },
+    readout: {
+      size: f.sizes.outputs,
+      ...(f.readout.kind !== undefined ? { kind: f.readout.kind } : {}),
+      ...(f.readout.from !== undefined ? { from: f.readout.from } : {}),
+      ...(f.readout.kappa !== undefined ? { kappa: f.readout.kappa } : {}),
+    },
     surrogate: f.surrogate as ModelSpec['surrogate'],
   };
 }
@@ -81,8 +97,7 @@ export function fixtureParams(p: FixtureGrads): Record<string, Nested> {
   p.layers.forEach((l, i) => {
     for (const [k, v] of Object.entries(l)) if (v !== undefined) out[`layers.${i}.${k}`] = v;
   });
-  out['readout.W'] = p.readout.W;
-  out['readout.b'] = p.readout.b;
+  for (const [k, v] of Object.entries(p.readout)) if (v !== undefined) out[`readout.${k}`] = v;
   return out;
 }
 

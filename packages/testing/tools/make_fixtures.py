@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Writes gradient fixtures in the schema of ../fixtures/README.md, solved in float64 by PyTorch
-autograd from the equations in that README (independently of spikeflow's TypeScript code).
+autograd from the equations in that README (independently of spikeflow's TypeScript code), and
+LTC-SN fixtures (the additions in ../fixtures-generated/README.md) into OUT_DIR/ltc.
 
     python3 make_fixtures.py OUT_DIR
 
@@ -18,6 +19,10 @@ import torch
 torch.set_default_dtype(torch.float64)
 
 
+def normal_pdf(x, mu, sd):
+    return torch.exp(-((x - mu) ** 2) / (2 * sd * sd)) / (sd * math.sqrt(2 * math.pi))
+
+
 def surrogate(cfg):
     name = cfg["name"]
 
@@ -31,6 +36,9 @@ def surrogate(cfg):
             return (cfg["alpha"] / 2) / (1 + (math.pi / 2 * cfg["alpha"] * x) ** 2)
         if name == "triangle":
             return cfg["gamma"] * torch.clamp(1 - x.abs() / cfg["width"], min=0)
+        if name == "multi_gaussian":
+            sig, h, wide = cfg["sigma"], cfg["height"], cfg["scale"] * cfg["sigma"]
+            return cfg["gamma"] * ((1 + h) * normal_pdf(x, 0.0, sig) - h * normal_pdf(x, sig, wide) - h * normal_pdf(x, -sig, wide))
         raise ValueError(name)
 
     class Spike(torch.autograd.Function):
@@ -47,14 +55,33 @@ def surrogate(cfg):
     return Spike.apply
 
 
+def ltc_step(l, p, st, cur, spike):
+    """One LTC-SN step (Yin, Corradi & Bohte 2023): gated membrane update, gated threshold adaptation."""
+    alpha = torch.sigmoid(torch.cat([cur, st["u"]], 1) @ p["alpha_W"] + p["alpha_b"])
+    if l["threshold"] == "adaptive":
+        rho = torch.sigmoid(torch.cat([cur, st["b"]], 1) @ p["rho_W"] + p["rho_b"])
+        b = rho * st["b"] + (1 - rho) * st["s"]
+        thr = l["b0"] + l["beta"] * b
+    else:
+        b = st["b"]
+        thr = l["theta"]
+    v = st["u"] + alpha * (cur - st["u"])
+    s = spike(v - thr)
+    u = (1 - s) * v
+    return {"u": u, "s": s, "b": b}, v - thr
+
+
+def zero_state(l, B):
+    keys = ("u", "s", "b") if l["neuron"] == "ltc" else ("v", "s", "a")
+    return {n: torch.zeros(B, l["size"]) for n in keys}
+
+
 def run(problem, params, inputs, targets, k=None):
     """Loss, readout, spikes, final state; with k, all state is detached at steps k, 2k, ..."""
     spike = surrogate(problem["surrogate"])
     T, B = problem["sizes"]["steps"], problem["sizes"]["batch"]
-    states = [
-        {"v": torch.zeros(B, l["size"]), "s": torch.zeros(B, l["size"]), "a": torch.zeros(B, l["size"])}
-        for l in problem["layers"]
-    ]
+    states = [zero_state(l, B) for l in problem["layers"]]
+    readout, ro = problem["readout"], params["readout"]
     y = torch.zeros(B, problem["sizes"]["outputs"])
     ys, spikes, margins = [], [[] for _ in problem["layers"]], []
     for t in range(T):
@@ -67,6 +94,12 @@ def run(problem, params, inputs, targets, k=None):
             cur = x @ p["W"] + p["b"]
             if l["recurrent"]:
                 cur = cur + st["s"] @ p["W_rec"]
+            if l["neuron"] == "ltc":
+                states[i], margin = ltc_step(l, p, st, cur, spike)
+                margins.append(margin.abs().min().item())
+                spikes[i].append(states[i]["s"])
+                x = states[i]["s"]
+                continue
             r = st["s"].detach() if l["reset_detach"] else st["s"]
             v = l["beta"] * st["v"] + cur - l["threshold"] * r
             if l["neuron"] == "alif":
@@ -80,7 +113,14 @@ def run(problem, params, inputs, targets, k=None):
             states[i] = {"v": v, "s": s, "a": a}
             spikes[i].append(s)
             x = s
-        y = problem["readout"]["kappa"] * y + x @ params["readout"]["W"] + params["readout"]["b"]
+        if readout.get("from") == "membrane":
+            x = states[-1]["u" if problem["layers"][-1]["neuron"] == "ltc" else "v"]
+        if readout.get("kind") == "ltc":
+            d = x @ ro["W"] + ro["b"]
+            kappa = torch.sigmoid(torch.cat([d, y], 1) @ ro["W_kappa"] + ro["b_kappa"])
+            y = y + kappa * (d - y)
+        else:
+            y = readout["kappa"] * y + x @ ro["W"] + ro["b"]
         ys.append(y)
     Y = torch.stack(ys)
     name = problem["loss"]["name"]
@@ -101,7 +141,12 @@ def tolist(x):
     return x.detach().tolist()
 
 
-def make(problem, seed, tbptt_k=None, density=0.4, scale=1.0):
+def gate(g, size, scale):
+    """A gate [x ; state]·W + b of an LTC neuron or readout, W [2·size, size], uniform in ±scale."""
+    return (torch.rand(2 * size, size, generator=g) * 2 - 1) * scale, (torch.rand(size, generator=g) * 2 - 1) * scale * 0.5
+
+
+def make(problem, seed, tbptt_k=None, density=0.4, scale=1.0, inputs_kind="spikes", gate_scale=1.5):
     g = torch.Generator().manual_seed(seed)
     sz = problem["sizes"]
     for attempt in range(200):
@@ -114,17 +159,37 @@ def make(problem, seed, tbptt_k=None, density=0.4, scale=1.0):
             }
             if l["recurrent"]:
                 p["W_rec"] = (torch.rand(l["size"], l["size"], generator=g) * 2 - 1) * 0.8
+            if l["neuron"] == "ltc":
+                p["alpha_W"], p["alpha_b"] = gate(g, l["size"], gate_scale)
+                if l["threshold"] == "adaptive":
+                    p["rho_W"], p["rho_b"] = gate(g, l["size"], gate_scale)
             params["layers"].append(p)
             fan_in = l["size"]
         params["readout"] = {"W": torch.randn(fan_in, sz["outputs"], generator=g) * 0.5, "b": torch.randn(sz["outputs"], generator=g) * 0.1}
-        inputs = (torch.rand(sz["steps"], sz["batch"], sz["inputs"], generator=g) < density).to(torch.float64)
+        if problem["readout"].get("kind") == "ltc":
+            params["readout"]["W_kappa"], params["readout"]["b_kappa"] = gate(g, sz["outputs"], gate_scale)
         name = problem["loss"]["name"]
-        if name.startswith("ce"):
-            targets = torch.randint(0, sz["outputs"], (sz["batch"],), generator=g)
-        elif name == "mse_every_step":
-            targets = torch.randn(sz["steps"], sz["batch"], sz["outputs"], generator=g)
+        if inputs_kind == "add":
+            # The adding problem: channel 0 analog values in [0, 1), channel 1 marks one step in each
+            # half of the sequence; the target is the sum of the two marked values.
+            assert sz["inputs"] == 2 and sz["outputs"] == 1 and name == "mse_last"
+            T, B = sz["steps"], sz["batch"]
+            values = torch.rand(T, B, generator=g)
+            first = torch.randint(0, T // 2, (B,), generator=g)
+            second = torch.randint(T // 2, T, (B,), generator=g)
+            marks = torch.zeros(T, B)
+            marks[first, torch.arange(B)] = 1.0
+            marks[second, torch.arange(B)] = 1.0
+            inputs = torch.stack([values, marks], 2)
+            targets = (values * marks).sum(0).unsqueeze(1)
         else:
-            targets = torch.randn(sz["batch"], sz["outputs"], generator=g)
+            inputs = (torch.rand(sz["steps"], sz["batch"], sz["inputs"], generator=g) < density).to(torch.float64)
+            if name.startswith("ce"):
+                targets = torch.randint(0, sz["outputs"], (sz["batch"],), generator=g)
+            elif name == "mse_every_step":
+                targets = torch.randn(sz["steps"], sz["batch"], sz["outputs"], generator=g)
+            else:
+                targets = torch.randn(sz["batch"], sz["outputs"], generator=g)
         leaves = [t for p in params["layers"] for t in p.values()] + list(params["readout"].values())
         for t in leaves:
             t.requires_grad_(True)
@@ -142,7 +207,9 @@ def make(problem, seed, tbptt_k=None, density=0.4, scale=1.0):
             "readout": tolist(Y),
             "spikes": [tolist(torch.stack(s)) for s in spikes],
             "final_state": [
-                {"v": tolist(st["v"]), "s": tolist(st["s"]), **({"a": tolist(st["a"])} if l["neuron"] == "alif" else {})}
+                {n: tolist(v) for n, v in st.items()}
+                if l["neuron"] == "ltc"
+                else {"v": tolist(st["v"]), "s": tolist(st["s"]), **({"a": tolist(st["a"])} if l["neuron"] == "alif" else {})}
                 for st, l in zip(states, problem["layers"])
             ],
             "grads": {"layers": g_layers, "readout": g_read},
@@ -195,11 +262,39 @@ PROBLEMS = [
           readout=dict(kappa=0.7), surrogate=dict(name="fast_sigmoid", slope=25.0), loss=dict(name="ce_mean")), 15, 4),
 ]
 
+
+def ltc_layer(size, recurrent, threshold="adaptive", b0=0.1, beta=1.8, theta=0.5):
+    l = {"neuron": "ltc", "size": size, "recurrent": recurrent, "threshold": threshold}
+    l.update({"b0": b0, "beta": beta} if threshold == "adaptive" else {"theta": theta})
+    return l
+
+
+# The LTC-SN's own surrogate (byin-cwi/sFPTT's multi-Gaussian).
+MULTI_GAUSSIAN = dict(name="multi_gaussian", sigma=0.3, height=0.15, scale=6, gamma=0.5)
+
+# Problems with the LTC-SN neuron (plugin @spikeflow/neuron-ltc), written to OUT_DIR/ltc: a checker
+# without that plugin can still run OUT_DIR itself. Entries: (problem, seed, tbptt k, make options).
+LTC_PROBLEMS = [
+    (dict(name="ltc_adaptive_ltc_readout", description="recurrent adaptive-threshold LTC-SN, LTC readout with a learned update gate, MSE on the last step",
+          sizes=dict(batch=3, inputs=4, steps=20, outputs=2),
+          layers=[ltc_layer(5, True, b0=0.2, beta=1.2)],
+          readout=dict(kind="ltc"), surrogate=MULTI_GAUSSIAN, loss=dict(name="mse_last")), 21, 6, {}),
+    (dict(name="ltc_fixed_membrane_add", description="adding problem: analog value and marker inputs, recurrent fixed-threshold LTC-SN read from its membrane by an instantaneous linear readout (kappa 0), MSE on the last step",
+          sizes=dict(batch=3, inputs=2, steps=24, outputs=1),
+          layers=[ltc_layer(4, True, threshold="fixed", theta=0.4)],
+          readout=dict(kappa=0.0, **{"from": "membrane"}), surrogate=MULTI_GAUSSIAN, loss=dict(name="mse_last")), 22, 8, {"inputs_kind": "add"}),
+    (dict(name="ltc_then_lif_ce_every_step", description="feed-forward adaptive LTC-SN then recurrent LIF, CE at every step",
+          sizes=dict(batch=2, inputs=5, steps=12, outputs=3),
+          layers=[ltc_layer(6, False), layer("lif", 4, True, beta=0.85, threshold=0.6)],
+          readout=dict(kappa=0.8), surrogate=MULTI_GAUSSIAN, loss=dict(name="ce_every_step")), 23, 5, {}),
+]
+
 if __name__ == "__main__":
     out = sys.argv[1] if len(sys.argv) > 1 else "."
-    os.makedirs(out, exist_ok=True)
-    for problem, seed, k in PROBLEMS:
-        fx = make(problem, seed, k)
-        with open(os.path.join(out, problem["name"] + ".json"), "w") as f:
-            json.dump(fx, f)
-        print(problem["name"], "loss", fx["expected"]["loss"])
+    for sub, problems in (("", [(p, s, k, {}) for p, s, k in PROBLEMS]), ("ltc", LTC_PROBLEMS)):
+        os.makedirs(os.path.join(out, sub), exist_ok=True)
+        for problem, seed, k, options in problems:
+            fx = make(problem, seed, k, **options)
+            with open(os.path.join(out, sub, problem["name"] + ".json"), "w") as f:
+                json.dump(fx, f)
+            print(os.path.join(sub, problem["name"]), "loss", fx["expected"]["loss"])

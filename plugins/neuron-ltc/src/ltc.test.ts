@@ -131,3 +131,40 @@ describe('ltc', () => {
     expect(createRegistry([plugin]).neurons.get('ltc')).toBe(ltc);
   });
 });
+
+describe('gradient fixtures of LTC-SN (PyTorch float64 references)', () => {
+  // fixtures-generated/ltc of @spikeflow/testing, written by its tools/make_fixtures.py: adaptive
+  // LTC-SN + LTC readout, fixed-threshold LTC-SN read from the membrane (adding problem), LTC-SN
+  // then LIF. Dynamic imports keep this block self-contained at the end of the file.
+  const load = async () => {
+    const [{ createRequire }, { dirname, join }, testing, lif, bptt, backendWasm, backendCpu] = await Promise.all([
+      import('node:module'),
+      import('node:path'),
+      import('@spikeflow/testing'),
+      import('@spikeflow/neuron-lif'),
+      import('@spikeflow/rule-bptt'),
+      import('@spikeflow/backend-wasm'),
+      import('@spikeflow/backend-cpu'),
+    ]);
+    const testingDir = dirname(createRequire(import.meta.url).resolve('@spikeflow/testing/package.json'));
+    return {
+      dir: join(testingDir, 'fixtures-generated', 'ltc'),
+      check: testing.checkFixtureDir,
+      plugins: [plugin, lif.default, bptt.default, backendWasm.default, backendCpu.default],
+    };
+  };
+
+  for (const backend of ['wasm', 'cpu'] as const) {
+    it(`every LTC fixture passes on ${backend}: identical spikes, loss/readout/state/grads/tbptt within 1e-4`, async () => {
+      const { dir, check, plugins } = await load();
+      const reports = await check(dir, { backend, plugins });
+      expect(reports.map((r) => r.name).sort()).toEqual(['ltc_adaptive_ltc_readout', 'ltc_fixed_membrane_add', 'ltc_then_lif_ce_every_step']);
+      for (const r of reports) {
+        expect(r.failures, r.name).toEqual([]);
+        expect(r.spikeMismatches, r.name).toBe(0);
+        expect(r.worst, r.name).toBeLessThan(1e-4);
+      }
+      await wasm.activate();
+    });
+  }
+});
