@@ -109,7 +109,9 @@ export async function composeRun(config: RunConfig, registry: Registry, ctx: Dat
     const scheduled = config.optimizer['schedule'] !== undefined && config.optimizer['schedule'] !== 'constant';
     // A decaying schedule spans the whole run unless the config says otherwise.
     const optimizer = optimizerFromSpec(
-      scheduled && config.optimizer['decaySteps'] === undefined ? { ...config.optimizer, decaySteps: t.epochs * perEpoch } : config.optimizer,
+      scheduled && config.optimizer['decaySteps'] === undefined
+        ? { ...config.optimizer, decaySteps: t.epochs * perEpoch * (rule.updatesPerSequence?.(d.steps) ?? 1) }
+        : config.optimizer,
       'optimizer',
     );
     return {

@@ -60,6 +60,11 @@ export interface LearningRule<S extends TensorTree = TensorTree> {
   init(network: Network): S;
   update(batch: SequenceBatch, state: S, ctx: RuleContext): { state: S; report: RuleReport };
   /**
+   * Optimizer updates one sequence of `steps` steps makes (default 1); online rules update several
+   * times per sequence. Runs use it to spread a decaying learning-rate schedule over the whole run.
+   */
+  updatesPerSequence?(steps: number): number;
+  /**
    * Parameters to evaluate with instead of the network's own, keyed by parameter name (FPTT's
    * running average W̄, for instance); `undefined` (or absent) to evaluate the weights as they are.
    * The tensors stay the rule's.

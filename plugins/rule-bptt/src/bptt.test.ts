@@ -148,6 +148,10 @@ describe('bptt and tbptt', () => {
     const per = captured(tbptt({ k: 5, mode: 'per-window' }), n, ceEveryStep, 12);
     expect(acc.grads.length).toBe(1);
     expect(per.grads.length).toBe(3);
+    // What a learning-rate schedule is told: one update per window, one per sequence otherwise.
+    expect(tbptt({ k: 5, mode: 'per-window' }).updatesPerSequence!(12)).toBe(3);
+    expect(tbptt({ k: 5 }).updatesPerSequence!(12)).toBe(1);
+    expect(bptt().updatesPerSequence!(12)).toBe(1);
     const sum: Record<string, Float32Array> = {};
     for (const g of per.grads) for (const [k, v] of Object.entries(g)) sum[k] = sum[k] ? sum[k]!.map((x, i) => x + v[i]!) : Float32Array.from(v);
     expectClose(sum, acc.grads[0]!, 1e-4);

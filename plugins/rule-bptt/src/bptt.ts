@@ -72,6 +72,8 @@ function makeRule(k: number | undefined, mode: TruncationMode): LearningRule<Emp
     gradient: 'exact',
     requires: perWindow ? { lossDecomposesOverTime: true } : {},
     init: () => ({}),
+    // Per window: at most one update per window (windows without a loss term make none).
+    updatesPerSequence: (T: number) => (perWindow ? Math.ceil(T / k!) : 1),
     update(batch: SequenceBatch, state: Empty, ctx: RuleContext) {
       checkRequirements(this, ctx.loss);
       const net = ctx.network;

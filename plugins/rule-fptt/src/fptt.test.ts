@@ -270,6 +270,11 @@ describe('fptt details', () => {
     expect(rule.name).toBe('fptt(K=10, dual, terminal)');
     expect(rule.memory).toBe('O(k)');
     expect(ruleFromSpec({ name: 'fptt', parts: 10 }, rules).memory).toBe('O(T)');
+    // Updates per sequence, for learning-rate schedules: one per chunk.
+    expect(rule.updatesPerSequence!(200)).toBe(20);
+    expect(rule.updatesPerSequence!(205)).toBe(21);
+    expect(ruleFromSpec({ name: 'fptt', parts: 10 }, rules).updatesPerSequence!(205)).toBe(10);
+    expect(fptt().updatesPerSequence!(7)).toBe(7);
     const bad = (spec: unknown) => {
       try {
         ruleFromSpec(spec, rules);

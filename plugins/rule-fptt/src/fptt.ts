@@ -82,6 +82,7 @@ export function fptt(options: FpttOptions = {}): LearningRule<FpttState> {
     gradient: 'approximate',
     requires: schedule === 'terminal' ? { lossHasTerminal: true } : { lossDecomposesOverTime: true },
     init: (network) => initAnchor(network.params),
+    updatesPerSequence: (T) => Math.ceil(T / (k ?? Math.ceil(T / parts!))),
     evalParams: evalWith === 'Wbar' ? (state) => state.wbar : undefined,
     update(batch: SequenceBatch, state: FpttState, ctx: RuleContext) {
       checkRequirements(this, ctx.loss);
