@@ -61,6 +61,26 @@ describe('bench harness', () => {
 });
 
 describe('peak tensor memory', () => {
+  it('follows calls of hundreds of thousands of kernels (where tf.profile overflows the stack), and restores the engine', async () => {
+    const base = tf.memory().numBytes;
+    const x = tf.ones([256]);
+    const peak = await peakTensorBytes(() => {
+      for (let i = 0; i < 300; i++) {
+        tf.tidy(() => {
+          let y = x;
+          for (let j = 0; j < 1000; j++) y = tf.add(y, 1);
+        });
+      }
+      tf.tidy(() => tf.zeros([1024, 1024])); // 4 MiB, transient
+    });
+    expect(peak - base).toBe(4 * 2 ** 20 + 1024); // the 4 MiB transient on top of x: exact, not sampled
+    const after = await peakTensorBytes(() => tf.tidy(() => {
+      tf.zeros([16]);
+    }));
+    expect(after - tf.memory().numBytes).toBe(64);
+    x.dispose();
+  });
+
   it('sees a transient allocation that is freed before the step returns', async () => {
     const base = tf.memory().numBytes;
     const peak = await peakTensorBytes(() => {

@@ -77,13 +77,32 @@ export interface Measurement {
 }
 
 /**
- * Peak `tf.memory().numBytes` while `f` runs. tfjs' profiler records the byte count after every
- * kernel, so a transient allocation that `f` frees before returning (the tape at the end of a
- * forward pass) is seen.
+ * Peak `tf.memory().numBytes` while `f` runs, exact: the engine's byte count is read after every
+ * tensor it registers (the count only rises there), so a transient allocation that `f` frees
+ * before returning (the tape at the end of a forward pass) is seen. `tf.profile` would do the same
+ * per kernel, but it collects every kernel of the call and then spreads them into one
+ * `Math.max(...)`, which overflows the stack past a few hundred thousand kernels (FPTT at
+ * T = 1000). Falls back to `tf.profile` if the engine has no `trackTensor` to observe.
  */
 export async function peakTensorBytes(f: () => void): Promise<number> {
-  const info = await tf.profile(f);
-  return Math.max(info.peakBytes, tf.memory().numBytes);
+  const engine = tf.engine() as unknown as { state: { numBytes: number }; trackTensor?: (...args: unknown[]) => unknown };
+  const track = engine.trackTensor;
+  if (typeof track !== 'function') {
+    const info = await tf.profile(f);
+    return Math.max(info.peakBytes, tf.memory().numBytes);
+  }
+  let peak = engine.state.numBytes;
+  engine.trackTensor = function (this: typeof engine, ...args: unknown[]) {
+    const r = track.apply(this, args);
+    if (this.state.numBytes > peak) peak = this.state.numBytes;
+    return r;
+  };
+  try {
+    f();
+  } finally {
+    engine.trackTensor = track;
+  }
+  return Math.max(peak, tf.memory().numBytes);
 }
 
 function median(xs: number[]): number {
