@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   OptimizerRunner,
+  Trainer,
   adam,
   buildNetwork,
   builtinSurrogates,
@@ -27,6 +28,10 @@ import { lif } from '@spikeflow/neuron-lif';
 import { ltc } from '@spikeflow/neuron-ltc';
 import { bptt, tbptt } from '@spikeflow/rule-bptt';
 import { wasm } from '@spikeflow/backend-wasm';
+import { addTask } from '@spikeflow/dataset-add-task';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import plugin, { fptt, initAnchor, objectiveGrads, updateAnchor, type FpttForm, type FpttState } from './index.js';
 
 const setup = () => wasm.activate();
@@ -286,5 +291,56 @@ describe('fptt details', () => {
     expect(bad({ name: 'fptt', window: 4, parts: 2 }).message).toContain('either "window"');
     expect(bad({ name: 'fptt', alpha: 0 }).message).toContain('rule.alpha');
     expect(bad({ name: 'fptt', form: 'primal' }).message).toContain('rule.form');
+  });
+});
+
+describe('fptt in the trainer', () => {
+  const parts = () => ({
+    network: buildNetwork(
+      { inputs: 2, layers: [{ neuron: 'ltc', size: 10, recurrent: true, params: { threshold: 'fixed' } }], readout: { size: 1, from: 'membrane', kappa: 0 } },
+      registries,
+      { seed: 7 },
+    ),
+    dataset: addTask({ steps: 12, trainSamples: 64, testSamples: 16, seed: 1 }),
+    rule: fptt({ window: 4, alpha: 0.2 }),
+    optimizer: adam({ lr: 0.01, clipNorm: 1 }),
+    loss: mseLast,
+  });
+
+  it('a run stopped mid-epoch resumes from its checkpoint to the same weights and the same W̄ and λ, bitwise', async () => {
+    const savedFile = (t: Trainer) => {
+      const file = join(mkdtempSync(join(tmpdir(), 'sf-fptt-')), 'x.sfck');
+      t.save(file);
+      return file;
+    };
+    const full = parts();
+    const tFull = new Trainer(full, { epochs: 2, batchSize: 16, seed: 3, evalEvery: 0 });
+    await tFull.run();
+
+    const ckpt = join(mkdtempSync(join(tmpdir(), 'sf-fptt-')), 'ck.sfck');
+    const first = parts();
+    const t1 = new Trainer(first, { epochs: 2, batchSize: 16, seed: 3, evalEvery: 0, checkpointPath: ckpt, checkpointEvery: 3 });
+    t1.on((e) => {
+      if (e.type === 'checkpoint' && e.position.step === 6) throw new Error('simulated crash');
+    });
+    await expect(t1.run()).rejects.toThrow('simulated crash');
+    const second = parts();
+    const t2 = new Trainer(second, { epochs: 2, batchSize: 16, seed: 3, evalEvery: 0, checkpointPath: ckpt });
+    expect(t2.resume(ckpt)).toEqual({ epoch: 1, batch: 2, step: 6 });
+    await t2.run();
+    for (const [k, v] of Object.entries(full.network.params)) {
+      expect(Array.from(second.network.params[k]!.dataSync()), k).toEqual(Array.from(v.dataSync()));
+    }
+    // The rule's state (W̄, λ) went through the checkpoint too: both runs save the same trees.
+    const { loadCheckpoint } = await import('@spikeflow/core');
+    const a = loadCheckpoint(savedFile(tFull)).trees as { rule: FpttState };
+    const b = loadCheckpoint(savedFile(t2)).trees as { rule: FpttState };
+    for (const part of ['wbar', 'aux'] as const) {
+      for (const [k, v] of Object.entries(a.rule[part])) expect(Array.from(b.rule[part][k]!.dataSync()), `${part}.${k}`).toEqual(Array.from(v.dataSync()));
+    }
+    expect(Object.keys(a.rule.wbar).sort()).toEqual(Object.keys(full.network.params).sort());
+    disposeTree([a, b] as never);
+    [tFull, t1, t2].forEach((t) => t.dispose());
+    [full, first, second].forEach((p) => p.network.dispose());
   });
 });
