@@ -26,7 +26,7 @@ export async function evalRun(target: string, { split = 'test', batchSize, cache
       const swap = ruleState ? run.rule.evalParams?.(ruleState as never) : undefined;
       run.network.setParams(params);
       if (swap) run.network.setParams(swap);
-      return await evaluate(run.network, run.dataset, run.loss, split, { batchSize: batchSize ?? config.train.batchSize });
+      return await evaluate(run.network, run.dataset, run.loss, split, { batchSize: batchSize ?? config.train.batchSize, prediction: config.train.prediction });
     } finally {
       run.network.dispose();
     }

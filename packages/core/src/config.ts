@@ -25,7 +25,7 @@ export interface RunConfig {
   /** Loss name; default from the dataset's targets (labels → ce_mean, last-step values → mse_last). */
   loss?: string | { name: string };
   optimizer: { name: string; [option: string]: unknown };
-  train: { epochs: number; batchSize: number; evalEvery: number; checkpointEvery?: number; maxBatchesPerEpoch?: number };
+  train: { epochs: number; batchSize: number; evalEvery: number; checkpointEvery?: number; maxBatchesPerEpoch?: number; prediction: 'sum' | 'last' };
 }
 
 const TOP = ['plugins', 'backend', 'seed', 'data', 'model', 'rule', 'loss', 'optimizer', 'train', '$schema', 'description'] as const;
@@ -35,6 +35,7 @@ const trainSchema = {
   evalEvery: { type: 'number', integer: true, min: 0, default: 1, doc: 'evaluate every this many epochs (0: never)' },
   checkpointEvery: { type: 'number', integer: true, min: 1, doc: 'also checkpoint every this many steps' },
   maxBatchesPerEpoch: { type: 'number', integer: true, min: 1, doc: 'cap on batches per epoch' },
+  prediction: { type: 'string', default: 'sum', oneOf: ['sum', 'last'], doc: "accuracy from the argmax of the summed readout ('sum') or of the last step's ('last', for terminal-target training)" },
 } as const;
 
 /**
@@ -127,6 +128,7 @@ export async function composeRun(config: RunConfig, registry: Registry, ctx: Dat
         evalEvery: t.evalEvery,
         ...(t.checkpointEvery !== undefined ? { checkpointEvery: t.checkpointEvery } : {}),
         ...(t.maxBatchesPerEpoch !== undefined ? { maxBatchesPerEpoch: t.maxBatchesPerEpoch } : {}),
+        prediction: t.prediction,
       },
     };
   } catch (e) {

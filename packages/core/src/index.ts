@@ -83,7 +83,7 @@ export {
 } from './plugin.js';
 export type { SpikeflowPlugin, Token, Registry, LoadOptions, ExporterEntry } from './plugin.js';
 export { Trainer, evaluate } from './trainer.js';
-export type { TrainOptions, TrainerParts, TrainerEvent, TrainerListener, RunPosition, EvalResult, RunCheckpointMeta } from './trainer.js';
+export type { TrainOptions, TrainerParts, TrainerEvent, TrainerListener, RunPosition, EvalResult, RunCheckpointMeta, Prediction } from './trainer.js';
 export { saveCheckpoint, loadCheckpoint } from './checkpoint.js';
 export type { CheckpointContents } from './checkpoint.js';
 export { parseRunConfig, composeRun } from './config.js';

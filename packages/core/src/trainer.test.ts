@@ -3,13 +3,13 @@ import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tf, type Tensor } from './tf.js';
-import { buildNetwork } from './network.js';
+import { buildNetwork, type Network } from './network.js';
 import { builtinSurrogates } from './surrogates.js';
 import { ceMean } from './losses.js';
 import { adam, sgd, type Optimizer } from './optim.js';
 import { paramGrads, type LearningRule, type SequenceBatch } from './rule.js';
-import { unroll, stepsOf } from './network.js';
-import { Trainer, type TrainerEvent } from './trainer.js';
+import { forward, unroll, stepsOf } from './network.js';
+import { Trainer, evaluate, type TrainerEvent } from './trainer.js';
 import type { Dataset } from './dataset.js';
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { disposeTree } from './state.js';
@@ -229,6 +229,41 @@ describe('Trainer', () => {
     plain.dispose();
     trainer.dispose();
     p.network.dispose();
+  });
+
+  it("prediction 'last' reads the class from the last step's readout, 'sum' from the summed readout", async () => {
+    const dataset = toyData();
+    const argmax = (v: number[]) => v.indexOf(Math.max(...v));
+    // The classes both ways, by hand, over the same test batches; a network on which they differ.
+    const byHand = async (net: Network) => {
+      const counts = { sum: 0, last: 0, n: 0 };
+      for await (const batch of dataset.batches('test', { batchSize: 16, seed: 0, shuffle: false })) {
+        const out = forward(net, batch.inputs);
+        const y = out.readout.arraySync() as number[][][];
+        Array.from(batch.targets.dataSync()).forEach((l, b) => {
+          const summed = y[0]![b]!.map((_, k) => y.reduce((acc, yt) => acc + yt[b]![k]!, 0));
+          if (argmax(summed) === l) counts.sum++;
+          if (argmax(y[y.length - 1]![b]!) === l) counts.last++;
+          counts.n++;
+        });
+        disposeTree([out, batch] as never);
+      }
+      return counts;
+    };
+    let seed = 0;
+    let net = network(seed);
+    let expected = await byHand(net);
+    while (expected.sum === expected.last && seed < 20) {
+      net.dispose();
+      net = network(++seed);
+      expected = await byHand(net);
+    }
+    expect(expected.sum).not.toBe(expected.last);
+    const sum = await evaluate(net, dataset, ceMean, 'test', { batchSize: 16 });
+    const last = await evaluate(net, dataset, ceMean, 'test', { batchSize: 16, prediction: 'last' });
+    expect(sum.accuracy).toBeCloseTo(expected.sum / expected.n, 9);
+    expect(last.accuracy).toBeCloseTo(expected.last / expected.n, 9);
+    net.dispose();
   });
 
   it('checks that the model fits the dataset', () => {

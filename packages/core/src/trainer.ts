@@ -10,6 +10,8 @@ import { disposeTree, type TensorTree } from './state.js';
 import { deriveSeed } from './random.js';
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 
+export type Prediction = 'sum' | 'last';
+
 export interface TrainOptions {
   readonly epochs: number;
   readonly batchSize: number;
@@ -24,6 +26,11 @@ export interface TrainOptions {
   readonly checkpointEvery?: number;
   /** Cap on batches per epoch (quick runs). */
   readonly maxBatchesPerEpoch?: number;
+  /**
+   * How accuracy reads a class from the readout: `sum` (default), the argmax of Σ_t y_t; `last`,
+   * the argmax of the last step's y_t — for models trained on terminal targets (FPTT's schedule).
+   */
+  readonly prediction?: Prediction;
   /** Stored in every checkpoint (the run's config, package versions). */
   readonly meta?: Readonly<Record<string, unknown>>;
 }
@@ -151,6 +158,7 @@ export class Trainer {
     this.#emit({ type: 'start', position: this.#position, epochs: o.epochs, batchesPerEpoch: perEpoch, resumed: this.#resumed });
     let lastEval: EvalResult | undefined;
     const labels = isLabels(dataset);
+    const last = o.prediction === 'last';
     for (let epoch = this.#position.epoch; epoch < o.epochs; epoch++) {
       const epochStart = performance.now();
       let samples = 0;
@@ -172,7 +180,7 @@ export class Trainer {
           apply: (g) => this.#optimizer.apply(g),
           observe: labels
             ? (_t, y) => {
-                const next = tf.keep(summed ? tf.add(summed, y) : tf.clone(y));
+                const next = tf.keep(summed && !last ? tf.add(summed, y) : tf.clone(y));
                 summed?.dispose();
                 summed = next;
               }
@@ -247,7 +255,8 @@ export class Trainer {
   /** Mean loss (sample-weighted) and, for label targets, accuracy on a split, without gradients. */
   async evaluate(split = 'test', { batchSize = this.options.batchSize }: { batchSize?: number } = {}): Promise<EvalResult> {
     const { network, dataset, loss, rule } = this.parts;
-    const run = () => evaluate(network, dataset, loss, split, { batchSize, seed: deriveSeed(this.options.seed, 'eval') });
+    const run = () =>
+      evaluate(network, dataset, loss, split, { batchSize, seed: deriveSeed(this.options.seed, 'eval'), ...(this.options.prediction ? { prediction: this.options.prediction } : {}) });
     // A rule may ask to be evaluated with other weights (FPTT's running average): swap them in.
     const swap = rule.evalParams?.(this.#ruleState);
     if (!swap) return run();
@@ -335,7 +344,7 @@ export async function evaluate(
   dataset: Dataset,
   loss: TemporalLoss,
   split: string,
-  { batchSize, seed = 0, maxBatches }: { batchSize: number; seed?: number; maxBatches?: number },
+  { batchSize, seed = 0, maxBatches, prediction = 'sum' }: { batchSize: number; seed?: number; maxBatches?: number; prediction?: Prediction },
 ): Promise<EvalResult> {
   const labels = isLabels(dataset);
   let samples = 0;
@@ -355,7 +364,7 @@ export async function evaluate(
         return [out.readout];
       });
       const value = tf.tidy(() => bound.sequence(ys).dataSync()[0]!);
-      if (labels) right += tf.tidy(() => correct(tf.addN(ys), batch.targets));
+      if (labels) right += tf.tidy(() => correct(prediction === 'last' ? ys[ys.length - 1]! : tf.addN(ys), batch.targets));
       disposeTree([init, final, ys] as never);
       bound.dispose();
       samples += B;
