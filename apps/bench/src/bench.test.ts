@@ -18,7 +18,7 @@ describe('bench harness', () => {
     const dir = mkdtempSync(join(tmpdir(), 'spikeflow-bench-'));
     const r = spawnSync(process.execPath, [bin, '--quick', '--json', join(dir, 'out.json'), '--plot', join(dir, 'plots')], { encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);
-    expect(r.stderr).toMatch(/\[4\/4\] tbptt\(k=4\) T=16: \d+ ms\/iter/);
+    expect(r.stderr).toMatch(/\[6\/6\] tbptt\(k=4\) T=16: \d+ ms\/iter/);
     const report = JSON.parse(readFileSync(join(dir, 'out.json'), 'utf8')) as BenchReport;
     expect(report.machine.cores).toBeGreaterThan(0);
     expect(report.machine.node).toBe(process.versions.node);
@@ -27,6 +27,8 @@ describe('bench harness', () => {
     expect(report.results.map((m) => [m.rule, m.steps])).toEqual([
       ['bptt', 8],
       ['bptt', 16],
+      ['fptt:window=4', 8],
+      ['fptt:window=4', 16],
       ['tbptt(k=4)', 8],
       ['tbptt(k=4)', 16],
     ]);
@@ -40,10 +42,12 @@ describe('bench harness', () => {
     const peak = (rule: string, T: number) => report.results.find((m) => m.rule === rule && m.steps === T)!.peakWorkingBytes;
     expect(peak('bptt', 16)).toBeGreaterThan(1.5 * peak('bptt', 8));
     expect(peak('tbptt(k=4)', 16)).toBeLessThan(peak('bptt', 16));
+    expect(peak('fptt:window=4', 16)).toBeLessThan(peak('bptt', 16));
+    expect(peak('fptt:window=4', 16)).toBeLessThanOrEqual(1.1 * peak('fptt:window=4', 8));
     for (const m of report.results) expect(m.peakWorkingBytes).toBeLessThan(m.peakTensorBytes);
     for (const f of ['memory.svg', 'time.svg']) {
       const svg = readFileSync(join(dir, 'plots', f), 'utf8');
-      expect(svg.match(/<polyline/g)?.length, f).toBe(2);
+      expect(svg.match(/<polyline/g)?.length, f).toBe(3); // one line per rule
       expect(svg).toContain('(log)');
     }
   });

@@ -13,8 +13,11 @@ export const DEFAULT_PLUGINS = [
   '@spikeflow/backend-cpu',
 ];
 
-/** How the default rule list runs a rule whose defaults do not suit a timing (FPTT updates every step by default). */
-const PRESETS: Readonly<Record<string, string>> = { fptt: 'fptt:window=10' };
+/**
+ * How the default rule list runs a rule whose defaults do not suit a timing (FPTT updates every
+ * step by default): FPTT with K = 10, or with K = 4 in `--quick` runs (T = 8, 16).
+ */
+const presets = (quick: boolean): Readonly<Record<string, string>> => ({ fptt: `fptt:window=${quick ? 4 : 10}` });
 
 const list = (name: string) => (v: string) => {
   const xs = v.split(',').map((x) => Number(x));
@@ -82,7 +85,7 @@ export function benchCommand(name = 'spikeflow-bench'): Command {
         const steps = o.quick && o.steps.join() === '100,250,500,1000' ? [8, 16] : o.steps;
         const k = o.quick && o.k === 50 ? 4 : o.k;
         const plugins = [...new Set([...DEFAULT_PLUGINS, ...o.plugins.split(',').filter(Boolean)])];
-        const rules = o.rules?.split(',').filter(Boolean) ?? (await installedRules(plugins));
+        const rules = o.rules?.split(',').filter(Boolean) ?? (await installedRules(plugins, presets(Boolean(o.quick))));
         await runBench({
           plugins,
           backend: o.backend,
@@ -97,8 +100,8 @@ export function benchCommand(name = 'spikeflow-bench'): Command {
 }
 
 /** Every rule the plugins provide (with default options, or a preset), and `tbptt` where `bptt` is among them. */
-async function installedRules(plugins: readonly string[]): Promise<string[]> {
-  const names = [...createRegistry(await loadPlugins(plugins, { from: import.meta.url })).rules.keys()].map((n) => PRESETS[n] ?? n);
+async function installedRules(plugins: readonly string[], preset: Readonly<Record<string, string>>): Promise<string[]> {
+  const names = [...createRegistry(await loadPlugins(plugins, { from: import.meta.url })).rules.keys()].map((n) => preset[n] ?? n);
   return names.includes('bptt') ? [...names, 'tbptt'] : names;
 }
 
