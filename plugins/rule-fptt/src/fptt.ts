@@ -145,7 +145,8 @@ function run(net: Network, bound: BoundLoss, xs: Steps, K: number, schedule: Fpt
       const v = value.dataSync()[0]!;
       value.dispose();
       if (terminal) {
-        last = terminal.dataSync()[0]!;
+        // The reported loss is the one the update was computed from (not the textbook form's second pass).
+        if (observe) last = terminal.dataSync()[0]!;
         terminal.dispose();
       }
       return { grads, end: end!, value: v };
