@@ -174,7 +174,9 @@ function expectClose(a: Record<string, number[]>, b: Record<string, number[]>, s
 describe('fptt against BPTT', () => {
   it('one chunk (K = T): the update is the BPTT gradient of the terminal loss', () => {
     const net = network(1);
-    const batch = { inputs: toyTask({ steps: 10, batch: 4 }).inputs, targets: tf.randomNormal([4, 2], 0, 1, 'float32', 3) };
+    const toy = toyTask({ steps: 10, batch: 4 });
+    toy.targets.dispose();
+    const batch = { inputs: toy.inputs, targets: tf.randomNormal([4, 2], 0, 1, 'float32', 3) };
     const f = appliedGrads(fptt({ window: 10 }), net, batch, mseLast);
     const b = appliedGrads(bptt(), net, batch, mseLast);
     expect(f.length).toBe(1);
@@ -199,8 +201,8 @@ describe('fptt against BPTT', () => {
     const batch = toyTask({ steps: 12, batch: 4, seed: 5 });
     const f = appliedGrads(fptt({ parts: 3 }), net, batch, ceEveryStep);
     expect(f.length).toBe(3);
-    // BPTT on the first 4 steps, scored on the last of them: ce_every_step over 4 steps is the
-    // mean of 4 CE terms, so take the terminal loss through mse-free labels by a 1-step batch.
+    // BPTT on the first 4 steps, scored by the terminal loss of their last readout alone (a loss
+    // whose sequence() is ce_every_step's terminal() at the last step).
     const first4 = { inputs: tf.slice(batch.inputs, [0, 0, 0], [4, 4, 8]), targets: batch.targets };
     const terminalOnly: TemporalLoss = {
       ...ceEveryStep,
