@@ -21,7 +21,18 @@ export type { Schema, FieldSpec, SchemaValues } from './validate.js';
 export { fastSigmoid, sigmoid, arctan, triangle, multiGaussian, spikeFn, builtinSurrogates, surrogateFromSpec } from './surrogates.js';
 export type { Surrogate, SpikeFn, SurrogateEntry, SurrogateSpec } from './surrogates.js';
 export { defineNeuron } from './neuron.js';
-export type { NeuronModel, AnyNeuronModel, NeuronState, NeuronParams, NeuronStepContext, NeuronTensorParam, NeuronRegistry } from './neuron.js';
+export type {
+  NeuronModel,
+  AnyNeuronModel,
+  NeuronState,
+  NeuronParams,
+  NeuronStepContext,
+  NeuronTensorParam,
+  NeuronRegistry,
+  JacobianEntry,
+  LocalJacobians,
+  LocalJacobiansCapability,
+} from './neuron.js';
 export { treeLeaves, treeMap, disposeTree, keepTree, cloneTree, tidy } from './state.js';
 export type { TensorTree } from './state.js';
 export { KernelTable, referenceKernels, Dense } from './kernels.js';

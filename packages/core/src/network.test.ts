@@ -296,6 +296,55 @@ describe('Network parameters', () => {
     net.dispose();
   });
 
+  it('selfConnections: false masks the diagonal of W_rec: zero at init, no effect on the forward pass, zero gradient', () => {
+    const masked = buildNetwork(spec({}, { recurrent: true, selfConnections: false, size: 5 }), reg, { seed: 2 });
+    const full = buildNetwork(spec({}, { recurrent: true, size: 5 }), reg, { seed: 2 });
+    const wm = arr(masked.params['layers.0.W_rec']!);
+    const wf = arr(full.params['layers.0.W_rec']!);
+    // Same draws as the unmasked network off the diagonal, zeros on it.
+    wm.forEach((w, i) => expect(w + 0).toBe(i % 6 === 0 ? 0 : wf[i]));
+    expect(arr(masked.params['layers.0.W']!)).toEqual(arr(full.params['layers.0.W']!));
+    // A diagonal that someone sets has no effect on the output and gets no gradient.
+    const x = spikeInput(6, 2, 3, 4);
+    const before = forward(masked, x);
+    masked.setParams({ 'layers.0.W_rec': wm.map((w, i) => (i % 6 === 0 ? 3 : w)) });
+    const after = forward(masked, x);
+    expect(arr(after.readout)).toEqual(arr(before.readout));
+    const g = tf.variableGrads(() => {
+      const p = masked.prepare();
+      let st = masked.init(2);
+      const ys: Tensor[] = [];
+      unroll(masked, p, st, stepsOf(x), 0, 6, (_, out) => ys.push(out.readout));
+      st = undefined as never;
+      return tf.sum(tf.stack(ys)) as tf.Scalar;
+    }, [masked.params['layers.0.W_rec']!]);
+    const gw = arr(Object.values(g.grads)[0]!);
+    expect(gw.filter((_, i) => i % 6 === 0).map((v) => v + 0)).toEqual([0, 0, 0, 0, 0]);
+    expect(gw.some((v, i) => i % 6 !== 0 && v !== 0)).toBe(true);
+    disposeTree([before, after, g.grads, g.value, x] as never);
+    expect(errorOf(() => resolveModel(spec({}, { selfConnections: false }), reg)).message).toMatch(/model\.layers\[0\]\.selfConnections: only a recurrent layer/);
+    masked.dispose();
+    full.dispose();
+  });
+
+  it('step reports each layer\'s input current I_t, and advance frees it', () => {
+    const net = buildNetwork(spec({}, { recurrent: true }), reg);
+    const x = spikeInput(1, 2, 3, 5);
+    const p = net.prepare();
+    const st = net.init(2);
+    const out = net.step(p, st, stepsOf(x).at(0));
+    const want = tf.tidy(() => tf.add(tf.add(tf.matMul(stepsOf(x).at(0), net.params['layers.0.W']!), net.params['layers.0.b']!), tf.matMul(st.layers[0]!.spikes, net.params['layers.0.W_rec']!)));
+    expect(arr(out.currents[0]!)).toEqual(arr(want));
+    disposeTree([out.state, out.currents, want, st, x] as never);
+    const count = tf.memory().numTensors;
+    const s0 = net.init(2);
+    const xs = spikeInput(4, 2, 3, 6);
+    disposeTree(advance(net, s0, stepsOf(xs), 0, 4) as never);
+    disposeTree([s0, xs] as never);
+    expect(tf.memory().numTensors).toBe(count);
+    net.dispose();
+  });
+
   it('same seed, same weights; different seed, different weights; default seed is 0', () => {
     const s = spec({}, { recurrent: true });
     const [a, b, c, d] = [buildNetwork(s, reg, { seed: 7 }), buildNetwork(s, reg, { seed: 7 }), buildNetwork(s, reg, { seed: 8 }), buildNetwork(s, reg)];

@@ -23,6 +23,12 @@ interface LayerSpecBase {
   size: number;
   /** Adds a recurrent weight matrix `W_rec` fed with the layer's own spikes of the previous step. */
   recurrent?: boolean;
+  /**
+   * With `recurrent`: whether a neuron feeds its own spikes back through the diagonal of `W_rec`
+   * (default true). `false` masks the diagonal — zero at initialisation, no effect, zero gradient,
+   * for every rule — as the e-prop papers' networks do (Bellec et al. 2020).
+   */
+  selfConnections?: boolean;
   /** Adds a bias `b` to the input current (default true). */
   bias?: boolean;
   /** Scale of the initial weights, uniform in ±gain/√fan_in (default 1). */
@@ -83,6 +89,8 @@ export interface ResolvedLayer {
   readonly size: number;
   readonly fanIn: number;
   readonly recurrent: boolean;
+  /** False when the diagonal of `W_rec` is masked (only meaningful with `recurrent`). */
+  readonly selfConnections: boolean;
   readonly bias: boolean;
   readonly gain: number;
   readonly surrogate: Surrogate;
@@ -95,7 +103,7 @@ export interface ResolvedModel {
   readonly readout: Required<ReadoutSpec>;
 }
 
-const LAYER_KEYS = ['neuron', 'size', 'recurrent', 'bias', 'gain', 'surrogate', 'params'] as const;
+const LAYER_KEYS = ['neuron', 'size', 'recurrent', 'selfConnections', 'bias', 'gain', 'surrogate', 'params'] as const;
 const MODEL_KEYS = ['inputs', 'layers', 'readout', 'surrogate'] as const;
 const READOUT_KEYS = ['size', 'kind', 'from', 'kappa', 'bias', 'gain'] as const;
 
@@ -138,6 +146,8 @@ export function resolveModel(spec: unknown, reg: ModelRegistries, path = 'model'
     }
     const size = checkField({ type: 'number', integer: true, min: 1, required: true, doc: 'number of neurons' }, l['size'], join(lp, 'size')) as number;
     const recurrent = checkField({ type: 'boolean', default: false }, l['recurrent'], join(lp, 'recurrent')) as boolean;
+    const selfConnections = checkField({ type: 'boolean', default: true }, l['selfConnections'], join(lp, 'selfConnections')) as boolean;
+    if (!selfConnections && !recurrent) throw configError(join(lp, 'selfConnections'), 'only a recurrent layer has self-connections to mask; add "recurrent": true or remove "selfConnections"');
     const bias = checkField({ type: 'boolean', default: true }, l['bias'], join(lp, 'bias')) as boolean;
     const gain = checkField({ type: 'number', default: 1, min: 0, exclusiveMin: true }, l['gain'], join(lp, 'gain')) as number;
     // Precedence: the layer's surrogate, the model's, the neuron's own default, core's default.
@@ -150,7 +160,7 @@ export function resolveModel(spec: unknown, reg: ModelRegistries, path = 'model'
             : (coreDefault ??= surrogateFromSpec({ name: 'fast_sigmoid', slope: 25 }, surrogates, join(path, 'surrogate')))));
     const config = parseSchema(neuron.configSchema, l['params'], join(lp, 'params'));
     neuron.validate?.(config, join(lp, 'params'));
-    const layer: ResolvedLayer = { index, neuron, config: config as ResolvedLayer["config"], size, fanIn, recurrent, bias, gain, surrogate };
+    const layer: ResolvedLayer = { index, neuron, config: config as ResolvedLayer['config'], size, fanIn, recurrent, selfConnections, bias, gain, surrogate };
     fanIn = size;
     return layer;
   });
@@ -229,6 +239,8 @@ export interface StepOutput {
   readonly readout: Tensor;
   /** Spikes of every layer at this step, `[B, size]` each. */
   readonly spikes: readonly Tensor[];
+  /** The input current I_t each layer's neuron received at this step, `[B, size]` each. */
+  readonly currents: readonly Tensor[];
 }
 
 export interface BuildOptions {
@@ -253,6 +265,8 @@ export class Network {
   readonly #spikeFns: NeuronStepContext['spike'][];
   readonly #kernels: KernelTable;
   readonly #kappa: Tensor;
+  /** Per layer: the constant `1 − I` that masks W_rec's diagonal (layers with `selfConnections: false`). */
+  readonly #recMasks: (Tensor | undefined)[];
   #disposed = false;
 
   constructor(model: ResolvedModel, { seed = 0, kernels = new KernelTable() }: BuildOptions = {}) {
@@ -272,7 +286,11 @@ export class Network {
       this.#neuronTensors = model.layers.map((l) => {
         variable(`layers.${l.index}.W`, uniform([l.fanIn, l.size], l.fanIn, l.gain));
         if (l.bias) variable(`layers.${l.index}.b`, uniform([l.size], l.fanIn, l.gain));
-        if (l.recurrent) variable(`layers.${l.index}.W_rec`, uniform([l.size, l.size], l.size, l.gain));
+        if (l.recurrent) {
+          const w = uniform([l.size, l.size], l.size, l.gain);
+          variable(`layers.${l.index}.W_rec`, l.selfConnections ? w : tf.tidy(() => tf.mul(w, offDiagonal(l.size))));
+          if (!l.selfConnections) w.dispose();
+        }
         const tensors: Record<string, { tensor: Tensor; range?: readonly [number, number] }> = {};
         for (const [key, p] of Object.entries(l.neuron.tensorParams(l.config, l.size))) {
           const value = neuronParamTensor(p, `${l.neuron.name} parameter '${key}' (layers[${l.index}])`, typeof p.value === 'object' && !(p.value instanceof Float32Array) ? s++ : 0);
@@ -299,6 +317,12 @@ export class Network {
       const kappa = tf.scalar(model.readout.kappa);
       this.#constants.push(kappa);
       this.#kappa = kappa;
+      this.#recMasks = model.layers.map((l) => {
+        if (!l.recurrent || l.selfConnections) return undefined;
+        const mask = offDiagonal(l.size);
+        this.#constants.push(mask);
+        return mask;
+      });
     } catch (e) {
       for (const v of Object.values(params)) v.dispose();
       for (const c of this.#constants) c.dispose();
@@ -345,9 +369,9 @@ export class Network {
         return {
           W: p[`layers.${i}.W`]!,
           ...(l.bias ? { b: p[`layers.${i}.b`]! } : {}),
-          ...(l.recurrent ? { W_rec: p[`layers.${i}.W_rec`]! } : {}),
+          ...(l.recurrent ? { W_rec: this.#recMasks[i] ? tf.mul(p[`layers.${i}.W_rec`]!, this.#recMasks[i]!) : p[`layers.${i}.W_rec`]! } : {}),
           neuron,
-          ctx: { spike: this.#spikeFns[i]!, detach, dense },
+          ctx: { spike: this.#spikeFns[i]!, surrogate: l.surrogate, detach, dense },
         };
       }),
       readout: {
@@ -369,6 +393,7 @@ export class Network {
     let input = x;
     const layers: LayerState[] = [];
     const spikes: Tensor[] = [];
+    const currents: Tensor[] = [];
     this.model.layers.forEach((l, i) => {
       const lp = p.layers[i]!;
       const prev = state.layers[i]!;
@@ -376,6 +401,7 @@ export class Network {
       if (lp.b) current = tf.add(current, lp.b);
       if (lp.W_rec) current = tf.add(current, dense(prev.spikes, lp.W_rec));
       const out = l.neuron.step({ config: l.config, tensors: lp.neuron }, prev.neuron, current, lp.ctx);
+      currents.push(current);
       layers.push({ neuron: out.state, spikes: out.spikes });
       spikes.push(out.spikes);
       input = out.spikes;
@@ -395,7 +421,7 @@ export class Network {
     } else {
       y = tf.add(tf.mul(r.kappa, state.readout), d);
     }
-    return { state: { layers, readout: y }, readout: y, spikes };
+    return { state: { layers, readout: y }, readout: y, spikes, currents };
   }
 
   /** Copies values into parameters by name (weights from a fixture, a checkpoint, ...). */
@@ -435,6 +461,11 @@ export class Network {
   #assertLive(): void {
     if (this.#disposed) throw new SpikeflowError('CONFIG_INVALID', 'this network has been disposed');
   }
+}
+
+/** `1 − I`, `[n, n]`: ones off the diagonal. */
+function offDiagonal(n: number): Tensor {
+  return tf.tidy(() => tf.sub(1, tf.eye(n)));
 }
 
 /**
@@ -543,7 +574,7 @@ export function advance(
     const out = tidy(() => net.step(net.prepare(), prev, xs.at(t)));
     for (const x of onStep?.(t, out) ?? []) retained.add(x);
     const live = new Set(treeLeaves(out.state as never));
-    for (const x of new Set(treeLeaves(prev as never))) if (!live.has(x) && !retained.has(x)) x.dispose();
+    for (const x of new Set([...treeLeaves(prev as never), ...out.currents])) if (!live.has(x) && !retained.has(x)) x.dispose();
     s = out.state;
   }
   return s;

@@ -1,5 +1,5 @@
 import type { Tensor } from './tf.js';
-import type { SpikeFn, SurrogateSpec } from './surrogates.js';
+import type { SpikeFn, Surrogate, SurrogateSpec } from './surrogates.js';
 import type { Schema, SchemaValues } from './validate.js';
 
 /** A neuron's state: a record of `[batch, size]` tensors (`{ v, s }` for LIF, `{ v, a, s }` for ALIF). */
@@ -36,6 +36,8 @@ export interface NeuronParams<C> {
 export interface NeuronStepContext {
   /** The layer's spike op: Heaviside forward, surrogate derivative backward. */
   readonly spike: SpikeFn;
+  /** The layer's surrogate itself (its `derivative` ψ is what local Jacobians use). */
+  readonly surrogate: Surrogate;
   /** Identity in the forward pass, zero gradient in the backward pass. */
   readonly detach: (x: Tensor) => Tensor;
   /**
@@ -84,6 +86,47 @@ export interface NeuronModel<Sch extends Schema = Schema, S extends NeuronState 
   init(batch: number, size: number, config: SchemaValues<Sch>): S;
   /** One time step. Must not dispose or mutate `state`; returns fresh tensors (or inputs). */
   step(params: NeuronParams<SchemaValues<Sch>>, state: S, current: Tensor, ctx: NeuronStepContext): { state: S; spikes: Tensor };
+  /**
+   * Optional capability: the step's local Jacobians, for neurons whose update is local to each
+   * neuron. Rules that need it (e-prop) refuse neurons without it with a clear error.
+   */
+  readonly localJacobians?: LocalJacobiansCapability<S, SchemaValues<Sch>>;
+}
+
+/**
+ * One entry of a local Jacobian, per neuron: a tensor broadcastable to `[batch, size]` (a `[size]`
+ * per-neuron decay, a scalar, a full `[batch, size]` tensor), a plain number, or `null` for an
+ * entry that is zero by construction (rules skip it).
+ */
+export type JacobianEntry = Tensor | number | null;
+
+/**
+ * The derivatives of one step of a neuron whose update is **local**: neuron j's next state
+ * depends only on its own previous state and its own input current (the same j), so every
+ * Jacobian is diagonal across neurons and is given by one `[batch, size]` entry per pair of state
+ * fields. Indices follow `stateKeys`.
+ */
+export interface LocalJacobians {
+  /** `state[k][k']` = ∂ next[stateKeys[k]] / ∂ prev[stateKeys[k']] (the gradient paths the step itself has: a detached reset gives `null`). */
+  readonly state: readonly (readonly JacobianEntry[])[];
+  /** `current[k]` = ∂ next[stateKeys[k]] / ∂ I_t. */
+  readonly current: readonly JacobianEntry[];
+}
+
+/**
+ * A capability a neuron declares when its step is local (see {@link LocalJacobians}): what
+ * e-prop's eligibility traces need (Bellec et al. 2020: ε_t = ∂h_t/∂h_{t−1}·ε_{t−1} + ∂h_t/∂W).
+ * The neuron conformance suite checks `jacobians` against automatic differentiation of `step`.
+ */
+export interface LocalJacobiansCapability<S extends NeuronState = NeuronState, C = Readonly<Record<string, string | number | boolean>>> {
+  /** The state field that holds the step's spikes (`step` returns it as `spikes`); learning signals enter there. */
+  readonly spikes: keyof S & string;
+  /**
+   * The Jacobians of the step that took `prev` to `next` with input `current`. Called outside any
+   * gradient tape; entries are fresh tensors (the caller disposes them), the params' own tensors
+   * (left alone), numbers or `null`.
+   */
+  jacobians(params: NeuronParams<C>, prev: S, next: S, current: Tensor, ctx: NeuronStepContext): LocalJacobians;
 }
 
 /** Any neuron model, for registries and loaders. */

@@ -73,7 +73,8 @@ export function describeNeuron(model: AnyNeuronModel, { configs = [{}], batch = 
     for (const raw of configs) {
       const label = JSON.stringify(raw);
       const dense = (x: Tensor, w: Tensor) => tf.matMul(x, w);
-      const ctx: NeuronStepContext = { spike: spikeFn(fastSigmoid({ slope: 25 })), detach, dense };
+      const fs = fastSigmoid({ slope: 25 });
+      const ctx: NeuronStepContext = { spike: spikeFn(fs), surrogate: fs, detach, dense };
 
       it(`init and step keep shapes and state keys (${label})`, async () => {
         await setup?.();
@@ -135,8 +136,8 @@ export function describeNeuron(model: AnyNeuronModel, { configs = [{}], batch = 
         const config = validated(model, raw);
         const { params, dispose } = makeParams(model, config, size);
         const surrogate: Surrogate = triangle({ gamma: 0.5, width: 2 });
-        const sharp: NeuronStepContext = { spike: spikeFn(surrogate), detach, dense };
-        const smooth: NeuronStepContext = { spike: (x) => surrogate.primitive(x), detach, dense };
+        const sharp: NeuronStepContext = { spike: spikeFn(surrogate), surrogate, detach, dense };
+        const smooth: NeuronStepContext = { spike: (x) => surrogate.primitive(x), surrogate, detach, dense };
         const state = warmState(model, params, batch, size, sharp);
         const current = tf.randomUniform([batch, size], -0.5, 2.5, 'float32', 5);
         const gradOf = (c: NeuronStepContext) =>
@@ -150,6 +151,52 @@ export function describeNeuron(model: AnyNeuronModel, { configs = [{}], batch = 
         disposeTree([state, current, gSharp, gSmooth] as never);
         dispose();
       });
+
+      const capability = model.localJacobians;
+      if (capability) {
+        it(`declared local Jacobians equal automatic differentiation of the step (${label})`, async () => {
+          await setup?.();
+          const config = validated(model, raw);
+          const { params, dispose } = makeParams(model, config, size);
+          // A wide surrogate so that most entries are non-zero.
+          const surrogate = triangle({ gamma: 0.7, width: 3 });
+          const c: NeuronStepContext = { spike: spikeFn(surrogate), surrogate, detach, dense };
+          const prev = warmState(model, params, batch, size, c);
+          const current = tf.randomUniform([batch, size], -0.5, 2.5, 'float32', 21);
+          const keys = model.stateKeys as readonly string[];
+          const next = model.step(params, prev, current, c);
+          expect(next.spikes.dataSync()).toEqual(next.state[capability.spikes]!.dataSync());
+          const J = capability.jacobians(params, prev, next.state, current, c);
+          expect(J.state.length).toBe(keys.length);
+          expect(J.current.length).toBe(keys.length);
+          const full = (e: Tensor | number | null) => tf.tidy(() => tf.add(tf.zeros([batch, size]), e ?? 0));
+          let nonZero = 0;
+          keys.forEach((k, row) => {
+            // The step is local, so one vector-Jacobian product with a ones seed gives every neuron's own derivative.
+            const inputs = [...keys.map((kk) => prev[kk]!), current];
+            const grads = tf.grads((...xs: Tensor[]) => {
+              const st = Object.fromEntries(keys.map((kk, i) => [kk, xs[i]!]));
+              // 0·Σx keeps every input on the tape (tfjs refuses inputs that do not reach the output).
+              return tf.add(tf.sum(model.step(params, st, xs[keys.length]!, c).state[k]!), tf.mul(0, tf.addN(xs.map((x) => tf.sum(x)))));
+            })(inputs);
+            const declared = [...J.state[row]!, J.current[row]!];
+            declared.forEach((e, col) => {
+              const want = Array.from(grads[col]!.dataSync());
+              const gotT = full(e);
+              const got = Array.from(gotT.dataSync());
+              gotT.dispose();
+              for (let i = 0; i < want.length; i++) {
+                expect(got[i], `∂${k}/∂${col < keys.length ? keys[col] : 'I'} at ${i}`).toBeCloseTo(want[i]!, 5);
+                if (want[i] !== 0) nonZero++;
+              }
+            });
+            disposeTree(grads);
+          });
+          expect(nonZero).toBeGreaterThan(0);
+          disposeTree([prev, current, next.state, J as never] as never);
+          dispose();
+        });
+      }
 
       const trainable = Object.entries(model.tensorParams(validated(model, raw), size)).filter(([, p]) => p.trainable);
       if (trainable.length) {

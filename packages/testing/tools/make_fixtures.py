@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes gradient fixtures in the schema of ../fixtures/README.md, solved in float64 by PyTorch
-autograd from the equations in that README (independently of spikeflow's TypeScript code), and
-LTC-SN fixtures (the additions in ../fixtures-generated/README.md) into OUT_DIR/ltc.
+autograd from the equations in that README (independently of spikeflow's TypeScript code), with
+LTC-SN fixtures into OUT_DIR/ltc and e-prop fixtures into OUT_DIR/eprop (the additions in
+../fixtures-generated/README.md).
 
     python3 make_fixtures.py OUT_DIR
 
@@ -76,8 +77,12 @@ def zero_state(l, B):
     return {n: torch.zeros(B, l["size"]) for n in keys}
 
 
-def run(problem, params, inputs, targets, k=None):
-    """Loss, readout, spikes, final state; with k, all state is detached at steps k, 2k, ..."""
+def run(problem, params, inputs, targets, k=None, detach_recurrent=False, feedback=None):
+    """Loss, readout, spikes, final state; with k, all state is detached at steps k, 2k, ...
+
+    detach_recurrent: the recurrent spikes s_{t-1} enter the current as constants (the paths
+    e-prop drops). feedback: a matrix B [H][O] that the readout's backward pass uses instead of
+    W_out (random-feedback e-prop); the readout's own gradient stays exact."""
     spike = surrogate(problem["surrogate"])
     T, B = problem["sizes"]["steps"], problem["sizes"]["batch"]
     states = [zero_state(l, B) for l in problem["layers"]]
@@ -93,7 +98,7 @@ def run(problem, params, inputs, targets, k=None):
             st = states[i]
             cur = x @ p["W"] + p["b"]
             if l["recurrent"]:
-                cur = cur + st["s"] @ p["W_rec"]
+                cur = cur + (st["s"].detach() if detach_recurrent else st["s"]) @ p["W_rec"]
             if l["neuron"] == "ltc":
                 states[i], margin = ltc_step(l, p, st, cur, spike)
                 margins.append(margin.abs().min().item())
@@ -119,6 +124,8 @@ def run(problem, params, inputs, targets, k=None):
             d = x @ ro["W"] + ro["b"]
             kappa = torch.sigmoid(torch.cat([d, y], 1) @ ro["W_kappa"] + ro["b_kappa"])
             y = y + kappa * (d - y)
+        elif feedback is not None:
+            y = readout["kappa"] * y + FeedbackMatMul.apply(x, ro["W"], feedback) + ro["b"]
         else:
             y = readout["kappa"] * y + x @ ro["W"] + ro["b"]
         ys.append(y)
@@ -137,6 +144,20 @@ def run(problem, params, inputs, targets, k=None):
     return loss, Y, spikes, states, min(margins)
 
 
+class FeedbackMatMul(torch.autograd.Function):
+    """s @ W forward; backward: ds = dy @ B^T (B replaces W), dW = s^T @ dy (exact)."""
+
+    @staticmethod
+    def forward(ctx, s, w, b):
+        ctx.save_for_backward(s, b)
+        return s @ w
+
+    @staticmethod
+    def backward(ctx, dy):
+        s, b = ctx.saved_tensors
+        return dy @ b.T, s.T @ dy, None
+
+
 def tolist(x):
     return x.detach().tolist()
 
@@ -146,7 +167,7 @@ def gate(g, size, scale):
     return (torch.rand(2 * size, size, generator=g) * 2 - 1) * scale, (torch.rand(size, generator=g) * 2 - 1) * scale * 0.5
 
 
-def make(problem, seed, tbptt_k=None, density=0.4, scale=1.0, inputs_kind="spikes", gate_scale=1.5):
+def make(problem, seed, tbptt_k=None, density=0.4, scale=1.0, inputs_kind="spikes", gate_scale=1.5, eprop=False):
     g = torch.Generator().manual_seed(seed)
     sz = problem["sizes"]
     for attempt in range(200):
@@ -221,6 +242,17 @@ def make(problem, seed, tbptt_k=None, density=0.4, scale=1.0, inputs_kind="spike
                 "k": tbptt_k,
                 "grads": {"layers": [{n: tolist(next(tg)) for n in p} for p in params["layers"]], "readout": {n: tolist(next(tg)) for n in params["readout"]}},
             }
+        if eprop:
+            el, *_ = run(problem, params, inputs, targets, detach_recurrent=True)
+            eg = iter(torch.autograd.grad(el, leaves))
+            expected["eprop"] = {"grads": {"layers": [{n: tolist(next(eg)) for n in p} for p in params["layers"]], "readout": {n: tolist(next(eg)) for n in params["readout"]}}}
+            B = (torch.rand(problem["layers"][-1]["size"], sz["outputs"], generator=g) * 2 - 1) * 0.7
+            rl, *_ = run(problem, params, inputs, targets, detach_recurrent=True, feedback=B)
+            rg = iter(torch.autograd.grad(rl, leaves))
+            expected["eprop"]["random"] = {
+                "feedback": tolist(B),
+                "grads": {"layers": [{n: tolist(next(rg)) for n in p} for p in params["layers"]], "readout": {n: tolist(next(rg)) for n in params["readout"]}},
+            }
         return {
             **problem,
             "dtype": "float64",
@@ -289,9 +321,37 @@ LTC_PROBLEMS = [
           readout=dict(kappa=0.8), surrogate=MULTI_GAUSSIAN, loss=dict(name="ce_every_step")), 23, 5, {}),
 ]
 
+# Problems for e-prop (plugin @spikeflow/rule-eprop), written to OUT_DIR/eprop: one hidden layer, a
+# loss that decomposes over time, and expected.eprop = the gradient with the recurrent spike path
+# detached (e-prop's with symmetric feedback), plus expected.eprop.random = the same with a random
+# feedback matrix B in the readout's backward pass.
+TRIANGLE = dict(name="triangle", gamma=0.3, width=1.0)
+EPROP_PROBLEMS = [
+    (dict(name="eprop_ff_lif_detached", description="feed-forward LIF, detached reset, Bellec's triangle pseudo-derivative, CE at every step (e-prop = BPTT)",
+          sizes=dict(batch=3, inputs=6, steps=15, outputs=3),
+          layers=[layer("lif", 5, False, reset_detach=True, beta=0.85)],
+          readout=dict(kappa=0.8), surrogate=TRIANGLE, loss=dict(name="ce_every_step")), 31, None, {"eprop": True}),
+    (dict(name="eprop_ff_alif_attached", description="feed-forward ALIF, reset attached, fast sigmoid, MSE at every step (e-prop = BPTT)",
+          sizes=dict(batch=2, inputs=5, steps=16, outputs=2),
+          layers=[layer("alif", 6, False, beta=0.9, rho=0.9, beta_a=0.6)],
+          readout=dict(kappa=0.85), surrogate=dict(name="fast_sigmoid", slope=10.0), loss=dict(name="mse_every_step")), 32, None, {"eprop": True}),
+    (dict(name="eprop_rec_lif", description="recurrent LIF, reset attached, CE at every step",
+          sizes=dict(batch=3, inputs=5, steps=20, outputs=3),
+          layers=[layer("lif", 6, True, beta=0.9)],
+          readout=dict(kappa=0.9), surrogate=dict(name="fast_sigmoid", slope=10.0), loss=dict(name="ce_every_step")), 33, None, {"eprop": True}),
+    (dict(name="eprop_rec_alif_detached", description="recurrent ALIF as in Bellec et al.: detached reset, triangle pseudo-derivative (gamma 0.3), MSE at every step",
+          sizes=dict(batch=2, inputs=4, steps=24, outputs=2),
+          layers=[layer("alif", 7, True, reset_detach=True, beta=0.9, rho=0.95, beta_a=0.8)],
+          readout=dict(kappa=0.9), surrogate=TRIANGLE, loss=dict(name="mse_every_step")), 34, None, {"eprop": True}),
+    (dict(name="eprop_rec_alif_mse_last", description="recurrent ALIF, reset attached, one loss term at the last step",
+          sizes=dict(batch=3, inputs=4, steps=30, outputs=1),
+          layers=[layer("alif", 6, True, beta=0.95, rho=0.9, beta_a=0.5)],
+          readout=dict(kappa=0.95), surrogate=dict(name="sigmoid", slope=4.0), loss=dict(name="mse_last")), 35, None, {"eprop": True}),
+]
+
 if __name__ == "__main__":
     out = sys.argv[1] if len(sys.argv) > 1 else "."
-    for sub, problems in (("", [(p, s, k, {}) for p, s, k in PROBLEMS]), ("ltc", LTC_PROBLEMS)):
+    for sub, problems in (("", [(p, s, k, {}) for p, s, k in PROBLEMS]), ("ltc", LTC_PROBLEMS), ("eprop", EPROP_PROBLEMS)):
         os.makedirs(os.path.join(out, sub), exist_ok=True)
         for problem, seed, k, options in problems:
             fx = make(problem, seed, k, **options)

@@ -1,4 +1,4 @@
-import { defineNeuron, tf, type SchemaValues, type Tensor } from '@spikeflow/core';
+import { defineNeuron, tf, tidy, type SchemaValues, type Tensor } from '@spikeflow/core';
 
 /** Config of an ALIF layer, as written in a model spec's `params`. */
 export const alifSchema = {
@@ -58,5 +58,36 @@ export const alif = defineNeuron({
     const v = tf.sub(tf.add(tf.mul(tensors['beta']!, state.v), current), tf.mul(thr, reset));
     const s = spike(tf.sub(v, tf.add(thr, tf.mul(tensors['betaA']!, a))));
     return { state: { v, a, s }, spikes: s };
+  },
+  /**
+   * The step is local to each neuron. With ψ_t = σ'(v_t − A_t), A_t = ϑ + β_a·a_t, and state
+   * order (v, a, s):
+   *
+   *     ∂v_t/∂(v, a, s)_{t−1} = (β, 0, −ϑ or 0 if resetDetach)            ∂v_t/∂I_t = 1
+   *     ∂a_t/∂(v, a, s)_{t−1} = (0, ρ, 1)                                 ∂a_t/∂I_t = 0
+   *     ∂s_t/∂(v, a, s)_{t−1} = ψ_t·(β, −β_a·ρ, −ϑ (or 0) − β_a)          ∂s_t/∂I_t = ψ_t
+   *
+   * With the reset detached these reproduce Bellec et al.'s ALIF eligibility vectors:
+   * ε^a_t = ψ_{t−1}·ε^v_{t−1} + (ρ − ψ_{t−1}·β_a)·ε^a_{t−1} and e_t = ψ_t·(ε^v_t − β_a·ε^a_t).
+   */
+  localJacobians: {
+    spikes: 's',
+    jacobians({ config, tensors }, _prev, next: AlifState, _current, { surrogate }) {
+      const beta = tensors['beta']!;
+      const rho = tensors['rho']!;
+      const thr = config.threshold;
+      return tidy(() => {
+        const psi = surrogate.derivative(tf.sub(next.v, tf.add(tensors['threshold']!, tf.mul(tensors['betaA']!, next.a))));
+        const dsds = config.resetDetach ? -config.betaA : -thr - config.betaA;
+        return {
+          state: [
+            [beta, null, config.resetDetach ? null : -thr],
+            [null, rho, 1],
+            [tf.mul(psi, beta), tf.mul(psi, tf.mul(rho, -config.betaA)), dsds === 0 ? null : tf.mul(psi, dsds)],
+          ],
+          current: [1, null, psi],
+        };
+      });
+    },
   },
 });

@@ -1,4 +1,4 @@
-import { defineNeuron, tf, type SchemaValues, type Tensor } from '@spikeflow/core';
+import { defineNeuron, tf, tidy, type SchemaValues, type Tensor } from '@spikeflow/core';
 
 /** Config of a LIF layer, as written in a model spec's `params`. */
 export const lifSchema = {
@@ -49,5 +49,31 @@ export const lif = defineNeuron({
     const v = tf.sub(tf.add(tf.mul(tensors['beta']!, state.v), current), tf.mul(thr, reset));
     const s = spike(tf.sub(v, thr));
     return { state: { v, s }, spikes: s };
+  },
+  /**
+   * The step is local to each neuron. With ψ_t = σ'(v_t − ϑ) (the layer's surrogate derivative):
+   *
+   *     ∂v_t/∂v_{t−1} = β      ∂v_t/∂s_{t−1} = −ϑ (0 if resetDetach)      ∂v_t/∂I_t = 1
+   *     ∂s_t/∂v_{t−1} = ψ_t·β  ∂s_t/∂s_{t−1} = −ϑ·ψ_t (0 if resetDetach)  ∂s_t/∂I_t = ψ_t
+   *
+   * With the reset detached these give Bellec et al.'s LIF eligibility trace e_t = ψ_t·z̄_t.
+   */
+  localJacobians: {
+    spikes: 's',
+    jacobians({ config, tensors }, _prev, next: LifState, _current, { surrogate }) {
+      const beta = tensors['beta']!;
+      const thr = config.threshold;
+      return tidy(() => {
+        const psi = surrogate.derivative(tf.sub(next.v, tensors['threshold']!));
+        const reset = config.resetDetach ? null : -thr;
+        return {
+          state: [
+            [beta, reset],
+            [tf.mul(psi, beta), config.resetDetach ? null : tf.mul(psi, -thr)],
+          ],
+          current: [1, psi],
+        };
+      });
+    },
   },
 });

@@ -1,0 +1,490 @@
+import {
+  SpikeflowError,
+  checkInputs,
+  checkRequirements,
+  disposeTree,
+  stepsOf,
+  tf,
+  tidy,
+  type BoundLoss,
+  type JacobianEntry,
+  type LearningRule,
+  type LocalJacobians,
+  type LocalJacobiansCapability,
+  type NamedTensorMap,
+  type NetState,
+  type Network,
+  type RuleContext,
+  type Scalar,
+  type SequenceBatch,
+  type Steps,
+  type Tensor,
+} from '@spikeflow/core';
+
+/** Where the learning signal L_j^t = Σ_k B_jk·(∂E_t/∂y_k^t) takes its weights B from. */
+export type Feedback = 'symmetric' | 'random' | 'adaptive';
+
+/** `accumulate`: one update per sequence; `online`: one update after every window of steps. */
+export type EpropMode = 'accumulate' | 'online';
+
+export interface EpropOptions {
+  /**
+   * `symmetric` (default): B = W_outᵀ, the readout's own weights. `random`: a fixed random B
+   * (uniform in ±1/√H, drawn from `seed`; random-feedback e-prop). `adaptive`: a random B that
+   * receives every update W_out receives, and weight decay (adaptive e-prop).
+   */
+  readonly feedback?: Feedback;
+  /**
+   * Steps per window (default 32). The eligibility traces are carried across windows; inside a
+   * window their contribution is summed in one pass. Results do not depend on it in `accumulate`
+   * mode (up to float round-off); memory grows with it, not with T.
+   */
+  readonly window?: number;
+  /** `accumulate` (default) or `online` (an update after every window: the weights change mid-sequence). */
+  readonly mode?: EpropMode;
+  /** `adaptive` feedback: B ← (1 − d)·B + ΔW_outᵀ after every update (default 0.01). */
+  readonly feedbackDecay?: number;
+  /** Seed of the random feedback matrix (default 0). */
+  readonly seed?: number;
+  /** c_reg, weight of the firing-rate regulariser (c_reg/2)·Σ_j (f_j − f_target)² (default 0: off). */
+  readonly rateReg?: number;
+  /** f_target, the target firing probability per step (default 0.01: 10 Hz at 1 ms steps). */
+  readonly rateTarget?: number;
+}
+
+/** What e-prop keeps between sequences (checkpointed): the feedback matrix and the rate estimate. */
+export interface EpropState {
+  readonly [key: string]: Tensor | undefined;
+  /** B, `[hidden, outputs]` (random and adaptive feedback). */
+  readonly feedback?: Tensor;
+  /** Each neuron's firing probability per step over the last sequence, `[hidden]` (with `rateReg`). */
+  readonly rate?: Tensor;
+}
+
+/**
+ * e-prop — eligibility propagation (Bellec, Scherr, Subramoney, Hajek, Salaj, Legenstein & Maass,
+ * "A solution to the learning dilemma for recurrent networks of spiking neurons", Nature
+ * Communications 11:3625, 2020), for a network of one hidden layer (recurrent or not) and a leaky
+ * readout of its spikes. In our convention (x_t enters v_t; the previous step's spikes s_{t−1}
+ * enter through W_rec, the reset and the adaptation):
+ *
+ *     ε_t = (∂h_t/∂h_{t−1})·ε_{t−1} + (∂h_t/∂I_t)·pre_t     eligibility vector, per synapse
+ *                                                          (pre_t = x_t, s_{t−1} or 1 for the bias)
+ *     e_t = ∂s_t/∂W, the spike component of ε_t            eligibility trace
+ *     F_κ(e)_t = κ·F_κ(e)_{t−1} + e_t                      filtered by the readout's leak κ
+ *     L_t = (∂E_t/∂y_t)·Bᵀ  (+ c_reg·(f̂ − f_target)/(T·B))  learning signal
+ *     ∇W = Σ_t L_t · F_κ(e)_t    (the regulariser's part unfiltered, Σ_t r·e_t)
+ *
+ * h is the neuron's whole state; the local Jacobians ∂h_t/∂h_{t−1} and ∂h_t/∂I_t come from the
+ * neuron's `localJacobians` capability (LIF, ALIF). For LIF and ALIF with `resetDetach` they are
+ * Bellec et al.'s traces: z̄ for LIF, and ε^a_{t+1} = ψ_t·z̄_t + (ρ − ψ_t·β_a)·ε^a_t,
+ * e_t = ψ_t·(z̄_t − β_a·ε^a_t) for ALIF. The readout (W_out, b_out) gets its exact gradient.
+ *
+ * What it drops: every error path through *other* neurons — the recurrent spikes s_{t−1}·W_rec
+ * are treated as inputs. With symmetric feedback its gradient therefore equals BPTT's on the
+ * network with the recurrent spike path detached (exactly BPTT's without recurrent weights), for
+ * a loss that decomposes over time.
+ *
+ * How it computes it: the per-synapse ε and F_κ(e) are carried forward across windows of
+ * `window` steps; inside a window, the sum over its steps is formed by one reverse sweep over the
+ * neuron's local Jacobians (per-neuron `[B, H]` tensors, no gradient tape) and one batched matrix
+ * product per synapse group — the same numbers as stepping the traces one step at a time, with
+ * one `[B, fan_in, H]` update per window instead of per step. Memory: O(B·fan_in·H) for the
+ * traces plus O(window) activations, independent of T.
+ */
+export function eprop(options: EpropOptions = {}): LearningRule<EpropState> {
+  const { feedback = 'symmetric', window = 32, mode = 'accumulate', feedbackDecay = 0.01, seed = 0, rateReg = 0, rateTarget = 0.01 } = options;
+  const fail = (key: string, msg: string) => new SpikeflowError('CONFIG_INVALID', `rule.${key}: ${msg}`, { path: `rule.${key}` });
+  if (!['symmetric', 'random', 'adaptive'].includes(feedback)) throw fail('feedback', `must be 'symmetric', 'random' or 'adaptive', got ${JSON.stringify(feedback)}`);
+  if (!['accumulate', 'online'].includes(mode)) throw fail('mode', `must be 'accumulate' or 'online', got ${JSON.stringify(mode)}`);
+  if (!(Number.isInteger(window) && window >= 1)) throw fail('window', `must be an integer >= 1, got ${window}`);
+  if (!(feedbackDecay >= 0 && feedbackDecay < 1)) throw fail('feedbackDecay', `must be in [0, 1), got ${feedbackDecay}`);
+  if (!(rateReg >= 0)) throw fail('rateReg', `must be >= 0, got ${rateReg}`);
+  if (!(rateTarget >= 0 && rateTarget <= 1)) throw fail('rateTarget', `must be a firing probability per step in [0, 1], got ${rateTarget}`);
+  const hyper: Hyper = { feedback, window, online: mode === 'online', feedbackDecay, rateReg, rateTarget };
+  return {
+    name: `eprop(${feedback}, window=${window}, ${mode})`,
+    memory: 'O(1)',
+    gradient: 'approximate',
+    requires: { lossDecomposesOverTime: true },
+    init(network) {
+      const layer = checkNetwork(network);
+      const state: Record<string, Tensor> = {};
+      if (feedback !== 'symmetric') {
+        const bound = 1 / Math.sqrt(layer.size);
+        state['feedback'] = tf.randomUniform([layer.size, network.outputs], -bound, bound, 'float32', seed);
+      }
+      if (rateReg > 0) state['rate'] = tf.fill([layer.size], rateTarget);
+      return state;
+    },
+    updatesPerSequence: (T) => (hyper.online ? Math.ceil(T / window) : 1),
+    update(batch: SequenceBatch, state: EpropState, ctx: RuleContext) {
+      checkRequirements(this, ctx.loss);
+      const net = ctx.network;
+      checkNetwork(net);
+      checkInputs(net, batch.inputs);
+      if (feedback !== 'symmetric' && !state.feedback) {
+        throw new SpikeflowError('CONFIG_INVALID', `rule '${this.name}': its state has no feedback matrix; pass the state made by rule.init(network) (or a checkpoint of it)`);
+      }
+      const [T, B] = batch.inputs.shape as [number, number];
+      const bound = ctx.loss.bind(batch.targets, { steps: T, batch: B, outputs: net.outputs });
+      try {
+        return run(net, bound, stepsOf(batch.inputs), hyper, state, ctx);
+      } finally {
+        bound.dispose();
+      }
+    },
+  };
+}
+
+interface Hyper {
+  readonly feedback: Feedback;
+  readonly window: number;
+  readonly online: boolean;
+  readonly feedbackDecay: number;
+  readonly rateReg: number;
+  readonly rateTarget: number;
+}
+
+type Layer = Network['model']['layers'][number];
+
+/** The networks e-prop trains: one hidden layer of a neuron with local Jacobians, fixed neuron parameters, a leaky readout of spikes. */
+function checkNetwork(net: Network): Layer {
+  const m = net.model;
+  const refuse = (path: string, msg: string) => new SpikeflowError('INCOMPATIBLE', `rule 'eprop': ${path}: ${msg}`, { rule: 'eprop', path });
+  if (m.layers.length !== 1) {
+    throw refuse('model.layers', `e-prop (Bellec et al. 2020) trains one hidden layer (recurrent or not) under a readout; this model has ${m.layers.length}. Use one layer, or train with bptt or fptt`);
+  }
+  const layer = m.layers[0]!;
+  if (!layer.neuron.localJacobians) {
+    throw refuse(
+      'model.layers[0].neuron',
+      `neuron '${layer.neuron.name}' does not declare the capability 'localJacobians' (∂h_t/∂h_{t−1} and ∂h_t/∂I_t of an update local to each neuron), which e-prop's eligibility traces need. ` +
+        `Use a neuron that declares it (lif, alif), declare it in the neuron's plugin, or train this network with bptt or fptt`,
+    );
+  }
+  const extra = Object.keys(net.params).filter((k) => k.startsWith('layers.0.') && !['layers.0.W', 'layers.0.b', 'layers.0.W_rec'].includes(k));
+  if (extra.length) {
+    throw refuse('model.layers[0].params', `e-prop trains synaptic weights, and this layer has trainable neuron parameters (${extra.join(', ')}); make them fixed (e.g. "learnBeta": false)`);
+  }
+  if (m.readout.kind !== 'leaky') throw refuse('model.readout.kind', `e-prop filters its eligibility traces with a leaky readout's κ; use "kind": "leaky"`);
+  if (m.readout.from !== 'spikes') throw refuse('model.readout.from', `e-prop's learning signal reaches the hidden layer through its spikes; use "from": "spikes"`);
+  return layer;
+}
+
+/** One synapse group: a weight (or the bias) with its presynaptic activity and its carried traces. */
+interface Group {
+  readonly param: string;
+  readonly fan: number;
+}
+
+/** What crosses a window boundary besides the network state: the per-synapse traces. */
+interface Traces {
+  /** `eps[g][c]`: ε of state component c for group g, `[B, fan, H]`. */
+  readonly eps: Tensor[][];
+  /** F_κ(e) for group g, `[B, fan, H]`. */
+  readonly fe: Tensor[];
+  /** κ-filtered spikes (for the readout's exact gradient), `[B, H]`, and the κ-filtered 1 (bias). */
+  readonly sbar: Tensor;
+  readonly cbar: number;
+}
+
+/** The outputs of one window that outlive it. */
+interface WindowResult {
+  readonly state: NetState;
+  readonly traces?: Traces;
+  readonly grads: NamedTensorMap;
+  readonly loss: Scalar;
+  readonly spikeCount: Tensor;
+}
+
+function run(net: Network, bound: BoundLoss, xs: Steps, hyper: Hyper, initial: EpropState, ctx: RuleContext) {
+  const T = xs.length;
+  const B = xs.shape[0]!;
+  const layer = net.model.layers[0]!;
+  const groups: Group[] = [
+    { param: 'layers.0.W', fan: layer.fanIn },
+    ...(layer.recurrent ? [{ param: 'layers.0.W_rec', fan: layer.size }] : []),
+    ...(layer.bias ? [{ param: 'layers.0.b', fan: 1 }] : []),
+  ];
+  // B as this call leaves it (adaptive feedback changes it after every update); the caller owns `initial`.
+  let fb: Tensor | undefined = initial.feedback;
+  let netState: NetState = net.init(B);
+  let traces: Traces | undefined;
+  let acc: NamedTensorMap | undefined;
+  let loss: Scalar = tf.scalar(0);
+  let spikes: Tensor = tf.zeros([layer.size]);
+  let updates = 0;
+  const reg = hyper.rateReg > 0 ? tf.tidy(() => tf.div(tf.mul(hyper.rateReg, tf.sub(initial.rate!, hyper.rateTarget)), T * B)) : undefined;
+  try {
+    for (let t0 = 0; t0 < T; t0 += hyper.window) {
+      const t1 = Math.min(t0 + hyper.window, T);
+      const feedbackMatrix = hyper.feedback === 'symmetric' ? net.params['readout.W']! : fb!;
+      const r = windowPass(net, bound, xs, t0, t1, groups, netState, traces, feedbackMatrix, reg, ctx);
+      disposeTree(netState as never, r.state as never);
+      netState = r.state;
+      if (traces) disposeTree(traces as never, (r.traces ?? null) as never);
+      traces = r.traces;
+      const l = tf.add(loss, r.loss) as Scalar;
+      const sc = tf.add(spikes, r.spikeCount);
+      disposeTree([loss, r.loss, spikes, r.spikeCount]);
+      loss = l;
+      spikes = sc;
+      const grads = hyper.online ? r.grads : (acc = accumulate(acc, r.grads));
+      if (hyper.online || t1 === T) {
+        acc = undefined;
+        const next = apply(net, grads, fb, hyper, ctx);
+        if (fb !== initial.feedback && fb !== next) fb?.dispose();
+        fb = next;
+        updates++;
+      }
+    }
+    const state: Record<string, Tensor> = {};
+    if (fb) state['feedback'] = fb;
+    if (hyper.rateReg > 0) state['rate'] = tf.div(spikes, T * B);
+    return { state: state as EpropState, report: { loss: loss.dataSync()[0]!, updates } };
+  } finally {
+    disposeTree([netState as never, (traces ?? null) as never, (acc ?? null) as never, loss, spikes, reg ?? null]);
+  }
+}
+
+/**
+ * One optimizer update (the gradients are freed). With adaptive feedback, B then takes the same
+ * change W_out took, and decays: B ← (1 − d)·B + ΔW_out. Returns B as it is after the update.
+ */
+function apply(net: Network, grads: NamedTensorMap, feedback: Tensor | undefined, hyper: Hyper, ctx: RuleContext): Tensor | undefined {
+  const wout = net.params['readout.W']!;
+  const before = hyper.feedback === 'adaptive' ? tf.clone(wout) : undefined;
+  try {
+    ctx.apply(grads);
+  } finally {
+    disposeTree(grads);
+  }
+  if (!before) return feedback;
+  const next = tf.tidy(() => tf.add(tf.mul(1 - hyper.feedbackDecay, feedback!), tf.sub(wout, before)));
+  before.dispose();
+  return next;
+}
+
+function accumulate(acc: NamedTensorMap | undefined, grads: NamedTensorMap): NamedTensorMap {
+  if (!acc) return grads;
+  const out: NamedTensorMap = { ...acc };
+  for (const [name, g] of Object.entries(grads)) {
+    const prev = acc[name];
+    out[name] = prev ? tf.add(prev, g) : g;
+    if (prev) {
+      prev.dispose();
+      g.dispose();
+    }
+  }
+  return out;
+}
+
+/** `x·e` for a Jacobian entry (`null`: no term; 1: x itself). */
+function times(x: Tensor, e: JacobianEntry): Tensor | null {
+  if (e === null || e === 0) return null;
+  if (e === 1) return x;
+  return tf.mul(x, e);
+}
+
+function sum(terms: readonly (Tensor | null)[]): Tensor | null {
+  const live = terms.filter((t): t is Tensor => t !== null);
+  if (live.length === 0) return null;
+  return live.length === 1 ? live[0]! : tf.addN(live);
+}
+
+/**
+ * One window [t0, t1): the forward pass (tape-free) recording each step's local Jacobians and
+ * ∂E_t/∂y_t, then one reverse sweep with stacked probes:
+ *
+ * - probe 0 seeds the learning signal L_t on the spikes: its ∂/∂I_t give this window's own
+ *   gradient, and its cotangent at the window's start state pairs with the carried ε;
+ * - probe 1 + c seeds ones on state component c at the window's end (c = 0..m−1): ε^c at t1;
+ * - probe m + 1 seeds κ^{t1−1−t} on the spikes of step t: F_κ(e) at t1.
+ *
+ * The neuron's update is local, so every probe is one `[B, H]` slice per state component.
+ */
+function windowPass(
+  net: Network,
+  bound: BoundLoss,
+  xs: Steps,
+  t0: number,
+  t1: number,
+  groups: readonly Group[],
+  start: NetState,
+  traces: Traces | undefined,
+  feedbackMatrix: Tensor,
+  reg: Tensor | undefined,
+  ctx: RuleContext,
+): WindowResult {
+  const T = xs.length;
+  const B = xs.shape[0]!;
+  const layer = net.model.layers[0]!;
+  const H = layer.size;
+  const cap = layer.neuron.localJacobians as LocalJacobiansCapability;
+  const keys = layer.neuron.stateKeys as readonly string[];
+  const m = keys.length;
+  const sIdx = keys.indexOf(cap.spikes);
+  const kappa = net.model.readout.kappa;
+  const n = t1 - t0;
+  const carry = t1 < T;
+  return tidy(() => {
+    const p = net.prepare();
+    const lp = p.layers[0]!;
+    const xsW: Tensor[] = [];
+    const sPrev: Tensor[] = [];
+    const sCur: Tensor[] = [];
+    const jac: LocalJacobians[] = [];
+    const dy: (Tensor | null)[] = [];
+    const terms: Scalar[] = [];
+    let state = start;
+    for (let t = t0; t < t1; t++) {
+      const prev = state;
+      const x = xs.at(t);
+      const out = tidy(() => {
+        const o = net.step(p, prev, x);
+        const before = prev.layers[0]!.neuron;
+        const after = o.state.layers[0]!.neuron;
+        const J = cap.jacobians({ config: layer.config, tensors: lp.neuron }, before, after, o.currents[0]!, lp.ctx);
+        let g: Tensor | null = null;
+        let term: Scalar | null = null;
+        if (bound.hasTerm?.(t) ?? true) {
+          // 0·Σy keeps y on the tape where the loss has no term at t.
+          const vg = tf.valueAndGrad((y: Tensor) => bound.step!(y, t) ?? (tf.mul(0, tf.sum(y)) as Scalar))(o.readout);
+          g = vg.grad;
+          term = vg.value as Scalar;
+        }
+        return { state: o.state, y: o.readout, J, g, term };
+      });
+      ctx.observe?.(t, out.y);
+      xsW.push(x);
+      sPrev.push(prev.layers[0]!.spikes);
+      sCur.push(out.state.layers[0]!.spikes);
+      jac.push(out.J);
+      dy.push(out.g);
+      if (out.term) terms.push(out.term);
+      state = out.state;
+    }
+
+    // Readout errors filtered backwards by κ inside the window: λ_t = ∂E_t/∂y_t + κ·λ_{t+1}.
+    const lam: Tensor[] = new Array(n);
+    let run: Tensor | null = null;
+    for (let k = n - 1; k >= 0; k--) {
+      const decayed: Tensor | null = run && kappa !== 0 ? tf.mul(run, kappa) : null;
+      run = dy[k] ? (decayed ? tf.add(dy[k]!, decayed) : dy[k]!) : (decayed ?? tf.zeros([B, net.outputs]));
+      lam[k] = run;
+    }
+    const lamCarry = kappa !== 0 ? tf.mul(lam[0]!, kappa) : null; // ∂(this window's loss)/∂y_{t0−1}
+    const Bt = tf.transpose(feedbackMatrix); // [O, H]
+    const learning = (l: Tensor) => (reg ? tf.add(tf.matMul(l, Bt), reg) : tf.matMul(l, Bt));
+
+    // Probes and their seeds on the spike component.
+    const P = carry ? m + 2 : 1;
+    const fe = m + 1;
+    const onehot = (i: number) => {
+      const v = new Float32Array(P);
+      v[i] = 1;
+      return tf.tensor(v, [P, 1, 1]);
+    };
+    const e0 = onehot(0);
+    const eFe = carry ? onehot(fe) : null;
+    const inject = (k: number) => {
+      const loss = tf.mul(tf.expandDims(learning(lam[k]!), 0), e0);
+      return eFe ? tf.add(loss, tf.mul(eFe, kappa ** (n - 1 - k))) : loss;
+    };
+    let cot: (Tensor | null)[] = keys.map((_, c) => {
+      const seed = c === sIdx ? inject(n - 1) : null;
+      if (!carry) return seed;
+      const probe = tf.mul(onehot(1 + c), tf.ones([1, B, H]));
+      return seed ? tf.add(seed, probe) : probe;
+    });
+    const dI: Tensor[] = new Array(n);
+    for (let k = n - 1; k >= 0; k--) {
+      const J = jac[k]!;
+      dI[k] = sum(keys.map((_, c) => (cot[c] ? times(cot[c]!, J.current[c]!) : null))) ?? tf.zeros([P, B, H]);
+      const prevCot = keys.map((_, c2) => sum(keys.map((_, c) => (cot[c] ? times(cot[c]!, J.state[c]![c2]!) : null))));
+      if (k > 0) prevCot[sIdx] = prevCot[sIdx] ? tf.add(prevCot[sIdx]!, inject(k - 1)) : inject(k - 1);
+      cot = prevCot;
+    }
+    // cot[c] is now [P, B, H]: each probe's cotangent on component c of the window's start state.
+    const GI = tf.stack(dI, 1); // [P, n, B, H]
+    const probes = P === 1 ? [GI.reshape([n, B, H])] : tf.unstack(GI, 0);
+    const startCot = cot.map((c) => (c === null ? null : P === 1 ? [c.reshape([B, H])] : tf.unstack(c, 0)));
+    const cotOf = (probe: number, c: number): Tensor | null => startCot[c]?.[probe] ?? null;
+
+    const X = tf.stack(xsW); // [n, B, I]
+    const pres: Tensor[] = groups.map((g) => (g.param === 'layers.0.W' ? X : g.param === 'layers.0.W_rec' ? tf.stack(sPrev) : tf.ones([n, B, 1])));
+    const flat = (t: Tensor) => t.reshape([n * B, t.shape[2]!]);
+
+    // This window's gradient: its own steps (probe 0), plus the carried traces paired with the
+    // cotangent of the start state (ε) and with the learning signal of κ·λ through the readout (F_κ(e)).
+    const grads: NamedTensorMap = {};
+    const G0 = flat(probes[0]!);
+    const LB = lamCarry ? tf.matMul(lamCarry, Bt) : null; // [B, H]
+    groups.forEach((g, gi) => {
+      let grad = g.fan === 1 ? tf.sum(G0, 0).reshape([1, H]) : tf.matMul(tf.transpose(flat(pres[gi]!)), G0);
+      if (traces) {
+        const carried = sum([
+          ...keys.map((_, c) => {
+            const l = cotOf(0, c);
+            return l ? tf.mul(traces.eps[gi]![c]!, tf.expandDims(l, 1)) : null;
+          }),
+          LB ? tf.mul(traces.fe[gi]!, tf.expandDims(LB, 1)) : null,
+        ]);
+        if (carried) grad = tf.add(grad, tf.sum(carried, 0));
+      }
+      if (g.param === 'layers.0.W_rec' && !layer.selfConnections) grad = tf.mul(grad, tf.sub(1, tf.eye(H)));
+      grads[g.param] = g.fan === 1 ? grad.reshape([H]) : grad;
+    });
+    // The readout's exact gradient: ∂E/∂W_out = Σ_t F_κ(s)_tᵀ·∂E_t/∂y_t.
+    const Lam = tf.stack(lam).reshape([n * B, net.outputs]);
+    const S = tf.stack(sCur); // [n, B, H]
+    let gWout = tf.matMul(tf.transpose(flat(S)), Lam);
+    let gbout = tf.sum(Lam, 0);
+    if (traces && lamCarry) {
+      gWout = tf.add(gWout, tf.matMul(tf.transpose(traces.sbar), lamCarry));
+      gbout = tf.add(gbout, tf.mul(tf.sum(lamCarry, 0), traces.cbar));
+    }
+    grads['readout.W'] = gWout;
+    if (net.model.readout.bias) grads['readout.b'] = gbout;
+
+    // Traces at the window's end, for the next window.
+    let next: Traces | undefined;
+    if (carry) {
+      const decay = kappa ** n;
+      const eps: Tensor[][] = [];
+      const feNext: Tensor[] = [];
+      groups.forEach((g, gi) => {
+        // Σ_t pre_t ⊗ (∂h_{t1−1}/∂I_t), per batch element: one batched matMul [B, fan, n]·[B, n, H].
+        const preT = tf.transpose(pres[gi]!, [1, 2, 0]); // [B, fan, n]
+        const born = (probe: Tensor) => (g.fan === 1 ? tf.sum(probe, 0).reshape([B, 1, H]) : tf.matMul(preT, tf.transpose(probe, [1, 0, 2])));
+        const propagate = (probe: number) =>
+          traces
+            ? sum(
+                keys.map((_, c2) => {
+                  const phi = cotOf(probe, c2);
+                  return phi ? tf.mul(traces.eps[gi]![c2]!, tf.expandDims(phi, 1)) : null;
+                }),
+              )
+            : null;
+        eps.push(
+          keys.map((_, c) => {
+            const fresh = born(probes[1 + c]!);
+            const old = propagate(1 + c);
+            return old ? tf.add(old, fresh) : fresh;
+          }),
+        );
+        const fresh = born(probes[fe]!);
+        const old = sum([propagate(fe), traces && decay !== 0 ? tf.mul(traces.fe[gi]!, decay) : null]);
+        feNext.push(old ? tf.add(old, fresh) : fresh);
+      });
+      const w = Array.from({ length: n }, (_, k) => kappa ** (n - 1 - k));
+      const sbarFresh = tf.sum(tf.mul(S, tf.tensor(w, [n, 1, 1])), 0);
+      const sbar = traces && decay !== 0 ? tf.add(tf.mul(traces.sbar, decay), sbarFresh) : sbarFresh;
+      next = { eps, fe: feNext, sbar, cbar: (traces ? traces.cbar * decay : 0) + w.reduce((a, b) => a + b, 0) };
+    }
+    const loss = (terms.length ? tf.addN(terms) : tf.scalar(0)) as Scalar;
+    const spikeCount = tf.sum(S, [0, 1]);
+    return { state, traces: next, grads, loss, spikeCount };
+  });
+}
