@@ -9,15 +9,21 @@ export const DEFAULT_PLUGINS = [
   '@spikeflow/neuron-ltc',
   '@spikeflow/rule-bptt',
   '@spikeflow/rule-fptt',
+  '@spikeflow/rule-eprop',
   '@spikeflow/backend-wasm',
   '@spikeflow/backend-cpu',
 ];
 
 /**
  * How the default rule list runs a rule whose defaults do not suit a timing (FPTT updates every
- * step by default): FPTT with K = 10, or with K = 4 in `--quick` runs (T = 8, 16).
+ * step by default): FPTT with K = 10, or with K = 4 in `--quick` runs (T = 8, 16); in quick runs
+ * e-prop with windows of 2 steps, so that even T = 8 carries its traces across windows as long
+ * sequences do.
  */
-const presets = (quick: boolean): Readonly<Record<string, string>> => ({ fptt: `fptt:window=${quick ? 4 : 10}` });
+const presets = (quick: boolean): Readonly<Record<string, string>> => ({
+  fptt: `fptt:window=${quick ? 4 : 10}`,
+  ...(quick ? { eprop: 'eprop:window=2' } : {}),
+});
 
 const list = (name: string) => (v: string) => {
   const xs = v.split(',').map((x) => Number(x));
@@ -37,7 +43,7 @@ const num = (name: string) => (v: string) => {
 
 export function benchCommand(name = 'spikeflow-bench'): Command {
   return new Command(name)
-    .description('time, memory and inference throughput of learning rules against sequence length T (standard workload: B 64, 700 inputs at 5%, 256 recurrent LIF, 20-way readout, CE on the mean readout, Adam)')
+    .description('time, memory and inference throughput of learning rules against sequence length T (standard workload: B 64, 700 inputs at 5%, 256 recurrent LIF, 20-way readout, CE on the mean readout — at every step for rules that need a per-step loss — Adam)')
     .option('--rules <list>', "rules: registry names with options (bptt, bptt:truncation=25) or 'tbptt' (bptt with --k); default: every installed rule, and tbptt")
     .option('--steps <list>', 'sequence lengths T', list('--steps'), [100, 250, 500, 1000])
     .option('--k <n>', 'truncation window of tbptt', int('--k'), 50)

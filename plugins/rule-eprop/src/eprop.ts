@@ -424,14 +424,20 @@ function windowPass(
     groups.forEach((g, gi) => {
       let grad = g.fan === 1 ? tf.sum(G0, 0).reshape([1, H]) : tf.matMul(tf.transpose(flat(pres[gi]!)), G0);
       if (traces) {
-        const carried = sum([
-          ...keys.map((_, c) => {
-            const l = cotOf(0, c);
-            return l ? tf.mul(traces.eps[gi]![c]!, tf.expandDims(l, 1)) : null;
-          }),
-          LB ? tf.mul(traces.fe[gi]!, tf.expandDims(LB, 1)) : null,
-        ]);
-        if (carried) grad = tf.add(grad, tf.sum(carried, 0));
+        // One [B, fan, H] temporary at a time (the traces are the big tensors here).
+        const carried = tidy(() =>
+          tf.sum(
+            sum([
+              ...keys.map((_, c) => {
+                const l = cotOf(0, c);
+                return l ? tf.mul(traces.eps[gi]![c]!, tf.expandDims(l, 1)) : null;
+              }),
+              LB ? tf.mul(traces.fe[gi]!, tf.expandDims(LB, 1)) : null,
+            ]) ?? tf.zeros([1, g.fan, H]),
+            0,
+          ),
+        );
+        grad = tf.add(grad, carried);
       }
       if (g.param === 'layers.0.W_rec' && !layer.selfConnections) grad = tf.mul(grad, tf.sub(1, tf.eye(H)));
       grads[g.param] = g.fan === 1 ? grad.reshape([H]) : grad;
@@ -468,15 +474,21 @@ function windowPass(
               )
             : null;
         eps.push(
-          keys.map((_, c) => {
-            const fresh = born(probes[1 + c]!);
-            const old = propagate(1 + c);
+          keys.map((_, c) =>
+            tidy(() => {
+              const fresh = born(probes[1 + c]!);
+              const old = propagate(1 + c);
+              return old ? tf.add(old, fresh) : fresh;
+            }),
+          ),
+        );
+        feNext.push(
+          tidy(() => {
+            const fresh = born(probes[fe]!);
+            const old = sum([propagate(fe), traces && decay !== 0 ? tf.mul(traces.fe[gi]!, decay) : null]);
             return old ? tf.add(old, fresh) : fresh;
           }),
         );
-        const fresh = born(probes[fe]!);
-        const old = sum([propagate(fe), traces && decay !== 0 ? tf.mul(traces.fe[gi]!, decay) : null]);
-        feNext.push(old ? tf.add(old, fresh) : fresh);
       });
       const w = Array.from({ length: n }, (_, k) => kappa ** (n - 1 - k));
       const sbarFresh = tf.sum(tf.mul(S, tf.tensor(w, [n, 1, 1])), 0);
