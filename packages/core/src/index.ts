@@ -35,7 +35,7 @@ export type {
 } from './neuron.js';
 export { treeLeaves, treeMap, disposeTree, keepTree, cloneTree, tidy } from './state.js';
 export type { TensorTree } from './state.js';
-export { KernelTable, referenceKernels, Dense } from './kernels.js';
+export { KernelTable, referenceKernels, nonDifferentiableKernels, outerSumByEvents, Dense, OuterSum } from './kernels.js';
 export type { KernelSignatures, KernelName, KernelRegistration } from './kernels.js';
 export { Network, buildNetwork, resolveModel, unroll, advance, forward, stepsOf, splitSteps, checkInputs, detach, neuronParamTensor } from './network.js';
 export type {

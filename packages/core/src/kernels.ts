@@ -13,16 +13,63 @@ export interface KernelSignatures {
    * `x` is usually a 0/1 spike matrix.
    */
   'spikeflow.dense': (x: Tensor, w: Tensor) => Tensor;
+  /**
+   * `Σ_k pre_k[b]ᵀ ⊗ post_k[b]` for every batch element b: `pre: [n, B, I]`, `post: [n, B, H]` →
+   * `[B, I, H]`. The per-example weight gradient of n steps — e-prop's eligibility traces born
+   * in a window. `pre` is usually 0/1 spikes, mostly zeros. Used outside the gradient tape (no
+   * gradient).
+   */
+  'spikeflow.outerSum': (pre: Tensor, post: Tensor) => Tensor;
 }
 
 export type KernelName = keyof KernelSignatures;
 
 export const Dense = 'spikeflow.dense' satisfies KernelName;
+export const OuterSum = 'spikeflow.outerSum' satisfies KernelName;
+
+/** Kernels that are only used outside the gradient tape: checked on values, not gradients. */
+export const nonDifferentiableKernels: ReadonlySet<KernelName> = new Set<KernelName>(['spikeflow.outerSum']);
 
 /** The composite references, built from plain tfjs ops. */
 export const referenceKernels: { readonly [K in KernelName]: KernelSignatures[K] } = {
   'spikeflow.dense': (x, w) => tf.matMul(x, w),
+  // A batched matrix product [B, I, n]·[B, n, H], with explicit transposes (wasm's transposed
+  // matMul path is slow).
+  'spikeflow.outerSum': (pre, post) => tf.tidy(() => tf.matMul(tf.transpose(pre, [1, 2, 0]), tf.transpose(post, [1, 0, 2]))),
 };
+
+/**
+ * `spikeflow.outerSum` event-driven, in typed arrays: for every step and batch element it adds
+ * `post_k[b]` (times the presynaptic value) into the rows of the presynaptic entries that are not
+ * zero, and skips the rest — about `nnz(pre)·H` additions instead of the `n·B·I·H` of the dense
+ * product, and no batched matMul (which wasm runs at ~1 GFLOP/s for these shapes). Reads both
+ * inputs into JavaScript, so it suits backends whose data already lives in CPU memory (wasm, cpu);
+ * those register it.
+ */
+export function outerSumByEvents(pre: Tensor, post: Tensor): Tensor {
+  const [n, B, I] = pre.shape as [number, number, number];
+  const H = post.shape[2]!;
+  if (pre.rank !== 3 || post.rank !== 3 || post.shape[0] !== n || post.shape[1] !== B) {
+    throw new SpikeflowError('SHAPE_MISMATCH', `spikeflow.outerSum: expected pre [n, B, I] and post [n, B, H], got [${pre.shape}] and [${post.shape}]`);
+  }
+  const p = pre.dataSync();
+  const q = post.dataSync();
+  const out = new Float32Array(B * I * H);
+  for (let k = 0; k < n; k++) {
+    for (let b = 0; b < B; b++) {
+      const pOff = (k * B + b) * I;
+      const qOff = (k * B + b) * H;
+      for (let i = 0; i < I; i++) {
+        const v = p[pOff + i]!;
+        if (v === 0) continue;
+        const o = (b * I + i) * H;
+        if (v === 1) for (let j = 0; j < H; j++) out[o + j]! += q[qOff + j]!;
+        else for (let j = 0; j < H; j++) out[o + j]! += v * q[qOff + j]!;
+      }
+    }
+  }
+  return tf.tensor(out, [B, I, H]);
+}
 
 /** A fast kernel registered by a backend plugin for one tfjs backend. */
 export interface KernelRegistration<K extends KernelName = KernelName> {

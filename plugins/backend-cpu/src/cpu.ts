@@ -1,4 +1,4 @@
-import { SpikeflowError, tf, type Backend, type BackendInfo } from '@spikeflow/core';
+import { SpikeflowError, outerSumByEvents, tf, type Backend, type BackendInfo, type KernelRegistration } from '@spikeflow/core';
 import os from 'node:os';
 
 /**
@@ -6,9 +6,12 @@ import os from 'node:os';
  * About 35× slower than wasm on matrix products, but needs nothing and runs everywhere: the
  * reference the other backends are checked against.
  */
+export const cpuKernels: readonly KernelRegistration[] = [{ kernel: 'spikeflow.outerSum', backend: 'cpu', impl: outerSumByEvents }];
+
 export const cpu: Backend = {
   name: 'cpu',
   description: 'TensorFlow.js pure-JavaScript backend (slow, runs everywhere)',
+  kernels: cpuKernels,
   isAvailable: async () => tf.findBackendFactory('cpu') !== null,
   async activate() {
     if (!(await tf.setBackend('cpu'))) {

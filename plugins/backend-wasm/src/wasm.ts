@@ -1,4 +1,4 @@
-import { SpikeflowError, tf, type Backend, type BackendInfo, type KernelRegistration, type Tensor } from '@spikeflow/core';
+import { SpikeflowError, outerSumByEvents, tf, type Backend, type BackendInfo, type KernelRegistration, type Tensor } from '@spikeflow/core';
 import * as wasmBackend from '@tensorflow/tfjs-backend-wasm';
 import os from 'node:os';
 
@@ -57,7 +57,10 @@ export const wasmDense = tf.customGrad(((x: Tensor, w: Tensor, save: tf.GradSave
   };
 }) as never) as (x: Tensor, w: Tensor) => Tensor;
 
-export const wasmKernels: readonly KernelRegistration[] = [{ kernel: 'spikeflow.dense', backend: 'wasm', impl: wasmDense }];
+export const wasmKernels: readonly KernelRegistration[] = [
+  { kernel: 'spikeflow.dense', backend: 'wasm', impl: wasmDense },
+  { kernel: 'spikeflow.outerSum', backend: 'wasm', impl: outerSumByEvents },
+];
 
 let info: BackendInfo | undefined;
 

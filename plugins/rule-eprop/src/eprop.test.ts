@@ -515,10 +515,11 @@ describe('e-prop refuses what it cannot train, with errors that say why', () => 
     expect(rule.memory).toBe('O(1)');
   });
 
-  it('a random-feedback update without the state init made', () => {
+  it('an update without the state init made (random feedback, rate regulariser)', () => {
     const net = build({});
     const batch = toyTask({ steps: 4, batch: 2, channels: 3 });
     expect(() => eprop({ feedback: 'random' }).update(batch, {}, { network: net, loss: ceEveryStep, apply: () => {} })).toThrow(/no feedback matrix.*rule\.init/);
+    expect(() => eprop({ rateReg: 1 }).update(batch, {}, { network: net, loss: ceEveryStep, apply: () => {} })).toThrow(/no rate estimate.*rule\.init/);
     disposeTree(batch as never);
     net.dispose();
   });

@@ -87,8 +87,9 @@ export interface EpropState {
  *
  * How it computes it: the per-synapse ε and F_κ(e) are carried forward across windows of
  * `window` steps; inside a window, the sum over its steps is formed by one reverse sweep over the
- * neuron's local Jacobians (per-neuron `[B, H]` tensors, no gradient tape) and one batched matrix
- * product per synapse group — the same numbers as stepping the traces one step at a time, with
+ * neuron's local Jacobians (per-neuron `[B, H]` tensors, no gradient tape) and one
+ * `spikeflow.outerSum` per synapse group and probe (a sum of per-example outer products, which
+ * the wasm and cpu backends compute event-driven) — the same numbers as stepping the traces one step at a time, with
  * one `[B, fan_in, H]` update per window instead of per step. Memory: O(B·fan_in·H) for the
  * traces plus O(window) activations, independent of T.
  */
@@ -123,8 +124,9 @@ export function eprop(options: EpropOptions = {}): LearningRule<EpropState> {
       const net = ctx.network;
       checkNetwork(net);
       checkInputs(net, batch.inputs);
-      if (feedback !== 'symmetric' && !state.feedback) {
-        throw new SpikeflowError('CONFIG_INVALID', `rule '${this.name}': its state has no feedback matrix; pass the state made by rule.init(network) (or a checkpoint of it)`);
+      const missing = feedback !== 'symmetric' && !state.feedback ? 'feedback matrix' : rateReg > 0 && !state.rate ? 'rate estimate' : undefined;
+      if (missing) {
+        throw new SpikeflowError('CONFIG_INVALID', `rule '${this.name}': its state has no ${missing}; pass the state made by rule.init(network) (or a checkpoint of a run with the same rule options)`);
       }
       const [T, B] = batch.inputs.shape as [number, number];
       const bound = ctx.loss.bind(batch.targets, { steps: T, batch: B, outputs: net.outputs });
@@ -172,7 +174,7 @@ function checkNetwork(net: Network): Layer {
   return layer;
 }
 
-/** One synapse group: a weight (or the bias) with its presynaptic activity and its carried traces. */
+/** One synapse group: a weight matrix (or the bias, fan-in 1) of the hidden layer, by parameter name. */
 interface Group {
   readonly param: string;
   readonly fan: number;
@@ -215,6 +217,7 @@ function run(net: Network, bound: BoundLoss, xs: Steps, hyper: Hyper, initial: E
   let loss: Scalar = tf.scalar(0);
   let spikes: Tensor = tf.zeros([layer.size]);
   let updates = 0;
+  let finished = false;
   const reg = hyper.rateReg > 0 ? tf.tidy(() => tf.div(tf.mul(hyper.rateReg, tf.sub(initial.rate!, hyper.rateTarget)), T * B)) : undefined;
   try {
     for (let t0 = 0; t0 < T; t0 += hyper.window) {
@@ -242,9 +245,12 @@ function run(net: Network, bound: BoundLoss, xs: Steps, hyper: Hyper, initial: E
     const state: Record<string, Tensor> = {};
     if (fb) state['feedback'] = fb;
     if (hyper.rateReg > 0) state['rate'] = tf.div(spikes, T * B);
+    finished = true;
     return { state: state as EpropState, report: { loss: loss.dataSync()[0]!, updates } };
   } finally {
     disposeTree([netState as never, (traces ?? null) as never, (acc ?? null) as never, loss, spikes, reg ?? null]);
+    // A feedback matrix made by an update of this call that failed later is not handed back.
+    if (!finished && fb && fb !== initial.feedback) fb.dispose();
   }
 }
 
@@ -433,7 +439,7 @@ function windowPass(
                 return l ? tf.mul(traces.eps[gi]![c]!, tf.expandDims(l, 1)) : null;
               }),
               LB ? tf.mul(traces.fe[gi]!, tf.expandDims(LB, 1)) : null,
-            ]) ?? tf.zeros([1, g.fan, H]),
+            ]) ?? tf.zeros([B, g.fan, H]),
             0,
           ),
         );
@@ -461,9 +467,9 @@ function windowPass(
       const eps: Tensor[][] = [];
       const feNext: Tensor[] = [];
       groups.forEach((g, gi) => {
-        // Σ_t pre_t ⊗ (∂h_{t1−1}/∂I_t), per batch element: one batched matMul [B, fan, n]·[B, n, H].
-        const preT = tf.transpose(pres[gi]!, [1, 2, 0]); // [B, fan, n]
-        const born = (probe: Tensor) => (g.fan === 1 ? tf.sum(probe, 0).reshape([B, 1, H]) : tf.matMul(preT, tf.transpose(probe, [1, 0, 2])));
+        // Σ_t pre_t ⊗ (∂h_{t1−1}/∂I_t) per batch element: the backend's spikeflow.outerSum
+        // (event-driven on wasm and cpu: only the presynaptic entries that are not zero).
+        const born = (probe: Tensor) => (g.fan === 1 ? tf.sum(probe, 0).reshape([B, 1, H]) : p.kernels['spikeflow.outerSum'](pres[gi]!, probe));
         const propagate = (probe: number) =>
           traces
             ? sum(
