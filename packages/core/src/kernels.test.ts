@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { tf, type Tensor } from './tf.js';
-import { Dense, KernelTable, referenceKernels, type KernelName } from './kernels.js';
+import { Dense, KernelTable, outerSumByEvents, referenceKernels, type KernelName } from './kernels.js';
+import { disposeTree } from './state.js';
 import { errorOf, useCpuBackend } from './test-support.js';
 
 useCpuBackend();
@@ -71,7 +72,41 @@ describe('kernels', () => {
     const table = new KernelTable();
     const e = errorOf(() => table.register({ kernel: 'spikeflow.conv' as KernelName, backend: 'cpu', impl: fast }));
     expect(e.code).toBe('UNKNOWN_NAME');
-    expect(e.message).toBe("kernel 'spikeflow.conv' is not a spikeflow kernel (known: spikeflow.dense)");
+    expect(e.message).toBe("kernel 'spikeflow.conv' is not a spikeflow kernel (known: spikeflow.dense, spikeflow.outerSum)");
     expect(table.has('spikeflow.conv' as KernelName, 'cpu')).toBe(false);
+  });
+});
+
+describe('spikeflow.outerSum', () => {
+  it('the event-driven version equals the batched-matMul reference, skipping zeros and scaling analog entries; shapes are checked', () => {
+    const pre = tf.tensor3d([
+      [
+        [0, 1, 0],
+        [2.5, 0, 1],
+      ],
+      [
+        [1, 1, 0],
+        [0, 0, -1],
+      ],
+    ]); // [n = 2, B = 2, I = 3]
+    const post = tf.tensor3d([
+      [
+        [1, 2],
+        [3, 4],
+      ],
+      [
+        [5, 6],
+        [7, 8],
+      ],
+    ]); // [n = 2, B = 2, H = 2]
+    // b = 0: Σ_k pre_k[0]ᵀ ⊗ post_k[0] = [0,1,0]ᵀ⊗[1,2] + [1,1,0]ᵀ⊗[5,6]; b = 1: [2.5,0,1]ᵀ⊗[3,4] + [0,0,−1]ᵀ⊗[7,8]
+    const want = [5, 6, 6, 8, 0, 0, 7.5, 10, 0, 0, -4, -4];
+    const fast = outerSumByEvents(pre, post);
+    const ref = referenceKernels['spikeflow.outerSum'](pre, post);
+    expect(fast.shape).toEqual([2, 3, 2]);
+    expect(Array.from(fast.dataSync())).toEqual(want);
+    expect(Array.from(ref.dataSync())).toEqual(want);
+    expect(() => outerSumByEvents(pre, tf.zeros([3, 2, 2]))).toThrow(/expected pre \[n, B, I\] and post \[n, B, H\]/);
+    disposeTree([pre, post, fast, ref]);
   });
 });
