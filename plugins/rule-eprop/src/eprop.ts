@@ -405,16 +405,34 @@ function windowPass(
       return seed ? tf.add(seed, probe) : probe;
     });
     const dI: Tensor[] = new Array(n);
+    // Each step of the sweep in its own scope, and the cotangents it replaces freed at once: the
+    // sweep holds O(P·B·H) at a time, not per step of the window.
+    const release = (xs: readonly (Tensor | null)[], keep: readonly (Tensor | null)[]) => {
+      const live = new Set([...keep, ...dI]);
+      for (const x of new Set(xs)) if (x && !live.has(x)) x.dispose();
+    };
     for (let k = n - 1; k >= 0; k--) {
       const J = jac[k]!;
-      dI[k] = sum(keys.map((_, c) => (cot[c] ? times(cot[c]!, J.current[c]!) : null))) ?? tf.zeros([P, B, H]);
-      const prevCot = keys.map((_, c2) => sum(keys.map((_, c) => (cot[c] ? times(cot[c]!, J.state[c]![c2]!) : null))));
-      if (k > 0) prevCot[sIdx] = prevCot[sIdx] ? tf.add(prevCot[sIdx]!, inject(k - 1)) : inject(k - 1);
-      cot = prevCot;
+      const old = cot;
+      const r = tidy(() => {
+        const d = sum(keys.map((_, c) => (old[c] ? times(old[c]!, J.current[c]!) : null))) ?? tf.zeros([P, B, H]);
+        const prev = keys.map((_, c2) => sum(keys.map((_, c) => (old[c] ? times(old[c]!, J.state[c]![c2]!) : null))));
+        if (k > 0) prev[sIdx] = prev[sIdx] ? tf.add(prev[sIdx]!, inject(k - 1)) : inject(k - 1);
+        return { d, prev };
+      });
+      dI[k] = r.d;
+      cot = r.prev;
+      release(old, cot);
     }
     // cot[c] is now [P, B, H]: each probe's cotangent on component c of the window's start state.
     const GI = tf.stack(dI, 1); // [P, n, B, H]
+    const stepwise = dI.splice(0);
+    release(stepwise, cot);
     const probes = P === 1 ? [GI.reshape([n, B, H])] : tf.unstack(GI, 0);
+    if (P > 1) GI.dispose();
+    // The Jacobians are spent (the params' own tensors stay).
+    const params = new Set(Object.values(lp.neuron));
+    for (const J of jac) for (const e of [...J.state.flat(), ...J.current]) if (e instanceof tf.Tensor && !params.has(e)) e.dispose();
     const startCot = cot.map((c) => (c === null ? null : P === 1 ? [c.reshape([B, H])] : tf.unstack(c, 0)));
     const cotOf = (probe: number, c: number): Tensor | null => startCot[c]?.[probe] ?? null;
 
@@ -431,19 +449,14 @@ function windowPass(
       let grad = g.fan === 1 ? tf.sum(G0, 0).reshape([1, H]) : tf.matMul(tf.transpose(flat(pres[gi]!)), G0);
       if (traces) {
         // One [B, fan, H] temporary at a time (the traces are the big tensors here).
-        const carried = tidy(() =>
-          tf.sum(
-            sum([
-              ...keys.map((_, c) => {
-                const l = cotOf(0, c);
-                return l ? tf.mul(traces.eps[gi]![c]!, tf.expandDims(l, 1)) : null;
-              }),
-              LB ? tf.mul(traces.fe[gi]!, tf.expandDims(LB, 1)) : null,
-            ]) ?? tf.zeros([B, g.fan, H]),
-            0,
-          ),
-        );
-        grad = tf.add(grad, carried);
+        // Σ_b (Σ_c ε^c·λ^c + F_κ(e)·L), one `[B, fan, H]` product at a time.
+        const pairs: [Tensor, Tensor | null][] = [...keys.map((_, c) => [traces.eps[gi]![c]!, cotOf(0, c)] as [Tensor, Tensor | null]), [traces.fe[gi]!, LB]];
+        for (const [trace, signal] of pairs) {
+          if (!signal) continue;
+          const prev = grad;
+          grad = tidy(() => tf.add(prev, tf.sum(tf.mul(trace, tf.expandDims(signal, 1)), 0)));
+          prev.dispose();
+        }
       }
       if (g.param === 'layers.0.W_rec' && !layer.selfConnections) grad = tf.mul(grad, tf.sub(1, tf.eye(H)));
       grads[g.param] = g.fan === 1 ? grad.reshape([H]) : grad;
@@ -470,31 +483,27 @@ function windowPass(
         // Σ_t pre_t ⊗ (∂h_{t1−1}/∂I_t) per batch element: the backend's spikeflow.outerSum
         // (event-driven on wasm and cpu: only the presynaptic entries that are not zero).
         const born = (probe: Tensor) => (g.fan === 1 ? tf.sum(probe, 0).reshape([B, 1, H]) : p.kernels['spikeflow.outerSum'](pres[gi]!, probe));
-        const propagate = (probe: number) =>
-          traces
-            ? sum(
-                keys.map((_, c2) => {
-                  const phi = cotOf(probe, c2);
-                  return phi ? tf.mul(traces.eps[gi]![c2]!, tf.expandDims(phi, 1)) : null;
-                }),
-              )
-            : null;
-        eps.push(
-          keys.map((_, c) =>
-            tidy(() => {
-              const fresh = born(probes[1 + c]!);
-              const old = propagate(1 + c);
-              return old ? tf.add(old, fresh) : fresh;
-            }),
-          ),
-        );
-        feNext.push(
-          tidy(() => {
-            const fresh = born(probes[fe]!);
-            const old = sum([propagate(fe), traces && decay !== 0 ? tf.mul(traces.fe[gi]!, decay) : null]);
-            return old ? tf.add(old, fresh) : fresh;
-          }),
-        );
+        // The traces at t1: born in the window, plus the carried ones propagated through the
+        // window (Σ_c' Φ_cc'·ε^c'), added one `[B, fan, H]` product at a time.
+        const update = (probe: number, extra?: Tensor) => {
+          let acc = born(probes[probe]!);
+          const terms: (() => Tensor)[] = [];
+          if (traces) {
+            keys.forEach((_, c2) => {
+              const phi = cotOf(probe, c2);
+              if (phi) terms.push(() => tf.mul(traces.eps[gi]![c2]!, tf.expandDims(phi, 1)));
+            });
+          }
+          if (extra && decay !== 0) terms.push(() => tf.mul(extra, decay));
+          for (const term of terms) {
+            const prev = acc;
+            acc = tidy(() => tf.add(prev, term()));
+            prev.dispose();
+          }
+          return acc;
+        };
+        eps.push(keys.map((_, c) => update(1 + c)));
+        feNext.push(update(fe, traces?.fe[gi]));
       });
       const w = Array.from({ length: n }, (_, k) => kappa ** (n - 1 - k));
       const sbarFresh = tf.sum(tf.mul(S, tf.tensor(w, [n, 1, 1])), 0);
