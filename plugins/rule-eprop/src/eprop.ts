@@ -407,9 +407,9 @@ function windowPass(
     const dI: Tensor[] = new Array(n);
     // Each step of the sweep in its own scope, and the cotangents it replaces freed at once: the
     // sweep holds O(P·B·H) at a time, not per step of the window.
-    const release = (xs: readonly (Tensor | null)[], keep: readonly (Tensor | null)[]) => {
+    const release = (spent: readonly (Tensor | null)[], keep: readonly (Tensor | null)[]) => {
       const live = new Set([...keep, ...dI]);
-      for (const x of new Set(xs)) if (x && !live.has(x)) x.dispose();
+      for (const x of new Set(spent)) if (x && !live.has(x)) x.dispose();
     };
     for (let k = n - 1; k >= 0; k--) {
       const J = jac[k]!;
@@ -449,13 +449,22 @@ function windowPass(
       let grad = g.fan === 1 ? tf.sum(G0, 0).reshape([1, H]) : tf.matMul(tf.transpose(flat(pres[gi]!)), G0);
       if (traces) {
         // One [B, fan, H] temporary at a time (the traces are the big tensors here).
-        // Σ_b (Σ_c ε^c·λ^c + F_κ(e)·L), one `[B, fan, H]` product at a time.
+        // Σ_b (Σ_c ε^c·λ^c + F_κ(e)·L): the products added one `[B, fan, H]` at a time, then one
+        // sum over the batch (wasm's reduction over a leading axis is the slow part).
         const pairs: [Tensor, Tensor | null][] = [...keys.map((_, c) => [traces.eps[gi]![c]!, cotOf(0, c)] as [Tensor, Tensor | null]), [traces.fe[gi]!, LB]];
+        let acc: Tensor | null = null;
         for (const [trace, signal] of pairs) {
           if (!signal) continue;
+          const prev: Tensor | null = acc;
+          acc = tidy(() => (prev ? tf.add(prev, tf.mul(trace, tf.expandDims(signal, 1))) : tf.mul(trace, tf.expandDims(signal, 1))));
+          prev?.dispose();
+        }
+        if (acc) {
+          const total = acc;
           const prev = grad;
-          grad = tidy(() => tf.add(prev, tf.sum(tf.mul(trace, tf.expandDims(signal, 1)), 0)));
+          grad = tidy(() => tf.add(prev, tf.sum(total, 0)));
           prev.dispose();
+          total.dispose();
         }
       }
       if (g.param === 'layers.0.W_rec' && !layer.selfConnections) grad = tf.mul(grad, tf.sub(1, tf.eye(H)));
