@@ -76,7 +76,7 @@ export {
   OptimizerRunner,
 } from './optim.js';
 export type { GradientTransformation, Optimizer, OptimizerEntry, ClipOptions, Schedule, LearningRate } from './optim.js';
-export { checkRequirements, paramGrads, ruleFromSpec } from './rule.js';
+export { accumulateGrads, checkRequirements, paramGrads, ruleFromSpec } from './rule.js';
 export type { LearningRule, RuleContext, RuleReport, RuleEntry, RuleRequirements, MemoryClass, SequenceBatch } from './rule.js';
 export type { Dataset, DatasetDescription, DatasetEntry, DatasetContext, DataFileSummary, BatchOptions } from './dataset.js';
 export { createRng, deriveSeed, shuffleInPlace, permutation } from './random.js';

@@ -123,6 +123,25 @@ export function paramGrads(network: Network, f: () => Scalar): { value: Scalar; 
 }
 
 /**
+ * Adds `grads` into an accumulator of gradients keyed by parameter name and returns it: the
+ * first call returns `grads` itself; later calls sum per name and free both summands. Rules that
+ * sum several windows' gradients before one update use it.
+ */
+export function accumulateGrads(acc: NamedTensorMap | undefined, grads: NamedTensorMap): NamedTensorMap {
+  if (!acc) return grads;
+  const out: NamedTensorMap = { ...acc };
+  for (const [name, g] of Object.entries(grads)) {
+    const prev = acc[name];
+    out[name] = prev ? tf.add(prev, g) : g;
+    if (prev) {
+      prev.dispose();
+      g.dispose();
+    }
+  }
+  return out;
+}
+
+/**
  * Builds a rule from its JSON spec, `{ "name": "bptt", "truncation": 50 }`: the name picks the
  * entry, the other keys are validated against its options schema (errors name the field).
  */

@@ -1,5 +1,6 @@
 import {
   SpikeflowError,
+  accumulateGrads,
   advance,
   checkInputs,
   checkRequirements,
@@ -166,7 +167,7 @@ function windows(net: Network, bound: BoundLoss, xs: Steps, k: number, ctx: Rule
         applyAndDispose(ctx, grads);
         updates++;
       } else {
-        acc = accumulate(acc, grads);
+        acc = accumulateGrads(acc, grads);
       }
     }
     disposeTree(state as never, next as never);
@@ -216,7 +217,7 @@ function twoPass(net: Network, bound: BoundLoss, xs: Steps, k: number, ctx: Rule
           return tf.addN(terms) as Scalar;
         });
         seed.dispose();
-        acc = accumulate(acc, grads);
+        acc = accumulateGrads(acc, grads);
       });
     } finally {
       disposeTree(dy);
@@ -226,19 +227,5 @@ function twoPass(net: Network, bound: BoundLoss, xs: Steps, k: number, ctx: Rule
   }
   applyAndDispose(ctx, acc ?? {});
   return { loss, updates: 1 };
-}
-
-function accumulate(acc: NamedTensorMap | undefined, grads: NamedTensorMap): NamedTensorMap {
-  if (!acc) return grads;
-  const out: NamedTensorMap = { ...acc };
-  for (const [name, g] of Object.entries(grads)) {
-    const prev = acc[name];
-    out[name] = prev ? tf.add(prev, g) : g;
-    if (prev) {
-      prev.dispose();
-      g.dispose();
-    }
-  }
-  return out;
 }
 

@@ -10,6 +10,7 @@ import {
   builtinSurrogates,
   ceEveryStep,
   ceMean,
+  createRng,
   detach,
   disposeTree,
   isSpikeflowError,
@@ -60,18 +61,6 @@ const neurons = new Map<string, AnyNeuronModel>([
   ['ltc', ltc],
 ]);
 
-/** A small seeded generator (mulberry32) for drawing test problems. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 interface Draw {
   readonly neuron: 'lif' | 'alif';
   readonly recurrent: boolean;
@@ -90,7 +79,7 @@ function drawProblem(d: Draw, seed: number): RefProblem {
   const triangle = (x: number) => 0.3 * Math.max(0, 1 - Math.abs(x));
   const fastSigmoid = (x: number) => 1 / (1 + 10 * Math.abs(x)) ** 2;
   for (let attempt = 0; attempt < 500; attempt++) {
-    const r = rng(seed * 1000 + attempt);
+    const r = createRng(seed * 1000 + attempt);
     const u = (scale: number) => (r() * 2 - 1) * scale;
     const mat = (rows: number, cols: number, scale: number) => Array.from({ length: rows }, () => Array.from({ length: cols }, () => u(scale)));
     const p: RefProblem = {

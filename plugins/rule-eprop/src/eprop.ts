@@ -1,5 +1,6 @@
 import {
   SpikeflowError,
+  accumulateGrads,
   checkInputs,
   checkRequirements,
   disposeTree,
@@ -233,7 +234,7 @@ function run(net: Network, bound: BoundLoss, xs: Steps, hyper: Hyper, initial: E
       disposeTree([loss, r.loss, spikes, r.spikeCount]);
       loss = l;
       spikes = sc;
-      const grads = hyper.online ? r.grads : (acc = accumulate(acc, r.grads));
+      const grads = hyper.online ? r.grads : (acc = accumulateGrads(acc, r.grads));
       if (hyper.online || t1 === T) {
         acc = undefined;
         const next = apply(net, grads, fb, hyper, ctx);
@@ -270,20 +271,6 @@ function apply(net: Network, grads: NamedTensorMap, feedback: Tensor | undefined
   const next = tf.tidy(() => tf.add(tf.mul(1 - hyper.feedbackDecay, feedback!), tf.sub(wout, before)));
   before.dispose();
   return next;
-}
-
-function accumulate(acc: NamedTensorMap | undefined, grads: NamedTensorMap): NamedTensorMap {
-  if (!acc) return grads;
-  const out: NamedTensorMap = { ...acc };
-  for (const [name, g] of Object.entries(grads)) {
-    const prev = acc[name];
-    out[name] = prev ? tf.add(prev, g) : g;
-    if (prev) {
-      prev.dispose();
-      g.dispose();
-    }
-  }
-  return out;
 }
 
 /** `x·e` for a Jacobian entry (`null`: no term; 1: x itself). */
@@ -437,7 +424,8 @@ function windowPass(
     const cotOf = (probe: number, c: number): Tensor | null => startCot[c]?.[probe] ?? null;
 
     const X = tf.stack(xsW); // [n, B, I]
-    const pres: Tensor[] = groups.map((g) => (g.param === 'layers.0.W' ? X : g.param === 'layers.0.W_rec' ? tf.stack(sPrev) : tf.ones([n, B, 1])));
+    // Presynaptic activity per group, [n, B, fan]; the bias (fan 1, pre = 1) needs none.
+    const pres: (Tensor | null)[] = groups.map((g) => (g.param === 'layers.0.W' ? X : g.param === 'layers.0.W_rec' ? tf.stack(sPrev) : null));
     const flat = (t: Tensor) => t.reshape([n * B, t.shape[2]!]);
 
     // This window's gradient: its own steps (probe 0), plus the carried traces paired with the
