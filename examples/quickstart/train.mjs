@@ -13,7 +13,7 @@ const config = {
     surrogate: { name: 'fast_sigmoid', slope: 25 },
   },
   rule: { truncation: undefined, mode: 'accumulate' },
-  iterations: Number(process.env.ITERATIONS ?? 150),
+  iterations: Number(process.env.ITERATIONS ?? 300),
   batchSize: 32,
   lr: 0.01,
 };

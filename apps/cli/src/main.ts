@@ -34,7 +34,8 @@ export function program(): Command {
     .option('--cache-dir <dir>', 'where datasets keep downloaded files (default: ~/.cache/spikeflow)')
     .option('--quiet', 'no progress output')
     .option('--dry-run', 'check and compose the run (plugins, backend, data, model, rule, loss), print its plan as JSON, train nothing')
-    .action(async (config: string, o: { seed?: number; backend?: string; epochs?: number; out?: string; resume?: boolean; cacheDir?: string; quiet?: boolean; dryRun?: boolean }) => {
+    .option('--no-kernels', "use core's composite kernels instead of the backend's fast ones (slower; same results within float32 rounding)")
+    .action(async (config: string, o: { seed?: number; backend?: string; epochs?: number; out?: string; resume?: boolean; cacheDir?: string; quiet?: boolean; dryRun?: boolean; kernels?: boolean }) => {
       const r = await train(config, o);
       if (r.plan) {
         print(r.plan);

@@ -18,6 +18,8 @@ export interface TrainFlags {
   readonly quiet?: boolean;
   /** Validate and compose the run (plugins, backend, dataset, model, rule, loss), print its plan, train nothing. */
   readonly dryRun?: boolean;
+  /** `false` (`--no-kernels`): core's composite kernels instead of the backend's fast ones. */
+  readonly kernels?: boolean;
 }
 
 /** What `--dry-run` prints: the run as composed, before any training. */
@@ -28,6 +30,8 @@ export interface RunPlan {
   readonly parameters: Record<string, number[]>;
   readonly parameterCount: number;
   readonly rule: { readonly name: string; readonly memory: string; readonly gradient: string };
+  /** Whether the network runs whole windows through the backend's fused kernels (every layer LIF, a leaky readout over spikes, fast kernels on the backend), or step by step. */
+  readonly fused: boolean;
   readonly loss: string;
   readonly batchesPerEpoch: number;
   readonly epochs: number;
@@ -82,7 +86,7 @@ export async function train(configPath: string, flags: TrainFlags): Promise<{ ru
   mkdirSync(runDir, { recursive: true });
 
   const { registry, backend } = await activated(config, file);
-  const run = await composeRun(config, registry, { cacheDir: resolve(flags.cacheDir ?? join(process.env['HOME'] ?? '.', '.cache', 'spikeflow')), log: (m) => process.stderr.write(`${m}\n`) });
+  const run = await composeRun(config, registry, { cacheDir: resolve(flags.cacheDir ?? join(process.env['HOME'] ?? '.', '.cache', 'spikeflow')), log: (m) => process.stderr.write(`${m}\n`) }, { kernels: flags.kernels !== false });
   writeFileSync(stored, `${JSON.stringify(config, null, 2)}\n`);
   const trainer = new Trainer(run, { ...run.trainOptions, checkpointPath: ckpt, meta: { config, versions: versions(registry.plugins) } });
   const log = join(runDir, METRICS);
@@ -122,7 +126,7 @@ async function activated(config: RunConfig, file: string) {
 /** Composes the run as `train` would (every check included) and describes it. */
 async function plan(file: string, config: RunConfig, flags: TrainFlags): Promise<RunPlan> {
   const { registry, backend } = await activated(config, file);
-  const run = await composeRun(config, registry, { cacheDir: resolve(flags.cacheDir ?? join(process.env['HOME'] ?? '.', '.cache', 'spikeflow')) });
+  const run = await composeRun(config, registry, { cacheDir: resolve(flags.cacheDir ?? join(process.env['HOME'] ?? '.', '.cache', 'spikeflow')) }, { kernels: flags.kernels !== false });
   try {
     const trainer = new Trainer(run, run.trainOptions);
     const parameters = Object.fromEntries(Object.entries(run.network.params).map(([k, v]) => [k, v.shape]));
@@ -133,6 +137,7 @@ async function plan(file: string, config: RunConfig, flags: TrainFlags): Promise
       parameters,
       parameterCount: Object.values(run.network.params).reduce((n, v) => n + v.size, 0),
       rule: { name: run.rule.name, memory: run.rule.memory, gradient: run.rule.gradient },
+      fused: tf.tidy(() => run.network.prepare().fused !== undefined),
       loss: run.loss.name,
       batchesPerEpoch: trainer.batchesPerEpoch(),
       epochs: run.trainOptions.epochs,

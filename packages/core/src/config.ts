@@ -81,8 +81,12 @@ export interface ComposedRun {
 
 const defaultLoss = { labels: 'ce_mean', 'values-last': 'mse_last', 'values-every-step': 'mse_every_step' } as const;
 
-/** Resolves a parsed config against the loaded plugins: opens the dataset, builds the network, rule, loss and optimizer. */
-export async function composeRun(config: RunConfig, registry: Registry, ctx: DatasetContext): Promise<ComposedRun> {
+/**
+ * Resolves a parsed config against the loaded plugins: opens the dataset, builds the network, rule,
+ * loss and optimizer. `kernels: false` builds the network without the backends' fast kernels
+ * (core's composite references only: the baseline, or a check that a result does not depend on them).
+ */
+export async function composeRun(config: RunConfig, registry: Registry, ctx: DatasetContext, { kernels = true }: { kernels?: boolean } = {}): Promise<ComposedRun> {
   const entry = registry.datasets.get(config.data.name);
   if (!entry) {
     throw new SpikeflowError(
@@ -101,7 +105,7 @@ export async function composeRun(config: RunConfig, registry: Registry, ctx: Dat
   } as ModelSpec;
   if (spec.inputs !== d.channels) throw configError('model.inputs', `is ${spec.inputs} but dataset '${dataset.name}' has ${d.channels} input channels per step (omit it to take the dataset's)`);
   if (spec.readout.size !== d.outputs) throw configError('model.readout.size', `is ${spec.readout.size} but dataset '${dataset.name}' has ${d.outputs} outputs (omit it to take the dataset's)`);
-  const network = buildNetwork(spec, { neurons: registry.neurons, surrogates: registry.surrogates.values() }, { seed: config.seed, kernels: registry.kernels });
+  const network = buildNetwork(spec, { neurons: registry.neurons, surrogates: registry.surrogates.values() }, { seed: config.seed, ...(kernels ? { kernels: registry.kernels } : {}) });
   try {
     const rule = ruleFromSpec(config.rule, registry.rules, 'rule');
     const loss = lossFromSpec(config.loss ?? defaultLoss[d.target], registry.losses, 'loss');

@@ -30,13 +30,14 @@ export type {
   NeuronTensorParam,
   NeuronRegistry,
   JacobianEntry,
+  LifKernelParams,
   LocalJacobians,
   LocalJacobiansCapability,
 } from './neuron.js';
 export { treeLeaves, treeMap, disposeTree, keepTree, cloneTree, tidy } from './state.js';
 export type { TensorTree } from './state.js';
-export { KernelTable, referenceKernels, nonDifferentiableKernels, outerSumByEvents, Dense, OuterSum } from './kernels.js';
-export type { KernelSignatures, KernelName, KernelRegistration } from './kernels.js';
+export { KernelTable, referenceKernels, nonDifferentiableKernels, outerSumByEvents, Dense, OuterSum, EventDense, LifSequence, LeakyScan, unstackSteps } from './kernels.js';
+export type { KernelSignatures, KernelName, KernelRegistration, LifSequenceParams, LifSequenceResult } from './kernels.js';
 export { Network, buildNetwork, resolveModel, unroll, advance, forward, stepsOf, splitSteps, checkInputs, detach, neuronParamTensor } from './network.js';
 export type {
   ModelSpec,
@@ -56,6 +57,7 @@ export type {
   BuildOptions,
   ForwardResult,
   Steps,
+  WindowOutput,
 } from './network.js';
 export { ceMean, ceEveryStep, ceMseEveryStep, mseEveryStep, mseLast, builtinLosses, lossFromSpec } from './losses.js';
 export type { TemporalLoss, BoundLoss, LossShape } from './losses.js';

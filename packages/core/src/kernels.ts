@@ -1,5 +1,40 @@
 import { tf, type Tensor } from './tf.js';
 import { SpikeflowError } from './errors.js';
+import { spikeFn, type Surrogate } from './surrogates.js';
+
+/** Identity forward, zero gradient backward. */
+export const detach: (x: Tensor) => Tensor = tf.customGrad((x) => ({
+  value: tf.clone(x as Tensor),
+  gradFunc: (dy: Tensor) => tf.zerosLike(dy),
+})) as (x: Tensor) => Tensor;
+
+/**
+ * A leaky integrate-and-fire layer as {@link KernelSignatures | `spikeflow.lifSequence`} runs it,
+ * for every step t of a window, from the layer's input current `c_t` (feed-forward product and
+ * bias, computed for the whole window beforehand):
+ *
+ *     I_t = c_t + s_{t−1}·W_rec            (no W_rec: I_t = c_t)
+ *     v_t = β·v_{t−1} + I_t − ϑ·r_{t−1}    r = s, a constant in the backward pass if resetDetach
+ *     s_t = H(v_t − ϑ)                      surrogate derivative ψ(v_t − ϑ) in the backward pass
+ */
+export interface LifSequenceParams {
+  /** β: a scalar, or one decay per neuron `[H]` (trainable with the LIF neuron's `learnBeta`). */
+  readonly beta: Tensor;
+  readonly threshold: number;
+  readonly resetDetach: boolean;
+  readonly surrogate: Surrogate;
+}
+
+/** What `spikeflow.lifSequence` returns. */
+export interface LifSequenceResult {
+  /** s_t for every step, `[T, B, H]`: differentiable with respect to every input. */
+  readonly spikes: Tensor;
+  /**
+   * The state after the last step, `[B, H]` each, to carry into the next window. Values only: no
+   * gradient flows back through it (rules that carry state across windows detach it anyway).
+   */
+  readonly final: { readonly v: Tensor; readonly s: Tensor };
+}
 
 /**
  * SNN kernels: the few hot operations of every rule, named as typed constants. Each has a
@@ -20,19 +55,91 @@ export interface KernelSignatures {
    * gradient).
    */
   'spikeflow.outerSum': (pre: Tensor, post: Tensor) => Tensor;
+  /**
+   * `x · W` for `x: [N, I]`, `W: [I, O]` where `x` is a spike matrix of a whole window (N = T·B
+   * rows), mostly zeros: a fast version does work in proportion to the non-zero entries, in the
+   * product and in the weight gradient. Differentiable in both; the gradient with respect to `x`
+   * is computed only when something upstream needs it (not for the data).
+   */
+  'spikeflow.eventDense': (x: Tensor, w: Tensor) => Tensor;
+  /**
+   * A whole window of a (recurrent) LIF layer (see {@link LifSequenceParams}): `currents [T, B, H]`,
+   * the state before the window `{ v, s }` (`[B, H]`), `W_rec [H, H]` or `undefined`. Forward and
+   * backward through time in one kernel.
+   */
+  'spikeflow.lifSequence': (currents: Tensor, init: { readonly v: Tensor; readonly s: Tensor }, wRec: Tensor | undefined, p: LifSequenceParams) => LifSequenceResult;
+  /**
+   * The leaky readout over a window, `y_t = κ·y_{t−1} + d_t`: `d [T, B, O]`, `y0 [B, O]` → `[T, B, O]`.
+   * Differentiable in `d` and `y0`.
+   */
+  'spikeflow.leakyScan': (d: Tensor, y0: Tensor, kappa: number) => Tensor;
 }
 
 export type KernelName = keyof KernelSignatures;
 
 export const Dense = 'spikeflow.dense' satisfies KernelName;
 export const OuterSum = 'spikeflow.outerSum' satisfies KernelName;
+export const EventDense = 'spikeflow.eventDense' satisfies KernelName;
+export const LifSequence = 'spikeflow.lifSequence' satisfies KernelName;
+export const LeakyScan = 'spikeflow.leakyScan' satisfies KernelName;
+
+/**
+ * `x·W` whose gradient multiplies by explicit transposes: tfjs' own MatMul gradient passes the
+ * transposeA/transposeB flags, which take a path 5–10× slower on the wasm backend (measured on
+ * Node 20, tfjs 4.22) and no faster elsewhere.
+ */
+const denseReference = tf.customGrad(((x: Tensor, w: Tensor, save: tf.GradSaveFunc) => {
+  save([x, w]);
+  return {
+    value: tf.matMul(x, w),
+    gradFunc: (dy: Tensor, [xs, ws]: Tensor[]) => [tf.matMul(dy, tf.transpose(ws!)), tf.matMul(tf.transpose(xs!), dy)],
+  };
+}) as never) as (x: Tensor, w: Tensor) => Tensor;
+
+/**
+ * The steps of a time-major tensor `[T, ...]` as T tensors, differentiable (tfjs' own unstack has
+ * no gradient for T = 1). Copies the whole input once per step on wasm: for references and
+ * fallbacks, not hot loops.
+ */
+export function unstackSteps(x: Tensor): Tensor[] {
+  return x.shape[0] === 1 ? [tf.reshape(x, x.shape.slice(1))] : tf.unstack(x);
+}
+
+/** The composite LIF window: one step at a time, in plain tfjs ops (the neuron's own equations). */
+function lifSequenceReference(currents: Tensor, init: { readonly v: Tensor; readonly s: Tensor }, wRec: Tensor | undefined, p: LifSequenceParams): LifSequenceResult {
+  const spike = spikeFn(p.surrogate);
+  const thr = tf.scalar(p.threshold);
+  let v = init.v;
+  let s = init.s;
+  const out: Tensor[] = [];
+  for (const c of unstackSteps(currents)) {
+    const current = wRec ? tf.add(c, tf.matMul(s, wRec)) : c;
+    const reset = p.resetDetach ? detach(s) : s;
+    v = tf.sub(tf.add(tf.mul(p.beta, v), current), tf.mul(thr, reset));
+    s = spike(tf.sub(v, thr));
+    out.push(s);
+  }
+  return { spikes: tf.stack(out), final: { v: detach(v), s: detach(s) } };
+}
+
+function leakyScanReference(d: Tensor, y0: Tensor, kappa: number): Tensor {
+  let y = y0;
+  const ys = unstackSteps(d).map((dt) => (y = tf.add(tf.mul(kappa, y), dt)));
+  return tf.stack(ys);
+}
 
 /** Kernels that are only used outside the gradient tape: checked on values, not gradients. */
 export const nonDifferentiableKernels: ReadonlySet<KernelName> = new Set<KernelName>(['spikeflow.outerSum']);
 
-/** The composite references, built from plain tfjs ops. */
+/**
+ * The composite references, built from plain tfjs ops: correct on every backend, and the best
+ * that plain ops do (explicit transposes, no slice of a big tensor on the tape where avoidable).
+ */
 export const referenceKernels: { readonly [K in KernelName]: KernelSignatures[K] } = {
-  'spikeflow.dense': (x, w) => tf.matMul(x, w),
+  'spikeflow.dense': denseReference,
+  'spikeflow.eventDense': denseReference,
+  'spikeflow.lifSequence': lifSequenceReference,
+  'spikeflow.leakyScan': leakyScanReference,
   // A batched matrix product [B, I, n]·[B, n, H], with explicit transposes (wasm's transposed
   // matMul path is slow).
   'spikeflow.outerSum': (pre, post) => tf.tidy(() => tf.matMul(tf.transpose(pre, [1, 2, 0]), tf.transpose(post, [1, 0, 2]))),
@@ -106,7 +213,7 @@ export class KernelTable {
   /** All kernels resolved for one backend. */
   resolve(backend: string = tf.getBackend()): { readonly [K in KernelName]: KernelSignatures[K] } {
     const out = {} as { [K in KernelName]: KernelSignatures[K] };
-    for (const k of Object.keys(referenceKernels) as KernelName[]) out[k] = this.get(k, backend);
+    for (const k of Object.keys(referenceKernels) as KernelName[]) (out as Record<KernelName, unknown>)[k] = this.get(k, backend);
     return out;
   }
 }

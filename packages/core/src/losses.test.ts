@@ -283,3 +283,35 @@ describe('lossFromSpec', () => {
     expect(errorOf(() => lossFromSpec(3, table)).details.path).toBe('loss');
   });
 });
+
+describe('the stacked form of each built-in loss', () => {
+  for (const c of cases) {
+    it(`${c.loss.name}: stacked([T, B, O]) equals sequence, in value and gradient`, () => {
+      const target = c.target();
+      const bound = c.loss.bind(target, shape);
+      expect(bound.stacked).toBeDefined();
+      const stackedY = tf.tensor3d(Y);
+      const a = bound.stacked!(stackedY);
+      expect(a.dataSync()[0]).toBeCloseTo(c.value, 5);
+      const ga = tf.grad((y: Tensor) => bound.stacked!(y))(stackedY);
+      const gb = tf.grad((y: Tensor) => bound.sequence(tf.unstack(y)))(stackedY);
+      const gbd = gb.dataSync();
+      ga.dataSync().forEach((x, i) => expect(x).toBeCloseTo(gbd[i]!, 6));
+      disposeTree([a, ga, gb, stackedY, target]);
+      bound.dispose();
+    });
+  }
+});
+
+it('ce_mse_every_step: stacked([T, B, O]) equals sequence, in value and gradient', () => {
+  const target = tf.tensor1d(labels, 'int32');
+  const bound = ceMseEveryStep(0.3).bind(target, shape);
+  const y = tf.tensor3d(Y);
+  const [a, b] = [bound.stacked!(y), bound.sequence(tf.unstack(y))];
+  expect(a.dataSync()[0]).toBeCloseTo(b.dataSync()[0]!, 6);
+  const ga = tf.grad((v: Tensor) => bound.stacked!(v))(y).dataSync();
+  const gb = tf.grad((v: Tensor) => bound.sequence(tf.unstack(v)))(y).dataSync();
+  ga.forEach((x, i) => expect(x).toBeCloseTo(gb[i]!, 6));
+  disposeTree([a, b, y, target]);
+  bound.dispose();
+});

@@ -15,6 +15,12 @@ export interface BoundLoss {
   /** The whole-sequence loss from the readout of every step (`T` tensors `[B, O]`). */
   sequence(readout: readonly Tensor[]): Scalar;
   /**
+   * The same loss from the readout stacked in one tensor `[T, B, O]`, as a network run window by
+   * window through fused kernels produces it. Optional: rules fall back to `sequence` over the
+   * unstacked steps.
+   */
+  readonly stacked?: (readout: Tensor) => Scalar;
+  /**
    * The term of step t, for losses that decompose over time (`Σ_t step(y_t, t)` equals
    * `sequence`); `null` where step t contributes nothing. Absent when the loss does not decompose.
    */
@@ -51,7 +57,7 @@ export interface TemporalLoss {
 
 /** Mean over the batch of the softmax cross-entropy of `logits [B, O]` against one-hot targets. */
 function crossEntropy(logits: Tensor, oneHot: Tensor): Scalar {
-  return tf.mean(tf.sub(tf.logSumExp(logits, 1), tf.sum(tf.mul(oneHot, logits), 1)));
+  return tf.mean(tf.sub(tf.logSumExp(logits, -1), tf.sum(tf.mul(oneHot, logits), -1)));
 }
 
 function labelsOneHot(name: string, target: Tensor, { batch, outputs }: LossShape): Tensor {
@@ -85,6 +91,7 @@ export const ceMean: TemporalLoss = {
       // Σ_t y_t / T by addN, not a mean over tf.stack: the gradient of stack is an unstack, which
       // the wasm backend runs by copying the whole [T, B, O] input once per step (O(T²)).
       sequence: (ys) => tf.tidy(() => crossEntropy(tf.div(tf.addN(ys as Tensor[]), ys.length), oneHot)),
+      stacked: (y) => tf.tidy(() => crossEntropy(tf.mean(y, 0), oneHot)),
       terminal: (y) => tf.tidy(() => crossEntropy(y, oneHot)),
       dispose: () => oneHot.dispose(),
     };
@@ -104,6 +111,8 @@ export const ceEveryStep: TemporalLoss = {
     return {
       // The sum of the per-step terms (no tf.stack on the tape: see ce_mean).
       sequence: (ys) => tf.tidy(() => tf.addN(ys.map(step)) as Scalar),
+      // (1/T) Σ_t mean_b CE = the mean of CE over steps and batch (the one-hot broadcasts over t).
+      stacked: (y) => tf.tidy(() => crossEntropy(y, oneHot)),
       step,
       hasTerm: () => true,
       terminal: (y) => tf.tidy(() => crossEntropy(y, oneHot)),
@@ -124,6 +133,7 @@ export const mseEveryStep: TemporalLoss = {
     const T = shape.steps;
     return {
       sequence: (ys) => tf.tidy(() => tf.addN(ys.map((y, t) => tf.div(tf.mean(tf.squaredDifference(y, perStep[t]!)), T))) as Scalar),
+      stacked: (y) => tf.tidy(() => tf.mean(tf.squaredDifference(y, target))),
       step: (y, t) => tf.tidy(() => tf.div(tf.mean(tf.squaredDifference(y, perStep[t]!)), T) as Scalar),
       hasTerm: () => true,
       dispose: () => perStep.forEach((x) => x.dispose()),
@@ -142,6 +152,7 @@ export const mseLast: TemporalLoss = {
     const last = shape.steps - 1;
     return {
       sequence: (ys) => tf.tidy(() => tf.mean(tf.squaredDifference(ys[last]!, target))),
+      stacked: (y) => tf.tidy(() => tf.mean(tf.squaredDifference(tf.reshape(tf.slice(y, [last, 0, 0], [1, -1, -1]), target.shape), target))),
       step: (y, t) => (t === last ? tf.tidy(() => tf.mean(tf.squaredDifference(y, target)) as Scalar) : null),
       hasTerm: (t) => t === last,
       terminal: (y) => tf.tidy(() => tf.mean(tf.squaredDifference(y, target)) as Scalar),
@@ -169,6 +180,7 @@ export function ceMseEveryStep(lambda = 0.05): TemporalLoss {
       const step = (y: Tensor) => tf.tidy(() => tf.div(mix(y, oneHot), T) as Scalar);
       return {
         sequence: (ys) => tf.tidy(() => tf.addN(ys.map(step)) as Scalar),
+        stacked: (y) => tf.tidy(() => mix(y, oneHot)),
         step,
         hasTerm: () => true,
         terminal: (y) => tf.tidy(() => mix(y, oneHot)),

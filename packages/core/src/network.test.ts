@@ -4,7 +4,7 @@ import { SpikeflowError } from './errors.js';
 import { defineNeuron, type AnyNeuronModel } from './neuron.js';
 import { builtinSurrogates } from './surrogates.js';
 import { configError } from './validate.js';
-import { KernelTable } from './kernels.js';
+import { KernelTable, referenceKernels } from './kernels.js';
 import { disposeTree, treeLeaves } from './state.js';
 import { createRng } from './random.js';
 import {
@@ -895,4 +895,81 @@ describe('time loop helpers', () => {
     x.dispose();
     net.dispose();
   });
+});
+
+describe('runWindow: a window of steps layer by layer through the fused kernels', () => {
+  const lifLike = { ...iaf, name: 'iaf-lif', lifKernel: ({ config, tensors }: { config: Record<string, unknown>; tensors: Record<string, Tensor> }) => ({ beta: tf.onesLike(tensors['threshold']!), threshold: config['threshold'] as number, resetDetach: false }) } as unknown as AnyNeuronModel;
+  const reg: ModelRegistries = { neurons: new Map([['iaf-lif', lifLike]]), surrogates: builtinSurrogates };
+  const spec = { inputs: 4, layers: [{ neuron: 'iaf-lif', size: 5, recurrent: true }, { neuron: 'iaf-lif', size: 3 }], readout: { size: 2, kappa: 0.7 } };
+  /** The composite references registered as if they were a backend's fast kernels. */
+  const fastTable = () => {
+    const t = new KernelTable();
+    for (const k of ['spikeflow.eventDense', 'spikeflow.lifSequence', 'spikeflow.leakyScan'] as const) t.register({ kernel: k, backend: 'cpu', impl: referenceKernels[k] as never });
+    return t;
+  };
+
+  it('is used only where every layer declares a LIF kernel, the readout is leaky over spikes, no synapse hook is set and the backend has the kernels', () => {
+    const fusedOf = (s: unknown, kernels?: KernelTable, synapse = false) => {
+      const n = buildNetwork(s, reg, { kernels });
+      const r = tf.tidy(() => n.prepare(synapse ? { synapse: (x, w, _s, dense) => dense(x, w) } : {}).fused !== undefined);
+      n.dispose();
+      return r;
+    };
+    expect(fusedOf(spec, fastTable())).toBe(true);
+    expect(fusedOf(spec)).toBe(false);
+    expect(fusedOf(spec, fastTable(), true)).toBe(false);
+    expect(fusedOf({ ...spec, readout: { size: 2, from: 'membrane' } }, fastTable())).toBe(false);
+    expect(fusedOf({ ...spec, readout: { size: 2, kind: 'ltc' } }, fastTable())).toBe(false);
+    const mixed = { neurons: new Map([...reg.neurons, ['iaf', iaf as AnyNeuronModel]]), surrogates: builtinSurrogates };
+    const n = buildNetwork({ ...spec, layers: [spec.layers[0], { neuron: 'iaf', size: 3 }] }, mixed, { kernels: fastTable() });
+    expect(tf.tidy(() => n.prepare().fused === undefined)).toBe(true);
+    const e = errorOf(() => tf.tidy(() => n.runWindow(n.prepare(), n.init(1), tf.zeros([2, 1, 4])).readout));
+    expect(e.code).toBe('CONFIG_INVALID');
+    expect(e.message).toMatch(/runWindow: these step parameters are not fused/);
+    n.dispose();
+  });
+
+  it('gives the readout, spikes, final state and parameter gradients of the same steps taken one at a time', () => {
+    const net = buildNetwork(spec, reg, { kernels: fastTable(), seed: 3 });
+    const x = tf.tidy(() => tf.cast(tf.less(tf.randomUniform([6, 2, 4], 0, 1, 'float32', 5), 0.5), 'float32'));
+    const params = Object.values(net.params);
+    const viaWindow = tf.variableGrads(() => {
+      const out = net.runWindow(net.prepare(), net.init(2), x);
+      return tf.sum(tf.mul(out.readout, out.readout)) as tf.Scalar;
+    }, params);
+    const viaSteps = tf.variableGrads(() => {
+      const p = net.prepare();
+      let s = net.init(2);
+      const ys: Tensor[] = [];
+      for (const xt of tf.unstack(x)) {
+        const o = net.step(p, s, xt);
+        ys.push(o.readout);
+        s = o.state;
+      }
+      return tf.sum(tf.mul(tf.stack(ys), tf.stack(ys))) as tf.Scalar;
+    }, params);
+    expect(viaWindow.value.dataSync()[0]).toBeCloseTo(viaSteps.value.dataSync()[0]!, 5);
+    for (const [k, g] of Object.entries(viaSteps.grads)) {
+      const a = viaWindow.grads[k]!.dataSync();
+      g.dataSync().forEach((v, i) => expect(a[i], k).toBeCloseTo(v, 5));
+    }
+    const w = tf.tidy(() => {
+      const o = net.runWindow(net.prepare(), net.init(2), x);
+      return [o.spikes[0]!, o.state.layers[1]!.neuron['v']!, o.state.readout];
+    });
+    const plain = buildNetworkLike(net);
+    const fwd = forward(plain, x, { record: true });
+    expect(Array.from(w[0]!.dataSync())).toEqual(Array.from(fwd.spikes![0]!.dataSync()));
+    expect(w[1]!.dataSync()[0]).toBeCloseTo(fwd.state.layers[1]!.neuron['v']!.dataSync()[0]!, 5);
+    disposeTree([viaWindow.value, viaWindow.grads, viaSteps.value, viaSteps.grads, w, fwd, x] as never);
+    plain.dispose();
+    net.dispose();
+  });
+
+  /** The same network without fast kernels (forward then runs step by step). */
+  function buildNetworkLike(net: Network): Network {
+    const n = buildNetwork(spec, reg, { seed: 3 });
+    n.setParams(Object.fromEntries(Object.entries(net.params).map(([k, v]) => [k, v])));
+    return n;
+  }
 });

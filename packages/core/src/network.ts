@@ -1,8 +1,10 @@
 import { tf, type Tensor, type Variable } from './tf.js';
 import { SpikeflowError } from './errors.js';
-import type { AnyNeuronModel, NeuronRegistry, NeuronState, NeuronStepContext, NeuronTensorParam } from './neuron.js';
+import type { AnyNeuronModel, LifKernelParams, NeuronRegistry, NeuronState, NeuronStepContext, NeuronTensorParam } from './neuron.js';
 import { spikeFn, surrogateFromSpec, type Surrogate, type SurrogateEntry, type SurrogateSpec } from './surrogates.js';
-import { KernelTable, type KernelName, type KernelSignatures } from './kernels.js';
+import { EventDense, KernelTable, LeakyScan, LifSequence, detach, type KernelName, type KernelSignatures } from './kernels.js';
+
+export { detach };
 import {
   checkField,
   configError,
@@ -231,6 +233,13 @@ export interface StepParams {
     readonly b_kappa?: Tensor;
   };
   readonly kernels: { readonly [K in KernelName]: KernelSignatures[K] };
+  /**
+   * Present when the whole network runs window by window through the backend's fast kernels
+   * ({@link Network.runWindow}): every layer's neuron is a LIF layer (`lifKernel`), the readout is
+   * `leaky` over spikes, no synapse hook is given, and the active backend registers fast
+   * `spikeflow.eventDense`, `spikeflow.lifSequence` and `spikeflow.leakyScan`. One entry per layer.
+   */
+  readonly fused?: readonly LifKernelParams[];
   /** How the step computes each synaptic product `x·W` (see {@link PrepareOptions.synapse}). */
   readonly synapse: (x: Tensor, w: Tensor, site: SynapseSite) => Tensor;
 }
@@ -251,6 +260,16 @@ export interface SynapseSite {
  * weight gradient, a detached input where a local rule cuts the network into blocks).
  */
 export type SynapseFn = (x: Tensor, w: Tensor, site: SynapseSite, dense: KernelSignatures['spikeflow.dense']) => Tensor;
+
+/** What {@link Network.runWindow} returns. */
+export interface WindowOutput {
+  /** Readout y_t of every step of the window, `[k, B, outputs]`. */
+  readonly readout: Tensor;
+  /** Spikes of every layer, `[k, B, size]` each. */
+  readonly spikes: readonly Tensor[];
+  /** The state after the window's last step (values: no gradient flows back through it). */
+  readonly state: NetState;
+}
 
 export interface PrepareOptions {
   /**
@@ -277,12 +296,6 @@ export interface BuildOptions {
   /** Fast kernels registered by backend plugins (default: references only). */
   kernels?: KernelTable;
 }
-
-/** Identity forward, zero gradient backward. */
-export const detach: (x: Tensor) => Tensor = tf.customGrad((x) => ({
-  value: tf.clone(x as Tensor),
-  gradFunc: (dy: Tensor) => tf.zerosLike(dy),
-})) as (x: Tensor) => Tensor;
 
 export class Network {
   readonly model: ResolvedModel;
@@ -388,9 +401,14 @@ export class Network {
     const p = this.params;
     const kernels = this.#kernels.resolve();
     const dense = kernels['spikeflow.dense'];
-    return {
-      synapse: synapse ? (x, w, site) => synapse(x, w, site, dense) : (x, w) => dense(x, w),
-      layers: this.model.layers.map((l, i) => {
+    const backend = tf.getBackend();
+    const fusable =
+      !synapse &&
+      this.model.readout.kind === 'leaky' &&
+      this.model.readout.from === 'spikes' &&
+      ([EventDense, LifSequence, LeakyScan] as KernelName[]).every((k) => this.#kernels.has(k, backend)) &&
+      this.model.layers.every((l) => l.neuron.lifKernel !== undefined);
+    const layers = this.model.layers.map((l, i) => {
         const neuron: Record<string, Tensor> = {};
         for (const [key, { tensor, range }] of Object.entries(this.#neuronTensors[i]!)) {
           neuron[key] = range ? tf.clipByValue(tensor, range[0], range[1]) : tensor;
@@ -402,7 +420,12 @@ export class Network {
           neuron,
           ctx: { spike: this.#spikeFns[i]!, surrogate: l.surrogate, detach, dense },
         };
-      }),
+      });
+    const fused = fusable ? this.model.layers.map((l, i) => l.neuron.lifKernel!({ config: l.config, tensors: layers[i]!.neuron })) : undefined;
+    return {
+      synapse: synapse ? (x, w, site) => synapse(x, w, site, dense) : (x, w) => dense(x, w),
+      layers,
+      ...(fused && fused.every((f) => f !== undefined) ? { fused: fused as LifKernelParams[] } : {}),
       readout: {
         W: p['readout.W']!,
         ...(this.model.readout.bias ? { b: p['readout.b']! } : {}),
@@ -452,6 +475,41 @@ export class Network {
       y = tf.add(tf.mul(r.kappa, state.readout), d);
     }
     return { state: { layers, readout: y }, readout: y, spikes, currents };
+  }
+
+  /**
+   * A whole window of steps `x [k, B, inputs]` from `state`, layer by layer through the backend's
+   * fast kernels (requires `p.fused`, see {@link StepParams.fused}): each layer's input products
+   * for all k steps in one `spikeflow.eventDense`, its neurons through time in one
+   * `spikeflow.lifSequence`, the readout in one product and one `spikeflow.leakyScan`. Same values
+   * and gradients as k calls of {@link step}. Runs in the caller's scope (a tape or a `tf.tidy`).
+   */
+  runWindow(p: StepParams, state: NetState, x: Tensor): WindowOutput {
+    if (!p.fused) {
+      throw new SpikeflowError('CONFIG_INVALID', 'runWindow: these step parameters are not fused (a layer is not LIF, the readout is not leaky over spikes, a synapse hook is set, or the backend has no fast kernels); run step by step');
+    }
+    checkInputs(this, x);
+    const [k, B] = x.shape as [number, number];
+    const eventDense = p.kernels[EventDense];
+    const lifSequence = p.kernels[LifSequence];
+    let input = tf.reshape(x, [k * B, this.model.inputs]);
+    const spikes: Tensor[] = [];
+    const layers: LayerState[] = this.model.layers.map((l, i) => {
+      const lp = p.layers[i]!;
+      let c = eventDense(input, lp.W);
+      if (lp.b) c = tf.add(c, lp.b);
+      const prev = state.layers[i]!.neuron;
+      const out = lifSequence(tf.reshape(c, [k, B, l.size]), { v: prev['v']!, s: prev['s']! }, lp.W_rec, { ...p.fused![i]!, surrogate: l.surrogate });
+      spikes.push(out.spikes);
+      input = tf.reshape(out.spikes, [k * B, l.size]);
+      return { neuron: { v: out.final.v, s: out.final.s }, spikes: out.final.s };
+    });
+    let d = eventDense(input, p.readout.W);
+    if (p.readout.b) d = tf.add(d, p.readout.b);
+    const O = this.model.readout.size;
+    const readout = p.kernels[LeakyScan](tf.reshape(d, [k, B, O]), state.readout, this.model.readout.kappa);
+    const last = tf.tensor2d((readout.dataSync() as Float32Array).slice((k - 1) * B * O), [B, O]);
+    return { readout, spikes, state: { layers, readout: last } };
   }
 
   /** Copies values into parameters by name (weights from a fixture, a checkpoint, ...). */
@@ -627,6 +685,7 @@ export interface ForwardResult {
 export function forward(net: Network, inputs: Tensor, { record = false, state }: { record?: boolean; state?: NetState } = {}): ForwardResult {
   checkInputs(net, inputs);
   const [T, B] = inputs.shape as [number, number];
+  if (T > 0 && tf.tidy(() => net.prepare().fused !== undefined)) return forwardFused(net, inputs, record, state);
   const xs = stepsOf(inputs);
   const ys: Tensor[] = [];
   const spikes: Tensor[][] = net.model.layers.map(() => []);
@@ -643,6 +702,35 @@ export function forward(net: Network, inputs: Tensor, { record = false, state }:
     disposeTree([...ys, ...spikes.flat()], final as never);
     return { readout, ...(stacked ? { spikes: stacked } : {}), state: final };
   }
+}
+
+/** Steps per window of the fused inference path: memory stays independent of T. */
+const INFERENCE_WINDOW = 256;
+
+function forwardFused(net: Network, inputs: Tensor, record: boolean, state: NetState | undefined): ForwardResult {
+  const [T, B, I] = inputs.shape as [number, number, number];
+  const data = inputs.dataSync();
+  const ys: Tensor[] = [];
+  const spikes: Tensor[][] = net.model.layers.map(() => []);
+  let s = state ?? net.init(B);
+  for (let from = 0; from < T; from += INFERENCE_WINDOW) {
+    const k = Math.min(INFERENCE_WINDOW, T - from);
+    const prev = s;
+    const out = tidy(() => {
+      const x = tf.tensor3d(data.subarray(from * B * I, (from + k) * B * I) as Float32Array, [k, B, I]);
+      const o = net.runWindow(net.prepare(), prev, x);
+      return { readout: o.readout, spikes: record ? o.spikes : [], state: o.state };
+    });
+    ys.push(out.readout);
+    out.spikes.forEach((sp, l) => spikes[l]!.push(sp));
+    if (prev !== state) disposeTree(prev as never);
+    s = out.state;
+  }
+  const readout = ys.length === 1 ? ys[0]! : tf.concat(ys);
+  const stacked = record ? spikes.map((l) => (l.length === 1 ? l[0]! : tf.concat(l))) : undefined;
+  if (ys.length > 1) disposeTree(ys);
+  if (record) for (const l of spikes) if (l.length > 1) disposeTree(l);
+  return { readout, ...(stacked ? { spikes: stacked } : {}), state: s };
 }
 
 export function checkInputs(net: Network, inputs: Tensor): void {

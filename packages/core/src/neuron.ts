@@ -1,6 +1,10 @@
 import type { Tensor } from './tf.js';
 import type { SpikeFn, Surrogate, SurrogateSpec } from './surrogates.js';
 import type { Schema, SchemaValues } from './validate.js';
+import type { LifSequenceParams } from './kernels.js';
+
+/** A LIF layer's parameters for core's `spikeflow.lifSequence` kernel (the surrogate is the layer's). */
+export type LifKernelParams = Omit<LifSequenceParams, 'surrogate'>;
 
 /** A neuron's state: a record of `[batch, size]` tensors (`{ v, s }` for LIF, `{ v, a, s }` for ALIF). */
 export type NeuronState = { readonly [key: string]: Tensor };
@@ -92,6 +96,14 @@ export interface NeuronModel<Sch extends Schema = Schema, S extends NeuronState 
   init(batch: number, size: number, config: SchemaValues<Sch>): S;
   /** One time step. Must not dispose or mutate `state`; returns fresh tensors (or inputs). */
   step(params: NeuronParams<SchemaValues<Sch>>, state: S, current: Tensor, ctx: NeuronStepContext): { state: S; spikes: Tensor };
+  /**
+   * Optional capability: under `params` the step is exactly core's LIF equations (see
+   * `LifSequenceParams`: subtractive reset, Heaviside spike with the layer's surrogate) on a state
+   * `{ v, s }`. Backends with a fast `spikeflow.lifSequence` then run a whole window of the layer
+   * in one kernel instead of step by step. Return `undefined` where the config leaves those
+   * equations. The neuron conformance suite checks the kernel against `step`.
+   */
+  lifKernel?(params: NeuronParams<SchemaValues<Sch>>): LifKernelParams | undefined;
   /**
    * Optional capability: the step's local Jacobians, for neurons whose update is local to each
    * neuron. Rules that need it (e-prop) refuse neurons without it with a clear error.

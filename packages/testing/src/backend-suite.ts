@@ -1,5 +1,20 @@
 import { describe, expect, it } from 'vitest';
-import { detach, disposeTree, fastSigmoid, nonDifferentiableKernels, referenceKernels, spikeFn, tf, type Backend, type KernelName, type Tensor } from '@spikeflow/core';
+import {
+  detach,
+  disposeTree,
+  fastSigmoid,
+  nonDifferentiableKernels,
+  referenceKernels,
+  spikeFn,
+  tf,
+  triangle,
+  type Backend,
+  type KernelName,
+  type KernelRegistration,
+  type KernelSignatures,
+  type LifSequenceParams,
+  type Tensor,
+} from '@spikeflow/core';
 
 function maxRelDiff(a: Tensor, b: Tensor): number {
   const x = a.dataSync();
@@ -13,26 +28,174 @@ function maxRelDiff(a: Tensor, b: Tensor): number {
   return den > 0 ? num / den : num;
 }
 
-/** Arguments for each kernel's comparison: a sparse 0/1 spike matrix and dense weights. */
-const kernelArgs: { readonly [K in KernelName]: () => Tensor[] } = {
-  'spikeflow.dense': () => [
-    tf.cast(tf.less(tf.randomUniform([16, 40], 0, 1, 'float32', 1), 0.2), 'float32'),
-    tf.randomNormal([40, 24], 0, 1, 'float32', 2),
-  ],
-  // Presynaptic activity with zeros, ones and other values (analog inputs), over 6 steps and batch 3.
-  'spikeflow.outerSum': () => [
-    tf.tidy(() => {
-      const u = tf.randomUniform([6, 3, 40], 0, 1, 'float32', 4);
-      return tf.where(tf.less(u, 0.7), tf.zerosLike(u), tf.where(tf.less(u, 0.85), tf.onesLike(u), tf.mul(u, 3)));
-    }),
-    tf.randomNormal([6, 3, 24], 0, 1, 'float32', 5),
-  ],
+/** 0/1 spikes with probability `p`. */
+function spikes(shape: number[], p: number, seed: number): Tensor {
+  return tf.tidy(() => tf.cast(tf.less(tf.randomUniform(shape, 0, 1, 'float32', seed), p), 'float32'));
+}
+
+/** One comparison of a kernel with its reference: tensor arguments, and how to call the kernel on them. */
+interface KernelCase {
+  readonly name: string;
+  readonly args: () => Tensor[];
+  /** The kernel's output as one tensor (what the gradients are taken of). */
+  readonly call: (impl: never, args: Tensor[]) => Tensor;
+  /** Relative tolerance, where float32 sums over many terms (a shared β's gradient) need more than the suite's. */
+  readonly tolerance?: number;
+}
+
+const lifCase = (
+  name: string,
+  o: { T?: number; B?: number; H?: number; rec?: boolean; resetDetach?: boolean; perNeuron?: boolean; mean?: number; surrogate?: LifSequenceParams['surrogate']; tolerance?: number } = {},
+): KernelCase => {
+  const { T = 7, B = 3, H = 6, rec = true, resetDetach = false, perNeuron = false, mean = 0.4, surrogate = fastSigmoid({ slope: 5 }) } = o;
+  return {
+    name,
+    ...(o.tolerance ? { tolerance: o.tolerance } : {}),
+    args: () => [
+      tf.randomNormal([T, B, H], mean, 0.8, 'float32', 11),
+      tf.randomNormal([B, H], 0, 0.5, 'float32', 12),
+      spikes([B, H], 0.3, 13),
+      perNeuron ? tf.randomUniform([H], 0.5, 0.95, 'float32', 15) : tf.scalar(0.85),
+      ...(rec ? [tf.randomNormal([H, H], 0, 0.5, 'float32', 14)] : []),
+    ],
+    call: (impl: KernelSignatures['spikeflow.lifSequence'], [currents, v, s, beta, wRec]) => {
+      const r = impl(currents!, { v: v!, s: s! }, wRec, { beta: beta!, threshold: 0.7, resetDetach, surrogate });
+      // The final state is values only: it must equal the last step of the window.
+      const lastS = tf.tidy(() => tf.reshape(tf.slice(r.spikes, [r.spikes.shape[0]! - 1, 0, 0], [1, -1, -1]), r.final.s.shape));
+      expect(Array.from(r.final.s.dataSync())).toEqual(Array.from(lastS.dataSync()));
+      disposeTree([r.final.v, r.final.s, lastS]);
+      return r.spikes;
+    },
+  } as KernelCase;
 };
 
 /**
+ * Cases for each kernel: sparse 0/1 spikes and dense weights, and the edges — no spikes, all
+ * spikes, one step, one batch row, no recurrence, the reset detached, a decay per neuron, a
+ * surrogate other than the fast sigmoid.
+ */
+export const kernelCases: { readonly [K in KernelName]: readonly KernelCase[] } = {
+  'spikeflow.dense': [
+    {
+      name: '20% spikes',
+      args: () => [spikes([16, 40], 0.2, 1), tf.randomNormal([40, 24], 0, 1, 'float32', 2)],
+      call: (impl: KernelSignatures['spikeflow.dense'], [x, w]) => impl(x!, w!),
+    } as KernelCase,
+  ],
+  // Presynaptic activity with zeros, ones and other values (analog inputs), over 6 steps and batch 3.
+  'spikeflow.outerSum': [
+    {
+      name: 'mixed activity',
+      args: () => [
+        tf.tidy(() => {
+          const u = tf.randomUniform([6, 3, 40], 0, 1, 'float32', 4);
+          return tf.where(tf.less(u, 0.7), tf.zerosLike(u), tf.where(tf.less(u, 0.85), tf.onesLike(u), tf.mul(u, 3)));
+        }),
+        tf.randomNormal([6, 3, 24], 0, 1, 'float32', 5),
+      ],
+      call: (impl: KernelSignatures['spikeflow.outerSum'], [pre, post]) => impl(pre!, post!),
+    } as KernelCase,
+  ],
+  'spikeflow.eventDense': (
+    [
+      ['5% spikes', [40, 30], 0.05],
+      ['no spikes', [12, 30], 0],
+      ['all spikes', [12, 30], 1],
+      ['one row', [1, 30], 0.1],
+      ['a dense input (past the event path)', [12, 30], 0.6],
+      ['3000 rows (work enough to split over threads)', [3000, 30], 0.1],
+    ] as const
+  ).map(
+    ([name, shape, p]) =>
+      ({
+        name,
+        args: () => [spikes([...shape], p, 1), tf.randomNormal([shape[1], 37], 0, 1, 'float32', 2)],
+        call: (impl: KernelSignatures['spikeflow.eventDense'], [x, w]) => impl(x!, w!),
+      }) as KernelCase,
+  ),
+  'spikeflow.lifSequence': [
+    lifCase('recurrent, reset attached'),
+    lifCase('recurrent, reset detached', { resetDetach: true }),
+    lifCase('feed-forward', { rec: false }),
+    lifCase('per-neuron β', { perNeuron: true }),
+    lifCase('no spikes', { mean: -3 }),
+    lifCase('all spikes', { mean: 5 }),
+    lifCase('T = 1', { T: 1 }),
+    lifCase('batch 1', { B: 1 }),
+    lifCase('odd sizes (B 5, H 37)', { B: 5, H: 37 }),
+    // The shared β's gradient sums 33 120 float32 terms (the reference in float32 order, the kernel in float64).
+    lifCase('work enough to split over threads (T 16, B 9, H 230)', { T: 16, B: 9, H: 230, mean: 0.1, tolerance: 1e-4 }),
+    lifCase('triangle surrogate', { surrogate: triangle({ width: 0.8 }) }),
+  ],
+  'spikeflow.leakyScan': (
+    [
+      [6, 3],
+      [1, 2],
+      [4, 1],
+    ] as const
+  ).map(
+    ([T, B]) =>
+      ({
+        name: `T = ${T}, B = ${B}`,
+        args: () => [tf.randomNormal([T, B, 5], 0, 1, 'float32', 31), tf.randomNormal([B, 5], 0, 1, 'float32', 32)],
+        call: (impl: KernelSignatures['spikeflow.leakyScan'], [d, y0]) => impl(d!, y0!, 0.8),
+      }) as KernelCase,
+  ),
+};
+
+/**
+ * Checks fast kernels against core's composite references on the active backend: for every case,
+ * values and the gradient of every argument, and no tensor left behind by a second forward and
+ * backward pass. `setup` activates the backend the registrations are for.
+ */
+export function describeKernels(registrations: readonly KernelRegistration[], setup: () => Promise<void> | void, tolerance = 2e-5): void {
+  for (const reg of registrations) {
+    describe(`kernel ${reg.kernel}@${reg.backend} equals the composite reference`, () => {
+      for (const c of kernelCases[reg.kernel]) {
+        it(`${c.name}: values${nonDifferentiableKernels.has(reg.kernel) ? '' : ' and gradients'}`, async () => {
+          await setup();
+          expect(tf.getBackend()).toBe(reg.backend);
+          const fast = (...a: Tensor[]) => c.call(reg.impl as never, a);
+          const ref = (...a: Tensor[]) => c.call(referenceKernels[reg.kernel] as never, a);
+          const args = c.args();
+          const yf = fast(...args);
+          const yr = ref(...args);
+          expect(yf.shape).toEqual(yr.shape);
+          const tol = c.tolerance ?? tolerance;
+          expect(maxRelDiff(yf, yr)).toBeLessThan(tol);
+          if (nonDifferentiableKernels.has(reg.kernel)) {
+            const steady = tf.memory().numTensors;
+            fast(...args).dispose();
+            expect(tf.memory().numTensors).toBe(steady);
+            disposeTree([yf, yr, args]);
+            return;
+          }
+          const dy = tf.randomNormal(yr.shape, 0, 1, 'float32', 3);
+          const gf = tf.grads((...a: Tensor[]) => tf.sum(tf.mul(fast(...a), dy)))(args);
+          const gr = tf.grads((...a: Tensor[]) => tf.sum(tf.mul(ref(...a), dy)))(args);
+          gf.forEach((g, i) => {
+            expect(g.shape, `gradient of argument ${i}`).toEqual(args[i]!.shape);
+            expect(maxRelDiff(g, gr[i]!), `gradient of argument ${i}`).toBeLessThan(tol);
+          });
+          disposeTree([yf, yr, dy, gf, gr]);
+          // No leak: a second forward and backward leaves the tensor count where the first left it
+          // (a kernel may cache per-weight data, such as a transpose, but must not grow).
+          const steady = tf.memory().numTensors;
+          const again = tf.grads((...a: Tensor[]) => tf.sum(fast(...a)))(args);
+          disposeTree(again);
+          expect(tf.memory().numTensors).toBe(steady);
+          disposeTree(args);
+        });
+      }
+    });
+  }
+}
+
+/**
  * The backend battery every backend plugin runs: it activates, `tf.grad` and custom gradients
- * work, and each fast kernel it registers equals core's composite reference, values and
- * gradients of every argument (values only for kernels used outside the tape).
+ * work, and each fast kernel it registers equals core's composite reference on every case of
+ * {@link kernelCases}, values and gradients of every argument (values only for kernels used
+ * outside the tape).
  */
 export function describeBackend(backend: Backend): void {
   describe(`backend conformance: ${backend.name}`, () => {
@@ -65,40 +228,11 @@ export function describeBackend(backend: Backend): void {
       disposeTree([x, g, d, gd]);
     });
 
-    for (const reg of backend.kernels ?? []) {
-      it(`kernel ${reg.kernel}@${reg.backend} equals the composite reference (values and gradients)`, async () => {
-        await backend.activate();
-        expect(reg.backend).toBe(backend.describe().tfBackend);
-        const args = kernelArgs[reg.kernel]();
-        const fast = reg.impl as (...a: Tensor[]) => Tensor;
-        const ref = referenceKernels[reg.kernel] as (...a: Tensor[]) => Tensor;
-        const yf = fast(...args);
-        const yr = ref(...args);
-        expect(yf.shape).toEqual(yr.shape);
-        expect(maxRelDiff(yf, yr)).toBeLessThan(1e-5);
-        if (nonDifferentiableKernels.has(reg.kernel)) {
-          const steady = tf.memory().numTensors;
-          (fast(...args) as Tensor).dispose();
-          expect(tf.memory().numTensors).toBe(steady);
-          disposeTree([yf, yr, args]);
-          return;
-        }
-        const dy = tf.randomNormal(yr.shape, 0, 1, 'float32', 3);
-        const gf = tf.grads((...a: Tensor[]) => tf.sum(tf.mul(fast(...a), dy)))(args);
-        const gr = tf.grads((...a: Tensor[]) => tf.sum(tf.mul(ref(...a), dy)))(args);
-        gf.forEach((g, i) => {
-          expect(g.shape).toEqual(args[i]!.shape);
-          expect(maxRelDiff(g, gr[i]!)).toBeLessThan(1e-5);
-        });
-        disposeTree([yf, yr, dy, gf, gr]);
-        // No leak: a second forward and backward leaves the tensor count where the first left it
-        // (a kernel may cache per-weight data, such as a transpose, but must not grow).
-        const steady = tf.memory().numTensors;
-        const again = tf.grads((...a: Tensor[]) => tf.sum(fast(...a)))(args);
-        disposeTree(again);
-        expect(tf.memory().numTensors).toBe(steady);
-        disposeTree(args);
-      });
-    }
+    it('its kernels are for its own tfjs backend', async () => {
+      await backend.activate();
+      for (const reg of backend.kernels ?? []) expect(reg.backend).toBe(backend.describe().tfBackend);
+    });
+
+    describeKernels(backend.kernels ?? [], () => backend.activate());
   });
 }

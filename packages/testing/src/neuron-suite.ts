@@ -4,6 +4,7 @@ import {
   disposeTree,
   neuronParamTensor,
   parseSchema,
+  referenceKernels,
   fastSigmoid,
   spikeFn,
   tf,
@@ -166,6 +167,48 @@ export function describeNeuron(model: AnyNeuronModel, { configs = [{}], batch = 
             const g = tf.grad((v: Tensor) => tf.sum(model.step(params, { ...state, [key]: v }, current, ctx).state[key]!))(state[key]!);
             for (const x of g.dataSync()) expect(x).toBeCloseTo(decay, 5);
             disposeTree([state, current, g] as never);
+          }
+          dispose();
+        });
+      }
+
+      if (model.lifKernel) {
+        it(`a LIF kernel it declares runs exactly its steps: spikes, membrane and gradients over 6 steps (${label})`, async () => {
+          await setup?.();
+          const config = validated(model, raw);
+          const { params, dispose } = makeParams(model, config, size);
+          const k = model.lifKernel!(params);
+          if (k !== undefined) {
+            const c: NeuronStepContext = { ...ctx, surrogate: fastSigmoid({ slope: 3 }), spike: spikeFn(fastSigmoid({ slope: 3 })) };
+            const init = warmState(model, params, batch, size, c);
+            expect(Object.keys(init).sort(), 'a LIF kernel runs on a state { v, s }').toEqual(['s', 'v']);
+            const currents = tf.randomUniform([6, batch, size], -0.5, 2.5, 'float32', 31);
+            const dy = tf.randomNormal([6, batch, size], 0, 1, 'float32', 32);
+            const byKernel = (cu: Tensor) => {
+              const r = referenceKernels['spikeflow.lifSequence'](cu, { v: init['v']!, s: init['s']! }, undefined, { ...k, surrogate: c.surrogate });
+              return { spikes: r.spikes, v: r.final.v };
+            };
+            const bySteps = (cu: Tensor) => {
+              let state = init;
+              const out: Tensor[] = [];
+              for (const x of tf.unstack(cu)) {
+                const next = model.step(params, state, x, c);
+                out.push(next.spikes);
+                state = next.state as NeuronState;
+              }
+              return { spikes: tf.stack(out), v: state['v']! };
+            };
+            const a = tf.tidy(() => byKernel(currents));
+            const b = tf.tidy(() => bySteps(currents));
+            expect(Array.from(a.spikes.dataSync())).toEqual(Array.from(b.spikes.dataSync()));
+            const va = a.v.dataSync();
+            b.v.dataSync().forEach((x, i) => expect(va[i]).toBeCloseTo(x, 5));
+            const ga = tf.grad((cu: Tensor) => tf.sum(tf.mul(byKernel(cu).spikes, dy)))(currents);
+            const gb = tf.grad((cu: Tensor) => tf.sum(tf.mul(bySteps(cu).spikes, dy)))(currents);
+            const gbd = gb.dataSync();
+            expect(Math.max(...Array.from(gbd, Math.abs))).toBeGreaterThan(0);
+            ga.dataSync().forEach((x, i) => expect(x).toBeCloseTo(gbd[i]!, 5));
+            disposeTree([a, b, ga, gb, currents, dy, init] as never);
           }
           dispose();
         });

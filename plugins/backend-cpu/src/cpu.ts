@@ -1,4 +1,5 @@
 import { SpikeflowError, outerSumByEvents, tf, type Backend, type BackendInfo, type KernelRegistration } from '@spikeflow/core';
+import { activeThreads, cpuMemoryKernels } from '@spikeflow/kernels';
 import os from 'node:os';
 
 /**
@@ -6,7 +7,10 @@ import os from 'node:os';
  * About 35× slower than wasm on matrix products, but needs nothing and runs everywhere: the
  * reference the other backends are checked against.
  */
-export const cpuKernels: readonly KernelRegistration[] = [{ kernel: 'spikeflow.outerSum', backend: 'cpu', impl: outerSumByEvents }];
+export const cpuKernels: readonly KernelRegistration[] = [
+  { kernel: 'spikeflow.outerSum', backend: 'cpu', impl: outerSumByEvents },
+  ...cpuMemoryKernels('cpu'),
+];
 
 export const cpu: Backend = {
   name: 'cpu',
@@ -24,6 +28,8 @@ export const cpu: Backend = {
     if (backend.firstUse === true) backend.firstUse = false;
   },
   describe(): BackendInfo {
-    return { tfBackend: 'cpu', device: os.cpus()[0]?.model ?? 'unknown CPU', threads: 1, details: { tfjs: tf.version_core } };
+    // tfjs' own kernels run on one thread; spikeflow's fused kernels on every core (worker threads).
+    const threads = activeThreads();
+    return { tfBackend: 'cpu', device: os.cpus()[0]?.model ?? 'unknown CPU', threads, details: { tfjs: tf.version_core, tfjsThreads: 1, kernelThreads: threads } };
   },
 };

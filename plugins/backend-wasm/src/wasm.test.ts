@@ -1,19 +1,24 @@
 import { expect, it } from 'vitest';
+import os from 'node:os';
 import { createRegistry, tf } from '@spikeflow/core';
 import { describeBackend } from '@spikeflow/testing';
 import plugin, { wasm } from './index.js';
 
 describeBackend(wasm);
 
-it('reports SIMD and one thread in Node, and registers its fast dense kernel through the registry', async () => {
+it('reports SIMD, one tfjs thread in Node and the fused kernels on every core, and registers its fast kernels through the registry', async () => {
   await wasm.activate();
   const info = wasm.describe();
   expect(info.tfBackend).toBe('wasm');
   expect(typeof info.details['simd']).toBe('boolean');
+  expect(info.details['tfjsThreads']).toBe(1);
+  expect(info.threads).toBe(info.details['kernelThreads']);
+  expect(info.threads).toBeGreaterThanOrEqual(Math.min(2, os.availableParallelism()));
   const reg = createRegistry([plugin]);
   expect(reg.backends.get('wasm')).toBe(wasm);
   expect(reg.kernels.has('spikeflow.dense', 'wasm')).toBe(true);
   expect(reg.kernels.has('spikeflow.dense', 'cpu')).toBe(false);
+  for (const k of ['spikeflow.eventDense', 'spikeflow.lifSequence', 'spikeflow.leakyScan'] as const) expect(reg.kernels.has(k, 'wasm')).toBe(true);
   expect(tf.getBackend()).toBe('wasm');
 });
 

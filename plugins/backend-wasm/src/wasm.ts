@@ -1,5 +1,6 @@
 import { SpikeflowError, outerSumByEvents, tf, type Backend, type BackendInfo, type KernelRegistration, type Tensor } from '@spikeflow/core';
 import * as wasmBackend from '@tensorflow/tfjs-backend-wasm';
+import { activeThreads, cpuMemoryKernels } from '@spikeflow/kernels';
 import os from 'node:os';
 
 /**
@@ -60,6 +61,7 @@ export const wasmDense = tf.customGrad(((x: Tensor, w: Tensor, save: tf.GradSave
 export const wasmKernels: readonly KernelRegistration[] = [
   { kernel: 'spikeflow.dense', backend: 'wasm', impl: wasmDense },
   { kernel: 'spikeflow.outerSum', backend: 'wasm', impl: outerSumByEvents },
+  ...cpuMemoryKernels('wasm'),
 ];
 
 let info: BackendInfo | undefined;
@@ -96,12 +98,14 @@ export const wasm: Backend = {
       );
     }
     const simd = Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'));
-    const threads = typeof wasmBackend.getThreadsCount === 'function' ? wasmBackend.getThreadsCount() : 1;
+    const tfjsThreads = typeof wasmBackend.getThreadsCount === 'function' ? wasmBackend.getThreadsCount() : 1;
+    // tfjs' own kernels run on one thread; spikeflow's fused kernels on every core (worker threads).
+    const threads = activeThreads();
     info = {
       tfBackend: 'wasm',
       device: os.cpus()[0]?.model ?? 'unknown CPU',
-      threads,
-      details: { simd, tfjs: tf.version_core, heapLimitGiB: 4 },
+      threads: Math.max(threads, tfjsThreads),
+      details: { simd, tfjs: tf.version_core, heapLimitGiB: 4, tfjsThreads, kernelThreads: threads },
     };
   },
   describe() {

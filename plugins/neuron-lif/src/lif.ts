@@ -40,6 +40,8 @@ export const lif = defineNeuron({
     beta: c.learnBeta ? { value: new Float32Array(size).fill(c.beta), trainable: true, range: [0, 1] as const } : { value: c.beta, trainable: false },
     threshold: { value: c.threshold, trainable: false },
   }),
+  // The step above is core's LIF kernel equation for every config.
+  lifKernel: ({ config, tensors }) => ({ beta: tensors['beta']!, threshold: config.threshold, resetDetach: config.resetDetach }),
   init: (batch, size): LifState => {
     const z = tf.zeros([batch, size]);
     return { v: z, s: z };

@@ -10,6 +10,8 @@ import {
   ceEveryStep,
   ceMean,
   createRegistry,
+  forward,
+  mseEveryStep,
   disposeTree,
   isSpikeflowError,
   mseLast,
@@ -19,7 +21,7 @@ import {
   type Network,
   type TemporalLoss,
 } from '@spikeflow/core';
-import { checkFixtureDir, describeRule, toyTask } from '@spikeflow/testing';
+import { bpttGrads, captureUpdates, checkFixtureDir, describeRule, expectGradsClose, randomBatch, toyTask } from '@spikeflow/testing';
 import lifPlugin, { lif } from '@spikeflow/neuron-lif';
 import alifPlugin from '@spikeflow/neuron-alif';
 import wasmPlugin, { wasm } from '@spikeflow/backend-wasm';
@@ -73,6 +75,64 @@ describe('gradient fixtures (PyTorch float64 references)', () => {
     expect(missing.status).toBe(2);
     expect(missing.stderr).toContain("'@spikeflow/neuron-nope' is not installed");
     expect(missing.stderr).toContain('pnpm add @spikeflow/neuron-nope');
+  });
+});
+
+describe('bptt through the fused kernels: the whole sequence as one window of a few kernels', () => {
+  const kernels = createRegistry([wasmPlugin, cpuPlugin]).kernels;
+  const reg = { neurons: new Map([['lif', lif]]), surrogates: builtinSurrogates };
+  const layer = { neuron: 'lif', size: 10, recurrent: true, gain: 2 };
+  const configs: [string, Record<string, unknown>, TemporalLoss][] = [
+    ['one recurrent layer, ce_mean', { inputs: 6, layers: [layer], readout: { size: 3, kappa: 0.8 } }, ceMean],
+    [
+      'two layers, no bias, reset detached, triangle surrogate, ce_every_step',
+      { inputs: 6, layers: [{ ...layer, bias: false, params: { resetDetach: true } }, { ...layer, size: 7, recurrent: false }], readout: { size: 3, kappa: 0.6 }, surrogate: { name: 'triangle' } },
+      ceEveryStep,
+    ],
+    ['masked self-connections and a learned decay, mse_last', { inputs: 6, layers: [{ ...layer, selfConnections: false, params: { learnBeta: true, beta: 0.8 } }], readout: { size: 3, kappa: 0.9 } }, mseLast],
+    ['feed-forward, instantaneous readout, mse_every_step', { inputs: 6, layers: [{ ...layer, recurrent: false }], readout: { size: 3, kappa: 0, bias: false } }, mseEveryStep],
+  ];
+  for (const backend of [wasmPlugin.backends![0]!, cpuPlugin.backends![0]!]) {
+    for (const [name, spec, loss] of configs) {
+      it(`${name}, on ${backend.name}: loss, every gradient and inference equal the step-by-step path`, async () => {
+        await backend.activate();
+        const fused = buildNetwork(spec, reg, { seed: 4, kernels });
+        const stepwise = buildNetwork(spec, reg, { seed: 4 });
+        expect(tf.tidy(() => fused.prepare().fused !== undefined)).toBe(true);
+        expect(tf.tidy(() => stepwise.prepare().fused === undefined)).toBe(true);
+        const batch = randomBatch({ steps: 13, loss, batch: 5, inputs: 6, outputs: 3, seed: 7 });
+        const got = captureUpdates(bptt(), fused, batch, loss);
+        const want = bpttGrads(stepwise, batch, loss);
+        expect(got.grads).toHaveLength(1);
+        expectGradsClose(got.grads[0]!, want, 1e-5);
+        const a = forward(fused, batch.inputs, { record: true });
+        const b = forward(stepwise, batch.inputs, { record: true });
+        expectClose({ y: a.readout.dataSync() as Float32Array }, { y: b.readout.dataSync() as Float32Array });
+        a.spikes!.forEach((s, l) => expect(Array.from(s.dataSync()), `spikes of layer ${l}`).toEqual(Array.from(b.spikes![l]!.dataSync())));
+        expect(a.spikes!.flatMap((s) => Array.from(s.dataSync())).some((v) => v === 1)).toBe(true);
+        expectClose({ v: a.state.layers[0]!.neuron['v']!.dataSync() as Float32Array }, { v: b.state.layers[0]!.neuron['v']!.dataSync() as Float32Array });
+        disposeTree([a, b, batch] as never);
+        fused.dispose();
+        stepwise.dispose();
+        await setup();
+      });
+    }
+  }
+
+  it('inference runs long sequences window by window (T = 600 > the 256-step window) and carries the state across windows', async () => {
+    await setup();
+    const spec = { inputs: 6, layers: [layer], readout: { size: 3, kappa: 0.8 } };
+    const fused = buildNetwork(spec, reg, { seed: 1, kernels });
+    const stepwise = buildNetwork(spec, reg, { seed: 1 });
+    const x = tf.tidy(() => tf.cast(tf.less(tf.randomUniform([600, 2, 6], 0, 1, 'float32', 9), 0.3), 'float32'));
+    const a = forward(fused, x, { record: true });
+    const b = forward(stepwise, x, { record: true });
+    expect(a.readout.shape).toEqual([600, 2, 3]);
+    expectClose({ y: a.readout.dataSync() as Float32Array }, { y: b.readout.dataSync() as Float32Array }, 1e-4);
+    expect(Array.from(a.spikes![0]!.dataSync())).toEqual(Array.from(b.spikes![0]!.dataSync()));
+    disposeTree([a, b, x] as never);
+    fused.dispose();
+    stepwise.dispose();
   });
 });
 

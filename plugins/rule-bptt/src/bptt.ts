@@ -10,6 +10,7 @@ import {
   stepsOf,
   tf,
   unroll,
+  unstackSteps,
   type BoundLoss,
   type LearningRule,
   type NamedTensorMap,
@@ -85,7 +86,7 @@ function makeRule(k: number | undefined, mode: TruncationMode): LearningRule<Emp
       try {
         const window = k === undefined ? T : Math.min(k, T);
         let report;
-        if (window >= T) report = wholeSequence(net, bound, xs, ctx);
+        if (window >= T) report = wholeSequence(net, bound, xs, ctx, batch.inputs);
         else if (perWindow) report = windows(net, bound, xs, window, ctx, true);
         else if (bound.step) report = windows(net, bound, xs, window, ctx, false);
         else report = twoPass(net, bound, xs, window, ctx);
@@ -95,6 +96,19 @@ function makeRule(k: number | undefined, mode: TruncationMode): LearningRule<Emp
       }
     },
   };
+}
+
+/** Hands every step of a stacked readout `[T, B, O]` to `ctx.observe`, one small tensor at a time. */
+function observeSteps(readout: Tensor, ctx: RuleContext): void {
+  const xs = stepsOf(readout);
+  for (let t = 0; t < xs.length; t++) {
+    const y = xs.at(t);
+    try {
+      ctx.observe?.(t, y);
+    } finally {
+      y.dispose();
+    }
+  }
 }
 
 function applyAndDispose(ctx: RuleContext, grads: NamedTensorMap): void {
@@ -111,11 +125,21 @@ function readScalar(x: Scalar): number {
   return v;
 }
 
-/** One tape over all T steps, one update. */
-function wholeSequence(net: Network, bound: BoundLoss, xs: Steps, ctx: RuleContext) {
+/**
+ * One tape over all T steps, one update. Where the network runs fused (every layer LIF, fast
+ * kernels on the backend) the whole sequence is one window: a handful of kernels on the tape
+ * instead of a dozen ops per step.
+ */
+function wholeSequence(net: Network, bound: BoundLoss, xs: Steps, ctx: RuleContext, inputs: Tensor) {
   const B = xs.shape[0]!;
+  let readout: Tensor | undefined;
   const { value, grads } = paramGrads(net, () => {
     const p = net.prepare();
+    if (p.fused) {
+      const out = net.runWindow(p, net.init(B), inputs);
+      if (ctx.observe) readout = tf.keep(out.readout);
+      return bound.stacked ? bound.stacked(out.readout) : bound.sequence(unstackSteps(out.readout));
+    }
     const ys: Tensor[] = [];
     unroll(net, p, net.init(B), xs, 0, xs.length, (t, out) => {
       ys.push(out.readout);
@@ -123,6 +147,10 @@ function wholeSequence(net: Network, bound: BoundLoss, xs: Steps, ctx: RuleConte
     });
     return bound.sequence(ys);
   });
+  if (readout) {
+    observeSteps(readout, ctx);
+    readout.dispose();
+  }
   applyAndDispose(ctx, grads);
   return { loss: readScalar(value), updates: 1 };
 }

@@ -1,0 +1,21 @@
+/**
+ * @spikeflow/kernels — fast SNN kernels for tfjs backends whose tensors live in CPU memory.
+ * @packageDocumentation
+ */
+import type { KernelRegistration } from '@spikeflow/core';
+import { eventDense, leakyScan, lifSequence } from './kernels.js';
+
+export { eventDense, lifSequence, leakyScan, EVENT_DENSITY_LIMIT } from './kernels.js';
+export { simdAvailable, kernelThreads, activeThreads } from './wasm.js';
+
+/**
+ * The kernels of this package as registrations for one tfjs backend whose tensors live in CPU
+ * memory (`wasm`, `cpu`): a backend plugin lists them in its `kernels`.
+ */
+export function cpuMemoryKernels(backend: string): KernelRegistration[] {
+  return [
+    { kernel: 'spikeflow.eventDense', backend, impl: eventDense },
+    { kernel: 'spikeflow.lifSequence', backend, impl: lifSequence },
+    { kernel: 'spikeflow.leakyScan', backend, impl: leakyScan },
+  ];
+}

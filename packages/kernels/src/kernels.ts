@@ -1,0 +1,330 @@
+import { SpikeflowError, tf, type LifSequenceParams, type LifSequenceResult, type Tensor } from '@spikeflow/core';
+import { activeThreads, arena, parallelRows, snn, type Arena } from './wasm.js';
+
+/**
+ * spikeflow's fast SNN kernels for tfjs backends whose tensors live in CPU memory (wasm, cpu).
+ * The loops run in WebAssembly with SIMD (assembly/snn.ts); each kernel is one node on the
+ * gradient tape whose backward pass computes only the gradients something upstream needs (tfjs
+ * calls a gradient thunk only for inputs on the path to the parameters), and does work in
+ * proportion to the spikes where an operand is spikes.
+ */
+
+/**
+ * Above this fraction of non-zero entries, a dense matrix product (XNNPACK on wasm) is faster than
+ * adding rows: measured on the bench's shapes, SIMD row additions run at ~5·10⁹ floats/s and the
+ * dense product at ~9·10⁹ multiply-adds/s.
+ */
+export const EVENT_DENSITY_LIMIT = 0.3;
+
+type GradThunks = Record<string, () => Tensor>;
+interface KernelFuncParams {
+  forwardFunc: (backend: unknown, save: (tensors: Tensor[]) => void) => Tensor | Tensor[];
+  backwardsFunc: (dy: Tensor | Tensor[], saved: Tensor[]) => GradThunks;
+  inputs: Record<string, Tensor>;
+}
+
+/**
+ * Runs `forward` as one op on the gradient tape with a backward pass that returns one thunk per
+ * input: the engine's own mechanism for registered kernels, used here for a function. The
+ * backward pass must read only `saved` tensors (the inputs may be freed by then).
+ */
+function customOp(params: KernelFuncParams): Tensor {
+  const engine = tf.engine() as unknown as { runKernelFunc(p: KernelFuncParams): Tensor | Tensor[] };
+  const out = engine.runKernelFunc(params);
+  return Array.isArray(out) ? out[0]! : out;
+}
+
+/** A tensor with a copy of `values` (which may be a view of the kernels' scratch memory). */
+function tensorOf(values: Float32Array | Int32Array, shape: number[], dtype: 'float32' | 'int32' = 'float32'): Tensor {
+  // The wasm backend copies into its own heap; the cpu backend keeps the array it is given.
+  return tf.tensor(tf.getBackend() === 'wasm' ? values : values.slice(), shape, dtype);
+}
+
+/**
+ * The values of `t`. On the wasm backend a view of its heap, without the copy `dataSync` makes:
+ * valid until tfjs next allocates, so copy out of it at once.
+ */
+function readF32(t: Tensor): Float32Array {
+  return (heapView(t) as Float32Array | undefined) ?? (t.dataSync() as Float32Array);
+}
+
+function readI32(t: Tensor): Int32Array {
+  return (heapView(t) as Int32Array | undefined) ?? (t.dataSync() as Int32Array);
+}
+
+/** On the wasm backend, a view of a float32 or int32 tensor's memory in tfjs' heap (else undefined). */
+function heapView(t: Tensor): Float32Array | Int32Array | undefined {
+  if ((t.dtype !== 'float32' && t.dtype !== 'int32') || tf.getBackend() !== 'wasm') return undefined;
+  const b = tf.backend() as unknown as { dataIdMap?: { get(id: object): { memoryOffset?: number } | undefined }; wasm?: { HEAPU8?: Uint8Array } };
+  const at = b.dataIdMap?.get(t.dataId)?.memoryOffset;
+  const heap = b.wasm?.HEAPU8;
+  if (typeof at !== 'number' || !heap) return undefined;
+  return t.dtype === 'int32' ? new Int32Array(heap.buffer, heap.byteOffset + at, t.size) : new Float32Array(heap.buffer, heap.byteOffset + at, t.size);
+}
+
+/** The slope of core's `fast_sigmoid`, which the LIF kernel computes itself; else 0. */
+function fastSigmoidSlope(s: LifSequenceParams['surrogate']): number {
+  const slope = s.params['slope'];
+  return s.name === 'fast_sigmoid' && typeof slope === 'number' && slope > 0 ? slope : 0;
+}
+
+/** The events (compressed sparse rows) of `x [N, I]` already copied at `px`; see assembly/snn.ts. */
+interface EventsAt {
+  readonly ptr: number;
+  readonly cols: number;
+  readonly vals: number;
+  readonly nnz: number;
+}
+
+/** `out [N, O]` = the rows of `w` the events name, summed per row; rows split over the threads. */
+function scatter(ev: { readonly ptr: number; readonly cols: number; readonly vals: number; readonly nnz: number }, N: number, w: number, O: number, out: number): void {
+  parallelRows('scatterRowRange', N, (n0, n1) => [ev.ptr, ev.cols, ev.vals, n0, n1, w, O, out], (ev.nnz + N) * O);
+}
+
+function eventsIn(a: Arena, px: number, N: number, I: number, nnz: number): EventsAt {
+  const ev = { ptr: a.alloc(N + 1), cols: a.alloc(nnz), vals: a.alloc(nnz), nnz };
+  a.commit();
+  snn().events(px, N, I, ev.ptr, ev.cols, ev.vals);
+  return ev;
+}
+
+/**
+ * `xᵀ·g` (`[I, O]`) for `x [N, I]` given by its events in the arena and `g [N, O]` at `pg`: the
+ * events are transposed (a counting sort) so that each output row is summed in registers.
+ * Returns the output's offset.
+ */
+function transposedProduct(a: Arena, ev: EventsAt, N: number, I: number, pg: number, O: number): number {
+  const t = { ptr: a.alloc(I + 1), cols: a.alloc(ev.nnz), vals: a.alloc(ev.nnz), nnz: ev.nnz };
+  const out = a.alloc(I * O);
+  a.commit();
+  const m = snn();
+  m.transposeEvents(ev.ptr, ev.cols, ev.vals, N, I, t.ptr, t.cols, t.vals);
+  scatter(t, I, pg, O, out);
+  return out;
+}
+
+/** `xᵀ·g` for `x [N, I]` given by saved event tensors and `g [N, O]`. */
+function eventsTransposedTimes(ptr: Tensor, cols: Tensor, vals: Tensor, g: Tensor, N: number, I: number, O: number): Tensor {
+  const a = arena();
+  const nnz = cols.size;
+  const ev = { ptr: a.alloc(N + 1), cols: a.alloc(nnz), vals: a.alloc(nnz), nnz };
+  const pg = a.alloc(N * O);
+  a.commit();
+  a.i32(ev.ptr, N + 1).set(readI32(ptr));
+  a.i32(ev.cols, nnz).set(readI32(cols));
+  a.f32(ev.vals, nnz).set(readF32(vals));
+  a.f32(pg, N * O).set(readF32(g));
+  return tensorOf(a.f32(transposedProduct(a, ev, N, I, pg, O), I * O), [I, O]);
+}
+
+/**
+ * `spikeflow.eventDense`: `x·W` adding W's rows of the active entries of `x` only (a dense product
+ * where more than {@link EVENT_DENSITY_LIMIT} of `x` is non-zero). The weight gradient `xᵀ·dy`
+ * visits only the active rows; the input gradient `dy·Wᵀ` is a dense product, computed only when
+ * `x` is on a gradient path (not for the data).
+ */
+export function eventDense(x: Tensor, w: Tensor): Tensor {
+  if (x.rank !== 2 || w.rank !== 2 || x.shape[1] !== w.shape[0]) {
+    throw new SpikeflowError('SHAPE_MISMATCH', `spikeflow.eventDense: expected x [N, I] and W [I, O], got [${x.shape}] and [${w.shape}]`);
+  }
+  const [N, I] = x.shape as [number, number];
+  const O = w.shape[1]!;
+  let sparse = false;
+  return customOp({
+    inputs: { x, w },
+    forwardFunc: (_, save) => {
+      const a = arena();
+      const px = a.alloc(N * I);
+      a.commit().f32(px, N * I).set(readF32(x));
+      const nnz = snn().countNonZero(px, N * I);
+      sparse = nnz <= EVENT_DENSITY_LIMIT * N * I;
+      if (!sparse) {
+        save([w, x]);
+        return tf.matMul(x, w);
+      }
+      const ev = eventsIn(a, px, N, I, nnz);
+      const pw = a.alloc(I * O);
+      const out = a.alloc(N * O);
+      a.commit().f32(pw, I * O).set(readF32(w));
+      scatter(ev, N, pw, O, out);
+      const evT = [tensorOf(a.i32(ev.ptr, N + 1), [N + 1], 'int32'), tensorOf(a.i32(ev.cols, nnz), [nnz], 'int32'), tensorOf(a.f32(ev.vals, nnz), [nnz])];
+      save([w, ...evT]);
+      const y = tensorOf(a.f32(out, N * O), [N, O]);
+      tf.dispose(evT);
+      return y;
+    },
+    backwardsFunc: (dy, [ws, ...saved]) => ({
+      x: () => tf.tidy(() => tf.matMul(dy as Tensor, tf.transpose(ws!))),
+      w: () =>
+        sparse
+          ? eventsTransposedTimes(saved[0]!, saved[1]!, saved[2]!, dy as Tensor, N, I, O)
+          : tf.tidy(() => tf.matMul(tf.transpose(saved[0]!), dy as Tensor)),
+    }),
+  });
+}
+
+/**
+ * `spikeflow.lifSequence`: the forward pass steps every neuron through the window and adds
+ * `W_rec`'s rows of the neurons that spiked; the backward pass runs through time once in reverse,
+ * with one dense product `g_t·W_recᵀ` per step (XNNPACK on wasm), and yields the gradients of the
+ * currents, `W_rec` (visiting only the spikes), β and the initial state, each only if needed.
+ */
+export function lifSequence(currents: Tensor, init: { readonly v: Tensor; readonly s: Tensor }, wRec: Tensor | undefined, p: LifSequenceParams): LifSequenceResult {
+  const [T, B, H] = currents.shape as [number, number, number];
+  if (currents.rank !== 3 || init.v.shape.join() !== `${B},${H}` || init.s.shape.join() !== `${B},${H}` || (wRec && wRec.shape.join() !== `${H},${H}`)) {
+    throw new SpikeflowError(
+      'SHAPE_MISMATCH',
+      `spikeflow.lifSequence: expected currents [T, B, H], state [B, H] and W_rec [H, H], got [${currents.shape}], [${init.v.shape}], [${init.s.shape}] and ${wRec ? `[${wRec.shape}]` : 'none'}`,
+    );
+  }
+  if (p.beta.size !== 1 && p.beta.size !== H) {
+    throw new SpikeflowError('SHAPE_MISMATCH', `spikeflow.lifSequence: β must be a scalar or one value per neuron [${H}], got [${p.beta.shape}]`);
+  }
+  const BH = B * H;
+  const thr = Math.fround(p.threshold);
+  const thrAttached = p.resetDetach ? 0 : thr;
+  const perNeuron = p.beta.size === H && H > 1 ? 1 : 0;
+  const betaShape = p.beta.shape;
+  const inputs: Record<string, Tensor> = { beta: p.beta, v0: init.v, s0: init.s, currents };
+  if (wRec) inputs['wRec'] = wRec;
+  let lastV: Float32Array | undefined;
+  let lastS: Float32Array | undefined;
+  const spikes = customOp({
+    inputs,
+    forwardFunc: (_, save) => {
+      const a = arena();
+      const pc = a.alloc(T * BH);
+      const pv0 = a.alloc(BH);
+      const ps0 = a.alloc(BH);
+      const pw = wRec ? a.alloc(H * H) : 0;
+      const pb = a.alloc(H);
+      const pV = a.alloc(T * BH);
+      const pS = a.alloc(T * BH);
+      // Scratch for one row's recurrent current, one per thread.
+      const scratch = Array.from({ length: activeThreads() }, () => [a.alloc(H), a.alloc(2 * H)] as const);
+      a.commit();
+      a.f32(pc, T * BH).set(readF32(currents));
+      a.f32(pv0, BH).set(readF32(init.v));
+      a.f32(ps0, BH).set(readF32(init.s));
+      if (wRec) a.f32(pw, H * H).set(readF32(wRec));
+      a.f32(pb, p.beta.size).set(readF32(p.beta));
+      let part = 0;
+      parallelRows('lifForward', B, (b0, b1) => {
+        const [rec, act] = scratch[part++]!;
+        return [pc, pv0, ps0, pw, pb, perNeuron, thr, T, B, H, b0, b1, pV, pS, rec, act];
+      }, T * B * H * (wRec ? 4 : 1));
+      const V = a.f32(pV, T * BH);
+      const S = a.f32(pS, T * BH);
+      lastV = V.slice((T - 1) * BH);
+      lastS = S.slice((T - 1) * BH);
+      const vT = tensorOf(V, [T, B, H]);
+      const sT = tensorOf(S, [T, B, H]);
+      save(wRec ? [vT, sT, p.beta, init.v, init.s, wRec] : [vT, sT, p.beta, init.v, init.s]);
+      vT.dispose();
+      return sT;
+    },
+    backwardsFunc: (dy, [vT, sT, betaT, v0T, s0T, wRecT]) => {
+      // ψ_t = σ'(v_t − ϑ) with the layer's own surrogate: computed in the loop for core's fast
+      // sigmoid, else by the surrogate's own ops on the whole window.
+      const slope = fastSigmoidSlope(p.surrogate);
+      const psiT = slope > 0 ? vT! : tf.tidy(() => p.surrogate.derivative(tf.sub(vT!, thr)));
+      const a = arena();
+      const pdS = a.alloc(T * BH);
+      const ppsi = a.alloc(T * BH);
+      const pG = a.alloc(T * BH);
+      const pb = a.alloc(H);
+      const pcarry = a.alloc(BH);
+      a.commit();
+      a.f32(pdS, T * BH).set(readF32(dy as Tensor));
+      a.f32(ppsi, T * BH).set(readF32(psiT));
+      a.f32(pb, betaT!.size).set(readF32(betaT!));
+      if (psiT !== vT) psiT.dispose();
+      // The whole reverse pass in one call: per step the neurons' gradients, then
+      // carry = g_t·W_recᵀ (the recurrent share of ∂L/∂s_{t−1}, and of ∂L/∂s0 after t = 0).
+      const pwT = wRecT ? a.alloc(H * H) : 0;
+      const pw = wRecT ? a.alloc(H * H) : 0;
+      a.commit();
+      if (wRecT) {
+        a.f32(pw, H * H).set(readF32(wRecT));
+        snn().transpose(pw, H, H, pwT);
+      }
+      parallelRows('lifBackward', B, (b0, b1) => [pdS, ppsi, slope, thr, pwT, pb, perNeuron, thrAttached, T, B, H, b0, b1, pG, pcarry], T * B * H * (wRecT ? 2 * H : 4));
+      const G = a.f32(pG, T * BH).slice();
+      const g0 = G.subarray(0, BH);
+      const carry0 = wRecT ? a.f32(pcarry, BH).slice() : new Float32Array(BH);
+      const betaD = readF32(betaT!).slice();
+      const betaAt = (j: number) => (perNeuron ? betaD[j]! : betaD[0]!);
+      return {
+        wRec: () => {
+          // Σ_t s_{t−1}ᵀ·g_t with s_{−1} = s0.
+          const b = arena();
+          const px = b.alloc(T * BH);
+          const pre = b.commit().f32(px, T * BH);
+          pre.set(readF32(s0T!), 0);
+          pre.set(readF32(sT!).subarray(0, (T - 1) * BH), BH);
+          const nnz = snn().countNonZero(px, T * BH);
+          if (nnz > EVENT_DENSITY_LIMIT * T * BH) {
+            return tf.tidy(() => tf.matMul(tf.transpose(tensorOf(pre, [T * B, H])), tf.tensor2d(G, [T * B, H])));
+          }
+          const ev = eventsIn(b, px, T * B, H, nnz);
+          const pg = b.alloc(T * BH);
+          b.commit().f32(pg, T * BH).set(G);
+          return tensorOf(b.f32(transposedProduct(b, ev, T * B, H, pg, H), H * H), [H, H]);
+        },
+        beta: () => {
+          // Σ_{t, b} g_t·v_{t−1}, per neuron or summed for a shared β.
+          const vd = readF32(vT!);
+          const v0 = readF32(v0T!);
+          const acc = new Float64Array(H);
+          for (let t = 0; t < T; t++) {
+            const prev = t === 0 ? v0 : vd.subarray((t - 1) * BH, t * BH);
+            const o = t * BH;
+            for (let i = 0; i < BH; i++) acc[i % H]! += G[o + i]! * prev[i]!;
+          }
+          if (perNeuron) return tf.tensor(Float32Array.from(acc), betaShape);
+          return tf.tidy(() => tf.reshape(tf.scalar(acc.reduce((s, x) => s + x, 0)), betaShape));
+        },
+        v0: () => tf.tensor2d(g0.map((g, i) => betaAt(i % H) * g), [B, H]),
+        s0: () => tf.tensor2d(carry0.map((c, i) => c - thrAttached * g0[i]!), [B, H]),
+        currents: () => tf.tensor3d(G, [T, B, H]),
+      };
+    },
+  });
+  return { spikes, final: { v: tf.tensor2d(lastV!, [B, H]), s: tf.tensor2d(lastS!, [B, H]) } };
+}
+
+/** `spikeflow.leakyScan`: the forward and the reverse scan each one SIMD loop. */
+export function leakyScan(d: Tensor, y0: Tensor, kappa: number): Tensor {
+  const [T, B, O] = d.shape as [number, number, number];
+  if (d.rank !== 3 || y0.shape.join() !== `${B},${O}`) {
+    throw new SpikeflowError('SHAPE_MISMATCH', `spikeflow.leakyScan: expected d [T, B, O] and y0 [B, O], got [${d.shape}] and [${y0.shape}]`);
+  }
+  const n = B * O;
+  const k = Math.fround(kappa);
+  return customOp({
+    inputs: { d, y0 },
+    forwardFunc: () => {
+      const a = arena();
+      const pd = a.alloc(T * n);
+      const p0 = a.alloc(n);
+      const py = a.alloc(T * n);
+      a.commit();
+      a.f32(pd, T * n).set(readF32(d));
+      a.f32(p0, n).set(readF32(y0));
+      snn().leakyScan(pd, p0, k, T, n, py);
+      return tensorOf(a.f32(py, T * n), [T, B, O]);
+    },
+    backwardsFunc: (dy) => {
+      const a = arena();
+      const pdy = a.alloc(T * n);
+      const pg = a.alloc(T * n);
+      a.commit().f32(pdy, T * n).set(readF32(dy as Tensor));
+      snn().leakyScanBack(pdy, k, T, n, pg);
+      const G = a.f32(pg, T * n).slice();
+      return {
+        d: () => tf.tensor3d(G, [T, B, O]),
+        y0: () => tf.tensor2d(G.subarray(0, n).map((g) => k * g), [B, O]),
+      };
+    },
+  });
+}
