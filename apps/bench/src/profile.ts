@@ -1,4 +1,5 @@
 import { tf } from '@spikeflow/core';
+import { setKernelProbe } from '@spikeflow/kernels';
 
 /** Time spent in one tfjs kernel during a profiled call. */
 export interface KernelTime {
@@ -21,8 +22,9 @@ export interface KernelProfile {
 
 /**
  * Runs `f` with every kernel of tfjs backend `backend` timed (the backends spikeflow runs on
- * execute kernels synchronously, so wall time around a kernel is its cost), and restores the
- * kernels afterwards. Nested kernels are charged to themselves only.
+ * execute kernels synchronously, so wall time around a kernel is its cost), and every part of
+ * spikeflow's fast kernels (`spikeflow.lifSequence (forward)`, `(backward)`, `(∂wRec)`, …), and
+ * restores the kernels afterwards. Nested kernels are charged to themselves only.
  */
 export function profileKernels(backend: string, f: () => void): KernelProfile {
   const configs = tf.getKernelsForBackend(backend);
@@ -30,28 +32,31 @@ export function profileKernels(backend: string, f: () => void): KernelProfile {
   const originals = configs.map((c) => c.kernelFunc);
   // Exclusive time: a kernel's elapsed time less that of kernels started inside it.
   const childMs: number[] = [];
+  const timed = <T>(name: string, run: () => T): T => {
+    childMs.push(0);
+    const t0 = performance.now();
+    try {
+      return run();
+    } finally {
+      const elapsed = performance.now() - t0;
+      const own = elapsed - childMs.pop()!;
+      if (childMs.length) childMs[childMs.length - 1]! += elapsed;
+      const s = stats.get(name) ?? { ms: 0, calls: 0 };
+      s.ms += own;
+      s.calls++;
+      stats.set(name, s);
+    }
+  };
   configs.forEach((c) => {
     const fn = c.kernelFunc;
-    (c as { kernelFunc: typeof fn }).kernelFunc = ((args: never) => {
-      childMs.push(0);
-      const t0 = performance.now();
-      try {
-        return fn(args);
-      } finally {
-        const elapsed = performance.now() - t0;
-        const own = elapsed - childMs.pop()!;
-        if (childMs.length) childMs[childMs.length - 1]! += elapsed;
-        const s = stats.get(c.kernelName) ?? { ms: 0, calls: 0 };
-        s.ms += own;
-        s.calls++;
-        stats.set(c.kernelName, s);
-      }
-    }) as typeof fn;
+    (c as { kernelFunc: typeof fn }).kernelFunc = ((args: never) => timed(c.kernelName, () => fn(args))) as typeof fn;
   });
+  setKernelProbe(timed);
   const t0 = performance.now();
   try {
     f();
   } finally {
+    setKernelProbe();
     configs.forEach((c, i) => ((c as { kernelFunc: unknown }).kernelFunc = originals[i]));
   }
   const totalMs = performance.now() - t0;

@@ -86,15 +86,24 @@ export const LeakyScan = 'spikeflow.leakyScan' satisfies KernelName;
 /**
  * `x·W` whose gradient multiplies by explicit transposes: tfjs' own MatMul gradient passes the
  * transposeA/transposeB flags, which take a path 5–10× slower on the wasm backend (measured on
- * Node 20, tfjs 4.22) and no faster elsewhere.
+ * Node 20, tfjs 4.22) and no faster elsewhere. tfjs frees a forward pass's intermediates before
+ * the backward pass and keeps only what is saved — as a copy, on wasm (its Identity kernel
+ * copies) — so a `tf.Variable` (a parameter, which outlives the backward pass) is read from the
+ * closure instead of saved once per step. `transposeOfW` makes Wᵀ (a backend may cache it per
+ * weight version).
  */
-const denseReference = tf.customGrad(((x: Tensor, w: Tensor, save: tf.GradSaveFunc) => {
-  save([x, w]);
-  return {
-    value: tf.matMul(x, w),
-    gradFunc: (dy: Tensor, [xs, ws]: Tensor[]) => [tf.matMul(dy, tf.transpose(ws!)), tf.matMul(tf.transpose(xs!), dy)],
-  };
-}) as never) as (x: Tensor, w: Tensor) => Tensor;
+export function denseByTransposes(transposeOfW: (w: Tensor) => Tensor = tf.transpose): (x: Tensor, w: Tensor) => Tensor {
+  return tf.customGrad(((x: Tensor, w: Tensor, save: tf.GradSaveFunc) => {
+    const variable = w instanceof tf.Variable;
+    save(variable ? [x] : [x, w]);
+    return {
+      value: tf.matMul(x, w),
+      gradFunc: (dy: Tensor, [xs, ws]: Tensor[]) => [tf.matMul(dy, transposeOfW(variable ? w : ws!)), tf.matMul(tf.transpose(xs!), dy)],
+    };
+  }) as never) as (x: Tensor, w: Tensor) => Tensor;
+}
+
+const denseReference = denseByTransposes();
 
 /**
  * The steps of a time-major tensor `[T, ...]` as T tensors, differentiable (tfjs' own unstack has

@@ -705,11 +705,12 @@ export function forward(net: Network, inputs: Tensor, { record = false, state }:
 }
 
 /** Steps per window of the fused inference path: memory stays independent of T. */
-const INFERENCE_WINDOW = 256;
+const INFERENCE_WINDOW = 1024;
 
 function forwardFused(net: Network, inputs: Tensor, record: boolean, state: NetState | undefined): ForwardResult {
   const [T, B, I] = inputs.shape as [number, number, number];
-  const data = inputs.dataSync();
+  // One window: the input as it is; more: each window's steps from one read of the data.
+  const data = T > INFERENCE_WINDOW ? inputs.dataSync() : undefined;
   const ys: Tensor[] = [];
   const spikes: Tensor[][] = net.model.layers.map(() => []);
   let s = state ?? net.init(B);
@@ -717,7 +718,7 @@ function forwardFused(net: Network, inputs: Tensor, record: boolean, state: NetS
     const k = Math.min(INFERENCE_WINDOW, T - from);
     const prev = s;
     const out = tidy(() => {
-      const x = tf.tensor3d(data.subarray(from * B * I, (from + k) * B * I) as Float32Array, [k, B, I]);
+      const x = data ? tf.tensor3d(data.subarray(from * B * I, (from + k) * B * I) as Float32Array, [k, B, I]) : inputs;
       const o = net.runWindow(net.prepare(), prev, x);
       return { readout: o.readout, spikes: record ? o.spikes : [], state: o.state };
     });

@@ -25,15 +25,21 @@ export function countNonZero(x: usize, n: i32): i32 {
   return count;
 }
 
+/** The non-zero entries of rows `[n0, n1)` of `x [·, I]`, stored as one int at `out`. */
+export function countRows(x: usize, n0: i32, n1: i32, I: i32, out: usize): void {
+  store<i32>(out, countNonZero(x + ((<usize>n0 * <usize>I) << 2), (n1 - n0) * I));
+}
+
 /**
- * The non-zero entries of `x [N, I]` as compressed sparse rows: row n's entries are
- * `cols[ptr[n] .. ptr[n+1])` with values `vals[...]`. Returns their number.
+ * The non-zero entries of rows `[n0, n1)` of `x [N, I]` as compressed sparse rows: row n's
+ * entries are `cols[ptr[n] .. ptr[n+1])` with values `vals[...]`, numbered from `k0` (the entries
+ * of the rows before n0; {@link countRows} gives them, so threads can take each range).
  */
-export function events(x: usize, N: i32, I: i32, ptr: usize, cols: usize, vals: usize): i32 {
-  let k = 0;
+export function events(x: usize, n0: i32, n1: i32, I: i32, ptr: usize, cols: usize, vals: usize, k0: i32): void {
+  let k = k0;
   const zero = f32x4.splat(0);
-  store<i32>(ptr, 0);
-  for (let n = 0; n < N; n++) {
+  if (n0 == 0) store<i32>(ptr, 0);
+  for (let n = n0; n < n1; n++) {
     const row = x + ((<usize>n * <usize>I) << 2);
     let i = 0;
     for (; i + 16 <= I; i += 16) {
@@ -60,7 +66,6 @@ export function events(x: usize, N: i32, I: i32, ptr: usize, cols: usize, vals: 
     }
     store<i32>(f32At(ptr, n + 1), k);
   }
-  return k;
 }
 
 /** `dst[0..O) += v·src[0..O)`. */
@@ -76,14 +81,13 @@ export function events(x: usize, N: i32, I: i32, ptr: usize, cols: usize, vals: 
   }
 }
 
-/** `out [N, O] = x·W` for `x` given by its events and `W [I, O]`: row n sums W's rows of its events. */
-export function scatterRows(ptr: usize, cols: usize, vals: usize, N: i32, w: usize, O: i32, out: usize): void {
-  scatterRowRange(ptr, cols, vals, 0, N, w, O, out);
-}
-
-/** {@link scatterRows} for output rows `[n0, n1)` only (rows are independent: a thread can take each range). */
-export function scatterRowRange(ptr: usize, cols: usize, vals: usize, n0: i32, n1: i32, w: usize, O: i32, out: usize): void {
-  memory.fill(out + ((<usize>n0 * <usize>O) << 2), 0, (<usize>(n1 - n0) * <usize>O) << 2);
+/**
+ * `out [N, O] = x·W` for `x` given by its events and `W [I, O]`, output rows `[n0, n1)` only
+ * (rows are independent: a thread can take each range); with `accumulate` added to what `out`
+ * holds. Each output row sums W's rows of its events.
+ */
+export function scatterRowRange(ptr: usize, cols: usize, vals: usize, n0: i32, n1: i32, w: usize, O: i32, out: usize, accumulate: bool): void {
+  if (!accumulate) memory.fill(out + ((<usize>n0 * <usize>O) << 2), 0, (<usize>(n1 - n0) * <usize>O) << 2);
   const O32 = O & ~31;
   // Column blocks of 32: a block of W (I × 32 floats) stays in cache across all rows, and the
   // block's 32 sums stay in registers while a row's events are added into them.
@@ -125,6 +129,16 @@ export function scatterRowRange(ptr: usize, cols: usize, vals: usize, n0: i32, n
         }
       }
       const dst = out + ((<usize>n * <usize>O + <usize>j) << 2);
+      if (accumulate) {
+        a0 = f32x4.add(a0, v128.load(dst));
+        a1 = f32x4.add(a1, v128.load(dst, 16));
+        a2 = f32x4.add(a2, v128.load(dst, 32));
+        a3 = f32x4.add(a3, v128.load(dst, 48));
+        a4 = f32x4.add(a4, v128.load(dst, 64));
+        a5 = f32x4.add(a5, v128.load(dst, 80));
+        a6 = f32x4.add(a6, v128.load(dst, 96));
+        a7 = f32x4.add(a7, v128.load(dst, 112));
+      }
       v128.store(dst, a0);
       v128.store(dst, a1, 16);
       v128.store(dst, a2, 32);
@@ -147,32 +161,34 @@ export function scatterRowRange(ptr: usize, cols: usize, vals: usize, n0: i32, n
           const src = w + ((<usize>load<i32>(f32At(cols, k)) * <usize>O + <usize>j) << 2);
           acc = f32x4.add(acc, f32x4.mul(f32x4.splat(load<f32>(f32At(vals, k))), v128.load(src)));
         }
+        if (accumulate) acc = f32x4.add(acc, v128.load(f32At(orow, j)));
         v128.store(f32At(orow, j), acc);
       }
       for (let j = O4; j < O; j++) {
         let acc: f32 = 0;
         for (let k = k0; k < k1; k++) acc += load<f32>(f32At(vals, k)) * load<f32>(w + ((<usize>load<i32>(f32At(cols, k)) * <usize>O + <usize>j) << 2));
-        store<f32>(f32At(orow, j), acc);
+        store<f32>(f32At(orow, j), accumulate ? acc + load<f32>(f32At(orow, j)) : acc);
       }
     }
   }
 }
 
 /**
- * The events of `xᵀ [I, N]` from those of `x [N, I]` (a counting sort by column): row i of the
- * result lists the rows n where `x[n, i]` is non-zero. Then `xᵀ·g` is {@link scatterRows} on them:
- * every output row's sums stay in registers instead of being read and written once per event.
+ * The events of `xᵀ [I, ·]` from those of rows `[n0, n1)` of `x [N, I]` (a counting sort by
+ * column): row i of the result lists the rows n where `x[n, i]` is non-zero. Then `xᵀ·g` is
+ * {@link scatterRowRange} on them: every output row's sums stay in registers instead of being
+ * read and written once per event. (A range of rows keeps the rows of g it reads in cache.)
  */
-export function transposeEvents(ptr: usize, cols: usize, vals: usize, N: i32, I: i32, tptr: usize, tcols: usize, tvals: usize): void {
+export function transposeEvents(ptr: usize, cols: usize, vals: usize, n0: i32, n1: i32, I: i32, tptr: usize, tcols: usize, tvals: usize): void {
   memory.fill(tptr, 0, (<usize>I + 1) << 2);
-  const nnz = load<i32>(f32At(ptr, N));
-  for (let k = 0; k < nnz; k++) {
+  const kEnd = load<i32>(f32At(ptr, n1));
+  for (let k = load<i32>(f32At(ptr, n0)); k < kEnd; k++) {
     const at = f32At(tptr, load<i32>(f32At(cols, k)) + 1);
     store<i32>(at, load<i32>(at) + 1);
   }
   for (let i = 0; i < I; i++) store<i32>(f32At(tptr, i + 1), load<i32>(f32At(tptr, i + 1)) + load<i32>(f32At(tptr, i)));
   // tptr[i] now is where column i's entries start; use it as a cursor, then shift it back.
-  for (let n = 0; n < N; n++) {
+  for (let n = n0; n < n1; n++) {
     const k1 = load<i32>(f32At(ptr, n + 1));
     for (let k = load<i32>(f32At(ptr, n)); k < k1; k++) {
       const at = f32At(tptr, load<i32>(f32At(cols, k)));

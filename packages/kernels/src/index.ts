@@ -5,7 +5,8 @@
 import type { KernelRegistration } from '@spikeflow/core';
 import { eventDense, leakyScan, lifSequence } from './kernels.js';
 
-export { eventDense, lifSequence, leakyScan, EVENT_DENSITY_LIMIT } from './kernels.js';
+export { eventDense, lifSequence, leakyScan, EVENT_DENSITY_LIMIT, setKernelProbe } from './kernels.js';
+export type { KernelProbe } from './kernels.js';
 export { simdAvailable, kernelThreads, activeThreads } from './wasm.js';
 
 /**

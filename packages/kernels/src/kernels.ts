@@ -1,5 +1,5 @@
 import { SpikeflowError, tf, type LifSequenceParams, type LifSequenceResult, type Tensor } from '@spikeflow/core';
-import { activeThreads, arena, parallelRows, snn, type Arena } from './wasm.js';
+import { activeThreads, arena, parallelRows, partsFor, snn, type Arena } from './wasm.js';
 
 /**
  * spikeflow's fast SNN kernels for tfjs backends whose tensors live in CPU memory (wasm, cpu).
@@ -23,14 +23,46 @@ interface KernelFuncParams {
   inputs: Record<string, Tensor>;
 }
 
+/** Runs `f` as the region `name` (a profiler times it); see {@link setKernelProbe}. */
+export type KernelProbe = <T>(name: string, f: () => T) => T;
+
+let probe: KernelProbe | undefined;
+
+/**
+ * Installs (or, without an argument, removes) a probe around every part of these kernels: the
+ * forward pass, the backward pass and each input's gradient, named `spikeflow.lifSequence
+ * (forward)`, `spikeflow.lifSequence (∂wRec)`, … The bench's `--profile` times them with it.
+ */
+export function setKernelProbe(p?: KernelProbe): void {
+  probe = p;
+}
+
+const probed = <T>(name: string, f: () => T): T => (probe ? probe(name, f) : f());
+
+/**
+ * Whether ops now are recorded for a backward pass (inference skips what only the backward pass
+ * reads). Ask before the op runs: inside a kernel the engine reports the tape off.
+ */
+function taped(): boolean {
+  const engine = tf.engine() as unknown as { isTapeOn?: () => boolean };
+  return engine.isTapeOn?.() ?? true;
+}
+
 /**
  * Runs `forward` as one op on the gradient tape with a backward pass that returns one thunk per
  * input: the engine's own mechanism for registered kernels, used here for a function. The
  * backward pass must read only `saved` tensors (the inputs may be freed by then).
  */
-function customOp(params: KernelFuncParams): Tensor {
+function customOp(kernel: string, params: KernelFuncParams): Tensor {
   const engine = tf.engine() as unknown as { runKernelFunc(p: KernelFuncParams): Tensor | Tensor[] };
-  const out = engine.runKernelFunc(params);
+  const out = engine.runKernelFunc({
+    inputs: params.inputs,
+    forwardFunc: (b, save) => probed(`${kernel} (forward)`, () => params.forwardFunc(b, save)),
+    backwardsFunc: (dy, saved) => {
+      const thunks = probed(`${kernel} (backward)`, () => params.backwardsFunc(dy, saved));
+      return Object.fromEntries(Object.entries(thunks).map(([k, f]) => [k, () => probed(`${kernel} (∂${k})`, f)]));
+    },
+  });
   return Array.isArray(out) ? out[0]! : out;
 }
 
@@ -77,29 +109,56 @@ interface EventsAt {
 }
 
 /** `out [N, O]` = the rows of `w` the events name, summed per row; rows split over the threads. */
-function scatter(ev: { readonly ptr: number; readonly cols: number; readonly vals: number; readonly nnz: number }, N: number, w: number, O: number, out: number): void {
-  parallelRows('scatterRowRange', N, (n0, n1) => [ev.ptr, ev.cols, ev.vals, n0, n1, w, O, out], (ev.nnz + N) * O);
+function scatter(ev: { readonly ptr: number; readonly cols: number; readonly vals: number; readonly nnz: number }, N: number, w: number, O: number, out: number, accumulate = false): void {
+  parallelRows('scatterRowRange', N, (n0, n1) => [ev.ptr, ev.cols, ev.vals, n0, n1, w, O, out, accumulate ? 1 : 0], (ev.nnz + N) * O);
 }
 
-function eventsIn(a: Arena, px: number, N: number, I: number, nnz: number): EventsAt {
-  const ev = { ptr: a.alloc(N + 1), cols: a.alloc(nnz), vals: a.alloc(nnz), nnz };
+/** The non-zero entries of `x [N, I]` at `px`: their number, and where each thread's rows start. */
+interface Counted {
+  readonly nnz: number;
+  readonly starts: readonly number[];
+}
+
+function countIn(a: Arena, px: number, N: number, I: number): Counted {
+  const parts = partsFor(N, N * I);
+  const at = a.alloc(parts);
   a.commit();
-  snn().events(px, N, I, ev.ptr, ev.cols, ev.vals);
+  parallelRows('countRows', N, (n0, n1, part) => [px, n0, n1, I, at + 4 * part], N * I);
+  const starts = [0];
+  for (const c of a.i32(at, parts)) starts.push(starts.at(-1)! + c);
+  return { nnz: starts.pop()!, starts };
+}
+
+/** The events of `x [N, I]` at `px` (counted by {@link countIn}), built by every thread. */
+function eventsIn(a: Arena, px: number, N: number, I: number, counted: Counted): EventsAt {
+  const ev = { ptr: a.alloc(N + 1), cols: a.alloc(counted.nnz), vals: a.alloc(counted.nnz), nnz: counted.nnz };
+  a.commit();
+  parallelRows('events', N, (n0, n1, part) => [px, n0, n1, I, ev.ptr, ev.cols, ev.vals, counted.starts[part]!], N * I);
   return ev;
 }
 
+/** Rows of g per chunk of `xᵀ·g` (about 4 MiB of g): the rows a chunk's events read stay in cache. */
+const CHUNK_BYTES = 4 << 20;
+
 /**
- * `xᵀ·g` (`[I, O]`) for `x [N, I]` given by its events in the arena and `g [N, O]` at `pg`: the
- * events are transposed (a counting sort) so that each output row is summed in registers.
+ * `xᵀ·g` (`[I, O]`) for `x [N, I]` given by its events in the arena and `g [N, O]` at `pg`, chunk
+ * of rows by chunk: each chunk's events are transposed (a counting sort) so that every output row
+ * is summed in registers over the chunk and added in once; threads split the output rows.
  * Returns the output's offset.
  */
 function transposedProduct(a: Arena, ev: EventsAt, N: number, I: number, pg: number, O: number): number {
-  const t = { ptr: a.alloc(I + 1), cols: a.alloc(ev.nnz), vals: a.alloc(ev.nnz), nnz: ev.nnz };
   const out = a.alloc(I * O);
+  const t = { ptr: a.alloc(I + 1), cols: a.alloc(ev.nnz), vals: a.alloc(ev.nnz), nnz: ev.nnz };
   a.commit();
-  const m = snn();
-  m.transposeEvents(ev.ptr, ev.cols, ev.vals, N, I, t.ptr, t.cols, t.vals);
-  scatter(t, I, pg, O, out);
+  const chunk = Math.max(1, Math.floor(CHUNK_BYTES / (4 * O)));
+  let n0 = 0;
+  do {
+    const n1 = Math.min(N, n0 + chunk);
+    snn().transposeEvents(ev.ptr, ev.cols, ev.vals, n0, n1, I, t.ptr, t.cols, t.vals);
+    // The first chunk writes the output, the others add to it.
+    scatter({ ...t, nnz: Math.ceil((ev.nnz * (n1 - n0)) / Math.max(1, N)) }, I, pg, O, out, n0 > 0);
+    n0 = n1;
+  } while (n0 < N);
   return out;
 }
 
@@ -129,29 +188,32 @@ export function eventDense(x: Tensor, w: Tensor): Tensor {
   }
   const [N, I] = x.shape as [number, number];
   const O = w.shape[1]!;
+  const tape = taped();
   let sparse = false;
-  return customOp({
+  return customOp('spikeflow.eventDense', {
     inputs: { x, w },
     forwardFunc: (_, save) => {
       const a = arena();
       const px = a.alloc(N * I);
       a.commit().f32(px, N * I).set(readF32(x));
-      const nnz = snn().countNonZero(px, N * I);
+      const counted = countIn(a, px, N, I);
+      const nnz = counted.nnz;
       sparse = nnz <= EVENT_DENSITY_LIMIT * N * I;
       if (!sparse) {
         save([w, x]);
         return tf.matMul(x, w);
       }
-      const ev = eventsIn(a, px, N, I, nnz);
+      const ev = eventsIn(a, px, N, I, counted);
       const pw = a.alloc(I * O);
       const out = a.alloc(N * O);
       a.commit().f32(pw, I * O).set(readF32(w));
       scatter(ev, N, pw, O, out);
-      const evT = [tensorOf(a.i32(ev.ptr, N + 1), [N + 1], 'int32'), tensorOf(a.i32(ev.cols, nnz), [nnz], 'int32'), tensorOf(a.f32(ev.vals, nnz), [nnz])];
-      save([w, ...evT]);
-      const y = tensorOf(a.f32(out, N * O), [N, O]);
-      tf.dispose(evT);
-      return y;
+      if (tape) {
+        const evT = [tensorOf(a.i32(ev.ptr, N + 1), [N + 1], 'int32'), tensorOf(a.i32(ev.cols, nnz), [nnz], 'int32'), tensorOf(a.f32(ev.vals, nnz), [nnz])];
+        save([w, ...evT]);
+        tf.dispose(evT);
+      }
+      return tensorOf(a.f32(out, N * O), [N, O]);
     },
     backwardsFunc: (dy, [ws, ...saved]) => ({
       x: () => tf.tidy(() => tf.matMul(dy as Tensor, tf.transpose(ws!))),
@@ -187,9 +249,10 @@ export function lifSequence(currents: Tensor, init: { readonly v: Tensor; readon
   const betaShape = p.beta.shape;
   const inputs: Record<string, Tensor> = { beta: p.beta, v0: init.v, s0: init.s, currents };
   if (wRec) inputs['wRec'] = wRec;
+  const tape = taped();
   let lastV: Float32Array | undefined;
   let lastS: Float32Array | undefined;
-  const spikes = customOp({
+  const spikes = customOp('spikeflow.lifSequence', {
     inputs,
     forwardFunc: (_, save) => {
       const a = arena();
@@ -262,11 +325,11 @@ export function lifSequence(currents: Tensor, init: { readonly v: Tensor; readon
           const pre = b.commit().f32(px, T * BH);
           pre.set(readF32(s0T!), 0);
           pre.set(readF32(sT!).subarray(0, (T - 1) * BH), BH);
-          const nnz = snn().countNonZero(px, T * BH);
-          if (nnz > EVENT_DENSITY_LIMIT * T * BH) {
+          const counted = countIn(b, px, T * B, H);
+          if (counted.nnz > EVENT_DENSITY_LIMIT * T * BH) {
             return tf.tidy(() => tf.matMul(tf.transpose(tensorOf(pre, [T * B, H])), tf.tensor2d(G, [T * B, H])));
           }
-          const ev = eventsIn(b, px, T * B, H, nnz);
+          const ev = eventsIn(b, px, T * B, H, counted);
           const pg = b.alloc(T * BH);
           b.commit().f32(pg, T * BH).set(G);
           return tensorOf(b.f32(transposedProduct(b, ev, T * B, H, pg, H), H * H), [H, H]);
@@ -301,7 +364,7 @@ export function leakyScan(d: Tensor, y0: Tensor, kappa: number): Tensor {
   }
   const n = B * O;
   const k = Math.fround(kappa);
-  return customOp({
+  return customOp('spikeflow.leakyScan', {
     inputs: { d, y0 },
     forwardFunc: () => {
       const a = arena();

@@ -4,10 +4,10 @@ import { SNN_SHARED_WASM_BASE64, SNN_WASM_BASE64 } from './snn-wasm.js';
 /** The WebAssembly module's exports (assembly/snn.ts). Pointers are byte offsets into `memory`. */
 export interface SnnExports {
   countNonZero(x: number, n: number): number;
-  events(x: number, N: number, I: number, ptr: number, cols: number, vals: number): number;
-  scatterRows(ptr: number, cols: number, vals: number, N: number, w: number, O: number, out: number): void;
-  scatterRowRange(ptr: number, cols: number, vals: number, n0: number, n1: number, w: number, O: number, out: number): void;
-  transposeEvents(ptr: number, cols: number, vals: number, N: number, I: number, tptr: number, tcols: number, tvals: number): void;
+  countRows(x: number, n0: number, n1: number, I: number, out: number): void;
+  events(x: number, n0: number, n1: number, I: number, ptr: number, cols: number, vals: number, k0: number): void;
+  scatterRowRange(ptr: number, cols: number, vals: number, n0: number, n1: number, w: number, O: number, out: number, accumulate: number): void;
+  transposeEvents(ptr: number, cols: number, vals: number, n0: number, n1: number, I: number, tptr: number, tcols: number, tvals: number): void;
   lifForward(c: number, v0: number, s0: number, w: number, beta: number, perNeuron: number, thr: number, T: number, B: number, H: number, b0: number, b1: number, V: number, S: number, rec: number, act: number): void;
   lifBackStep(dS: number, psi: number, slope: number, thr: number, carry: number, gNext: number, beta: number, perNeuron: number, thrAttached: number, B: number, H: number, g: number): void;
   transpose(src: number, R: number, C: number, dst: number): void;
@@ -18,8 +18,8 @@ export interface SnnExports {
 }
 
 /** Kernels that split their work by rows over the thread pool (same arguments plus a range). */
-type Parallel = 'lifForward' | 'lifBackward' | 'scatterRowRange';
-const PARALLEL: readonly Parallel[] = ['lifForward', 'lifBackward', 'scatterRowRange'];
+type Parallel = 'lifForward' | 'lifBackward' | 'scatterRowRange' | 'countRows' | 'events';
+const PARALLEL: readonly Parallel[] = ['lifForward', 'lifBackward', 'scatterRowRange', 'countRows', 'events'];
 
 interface Runtime {
   readonly exports: SnnExports;
@@ -138,6 +138,11 @@ export function snn(): SnnExports {
   return rt().exports;
 }
 
+/** How many parts {@link parallelRows} splits `rows` of `work` into (the same for the same arguments). */
+export function partsFor(rows: number, work = Infinity): number {
+  return work < MIN_PARALLEL_WORK ? 1 : Math.min(1 + rt().workers.length, rows);
+}
+
 /** Threads the kernels actually run on (1 + the workers that started). */
 export function activeThreads(): number {
   return 1 + rt().workers.length;
@@ -161,19 +166,19 @@ const MIN_PARALLEL_WORK = 1 << 17;
  * thread the first, then waits for them. `args(r0, r1)` gives the kernel's arguments for a range;
  * `work` estimates the whole call's cost (small calls run on this thread alone).
  */
-export function parallelRows(kernel: Parallel, rows: number, args: (r0: number, r1: number) => number[], work = Infinity): void {
+export function parallelRows(kernel: Parallel, rows: number, args: (r0: number, r1: number, part: number) => number[], work = Infinity): void {
   const { exports, workers } = rt();
   const fn = exports[kernel] as (...a: number[]) => void;
-  const parts = work < MIN_PARALLEL_WORK ? 1 : Math.min(1 + workers.length, rows);
+  const parts = partsFor(rows, work);
   if (parts <= 1) {
-    fn(...args(0, rows));
+    fn(...args(0, rows, 0));
     return;
   }
   const bounds = Array.from({ length: parts + 1 }, (_, i) => Math.round((i * rows) / parts));
   const jobs: { w: PoolWorker; job: number }[] = [];
   for (let i = 1; i < parts; i++) {
     const w = workers[i - 1]!;
-    const a = args(bounds[i]!, bounds[i + 1]!);
+    const a = args(bounds[i]!, bounds[i + 1]!, i);
     w.args.set(a);
     Atomics.store(w.control, 2, PARALLEL.indexOf(kernel));
     Atomics.store(w.control, 3, a.length);
@@ -181,7 +186,7 @@ export function parallelRows(kernel: Parallel, rows: number, args: (r0: number, 
     Atomics.notify(w.control, 0);
     jobs.push({ w, job });
   }
-  fn(...args(bounds[0]!, bounds[1]!));
+  fn(...args(bounds[0]!, bounds[1]!, 0));
   for (const { w, job } of jobs) {
     const started = Date.now();
     for (let done = Atomics.load(w.control, 5); done !== job; done = Atomics.load(w.control, 5)) {

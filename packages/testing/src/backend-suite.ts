@@ -104,6 +104,7 @@ export const kernelCases: { readonly [K in KernelName]: readonly KernelCase[] } 
       ['one row', [1, 30], 0.1],
       ['a dense input (past the event path)', [12, 30], 0.6],
       ['3000 rows (work enough to split over threads)', [3000, 30], 0.1],
+      ['30 000 rows (the weight gradient in chunks of rows)', [30000, 8], 0.3],
     ] as const
   ).map(
     ([name, shape, p]) =>

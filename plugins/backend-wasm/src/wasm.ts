@@ -1,4 +1,4 @@
-import { SpikeflowError, outerSumByEvents, tf, type Backend, type BackendInfo, type KernelRegistration, type Tensor } from '@spikeflow/core';
+import { SpikeflowError, denseByTransposes, outerSumByEvents, tf, type Backend, type BackendInfo, type KernelRegistration, type Tensor } from '@spikeflow/core';
 import * as wasmBackend from '@tensorflow/tfjs-backend-wasm';
 import { activeThreads, cpuMemoryKernels } from '@spikeflow/kernels';
 import os from 'node:os';
@@ -38,25 +38,11 @@ export function clearTransposeCache(): void {
 }
 
 /**
- * `x·W` whose gradient multiplies by explicit transposes. tfjs' built-in MatMul gradient uses the
- * transposeA/transposeB flags, which take a path 5–10× slower on the wasm backend than
- * transposing first (measured on Node 20, tfjs 4.22). Wᵀ is cached per weight version (above).
- * Same values and gradients as the reference.
+ * `x·W` whose gradient multiplies by explicit transposes (core's reference does too: wasm's
+ * transposed matMul path is 5–10× slower), with Wᵀ cached per weight version (above). Same
+ * values and gradients as the reference.
  */
-export const wasmDense = tf.customGrad(((x: Tensor, w: Tensor, save: tf.GradSaveFunc) => {
-  // tfjs frees a forward pass's intermediates before the backward pass and keeps only what is
-  // saved — as a copy, on wasm (its Identity kernel copies). A tf.Variable (a parameter) outlives
-  // the backward pass, so it is read from the closure instead of copied once per step.
-  const variable = w instanceof tf.Variable;
-  save(variable ? [x] : [x, w]);
-  return {
-    value: tf.matMul(x, w),
-    gradFunc: (dy: Tensor, saved: Tensor[]) => {
-      const ws = variable ? w : saved[1]!;
-      return [tf.matMul(dy, transposeOf(ws)), tf.matMul(tf.transpose(saved[0]!), dy)];
-    },
-  };
-}) as never) as (x: Tensor, w: Tensor) => Tensor;
+export const wasmDense = denseByTransposes(transposeOf);
 
 export const wasmKernels: readonly KernelRegistration[] = [
   { kernel: 'spikeflow.dense', backend: 'wasm', impl: wasmDense },

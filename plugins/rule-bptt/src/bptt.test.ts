@@ -119,15 +119,15 @@ describe('bptt through the fused kernels: the whole sequence as one window of a 
     }
   }
 
-  it('inference runs long sequences window by window (T = 600 > the 256-step window) and carries the state across windows', async () => {
+  it('inference runs long sequences window by window (T = 1100 > the 1024-step window) and carries the state across windows', async () => {
     await setup();
     const spec = { inputs: 6, layers: [layer], readout: { size: 3, kappa: 0.8 } };
     const fused = buildNetwork(spec, reg, { seed: 1, kernels });
     const stepwise = buildNetwork(spec, reg, { seed: 1 });
-    const x = tf.tidy(() => tf.cast(tf.less(tf.randomUniform([600, 2, 6], 0, 1, 'float32', 9), 0.3), 'float32'));
+    const x = tf.tidy(() => tf.cast(tf.less(tf.randomUniform([1100, 2, 6], 0, 1, 'float32', 9), 0.3), 'float32'));
     const a = forward(fused, x, { record: true });
     const b = forward(stepwise, x, { record: true });
-    expect(a.readout.shape).toEqual([600, 2, 3]);
+    expect(a.readout.shape).toEqual([1100, 2, 3]);
     expectClose({ y: a.readout.dataSync() as Float32Array }, { y: b.readout.dataSync() as Float32Array }, 1e-4);
     expect(Array.from(a.spikes![0]!.dataSync())).toEqual(Array.from(b.spikes![0]!.dataSync()));
     disposeTree([a, b, x] as never);
