@@ -3,8 +3,6 @@ import { SpikeflowError } from './errors.js';
 import type { AnyNeuronModel, LifKernelParams, NeuronRegistry, NeuronState, NeuronStepContext, NeuronTensorParam } from './neuron.js';
 import { spikeFn, surrogateFromSpec, type Surrogate, type SurrogateEntry, type SurrogateSpec } from './surrogates.js';
 import { EventDense, KernelTable, LeakyScan, LifSequence, detach, type KernelName, type KernelSignatures } from './kernels.js';
-
-export { detach };
 import {
   checkField,
   configError,
@@ -16,6 +14,8 @@ import {
   type SchemaValues,
 } from './validate.js';
 import { disposeTree, tidy, treeLeaves } from './state.js';
+
+export { detach };
 
 // ---------------------------------------------------------------------------------------------
 // Model spec: plain JSON, validated with errors that name the field.
@@ -409,18 +409,18 @@ export class Network {
       ([EventDense, LifSequence, LeakyScan] as KernelName[]).every((k) => this.#kernels.has(k, backend)) &&
       this.model.layers.every((l) => l.neuron.lifKernel !== undefined);
     const layers = this.model.layers.map((l, i) => {
-        const neuron: Record<string, Tensor> = {};
-        for (const [key, { tensor, range }] of Object.entries(this.#neuronTensors[i]!)) {
-          neuron[key] = range ? tf.clipByValue(tensor, range[0], range[1]) : tensor;
-        }
-        return {
-          W: p[`layers.${i}.W`]!,
-          ...(l.bias ? { b: p[`layers.${i}.b`]! } : {}),
-          ...(l.recurrent ? { W_rec: this.#recMasks[i] ? tf.mul(p[`layers.${i}.W_rec`]!, this.#recMasks[i]!) : p[`layers.${i}.W_rec`]! } : {}),
-          neuron,
-          ctx: { spike: this.#spikeFns[i]!, surrogate: l.surrogate, detach, dense },
-        };
-      });
+      const neuron: Record<string, Tensor> = {};
+      for (const [key, { tensor, range }] of Object.entries(this.#neuronTensors[i]!)) {
+        neuron[key] = range ? tf.clipByValue(tensor, range[0], range[1]) : tensor;
+      }
+      return {
+        W: p[`layers.${i}.W`]!,
+        ...(l.bias ? { b: p[`layers.${i}.b`]! } : {}),
+        ...(l.recurrent ? { W_rec: this.#recMasks[i] ? tf.mul(p[`layers.${i}.W_rec`]!, this.#recMasks[i]!) : p[`layers.${i}.W_rec`]! } : {}),
+        neuron,
+        ctx: { spike: this.#spikeFns[i]!, surrogate: l.surrogate, detach, dense },
+      };
+    });
     const fused = fusable ? this.model.layers.map((l, i) => l.neuron.lifKernel!({ config: l.config, tensors: layers[i]!.neuron })) : undefined;
     return {
       synapse: synapse ? (x, w, site) => synapse(x, w, site, dense) : (x, w) => dense(x, w),
@@ -599,17 +599,26 @@ export interface Steps {
 }
 
 /**
- * The steps of a time-major `[T, B, ...]` tensor. Reads the data once and builds each step's
- * tensor on demand from a view: no `slice`/`unstack` (they copy the whole input per step on the
- * wasm backend), and only the steps in use hold tensor memory. Inputs are constants of the
- * computation: no gradient flows back to them.
+ * The steps of a time-major `[T, B, ...]` tensor. Reads the data once, at the first step asked
+ * for (`x` must live until then), and builds each step's tensor on demand from a view: no
+ * `slice`/`unstack` (they copy the whole input per step on the wasm backend), and only the steps
+ * in use hold tensor memory. Inputs are constants of the computation: no gradient flows back to
+ * them.
  */
 export function stepsOf(x: Tensor): Steps {
   const [T, ...rest] = x.shape;
   if (T === undefined) throw new SpikeflowError('SHAPE_MISMATCH', 'stepsOf: expected a time-major tensor [T, B, ...], got a scalar');
-  const data = x.dataSync();
+  // Read on first use: a rule that ends up running the sequence as one window never copies it.
+  let data: Float32Array | Int32Array | Uint8Array | undefined;
   const per = rest.reduce((a, b) => a * b, 1);
-  return { length: T, shape: rest, at: (t) => tf.tensor(data.subarray(t * per, (t + 1) * per), rest, x.dtype) };
+  return {
+    length: T,
+    shape: rest,
+    at: (t) => {
+      data ??= x.dataSync() as Float32Array | Int32Array | Uint8Array;
+      return tf.tensor(data.subarray(t * per, (t + 1) * per), rest, x.dtype);
+    },
+  };
 }
 
 /** All steps of a time-major tensor as separate tensors (the caller disposes them). */

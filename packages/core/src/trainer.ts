@@ -3,7 +3,8 @@ import { SpikeflowError } from './errors.js';
 import type { Dataset } from './dataset.js';
 import type { LearningRule, RuleContext, SequenceBatch } from './rule.js';
 import { checkRequirements } from './rule.js';
-import { advance, stepsOf, type Network } from './network.js';
+import { forward, type Network } from './network.js';
+import { unstackSteps } from './kernels.js';
 import type { TemporalLoss } from './losses.js';
 import { OptimizerRunner, type Optimizer } from './optim.js';
 import { disposeTree, type TensorTree } from './state.js';
@@ -358,15 +359,13 @@ export async function evaluate(
       n++;
       const [T, B] = batch.inputs.shape as [number, number];
       const bound = loss.bind(batch.targets, { steps: T, batch: B, outputs: network.outputs });
-      const ys: Tensor[] = [];
-      const init = network.init(B);
-      const final = advance(network, init, stepsOf(batch.inputs), 0, T, (_, out) => {
-        ys.push(out.readout);
-        return [out.readout];
-      });
-      const value = tf.tidy(() => bound.sequence(ys).dataSync()[0]!);
-      if (labels) right += tf.tidy(() => correct(prediction === 'last' ? ys[ys.length - 1]! : tf.addN(ys), batch.targets));
-      disposeTree([init, final, ys] as never);
+      // `forward` runs the network fused where it can (whole windows through the fast kernels).
+      const out = forward(network, batch.inputs);
+      const value = tf.tidy(() => (bound.stacked ? bound.stacked(out.readout) : bound.sequence(unstackSteps(out.readout))).dataSync()[0]!);
+      if (labels) {
+        right += tf.tidy(() => correct(prediction === 'last' ? tf.reshape(tf.slice(out.readout, [T - 1, 0, 0], [1, -1, -1]), [B, -1]) : tf.sum(out.readout, 0), batch.targets));
+      }
+      disposeTree(out as never);
       bound.dispose();
       samples += B;
       lossSum += value * B;
