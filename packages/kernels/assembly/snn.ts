@@ -82,11 +82,36 @@ export function events(x: usize, n0: i32, n1: i32, I: i32, ptr: usize, cols: usi
 }
 
 /**
- * `out [N, O] = x·W` for `x` given by its events and `W [I, O]`, output rows `[n0, n1)` only
- * (rows are independent: a thread can take each range); with `accumulate` added to what `out`
- * holds. Each output row sums W's rows of its events.
+ * The 32-column blocks of `w [R, O]` (its first `O & ~31` columns), each stored contiguously:
+ * block b's row r at `packed + (b·R + r)·128` bytes. {@link scatterRowRange} reads W's rows in an
+ * order given by the events; rows 1 KiB apart in W would fall into few cache sets.
  */
-export function scatterRowRange(ptr: usize, cols: usize, vals: usize, n0: i32, n1: i32, w: usize, O: i32, out: usize, accumulate: bool): void {
+export function packBlocks(w: usize, R: i32, O: i32, packed: usize): void {
+  const O32 = O & ~31;
+  for (let j = 0; j < O32; j += 32) {
+    const dst = packed + ((<usize>(j >> 5) * <usize>R) << 7);
+    for (let r = 0; r < R; r++) {
+      const src = w + ((<usize>r * <usize>O + <usize>j) << 2);
+      const d = dst + (<usize>r << 7);
+      v128.store(d, v128.load(src));
+      v128.store(d, v128.load(src, 16), 16);
+      v128.store(d, v128.load(src, 32), 32);
+      v128.store(d, v128.load(src, 48), 48);
+      v128.store(d, v128.load(src, 64), 64);
+      v128.store(d, v128.load(src, 80), 80);
+      v128.store(d, v128.load(src, 96), 96);
+      v128.store(d, v128.load(src, 112), 112);
+    }
+  }
+}
+
+/**
+ * `out [N, O] = x·W` for `x` given by its events and `W [·, O]`, output rows `[n0, n1)` only
+ * (rows are independent: a thread can take each range); with `accumulate` added to what `out`
+ * holds. Each output row sums W's rows of its events: 32 columns at a time from `packed` (rows
+ * `[base, base + R)` of W, as {@link packBlocks} leaves them), the last `O mod 32` from `w`.
+ */
+export function scatterRowRange(ptr: usize, cols: usize, vals: usize, n0: i32, n1: i32, w: usize, packed: usize, R: i32, base: i32, O: i32, out: usize, accumulate: bool): void {
   if (!accumulate) memory.fill(out + ((<usize>n0 * <usize>O) << 2), 0, (<usize>(n1 - n0) * <usize>O) << 2);
   const O32 = O & ~31;
   // Column blocks of 32: a block of W (I × 32 floats) stays in cache across all rows, and the
@@ -105,7 +130,7 @@ export function scatterRowRange(ptr: usize, cols: usize, vals: usize, n0: i32, n
       let a6 = f32x4.splat(0);
       let a7 = f32x4.splat(0);
       for (let k = k0; k < k1; k++) {
-        const src = w + ((<usize>load<i32>(f32At(cols, k)) * <usize>O + <usize>j) << 2);
+        const src = packed + ((<usize>(j >> 5) * <usize>R + <usize>(load<i32>(f32At(cols, k)) - base)) << 7);
         const v = load<f32>(f32At(vals, k));
         if (v == 1) {
           a0 = f32x4.add(a0, v128.load(src));

@@ -108,9 +108,22 @@ interface EventsAt {
   readonly nnz: number;
 }
 
+/** Where rows `[base, base + R)` of a `[·, O]` matrix lie packed by {@link packed}. */
+interface Packed {
+  readonly at: number;
+  readonly R: number;
+  readonly base: number;
+}
+
+/** Packs rows `[base, base + R)` of `w [·, O]` into 32-column blocks at `at` (which holds `R·O` floats). */
+function packed(w: number, base: number, R: number, O: number, at: number): Packed {
+  snn().packBlocks(w + base * O * 4, R, O, at);
+  return { at, R, base };
+}
+
 /** `out [N, O]` = the rows of `w` the events name, summed per row; rows split over the threads. */
-function scatter(ev: { readonly ptr: number; readonly cols: number; readonly vals: number; readonly nnz: number }, N: number, w: number, O: number, out: number, accumulate = false): void {
-  parallelRows('scatterRowRange', N, (n0, n1) => [ev.ptr, ev.cols, ev.vals, n0, n1, w, O, out, accumulate ? 1 : 0], (ev.nnz + N) * O);
+function scatter(ev: { readonly ptr: number; readonly cols: number; readonly vals: number; readonly nnz: number }, N: number, w: number, p: Packed, O: number, out: number, accumulate = false): void {
+  parallelRows('scatterRowRange', N, (n0, n1) => [ev.ptr, ev.cols, ev.vals, n0, n1, w, p.at, p.R, p.base, O, out, accumulate ? 1 : 0], (ev.nnz + N) * O);
 }
 
 /** The non-zero entries of `x [N, I]` at `px`: their number, and where each thread's rows start. */
@@ -149,14 +162,15 @@ const CHUNK_BYTES = 4 << 20;
 function transposedProduct(a: Arena, ev: EventsAt, N: number, I: number, pg: number, O: number): number {
   const out = a.alloc(I * O);
   const t = { ptr: a.alloc(I + 1), cols: a.alloc(ev.nnz), vals: a.alloc(ev.nnz), nnz: ev.nnz };
-  a.commit();
   const chunk = Math.max(1, Math.floor(CHUNK_BYTES / (4 * O)));
+  const pack = a.alloc(Math.min(chunk, Math.max(N, 1)) * O);
+  a.commit();
   let n0 = 0;
   do {
     const n1 = Math.min(N, n0 + chunk);
     snn().transposeEvents(ev.ptr, ev.cols, ev.vals, n0, n1, I, t.ptr, t.cols, t.vals);
     // The first chunk writes the output, the others add to it.
-    scatter({ ...t, nnz: Math.ceil((ev.nnz * (n1 - n0)) / Math.max(1, N)) }, I, pg, O, out, n0 > 0);
+    scatter({ ...t, nnz: Math.ceil((ev.nnz * (n1 - n0)) / Math.max(1, N)) }, I, pg, packed(pg, n0, n1 - n0, O, pack), O, out, n0 > 0);
     n0 = n1;
   } while (n0 < N);
   return out;
@@ -205,9 +219,10 @@ export function eventDense(x: Tensor, w: Tensor): Tensor {
       }
       const ev = eventsIn(a, px, N, I, counted);
       const pw = a.alloc(I * O);
+      const pp = a.alloc(I * O);
       const out = a.alloc(N * O);
       a.commit().f32(pw, I * O).set(readF32(w));
-      scatter(ev, N, pw, O, out);
+      scatter(ev, N, pw, packed(pw, 0, I, O, pp), O, out);
       if (tape) {
         const evT = [tensorOf(a.i32(ev.ptr, N + 1), [N + 1], 'int32'), tensorOf(a.i32(ev.cols, nnz), [nnz], 'int32'), tensorOf(a.f32(ev.vals, nnz), [nnz])];
         save([w, ...evT]);
