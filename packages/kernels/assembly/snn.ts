@@ -7,20 +7,22 @@
   return base + (<usize>i << 2);
 }
 
+/** Bit j set where `x[i + j]` is not zero, for j < 16 (four lanes per SIMD comparison). */
+@inline function nonZeroMask16(x: usize, i: i32): i32 {
+  const zero = f32x4.splat(0);
+  return (
+    i32x4.bitmask(f32x4.ne(v128.load(f32At(x, i)), zero)) |
+    (i32x4.bitmask(f32x4.ne(v128.load(f32At(x, i + 4)), zero)) << 4) |
+    (i32x4.bitmask(f32x4.ne(v128.load(f32At(x, i + 8)), zero)) << 8) |
+    (i32x4.bitmask(f32x4.ne(v128.load(f32At(x, i + 12)), zero)) << 12)
+  );
+}
+
 /** Non-zero entries among `n` floats at `x`. */
-export function countNonZero(x: usize, n: i32): i32 {
+function countNonZero(x: usize, n: i32): i32 {
   let count = 0;
   let i = 0;
-  const zero = f32x4.splat(0);
-  for (; i + 16 <= n; i += 16) {
-    // One bit per non-zero lane, four lanes per comparison.
-    const m =
-      i32x4.bitmask(f32x4.ne(v128.load(f32At(x, i)), zero)) |
-      (i32x4.bitmask(f32x4.ne(v128.load(f32At(x, i + 4)), zero)) << 4) |
-      (i32x4.bitmask(f32x4.ne(v128.load(f32At(x, i + 8)), zero)) << 8) |
-      (i32x4.bitmask(f32x4.ne(v128.load(f32At(x, i + 12)), zero)) << 12);
-    count += popcnt(m);
-  }
+  for (; i + 16 <= n; i += 16) count += popcnt(nonZeroMask16(x, i));
   for (; i < n; i++) if (load<f32>(f32At(x, i)) != 0) count++;
   return count;
 }
@@ -37,35 +39,38 @@ export function countRows(x: usize, n0: i32, n1: i32, I: i32, out: usize): void 
  */
 export function events(x: usize, n0: i32, n1: i32, I: i32, ptr: usize, cols: usize, vals: usize, k0: i32): void {
   let k = k0;
-  const zero = f32x4.splat(0);
   if (n0 == 0) store<i32>(ptr, 0);
   for (let n = n0; n < n1; n++) {
-    const row = x + ((<usize>n * <usize>I) << 2);
-    let i = 0;
-    for (; i + 16 <= I; i += 16) {
-      let m =
-        i32x4.bitmask(f32x4.ne(v128.load(f32At(row, i)), zero)) |
-        (i32x4.bitmask(f32x4.ne(v128.load(f32At(row, i + 4)), zero)) << 4) |
-        (i32x4.bitmask(f32x4.ne(v128.load(f32At(row, i + 8)), zero)) << 8) |
-        (i32x4.bitmask(f32x4.ne(v128.load(f32At(row, i + 12)), zero)) << 12);
-      while (m != 0) {
-        const j = i + ctz(m);
-        store<i32>(f32At(cols, k), j);
-        store<f32>(f32At(vals, k), load<f32>(f32At(row, j)));
-        k++;
-        m &= m - 1;
-      }
-    }
-    for (; i < I; i++) {
-      const v = load<f32>(f32At(row, i));
-      if (v != 0) {
-        store<i32>(f32At(cols, k), i);
-        store<f32>(f32At(vals, k), v);
-        k++;
-      }
-    }
+    k = rowEvents(x + ((<usize>n * <usize>I) << 2), I, cols, vals, k);
     store<i32>(f32At(ptr, n + 1), k);
   }
+}
+
+/**
+ * Appends the non-zero entries of `row [I]` at position `k` of `cols` (indices) and `vals`
+ * (values), 16 entries tested per step by SIMD comparison; returns the position after them.
+ */
+@inline function rowEvents(row: usize, I: i32, cols: usize, vals: usize, k: i32): i32 {
+  let i = 0;
+  for (; i + 16 <= I; i += 16) {
+    let m = nonZeroMask16(row, i);
+    while (m != 0) {
+      const j = i + ctz(m);
+      store<i32>(f32At(cols, k), j);
+      store<f32>(f32At(vals, k), load<f32>(f32At(row, j)));
+      k++;
+      m &= m - 1;
+    }
+  }
+  for (; i < I; i++) {
+    const v = load<f32>(f32At(row, i));
+    if (v != 0) {
+      store<i32>(f32At(cols, k), i);
+      store<f32>(f32At(vals, k), v);
+      k++;
+    }
+  }
+  return k;
 }
 
 /** `dst[0..O) += v·src[0..O)`. */
@@ -231,29 +236,7 @@ export function transposeEvents(ptr: usize, cols: usize, vals: usize, n0: i32, n
  * The non-zero entries of `x [n]`: indices at `act`, values at `act + 4n`. Returns their number.
  */
 function activeOf(x: usize, n: i32, act: usize): i32 {
-  let k = 0;
-  const zero = f32x4.splat(0);
-  const vals = act + (<usize>n << 2);
-  let i = 0;
-  for (; i + 4 <= n; i += 4) {
-    let m = i32x4.bitmask(f32x4.ne(v128.load(f32At(x, i)), zero));
-    while (m != 0) {
-      const j = i + ctz(m);
-      store<i32>(f32At(act, k), j);
-      store<f32>(f32At(vals, k), load<f32>(f32At(x, j)));
-      k++;
-      m &= m - 1;
-    }
-  }
-  for (; i < n; i++) {
-    const v = load<f32>(f32At(x, i));
-    if (v != 0) {
-      store<i32>(f32At(act, k), i);
-      store<f32>(f32At(vals, k), v);
-      k++;
-    }
-  }
-  return k;
+  return rowEvents(x, n, act, act + (<usize>n << 2), 0);
 }
 
 /** `out [H] = Σ_k v_k·w[i_k, :]` over the `n` entries at `act` (as {@link activeOf} leaves them), `w [·, H]`. */
@@ -366,7 +349,7 @@ export function lifForward(c: usize, v0: usize, s0: usize, w: usize, beta: usize
  * with `slope` > 0, is the fast sigmoid 1/(1 + slope·|v_t − ϑ|)² of the membrane at `psi`
  * (core's `fast_sigmoid`, in the same float32 operations).
  */
-export function lifBackStep(dS: usize, psi: usize, slope: f32, thr: f32, carry: usize, gNext: usize, beta: usize, perNeuron: bool, thrAttached: f32, B: i32, H: i32, g: usize): void {
+function lifBackStep(dS: usize, psi: usize, slope: f32, thr: f32, carry: usize, gNext: usize, beta: usize, perNeuron: bool, thrAttached: f32, B: i32, H: i32, g: usize): void {
   const H4 = H & ~3;
   const tv = f32x4.splat(thrAttached);
   const b0 = load<f32>(beta);
@@ -452,7 +435,7 @@ export function transpose(src: usize, R: i32, C: i32, dst: usize): void {
  * `out [R, H] = g [R, K] · w [K, H]`, dense: blocks of 4 rows × 8 columns held in registers over
  * the whole sum (~18 GFLOP/s on one core here, as fast as XNNPACK on these shapes).
  */
-export function matmul(g: usize, R: i32, K: i32, w: usize, H: i32, out: usize): void {
+function matmul(g: usize, R: i32, K: i32, w: usize, H: i32, out: usize): void {
   const H8 = H & ~7;
   const st = <usize>H << 2;
   let r = 0;

@@ -3,16 +3,13 @@ import { SNN_SHARED_WASM_BASE64, SNN_WASM_BASE64 } from './snn-wasm.js';
 
 /** The WebAssembly module's exports (assembly/snn.ts). Pointers are byte offsets into `memory`. */
 export interface SnnExports {
-  countNonZero(x: number, n: number): number;
   countRows(x: number, n0: number, n1: number, I: number, out: number): void;
   events(x: number, n0: number, n1: number, I: number, ptr: number, cols: number, vals: number, k0: number): void;
   scatterRowRange(ptr: number, cols: number, vals: number, n0: number, n1: number, w: number, packed: number, R: number, base: number, O: number, out: number, accumulate: number): void;
   packBlocks(w: number, R: number, O: number, packed: number): void;
   transposeEvents(ptr: number, cols: number, vals: number, n0: number, n1: number, I: number, tptr: number, tcols: number, tvals: number): void;
   lifForward(c: number, v0: number, s0: number, w: number, beta: number, perNeuron: number, thr: number, T: number, B: number, H: number, b0: number, b1: number, V: number, S: number, rec: number, act: number): void;
-  lifBackStep(dS: number, psi: number, slope: number, thr: number, carry: number, gNext: number, beta: number, perNeuron: number, thrAttached: number, B: number, H: number, g: number): void;
   transpose(src: number, R: number, C: number, dst: number): void;
-  matmul(g: number, R: number, K: number, w: number, H: number, out: number): void;
   lifBackward(dS: number, psi: number, slope: number, thr: number, wT: number, beta: number, perNeuron: number, thrAttached: number, T: number, B: number, H: number, b0: number, b1: number, g: number, carry: number): void;
   leakyScan(d: number, y0: number, kappa: number, T: number, n: number, y: number): void;
   leakyScanBack(dy: number, kappa: number, T: number, n: number, g: number): void;
