@@ -137,6 +137,19 @@ describe('kernel profile', () => {
   });
 });
 
+describe('--compare-inference', () => {
+  it('times the composite references alongside the fast kernels, and only with them', async () => {
+    const registry = createRegistry([lif, bptt, wasmPlugin]);
+    const before = tf.memory().numTensors;
+    const m = await measure(registry, parseRuleChoice('bptt'), 8, { ...quickWorkload, repeats: 3, compareInference: true });
+    expect(m.inferComposite!.stepsPerSec).toBeGreaterThan(0);
+    expect(Number.isFinite(m.inferComposite!.speedup) && m.inferComposite!.speedup > 0).toBe(true);
+    expect(tf.memory().numTensors).toBe(before);
+    expect((await measure(registry, parseRuleChoice('bptt'), 8, { ...quickWorkload, compareInference: true, kernels: false })).inferComposite).toBeUndefined();
+    expect((await measure(registry, parseRuleChoice('bptt'), 8, quickWorkload)).inferComposite).toBeUndefined();
+  });
+});
+
 describe('peak tensor memory', () => {
   it('follows calls of hundreds of thousands of kernels (where tf.profile overflows the stack), and restores the engine', async () => {
     const base = tf.memory().numBytes;

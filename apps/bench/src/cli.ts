@@ -59,6 +59,7 @@ export function benchCommand(name = 'spikeflow-bench'): Command {
     .option('--repeats <n>', 'timed iterations per point (median)', int('--repeats'))
     .option('--no-kernels', "use core's composite kernels instead of the backend's fast ones (the baseline)")
     .option('--profile', 'also time one more iteration kernel by kernel (in the JSON; the top kernels in the progress line)')
+    .option('--compare-inference', "also time inference on core's composite references, alternating pass by pass with the fast kernels in the same process (the speed-up in the JSON and the progress line)")
     .option('--backend <name>', 'backend', 'wasm')
     .option('--plugins <list>', 'extra plugin packages (e.g. a new rule)', '')
     .option('--quick', 'tiny sizes and T = 8,16 (exercises the harness in seconds)')
@@ -78,6 +79,7 @@ export function benchCommand(name = 'spikeflow-bench'): Command {
         repeats?: number;
         kernels: boolean;
         profile?: boolean;
+        compareInference?: boolean;
         backend: string;
         plugins: string;
         quick?: boolean;
@@ -96,6 +98,7 @@ export function benchCommand(name = 'spikeflow-bench'): Command {
           ...(o.repeats ? { repeats: o.repeats } : {}),
           ...(o.kernels ? {} : { kernels: false }),
           ...(o.profile ? { profile: true } : {}),
+          ...(o.compareInference ? { compareInference: true } : {}),
         };
         const steps = o.quick && o.steps.join() === '100,250,500,1000' ? [8, 16] : o.steps;
         const k = o.quick && o.k === 50 ? 4 : o.k;

@@ -42,6 +42,12 @@ export interface Workload {
   readonly kernels?: boolean;
   /** Also time one more training iteration kernel by kernel (`--profile`; see {@link profileKernels}). */
   readonly profile?: boolean;
+  /**
+   * With the fast kernels: also time inference on core's composite references, pass for pass
+   * alternating with the fast one in the same process (`--compare-inference`), so that the
+   * speed-up is not the machine's drift between two runs.
+   */
+  readonly compareInference?: boolean;
 }
 
 export const standardWorkload: Workload = { batch: 64, inputs: 700, density: 0.05, hidden: 256, neuron: 'lif', outputs: 20, repeats: 3, seed: 0 };
@@ -85,6 +91,12 @@ export interface Measurement {
   readonly profile?: KernelProfile;
   /** Steps per second of inference (forward only, no tape) on the same batch: median of `repeats` passes after one warm-up pass. */
   readonly inferStepsPerSec: number;
+  /**
+   * With `compareInference`: the same forward pass on core's composite references (a network with
+   * the same weights), each pass right after one of the fast passes; steps per second (median) and
+   * the median over those pairs of (composite time / fast time).
+   */
+  readonly inferComposite?: { readonly stepsPerSec: number; readonly speedup: number };
   readonly repeats: number;
 }
 
@@ -126,16 +138,18 @@ function median(xs: number[]): number {
 /** Measures one (rule, T) on the active backend, in this process. */
 export async function measure(registry: Registry, choice: RuleChoice | LearningRule, steps: number, w: Workload): Promise<Measurement> {
   const lifLike = w.neuron === 'lif' || w.neuron === 'alif';
-  const net = buildNetwork(
-    {
-      inputs: w.inputs,
-      layers: [{ neuron: w.neuron, size: w.hidden, recurrent: true, ...(lifLike ? { params: { beta: 0.9, threshold: 1 } } : {}) }],
-      readout: { size: w.outputs, kappa: 0.9 },
-      ...(lifLike ? { surrogate: { name: 'fast_sigmoid', slope: 25 } } : {}),
-    },
-    { neurons: registry.neurons, surrogates: [...registry.surrogates.values()] },
-    { seed: w.seed, ...(w.kernels === false ? {} : { kernels: registry.kernels }) },
-  );
+  const build = (kernels: boolean) =>
+    buildNetwork(
+      {
+        inputs: w.inputs,
+        layers: [{ neuron: w.neuron, size: w.hidden, recurrent: true, ...(lifLike ? { params: { beta: 0.9, threshold: 1 } } : {}) }],
+        readout: { size: w.outputs, kappa: 0.9 },
+        ...(lifLike ? { surrogate: { name: 'fast_sigmoid', slope: 25 } } : {}),
+      },
+      { neurons: registry.neurons, surrogates: [...registry.surrogates.values()] },
+      { seed: w.seed, ...(kernels ? { kernels: registry.kernels } : {}) },
+    );
+  const net = build(w.kernels !== false);
   const rule = 'update' in choice ? choice : ruleFromSpec(choice.spec, registry.rules, `rules.${choice.label}`);
   // CE on the mean readout, or CE at every step for rules that learn from per-step terms (e-prop, OTTT, ...).
   const loss = rule.requires.lossDecomposesOverTime ? ceEveryStep : ceMean;
@@ -159,14 +173,27 @@ export async function measure(registry: Registry, choice: RuleChoice | LearningR
     }
     const before = tf.memory().numBytes;
     const peak = await peakTensorBytes(iterate);
-    const inferTimes: number[] = [];
-    for (let i = 0; i <= w.repeats; i++) {
+    const inferOnce = (n: typeof net) => {
       const t0 = performance.now();
-      const out = forward(net, inputs);
+      const out = forward(n, inputs);
       out.readout.dataSync();
-      if (i > 0) inferTimes.push(performance.now() - t0); // the first pass warms up
+      const ms = performance.now() - t0;
       disposeTree(out as never);
+      return ms;
+    };
+    // The composite twin has the trained weights; each of its passes follows one of the fast ones.
+    const twin = w.compareInference && w.kernels !== false ? build(false) : undefined;
+    twin?.setParams(net.params);
+    const inferTimes: number[] = [];
+    const twinTimes: number[] = [];
+    for (let i = 0; i <= w.repeats; i++) {
+      const ms = inferOnce(net);
+      const twinMs = twin ? inferOnce(twin) : 0;
+      if (i === 0) continue; // the first pass warms up
+      inferTimes.push(ms);
+      twinTimes.push(twinMs);
     }
+    twin?.dispose();
     const profile = w.profile ? profileKernels(tf.getBackend(), iterate) : undefined;
     const inferMs = median(inferTimes);
     const msPerIter = median(times);
@@ -179,6 +206,7 @@ export async function measure(registry: Registry, choice: RuleChoice | LearningR
       peakWorkingBytes: peak - before,
       peakRssBytes: process.resourceUsage().maxRSS * 1024,
       inferStepsPerSec: steps / (inferMs / 1000),
+      ...(twin ? { inferComposite: { stepsPerSec: steps / (median(twinTimes) / 1000), speedup: median(twinTimes.map((t, i) => t / inferTimes[i]!)) } } : {}),
       repeats: w.repeats,
       ...(profile ? { profile } : {}),
     };

@@ -27,21 +27,31 @@ function countNonZero(x: usize, n: i32): i32 {
   return count;
 }
 
+/** Whether each of the `n` floats at `x` is 1 (event values that are spikes). */
+export function allOnes(x: usize, n: i32): bool {
+  const one = f32x4.splat(1);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) if (!i32x4.all_true(f32x4.eq(v128.load(f32At(x, i)), one))) return false;
+  for (; i < n; i++) if (load<f32>(f32At(x, i)) != 1) return false;
+  return true;
+}
+
 /** The non-zero entries of rows `[n0, n1)` of `x [·, I]`, stored as one int at `out`. */
 export function countRows(x: usize, n0: i32, n1: i32, I: i32, out: usize): void {
   store<i32>(out, countNonZero(x + ((<usize>n0 * <usize>I) << 2), (n1 - n0) * I));
 }
 
 /**
- * The non-zero entries of rows `[n0, n1)` of `x [N, I]` as compressed sparse rows: row n's
+ * The non-zero entries of rows `[n0, n1)` of a matrix `[N, I]` as compressed sparse rows: row n's
  * entries are `cols[ptr[n] .. ptr[n+1])` with values `vals[...]`, numbered from `k0` (the entries
- * of the rows before n0; {@link countRows} gives them, so threads can take each range).
+ * of the rows before n0; {@link countRows} gives them, so threads can take each range). `x` holds
+ * the rows `[n0, n1)` only (the range of a matrix, or a copy of it staged on its own).
  */
 export function events(x: usize, n0: i32, n1: i32, I: i32, ptr: usize, cols: usize, vals: usize, k0: i32): void {
   let k = k0;
   if (n0 == 0) store<i32>(ptr, 0);
   for (let n = n0; n < n1; n++) {
-    k = rowEvents(x + ((<usize>n * <usize>I) << 2), I, cols, vals, k);
+    k = rowEvents(x + ((<usize>(n - n0) * <usize>I) << 2), I, cols, vals, k);
     store<i32>(f32At(ptr, n + 1), k);
   }
 }
@@ -115,8 +125,9 @@ export function packBlocks(w: usize, R: i32, O: i32, packed: usize): void {
  * (rows are independent: a thread can take each range); with `accumulate` added to what `out`
  * holds. Each output row sums W's rows of its events: 32 columns at a time from `packed` (rows
  * `[base, base + R)` of W, as {@link packBlocks} leaves them), the last `O mod 32` from `w`.
+ * `binary`: every value is 1 ({@link allOnes}).
  */
-export function scatterRowRange(ptr: usize, cols: usize, vals: usize, n0: i32, n1: i32, w: usize, packed: usize, R: i32, base: i32, O: i32, out: usize, accumulate: bool): void {
+export function scatterRowRange(ptr: usize, cols: usize, vals: usize, n0: i32, n1: i32, w: usize, packed: usize, R: i32, base: i32, O: i32, out: usize, accumulate: bool, binary: bool): void {
   if (!accumulate) memory.fill(out + ((<usize>n0 * <usize>O) << 2), 0, (<usize>(n1 - n0) * <usize>O) << 2);
   const O32 = O & ~31;
   // Column blocks of 32: a block of W (I × 32 floats) stays in cache across all rows, and the
@@ -134,10 +145,12 @@ export function scatterRowRange(ptr: usize, cols: usize, vals: usize, n0: i32, n
       let a5 = f32x4.splat(0);
       let a6 = f32x4.splat(0);
       let a7 = f32x4.splat(0);
-      for (let k = k0; k < k1; k++) {
-        const src = packed + ((<usize>(j >> 5) * <usize>R + <usize>(load<i32>(f32At(cols, k)) - base)) << 7);
-        const v = load<f32>(f32At(vals, k));
-        if (v == 1) {
+      const blk = packed + ((<usize>(j >> 5) * <usize>R - <usize>base) << 7);
+      // Spikes (every value 1) are added without the multiplication; 1·w is w, so the two loops
+      // give the same sums.
+      if (binary) {
+        for (let k = k0; k < k1; k++) {
+          const src = blk + (<usize>load<i32>(f32At(cols, k)) << 7);
           a0 = f32x4.add(a0, v128.load(src));
           a1 = f32x4.add(a1, v128.load(src, 16));
           a2 = f32x4.add(a2, v128.load(src, 32));
@@ -146,8 +159,11 @@ export function scatterRowRange(ptr: usize, cols: usize, vals: usize, n0: i32, n
           a5 = f32x4.add(a5, v128.load(src, 80));
           a6 = f32x4.add(a6, v128.load(src, 96));
           a7 = f32x4.add(a7, v128.load(src, 112));
-        } else {
-          const vv = f32x4.splat(v);
+        }
+      } else {
+        for (let k = k0; k < k1; k++) {
+          const src = blk + (<usize>load<i32>(f32At(cols, k)) << 7);
+          const vv = v128.load32_splat(f32At(vals, k));
           a0 = f32x4.add(a0, f32x4.mul(vv, v128.load(src)));
           a1 = f32x4.add(a1, f32x4.mul(vv, v128.load(src, 16)));
           a2 = f32x4.add(a2, f32x4.mul(vv, v128.load(src, 32)));

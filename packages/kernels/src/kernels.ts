@@ -100,12 +100,14 @@ function fastSigmoidSlope(s: LifSequenceParams['surrogate']): number {
   return s.name === 'fast_sigmoid' && typeof slope === 'number' && slope > 0 ? slope : 0;
 }
 
-/** The events (compressed sparse rows) of `x [N, I]` already copied at `px`; see assembly/snn.ts. */
+/** The events (compressed sparse rows) of `x [N, I]` in the arena; see assembly/snn.ts. */
 interface EventsAt {
   readonly ptr: number;
   readonly cols: number;
   readonly vals: number;
   readonly nnz: number;
+  /** Every value is 1 (spikes): the row additions skip the multiplication. */
+  readonly binary: boolean;
 }
 
 /** Where rows `[base, base + R)` of a `[·, O]` matrix lie packed by {@link packed}. */
@@ -122,8 +124,8 @@ function packed(w: number, base: number, R: number, O: number, at: number): Pack
 }
 
 /** `out [N, O]` = the rows of `w` the events name, summed per row; rows split over the threads. */
-function scatter(ev: { readonly ptr: number; readonly cols: number; readonly vals: number; readonly nnz: number }, N: number, w: number, p: Packed, O: number, out: number, accumulate = false): void {
-  parallelRows('scatterRowRange', N, (n0, n1) => [ev.ptr, ev.cols, ev.vals, n0, n1, w, p.at, p.R, p.base, O, out, accumulate ? 1 : 0], (ev.nnz + N) * O);
+function scatter(ev: EventsAt, N: number, w: number, p: Packed, O: number, out: number, accumulate = false): void {
+  parallelRows('scatterRowRange', N, (n0, n1) => [ev.ptr, ev.cols, ev.vals, n0, n1, w, p.at, p.R, p.base, O, out, accumulate ? 1 : 0, ev.binary ? 1 : 0], (ev.nnz + N) * O);
 }
 
 /** The non-zero entries of `x [N, I]` at `px`: their number, and where each thread's rows start. */
@@ -146,8 +148,41 @@ function countIn(a: Arena, px: number, N: number, I: number): Counted {
 function eventsIn(a: Arena, px: number, N: number, I: number, counted: Counted): EventsAt {
   const ev = { ptr: a.alloc(N + 1), cols: a.alloc(counted.nnz), vals: a.alloc(counted.nnz), nnz: counted.nnz };
   a.commit();
-  parallelRows('events', N, (n0, n1, part) => [px, n0, n1, I, ev.ptr, ev.cols, ev.vals, counted.starts[part]!], N * I);
-  return ev;
+  parallelRows('events', N, (n0, n1, part) => [px + 4 * n0 * I, n0, n1, I, ev.ptr, ev.cols, ev.vals, counted.starts[part]!], N * I);
+  return { ...ev, binary: snn().allOnes(ev.vals, ev.nnz) !== 0 };
+}
+
+/** Bytes of `x` staged at a time by {@link streamEvents}: a slice that stays in the core's cache. */
+const STAGE_BYTES = 128 << 10;
+
+/**
+ * The events of `x [N, I]`, read where it lies (tfjs' heap on wasm) a slice of rows at a time:
+ * each slice is copied into the arena and listed while it is in cache, so the input is read once
+ * and never copied whole (a copy and two passes over it took twice as long on the bench's input).
+ * The lists are given room for `limit` of `x`; undefined where more than that is non-zero (a dense
+ * product is faster then).
+ */
+function streamEvents(a: Arena, x: Float32Array, N: number, I: number, limit: number): EventsAt | undefined {
+  const rows = Math.max(1, Math.min(N, Math.floor(STAGE_BYTES / (4 * I))));
+  const max = Math.floor(limit * N * I);
+  // A slice is checked after it is listed: room for one more slice past the limit.
+  const room = max + rows * I;
+  const stage = a.alloc(rows * I);
+  const ptr = a.alloc(N + 1);
+  const cols = a.alloc(room);
+  const vals = a.alloc(room);
+  a.commit();
+  const m = snn();
+  const staged = a.f32(stage, rows * I);
+  const ends = a.i32(ptr, N + 1);
+  for (let n0 = 0, k = 0; n0 < N; n0 += rows) {
+    const n1 = Math.min(N, n0 + rows);
+    staged.set(x.subarray(n0 * I, n1 * I));
+    m.events(stage, n0, n1, I, ptr, cols, vals, k);
+    k = ends[n1]!;
+    if (k > max) return undefined;
+  }
+  return { ptr, cols, vals, nnz: ends[N]!, binary: m.allOnes(vals, ends[N]!) !== 0 };
 }
 
 /** Rows of g per chunk of `xᵀ·g` (about 4 MiB of g): the rows a chunk's events read stay in cache. */
@@ -161,7 +196,7 @@ const CHUNK_BYTES = 4 << 20;
  */
 function transposedProduct(a: Arena, ev: EventsAt, N: number, I: number, pg: number, O: number): number {
   const out = a.alloc(I * O);
-  const t = { ptr: a.alloc(I + 1), cols: a.alloc(ev.nnz), vals: a.alloc(ev.nnz), nnz: ev.nnz };
+  const t = { ptr: a.alloc(I + 1), cols: a.alloc(ev.nnz), vals: a.alloc(ev.nnz), nnz: ev.nnz, binary: ev.binary };
   const chunk = Math.max(1, Math.floor(CHUNK_BYTES / (4 * O)));
   const pack = a.alloc(Math.min(chunk, Math.max(N, 1)) * O);
   a.commit();
@@ -180,12 +215,13 @@ function transposedProduct(a: Arena, ev: EventsAt, N: number, I: number, pg: num
 function eventsTransposedTimes(ptr: Tensor, cols: Tensor, vals: Tensor, g: Tensor, N: number, I: number, O: number): Tensor {
   const a = arena();
   const nnz = cols.size;
-  const ev = { ptr: a.alloc(N + 1), cols: a.alloc(nnz), vals: a.alloc(nnz), nnz };
+  const at = { ptr: a.alloc(N + 1), cols: a.alloc(nnz), vals: a.alloc(nnz) };
   const pg = a.alloc(N * O);
   a.commit();
-  a.i32(ev.ptr, N + 1).set(readI32(ptr));
-  a.i32(ev.cols, nnz).set(readI32(cols));
-  a.f32(ev.vals, nnz).set(readF32(vals));
+  a.i32(at.ptr, N + 1).set(readI32(ptr));
+  a.i32(at.cols, nnz).set(readI32(cols));
+  a.f32(at.vals, nnz).set(readF32(vals));
+  const ev = { ...at, nnz, binary: snn().allOnes(at.vals, nnz) !== 0 };
   a.f32(pg, N * O).set(readF32(g));
   return tensorOf(a.f32(transposedProduct(a, ev, N, I, pg, O), I * O), [I, O]);
 }
@@ -208,16 +244,13 @@ export function eventDense(x: Tensor, w: Tensor): Tensor {
     inputs: { x, w },
     forwardFunc: (_, save) => {
       const a = arena();
-      const px = a.alloc(N * I);
-      a.commit().f32(px, N * I).set(readF32(x));
-      const counted = countIn(a, px, N, I);
-      const nnz = counted.nnz;
-      sparse = nnz <= EVENT_DENSITY_LIMIT * N * I;
-      if (!sparse) {
+      const ev = streamEvents(a, readF32(x), N, I, EVENT_DENSITY_LIMIT);
+      sparse = ev !== undefined;
+      if (!ev) {
         save([w, x]);
         return tf.matMul(x, w);
       }
-      const ev = eventsIn(a, px, N, I, counted);
+      const nnz = ev.nnz;
       const pw = a.alloc(I * O);
       const pp = a.alloc(I * O);
       const out = a.alloc(N * O);
@@ -295,10 +328,13 @@ export function lifSequence(currents: Tensor, init: { readonly v: Tensor; readon
       const S = a.f32(pS, T * BH);
       lastV = V.slice((T - 1) * BH);
       lastS = S.slice((T - 1) * BH);
-      const vT = tensorOf(V, [T, B, H]);
       const sT = tensorOf(S, [T, B, H]);
-      save(wRec ? [vT, sT, p.beta, init.v, init.s, wRec] : [vT, sT, p.beta, init.v, init.s]);
-      vT.dispose();
+      if (tape) {
+        // Only the backward pass reads the potentials: inference does not copy them out.
+        const vT = tensorOf(V, [T, B, H]);
+        save(wRec ? [vT, sT, p.beta, init.v, init.s, wRec] : [vT, sT, p.beta, init.v, init.s]);
+        vT.dispose();
+      }
       return sT;
     },
     backwardsFunc: (dy, [vT, sT, betaT, v0T, s0T, wRecT]) => {

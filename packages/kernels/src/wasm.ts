@@ -5,7 +5,8 @@ import { SNN_SHARED_WASM_BASE64, SNN_WASM_BASE64 } from './snn-wasm.js';
 export interface SnnExports {
   countRows(x: number, n0: number, n1: number, I: number, out: number): void;
   events(x: number, n0: number, n1: number, I: number, ptr: number, cols: number, vals: number, k0: number): void;
-  scatterRowRange(ptr: number, cols: number, vals: number, n0: number, n1: number, w: number, packed: number, R: number, base: number, O: number, out: number, accumulate: number): void;
+  scatterRowRange(ptr: number, cols: number, vals: number, n0: number, n1: number, w: number, packed: number, R: number, base: number, O: number, out: number, accumulate: number, binary: number): void;
+  allOnes(x: number, n: number): number;
   packBlocks(w: number, R: number, O: number, packed: number): void;
   transposeEvents(ptr: number, cols: number, vals: number, n0: number, n1: number, I: number, tptr: number, tcols: number, tvals: number): void;
   lifForward(c: number, v0: number, s0: number, w: number, beta: number, perNeuron: number, thr: number, T: number, B: number, H: number, b0: number, b1: number, V: number, S: number, rec: number, act: number): void;

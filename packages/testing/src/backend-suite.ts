@@ -103,17 +103,32 @@ export const kernelCases: { readonly [K in KernelName]: readonly KernelCase[] } 
       ['all spikes', [12, 30], 1],
       ['one row', [1, 30], 0.1],
       ['a dense input (past the event path)', [12, 30], 0.6],
+      // The kernels read the input a slice of rows at a time: this one is found dense after a slice.
+      ['a dense input of 3000 rows', [3000, 30], 0.6],
       ['3000 rows (work enough to split over threads)', [3000, 30], 0.1],
       ['30 000 rows (the weight gradient in chunks of rows)', [30000, 8], 0.3],
     ] as const
-  ).map(
-    ([name, shape, p]) =>
-      ({
-        name,
-        args: () => [spikes([...shape], p, 1), tf.randomNormal([shape[1], 37], 0, 1, 'float32', 2)],
-        call: (impl: KernelSignatures['spikeflow.eventDense'], [x, w]) => impl(x!, w!),
-      }) as KernelCase,
-  ),
+  )
+    .map(
+      ([name, shape, p]) =>
+        ({
+          name,
+          args: () => [spikes([...shape], p, 1), tf.randomNormal([shape[1], 37], 0, 1, 'float32', 2)],
+          call: (impl: KernelSignatures['spikeflow.eventDense'], [x, w]) => impl(x!, w!),
+        }) as KernelCase,
+    )
+    .concat({
+      // Analog input (zeros, ones and other values): the event values are multiplied, not only added.
+      name: 'analog values',
+      args: () => [
+        tf.tidy(() => {
+          const u = tf.randomUniform([500, 30], 0, 1, 'float32', 3);
+          return tf.where(tf.less(u, 0.8), tf.zerosLike(u), tf.where(tf.less(u, 0.9), tf.onesLike(u), tf.mul(u, -2)));
+        }),
+        tf.randomNormal([30, 37], 0, 1, 'float32', 2),
+      ],
+      call: (impl: KernelSignatures['spikeflow.eventDense'], [x, w]) => impl(x!, w!),
+    } as KernelCase),
   'spikeflow.lifSequence': [
     lifCase('recurrent, reset attached'),
     lifCase('recurrent, reset detached', { resetDetach: true }),
