@@ -9,8 +9,12 @@ import { readFileSync, readdirSync, existsSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
-/** Libraries plugins may use at run time: core, and implementations shared by several plugins (the fast kernels of the CPU-memory backends). */
-const pluginLibraries = new Set(['@spikeflow/core', '@spikeflow/kernels']);
+/**
+ * Libraries plugins may use at run time: core, and implementations shared by several plugins (the
+ * fast kernels of the CPU-memory backends; the event streams, transforms and binning of the
+ * neuromorphic dataset plugins).
+ */
+const pluginLibraries = new Set(['@spikeflow/core', '@spikeflow/kernels', '@spikeflow/events']);
 const problems = [];
 const pkgDirs = ['packages', 'plugins', 'apps', 'examples'].flatMap((g) =>
   existsSync(join(root, g)) ? readdirSync(join(root, g)).map((n) => join(root, g, n)).filter((d) => existsSync(join(d, 'package.json'))) : [],

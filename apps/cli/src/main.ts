@@ -108,12 +108,13 @@ export function program(): Command {
     .command('inspect')
     .description('print a JSON summary of a dataset file (samples, shape, classes, label histogram)')
     .argument('<path>', 'data file')
-    .option('--format <name>', 'file format (default: guessed from the name; idx for MNIST-style files)')
+    .option('--format <name>', 'file format (default: recognised by the installed dataset plugins from the name or the first bytes)')
     .action(async (path: string, o: { format?: string }) => {
       const registry = await registryOf(installedPluginNames(), process.cwd());
-      const format = o.format ?? (/idx\d?-ubyte|\.idx\d?(\.gz)?$|ubyte(\.gz)?$/.test(path) ? 'idx' : undefined);
       const readers = [...registry.datasets.values()].filter((d) => d.inspect && d.formats?.length);
       const known = [...new Set(readers.flatMap((d) => d.formats ?? []))];
+      let format = o.format;
+      for (const d of readers) format ??= await d.detect?.(path);
       if (!format) throw new SpikeflowError('CONFIG_INVALID', `data inspect: cannot guess the format of ${path}; pass --format (${known.join(', ') || 'no dataset plugin reads files'})`, { path: '--format' });
       const reader = readers.find((d) => d.formats!.includes(format));
       if (!reader) throw new SpikeflowError('UNKNOWN_NAME', `data inspect: no installed dataset plugin reads format '${format}' (known: ${known.join(', ') || 'none'})`, { path: '--format' });

@@ -77,4 +77,10 @@ export interface DatasetEntry<Sch extends Schema = Schema> {
   readonly formats?: readonly string[];
   /** Summarises a data file of one of `formats`; throws `DATA_INVALID` for a bad file. */
   inspect?(path: string, format: string): Promise<DataFileSummary>;
+  /**
+   * Which of `formats` the file or directory at `path` is, judged by its name or its first bytes;
+   * undefined when this family does not read it. `spikeflow data inspect` asks every installed
+   * family when no `--format` is given.
+   */
+  detect?(path: string): Promise<string | undefined>;
 }

@@ -217,6 +217,11 @@ export function openFashionMnist(options: Omit<MnistOptions, 'source'> & { sourc
   return openFamily('fashion-mnist', options, ctx);
 }
 
+/** IDX files by their names: `train-images-idx3-ubyte`, `*.idx`, `*-ubyte.gz`, … */
+async function detect(path: string): Promise<string | undefined> {
+  return /idx\d?-ubyte|\.idx\d?(\.gz)?$|ubyte(\.gz)?$/.test(path) ? 'idx' : undefined;
+}
+
 async function inspect(path: string, format: string): Promise<DataFileSummary> {
   if (format !== 'idx') throw configError('--format', `the mnist plugin reads format 'idx', not '${format}'`);
   return summarizeIdx(path);
@@ -234,6 +239,7 @@ export const mnistEntry: DatasetEntry<typeof mnistSchema> = {
   open: (o, ctx) => openMnist(o as unknown as MnistOptions, ctx),
   formats: ['idx'],
   inspect,
+  detect,
 };
 
 /** Fashion-MNIST (Xiao, Rasul & Vollgraf 2017): 28×28 greyscale clothing images, 10 classes, IDX files only. */
@@ -244,4 +250,5 @@ export const fashionMnistEntry: DatasetEntry<typeof fashionMnistSchema> = {
   open: (o, ctx) => openFashionMnist(o as unknown as Omit<MnistOptions, 'source'>, ctx),
   formats: ['idx'],
   inspect,
+  detect,
 };

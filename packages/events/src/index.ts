@@ -1,0 +1,10 @@
+export { eventsOf, noEvents, selectEvents, pick, channelsOf, channelOf, durationOf, checkEvents } from './events.js';
+export type { Events, Sensor } from './events.js';
+export { cropTime, downsample, mergePolarity, denoise, timeJitter, spatialShift, dropEvents, compose } from './transforms.js';
+export type { EventSample, EventTransform } from './transforms.js';
+export { binCount, binInto, binEvents, collateFrames } from './binning.js';
+export type { BinOptions, Frames } from './binning.js';
+export { createEventDataset, EventStatsBuilder } from './dataset.js';
+export type { EventRecord, EventSource, EventDatasetSpec, EventStats } from './dataset.js';
+export { transformsFromOptions, binningFromOptions, eventViewSchema } from './options.js';
+export type { EventViewOptions } from './options.js';
