@@ -1,12 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, truncateSync, writeFileSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, truncateSync, writeFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadCheckpoint, tf, disposeTree, type Tensor } from '@spikeflow/core';
+import { encodeAedat31, encodeGestureLabels, encodeNmnist, polarityPackets } from '@spikeflow/dataset-events';
+import { eventsOf } from '@spikeflow/events';
 
 const bin = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
+/** A small file in the SHD layout, from the dataset-shd plugin's test data. */
+const shdTestFile = (name: string) => fileURLToPath(new URL(`../../../plugins/dataset-shd/test-data/${name}`, import.meta.url));
 const cli = (args: string[], cwd: string) => spawnSync(process.execPath, [bin, ...args], { cwd, encoding: 'utf8', env: { ...process.env, CI: '1' } });
 
 const config = (over: Record<string, unknown> = {}) => ({
@@ -80,8 +84,12 @@ describe('spikeflow train', () => {
 
   it('every config shipped in apps/cli/configs names installed plugins and composes', () => {
     const dir = fileURLToPath(new URL('../configs/', import.meta.url));
+    // The SHD configs read shd_train.h5 and shd_test.h5 from the cache: small files in the real layout.
+    const cache = mkdtempSync(join(tmpdir(), 'spikeflow-cache-'));
+    mkdirSync(join(cache, 'shd'));
+    for (const split of ['train', 'test']) copyFileSync(shdTestFile('shd-f16.h5'), join(cache, 'shd', `shd_${split}.h5`));
     for (const name of readdirSync(dir).filter((f) => f.endsWith('.json'))) {
-      const r = cli(['train', join(dir, name), '--out', join(mkdtempSync(join(tmpdir(), 'spikeflow-cfg-')), 'x'), '--dry-run'], dir);
+      const r = cli(['train', join(dir, name), '--out', join(mkdtempSync(join(tmpdir(), 'spikeflow-cfg-')), 'x'), '--dry-run', '--cache-dir', cache], dir);
       expect(r.stderr, name).toBe('');
       expect(r.status, name).toBe(0);
       const plan = JSON.parse(r.stdout) as { rule: { name: string; memory: string }; parameterCount: number; dataset: { steps: number }; batchesPerEpoch: number };
@@ -215,6 +223,37 @@ describe('bad input gets a clear error and a non-zero exit', () => {
   });
 });
 
+describe('backends', () => {
+  it('train --backend node-gpu without the native binding exits 1, saying what to install; nothing is trained', () => {
+    const dir = workdir({ train: { epochs: 1, batchSize: 32 } });
+    const r = cli(['train', 'run.json', '--out', 'x', '--backend', 'node-gpu'], dir);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/backend 'node-gpu': @tensorflow\/tfjs-node-gpu is not installed\. Install it with: npm i @tensorflow\/tfjs-node-gpu@4\.22\.0 on a machine with .*CUDA Toolkit 11\.2 and cuDNN 8\.1/);
+    expect(r.stderr).toContain('[BACKEND_UNAVAILABLE]');
+    expect(existsSync(join(dir, 'x', 'checkpoint.sfck'))).toBe(false);
+  });
+
+  it('a fallback list tries each backend in order and says which it skipped', () => {
+    const dir = workdir({ train: { epochs: 1, batchSize: 32, maxBatchesPerEpoch: 2 } });
+    const r = cli(['train', 'run.json', '--out', 'x', '--backend', 'node,wasm', '--quiet'], dir);
+    expect(r.status).toBe(0);
+    expect(r.stderr).toMatch(/backend 'node': @tensorflow\/tfjs-node is not installed[^]*trying backend 'wasm' \(the next in "node,wasm"\)/);
+    expect((JSON.parse(readFileSync(join(dir, 'x', 'summary.json'), 'utf8')) as { backend: { tfBackend: string } }).backend.tfBackend).toBe('wasm');
+    const none = cli(['train', 'run.json', '--out', 'y', '--backend', 'node,node-gpu'], dir);
+    expect(none.status).toBe(1);
+    expect(none.stderr).toMatch(/none of the backends "node,node-gpu" is available/);
+  });
+
+  it('info lists every installed backend and whether it can run here', () => {
+    const r = cli(['info'], mkdtempSync(join(tmpdir(), 'spikeflow-info-')));
+    expect(r.status).toBe(0);
+    expect((JSON.parse(r.stdout) as { available: Record<string, boolean> }).available).toEqual({ cpu: true, node: false, 'node-gpu': false, wasm: true });
+    const gpu = cli(['info', '--backend', 'node-gpu'], mkdtempSync(join(tmpdir(), 'spikeflow-info-')));
+    expect(gpu.status).toBe(1);
+    expect(gpu.stderr).toMatch(/@tensorflow\/tfjs-node-gpu is not installed/);
+  });
+});
+
 describe('spikeflow data inspect', () => {
   const idx = (type: number, dims: number[], body: number[]) => {
     const head = Buffer.alloc(4 + 4 * dims.length);
@@ -249,6 +288,37 @@ describe('spikeflow data inspect', () => {
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/nope\.idx/);
     expect(cli(['data', 'inspect', 'file.bin'], dir).stderr).toMatch(/cannot guess the format.*--format/);
+  });
+
+  it('prints the summary of an SHD-format HDF5 file, recognised by its layout', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spikeflow-shd-'));
+    copyFileSync(shdTestFile('shd-many.h5'), join(dir, 'digits.h5'));
+    const r = cli(['data', 'inspect', 'digits.h5'], dir);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const want = JSON.parse(readFileSync(shdTestFile('shd-many.inspect.json'), 'utf8')) as { durationSec: { max: number } };
+    const got = JSON.parse(r.stdout) as Record<string, unknown> & { durationSec: { max: number } };
+    const { durationSec, ...rest } = want;
+    expect(got).toMatchObject({ format: 'shd', ...rest });
+    expect(got.durationSec.max).toBeCloseTo(durationSec.max, 9);
+    writeFileSync(join(dir, 'cut.h5'), readFileSync(join(dir, 'digits.h5')).subarray(0, 5000));
+    const cut = cli(['data', 'inspect', 'cut.h5', '--format', 'shd'], dir);
+    expect(cut.status).toBe(1);
+    expect(cut.stderr).toMatch(/cut\.h5: truncated/);
+  });
+
+  it('prints the summary of an AEDAT 3.1 recording with its labels, and of an N-MNIST sample file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spikeflow-events-'));
+    // Two gestures: 3 events in [1 s, 2 s) with class 4, 2 events in [3 s, 3.5 s) with class 11.
+    const ev = eventsOf([0.5, 1, 1.2, 1.9, 3.1, 3.4], [1, 2, 3, 4, 5, 6], [7, 7, 7, 7, 7, 7], [0, 1, 0, 1, 0, 1]);
+    writeFileSync(join(dir, 'user01_led.aedat'), encodeAedat31(polarityPackets(ev, 4)));
+    writeFileSync(join(dir, 'user01_led_labels.csv'), encodeGestureLabels([{ label: 3, startUs: 1_000_000, endUs: 2_000_000 }, { label: 10, startUs: 3_000_000, endUs: 3_500_000 }]));
+    const r = cli(['data', 'inspect', 'user01_led.aedat'], dir);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ format: 'aedat', samples: 2, eventsPerSample: { min: 2, max: 3 }, labelHistogram: { '3': 1, '10': 1 } });
+    writeFileSync(join(dir, '00002.bin'), encodeNmnist(eventsOf([0, 0.001, 0.002], [0, 33, 5], [0, 33, 5], [1, 0, 1])));
+    expect(JSON.parse(cli(['data', 'inspect', '00002.bin'], dir).stdout)).toMatchObject({ format: 'nmnist', samples: 1, eventsPerSample: { min: 3, max: 3 } });
   });
 
   it('a training run whose data files are missing fails naming them', () => {

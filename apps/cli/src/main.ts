@@ -27,7 +27,7 @@ export function program(): Command {
     .description('train a model from a JSON or YAML run config (plugins, backend, data, model, rule, loss, optimizer, train)')
     .argument('<config>', 'run config file (.json, .yaml, .yml)')
     .option('--seed <n>', 'override the config seed', int('--seed'))
-    .option('--backend <name>', 'override the config backend (wasm, cpu, ...)')
+    .option('--backend <name>', 'override the config backend (wasm, cpu, node, node-gpu, ...; a list such as node-gpu,wasm tries each in order)')
     .option('--epochs <n>', 'override train.epochs', int('--epochs'))
     .option('--out <runDir>', 'run directory (default: runs/<config name>-<date>-<time>)')
     .option('--resume', 'continue the run in --out from its last checkpoint')
@@ -97,6 +97,7 @@ export function program(): Command {
         cores: os.cpus().length,
         backend: b.describe(),
         backends: [...registry.backends.keys()],
+        available: Object.fromEntries(await Promise.all([...registry.backends.values()].map(async (x) => [x.name, await x.isAvailable()] as const))),
         plugins: Object.fromEntries(registry.plugins.map((pl) => [pl.meta.name, pl.meta.version])),
       });
     });

@@ -2,9 +2,9 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } fr
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import { isDeepStrictEqual } from 'node:util';
-import { SpikeflowError, Trainer, composeRun, parseRunConfig, tf, type EvalResult, type RunConfig, type TrainerEvent } from '@spikeflow/core';
+import { SpikeflowError, Trainer, composeRun, createRegistry, isSpikeflowError, parseRunConfig, tf, type EvalResult, type RunConfig, type TrainerEvent } from '@spikeflow/core';
 import { readConfigFile } from './files.js';
-import { registryOf } from './plugins.js';
+import { installedPluginNames, loadFrom, registryOf } from './plugins.js';
 import { progressReporter } from './progress.js';
 import { lineChart, svgToPng } from '@spikeflow/plot';
 
@@ -111,16 +111,40 @@ export async function train(configPath: string, flags: TrainFlags): Promise<{ ru
   }
 }
 
+/**
+ * Activates the run's backend. `config.backend` names one backend, or a fallback list (`node-gpu,wasm`)
+ * tried in order, each unavailable one reported on stderr; a single backend that cannot be
+ * activated is an error, never a silent fallback. A backend whose plugin the config does not list
+ * is looked for among the plugins installed with the CLI (and the project's).
+ */
 async function activated(config: RunConfig, file: string) {
-  const registry = await registryOf(config.plugins, dirname(file));
-  const backend = registry.backends.get(config.backend);
-  if (!backend) {
-    throw new SpikeflowError('UNKNOWN_NAME', `backend: '${config.backend}' is not provided by the loaded plugins (${[...registry.backends.keys()].join(', ') || 'none'}); add its plugin to "plugins"`, {
-      path: 'backend',
-    });
+  const names = config.backend.split(',').map((n) => n.trim()).filter(Boolean);
+  let registry = await registryOf(config.plugins, dirname(file));
+  if (names.some((n) => !registry.backends.has(n))) {
+    const others = await loadFrom(installedPluginNames(dirname(file)).filter((p) => !config.plugins.includes(p)), dirname(file));
+    const providers = others.filter((pl) => pl.backends?.some((b) => names.includes(b.name) && !registry.backends.has(b.name)));
+    if (providers.length) registry = createRegistry([...registry.plugins, ...providers]);
   }
-  await backend.activate();
-  return { registry, backend };
+  for (const n of names) {
+    if (!registry.backends.has(n)) {
+      throw new SpikeflowError('UNKNOWN_NAME', `backend: '${n}' is not provided by the loaded plugins (${[...registry.backends.keys()].join(', ') || 'none'}); add its plugin to "plugins"`, {
+        path: 'backend',
+      });
+    }
+  }
+  const failures: SpikeflowError[] = [];
+  for (const [i, n] of names.entries()) {
+    const backend = registry.backends.get(n)!;
+    try {
+      await backend.activate();
+      return { registry, backend };
+    } catch (e) {
+      if (names.length === 1 || !isSpikeflowError(e, 'BACKEND_UNAVAILABLE')) throw e;
+      failures.push(e);
+      if (i + 1 < names.length) process.stderr.write(`${e.message}\ntrying backend '${names[i + 1]}' (the next in "${config.backend}")\n`);
+    }
+  }
+  throw new SpikeflowError('BACKEND_UNAVAILABLE', `none of the backends "${config.backend}" is available:\n${failures.map((f) => `  ${f.message}`).join('\n')}`, { path: 'backend' });
 }
 
 /** Composes the run as `train` would (every check included) and describes it. */

@@ -15,7 +15,7 @@ import type { TrainOptions } from './trainer.js';
 export interface RunConfig {
   /** Plugin packages to load, by name. */
   plugins: string[];
-  /** Backend name (default `wasm`). */
+  /** Backend name (default `wasm`), or a fallback list tried in order (`node-gpu,wasm`). */
   backend: string;
   /** Seeds weight initialisation, batch order and encodings (default 0). */
   seed: number;

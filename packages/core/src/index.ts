@@ -86,6 +86,8 @@ export type { StepwiseOptions, SpatialStepOptions, SpatialStepResult, LearningRu
 export type { Dataset, DatasetDescription, DatasetEntry, DatasetContext, DataFileSummary, BatchOptions } from './dataset.js';
 export { createRng, deriveSeed, shuffleInPlace, permutation } from './random.js';
 export type { Backend, BackendInfo } from './backend.js';
+export { packageBackend } from './package-backend.js';
+export type { PackageBackendSpec } from './package-backend.js';
 export {
   definePlugin,
   token,

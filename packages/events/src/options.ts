@@ -35,7 +35,10 @@ export interface EventViewOptions {
   readonly dropEvents?: number;
 }
 
-/** Binning from the options (`bins` defaults to `defaultBins` where no window is given). */
+/**
+ * Binning from the options: `window` where it is given (it wins over `bins`, which a schema may
+ * fill with a default), else `bins`, defaulting to `defaultBins`.
+ */
 export function binningFromOptions(o: EventViewOptions, defaultBins: number): BinOptions {
   return {
     ...(o.window !== undefined ? { window: o.window } : { bins: o.bins ?? defaultBins }),

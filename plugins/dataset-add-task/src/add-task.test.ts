@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createRegistry, disposeTree, isSpikeflowError, tf } from '@spikeflow/core';
 import { wasm } from '@spikeflow/backend-wasm';
+import { describeDataset } from '@spikeflow/testing';
 import plugin, { addSample, addTask } from './index.js';
 
 beforeAll(() => wasm.activate());
@@ -15,6 +16,8 @@ async function collect(split: string, o: Parameters<ReturnType<typeof addTask>['
   }
   return out;
 }
+
+describeDataset('add-task', async () => addTask(opts));
 
 describe('add task', () => {
   it('has exactly one marker in each half and targets the sum of the marked values', () => {

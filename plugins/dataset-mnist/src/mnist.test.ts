@@ -4,6 +4,7 @@ import { wasm } from '@spikeflow/backend-wasm';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { describeDataset } from '@spikeflow/testing';
 import plugin, { fashionMnistSchema, mnistEntry, mnistSchema } from './index.js';
 import { createImageDataset, openMnist, type MnistOptions } from './mnist.js';
 import { BUNDLED_COUNTS, BUNDLED_TRAIN_COUNTS, IDX_LUT, loadBundled, type ImageSet } from './sources.js';
@@ -11,6 +12,8 @@ import { BUNDLED_COUNTS, BUNDLED_TRAIN_COUNTS, IDX_LUT, loadBundled, type ImageS
 beforeAll(() => wasm.activate());
 
 const ctx = { cacheDir: '/nonexistent-spikeflow-cache' };
+
+describeDataset('mnist (bundled, rate-coded, shifted)', () => openMnist({ source: 'bundled', encoder: 'rate', augmentShift: 2, trainLimit: 10, testLimit: 7 }, ctx));
 const digitsDir = join(dirname(createRequire(import.meta.url).resolve('mnist/package.json')), 'src', 'digits');
 const digitFile = new Map<number, number[]>();
 /** Pixels of sample k of digit d, read straight from the `mnist` package. */

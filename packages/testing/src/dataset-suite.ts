@@ -1,0 +1,92 @@
+import { tf, type Dataset, type SequenceBatch } from '@spikeflow/core';
+import { describe, expect, it } from 'vitest';
+
+export interface DatasetSuiteOptions {
+  /** Batch size of the passes (default 4). */
+  readonly batchSize?: number;
+  /** Splits to check (default: every split the dataset has). */
+  readonly splits?: readonly string[];
+  /** Batches taken from each pass at most (default: the whole pass). */
+  readonly maxBatches?: number;
+}
+
+interface Seen {
+  readonly inputs: number[];
+  readonly targets: number[];
+  readonly shape: readonly number[];
+  readonly targetShape: readonly number[];
+}
+
+async function take(ds: Dataset, split: string, o: Parameters<Dataset['batches']>[1], max: number): Promise<Seen[]> {
+  const out: Seen[] = [];
+  for await (const b of ds.batches(split, o)) {
+    out.push(seen(b));
+    tf.dispose([b.inputs, b.targets]);
+    if (out.length >= max) break;
+  }
+  return out;
+}
+
+function seen(b: SequenceBatch): Seen {
+  return { inputs: Array.from(b.inputs.dataSync()), targets: Array.from(b.targets.dataSync()), shape: b.inputs.shape, targetShape: b.targets.shape };
+}
+
+/**
+ * The conformance suite every dataset plugin runs on a small instance of its dataset (`open`
+ * returns it; the suite opens it once per test). It checks what trainers rely on:
+ *
+ * - batches are time-major `[T, B, channels]` float32 as `describe()` says, with targets of the
+ *   declared kind (`labels`: int32 `[B]` in 0..outputs−1), and a pass yields `batchCount` batches
+ *   covering `samples[split]` samples;
+ * - the same seed gives the same batches, and `skip: k` yields exactly batches k… of the full pass
+ *   (exact resume);
+ * - no tensors leak: once the consumer disposes each batch, nothing of the pass remains.
+ */
+export function describeDataset(name: string, open: () => Promise<Dataset>, options: DatasetSuiteOptions = {}): void {
+  const batchSize = options.batchSize ?? 4;
+  const max = options.maxBatches ?? Infinity;
+
+  describe(`dataset conformance: ${name}`, () => {
+    it('yields batches as describe() says, batchCount of them over every sample', async () => {
+      const ds = await open();
+      const d = ds.describe();
+      for (const split of options.splits ?? ds.splits) {
+        const batches = await take(ds, split, { batchSize, seed: 3 }, max);
+        const count = ds.batchCount(split, { batchSize });
+        if (max === Infinity) {
+          expect(batches.length, split).toBe(count);
+          expect(batches.reduce((n, b) => n + b.shape[1]!, 0), split).toBe(d.samples[split]);
+        }
+        for (const b of batches) {
+          const B = b.shape[1]!;
+          expect(b.shape, split).toEqual([d.steps, B, d.channels]);
+          expect(B).toBeLessThanOrEqual(batchSize);
+          expect(b.inputs.every(Number.isFinite), `${split}: inputs are finite`).toBe(true);
+          if (d.target === 'labels') {
+            expect(b.targetShape).toEqual([B]);
+            expect(b.targets.every((y) => Number.isInteger(y) && y >= 0 && y < d.outputs), `${split}: labels in 0..${d.outputs - 1}`).toBe(true);
+          } else if (d.target === 'values-last') {
+            expect(b.targetShape).toEqual([B, d.outputs]);
+          } else {
+            expect(b.targetShape).toEqual([d.steps, B, d.outputs]);
+          }
+        }
+      }
+    });
+
+    it('is deterministic under a seed, and resumes exactly with skip', async () => {
+      const ds = await open();
+      const split = (options.splits ?? ds.splits)[0]!;
+      const a = await take(ds, split, { batchSize, seed: 11 }, max);
+      expect(await take(ds, split, { batchSize, seed: 11 }, max)).toEqual(a);
+      if (a.length > 1) expect(await take(ds, split, { batchSize, seed: 11, skip: 1 }, max - 1)).toEqual(a.slice(1));
+    });
+
+    it('leaves no tensors behind once its batches are disposed', async () => {
+      const ds = await open();
+      const before = tf.memory().numTensors;
+      for (const split of options.splits ?? ds.splits) await take(ds, split, { batchSize, seed: 1 }, max);
+      expect(tf.memory().numTensors).toBe(before);
+    });
+  });
+}
