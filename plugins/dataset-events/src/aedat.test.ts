@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRng, isSpikeflowError, type SpikeflowError } from '@spikeflow/core';
+import { createRng } from '@spikeflow/core';
 import { eventsOf, type Events } from '@spikeflow/events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,6 +17,7 @@ import {
   type AedatPacket,
   type RandomAccessFile,
 } from './index.js';
+import { refusal } from './test-util.js';
 
 let tmp: string;
 beforeAll(() => {
@@ -52,16 +53,6 @@ const headerOf = (bytes: Uint8Array) => {
   return { head: bytes.subarray(0, end), body: bytes.subarray(end) };
 };
 
-async function refusal(p: Promise<unknown> | (() => unknown), code: 'DATA_INVALID' | 'CONFIG_INVALID' = 'DATA_INVALID'): Promise<SpikeflowError> {
-  let err: unknown;
-  try {
-    await (typeof p === 'function' ? p() : p);
-  } catch (e) {
-    err = e;
-  }
-  expect(isSpikeflowError(err, code), String(err)).toBe(true);
-  return err as SpikeflowError;
-}
 
 /** `n` events in time order over [t0, t0 + span) s (whole µs) on the DVS128. */
 function stream(seed: number, n: number, t0: number, span: number): Events {

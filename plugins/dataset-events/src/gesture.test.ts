@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRng, disposeTree, isSpikeflowError, parseSchema, type BatchOptions, type Dataset, type SpikeflowError } from '@spikeflow/core';
+import { createRng, parseSchema } from '@spikeflow/core';
 import { wasm } from '@spikeflow/backend-wasm';
 import { channelOf, eventsOf, type Events } from '@spikeflow/events';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -24,6 +24,7 @@ import {
   type FileAccess,
   type GestureSegment,
 } from './index.js';
+import { collect, refusal, same } from './test-util.js';
 
 beforeAll(() => wasm.activate());
 
@@ -40,39 +41,8 @@ const freshDir = () => {
   return d;
 };
 
-async function refusal(p: Promise<unknown> | (() => unknown), code: 'DATA_INVALID' | 'CONFIG_INVALID' = 'DATA_INVALID'): Promise<SpikeflowError> {
-  let err: unknown;
-  try {
-    await (typeof p === 'function' ? p() : p);
-  } catch (e) {
-    err = e;
-  }
-  expect(isSpikeflowError(err, code), String(err)).toBe(true);
-  return err as SpikeflowError;
-}
 
-interface Got {
-  shape: number[];
-  x: Float32Array;
-  y: number[];
-}
-async function collect(ds: Dataset, split: string, o: BatchOptions, each?: (g: Got) => void): Promise<Got[]> {
-  const out: Got[] = [];
-  for await (const b of ds.batches(split, o)) {
-    const g = { shape: b.inputs.shape, x: b.inputs.dataSync() as Float32Array, y: Array.from(b.targets.dataSync()) };
-    disposeTree(b as never);
-    each?.(g);
-    out.push(g);
-  }
-  return out;
-}
 
-/** Whether two arrays hold the same values. */
-function same(a: Float32Array, b: Float32Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
 
 /** Concatenates event streams already in time order one after another. */
 function cat(...parts: Events[]): Events {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRegistry, createRng, disposeTree, isSpikeflowError, parseSchema, type BatchOptions, type Dataset, type SpikeflowError } from '@spikeflow/core';
+import { createRegistry, createRng, parseSchema } from '@spikeflow/core';
 import { wasm } from '@spikeflow/backend-wasm';
 import { channelOf, eventsOf, type Events } from '@spikeflow/events';
 import { describeDataset } from '@spikeflow/testing';
@@ -7,6 +7,7 @@ import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import plugin, { NMNIST_SENSOR, decodeNmnist, detectNmnist, encodeNmnist, inspectNmnist, listNmnistSplit, nmnistEntry, nmnistSchema, nodeFiles, openNmnist, type FileAccess } from './index.js';
+import { collect, refusal, same } from './test-util.js';
 
 beforeAll(() => wasm.activate());
 
@@ -61,39 +62,8 @@ describeDataset('nmnist (augmented, downsampled)', async () => {
   return openNmnist({ dir, bins: 6, downsample: 2, spatialShift: 2, dropEvents: 0.1 }, { cacheDir: dir });
 });
 
-async function refusal(p: Promise<unknown> | (() => unknown), code: 'DATA_INVALID' | 'CONFIG_INVALID' = 'DATA_INVALID'): Promise<SpikeflowError> {
-  let err: unknown;
-  try {
-    await (typeof p === 'function' ? p() : p);
-  } catch (e) {
-    err = e;
-  }
-  expect(isSpikeflowError(err, code), String(err)).toBe(true);
-  return err as SpikeflowError;
-}
 
-/** Whether two arrays hold the same values. */
-function same(a: Float32Array, b: Float32Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
 
-interface Got {
-  shape: number[];
-  x: Float32Array;
-  y: number[];
-}
-async function collect(ds: Dataset, split: string, o: BatchOptions, each?: (g: Got) => void): Promise<Got[]> {
-  const out: Got[] = [];
-  for await (const b of ds.batches(split, o)) {
-    const g = { shape: b.inputs.shape, x: b.inputs.dataSync() as Float32Array, y: Array.from(b.targets.dataSync()) };
-    disposeTree(b as never);
-    each?.(g);
-    out.push(g);
-  }
-  return out;
-}
 
 describe('N-MNIST sample files', () => {
   it('lays out an event as x, y, polarity bit 7 + 23-bit µs time, big-endian, 5 bytes', () => {

@@ -1,0 +1,42 @@
+import { disposeTree, isSpikeflowError, type BatchOptions, type Dataset, type SpikeflowError } from '@spikeflow/core';
+import { expect } from 'vitest';
+
+// What the package's tests share (not built, not published).
+
+/** The SpikeflowError of `code` that `p` throws or rejects with (the test fails on anything else). */
+export async function refusal(p: Promise<unknown> | (() => unknown), code: 'DATA_INVALID' | 'CONFIG_INVALID' = 'DATA_INVALID'): Promise<SpikeflowError> {
+  let err: unknown;
+  try {
+    await (typeof p === 'function' ? p() : p);
+  } catch (e) {
+    err = e;
+  }
+  expect(isSpikeflowError(err, code), String(err)).toBe(true);
+  return err as SpikeflowError;
+}
+
+/** Whether two arrays hold the same values. */
+export function same(a: Float32Array, b: Float32Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** One batch, read out and disposed. */
+export interface Got {
+  shape: number[];
+  x: Float32Array;
+  y: number[];
+}
+
+/** Every batch of a pass, read out (each also handed to `each`) and disposed. */
+export async function collect(ds: Dataset, split: string, o: BatchOptions, each?: (g: Got) => void): Promise<Got[]> {
+  const out: Got[] = [];
+  for await (const b of ds.batches(split, o)) {
+    const g = { shape: b.inputs.shape, x: b.inputs.dataSync() as Float32Array, y: Array.from(b.targets.dataSync()) };
+    disposeTree(b as never);
+    each?.(g);
+    out.push(g);
+  }
+  return out;
+}
