@@ -17,7 +17,8 @@ import type { TensorTree } from './state.js';
  * another magic, a header that does not parse, a payload of the wrong length or a wrong digest is
  * refused with `CHECKPOINT_INVALID` before anything is loaded.
  */
-const MAGIC = Buffer.from('SPKFLOW\x01', 'latin1');
+// Made when a checkpoint is written or read, not when the module loads: browsers have no Buffer.
+const magic = () => Buffer.from('SPKFLOW\x01', 'latin1');
 const FORMAT = 1;
 
 type Encoded = null | boolean | number | string | { $tensor: number } | Encoded[] | { [k: string]: Encoded };
@@ -96,7 +97,7 @@ export function saveCheckpoint(path: string, contents: CheckpointContents): void
   const tmp = `${path}.tmp-${process.pid}`;
   const fd = openSync(tmp, 'w');
   try {
-    for (const b of [MAGIC, len, head, payload]) writeSync(fd, b);
+    for (const b of [magic(), len, head, payload]) writeSync(fd, b);
     fsyncSync(fd);
   } catch (e) {
     closeSync(fd);
@@ -135,7 +136,7 @@ export function loadCheckpoint<M = unknown>(path: string): CheckpointContents<M>
   } catch (cause) {
     throw new SpikeflowError('CHECKPOINT_INVALID', `checkpoint ${path}: cannot read it (${(cause as Error).message})`, { path }, { cause });
   }
-  if (bytes.byteLength < 12 || !bytes.subarray(0, 8).equals(MAGIC)) throw invalid(path, 'not a spikeflow checkpoint (bad magic)');
+  if (bytes.byteLength < 12 || !bytes.subarray(0, 8).equals(magic())) throw invalid(path, 'not a spikeflow checkpoint (bad magic)');
   const headLen = bytes.readUInt32LE(8);
   if (12 + headLen > bytes.byteLength) throw invalid(path, `truncated: header declares ${headLen} bytes, the file has ${bytes.byteLength - 12} after the magic`);
   let header: Header;

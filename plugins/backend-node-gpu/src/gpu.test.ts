@@ -1,6 +1,9 @@
 import { createRegistry, isSpikeflowError } from '@spikeflow/core';
+import { describeBackend } from '@spikeflow/testing';
 import { describe, expect, it } from 'vitest';
 import plugin, { nodeGpu, parseNvidiaSmi } from './index.js';
+
+const available = await nodeGpu.isAvailable();
 
 describe('backend node-gpu', () => {
   it('is a plugin providing the node-gpu backend', () => {
@@ -8,7 +11,7 @@ describe('backend node-gpu', () => {
   });
 
   // @tensorflow/tfjs-node-gpu is an optional peer dependency, absent from this workspace.
-  it('without @tensorflow/tfjs-node-gpu: unavailable, and activate() names the package, CUDA and cuDNN versions and the mirrors', async () => {
+  it.skipIf(available)('without @tensorflow/tfjs-node-gpu: unavailable, and activate() names the package, CUDA and cuDNN versions and the mirrors', async () => {
     expect(await nodeGpu.isAvailable()).toBe(false);
     const e: unknown = await nodeGpu.activate().catch((x: unknown) => x);
     expect(isSpikeflowError(e, 'BACKEND_UNAVAILABLE')).toBe(true);
@@ -26,3 +29,6 @@ describe('backend node-gpu', () => {
     expect(parseNvidiaSmi('')).toEqual([]);
   });
 });
+
+// The conformance suite runs wherever the binding loads (a machine with the libtensorflow download, and CUDA).
+if (available) describeBackend(nodeGpu);

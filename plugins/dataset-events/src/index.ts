@@ -1,7 +1,7 @@
 import { definePlugin } from '@spikeflow/core';
-import { createRequire } from 'node:module';
 import { dvsGestureEntry } from './gesture.js';
 import { nmnistEntry } from './nmnist.js';
+import pkg from '../package.json' with { type: 'json' };
 
 export {
   nmnistEntry,
@@ -64,7 +64,6 @@ export type { AedatIndex, AedatHeader, AedatPacket, AedatPolarityPacket, AedatRa
 export { nodeFiles, readWhole } from './files.js';
 export type { FileAccess, RandomAccessFile, DirEntry } from './files.js';
 
-const pkg = createRequire(import.meta.url)('../package.json') as { name: string; version: string };
 
 export default definePlugin({
   meta: { name: pkg.name, version: pkg.version },

@@ -1,6 +1,6 @@
 import { definePlugin } from '@spikeflow/core';
-import { createRequire } from 'node:module';
 import { fashionMnistEntry, mnistEntry } from './mnist.js';
+import pkg from '../package.json' with { type: 'json' };
 
 export { mnistEntry, fashionMnistEntry, mnistSchema, fashionMnistSchema, openMnist, openFashionMnist, createImageDataset, SPLITS } from './mnist.js';
 export type { MnistOptions, ViewOptions } from './mnist.js';
@@ -13,7 +13,6 @@ export type { Variant, EncoderName, EncoderConfig, SequenceLayout } from './enco
 export { loadBundled, loadIdxSet, BUNDLED_COUNTS, BUNDLED_TRAIN_COUNTS, BUNDLED_TRAIN_FRACTION, BUNDLED_LUT, IDX_LUT } from './sources.js';
 export type { ImageSet, ImageSplit } from './sources.js';
 
-const pkg = createRequire(import.meta.url)('../package.json') as { name: string; version: string };
 
 export default definePlugin({
   meta: { name: pkg.name, version: pkg.version },

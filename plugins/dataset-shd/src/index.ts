@@ -1,6 +1,6 @@
 import { definePlugin } from '@spikeflow/core';
-import { createRequire } from 'node:module';
 import { shdEntry, sscEntry } from './datasets.js';
+import pkg from '../package.json' with { type: 'json' };
 
 export { shdEntry, sscEntry, shdSchema, openShd, SHD_CLASSES } from './datasets.js';
 export type { ShdOptions } from './datasets.js';
@@ -11,7 +11,6 @@ export type { VlenType } from './hdf5.js';
 export { fetchShdFile, parseMd5Sums, SHD_BASE_URL, SHD_FILES } from './download.js';
 export type { FetchShdOptions, ShdFamily } from './download.js';
 
-const pkg = createRequire(import.meta.url)('../package.json') as { name: string; version: string };
 
 export default definePlugin({
   meta: { name: pkg.name, version: pkg.version },

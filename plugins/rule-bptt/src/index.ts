@@ -1,11 +1,10 @@
 import { definePlugin, type RuleEntry } from '@spikeflow/core';
-import { createRequire } from 'node:module';
 import { bptt, tbptt } from './bptt.js';
+import pkg from '../package.json' with { type: 'json' };
 
 export { bptt, tbptt } from './bptt.js';
 export type { BpttOptions, TruncationMode } from './bptt.js';
 
-const pkg = createRequire(import.meta.url)('../package.json') as { name: string; version: string };
 
 const bpttSchema = {
   truncation: { type: 'number', integer: true, min: 1, doc: 'window k of truncated BPTT; omit for full BPTT' },

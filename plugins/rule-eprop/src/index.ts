@@ -1,11 +1,10 @@
 import { definePlugin, type RuleEntry } from '@spikeflow/core';
-import { createRequire } from 'node:module';
 import { eprop, type EpropMode, type Feedback } from './eprop.js';
+import pkg from '../package.json' with { type: 'json' };
 
 export { eprop } from './eprop.js';
 export type { EpropOptions, EpropMode, EpropState, Feedback } from './eprop.js';
 
-const pkg = createRequire(import.meta.url)('../package.json') as { name: string; version: string };
 
 const epropSchema = {
   feedback: { type: 'string', default: 'symmetric', oneOf: ['symmetric', 'random', 'adaptive'], doc: 'learning-signal weights B: W_outᵀ, fixed random, or random and updated like W_out' },

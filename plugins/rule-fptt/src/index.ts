@@ -1,14 +1,13 @@
 import { definePlugin, type RuleEntry } from '@spikeflow/core';
-import { createRequire } from 'node:module';
 import { fptt, type FpttSchedule } from './fptt.js';
 import type { FpttForm } from './anchor.js';
+import pkg from '../package.json' with { type: 'json' };
 
 export { fptt } from './fptt.js';
 export type { FpttOptions, FpttSchedule } from './fptt.js';
 export { initAnchor, objectiveGrads, updateAnchor } from './anchor.js';
 export type { FpttForm, FpttHyper, FpttState } from './anchor.js';
 
-const pkg = createRequire(import.meta.url)('../package.json') as { name: string; version: string };
 
 const fpttSchema = {
   window: { type: 'number', integer: true, min: 1, doc: 'K, steps per update (FPTT-K; default 1, an update every step)' },

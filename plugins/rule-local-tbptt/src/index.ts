@@ -1,11 +1,10 @@
 import { definePlugin, type RuleEntry } from '@spikeflow/core';
-import { createRequire } from 'node:module';
 import { localTbptt, type LocalMode } from './local-tbptt.js';
+import pkg from '../package.json' with { type: 'json' };
 
 export { localTbptt, blocksOf } from './local-tbptt.js';
 export type { LocalMode, LocalTbpttOptions, LocalTbpttState } from './local-tbptt.js';
 
-const pkg = createRequire(import.meta.url)('../package.json') as { name: string; version: string };
 
 const localSchema = {
   truncation: { type: 'number', integer: true, default: 10, min: 1, doc: 'k: steps per window; no gradient crosses a window boundary' },

@@ -1,11 +1,10 @@
 import { definePlugin, type RuleEntry } from '@spikeflow/core';
-import { createRequire } from 'node:module';
 import { ottt, type OtttMode } from './ottt.js';
+import pkg from '../package.json' with { type: 'json' };
 
 export { ottt, otttDecays } from './ottt.js';
 export type { OtttMode, OtttOptions } from './ottt.js';
 
-const pkg = createRequire(import.meta.url)('../package.json') as { name: string; version: string };
 
 const otttSchema = {
   mode: { type: 'string', default: 'accumulate', oneOf: ['accumulate', 'online'], doc: 'accumulate (OTTT_A): one update per sequence; online (OTTT_O): an update every step' },

@@ -1,11 +1,10 @@
 import { definePlugin, type RuleEntry } from '@spikeflow/core';
-import { createRequire } from 'node:module';
 import { sltt, type SlttMode } from './sltt.js';
+import pkg from '../package.json' with { type: 'json' };
 
 export { sltt, slttSteps } from './sltt.js';
 export type { SlttMode, SlttOptions, SlttState } from './sltt.js';
 
-const pkg = createRequire(import.meta.url)('../package.json') as { name: string; version: string };
 
 const slttSchema = {
   k: { type: 'number', integer: true, min: 1, doc: 'SLTT-K: steps per sequence that run backward, drawn at random (default: every step)' },
