@@ -1,9 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { createRng, parseSchema } from '@spikeflow/core';
 import { wasm } from '@spikeflow/backend-wasm';
 import { channelOf, eventsOf, type Events } from '@spikeflow/events';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   DVS128_SENSOR,
@@ -24,22 +23,12 @@ import {
   type FileAccess,
   type GestureSegment,
 } from './index.js';
-import { collect, refusal, same } from './test-util.js';
+import { collect, refusal, same, tempDirs } from './test-util.js';
 
 beforeAll(() => wasm.activate());
 
-let tmp: string;
-beforeAll(() => {
-  tmp = mkdtempSync(join(tmpdir(), 'spikeflow-gesture-'));
-});
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 const ctx = { cacheDir: '/nonexistent-spikeflow-cache' };
-let fresh = 0;
-const freshDir = () => {
-  const d = join(tmp, `t${fresh++}`);
-  mkdirSync(d, { recursive: true });
-  return d;
-};
+const freshDir = tempDirs('spikeflow-gesture-');
 
 
 
@@ -224,8 +213,9 @@ describe('dvs-gesture dataset', () => {
   });
 
   it('says where DVS Gesture is published and the layout it expects when files are missing', async () => {
-    const e1 = await refusal(openDvsGesture({}, { cacheDir: join(tmp, 'nowhere') }));
-    expect(e1.message).toContain(`${join(tmp, 'nowhere', 'dvs-gesture')}: no such folder`);
+    const nowhere = join(freshDir(), 'nowhere');
+    const e1 = await refusal(openDvsGesture({}, { cacheDir: nowhere }));
+    expect(e1.message).toContain(`${join(nowhere, 'dvs-gesture')}: no such folder`);
     expect(e1.message).toContain('does not download DVS Gesture');
     expect(e1.message).toContain('DvsGesture.tar.gz');
     expect(e1.message).toContain('research.ibm.com');

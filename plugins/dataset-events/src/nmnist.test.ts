@@ -1,28 +1,18 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { createRegistry, createRng, parseSchema } from '@spikeflow/core';
 import { wasm } from '@spikeflow/backend-wasm';
 import { channelOf, eventsOf, type Events } from '@spikeflow/events';
 import { describeDataset } from '@spikeflow/testing';
-import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import plugin, { NMNIST_SENSOR, decodeNmnist, detectNmnist, encodeNmnist, inspectNmnist, listNmnistSplit, nmnistEntry, nmnistSchema, nodeFiles, openNmnist, type FileAccess } from './index.js';
-import { collect, refusal, same } from './test-util.js';
+import { collect, refusal, same, tempDirs } from './test-util.js';
 
 beforeAll(() => wasm.activate());
 
-let tmp: string;
-beforeAll(() => {
-  tmp = mkdtempSync(join(tmpdir(), 'spikeflow-nmnist-'));
-});
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 const ctx = { cacheDir: '/nonexistent-spikeflow-cache' };
-let fresh = 0;
-const freshDir = () => {
-  const d = join(tmp, `t${fresh++}`);
-  mkdirSync(d, { recursive: true });
-  return d;
-};
+const freshDir = tempDirs('spikeflow-nmnist-');
 
 function write(path: string, bytes: Uint8Array): string {
   mkdirSync(dirname(path), { recursive: true });
@@ -189,7 +179,7 @@ describe('nmnist dataset', () => {
   });
 
   it('says where N-MNIST is published and the layout it expects when the folder, a split or its samples are missing', async () => {
-    const nowhere = join(tmp, 'no-such-dir');
+    const nowhere = join(freshDir(), 'no-such-dir');
     const e1 = await refusal(openNmnist({}, { cacheDir: nowhere }));
     expect(e1.message).toContain(join(nowhere, 'nmnist'));
     expect(e1.message).toContain('no such folder');

@@ -1,5 +1,8 @@
 import { disposeTree, isSpikeflowError, type BatchOptions, type Dataset, type SpikeflowError } from '@spikeflow/core';
-import { expect } from 'vitest';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect } from 'vitest';
 
 // What the package's tests share (not built, not published).
 
@@ -39,4 +42,22 @@ export async function collect(ds: Dataset, split: string, o: BatchOptions, each?
     out.push(g);
   }
   return out;
+}
+
+/**
+ * Fresh directories under one temporary directory made for the test file (`prefix` names it) and
+ * removed after it: call at the top of the file, then call the result for each new directory.
+ */
+export function tempDirs(prefix: string): () => string {
+  let tmp = '';
+  let fresh = 0;
+  beforeAll(() => {
+    tmp = mkdtempSync(join(tmpdir(), prefix));
+  });
+  afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+  return () => {
+    const d = join(tmp, `t${fresh++}`);
+    mkdirSync(d, { recursive: true });
+    return d;
+  };
 }

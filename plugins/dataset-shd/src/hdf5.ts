@@ -218,6 +218,15 @@ export class Hdf5Reader {
 
   /** The element type of a dataset of variable-length numeric arrays; an error where it is not one. */
   vlenType(name: string): VlenType {
+    let t = this.#vlenTypes.get(name);
+    if (!t) this.#vlenTypes.set(name, (t = this.#readVlenType(name)));
+    return t;
+  }
+
+  /** The element types found so far: a file is read sample by sample, its types once. */
+  readonly #vlenTypes = new Map<string, VlenType>();
+
+  #readVlenType(name: string): VlenType {
     const md = this.#need(name).metadata;
     const base = md.vlen_type;
     if (md.type !== H5T_VLEN || !base || (base.type !== H5T_FLOAT && base.type !== H5T_INTEGER)) {
