@@ -255,10 +255,15 @@ function activeOf(x: usize, n: i32, act: usize): i32 {
   return rowEvents(x, n, act, act + (<usize>n << 2), 0);
 }
 
-/** `out [H] = Σ_k v_k·w[i_k, :]` over the `n` entries at `act` (as {@link activeOf} leaves them), `w [·, H]`. */
-function sumRows(act: usize, n: i32, w: usize, H: i32, out: usize): void {
+/**
+ * `out [H] = Σ_k v_k·w[i_k, :]` over the `n` entries at `act` (as {@link activeOf} leaves them):
+ * 32 columns at a time from `packed` (`w [H, H]` as {@link packBlocks} leaves it), the last
+ * `H mod 32` from `w`. Spikes (every value 1) are added without the multiplication.
+ */
+function sumRows(act: usize, n: i32, w: usize, packed: usize, H: i32, out: usize): void {
   const vals = act + (<usize>H << 2);
   const H32 = H & ~31;
+  const binary = allOnes(vals, n);
   for (let j = 0; j < H32; j += 32) {
     let a0 = f32x4.splat(0);
     let a1 = f32x4.splat(0);
@@ -268,17 +273,32 @@ function sumRows(act: usize, n: i32, w: usize, H: i32, out: usize): void {
     let a5 = f32x4.splat(0);
     let a6 = f32x4.splat(0);
     let a7 = f32x4.splat(0);
-    for (let k = 0; k < n; k++) {
-      const src = w + ((<usize>load<i32>(f32At(act, k)) * <usize>H + <usize>j) << 2);
-      const vv = f32x4.splat(load<f32>(f32At(vals, k)));
-      a0 = f32x4.add(a0, f32x4.mul(vv, v128.load(src)));
-      a1 = f32x4.add(a1, f32x4.mul(vv, v128.load(src, 16)));
-      a2 = f32x4.add(a2, f32x4.mul(vv, v128.load(src, 32)));
-      a3 = f32x4.add(a3, f32x4.mul(vv, v128.load(src, 48)));
-      a4 = f32x4.add(a4, f32x4.mul(vv, v128.load(src, 64)));
-      a5 = f32x4.add(a5, f32x4.mul(vv, v128.load(src, 80)));
-      a6 = f32x4.add(a6, f32x4.mul(vv, v128.load(src, 96)));
-      a7 = f32x4.add(a7, f32x4.mul(vv, v128.load(src, 112)));
+    const blk = packed + ((<usize>(j >> 5) * <usize>H) << 7);
+    if (binary) {
+      for (let k = 0; k < n; k++) {
+        const src = blk + (<usize>load<i32>(f32At(act, k)) << 7);
+        a0 = f32x4.add(a0, v128.load(src));
+        a1 = f32x4.add(a1, v128.load(src, 16));
+        a2 = f32x4.add(a2, v128.load(src, 32));
+        a3 = f32x4.add(a3, v128.load(src, 48));
+        a4 = f32x4.add(a4, v128.load(src, 64));
+        a5 = f32x4.add(a5, v128.load(src, 80));
+        a6 = f32x4.add(a6, v128.load(src, 96));
+        a7 = f32x4.add(a7, v128.load(src, 112));
+      }
+    } else {
+      for (let k = 0; k < n; k++) {
+        const src = blk + (<usize>load<i32>(f32At(act, k)) << 7);
+        const vv = v128.load32_splat(f32At(vals, k));
+        a0 = f32x4.add(a0, f32x4.mul(vv, v128.load(src)));
+        a1 = f32x4.add(a1, f32x4.mul(vv, v128.load(src, 16)));
+        a2 = f32x4.add(a2, f32x4.mul(vv, v128.load(src, 32)));
+        a3 = f32x4.add(a3, f32x4.mul(vv, v128.load(src, 48)));
+        a4 = f32x4.add(a4, f32x4.mul(vv, v128.load(src, 64)));
+        a5 = f32x4.add(a5, f32x4.mul(vv, v128.load(src, 80)));
+        a6 = f32x4.add(a6, f32x4.mul(vv, v128.load(src, 96)));
+        a7 = f32x4.add(a7, f32x4.mul(vv, v128.load(src, 112)));
+      }
     }
     const dst = f32At(out, j);
     v128.store(dst, a0);
@@ -299,14 +319,15 @@ function sumRows(act: usize, n: i32, w: usize, H: i32, out: usize): void {
 
 /**
  * A LIF layer through T steps. `c [T, B, H]` currents; `v0`, `s0 [B, H]` the state before;
- * `w [H, H]` the recurrent weights (0: none); `beta` H values (`perNeuron`) or one. Writes
+ * `w [H, H]` the recurrent weights (0: none) and `packed` the same in 32-column blocks
+ * ({@link packBlocks}); `beta` H values (`perNeuron`) or one. Writes
  * `V`, `S [T, B, H]` for batch rows `[b0, b1)` (rows are independent: a thread can take each
  * range). `rec [H]` (floats) and `act [2·H]` (ints and floats) are scratch for one row's
  * recurrent current, one pair per thread.
  *
  *     v_t = (β·v_{t−1} + (c_t + s_{t−1}·W)) − ϑ·s_{t−1},   s_t = v_t > ϑ
  */
-export function lifForward(c: usize, v0: usize, s0: usize, w: usize, beta: usize, perNeuron: bool, thr: f32, T: i32, B: i32, H: i32, b0: i32, b1: i32, V: usize, S: usize, rec: usize, act: usize): void {
+export function lifForward(c: usize, v0: usize, s0: usize, w: usize, packed: usize, beta: usize, perNeuron: bool, thr: f32, T: i32, B: i32, H: i32, b0: i32, b1: i32, V: usize, S: usize, rec: usize, act: usize): void {
   const BH = B * H;
   const H4 = H & ~3;
   const zero = f32x4.splat(0);
@@ -332,7 +353,7 @@ export function lifForward(c: usize, v0: usize, s0: usize, w: usize, beta: usize
         const n = activeOf(sp, H, act);
         if (n > 0) {
           hasRec = true;
-          sumRows(act, n, w, H, rec);
+          sumRows(act, n, w, packed, H, rec);
         }
       }
       for (let j = 0; j < H4; j += 4) {

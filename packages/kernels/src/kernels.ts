@@ -308,6 +308,7 @@ export function lifSequence(currents: Tensor, init: { readonly v: Tensor; readon
       const pv0 = a.alloc(BH);
       const ps0 = a.alloc(BH);
       const pw = wRec ? a.alloc(H * H) : 0;
+      const pp = wRec ? a.alloc(H * H) : 0;
       const pb = a.alloc(H);
       const pV = a.alloc(T * BH);
       const pS = a.alloc(T * BH);
@@ -317,12 +318,15 @@ export function lifSequence(currents: Tensor, init: { readonly v: Tensor; readon
       a.f32(pc, T * BH).set(readF32(currents));
       a.f32(pv0, BH).set(readF32(init.v));
       a.f32(ps0, BH).set(readF32(init.s));
-      if (wRec) a.f32(pw, H * H).set(readF32(wRec));
+      if (wRec) {
+        a.f32(pw, H * H).set(readF32(wRec));
+        snn().packBlocks(pw, H, H, pp);
+      }
       a.f32(pb, p.beta.size).set(readF32(p.beta));
       let part = 0;
       parallelRows('lifForward', B, (b0, b1) => {
         const [rec, act] = scratch[part++]!;
-        return [pc, pv0, ps0, pw, pb, perNeuron, thr, T, B, H, b0, b1, pV, pS, rec, act];
+        return [pc, pv0, ps0, pw, pp, pb, perNeuron, thr, T, B, H, b0, b1, pV, pS, rec, act];
       }, T * B * H * (wRec ? 4 : 1));
       const V = a.f32(pV, T * BH);
       const S = a.f32(pS, T * BH);

@@ -9,7 +9,7 @@ export interface SnnExports {
   allOnes(x: number, n: number): number;
   packBlocks(w: number, R: number, O: number, packed: number): void;
   transposeEvents(ptr: number, cols: number, vals: number, n0: number, n1: number, I: number, tptr: number, tcols: number, tvals: number): void;
-  lifForward(c: number, v0: number, s0: number, w: number, beta: number, perNeuron: number, thr: number, T: number, B: number, H: number, b0: number, b1: number, V: number, S: number, rec: number, act: number): void;
+  lifForward(c: number, v0: number, s0: number, w: number, packed: number, beta: number, perNeuron: number, thr: number, T: number, B: number, H: number, b0: number, b1: number, V: number, S: number, rec: number, act: number): void;
   transpose(src: number, R: number, C: number, dst: number): void;
   lifBackward(dS: number, psi: number, slope: number, thr: number, wT: number, beta: number, perNeuron: number, thrAttached: number, T: number, B: number, H: number, b0: number, b1: number, g: number, carry: number): void;
   leakyScan(d: number, y0: number, kappa: number, T: number, n: number, y: number): void;

@@ -45,16 +45,16 @@ interface KernelCase {
 
 const lifCase = (
   name: string,
-  o: { T?: number; B?: number; H?: number; rec?: boolean; resetDetach?: boolean; perNeuron?: boolean; mean?: number; surrogate?: LifSequenceParams['surrogate']; tolerance?: number } = {},
+  o: { T?: number; B?: number; H?: number; rec?: boolean; resetDetach?: boolean; perNeuron?: boolean; mean?: number; analogS0?: boolean; surrogate?: LifSequenceParams['surrogate']; tolerance?: number } = {},
 ): KernelCase => {
-  const { T = 7, B = 3, H = 6, rec = true, resetDetach = false, perNeuron = false, mean = 0.4, surrogate = fastSigmoid({ slope: 5 }) } = o;
+  const { T = 7, B = 3, H = 6, rec = true, resetDetach = false, perNeuron = false, mean = 0.4, analogS0 = false, surrogate = fastSigmoid({ slope: 5 }) } = o;
   return {
     name,
     ...(o.tolerance ? { tolerance: o.tolerance } : {}),
     args: () => [
       tf.randomNormal([T, B, H], mean, 0.8, 'float32', 11),
       tf.randomNormal([B, H], 0, 0.5, 'float32', 12),
-      spikes([B, H], 0.3, 13),
+      analogS0 ? tf.tidy(() => tf.mul(spikes([B, H], 0.3, 13), tf.randomUniform([B, H], -1, 2, 'float32', 16))) : spikes([B, H], 0.3, 13),
       perNeuron ? tf.randomUniform([H], 0.5, 0.95, 'float32', 15) : tf.scalar(0.85),
       ...(rec ? [tf.randomNormal([H, H], 0, 0.5, 'float32', 14)] : []),
     ],
@@ -142,6 +142,8 @@ export const kernelCases: { readonly [K in KernelName]: readonly KernelCase[] } 
     // The shared β's gradient sums 33 120 float32 terms (the reference in float32 order, the kernel in float64).
     lifCase('work enough to split over threads (T 16, B 9, H 230)', { T: 16, B: 9, H: 230, mean: 0.1, tolerance: 1e-4 }),
     lifCase('triangle surrogate', { surrogate: triangle({ width: 0.8 }) }),
+    // A state to start from that is not 0/1 (the recurrent product multiplies, not only adds), over more than 32 neurons.
+    lifCase('analog initial spikes (H 40)', { H: 40, analogS0: true }),
   ],
   'spikeflow.leakyScan': (
     [

@@ -1,0 +1,15 @@
+import { snn, arena } from './dist/wasm.js';
+const N = 6400, I = 700, O = 256, p = Number(process.env.P ?? 0.05);
+const m = snn(); const a = arena();
+const px = a.alloc(N*I), ptr = a.alloc(N+1), cols = a.alloc(N*I), vals = a.alloc(N*I), pw = a.alloc(I*O), pp = a.alloc(I*O), out = a.alloc(N*O);
+a.commit();
+const x = a.f32(px, N*I); for (let i=0;i<x.length;i++) x[i] = Math.random() < p ? 1 : 0;
+const w = a.f32(pw, I*O); for (let i=0;i<w.length;i++) w[i] = Math.random()-0.5;
+m.events(px, 0, N, I, ptr, cols, vals, 0);
+const nnz = a.i32(ptr, N+1)[N];
+m.packBlocks(pw, I, O, pp);
+const t = (f) => { const ts=[]; for (let i=0;i<21;i++){const t0=performance.now(); f(); ts.push(performance.now()-t0);} ts.sort((a,b)=>a-b); return ts[10]; };
+const ms = t(() => m.scatterRowRange(ptr, cols, vals, 0, N, pw, pp, I, 0, O, out, 0, 1));
+console.log('nnz', nnz, 'scatter ms', ms.toFixed(2), 'Gfloat/s', (nnz*O/ms/1e6).toFixed(2));
+const ms2 = t(() => m.events(px, 0, N, I, ptr, cols, vals, 0));
+console.log('events ms', ms2.toFixed(2));
