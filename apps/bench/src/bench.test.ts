@@ -45,6 +45,10 @@ describe('bench harness', () => {
         expect(m[k], `${m.rule} T=${m.steps} ${k}`).toBeGreaterThan(0);
       }
       expect(m.msPerStep).toBeCloseTo(m.msPerIter / m.steps, 6);
+      // One rate per hidden layer, a fraction of the neurons per step.
+      expect(m.inferSpikeRates).toHaveLength(1);
+      expect(m.inferSpikeRates[0]).toBeGreaterThanOrEqual(0);
+      expect(m.inferSpikeRates[0]).toBeLessThanOrEqual(1);
     }
     // The memory classes show in the figures: BPTT grows with T, truncated BPTT does not.
     const peak = (rule: string, T: number) => report.results.find((m) => m.rule === rule && m.steps === T)!.peakWorkingBytes;
@@ -77,10 +81,10 @@ describe('bench harness', () => {
   it('measures with the backend’s registered kernels, and with none of them under kernels: false', async () => {
     const registry = createRegistry([lif, bptt, wasmPlugin]);
     // BPTT runs this LIF network as one window through the fused kernels.
-    const fast = registry.kernels.get('spikeflow.lifSequence', 'wasm');
+    const fast = registry.kernels.get('spikeflow.lifLayer', 'wasm');
     let calls = 0;
     registry.kernels.register({
-      kernel: 'spikeflow.lifSequence',
+      kernel: 'spikeflow.lifLayer',
       backend: 'wasm',
       impl: (...a) => {
         calls++;

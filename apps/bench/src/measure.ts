@@ -92,6 +92,12 @@ export interface Measurement {
   /** Steps per second of inference (forward only, no tape) on the same batch: median of `repeats` passes after one warm-up pass. */
   readonly inferStepsPerSec: number;
   /**
+   * Per layer, the fraction of its neurons that spiked per step in that inference pass (after the
+   * training iterations: the network fires more the longer it trains, and the event-driven
+   * kernels' time grows with it).
+   */
+  readonly inferSpikeRates: readonly number[];
+  /**
    * With `compareInference`: the same forward pass on core's composite references (a network with
    * the same weights), each pass right after one of the fast passes; steps per second (median) and
    * the median over those pairs of (composite time / fast time).
@@ -194,6 +200,9 @@ export async function measure(registry: Registry, choice: RuleChoice | LearningR
       twinTimes.push(twinMs);
     }
     twin?.dispose();
+    const recorded = forward(net, inputs, { record: true });
+    const inferSpikeRates = recorded.spikes!.map((sp) => tf.tidy(() => tf.mean(sp).dataSync()[0]!));
+    disposeTree(recorded as never);
     const profile = w.profile ? profileKernels(tf.getBackend(), iterate) : undefined;
     const inferMs = median(inferTimes);
     const msPerIter = median(times);
@@ -206,6 +215,7 @@ export async function measure(registry: Registry, choice: RuleChoice | LearningR
       peakWorkingBytes: peak - before,
       peakRssBytes: process.resourceUsage().maxRSS * 1024,
       inferStepsPerSec: steps / (inferMs / 1000),
+      inferSpikeRates,
       ...(twin ? { inferComposite: { stepsPerSec: steps / (median(twinTimes) / 1000), speedup: median(twinTimes.map((t, i) => t / inferTimes[i]!)) } } : {}),
       repeats: w.repeats,
       ...(profile ? { profile } : {}),

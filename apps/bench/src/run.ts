@@ -96,7 +96,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       const m = r.measurement;
       progress(
         `[${n}/${total}] ${choice.label} T=${steps}: ${m.msPerIter.toFixed(0)} ms/iter, ${(m.peakWorkingBytes / 2 ** 20).toFixed(1)} MiB working tensors (${(m.peakTensorBytes / 2 ** 20).toFixed(1)} peak), ` +
-          `${(m.peakRssBytes / 2 ** 20).toFixed(0)} MiB RSS, ${m.inferStepsPerSec.toFixed(0)} inference steps/s` +
+          `${(m.peakRssBytes / 2 ** 20).toFixed(0)} MiB RSS, ${m.inferStepsPerSec.toFixed(0)} inference steps/s at ${m.inferSpikeRates.map((r) => `${(100 * r).toFixed(1)}%`).join('/')} hidden spikes` +
           (m.inferComposite ? ` (composite ${m.inferComposite.stepsPerSec.toFixed(0)}: ${m.inferComposite.speedup.toFixed(1)}×)` : '') +
           ` (${((performance.now() - started) / 1000).toFixed(0)} s)`,
       );

@@ -73,6 +73,21 @@ export interface KernelSignatures {
    * Differentiable in `d` and `y0`.
    */
   'spikeflow.leakyScan': (d: Tensor, y0: Tensor, kappa: number) => Tensor;
+  /**
+   * A whole window of a LIF layer from its input: the currents `c_t = x_t·W (+ b)` for
+   * `x [T, B, I]` (usually spikes, mostly zeros), `W [I, H]`, `b [H]` or `undefined`, then
+   * `spikeflow.lifSequence` on them. What {@link Network.runWindow} runs per layer: a fast
+   * version may keep the currents to itself (inference never needs them as a tensor).
+   * Differentiable in every tensor argument.
+   */
+  'spikeflow.lifLayer': (x: Tensor, w: Tensor, b: Tensor | undefined, init: { readonly v: Tensor; readonly s: Tensor }, wRec: Tensor | undefined, p: LifSequenceParams) => LifSequenceResult;
+  /**
+   * The leaky readout of a window from its input: `d_t = x_t·W (+ b)` for `x [T, B, H]` (usually
+   * spikes), `W [H, O]`, `b [O]` or `undefined`, then `y_t = κ·y_{t−1} + d_t` from `y0 [B, O]`
+   * → `[T, B, O]`. What {@link Network.runWindow} runs for the readout. Differentiable in every
+   * tensor argument.
+   */
+  'spikeflow.leakyReadout': (x: Tensor, w: Tensor, b: Tensor | undefined, y0: Tensor, kappa: number) => Tensor;
 }
 
 export type KernelName = keyof KernelSignatures;
@@ -82,6 +97,8 @@ export const OuterSum = 'spikeflow.outerSum' satisfies KernelName;
 export const EventDense = 'spikeflow.eventDense' satisfies KernelName;
 export const LifSequence = 'spikeflow.lifSequence' satisfies KernelName;
 export const LeakyScan = 'spikeflow.leakyScan' satisfies KernelName;
+export const LifLayer = 'spikeflow.lifLayer' satisfies KernelName;
+export const LeakyReadout = 'spikeflow.leakyReadout' satisfies KernelName;
 
 /**
  * `x·W` whose gradient multiplies by explicit transposes: tfjs' own MatMul gradient passes the
@@ -137,6 +154,32 @@ function leakyScanReference(d: Tensor, y0: Tensor, kappa: number): Tensor {
   return tf.stack(ys);
 }
 
+/** `x [T, B, I]·W (+ b)` as `[T, B, O]`, by `product` on the steps flattened into rows. */
+function windowProduct(product: (x: Tensor, w: Tensor) => Tensor, x: Tensor, w: Tensor, b: Tensor | undefined): Tensor {
+  const [T, B, I] = x.shape as [number, number, number];
+  const c = product(tf.reshape(x, [T * B, I]), w);
+  return tf.reshape(b ? tf.add(c, b) : c, [T, B, w.shape[1]!]);
+}
+
+/**
+ * `spikeflow.lifLayer` from the window kernels `eventDense` and `lifSequence` (the references, or
+ * a backend's own): the currents as a tensor, then the layer through time.
+ */
+export function lifLayerOf(eventDense: KernelSignatures['spikeflow.eventDense'], lifSequence: KernelSignatures['spikeflow.lifSequence']): KernelSignatures['spikeflow.lifLayer'] {
+  return (x, w, b, init, wRec, p) => {
+    const out = tf.tidy(() => {
+      const r = lifSequence(windowProduct(eventDense, x, w, b), init, wRec, p);
+      return { spikes: r.spikes, v: r.final.v, s: r.final.s };
+    });
+    return { spikes: out.spikes, final: { v: out.v, s: out.s } };
+  };
+}
+
+/** `spikeflow.leakyReadout` from the window kernels `eventDense` and `leakyScan`. */
+export function leakyReadoutOf(eventDense: KernelSignatures['spikeflow.eventDense'], leakyScan: KernelSignatures['spikeflow.leakyScan']): KernelSignatures['spikeflow.leakyReadout'] {
+  return (x, w, b, y0, kappa) => tf.tidy(() => leakyScan(windowProduct(eventDense, x, w, b), y0, kappa));
+}
+
 /** Kernels that are only used outside the gradient tape: checked on values, not gradients. */
 export const nonDifferentiableKernels: ReadonlySet<KernelName> = new Set<KernelName>(['spikeflow.outerSum']);
 
@@ -149,6 +192,8 @@ export const referenceKernels: { readonly [K in KernelName]: KernelSignatures[K]
   'spikeflow.eventDense': denseReference,
   'spikeflow.lifSequence': lifSequenceReference,
   'spikeflow.leakyScan': leakyScanReference,
+  'spikeflow.lifLayer': lifLayerOf(denseReference, lifSequenceReference),
+  'spikeflow.leakyReadout': leakyReadoutOf(denseReference, leakyScanReference),
   // A batched matrix product [B, I, n]·[B, n, H], with explicit transposes (wasm's transposed
   // matMul path is slow).
   'spikeflow.outerSum': (pre, post) => tf.tidy(() => tf.matMul(tf.transpose(pre, [1, 2, 0]), tf.transpose(post, [1, 0, 2]))),

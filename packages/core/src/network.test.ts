@@ -904,7 +904,7 @@ describe('runWindow: a window of steps layer by layer through the fused kernels'
   /** The composite references registered as if they were a backend's fast kernels. */
   const fastTable = () => {
     const t = new KernelTable();
-    for (const k of ['spikeflow.eventDense', 'spikeflow.lifSequence', 'spikeflow.leakyScan'] as const) t.register({ kernel: k, backend: 'cpu', impl: referenceKernels[k] as never });
+    for (const k of ['spikeflow.lifLayer', 'spikeflow.leakyReadout'] as const) t.register({ kernel: k, backend: 'cpu', impl: referenceKernels[k] as never });
     return t;
   };
 

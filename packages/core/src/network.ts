@@ -2,7 +2,7 @@ import { tf, type Tensor, type Variable } from './tf.js';
 import { SpikeflowError } from './errors.js';
 import type { AnyNeuronModel, LifKernelParams, NeuronRegistry, NeuronState, NeuronStepContext, NeuronTensorParam } from './neuron.js';
 import { spikeFn, surrogateFromSpec, type Surrogate, type SurrogateEntry, type SurrogateSpec } from './surrogates.js';
-import { EventDense, KernelTable, LeakyScan, LifSequence, detach, type KernelName, type KernelSignatures } from './kernels.js';
+import { KernelTable, LeakyReadout, LifLayer, detach, type KernelName, type KernelSignatures } from './kernels.js';
 import {
   checkField,
   configError,
@@ -237,7 +237,7 @@ export interface StepParams {
    * Present when the whole network runs window by window through the backend's fast kernels
    * ({@link Network.runWindow}): every layer's neuron is a LIF layer (`lifKernel`), the readout is
    * `leaky` over spikes, no synapse hook is given, and the active backend registers fast
-   * `spikeflow.eventDense`, `spikeflow.lifSequence` and `spikeflow.leakyScan`. One entry per layer.
+   * `spikeflow.lifLayer` and `spikeflow.leakyReadout`. One entry per layer.
    */
   readonly fused?: readonly LifKernelParams[];
   /** How the step computes each synaptic product `x·W` (see {@link PrepareOptions.synapse}). */
@@ -406,7 +406,7 @@ export class Network {
       !synapse &&
       this.model.readout.kind === 'leaky' &&
       this.model.readout.from === 'spikes' &&
-      ([EventDense, LifSequence, LeakyScan] as KernelName[]).every((k) => this.#kernels.has(k, backend)) &&
+      ([LifLayer, LeakyReadout] as KernelName[]).every((k) => this.#kernels.has(k, backend)) &&
       this.model.layers.every((l) => l.neuron.lifKernel !== undefined);
     const layers = this.model.layers.map((l, i) => {
       const neuron: Record<string, Tensor> = {};
@@ -479,10 +479,10 @@ export class Network {
 
   /**
    * A whole window of steps `x [k, B, inputs]` from `state`, layer by layer through the backend's
-   * fast kernels (requires `p.fused`, see {@link StepParams.fused}): each layer's input products
-   * for all k steps in one `spikeflow.eventDense`, its neurons through time in one
-   * `spikeflow.lifSequence`, the readout in one product and one `spikeflow.leakyScan`. Same values
-   * and gradients as k calls of {@link step}. Runs in the caller's scope (a tape or a `tf.tidy`).
+   * fast kernels (requires `p.fused`, see {@link StepParams.fused}): each layer, its input product
+   * for all k steps and its neurons through time, in one `spikeflow.lifLayer`; the readout in one
+   * `spikeflow.leakyReadout`. Same values and gradients as k calls of {@link step}. Runs in the
+   * caller's scope (a tape or a `tf.tidy`).
    */
   runWindow(p: StepParams, state: NetState, x: Tensor): WindowOutput {
     if (!p.fused) {
@@ -490,24 +490,19 @@ export class Network {
     }
     checkInputs(this, x);
     const [k, B] = x.shape as [number, number];
-    const eventDense = p.kernels[EventDense];
-    const lifSequence = p.kernels[LifSequence];
-    let input = tf.reshape(x, [k * B, this.model.inputs]);
+    const lifLayer = p.kernels[LifLayer];
+    let input = x;
     const spikes: Tensor[] = [];
     const layers: LayerState[] = this.model.layers.map((l, i) => {
       const lp = p.layers[i]!;
-      let c = eventDense(input, lp.W);
-      if (lp.b) c = tf.add(c, lp.b);
       const prev = state.layers[i]!.neuron;
-      const out = lifSequence(tf.reshape(c, [k, B, l.size]), { v: prev['v']!, s: prev['s']! }, lp.W_rec, { ...p.fused![i]!, surrogate: l.surrogate });
+      const out = lifLayer(input, lp.W, lp.b, { v: prev['v']!, s: prev['s']! }, lp.W_rec, { ...p.fused![i]!, surrogate: l.surrogate });
       spikes.push(out.spikes);
-      input = tf.reshape(out.spikes, [k * B, l.size]);
+      input = out.spikes;
       return { neuron: { v: out.final.v, s: out.final.s }, spikes: out.final.s };
     });
-    let d = eventDense(input, p.readout.W);
-    if (p.readout.b) d = tf.add(d, p.readout.b);
     const O = this.model.readout.size;
-    const readout = p.kernels[LeakyScan](tf.reshape(d, [k, B, O]), state.readout, this.model.readout.kappa);
+    const readout = p.kernels[LeakyReadout](input, p.readout.W, p.readout.b, state.readout, this.model.readout.kappa);
     const last = tf.tensor2d((readout.dataSync() as Float32Array).slice((k - 1) * B * O), [B, O]);
     return { readout, spikes, state: { layers, readout: last } };
   }

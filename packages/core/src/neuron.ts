@@ -99,7 +99,7 @@ export interface NeuronModel<Sch extends Schema = Schema, S extends NeuronState 
   /**
    * Optional capability: under `params` the step is exactly core's LIF equations (see
    * `LifSequenceParams`: subtractive reset, Heaviside spike with the layer's surrogate) on a state
-   * `{ v, s }`. Backends with a fast `spikeflow.lifSequence` then run a whole window of the layer
+   * `{ v, s }`. Backends with a fast `spikeflow.lifLayer` then run a whole window of the layer
    * in one kernel instead of step by step. Return `undefined` where the config leaves those
    * equations. The neuron conformance suite checks the kernel against `step`.
    */

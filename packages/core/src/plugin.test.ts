@@ -188,7 +188,7 @@ describe('registry', () => {
     const p = { meta: meta('k'), kernels: [{ kernel: 'spikeflow.conv', backend: 'cpu', impl: fastDense }] } as unknown as SpikeflowPlugin;
     const e = errorOf(() => createRegistry([p]));
     expect(e.code).toBe('UNKNOWN_NAME');
-    expect(e.message).toMatch(/kernel 'spikeflow\.conv' is not a spikeflow kernel \(known: spikeflow\.dense, spikeflow\.eventDense, spikeflow\.lifSequence, spikeflow\.leakyScan, spikeflow\.outerSum\)/);
+    expect(e.message).toMatch(/kernel 'spikeflow\.conv' is not a spikeflow kernel \(known: spikeflow\.dense, spikeflow\.eventDense, spikeflow\.lifSequence, spikeflow\.leakyScan, spikeflow\.lifLayer, spikeflow\.leakyReadout, spikeflow\.outerSum\)/);
   });
 });
 

@@ -45,22 +45,24 @@ export function countRows(x: usize, n0: i32, n1: i32, I: i32, out: usize): void 
  * The non-zero entries of rows `[n0, n1)` of a matrix `[N, I]` as compressed sparse rows: row n's
  * entries are `cols[ptr[n] .. ptr[n+1])` with values `vals[...]`, numbered from `k0` (the entries
  * of the rows before n0; {@link countRows} gives them, so threads can take each range). `x` holds
- * the rows `[n0, n1)` only (the range of a matrix, or a copy of it staged on its own).
+ * the rows `[n0, n1)` only (the range of a matrix, or a copy of it staged on its own). `cols` and
+ * `vals` need room for 3 entries past the last ({@link rowEvents}); nothing is written at or
+ * past `kEnd` (where the next range's entries begin, if another thread lists them).
  */
-export function events(x: usize, n0: i32, n1: i32, I: i32, ptr: usize, cols: usize, vals: usize, k0: i32): void {
+export function events(x: usize, n0: i32, n1: i32, I: i32, ptr: usize, cols: usize, vals: usize, k0: i32, kEnd: i32): void {
   let k = k0;
   if (n0 == 0) store<i32>(ptr, 0);
   for (let n = n0; n < n1; n++) {
-    k = rowEvents(x + ((<usize>(n - n0) * <usize>I) << 2), I, cols, vals, k);
+    const row = x + ((<usize>(n - n0) * <usize>I) << 2);
+    // Nothing is stored at or past `kEnd`: another thread may be listing the next range's entries
+    // there. A row stores at most I + 3 entries from k.
+    k = kEnd - k >= I + 3 ? rowEvents(row, I, cols, vals, k) : rowEventsExact(row, I, cols, vals, k);
     store<i32>(f32At(ptr, n + 1), k);
   }
 }
 
-/**
- * Appends the non-zero entries of `row [I]` at position `k` of `cols` (indices) and `vals`
- * (values), 16 entries tested per step by SIMD comparison; returns the position after them.
- */
-@inline function rowEvents(row: usize, I: i32, cols: usize, vals: usize, k: i32): i32 {
+/** {@link rowEvents} without its overreach: one entry at a time, a loop per set bit of each 16 lanes. */
+function rowEventsExact(row: usize, I: i32, cols: usize, vals: usize, k: i32): i32 {
   let i = 0;
   for (; i + 16 <= I; i += 16) {
     let m = nonZeroMask16(row, i);
@@ -71,6 +73,62 @@ export function events(x: usize, n0: i32, n1: i32, I: i32, ptr: usize, cols: usi
       k++;
       m &= m - 1;
     }
+  }
+  for (; i < I; i++) {
+    const v = load<f32>(f32At(row, i));
+    if (v != 0) {
+      store<i32>(f32At(cols, k), i);
+      store<f32>(f32At(vals, k), v);
+      k++;
+    }
+  }
+  return k;
+}
+
+/**
+ * For each 4-bit mask of non-zero lanes, the byte shuffle that moves those lanes (4 bytes each) to
+ * the front in order; lanes after them are zeroed (index 0x80).
+ */
+const COMPACT: usize = memory.data<u8>([
+  0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
+  0x00, 0x01, 0x02, 0x03, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
+  0x04, 0x05, 0x06, 0x07, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
+  0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
+  0x08, 0x09, 0x0a, 0x0b, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
+  0x00, 0x01, 0x02, 0x03, 0x08, 0x09, 0x0a, 0x0b, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
+  0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
+  0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x80, 0x80, 0x80, 0x80,
+  0x0c, 0x0d, 0x0e, 0x0f, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
+  0x00, 0x01, 0x02, 0x03, 0x0c, 0x0d, 0x0e, 0x0f, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
+  0x04, 0x05, 0x06, 0x07, 0x0c, 0x0d, 0x0e, 0x0f, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
+  0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x0c, 0x0d, 0x0e, 0x0f, 0x80, 0x80, 0x80, 0x80,
+  0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
+  0x00, 0x01, 0x02, 0x03, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f, 0x80, 0x80, 0x80, 0x80,
+  0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f, 0x80, 0x80, 0x80, 0x80,
+  0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f,
+]);
+
+/**
+ * Appends the non-zero entries of `row [I]` at position `k` of `cols` (indices) and `vals`
+ * (values); returns the position after them. Branch-free: every 4 lanes are compared at once,
+ * the non-zero ones moved to the front by a byte shuffle and all 4 stored, and `k` advances by
+ * their number (a loop per set bit mispredicts on random spikes and took ~1.7× as long on the
+ * bench's hidden spikes). The stores reach up to 3 entries past the last one: `cols` and `vals`
+ * need that much room beyond the entries they hold.
+ */
+@inline function rowEvents(row: usize, I: i32, cols: usize, vals: usize, k: i32): i32 {
+  const zero = f32x4.splat(0);
+  const step = i32x4.splat(4);
+  let idx = i32x4(0, 1, 2, 3);
+  let i = 0;
+  for (; i + 4 <= I; i += 4) {
+    const v = v128.load(f32At(row, i));
+    const m = i32x4.bitmask(f32x4.ne(v, zero));
+    const shuffle = v128.load(COMPACT + (<usize>m << 4));
+    v128.store(f32At(cols, k), i8x16.swizzle(idx, shuffle));
+    v128.store(f32At(vals, k), i8x16.swizzle(v, shuffle));
+    k += popcnt(m);
+    idx = i32x4.add(idx, step);
   }
   for (; i < I; i++) {
     const v = load<f32>(f32At(row, i));
@@ -97,124 +155,180 @@ export function events(x: usize, n0: i32, n1: i32, I: i32, ptr: usize, cols: usi
 }
 
 /**
- * The 32-column blocks of `w [R, O]` (its first `O & ~31` columns), each stored contiguously:
- * block b's row r at `packed + (b·R + r)·128` bytes. {@link scatterRowRange} reads W's rows in an
- * order given by the events; rows 1 KiB apart in W would fall into few cache sets.
+ * The 16-column blocks of `w [R, O]` (its first `O & ~15` columns), each stored contiguously:
+ * block b's row r at `packed + (b·R + r)·64` bytes, one cache line. {@link scatterRowRange}
+ * reads W's rows in an order given by the events; rows 1 KiB apart in W would fall into few
+ * cache sets.
  */
 export function packBlocks(w: usize, R: i32, O: i32, packed: usize): void {
-  const O32 = O & ~31;
-  for (let j = 0; j < O32; j += 32) {
-    const dst = packed + ((<usize>(j >> 5) * <usize>R) << 7);
+  const O16 = O & ~15;
+  for (let j = 0; j < O16; j += 16) {
+    const dst = packed + ((<usize>(j >> 4) * <usize>R) << 6);
     for (let r = 0; r < R; r++) {
       const src = w + ((<usize>r * <usize>O + <usize>j) << 2);
-      const d = dst + (<usize>r << 7);
+      const d = dst + (<usize>r << 6);
       v128.store(d, v128.load(src));
       v128.store(d, v128.load(src, 16), 16);
       v128.store(d, v128.load(src, 32), 32);
       v128.store(d, v128.load(src, 48), 48);
-      v128.store(d, v128.load(src, 64), 64);
-      v128.store(d, v128.load(src, 80), 80);
-      v128.store(d, v128.load(src, 96), 96);
-      v128.store(d, v128.load(src, 112), 112);
     }
   }
 }
 
+/** `a + (at ≠ 0 ? the 4 floats at at + 4·j : 0)`: a bias added to a sum (0: no bias). */
+@inline function plusBias(a: v128, at: usize, j: i32): v128 {
+  return at != 0 ? f32x4.add(a, v128.load(f32At(at, j))) : a;
+}
+
 /**
- * `out [N, O] = x·W` for `x` given by its events and `W [·, O]`, output rows `[n0, n1)` only
- * (rows are independent: a thread can take each range); with `accumulate` added to what `out`
- * holds. Each output row sums W's rows of its events: 32 columns at a time from `packed` (rows
- * `[base, base + R)` of W, as {@link packBlocks} leaves them), the last `O mod 32` from `w`.
- * `binary`: every value is 1 ({@link allOnes}).
+ * One output row's 16 columns: the rows `cols[k0..k1)` of a 16-column block `blk` (as
+ * {@link packBlocks} leaves it, the row numbers relative to it) summed in 4 registers (times
+ * `vals[k]` unless `binary`), plus what `dst` holds if `accumulate`, plus the 16 floats at `bias`
+ * (0: none), stored at `dst`. Two events per iteration, each register's sum in event order: with
+ * 4 sums and 8 loads in flight the loop fits the 16 SIMD registers (8 sums of 32 columns did
+ * not: V8 kept one on the stack, and the loop ran ~1.4× slower).
  */
-export function scatterRowRange(ptr: usize, cols: usize, vals: usize, n0: i32, n1: i32, w: usize, packed: usize, R: i32, base: i32, O: i32, out: usize, accumulate: bool, binary: bool): void {
-  if (!accumulate) memory.fill(out + ((<usize>n0 * <usize>O) << 2), 0, (<usize>(n1 - n0) * <usize>O) << 2);
-  const O32 = O & ~31;
-  // Column blocks of 32: a block of W (I × 32 floats) stays in cache across all rows, and the
-  // block's 32 sums stay in registers while a row's events are added into them.
-  for (let j = 0; j < O32; j += 32) {
-    for (let n = n0; n < n1; n++) {
-      const k0 = load<i32>(f32At(ptr, n));
-      const k1 = load<i32>(f32At(ptr, n + 1));
-      if (k0 == k1) continue;
-      let a0 = f32x4.splat(0);
-      let a1 = f32x4.splat(0);
-      let a2 = f32x4.splat(0);
-      let a3 = f32x4.splat(0);
-      let a4 = f32x4.splat(0);
-      let a5 = f32x4.splat(0);
-      let a6 = f32x4.splat(0);
-      let a7 = f32x4.splat(0);
-      const blk = packed + ((<usize>(j >> 5) * <usize>R - <usize>base) << 7);
-      // Spikes (every value 1) are added without the multiplication; 1·w is w, so the two loops
-      // give the same sums.
-      if (binary) {
-        for (let k = k0; k < k1; k++) {
-          const src = blk + (<usize>load<i32>(f32At(cols, k)) << 7);
-          a0 = f32x4.add(a0, v128.load(src));
-          a1 = f32x4.add(a1, v128.load(src, 16));
-          a2 = f32x4.add(a2, v128.load(src, 32));
-          a3 = f32x4.add(a3, v128.load(src, 48));
-          a4 = f32x4.add(a4, v128.load(src, 64));
-          a5 = f32x4.add(a5, v128.load(src, 80));
-          a6 = f32x4.add(a6, v128.load(src, 96));
-          a7 = f32x4.add(a7, v128.load(src, 112));
-        }
-      } else {
-        for (let k = k0; k < k1; k++) {
-          const src = blk + (<usize>load<i32>(f32At(cols, k)) << 7);
-          const vv = v128.load32_splat(f32At(vals, k));
-          a0 = f32x4.add(a0, f32x4.mul(vv, v128.load(src)));
-          a1 = f32x4.add(a1, f32x4.mul(vv, v128.load(src, 16)));
-          a2 = f32x4.add(a2, f32x4.mul(vv, v128.load(src, 32)));
-          a3 = f32x4.add(a3, f32x4.mul(vv, v128.load(src, 48)));
-          a4 = f32x4.add(a4, f32x4.mul(vv, v128.load(src, 64)));
-          a5 = f32x4.add(a5, f32x4.mul(vv, v128.load(src, 80)));
-          a6 = f32x4.add(a6, f32x4.mul(vv, v128.load(src, 96)));
-          a7 = f32x4.add(a7, f32x4.mul(vv, v128.load(src, 112)));
-        }
-      }
-      const dst = out + ((<usize>n * <usize>O + <usize>j) << 2);
-      if (accumulate) {
-        a0 = f32x4.add(a0, v128.load(dst));
-        a1 = f32x4.add(a1, v128.load(dst, 16));
-        a2 = f32x4.add(a2, v128.load(dst, 32));
-        a3 = f32x4.add(a3, v128.load(dst, 48));
-        a4 = f32x4.add(a4, v128.load(dst, 64));
-        a5 = f32x4.add(a5, v128.load(dst, 80));
-        a6 = f32x4.add(a6, v128.load(dst, 96));
-        a7 = f32x4.add(a7, v128.load(dst, 112));
-      }
-      v128.store(dst, a0);
-      v128.store(dst, a1, 16);
-      v128.store(dst, a2, 32);
-      v128.store(dst, a3, 48);
-      v128.store(dst, a4, 64);
-      v128.store(dst, a5, 80);
-      v128.store(dst, a6, 96);
-      v128.store(dst, a7, 112);
+@inline function blockRow(cols: usize, vals: usize, k0: i32, k1: i32, blk: usize, binary: bool, dst: usize, accumulate: bool, bias: usize): void {
+  let a0 = f32x4.splat(0);
+  let a1 = f32x4.splat(0);
+  let a2 = f32x4.splat(0);
+  let a3 = f32x4.splat(0);
+  let k = k0;
+  // Spikes (every value 1) are added without the multiplication; 1·w is w, so the two loops
+  // give the same sums.
+  if (binary) {
+    for (; k + 2 <= k1; k += 2) {
+      const s = blk + (<usize>load<i32>(f32At(cols, k)) << 6);
+      const t = blk + (<usize>load<i32>(f32At(cols, k + 1)) << 6);
+      a0 = f32x4.add(f32x4.add(a0, v128.load(s)), v128.load(t));
+      a1 = f32x4.add(f32x4.add(a1, v128.load(s, 16)), v128.load(t, 16));
+      a2 = f32x4.add(f32x4.add(a2, v128.load(s, 32)), v128.load(t, 32));
+      a3 = f32x4.add(f32x4.add(a3, v128.load(s, 48)), v128.load(t, 48));
+    }
+    if (k < k1) {
+      const s = blk + (<usize>load<i32>(f32At(cols, k)) << 6);
+      a0 = f32x4.add(a0, v128.load(s));
+      a1 = f32x4.add(a1, v128.load(s, 16));
+      a2 = f32x4.add(a2, v128.load(s, 32));
+      a3 = f32x4.add(a3, v128.load(s, 48));
+    }
+  } else {
+    for (; k + 2 <= k1; k += 2) {
+      const s = blk + (<usize>load<i32>(f32At(cols, k)) << 6);
+      const t = blk + (<usize>load<i32>(f32At(cols, k + 1)) << 6);
+      const vs = v128.load32_splat(f32At(vals, k));
+      const vt = v128.load32_splat(f32At(vals, k + 1));
+      a0 = f32x4.add(f32x4.add(a0, f32x4.mul(vs, v128.load(s))), f32x4.mul(vt, v128.load(t)));
+      a1 = f32x4.add(f32x4.add(a1, f32x4.mul(vs, v128.load(s, 16))), f32x4.mul(vt, v128.load(t, 16)));
+      a2 = f32x4.add(f32x4.add(a2, f32x4.mul(vs, v128.load(s, 32))), f32x4.mul(vt, v128.load(t, 32)));
+      a3 = f32x4.add(f32x4.add(a3, f32x4.mul(vs, v128.load(s, 48))), f32x4.mul(vt, v128.load(t, 48)));
+    }
+    if (k < k1) {
+      const s = blk + (<usize>load<i32>(f32At(cols, k)) << 6);
+      const vs = v128.load32_splat(f32At(vals, k));
+      a0 = f32x4.add(a0, f32x4.mul(vs, v128.load(s)));
+      a1 = f32x4.add(a1, f32x4.mul(vs, v128.load(s, 16)));
+      a2 = f32x4.add(a2, f32x4.mul(vs, v128.load(s, 32)));
+      a3 = f32x4.add(a3, f32x4.mul(vs, v128.load(s, 48)));
     }
   }
-  const O4 = O & ~3;
-  if (O32 < O) {
+  if (accumulate) {
+    a0 = f32x4.add(a0, v128.load(dst));
+    a1 = f32x4.add(a1, v128.load(dst, 16));
+    a2 = f32x4.add(a2, v128.load(dst, 32));
+    a3 = f32x4.add(a3, v128.load(dst, 48));
+  }
+  v128.store(dst, plusBias(a0, bias, 0));
+  v128.store(dst, plusBias(a1, bias, 4), 16);
+  v128.store(dst, plusBias(a2, bias, 8), 32);
+  v128.store(dst, plusBias(a3, bias, 12), 48);
+}
+
+/**
+ * `out [N, O] = x·W (+ b)` for `x` given by its events and `W [·, O]`, output rows `[n0, n1)`
+ * only (rows are independent: a thread can take each range); with `accumulate` added to what
+ * `out` holds. Each output row sums W's rows of its events: 16 columns at a time from `packed`
+ * (rows `[base, base + R)` of W, as {@link packBlocks} leaves them; a block stays in cache
+ * across all rows), then the last `O mod 16` from `w` (all of W: events name its rows) in one
+ * pass over the events. `binary`: every value is 1 ({@link allOnes}). `bias`: `b [O]` added to
+ * every row's sum (0: none), after it, as `x·W + b` is computed.
+ */
+export function scatterRowRange(ptr: usize, cols: usize, vals: usize, n0: i32, n1: i32, w: usize, packed: usize, R: i32, base: i32, O: i32, out: usize, accumulate: bool, binary: bool, bias: usize): void {
+  const O16 = O & ~15;
+  for (let j = 0; j < O16; j += 16) {
+    const blk = packed + ((<usize>(j >> 4) * <usize>R - <usize>base) << 6);
+    const bj = bias != 0 ? f32At(bias, j) : 0;
     for (let n = n0; n < n1; n++) {
-      const orow = out + ((<usize>n * <usize>O) << 2);
-      const k0 = load<i32>(f32At(ptr, n));
-      const k1 = load<i32>(f32At(ptr, n + 1));
-      for (let j = O32; j < O4; j += 4) {
-        let acc = f32x4.splat(0);
-        for (let k = k0; k < k1; k++) {
-          const src = w + ((<usize>load<i32>(f32At(cols, k)) * <usize>O + <usize>j) << 2);
-          acc = f32x4.add(acc, f32x4.mul(f32x4.splat(load<f32>(f32At(vals, k))), v128.load(src)));
-        }
-        if (accumulate) acc = f32x4.add(acc, v128.load(f32At(orow, j)));
-        v128.store(f32At(orow, j), acc);
-      }
-      for (let j = O4; j < O; j++) {
-        let acc: f32 = 0;
-        for (let k = k0; k < k1; k++) acc += load<f32>(f32At(vals, k)) * load<f32>(w + ((<usize>load<i32>(f32At(cols, k)) * <usize>O + <usize>j) << 2));
-        store<f32>(f32At(orow, j), accumulate ? acc + load<f32>(f32At(orow, j)) : acc);
-      }
+      blockRow(cols, vals, load<i32>(f32At(ptr, n)), load<i32>(f32At(ptr, n + 1)), blk, binary, out + ((<usize>n * <usize>O + <usize>j) << 2), accumulate, bj);
+    }
+  }
+  if (O16 < O) scatterNarrow(ptr, cols, vals, n0, n1, w, O, O16, out, accumulate, binary, bias);
+}
+
+/**
+ * `out [N, O] = x·W (+ b)` for rows `[n0, n1)` of a dense `x [N, I]` at `x` (row n at
+ * `x + 4·n·I`), in blocks of `block` rows: each block's non-zero entries are listed into this
+ * thread's scratch (`ptr [block + 1]`, `cols` and `vals` with room for `cap + I + 4` entries) and
+ * summed by {@link scatterRowRange} while they are in cache; nothing of the size of `x` is built.
+ * `w`, `packed`, `O` and `bias` as there. Returns the number of non-zero entries, or −1 as soon
+ * as a block has more than `cap` (the caller takes a dense product instead; `out` is then
+ * incomplete).
+ */
+export function eventProduct(x: usize, n0: i32, n1: i32, I: i32, ptr: usize, cols: usize, vals: usize, cap: i32, block: i32, w: usize, packed: usize, O: i32, out: usize, bias: usize): i32 {
+  let total = 0;
+  for (let r0 = n0; r0 < n1; r0 += block) {
+    const r1 = min(n1, r0 + block);
+    store<i32>(ptr, 0);
+    let k = 0;
+    for (let n = r0; n < r1; n++) {
+      k = rowEvents(x + ((<usize>n * <usize>I) << 2), I, cols, vals, k);
+      if (k > cap) return -1;
+      store<i32>(f32At(ptr, n - r0 + 1), k);
+    }
+    // Rows r0.. are numbered from 0 in this block's lists: shift the row pointers' base.
+    scatterRowRange(ptr - (<usize>r0 << 2), cols, vals, r0, r1, w, packed, I, 0, O, out, false, allOnes(vals, k), bias);
+    total += k;
+  }
+  return total;
+}
+
+/**
+ * {@link scatterRowRange} for the columns `[O16, O)` (fewer than 16: a small readout, or what is
+ * left of the blocks), from W's rows as they lie: up to 3 groups of 4 columns summed in one pass
+ * over each row's events (the tests on `g` are the same for every event and predicted), then the
+ * last `O mod 4` one at a time.
+ */
+function scatterNarrow(ptr: usize, cols: usize, vals: usize, n0: i32, n1: i32, w: usize, O: i32, O16: i32, out: usize, accumulate: bool, binary: bool, bias: usize): void {
+  const O4 = O & ~3;
+  const g = (O4 - O16) >> 2;
+  const rowBytes = <usize>O << 2;
+  const first = w + (<usize>O16 << 2);
+  for (let n = n0; n < n1; n++) {
+    const k0 = load<i32>(f32At(ptr, n));
+    const k1 = load<i32>(f32At(ptr, n + 1));
+    let a0 = f32x4.splat(0);
+    let a1 = f32x4.splat(0);
+    let a2 = f32x4.splat(0);
+    for (let k = k0; k < k1; k++) {
+      const src = first + <usize>load<i32>(f32At(cols, k)) * rowBytes;
+      const vv = binary ? f32x4.splat(1) : v128.load32_splat(f32At(vals, k));
+      if (g > 0) a0 = f32x4.add(a0, f32x4.mul(vv, v128.load(src)));
+      if (g > 1) a1 = f32x4.add(a1, f32x4.mul(vv, v128.load(src, 16)));
+      if (g > 2) a2 = f32x4.add(a2, f32x4.mul(vv, v128.load(src, 32)));
+    }
+    const dst = out + ((<usize>n * <usize>O + <usize>O16) << 2);
+    for (let q = 0; q < g; q++) {
+      let a = q == 0 ? a0 : q == 1 ? a1 : a2;
+      const d = dst + (<usize>q << 4);
+      if (accumulate) a = f32x4.add(a, v128.load(d));
+      v128.store(d, plusBias(a, bias, O16 + 4 * q));
+    }
+    for (let j = O4; j < O; j++) {
+      let acc: f32 = 0;
+      for (let k = k0; k < k1; k++) acc += load<f32>(f32At(vals, k)) * load<f32>(w + ((<usize>load<i32>(f32At(cols, k)) * <usize>O + <usize>j) << 2));
+      const d = f32At(out, n * O + j);
+      if (accumulate) acc += load<f32>(d);
+      store<f32>(d, bias != 0 ? acc + load<f32>(f32At(bias, j)) : acc);
     }
   }
 }
@@ -248,97 +362,74 @@ export function transposeEvents(ptr: usize, cols: usize, vals: usize, n0: i32, n
   store<i32>(tptr, 0);
 }
 
-/**
- * The non-zero entries of `x [n]`: indices at `act`, values at `act + 4n`. Returns their number.
- */
-function activeOf(x: usize, n: i32, act: usize): i32 {
-  return rowEvents(x, n, act, act + (<usize>n << 2), 0);
-}
+/** Bytes before a row's lists in {@link lifForward}'s `act`: their number and whether every value is 1. */
+const ACT_HEADER: usize = 16;
 
 /**
- * `out [H] = Σ_k v_k·w[i_k, :]` over the `n` entries at `act` (as {@link activeOf} leaves them):
- * 32 columns at a time from `packed` (`w [H, H]` as {@link packBlocks} leaves it), the last
- * `H mod 32` from `w`. Spikes (every value 1) are added without the multiplication.
+ * The non-zero entries of `x [n]`: indices at `act`, values at `act + 4(n + 4)` (room for
+ * {@link rowEvents}' overreach; `act` holds `2n + 8` entries). Returns their number.
  */
-function sumRows(act: usize, n: i32, w: usize, packed: usize, H: i32, out: usize): void {
-  const vals = act + (<usize>H << 2);
-  const H32 = H & ~31;
-  const binary = allOnes(vals, n);
-  for (let j = 0; j < H32; j += 32) {
-    let a0 = f32x4.splat(0);
-    let a1 = f32x4.splat(0);
-    let a2 = f32x4.splat(0);
-    let a3 = f32x4.splat(0);
-    let a4 = f32x4.splat(0);
-    let a5 = f32x4.splat(0);
-    let a6 = f32x4.splat(0);
-    let a7 = f32x4.splat(0);
-    const blk = packed + ((<usize>(j >> 5) * <usize>H) << 7);
-    if (binary) {
-      for (let k = 0; k < n; k++) {
-        const src = blk + (<usize>load<i32>(f32At(act, k)) << 7);
-        a0 = f32x4.add(a0, v128.load(src));
-        a1 = f32x4.add(a1, v128.load(src, 16));
-        a2 = f32x4.add(a2, v128.load(src, 32));
-        a3 = f32x4.add(a3, v128.load(src, 48));
-        a4 = f32x4.add(a4, v128.load(src, 64));
-        a5 = f32x4.add(a5, v128.load(src, 80));
-        a6 = f32x4.add(a6, v128.load(src, 96));
-        a7 = f32x4.add(a7, v128.load(src, 112));
-      }
-    } else {
-      for (let k = 0; k < n; k++) {
-        const src = blk + (<usize>load<i32>(f32At(act, k)) << 7);
-        const vv = v128.load32_splat(f32At(vals, k));
-        a0 = f32x4.add(a0, f32x4.mul(vv, v128.load(src)));
-        a1 = f32x4.add(a1, f32x4.mul(vv, v128.load(src, 16)));
-        a2 = f32x4.add(a2, f32x4.mul(vv, v128.load(src, 32)));
-        a3 = f32x4.add(a3, f32x4.mul(vv, v128.load(src, 48)));
-        a4 = f32x4.add(a4, f32x4.mul(vv, v128.load(src, 64)));
-        a5 = f32x4.add(a5, f32x4.mul(vv, v128.load(src, 80)));
-        a6 = f32x4.add(a6, f32x4.mul(vv, v128.load(src, 96)));
-        a7 = f32x4.add(a7, f32x4.mul(vv, v128.load(src, 112)));
-      }
-    }
-    const dst = f32At(out, j);
-    v128.store(dst, a0);
-    v128.store(dst, a1, 16);
-    v128.store(dst, a2, 32);
-    v128.store(dst, a3, 48);
-    v128.store(dst, a4, 64);
-    v128.store(dst, a5, 80);
-    v128.store(dst, a6, 96);
-    v128.store(dst, a7, 112);
-  }
-  for (let j = H32; j < H; j++) {
-    let acc: f32 = 0;
-    for (let k = 0; k < n; k++) acc += load<f32>(f32At(vals, k)) * load<f32>(w + ((<usize>load<i32>(f32At(act, k)) * <usize>H + <usize>j) << 2));
-    store<f32>(f32At(out, j), acc);
-  }
+function activeOf(x: usize, n: i32, act: usize): i32 {
+  return rowEvents(x, n, act, act + (<usize>(n + 4) << 2), 0);
 }
 
 /**
  * A LIF layer through T steps. `c [T, B, H]` currents; `v0`, `s0 [B, H]` the state before;
- * `w [H, H]` the recurrent weights (0: none) and `packed` the same in 32-column blocks
- * ({@link packBlocks}); `beta` H values (`perNeuron`) or one. Writes
- * `V`, `S [T, B, H]` for batch rows `[b0, b1)` (rows are independent: a thread can take each
- * range). `rec [H]` (floats) and `act [2·H]` (ints and floats) are scratch for one row's
- * recurrent current, one pair per thread.
+ * `w [H, H]` the recurrent weights (0: none) and `packed` the same in 16-column blocks
+ * ({@link packBlocks}); `beta` H values (`perNeuron`) or one. Writes `V`, `S [T, B, H]` for
+ * batch rows `[b0, b1)` (rows are independent: a thread can take each range). Scratch, used for
+ * rows `[b0, b1)` only: `rec [B, H]` floats (each row's recurrent current) and `act [B, 2H + 12]`
+ * (each row's active neurons: their number, then indices and values, {@link ACT_HEADER}).
  *
  *     v_t = (β·v_{t−1} + (c_t + s_{t−1}·W)) − ϑ·s_{t−1},   s_t = v_t > ϑ
+ *
+ * Per step, every row lists the neurons that spiked at the step before, then the recurrent
+ * currents are summed 16 columns of W_rec at a time for all rows (a 16 KiB block of a 256-neuron
+ * W_rec stays in L1 across the rows, where a row at a time ran through all of W_rec from L2),
+ * then the neurons are updated row by row.
  */
 export function lifForward(c: usize, v0: usize, s0: usize, w: usize, packed: usize, beta: usize, perNeuron: bool, thr: f32, T: i32, B: i32, H: i32, b0: i32, b1: i32, V: usize, S: usize, rec: usize, act: usize): void {
   const BH = B * H;
   const H4 = H & ~3;
-  const zero = f32x4.splat(0);
+  const H16 = H & ~15;
   const one = f32x4.splat(1);
   const thrv = f32x4.splat(thr);
   const beta0 = load<f32>(beta);
   const b0v = f32x4.splat(beta0);
+  const actBytes = <usize>(2 * H + 12) << 2;
   for (let t = 0; t < T; t++) {
     const vPrev = t == 0 ? v0 : V + ((<usize>(t - 1) * <usize>BH) << 2);
     const sPrev = t == 0 ? s0 : S + ((<usize>(t - 1) * <usize>BH) << 2);
     const base = <usize>t * <usize>BH;
+    if (w != 0) {
+      // Each row's active neurons of the previous step; the spikes this kernel writes are 0/1,
+      // only an initial state may hold other values.
+      for (let b = b0; b < b1; b++) {
+        const at = act + <usize>b * actBytes;
+        const n = activeOf(f32At(sPrev, b * H), H, at + ACT_HEADER);
+        store<i32>(at, n);
+        store<i32>(at, t > 0 || allOnes(at + ACT_HEADER + (<usize>(H + 4) << 2), n) ? 1 : 0, 4);
+      }
+      for (let j = 0; j < H16; j += 16) {
+        const blk = packed + ((<usize>(j >> 4) * <usize>H) << 6);
+        for (let b = b0; b < b1; b++) {
+          const at = act + <usize>b * actBytes;
+          const cols = at + ACT_HEADER;
+          blockRow(cols, cols + (<usize>(H + 4) << 2), 0, load<i32>(at), blk, load<i32>(at, 4) != 0, f32At(rec, b * H + j), false, 0);
+        }
+      }
+      for (let b = b0; b < b1; b++) {
+        const at = act + <usize>b * actBytes;
+        const cols = at + ACT_HEADER;
+        const vals = cols + (<usize>(H + 4) << 2);
+        const n = load<i32>(at);
+        for (let j = H16; j < H; j++) {
+          let acc: f32 = 0;
+          for (let k = 0; k < n; k++) acc += load<f32>(f32At(vals, k)) * load<f32>(w + ((<usize>load<i32>(f32At(cols, k)) * <usize>H + <usize>j) << 2));
+          store<f32>(f32At(rec, b * H + j), acc);
+        }
+      }
+    }
     for (let b = b0; b < b1; b++) {
       const row = b * H;
       const sp = f32At(sPrev, row);
@@ -346,19 +437,12 @@ export function lifForward(c: usize, v0: usize, s0: usize, w: usize, packed: usi
       const cr = c + ((base + <usize>row) << 2);
       const vo = V + ((base + <usize>row) << 2);
       const so = S + ((base + <usize>row) << 2);
-      let hasRec = false;
-      if (w != 0) {
-        // The row's active neurons of the previous step, then their W_rec rows summed 32
-        // columns at a time in registers.
-        const n = activeOf(sp, H, act);
-        if (n > 0) {
-          hasRec = true;
-          sumRows(act, n, w, packed, H, rec);
-        }
-      }
+      const rr = f32At(rec, row);
+      // Without W_rec, or without a spike in the row, I_t = c_t (no +0: the same float ops as the reference).
+      const hasRec = w != 0 && load<i32>(act + <usize>b * actBytes) > 0;
       for (let j = 0; j < H4; j += 4) {
         let cur = v128.load(f32At(cr, j));
-        if (hasRec) cur = f32x4.add(cur, v128.load(f32At(rec, j)));
+        if (hasRec) cur = f32x4.add(cur, v128.load(f32At(rr, j)));
         const bv = perNeuron ? v128.load(f32At(beta, j)) : b0v;
         const v = f32x4.sub(f32x4.add(f32x4.mul(bv, v128.load(f32At(vp, j))), cur), f32x4.mul(thrv, v128.load(f32At(sp, j))));
         v128.store(f32At(vo, j), v);
@@ -366,7 +450,7 @@ export function lifForward(c: usize, v0: usize, s0: usize, w: usize, packed: usi
       }
       for (let j = H4; j < H; j++) {
         let cur = load<f32>(f32At(cr, j));
-        if (hasRec) cur += load<f32>(f32At(rec, j));
+        if (hasRec) cur += load<f32>(f32At(rr, j));
         const bj = perNeuron ? load<f32>(f32At(beta, j)) : beta0;
         const v = bj * load<f32>(f32At(vp, j)) + cur - thr * load<f32>(f32At(sp, j));
         store<f32>(f32At(vo, j), v);

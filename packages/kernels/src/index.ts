@@ -3,9 +3,9 @@
  * @packageDocumentation
  */
 import type { KernelRegistration } from '@spikeflow/core';
-import { eventDense, leakyScan, lifSequence } from './kernels.js';
+import { eventDense, leakyReadout, leakyScan, lifLayer, lifSequence } from './kernels.js';
 
-export { eventDense, lifSequence, leakyScan, EVENT_DENSITY_LIMIT, setKernelProbe } from './kernels.js';
+export { eventDense, lifSequence, leakyScan, lifLayer, leakyReadout, EVENT_DENSITY_LIMIT, setKernelProbe } from './kernels.js';
 export type { KernelProbe } from './kernels.js';
 export { simdAvailable, kernelThreads, activeThreads } from './wasm.js';
 
@@ -18,5 +18,7 @@ export function cpuMemoryKernels(backend: string): KernelRegistration[] {
     { kernel: 'spikeflow.eventDense', backend, impl: eventDense },
     { kernel: 'spikeflow.lifSequence', backend, impl: lifSequence },
     { kernel: 'spikeflow.leakyScan', backend, impl: leakyScan },
+    { kernel: 'spikeflow.lifLayer', backend, impl: lifLayer },
+    { kernel: 'spikeflow.leakyReadout', backend, impl: leakyReadout },
   ];
 }

@@ -2,7 +2,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { disposeTree, tf, type Tensor } from '@spikeflow/core';
 import { describeKernels } from '@spikeflow/testing';
 import '@tensorflow/tfjs-backend-wasm';
-import { cpuMemoryKernels, eventDense } from './index.js';
+import { disposeTree as dispose, fastSigmoid, referenceKernels } from '@spikeflow/core';
+import { cpuMemoryKernels, eventDense, leakyReadout, lifLayer } from './index.js';
 import { activeThreads } from './wasm.js';
 import { SNN_SHARED_WASM_BASE64, SNN_WASM_BASE64 } from './snn-wasm.js';
 // @ts-expect-error: a plain ES module without types
@@ -37,6 +38,32 @@ for (const backend of ['wasm', 'cpu']) {
         expect(tf.memory().numTensors).toBe(before);
         disposeTree([x, w] as Tensor[]);
       });
+    });
+
+    it('lifLayer and leakyReadout without a tape take the event path on sparse input (no dense product) on every thread, and equal the references', async () => {
+      // 1500 rows of 700 inputs: split over the threads, each range in blocks of rows.
+      const x = tf.tidy(() => tf.cast(tf.less(tf.randomUniform([30, 50, 700], 0, 1, 'float32', 7), 0.05), 'float32'));
+      const w = tf.randomNormal([700, 40], 0, 0.15, 'float32', 8);
+      const b = tf.randomNormal([40], 0.1, 0.2, 'float32', 9);
+      const init = { v: tf.zeros([50, 40]), s: tf.zeros([50, 40]) };
+      const p = { beta: tf.scalar(0.9), threshold: 1, resetDetach: false, surrogate: fastSigmoid({ slope: 5 }) };
+      const r = tf.randomNormal([40, 20], 0, 1, 'float32', 10);
+      const y0 = tf.zeros([50, 20]);
+      let fast: Tensor[] = [];
+      const prof = await tf.profile(() => {
+        const out = lifLayer(x, w, b, init, undefined, p);
+        fast = [out.spikes, leakyReadout(out.spikes, r, undefined, y0, 0.8), out.final.v, out.final.s];
+      });
+      const rate = tf.tidy(() => tf.mean(fast[0]!).dataSync()[0]!);
+      expect(rate).toBeGreaterThan(0.02);
+      expect(rate).toBeLessThan(0.3);
+      expect(prof.kernels.filter((k) => k.name === 'BatchMatMul')).toEqual([]);
+      const ref = referenceKernels['spikeflow.lifLayer'](x, w, b, init, undefined, p);
+      const refY = referenceKernels['spikeflow.leakyReadout'](ref.spikes, r, undefined, y0, 0.8);
+      expect(Array.from(fast[0]!.dataSync())).toEqual(Array.from(ref.spikes.dataSync()));
+      const fy = fast[1]!.dataSync();
+      refY.dataSync().forEach((v, i) => expect(fy[i]).toBeCloseTo(v, 4));
+      dispose([fast, ref.spikes, ref.final.v, ref.final.s, refY, x, w, b, init.v, init.s, p.beta, r, y0] as never);
     });
   });
 }

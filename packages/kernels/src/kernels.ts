@@ -1,4 +1,4 @@
-import { SpikeflowError, tf, type LifSequenceParams, type LifSequenceResult, type Tensor } from '@spikeflow/core';
+import { SpikeflowError, leakyReadoutOf, lifLayerOf, tf, type LifSequenceParams, type LifSequenceResult, type Tensor } from '@spikeflow/core';
 import { activeThreads, arena, parallelRows, partsFor, snn, type Arena } from './wasm.js';
 
 /**
@@ -117,15 +117,18 @@ interface Packed {
   readonly base: number;
 }
 
-/** Packs rows `[base, base + R)` of `w [·, O]` into 32-column blocks at `at` (which holds `R·O` floats). */
+/** Packs rows `[base, base + R)` of `w [·, O]` into 16-column blocks at `at` (which holds `R·O` floats). */
 function packed(w: number, base: number, R: number, O: number, at: number): Packed {
   snn().packBlocks(w + base * O * 4, R, O, at);
   return { at, R, base };
 }
 
-/** `out [N, O]` = the rows of `w` the events name, summed per row; rows split over the threads. */
-function scatter(ev: EventsAt, N: number, w: number, p: Packed, O: number, out: number, accumulate = false): void {
-  parallelRows('scatterRowRange', N, (n0, n1) => [ev.ptr, ev.cols, ev.vals, n0, n1, w, p.at, p.R, p.base, O, out, accumulate ? 1 : 0, ev.binary ? 1 : 0], (ev.nnz + N) * O);
+/**
+ * `out [N, O]` = the rows of `w` the events name, summed per row (plus `bias [O]` at that offset,
+ * 0: none); rows split over the threads.
+ */
+function scatter(ev: EventsAt, N: number, w: number, p: Packed, O: number, out: number, accumulate = false, bias = 0): void {
+  parallelRows('scatterRowRange', N, (n0, n1) => [ev.ptr, ev.cols, ev.vals, n0, n1, w, p.at, p.R, p.base, O, out, accumulate ? 1 : 0, ev.binary ? 1 : 0, bias], (ev.nnz + N) * O);
 }
 
 /** The non-zero entries of `x [N, I]` at `px`: their number, and where each thread's rows start. */
@@ -146,9 +149,11 @@ function countIn(a: Arena, px: number, N: number, I: number): Counted {
 
 /** The events of `x [N, I]` at `px` (counted by {@link countIn}), built by every thread. */
 function eventsIn(a: Arena, px: number, N: number, I: number, counted: Counted): EventsAt {
-  const ev = { ptr: a.alloc(N + 1), cols: a.alloc(counted.nnz), vals: a.alloc(counted.nnz), nnz: counted.nnz };
+  // Room for 4 more entries: the listing stores 4 at a time (assembly/snn.ts, rowEvents).
+  const ev = { ptr: a.alloc(N + 1), cols: a.alloc(counted.nnz + 4), vals: a.alloc(counted.nnz + 4), nnz: counted.nnz };
   a.commit();
-  parallelRows('events', N, (n0, n1, part) => [px + 4 * n0 * I, n0, n1, I, ev.ptr, ev.cols, ev.vals, counted.starts[part]!], N * I);
+  // Each range stops short of the next one's entries (the last has 4 entries of room).
+  parallelRows('events', N, (n0, n1, part) => [px + 4 * n0 * I, n0, n1, I, ev.ptr, ev.cols, ev.vals, counted.starts[part]!, counted.starts[part + 1] ?? counted.nnz + 4], N * I);
   return { ...ev, binary: snn().allOnes(ev.vals, ev.nnz) !== 0 };
 }
 
@@ -165,8 +170,9 @@ const STAGE_BYTES = 128 << 10;
 function streamEvents(a: Arena, x: Float32Array, N: number, I: number, limit: number): EventsAt | undefined {
   const rows = Math.max(1, Math.min(N, Math.floor(STAGE_BYTES / (4 * I))));
   const max = Math.floor(limit * N * I);
-  // A slice is checked after it is listed: room for one more slice past the limit.
-  const room = max + rows * I;
+  // A slice is checked after it is listed: room for one more slice past the limit, and for the
+  // 3 entries the listing may store past the last (assembly/snn.ts, rowEvents).
+  const room = max + rows * I + 4;
   const stage = a.alloc(rows * I);
   const ptr = a.alloc(N + 1);
   const cols = a.alloc(room);
@@ -178,7 +184,7 @@ function streamEvents(a: Arena, x: Float32Array, N: number, I: number, limit: nu
   for (let n0 = 0, k = 0; n0 < N; n0 += rows) {
     const n1 = Math.min(N, n0 + rows);
     staged.set(x.subarray(n0 * I, n1 * I));
-    m.events(stage, n0, n1, I, ptr, cols, vals, k);
+    m.events(stage, n0, n1, I, ptr, cols, vals, k, room);
     k = ends[n1]!;
     if (k > max) return undefined;
   }
@@ -273,6 +279,57 @@ export function eventDense(x: Tensor, w: Tensor): Tensor {
   });
 }
 
+/** The LIF forward pass's results in the arena: views are taken on demand (the arena may grow). */
+interface LifRun {
+  readonly V: () => Float32Array;
+  readonly S: () => Float32Array;
+  readonly lastV: Float32Array;
+  readonly lastS: Float32Array;
+}
+
+/**
+ * Steps a LIF layer through the window whose currents `[T, B, H]` are (or, once `fill` has run,
+ * will be) at `pc` in the arena `a`: allocates the rest, copies the state, `W_rec` (packed) and
+ * β in, calls `fill` after the arena has its final size, and runs the batch rows on every thread.
+ */
+function lifForwardIn(a: Arena, pc: number, T: number, B: number, H: number, init: { readonly v: Tensor; readonly s: Tensor }, wRec: Tensor | undefined, p: LifSequenceParams, fill: () => void): LifRun {
+  const BH = B * H;
+  const pv0 = a.alloc(BH);
+  const ps0 = a.alloc(BH);
+  const pw = wRec ? a.alloc(H * H) : 0;
+  const pp = wRec ? a.alloc(H * H) : 0;
+  const pb = a.alloc(H);
+  const pV = a.alloc(T * BH);
+  const pS = a.alloc(T * BH);
+  // Scratch: each row's recurrent current and its list of active neurons.
+  const rec = a.alloc(BH);
+  const act = a.alloc(B * (2 * H + 12));
+  a.commit();
+  fill();
+  a.f32(pv0, BH).set(readF32(init.v));
+  a.f32(ps0, BH).set(readF32(init.s));
+  if (wRec) {
+    a.f32(pw, H * H).set(readF32(wRec));
+    snn().packBlocks(pw, H, H, pp);
+  }
+  a.f32(pb, p.beta.size).set(readF32(p.beta));
+  const perNeuron = p.beta.size === H && H > 1 ? 1 : 0;
+  parallelRows('lifForward', B, (b0, b1) => [pc, pv0, ps0, pw, pp, pb, perNeuron, Math.fround(p.threshold), T, B, H, b0, b1, pV, pS, rec, act], T * B * H * (wRec ? 4 : 1));
+  const V = () => a.f32(pV, T * BH);
+  const S = () => a.f32(pS, T * BH);
+  return { V, S, lastV: V().slice((T - 1) * BH), lastS: S().slice((T - 1) * BH) };
+}
+
+/** Throws unless `init`, `W_rec` and β fit a LIF layer of `B` rows and `H` neurons. */
+function checkLif(kernel: string, B: number, H: number, init: { readonly v: Tensor; readonly s: Tensor }, wRec: Tensor | undefined, p: LifSequenceParams, got: string): void {
+  if (init.v.shape.join() !== `${B},${H}` || init.s.shape.join() !== `${B},${H}` || (wRec && wRec.shape.join() !== `${H},${H}`)) {
+    throw new SpikeflowError('SHAPE_MISMATCH', `${kernel}: with ${got}, expected the state v and s [${B}, ${H}] and W_rec [${H}, ${H}] or none, got [${init.v.shape}], [${init.s.shape}] and ${wRec ? `[${wRec.shape}]` : 'none'}`);
+  }
+  if (p.beta.size !== 1 && p.beta.size !== H) {
+    throw new SpikeflowError('SHAPE_MISMATCH', `${kernel}: β must be a scalar or one value per neuron [${H}], got [${p.beta.shape}]`);
+  }
+}
+
 /**
  * `spikeflow.lifSequence`: the forward pass steps every neuron through the window and adds
  * `W_rec`'s rows of the neurons that spiked; the backward pass runs through time once in reverse,
@@ -281,15 +338,8 @@ export function eventDense(x: Tensor, w: Tensor): Tensor {
  */
 export function lifSequence(currents: Tensor, init: { readonly v: Tensor; readonly s: Tensor }, wRec: Tensor | undefined, p: LifSequenceParams): LifSequenceResult {
   const [T, B, H] = currents.shape as [number, number, number];
-  if (currents.rank !== 3 || init.v.shape.join() !== `${B},${H}` || init.s.shape.join() !== `${B},${H}` || (wRec && wRec.shape.join() !== `${H},${H}`)) {
-    throw new SpikeflowError(
-      'SHAPE_MISMATCH',
-      `spikeflow.lifSequence: expected currents [T, B, H], state [B, H] and W_rec [H, H], got [${currents.shape}], [${init.v.shape}], [${init.s.shape}] and ${wRec ? `[${wRec.shape}]` : 'none'}`,
-    );
-  }
-  if (p.beta.size !== 1 && p.beta.size !== H) {
-    throw new SpikeflowError('SHAPE_MISMATCH', `spikeflow.lifSequence: β must be a scalar or one value per neuron [${H}], got [${p.beta.shape}]`);
-  }
+  if (currents.rank !== 3) throw new SpikeflowError('SHAPE_MISMATCH', `spikeflow.lifSequence: expected currents [T, B, H], got [${currents.shape}]`);
+  checkLif('spikeflow.lifSequence', B, H, init, wRec, p, `currents [T, B, H] = [${currents.shape}]`);
   const BH = B * H;
   const thr = Math.fround(p.threshold);
   const thrAttached = p.resetDetach ? 0 : thr;
@@ -305,37 +355,13 @@ export function lifSequence(currents: Tensor, init: { readonly v: Tensor; readon
     forwardFunc: (_, save) => {
       const a = arena();
       const pc = a.alloc(T * BH);
-      const pv0 = a.alloc(BH);
-      const ps0 = a.alloc(BH);
-      const pw = wRec ? a.alloc(H * H) : 0;
-      const pp = wRec ? a.alloc(H * H) : 0;
-      const pb = a.alloc(H);
-      const pV = a.alloc(T * BH);
-      const pS = a.alloc(T * BH);
-      // Scratch for one row's recurrent current, one per thread.
-      const scratch = Array.from({ length: activeThreads() }, () => [a.alloc(H), a.alloc(2 * H)] as const);
-      a.commit();
-      a.f32(pc, T * BH).set(readF32(currents));
-      a.f32(pv0, BH).set(readF32(init.v));
-      a.f32(ps0, BH).set(readF32(init.s));
-      if (wRec) {
-        a.f32(pw, H * H).set(readF32(wRec));
-        snn().packBlocks(pw, H, H, pp);
-      }
-      a.f32(pb, p.beta.size).set(readF32(p.beta));
-      let part = 0;
-      parallelRows('lifForward', B, (b0, b1) => {
-        const [rec, act] = scratch[part++]!;
-        return [pc, pv0, ps0, pw, pp, pb, perNeuron, thr, T, B, H, b0, b1, pV, pS, rec, act];
-      }, T * B * H * (wRec ? 4 : 1));
-      const V = a.f32(pV, T * BH);
-      const S = a.f32(pS, T * BH);
-      lastV = V.slice((T - 1) * BH);
-      lastS = S.slice((T - 1) * BH);
-      const sT = tensorOf(S, [T, B, H]);
+      const lif = lifForwardIn(a, pc, T, B, H, init, wRec, p, () => a.f32(pc, T * BH).set(readF32(currents)));
+      lastV = lif.lastV;
+      lastS = lif.lastS;
+      const sT = tensorOf(lif.S(), [T, B, H]);
       if (tape) {
         // Only the backward pass reads the potentials: inference does not copy them out.
-        const vT = tensorOf(V, [T, B, H]);
+        const vT = tensorOf(lif.V(), [T, B, H]);
         save(wRec ? [vT, sT, p.beta, init.v, init.s, wRec] : [vT, sT, p.beta, init.v, init.s]);
         vT.dispose();
       }
@@ -444,5 +470,123 @@ export function leakyScan(d: Tensor, y0: Tensor, kappa: number): Tensor {
         y0: () => tf.tensor2d(G.subarray(0, n).map((g) => k * g), [B, O]),
       };
     },
+  });
+}
+
+/** Throws unless `x [T, B, I]`, `W [I, O]` and `b [O]` (or none) fit a window's input product. */
+function checkProduct(kernel: string, x: Tensor, w: Tensor, b: Tensor | undefined): void {
+  if (x.rank !== 3 || w.rank !== 2 || x.shape[2] !== w.shape[0] || (b && b.shape.join() !== `${w.shape[1]}`)) {
+    throw new SpikeflowError('SHAPE_MISMATCH', `${kernel}: expected x [T, B, I], W [I, O] and b [O] or none, got [${x.shape}], [${w.shape}] and ${b ? `[${b.shape}]` : 'none'}`);
+  }
+}
+
+/**
+ * Above this fraction of non-zero entries in a block of rows, {@link productInto} takes a dense
+ * product. Measured on the bench's input (6400 × 700 → 256) and readout (6400 × 256 → 20) on 2
+ * threads: adding rows was faster than tfjs' matMul on wasm up to 70% density for the input
+ * (74 against 147 ms; 20 against 151 ms at 10%) and up to ~65% for the readout. (The weight
+ * gradient of training has its own, {@link EVENT_DENSITY_LIMIT}.)
+ */
+const INFERENCE_DENSITY_LIMIT = 0.6;
+
+/** Bytes of one block's event lists at the density limit in {@link productInto}: they stay in the core's cache for the sums. */
+const PRODUCT_BLOCK_BYTES = 1 << 20;
+
+/**
+ * The input product `x·W (+ b)` of a window `x [T, B, I]` without a gradient tape, for a kernel
+ * that reads it from the arena `a`: allocates what it needs now and returns a function that
+ * writes the product at `out` (`[T·B, O]` floats allocated by the caller; call it after the
+ * caller's last allocation and commit). Threads take a range of rows each: this thread copies
+ * a range of `x` in and starts a worker on it before copying the next, and each lists its rows'
+ * events a block at a time and sums W's rows of them while the lists are in cache
+ * (`eventProduct`, assembly/snn.ts). Where a block is denser than {@link INFERENCE_DENSITY_LIMIT},
+ * the whole product is a dense one instead.
+ */
+function productInto(a: Arena, x: Tensor, w: Tensor, b: Tensor | undefined): (out: number) => void {
+  const [T, B, I] = x.shape as [number, number, number];
+  const O = w.shape[1]!;
+  const N = T * B;
+  const block = Math.max(1, Math.min(N, Math.floor(PRODUCT_BLOCK_BYTES / (8 * INFERENCE_DENSITY_LIMIT * I))));
+  const cap = Math.floor(INFERENCE_DENSITY_LIMIT * block * I);
+  const px = a.alloc(N * I);
+  const scratch = Array.from({ length: activeThreads() }, () => [a.alloc(block + 1), a.alloc(cap + I + 4), a.alloc(cap + I + 4)] as const);
+  const pw = a.alloc(I * O);
+  const pp = a.alloc(I * O);
+  const pb = b ? a.alloc(O) : 0;
+  return (out) => {
+    a.f32(pw, I * O).set(readF32(w));
+    snn().packBlocks(pw, I, O, pp);
+    if (b) a.f32(pb, O).set(readF32(b));
+    const staged = a.f32(px, N * I);
+    const src = readF32(x);
+    let part = 0;
+    const nnz = parallelRows(
+      'eventProduct',
+      N,
+      (n0, n1) => {
+        const [ptr, cols, vals] = scratch[part++]!;
+        return [px, n0, n1, I, ptr, cols, vals, cap, block, pw, pp, O, out, pb];
+      },
+      N * I,
+      (n0, n1) => staged.set(src.subarray(n0 * I, n1 * I), n0 * I),
+    );
+    if (nnz.every((k) => k >= 0)) return;
+    const dense = tf.tidy(() => {
+      const c = tf.matMul(tf.reshape(x, [N, I]), w);
+      return b ? tf.add(c, b) : c;
+    });
+    a.f32(out, N * O).set(readF32(dense));
+    dense.dispose();
+  };
+}
+
+const composedLifLayer = lifLayerOf(eventDense, lifSequence);
+const composedLeakyReadout = leakyReadoutOf(eventDense, leakyScan);
+
+/**
+ * `spikeflow.lifLayer`. On a gradient tape, {@link eventDense} (plus the bias) then
+ * {@link lifSequence}: the backward pass needs the currents' gradient. Without one (inference),
+ * one kernel: the input product by events on every thread ({@link productInto}), bias included,
+ * into the kernels' memory where the LIF loop reads it — no currents tensor, no bias op, no
+ * copy out and back in.
+ */
+export function lifLayer(x: Tensor, w: Tensor, b: Tensor | undefined, init: { readonly v: Tensor; readonly s: Tensor }, wRec: Tensor | undefined, p: LifSequenceParams): LifSequenceResult {
+  checkProduct('spikeflow.lifLayer', x, w, b);
+  const [T, B] = x.shape as [number, number];
+  const H = w.shape[1]!;
+  checkLif('spikeflow.lifLayer', B, H, init, wRec, p, `W [${w.shape}]`);
+  if (taped()) return composedLifLayer(x, w, b, init, wRec, p);
+  return probed('spikeflow.lifLayer (forward)', () => {
+    const a = arena();
+    const product = productInto(a, x, w, b);
+    const pc = a.alloc(T * B * H);
+    const lif = lifForwardIn(a, pc, T, B, H, init, wRec, p, () => probed('spikeflow.lifLayer (input product)', () => product(pc)));
+    return { spikes: tensorOf(lif.S(), [T, B, H]), final: { v: tf.tensor2d(lif.lastV, [B, H]), s: tf.tensor2d(lif.lastS, [B, H]) } };
+  });
+}
+
+/**
+ * `spikeflow.leakyReadout`. On a gradient tape, {@link eventDense} (plus the bias) then
+ * {@link leakyScan}; without one, the product by events (bias included) and the scan in one kernel.
+ */
+export function leakyReadout(x: Tensor, w: Tensor, b: Tensor | undefined, y0: Tensor, kappa: number): Tensor {
+  checkProduct('spikeflow.leakyReadout', x, w, b);
+  const [T, B] = x.shape as [number, number];
+  const O = w.shape[1]!;
+  if (y0.shape.join() !== `${B},${O}`) {
+    throw new SpikeflowError('SHAPE_MISMATCH', `spikeflow.leakyReadout: with W [${w.shape}], expected y0 [${B}, ${O}], got [${y0.shape}]`);
+  }
+  if (taped()) return composedLeakyReadout(x, w, b, y0, kappa);
+  return probed('spikeflow.leakyReadout (forward)', () => {
+    const a = arena();
+    const product = productInto(a, x, w, b);
+    const n = B * O;
+    const pd = a.alloc(T * n);
+    const p0 = a.alloc(n);
+    a.commit();
+    product(pd);
+    a.f32(p0, n).set(readF32(y0));
+    snn().leakyScan(pd, p0, Math.fround(kappa), T, n, pd);
+    return tensorOf(a.f32(pd, T * n), [T, B, O]);
   });
 }

@@ -4,8 +4,9 @@ import { SNN_SHARED_WASM_BASE64, SNN_WASM_BASE64 } from './snn-wasm.js';
 /** The WebAssembly module's exports (assembly/snn.ts). Pointers are byte offsets into `memory`. */
 export interface SnnExports {
   countRows(x: number, n0: number, n1: number, I: number, out: number): void;
-  events(x: number, n0: number, n1: number, I: number, ptr: number, cols: number, vals: number, k0: number): void;
-  scatterRowRange(ptr: number, cols: number, vals: number, n0: number, n1: number, w: number, packed: number, R: number, base: number, O: number, out: number, accumulate: number, binary: number): void;
+  events(x: number, n0: number, n1: number, I: number, ptr: number, cols: number, vals: number, k0: number, kEnd: number): void;
+  eventProduct(x: number, n0: number, n1: number, I: number, ptr: number, cols: number, vals: number, cap: number, block: number, w: number, packed: number, O: number, out: number, bias: number): number;
+  scatterRowRange(ptr: number, cols: number, vals: number, n0: number, n1: number, w: number, packed: number, R: number, base: number, O: number, out: number, accumulate: number, binary: number, bias: number): void;
   allOnes(x: number, n: number): number;
   packBlocks(w: number, R: number, O: number, packed: number): void;
   transposeEvents(ptr: number, cols: number, vals: number, n0: number, n1: number, I: number, tptr: number, tcols: number, tvals: number): void;
@@ -17,8 +18,8 @@ export interface SnnExports {
 }
 
 /** Kernels that split their work by rows over the thread pool (same arguments plus a range). */
-type Parallel = 'lifForward' | 'lifBackward' | 'scatterRowRange' | 'countRows' | 'events';
-const PARALLEL: readonly Parallel[] = ['lifForward', 'lifBackward', 'scatterRowRange', 'countRows', 'events'];
+type Parallel = 'lifForward' | 'lifBackward' | 'scatterRowRange' | 'countRows' | 'events' | 'eventProduct';
+const PARALLEL: readonly Parallel[] = ['lifForward', 'lifBackward', 'scatterRowRange', 'countRows', 'events', 'eventProduct'];
 
 interface Runtime {
   readonly exports: SnnExports;
@@ -27,7 +28,7 @@ interface Runtime {
 }
 
 interface PoolWorker {
-  /** [0] job number, [1] ready, [2] kernel index, [3] argument count, [4] failed, [5] job done; arguments as float64 from byte 64. */
+  /** [0] job number, [1] ready, [2] kernel index, [3] argument count, [4] failed, [5] job done, [6] the kernel's result (an i32, else 0); arguments as float64 from byte 64. */
   readonly control: Int32Array;
   readonly args: Float64Array;
 }
@@ -72,7 +73,7 @@ for (;;) {
   Atomics.wait(ctl, 0, seen);
   seen = Atomics.load(ctl, 0);
   try {
-    ex[names[ctl[2]]](...Array.from(args.subarray(0, ctl[3])));
+    Atomics.store(ctl, 6, ex[names[ctl[2]]](...Array.from(args.subarray(0, ctl[3]))) ?? 0);
   } catch (e) {
     Atomics.store(ctl, 4, 1);
   }
@@ -163,20 +164,24 @@ const MIN_PARALLEL_WORK = 1 << 17;
 /**
  * Runs a row-parallel kernel over rows `[0, rows)`: the workers take a range each and this
  * thread the first, then waits for them. `args(r0, r1)` gives the kernel's arguments for a range;
- * `work` estimates the whole call's cost (small calls run on this thread alone).
+ * `work` estimates the whole call's cost (small calls run on this thread alone). `stage(r0, r1)`,
+ * if given, is called for each range just before its job starts (the workers' first): it may
+ * copy that range's input in, so that the workers start while this thread copies its own.
+ * Returns each range's result (what the kernel returns; 0 for kernels that return nothing).
  */
-export function parallelRows(kernel: Parallel, rows: number, args: (r0: number, r1: number, part: number) => number[], work = Infinity): void {
+export function parallelRows(kernel: Parallel, rows: number, args: (r0: number, r1: number, part: number) => number[], work = Infinity, stage?: (r0: number, r1: number) => void): number[] {
   const { exports, workers } = rt();
-  const fn = exports[kernel] as (...a: number[]) => void;
+  const fn = exports[kernel] as (...a: number[]) => number | undefined;
   const parts = partsFor(rows, work);
   if (parts <= 1) {
-    fn(...args(0, rows, 0));
-    return;
+    stage?.(0, rows);
+    return [fn(...args(0, rows, 0)) ?? 0];
   }
   const bounds = Array.from({ length: parts + 1 }, (_, i) => Math.round((i * rows) / parts));
   const jobs: { w: PoolWorker; job: number }[] = [];
   for (let i = 1; i < parts; i++) {
     const w = workers[i - 1]!;
+    stage?.(bounds[i]!, bounds[i + 1]!);
     const a = args(bounds[i]!, bounds[i + 1]!, i);
     w.args.set(a);
     Atomics.store(w.control, 2, PARALLEL.indexOf(kernel));
@@ -185,7 +190,8 @@ export function parallelRows(kernel: Parallel, rows: number, args: (r0: number, 
     Atomics.notify(w.control, 0);
     jobs.push({ w, job });
   }
-  fn(...args(bounds[0]!, bounds[1]!, 0));
+  stage?.(bounds[0]!, bounds[1]!);
+  const results = [fn(...args(bounds[0]!, bounds[1]!, 0)) ?? 0];
   for (const { w, job } of jobs) {
     const started = Date.now();
     for (let done = Atomics.load(w.control, 5); done !== job; done = Atomics.load(w.control, 5)) {
@@ -196,7 +202,9 @@ export function parallelRows(kernel: Parallel, rows: number, args: (r0: number, 
     if (Atomics.exchange(w.control, 4, 0) !== 0) {
       throw new SpikeflowError('BACKEND_UNAVAILABLE', `a kernel worker thread failed in '${kernel}'; run with SPIKEFLOW_THREADS=1 to see the error`);
     }
+    results.push(Atomics.load(w.control, 6));
   }
+  return results;
 }
 
 /** Where scratch begins: the module's own static data lies below. */

@@ -45,9 +45,9 @@ interface KernelCase {
 
 const lifCase = (
   name: string,
-  o: { T?: number; B?: number; H?: number; rec?: boolean; resetDetach?: boolean; perNeuron?: boolean; mean?: number; analogS0?: boolean; surrogate?: LifSequenceParams['surrogate']; tolerance?: number } = {},
+  o: { T?: number; B?: number; H?: number; rec?: boolean; recScale?: number; resetDetach?: boolean; perNeuron?: boolean; mean?: number; analogS0?: boolean; surrogate?: LifSequenceParams['surrogate']; tolerance?: number } = {},
 ): KernelCase => {
-  const { T = 7, B = 3, H = 6, rec = true, resetDetach = false, perNeuron = false, mean = 0.4, analogS0 = false, surrogate = fastSigmoid({ slope: 5 }) } = o;
+  const { T = 7, B = 3, H = 6, rec = true, recScale = 0.5, resetDetach = false, perNeuron = false, mean = 0.4, analogS0 = false, surrogate = fastSigmoid({ slope: 5 }) } = o;
   return {
     name,
     ...(o.tolerance ? { tolerance: o.tolerance } : {}),
@@ -56,7 +56,7 @@ const lifCase = (
       tf.randomNormal([B, H], 0, 0.5, 'float32', 12),
       analogS0 ? tf.tidy(() => tf.mul(spikes([B, H], 0.3, 13), tf.randomUniform([B, H], -1, 2, 'float32', 16))) : spikes([B, H], 0.3, 13),
       perNeuron ? tf.randomUniform([H], 0.5, 0.95, 'float32', 15) : tf.scalar(0.85),
-      ...(rec ? [tf.randomNormal([H, H], 0, 0.5, 'float32', 14)] : []),
+      ...(rec ? [tf.randomNormal([H, H], 0, recScale, 'float32', 14)] : []),
     ],
     call: (impl: KernelSignatures['spikeflow.lifSequence'], [currents, v, s, beta, wRec]) => {
       const r = impl(currents!, { v: v!, s: s! }, wRec, { beta: beta!, threshold: 0.7, resetDetach, surrogate });
@@ -69,10 +69,60 @@ const lifCase = (
   } as KernelCase;
 };
 
+/** Input of a window: 0/1 spikes with probability `p`, or (`analog`) some of them scaled by other values. */
+function windowInput(shape: number[], p: number, analog: boolean, seed: number): Tensor {
+  return analog ? tf.tidy(() => tf.mul(spikes(shape, p, seed), tf.randomUniform(shape, -1, 2, 'float32', seed + 1))) : spikes(shape, p, seed);
+}
+
+const lifLayerCase = (
+  name: string,
+  o: { T?: number; B?: number; I?: number; H?: number; p?: number; analog?: boolean; bias?: boolean; rec?: boolean; resetDetach?: boolean; perNeuron?: boolean; tolerance?: number } = {},
+): KernelCase => {
+  const { T = 7, B = 3, I = 30, H = 37, p = 0.2, analog = false, bias = true, rec = true, resetDetach = false, perNeuron = false } = o;
+  return {
+    name,
+    ...(o.tolerance ? { tolerance: o.tolerance } : {}),
+    args: () => [
+      windowInput([T, B, I], p, analog, 21),
+      tf.randomNormal([I, H], 0, 0.5, 'float32', 22),
+      tf.randomNormal([B, H], 0, 0.5, 'float32', 23),
+      spikes([B, H], 0.3, 24),
+      perNeuron ? tf.randomUniform([H], 0.5, 0.95, 'float32', 25) : tf.scalar(0.85),
+      ...(bias ? [tf.randomNormal([H], 0.2, 0.3, 'float32', 26)] : []),
+      ...(rec ? [tf.randomNormal([H, H], 0, 0.3, 'float32', 27)] : []),
+    ],
+    call: (impl: KernelSignatures['spikeflow.lifLayer'], [x, w, v, s, beta, ...rest]) => {
+      const b = bias ? rest[0] : undefined;
+      const wRec = rec ? rest[bias ? 1 : 0] : undefined;
+      const r = impl(x!, w!, b, { v: v!, s: s! }, wRec, { beta: beta!, threshold: 0.7, resetDetach, surrogate: fastSigmoid({ slope: 5 }) });
+      // The final state is values only: it must equal the last step of the window.
+      const lastS = tf.tidy(() => tf.reshape(tf.slice(r.spikes, [r.spikes.shape[0]! - 1, 0, 0], [1, -1, -1]), r.final.s.shape));
+      expect(Array.from(r.final.s.dataSync())).toEqual(Array.from(lastS.dataSync()));
+      disposeTree([r.final.v, r.final.s, lastS]);
+      return r.spikes;
+    },
+  } as KernelCase;
+};
+
+const leakyReadoutCase = (name: string, o: { T?: number; B?: number; H?: number; O?: number; p?: number; analog?: boolean; bias?: boolean } = {}): KernelCase => {
+  const { T = 6, B = 3, H = 40, O = 20, p = 0.15, analog = false, bias = true } = o;
+  return {
+    name,
+    args: () => [
+      windowInput([T, B, H], p, analog, 41),
+      tf.randomNormal([H, O], 0, 1, 'float32', 42),
+      tf.randomNormal([B, O], 0, 1, 'float32', 43),
+      ...(bias ? [tf.randomNormal([O], 0, 1, 'float32', 44)] : []),
+    ],
+    call: (impl: KernelSignatures['spikeflow.leakyReadout'], [x, w, y0, b]) => impl(x!, w!, bias ? b : undefined, y0!, 0.8),
+  } as KernelCase;
+};
+
 /**
  * Cases for each kernel: sparse 0/1 spikes and dense weights, and the edges — no spikes, all
  * spikes, one step, one batch row, no recurrence, the reset detached, a decay per neuron, a
- * surrogate other than the fast sigmoid.
+ * surrogate other than the fast sigmoid. The values are compared outside a gradient tape (where a
+ * fast kernel may take an inference path) and the gradients on one.
  */
 export const kernelCases: { readonly [K in KernelName]: readonly KernelCase[] } = {
   'spikeflow.dense': [
@@ -118,14 +168,15 @@ export const kernelCases: { readonly [K in KernelName]: readonly KernelCase[] } 
         }) as KernelCase,
     )
     .concat({
-      // Analog input (zeros, ones and other values): the event values are multiplied, not only added.
-      name: 'analog values',
+      // Analog input (zeros, ones and other values): the event values are multiplied, not only
+      // added; 23 outputs, fewer than a block of 32 (5 groups of 4 and 3 single columns).
+      name: 'analog values, 23 outputs',
       args: () => [
         tf.tidy(() => {
           const u = tf.randomUniform([500, 30], 0, 1, 'float32', 3);
           return tf.where(tf.less(u, 0.8), tf.zerosLike(u), tf.where(tf.less(u, 0.9), tf.onesLike(u), tf.mul(u, -2)));
         }),
-        tf.randomNormal([30, 37], 0, 1, 'float32', 2),
+        tf.randomNormal([30, 23], 0, 1, 'float32', 2),
       ],
       call: (impl: KernelSignatures['spikeflow.eventDense'], [x, w]) => impl(x!, w!),
     } as KernelCase),
@@ -144,6 +195,30 @@ export const kernelCases: { readonly [K in KernelName]: readonly KernelCase[] } 
     lifCase('triangle surrogate', { surrogate: triangle({ width: 0.8 }) }),
     // A state to start from that is not 0/1 (the recurrent product multiplies, not only adds), over more than 32 neurons.
     lifCase('analog initial spikes (H 40)', { H: 40, analogS0: true }),
+    // ~0.1% of 655 360 neuron-steps spike: the threads list adjacent ranges of few events,
+    // where one writing past its range would overwrite the next one's (the weight gradient).
+    lifCase('sparse spikes over a long window (T 40, B 64, H 256)', { T: 40, B: 64, H: 256, mean: -0.8, recScale: 0.02, perNeuron: true }),
+  ],
+  'spikeflow.lifLayer': [
+    lifLayerCase('spikes, bias, recurrent, 37 neurons (a block of 32 and 5 more)'),
+    lifLayerCase('no bias, feed-forward', { bias: false, rec: false }),
+    lifLayerCase('analog input', { analog: true }),
+    lifLayerCase('no input events', { p: 0 }),
+    lifLayerCase('a dense input (past the event path)', { p: 0.9 }),
+    lifLayerCase('reset detached, per-neuron β', { resetDetach: true, perNeuron: true }),
+    lifLayerCase('T = 1', { T: 1 }),
+    lifLayerCase('batch 1', { B: 1 }),
+    lifLayerCase('work enough to split over threads (T 16, B 9, I 200, H 230)', { T: 16, B: 9, I: 200, H: 230, p: 0.05, perNeuron: true }),
+    // 1500 rows of 700 inputs: the input product is split over threads, each in blocks of rows.
+    lifLayerCase('1500 rows of 700 inputs (the product in blocks of rows)', { T: 30, B: 50, I: 700, H: 40, p: 0.05, perNeuron: true }),
+  ],
+  'spikeflow.leakyReadout': [
+    leakyReadoutCase('spikes, 20 outputs, bias'),
+    leakyReadoutCase('37 outputs, no bias', { O: 37, bias: false }),
+    leakyReadoutCase('analog input', { analog: true }),
+    leakyReadoutCase('T = 1, batch 1', { T: 1, B: 1 }),
+    leakyReadoutCase('a dense input (past the event path)', { p: 0.9 }),
+    leakyReadoutCase('work enough to split over threads (T 40, B 16, H 256, 20 outputs)', { T: 40, B: 16, H: 256, p: 0.1 }),
   ],
   'spikeflow.leakyScan': (
     [
