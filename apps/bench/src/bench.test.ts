@@ -152,6 +152,25 @@ describe('--compare-inference', () => {
     expect((await measure(registry, parseRuleChoice('bptt'), 8, { ...quickWorkload, compareInference: true, kernels: false })).inferComposite).toBeUndefined();
     expect((await measure(registry, parseRuleChoice('bptt'), 8, quickWorkload)).inferComposite).toBeUndefined();
   });
+
+  it('--infer-repeats sets the number of inference passes, apart from the training iterations', async () => {
+    const registry = createRegistry([lif, bptt, wasmPlugin]);
+    const fast = registry.kernels.get('spikeflow.lifLayer', 'wasm');
+    let untaped = 0;
+    registry.kernels.register({
+      kernel: 'spikeflow.lifLayer',
+      backend: 'wasm',
+      impl: (...a) => {
+        if (!(tf.engine() as unknown as { isTapeOn(): boolean }).isTapeOn()) untaped++;
+        return fast(...a);
+      },
+    });
+    const m = await measure(registry, parseRuleChoice('bptt'), 8, { ...quickWorkload, repeats: 2, inferRepeats: 5 });
+    // A warm-up pass, the 5 timed ones and the pass that records the spike rates.
+    expect(untaped).toBe(7);
+    expect(m.repeats).toBe(2);
+    expect(m.inferRepeats).toBe(5);
+  });
 });
 
 describe('peak tensor memory', () => {

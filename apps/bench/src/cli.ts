@@ -57,6 +57,7 @@ export function benchCommand(name = 'spikeflow-bench'): Command {
     .option('--density <p>', 'input spike probability per step', num('--density'))
     .option('--neuron <name>', 'neuron model (lif, alif, ...)')
     .option('--repeats <n>', 'timed iterations per point (median)', int('--repeats'))
+    .option('--infer-repeats <n>', 'timed inference passes per point (median; default: --repeats)', int('--infer-repeats'))
     .option('--no-kernels', "use core's composite kernels instead of the backend's fast ones (the baseline)")
     .option('--profile', 'also time one more iteration kernel by kernel (in the JSON; the top kernels in the progress line)')
     .option('--compare-inference', "also time inference on core's composite references, alternating pass by pass with the fast kernels in the same process (the speed-up in the JSON and the progress line)")
@@ -77,6 +78,7 @@ export function benchCommand(name = 'spikeflow-bench'): Command {
         density?: number;
         neuron?: string;
         repeats?: number;
+        inferRepeats?: number;
         kernels: boolean;
         profile?: boolean;
         compareInference?: boolean;
@@ -96,6 +98,7 @@ export function benchCommand(name = 'spikeflow-bench'): Command {
           ...(o.density ? { density: o.density } : {}),
           ...(o.neuron ? { neuron: o.neuron } : {}),
           ...(o.repeats ? { repeats: o.repeats } : {}),
+          ...(o.inferRepeats ? { inferRepeats: o.inferRepeats } : {}),
           ...(o.kernels ? {} : { kernels: false }),
           ...(o.profile ? { profile: true } : {}),
           ...(o.compareInference ? { compareInference: true } : {}),

@@ -48,6 +48,13 @@ export interface Workload {
    * speed-up is not the machine's drift between two runs.
    */
   readonly compareInference?: boolean;
+  /**
+   * Timed inference passes (median), after one warm-up pass (default: `repeats`). The passes are
+   * short, so more of them steady the median (and the median of the pairs' ratios) on a noisy
+   * machine without training longer, which would change what is measured: the network fires
+   * more the longer it trains.
+   */
+  readonly inferRepeats?: number;
 }
 
 export const standardWorkload: Workload = { batch: 64, inputs: 700, density: 0.05, hidden: 256, neuron: 'lif', outputs: 20, repeats: 3, seed: 0 };
@@ -89,7 +96,7 @@ export interface Measurement {
   readonly peakRssBytes: number;
   /** With `profile`: where one more training iteration's time went, kernel by kernel. */
   readonly profile?: KernelProfile;
-  /** Steps per second of inference (forward only, no tape) on the same batch: median of `repeats` passes after one warm-up pass. */
+  /** Steps per second of inference (forward only, no tape) on the same batch: median of `inferRepeats` passes after one warm-up pass. */
   readonly inferStepsPerSec: number;
   /**
    * Per layer, the fraction of its neurons that spiked per step in that inference pass (after the
@@ -104,6 +111,8 @@ export interface Measurement {
    */
   readonly inferComposite?: { readonly stepsPerSec: number; readonly speedup: number };
   readonly repeats: number;
+  /** Timed inference passes behind `inferStepsPerSec`. */
+  readonly inferRepeats: number;
 }
 
 /**
@@ -192,7 +201,7 @@ export async function measure(registry: Registry, choice: RuleChoice | LearningR
     twin?.setParams(net.params);
     const inferTimes: number[] = [];
     const twinTimes: number[] = [];
-    for (let i = 0; i <= w.repeats; i++) {
+    for (let i = 0; i <= (w.inferRepeats ?? w.repeats); i++) {
       const ms = inferOnce(net);
       const twinMs = twin ? inferOnce(twin) : 0;
       if (i === 0) continue; // the first pass warms up
@@ -218,6 +227,7 @@ export async function measure(registry: Registry, choice: RuleChoice | LearningR
       inferSpikeRates,
       ...(twin ? { inferComposite: { stepsPerSec: steps / (median(twinTimes) / 1000), speedup: median(twinTimes.map((t, i) => t / inferTimes[i]!)) } } : {}),
       repeats: w.repeats,
+      inferRepeats: w.inferRepeats ?? w.repeats,
       ...(profile ? { profile } : {}),
     };
   } finally {

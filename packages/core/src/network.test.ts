@@ -836,7 +836,17 @@ describe('time loop helpers', () => {
     expect(stepsOf(ints).at(1).dtype).toBe('int32');
     const scalar = tf.scalar(1);
     expect(errorOf(() => stepsOf(scalar)).code).toBe('SHAPE_MISMATCH');
-    disposeTree([x, t1, parts, ints, scalar]);
+    // A window of steps [from, to) as one tensor.
+    const w = s.window(1, 3);
+    expect(w.shape).toEqual([2, 1, 2]);
+    expect(arr(w)).toEqual([3, 4, 5, 6]);
+    expect(stepsOf(ints).window(0, 1).dtype).toBe('int32');
+    for (const [from, to] of [[2, 2], [-1, 1], [1, 4], [0.5, 2]] as const) {
+      const e = errorOf(() => s.window(from, to));
+      expect(e.code).toBe('SHAPE_MISMATCH');
+      expect(e.message).toMatch(/0 <= from < to <= 3/);
+    }
+    disposeTree([x, t1, parts, ints, scalar, w]);
   });
 
   it('detach: identity forward, zero gradient', () => {
@@ -966,9 +976,31 @@ describe('runWindow: a window of steps layer by layer through the fused kernels'
     net.dispose();
   });
 
+  it('forward over two inference windows (1100 steps) gives the readout, spikes and final state of the steps taken one at a time', () => {
+    const net = buildNetwork(spec, reg, { kernels: fastTable(), seed: 4 });
+    const x = tf.tidy(() => tf.cast(tf.less(tf.randomUniform([1100, 2, 4], 0, 1, 'float32', 6), 0.3), 'float32'));
+    const fused = forward(net, x, { record: true });
+    const plain = buildNetworkLike(net);
+    const steps = forward(plain, x, { record: true });
+    expect(fused.readout.shape).toEqual([1100, 2, 2]);
+    for (const [a, b] of [
+      [fused.readout, steps.readout],
+      [fused.spikes![0]!, steps.spikes![0]!],
+      [fused.spikes![1]!, steps.spikes![1]!],
+      [fused.state.readout, steps.state.readout],
+      [fused.state.layers[0]!.neuron['v']!, steps.state.layers[0]!.neuron['v']!],
+    ] as const) {
+      const u = b.dataSync();
+      a.dataSync().forEach((v, i) => expect(v).toBeCloseTo(u[i]!, 4));
+    }
+    disposeTree([fused, steps, x] as never);
+    plain.dispose();
+    net.dispose();
+  });
+
   /** The same network without fast kernels (forward then runs step by step). */
   function buildNetworkLike(net: Network): Network {
-    const n = buildNetwork(spec, reg, { seed: 3 });
+    const n = buildNetwork(spec, reg);
     n.setParams(Object.fromEntries(Object.entries(net.params).map(([k, v]) => [k, v])));
     return n;
   }

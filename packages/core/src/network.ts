@@ -591,6 +591,8 @@ export interface Steps {
   readonly shape: readonly number[];
   /** Step t as a fresh `[B, ...]` tensor, owned by the enclosing scope (`tf.tidy`, `tf.variableGrads`) or the caller. */
   at(t: number): Tensor;
+  /** Steps `[from, to)` as one fresh `[to − from, B, ...]` tensor (a window for {@link Network.runWindow}), owned like {@link at}'s. */
+  window(from: number, to: number): Tensor;
 }
 
 /**
@@ -612,6 +614,13 @@ export function stepsOf(x: Tensor): Steps {
     at: (t) => {
       data ??= x.dataSync() as Float32Array | Int32Array | Uint8Array;
       return tf.tensor(data.subarray(t * per, (t + 1) * per), rest, x.dtype);
+    },
+    window: (from, to) => {
+      if (!(Number.isInteger(from) && Number.isInteger(to) && 0 <= from && from < to && to <= T)) {
+        throw new SpikeflowError('SHAPE_MISMATCH', `stepsOf: a window [${from}, ${to}) of a sequence of ${T} steps must satisfy 0 <= from < to <= ${T}`);
+      }
+      data ??= x.dataSync() as Float32Array | Int32Array | Uint8Array;
+      return tf.tensor(data.subarray(from * per, to * per), [to - from, ...rest], x.dtype);
     },
   };
 }
@@ -708,13 +717,17 @@ export function forward(net: Network, inputs: Tensor, { record = false, state }:
   }
 }
 
-/** Steps per window of the fused inference path: memory stays independent of T. */
+/**
+ * Steps per window of the fused inference path: memory stays independent of T (a fast kernel's
+ * scratch holds a window's currents, membrane and spikes: ~200 MB at 1024 steps of the bench's
+ * workload). A sequence split into windows is read out of the backend and back in once.
+ */
 const INFERENCE_WINDOW = 1024;
 
 function forwardFused(net: Network, inputs: Tensor, record: boolean, state: NetState | undefined): ForwardResult {
-  const [T, B, I] = inputs.shape as [number, number, number];
+  const [T, B] = inputs.shape as [number, number];
   // One window: the input as it is; more: each window's steps from one read of the data.
-  const data = T > INFERENCE_WINDOW ? inputs.dataSync() : undefined;
+  const xs = T > INFERENCE_WINDOW ? stepsOf(inputs) : undefined;
   const ys: Tensor[] = [];
   const spikes: Tensor[][] = net.model.layers.map(() => []);
   let s = state ?? net.init(B);
@@ -722,7 +735,7 @@ function forwardFused(net: Network, inputs: Tensor, record: boolean, state: NetS
     const k = Math.min(INFERENCE_WINDOW, T - from);
     const prev = s;
     const out = tidy(() => {
-      const x = data ? tf.tensor3d(data.subarray(from * B * I, (from + k) * B * I) as Float32Array, [k, B, I]) : inputs;
+      const x = xs ? xs.window(from, from + k) : inputs;
       const o = net.runWindow(net.prepare(), prev, x);
       return { readout: o.readout, spikes: record ? o.spikes : [], state: o.state };
     });

@@ -41,14 +41,15 @@ for (const backend of ['wasm', 'cpu']) {
     });
 
     it('lifLayer and leakyReadout without a tape take the event path on sparse input (no dense product) on every thread, and equal the references', async () => {
-      // 1500 rows of 700 inputs: split over the threads, each range in blocks of rows.
-      const x = tf.tidy(() => tf.cast(tf.less(tf.randomUniform([30, 50, 700], 0, 1, 'float32', 7), 0.05), 'float32'));
+      // 6400 rows of 700 inputs (17.9 MB): staged in two chunks, each split over the threads,
+      // each range in blocks of rows.
+      const x = tf.tidy(() => tf.cast(tf.less(tf.randomUniform([100, 64, 700], 0, 1, 'float32', 7), 0.05), 'float32'));
       const w = tf.randomNormal([700, 40], 0, 0.15, 'float32', 8);
       const b = tf.randomNormal([40], 0.1, 0.2, 'float32', 9);
-      const init = { v: tf.zeros([50, 40]), s: tf.zeros([50, 40]) };
+      const init = { v: tf.zeros([64, 40]), s: tf.zeros([64, 40]) };
       const p = { beta: tf.scalar(0.9), threshold: 1, resetDetach: false, surrogate: fastSigmoid({ slope: 5 }) };
       const r = tf.randomNormal([40, 20], 0, 1, 'float32', 10);
-      const y0 = tf.zeros([50, 20]);
+      const y0 = tf.zeros([64, 20]);
       let fast: Tensor[] = [];
       const prof = await tf.profile(() => {
         const out = lifLayer(x, w, b, init, undefined, p);

@@ -492,15 +492,18 @@ const INFERENCE_DENSITY_LIMIT = 0.6;
 /** Bytes of one block's event lists at the density limit in {@link productInto}: they stay in the core's cache for the sums. */
 const PRODUCT_BLOCK_BYTES = 1 << 20;
 
+/** Bytes of the input {@link productInto} stages at a time (a chunk of rows, split over the threads). */
+const STAGE_CHUNK_BYTES = 16 << 20;
+
 /**
  * The input product `x·W (+ b)` of a window `x [T, B, I]` without a gradient tape, for a kernel
  * that reads it from the arena `a`: allocates what it needs now and returns a function that
  * writes the product at `out` (`[T·B, O]` floats allocated by the caller; call it after the
- * caller's last allocation and commit). Threads take a range of rows each: this thread copies
- * a range of `x` in and starts a worker on it before copying the next, and each lists its rows'
- * events a block at a time and sums W's rows of them while the lists are in cache
- * (`eventProduct`, assembly/snn.ts). Where a block is denser than {@link INFERENCE_DENSITY_LIMIT},
- * the whole product is a dense one instead.
+ * caller's last allocation and commit). The input is staged a chunk of rows (16 MiB) at a time;
+ * threads take a range of a chunk's rows each: this thread copies a range of `x` in and starts a
+ * worker on it before copying the next, and each lists its rows' events a block at a time and
+ * sums W's rows of them while the lists are in cache (`eventProduct`, assembly/snn.ts). Where a
+ * block is denser than {@link INFERENCE_DENSITY_LIMIT}, the whole product is a dense one instead.
  */
 function productInto(a: Arena, x: Tensor, w: Tensor, b: Tensor | undefined): (out: number) => void {
   const [T, B, I] = x.shape as [number, number, number];
@@ -508,7 +511,9 @@ function productInto(a: Arena, x: Tensor, w: Tensor, b: Tensor | undefined): (ou
   const N = T * B;
   const block = Math.max(1, Math.min(N, Math.floor(PRODUCT_BLOCK_BYTES / (8 * INFERENCE_DENSITY_LIMIT * I))));
   const cap = Math.floor(INFERENCE_DENSITY_LIMIT * block * I);
-  const px = a.alloc(N * I);
+  // The input is staged a chunk of rows at a time: the scratch does not grow with T.
+  const chunk = Math.max(1, Math.min(N, Math.floor(STAGE_CHUNK_BYTES / (4 * I))));
+  const px = a.alloc(chunk * I);
   const scratch = Array.from({ length: activeThreads() }, () => [a.alloc(block + 1), a.alloc(cap + I + 4), a.alloc(cap + I + 4)] as const);
   const pw = a.alloc(I * O);
   const pp = a.alloc(I * O);
@@ -517,26 +522,31 @@ function productInto(a: Arena, x: Tensor, w: Tensor, b: Tensor | undefined): (ou
     a.f32(pw, I * O).set(readF32(w));
     snn().packBlocks(pw, I, O, pp);
     if (b) a.f32(pb, O).set(readF32(b));
-    const staged = a.f32(px, N * I);
+    const staged = a.f32(px, chunk * I);
     const src = readF32(x);
-    let part = 0;
-    const nnz = parallelRows(
-      'eventProduct',
-      N,
-      (n0, n1) => {
-        const [ptr, cols, vals] = scratch[part++]!;
-        return [px, n0, n1, I, ptr, cols, vals, cap, block, pw, pp, O, out, pb];
-      },
-      N * I,
-      (n0, n1) => staged.set(src.subarray(n0 * I, n1 * I), n0 * I),
-    );
-    if (nnz.every((k) => k >= 0)) return;
-    const dense = tf.tidy(() => {
-      const c = tf.matMul(tf.reshape(x, [N, I]), w);
-      return b ? tf.add(c, b) : c;
-    });
-    a.f32(out, N * O).set(readF32(dense));
-    dense.dispose();
+    for (let c0 = 0; c0 < N; c0 += chunk) {
+      const rows = Math.min(chunk, N - c0);
+      let part = 0;
+      const nnz = parallelRows(
+        'eventProduct',
+        rows,
+        (r0, r1) => {
+          const [ptr, cols, vals] = scratch[part++]!;
+          return [px, r0, r1, I, ptr, cols, vals, cap, block, pw, pp, O, out + 4 * c0 * O, pb];
+        },
+        rows * I,
+        (r0, r1) => staged.set(src.subarray((c0 + r0) * I, (c0 + r1) * I), r0 * I),
+      );
+      if (nnz.some((k) => k < 0)) {
+        const dense = tf.tidy(() => {
+          const c = tf.matMul(tf.reshape(x, [N, I]), w);
+          return b ? tf.add(c, b) : c;
+        });
+        a.f32(out, N * O).set(readF32(dense));
+        dense.dispose();
+        return;
+      }
+    }
   };
 }
 

@@ -119,6 +119,61 @@ describe('bptt through the fused kernels: the whole sequence as one window of a 
     }
   }
 
+  // Truncated BPTT: the two-pass path (a whole-sequence loss), windows with per-step terms
+  // (summed, or one update each), and a window without a loss term (run without a tape).
+  // A whole-sequence loss whose ∂L/∂y_t differs from step to step (ce_mean's is the same at every t).
+  const weightedSquares: TemporalLoss = {
+    name: 'weighted_squares',
+    decomposesOverTime: false,
+    hasTerminal: false,
+    target: 'any',
+    bind: () => ({
+      sequence: (ys) => tf.tidy(() => tf.addN(ys.map((y, t) => tf.mul(t + 1, tf.mean(tf.square(tf.sub(y, 0.3)))))) as tf.Scalar),
+      dispose: () => {},
+    }),
+  };
+  const truncations: [string, ReturnType<typeof tbptt>, TemporalLoss][] = [
+    ['tbptt k=4 on ce_mean (two passes)', tbptt({ k: 4 }), ceMean],
+    ['tbptt k=4 on a whole-sequence loss weighted by step (two passes)', tbptt({ k: 4 }), weightedSquares],
+    ['tbptt k=5 on ce_every_step (windows, summed)', tbptt({ k: 5 }), ceEveryStep],
+    ['tbptt k=4 per-window on mse_every_step', tbptt({ k: 4, mode: 'per-window' }), mseEveryStep],
+    ['tbptt k=4 on mse_last (windows without a loss term)', tbptt({ k: 4 }), mseLast],
+  ];
+  for (const [name, rule, loss] of truncations) {
+    it(`${name}: the windows through the fused kernels give the step-by-step path's loss, updates and observed readouts`, async () => {
+      await setup();
+      const spec = { inputs: 6, layers: [layer, { ...layer, size: 7 }], readout: { size: 3, kappa: 0.8 } };
+      const fused = buildNetwork(spec, reg, { seed: 5, kernels });
+      const stepwise = buildNetwork(spec, reg, { seed: 5 });
+      expect(tf.tidy(() => fused.prepare().fused !== undefined)).toBe(true);
+      const batch = randomBatch({ steps: 13, loss, batch: 5, inputs: 6, outputs: 3, seed: 8 });
+      const run = (n: Network) => {
+        const grads: Record<string, Float32Array>[] = [];
+        const seen: [number, number[]][] = [];
+        const r = rule.update(batch, rule.init(n), {
+          network: n,
+          loss,
+          apply: (g: NamedTensorMap) => grads.push(Object.fromEntries(Object.entries(g).map(([k, t]) => [k, t.dataSync() as Float32Array]))),
+          observe: (t, y) => seen.push([t, Array.from(y.dataSync())]),
+        });
+        return { grads, seen, loss: r.report.loss, updates: r.report.updates };
+      };
+      const before = tf.memory().numTensors;
+      const got = run(fused);
+      expect(tf.memory().numTensors).toBe(before);
+      const want = run(stepwise);
+      expect(got.updates).toBe(want.updates);
+      expect(got.grads).toHaveLength(want.grads.length);
+      got.grads.forEach((g, i) => expectClose(g, want.grads[i]!, 1e-4));
+      expect(got.loss).toBeCloseTo(want.loss, 5);
+      expect(got.seen.map(([t]) => t)).toEqual(Array.from({ length: 13 }, (_, t) => t));
+      got.seen.forEach(([, y], i) => y.forEach((v, j) => expect(v).toBeCloseTo(want.seen[i]![1][j]!, 5)));
+      disposeTree(batch as never);
+      fused.dispose();
+      stepwise.dispose();
+    });
+  }
+
   it('inference runs long sequences window by window (T = 1100 > the 1024-step window) and carries the state across windows', async () => {
     await setup();
     const spec = { inputs: 6, layers: [layer], readout: { size: 3, kappa: 0.8 } };

@@ -7,8 +7,10 @@ import {
   disposeTree,
   keepTree,
   paramGrads,
+  splitSteps,
   stepsOf,
   tf,
+  tidy,
   unroll,
   unstackSteps,
   type BoundLoss,
@@ -98,17 +100,55 @@ function makeRule(k: number | undefined, mode: TruncationMode): LearningRule<Emp
   };
 }
 
-/** Hands every step of a stacked readout `[T, B, O]` to `ctx.observe`, one small tensor at a time. */
-function observeSteps(readout: Tensor, ctx: RuleContext): void {
+/** Hands every step of a stacked readout `[k, B, O]` (steps `from`, `from + 1`, …) to `ctx.observe`, one small tensor at a time. */
+function observeSteps(readout: Tensor, ctx: RuleContext, from = 0): void {
+  if (!ctx.observe) return;
   const xs = stepsOf(readout);
   for (let t = 0; t < xs.length; t++) {
     const y = xs.at(t);
     try {
-      ctx.observe?.(t, y);
+      ctx.observe(from + t, y);
     } finally {
       y.dispose();
     }
   }
+}
+
+/** Whether the network runs whole windows through the backend's fused kernels. */
+function runsFused(net: Network): boolean {
+  return tf.tidy(() => net.prepare().fused !== undefined);
+}
+
+/**
+ * Steps `[from, to)` from `state` without a tape: one window through the fused kernels where the
+ * network runs fused, else step by step. Hands each readout to `ctx.observe` and, with `keep`,
+ * to `keep` (then the caller's to dispose). `state` is left alone; returns the new state.
+ */
+function advanceWindow(net: Network, state: NetState, xs: Steps, from: number, to: number, ctx: RuleContext, keep?: (y: Tensor) => void): NetState {
+  if (!runsFused(net)) {
+    return advance(net, state, xs, from, to, (t, out) => {
+      ctx.observe?.(t, out.readout);
+      keep?.(out.readout);
+      return keep ? [out.readout] : [];
+    });
+  }
+  const out = tidy(() => {
+    const o = net.runWindow(net.prepare(), state, xs.window(from, to));
+    return { readout: o.readout, state: o.state };
+  });
+  try {
+    if (keep) {
+      splitSteps(out.readout).forEach((y, i) => {
+        ctx.observe?.(from + i, y);
+        keep(y);
+      });
+    } else {
+      observeSteps(out.readout, ctx, from);
+    }
+  } finally {
+    out.readout.dispose();
+  }
+  return out.state;
 }
 
 function applyAndDispose(ctx: RuleContext, grads: NamedTensorMap): void {
@@ -174,18 +214,26 @@ function windows(net: Network, bound: BoundLoss, xs: Steps, k: number, ctx: Rule
     for (let t = from; t < to && !hasTerm; t++) hasTerm = bound.hasTerm?.(t) ?? true;
     let next: NetState;
     if (!hasTerm) {
-      next = advance(net, state, xs, from, to, (t, out) => ctx.observe?.(t, out.readout));
+      next = advanceWindow(net, state, xs, from, to, ctx);
     } else {
       let carried: NetState | undefined;
       const start = state;
       const { value, grads } = paramGrads(net, () => {
         const p = net.prepare();
         const terms: Scalar[] = [];
-        carried = unroll(net, p, start, xs, from, to, (t, out) => {
-          ctx.observe?.(t, out.readout);
-          const term = step(out.readout, t);
+        const onStep = (t: number, y: Tensor) => {
+          ctx.observe?.(t, y);
+          const term = step(y, t);
           if (term) terms.push(term);
-        });
+        };
+        if (p.fused) {
+          // The window through the fused kernels: a few nodes on the tape instead of T steps'.
+          const out = net.runWindow(p, start, xs.window(from, to));
+          unstackSteps(out.readout).forEach((y, i) => onStep(from + i, y));
+          carried = out.state;
+        } else {
+          carried = unroll(net, p, start, xs, from, to, (t, out) => onStep(t, out.readout));
+        }
         keepTree(carried as never);
         return tf.addN(terms) as Scalar;
       });
@@ -222,11 +270,7 @@ function twoPass(net: Network, bound: BoundLoss, xs: Steps, k: number, ctx: Rule
   let state: NetState = net.init(B);
   for (let from = 0; from < T; from += k) {
     starts.push(state);
-    state = advance(net, state, xs, from, Math.min(from + k, T), (t, out) => {
-      ctx.observe?.(t, out.readout);
-      ys.push(out.readout);
-      return [out.readout];
-    });
+    state = advanceWindow(net, state, xs, from, Math.min(from + k, T), ctx, (y) => ys.push(y));
   }
   disposeTree(state as never, [...starts, ys] as never);
   let acc: NamedTensorMap | undefined;
@@ -240,6 +284,7 @@ function twoPass(net: Network, bound: BoundLoss, xs: Steps, k: number, ctx: Rule
         const to = Math.min(from + k, T);
         const { value: seed, grads } = paramGrads(net, () => {
           const p = net.prepare();
+          if (p.fused) return tf.sum(tf.mul(net.runWindow(p, start, xs.window(from, to)).readout, tf.stack(dy.slice(from, to)))) as Scalar;
           const terms: Scalar[] = [];
           unroll(net, p, start, xs, from, to, (t, out) => terms.push(tf.sum(tf.mul(out.readout, dy[t]!))));
           return tf.addN(terms) as Scalar;
