@@ -81,16 +81,8 @@ describe('bench harness', () => {
   it('measures with the backend’s registered kernels, and with none of them under kernels: false', async () => {
     const registry = createRegistry([lif, bptt, wasmPlugin]);
     // BPTT runs this LIF network as one window through the fused kernels.
-    const fast = registry.kernels.get('spikeflow.lifLayer', 'wasm');
     let calls = 0;
-    registry.kernels.register({
-      kernel: 'spikeflow.lifLayer',
-      backend: 'wasm',
-      impl: (...a) => {
-        calls++;
-        return fast(...a);
-      },
-    });
+    onLifLayer(registry, () => calls++);
     await measure(registry, parseRuleChoice('bptt'), 4, quickWorkload);
     expect(calls).toBeGreaterThan(0);
     calls = 0;
@@ -155,15 +147,9 @@ describe('--compare-inference', () => {
 
   it('--infer-repeats sets the number of inference passes, apart from the training iterations', async () => {
     const registry = createRegistry([lif, bptt, wasmPlugin]);
-    const fast = registry.kernels.get('spikeflow.lifLayer', 'wasm');
     let untaped = 0;
-    registry.kernels.register({
-      kernel: 'spikeflow.lifLayer',
-      backend: 'wasm',
-      impl: (...a) => {
-        if (!(tf.engine() as unknown as { isTapeOn(): boolean }).isTapeOn()) untaped++;
-        return fast(...a);
-      },
+    onLifLayer(registry, () => {
+      if (!(tf.engine() as unknown as { isTapeOn(): boolean }).isTapeOn()) untaped++;
     });
     const m = await measure(registry, parseRuleChoice('bptt'), 8, { ...quickWorkload, repeats: 2, inferRepeats: 5 });
     // A warm-up pass, the 5 timed ones and the pass that records the spike rates.
@@ -227,3 +213,16 @@ describe('peak tensor memory', () => {
     expect(withScratch.peakWorkingBytes - plain.peakWorkingBytes).toBeGreaterThanOrEqual(8 * 2 ** 20 - 1024);
   });
 });
+
+/** Calls `seen` before every call of the registry's `spikeflow.lifLayer` on wasm (the fused path's layer kernel). */
+function onLifLayer(registry: ReturnType<typeof createRegistry>, seen: () => void): void {
+  const fast = registry.kernels.get('spikeflow.lifLayer', 'wasm');
+  registry.kernels.register({
+    kernel: 'spikeflow.lifLayer',
+    backend: 'wasm',
+    impl: (...a) => {
+      seen();
+      return fast(...a);
+    },
+  });
+}

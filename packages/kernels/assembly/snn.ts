@@ -61,6 +61,19 @@ export function events(x: usize, n0: i32, n1: i32, I: i32, ptr: usize, cols: usi
   }
 }
 
+/** The non-zero entries of `row [i, I)`, one at a time, appended at `k`; returns the position after them. */
+@inline function tailEvents(row: usize, i: i32, I: i32, cols: usize, vals: usize, k: i32): i32 {
+  for (; i < I; i++) {
+    const v = load<f32>(f32At(row, i));
+    if (v != 0) {
+      store<i32>(f32At(cols, k), i);
+      store<f32>(f32At(vals, k), v);
+      k++;
+    }
+  }
+  return k;
+}
+
 /** {@link rowEvents} without its overreach: one entry at a time, a loop per set bit of each 16 lanes. */
 function rowEventsExact(row: usize, I: i32, cols: usize, vals: usize, k: i32): i32 {
   let i = 0;
@@ -74,15 +87,7 @@ function rowEventsExact(row: usize, I: i32, cols: usize, vals: usize, k: i32): i
       m &= m - 1;
     }
   }
-  for (; i < I; i++) {
-    const v = load<f32>(f32At(row, i));
-    if (v != 0) {
-      store<i32>(f32At(cols, k), i);
-      store<f32>(f32At(vals, k), v);
-      k++;
-    }
-  }
-  return k;
+  return tailEvents(row, i, I, cols, vals, k);
 }
 
 /**
@@ -130,28 +135,7 @@ const COMPACT: usize = memory.data<u8>([
     k += popcnt(m);
     idx = i32x4.add(idx, step);
   }
-  for (; i < I; i++) {
-    const v = load<f32>(f32At(row, i));
-    if (v != 0) {
-      store<i32>(f32At(cols, k), i);
-      store<f32>(f32At(vals, k), v);
-      k++;
-    }
-  }
-  return k;
-}
-
-/** `dst[0..O) += v·src[0..O)`. */
-@inline function axpy(dst: usize, src: usize, v: f32, O: i32): void {
-  const O4 = O & ~3;
-  if (v == 1) {
-    for (let j = 0; j < O4; j += 4) v128.store(f32At(dst, j), f32x4.add(v128.load(f32At(dst, j)), v128.load(f32At(src, j))));
-    for (let j = O4; j < O; j++) store<f32>(f32At(dst, j), load<f32>(f32At(dst, j)) + load<f32>(f32At(src, j)));
-  } else {
-    const vv = f32x4.splat(v);
-    for (let j = 0; j < O4; j += 4) v128.store(f32At(dst, j), f32x4.add(v128.load(f32At(dst, j)), f32x4.mul(vv, v128.load(f32At(src, j)))));
-    for (let j = O4; j < O; j++) store<f32>(f32At(dst, j), load<f32>(f32At(dst, j)) + v * load<f32>(f32At(src, j)));
-  }
+  return tailEvents(row, i, I, cols, vals, k);
 }
 
 /**
