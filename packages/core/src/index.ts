@@ -38,7 +38,7 @@ export { treeLeaves, treeMap, disposeTree, keepTree, cloneTree, tidy } from './s
 export type { TensorTree } from './state.js';
 export { KernelTable, referenceKernels, nonDifferentiableKernels, outerSumByEvents, Dense, OuterSum, EventDense, LifSequence, LeakyScan, LifLayer, LeakyReadout, lifLayerOf, leakyReadoutOf, unstackSteps, denseByTransposes } from './kernels.js';
 export type { KernelSignatures, KernelName, KernelRegistration, LifSequenceParams, LifSequenceResult } from './kernels.js';
-export { Network, buildNetwork, resolveModel, unroll, advance, forward, stepsOf, splitSteps, checkInputs, detach, neuronParamTensor } from './network.js';
+export { Network, buildNetwork, resolveModel, unroll, advance, unrollWindow, advanceWindow, forward, stepsOf, splitSteps, checkInputs, detach, neuronParamTensor } from './network.js';
 export type {
   ModelSpec,
   LayerSpec,

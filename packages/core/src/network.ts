@@ -2,7 +2,7 @@ import { tf, type Tensor, type Variable } from './tf.js';
 import { SpikeflowError } from './errors.js';
 import type { AnyNeuronModel, LifKernelParams, NeuronRegistry, NeuronState, NeuronStepContext, NeuronTensorParam } from './neuron.js';
 import { spikeFn, surrogateFromSpec, type Surrogate, type SurrogateEntry, type SurrogateSpec } from './surrogates.js';
-import { KernelTable, LeakyReadout, LifLayer, detach, type KernelName, type KernelSignatures } from './kernels.js';
+import { KernelTable, LeakyReadout, LifLayer, detach, unstackSteps, type KernelName, type KernelSignatures } from './kernels.js';
 import {
   checkField,
   configError,
@@ -679,6 +679,43 @@ export function advance(
     s = out.state;
   }
   return s;
+}
+
+/**
+ * Steps `[from, to)` from `state` in the caller's scope (inside `tf.variableGrads` for a gradient):
+ * one {@link Network.runWindow} where `p.fused`, else step by step ({@link unroll}). Hands each
+ * step's readout `[B, outputs]` to `onReadout`. Returns the final state; through the fused kernels
+ * it carries no gradient back (rules that carry state from window to window detach it anyway).
+ */
+export function unrollWindow(net: Network, p: StepParams, state: NetState, xs: Steps, from: number, to: number, onReadout?: (t: number, y: Tensor) => void): NetState {
+  if (!p.fused) return unroll(net, p, state, xs, from, to, (t, out) => onReadout?.(t, out.readout));
+  const out = net.runWindow(p, state, xs.window(from, to));
+  if (onReadout) unstackSteps(out.readout).forEach((y, i) => onReadout(from + i, y));
+  return out.state;
+}
+
+/**
+ * Steps `[from, to)` from `state` without a gradient tape: one {@link Network.runWindow} where the
+ * network runs fused, else step by step ({@link advance}). Hands each step's readout to
+ * `onReadout`, which returns `true` to keep it (it is then the caller's to dispose; the others,
+ * whatever else it returns, are disposed). `state` is left alone; returns the new state (the caller's to dispose).
+ */
+export function advanceWindow(net: Network, state: NetState, xs: Steps, from: number, to: number, onReadout?: (t: number, y: Tensor) => boolean | void): NetState {
+  if (!tf.tidy(() => net.prepare().fused !== undefined)) {
+    return advance(net, state, xs, from, to, (t, out) => (onReadout?.(t, out.readout) === true ? [out.readout] : []));
+  }
+  const out = tidy(() => {
+    const o = net.runWindow(net.prepare(), state, xs.window(from, to));
+    return { readout: o.readout, state: o.state };
+  });
+  try {
+    if (onReadout) {
+      for (const [i, y] of splitSteps(out.readout).entries()) if (onReadout(from + i, y) !== true) y.dispose();
+    }
+  } finally {
+    out.readout.dispose();
+  }
+  return out.state;
 }
 
 export interface ForwardResult {

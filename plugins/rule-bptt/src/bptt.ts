@@ -1,17 +1,16 @@
 import {
   SpikeflowError,
   accumulateGrads,
-  advance,
+  advanceWindow,
   checkInputs,
   checkRequirements,
   disposeTree,
   keepTree,
   paramGrads,
-  splitSteps,
   stepsOf,
   tf,
-  tidy,
   unroll,
+  unrollWindow,
   unstackSteps,
   type BoundLoss,
   type LearningRule,
@@ -114,43 +113,6 @@ function observeSteps(readout: Tensor, ctx: RuleContext, from = 0): void {
   }
 }
 
-/** Whether the network runs whole windows through the backend's fused kernels. */
-function runsFused(net: Network): boolean {
-  return tf.tidy(() => net.prepare().fused !== undefined);
-}
-
-/**
- * Steps `[from, to)` from `state` without a tape: one window through the fused kernels where the
- * network runs fused, else step by step. Hands each readout to `ctx.observe` and, with `keep`,
- * to `keep` (then the caller's to dispose). `state` is left alone; returns the new state.
- */
-function advanceWindow(net: Network, state: NetState, xs: Steps, from: number, to: number, ctx: RuleContext, keep?: (y: Tensor) => void): NetState {
-  if (!runsFused(net)) {
-    return advance(net, state, xs, from, to, (t, out) => {
-      ctx.observe?.(t, out.readout);
-      keep?.(out.readout);
-      return keep ? [out.readout] : [];
-    });
-  }
-  const out = tidy(() => {
-    const o = net.runWindow(net.prepare(), state, xs.window(from, to));
-    return { readout: o.readout, state: o.state };
-  });
-  try {
-    if (keep) {
-      splitSteps(out.readout).forEach((y, i) => {
-        ctx.observe?.(from + i, y);
-        keep(y);
-      });
-    } else {
-      observeSteps(out.readout, ctx, from);
-    }
-  } finally {
-    out.readout.dispose();
-  }
-  return out.state;
-}
-
 function applyAndDispose(ctx: RuleContext, grads: NamedTensorMap): void {
   try {
     ctx.apply(grads);
@@ -214,26 +176,22 @@ function windows(net: Network, bound: BoundLoss, xs: Steps, k: number, ctx: Rule
     for (let t = from; t < to && !hasTerm; t++) hasTerm = bound.hasTerm?.(t) ?? true;
     let next: NetState;
     if (!hasTerm) {
-      next = advanceWindow(net, state, xs, from, to, ctx);
+      next = advanceWindow(net, state, xs, from, to, (t, y) => {
+        ctx.observe?.(t, y);
+      });
     } else {
       let carried: NetState | undefined;
       const start = state;
       const { value, grads } = paramGrads(net, () => {
         const p = net.prepare();
         const terms: Scalar[] = [];
-        const onStep = (t: number, y: Tensor) => {
+        // Through the fused kernels where the network runs fused: a few nodes on the tape
+        // instead of a dozen per step.
+        carried = unrollWindow(net, p, start, xs, from, to, (t, y) => {
           ctx.observe?.(t, y);
           const term = step(y, t);
           if (term) terms.push(term);
-        };
-        if (p.fused) {
-          // The window through the fused kernels: a few nodes on the tape instead of T steps'.
-          const out = net.runWindow(p, start, xs.window(from, to));
-          unstackSteps(out.readout).forEach((y, i) => onStep(from + i, y));
-          carried = out.state;
-        } else {
-          carried = unroll(net, p, start, xs, from, to, (t, out) => onStep(t, out.readout));
-        }
+        });
         keepTree(carried as never);
         return tf.addN(terms) as Scalar;
       });
@@ -270,7 +228,11 @@ function twoPass(net: Network, bound: BoundLoss, xs: Steps, k: number, ctx: Rule
   let state: NetState = net.init(B);
   for (let from = 0; from < T; from += k) {
     starts.push(state);
-    state = advanceWindow(net, state, xs, from, Math.min(from + k, T), ctx, (y) => ys.push(y));
+    state = advanceWindow(net, state, xs, from, Math.min(from + k, T), (t, y) => {
+      ctx.observe?.(t, y);
+      ys.push(y);
+      return true;
+    });
   }
   disposeTree(state as never, [...starts, ys] as never);
   let acc: NamedTensorMap | undefined;

@@ -1,6 +1,6 @@
 import {
   SpikeflowError,
-  advance,
+  advanceWindow,
   checkInputs,
   checkRequirements,
   disposeTree,
@@ -8,7 +8,7 @@ import {
   paramGrads,
   stepsOf,
   tf,
-  unroll,
+  unrollWindow,
   type BoundLoss,
   type LearningRule,
   type NamedTensorMap,
@@ -116,7 +116,9 @@ function run(net: Network, bound: BoundLoss, xs: Steps, K: number, schedule: Fpt
     let hasTerm = schedule === 'terminal';
     for (let t = from; t < to && !hasTerm; t++) hasTerm = bound.hasTerm?.(t) ?? true;
     if (!hasTerm) {
-      const next = advance(net, state, xs, from, to, (t, out) => ctx.observe?.(t, out.readout));
+      const next = advanceWindow(net, state, xs, from, to, (t, y) => {
+        ctx.observe?.(t, y);
+      });
       disposeTree(state as never, next as never);
       state = next;
       continue;
@@ -129,13 +131,14 @@ function run(net: Network, bound: BoundLoss, xs: Steps, K: number, schedule: Fpt
       const { value, grads } = paramGrads(net, () => {
         const params = net.prepare();
         const terms: Scalar[] = [];
-        end = unroll(net, params, start, xs, from, to, (t, out) => {
-          if (observe) ctx.observe?.(t, out.readout);
+        // The chunk through the fused kernels where the network runs fused (LIF layers).
+        end = unrollWindow(net, params, start, xs, from, to, (t, y) => {
+          if (observe) ctx.observe?.(t, y);
           if (schedule === 'per-step') {
-            const term = bound.step!(out.readout, t);
+            const term = bound.step!(y, t);
             if (term) terms.push(term);
           } else if (t === to - 1) {
-            terminal = tf.keep(bound.terminal!(out.readout));
+            terminal = tf.keep(bound.terminal!(y));
             terms.push(tf.mul(weight, terminal) as Scalar);
           }
         });
