@@ -69,6 +69,29 @@ for (const backend of ['wasm', 'cpu']) {
   });
 }
 
+it('refuses arguments that do not fit, naming the kernel and the shapes', async () => {
+  await tf.setBackend('wasm');
+  const p = { beta: tf.scalar(0.9), threshold: 1, resetDetach: false, surrogate: fastSigmoid({ slope: 5 }) };
+  const x = tf.zeros([3, 2, 5]);
+  const init = { v: tf.zeros([2, 4]), s: tf.zeros([2, 4]) };
+  const shapeError = (f: () => unknown) => {
+    try {
+      f();
+    } catch (e) {
+      expect((e as { code?: string }).code).toBe('SHAPE_MISMATCH');
+      return (e as Error).message;
+    }
+    throw new Error('no error');
+  };
+  const w = tf.zeros([5, 4]);
+  expect(shapeError(() => lifLayer(x, tf.zeros([6, 4]), undefined, init, undefined, p))).toMatch(/^spikeflow\.lifLayer: expected x \[T, B, I\], W \[I, O\] and b \[O\] or none, got \[3,2,5\], \[6,4\] and none/);
+  expect(shapeError(() => lifLayer(x, w, tf.zeros([3]), init, undefined, p))).toMatch(/got \[3,2,5\], \[5,4\] and \[3\]/);
+  expect(shapeError(() => lifLayer(x, w, undefined, init, tf.zeros([3, 3]), p))).toMatch(/^spikeflow\.lifLayer: with W \[5,4\], expected the state v and s \[2, 4\] and W_rec \[4, 4\] or none, got \[2,4\], \[2,4\] and \[3,3\]/);
+  expect(shapeError(() => lifLayer(x, w, undefined, init, undefined, { ...p, beta: tf.zeros([3]) }))).toMatch(/^spikeflow\.lifLayer: β must be a scalar or one value per neuron \[4\], got \[3\]/);
+  expect(shapeError(() => leakyReadout(x, w, undefined, tf.zeros([2, 3]), 0.9))).toMatch(/^spikeflow\.leakyReadout: with W \[5,4\], expected y0 \[2, 4\], got \[2,3\]/);
+  dispose([p.beta, x, init.v, init.s, w] as never);
+});
+
 it('runs on every core: the worker threads started (2 cores here → 2 threads, unless SPIKEFLOW_THREADS says otherwise)', () => {
   const expected = process.env['SPIKEFLOW_THREADS'] ? Number(process.env['SPIKEFLOW_THREADS']) : Math.min(4, (process as unknown as { getBuiltinModule(m: string): { availableParallelism(): number } }).getBuiltinModule('node:os').availableParallelism());
   expect(activeThreads()).toBe(expected);

@@ -99,14 +99,14 @@ function makeRule(k: number | undefined, mode: TruncationMode): LearningRule<Emp
   };
 }
 
-/** Hands every step of a stacked readout `[k, B, O]` (steps `from`, `from + 1`, …) to `ctx.observe`, one small tensor at a time. */
-function observeSteps(readout: Tensor, ctx: RuleContext, from = 0): void {
+/** Hands every step of a stacked readout `[T, B, O]` to `ctx.observe`, one small tensor at a time. */
+function observeSteps(readout: Tensor, ctx: RuleContext): void {
   if (!ctx.observe) return;
   const xs = stepsOf(readout);
   for (let t = 0; t < xs.length; t++) {
     const y = xs.at(t);
     try {
-      ctx.observe(from + t, y);
+      ctx.observe(t, y);
     } finally {
       y.dispose();
     }
