@@ -20,10 +20,9 @@ import {
   parseTrials,
   polarityPackets,
   type AedatPacket,
-  type FileAccess,
   type GestureSegment,
 } from './index.js';
-import { collect, refusal, same, tempDirs } from './test-util.js';
+import { collect, counting, refusal, same, tempDirs } from './test-util.js';
 
 beforeAll(() => wasm.activate());
 
@@ -98,31 +97,6 @@ function writeGestureDir(root: string, extra = 0): Record<string, GestureSegment
   writeFileSync(join(root, 'trials_to_train.txt'), names.train.map((n) => `${n}.aedat`).join('\r\n') + '\r\n\r\n');
   writeFileSync(join(root, 'trials_to_test.txt'), names.test.join('\n'));
   return out;
-}
-
-/** A file system that records what is opened and every read. */
-function counting(): { files: FileAccess; opened: string[]; reads: { path: string; position: number; length: number }[] } {
-  const opened: string[] = [];
-  const reads: { path: string; position: number; length: number }[] = [];
-  const files: FileAccess = {
-    stat: nodeFiles.stat,
-    list: nodeFiles.list,
-    async open(path) {
-      opened.push(path);
-      const f = await nodeFiles.open(path);
-      return {
-        path: f.path,
-        size: f.size,
-        read: async (position, length) => {
-          const b = await f.read(position, length);
-          reads.push({ path, position, length: b.length });
-          return b;
-        },
-        close: () => f.close(),
-      };
-    },
-  };
-  return { files, opened, reads };
 }
 
 describe('labels CSV and trials lists', () => {

@@ -6,8 +6,8 @@ import { describeDataset } from '@spikeflow/testing';
 import { mkdirSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import plugin, { NMNIST_SENSOR, decodeNmnist, detectNmnist, encodeNmnist, inspectNmnist, listNmnistSplit, nmnistEntry, nmnistSchema, nodeFiles, openNmnist, type FileAccess } from './index.js';
-import { collect, refusal, same, tempDirs } from './test-util.js';
+import plugin, { NMNIST_SENSOR, decodeNmnist, detectNmnist, encodeNmnist, inspectNmnist, listNmnistSplit, nmnistEntry, nmnistSchema, openNmnist } from './index.js';
+import { collect, counting, refusal, same, tempDirs } from './test-util.js';
 
 beforeAll(() => wasm.activate());
 
@@ -212,27 +212,8 @@ describe('nmnist dataset', () => {
   it('reads only the files of each batch: a tree of 2,000 samples, counted through a wrapped file system', async () => {
     const root = freshDir();
     const written = writeTree(root, { train: 200, test: 1 });
-    const opened: string[] = [];
-    const bytesRead = new Map<string, number>();
-    const counting: FileAccess = {
-      stat: nodeFiles.stat,
-      list: nodeFiles.list,
-      async open(path) {
-        opened.push(path);
-        const f = await nodeFiles.open(path);
-        return {
-          path: f.path,
-          size: f.size,
-          read: async (position, length) => {
-            const b = await f.read(position, length);
-            bytesRead.set(path, (bytesRead.get(path) ?? 0) + b.length);
-            return b;
-          },
-          close: () => f.close(),
-        };
-      },
-    };
-    const ds = await openNmnist({ dir: root, bins: 4 }, ctx, counting);
+    const { files, opened, reads } = counting();
+    const ds = await openNmnist({ dir: root, bins: 4 }, ctx, files);
     expect(opened).toEqual([]); // opening lists names only
     expect(ds.describe().samples).toEqual({ train: 2000, test: 10 });
     const seen = new Set<string>();
@@ -241,6 +222,8 @@ describe('nmnist dataset', () => {
       const B = g.y.length;
       expect(opened).toHaveLength(B);
       expect(new Set(opened).size).toBe(B);
+      const bytesRead = new Map<string, number>();
+      for (const r of reads) bytesRead.set(r.path, (bytesRead.get(r.path) ?? 0) + r.length);
       for (const p of opened) {
         expect(seen.has(p)).toBe(false);
         seen.add(p);
@@ -249,7 +232,7 @@ describe('nmnist dataset', () => {
       expect([...bytesRead.keys()].sort()).toEqual([...opened].sort());
       expect(opened.map((p) => written.get(p)!.label).sort()).toEqual([...g.y].sort());
       opened.length = 0;
-      bytesRead.clear();
+      reads.length = 0;
       batches++;
     });
     expect(batches).toBe(Math.ceil(2000 / 64));

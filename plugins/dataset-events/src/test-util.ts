@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect } from 'vitest';
+import { nodeFiles, type FileAccess } from './files.js';
 
 // What the package's tests share (not built, not published).
 
@@ -60,4 +61,29 @@ export function tempDirs(prefix: string): () => string {
     mkdirSync(d, { recursive: true });
     return d;
   };
+}
+
+/** A file system that records what is opened and every read. */
+export function counting(): { files: FileAccess; opened: string[]; reads: { path: string; position: number; length: number }[] } {
+  const opened: string[] = [];
+  const reads: { path: string; position: number; length: number }[] = [];
+  const files: FileAccess = {
+    stat: nodeFiles.stat,
+    list: nodeFiles.list,
+    async open(path) {
+      opened.push(path);
+      const f = await nodeFiles.open(path);
+      return {
+        path: f.path,
+        size: f.size,
+        read: async (position, length) => {
+          const b = await f.read(position, length);
+          reads.push({ path, position, length: b.length });
+          return b;
+        },
+        close: () => f.close(),
+      };
+    },
+  };
+  return { files, opened, reads };
 }
