@@ -9,3 +9,5 @@ export * from './fixtures.js';
 export { captureUpdates, bpttGrads, expectGradsClose, gradsOf, maxGradDiff, randomBatch, sumGrads } from './capture.js';
 export type { Grads } from './capture.js';
 export { expectExactResume } from './resume.js';
+export { fuzzReader, fuzzRuns, fuzzSeed, mutate, mutatedBytes, mutatedText, mutation } from './fuzz.js';
+export type { FuzzCount, FuzzOptions, Mutation } from './fuzz.js';
