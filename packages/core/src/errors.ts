@@ -24,7 +24,21 @@ export type SpikeflowErrorCode =
   /** NaN or Inf appeared in a loss, gradient or weight. */
   | 'NON_FINITE'
   /** A checkpoint is truncated, foreign or does not match the run. */
-  | 'CHECKPOINT_INVALID';
+  | 'CHECKPOINT_INVALID'
+  /**
+   * A file's contents (a checkpoint's stored config, a config read on someone else's behalf) name
+   * code to load that is not an installed package by name — a path, a URL, an unknown package.
+   * Nothing was imported.
+   */
+  | 'PLUGIN_REFUSED'
+  /** A kernel worker thread crashed, trapped or hung; the message carries the worker's own error. */
+  | 'KERNEL_FAULT'
+  /** A size that cannot be allocated here (batch × steps × width beyond a memory's limit). */
+  | 'OUT_OF_MEMORY'
+  /** A file could not be written or read (disk full, permissions); what was there before is kept. */
+  | 'IO_FAILED'
+  /** A dataset (or other resource) was used after `close()`. */
+  | 'CLOSED';
 
 export interface SpikeflowErrorDetails {
   /** Dotted path of the offending field, e.g. `model.layers[0].size`. */
