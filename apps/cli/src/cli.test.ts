@@ -4,7 +4,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdir
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadCheckpoint, tf, disposeTree, type Tensor } from '@spikeflow/core';
+import { encodeCheckpoint, loadCheckpoint, tf, disposeTree, type Tensor } from '@spikeflow/core';
 import { encodeAedat31, encodeGestureLabels, encodeNmnist, polarityPackets } from '@spikeflow/dataset-events';
 import { eventsOf } from '@spikeflow/events';
 
@@ -211,7 +211,7 @@ describe('bad input gets a clear error and a non-zero exit', () => {
     writeFileSync(ck, flipped);
     let r = cli(['train', 'run.json', '--out', 'r', '--resume', '--epochs', '2'], dir);
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/does not match its SHA-256 digest.*refusing to load it/);
+    expect(r.stderr).toMatch(/do not match its SHA-256 digest.*refusing to load it/);
     writeFileSync(ck, bytes);
     truncateSync(ck, statSync(ck).size - 100);
     r = cli(['eval', 'r'], dir);
@@ -220,6 +220,75 @@ describe('bad input gets a clear error and a non-zero exit', () => {
     writeFileSync(ck, 'not a checkpoint at all');
     expect(cli(['eval', 'r'], dir).stderr).toMatch(/bad magic/);
     expect(cli(['train', 'run.json', '--out', 'fresh', '--resume'], dir).stderr).toMatch(/--resume: no checkpoint/);
+  });
+});
+
+describe('spikeflow eval', () => {
+  it("prints exactly the run's last logged test loss and accuracy (rate-encoded MNIST: its spikes depend on the eval seed)", () => {
+    const dir = workdir({
+      plugins: ['@spikeflow/neuron-lif', '@spikeflow/rule-bptt', '@spikeflow/backend-wasm', '@spikeflow/dataset-mnist'],
+      seed: 5,
+      data: { name: 'mnist', source: 'bundled', variant: 'row', encoder: 'rate', rateGain: 1, trainLimit: 192, testLimit: 96 },
+      model: { layers: [{ neuron: 'lif', size: 32, recurrent: true }], readout: { kappa: 0.9 } },
+      optimizer: { name: 'adam', lr: 0.003 },
+      train: { epochs: 1, batchSize: 64 },
+    });
+    const r = cli(['train', 'run.json', '--out', 'run', '--quiet'], dir);
+    expect(r.status, r.stderr).toBe(0);
+    const logged = readFileSync(join(dir, 'run', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; result?: { loss: number; accuracy: number; samples: number } });
+    const last = logged.filter((e) => e.type === 'eval').at(-1)!.result!;
+    const ev = cli(['eval', 'run'], dir);
+    expect(ev.status, ev.stderr).toBe(0);
+    const got = JSON.parse(ev.stdout) as { loss: number; accuracy: number; samples: number };
+    expect(got).toEqual({ split: 'test', loss: last.loss, accuracy: last.accuracy, samples: 96 });
+    // Another batch size reads the same samples (the encoder is seeded per batch: the loss moves).
+    expect((JSON.parse(cli(['eval', 'run', '--batch-size', '32'], dir).stdout) as { samples: number }).samples).toBe(96);
+  });
+
+  /**
+   * A run whose checkpoint was edited by someone who also recomputed its digest: its stored config
+   * now names `plugins`. `evil.mjs` would leave a marker file if it were ever imported.
+   */
+  function tampered(plugins: string[]): { dir: string; marker: string } {
+    const dir = workdir({ train: { epochs: 1, batchSize: 32, maxBatchesPerEpoch: 2 } });
+    const marker = join(dir, 'marker');
+    writeFileSync(join(dir, 'evil.mjs'), `import { writeFileSync } from 'node:fs';\nwriteFileSync(${JSON.stringify(marker)}, 'top-level code ran');\nexport default { meta: { name: 'evil', version: '1.0.0' } };\n`);
+    expect(cli(['train', 'run.json', '--out', 'run', '--quiet'], dir).status).toBe(0);
+    const path = join(dir, 'run', 'checkpoint.sfck');
+    const ck = loadCheckpoint<{ config: { plugins: string[] } }>(path);
+    writeFileSync(path, encodeCheckpoint({ meta: { ...ck.meta, config: { ...ck.meta.config, plugins: [...ck.meta.config.plugins, ...plugins] } }, trees: ck.trees }));
+    disposeTree(ck.trees as never);
+    return { dir, marker };
+  }
+
+  it('refuses a checkpoint whose stored config names a module path, a URL or an uninstalled package, and imports nothing', () => {
+    for (const spec of ['./evil.mjs', '../evil.mjs', 'EVIL_ABSOLUTE', 'EVIL_URL', '@evil/not-installed', 'node:fs', '@spikeflow/core/dist/index.js']) {
+      const { dir, marker } = tampered(['PLACEHOLDER']);
+      const path = join(dir, 'run', 'checkpoint.sfck');
+      const real = spec === 'EVIL_ABSOLUTE' ? join(dir, 'evil.mjs') : spec === 'EVIL_URL' ? `file://${join(dir, 'evil.mjs')}` : spec;
+      const ck = loadCheckpoint<{ config: { plugins: string[] } }>(path);
+      writeFileSync(path, encodeCheckpoint({ meta: { ...ck.meta, config: { ...ck.meta.config, plugins: ck.meta.config.plugins.map((p) => (p === 'PLACEHOLDER' ? real : p)) } }, trees: ck.trees }));
+      disposeTree(ck.trees as never);
+      for (const cwd of [dir, join(dir, 'run')]) {
+        const r = cli(['eval', join(dir, 'run')], cwd);
+        expect(r.status, real).toBe(1);
+        expect(r.stderr, real).toContain(`'${real}'`);
+        expect(r.stderr, real).toMatch(/loaded only by installed package name.*Nothing was imported.*--plugins.*\[PLUGIN_REFUSED\]/s);
+      }
+      const resume = cli(['train', 'run.json', '--out', 'run', '--resume', '--epochs', '2', '--quiet'], dir);
+      expect(resume.status, real).toBe(1);
+      expect(resume.stderr, real).toMatch(new RegExp(`names plugins your config does not: '${real.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}'.*\\[PLUGIN_REFUSED\\]`, 's'));
+      expect(existsSync(marker), `${real}: the module's top-level code ran`).toBe(false);
+    }
+  });
+
+  it('eval --plugins names the plugins explicitly: the user may load what the checkpoint could not', () => {
+    const { dir, marker } = tampered(['./evil.mjs']);
+    const plugins = '@spikeflow/neuron-lif,@spikeflow/rule-bptt,@spikeflow/backend-wasm,@spikeflow/dataset-add-task';
+    const r = cli(['eval', 'run', '--plugins', plugins], dir);
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ split: 'test', samples: 64 });
+    expect(existsSync(marker)).toBe(false);
   });
 });
 
@@ -242,6 +311,11 @@ describe('backends', () => {
     const none = cli(['train', 'run.json', '--out', 'y', '--backend', 'node,node-gpu'], dir);
     expect(none.status).toBe(1);
     expect(none.stderr).toMatch(/none of the backends "node,node-gpu" is available/);
+    // eval of that run takes the same list.
+    const ev = cli(['eval', 'x'], dir);
+    expect(ev.status, ev.stderr).toBe(0);
+    expect(ev.stderr).toMatch(/trying backend 'wasm'/);
+    expect(JSON.parse(ev.stdout)).toMatchObject({ split: 'test', samples: 64 });
   });
 
   it('info lists every installed backend and whether it can run here', () => {

@@ -52,7 +52,8 @@ export function program(): Command {
     .option('--split <name>', 'dataset split', 'test')
     .option('--batch-size <n>', 'batch size (default: the run config)', int('--batch-size'))
     .option('--cache-dir <dir>', 'dataset cache directory')
-    .action(async (target: string, o: { split: string; batchSize?: number; cacheDir?: string }) => {
+    .option('--plugins <names>', "plugins to load, comma-separated, instead of those the checkpoint's stored config names (which are loaded only by installed package name)", (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean))
+    .action(async (target: string, o: { split: string; batchSize?: number; cacheDir?: string; plugins?: string[] }) => {
       print(await evalRun(target, o));
     });
 

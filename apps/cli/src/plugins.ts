@@ -1,7 +1,8 @@
 import { createRequire } from 'node:module';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { SpikeflowError, createRegistry, isSpikeflowError, loadPlugins, type Registry, type SpikeflowPlugin } from '@spikeflow/core';
+import { fileURLToPath } from 'node:url';
+import { SpikeflowError, checkStoredPlugins, createRegistry, isSpikeflowError, loadPlugins, type Registry, type SpikeflowPlugin } from '@spikeflow/core';
 
 const here = import.meta.url;
 
@@ -57,4 +58,17 @@ export function installedPluginNames(cwd = process.cwd()): string[] {
 
 export async function registryOf(names: readonly string[], from: string): Promise<Registry> {
   return createRegistry(await loadFrom(names, from));
+}
+
+/**
+ * Loads plugins named by a file's contents (a checkpoint's stored run config): only installed
+ * packages by name, looked for from each of `bases` and then from the CLI's own installation, each
+ * imported from where the check found it. Anything else is refused before any import
+ * ({@link checkStoredPlugins}, `PLUGIN_REFUSED`).
+ */
+export async function loadStored(names: unknown, { bases, source, instead }: { bases: readonly string[]; source: string; instead: string }): Promise<SpikeflowPlugin[]> {
+  const found = checkStoredPlugins(names, { from: [...bases, fileURLToPath(here)], source, instead });
+  const out: SpikeflowPlugin[] = [];
+  for (const { name, from } of found) out.push(...(await loadPlugins([name], { from })));
+  return out;
 }

@@ -1,10 +1,25 @@
-import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import { isDeepStrictEqual } from 'node:util';
-import { SpikeflowError, Trainer, composeRun, createRegistry, isSpikeflowError, parseRunConfig, tf, type EvalResult, type RunConfig, type TrainerEvent } from '@spikeflow/core';
+import {
+  SpikeflowError,
+  Trainer,
+  composeRun,
+  createRegistry,
+  fingerprintOf,
+  isSpikeflowError,
+  readCheckpointMeta,
+  parseRunConfig,
+  parseRunMeta,
+  tf,
+  type EvalResult,
+  type RunConfig,
+  type SpikeflowPlugin,
+  type TrainerEvent,
+} from '@spikeflow/core';
 import { readConfigFile } from './files.js';
-import { installedPluginNames, loadFrom, registryOf } from './plugins.js';
+import { installedPluginNames, loadFrom } from './plugins.js';
 import { progressReporter } from './progress.js';
 import { lineChart, svgToPng } from '@spikeflow/plot';
 
@@ -40,6 +55,49 @@ export interface RunPlan {
 export const CHECKPOINT = 'checkpoint.sfck';
 export const METRICS = 'metrics.jsonl';
 
+/** The dataset cache directory: `--cache-dir`, else `~/.cache/spikeflow`. */
+export const cacheDirOf = (flag?: string) => resolve(flag ?? join(process.env['HOME'] ?? '.', '.cache', 'spikeflow'));
+
+/** Writes a small text file atomically (a kill mid-write leaves the old one). */
+function writeAtomic(path: string, text: string): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, path);
+}
+
+/**
+ * Checks, before anything is imported, that the run a checkpoint holds is the run the user's
+ * config describes: the checkpoint's stored config is data, and may not name a plugin the user's
+ * config does not (`PLUGIN_REFUSED`); the rest must match but for `train.epochs`.
+ */
+function checkResumable(ckpt: string, config: RunConfig, runDir: string): void {
+  const meta = parseRunMeta(readCheckpointMeta(ckpt, { warn: () => {} }).meta, ckpt);
+  let stored: RunConfig;
+  try {
+    stored = parseRunConfig(meta['config']);
+  } catch (e) {
+    if (!isSpikeflowError(e)) throw e;
+    throw new SpikeflowError('CHECKPOINT_INVALID', `--resume: ${ckpt}: its stored run config is invalid: ${e.message}`, { path: ckpt }, { cause: e });
+  }
+  const foreign = stored.plugins.filter((p) => !config.plugins.includes(p));
+  if (foreign.length) {
+    throw new SpikeflowError(
+      'PLUGIN_REFUSED',
+      `--resume: checkpoint ${ckpt} names plugins your config does not: ${foreign.map((p) => `'${p}'`).join(', ')}; nothing was imported (a checkpoint never chooses code to load). Resume with the config the run was started with.`,
+      { path: ckpt, specifiers: foreign },
+    );
+  }
+  const { train: t1, ...a } = stored;
+  const { train: t2, ...b } = config;
+  if (!isDeepStrictEqual(a, b) || !isDeepStrictEqual({ ...t1, epochs: 0 }, { ...t2, epochs: 0 })) {
+    throw new SpikeflowError(
+      'CONFIG_INVALID',
+      `--resume: the config differs from the one run ${runDir} was started with (stored in ${ckpt}); resume with the same config (only train.epochs may grow), or start a new run with another --out`,
+      { path: ckpt },
+    );
+  }
+}
+
 /** Versions of the packages a run was made with, stored in its checkpoints. */
 export function versions(registryPlugins: readonly { meta: { name: string; version: string } }[]): Record<string, string> {
   const own = createRequire(import.meta.url)('../package.json') as { name: string; version: string };
@@ -70,35 +128,29 @@ export async function train(configPath: string, flags: TrainFlags): Promise<{ ru
     if (!existsSync(ckpt)) {
       throw new SpikeflowError('CHECKPOINT_INVALID', `--resume: no checkpoint in ${runDir} (expected ${CHECKPOINT}); start the run without --resume`, { path: ckpt });
     }
-    const before = JSON.parse(readFileSync(stored, 'utf8')) as RunConfig;
-    const { train: t1, ...a } = before;
-    const { train: t2, ...b } = config;
-    if (!isDeepStrictEqual(a, b) || !isDeepStrictEqual({ ...t1, epochs: 0 }, { ...t2, epochs: 0 })) {
-      throw new SpikeflowError(
-        'CONFIG_INVALID',
-        `--resume: the config differs from the one run ${runDir} was started with (${stored}); resume with the same config (only train.epochs may grow), or start a new run with another --out`,
-        { path: stored },
-      );
-    }
+    checkResumable(ckpt, config, runDir);
   } else if (existsSync(ckpt)) {
     throw new SpikeflowError('CONFIG_INVALID', `${runDir} already holds a run (${CHECKPOINT}); continue it with --resume or choose another --out`, { path: runDir });
   }
   mkdirSync(runDir, { recursive: true });
 
-  const { registry, backend } = await activated(config, file);
-  const run = await composeRun(config, registry, { cacheDir: resolve(flags.cacheDir ?? join(process.env['HOME'] ?? '.', '.cache', 'spikeflow')), log: (m) => process.stderr.write(`${m}\n`) }, { kernels: flags.kernels !== false });
-  writeFileSync(stored, `${JSON.stringify(config, null, 2)}\n`);
-  const trainer = new Trainer(run, { ...run.trainOptions, checkpointPath: ckpt, meta: { config, versions: versions(registry.plugins) } });
+  const { registry, backend } = await activated(config, await loadFrom(config.plugins, dirname(file)), [dirname(file)]);
+  const kernels = flags.kernels !== false;
+  const run = await composeRun(config, registry, { cacheDir: cacheDirOf(flags.cacheDir), log: (m) => process.stderr.write(`${m}\n`) }, { kernels });
   const log = join(runDir, METRICS);
   const progress = flags.quiet ? undefined : progressReporter();
-  trainer.on((e: TrainerEvent) => {
-    if (e.type !== 'batch' || e.position.batch % 10 === 0) appendFileSync(log, `${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`);
-  });
-  if (progress) trainer.on(progress.listener);
+  let trainer: Trainer | undefined;
   try {
+    writeAtomic(stored, `${JSON.stringify(config, null, 2)}\n`);
+    trainer = new Trainer(run, { ...run.trainOptions, checkpointPath: ckpt, meta: { config, versions: versions(registry.plugins) }, fingerprint: fingerprintOf(backend.describe(), { kernels }) });
+    trainer.on((e: TrainerEvent) => {
+      if (e.type !== 'batch' || e.position.batch % 10 === 0) appendFileSync(log, `${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`);
+      if (e.type === 'warning') process.stderr.write(`spikeflow: warning: ${e.message}\n`);
+    });
+    if (progress) trainer.on(progress.listener);
     if (flags.resume) trainer.resume(ckpt);
     const result = await trainer.run();
-    writeFileSync(join(runDir, 'summary.json'), `${JSON.stringify({ config: file, runDir, position: result.position, lastEval: result.lastEval, backend: backend.describe() }, null, 2)}\n`);
+    writeAtomic(join(runDir, 'summary.json'), `${JSON.stringify({ config: file, runDir, position: result.position, lastEval: result.lastEval, backend: backend.describe() }, null, 2)}\n`);
     await writePlots(runDir);
     return { runDir, ...(result.lastEval ? { lastEval: result.lastEval } : {}) };
   } catch (e) {
@@ -106,22 +158,26 @@ export async function train(configPath: string, flags: TrainFlags): Promise<{ ru
     throw e;
   } finally {
     progress?.stop();
-    trainer.dispose();
+    trainer?.dispose();
     run.network.dispose();
+    await run.dataset.close();
   }
 }
 
 /**
- * Activates the run's backend. `config.backend` names one backend, or a fallback list (`node-gpu,wasm`)
- * tried in order, each unavailable one reported on stderr; a single backend that cannot be
- * activated is an error, never a silent fallback. A backend whose plugin the config does not list
- * is looked for among the plugins installed with the CLI (and the project's).
+ * Activates the run's backend, given the run's plugins. `config.backend` names one backend, or a
+ * fallback list (`node-gpu,wasm`) tried in order, each unavailable one reported on stderr; a single
+ * backend that cannot be activated is an error, never a silent fallback. A backend whose plugin the
+ * config does not list is looked for among the plugins installed, by package name, with the CLI
+ * and in the projects of `bases`.
  */
-async function activated(config: RunConfig, file: string) {
+export async function activated(config: RunConfig, plugins: readonly SpikeflowPlugin[], bases: readonly string[]) {
   const names = config.backend.split(',').map((n) => n.trim()).filter(Boolean);
-  let registry = await registryOf(config.plugins, dirname(file));
+  let registry = createRegistry(plugins);
   if (names.some((n) => !registry.backends.has(n))) {
-    const others = await loadFrom(installedPluginNames(dirname(file)).filter((p) => !config.plugins.includes(p)), dirname(file));
+    const have = new Set(registry.plugins.map((p) => p.meta.name));
+    const installed = [...new Set(bases.flatMap((b) => installedPluginNames(b)))].filter((p) => !have.has(p));
+    const others = await loadFrom(installed, bases[0] ?? process.cwd());
     const providers = others.filter((pl) => pl.backends?.some((b) => names.includes(b.name) && !registry.backends.has(b.name)));
     if (providers.length) registry = createRegistry([...registry.plugins, ...providers]);
   }
@@ -149,8 +205,8 @@ async function activated(config: RunConfig, file: string) {
 
 /** Composes the run as `train` would (every check included) and describes it. */
 async function plan(file: string, config: RunConfig, flags: TrainFlags): Promise<RunPlan> {
-  const { registry, backend } = await activated(config, file);
-  const run = await composeRun(config, registry, { cacheDir: resolve(flags.cacheDir ?? join(process.env['HOME'] ?? '.', '.cache', 'spikeflow')) }, { kernels: flags.kernels !== false });
+  const { registry, backend } = await activated(config, await loadFrom(config.plugins, dirname(file)), [dirname(file)]);
+  const run = await composeRun(config, registry, { cacheDir: cacheDirOf(flags.cacheDir) }, { kernels: flags.kernels !== false });
   try {
     const trainer = new Trainer(run, run.trainOptions);
     const parameters = Object.fromEntries(Object.entries(run.network.params).map(([k, v]) => [k, v.shape]));
@@ -170,15 +226,22 @@ async function plan(file: string, config: RunConfig, flags: TrainFlags): Promise
     return result;
   } finally {
     run.network.dispose();
+    await run.dataset.close();
   }
 }
 
 /** Loss and accuracy curves from a run's metrics log, as SVG (and PNG when @resvg/resvg-js is installed). */
 export async function writePlots(runDir: string): Promise<string[]> {
+  // A run killed while it wrote its log may have left a partial last line: skip what does not parse.
   const events = readFileSync(join(runDir, METRICS), 'utf8')
     .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
+    .flatMap((l) => {
+      try {
+        return l ? [JSON.parse(l) as Record<string, unknown>] : [];
+      } catch {
+        return [];
+      }
+    });
   const epochs = events.filter((e) => e['type'] === 'epoch') as { epoch: number; loss: number; accuracy?: number }[];
   const evals = events.filter((e) => e['type'] === 'eval') as { position: { epoch: number }; result: EvalResult }[];
   const written: string[] = [];

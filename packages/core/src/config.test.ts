@@ -21,6 +21,7 @@ const toyData: DatasetEntry = {
     describe: () => ({ steps: T, channels: 3, outputs: 2, target: 'labels', samples: { train: 40, test: 8 } }),
     batchCount: (split, { batchSize }) => Math.ceil((split === 'train' ? 40 : 8) / batchSize),
     async *batches() {},
+    close: async () => {},
   }),
 };
 

@@ -97,6 +97,16 @@ export async function composeRun(config: RunConfig, registry: Registry, ctx: Dat
   }
   const { name: _d, ...dataOptions } = config.data;
   const dataset = await entry.open(parseSchema(entry.optionsSchema, dataOptions, 'data'), ctx);
+  try {
+    return composeOn(dataset, config, registry, kernels);
+  } catch (e) {
+    await dataset.close();
+    throw e;
+  }
+}
+
+/** The rest of {@link composeRun} once the dataset is open (the caller closes it if this throws). */
+function composeOn(dataset: Dataset, config: RunConfig, registry: Registry, kernels: boolean): ComposedRun {
   const d = dataset.describe();
   const spec: ModelSpec = {
     ...config.model,

@@ -1,3 +1,4 @@
+import { SpikeflowError } from './errors.js';
 import type { SequenceBatch } from './rule.js';
 import type { Schema, SchemaValues } from './validate.js';
 
@@ -35,7 +36,8 @@ export interface BatchOptions {
 
 /**
  * An opened dataset. Batches are time-major tensors (`inputs: [T, B, channels]`, spikes or analog
- * currents); the consumer disposes each batch's tensors.
+ * currents); the consumer disposes each batch's tensors. Whoever opens a dataset closes it
+ * (`close()`, on errors too): the trainer's callers, the CLI and the bench do.
  */
 export interface Dataset {
   readonly name: string;
@@ -44,6 +46,16 @@ export interface Dataset {
   /** Number of batches one pass over `split` yields. */
   batchCount(split: string, options: Pick<BatchOptions, 'batchSize' | 'dropLast'>): number;
   batches(split: string, options: BatchOptions): AsyncIterable<SequenceBatch>;
+  /**
+   * Releases what the dataset holds open (file handles, readers' memory). Idempotent. Afterwards
+   * `batches` refuses with `CLOSED` (a pass under way stops at its next batch).
+   */
+  close(): Promise<void>;
+}
+
+/** The error a closed dataset answers `batches` with. */
+export function closedError(name: string): SpikeflowError {
+  return new SpikeflowError('CLOSED', `dataset '${name}' was closed; open it again to read batches`, { dataset: name });
 }
 
 /** What `spikeflow data inspect` prints about a data file. */

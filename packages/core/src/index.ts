@@ -76,14 +76,16 @@ export {
   constantSchedule,
   cosineSchedule,
   exponentialSchedule,
+  phaseAt,
   optimizerFromSpec,
   builtinOptimizers,
   OptimizerRunner,
 } from './optim.js';
-export type { GradientTransformation, Optimizer, OptimizerEntry, ClipOptions, Schedule, LearningRate } from './optim.js';
+export type { GradientTransformation, Optimizer, OptimizerEntry, ClipOptions, Schedule, DecaySchedule, ScheduleSpan, LearningRate } from './optim.js';
 export { accumulateGrads, checkRequirements, paramGrads, ruleFromSpec, spatialStep, stepwise } from './rule.js';
 export type { StepwiseOptions, SpatialStepOptions, SpatialStepResult, LearningRule, RuleContext, RuleReport, RuleEntry, RuleRequirements, MemoryClass, SequenceBatch } from './rule.js';
 export type { Dataset, DatasetDescription, DatasetEntry, DatasetContext, DataFileSummary, BatchOptions } from './dataset.js';
+export { closedError } from './dataset.js';
 export { createRng, deriveSeed, shuffleInPlace, permutation } from './random.js';
 export type { Backend, BackendInfo } from './backend.js';
 export { packageBackend } from './package-backend.js';
@@ -98,11 +100,12 @@ export {
   resolveRegistry,
   createRegistry,
   loadPlugins,
+  checkStoredPlugins,
 } from './plugin.js';
-export type { SpikeflowPlugin, Token, Registry, LoadOptions, ExporterEntry } from './plugin.js';
-export { Trainer, evaluate } from './trainer.js';
-export type { TrainOptions, TrainerParts, TrainerEvent, TrainerListener, RunPosition, EvalResult, RunCheckpointMeta, Prediction } from './trainer.js';
-export { saveCheckpoint, loadCheckpoint } from './checkpoint.js';
-export type { CheckpointContents } from './checkpoint.js';
+export type { SpikeflowPlugin, Token, Registry, LoadOptions, ExporterEntry, StoredPluginOptions, StoredPlugin } from './plugin.js';
+export { Trainer, evaluate, evaluationSeed, fingerprintOf, parseRunMeta } from './trainer.js';
+export type { TrainOptions, TrainerParts, TrainerEvent, TrainerListener, RunPosition, EvalResult, RunCheckpointMeta, RunFingerprint, Prediction } from './trainer.js';
+export { saveCheckpoint, loadCheckpoint, readCheckpointMeta, encodeCheckpoint } from './checkpoint.js';
+export type { CheckpointContents, LoadedCheckpoint, CheckpointReadOptions } from './checkpoint.js';
 export { parseRunConfig, composeRun } from './config.js';
 export type { RunConfig, ComposedRun } from './config.js';

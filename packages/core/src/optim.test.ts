@@ -217,6 +217,65 @@ describe('gradient transformations', () => {
     expect(exp(20)).toBeCloseTo(0.25, 12);
     expect(exp(5)).toBeCloseTo(Math.SQRT1_2, 12);
   });
+
+  it('decaying schedules give the same values as their closed forms, bit for bit', () => {
+    for (const [n, lr, min] of [[10, 1, 0.1], [7, 0.002, 0], [125, 0.003, 1e-5]] as const) {
+      const cos = cosineSchedule(lr, n, min);
+      const exp = exponentialSchedule(lr, n, 0.5);
+      for (let c = 0; c <= n + 3; c++) {
+        expect(cos(c)).toBe(min + 0.5 * (lr - min) * (1 + Math.cos((Math.PI * Math.min(c, n)) / n)));
+        expect(exp(c)).toBe(lr * 0.5 ** (c / n));
+      }
+    }
+  });
+
+  /** The learning rates scaleByLearningRate applies from `state` on, `steps` updates (read from the update of a gradient of -1). */
+  const rates = (t: ReturnType<typeof scaleByLearningRate>, state: ReturnType<ReturnType<typeof scaleByLearningRate>['init']>, steps: number) => {
+    const g = { a: tf.scalar(-1) };
+    const out: number[] = [];
+    let s = state;
+    for (let i = 0; i < steps; i++) {
+      const r = t.update(g, s, {});
+      out.push(r.updates['a']!.dataSync()[0]!);
+      r.updates['a']!.dispose();
+      s = r.state;
+    }
+    g.a.dispose();
+    return { out, state: s };
+  };
+
+  it('a run resumed under a longer decay continues its learning rate from where it was, and ends at the final rate', () => {
+    for (const make of [(n: number) => cosineSchedule(0.01, n, 0.001), (n: number) => exponentialSchedule(0.01, n, 0.1)]) {
+      const short = scaleByLearningRate(make(10));
+      const first = rates(short, short.init({}), 4);
+      // Stored in a checkpoint as plain numbers, then resumed with twice the updates.
+      const stored = JSON.parse(JSON.stringify(first.state)) as typeof first.state;
+      const long = scaleByLearningRate(make(20));
+      const resumed = rates(long, stored, 16);
+      const all = [...first.out, ...resumed.out];
+      // Continuous: the first update after the resume uses the rate the shorter run would have used
+      // next, and from there the rate keeps falling (more slowly: the rest of the decay is spread).
+      expect(resumed.out[0]).toBe(rates(short, first.state, 1).out[0]);
+      const drops = all.slice(1).map((x, i) => all[i]! - x);
+      expect(Math.min(...drops)).toBeGreaterThan(0);
+      // Without the span, the rate would have jumped up at the resume point.
+      expect(make(20)(4)).toBeGreaterThan(all[3]!);
+      // The decay ends where the longer run ends.
+      expect(rates(long, resumed.state, 1).out[0]).toBeCloseTo(make(20)(20), 7);
+      expect(resumed.state.span).toMatchObject({ from: 4, steps: 20 });
+    }
+  });
+
+  it('a run resumed under its own decay follows the uninterrupted schedule bit for bit', () => {
+    const t = scaleByLearningRate(cosineSchedule(0.02, 12, 0.001));
+    const whole = rates(t, t.init({}), 12).out;
+    const head = rates(t, t.init({}), 5);
+    const tail = rates(scaleByLearningRate(cosineSchedule(0.02, 12, 0.001)), JSON.parse(JSON.stringify(head.state)), 7);
+    expect([...head.out, ...tail.out]).toEqual(whole);
+    // A state written before spans were kept ({ count } only) resumes on the schedule as it is now.
+    const old = rates(t, { count: 5 }, 7).out;
+    expect(old).toEqual(whole.slice(5));
+  });
 });
 
 describe('OptimizerRunner', () => {

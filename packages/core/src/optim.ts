@@ -54,29 +54,76 @@ export function scale(factor: number): GradientTransformation<null> {
 /** A learning rate as a function of the update count (0 for the first update). */
 export type Schedule = (count: number) => number;
 
+/**
+ * A schedule that decays over `decaySteps` updates, through a phase that runs from 0 to `end`
+ * (π for the cosine, 1 for the exponential) as the count goes from 0 to `decaySteps`.
+ *
+ * Run length changed on resume: when an optimizer's state was made under another `decaySteps` (a
+ * run resumed with more or fewer epochs, where the decay spans the whole run), the phase goes on
+ * from where it was, linearly to `end` over the updates that are left (a {@link ScheduleSpan}),
+ * so the learning rate is continuous at the resume point and still reaches its final value at the
+ * new end. A run resumed with its own length follows the original schedule bit for bit.
+ */
+export interface DecaySchedule extends Schedule {
+  readonly decaySteps: number;
+  readonly end: number;
+  /** The learning rate at a phase. */
+  readonly atPhase: (phase: number) => number;
+}
+
+/** Where a schedule's phase is anchored: `phase` at update `from`, reaching the end at update `steps`. */
+export type ScheduleSpan = {
+  readonly from: number;
+  readonly phase: number;
+  readonly steps: number;
+};
+
+/** The phase at update `count` of a span ending at `end` (past the span's last update, it keeps growing at the same rate). */
+export function phaseAt(span: ScheduleSpan, count: number, end: number): number {
+  if (span.steps <= span.from) return Math.max(span.phase, end);
+  return span.phase + ((end - span.phase) * (count - span.from)) / (span.steps - span.from);
+}
+
+const isDecay = (s: Schedule): s is DecaySchedule => typeof (s as Partial<DecaySchedule>).atPhase === 'function';
+
+function decaySchedule(decaySteps: number, end: number, atPhase: (phase: number) => number): DecaySchedule {
+  const span: ScheduleSpan = { from: 0, phase: 0, steps: decaySteps };
+  return Object.assign((count: number) => atPhase(phaseAt(span, count, end)), { decaySteps, end, atPhase });
+}
+
 /** Constant learning rate. */
 export const constantSchedule = (lr: number): Schedule => () => lr;
 
 /** Cosine decay from `lr` to `minLr` over `decaySteps` updates, then `minLr` (Loshchilov & Hutter 2017, without restarts). */
-export const cosineSchedule =
-  (lr: number, decaySteps: number, minLr = 0): Schedule =>
-  (count) =>
-    minLr + 0.5 * (lr - minLr) * (1 + Math.cos(Math.PI * Math.min(count, decaySteps) / decaySteps));
+export const cosineSchedule = (lr: number, decaySteps: number, minLr = 0): DecaySchedule =>
+  decaySchedule(decaySteps, Math.PI, (phase) => minLr + 0.5 * (lr - minLr) * (1 + Math.cos(Math.min(phase, Math.PI))));
 
 /** Exponential decay: `lr · rate^(count / decaySteps)`. */
-export const exponentialSchedule =
-  (lr: number, decaySteps: number, rate: number): Schedule =>
-  (count) =>
-    lr * rate ** (count / decaySteps);
+export const exponentialSchedule = (lr: number, decaySteps: number, rate: number): DecaySchedule => decaySchedule(decaySteps, 1, (phase) => lr * rate ** phase);
 
-/** Scales updates by `−schedule(count)`: gradient descent with a scheduled learning rate. */
-export function scaleByLearningRate(schedule: Schedule): GradientTransformation<{ count: number }> {
+type LrState = { count: number; span?: ScheduleSpan };
+
+/**
+ * Scales updates by `−schedule(count)`: gradient descent with a scheduled learning rate. For a
+ * {@link DecaySchedule} the state keeps the span the phase follows, so that a run resumed under
+ * another `decaySteps` continues its learning rate without a jump.
+ */
+export function scaleByLearningRate(schedule: Schedule): GradientTransformation<LrState> {
   return {
     name: 'scaleByLearningRate',
     init: () => ({ count: 0 }),
     update: (g, s) => {
-      const lr = schedule(s.count);
-      return { updates: mapGrads(g, (t) => tf.mul(t, -lr)), state: { count: s.count + 1 } };
+      let lr: number;
+      let span = s.span;
+      if (isDecay(schedule)) {
+        // The first update anchors the span; a state from another run length is re-anchored here.
+        span ??= { from: 0, phase: 0, steps: schedule.decaySteps };
+        if (span.steps !== schedule.decaySteps) span = { from: s.count, phase: phaseAt(span, s.count, schedule.end), steps: schedule.decaySteps };
+        lr = schedule.atPhase(phaseAt(span, s.count, schedule.end));
+      } else {
+        lr = schedule(s.count);
+      }
+      return { updates: mapGrads(g, (t) => tf.mul(t, -lr)), state: span ? { count: s.count + 1, span } : { count: s.count + 1 } };
     },
   };
 }

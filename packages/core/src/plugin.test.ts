@@ -16,6 +16,7 @@ import {
   createRegistry,
   definePlugin,
   loadPlugins,
+  checkStoredPlugins,
   registerPlugin,
   resolveRegistry,
   token,
@@ -229,10 +230,10 @@ describe('container', () => {
 
 describe('loadPlugins', () => {
   let dir = '';
-  const pkg = (name: string, files: Record<string, string>, main = 'index.mjs') => {
+  const pkg = (name: string, files: Record<string, string>, main = 'index.mjs', keywords: string[] = ['spikeflow-plugin']) => {
     const root = join(dir, 'node_modules', name);
     mkdirSync(root, { recursive: true });
-    writeFileSync(join(root, 'package.json'), JSON.stringify({ name, version: '1.0.0', main }));
+    writeFileSync(join(root, 'package.json'), JSON.stringify({ name, version: '1.0.0', main, keywords }));
     for (const [f, text] of Object.entries(files)) writeFileSync(join(root, f), text);
   };
 
@@ -242,6 +243,10 @@ describe('loadPlugins', () => {
     pkg('sf-no-default', { 'index.mjs': 'export const x = 1;' });
     pkg('sf-bad-key', { 'index.mjs': "export default { meta: { name: 'sf-bad-key', version: '1' }, neuron: [] };" });
     pkg('sf-unbuilt', {}, 'dist/index.js');
+    pkg('@scope/sf-scoped', { 'index.mjs': "export default { meta: { name: '@scope/sf-scoped', version: '1.0.0' } };" });
+    pkg('not-a-plugin', { 'index.mjs': "throw new Error('imported!');" }, 'index.mjs', ['utility']);
+    pkg('sf-renamed', { 'index.mjs': '' });
+    writeFileSync(join(dir, 'node_modules', 'sf-renamed', 'package.json'), JSON.stringify({ name: 'other-name', keywords: ['spikeflow-plugin'] }));
   });
   afterAll(() => {
     if (dir) rmSync(dir, { recursive: true, force: true });
@@ -284,6 +289,53 @@ describe('loadPlugins', () => {
     expect(none.message).toMatch(/^plugin 'sf-no-default': the default export is missing/);
     const badKey = await rejection(loadPlugins(['sf-good', 'sf-bad-key'], { from: dir }));
     expect(badKey.message).toMatch(/^plugin 'sf-bad-key': unknown key 'neuron' \(did you mean 'neurons'\?\)/);
+  });
+
+  it('checkStoredPlugins: a file may name plugins only by installed package name; every refusal is named, nothing is resolved or imported', async () => {
+    mkdirSync(join(dir, 'sub', 'deeper'), { recursive: true });
+    const o = { from: [join(dir, 'sub', 'deeper'), tmpdir()], source: 'checkpoint x.sfck', instead: 'pass --plugins' };
+    expect(checkStoredPlugins(['sf-good', '@scope/sf-scoped'], o)).toEqual([
+      { name: 'sf-good', from: join(dir, 'sub', 'deeper') },
+      { name: '@scope/sf-scoped', from: join(dir, 'sub', 'deeper') },
+    ]);
+    // Looked for from each base in turn; the one it is found from is returned, to load it from there.
+    expect(checkStoredPlugins(['sf-good'], { ...o, from: [tmpdir(), pathToFileURL(join(dir, 'x.json'))] })).toEqual([{ name: 'sf-good', from: dir }]);
+    const cases: [unknown, RegExp][] = [
+      ['./plugin.mjs', /'\.\/plugin\.mjs' is a path/],
+      ['../plugin.mjs', /is a path/],
+      ['/abs/plugin.mjs', /is a path/],
+      ['~/plugin.mjs', /is a path/],
+      ['C:\\plugins\\p.mjs', /is a path/],
+      ['C:/plugins/p.mjs', /is a path/],
+      ['dir\\p.mjs', /is a path/],
+      ['file:///tmp/p.mjs', /is a URL/],
+      ['https://example.com/p.mjs', /is a URL/],
+      ['data:text/javascript,export default 1', /is a URL/],
+      ['node:fs', /is a URL/],
+      ['fs', /Node\.js built-in module/],
+      ['sf-good/index.mjs', /not a package name \(a plugin is named by its package, with no subpath\)/],
+      ['SF-Good', /not a package name/],
+      ['', /"" is not a package name/],
+      [3, /3 is not a package name/],
+      ['sf-missing', /'sf-missing' is not an installed package \(looked from .*sub.deeper, .*\); install it \(pnpm add sf-missing\)/],
+      ['not-a-plugin', /installed but is not a spikeflow plugin package \(its package\.json lacks the keyword 'spikeflow-plugin'\)/],
+      ['sf-renamed', /installed at .* under another name \("other-name"\)/],
+    ];
+    for (const [spec, message] of cases) {
+      let err: unknown;
+      try {
+        checkStoredPlugins(['sf-good', spec], o);
+      } catch (e) {
+        err = e;
+      }
+      expect(isSpikeflowError(err, 'PLUGIN_REFUSED'), String(spec)).toBe(true);
+      expect((err as SpikeflowError).message, String(spec)).toMatch(message);
+      expect((err as SpikeflowError).message).toMatch(/^checkpoint x\.sfck names plugins that are loaded only by installed package name: .*Nothing was imported\. If you trust this file, pass --plugins\.$/s);
+      expect((err as SpikeflowError).details['specifiers']).toEqual([spec]);
+    }
+    expect(() => checkStoredPlugins('sf-good', o)).toThrow(/its plugin list is "sf-good", not a list of package names/);
+    // All refusals at once.
+    expect(() => checkStoredPlugins(['./a.mjs', 'sf-missing'], o)).toThrow(/'\.\/a\.mjs' is a path.*; 'sf-missing' is not an installed package/s);
   });
 
   it('an installed package without its entry point asks whether it is built', async () => {

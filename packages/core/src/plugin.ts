@@ -1,7 +1,9 @@
 import 'reflect-metadata';
 import { container as rootContainer, type DependencyContainer, type InjectionToken } from 'tsyringe';
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { createRequire, isBuiltin } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { SpikeflowError } from './errors.js';
 import type { AnyNeuronModel } from './neuron.js';
 import type { RuleEntry } from './rule.js';
@@ -230,4 +232,92 @@ export async function loadPlugins(names: readonly string[], { from = process.cwd
     out.push(validatePlugin(mod.default, name));
   }
   return out;
+}
+
+/** An npm package name (optionally scoped), with no subpath. */
+const PACKAGE_NAME = /^(?:@[a-z0-9][a-z0-9._~-]*\/)?[a-z0-9][a-z0-9._~-]*$/;
+
+/** The directory `from` names: a directory, or the directory of a file path or file URL. */
+function baseDir(from: string | URL): string {
+  const p = from instanceof URL || from.startsWith('file:') ? fileURLToPath(from) : resolve(from);
+  try {
+    return statSync(p).isDirectory() ? p : dirname(p);
+  } catch {
+    return dirname(p);
+  }
+}
+
+/** Where package `name` is installed as seen from `dir` (node_modules of it and of its parents), without running or resolving any of its code. */
+function installedDir(name: string, dir: string): string | undefined {
+  for (let d = dir; ; d = dirname(d)) {
+    const candidate = join(d, 'node_modules', ...name.split('/'));
+    if (existsSync(join(candidate, 'package.json'))) return candidate;
+    if (dirname(d) === d) return undefined;
+  }
+}
+
+/** Why `spec`, read from a file, may not be loaded as a plugin (a string), or the directory it is installed from. */
+function vet(spec: unknown, from: readonly (string | URL)[]): string | { readonly from: string } {
+  if (typeof spec !== 'string' || spec.length === 0) return `${JSON.stringify(spec)} is not a package name`;
+  if (/^[a-zA-Z]:[\\/]/.test(spec)) return `'${spec}' is a path, not an installed package`;
+  if (/^[a-zA-Z][a-zA-Z0-9+.-]*:/.test(spec)) return `'${spec}' is a URL, not an installed package`;
+  if (/^[./\\~]/.test(spec) || spec.includes('\\')) return `'${spec}' is a path, not an installed package`;
+  if (spec.length > 214 || !PACKAGE_NAME.test(spec)) return `'${spec}' is not a package name (a plugin is named by its package, with no subpath)`;
+  if (isBuiltin(spec)) return `'${spec}' is a Node.js built-in module, not a plugin package`;
+  const dirs = from.map(baseDir);
+  const base = dirs.find((d) => installedDir(spec, d) !== undefined);
+  const dir = base === undefined ? undefined : installedDir(spec, base);
+  if (!dir || base === undefined) return `'${spec}' is not an installed package (looked from ${dirs.join(', ')}); install it (pnpm add ${spec}) if you trust it`;
+  let meta: { name?: unknown; keywords?: unknown };
+  try {
+    meta = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as typeof meta;
+  } catch {
+    return `'${spec}' is installed at ${dir} but its package.json cannot be read`;
+  }
+  if (meta.name !== spec) return `'${spec}' is installed at ${dir} under another name (${JSON.stringify(meta.name)})`;
+  if (!Array.isArray(meta.keywords) || !meta.keywords.includes('spikeflow-plugin')) {
+    return `'${spec}' is installed but is not a spikeflow plugin package (its package.json lacks the keyword 'spikeflow-plugin')`;
+  }
+  return { from: base };
+}
+
+/** A plugin a file may name: its package name, and the directory it was found from (load it from there). */
+export interface StoredPlugin {
+  readonly name: string;
+  readonly from: string;
+}
+
+export interface StoredPluginOptions {
+  /** Where installed packages are looked for: directories, file paths or file URLs, in order. */
+  readonly from: readonly (string | URL)[];
+  /** What the names were read from (`checkpoint runs/a/checkpoint.sfck`), for messages. */
+  readonly source: string;
+  /** How the user can name plugins themselves instead, for messages (`pass --plugins <names>`). */
+  readonly instead?: string;
+}
+
+/**
+ * Checks plugin specifiers that come from a file's contents — a checkpoint's stored run config,
+ * a file shared by someone else — before anything is imported. Such a file is data: it may name
+ * plugins only **by package name**, among the packages installed where `from` looks, that declare
+ * themselves spikeflow plugins (keyword `spikeflow-plugin`). A path, a URL, a subpath, a built-in
+ * module or a package that is not installed is refused with `PLUGIN_REFUSED`, naming every
+ * specifier refused and why; no module is imported or resolved. Each accepted name comes with the
+ * directory it was found from: load it from there, so the package checked is the one imported. (A config the user passes on the
+ * command line may still name a local plugin path: that is the user's choice, made there.)
+ */
+export function checkStoredPlugins(names: unknown, { from, source, instead }: StoredPluginOptions): StoredPlugin[] {
+  if (!Array.isArray(names)) {
+    throw new SpikeflowError('PLUGIN_REFUSED', `${source}: its plugin list is ${JSON.stringify(names)}, not a list of package names; nothing was imported`, { path: 'plugins' });
+  }
+  const vetted = names.map((n) => [n, vet(n, from)] as const);
+  const refused = vetted.filter(([, v]) => typeof v === 'string');
+  if (refused.length) {
+    throw new SpikeflowError(
+      'PLUGIN_REFUSED',
+      `${source} names plugins that are loaded only by installed package name: ${refused.map(([, v]) => v).join('; ')}. Nothing was imported.${instead ? ` If you trust this file, ${instead}.` : ''}`,
+      { path: 'plugins', specifiers: refused.map(([n]) => n) },
+    );
+  }
+  return vetted.map(([n, v]) => ({ name: n as string, from: (v as { from: string }).from }));
 }

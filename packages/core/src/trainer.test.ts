@@ -9,7 +9,7 @@ import { ceMean } from './losses.js';
 import { adam, sgd, type Optimizer } from './optim.js';
 import { paramGrads, type LearningRule, type SequenceBatch } from './rule.js';
 import { forward, unroll, stepsOf } from './network.js';
-import { Trainer, evaluate, type TrainerEvent } from './trainer.js';
+import { Trainer, evaluate, fingerprintOf, type TrainerEvent } from './trainer.js';
 import type { Dataset } from './dataset.js';
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { disposeTree } from './state.js';
@@ -74,6 +74,7 @@ function toyData(n = 96, poison?: { epoch: number; batch: number }): Dataset {
         yield { inputs: tf.tensor3d(x, [T, B, C]), targets: tf.tensor1d(y, 'int32') };
       }
     },
+    close: async () => {},
   };
 }
 
@@ -198,10 +199,79 @@ describe('Trainer', () => {
       { neurons: new Map([['iaf', iaf]]), surrogates: builtinSurrogates },
     );
     const t2 = new Trainer({ ...p, network: bigger }, { epochs: 1, batchSize: 16, seed: 0 });
-    expect(() => t2.resume(mine)).toThrow(/parameter 'layers\.0\.W' has shape \[6,10\], this model's is \[6,11\]/);
+    expect(() => t2.resume(mine)).toThrow(/parameter 'layers\.0\.W' is float32 \[6,10\], this model's is float32 \[6,11\]/);
     t.dispose();
     t2.dispose();
     bigger.dispose();
+    p.network.dispose();
+  });
+
+  it('checks every field of a run checkpoint before changing anything, naming the field', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sf-trainer-'));
+    const p = parts();
+    const t = new Trainer(p, { epochs: 1, batchSize: 16, seed: 0 });
+    const good = join(dir, 'good.sfck');
+    t.save(good);
+    const ck = loadCheckpoint<Record<string, unknown>>(good);
+    const write = (meta: Record<string, unknown>, trees: Record<string, unknown> = ck.trees) => {
+      const path = join(dir, `bad-${Math.random().toString(36).slice(2)}.sfck`);
+      saveCheckpoint(path, { meta, trees: trees as never });
+      return path;
+    };
+    const before = Array.from(p.network.params['layers.0.W']!.dataSync());
+    const tensors = tf.memory().numTensors;
+    const cases: [string, RegExp][] = [
+      [write({ ...ck.meta, position: { epoch: -1, batch: 0, step: 0 } }), /meta\.position must be/],
+      [write({ ...ck.meta, position: 'start' }), /meta\.position must be/],
+      [write({ ...ck.meta, seed: 1.5 }), /meta\.seed must be a non-negative integer/],
+      [write({ ...ck.meta, rule: 7 }), /meta\.rule must be a rule name/],
+      [write({ ...ck.meta, params: 'all' }), /meta\.params must be a list/],
+      [write({ ...ck.meta, optimizerSteps: -3 }), /meta\.optimizerSteps/],
+      [write({ ...ck.meta, fingerprint: { threads: [2] } }), /meta\.fingerprint must be an object of strings/],
+      [write(ck.meta, { ...ck.trees, params: { 'layers.0.W': 3 } }), /holds no parameter tensors/],
+      [write(ck.meta, { ...ck.trees, optimizer: { count: 'x' } }), /optimizer state at optimizer.* is not/],
+    ];
+    for (const [path, message] of cases) {
+      let err: unknown;
+      try {
+        t.resume(path);
+      } catch (e) {
+        err = e;
+      }
+      expect(isSpikeflowError(err, 'CHECKPOINT_INVALID'), `${message}: ${String(err)}`).toBe(true);
+      expect((err as Error).message).toMatch(message);
+    }
+    expect(tf.memory().numTensors).toBe(tensors);
+    expect(Array.from(p.network.params['layers.0.W']!.dataSync())).toEqual(before);
+    disposeTree(ck.trees as never);
+    t.dispose();
+    p.network.dispose();
+  });
+
+  it('warns when it resumes under another fingerprint, and stores its own', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sf-trainer-'));
+    const path = join(dir, 'ck.sfck');
+    const p = parts();
+    const info = { tfBackend: 'wasm', device: 'cpu', threads: 2, details: { simd: true, kernelThreads: 2, kernels: '0.1.0+abc', other: 'ignored' } };
+    const a = fingerprintOf(info);
+    expect(a).toEqual({ backend: 'wasm', fastKernels: true, simd: true, kernelThreads: 2, kernels: '0.1.0+abc' });
+    expect(fingerprintOf(info, { kernels: false })).toEqual({ backend: 'wasm', fastKernels: false, simd: true });
+    new Trainer(p, { epochs: 1, batchSize: 16, seed: 0, fingerprint: a }).save(path);
+    const ck = loadCheckpoint<{ fingerprint: unknown }>(path);
+    expect(ck.meta.fingerprint).toEqual(a);
+    disposeTree(ck.trees as never);
+    const warnings = (fingerprint?: Record<string, string | number | boolean>) => {
+      const t = new Trainer(p, { epochs: 1, batchSize: 16, seed: 0, ...(fingerprint ? { fingerprint } : {}) });
+      const seen: string[] = [];
+      t.on((e) => (e.type === 'warning' ? seen.push(e.message) : undefined));
+      t.resume(path);
+      t.dispose();
+      return seen;
+    };
+    expect(warnings(a)).toEqual([]);
+    expect(warnings()).toEqual([]);
+    const [w] = warnings({ ...a, kernelThreads: 1 });
+    expect(w).toMatch(/resuming .*ck\.sfck under another setup .*then: backend wasm, fastKernels true, simd true, kernelThreads 2.*now: .*kernelThreads 1.*no longer bitwise the same/);
     p.network.dispose();
   });
 
@@ -293,36 +363,8 @@ describe('checkpoints', () => {
     disposeTree([a, b, ck.trees] as never);
   });
 
-  it('refuses bad magic, a truncated file, a padded file, a flipped payload byte, a broken header', () => {
+  it('refuses a file it cannot read', () => {
     const dir = mkdtempSync(join(tmpdir(), 'sf-ck-'));
-    const path = join(dir, 'a.sfck');
-    const t = tf.ones([50]);
-    saveCheckpoint(path, { meta: {}, trees: { t } });
-    t.dispose();
-    const good = readFileSync(path);
-    const bad = (bytes: Buffer, message: RegExp) => {
-      writeFileSync(path, bytes);
-      const before = tf.memory().numTensors;
-      let err: unknown;
-      try {
-        loadCheckpoint(path);
-      } catch (e) {
-        err = e;
-      }
-      expect(isSpikeflowError(err, 'CHECKPOINT_INVALID')).toBe(true);
-      expect((err as Error).message).toMatch(message);
-      expect(tf.memory().numTensors).toBe(before);
-    };
-    bad(Buffer.from('PK\x03\x04 a zip file'), /bad magic/);
-    bad(good.subarray(0, good.length - 10), /truncated or padded/);
-    bad(Buffer.concat([good, Buffer.from([0])]), /truncated or padded/);
-    bad(good.subarray(0, 20), /truncated: header declares/);
-    const flipped = Buffer.from(good);
-    flipped[flipped.length - 1]! ^= 1;
-    bad(flipped, /SHA-256/);
-    const header = Buffer.from(good);
-    header[12] = 0x78; // the header's opening brace becomes 'x'
-    bad(header, /header is not valid JSON/);
     expect(() => loadCheckpoint(join(dir, 'missing.sfck'))).toThrow(/cannot read it/);
   });
 });

@@ -10,6 +10,8 @@ import { OptimizerRunner, type Optimizer } from './optim.js';
 import { disposeTree, type TensorTree } from './state.js';
 import { deriveSeed } from './random.js';
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
+import type { BackendInfo } from './backend.js';
+import { isPlainObject } from './validate.js';
 
 export type Prediction = 'sum' | 'last';
 
@@ -34,6 +36,36 @@ export interface TrainOptions {
   readonly prediction?: Prediction;
   /** Stored in every checkpoint (the run's config, package versions). */
   readonly meta?: Readonly<Record<string, unknown>>;
+  /**
+   * What the run's numbers depend on besides its config: backend, SIMD, kernel threads, kernels'
+   * version (see {@link fingerprintOf}). Stored in every checkpoint; resuming under another one
+   * emits a `warning` event, since the continued run is then no longer bitwise the same.
+   */
+  readonly fingerprint?: RunFingerprint;
+}
+
+/** What a run's exact numbers depend on besides its config (see {@link TrainOptions.fingerprint}). */
+export type RunFingerprint = Readonly<Record<string, string | number | boolean>>;
+
+/**
+ * A run's fingerprint from its backend's description: the tfjs backend, whether the fast kernels
+ * run (`kernels: false` for `--no-kernels`) and, where the backend reports them, SIMD, the kernel
+ * threads and the kernels' version.
+ */
+export function fingerprintOf(info: BackendInfo, { kernels = true }: { kernels?: boolean } = {}): RunFingerprint {
+  const d = info.details;
+  const pick = (k: string) => (typeof d[k] === 'string' || typeof d[k] === 'number' || typeof d[k] === 'boolean' ? { [k]: d[k] } : {});
+  return {
+    backend: info.tfBackend,
+    fastKernels: kernels,
+    ...pick('simd'),
+    ...(kernels ? { ...pick('kernelThreads'), ...pick('kernels') } : {}),
+  };
+}
+
+/** The seed of a run's evaluation passes (the trainer's, and `spikeflow eval`'s to reproduce them). */
+export function evaluationSeed(runSeed: number): number {
+  return deriveSeed(runSeed, 'eval');
 }
 
 /** Where a run is: `epoch` (0-based), `batch` within it, and the global `step` (updates so far). */
@@ -65,6 +97,8 @@ export type TrainerEvent =
   | { readonly type: 'epoch'; readonly epoch: number; readonly loss: number; readonly accuracy?: number; readonly elapsedMs: number }
   | { readonly type: 'eval'; readonly position: RunPosition; readonly result: EvalResult }
   | { readonly type: 'checkpoint'; readonly position: RunPosition; readonly path: string }
+  /** Something the user should know that does not stop the run (a resume under another fingerprint, an old checkpoint format). */
+  | { readonly type: 'warning'; readonly message: string }
   | { readonly type: 'end'; readonly position: RunPosition; readonly elapsedMs: number; readonly lastEval?: EvalResult };
 
 export type TrainerListener = (event: TrainerEvent) => void;
@@ -76,8 +110,58 @@ export interface RunCheckpointMeta {
   readonly seed: number;
   readonly rule: string;
   readonly params: readonly string[];
+  readonly optimizerSteps?: number;
+  readonly fingerprint?: RunFingerprint;
   readonly [key: string]: unknown;
 }
+
+/**
+ * Checks a run checkpoint's `meta` field by field (a file is data: a wrong field is
+ * `CHECKPOINT_INVALID` naming it, never a TypeError later).
+ */
+export function parseRunMeta(meta: unknown, path: string): RunCheckpointMeta {
+  const fail = (field: string, why: string): never => {
+    throw new SpikeflowError('CHECKPOINT_INVALID', `checkpoint ${path}: meta.${field} ${why}; refusing to load it`, { path, field: `meta.${field}` });
+  };
+  const count = (v: unknown) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+  if (!isPlainObject(meta) || meta['kind'] !== 'spikeflow-run') {
+    throw new SpikeflowError('CHECKPOINT_INVALID', `checkpoint ${path}: not a training-run checkpoint (written by 'spikeflow train' or a Trainer)`, { path });
+  }
+  const pos = meta['position'];
+  if (!isPlainObject(pos) || !count(pos['epoch']) || !count(pos['batch']) || !count(pos['step'])) fail('position', 'must be { epoch, batch, step } of non-negative integers');
+  if (!count(meta['seed'])) fail('seed', 'must be a non-negative integer');
+  if (typeof meta['rule'] !== 'string' || meta['rule'].length === 0) fail('rule', 'must be a rule name');
+  const params = meta['params'];
+  if (!Array.isArray(params) || !params.every((p) => typeof p === 'string')) fail('params', 'must be a list of parameter names');
+  if (meta['optimizerSteps'] !== undefined && !count(meta['optimizerSteps'])) fail('optimizerSteps', 'must be a non-negative integer');
+  const fp = meta['fingerprint'];
+  if (fp !== undefined && (!isPlainObject(fp) || !Object.values(fp).every((v) => ['string', 'number', 'boolean'].includes(typeof v)))) {
+    fail('fingerprint', 'must be an object of strings, numbers and booleans');
+  }
+  return meta as unknown as RunCheckpointMeta;
+}
+
+/**
+ * Checks that a stored state has the tensors of `like` (same paths, shapes and dtypes) and numbers
+ * where `like` has numbers; other plain values are left to the state's owner.
+ */
+function checkStateLike(stored: unknown, like: TensorTree, where: string, fail: (where: string, why: string) => never): void {
+  if (like instanceof tf.Tensor) {
+    if (!(stored instanceof tf.Tensor)) fail(where, 'is not a tensor');
+    if (stored.dtype !== like.dtype || stored.shape.join() !== like.shape.join()) fail(where, `is ${stored.dtype} [${stored.shape}], expected ${like.dtype} [${like.shape}]`);
+  } else if (typeof like === 'number') {
+    if (typeof stored !== 'number' || !Number.isFinite(stored)) fail(where, 'is not a finite number');
+  } else if (Array.isArray(like)) {
+    if (!Array.isArray(stored) || stored.length !== like.length) fail(where, `is not a list of ${like.length}`);
+    like.forEach((l, i) => checkStateLike(stored[i], l as TensorTree, `${where}[${i}]`, fail));
+  } else if (like !== null && typeof like === 'object') {
+    if (!isPlainObject(stored)) fail(where, 'is not an object');
+    for (const [k, l] of Object.entries(like)) checkStateLike(stored[k], l, `${where}.${k}`, fail);
+  }
+}
+
+const describeFingerprint = (f: RunFingerprint | undefined) =>
+  f ? Object.entries(f).map(([k, v]) => `${k} ${String(v)}`).join(', ') : 'none recorded';
 
 export interface TrainerParts {
   readonly network: Network;
@@ -258,7 +342,7 @@ export class Trainer {
   async evaluate(split = 'test', { batchSize = this.options.batchSize }: { batchSize?: number } = {}): Promise<EvalResult> {
     const { network, dataset, loss, rule } = this.parts;
     const run = () =>
-      evaluate(network, dataset, loss, split, { batchSize, seed: deriveSeed(this.options.seed, 'eval'), ...(this.options.prediction ? { prediction: this.options.prediction } : {}) });
+      evaluate(network, dataset, loss, split, { batchSize, seed: evaluationSeed(this.options.seed), ...(this.options.prediction ? { prediction: this.options.prediction } : {}) });
     // A rule may ask to be evaluated with other weights (FPTT's running average): swap them in.
     const swap = rule.evalParams?.(this.#ruleState);
     if (!swap) return run();
@@ -286,6 +370,7 @@ export class Trainer {
       rule: this.parts.rule.name,
       params: Object.keys(this.parts.network.params),
       optimizerSteps: this.#optimizer.steps,
+      ...(this.options.fingerprint ? { fingerprint: this.options.fingerprint } : {}),
     };
     saveCheckpoint(path, {
       meta,
@@ -295,40 +380,62 @@ export class Trainer {
     this.#emit({ type: 'checkpoint', position: this.#position, path });
   }
 
-  /** Restores weights, optimizer state, rule state and position from a checkpoint of this run's shape. */
+  /**
+   * Restores weights, optimizer state, rule state and position from a checkpoint of this run's
+   * shape. Every field of the checkpoint is checked first (`CHECKPOINT_INVALID` naming it; nothing
+   * is changed then). A checkpoint made under another fingerprint, or in an older format, is
+   * loaded with a `warning` event.
+   */
   resume(path: string): RunPosition {
-    const ck = loadCheckpoint<RunCheckpointMeta>(path);
-    const loaded = ck.trees as { params?: Record<string, Tensor>; optimizer?: TensorTree; rule?: TensorTree };
+    const warnings: string[] = [];
+    const ck = loadCheckpoint<unknown>(path, { warn: (m) => warnings.push(m) });
+    const loaded = ck.trees as { params?: unknown; optimizer?: TensorTree; rule?: TensorTree };
+    let meta: RunCheckpointMeta;
+    let params: Record<string, Tensor>;
     try {
-      if (ck.meta?.kind !== 'spikeflow-run' || !loaded.params) {
-        throw new SpikeflowError('CHECKPOINT_INVALID', `checkpoint ${path}: not a training-run checkpoint`, { path });
+      meta = parseRunMeta(ck.meta, path);
+      if (!isPlainObject(loaded.params) || !Object.values(loaded.params).every((t) => t instanceof tf.Tensor)) {
+        throw new SpikeflowError('CHECKPOINT_INVALID', `checkpoint ${path}: it holds no parameter tensors`, { path });
       }
+      params = loaded.params as Record<string, Tensor>;
       const want = Object.keys(this.parts.network.params).sort();
-      const have = Object.keys(loaded.params).sort();
+      const have = Object.keys(params).sort();
       if (want.join() !== have.join()) {
         throw new SpikeflowError('CHECKPOINT_INVALID', `checkpoint ${path}: its parameters (${have.join(', ')}) do not match this model's (${want.join(', ')})`, { path });
       }
       for (const k of want) {
         const a = this.parts.network.params[k]!;
-        const b = loaded.params[k]!;
-        if (a.shape.join() !== b.shape.join()) {
-          throw new SpikeflowError('CHECKPOINT_INVALID', `checkpoint ${path}: parameter '${k}' has shape [${b.shape}], this model's is [${a.shape}]`, { path });
+        const b = params[k]!;
+        if (a.shape.join() !== b.shape.join() || a.dtype !== b.dtype) {
+          throw new SpikeflowError('CHECKPOINT_INVALID', `checkpoint ${path}: parameter '${k}' is ${b.dtype} [${b.shape}], this model's is ${a.dtype} [${a.shape}]`, { path });
         }
       }
-      if (ck.meta.rule !== this.parts.rule.name) {
-        throw new SpikeflowError('CHECKPOINT_INVALID', `checkpoint ${path}: written by rule '${ck.meta.rule}', this run uses '${this.parts.rule.name}'`, { path });
+      if (meta.rule !== this.parts.rule.name) {
+        throw new SpikeflowError('CHECKPOINT_INVALID', `checkpoint ${path}: written by rule '${meta.rule}', this run uses '${this.parts.rule.name}'`, { path });
       }
+      checkStateLike(loaded.optimizer, this.#optimizer.state, 'optimizer', (where, why) => {
+        throw new SpikeflowError('CHECKPOINT_INVALID', `checkpoint ${path}: the optimizer state at ${where} ${why} (is it from another optimizer?)`, { path, field: where });
+      });
     } catch (e) {
       disposeTree(loaded as never);
       throw e;
     }
-    this.parts.network.setParams(loaded.params);
-    disposeTree(loaded.params);
+    for (const m of warnings) this.#emit({ type: 'warning', message: m });
+    const was = meta.fingerprint;
+    const now = this.options.fingerprint;
+    if (now && !(was && Object.keys({ ...was, ...now }).every((k) => was[k] === now[k]))) {
+      this.#emit({
+        type: 'warning',
+        message: `resuming ${path} under another setup than it was written with (then: ${describeFingerprint(was)}; now: ${describeFingerprint(now)}): the run goes on correctly, but is no longer bitwise the same as one run without interruption on the first setup`,
+      });
+    }
+    this.parts.network.setParams(params);
+    disposeTree(params);
     this.#optimizer.dispose();
-    this.#optimizer = new OptimizerRunner(this.parts.optimizer, this.parts.network.params, loaded.optimizer ?? null, Number(ck.meta['optimizerSteps'] ?? 0));
+    this.#optimizer = new OptimizerRunner(this.parts.optimizer, this.parts.network.params, loaded.optimizer ?? null, meta.optimizerSteps ?? 0);
     disposeTree(this.#ruleState);
     this.#ruleState = loaded.rule ?? null;
-    this.#position = ck.meta.position;
+    this.#position = meta.position;
     this.#lastGood = this.#position;
     this.#resumed = true;
     return this.#position;

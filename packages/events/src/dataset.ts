@@ -1,4 +1,4 @@
-import { SpikeflowError, configError, createRng, deriveSeed, shuffleInPlace, tf, type BatchOptions, type Dataset, type SequenceBatch } from '@spikeflow/core';
+import { SpikeflowError, closedError, configError, createRng, deriveSeed, shuffleInPlace, tf, type BatchOptions, type Dataset, type SequenceBatch } from '@spikeflow/core';
 import { binCount, binInto, type BinOptions } from './binning.js';
 import { channelsOf, noEvents, type Events, type Sensor } from './events.js';
 import type { EventTransform } from './transforms.js';
@@ -29,6 +29,8 @@ export interface EventDatasetSpec {
   readonly augment?: EventTransform;
   /** The split that is augmented and shuffled by default (default `train`). */
   readonly trainSplit?: string;
+  /** Releases what the sources hold open (file handles); called once, by the dataset's `close()`. */
+  readonly close?: () => void | Promise<void>;
 }
 
 const identity: EventTransform = (s) => s;
@@ -59,6 +61,7 @@ export function createEventDataset(spec: EventDatasetSpec): Dataset {
     const n = splitOf(split).count;
     return dropLast ? Math.floor(n / batchSize) : Math.ceil(n / batchSize);
   };
+  let closed: Promise<void> | undefined;
   return {
     name: spec.name,
     splits: Object.keys(spec.splits),
@@ -71,6 +74,7 @@ export function createEventDataset(spec: EventDatasetSpec): Dataset {
     }),
     batchCount,
     async *batches(split: string, o: BatchOptions): AsyncGenerator<SequenceBatch> {
+      if (closed) throw closedError(spec.name);
       const source = splitOf(split);
       const { batchSize, seed, shuffle = split === trainSplit, dropLast = false, skip = 0 } = o;
       const total = batchCount(split, { batchSize, dropLast });
@@ -78,6 +82,7 @@ export function createEventDataset(spec: EventDatasetSpec): Dataset {
       const order = Array.from({ length: source.count }, (_, i) => i);
       if (shuffle) shuffleInPlace(order, createRng(deriveSeed(seed, 'order')));
       for (let i = skip; i < total; i++) {
+        if (closed) throw closedError(spec.name);
         const start = i * batchSize;
         const B = Math.min(batchSize, source.count - start);
         const x = new Float32Array(T * B * C);
@@ -92,6 +97,7 @@ export function createEventDataset(spec: EventDatasetSpec): Dataset {
         yield { inputs: tf.tensor3d(x, [T, B, C], 'float32'), targets: tf.tensor1d(y, 'int32') };
       }
     },
+    close: () => (closed ??= Promise.resolve().then(() => spec.close?.())),
   };
 }
 

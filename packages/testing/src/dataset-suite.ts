@@ -1,5 +1,5 @@
-import { tf, type Dataset, type SequenceBatch } from '@spikeflow/core';
-import { describe, expect, it } from 'vitest';
+import { isSpikeflowError, tf, type Dataset, type SequenceBatch } from '@spikeflow/core';
+import { describe, expect, it, onTestFinished } from 'vitest';
 
 export interface DatasetSuiteOptions {
   /** Batch size of the passes (default 4). */
@@ -40,7 +40,8 @@ function seen(b: SequenceBatch): Seen {
  *   covering `samples[split]` samples;
  * - the same seed gives the same batches, and `skip: k` yields exactly batches k… of the full pass
  *   (exact resume);
- * - no tensors leak: once the consumer disposes each batch, nothing of the pass remains.
+ * - no tensors leak: once the consumer disposes each batch, nothing of the pass remains;
+ * - `close()` is idempotent, and afterwards `batches` refuses with `CLOSED` (a pass under way too).
  */
 export function describeDataset(name: string, open: () => Promise<Dataset>, options: DatasetSuiteOptions = {}): void {
   const batchSize = options.batchSize ?? 4;
@@ -49,6 +50,7 @@ export function describeDataset(name: string, open: () => Promise<Dataset>, opti
   describe(`dataset conformance: ${name}`, () => {
     it('yields batches as describe() says, batchCount of them over every sample', async () => {
       const ds = await open();
+      onTestFinished(() => ds.close());
       const d = ds.describe();
       for (const split of options.splits ?? ds.splits) {
         const batches = await take(ds, split, { batchSize, seed: 3 }, max);
@@ -76,6 +78,7 @@ export function describeDataset(name: string, open: () => Promise<Dataset>, opti
 
     it('is deterministic under a seed, and resumes exactly with skip', async () => {
       const ds = await open();
+      onTestFinished(() => ds.close());
       const split = (options.splits ?? ds.splits)[0]!;
       const a = await take(ds, split, { batchSize, seed: 11 }, max);
       expect(await take(ds, split, { batchSize, seed: 11 }, max)).toEqual(a);
@@ -84,8 +87,28 @@ export function describeDataset(name: string, open: () => Promise<Dataset>, opti
 
     it('leaves no tensors behind once its batches are disposed', async () => {
       const ds = await open();
+      onTestFinished(() => ds.close());
       const before = tf.memory().numTensors;
       for (const split of options.splits ?? ds.splits) await take(ds, split, { batchSize, seed: 1 }, max);
+      expect(tf.memory().numTensors).toBe(before);
+    });
+
+    it('closes: idempotent, then batches refuse with CLOSED, a pass under way included', async () => {
+      const ds = await open();
+      const split = (options.splits ?? ds.splits)[0]!;
+      const before = tf.memory().numTensors;
+      const pass = ds.batches(split, { batchSize: 1, seed: 2 })[Symbol.asyncIterator]();
+      const first = await pass.next();
+      if (!first.done) tf.dispose([first.value.inputs, first.value.targets]);
+      await ds.close();
+      await ds.close();
+      const refused = async (f: () => Promise<unknown>) => {
+        const e = await f().then(() => undefined, (err: unknown) => err);
+        expect(isSpikeflowError(e, 'CLOSED'), String(e)).toBe(true);
+      };
+      await refused(() => take(ds, split, { batchSize, seed: 3 }, 1));
+      if (!first.done && ds.batchCount(split, { batchSize: 1 }) > 1) await refused(() => pass.next());
+      await pass.return?.();
       expect(tf.memory().numTensors).toBe(before);
     });
   });

@@ -1,4 +1,4 @@
-import { SpikeflowError, createRng, deriveSeed, tf, type Dataset, type DatasetEntry, type SequenceBatch } from '@spikeflow/core';
+import { SpikeflowError, closedError, createRng, deriveSeed, tf, type Dataset, type DatasetEntry, type SequenceBatch } from '@spikeflow/core';
 
 export const addTaskSchema = {
   steps: { type: 'number', integer: true, min: 2, default: 100, doc: 'sequence length T' },
@@ -48,16 +48,19 @@ export function addTask(o: AddTaskOptions): Dataset {
     if (split === 'test') return o.testSamples;
     throw new SpikeflowError('CONFIG_INVALID', `add-task has splits 'train' and 'test', not '${split}'`, { path: 'split' });
   };
+  let closed = false;
   return {
     name: 'add-task',
     splits: ['train', 'test'],
     describe: () => ({ steps: o.steps, channels: 2, outputs: 1, target: 'values-last', samples: { train: o.trainSamples, test: o.testSamples } }),
     batchCount: (split, { batchSize, dropLast = false }) => (dropLast ? Math.floor(count(split) / batchSize) : Math.ceil(count(split) / batchSize)),
     async *batches(split, { batchSize, seed, dropLast = false, skip = 0 }): AsyncGenerator<SequenceBatch> {
+      if (closed) throw closedError('add-task');
       const n = count(split);
       const T = o.steps;
       const stream = split === 'train' ? deriveSeed(o.seed, 'train', seed) : deriveSeed(o.seed, 'test');
       for (let start = skip * batchSize; start < n; start += batchSize) {
+        if (closed) throw closedError('add-task');
         const B = Math.min(batchSize, n - start);
         if (B < batchSize && dropLast) return;
         const x = new Float32Array(T * B * 2);
@@ -72,6 +75,9 @@ export function addTask(o: AddTaskOptions): Dataset {
         }
         yield { inputs: tf.tensor3d(x, [T, B, 2]), targets: tf.tensor2d(y, [B, 1]) };
       }
+    },
+    close: async () => {
+      closed = true;
     },
   };
 }

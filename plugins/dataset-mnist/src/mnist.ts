@@ -1,5 +1,6 @@
 import {
   SpikeflowError,
+  closedError,
   configError,
   createRng,
   deriveSeed,
@@ -118,6 +119,7 @@ export function createImageDataset(name: string, set: ImageSet, view: ViewOption
   const W = set.width;
   const P = H * W;
   const { steps: T0, channels: C0, order } = layout;
+  let closed = false;
 
   return {
     name,
@@ -125,6 +127,7 @@ export function createImageDataset(name: string, set: ImageSet, view: ViewOption
     describe: () => ({ steps: out.steps, channels: out.channels, outputs: 10, target: 'labels', samples: { ...counts } }),
     batchCount,
     async *batches(split: string, o: BatchOptions): AsyncGenerator<SequenceBatch> {
+      if (closed) throw closedError(name);
       const { data, count: n } = splitOf(split);
       const { batchSize, seed, shuffle = split === 'train', dropLast = false, skip = 0 } = o;
       checkBatchSize(batchSize);
@@ -135,6 +138,7 @@ export function createImageDataset(name: string, set: ImageSet, view: ViewOption
       const seq = new Float32Array(T0 * C0);
       const { lut, images } = { lut: set.lut, images: data.images };
       for (let i = skip; i < total; i++) {
+        if (closed) throw closedError(name);
         const start = i * batchSize;
         const B = Math.min(batchSize, n - start);
         const x = new Float32Array(out.steps * B * out.channels);
@@ -162,6 +166,10 @@ export function createImageDataset(name: string, set: ImageSet, view: ViewOption
         }
         yield { inputs: tf.tensor3d(x, [out.steps, B, out.channels], 'float32'), targets: tf.tensor1d(y, 'int32') };
       }
+    },
+    // The images are in memory: closing drops nothing but the right to read them.
+    close: async () => {
+      closed = true;
     },
   };
 }

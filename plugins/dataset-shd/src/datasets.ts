@@ -64,6 +64,9 @@ export async function openShd(family: ShdFamily, o: ShdOptions, ctx: DatasetCont
     binning,
     transform,
     ...(augment ? { augment } : {}),
+    close: () => {
+      for (const f of Object.values(splits)) f.close();
+    },
   });
 }
 
