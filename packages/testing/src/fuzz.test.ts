@@ -18,6 +18,10 @@ describe('fuzz helpers', () => {
     expect([...mutate(src, { kind: 'duplicate', at: 1, length: 2 })]).toEqual([1, 2, 3, 2, 3, 4, 5, 6]);
     expect([...src]).toEqual([1, 2, 3, 4, 5, 6]);
     expect([...mutate(bytes(), { kind: 'flip', at: 3, bit: 0 })]).toEqual([]);
+    // A Node Buffer (whose slice is a view) is never changed either.
+    const buf = Buffer.from([1, 2, 3, 4, 5]);
+    for (const m of [{ kind: 'flip', at: 0, bit: 0 }, { kind: 'set', at: 1, value: 9 }, { kind: 'int32', at: 0, value: -1, littleEndian: true }] as const) mutate(buf, m);
+    expect([...buf]).toEqual([1, 2, 3, 4, 5]);
   });
 
   it('mutatedBytes draws mutated seeds, unchanged seeds and random bytes', () => {

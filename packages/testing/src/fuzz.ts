@@ -55,31 +55,29 @@ export const mutation: fc.Arbitrary<Mutation> = fc.oneof(
   fc.record({ kind: fc.constant('duplicate' as const), at: position, length: fc.integer({ min: 1, max: 64 }) }),
 );
 
-/** Applies `m` to a copy of `bytes`. */
+/** Applies `m` to a copy of `bytes` (never to `bytes` itself: a Node Buffer's `slice` is a view, so copies are made with `new Uint8Array`). */
 export function mutate(bytes: Uint8Array, m: Mutation): Uint8Array {
   const n = bytes.length;
+  const copy = () => new Uint8Array(bytes);
   const at = n === 0 ? 0 : m.at % n;
   switch (m.kind) {
     case 'flip': {
-      if (n === 0) return bytes.slice();
-      const out = bytes.slice();
-      out[at] = out[at]! ^ (1 << m.bit);
+      const out = copy();
+      if (n > 0) out[at] = out[at]! ^ (1 << m.bit);
       return out;
     }
     case 'set': {
-      if (n === 0) return bytes.slice();
-      const out = bytes.slice();
-      out[at] = m.value & 0xff;
+      const out = copy();
+      if (n > 0) out[at] = m.value & 0xff;
       return out;
     }
     case 'int32': {
-      if (n < 4) return bytes.slice();
-      const out = bytes.slice();
-      new DataView(out.buffer, out.byteOffset, out.byteLength).setInt32(Math.min(at, n - 4), m.value | 0, m.littleEndian);
+      const out = copy();
+      if (n >= 4) new DataView(out.buffer, out.byteOffset, out.byteLength).setInt32(Math.min(at, n - 4), m.value | 0, m.littleEndian);
       return out;
     }
     case 'truncate':
-      return bytes.slice(0, n === 0 ? 0 : m.at % n);
+      return new Uint8Array(bytes.subarray(0, n === 0 ? 0 : m.at % n));
     case 'insert': {
       const out = new Uint8Array(n + m.bytes.length);
       out.set(bytes.subarray(0, at));
@@ -111,7 +109,7 @@ export function mutate(bytes: Uint8Array, m: Mutation): Uint8Array {
  */
 export function mutatedBytes(seeds: readonly Uint8Array[], { keepPrefix = 0, maxRandom = 4096 }: { keepPrefix?: number; maxRandom?: number } = {}): fc.Arbitrary<Uint8Array> {
   if (seeds.length === 0) throw new Error('mutatedBytes: give at least one seed input');
-  const seed = fc.nat(seeds.length - 1).map((i) => seeds[i]!);
+  const seed = fc.nat(seeds.length - 1).map((i) => new Uint8Array(seeds[i]!));
   const mutated = fc.tuple(seed, fc.array(mutation, { minLength: 1, maxLength: 8 })).map(([s, ms]) => ms.reduce(mutate, s));
   const random = fc.tuple(seed, fc.uint8Array({ maxLength: maxRandom })).map(([s, r]) => {
     const head = s.subarray(0, keepPrefix);
