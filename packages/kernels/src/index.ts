@@ -7,7 +7,9 @@ import { eventDense, leakyReadout, leakyScan, lifLayer, lifSequence } from './ke
 
 export { eventDense, lifSequence, leakyScan, lifLayer, leakyReadout, EVENT_DENSITY_LIMIT, setKernelProbe } from './kernels.js';
 export type { KernelProbe } from './kernels.js';
-export { simdAvailable, kernelThreads, activeThreads } from './wasm.js';
+export { simdAvailable, kernelThreads, activeThreads, releaseKernelMemory, kernelMemoryBytes, configureKernelPool } from './wasm.js';
+export type { KernelPoolOptions } from './wasm.js';
+export { KERNELS_VERSION } from './version.js';
 
 /**
  * The kernels of this package as registrations for one tfjs backend whose tensors live in CPU

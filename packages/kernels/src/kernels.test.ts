@@ -5,9 +5,11 @@ import '@tensorflow/tfjs-backend-wasm';
 import { disposeTree as dispose, fastSigmoid, referenceKernels } from '@spikeflow/core';
 import { cpuMemoryKernels, eventDense, leakyReadout, lifLayer } from './index.js';
 import { activeThreads } from './wasm.js';
-import { SNN_SHARED_WASM_BASE64, SNN_WASM_BASE64 } from './snn-wasm.js';
+import { KERNELS_DIGEST, SNN_SHARED_WASM_BASE64, SNN_WASM_BASE64 } from './snn-wasm.js';
+import { KERNELS_VERSION } from './index.js';
+import pkg from '../package.json' with { type: 'json' };
 // @ts-expect-error: a plain ES module without types
-import { compileKernels } from '../tools/build-wasm.mjs';
+import { compileKernels, kernelsDigest, kernelsSource } from '../tools/build-wasm.mjs';
 
 for (const backend of ['wasm', 'cpu']) {
   describe(`on ${backend}`, () => {
@@ -97,9 +99,13 @@ it('runs on every core: the worker threads started (2 cores here → 2 threads, 
   expect(activeThreads()).toBe(expected);
 });
 
-it('the embedded WebAssembly is assembly/snn.ts as compiled now (run `pnpm build:wasm` after editing it)', async () => {
+it('the embedded WebAssembly is assembly/snn.ts as compiled now, and the kernels\' digest is that of it and of src/kernels.ts now (run `pnpm build:wasm` after editing either)', async () => {
   const own = (await compileKernels(false)) as Buffer;
   const shared = (await compileKernels(true)) as Buffer;
   expect(own.toString('base64')).toBe(SNN_WASM_BASE64);
   expect(shared.toString('base64')).toBe(SNN_SHARED_WASM_BASE64);
+  expect(kernelsDigest(own, shared, kernelsSource())).toBe(KERNELS_DIGEST);
+  // One more character in src/kernels.ts, another digest.
+  expect(kernelsDigest(own, shared, `${kernelsSource()} `)).not.toBe(KERNELS_DIGEST);
+  expect(KERNELS_VERSION).toBe(`${pkg.version}+${KERNELS_DIGEST.slice(0, 12)}`);
 }, 60_000);

@@ -1,5 +1,5 @@
 import { SpikeflowError, leakyReadoutOf, lifLayerOf, tf, type LifSequenceParams, type LifSequenceResult, type Tensor } from '@spikeflow/core';
-import { activeThreads, arena, parallelRows, partsFor, snn, type Arena } from './wasm.js';
+import { activeThreads, arena, inKernel, parallelRows, partsFor, snn, type Arena } from './wasm.js';
 
 /**
  * spikeflow's fast SNN kernels for tfjs backends whose tensors live in CPU memory (wasm, cpu).
@@ -37,7 +37,8 @@ export function setKernelProbe(p?: KernelProbe): void {
   probe = p;
 }
 
-const probed = <T>(name: string, f: () => T): T => (probe ? probe(name, f) : f());
+/** Runs `f` as the region `name`: probed, and named by the errors the kernels raise in it. */
+const probed = <T>(name: string, f: () => T): T => inKernel(name, () => (probe ? probe(name, f) : f()));
 
 /**
  * Whether ops now are recorded for a backward pass (inference skips what only the backward pass
@@ -219,7 +220,7 @@ function transposedProduct(a: Arena, ev: EventsAt, N: number, I: number, pg: num
 
 /** `xᵀ·g` for `x [N, I]` given by saved event tensors and `g [N, O]`. */
 function eventsTransposedTimes(ptr: Tensor, cols: Tensor, vals: Tensor, g: Tensor, N: number, I: number, O: number): Tensor {
-  const a = arena();
+  const a = arena({ rows: N, width: `${I} → ${O}` });
   const nnz = cols.size;
   const at = { ptr: a.alloc(N + 1), cols: a.alloc(nnz), vals: a.alloc(nnz) };
   const pg = a.alloc(N * O);
@@ -249,7 +250,7 @@ export function eventDense(x: Tensor, w: Tensor): Tensor {
   return customOp('spikeflow.eventDense', {
     inputs: { x, w },
     forwardFunc: (_, save) => {
-      const a = arena();
+      const a = arena({ rows: N, width: `${I} → ${O}` });
       const ev = streamEvents(a, readF32(x), N, I, EVENT_DENSITY_LIMIT);
       sparse = ev !== undefined;
       if (!ev) {
@@ -353,7 +354,7 @@ export function lifSequence(currents: Tensor, init: { readonly v: Tensor; readon
   const spikes = customOp('spikeflow.lifSequence', {
     inputs,
     forwardFunc: (_, save) => {
-      const a = arena();
+      const a = arena({ T, batch: B, width: H });
       const pc = a.alloc(T * BH);
       const lif = lifForwardIn(a, pc, T, B, H, init, wRec, p, () => a.f32(pc, T * BH).set(readF32(currents)));
       lastV = lif.lastV;
@@ -372,7 +373,7 @@ export function lifSequence(currents: Tensor, init: { readonly v: Tensor; readon
       // sigmoid, else by the surrogate's own ops on the whole window.
       const slope = fastSigmoidSlope(p.surrogate);
       const psiT = slope > 0 ? vT! : tf.tidy(() => p.surrogate.derivative(tf.sub(vT!, thr)));
-      const a = arena();
+      const a = arena({ T, batch: B, width: H });
       const pdS = a.alloc(T * BH);
       const ppsi = a.alloc(T * BH);
       const pG = a.alloc(T * BH);
@@ -401,7 +402,7 @@ export function lifSequence(currents: Tensor, init: { readonly v: Tensor; readon
       return {
         wRec: () => {
           // Σ_t s_{t−1}ᵀ·g_t with s_{−1} = s0.
-          const b = arena();
+          const b = arena({ T, batch: B, width: H });
           const px = b.alloc(T * BH);
           const pre = b.commit().f32(px, T * BH);
           pre.set(readF32(s0T!), 0);
@@ -448,7 +449,7 @@ export function leakyScan(d: Tensor, y0: Tensor, kappa: number): Tensor {
   return customOp('spikeflow.leakyScan', {
     inputs: { d, y0 },
     forwardFunc: () => {
-      const a = arena();
+      const a = arena({ T, batch: B, width: O });
       const pd = a.alloc(T * n);
       const p0 = a.alloc(n);
       const py = a.alloc(T * n);
@@ -459,7 +460,7 @@ export function leakyScan(d: Tensor, y0: Tensor, kappa: number): Tensor {
       return tensorOf(a.f32(py, T * n), [T, B, O]);
     },
     backwardsFunc: (dy) => {
-      const a = arena();
+      const a = arena({ T, batch: B, width: O });
       const pdy = a.alloc(T * n);
       const pg = a.alloc(T * n);
       a.commit().f32(pdy, T * n).set(readF32(dy as Tensor));
@@ -496,6 +497,14 @@ const PRODUCT_BLOCK_BYTES = 1 << 20;
 const STAGE_CHUNK_BYTES = 16 << 20;
 
 /**
+ * Rows per block of {@link productInto} for an input of width `I` and `N` rows: blocks are
+ * counted from the window's first row, and each block's density decides the dense product.
+ */
+export function productBlockRows(I: number, N: number): number {
+  return Math.max(1, Math.min(N, Math.floor(PRODUCT_BLOCK_BYTES / (8 * INFERENCE_DENSITY_LIMIT * I))));
+}
+
+/**
  * The input product `x·W (+ b)` of a window `x [T, B, I]` without a gradient tape, for a kernel
  * that reads it from the arena `a`: allocates what it needs now and returns a function that
  * writes the product at `out` (`[T·B, O]` floats allocated by the caller; call it after the
@@ -504,15 +513,21 @@ const STAGE_CHUNK_BYTES = 16 << 20;
  * worker on it before copying the next, and each lists its rows' events a block at a time and
  * sums W's rows of them while the lists are in cache (`eventProduct`, assembly/snn.ts). Where a
  * block is denser than {@link INFERENCE_DENSITY_LIMIT}, the whole product is a dense one instead.
+ * Blocks are counted from the window's first row whatever the threads (chunks are whole blocks
+ * and threads' ranges begin on a block), so that the choice, and with it every float, is the
+ * same on any number of threads.
  */
 function productInto(a: Arena, x: Tensor, w: Tensor, b: Tensor | undefined): (out: number) => void {
   const [T, B, I] = x.shape as [number, number, number];
   const O = w.shape[1]!;
   const N = T * B;
-  const block = Math.max(1, Math.min(N, Math.floor(PRODUCT_BLOCK_BYTES / (8 * INFERENCE_DENSITY_LIMIT * I))));
+  const block = productBlockRows(I, N);
   const cap = Math.floor(INFERENCE_DENSITY_LIMIT * block * I);
-  // The input is staged a chunk of rows at a time: the scratch does not grow with T.
-  const chunk = Math.max(1, Math.min(N, Math.floor(STAGE_CHUNK_BYTES / (4 * I))));
+  // The input is staged a chunk of rows at a time (the scratch does not grow with T): as few
+  // chunks as fit, of equal whole blocks.
+  const blocks = Math.ceil(N / block);
+  const chunks = Math.ceil(blocks / Math.max(1, Math.floor(STAGE_CHUNK_BYTES / (4 * I * block))));
+  const chunk = Math.min(N, Math.ceil(blocks / chunks) * block);
   const px = a.alloc(chunk * I);
   const scratch = Array.from({ length: activeThreads() }, () => [a.alloc(block + 1), a.alloc(cap + I + 4), a.alloc(cap + I + 4)] as const);
   const pw = a.alloc(I * O);
@@ -526,16 +541,16 @@ function productInto(a: Arena, x: Tensor, w: Tensor, b: Tensor | undefined): (ou
     const src = readF32(x);
     for (let c0 = 0; c0 < N; c0 += chunk) {
       const rows = Math.min(chunk, N - c0);
-      let part = 0;
       const nnz = parallelRows(
         'eventProduct',
         rows,
-        (r0, r1) => {
-          const [ptr, cols, vals] = scratch[part++]!;
+        (r0, r1, part) => {
+          const [ptr, cols, vals] = scratch[part]!;
           return [px, r0, r1, I, ptr, cols, vals, cap, block, pw, pp, O, out + 4 * c0 * O, pb];
         },
         rows * I,
         (r0, r1) => staged.set(src.subarray((c0 + r0) * I, (c0 + r1) * I), r0 * I),
+        block,
       );
       if (nnz.some((k) => k < 0)) {
         const dense = tf.tidy(() => {
@@ -567,7 +582,7 @@ export function lifLayer(x: Tensor, w: Tensor, b: Tensor | undefined, init: { re
   checkLif('spikeflow.lifLayer', B, H, init, wRec, p, `W [${w.shape}]`);
   if (taped()) return composedLifLayer(x, w, b, init, wRec, p);
   return probed('spikeflow.lifLayer (forward)', () => {
-    const a = arena();
+    const a = arena({ T, batch: B, width: `${x.shape[2]} → ${H}` });
     const product = productInto(a, x, w, b);
     const pc = a.alloc(T * B * H);
     const lif = lifForwardIn(a, pc, T, B, H, init, wRec, p, () => probed('spikeflow.lifLayer (input product)', () => product(pc)));
@@ -588,7 +603,7 @@ export function leakyReadout(x: Tensor, w: Tensor, b: Tensor | undefined, y0: Te
   }
   if (taped()) return composedLeakyReadout(x, w, b, y0, kappa);
   return probed('spikeflow.leakyReadout (forward)', () => {
-    const a = arena();
+    const a = arena({ T, batch: B, width: `${x.shape[2]} → ${O}` });
     const product = productInto(a, x, w, b);
     const n = B * O;
     const pd = a.alloc(T * n);

@@ -20,17 +20,50 @@ export interface SnnExports {
 /** Kernels that split their work by rows over the thread pool (same arguments plus a range). */
 type Parallel = 'lifForward' | 'lifBackward' | 'scatterRowRange' | 'countRows' | 'events' | 'eventProduct';
 const PARALLEL: readonly Parallel[] = ['lifForward', 'lifBackward', 'scatterRowRange', 'countRows', 'events', 'eventProduct'];
+const KERNEL_INDEX = new Map(PARALLEL.map((k, i) => [k, i]));
+
+// A worker's control block: Int32 words, then the job's arguments as float64 from byte 64.
+/** The job number the main thread posts (the worker runs each new one): 1…2³⁰ − 1, then 1 again. */
+const JOB = 0;
+/** 1 once the worker has instantiated the module; −1 if it died before. */
+const READY = 1;
+/** The job's kernel (index into PARALLEL) and its argument count. */
+const KERNEL = 2;
+const ARGC = 3;
+/** 1: the last job threw (a trap); its text is on the worker's port. */
+const FAILED = 4;
+/** The last job number done; −1 once the worker is dead. */
+const DONE = 5;
+/** The last job's result (an i32, else 0). */
+const RESULT = 6;
+/** 1 once the worker is exiting (its text is on its port). */
+const DEAD = 7;
+/** Test-only fault injection, read before each job and cleared (see {@link injectKernelFault}); 0: none. */
+const FAULT = 8;
+const FAULT_MS = 9;
+const FAULT_CODES = { exit: 1, trap: 2, hang: 3, delay: 4 } as const;
+/**
+ * A pointer past the memory (in tests, far below 3.75 GiB): a kernel reading its input there
+ * traps, with room for 256 MiB of offsets before the address would wrap around.
+ */
+const TRAP_POINTER = 0xf000_0000;
+
+interface PoolWorker {
+  /** 1-based: thread 0 is the main thread. */
+  thread: number;
+  readonly control: Int32Array;
+  readonly args: Float64Array;
+  /** Where the worker posts the text of a trap or of its death; read with `receiveMessageOnPort`. */
+  readonly port: import('node:worker_threads').MessagePort;
+  readonly worker: import('node:worker_threads').Worker;
+  /** What the main thread's event loop learnt of its end (an `error` or `exit` event), if anything. */
+  ended?: string;
+}
 
 interface Runtime {
   readonly exports: SnnExports;
   readonly memory: WebAssembly.Memory;
   readonly workers: readonly PoolWorker[];
-}
-
-interface PoolWorker {
-  /** [0] job number, [1] ready, [2] kernel index, [3] argument count, [4] failed, [5] job done, [6] the kernel's result (an i32, else 0); arguments as float64 from byte 64. */
-  readonly control: Int32Array;
-  readonly args: Float64Array;
 }
 
 type WorkerThreads = typeof import('node:worker_threads');
@@ -42,15 +75,20 @@ function decode(b64: string): Uint8Array {
   return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
 }
 
+function env(name: string): string | undefined {
+  const v = typeof process !== 'undefined' ? process.env?.[name] : undefined;
+  return v === '' ? undefined : v;
+}
+
 /**
  * Threads the kernels run on: `SPIKEFLOW_THREADS` if set, else every core up to 4 (in Node;
  * elsewhere one). Worker threads share the module's memory and take a range of rows each.
  */
 export function kernelThreads(): number {
-  const env = typeof process !== 'undefined' ? process.env?.['SPIKEFLOW_THREADS'] : undefined;
-  if (env !== undefined && env !== '') {
-    const n = Number(env);
-    if (!Number.isInteger(n) || n < 1) throw new SpikeflowError('CONFIG_INVALID', `SPIKEFLOW_THREADS must be an integer >= 1, got '${env}'`);
+  const v = env('SPIKEFLOW_THREADS');
+  if (v !== undefined) {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new SpikeflowError('CONFIG_INVALID', `SPIKEFLOW_THREADS must be an integer >= 1, got '${v}'`);
     return n;
   }
   if (!workerThreads || typeof SharedArrayBuffer === 'undefined') return 1;
@@ -58,59 +96,198 @@ export function kernelThreads(): number {
   return Math.max(1, Math.min(4, os?.availableParallelism?.() ?? 2));
 }
 
+/** How the kernels' thread pool watches its workers and when it gives back its memory; see {@link configureKernelPool}. */
+export interface KernelPoolOptions {
+  /**
+   * The hang deadline's floor, in ms. A worker that has neither finished its range nor signalled
+   * its death `max(hangFloorMs, hangFactor × t)` after the main thread finished its own range
+   * (which took `t`) is taken as hung. Default 30 000, or `SPIKEFLOW_KERNEL_DEADLINE_MS`.
+   */
+  readonly hangFloorMs: number;
+  /** The hang deadline's multiple of the main thread's time for its own range (default 100). */
+  readonly hangFactor: number;
+  /**
+   * Release the scratch memory after the kernels have been idle this long, in ms (default
+   * 10 000, or `SPIKEFLOW_KERNEL_IDLE_MS`; 0: never). Checked every `idleReleaseMs`: memory is
+   * released 1–2 periods after the last call.
+   */
+  readonly idleReleaseMs: number;
+  /** ... only when the memory has grown beyond this many bytes (default 64 MiB). */
+  readonly idleReleaseAboveBytes: number;
+}
+
+function envMs(name: string, fallback: number): number {
+  const v = env(name);
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new SpikeflowError('CONFIG_INVALID', `${name} must be a number of milliseconds >= 0, got '${v}'`);
+  return n;
+}
+
+let options: KernelPoolOptions | undefined;
+
+function poolOptions(): KernelPoolOptions {
+  options ??= {
+    hangFloorMs: envMs('SPIKEFLOW_KERNEL_DEADLINE_MS', 30_000),
+    hangFactor: 100,
+    idleReleaseMs: envMs('SPIKEFLOW_KERNEL_IDLE_MS', 10_000),
+    idleReleaseAboveBytes: 64 << 20,
+  };
+  return options;
+}
+
+/**
+ * Changes how the kernels' thread pool detects a hung worker and when it releases its memory
+ * (see {@link KernelPoolOptions}); returns the settings before, so that a test can restore them.
+ */
+export function configureKernelPool(changes: Partial<KernelPoolOptions>): KernelPoolOptions {
+  const before = poolOptions();
+  for (const [key, value] of Object.entries(changes)) {
+    if (!(key in before) || typeof value !== 'number' || !(value >= 0)) {
+      throw new SpikeflowError('CONFIG_INVALID', `configureKernelPool: '${key}' must be one of ${Object.keys(before).join(', ')} with a number >= 0, got ${String(value)}`);
+    }
+  }
+  options = { ...before, ...changes };
+  return before;
+}
+
+let warned = false;
+
+/** One warning per process about the pool (a later one would repeat the advice). */
+function warnOnce(text: string): void {
+  if (warned) return;
+  warned = true;
+  if (typeof process !== 'undefined' && typeof process.emitWarning === 'function') process.emitWarning(text, { code: 'SPIKEFLOW_KERNEL_THREADS' });
+  else console.warn(text);
+}
+
 // A worker: instantiates the shared module, then runs the jobs the main thread posts in its
-// control block, blocking in Atomics.wait between them. Plain CommonJS, evaluated from a string.
+// control block, blocking in Atomics.wait between them. A trap is reported (its text on the
+// port, FAILED set) and the worker lives on; on any exit it stores DEAD, sets DONE and READY to
+// −1 and wakes the main thread, which may be blocked waiting for it (and so cannot receive
+// events). FAULT is a test hook (injectKernelFault), inert while 0. Plain CommonJS, evaluated
+// from a string.
 const WORKER_SOURCE = `
 const { workerData } = require('node:worker_threads');
-const { module, memory, control, names } = workerData;
-const ex = new WebAssembly.Instance(module, { env: { memory } }).exports;
+const { module, memory, control, names, port } = workerData;
 const ctl = new Int32Array(control, 0, 16);
 const args = new Float64Array(control, 64, 32);
-Atomics.store(ctl, 1, 1);
-Atomics.notify(ctl, 1);
+let dead = false;
+const die = (text) => {
+  if (dead) return;
+  dead = true;
+  try { port.postMessage(text); } catch {}
+  Atomics.store(ctl, ${DEAD}, 1);
+  Atomics.store(ctl, ${DONE}, -1);
+  Atomics.store(ctl, ${READY}, -1);
+  Atomics.notify(ctl, ${DONE});
+  Atomics.notify(ctl, ${READY});
+};
+const text = (e) => (e && e.stack) || String(e);
+process.on('exit', (code) => die('the worker thread exited (code ' + code + ')'));
+process.on('uncaughtException', (e) => { die(text(e)); process.exit(1); });
+let ex;
+try {
+  ex = new WebAssembly.Instance(module, { env: { memory } }).exports;
+} catch (e) {
+  die('the worker could not instantiate the kernels: ' + text(e));
+  process.exit(1);
+}
+Atomics.store(ctl, ${READY}, 1);
+Atomics.notify(ctl, ${READY});
 let seen = 0;
 for (;;) {
-  Atomics.wait(ctl, 0, seen);
-  seen = Atomics.load(ctl, 0);
-  try {
-    Atomics.store(ctl, 6, ex[names[ctl[2]]](...Array.from(args.subarray(0, ctl[3]))) ?? 0);
-  } catch (e) {
-    Atomics.store(ctl, 4, 1);
+  Atomics.wait(ctl, ${JOB}, seen);
+  seen = Atomics.load(ctl, ${JOB});
+  const a = Array.from(args.subarray(0, Atomics.load(ctl, ${ARGC})));
+  const fault = Atomics.exchange(ctl, ${FAULT}, 0);
+  if (fault !== 0) {
+    if (fault === ${FAULT_CODES.exit}) process.exit(70);
+    if (fault === ${FAULT_CODES.trap}) a[0] = ${TRAP_POINTER};
+    if (fault === ${FAULT_CODES.hang}) for (;;);
+    if (fault === ${FAULT_CODES.delay}) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Atomics.load(ctl, ${FAULT_MS}));
   }
-  Atomics.store(ctl, 5, seen);
-  Atomics.notify(ctl, 5);
+  try {
+    Atomics.store(ctl, ${RESULT}, ex[names[Atomics.load(ctl, ${KERNEL})]](...a) ?? 0);
+  } catch (e) {
+    try { port.postMessage(text(e)); } catch {}
+    Atomics.store(ctl, ${FAILED}, 1);
+  }
+  Atomics.store(ctl, ${DONE}, seen);
+  Atomics.notify(ctl, ${DONE});
 }
 `;
 
-let runtime: Runtime | undefined;
+/** How long the main thread waits for workers to start (they start together, ~50 ms here). */
+const START_MS = 60_000;
 
+/** What a worker has said about its end (its port), else what the main thread's events told. */
+function endOf(w: PoolWorker): string | undefined {
+  const said = workerThreads!.receiveMessageOnPort(w.port)?.message as string | undefined;
+  return said ?? w.ended;
+}
+
+/**
+ * Starts `count` workers on the module and memory and waits until every one has instantiated it
+ * (or died, or {@link START_MS} passed). Those that did not start are stopped and the pool runs
+ * without them, with one warning that says why.
+ */
 function startWorkers(module: WebAssembly.Module, memory: WebAssembly.Memory, count: number): PoolWorker[] {
+  const wt = workerThreads!;
   const pool: PoolWorker[] = [];
   for (let i = 0; i < count; i++) {
     const control = new SharedArrayBuffer(64 + 32 * 8);
-    const worker = new workerThreads!.Worker(WORKER_SOURCE, { eval: true, workerData: { module, memory, control, names: PARALLEL } });
+    const { port1, port2 } = new wt.MessageChannel();
+    // No inherited flags: `--input-type=module` would make the source an ES module (no
+    // `require`) that fails before it could signal anything, and preloads (`--import`) only slow it.
+    const worker = new wt.Worker(WORKER_SOURCE, { eval: true, execArgv: [], workerData: { module, memory, control, names: PARALLEL, port: port2 }, transferList: [port2] });
     worker.unref();
-    const ctl = new Int32Array(control, 0, 16);
-    // Wait (at most 10 s) for it to be ready; a worker that does not start is left out.
-    if (Atomics.wait(ctl, 1, 0, 10_000) === 'timed-out' && Atomics.load(ctl, 1) !== 1) {
-      void worker.terminate();
-      continue;
+    port1.unref();
+    const w: PoolWorker = { thread: i + 1, control: new Int32Array(control, 0, 16), args: new Float64Array(control, 64, 32), port: port1, worker };
+    // Seen only while the main thread is free; a death during a call is seen through DEAD.
+    worker.on('error', (e: unknown) => {
+      w.ended ??= e instanceof Error ? e.stack ?? e.message : String(e);
+    });
+    worker.on('exit', (code: number) => {
+      w.ended ??= `the worker thread exited (code ${code})`;
+      Atomics.store(w.control, DEAD, 1);
+    });
+    pool.push(w);
+  }
+  const limit = performance.now() + START_MS;
+  for (const w of pool) {
+    for (let left = START_MS; Atomics.load(w.control, READY) === 0 && left > 0; left = limit - performance.now()) {
+      Atomics.wait(w.control, READY, 0, left);
     }
-    pool.push({ control: ctl, args: new Float64Array(control, 64, 32) });
+  }
+  const started = pool.filter((w) => Atomics.load(w.control, READY) === 1);
+  if (started.length < pool.length) {
+    const why = pool
+      .filter((w) => !started.includes(w))
+      .map((w) => (Atomics.load(w.control, READY) === 0 ? `did not start within ${START_MS / 1000} s` : `failed to start: ${firstLine(endOf(w) ?? 'no error text')}`));
+    for (const w of pool) if (!started.includes(w)) void w.worker.terminate().catch(() => undefined);
+    warnOnce(`spikeflow kernels: ${pool.length - started.length} of ${count} worker threads ${why.join('; ')}. The kernels run on ${1 + started.length} thread(s) (results do not depend on the count). Set SPIKEFLOW_THREADS to choose the count.`);
+    started.forEach((w, i) => (w.thread = i + 1));
+    return started;
   }
   return pool;
 }
 
-function load(): Runtime {
-  const threads = kernelThreads();
+let runtime: Runtime | undefined;
+
+function load(threads: number): Runtime {
   if (threads > 1 && workerThreads && typeof SharedArrayBuffer !== 'undefined') {
+    let memory: WebAssembly.Memory | undefined;
+    let module: WebAssembly.Module | undefined;
     try {
-      const memory = new WebAssembly.Memory({ initial: 2, maximum: 65536, shared: true });
-      const module = new WebAssembly.Module(decode(SNN_SHARED_WASM_BASE64) as BufferSource);
+      memory = new WebAssembly.Memory({ initial: 2, maximum: 65536, shared: true });
+      module = new WebAssembly.Module(decode(SNN_SHARED_WASM_BASE64) as BufferSource);
+    } catch (e) {
+      warnOnce(`spikeflow kernels: no shared WebAssembly memory here (${e instanceof Error ? e.message : String(e)}); the kernels run on one thread.`);
+    }
+    if (memory && module) {
       const exports = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as SnnExports;
       return { exports, memory, workers: startWorkers(module, memory, threads - 1) };
-    } catch {
-      // No shared memory or no workers here: one thread.
     }
   }
   const instance = new WebAssembly.Instance(new WebAssembly.Module(decode(SNN_WASM_BASE64) as BufferSource), {});
@@ -120,8 +297,11 @@ function load(): Runtime {
 
 function rt(): Runtime {
   if (runtime) return runtime;
+  // Settings from the environment are read (and refused, if malformed) before anything starts.
+  const threads = kernelThreads();
+  poolOptions();
   try {
-    runtime = load();
+    runtime = load(threads);
   } catch (e) {
     throw new SpikeflowError(
       'BACKEND_UNAVAILABLE',
@@ -133,17 +313,52 @@ function rt(): Runtime {
   return runtime;
 }
 
+/**
+ * The runtime for a new kernel call: a worker that died since the last call (its own signal, or
+ * the `exit` event the main thread saw) makes the whole pool be replaced first, with a warning.
+ */
+function freshRuntime(): Runtime {
+  const r = rt();
+  for (const w of r.workers) {
+    if (Atomics.load(w.control, DEAD) !== 0) {
+      const text = endOf(w) ?? 'no error text';
+      discard(r);
+      warnOnce(`spikeflow kernels: kernel worker thread ${w.thread} ended between calls (${firstLine(text)}); the thread pool was started again.`);
+      return rt();
+    }
+  }
+  return r;
+}
+
+/**
+ * Drops a runtime: its workers are stopped (a hung one too) and its memory is never handed out
+ * again, so that nothing a stopped worker still writes can reach a later call. The next kernel
+ * call builds a fresh one.
+ */
+function discard(r: Runtime): void {
+  if (runtime === r) runtime = undefined;
+  for (const w of r.workers) {
+    void w.worker.terminate().catch(() => undefined);
+    w.port.close();
+  }
+}
+
 /** The kernels' module, compiled and instantiated on first use (6 KB, synchronous). */
 export function snn(): SnnExports {
   return rt().exports;
 }
 
-/** How many parts {@link parallelRows} splits `rows` of `work` into (the same for the same arguments). */
-export function partsFor(rows: number, work = Infinity): number {
-  return work < MIN_PARALLEL_WORK ? 1 : Math.min(1 + rt().workers.length, rows);
+/** Parts of `rows` split on multiples of `align` over the pool (1 below {@link MIN_PARALLEL_WORK}). */
+function partsIn(r: Runtime, rows: number, work: number, align: number): number {
+  return work < MIN_PARALLEL_WORK ? 1 : Math.min(1 + r.workers.length, Math.ceil(rows / align));
 }
 
-/** Threads the kernels actually run on (1 + the workers that started). */
+/** How many parts {@link parallelRows} splits `rows` of `work` into (the same for the same arguments). */
+export function partsFor(rows: number, work = Infinity, align = 1): number {
+  return partsIn(rt(), rows, work, align);
+}
+
+/** Threads the kernels actually run on (1 + the workers that started); starts the pool if it is not running. */
 export function activeThreads(): number {
   return 1 + rt().workers.length;
 }
@@ -161,76 +376,311 @@ export function simdAvailable(): boolean {
 /** Below this much work (about one float operation per unit) a call stays on one thread: waking a worker costs ~40 µs. */
 const MIN_PARALLEL_WORK = 1 << 17;
 
+/** The kernel region that runs now (set by {@link inKernel}), for messages. */
+let region = 'spikeflow kernels';
+
+/** Runs `f` as the kernel region `name` (e.g. `spikeflow.lifSequence (forward)`), which errors name. */
+export function inKernel<T>(name: string, f: () => T): T {
+  const outer = region;
+  region = name;
+  try {
+    return f();
+  } finally {
+    region = outer;
+  }
+}
+
+function firstLine(text: string): string {
+  return text.split('\n', 1)[0]!;
+}
+
+interface Fault {
+  /** 0: the main thread. */
+  readonly thread: number;
+  readonly kind: 'trap' | 'died' | 'hung';
+  readonly text: string;
+}
+
+/**
+ * The error for a failed parallel call, after every worker was joined: the runtime is discarded
+ * first (the next call starts a fresh pool on fresh memory).
+ */
+function faultError(r: Runtime, kernel: Parallel, faults: readonly Fault[], cause: unknown): SpikeflowError {
+  discard(r);
+  const f = faults[0]!;
+  const threads = 1 + r.workers.length;
+  const who = f.thread === 0 ? `the main thread (of ${threads})` : `kernel worker thread ${f.thread} (of ${threads})`;
+  const what =
+    f.kind === 'trap' ? `trapped in '${kernel}': ${firstLine(f.text)}` : f.kind === 'died' ? `died while running '${kernel}': ${firstLine(f.text)}` : `did not finish '${kernel}': ${f.text}`;
+  const remedy =
+    f.kind === 'trap'
+      ? 'A trap is a bug in spikeflow\'s kernels: please report it with this message. Meanwhile run without the fast kernels (--no-kernels), or on one thread (SPIKEFLOW_THREADS=1) if it happens only on a worker.'
+      : f.kind === 'died'
+        ? 'If it happens again, run the kernels on one thread (SPIKEFLOW_THREADS=1) or without them (--no-kernels).'
+        : 'If it happens again, run the kernels on one thread (SPIKEFLOW_THREADS=1) or without them (--no-kernels); on a machine so busy that a healthy worker can stall this long, raise the deadline (SPIKEFLOW_KERNEL_DEADLINE_MS).';
+  return new SpikeflowError(
+    'KERNEL_FAULT',
+    `${region}: ${who} ${what}. The kernels' thread pool and memory were discarded; the next call starts fresh ones. ${remedy}`,
+    { kernel: region, wasmKernel: kernel, thread: f.thread, threads, fault: f.kind, error: f.text, faults },
+    { cause },
+  );
+}
+
+/**
+ * Waits for every posted job: done, or its worker dead (seen at once: the worker signals its own
+ * exit through its control block), or past the hang deadline, `max(hangFloorMs, hangFactor ×
+ * mainMs)` from now. Never throws; returns what went wrong.
+ */
+function join(jobs: readonly { readonly w: PoolWorker; readonly job: number }[], mainMs: number): Fault[] {
+  const faults: Fault[] = [];
+  let deadline = -1;
+  let allowed = 0;
+  for (const { w, job } of jobs) {
+    const ctl = w.control;
+    let done = Atomics.load(ctl, DONE);
+    while (done !== job && Atomics.load(ctl, DEAD) === 0) {
+      if (deadline < 0) {
+        const o = poolOptions();
+        allowed = Math.max(o.hangFloorMs, o.hangFactor * mainMs);
+        deadline = performance.now() + allowed;
+      }
+      const left = deadline - performance.now();
+      if (left <= 0) break;
+      Atomics.wait(ctl, DONE, done, left);
+      done = Atomics.load(ctl, DONE);
+    }
+    if (done === job) {
+      if (Atomics.exchange(ctl, FAILED, 0) !== 0) faults.push({ thread: w.thread, kind: 'trap', text: endOf(w) ?? 'no error text' });
+    } else if (Atomics.load(ctl, DEAD) !== 0) {
+      faults.push({ thread: w.thread, kind: 'died', text: endOf(w) ?? 'no error text' });
+    } else {
+      faults.push({
+        thread: w.thread,
+        kind: 'hung',
+        text: `no result and no sign of life ${Math.round(allowed)} ms after the main thread finished its own range in ${mainMs.toFixed(1)} ms (the hang deadline: max(${poolOptions().hangFloorMs} ms, ${poolOptions().hangFactor} × that)); the worker was stopped`,
+      });
+    }
+  }
+  return faults;
+}
+
+/** Test-only: the fault the main thread injects into its next range (see {@link injectKernelFault}). */
+let mainFault = false;
+
 /**
  * Runs a row-parallel kernel over rows `[0, rows)`: the workers take a range each and this
- * thread the first, then waits for them. `args(r0, r1)` gives the kernel's arguments for a range;
- * `work` estimates the whole call's cost (small calls run on this thread alone). `stage(r0, r1)`,
- * if given, is called for each range just before its job starts (the workers' first): it may
- * copy that range's input in, so that the workers start while this thread copies its own.
- * Returns each range's result (what the kernel returns; 0 for kernels that return nothing).
+ * thread the first, then joins every worker. `args(r0, r1, part)` gives the kernel's arguments
+ * for a range; `work` estimates the whole call's cost (small calls run on this thread alone).
+ * `stage(r0, r1)`, if given, is called for each range just before its job starts (the workers'
+ * first): it may copy that range's input in, so that the workers start while this thread copies
+ * its own. Ranges begin at multiples of `align` (blocks of rows whose handling must not depend
+ * on where a thread's range begins). Returns each range's result (what the kernel returns; 0 for
+ * kernels that return nothing).
+ *
+ * A trap (on any thread), a worker's death or a hang fails the call with `KERNEL_FAULT` after
+ * every worker was joined (a hung one stopped), and discards the runtime: memory, instance and
+ * workers. The next call starts a fresh pool with the full thread count.
  */
-export function parallelRows(kernel: Parallel, rows: number, args: (r0: number, r1: number, part: number) => number[], work = Infinity, stage?: (r0: number, r1: number) => void): number[] {
-  const { exports, workers } = rt();
-  const fn = exports[kernel] as (...a: number[]) => number | undefined;
-  const parts = partsFor(rows, work);
+export function parallelRows(kernel: Parallel, rows: number, args: (r0: number, r1: number, part: number) => number[], work = Infinity, stage?: (r0: number, r1: number) => void, align = 1): number[] {
+  const r = rt();
+  const fn = r.exports[kernel] as (...a: number[]) => number | undefined;
+  const parts = partsIn(r, rows, work, align);
   if (parts <= 1) {
     stage?.(0, rows);
-    return [fn(...args(0, rows, 0)) ?? 0];
+    const a = args(0, rows, 0);
+    if (mainFault) a[0] = injectedTrap();
+    try {
+      return [fn(...a) ?? 0];
+    } catch (e) {
+      throw faultError(r, kernel, [{ thread: 0, kind: 'trap', text: e instanceof Error ? e.stack ?? e.message : String(e) }], e);
+    }
   }
-  const bounds = Array.from({ length: parts + 1 }, (_, i) => Math.round((i * rows) / parts));
+  const blocks = Math.ceil(rows / align);
+  // The main thread's range is never the larger: it also stages the workers' input.
+  const bound = (i: number) => (i === parts ? rows : Math.min(rows, Math.floor((i * blocks) / parts) * align));
   const jobs: { w: PoolWorker; job: number }[] = [];
-  for (let i = 1; i < parts; i++) {
-    const w = workers[i - 1]!;
-    stage?.(bounds[i]!, bounds[i + 1]!);
-    const a = args(bounds[i]!, bounds[i + 1]!, i);
-    w.args.set(a);
-    Atomics.store(w.control, 2, PARALLEL.indexOf(kernel));
-    Atomics.store(w.control, 3, a.length);
-    const job = Atomics.add(w.control, 0, 1) + 1;
-    Atomics.notify(w.control, 0);
-    jobs.push({ w, job });
-  }
-  stage?.(bounds[0]!, bounds[1]!);
-  const results = [fn(...args(bounds[0]!, bounds[1]!, 0)) ?? 0];
-  for (const { w, job } of jobs) {
-    const started = Date.now();
-    for (let done = Atomics.load(w.control, 5); done !== job; done = Atomics.load(w.control, 5)) {
-      if (Atomics.wait(w.control, 5, done, 1000) === 'timed-out' && Date.now() - started > 120_000) {
-        throw new SpikeflowError('BACKEND_UNAVAILABLE', `a kernel worker thread did not finish '${kernel}' in 120 s; run with SPIKEFLOW_THREADS=1`);
-      }
+  const kernelIndex = KERNEL_INDEX.get(kernel)!;
+  let first = 0;
+  let mainMs = 0;
+  let error: { e: unknown; trap: boolean } | undefined;
+  try {
+    for (let i = 1; i < parts; i++) {
+      const w = r.workers[i - 1]!;
+      stage?.(bound(i), bound(i + 1));
+      const a = args(bound(i), bound(i + 1), i);
+      w.args.set(a);
+      Atomics.store(w.control, KERNEL, kernelIndex);
+      Atomics.store(w.control, ARGC, a.length);
+      // Only this thread writes JOB; it never wraps into DONE's −1 or the worker's initial 0.
+      const job = (Atomics.load(w.control, JOB) % 0x3fff_ffff) + 1;
+      Atomics.store(w.control, JOB, job);
+      jobs.push({ w, job });
+      Atomics.notify(w.control, JOB);
     }
-    if (Atomics.exchange(w.control, 4, 0) !== 0) {
-      throw new SpikeflowError('BACKEND_UNAVAILABLE', `a kernel worker thread failed in '${kernel}'; run with SPIKEFLOW_THREADS=1 to see the error`);
+    stage?.(0, bound(1));
+    const a = args(0, bound(1), 0);
+    if (mainFault) a[0] = injectedTrap();
+    const t0 = performance.now();
+    try {
+      first = fn(...a) ?? 0;
+    } catch (e) {
+      error = { e, trap: true };
     }
-    results.push(Atomics.load(w.control, 6));
+    mainMs = performance.now() - t0;
+  } catch (e) {
+    // Not the kernel's own failure (staging, arguments): joined all the same, then rethrown.
+    error = { e, trap: false };
   }
+  const faults = join(jobs, mainMs);
+  if (error?.trap) faults.unshift({ thread: 0, kind: 'trap', text: error.e instanceof Error ? error.e.stack ?? error.e.message : String(error.e) });
+  if (faults.length > 0) throw faultError(r, kernel, faults, error?.e);
+  if (error) throw error.e;
+  const results = [first];
+  for (const { w } of jobs) results.push(Atomics.load(w.control, RESULT));
   return results;
+}
+
+function injectedTrap(): number {
+  mainFault = false;
+  return TRAP_POINTER;
+}
+
+/**
+ * Test-only fault injection, inert unless called: makes thread `thread` (0: the main thread,
+ * which supports `trap` only; 1…: a worker) fail at its next job. `exit`: the worker exits
+ * (`process.exit(70)`); `trap`: the kernel runs with an input pointer past the memory and traps;
+ * `hang`: the worker spins forever; `{ delayMs }`: the worker sleeps that long, then runs the job
+ * normally. Each worker reads its word once per job.
+ */
+export function injectKernelFault(thread: number, fault: 'exit' | 'trap' | 'hang' | { readonly delayMs: number }): void {
+  if (thread === 0) {
+    if (fault !== 'trap') throw new SpikeflowError('CONFIG_INVALID', 'injectKernelFault: the main thread supports only trap');
+    mainFault = true;
+    return;
+  }
+  const w = rt().workers[thread - 1];
+  if (!w) throw new SpikeflowError('CONFIG_INVALID', `injectKernelFault: no worker thread ${thread} (the pool has ${rt().workers.length})`);
+  if (typeof fault === 'object') Atomics.store(w.control, FAULT_MS, fault.delayMs);
+  Atomics.store(w.control, FAULT, FAULT_CODES[typeof fault === 'object' ? 'delay' : fault]);
+}
+
+/** Test-only: each worker's posted and finished job numbers now (to check that a failed call joined them). */
+export function workerJobs(): { readonly posted: () => number; readonly done: () => number }[] {
+  return rt().workers.map((w) => ({ posted: () => Atomics.load(w.control, JOB), done: () => Atomics.load(w.control, DONE) }));
 }
 
 /** Where scratch begins: the module's own static data lies below. */
 const BASE = 1 << 16;
+/** The most a wasm32 memory holds (65536 pages of 64 KiB; the shared module's declared maximum). */
+const MAX_BYTES = 2 ** 32;
+
+/** The sizes of a kernel call, as an out-of-memory error names them. */
+export interface CallSize {
+  readonly T?: number;
+  readonly batch?: number;
+  /** Rows when time and batch come flattened (`T·batch`). */
+  readonly rows?: number;
+  readonly width: number | string;
+}
+
+function describeSize(s: CallSize): string {
+  const parts = [];
+  if (s.T !== undefined) parts.push(`T = ${s.T}`);
+  if (s.batch !== undefined) parts.push(`batch ${s.batch}`);
+  if (s.rows !== undefined) parts.push(`${s.rows} rows (T × batch)`);
+  parts.push(`width ${s.width}`);
+  return parts.join(', ');
+}
+
+const gib = (bytes: number) => (bytes / 2 ** 30).toFixed(2);
+
+let calls = 0;
+let idleTimer: ReturnType<typeof setTimeout> | undefined;
+let callsWhenArmed = 0;
+
+/** After a call leaves the memory above the release size, checks every `idleReleaseMs` whether the kernels were called since; releases once they were not. */
+function armIdleRelease(bytes: number): void {
+  if (idleTimer !== undefined) return;
+  const o = poolOptions();
+  if (o.idleReleaseMs <= 0 || bytes <= o.idleReleaseAboveBytes) return;
+  callsWhenArmed = calls;
+  idleTimer = setTimeout(() => {
+    idleTimer = undefined;
+    const r = runtime;
+    if (!r) return;
+    if (calls !== callsWhenArmed) armIdleRelease(r.memory.buffer.byteLength);
+    else if (r.memory.buffer.byteLength > poolOptions().idleReleaseAboveBytes) discard(r);
+  }, o.idleReleaseMs);
+  (idleTimer as { unref?: () => void }).unref?.();
+}
+
+/**
+ * Releases the kernels' scratch memory now: WebAssembly memory cannot shrink, so the runtime
+ * (memory, instance, worker threads) is dropped and the next kernel call builds a fresh one
+ * (~50 ms to start the workers). Returns the bytes released (0 if none was held). The kernels
+ * also release it by themselves once idle: see {@link KernelPoolOptions.idleReleaseMs}.
+ */
+export function releaseKernelMemory(): number {
+  const r = runtime;
+  if (!r) return 0;
+  const bytes = r.memory.buffer.byteLength;
+  discard(r);
+  return bytes;
+}
+
+/** Bytes of scratch memory the kernels hold now (0 when released). */
+export function kernelMemoryBytes(): number {
+  return runtime?.memory.buffer.byteLength ?? 0;
+}
 
 /**
  * Scratch space for one kernel call, laid out from the start of the module's memory on every
  * call (calls never overlap: tfjs runs one kernel at a time). `alloc` all buffers first, then
- * `commit` (which grows the memory), then take views: growing detaches earlier views.
+ * `commit` (which grows the memory, or fails with `OUT_OF_MEMORY` naming the call's sizes), then
+ * take views: growing detaches earlier views.
  */
 export class Arena {
   #end = BASE;
-  readonly #m = rt().memory;
+  readonly #m: WebAssembly.Memory;
+  readonly #size: CallSize;
 
-  /** Reserves `n` 4-byte elements, 16-byte aligned; returns the byte offset. */
+  constructor(size: CallSize) {
+    this.#m = freshRuntime().memory;
+    this.#size = size;
+    calls++;
+  }
+
+  /** Reserves `n` 4-byte elements, 16-byte aligned; returns the byte offset (valid after {@link commit}). */
   alloc(n: number): number {
     const at = this.#end;
-    this.#end += (n * 4 + 15) & ~15;
+    // Plain arithmetic: exact far beyond 4 GiB, where commit() refuses.
+    this.#end += Math.ceil(n / 4) * 16;
     return at;
   }
 
   /** Grows the memory to hold everything allocated. */
   commit(): this {
+    if (!(this.#end <= MAX_BYTES)) throw this.#outOfMemory(`more than the 4 GiB a WebAssembly memory can hold`);
     const need = this.#end - this.#m.buffer.byteLength;
-    if (need > 0) this.#m.grow(Math.ceil(need / 65536));
+    if (need > 0) {
+      try {
+        this.#m.grow(Math.ceil(need / 65536));
+      } catch (e) {
+        throw this.#outOfMemory(`and the memory could not grow to that here (${e instanceof Error ? e.message : String(e)})`, e);
+      }
+    }
+    armIdleRelease(this.#m.buffer.byteLength);
     return this;
+  }
+
+  #outOfMemory(why: string, cause?: unknown): SpikeflowError {
+    return new SpikeflowError(
+      'OUT_OF_MEMORY',
+      `${region}: needs ${gib(this.#end)} GiB of scratch memory for ${describeSize(this.#size)}, ${why}. ` +
+        'Use a smaller batch, shorter windows (truncated BPTT, e.g. the rule tbptt with a smaller k), or run without the fast kernels (--no-kernels).',
+      { kernel: region, bytes: this.#end, ...this.#size },
+      { cause },
+    );
   }
 
   f32(at: number, n: number): Float32Array {
@@ -242,7 +692,7 @@ export class Arena {
   }
 }
 
-/** A fresh arena for one call. */
-export function arena(): Arena {
-  return new Arena();
+/** A fresh arena for one call of the given sizes (named by an out-of-memory error). */
+export function arena(size: CallSize): Arena {
+  return new Arena(size);
 }

@@ -1,5 +1,5 @@
 import { SpikeflowError, outerSumByEvents, tf, type Backend, type BackendInfo, type KernelRegistration } from '@spikeflow/core';
-import { activeThreads, cpuMemoryKernels } from '@spikeflow/kernels';
+import { KERNELS_VERSION, activeThreads, cpuMemoryKernels, simdAvailable } from '@spikeflow/kernels';
 import os from 'node:os';
 
 /**
@@ -28,8 +28,15 @@ export const cpu: Backend = {
     if (backend.firstUse === true) backend.firstUse = false;
   },
   describe(): BackendInfo {
-    // tfjs' own kernels run on one thread; spikeflow's fused kernels on every core (worker threads).
-    const threads = activeThreads();
-    return { tfBackend: 'cpu', device: os.cpus()[0]?.model ?? 'unknown CPU', threads, details: { tfjs: tf.version_core, tfjsThreads: 1, kernelThreads: threads } };
+    // tfjs' own kernels run on one thread; spikeflow's fused kernels on every core (worker
+    // threads): the count running now. `simd`: whether the fused kernels (WebAssembly SIMD) run here.
+    const simd = simdAvailable();
+    const kernelThreads = simd ? activeThreads() : 0;
+    return {
+      tfBackend: 'cpu',
+      device: os.cpus()[0]?.model ?? 'unknown CPU',
+      threads: Math.max(1, kernelThreads),
+      details: { tfjs: tf.version_core, tfjsThreads: 1, simd, kernelThreads, kernels: KERNELS_VERSION },
+    };
   },
 };

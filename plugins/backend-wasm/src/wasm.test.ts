@@ -2,16 +2,21 @@ import { expect, it } from 'vitest';
 import os from 'node:os';
 import { createRegistry, tf } from '@spikeflow/core';
 import { describeBackend } from '@spikeflow/testing';
+import { KERNELS_VERSION, activeThreads } from '@spikeflow/kernels';
 import plugin, { wasm } from './index.js';
 
 describeBackend(wasm);
 
-it('reports SIMD, one tfjs thread in Node and the fused kernels on every core, and registers its fast kernels through the registry', async () => {
+it('reports SIMD, one tfjs thread in Node, the fused kernels\' version and the threads they run on, and registers its fast kernels through the registry', async () => {
   await wasm.activate();
   const info = wasm.describe();
   expect(info.tfBackend).toBe('wasm');
-  expect(typeof info.details['simd']).toBe('boolean');
+  expect(info.details['simd']).toBe(true);
+  expect(typeof info.details['tfjsSimd']).toBe('boolean');
   expect(info.details['tfjsThreads']).toBe(1);
+  expect(info.details['kernels']).toBe(KERNELS_VERSION);
+  expect(info.details['kernels']).toMatch(/^\d+\.\d+\.\d+.*\+[0-9a-f]{12}$/);
+  expect(info.details['kernelThreads']).toBe(activeThreads());
   expect(info.threads).toBe(info.details['kernelThreads']);
   expect(info.threads).toBeGreaterThanOrEqual(Math.min(2, os.availableParallelism()));
   const reg = createRegistry([plugin]);

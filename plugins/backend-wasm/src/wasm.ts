@@ -1,6 +1,6 @@
 import { SpikeflowError, denseByTransposes, outerSumByEvents, tf, type Backend, type BackendInfo, type KernelRegistration, type Tensor } from '@spikeflow/core';
 import * as wasmBackend from '@tensorflow/tfjs-backend-wasm';
-import { activeThreads, cpuMemoryKernels } from '@spikeflow/kernels';
+import { KERNELS_VERSION, activeThreads, cpuMemoryKernels, simdAvailable } from '@spikeflow/kernels';
 import os from 'node:os';
 
 /**
@@ -50,7 +50,8 @@ export const wasmKernels: readonly KernelRegistration[] = [
   ...cpuMemoryKernels('wasm'),
 ];
 
-let info: BackendInfo | undefined;
+/** What activation learnt of tfjs' backend; the kernels' part is read at each describe(). */
+let tfjsInfo: { readonly simd: boolean; readonly tfjsThreads: number } | undefined;
 
 /**
  * The embedded default backend: tfjs on WebAssembly, SIMD where the runtime has it. In Node it
@@ -63,7 +64,7 @@ export const wasm: Backend = {
   kernels: wasmKernels,
   isAvailable: async () => typeof WebAssembly === 'object' && typeof WebAssembly.instantiate === 'function',
   async activate() {
-    if (tf.getBackend() === 'wasm' && info) return;
+    if (tf.getBackend() === 'wasm' && tfjsInfo) return;
     // In Node the backend reads its .wasm files from its own dist/ folder with fs: offline, no
     // setWasmPaths (a path there is handed to fetch(), which refuses file paths).
     let ok = false;
@@ -85,16 +86,21 @@ export const wasm: Backend = {
     }
     const simd = Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'));
     const tfjsThreads = typeof wasmBackend.getThreadsCount === 'function' ? wasmBackend.getThreadsCount() : 1;
-    // tfjs' own kernels run on one thread; spikeflow's fused kernels on every core (worker threads).
-    const threads = activeThreads();
-    info = {
+    tfjsInfo = { simd, tfjsThreads };
+    // Start the kernels' thread pool now rather than in the first kernel call.
+    if (simdAvailable()) activeThreads();
+  },
+  describe(): BackendInfo {
+    if (!tfjsInfo) return { tfBackend: 'wasm', device: os.cpus()[0]?.model ?? 'unknown CPU', threads: 1, details: { activated: false } };
+    // tfjs' own kernels run on one thread; spikeflow's fused kernels on every core (worker
+    // threads): the count running now (a pool short of workers that did not start counts less).
+    const simd = simdAvailable();
+    const kernelThreads = simd ? activeThreads() : 0;
+    return {
       tfBackend: 'wasm',
       device: os.cpus()[0]?.model ?? 'unknown CPU',
-      threads: Math.max(threads, tfjsThreads),
-      details: { simd, tfjs: tf.version_core, heapLimitGiB: 4, tfjsThreads, kernelThreads: threads },
+      threads: Math.max(kernelThreads, tfjsInfo.tfjsThreads),
+      details: { simd, tfjsSimd: tfjsInfo.simd, tfjs: tf.version_core, heapLimitGiB: 4, tfjsThreads: tfjsInfo.tfjsThreads, kernelThreads, kernels: KERNELS_VERSION },
     };
-  },
-  describe() {
-    return info ?? { tfBackend: 'wasm', device: os.cpus()[0]?.model ?? 'unknown CPU', threads: 1, details: { activated: false } };
   },
 };

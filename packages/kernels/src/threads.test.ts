@@ -1,0 +1,17 @@
+import { expect, it } from 'vitest';
+import { inChild, type NetworkResult } from './test-support.js';
+
+it('training (BPTT through the fused kernels) and inference give bit-identical weights and outputs on 1 and 2 threads, on inputs that take the event and the dense paths and straddle where a second thread\'s rows would begin', () => {
+  const one = inChild<NetworkResult>('network', { SPIKEFLOW_THREADS: '1' });
+  const two = inChild<NetworkResult>('network', { SPIKEFLOW_THREADS: '2' });
+  expect([one.threads, two.threads]).toEqual([1, 2]);
+  // Both paths ran: the 40% input of the second iteration (above the training limit, 30%) and
+  // the 70% input of the second inference pass took dense products; the sparse ones none in
+  // inference, and fewer in training (the readout's input gradient is always one).
+  expect(one.trainProducts[1]).toBeGreaterThan(one.trainProducts[0]!);
+  expect(one.denseProducts[0]).toBe(0);
+  expect(one.denseProducts[1]).toBeGreaterThan(0);
+  expect(one.spikeRate).toBeGreaterThan(0.01);
+  expect(one.spikeRate).toBeLessThan(0.5);
+  expect({ ...two, threads: 1 }).toEqual(one);
+}, 300_000);
