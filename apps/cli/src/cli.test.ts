@@ -156,6 +156,45 @@ describe('spikeflow train', () => {
     expect(Object.keys(b).sort()).toEqual(Object.keys(a).sort());
     for (const k of Object.keys(a)) expect(Buffer.from(b[k]!.buffer).equals(Buffer.from(a[k]!.buffer)), k).toBe(true);
   }, 120_000);
+
+  it('--resume --epochs N with a decaying rate: says so when the decay had already ended, and trains on where it had not', async () => {
+    const dir = workdir({ optimizer: { name: 'adam', lr: 0.003, schedule: 'cosine' }, train: { epochs: 1, batchSize: 32, maxBatchesPerEpoch: 4 } });
+    expect(cli(['train', 'run.json', '--out', 'done', '--quiet'], dir).status).toBe(0);
+    const extended = cli(['train', 'run.json', '--out', 'done', '--resume', '--epochs', '2', '--quiet'], dir);
+    expect(extended.status, extended.stderr).toBe(0);
+    expect(extended.stderr).toMatch(/warning: the run's cosine learning-rate schedule had run its course over 1 epoch when it was extended to 2: .*final rate \(optimizer\.minLr = 0\)/);
+    // The rate stayed at its final value, 0: the added epoch left the weights as they were.
+    const before = params(join(dir, 'done', 'checkpoint.sfck'));
+    expect(cli(['train', 'run.json', '--out', 'done', '--resume', '--epochs', '3', '--quiet'], dir).status).toBe(0);
+    const after = params(join(dir, 'done', 'checkpoint.sfck'));
+    for (const k of Object.keys(before)) expect(Buffer.from(after[k]!.buffer).equals(Buffer.from(before[k]!.buffer)), k).toBe(true);
+    // A run of 2 epochs killed in its second, extended to 3: its decay had not ended; no warning, and it trains.
+    writeFileSync(join(dir, 'two.json'), JSON.stringify(config({ optimizer: { name: 'adam', lr: 0.003, schedule: 'cosine' }, train: { epochs: 2, batchSize: 32, checkpointEvery: 1 } })));
+    const child = spawn(process.execPath, [bin, 'train', 'two.json', '--out', 'mid', '--quiet'], { cwd: dir, stdio: 'ignore' });
+    const log = join(dir, 'mid', 'metrics.jsonl');
+    await new Promise<void>((resolve, reject) => {
+      const timer = setInterval(() => {
+        if (!existsSync(log)) return;
+        const cks = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; position?: { epoch: number; batch: number } });
+        if (cks.some((e) => e.type === 'checkpoint' && e.position!.epoch === 1 && e.position!.batch >= 2)) {
+          clearInterval(timer);
+          child.kill('SIGKILL');
+          resolve();
+        }
+      }, 5);
+      child.on('exit', () => {
+        clearInterval(timer);
+        reject(new Error('the run ended before it could be killed'));
+      });
+    });
+    await new Promise((r) => child.on('exit', r));
+    const mid = params(join(dir, 'mid', 'checkpoint.sfck'));
+    const more = cli(['train', 'two.json', '--out', 'mid', '--resume', '--epochs', '3', '--quiet'], dir);
+    expect(more.status, more.stderr).toBe(0);
+    expect(more.stderr).not.toMatch(/warning/);
+    const trained = params(join(dir, 'mid', 'checkpoint.sfck'));
+    expect(Object.keys(mid).some((k) => !Buffer.from(trained[k]!.buffer).equals(Buffer.from(mid[k]!.buffer)))).toBe(true);
+  }, 120_000);
 });
 
 describe('bad input gets a clear error and a non-zero exit', () => {

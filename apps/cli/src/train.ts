@@ -70,7 +70,7 @@ function writeAtomic(path: string, text: string): void {
  * config describes: the checkpoint's stored config is data, and may not name a plugin the user's
  * config does not (`PLUGIN_REFUSED`); the rest must match but for `train.epochs`.
  */
-function checkResumable(ckpt: string, config: RunConfig, runDir: string): void {
+function checkResumable(ckpt: string, config: RunConfig, runDir: string): string | undefined {
   const meta = parseRunMeta(readCheckpointMeta(ckpt, { warn: () => {} }).meta, ckpt);
   let stored: RunConfig;
   try {
@@ -96,6 +96,17 @@ function checkResumable(ckpt: string, config: RunConfig, runDir: string): void {
       { path: ckpt },
     );
   }
+  // A decay that spans the run goes on from where it was over the new length; one that had
+  // already ended stays at its final rate (continuity), which the user should know.
+  const schedule = stored.optimizer['schedule'];
+  if ((schedule === 'cosine' || schedule === 'exponential') && stored.optimizer['decaySteps'] === undefined && t2.epochs > t1.epochs && meta.position.epoch >= t1.epochs) {
+    return (
+      `the run's ${schedule} learning-rate schedule had run its course over ${t1.epochs} epoch${t1.epochs === 1 ? '' : 's'} when it was extended to ${t2.epochs}: ` +
+      `the rate stays continuous, so the added epochs train at its final rate${schedule === 'cosine' ? ` (optimizer.minLr = ${String(stored.optimizer['minLr'] ?? 0)})` : ''}. ` +
+      'A run extended before its last epoch spreads the rest of its decay over the new length instead.'
+    );
+  }
+  return undefined;
 }
 
 /** Versions of the packages a run was made with, stored in its checkpoints. */
@@ -128,7 +139,8 @@ export async function train(configPath: string, flags: TrainFlags): Promise<{ ru
     if (!existsSync(ckpt)) {
       throw new SpikeflowError('CHECKPOINT_INVALID', `--resume: no checkpoint in ${runDir} (expected ${CHECKPOINT}); start the run without --resume`, { path: ckpt });
     }
-    checkResumable(ckpt, config, runDir);
+    const note = checkResumable(ckpt, config, runDir);
+    if (note) process.stderr.write(`spikeflow: warning: ${note}\n`);
   } else if (existsSync(ckpt)) {
     throw new SpikeflowError('CONFIG_INVALID', `${runDir} already holds a run (${CHECKPOINT}); continue it with --resume or choose another --out`, { path: runDir });
   }
