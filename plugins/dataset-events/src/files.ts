@@ -57,10 +57,13 @@ export const nodeFiles: FileAccess = {
     }
     let size: number;
     try {
-      size = (await h.stat()).size;
+      const s = await h.stat();
+      // A folder opens for reading on some systems; its reads would fail with EISDIR.
+      if (s.isDirectory()) throw new SpikeflowError('DATA_INVALID', `${path}: is a folder, not a file`, { file: path });
+      size = s.size;
     } catch (e) {
       await h.close();
-      throw unreadable(path, e);
+      throw e instanceof SpikeflowError ? e : unreadable(path, e);
     }
     return {
       path,
@@ -69,10 +72,14 @@ export const nodeFiles: FileAccess = {
         const n = Math.max(0, Math.min(length, size - position));
         const buf = new Uint8Array(n);
         let got = 0;
-        while (got < n) {
-          const { bytesRead } = await h.read(buf, got, n - got, position + got);
-          if (bytesRead === 0) break;
-          got += bytesRead;
+        try {
+          while (got < n) {
+            const { bytesRead } = await h.read(buf, got, n - got, position + got);
+            if (bytesRead === 0) break;
+            got += bytesRead;
+          }
+        } catch (e) {
+          throw unreadable(path, e);
         }
         return got === n ? buf : buf.subarray(0, got);
       },

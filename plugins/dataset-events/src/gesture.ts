@@ -64,8 +64,8 @@ export interface GestureSegment {
 /**
  * Parses a labels CSV (`class,startTime_usec,endTime_usec`, then one segment per line; blank
  * lines and CRLF line ends allowed). `DATA_INVALID` naming `where` and the line for a wrong
- * header, a missing or non-numeric field, a class outside 1..11, a negative time, or a segment
- * that ends before it starts.
+ * header, a missing or non-numeric field, a number beyond 2^53, a class outside 1..11, a negative
+ * time, or a segment that ends before it starts.
  */
 export function parseGestureLabels(text: string, where: string): GestureSegment[] {
   const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
@@ -81,7 +81,13 @@ export function parseGestureLabels(text: string, where: string): GestureSegment[
     const fields = line.split(',').map((f) => f.trim());
     if (fields.length !== 3) throw invalid(where, `${at} has ${fields.length} fields, not 3 (${GESTURE_LABELS_HEADER}): ${JSON.stringify(line.slice(0, 60))}`, { line: i + 1 });
     fields.forEach((f, k) => {
-      if (!/^[+-]?\d+$/.test(f)) throw invalid(where, `${at}: ${GESTURE_LABELS_HEADER.split(',')[k]} is ${JSON.stringify(f)}, not a whole number`, { line: i + 1 });
+      const name = GESTURE_LABELS_HEADER.split(',')[k];
+      if (!/^[+-]?\d+$/.test(f)) throw invalid(where, `${at}: ${name} is ${JSON.stringify(f.slice(0, 40))}, not a whole number`, { line: i + 1 });
+      // Beyond 2^53 a number is inexact (and past ~308 digits Infinity): no recording is that long.
+      if (!Number.isSafeInteger(Number(f))) {
+        const digits = f.replace(/^[+-]/, '').length;
+        throw invalid(where, `${at}: ${name} is ${f.length > 16 ? `${f.slice(0, 12)}… (${digits} digits)` : f}, beyond 2^53 µs`, { line: i + 1 });
+      }
     });
     const [cls, start, end] = fields.map(Number) as [number, number, number];
     if (cls < 1 || cls > GESTURE_CLASSES.length) throw invalid(where, `${at}: class ${cls} is outside 1..${GESTURE_CLASSES.length}`, { line: i + 1 });
@@ -97,13 +103,22 @@ export function encodeGestureLabels(segments: readonly GestureSegment[]): string
   return [GESTURE_LABELS_HEADER, ...segments.map((s) => `${s.label + 1},${s.startUs},${s.endUs}`)].map((l) => `${l}\r\n`).join('');
 }
 
-/** The recordings a trials list names (one per line; blank lines skipped; `.aedat` added where missing). */
-export function parseTrials(text: string): string[] {
-  return text
-    .split(/\r?\n/)
-    .map((l) => l.trim())
-    .filter((l) => l !== '')
-    .map((l) => (l.toLowerCase().endsWith('.aedat') ? l : `${l}.aedat`));
+/**
+ * The recordings a trials list names (one per line; blank lines skipped; `.aedat` added where
+ * missing). Each must be a file name in the list's folder: `DATA_INVALID` naming `where` and the
+ * line for a path (a `/` or `\\`, `.` or `..`) or a control character.
+ */
+export function parseTrials(text: string, where = 'trials list'): string[] {
+  const out: string[] = [];
+  text.split(/\r?\n/).forEach((raw, i) => {
+    const l = raw.trim();
+    if (l === '') return;
+    if (/[/\\\u0000-\u001f\u007f]/.test(l) || l === '.' || l === '..') {
+      throw invalid(where, `line ${i + 1} is ${JSON.stringify(l.slice(0, 60))}, not a recording's file name: the list is damaged; extract DvsGesture.tar.gz again`, { line: i + 1 });
+    }
+    out.push(l.toLowerCase().endsWith('.aedat') ? l : `${l}.aedat`);
+  });
+  return out;
 }
 
 /** The labels CSV of a recording: `userXX_<lighting>.aedat` → `userXX_<lighting>_labels.csv`. */
@@ -210,7 +225,7 @@ export async function openGestureSplit(root: string, split: keyof typeof GESTURE
   if (!(await files.stat(listPath))) throw invalid(`dvs-gesture: ${root}`, `has ${GESTURE_TRIALS.train} but no ${GESTURE_TRIALS[split]}: the extracted archive is incomplete; extract DvsGesture.tar.gz again`, { dir: root });
   const wanted: { path: string; segments: GestureSegment[] }[] = [];
   let total = 0;
-  for (const name of parseTrials(await readText(files, listPath))) {
+  for (const name of parseTrials(await readText(files, listPath), listPath)) {
     if (total >= limit) break;
     const path = join(root, name);
     const labels = labelsPathOf(path);

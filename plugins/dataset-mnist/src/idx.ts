@@ -98,11 +98,14 @@ export function parseIdx(input: Uint8Array, name: string): IdxArray {
     dims.push(d);
     count *= d;
   }
+  // The data are sized by the header only once it agrees with the file's size; a product beyond
+  // 2^53 is inexact, but then far beyond any file.
   const expected = count * elem.size;
   const actual = bytes.length - headerSize;
   const shape = `[${dims.join(', ')}] ${elem.type}`;
+  const declared = Number.isSafeInteger(expected) ? String(expected) : 'more than 2^53';
   if (actual < expected) {
-    throw invalid(name, `is truncated: the header declares ${shape} = ${expected} data bytes but only ${actual} follow the header (an interrupted download?)`, {
+    throw invalid(name, `is truncated: the header declares ${shape} = ${declared} data bytes but only ${actual} follow the header (an interrupted download?)`, {
       expectedBytes: expected,
       actualBytes: actual,
     });

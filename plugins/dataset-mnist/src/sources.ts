@@ -134,7 +134,8 @@ async function readBundled(): Promise<ImageSet> {
  * Reads the four IDX files of an MNIST-style dataset (`train-images-idx3-ubyte` ...) into an {@link ImageSet}: `train` is the 60,000-image training file, `test`
  * the 10,000-image t10k file. Refuses (`DATA_INVALID`) images that are not `[N, H, W]` ubyte,
  * labels that are not `[N]` ubyte, labels outside 0..9, image and label files of different
- * lengths, and train and test images of different sizes.
+ * lengths, train and test images of different sizes, and images files with no image or images of
+ * no pixels (a header that nothing in the file bounds).
  */
 export async function loadIdxSet(paths: Record<IdxRole, string>): Promise<ImageSet> {
   const read = async (role: IdxRole) => ({ path: paths[role], idx: await readIdx(paths[role]) });
@@ -144,6 +145,11 @@ export async function loadIdxSet(paths: Record<IdxRole, string>): Promise<ImageS
     if (idx.type !== 'ubyte' || idx.dims.length !== 3) {
       throw fail(path, `expected images [N, height, width] of unsigned bytes (IDX type 0x08, 3 dimensions), got [${idx.dims.join(', ')}] ${idx.type}`);
     }
+    // With no image in the file, nothing bounds the header's height and width, and every
+    // sequence would be sized by them.
+    const [n, h, w] = idx.dims as [number, number, number];
+    if (n === 0) throw fail(path, `holds no images ([${idx.dims.join(', ')}] ubyte); its header is damaged or the file is empty: download it again`);
+    if (h === 0 || w === 0) throw fail(path, `holds images of ${h}×${w} pixels; its header is damaged: download it again`);
     return idx;
   };
   const labels = ({ path, idx }: { path: string; idx: IdxArray }, n: number, imagesPath: string) => {

@@ -70,8 +70,14 @@ export class ShdFile implements EventSource, ShdFileInfo {
       }
       const n = h5.length(TIMES);
       if (h5.length(UNITS) !== n) throw new SpikeflowError('DATA_INVALID', `${path}: ${n} samples in '${TIMES}' but ${h5.length(UNITS)} in '${UNITS}'`, { path });
-      const labels = h5.integers(LABELS);
-      if (labels.length !== n) throw new SpikeflowError('DATA_INVALID', `${path}: ${n} samples but ${labels.length} labels`, { path });
+      // Every sample takes file space (a 16-byte reference to its spikes, at least): a count
+      // beyond the file's size is a damaged header, refused before anything is sized by it.
+      if (n > h5.size) {
+        throw new SpikeflowError('DATA_INVALID', `${path}: '${TIMES}' declares ${n} samples, more than a file of ${h5.size} bytes can hold: the file is damaged; download it again`, { path, samples: n });
+      }
+      const labelCount = h5.length(LABELS);
+      if (labelCount !== n) throw new SpikeflowError('DATA_INVALID', `${path}: ${n} samples but ${labelCount} labels`, { path });
+      const labels = h5.integers(LABELS, n);
       const t = h5.vlenType(TIMES);
       if (t.kind !== 'float') throw new SpikeflowError('DATA_INVALID', `${path}: '${TIMES}' holds integers, expected spike times in seconds (floats)`, { path });
       if (h5.vlenType(UNITS).kind === 'float') throw new SpikeflowError('DATA_INVALID', `${path}: '${UNITS}' holds floats, expected channel numbers (integers)`, { path });
@@ -116,7 +122,15 @@ export class ShdFile implements EventSource, ShdFileInfo {
       throw new SpikeflowError('DATA_INVALID', `${this.path}: sample ${i} has ${t!.length} spike times but ${u!.length} units`, { path: this.path, sample: i });
     }
     let n = 0;
-    for (let k = 0; k < t!.length; k++) if (Number.isFinite(t![k]!)) n++;
+    for (let k = 0; k < t!.length; k++) {
+      if (!Number.isFinite(t![k]!)) continue;
+      // Units go into 32-bit channel numbers: a larger one would wrap round into the sensor's
+      // range (the range itself is checked with the times, by checkEvents).
+      if (Math.abs(u![k]!) > 0x7fffffff) {
+        throw new SpikeflowError('DATA_INVALID', `${this.path}: sample ${i}: event ${n} has channel ${u![k]}, beyond the 32-bit channel numbers this reader takes`, { path: this.path, sample: i, event: n });
+      }
+      n++;
+    }
     const ev = { t: new Float64Array(n), x: new Int32Array(n), y: new Int32Array(n), p: new Int32Array(n) };
     for (let k = 0, j = 0; k < t!.length; k++) {
       if (!Number.isFinite(t![k]!)) continue;
