@@ -28,7 +28,7 @@ const CHROMIUM = process.env['SPIKEFLOW_CHROMIUM'] ?? '/usr/bin/chromium';
 const REQUIRED = process.env['SPIKEFLOW_REQUIRE_BROWSER'] === '1';
 const missing = existsSync(CHROMIUM)
   ? undefined
-  : `no Chromium at ${CHROMIUM}: install it with 'sudo apt-get install chromium' (Debian; .ci/run does this before the tests), or set SPIKEFLOW_CHROMIUM to a Chromium binary`;
+  : `no Chromium at ${CHROMIUM}: install Debian's 'chromium' package (the setup step of .ci/run does so before the tests), or set SPIKEFLOW_CHROMIUM to a Chromium binary`;
 if (missing && !REQUIRED) console.warn(`browser tests skipped: ${missing}`);
 
 if (REQUIRED) {
