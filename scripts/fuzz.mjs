@@ -72,6 +72,7 @@ function packageOf(file) {
 }
 
 const FUZZ_LINE = /fuzz (.+?): (\d+) cases, (\d+) accepted, (\d+) refused \(seed (-?\d+)\)/;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: ESC (\u001b) is the character this pattern exists to strip
 const ANSI = /\u001b\[[0-9;]*[A-Za-z]/g;
 
 /** Runs the package's fuzz files through its vitest; resolves with its exit, output, the readers' counts and the time taken. */
@@ -131,7 +132,9 @@ for (const f of files) {
 
 const watchdogMs = o.watchdogMin * 60_000;
 const env = { ...process.env, SPIKEFLOW_FUZZ_RUNS: String(o.runs), SPIKEFLOW_FUZZ_SEED: String(seed), FORCE_COLOR: '0' };
-console.log(`fuzz: ${o.runs} cases per reader, seed ${seed} (replay: node scripts/fuzz.mjs --runs ${o.runs} --seed ${seed}); ${files.length} files in ${byPackage.size} packages; watchdog ${o.watchdogMin} min per package`);
+console.log(
+  `fuzz: ${o.runs} cases per reader, seed ${seed} (replay: node scripts/fuzz.mjs --runs ${o.runs} --seed ${seed}); ${files.length} files in ${byPackage.size} packages; watchdog ${o.watchdogMin} min per package`,
+);
 
 const started = Date.now();
 const results = [];
@@ -140,7 +143,9 @@ for (const [pkg, pkgFiles] of byPackage) {
   console.log(`\n${name}: ${pkgFiles.map((f) => relative(pkg, f)).join(' ')}`);
   const r = await runPackage(pkg, pkgFiles, env, watchdogMs, o.verbose);
   const ok = r.code === 0 && !r.timedOut;
-  console.log(`${name}: ${ok ? 'passed' : r.timedOut ? `STOPPED by the watchdog after ${o.watchdogMin} min (a hang?)` : `FAILED (exit ${r.code})`} in ${(r.ms / 1000).toFixed(1)} s`);
+  console.log(
+    `${name}: ${ok ? 'passed' : r.timedOut ? `STOPPED by the watchdog after ${o.watchdogMin} min (a hang?)` : `FAILED (exit ${r.code})`} in ${(r.ms / 1000).toFixed(1)} s`,
+  );
   if (!ok && !o.verbose) console.log(r.output.split('\n').slice(-80).join('\n'));
   results.push({ name, ok, ...r });
 }
@@ -149,7 +154,11 @@ for (const [pkg, pkgFiles] of byPackage) {
 const rows = results.flatMap((r) => r.readers.map((x) => ({ ...x, pkg: r.name })));
 const header = ['reader', 'package', 'cases', 'accepted', 'refused'];
 const table = [header, ...rows.map((x) => [x.reader, x.pkg, x.cases, x.accepted, x.refused].map(String))];
-const total = rows.reduce((a, x) => ({ cases: a.cases + x.cases, accepted: a.accepted + x.accepted, refused: a.refused + x.refused }), { cases: 0, accepted: 0, refused: 0 });
+const total = rows.reduce((a, x) => ({ cases: a.cases + x.cases, accepted: a.accepted + x.accepted, refused: a.refused + x.refused }), {
+  cases: 0,
+  accepted: 0,
+  refused: 0,
+});
 table.push(['total', `${rows.length} readers`, total.cases, total.accepted, total.refused].map(String));
 const widths = header.map((_, k) => Math.max(...table.map((row) => row[k].length)));
 console.log('');

@@ -17,7 +17,11 @@ const root = new URL('..', import.meta.url).pathname;
 const pluginLibraries = new Set(['@spikeflow/core', '@spikeflow/kernels', '@spikeflow/events']);
 const problems = [];
 const pkgDirs = ['packages', 'plugins', 'apps', 'examples'].flatMap((g) =>
-  existsSync(join(root, g)) ? readdirSync(join(root, g)).map((n) => join(root, g, n)).filter((d) => existsSync(join(d, 'package.json'))) : [],
+  existsSync(join(root, g))
+    ? readdirSync(join(root, g))
+        .map((n) => join(root, g, n))
+        .filter((d) => existsSync(join(d, 'package.json')))
+    : [],
 );
 
 function sources(dir) {
@@ -41,7 +45,7 @@ for (const dir of pkgDirs) {
   if (isCore && Object.keys({ ...runtime, ...pkg.devDependencies }).some((d) => d.startsWith('@spikeflow/'))) {
     problems.push(`${where}: core must not depend on another @spikeflow package`);
   }
-  if ((isPlugin || isLibrary || pkg.name === '@spikeflow/testing') && !(pkg.peerDependencies ?? {})['@spikeflow/core']) {
+  if ((isPlugin || isLibrary || pkg.name === '@spikeflow/testing') && !pkg.peerDependencies?.['@spikeflow/core']) {
     problems.push(`${where}: @spikeflow/core must be a peer dependency`);
   }
   if (isPlugin || isLibrary) {
@@ -49,7 +53,9 @@ for (const dir of pkgDirs) {
       if (d.startsWith('@spikeflow/') && !onlyCore.has(d)) problems.push(`${where}: runtime dependency on ${d}; plugins reach other plugins only through core`);
     }
   }
-  for (const file of sources(join(dir, 'src')).concat(kind === 'examples' ? sources(dir).filter((f) => !f.includes('node_modules') && !f.includes('/dist/')) : [])) {
+  for (const file of sources(join(dir, 'src')).concat(
+    kind === 'examples' ? sources(dir).filter((f) => !f.includes('node_modules') && !f.includes('/dist/')) : [],
+  )) {
     const text = readFileSync(file, 'utf8');
     const isTest = /\.test\.[mc]?[jt]s$/.test(file);
     for (const m of text.matchAll(/(?:from\s+|import\s*\(\s*)['"]([^'"]+)['"]/g)) {
@@ -60,7 +66,8 @@ for (const dir of pkgDirs) {
       if (!spec.startsWith('@spikeflow/')) continue;
       const target = spec.split('/').slice(0, 2).join('/');
       if (isCore) problems.push(`${at}: core imports ${target}`);
-      else if ((isPlugin || isLibrary) && !isTest && !onlyCore.has(target)) problems.push(`${at}: imports ${target}; a plugin reaches other plugins only through core's contracts`);
+      else if ((isPlugin || isLibrary) && !isTest && !onlyCore.has(target))
+        problems.push(`${at}: imports ${target}; a plugin reaches other plugins only through core's contracts`);
     }
   }
 }

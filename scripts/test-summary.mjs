@@ -55,7 +55,14 @@ for (const group of ['packages', 'plugins', 'apps', 'examples']) {
       for (const t of tests) {
         if (t.status === 'passed' || t.status === 'failed') continue;
         const meta = t.meta ?? {};
-        skips.push({ pkg: id, file, name: [...(t.ancestorTitles ?? []), t.title].filter(Boolean).join(' › '), reason: meta.skipReason, requires: meta.requires, todo: t.status === 'todo' });
+        skips.push({
+          pkg: id,
+          file,
+          name: [...(t.ancestorTitles ?? []), t.title].filter(Boolean).join(' › '),
+          reason: meta.skipReason,
+          requires: meta.requires,
+          todo: t.status === 'todo',
+        });
       }
     }
   }

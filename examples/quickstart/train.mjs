@@ -25,10 +25,12 @@ const info = backend.describe();
 console.log(`backend: ${info.tfBackend} (${info.device}, ${info.threads} thread${info.threads > 1 ? 's' : ''}, SIMD ${info.details.simd})`);
 
 const task = makePatternTask();
-const net = buildNetwork(config.model, { neurons: registry.neurons, surrogates: registry.surrogates.values() }, { seed: 1, kernels: registry.kernels });
+const net = buildNetwork(config.model, registry, { seed: 1, kernels: registry.kernels });
 const rule = registry.rules.get('bptt').create({ mode: 'accumulate' });
 const optimizer = new OptimizerRunner(adam({ lr: config.lr }), net.params);
-console.log(`model: ${task.channels} inputs → ${config.model.layers[0].size} recurrent LIF → ${task.classes} leaky readout; T = ${task.steps}; rule: ${rule.name}; Adam lr ${config.lr}`);
+console.log(
+  `model: ${task.channels} inputs → ${config.model.layers[0].size} recurrent LIF → ${task.classes} leaky readout; T = ${task.steps}; rule: ${rule.name}; Adam lr ${config.lr}`,
+);
 
 function accuracy(seed, n = 256) {
   const { inputs, targets } = task.batch(n, seed);
@@ -53,7 +55,9 @@ for (let it = 1; it <= config.iterations; it++) {
   }
 }
 const acc = accuracy(99);
-console.log(`held-out accuracy: ${(acc * 100).toFixed(1)}% over 256 samples (chance ${(100 / task.classes).toFixed(0)}%), ${((performance.now() - started) / 1000).toFixed(1)} s in all`);
+console.log(
+  `held-out accuracy: ${(acc * 100).toFixed(1)}% over 256 samples (chance ${(100 / task.classes).toFixed(0)}%), ${((performance.now() - started) / 1000).toFixed(1)} s in all`,
+);
 optimizer.dispose();
 net.dispose();
 if (acc < 0.8) {

@@ -35,7 +35,9 @@ const out = opt('--out');
 const git = (...a) => execFileSync('git', a, { cwd: root, encoding: 'utf8' }).trim();
 const dirty = git('status', '--porcelain', '--untracked-files=no') !== '';
 if (dirty && !flag('--allow-dirty')) {
-  console.error('compare: the working tree has uncommitted changes; figures for the docs come from committed revisions. Commit first, or pass --allow-dirty for a figure you will not publish.');
+  console.error(
+    'compare: the working tree has uncommitted changes; figures for the docs come from committed revisions. Commit first, or pass --allow-dirty for a figure you will not publish.',
+  );
   process.exit(2);
 }
 const median = (xs) => {
@@ -56,11 +58,25 @@ try {
     benchInfo = JSON.parse(readFileSync(json, 'utf8'));
     const point = benchInfo.results[0];
     const spikeflowMs = mode === 'infer' ? (steps / point.inferStepsPerSec) * 1000 : point.msPerIter;
-    const torchArgs = [join(root, 'tools/peers/bench_torch.py'), '--steps', String(steps), '--iters', String(iters), '--threads', threads, '--mode', mode, '--impl', impl];
+    const torchArgs = [
+      join(root, 'tools/peers/bench_torch.py'),
+      '--steps',
+      String(steps),
+      '--iters',
+      String(iters),
+      '--threads',
+      threads,
+      '--mode',
+      mode,
+      '--impl',
+      impl,
+    ];
     if (flag('--hoist')) torchArgs.push('--hoist');
     torchInfo = JSON.parse(execFileSync(python, torchArgs, { encoding: 'utf8' }).trim().split('\n').at(-1));
     rows.push({ spikeflowMs, torchMs: torchInfo.msPerIter, ratio: spikeflowMs / torchInfo.msPerIter });
-    console.log(`pair ${p + 1}/${pairs}: spikeflow ${spikeflowMs.toFixed(1)} ms, ${torchInfo.impl} ${torchInfo.msPerIter.toFixed(1)} ms (ratio ${(spikeflowMs / torchInfo.msPerIter).toFixed(2)})`);
+    console.log(
+      `pair ${p + 1}/${pairs}: spikeflow ${spikeflowMs.toFixed(1)} ms, ${torchInfo.impl} ${torchInfo.msPerIter.toFixed(1)} ms (ratio ${(spikeflowMs / torchInfo.msPerIter).toFixed(2)})`,
+    );
   }
 } finally {
   rmSync(tmp, { recursive: true, force: true });
@@ -76,5 +92,7 @@ const report = {
   spikeflowFaster: rows.filter((r) => r.ratio < 1).length,
   pairs: rows,
 };
-console.log(`median: spikeflow ${report.spikeflow.medianMs.toFixed(1)} ms, ${report.peer.impl} ${report.peer.medianMs.toFixed(1)} ms; median ratio ${report.medianRatio.toFixed(2)}; spikeflow faster in ${report.spikeflowFaster} of ${pairs}`);
+console.log(
+  `median: spikeflow ${report.spikeflow.medianMs.toFixed(1)} ms, ${report.peer.impl} ${report.peer.medianMs.toFixed(1)} ms; median ratio ${report.medianRatio.toFixed(2)}; spikeflow faster in ${report.spikeflowFaster} of ${pairs}`,
+);
 if (out) writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);

@@ -71,7 +71,9 @@ describe('bench harness', () => {
 
   it('--no-kernels measures with the composite references and says so in the JSON', () => {
     const dir = mkdtempSync(join(tmpdir(), 'spikeflow-bench-'));
-    const r = spawnSync(process.execPath, [bin, '--quick', '--rules', 'bptt', '--steps', '8', '--no-kernels', '--json', join(dir, 'out.json')], { encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [bin, '--quick', '--rules', 'bptt', '--steps', '8', '--no-kernels', '--json', join(dir, 'out.json')], {
+      encoding: 'utf8',
+    });
     expect(r.status, r.stderr).toBe(0);
     const report = JSON.parse(readFileSync(join(dir, 'out.json'), 'utf8')) as BenchReport;
     expect(report.workload.kernels).toBe(false);
@@ -98,7 +100,10 @@ describe('bench harness', () => {
 
   it('parses rule choices', () => {
     expect(parseRuleChoice('tbptt', 25)).toEqual({ label: 'tbptt(k=25)', spec: { name: 'bptt', truncation: 25 } });
-    expect(parseRuleChoice('bptt:truncation=10,mode=per-window')).toEqual({ label: 'bptt:truncation=10,mode=per-window', spec: { name: 'bptt', truncation: 10, mode: 'per-window' } });
+    expect(parseRuleChoice('bptt:truncation=10,mode=per-window')).toEqual({
+      label: 'bptt:truncation=10,mode=per-window',
+      spec: { name: 'bptt', truncation: 10, mode: 'per-window' },
+    });
   });
 });
 
@@ -173,9 +178,11 @@ describe('peak tensor memory', () => {
       tf.tidy(() => tf.zeros([1024, 1024])); // 4 MiB, transient
     });
     expect(peak - base).toBe(4 * 2 ** 20 + 1024); // the 4 MiB transient on top of x: exact, not sampled
-    const after = await peakTensorBytes(() => tf.tidy(() => {
-      tf.zeros([16]);
-    }));
+    const after = await peakTensorBytes(() =>
+      tf.tidy(() => {
+        tf.zeros([16]);
+      }),
+    );
     expect(after - tf.memory().numBytes).toBe(64);
     x.dispose();
   });
@@ -214,11 +221,11 @@ describe('peak tensor memory', () => {
   });
 });
 
-/** Calls `seen` before every call of the registry's `spikeflow.lifLayer` on wasm (the fused path's layer kernel). */
+/** Calls `seen` before every call of the registry's `spikeflow.integrateFireLayer` on wasm (the fused path's layer kernel). */
 function onLifLayer(registry: ReturnType<typeof createRegistry>, seen: () => void): void {
-  const fast = registry.kernels.get('spikeflow.lifLayer', 'wasm');
+  const fast = registry.kernels.get('spikeflow.integrateFireLayer', 'wasm');
   registry.kernels.register({
-    kernel: 'spikeflow.lifLayer',
+    kernel: 'spikeflow.integrateFireLayer',
     backend: 'wasm',
     impl: (...a) => {
       seen();

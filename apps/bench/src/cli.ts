@@ -46,8 +46,13 @@ const num = (name: string) => (v: string) => {
 
 export function benchCommand(name = 'spikeflow-bench'): Command {
   return new Command(name)
-    .description('time, memory and inference throughput of learning rules against sequence length T (standard workload: B 64, 700 inputs at 5%, 256 recurrent LIF, 20-way readout, CE on the mean readout — at every step for rules that need a per-step loss — Adam)')
-    .option('--rules <list>', "rules: registry names with options (bptt, bptt:truncation=25) or 'tbptt' (bptt with --k); default: every installed rule, and tbptt")
+    .description(
+      'time, memory and inference throughput of learning rules against sequence length T (standard workload: B 64, 700 inputs at 5%, 256 recurrent LIF, 20-way readout, CE on the mean readout — at every step for rules that need a per-step loss — Adam)',
+    )
+    .option(
+      '--rules <list>',
+      "rules: registry names with options (bptt, bptt:truncation=25) or 'tbptt' (bptt with --k); default: every installed rule, and tbptt",
+    )
     .option('--steps <list>', 'sequence lengths T', list('--steps'), [100, 250, 500, 1000])
     .option('--k <n>', 'truncation window of tbptt', int('--k'), 50)
     .option('--batch <n>', 'batch size', int('--batch'))
@@ -60,7 +65,10 @@ export function benchCommand(name = 'spikeflow-bench'): Command {
     .option('--infer-repeats <n>', 'timed inference passes per point (median; default: --repeats)', int('--infer-repeats'))
     .option('--no-kernels', "use core's composite kernels instead of the backend's fast ones (the baseline)")
     .option('--profile', 'also time one more iteration kernel by kernel (in the JSON; the top kernels in the progress line)')
-    .option('--compare-inference', "also time inference on core's composite references, alternating pass by pass with the fast kernels in the same process (the speed-up in the JSON and the progress line)")
+    .option(
+      '--compare-inference',
+      "also time inference on core's composite references, alternating pass by pass with the fast kernels in the same process (the speed-up in the JSON and the progress line)",
+    )
     .option('--backend <name>', 'backend', 'wasm')
     .option('--plugins <list>', 'extra plugin packages (e.g. a new rule)', '')
     .option('--quick', 'tiny sizes and T = 8,16 (exercises the harness in seconds)')

@@ -171,7 +171,10 @@ export async function measure(registry: Registry, choice: RuleChoice | LearningR
   const opt = adam({ lr: 1e-3 });
   const optimizer = new OptimizerRunner(opt, net.params);
   const inputs = tf.tidy(() => tf.cast(tf.less(tf.randomUniform([steps, w.batch, w.inputs], 0, 1, 'float32', w.seed + 1), w.density), 'float32'));
-  const targets = tf.tensor1d(Array.from({ length: w.batch }, (_, i) => i % w.outputs), 'int32');
+  const targets = tf.tensor1d(
+    Array.from({ length: w.batch }, (_, i) => i % w.outputs),
+    'int32',
+  );
   let state = rule.init(net);
   const iterate = () => {
     const r = rule.update({ inputs, targets }, state, { network: net, loss, apply: (g) => optimizer.apply(g), optimizer: opt });
@@ -193,7 +196,7 @@ export async function measure(registry: Registry, choice: RuleChoice | LearningR
       const out = forward(n, inputs);
       out.readout.dataSync();
       const ms = performance.now() - t0;
-      disposeTree(out as never);
+      disposeTree(out);
       return ms;
     };
     // The composite twin has the trained weights; each of its passes follows one of the fast ones.
@@ -211,7 +214,7 @@ export async function measure(registry: Registry, choice: RuleChoice | LearningR
     twin?.dispose();
     const recorded = forward(net, inputs, { record: true });
     const inferSpikeRates = recorded.spikes!.map((sp) => tf.tidy(() => tf.mean(sp).dataSync()[0]!));
-    disposeTree(recorded as never);
+    disposeTree(recorded);
     const profile = w.profile ? profileKernels(tf.getBackend(), iterate) : undefined;
     const inferMs = median(inferTimes);
     const msPerIter = median(times);
@@ -231,7 +234,7 @@ export async function measure(registry: Registry, choice: RuleChoice | LearningR
       ...(profile ? { profile } : {}),
     };
   } finally {
-    disposeTree([inputs, targets, state] as never);
+    disposeTree([inputs, targets, state]);
     optimizer.dispose();
     net.dispose();
   }

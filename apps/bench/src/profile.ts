@@ -23,7 +23,7 @@ export interface KernelProfile {
 /**
  * Runs `f` with every kernel of tfjs backend `backend` timed (the backends spikeflow runs on
  * execute kernels synchronously, so wall time around a kernel is its cost), and every part of
- * spikeflow's fast kernels (`spikeflow.lifSequence (forward)`, `(backward)`, `(∂wRec)`, …), and
+ * spikeflow's fast kernels (`spikeflow.integrateFireSequence (forward)`, `(backward)`, `(∂wRec)`, …), and
  * restores the kernels afterwards. Nested kernels are charged to themselves only.
  */
 export function profileKernels(backend: string, f: () => void): KernelProfile {

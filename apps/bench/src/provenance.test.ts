@@ -25,7 +25,9 @@ describe('docs provenance', () => {
       .map((path) => ({ path: relative(docs, path), data: JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown> }))
       .filter(({ data }) => 'revision' in data);
     expect(reports.length).toBeGreaterThan(10);
-    const bad = reports.filter(({ data }) => typeof data['revision'] !== 'string' || !/^[0-9a-f]{40}$/.test(data['revision'])).map(({ path, data }) => `${path}: ${String(data['revision'])}`);
+    const bad = reports
+      .filter(({ data }) => typeof data['revision'] !== 'string' || !/^[0-9a-f]{40}$/.test(data['revision']))
+      .map(({ path, data }) => `${path}: ${String(data['revision'])}`);
     expect(bad, 'measured in an uncommitted tree (or without a revision): measure again at a commit').toEqual([]);
   });
 });

@@ -63,7 +63,8 @@ function runInChild(job: Job): Promise<{ measurement: Measurement; backend: Back
         return;
       }
       if (msg.ok) resolve({ measurement: msg.measurement!, backend: msg.backend! });
-      else if (msg.code && CONFIG_CODES.includes(msg.code)) reject(new SpikeflowError(msg.code as 'CONFIG_INVALID', `bench: ${job.choice.label}: ${msg.message}`));
+      else if (msg.code && CONFIG_CODES.includes(msg.code))
+        reject(new SpikeflowError(msg.code as 'CONFIG_INVALID', `bench: ${job.choice.label}: ${msg.message}`));
       else reject(new Error(msg.message));
     });
   });
@@ -81,7 +82,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     for (const steps of o.steps) {
       const n = results.length + failures.length + 1;
       progress(`[${n}/${total}] ${choice.label} T=${steps} ...`);
-      let r;
+      let r: Awaited<ReturnType<typeof runInChild>>;
       try {
         r = await runInChild({ plugins: o.plugins, backend: o.backend, choice, steps, workload: o.workload });
       } catch (e) {
@@ -114,7 +115,13 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   }
   const cpus = os.cpus();
   const report: BenchReport = {
-    machine: { cpu: cpus[0]?.model ?? 'unknown', cores: cpus.length, memoryBytes: os.totalmem(), node: process.versions.node, platform: `${os.platform()} ${os.arch()}` },
+    machine: {
+      cpu: cpus[0]?.model ?? 'unknown',
+      cores: cpus.length,
+      memoryBytes: os.totalmem(),
+      node: process.versions.node,
+      platform: `${os.platform()} ${os.arch()}`,
+    },
     backend,
     revision: gitRevision(),
     date: new Date().toISOString(),
@@ -134,21 +141,31 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
 export function writePlots(report: BenchReport, dir: string): string[] {
   mkdirSync(dir, { recursive: true });
   const rules = [...new Set(report.results.map((r) => r.rule))];
-  const series = (f: (m: Measurement) => number) => rules.map((name) => ({ name, points: report.results.filter((r) => r.rule === name).map((r): [number, number] => [r.steps, f(r)]) }));
+  const series = (f: (m: Measurement) => number) =>
+    rules.map((name) => ({ name, points: report.results.filter((r) => r.rule === name).map((r): [number, number] => [r.steps, f(r)]) }));
   const w = report.workload;
   const sub = `B=${w.batch}, ${w.inputs} in, ${w.hidden} ${w.neuron}, ${report.backend.tfBackend}`;
   const files: [string, string][] = [
     [
       'memory.svg',
-      lineChart(series((m) => m.peakWorkingBytes / 2 ** 20), {
-        title: `peak tensor memory of an iteration vs T (${sub})`,
-        xLabel: 'sequence length T',
-        yLabel: 'MiB above weights and batch',
-        logX: true,
-        logY: true,
-      }),
+      lineChart(
+        series((m) => m.peakWorkingBytes / 2 ** 20),
+        {
+          title: `peak tensor memory of an iteration vs T (${sub})`,
+          xLabel: 'sequence length T',
+          yLabel: 'MiB above weights and batch',
+          logX: true,
+          logY: true,
+        },
+      ),
     ],
-    ['time.svg', lineChart(series((m) => m.msPerIter), { title: `time per training iteration vs T (${sub})`, xLabel: 'sequence length T', yLabel: 'ms', logX: true, logY: true })],
+    [
+      'time.svg',
+      lineChart(
+        series((m) => m.msPerIter),
+        { title: `time per training iteration vs T (${sub})`, xLabel: 'sequence length T', yLabel: 'ms', logX: true, logY: true },
+      ),
+    ],
   ];
   for (const [name, svg] of files) writeFileSync(join(dir, name), svg);
   return files.map(([n]) => join(dir, n));

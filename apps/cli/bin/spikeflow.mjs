@@ -1,3 +1,3 @@
 #!/usr/bin/env node
 // A committed entry so the bin links at install time, before dist/ is built.
-import "../dist/bin.js";
+import '../dist/bin.js';

@@ -46,7 +46,10 @@ describe('spikeflow train', () => {
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/test loss: \d\.\d{4}/);
     for (const f of ['checkpoint.sfck', 'metrics.jsonl', 'summary.json', 'config.json', 'loss.svg']) expect(existsSync(join(dir, 'out', f)), f).toBe(true);
-    const events = readFileSync(join(dir, 'out', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string });
+    const events = readFileSync(join(dir, 'out', 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string });
     expect(events[0]!.type).toBe('start');
     expect(events.map((e) => e.type)).toEqual(expect.arrayContaining(['batch', 'epoch', 'eval', 'checkpoint', 'end']));
     expect(readFileSync(join(dir, 'out', 'loss.svg'), 'utf8')).toMatch(/^<svg[\s\S]*<polyline|<circle/);
@@ -69,16 +72,27 @@ describe('spikeflow train', () => {
     const r = cli(['train', 'run.json', '--out', 'out'], dir);
     expect(r.stderr).not.toMatch(/Error|spikeflow:/);
     expect(r.status).toBe(0);
-    const events = readFileSync(join(dir, 'out', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; result?: { loss: number } });
+    const events = readFileSync(join(dir, 'out', 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; result?: { loss: number } });
     const lastEval = events.filter((e) => e.type === 'eval').at(-1)!.result!.loss;
     const ev = cli(['eval', 'out'], dir);
     expect(ev.status).toBe(0);
     expect((JSON.parse(ev.stdout) as { loss: number }).loss).toBeCloseTo(lastEval, 6);
     // The weights themselves (not W̄) score differently.
-    writeFileSync(join(dir, 'w.json'), JSON.stringify({ ...config(), ...JSON.parse(readFileSync(join(dir, 'run.json'), 'utf8')), rule: { name: 'fptt', window: 4, alpha: 0.5 } }));
+    writeFileSync(
+      join(dir, 'w.json'),
+      JSON.stringify({ ...config(), ...JSON.parse(readFileSync(join(dir, 'run.json'), 'utf8')), rule: { name: 'fptt', window: 4, alpha: 0.5 } }),
+    );
     const w = cli(['train', 'w.json', '--out', 'w'], dir);
     expect(w.status).toBe(0);
-    const wEval = readFileSync(join(dir, 'w', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; result?: { loss: number } }).filter((e) => e.type === 'eval').at(-1)!.result!.loss;
+    const wEval = readFileSync(join(dir, 'w', 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; result?: { loss: number } })
+      .filter((e) => e.type === 'eval')
+      .at(-1)!.result!.loss;
     expect(wEval).not.toBeCloseTo(lastEval, 4);
   });
 
@@ -92,7 +106,12 @@ describe('spikeflow train', () => {
       const r = cli(['train', join(dir, name), '--out', join(mkdtempSync(join(tmpdir(), 'spikeflow-cfg-')), 'x'), '--dry-run', '--cache-dir', cache], dir);
       expect(r.stderr, name).toBe('');
       expect(r.status, name).toBe(0);
-      const plan = JSON.parse(r.stdout) as { rule: { name: string; memory: string }; parameterCount: number; dataset: { steps: number }; batchesPerEpoch: number };
+      const plan = JSON.parse(r.stdout) as {
+        rule: { name: string; memory: string };
+        parameterCount: number;
+        dataset: { steps: number };
+        batchesPerEpoch: number;
+      };
       expect(plan.parameterCount, name).toBeGreaterThan(0);
       expect(plan.batchesPerEpoch, name).toBeGreaterThan(0);
       if (name === 'add-task-fptt-1000.json') {
@@ -109,7 +128,12 @@ describe('spikeflow train', () => {
     expect(a.status).toBe(0);
     expect(b.status).toBe(0);
     const losses = (run: string) =>
-      readFileSync(join(dir, run, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; loss?: number }).filter((e) => e.type === 'batch' || e.type === 'epoch').map((e) => e.loss);
+      readFileSync(join(dir, run, 'metrics.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { type: string; loss?: number })
+        .filter((e) => e.type === 'batch' || e.type === 'epoch')
+        .map((e) => e.loss);
     expect(losses('a').length).toBeGreaterThan(1);
     expect(losses('a')).toEqual(losses('b'));
   });
@@ -124,7 +148,11 @@ describe('spikeflow train', () => {
     const killedAt = await new Promise<number>((resolve, reject) => {
       const timer = setInterval(() => {
         if (!existsSync(log)) return;
-        const cks = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; position?: { step: number; epoch: number } }).filter((e) => e.type === 'checkpoint');
+        const cks = readFileSync(log, 'utf8')
+          .trim()
+          .split('\n')
+          .map((l) => JSON.parse(l) as { type: string; position?: { step: number; epoch: number } })
+          .filter((e) => e.type === 'checkpoint');
         const last = cks.at(-1);
         if (last && last.position!.step >= 6 && last.position!.epoch === 0) {
           clearInterval(timer);
@@ -148,7 +176,11 @@ describe('spikeflow train', () => {
     const resumed = cli(['train', 'run.json', '--out', 'killed', '--resume', '--quiet'], dir);
     expect(resumed.stderr).toBe('');
     expect(resumed.status).toBe(0);
-    const starts = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; resumed?: boolean; position?: { step: number } }).filter((e) => e.type === 'start');
+    const starts = readFileSync(log, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; resumed?: boolean; position?: { step: number } })
+      .filter((e) => e.type === 'start');
     expect(starts.length).toBe(2);
     expect(starts[1]).toMatchObject({ resumed: true, position: { step: killedAt } });
     const a = params(join(dir, 'full', 'checkpoint.sfck'));
@@ -162,20 +194,28 @@ describe('spikeflow train', () => {
     expect(cli(['train', 'run.json', '--out', 'done', '--quiet'], dir).status).toBe(0);
     const extended = cli(['train', 'run.json', '--out', 'done', '--resume', '--epochs', '2', '--quiet'], dir);
     expect(extended.status, extended.stderr).toBe(0);
-    expect(extended.stderr).toMatch(/warning: the run's cosine learning-rate schedule had run its course over 1 epoch when it was extended to 2: .*final rate \(optimizer\.minLr = 0\)/);
+    expect(extended.stderr).toMatch(
+      /warning: the run's cosine learning-rate schedule had run its course over 1 epoch when it was extended to 2: .*final rate \(optimizer\.minLr = 0\)/,
+    );
     // The rate stayed at its final value, 0: the added epoch left the weights as they were.
     const before = params(join(dir, 'done', 'checkpoint.sfck'));
     expect(cli(['train', 'run.json', '--out', 'done', '--resume', '--epochs', '3', '--quiet'], dir).status).toBe(0);
     const after = params(join(dir, 'done', 'checkpoint.sfck'));
     for (const k of Object.keys(before)) expect(Buffer.from(after[k]!.buffer).equals(Buffer.from(before[k]!.buffer)), k).toBe(true);
     // A run of 2 epochs killed in its second, extended to 3: its decay had not ended; no warning, and it trains.
-    writeFileSync(join(dir, 'two.json'), JSON.stringify(config({ optimizer: { name: 'adam', lr: 0.003, schedule: 'cosine' }, train: { epochs: 2, batchSize: 32, checkpointEvery: 1 } })));
+    writeFileSync(
+      join(dir, 'two.json'),
+      JSON.stringify(config({ optimizer: { name: 'adam', lr: 0.003, schedule: 'cosine' }, train: { epochs: 2, batchSize: 32, checkpointEvery: 1 } })),
+    );
     const child = spawn(process.execPath, [bin, 'train', 'two.json', '--out', 'mid', '--quiet'], { cwd: dir, stdio: 'ignore' });
     const log = join(dir, 'mid', 'metrics.jsonl');
     await new Promise<void>((resolve, reject) => {
       const timer = setInterval(() => {
         if (!existsSync(log)) return;
-        const cks = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; position?: { epoch: number; batch: number } });
+        const cks = readFileSync(log, 'utf8')
+          .trim()
+          .split('\n')
+          .map((l) => JSON.parse(l) as { type: string; position?: { epoch: number; batch: number } });
         if (cks.some((e) => e.type === 'checkpoint' && e.position!.epoch === 1 && e.position!.batch >= 2)) {
           clearInterval(timer);
           child.kill('SIGKILL');
@@ -219,7 +259,9 @@ describe('bad input gets a clear error and a non-zero exit', () => {
   it('reads YAML configs, and names the line of a YAML syntax error', () => {
     const dir = workdir();
     const c = config({ train: { epochs: 1, batchSize: 32 } });
-    const yaml = Object.entries(c).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join('\n');
+    const yaml = Object.entries(c)
+      .map(([k, v]) => `${k}: ${JSON.stringify(v)}`)
+      .join('\n');
     writeFileSync(join(dir, 'run.yaml'), `# a comment\n${yaml}\n`);
     const r = cli(['train', 'run.yaml', '--out', 'y', '--quiet'], dir);
     expect(r.stderr).toBe('');
@@ -274,7 +316,10 @@ describe('spikeflow eval', () => {
     });
     const r = cli(['train', 'run.json', '--out', 'run', '--quiet'], dir);
     expect(r.status, r.stderr).toBe(0);
-    const logged = readFileSync(join(dir, 'run', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; result?: { loss: number; accuracy: number; samples: number } });
+    const logged = readFileSync(join(dir, 'run', 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; result?: { loss: number; accuracy: number; samples: number } });
     const last = logged.filter((e) => e.type === 'eval').at(-1)!.result!;
     const ev = cli(['eval', 'run'], dir);
     expect(ev.status, ev.stderr).toBe(0);
@@ -291,11 +336,17 @@ describe('spikeflow eval', () => {
   function tampered(plugins: string[]): { dir: string; marker: string } {
     const dir = workdir({ train: { epochs: 1, batchSize: 32, maxBatchesPerEpoch: 2 } });
     const marker = join(dir, 'marker');
-    writeFileSync(join(dir, 'evil.mjs'), `import { writeFileSync } from 'node:fs';\nwriteFileSync(${JSON.stringify(marker)}, 'top-level code ran');\nexport default { meta: { name: 'evil', version: '1.0.0' } };\n`);
+    writeFileSync(
+      join(dir, 'evil.mjs'),
+      `import { writeFileSync } from 'node:fs';\nwriteFileSync(${JSON.stringify(marker)}, 'top-level code ran');\nexport default { meta: { name: 'evil', version: '1.0.0' } };\n`,
+    );
     expect(cli(['train', 'run.json', '--out', 'run', '--quiet'], dir).status).toBe(0);
     const path = join(dir, 'run', 'checkpoint.sfck');
     const ck = loadCheckpoint<{ config: { plugins: string[] } }>(path);
-    writeFileSync(path, encodeCheckpoint({ meta: { ...ck.meta, config: { ...ck.meta.config, plugins: [...ck.meta.config.plugins, ...plugins] } }, trees: ck.trees }));
+    writeFileSync(
+      path,
+      encodeCheckpoint({ meta: { ...ck.meta, config: { ...ck.meta.config, plugins: [...ck.meta.config.plugins, ...plugins] } }, trees: ck.trees }),
+    );
     disposeTree(ck.trees as never);
     return { dir, marker };
   }
@@ -306,7 +357,13 @@ describe('spikeflow eval', () => {
       const path = join(dir, 'run', 'checkpoint.sfck');
       const real = spec === 'EVIL_ABSOLUTE' ? join(dir, 'evil.mjs') : spec === 'EVIL_URL' ? `file://${join(dir, 'evil.mjs')}` : spec;
       const ck = loadCheckpoint<{ config: { plugins: string[] } }>(path);
-      writeFileSync(path, encodeCheckpoint({ meta: { ...ck.meta, config: { ...ck.meta.config, plugins: ck.meta.config.plugins.map((p) => (p === 'PLACEHOLDER' ? real : p)) } }, trees: ck.trees }));
+      writeFileSync(
+        path,
+        encodeCheckpoint({
+          meta: { ...ck.meta, config: { ...ck.meta.config, plugins: ck.meta.config.plugins.map((p) => (p === 'PLACEHOLDER' ? real : p)) } },
+          trees: ck.trees,
+        }),
+      );
       disposeTree(ck.trees as never);
       for (const cwd of [dir, join(dir, 'run')]) {
         const r = cli(['eval', join(dir, 'run')], cwd);
@@ -316,7 +373,9 @@ describe('spikeflow eval', () => {
       }
       const resume = cli(['train', 'run.json', '--out', 'run', '--resume', '--epochs', '2', '--quiet'], dir);
       expect(resume.status, real).toBe(1);
-      expect(resume.stderr, real).toMatch(new RegExp(`names plugins your config does not: '${real.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}'.*\\[PLUGIN_REFUSED\\]`, 's'));
+      expect(resume.stderr, real).toMatch(
+        new RegExp(`names plugins your config does not: '${real.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}'.*\\[PLUGIN_REFUSED\\]`, 's'),
+      );
       expect(existsSync(marker), `${real}: the module's top-level code ran`).toBe(false);
     }
   });
@@ -336,7 +395,9 @@ describe('backends', () => {
     const dir = workdir({ train: { epochs: 1, batchSize: 32 } });
     const r = cli(['train', 'run.json', '--out', 'x', '--backend', 'node-gpu'], dir);
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/backend 'node-gpu': @tensorflow\/tfjs-node-gpu is not installed\. Install it with: npm i @tensorflow\/tfjs-node-gpu@4\.22\.0 on a machine with .*CUDA Toolkit 11\.2 and cuDNN 8\.1/);
+    expect(r.stderr).toMatch(
+      /backend 'node-gpu': @tensorflow\/tfjs-node-gpu is not installed\. Install it with: npm i @tensorflow\/tfjs-node-gpu@4\.22\.0 on a machine with .*CUDA Toolkit 11\.2 and cuDNN 8\.1/,
+    );
     expect(r.stderr).toContain('[BACKEND_UNAVAILABLE]');
     expect(existsSync(join(dir, 'x', 'checkpoint.sfck'))).toBe(false);
   });
@@ -345,7 +406,7 @@ describe('backends', () => {
     const dir = workdir({ train: { epochs: 1, batchSize: 32, maxBatchesPerEpoch: 2 } });
     const r = cli(['train', 'run.json', '--out', 'x', '--backend', 'node,wasm', '--quiet'], dir);
     expect(r.status).toBe(0);
-    expect(r.stderr).toMatch(/backend 'node': @tensorflow\/tfjs-node is not installed[^]*trying backend 'wasm' \(the next in "node,wasm"\)/);
+    expect(r.stderr).toMatch(/backend 'node': @tensorflow\/tfjs-node is not installed[\s\S]*trying backend 'wasm' \(the next in "node,wasm"\)/);
     expect((JSON.parse(readFileSync(join(dir, 'x', 'summary.json'), 'utf8')) as { backend: { tfBackend: string } }).backend.tfBackend).toBe('wasm');
     const none = cli(['train', 'run.json', '--out', 'y', '--backend', 'node,node-gpu'], dir);
     expect(none.status).toBe(1);
@@ -383,7 +444,14 @@ describe('spikeflow data inspect', () => {
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ format: 'idx', samples: 6, shape: [], labelHistogram: { '0': 1, '1': 1, '3': 3, '9': 1 } });
-    writeFileSync(join(dir, 'imgs.idx'), idx(0x08, [2, 2, 3], Array.from({ length: 12 }, (_, i) => i)));
+    writeFileSync(
+      join(dir, 'imgs.idx'),
+      idx(
+        0x08,
+        [2, 2, 3],
+        Array.from({ length: 12 }, (_, i) => i),
+      ),
+    );
     expect(JSON.parse(cli(['data', 'inspect', 'imgs.idx', '--format', 'idx'], dir).stdout)).toMatchObject({ samples: 2, shape: [2, 3] });
   });
 
@@ -425,7 +493,13 @@ describe('spikeflow data inspect', () => {
     // Two gestures: 3 events in [1 s, 2 s) with class 4, 2 events in [3 s, 3.5 s) with class 11.
     const ev = eventsOf([0.5, 1, 1.2, 1.9, 3.1, 3.4], [1, 2, 3, 4, 5, 6], [7, 7, 7, 7, 7, 7], [0, 1, 0, 1, 0, 1]);
     writeFileSync(join(dir, 'user01_led.aedat'), encodeAedat31(polarityPackets(ev, 4)));
-    writeFileSync(join(dir, 'user01_led_labels.csv'), encodeGestureLabels([{ label: 3, startUs: 1_000_000, endUs: 2_000_000 }, { label: 10, startUs: 3_000_000, endUs: 3_500_000 }]));
+    writeFileSync(
+      join(dir, 'user01_led_labels.csv'),
+      encodeGestureLabels([
+        { label: 3, startUs: 1_000_000, endUs: 2_000_000 },
+        { label: 10, startUs: 3_000_000, endUs: 3_500_000 },
+      ]),
+    );
     const r = cli(['data', 'inspect', 'user01_led.aedat'], dir);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
@@ -466,7 +540,15 @@ describe('spikeflow plugins, info, --help', () => {
   });
 
   it('has --help everywhere', () => {
-    for (const args of [['--help'], ['train', '--help'], ['eval', '--help'], ['plugins', '--help'], ['info', '--help'], ['data', 'inspect', '--help'], ['bench', '--help']]) {
+    for (const args of [
+      ['--help'],
+      ['train', '--help'],
+      ['eval', '--help'],
+      ['plugins', '--help'],
+      ['info', '--help'],
+      ['data', 'inspect', '--help'],
+      ['bench', '--help'],
+    ]) {
       const r = cli(args, tmpdir());
       expect(r.status, args.join(' ')).toBe(0);
       expect(r.stdout).toMatch(/Usage: spikeflow/);

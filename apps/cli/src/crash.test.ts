@@ -34,7 +34,9 @@ const config = {
 
 function weights(path: string): { step: number; params: Record<string, Buffer> } {
   const ck = loadCheckpoint<{ position: { step: number } }>(path, { warn: () => {} });
-  const params = Object.fromEntries(Object.entries((ck.trees as { params: Record<string, Tensor> }).params).map(([k, t]) => [k, Buffer.from((t.dataSync() as Float32Array).buffer)]));
+  const params = Object.fromEntries(
+    Object.entries((ck.trees as { params: Record<string, Tensor> }).params).map(([k, t]) => [k, Buffer.from((t.dataSync() as Float32Array).buffer)]),
+  );
   disposeTree(ck.trees as never);
   return { step: ck.meta.position.step, params };
 }
@@ -42,62 +44,68 @@ function weights(path: string): { step: number; params: Record<string, Buffer> }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('crash safety', () => {
-  it(`${KILLS} SIGKILLs at random moments, inside checkpoint writes too: every checkpoint left loads, and the resumed run ends bitwise equal to an uninterrupted one`, async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'spikeflow-crash-'));
-    writeFileSync(join(dir, 'run.json'), JSON.stringify(config));
-    const reference = spawnSync(process.execPath, [bin, 'train', 'run.json', '--out', 'reference', '--quiet'], { cwd: dir, encoding: 'utf8' });
-    expect(reference.status, reference.stderr).toBe(0);
-    const want = weights(join(dir, 'reference', 'checkpoint.sfck'));
+  it(
+    `${KILLS} SIGKILLs at random moments, inside checkpoint writes too: every checkpoint left loads, and the resumed run ends bitwise equal to an uninterrupted one`,
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'spikeflow-crash-'));
+      writeFileSync(join(dir, 'run.json'), JSON.stringify(config));
+      const reference = spawnSync(process.execPath, [bin, 'train', 'run.json', '--out', 'reference', '--quiet'], { cwd: dir, encoding: 'utf8' });
+      expect(reference.status, reference.stderr).toBe(0);
+      const want = weights(join(dir, 'reference', 'checkpoint.sfck'));
 
-    const run = join(dir, 'run');
-    const ckpt = join(run, 'checkpoint.sfck');
-    const rng = createRng(SEED);
-    let killed = 0;
-    let inWrite = 0;
-    let lastStep = -1;
-    for (let cycle = 0; ; cycle++) {
-      expect(cycle, 'the run never finished').toBeLessThan(KILLS + 20);
-      const args = ['train', 'run.json', '--out', 'run', '--quiet', ...(existsSync(ckpt) ? ['--resume'] : [])];
-      const child = spawn(process.execPath, [bin, ...args], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
-      let stderr = '';
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-      let done: number | null | undefined;
-      void exited.then((c) => (done = c));
-      if (killed < KILLS) {
-        const tmp = join(run, `checkpoint.sfck.tmp-${child.pid}`);
-        if (rng() < 0.5) {
-          // The moment this process is seen writing a checkpoint (polled every millisecond).
-          const until = Date.now() + 20_000;
-          while (done === undefined && !existsSync(tmp) && Date.now() < until) await sleep(1);
-        } else {
-          await sleep(rng() * 2000);
-        }
-        if (done === undefined) {
-          child.kill('SIGKILL');
-          await exited;
-          killed++;
-          if (existsSync(tmp)) inWrite++;
-          // Whatever the moment, the checkpoint in place is whole, and never older than the last one seen.
-          if (existsSync(ckpt)) {
-            const { step } = weights(ckpt);
-            expect(step).toBeGreaterThanOrEqual(lastStep);
-            lastStep = step;
+      const run = join(dir, 'run');
+      const ckpt = join(run, 'checkpoint.sfck');
+      const rng = createRng(SEED);
+      let killed = 0;
+      let inWrite = 0;
+      let lastStep = -1;
+      for (let cycle = 0; ; cycle++) {
+        expect(cycle, 'the run never finished').toBeLessThan(KILLS + 20);
+        const args = ['train', 'run.json', '--out', 'run', '--quiet', ...(existsSync(ckpt) ? ['--resume'] : [])];
+        const child = spawn(process.execPath, [bin, ...args], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+        let stderr = '';
+        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+        let done: number | null | undefined;
+        void exited.then((c) => (done = c));
+        if (killed < KILLS) {
+          const tmp = join(run, `checkpoint.sfck.tmp-${child.pid}`);
+          if (rng() < 0.5) {
+            // The moment this process is seen writing a checkpoint (polled every millisecond).
+            const until = Date.now() + 20_000;
+            while (done === undefined && !existsSync(tmp) && Date.now() < until) await sleep(1);
+          } else {
+            await sleep(rng() * 2000);
           }
-          continue;
+          if (done === undefined) {
+            child.kill('SIGKILL');
+            await exited;
+            killed++;
+            if (existsSync(tmp)) inWrite++;
+            // Whatever the moment, the checkpoint in place is whole, and never older than the last one seen.
+            if (existsSync(ckpt)) {
+              const { step } = weights(ckpt);
+              expect(step).toBeGreaterThanOrEqual(lastStep);
+              lastStep = step;
+            }
+            continue;
+          }
         }
+        const code = await exited;
+        expect(code, stderr).toBe(0);
+        break;
       }
-      const code = await exited;
-      expect(code, stderr).toBe(0);
-      break;
-    }
-    expect(killed).toBe(KILLS);
-    const got = weights(ckpt);
-    expect(got.step).toBe(want.step);
-    expect(Object.keys(got.params).sort()).toEqual(Object.keys(want.params).sort());
-    for (const [k, v] of Object.entries(want.params)) expect(got.params[k]!.equals(v), k).toBe(true);
-    // Temporary files of the killed writers are swept by the next save.
-    expect(readdirSync(run).filter((f) => f.includes('.tmp-'))).toEqual([]);
-    process.stdout.write(`crash safety: ${killed} SIGKILLs (${inWrite} inside a checkpoint write), ${config.train.epochs} epochs, ${config.train.epochs * 40} steps; final weights bitwise equal to the uninterrupted run (seed ${SEED})\n`);
-  }, 30 * 60_000);
+      expect(killed).toBe(KILLS);
+      const got = weights(ckpt);
+      expect(got.step).toBe(want.step);
+      expect(Object.keys(got.params).sort()).toEqual(Object.keys(want.params).sort());
+      for (const [k, v] of Object.entries(want.params)) expect(got.params[k]!.equals(v), k).toBe(true);
+      // Temporary files of the killed writers are swept by the next save.
+      expect(readdirSync(run).filter((f) => f.includes('.tmp-'))).toEqual([]);
+      process.stdout.write(
+        `crash safety: ${killed} SIGKILLs (${inWrite} inside a checkpoint write), ${config.train.epochs} epochs, ${config.train.epochs * 40} steps; final weights bitwise equal to the uninterrupted run (seed ${SEED})\n`,
+      );
+    },
+    30 * 60_000,
+  );
 });

@@ -33,7 +33,8 @@ export interface EvalFlags {
 
 /** The run config a checkpoint stores, checked as data. */
 function storedConfig(meta: Record<string, unknown>, path: string): RunConfig {
-  if (meta['config'] === undefined) throw new SpikeflowError('CHECKPOINT_INVALID', `${path}: not a checkpoint written by 'spikeflow train' (it has no run config)`, { path });
+  if (meta['config'] === undefined)
+    throw new SpikeflowError('CHECKPOINT_INVALID', `${path}: not a checkpoint written by 'spikeflow train' (it has no run config)`, { path });
   try {
     return parseRunConfig(meta['config']);
   } catch (e) {
@@ -75,8 +76,8 @@ export async function evalRun(target: string, { split = 'test', batchSize, cache
     const run = await composeRun(config, registry, { cacheDir: cacheDirOf(cacheDir) }, { kernels: meta.fingerprint?.['fastKernels'] !== false });
     try {
       // A rule may ask to be evaluated with other weights (FPTT's running average W̄).
-      const ruleState = (ck.trees as { rule?: unknown }).rule;
-      const swap = ruleState ? run.rule.evalParams?.(ruleState as never) : undefined;
+      const ruleState = ck.trees['rule'];
+      const swap = ruleState ? run.rule.evalParams?.(ruleState) : undefined;
       run.network.setParams(params as Record<string, Tensor>);
       if (swap) run.network.setParams(swap);
       return await evaluate(run.network, run.dataset, run.loss, split, {
@@ -89,6 +90,6 @@ export async function evalRun(target: string, { split = 'test', batchSize, cache
       await run.dataset.close();
     }
   } finally {
-    disposeTree(ck.trees as never);
+    disposeTree(ck.trees);
   }
 }

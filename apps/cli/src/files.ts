@@ -15,6 +15,11 @@ export async function readConfigFile(path: string): Promise<unknown> {
   try {
     return ext === '.yaml' || ext === '.yml' ? parseYaml(text) : JSON.parse(text);
   } catch (cause) {
-    throw new SpikeflowError('CONFIG_INVALID', `config file ${path} is not valid ${ext === '.yaml' || ext === '.yml' ? 'YAML' : 'JSON'}: ${(cause as Error).message}`, { path }, { cause });
+    throw new SpikeflowError(
+      'CONFIG_INVALID',
+      `config file ${path} is not valid ${ext === '.yaml' || ext === '.yml' ? 'YAML' : 'JSON'}: ${(cause as Error).message}`,
+      { path },
+      { cause },
+    );
   }
 }

@@ -5,6 +5,7 @@ import { SpikeflowError, isSpikeflowError, tf } from '@spikeflow/core';
 import { train } from './train.js';
 import { evalRun } from './evaluate.js';
 import { installedPluginNames, loadFrom, registryOf } from './plugins.js';
+import { PLUGIN_KINDS, newPlugin, newSummary } from './new.js';
 import { benchCommand } from '@spikeflow/bench';
 
 const pkg = createRequire(import.meta.url)('../package.json') as { version: string };
@@ -35,16 +36,32 @@ export function program(): Command {
     .option('--quiet', 'no progress output')
     .option('--dry-run', 'check and compose the run (plugins, backend, data, model, rule, loss), print its plan as JSON, train nothing')
     .option('--no-kernels', "use core's composite kernels instead of the backend's fast ones (slower; same results within float32 rounding)")
-    .action(async (config: string, o: { seed?: number; backend?: string; epochs?: number; out?: string; resume?: boolean; cacheDir?: string; quiet?: boolean; dryRun?: boolean; kernels?: boolean }) => {
-      const r = await train(config, o);
-      if (r.plan) {
-        print(r.plan);
-        return;
-      }
-      const e = r.lastEval;
-      print(`run: ${r.runDir}`);
-      if (e) print(`test ${e.accuracy !== undefined ? `accuracy: ${(e.accuracy * 100).toFixed(2)}%, ` : ''}loss: ${e.loss.toFixed(4)} (${e.samples} samples)`);
-    });
+    .action(
+      async (
+        config: string,
+        o: {
+          seed?: number;
+          backend?: string;
+          epochs?: number;
+          out?: string;
+          resume?: boolean;
+          cacheDir?: string;
+          quiet?: boolean;
+          dryRun?: boolean;
+          kernels?: boolean;
+        },
+      ) => {
+        const r = await train(config, o);
+        if (r.plan) {
+          print(r.plan);
+          return;
+        }
+        const e = r.lastEval;
+        print(`run: ${r.runDir}`);
+        if (e)
+          print(`test ${e.accuracy !== undefined ? `accuracy: ${(e.accuracy * 100).toFixed(2)}%, ` : ''}loss: ${e.loss.toFixed(4)} (${e.samples} samples)`);
+      },
+    );
 
   p.command('eval')
     .description("evaluate a run's last checkpoint on a split of its dataset")
@@ -52,7 +69,15 @@ export function program(): Command {
     .option('--split <name>', 'dataset split', 'test')
     .option('--batch-size <n>', 'batch size (default: the run config)', int('--batch-size'))
     .option('--cache-dir <dir>', 'dataset cache directory')
-    .option('--plugins <names>', "plugins to load, comma-separated, instead of those the checkpoint's stored config names (which are loaded only by installed package name)", (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean))
+    .option(
+      '--plugins <names>',
+      "plugins to load, comma-separated, instead of those the checkpoint's stored config names (which are loaded only by installed package name)",
+      (v: string) =>
+        v
+          .split(',')
+          .map((x) => x.trim())
+          .filter(Boolean),
+    )
     .action(async (target: string, o: { split: string; batchSize?: number; cacheDir?: string; plugins?: string[] }) => {
       print(await evalRun(target, o));
     });
@@ -103,6 +128,16 @@ export function program(): Command {
       });
     });
 
+  p.command('new')
+    .description('write a new plugin package from templates: its code, tests that run its conformance suite and pass as written, package.json, tsconfig')
+    .argument('<kind>', `what the plugin provides: ${PLUGIN_KINDS.join(', ')}`)
+    .argument('<name>', 'its name: lowercase letters, digits and hyphens (the package is spikeflow-<kind>-<name>)')
+    .option('--dir <path>', 'where to write the package (default: ./spikeflow-<kind>-<name>); it must not exist, or be empty')
+    .option('--scope <scope>', 'npm scope of the package name (--scope @acme gives @acme/spikeflow-<kind>-<name>)')
+    .action((kind: string, name: string, o: { dir?: string; scope?: string }) => {
+      print(newSummary(newPlugin(kind, name, o)));
+    });
+
   p.addCommand(benchCommand('bench'));
 
   const data = p.command('data').description('dataset files');
@@ -117,9 +152,17 @@ export function program(): Command {
       const known = [...new Set(readers.flatMap((d) => d.formats ?? []))];
       let format = o.format;
       for (const d of readers) format ??= await d.detect?.(path);
-      if (!format) throw new SpikeflowError('CONFIG_INVALID', `data inspect: cannot guess the format of ${path}; pass --format (${known.join(', ') || 'no dataset plugin reads files'})`, { path: '--format' });
+      if (!format)
+        throw new SpikeflowError(
+          'CONFIG_INVALID',
+          `data inspect: cannot guess the format of ${path}; pass --format (${known.join(', ') || 'no dataset plugin reads files'})`,
+          { path: '--format' },
+        );
       const reader = readers.find((d) => d.formats!.includes(format));
-      if (!reader) throw new SpikeflowError('UNKNOWN_NAME', `data inspect: no installed dataset plugin reads format '${format}' (known: ${known.join(', ') || 'none'})`, { path: '--format' });
+      if (!reader)
+        throw new SpikeflowError('UNKNOWN_NAME', `data inspect: no installed dataset plugin reads format '${format}' (known: ${known.join(', ') || 'none'})`, {
+          path: '--format',
+        });
       print(await reader.inspect!(path, format));
     });
 

@@ -66,7 +66,10 @@ export async function registryOf(names: readonly string[], from: string): Promis
  * imported from where the check found it. Anything else is refused before any import
  * ({@link checkStoredPlugins}, `PLUGIN_REFUSED`).
  */
-export async function loadStored(names: unknown, { bases, source, instead }: { bases: readonly string[]; source: string; instead: string }): Promise<SpikeflowPlugin[]> {
+export async function loadStored(
+  names: unknown,
+  { bases, source, instead }: { bases: readonly string[]; source: string; instead: string },
+): Promise<SpikeflowPlugin[]> {
   const found = checkStoredPlugins(names, { from: [...bases, fileURLToPath(here)], source, instead });
   const out: SpikeflowPlugin[] = [];
   for (const { name, from } of found) out.push(...(await loadPlugins([name], { from })));

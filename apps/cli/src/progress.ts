@@ -2,7 +2,8 @@ import cliProgress from 'cli-progress';
 import type { TrainerEvent } from '@spikeflow/core';
 
 const pct = (x?: number) => (x === undefined ? '   -  ' : `${(x * 100).toFixed(1).padStart(5)}%`);
-const secs = (ms: number) => (ms >= 60_000 ? `${Math.floor(ms / 60_000)}m${String(Math.round((ms % 60_000) / 1000)).padStart(2, '0')}s` : `${(ms / 1000).toFixed(1)}s`);
+const secs = (ms: number) =>
+  ms >= 60_000 ? `${Math.floor(ms / 60_000)}m${String(Math.round((ms % 60_000) / 1000)).padStart(2, '0')}s` : `${(ms / 1000).toFixed(1)}s`;
 
 /**
  * Shows training progress: a live bar on a terminal (epoch, batch, loss, accuracy, samples/s,
@@ -25,7 +26,9 @@ export function progressReporter(out: NodeJS.WriteStream = process.stderr): { li
       case 'start':
         epochs = e.epochs;
         perEpoch = e.batchesPerEpoch;
-        line(`${e.resumed ? 'resuming at' : 'training from'} epoch ${e.position.epoch + 1}/${epochs}, batch ${e.position.batch}/${perEpoch} (step ${e.position.step})`);
+        line(
+          `${e.resumed ? 'resuming at' : 'training from'} epoch ${e.position.epoch + 1}/${epochs}, batch ${e.position.batch}/${perEpoch} (step ${e.position.step})`,
+        );
         break;
       case 'batch': {
         lossEma = lossEma === undefined ? e.loss : 0.9 * lossEma + 0.1 * e.loss;
@@ -47,15 +50,21 @@ export function progressReporter(out: NodeJS.WriteStream = process.stderr): { li
           } else bar.update(batch, payload);
         } else if (batch === perEpoch || performance.now() - lastLine > 10_000) {
           lastLine = performance.now();
-          out.write(`epoch ${payload.ep} batch ${batch}/${perEpoch} loss ${payload.loss}${e.accuracy !== undefined ? ` acc ${payload.acc.trim()}` : ''} ${payload.sps} samples/s\n`);
+          out.write(
+            `epoch ${payload.ep} batch ${batch}/${perEpoch} loss ${payload.loss}${e.accuracy !== undefined ? ` acc ${payload.acc.trim()}` : ''} ${payload.sps} samples/s\n`,
+          );
         }
         break;
       }
       case 'epoch':
-        line(`epoch ${e.epoch + 1}/${epochs}: train loss ${e.loss.toFixed(4)}${e.accuracy !== undefined ? `, accuracy ${pct(e.accuracy).trim()}` : ''}, ${secs(e.elapsedMs)}`);
+        line(
+          `epoch ${e.epoch + 1}/${epochs}: train loss ${e.loss.toFixed(4)}${e.accuracy !== undefined ? `, accuracy ${pct(e.accuracy).trim()}` : ''}, ${secs(e.elapsedMs)}`,
+        );
         break;
       case 'eval':
-        line(`  eval (${e.result.split}): loss ${e.result.loss.toFixed(4)}${e.result.accuracy !== undefined ? `, accuracy ${pct(e.result.accuracy).trim()}` : ''} over ${e.result.samples} samples`);
+        line(
+          `  eval (${e.result.split}): loss ${e.result.loss.toFixed(4)}${e.result.accuracy !== undefined ? `, accuracy ${pct(e.result.accuracy).trim()}` : ''} over ${e.result.samples} samples`,
+        );
         break;
       case 'end':
         line(`done in ${secs(e.elapsedMs)}`);

@@ -56,7 +56,10 @@ function checkConfig(raw: unknown): void {
     const { name: _n, ...options } = config.data;
     parseSchema(entry.optionsSchema, options, 'data');
   }
-  resolveModel({ ...config.model, inputs: config.model.inputs ?? 3, readout: { ...config.model.readout, size: config.model.readout.size ?? 2 } }, { neurons: registry.neurons, surrogates: registry.surrogates.values() });
+  resolveModel(
+    { ...config.model, inputs: config.model.inputs ?? 3, readout: { ...config.model.readout, size: config.model.readout.size ?? 2 } },
+    { neurons: registry.neurons, surrogates: registry.surrogates.values() },
+  );
   ruleFromSpec(config.rule, registry.rules, 'rule');
   if (config.loss !== undefined) lossFromSpec(config.loss, registry.losses, 'loss');
   optimizerFromSpec(config.optimizer, 'optimizer');
@@ -114,14 +117,29 @@ describe('checkpoints', () => {
   /** Small run checkpoints as `spikeflow train` writes them: run meta with its config, parameters, Adam's state. */
   const seeds = (() => {
     const config = JSON.parse(readFileSync(join(configsDir, 'add-task.json'), 'utf8')) as unknown;
-    const w = tf.tensor2d([[0.5, -1, 0.25], [2, 3, -0.5]]);
+    const w = tf.tensor2d([
+      [0.5, -1, 0.25],
+      [2, 3, -0.5],
+    ]);
     const b = tf.tensor1d([0.1, 0.2, 0.3]);
     const out = [
       encodeCheckpoint({
-        meta: { kind: 'spikeflow-run', position: { epoch: 1, batch: 2, step: 9 }, seed: 3, rule: 'bptt', params: ['w', 'b'], optimizerSteps: 9, config, fingerprint: { backend: 'wasm', simd: true } },
+        meta: {
+          kind: 'spikeflow-run',
+          position: { epoch: 1, batch: 2, step: 9 },
+          seed: 3,
+          rule: 'bptt',
+          params: ['w', 'b'],
+          optimizerSteps: 9,
+          config,
+          fingerprint: { backend: 'wasm', simd: true },
+        },
         trees: { params: { w, b }, optimizer: [{ count: 9, mu: { w, b }, nu: { w, b } }, { count: 9 }], rule: null },
       }),
-      encodeCheckpoint({ meta: { kind: 'spikeflow-run', position: { epoch: 0, batch: 0, step: 0 }, seed: 0, rule: 'fptt', params: ['w'] }, trees: { params: { w }, rule: { wbar: { w }, lambda: [b, 2] } } }),
+      encodeCheckpoint({
+        meta: { kind: 'spikeflow-run', position: { epoch: 0, batch: 0, step: 0 }, seed: 0, rule: 'fptt', params: ['w'] },
+        trees: { params: { w }, rule: { wbar: { w }, lambda: [b, 2] } },
+      }),
     ];
     tf.dispose([w, b]);
     return out;

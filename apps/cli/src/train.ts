@@ -99,7 +99,12 @@ function checkResumable(ckpt: string, config: RunConfig, runDir: string): string
   // A decay that spans the run goes on from where it was over the new length; one that had
   // already ended stays at its final rate (continuity), which the user should know.
   const schedule = stored.optimizer['schedule'];
-  if ((schedule === 'cosine' || schedule === 'exponential') && stored.optimizer['decaySteps'] === undefined && t2.epochs > t1.epochs && meta.position.epoch >= t1.epochs) {
+  if (
+    (schedule === 'cosine' || schedule === 'exponential') &&
+    stored.optimizer['decaySteps'] === undefined &&
+    t2.epochs > t1.epochs &&
+    meta.position.epoch >= t1.epochs
+  ) {
     return (
       `the run's ${schedule} learning-rate schedule had run its course over ${t1.epochs} epoch${t1.epochs === 1 ? '' : 's'} when it was extended to ${t2.epochs}: ` +
       `the rate stays continuous, so the added epochs train at its final rate${schedule === 'cosine' ? ` (optimizer.minLr = ${String(stored.optimizer['minLr'] ?? 0)})` : ''}. ` +
@@ -137,12 +142,16 @@ export async function train(configPath: string, flags: TrainFlags): Promise<{ ru
   if (flags.dryRun) return { runDir, plan: await plan(file, config, flags) };
   if (flags.resume) {
     if (!existsSync(ckpt)) {
-      throw new SpikeflowError('CHECKPOINT_INVALID', `--resume: no checkpoint in ${runDir} (expected ${CHECKPOINT}); start the run without --resume`, { path: ckpt });
+      throw new SpikeflowError('CHECKPOINT_INVALID', `--resume: no checkpoint in ${runDir} (expected ${CHECKPOINT}); start the run without --resume`, {
+        path: ckpt,
+      });
     }
     const note = checkResumable(ckpt, config, runDir);
     if (note) process.stderr.write(`spikeflow: warning: ${note}\n`);
   } else if (existsSync(ckpt)) {
-    throw new SpikeflowError('CONFIG_INVALID', `${runDir} already holds a run (${CHECKPOINT}); continue it with --resume or choose another --out`, { path: runDir });
+    throw new SpikeflowError('CONFIG_INVALID', `${runDir} already holds a run (${CHECKPOINT}); continue it with --resume or choose another --out`, {
+      path: runDir,
+    });
   }
   mkdirSync(runDir, { recursive: true });
 
@@ -154,7 +163,12 @@ export async function train(configPath: string, flags: TrainFlags): Promise<{ ru
   let trainer: Trainer | undefined;
   try {
     writeAtomic(stored, `${JSON.stringify(config, null, 2)}\n`);
-    trainer = new Trainer(run, { ...run.trainOptions, checkpointPath: ckpt, meta: { config, versions: versions(registry.plugins) }, fingerprint: fingerprintOf(backend.describe(), { kernels }) });
+    trainer = new Trainer(run, {
+      ...run.trainOptions,
+      checkpointPath: ckpt,
+      meta: { config, versions: versions(registry.plugins) },
+      fingerprint: fingerprintOf(backend.describe(), { kernels }),
+    });
     trainer.on((e: TrainerEvent) => {
       if (e.type !== 'batch' || e.position.batch % 10 === 0) appendFileSync(log, `${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`);
       if (e.type === 'warning') process.stderr.write(`spikeflow: warning: ${e.message}\n`);
@@ -162,11 +176,17 @@ export async function train(configPath: string, flags: TrainFlags): Promise<{ ru
     if (progress) trainer.on(progress.listener);
     if (flags.resume) trainer.resume(ckpt);
     const result = await trainer.run();
-    writeAtomic(join(runDir, 'summary.json'), `${JSON.stringify({ config: file, runDir, position: result.position, lastEval: result.lastEval, backend: backend.describe() }, null, 2)}\n`);
+    writeAtomic(
+      join(runDir, 'summary.json'),
+      `${JSON.stringify({ config: file, runDir, position: result.position, lastEval: result.lastEval, backend: backend.describe() }, null, 2)}\n`,
+    );
     await writePlots(runDir);
     return { runDir, ...(result.lastEval ? { lastEval: result.lastEval } : {}) };
   } catch (e) {
-    appendFileSync(log, `${JSON.stringify({ time: new Date().toISOString(), type: 'error', message: (e as Error).message, code: (e as SpikeflowError).code })}\n`);
+    appendFileSync(
+      log,
+      `${JSON.stringify({ time: new Date().toISOString(), type: 'error', message: (e as Error).message, code: (e as SpikeflowError).code })}\n`,
+    );
     throw e;
   } finally {
     progress?.stop();
@@ -184,7 +204,10 @@ export async function train(configPath: string, flags: TrainFlags): Promise<{ ru
  * and in the projects of `bases`.
  */
 export async function activated(config: RunConfig, plugins: readonly SpikeflowPlugin[], bases: readonly string[]) {
-  const names = config.backend.split(',').map((n) => n.trim()).filter(Boolean);
+  const names = config.backend
+    .split(',')
+    .map((n) => n.trim())
+    .filter(Boolean);
   let registry = createRegistry(plugins);
   if (names.some((n) => !registry.backends.has(n))) {
     const have = new Set(registry.plugins.map((p) => p.meta.name));
@@ -195,9 +218,13 @@ export async function activated(config: RunConfig, plugins: readonly SpikeflowPl
   }
   for (const n of names) {
     if (!registry.backends.has(n)) {
-      throw new SpikeflowError('UNKNOWN_NAME', `backend: '${n}' is not provided by the loaded plugins (${[...registry.backends.keys()].join(', ') || 'none'}); add its plugin to "plugins"`, {
-        path: 'backend',
-      });
+      throw new SpikeflowError(
+        'UNKNOWN_NAME',
+        `backend: '${n}' is not provided by the loaded plugins (${[...registry.backends.keys()].join(', ') || 'none'}); add its plugin to "plugins"`,
+        {
+          path: 'backend',
+        },
+      );
     }
   }
   const failures: SpikeflowError[] = [];
@@ -212,7 +239,11 @@ export async function activated(config: RunConfig, plugins: readonly SpikeflowPl
       if (i + 1 < names.length) process.stderr.write(`${e.message}\ntrying backend '${names[i + 1]}' (the next in "${config.backend}")\n`);
     }
   }
-  throw new SpikeflowError('BACKEND_UNAVAILABLE', `none of the backends "${config.backend}" is available:\n${failures.map((f) => `  ${f.message}`).join('\n')}`, { path: 'backend' });
+  throw new SpikeflowError(
+    'BACKEND_UNAVAILABLE',
+    `none of the backends "${config.backend}" is available:\n${failures.map((f) => `  ${f.message}`).join('\n')}`,
+    { path: 'backend' },
+  );
 }
 
 /** Composes the run as `train` would (every check included) and describes it. */
@@ -229,7 +260,7 @@ async function plan(file: string, config: RunConfig, flags: TrainFlags): Promise
       parameters,
       parameterCount: Object.values(run.network.params).reduce((n, v) => n + v.size, 0),
       rule: { name: run.rule.name, memory: run.rule.memory, gradient: run.rule.gradient },
-      fused: tf.tidy(() => run.network.prepare().fused !== undefined),
+      fused: run.network.fused,
       loss: run.loss.name,
       batchesPerEpoch: trainer.batchesPerEpoch(),
       epochs: run.trainOptions.epochs,

@@ -64,7 +64,15 @@ beforeAll(async () => {
   // and read back zeros here, so a headless run reports WebGPU skipped (no adapter).
   browser = await chromium.launch({
     executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--use-angle=swiftshader', '--enable-unsafe-swiftshader', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+    args: [
+      '--no-sandbox',
+      '--use-angle=swiftshader',
+      '--enable-unsafe-swiftshader',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+    ],
   });
 }, 600_000);
 
@@ -78,8 +86,13 @@ async function pageResult(backend: string): Promise<PageResult> {
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
   await page.goto(`${base}?backend=${backend}`, { waitUntil: 'commit' });
-  await page.waitForFunction(() => (window as unknown as { spikeflowResult?: unknown }).spikeflowResult !== undefined, null, { timeout: 300_000 }).catch(() => undefined);
-  const result = (await page.evaluate(() => (window as unknown as { spikeflowResult?: PageResult }).spikeflowResult)) ?? { backend, error: `the page never finished: ${errors.join('; ') || 'no error reported'}` };
+  await page
+    .waitForFunction(() => (window as unknown as { spikeflowResult?: unknown }).spikeflowResult !== undefined, null, { timeout: 300_000 })
+    .catch(() => undefined);
+  const result = (await page.evaluate(() => (window as unknown as { spikeflowResult?: PageResult }).spikeflowResult)) ?? {
+    backend,
+    error: `the page never finished: ${errors.join('; ') || 'no error reported'}`,
+  };
   await page.close();
   return result;
 }

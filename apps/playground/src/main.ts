@@ -74,7 +74,7 @@ async function run(name: string): Promise<PageResult> {
   const losses: number[] = [];
   for (let i = 0; i < 30; i++) {
     const r = rule.update(batch, state, { network: net, loss: ceMean, apply: (g) => optimizer.apply(g), optimizer: opt });
-    if (r.state !== state) disposeTree(state as never, r.state as never);
+    if (r.state !== state) disposeTree(state, r.state);
     state = r.state;
     losses.push(r.report.loss);
   }

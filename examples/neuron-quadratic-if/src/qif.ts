@@ -47,6 +47,7 @@ export const qif = defineNeuron({
   description: 'quadratic integrate-and-fire: v += a·v·(v − v_c) + I, spike at v_peak, then set to v_reset',
   configSchema: qifSchema,
   stateKeys: ['v', 's'],
+  spikes: 's',
   // Relations between fields (the schema checks each field alone); runs before any tensor exists.
   validate: (c, path) => {
     if (!(c.vPeak > c.vCritical)) {

@@ -22,10 +22,16 @@ const file = (bytes: Uint8Array) => {
 
 /** A small checkpoint: a run-like meta, two float tensors and an int tensor in nested trees. */
 function small(): Buffer {
-  const w = tf.tensor2d([[0.5, -1], [2, 3]]);
+  const w = tf.tensor2d([
+    [0.5, -1],
+    [2, 3],
+  ]);
   const b = tf.tensor1d([0.25]);
   const k = tf.tensor1d([4, 5, 6], 'int32');
-  const bytes = encodeCheckpoint({ meta: { kind: 'spikeflow-run', position: { epoch: 0, batch: 1, step: 1 }, note: 'ä' }, trees: { params: { w, b }, rule: [k, 3, null] } });
+  const bytes = encodeCheckpoint({
+    meta: { kind: 'spikeflow-run', position: { epoch: 0, batch: 1, step: 1 }, note: 'ä' },
+    trees: { params: { w, b }, rule: [k, 3, null] },
+  });
   tf.dispose([w, b, k]);
   return bytes;
 }
@@ -34,7 +40,7 @@ function small(): Buffer {
 function refusal(bytes: Uint8Array): unknown {
   const before = tf.memory().numTensors;
   try {
-    disposeTree(loadCheckpoint(file(bytes), { warn: () => {} }).trees as never);
+    disposeTree(loadCheckpoint(file(bytes), { warn: () => {} }).trees);
     return undefined;
   } catch (e) {
     expect(tf.memory().numTensors, 'nothing is built from a refused file').toBe(before);
@@ -69,7 +75,7 @@ describe('checkpoint format 2', () => {
     expect(Array.from(t.params.w.dataSync())).toEqual([0.5, -1, 2, 3]);
     expect(t.rule[0].dtype).toBe('int32');
     expect(t.rule.slice(1)).toEqual([3, null]);
-    disposeTree(ck.trees as never);
+    disposeTree(ck.trees);
   });
 
   it('is refused when any single byte changes: every position of a small checkpoint, two flips each', () => {
@@ -136,7 +142,7 @@ describe('checkpoint format 2', () => {
     expect(Object.getPrototypeOf(trees)).toBe(Object.prototype);
     expect(Object.keys(trees)).toContain('__proto__');
     expect(Object.getOwnPropertyDescriptor(trees, '__proto__')?.value).toHaveProperty('w');
-    disposeTree(Object.values(trees) as never);
+    disposeTree(Object.values(trees));
   });
 
   it('builds only the tensors its trees name', () => {
@@ -144,7 +150,7 @@ describe('checkpoint format 2', () => {
     const before = tf.memory().numTensors;
     const ck = loadCheckpoint(file(resigned({ ...header, trees: { only: { $tensor: 1 } } }, payload)));
     expect(tf.memory().numTensors).toBe(before + 1);
-    disposeTree(ck.trees as never);
+    disposeTree(ck.trees);
   });
 });
 
@@ -161,7 +167,7 @@ describe('checkpoint format 1 (before 2026-12)', () => {
     expect(Array.from(t.extra[0].dataSync())).toEqual([1, 2, 3]);
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toMatch(/format 1, whose digest does not cover its header/);
-    disposeTree(ck.trees as never);
+    disposeTree(ck.trees);
   });
 
   it('is refused with a changed payload byte or a broken header', () => {
@@ -187,7 +193,7 @@ describe('saving', () => {
     saveCheckpoint(path, { meta: {}, trees: { t } });
     t.dispose();
     expect(readdirSync(d).sort()).toEqual(['checkpoint.sfck', 'checkpoint.sfck.tmp-1']);
-    disposeTree(loadCheckpoint(path).trees as never);
+    disposeTree(loadCheckpoint(path).trees);
   });
 
   it('refuses a tensor of another dtype', () => {

@@ -253,7 +253,8 @@ function checkDepth(e: unknown, where: string, depth: number, fail: (why: string
 function checkHeader(h: unknown, format: number, payloadBytes: number, fail: (why: string) => never): Header {
   if (!isPlainObject(h)) fail('the header is not a JSON object');
   if (h['format'] !== format) fail(`the header says format ${JSON.stringify(h['format'])}, the magic says ${format}`);
-  if (h['payloadBytes'] !== payloadBytes) fail(`truncated or padded: the payload has ${payloadBytes} bytes, the header declares ${JSON.stringify(h['payloadBytes'])}`);
+  if (h['payloadBytes'] !== payloadBytes)
+    fail(`truncated or padded: the payload has ${payloadBytes} bytes, the header declares ${JSON.stringify(h['payloadBytes'])}`);
   const tensors = h['tensors'];
   if (!Array.isArray(tensors)) fail('the header has no tensor list');
   tensors.forEach((t: unknown, i) => {
@@ -264,7 +265,8 @@ function checkHeader(h: unknown, format: number, payloadBytes: number, fail: (wh
     if (!Array.isArray(shape) || shape.length > 8 || !shape.every((d) => isIndex(d, 2 ** 31))) fail(`${at} has an invalid shape ${JSON.stringify(shape)}`);
     const size = (shape as number[]).reduce((a, b) => a * b, 1);
     if (!isIndex(offset, payloadBytes) || offset % 4 !== 0) fail(`${at} has an invalid offset ${JSON.stringify(offset)}`);
-    if (length !== size * 4 || offset + size * 4 > payloadBytes) fail(`${at} (shape [${String(shape)}] at byte ${offset}) does not fit the payload of ${payloadBytes} bytes`);
+    if (length !== size * 4 || offset + size * 4 > payloadBytes)
+      fail(`${at} (shape [${String(shape)}] at byte ${offset}) does not fit the payload of ${payloadBytes} bytes`);
   });
   const trees = h['trees'];
   if (!isPlainObject(trees)) fail('the header has no trees');
@@ -320,7 +322,10 @@ function readValidated(path: string, warn: (message: string) => void): ReadCheck
  * Reads and fully validates a checkpoint and returns its metadata, building no tensor (so it can be
  * read before a backend is chosen). The same checks as {@link loadCheckpoint}.
  */
-export function readCheckpointMeta<M = unknown>(path: string, { warn = defaultWarn }: CheckpointReadOptions = {}): { readonly meta: M; readonly format: number } {
+export function readCheckpointMeta<M = unknown>(
+  path: string,
+  { warn = defaultWarn }: CheckpointReadOptions = {},
+): { readonly meta: M; readonly format: number } {
   const { header, format } = readValidated(path, warn);
   return { meta: header.meta as M, format };
 }

@@ -43,7 +43,9 @@ const ruleEntry = (perSequence?: (steps: number) => number): RuleEntry => ({
 
 /** The learning rate of the composed optimizer at each update: SGD on a unit gradient moves the weight by exactly lr. */
 async function learningRates(perSequence: ((steps: number) => number) | undefined, updates: number): Promise<number[]> {
-  const registry = createRegistry([definePlugin({ meta: { name: 'test', version: '0' }, neurons: [iaf], datasets: [toyData], rules: [ruleEntry(perSequence)] })]);
+  const registry = createRegistry([
+    definePlugin({ meta: { name: 'test', version: '0' }, neurons: [iaf], datasets: [toyData], rules: [ruleEntry(perSequence)] }),
+  ]);
   const config = parseRunConfig({
     plugins: [],
     data: { name: 'toy' },

@@ -1,12 +1,13 @@
-import { SpikeflowError } from './errors.js';
-import { checkField, configError, didYouMean, expectObject, join, parseSchema, rejectUnknownKeys } from './validate.js';
+import { checkField, configError, expectObject, join, parseSchema, rejectUnknownKeys } from './validate.js';
 import type { Registry } from './plugin.js';
 import type { Dataset, DatasetContext } from './dataset.js';
-import { buildNetwork, type ModelSpec, type Network } from './network.js';
-import { lossFromSpec, type TemporalLoss } from './losses.js';
-import { optimizerFromSpec, type Optimizer } from './optim.js';
-import { ruleFromSpec, type LearningRule } from './rule.js';
+import type { Network } from './network.js';
+import type { ModelSpec } from './model.js';
+import type { TemporalLoss } from './losses.js';
+import type { Optimizer } from './optim.js';
+import type { LearningRule } from './rule.js';
 import type { TrainOptions } from './trainer.js';
+import { resolveRun, runContainer, type RunClock, type RunContainerOptions, type RunLogger, type RunOverride } from './container.js';
 
 /**
  * A training run as plain data (a JSON or YAML file for the CLI). `model.inputs` and
@@ -35,7 +36,12 @@ const trainSchema = {
   evalEvery: { type: 'number', integer: true, min: 0, default: 1, doc: 'evaluate every this many epochs (0: never)' },
   checkpointEvery: { type: 'number', integer: true, min: 1, doc: 'also checkpoint every this many steps' },
   maxBatchesPerEpoch: { type: 'number', integer: true, min: 1, doc: 'cap on batches per epoch' },
-  prediction: { type: 'string', default: 'sum', oneOf: ['sum', 'last'], doc: "accuracy from the argmax of the summed readout ('sum') or of the last step's ('last', for terminal-target training)" },
+  prediction: {
+    type: 'string',
+    default: 'sum',
+    oneOf: ['sum', 'last'],
+    doc: "accuracy from the argmax of the summed readout ('sum') or of the last step's ('last', for terminal-target training)",
+  },
 } as const;
 
 /**
@@ -48,7 +54,10 @@ export function parseRunConfig(raw: unknown, path = ''): RunConfig {
   rejectUnknownKeys(obj, TOP, path);
   const plugins = obj['plugins'];
   if (!Array.isArray(plugins) || plugins.some((p) => typeof p !== 'string' || p.length === 0)) {
-    throw configError(join(path, 'plugins'), `expected an array of plugin package names, e.g. ["@spikeflow/neuron-lif", "@spikeflow/rule-bptt"], got ${JSON.stringify(plugins)}`);
+    throw configError(
+      join(path, 'plugins'),
+      `expected an array of plugin package names, e.g. ["@spikeflow/neuron-<name>", "@spikeflow/rule-bptt"], got ${JSON.stringify(plugins)}`,
+    );
   }
   const named = (key: string) => {
     const v = expectObject(obj[key], join(path, key));
@@ -70,83 +79,53 @@ export function parseRunConfig(raw: unknown, path = ''): RunConfig {
   };
 }
 
+/** The trainer options a run config gives (`TrainOptions` less where checkpoints go and what they store). */
+export type RunTrainOptions = Omit<TrainOptions, 'checkpointPath' | 'meta'>;
+
+/** A run as plain values, resolved once from its container (see {@link composeRun}). */
 export interface ComposedRun {
   readonly dataset: Dataset;
   readonly network: Network;
   readonly rule: LearningRule;
   readonly loss: TemporalLoss;
   readonly optimizer: Optimizer;
-  readonly trainOptions: Omit<TrainOptions, 'checkpointPath' | 'meta'>;
+  readonly trainOptions: RunTrainOptions;
+  /** Progress and notices for people: the dataset context's `log`, or a no-op (`RunTokens.logger`). */
+  readonly logger: RunLogger;
+  /**
+   * The run's clock in milliseconds (`RunTokens.clock`; `performance.now()` unless overridden).
+   * What times the run should read it, so that a test can drive time. (The `Trainer` still reads
+   * `performance.now()` itself for its events' `elapsedMs`; it is to take this clock.)
+   */
+  readonly clock: RunClock;
 }
 
-const defaultLoss = { labels: 'ce_mean', 'values-last': 'mse_last', 'values-every-step': 'mse_every_step' } as const;
+export interface ComposeOptions extends RunContainerOptions {
+  /**
+   * Changes to the run's container before it is resolved: providers replaced with
+   * `override(RunTokens.x, { useValue } | { useFactory })` (an in-memory dataset, a spy
+   * optimizer), or any `(c) => c.register(...)`.
+   */
+  readonly overrides?: RunOverride | readonly RunOverride[];
+}
 
 /**
- * Resolves a parsed config against the loaded plugins: opens the dataset, builds the network, rule,
- * loss and optimizer. `kernels: false` builds the network without the backends' fast kernels
- * (core's composite references only: the baseline, or a check that a result does not depend on them).
+ * Resolves a parsed config against the loaded plugins: builds the run's container
+ * ({@link runContainer}: a tsyringe child container with a provider per part of the run), applies
+ * `overrides`, and resolves it once ({@link resolveRun}) — the dataset opened, the network, rule,
+ * loss and optimizer built. `kernels: false` builds the network without the backends' fast kernels
+ * (core's composite references only: the baseline, or a check that a result does not depend on
+ * them). Where composition fails, what was made is released (network disposed, dataset closed).
+ * The caller owns the result: dispose `network` and close `dataset` when done.
  */
-export async function composeRun(config: RunConfig, registry: Registry, ctx: DatasetContext, { kernels = true }: { kernels?: boolean } = {}): Promise<ComposedRun> {
-  const entry = registry.datasets.get(config.data.name);
-  if (!entry) {
-    throw new SpikeflowError(
-      'UNKNOWN_NAME',
-      `data.name: unknown dataset '${config.data.name}'; ${didYouMean(config.data.name, registry.datasets.keys())}. A dataset comes from a plugin (e.g. @spikeflow/dataset-${config.data.name}) listed in "plugins".`,
-      { path: 'data.name' },
-    );
-  }
-  const { name: _d, ...dataOptions } = config.data;
-  const dataset = await entry.open(parseSchema(entry.optionsSchema, dataOptions, 'data'), ctx);
-  try {
-    return composeOn(dataset, config, registry, kernels);
-  } catch (e) {
-    await dataset.close();
-    throw e;
-  }
-}
-
-/** The rest of {@link composeRun} once the dataset is open (the caller closes it if this throws). */
-function composeOn(dataset: Dataset, config: RunConfig, registry: Registry, kernels: boolean): ComposedRun {
-  const d = dataset.describe();
-  const spec: ModelSpec = {
-    ...config.model,
-    inputs: config.model.inputs ?? d.channels,
-    readout: { ...config.model.readout, size: config.model.readout.size ?? d.outputs },
-  } as ModelSpec;
-  if (spec.inputs !== d.channels) throw configError('model.inputs', `is ${spec.inputs} but dataset '${dataset.name}' has ${d.channels} input channels per step (omit it to take the dataset's)`);
-  if (spec.readout.size !== d.outputs) throw configError('model.readout.size', `is ${spec.readout.size} but dataset '${dataset.name}' has ${d.outputs} outputs (omit it to take the dataset's)`);
-  const network = buildNetwork(spec, { neurons: registry.neurons, surrogates: registry.surrogates.values() }, { seed: config.seed, ...(kernels ? { kernels: registry.kernels } : {}) });
-  try {
-    const rule = ruleFromSpec(config.rule, registry.rules, 'rule');
-    const loss = lossFromSpec(config.loss ?? defaultLoss[d.target], registry.losses, 'loss');
-    const t = config.train;
-    const perEpoch = Math.min(dataset.batchCount('train', { batchSize: t.batchSize }), t.maxBatchesPerEpoch ?? Infinity);
-    const scheduled = config.optimizer['schedule'] !== undefined && config.optimizer['schedule'] !== 'constant';
-    // A decaying schedule spans the whole run unless the config says otherwise.
-    const optimizer = optimizerFromSpec(
-      scheduled && config.optimizer['decaySteps'] === undefined
-        ? { ...config.optimizer, decaySteps: t.epochs * perEpoch * (rule.updatesPerSequence?.(d.steps) ?? 1) }
-        : config.optimizer,
-      'optimizer',
-    );
-    return {
-      dataset,
-      network,
-      rule,
-      loss,
-      optimizer,
-      trainOptions: {
-        epochs: t.epochs,
-        batchSize: t.batchSize,
-        seed: config.seed,
-        evalEvery: t.evalEvery,
-        ...(t.checkpointEvery !== undefined ? { checkpointEvery: t.checkpointEvery } : {}),
-        ...(t.maxBatchesPerEpoch !== undefined ? { maxBatchesPerEpoch: t.maxBatchesPerEpoch } : {}),
-        prediction: t.prediction,
-      },
-    };
-  } catch (e) {
-    network.dispose();
-    throw e;
-  }
+export async function composeRun(
+  config: RunConfig,
+  registry: Registry,
+  ctx: DatasetContext,
+  { overrides, ...options }: ComposeOptions = {},
+): Promise<ComposedRun> {
+  const c = runContainer(config, registry, ctx, options);
+  const list: readonly RunOverride[] = overrides === undefined ? [] : typeof overrides === 'function' ? [overrides] : overrides;
+  for (const o of list) o(c);
+  return resolveRun(c);
 }

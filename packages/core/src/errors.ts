@@ -62,7 +62,9 @@ export class SpikeflowError extends Error {
 /** True for a {@link SpikeflowError}, optionally of one code. Works across duplicate installs. */
 export function isSpikeflowError(e: unknown, code?: SpikeflowErrorCode): e is SpikeflowError {
   return (
-    typeof e === 'object' && e !== null && (e as { name?: unknown }).name === 'SpikeflowError' &&
+    typeof e === 'object' &&
+    e !== null &&
+    (e as { name?: unknown }).name === 'SpikeflowError' &&
     (code === undefined || (e as { code?: unknown }).code === code)
   );
 }

@@ -17,7 +17,7 @@ export {
   editDistance,
   isPlainObject,
 } from './validate.js';
-export type { Schema, FieldSpec, SchemaValues } from './validate.js';
+export type { Schema, FieldSpec, SchemaValues, SchemaInput } from './validate.js';
 export { fastSigmoid, sigmoid, arctan, triangle, multiGaussian, spikeFn, builtinSurrogates, surrogateFromSpec } from './surrogates.js';
 export type { Surrogate, SpikeFn, SurrogateEntry, SurrogateSpec } from './surrogates.js';
 export { defineNeuron } from './neuron.js';
@@ -30,35 +30,47 @@ export type {
   NeuronTensorParam,
   NeuronRegistry,
   JacobianEntry,
-  LifKernelParams,
+  IntegrateFireParams,
   LocalJacobians,
   LocalJacobiansCapability,
 } from './neuron.js';
 export { treeLeaves, treeMap, disposeTree, keepTree, cloneTree, tidy } from './state.js';
 export type { TensorTree } from './state.js';
-export { KernelTable, referenceKernels, nonDifferentiableKernels, outerSumByEvents, Dense, OuterSum, EventDense, LifSequence, LeakyScan, LifLayer, LeakyReadout, lifLayerOf, leakyReadoutOf, unstackSteps, denseByTransposes } from './kernels.js';
-export type { KernelSignatures, KernelName, KernelRegistration, LifSequenceParams, LifSequenceResult } from './kernels.js';
-export { Network, buildNetwork, resolveModel, unroll, advance, unrollWindow, advanceWindow, forward, stepsOf, splitSteps, checkInputs, detach, neuronParamTensor } from './network.js';
-export type {
-  ModelSpec,
-  LayerSpec,
-  ReadoutSpec,
-  ResolvedModel,
-  ResolvedLayer,
-  ModelRegistries,
-  NetState,
-  LayerState,
-  ParamMap,
-  StepParams,
-  StepOutput,
-  SynapseFn,
-  SynapseSite,
-  PrepareOptions,
-  BuildOptions,
-  ForwardResult,
-  Steps,
-  WindowOutput,
-} from './network.js';
+export {
+  KernelTable,
+  referenceKernels,
+  nonDifferentiableKernels,
+  outerSumByEvents,
+  Dense,
+  OuterSum,
+  EventDense,
+  IntegrateFireSequence,
+  LeakyScan,
+  IntegrateFireLayer,
+  LeakyReadout,
+  integrateFireLayerOf,
+  leakyReadoutOf,
+  unstackSteps,
+  denseByTransposes,
+} from './kernels.js';
+export type { KernelSignatures, KernelName, KernelRegistration, IntegrateFireSequenceParams, IntegrateFireSequenceResult } from './kernels.js';
+export { resolveModel } from './model.js';
+export type { ModelSpec, LayerSpec, ReadoutSpec, ResolvedModel, ResolvedLayer, ResolvedReadout, ModelRegistries } from './model.js';
+export { leakyReadout, builtinReadouts, defineReadout } from './readout.js';
+export type { Readout, AnyReadout, ReadoutStepParams, ReadoutTensorParam } from './readout.js';
+export { layerParam, readoutParam, neuronParamTensor } from './params.js';
+export type { ParamMap } from './params.js';
+export type { NetState, LayerState, StepParams, StepOutput, SynapseFn, SynapseSite, PrepareOptions } from './step.js';
+export type { WindowOutput } from './fused.js';
+export { Network, buildNetwork, detach } from './network.js';
+export type { BuildOptions, Stepper } from './network.js';
+export { stepsOf, splitSteps } from './steps.js';
+export type { Steps } from './steps.js';
+export { unroll, advance, unrollWindow, advanceWindow } from './loops.js';
+export { forward, checkInputs } from './inference.js';
+export type { ForwardResult } from './inference.js';
+export { runWindows, windowHasTerm, accumulateGrads } from './windows.js';
+export type { WindowPlan, WindowInfo, WindowOutputs, WindowScore, WindowObjective } from './windows.js';
 export { ceMean, ceEveryStep, ceMseEveryStep, mseEveryStep, mseLast, builtinLosses, lossFromSpec } from './losses.js';
 export type { TemporalLoss, BoundLoss, LossShape } from './losses.js';
 export {
@@ -82,8 +94,18 @@ export {
   OptimizerRunner,
 } from './optim.js';
 export type { GradientTransformation, Optimizer, OptimizerEntry, ClipOptions, Schedule, DecaySchedule, ScheduleSpan, LearningRate } from './optim.js';
-export { accumulateGrads, checkRequirements, paramGrads, ruleFromSpec, spatialStep, stepwise } from './rule.js';
-export type { StepwiseOptions, SpatialStepOptions, SpatialStepResult, LearningRule, RuleContext, RuleReport, RuleEntry, RuleRequirements, MemoryClass, SequenceBatch } from './rule.js';
+export { checkRequirements, ensureRequirements, defineRule, paramGrads, ruleFromSpec, stepwise } from './rule.js';
+export type {
+  StepwiseOptions,
+  LearningRule,
+  RuleContext,
+  RuleReport,
+  RuleEntry,
+  RuleRequirements,
+  NeuronCapability,
+  MemoryClass,
+  SequenceBatch,
+} from './rule.js';
 export type { Dataset, DatasetDescription, DatasetEntry, DatasetContext, DataFileSummary, BatchOptions } from './dataset.js';
 export { closedError } from './dataset.js';
 export { createRng, deriveSeed, shuffleInPlace, permutation } from './random.js';
@@ -104,8 +126,23 @@ export {
 } from './plugin.js';
 export type { SpikeflowPlugin, Token, Registry, LoadOptions, ExporterEntry, StoredPluginOptions, StoredPlugin } from './plugin.js';
 export { Trainer, evaluate, evaluationSeed, fingerprintOf, parseRunMeta } from './trainer.js';
-export type { TrainOptions, TrainerParts, TrainerEvent, TrainerListener, RunPosition, EvalResult, RunCheckpointMeta, RunFingerprint, Prediction } from './trainer.js';
+export type {
+  TrainOptions,
+  TrainerParts,
+  TrainerEvent,
+  TrainerListener,
+  RunPosition,
+  EvalResult,
+  RunCheckpointMeta,
+  RunFingerprint,
+  Prediction,
+} from './trainer.js';
 export { saveCheckpoint, loadCheckpoint, readCheckpointMeta, encodeCheckpoint } from './checkpoint.js';
 export type { CheckpointContents, LoadedCheckpoint, CheckpointReadOptions } from './checkpoint.js';
 export { parseRunConfig, composeRun } from './config.js';
 export type { RunConfig, ComposedRun } from './config.js';
+export { RunTokens, runContainer, resolveRun, openRunDataset, provide, override, resolveToken } from './container.js';
+export type { RunContainer, RunContainerOptions, RunProvider, RunOverride, RunLogger, RunClock, DatasetOpener } from './container.js';
+export type { ComposeOptions, RunTrainOptions } from './config.js';
+export { validatingRuleEntry, validatingDatasetEntry } from './plugin.js';
+export type { RegisteredRule, RegisteredDataset } from './plugin.js';

@@ -6,7 +6,6 @@ import { errorOf, useCpuBackend } from './test-support.js';
 
 useCpuBackend();
 
-
 const fast = (x: Tensor, w: Tensor) => tf.matMul(x, w);
 
 describe('kernels', () => {
@@ -72,7 +71,9 @@ describe('kernels', () => {
     const table = new KernelTable();
     const e = errorOf(() => table.register({ kernel: 'spikeflow.conv' as KernelName, backend: 'cpu', impl: fast }));
     expect(e.code).toBe('UNKNOWN_NAME');
-    expect(e.message).toBe("kernel 'spikeflow.conv' is not a spikeflow kernel (known: spikeflow.dense, spikeflow.eventDense, spikeflow.lifSequence, spikeflow.leakyScan, spikeflow.lifLayer, spikeflow.leakyReadout, spikeflow.outerSum)");
+    expect(e.message).toBe(
+      "kernel 'spikeflow.conv' is not a spikeflow kernel (known: spikeflow.dense, spikeflow.eventDense, spikeflow.integrateFireSequence, spikeflow.leakyScan, spikeflow.integrateFireLayer, spikeflow.leakyReadout, spikeflow.outerSum)",
+    );
     expect(table.has('spikeflow.conv' as KernelName, 'cpu')).toBe(false);
   });
 });

@@ -9,7 +9,7 @@ export const detach: (x: Tensor) => Tensor = tf.customGrad((x) => ({
 })) as (x: Tensor) => Tensor;
 
 /**
- * A leaky integrate-and-fire layer as {@link KernelSignatures | `spikeflow.lifSequence`} runs it,
+ * A leaky integrate-and-fire layer as {@link KernelSignatures | `spikeflow.integrateFireSequence`} runs it,
  * for every step t of a window, from the layer's input current `c_t` (feed-forward product and
  * bias, computed for the whole window beforehand):
  *
@@ -17,16 +17,16 @@ export const detach: (x: Tensor) => Tensor = tf.customGrad((x) => ({
  *     v_t = β·v_{t−1} + I_t − ϑ·r_{t−1}    r = s, a constant in the backward pass if resetDetach
  *     s_t = H(v_t − ϑ)                      surrogate derivative ψ(v_t − ϑ) in the backward pass
  */
-export interface LifSequenceParams {
-  /** β: a scalar, or one decay per neuron `[H]` (trainable with the LIF neuron's `learnBeta`). */
+export interface IntegrateFireSequenceParams {
+  /** β: a scalar, or one decay per neuron `[H]` (trainable where the neuron lets it learn its decay). */
   readonly beta: Tensor;
   readonly threshold: number;
   readonly resetDetach: boolean;
   readonly surrogate: Surrogate;
 }
 
-/** What `spikeflow.lifSequence` returns. */
-export interface LifSequenceResult {
+/** What `spikeflow.integrateFireSequence` returns. */
+export interface IntegrateFireSequenceResult {
   /** s_t for every step, `[T, B, H]`: differentiable with respect to every input. */
   readonly spikes: Tensor;
   /**
@@ -63,24 +63,36 @@ export interface KernelSignatures {
    */
   'spikeflow.eventDense': (x: Tensor, w: Tensor) => Tensor;
   /**
-   * A whole window of a (recurrent) LIF layer (see {@link LifSequenceParams}): `currents [T, B, H]`,
+   * A whole window of a (recurrent) integrate-and-fire layer (see {@link IntegrateFireSequenceParams}): `currents [T, B, H]`,
    * the state before the window `{ v, s }` (`[B, H]`), `W_rec [H, H]` or `undefined`. Forward and
    * backward through time in one kernel.
    */
-  'spikeflow.lifSequence': (currents: Tensor, init: { readonly v: Tensor; readonly s: Tensor }, wRec: Tensor | undefined, p: LifSequenceParams) => LifSequenceResult;
+  'spikeflow.integrateFireSequence': (
+    currents: Tensor,
+    init: { readonly v: Tensor; readonly s: Tensor },
+    wRec: Tensor | undefined,
+    p: IntegrateFireSequenceParams,
+  ) => IntegrateFireSequenceResult;
   /**
    * The leaky readout over a window, `y_t = κ·y_{t−1} + d_t`: `d [T, B, O]`, `y0 [B, O]` → `[T, B, O]`.
    * Differentiable in `d` and `y0`.
    */
   'spikeflow.leakyScan': (d: Tensor, y0: Tensor, kappa: number) => Tensor;
   /**
-   * A whole window of a LIF layer from its input: the currents `c_t = x_t·W (+ b)` for
+   * A whole window of an integrate-and-fire layer from its input: the currents `c_t = x_t·W (+ b)` for
    * `x [T, B, I]` (usually spikes, mostly zeros), `W [I, H]`, `b [H]` or `undefined`, then
-   * `spikeflow.lifSequence` on them. What {@link Network.runWindow} runs per layer: a fast
+   * `spikeflow.integrateFireSequence` on them. What {@link Network.runWindow} runs per layer: a fast
    * version may keep the currents to itself (inference never needs them as a tensor).
    * Differentiable in every tensor argument.
    */
-  'spikeflow.lifLayer': (x: Tensor, w: Tensor, b: Tensor | undefined, init: { readonly v: Tensor; readonly s: Tensor }, wRec: Tensor | undefined, p: LifSequenceParams) => LifSequenceResult;
+  'spikeflow.integrateFireLayer': (
+    x: Tensor,
+    w: Tensor,
+    b: Tensor | undefined,
+    init: { readonly v: Tensor; readonly s: Tensor },
+    wRec: Tensor | undefined,
+    p: IntegrateFireSequenceParams,
+  ) => IntegrateFireSequenceResult;
   /**
    * The leaky readout of a window from its input: `d_t = x_t·W (+ b)` for `x [T, B, H]` (usually
    * spikes), `W [H, O]`, `b [O]` or `undefined`, then `y_t = κ·y_{t−1} + d_t` from `y0 [B, O]`
@@ -95,9 +107,9 @@ export type KernelName = keyof KernelSignatures;
 export const Dense = 'spikeflow.dense' satisfies KernelName;
 export const OuterSum = 'spikeflow.outerSum' satisfies KernelName;
 export const EventDense = 'spikeflow.eventDense' satisfies KernelName;
-export const LifSequence = 'spikeflow.lifSequence' satisfies KernelName;
+export const IntegrateFireSequence = 'spikeflow.integrateFireSequence' satisfies KernelName;
 export const LeakyScan = 'spikeflow.leakyScan' satisfies KernelName;
-export const LifLayer = 'spikeflow.lifLayer' satisfies KernelName;
+export const IntegrateFireLayer = 'spikeflow.integrateFireLayer' satisfies KernelName;
 export const LeakyReadout = 'spikeflow.leakyReadout' satisfies KernelName;
 
 /**
@@ -131,8 +143,13 @@ export function unstackSteps(x: Tensor): Tensor[] {
   return x.shape[0] === 1 ? [tf.reshape(x, x.shape.slice(1))] : tf.unstack(x);
 }
 
-/** The composite LIF window: one step at a time, in plain tfjs ops (the neuron's own equations). */
-function lifSequenceReference(currents: Tensor, init: { readonly v: Tensor; readonly s: Tensor }, wRec: Tensor | undefined, p: LifSequenceParams): LifSequenceResult {
+/** The composite integrate-and-fire window: one step at a time, in plain tfjs ops (the neuron's own equations). */
+function integrateFireSequenceReference(
+  currents: Tensor,
+  init: { readonly v: Tensor; readonly s: Tensor },
+  wRec: Tensor | undefined,
+  p: IntegrateFireSequenceParams,
+): IntegrateFireSequenceResult {
   const spike = spikeFn(p.surrogate);
   const thr = tf.scalar(p.threshold);
   let v = init.v;
@@ -162,13 +179,16 @@ function windowProduct(product: (x: Tensor, w: Tensor) => Tensor, x: Tensor, w: 
 }
 
 /**
- * `spikeflow.lifLayer` from the window kernels `eventDense` and `lifSequence` (the references, or
+ * `spikeflow.integrateFireLayer` from the window kernels `eventDense` and `integrateFireSequence` (the references, or
  * a backend's own): the currents as a tensor, then the layer through time.
  */
-export function lifLayerOf(eventDense: KernelSignatures['spikeflow.eventDense'], lifSequence: KernelSignatures['spikeflow.lifSequence']): KernelSignatures['spikeflow.lifLayer'] {
+export function integrateFireLayerOf(
+  eventDense: KernelSignatures['spikeflow.eventDense'],
+  integrateFireSequence: KernelSignatures['spikeflow.integrateFireSequence'],
+): KernelSignatures['spikeflow.integrateFireLayer'] {
   return (x, w, b, init, wRec, p) => {
     const out = tf.tidy(() => {
-      const r = lifSequence(windowProduct(eventDense, x, w, b), init, wRec, p);
+      const r = integrateFireSequence(windowProduct(eventDense, x, w, b), init, wRec, p);
       return { spikes: r.spikes, v: r.final.v, s: r.final.s };
     });
     return { spikes: out.spikes, final: { v: out.v, s: out.s } };
@@ -176,7 +196,10 @@ export function lifLayerOf(eventDense: KernelSignatures['spikeflow.eventDense'],
 }
 
 /** `spikeflow.leakyReadout` from the window kernels `eventDense` and `leakyScan`. */
-export function leakyReadoutOf(eventDense: KernelSignatures['spikeflow.eventDense'], leakyScan: KernelSignatures['spikeflow.leakyScan']): KernelSignatures['spikeflow.leakyReadout'] {
+export function leakyReadoutOf(
+  eventDense: KernelSignatures['spikeflow.eventDense'],
+  leakyScan: KernelSignatures['spikeflow.leakyScan'],
+): KernelSignatures['spikeflow.leakyReadout'] {
   return (x, w, b, y0, kappa) => tf.tidy(() => leakyScan(windowProduct(eventDense, x, w, b), y0, kappa));
 }
 
@@ -190,9 +213,9 @@ export const nonDifferentiableKernels: ReadonlySet<KernelName> = new Set<KernelN
 export const referenceKernels: { readonly [K in KernelName]: KernelSignatures[K] } = {
   'spikeflow.dense': denseReference,
   'spikeflow.eventDense': denseReference,
-  'spikeflow.lifSequence': lifSequenceReference,
+  'spikeflow.integrateFireSequence': integrateFireSequenceReference,
   'spikeflow.leakyScan': leakyScanReference,
-  'spikeflow.lifLayer': lifLayerOf(denseReference, lifSequenceReference),
+  'spikeflow.integrateFireLayer': integrateFireLayerOf(denseReference, integrateFireSequenceReference),
   'spikeflow.leakyReadout': leakyReadoutOf(denseReference, leakyScanReference),
   // A batched matrix product [B, I, n]·[B, n, H], with explicit transposes (wasm's transposed
   // matMul path is slow).

@@ -7,7 +7,6 @@ import { errorOf, useCpuBackend } from './test-support.js';
 
 useCpuBackend();
 
-
 const [T, B, O] = [5, 3, 4];
 const shape: LossShape = { steps: T, batch: B, outputs: O };
 const rand = createRng(42);
@@ -31,7 +30,14 @@ const cases: { loss: TemporalLoss; target: () => Tensor; value: number }[] = [
   {
     loss: ceMean,
     target: () => tf.tensor1d(labels, 'int32'),
-    value: mean(range(B).map((b) => ce(range(O).map((k) => mean(range(T).map((t) => Y[t]![b]![k]!))), labels[b]!))),
+    value: mean(
+      range(B).map((b) =>
+        ce(
+          range(O).map((k) => mean(range(T).map((t) => Y[t]![b]![k]!))),
+          labels[b]!,
+        ),
+      ),
+    ),
   },
   {
     loss: ceEveryStep,
@@ -174,7 +180,11 @@ describe('loss details', () => {
 
   it('a label out of range, negative or fractional is DATA_INVALID naming it', () => {
     for (const loss of [ceMean, ceEveryStep]) {
-      for (const bad of [[0, 4, 1], [0, -1, 1], [0, 1.5, 1]]) {
+      for (const bad of [
+        [0, 4, 1],
+        [0, -1, 1],
+        [0, 1.5, 1],
+      ]) {
         const tgt = tf.tensor1d(bad, 'float32');
         const before = tf.memory().numTensors;
         const e = errorOf(() => loss.bind(tgt, shape));
@@ -309,8 +319,12 @@ it('ce_mse_every_step: stacked([T, B, O]) equals sequence, in value and gradient
   const y = tf.tensor3d(Y);
   const [a, b] = [bound.stacked!(y), bound.sequence(tf.unstack(y))];
   expect(a.dataSync()[0]).toBeCloseTo(b.dataSync()[0]!, 6);
-  const ga = tf.grad((v: Tensor) => bound.stacked!(v))(y).dataSync();
-  const gb = tf.grad((v: Tensor) => bound.sequence(tf.unstack(v)))(y).dataSync();
+  const ga = tf
+    .grad((v: Tensor) => bound.stacked!(v))(y)
+    .dataSync();
+  const gb = tf
+    .grad((v: Tensor) => bound.sequence(tf.unstack(v)))(y)
+    .dataSync();
   ga.forEach((x, i) => expect(x).toBeCloseTo(gb[i]!, 6));
   disposeTree([a, b, y, target]);
   bound.dispose();

@@ -1,6 +1,6 @@
 import { tf, type Scalar, type Tensor } from './tf.js';
 import { SpikeflowError } from './errors.js';
-import { splitSteps } from './network.js';
+import { splitSteps } from './steps.js';
 import { configError, didYouMean, expectObject, parseSchema, rejectUnknownKeys, type Schema } from './validate.js';
 
 /** The shapes a loss is bound to: T steps, batch B, O readout units. */
@@ -168,7 +168,8 @@ export const mseLast: TemporalLoss = {
  */
 export function ceMseEveryStep(lambda = 0.05): TemporalLoss {
   if (!(lambda >= 0 && lambda <= 1)) throw configError('loss.lambda', `must be in [0, 1], got ${lambda}`);
-  const mix = (y: Tensor, oneHot: Tensor) => tf.add(tf.mul(1 - lambda, crossEntropy(y, oneHot)), tf.mul(lambda, tf.mean(tf.squaredDifference(y, oneHot)))) as Scalar;
+  const mix = (y: Tensor, oneHot: Tensor) =>
+    tf.add(tf.mul(1 - lambda, crossEntropy(y, oneHot)), tf.mul(lambda, tf.mean(tf.squaredDifference(y, oneHot)))) as Scalar;
   return {
     name: 'ce_mse_every_step',
     decomposesOverTime: true,

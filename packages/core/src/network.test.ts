@@ -7,25 +7,16 @@ import { configError } from './validate.js';
 import { KernelTable, referenceKernels } from './kernels.js';
 import { disposeTree, treeLeaves } from './state.js';
 import { createRng } from './random.js';
-import {
-  advance,
-  buildNetwork,
-  checkInputs,
-  detach,
-  neuronParamTensor,
-  forward,
-  resolveModel,
-  splitSteps,
-  stepsOf,
-  unroll,
-  type ModelRegistries,
-  type Network,
-} from './network.js';
+import { buildNetwork, detach, type Network } from './network.js';
+import { neuronParamTensor } from './params.js';
+import { defineReadout, leakyReadout } from './readout.js';
+import { resolveModel, type ModelRegistries } from './model.js';
+import { splitSteps, stepsOf } from './steps.js';
+import { advance, unroll } from './loops.js';
+import { checkInputs, forward } from './inference.js';
 import { errorOf, iaf, useCpuBackend } from './test-support.js';
 
 useCpuBackend();
-
-
 
 /** Leaky neuron with a trainable decay clamped to [0, 1], scalar or one per neuron; checks lo < hi. */
 const leaky = defineNeuron({
@@ -52,12 +43,29 @@ const leaky = defineNeuron({
   },
 });
 
+/**
+ * A readout with a learned gate (a liquid-time-constant readout's equations): tests the
+ * readout contract — options, tensor parameters drawn after W and b, a step that uses them.
+ */
+const gatedReadout = defineReadout({
+  name: 'gated',
+  description: 'y_t = y_{t−1} + σ([d_t ; y_{t−1}]·W_κ + b_κ)·(d_t − y_{t−1}) (test readout)',
+  optionsSchema: {},
+  tensorParams: (_o, size) => ({
+    W_kappa: { value: { uniform: 1 / Math.sqrt(2 * size) }, shape: [2 * size, size], trainable: true },
+    b_kappa: { value: { uniform: 1 / Math.sqrt(2 * size) }, shape: [size], trainable: true },
+  }),
+  step: ({ tensors, dense }, y, d) =>
+    tf.add(y, tf.mul(tf.sigmoid(tf.add(dense(tf.concat([d, y], 1), tensors['W_kappa']!), tensors['b_kappa']!)), tf.sub(d, y))),
+});
+
 const reg: ModelRegistries = {
   neurons: new Map<string, AnyNeuronModel>([
     ['iaf', iaf],
     ['leaky', leaky],
   ]),
   surrogates: builtinSurrogates,
+  readouts: [gatedReadout],
 };
 
 const spec = (over: Record<string, unknown> = {}, layer: Record<string, unknown> = {}) => ({
@@ -84,15 +92,35 @@ describe('resolveModel: errors name the field', () => {
     expect(e.message).toContain("model.layers[0].neuron: unknown neuron 'iaff'; did you mean 'iaf'? (known: 'iaf', 'leaky')");
     expect(e.message).toContain('pnpm add @spikeflow/neuron-iaff');
     expect(e.message).toContain('"plugins"');
-    const noneInstalled = errorOf(() => resolveModel(spec({}, { neuron: 'lif' }), { neurons: new Map(), surrogates: builtinSurrogates }));
-    expect(noneInstalled.message).toContain("unknown neuron 'lif'; (none is known)");
-    expect(noneInstalled.message).toContain('pnpm add @spikeflow/neuron-lif');
+    const noneInstalled = errorOf(() => resolveModel(spec({}, { neuron: 'adex' }), { neurons: new Map(), surrogates: builtinSurrogates }));
+    expect(noneInstalled.message).toContain("unknown neuron 'adex'; (none is known)");
+    expect(noneInstalled.message).toContain('pnpm add @spikeflow/neuron-adex');
   });
 
   it('names the layer index of a later layer', () => {
-    const e = errorOf(() => resolveModel(spec({ layers: [{ neuron: 'iaf', size: 4 }, { neuron: 'lfi', size: 2 }] }), reg));
+    const e = errorOf(() =>
+      resolveModel(
+        spec({
+          layers: [
+            { neuron: 'iaf', size: 4 },
+            { neuron: 'lfi', size: 2 },
+          ],
+        }),
+        reg,
+      ),
+    );
     expect(e.details.path).toBe('model.layers[1].neuron');
-    const size = errorOf(() => resolveModel(spec({ layers: [{ neuron: 'iaf', size: 4 }, { neuron: 'iaf', size: 0 }] }), reg));
+    const size = errorOf(() =>
+      resolveModel(
+        spec({
+          layers: [
+            { neuron: 'iaf', size: 4 },
+            { neuron: 'iaf', size: 0 },
+          ],
+        }),
+        reg,
+      ),
+    );
     expect(size.details.path).toBe('model.layers[1].size');
   });
 
@@ -135,11 +163,9 @@ describe('resolveModel: errors name the field', () => {
     expect(high.code).toBe('CONFIG_INVALID');
     expect(high.details.path).toBe('model.readout.kappa');
     expect(high.message).toBe('model.readout.kappa: must be <= 1, got 1.5');
-    expect(errorOf(() => resolveModel(spec({ readout: { size: 2, kappa: -0.1 } }), reg)).message).toBe(
-      'model.readout.kappa: must be >= 0, got -0.1',
-    );
-    expect(resolveModel(spec({ readout: { size: 2, kappa: 0 } }), reg).readout.kappa).toBe(0);
-    expect(resolveModel(spec({ readout: { size: 2, kappa: 1 } }), reg).readout.kappa).toBe(1);
+    expect(errorOf(() => resolveModel(spec({ readout: { size: 2, kappa: -0.1 } }), reg)).message).toBe('model.readout.kappa: must be >= 0, got -0.1');
+    expect(resolveModel(spec({ readout: { size: 2, kappa: 0 } }), reg).readout.options['kappa']).toBe(0);
+    expect(resolveModel(spec({ readout: { size: 2, kappa: 1 } }), reg).readout.options['kappa']).toBe(1);
     expect(errorOf(() => resolveModel(spec({ readout: { size: 0 } }), reg)).details.path).toBe('model.readout.size');
     expect(errorOf(() => resolveModel(spec({ readout: { size: 2, kapa: 0.5 } }), reg)).message).toMatch(
       /^model\.readout\.kapa: unknown key; did you mean 'kappa'\?/,
@@ -161,9 +187,7 @@ describe('resolveModel: errors name the field', () => {
     expect(param.code).toBe('CONFIG_INVALID');
     expect(param.details.path).toBe('model.layers[0].surrogate.alpah');
     expect(param.message).toMatch(/did you mean 'alpha'/);
-    expect(errorOf(() => resolveModel(spec({ surrogate: { name: 'sigmoid', slope: -1 } }), reg)).details.path).toBe(
-      'model.surrogate.slope',
-    );
+    expect(errorOf(() => resolveModel(spec({ surrogate: { name: 'sigmoid', slope: -1 } }), reg)).details.path).toBe('model.surrogate.slope');
   });
 
   it('bad neuron params: unknown key, out of range, not an object, and the neuron’s own validate()', () => {
@@ -171,9 +195,7 @@ describe('resolveModel: errors name the field', () => {
     expect(unknown.code).toBe('CONFIG_INVALID');
     expect(unknown.details.path).toBe('model.layers[0].params.treshold');
     expect(unknown.message).toMatch(/^model\.layers\[0\]\.params\.treshold: unknown key; did you mean 'threshold'\?/);
-    expect(errorOf(() => resolveModel(spec({}, { params: { threshold: 0 } }), reg)).message).toBe(
-      'model.layers[0].params.threshold: must be > 0, got 0',
-    );
+    expect(errorOf(() => resolveModel(spec({}, { params: { threshold: 0 } }), reg)).message).toBe('model.layers[0].params.threshold: must be > 0, got 0');
     expect(errorOf(() => resolveModel(spec({}, { params: [1] }), reg)).details.path).toBe('model.layers[0].params');
     const relation = errorOf(() => resolveModel(spec({}, { neuron: 'leaky', params: { lo: 2, hi: 1 } }), reg));
     expect(relation.details.path).toBe('model.layers[0].params.hi');
@@ -216,7 +238,7 @@ describe('resolveModel: errors name the field', () => {
     expect(m.layers[1]!.config).toEqual({ beta: 0.9, perNeuron: false, lo: 0, hi: 1 });
     expect([m.layers[0]!.surrogate.name, m.layers[0]!.surrogate.params]).toEqual(['fast_sigmoid', { slope: 25 }]);
     expect([m.layers[1]!.surrogate.name, m.layers[1]!.surrogate.params]).toEqual(['triangle', { gamma: 0.3, width: 0.5 }]);
-    expect(m.readout).toEqual({ size: 2, kind: 'leaky', from: 'spikes', kappa: 0.9, bias: true, gain: 1 });
+    expect(m.readout).toEqual({ size: 2, kind: 'leaky', from: 'spikes', bias: true, gain: 1, options: { kappa: 0.9 }, readout: leakyReadout, leak: 0.9 });
     const withDefault = resolveModel(spec({ surrogate: { name: 'arctan', alpha: 3 } }), reg);
     expect(withDefault.layers[0]!.surrogate.params).toEqual({ alpha: 3 });
   });
@@ -322,18 +344,25 @@ describe('Network parameters', () => {
     expect(gw.filter((_, i) => i % 6 === 0).map((v) => v + 0)).toEqual([0, 0, 0, 0, 0]);
     expect(gw.some((v, i) => i % 6 !== 0 && v !== 0)).toBe(true);
     disposeTree([before, after, g.grads, g.value, x] as never);
-    expect(errorOf(() => resolveModel(spec({}, { selfConnections: false }), reg)).message).toMatch(/model\.layers\[0\]\.selfConnections: only a recurrent layer/);
+    expect(errorOf(() => resolveModel(spec({}, { selfConnections: false }), reg)).message).toMatch(
+      /model\.layers\[0\]\.selfConnections: only a recurrent layer/,
+    );
     masked.dispose();
     full.dispose();
   });
 
-  it('step reports each layer\'s input current I_t, and advance frees it', () => {
+  it("step reports each layer's input current I_t, and advance frees it", () => {
     const net = buildNetwork(spec({}, { recurrent: true }), reg);
     const x = spikeInput(1, 2, 3, 5);
     const p = net.prepare();
     const st = net.init(2);
     const out = net.step(p, st, stepsOf(x).at(0));
-    const want = tf.tidy(() => tf.add(tf.add(tf.matMul(stepsOf(x).at(0), net.params['layers.0.W']!), net.params['layers.0.b']!), tf.matMul(st.layers[0]!.spikes, net.params['layers.0.W_rec']!)));
+    const want = tf.tidy(() =>
+      tf.add(
+        tf.add(tf.matMul(stepsOf(x).at(0), net.params['layers.0.W']!), net.params['layers.0.b']!),
+        tf.matMul(st.layers[0]!.spikes, net.params['layers.0.W_rec']!),
+      ),
+    );
     expect(arr(out.currents[0]!)).toEqual(arr(want));
     disposeTree([out.state, out.currents, want, st, x] as never);
     const count = tf.memory().numTensors;
@@ -347,7 +376,14 @@ describe('Network parameters', () => {
 
   it('prepare({ synapse }) routes every synaptic product through the hook, naming its site; the default is dense', () => {
     const net = buildNetwork(
-      { inputs: 3, layers: [{ neuron: 'iaf', size: 4, recurrent: true }, { neuron: 'iaf', size: 2 }], readout: { size: 2 } },
+      {
+        inputs: 3,
+        layers: [
+          { neuron: 'iaf', size: 4, recurrent: true },
+          { neuron: 'iaf', size: 2 },
+        ],
+        readout: { size: 2 },
+      },
       reg,
     );
     const x = spikeInput(1, 2, 3, 7);
@@ -603,7 +639,7 @@ describe('forward', () => {
   });
 });
 
-describe('neuron tensor parameters of any shape, and the ltc readout', () => {
+describe('neuron tensor parameters of any shape, and a gated readout', () => {
   const gated = defineNeuron({
     name: 'gated',
     description: 'test neuron: v_t = σ([I ; v]·G + g)·I, spikes above 0.5',
@@ -644,8 +680,8 @@ describe('neuron tensor parameters of any shape, and the ltc readout', () => {
     expect(errorOf(() => neuronParamTensor({ value: { uniform: 1 }, trainable: true }, 'x')).code).toBe('PLUGIN_INVALID');
   });
 
-  it('ltc readout: y_t = y_{t−1} + σ([d_t ; y_{t−1}]·W_κ + b_κ)·(d_t − y_{t−1}), step by step', () => {
-    const net = buildNetwork({ inputs: 1, layers: [{ neuron: 'iaf', size: 1, bias: false }], readout: { size: 1, kind: 'ltc' } }, reg);
+  it('a plugin readout (a learned gate): y_t = y_{t−1} + σ([d_t ; y_{t−1}]·W_κ + b_κ)·(d_t − y_{t−1}), step by step', () => {
+    const net = buildNetwork({ inputs: 1, layers: [{ neuron: 'iaf', size: 1, bias: false }], readout: { size: 1, kind: 'gated' } }, reg);
     expect(net.params['readout.W_kappa']!.shape).toEqual([2, 1]);
     net.setParams({ 'layers.0.W': [0.7], 'readout.W': [2], 'readout.b': [-0.3], 'readout.W_kappa': [0.4, -1.2], 'readout.b_kappa': [0.1] });
     const xs = [1, 1, 0, 1, 1, 1, 0, 1];
@@ -665,7 +701,10 @@ describe('neuron tensor parameters of any shape, and the ltc readout', () => {
   });
 
   it('a readout from the membrane reads the state field the neuron names (here v of iaf, before the reset)', () => {
-    const net = buildNetwork({ inputs: 1, layers: [{ neuron: 'iaf', size: 1, bias: false }], readout: { size: 1, kappa: 0, bias: false, from: 'membrane' } }, reg);
+    const net = buildNetwork(
+      { inputs: 1, layers: [{ neuron: 'iaf', size: 1, bias: false }], readout: { size: 1, kappa: 0, bias: false, from: 'membrane' } },
+      reg,
+    );
     net.setParams({ 'layers.0.W': [0.7], 'readout.W': [2] });
     const xs = [1, 1, 0, 1, 1, 1, 0, 1];
     const x = tf.tensor3d(xs.map((v) => [[v]]));
@@ -675,24 +714,29 @@ describe('neuron tensor parameters of any shape, and the ltc readout', () => {
     disposeTree([out as never, x]);
     net.dispose();
     const noMembrane = { ...gated };
-    const e = errorOf(() => resolveModel({ inputs: 1, layers: [{ neuron: 'gated', size: 2 }], readout: { size: 1, from: 'membrane' } }, { ...gatedReg, neurons: new Map([['gated', noMembrane]]) }));
+    const e = errorOf(() =>
+      resolveModel(
+        { inputs: 1, layers: [{ neuron: 'gated', size: 2 }], readout: { size: 1, from: 'membrane' } },
+        { ...gatedReg, neurons: new Map([['gated', noMembrane]]) },
+      ),
+    );
     expect(e.message).toBe(`model.readout.from: neuron 'gated' of the last layer names no membrane state to read; use "from": "spikes"`);
   });
 
-  it('ltc readout: a fixed kappa is refused, naming the field', () => {
-    const e = errorOf(() => resolveModel(spec({ readout: { size: 2, kind: 'ltc', kappa: 0.5 } }), reg));
+  it("another kind's option is refused naming the field and whose option it is; an unknown kind names the plugins", () => {
+    const e = errorOf(() => resolveModel(spec({ readout: { size: 2, kind: 'gated', kappa: 0.5 } }), reg));
     expect(e.code).toBe('CONFIG_INVALID');
-    expect(e.message).toMatch(/^model\.readout\.kappa: the 'ltc' readout learns/);
+    expect(e.message).toBe(`model.readout.kappa: is an option of the 'leaky' readout, not of 'gated'; remove it or use "kind": "leaky"`);
+    const u = errorOf(() => resolveModel(spec({ readout: { size: 2, kind: 'liquid' } }), reg));
+    expect(u.code).toBe('UNKNOWN_NAME');
+    expect(u.message).toMatch(/^model\.readout\.kind: unknown readout 'liquid'; \(known: 'leaky', 'gated'\)\. A readout kind comes from a plugin/);
     expect(errorOf(() => resolveModel(spec({ readout: { size: 2, kind: 'gru' } }), reg)).message).toContain('model.readout.kind');
   });
 });
 
 describe('the equations, by hand', () => {
   it('1 input, 1 neuron, fixed weights: readout step by step', () => {
-    const net = buildNetwork(
-      { inputs: 1, layers: [{ neuron: 'iaf', size: 1, bias: false }], readout: { size: 1, kappa: 0.5, bias: false } },
-      reg,
-    );
+    const net = buildNetwork({ inputs: 1, layers: [{ neuron: 'iaf', size: 1, bias: false }], readout: { size: 1, kappa: 0.5, bias: false } }, reg);
     net.setParams({ 'layers.0.W': [0.7], 'readout.W': [2] });
     const xs = [1, 1, 0, 1, 1, 1, 0, 1];
     const x = tf.tensor3d(xs.map((v) => [[v]]));
@@ -767,11 +811,7 @@ describe('the equations, by hand', () => {
 
   it('a random recurrent network against a plain-JS matrix implementation', () => {
     const [T, B, I, H, O] = [7, 2, 3, 4, 2];
-    const net = buildNetwork(
-      { inputs: I, layers: [{ neuron: 'iaf', size: H, recurrent: true, gain: 3 }], readout: { size: O, kappa: 0.7 } },
-      reg,
-      { seed: 5 },
-    );
+    const net = buildNetwork({ inputs: I, layers: [{ neuron: 'iaf', size: H, recurrent: true, gain: 3 }], readout: { size: O, kappa: 0.7 } }, reg, { seed: 5 });
     const p = net.getParams();
     const W = p['layers.0.W']!.values;
     const b = p['layers.0.b']!.values;
@@ -832,7 +872,14 @@ describe('time loop helpers', () => {
       [3, 4],
       [5, 6],
     ]);
-    const ints = tf.tensor2d([[1, 2], [3, 4]], undefined, 'int32');
+    const ints = tf.tensor2d(
+      [
+        [1, 2],
+        [3, 4],
+      ],
+      undefined,
+      'int32',
+    );
     expect(stepsOf(ints).at(1).dtype).toBe('int32');
     const scalar = tf.scalar(1);
     expect(errorOf(() => stepsOf(scalar)).code).toBe('SHAPE_MISMATCH');
@@ -841,7 +888,12 @@ describe('time loop helpers', () => {
     expect(w.shape).toEqual([2, 1, 2]);
     expect(arr(w)).toEqual([3, 4, 5, 6]);
     expect(stepsOf(ints).window(0, 1).dtype).toBe('int32');
-    for (const [from, to] of [[2, 2], [-1, 1], [1, 4], [0.5, 2]] as const) {
+    for (const [from, to] of [
+      [2, 2],
+      [-1, 1],
+      [1, 4],
+      [0.5, 2],
+    ] as const) {
       const e = errorOf(() => s.window(from, to));
       expect(e.code).toBe('SHAPE_MISMATCH');
       expect(e.message).toMatch(/0 <= from < to <= 3/);
@@ -894,7 +946,10 @@ describe('time loop helpers', () => {
     for (const [k, g] of Object.entries(named)) {
       expect(g.shape, k).toEqual(net.params[k]!.shape);
       expect(arr(g).every(Number.isFinite), k).toBe(true);
-      expect(arr(g).some((v) => v !== 0), k).toBe(true);
+      expect(
+        arr(g).some((v) => v !== 0),
+        k,
+      ).toBe(true);
     }
     // d Σ_t y_t / d b_out = B · Σ_t Σ_{j ≤ t} κ^j
     let expected = 0;
@@ -908,17 +963,33 @@ describe('time loop helpers', () => {
 });
 
 describe('runWindow: a window of steps layer by layer through the fused kernels', () => {
-  const lifLike = { ...iaf, name: 'iaf-lif', lifKernel: ({ config, tensors }: { config: Record<string, unknown>; tensors: Record<string, Tensor> }) => ({ beta: tf.onesLike(tensors['threshold']!), threshold: config['threshold'] as number, resetDetach: false }) } as unknown as AnyNeuronModel;
-  const reg: ModelRegistries = { neurons: new Map([['iaf-lif', lifLike]]), surrogates: builtinSurrogates };
-  const spec = { inputs: 4, layers: [{ neuron: 'iaf-lif', size: 5, recurrent: true }, { neuron: 'iaf-lif', size: 3 }], readout: { size: 2, kappa: 0.7 } };
+  const fusable = {
+    ...iaf,
+    name: 'iaf-fused',
+    integrateFire: ({ config, tensors }: { config: Record<string, unknown>; tensors: Record<string, Tensor> }) => ({
+      beta: tf.onesLike(tensors['threshold']!),
+      threshold: config['threshold'] as number,
+      resetDetach: false,
+    }),
+  } as unknown as AnyNeuronModel;
+  const reg: ModelRegistries = { neurons: new Map([['iaf-fused', fusable]]), surrogates: builtinSurrogates, readouts: [gatedReadout] };
+  const spec = {
+    inputs: 4,
+    layers: [
+      { neuron: 'iaf-fused', size: 5, recurrent: true },
+      { neuron: 'iaf-fused', size: 3 },
+    ],
+    readout: { size: 2, kappa: 0.7 },
+  };
   /** The composite references registered as if they were a backend's fast kernels. */
   const fastTable = () => {
     const t = new KernelTable();
-    for (const k of ['spikeflow.lifLayer', 'spikeflow.leakyReadout'] as const) t.register({ kernel: k, backend: 'cpu', impl: referenceKernels[k] as never });
+    for (const k of ['spikeflow.integrateFireLayer', 'spikeflow.leakyReadout'] as const)
+      t.register({ kernel: k, backend: 'cpu', impl: referenceKernels[k] as never });
     return t;
   };
 
-  it('is used only where every layer declares a LIF kernel, the readout is leaky over spikes, no synapse hook is set and the backend has the kernels', () => {
+  it('is used only where every layer declares the integrate-and-fire form, the readout is leaky over spikes, no synapse hook is set and the backend has the kernels', () => {
     const fusedOf = (s: unknown, kernels?: KernelTable, synapse = false) => {
       const n = buildNetwork(s, reg, { kernels });
       const r = tf.tidy(() => n.prepare(synapse ? { synapse: (x, w, _s, dense) => dense(x, w) } : {}).fused !== undefined);
@@ -929,13 +1000,13 @@ describe('runWindow: a window of steps layer by layer through the fused kernels'
     expect(fusedOf(spec)).toBe(false);
     expect(fusedOf(spec, fastTable(), true)).toBe(false);
     expect(fusedOf({ ...spec, readout: { size: 2, from: 'membrane' } }, fastTable())).toBe(false);
-    expect(fusedOf({ ...spec, readout: { size: 2, kind: 'ltc' } }, fastTable())).toBe(false);
+    expect(fusedOf({ ...spec, readout: { size: 2, kind: 'gated' } }, fastTable())).toBe(false);
     const mixed = { neurons: new Map([...reg.neurons, ['iaf', iaf as AnyNeuronModel]]), surrogates: builtinSurrogates };
     const n = buildNetwork({ ...spec, layers: [spec.layers[0], { neuron: 'iaf', size: 3 }] }, mixed, { kernels: fastTable() });
     expect(tf.tidy(() => n.prepare().fused === undefined)).toBe(true);
     const e = errorOf(() => tf.tidy(() => n.runWindow(n.prepare(), n.init(1), tf.zeros([2, 1, 4])).readout));
     expect(e.code).toBe('CONFIG_INVALID');
-    expect(e.message).toMatch(/runWindow: these step parameters are not fused/);
+    expect(e.message).toMatch(/fusedWindow: these step parameters are not fused/);
     n.dispose();
   });
 

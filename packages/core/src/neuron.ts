@@ -1,12 +1,12 @@
 import type { Tensor } from './tf.js';
 import type { SpikeFn, Surrogate, SurrogateSpec } from './surrogates.js';
 import type { Schema, SchemaValues } from './validate.js';
-import type { LifSequenceParams } from './kernels.js';
+import type { IntegrateFireSequenceParams } from './kernels.js';
 
-/** A LIF layer's parameters for core's `spikeflow.lifSequence` kernel (the surrogate is the layer's). */
-export type LifKernelParams = Omit<LifSequenceParams, 'surrogate'>;
+/** A layer's parameters for core's `spikeflow.integrateFireSequence` kernel (the surrogate is the layer's). */
+export type IntegrateFireParams = Omit<IntegrateFireSequenceParams, 'surrogate'>;
 
-/** A neuron's state: a record of `[batch, size]` tensors (`{ v, s }` for LIF, `{ v, a, s }` for ALIF). */
+/** A neuron's state: a record of `[batch, size]` tensors (`{ v, s }` for a leaky integrate-and-fire neuron, `{ v, a, s }` with an adaptation). */
 export type NeuronState = { readonly [key: string]: Tensor };
 
 /**
@@ -60,7 +60,7 @@ export interface NeuronStepContext {
  * the offending field on error).
  */
 export interface NeuronModel<Sch extends Schema = Schema, S extends NeuronState = NeuronState> {
-  /** Name used in model specs (`"neuron": "lif"`). */
+  /** Name used in model specs (`"neuron": "<name>"`). */
   readonly name: string;
   /** One line for `spikeflow plugins` and error messages. */
   readonly description: string;
@@ -74,12 +74,19 @@ export interface NeuronModel<Sch extends Schema = Schema, S extends NeuronState 
   /** State fields, in a stable order (checkpoints, fixtures and tests read them by name). */
   readonly stateKeys: readonly (keyof S & string)[];
   /**
+   * The state field holding the layer's spikes of the step (`step` returns it as `spikes` too):
+   * the recurrent input of the next step starts from it, learning signals enter there (e-prop),
+   * and the fused path carries it from window to window. Absent: the neuron keeps no spikes in
+   * its state (the layer's first recurrent input is then zeros).
+   */
+  readonly spikes?: keyof S & string;
+  /**
    * The state field holding the membrane potential, for readouts that read it instead of the
    * spikes (`"readout": { "from": "membrane" }`). Absent: the neuron offers no analog readout.
    */
   readonly membrane?: keyof S & string;
   /**
-   * The fixed per-step decay of the membrane under `config` (β of LIF and ALIF: v_t = β·v_{t−1} + …),
+   * The fixed per-step decay of the membrane under `config` (β in v_t = β·v_{t−1} + …),
    * or `undefined` where it has none (a trainable decay, gated dynamics). Rules that follow the
    * membrane's leak with presynaptic traces (OTTT) read it.
    */
@@ -97,13 +104,14 @@ export interface NeuronModel<Sch extends Schema = Schema, S extends NeuronState 
   /** One time step. Must not dispose or mutate `state`; returns fresh tensors (or inputs). */
   step(params: NeuronParams<SchemaValues<Sch>>, state: S, current: Tensor, ctx: NeuronStepContext): { state: S; spikes: Tensor };
   /**
-   * Optional capability: under `params` the step is exactly core's LIF equations (see
-   * `LifSequenceParams`: subtractive reset, Heaviside spike with the layer's surrogate) on a state
-   * `{ v, s }`. Backends with a fast `spikeflow.lifLayer` then run a whole window of the layer
-   * in one kernel instead of step by step. Return `undefined` where the config leaves those
-   * equations. The neuron conformance suite checks the kernel against `step`.
+   * Optional capability: under `params` the step is exactly the equations of core's fused layer
+   * kernel (see `IntegrateFireSequenceParams`: subtractive reset, Heaviside spike with the layer's
+   * surrogate) on a state of exactly its `membrane` and `spikes` fields. Backends with the fast
+   * kernel then run a whole window of the layer in one kernel instead of step by step. Return
+   * `undefined` where the config leaves those equations; the answer must depend on the config
+   * alone. The neuron conformance suite checks the kernel against `step`.
    */
-  lifKernel?(params: NeuronParams<SchemaValues<Sch>>): LifKernelParams | undefined;
+  integrateFire?(params: NeuronParams<SchemaValues<Sch>>): IntegrateFireParams | undefined;
   /**
    * Optional capability: the step's local Jacobians, for neurons whose update is local to each
    * neuron. Rules that need it (e-prop) refuse neurons without it with a clear error.
@@ -137,8 +145,6 @@ export interface LocalJacobians {
  * The neuron conformance suite checks `jacobians` against automatic differentiation of `step`.
  */
 export interface LocalJacobiansCapability<S extends NeuronState = NeuronState, C = Readonly<Record<string, string | number | boolean>>> {
-  /** The state field that holds the step's spikes (`step` returns it as `spikes`); learning signals enter there. */
-  readonly spikes: keyof S & string;
   /**
    * The Jacobians of the step that took `prev` to `next` with input `current`. Called outside any
    * gradient tape; entries are fresh tensors (the caller disposes them), the params' own tensors
@@ -148,7 +154,7 @@ export interface LocalJacobiansCapability<S extends NeuronState = NeuronState, C
 }
 
 /** Any neuron model, for registries and loaders. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: registries hold neurons of every config type
 export type AnyNeuronModel = NeuronModel<any, any>;
 
 /**
@@ -156,14 +162,14 @@ export type AnyNeuronModel = NeuronModel<any, any>;
  *
  * ```ts
  * declare module '@spikeflow/core' {
- *   interface NeuronRegistry { lif: LifConfig }
+ *   interface NeuronRegistry { myNeuron: MyNeuronConfig }
  * }
  * ```
  *
- * so a TypeScript model spec naming `'lif'` has its `params` type-checked, while core knows no
+ * so a TypeScript model spec naming `'myNeuron'` has its `params` type-checked, while core knows no
  * neuron.
  */
-// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+// biome-ignore lint/suspicious/noEmptyInterface: filled by declaration merging
 export interface NeuronRegistry {}
 
 /** Helper for neuron authors: keeps the literal schema type. */

@@ -22,16 +22,11 @@ import { errorOf, useCpuBackend } from './test-support.js';
 
 useCpuBackend();
 
-
 type Vec = Record<string, number[]>;
 
 const init: Vec = { w: [1, -2], b: [0.5, 0, -0.25] };
 /** Three steps of gradients; in step 3 `b` gets none (counts as zero). */
-const grads: Vec[] = [
-  { w: [0.5, -1], b: [0.1, -0.2, 0.3] },
-  { w: [0.2, 0.3], b: [-0.4, 0.05, 0] },
-  { w: [-0.4, 0.1] },
-];
+const grads: Vec[] = [{ w: [0.5, -1], b: [0.1, -0.2, 0.3] }, { w: [0.2, 0.3], b: [-0.4, 0.05, 0] }, { w: [-0.4, 0.1] }];
 
 /** Runs `opt` on fresh variables through an OptimizerRunner; returns the parameters after each step. */
 function run(opt: Optimizer, steps: readonly Vec[] = grads, start: Vec = init): Vec[] {
@@ -101,8 +96,14 @@ function expectClose(actual: Vec[], expected: Vec[], digits = 6): void {
 
 describe('optimizers against plain JS', () => {
   it('adam', () => {
-    expectClose(run(adam({ lr: 0.01 })), reference(adamRef(), () => 0.01));
-    expectClose(run(adam({ lr: 0.05, beta1: 0.5, beta2: 0.9, eps: 1e-3 })), reference(adamRef(0.5, 0.9, 1e-3), () => 0.05));
+    expectClose(
+      run(adam({ lr: 0.01 })),
+      reference(adamRef(), () => 0.01),
+    );
+    expectClose(
+      run(adam({ lr: 0.05, beta1: 0.5, beta2: 0.9, eps: 1e-3 })),
+      reference(adamRef(0.5, 0.9, 1e-3), () => 0.05),
+    );
   });
 
   it('adam moves the first step by about lr·sign(g) for every nonzero gradient', () => {
@@ -112,15 +113,33 @@ describe('optimizers against plain JS', () => {
   });
 
   it('adamax', () => {
-    expectClose(run(adamax({ lr: 0.01 })), reference(adamaxRef(), () => 0.01));
-    expectClose(run(adamax()), reference(adamaxRef(), () => 0.002));
+    expectClose(
+      run(adamax({ lr: 0.01 })),
+      reference(adamaxRef(), () => 0.01),
+    );
+    expectClose(
+      run(adamax()),
+      reference(adamaxRef(), () => 0.002),
+    );
   });
 
   it('sgd, sgd with momentum, sgd with Nesterov momentum', () => {
-    expectClose(run(sgd({ lr: 0.1 })), reference(sgdRef, () => 0.1));
-    expectClose(run(sgd()), reference(sgdRef, () => 0.01));
-    expectClose(run(sgd({ lr: 0.1, momentum: 0.9 })), reference(momentumRef(0.9, false), () => 0.1));
-    expectClose(run(sgd({ lr: 0.1, momentum: 0.5, nesterov: true })), reference(momentumRef(0.5, true), () => 0.1));
+    expectClose(
+      run(sgd({ lr: 0.1 })),
+      reference(sgdRef, () => 0.1),
+    );
+    expectClose(
+      run(sgd()),
+      reference(sgdRef, () => 0.01),
+    );
+    expectClose(
+      run(sgd({ lr: 0.1, momentum: 0.9 })),
+      reference(momentumRef(0.9, false), () => 0.1),
+    );
+    expectClose(
+      run(sgd({ lr: 0.1, momentum: 0.5, nesterov: true })),
+      reference(momentumRef(0.5, true), () => 0.1),
+    );
     // Nesterov differs from plain momentum.
     expect(run(sgd({ lr: 0.1, momentum: 0.9, nesterov: true }))[2]).not.toEqual(run(sgd({ lr: 0.1, momentum: 0.9 }))[2]);
   });
@@ -140,13 +159,23 @@ describe('optimizers against plain JS', () => {
 
   it('clipping runs before the optimizer', () => {
     const norm = (g: Vec) => {
-      const n = Math.sqrt(Object.values(g).flat().reduce((a, x) => a + x * x, 0));
+      const n = Math.sqrt(
+        Object.values(g)
+          .flat()
+          .reduce((a, x) => a + x * x, 0),
+      );
       const f = 0.5 / Math.max(n, 0.5);
       return Object.fromEntries(Object.entries(g).map(([k, v]) => [k, v.map((x) => x * f)]));
     };
-    expectClose(run(adam({ lr: 0.01, clipNorm: 0.5 })), reference(adamRef(), () => 0.01, grads, init, norm));
+    expectClose(
+      run(adam({ lr: 0.01, clipNorm: 0.5 })),
+      reference(adamRef(), () => 0.01, grads, init, norm),
+    );
     const value = (g: Vec) => Object.fromEntries(Object.entries(g).map(([k, v]) => [k, v.map((x) => Math.min(0.25, Math.max(-0.25, x)))]));
-    expectClose(run(sgd({ lr: 1, momentum: 0.9, clipValue: 0.25 })), reference(momentumRef(0.9, false), () => 1, grads, init, value));
+    expectClose(
+      run(sgd({ lr: 1, momentum: 0.9, clipValue: 0.25 })),
+      reference(momentumRef(0.9, false), () => 1, grads, init, value),
+    );
   });
 });
 
@@ -158,7 +187,11 @@ describe('gradient transformations', () => {
     const small = clipByGlobalNorm(1).update(g, null, {});
     expect(map(small.updates)).toEqual({ a: [Math.fround(0.6), 0], b: [0, Math.fround(0.8)] });
     expect(small.updates['b']!.shape).toEqual([2, 1]);
-    const norm = Math.sqrt(Object.values(map(small.updates)).flat().reduce((s, x) => s + x * x, 0));
+    const norm = Math.sqrt(
+      Object.values(map(small.updates))
+        .flat()
+        .reduce((s, x) => s + x * x, 0),
+    );
     expect(norm).toBeCloseTo(1, 6);
     const exact = clipByGlobalNorm(5).update(g, null, {});
     expect(map(exact.updates)).toEqual({ a: [3, 0], b: [0, 4] });
@@ -219,7 +252,11 @@ describe('gradient transformations', () => {
   });
 
   it('decaying schedules give the same values as their closed forms, bit for bit', () => {
-    for (const [n, lr, min] of [[10, 1, 0.1], [7, 0.002, 0], [125, 0.003, 1e-5]] as const) {
+    for (const [n, lr, min] of [
+      [10, 1, 0.1],
+      [7, 0.002, 0],
+      [125, 0.003, 1e-5],
+    ] as const) {
       const cos = cosineSchedule(lr, n, min);
       const exp = exponentialSchedule(lr, n, 0.5);
       for (let c = 0; c <= n + 3; c++) {
@@ -321,7 +358,11 @@ describe('OptimizerRunner', () => {
     const make = () => adam({ lr: 0.05, clipNorm: 1 });
     const a = { w: tf.tidy(() => tf.variable(tf.tensor1d([1, -2]))) };
     const ra = new OptimizerRunner(make(), a);
-    const gs = [[0.5, -1], [0.2, 0.3], [-0.4, 0.1]].map((v) => tf.tensor1d(v));
+    const gs = [
+      [0.5, -1],
+      [0.2, 0.3],
+      [-0.4, 0.1],
+    ].map((v) => tf.tensor1d(v));
     ra.apply({ w: gs[0]! });
     ra.apply({ w: gs[1]! });
     const b = { w: tf.tidy(() => tf.variable(a.w.clone())) };
@@ -343,19 +384,28 @@ describe('optimizerFromSpec', () => {
   });
 
   it('builds the same optimizer as the factories (defaults, options, schedules)', () => {
-    expectClose(run(optimizerFromSpec({ name: 'adam' })), reference(adamRef(), () => 1e-3));
-    expectClose(run(optimizerFromSpec({ name: 'adamax', lr: 0.01, beta1: 0.8 })), reference(adamaxRef(0.8), () => 0.01));
-    expectClose(run(optimizerFromSpec({ name: 'sgd', lr: 0.1, momentum: 0.5, nesterov: true })), reference(momentumRef(0.5, true), () => 0.1));
+    expectClose(
+      run(optimizerFromSpec({ name: 'adam' })),
+      reference(adamRef(), () => 1e-3),
+    );
+    expectClose(
+      run(optimizerFromSpec({ name: 'adamax', lr: 0.01, beta1: 0.8 })),
+      reference(adamaxRef(0.8), () => 0.01),
+    );
+    expectClose(
+      run(optimizerFromSpec({ name: 'sgd', lr: 0.1, momentum: 0.5, nesterov: true })),
+      reference(momentumRef(0.5, true), () => 0.1),
+    );
     expectClose(
       run(optimizerFromSpec({ name: 'sgd', lr: 0.1, schedule: 'cosine', decaySteps: 2, minLr: 0.01 })),
       reference(sgdRef, cosineSchedule(0.1, 2, 0.01)),
     );
-    expectClose(
-      run(optimizerFromSpec({ name: 'sgd', lr: 0.1, schedule: 'exponential', decaySteps: 1 })),
-      reference(sgdRef, exponentialSchedule(0.1, 1, 0.5)),
-    );
+    expectClose(run(optimizerFromSpec({ name: 'sgd', lr: 0.1, schedule: 'exponential', decaySteps: 1 })), reference(sgdRef, exponentialSchedule(0.1, 1, 0.5)));
     const clipped = (g: Vec) => Object.fromEntries(Object.entries(g).map(([k, v]) => [k, v.map((x) => Math.min(0.2, Math.max(-0.2, x)))]));
-    expectClose(run(optimizerFromSpec({ name: 'sgd', lr: 1, clipValue: 0.2 })), reference(sgdRef, () => 1, grads, init, clipped));
+    expectClose(
+      run(optimizerFromSpec({ name: 'sgd', lr: 1, clipValue: 0.2 })),
+      reference(sgdRef, () => 1, grads, init, clipped),
+    );
   });
 
   it('unknown name: UNKNOWN_NAME at <path>.name with a suggestion', () => {

@@ -1,5 +1,5 @@
 import { tf, type NamedTensorMap, type Tensor } from './tf.js';
-import type { ParamMap } from './network.js';
+import type { ParamMap } from './params.js';
 import { disposeTree, keepTree, tidy, type TensorTree } from './state.js';
 import { configError, didYouMean, expectObject, parseSchema, type Schema } from './validate.js';
 import { SpikeflowError } from './errors.js';
@@ -11,9 +11,9 @@ import { SpikeflowError } from './errors.js';
  */
 export interface GradientTransformation<S extends TensorTree = TensorTree> {
   readonly name: string;
-  init(params: ParamMap): S;
+  init(params: Readonly<Record<string, Tensor>>): S;
   /** Must not dispose `grads` or `state`; returns fresh tensors. */
-  update(grads: NamedTensorMap, state: S, params: ParamMap): { updates: NamedTensorMap; state: S };
+  update(grads: NamedTensorMap, state: S, params: Readonly<Record<string, Tensor>>): { updates: NamedTensorMap; state: S };
 }
 
 /** An optimizer is a gradient transformation whose updates are added to the parameters. */
@@ -22,7 +22,7 @@ export type Optimizer = GradientTransformation;
 const mapGrads = (g: NamedTensorMap, fn: (t: Tensor, k: string) => Tensor): NamedTensorMap =>
   Object.fromEntries(Object.entries(g).map(([k, t]) => [k, fn(t, k)]));
 
-const zerosLikeParams = (params: ParamMap): Record<string, Tensor> =>
+const zerosLikeParams = (params: Readonly<Record<string, Tensor>>): Record<string, Tensor> =>
   Object.fromEntries(Object.entries(params).map(([k, v]) => [k, tf.zerosLike(v)]));
 
 /** Runs transformations in sequence; the state is the list of their states. */
@@ -35,7 +35,7 @@ export function chain(...ts: GradientTransformation[]): GradientTransformation<T
       const next: TensorTree[] = [];
       const made: NamedTensorMap[] = [];
       ts.forEach((t, i) => {
-        const r = t.update(g, state[i] as never, params);
+        const r = t.update(g, state[i], params);
         if (g !== grads) made.push(g);
         g = r.updates;
         next.push(r.state);
@@ -92,7 +92,10 @@ function decaySchedule(decaySteps: number, end: number, atPhase: (phase: number)
 }
 
 /** Constant learning rate. */
-export const constantSchedule = (lr: number): Schedule => () => lr;
+export const constantSchedule =
+  (lr: number): Schedule =>
+  () =>
+    lr;
 
 /** Cosine decay from `lr` to `minLr` over `decaySteps` updates, then `minLr` (Loshchilov & Hutter 2017, without restarts). */
 export const cosineSchedule = (lr: number, decaySteps: number, minLr = 0): DecaySchedule =>
@@ -241,18 +244,38 @@ export interface ClipOptions {
 }
 
 const withClip = (o: ClipOptions, ...ts: GradientTransformation[]): GradientTransformation =>
-  chain(...[o.clipNorm !== undefined ? clipByGlobalNorm(o.clipNorm) : null, o.clipValue !== undefined ? clipByValue(o.clipValue) : null].filter((t) => t !== null), ...ts);
+  chain(
+    ...[o.clipNorm !== undefined ? clipByGlobalNorm(o.clipNorm) : null, o.clipValue !== undefined ? clipByValue(o.clipValue) : null].filter((t) => t !== null),
+    ...ts,
+  );
 
 /** Adam with learning rate `lr` and optional gradient clipping. */
-export const adam = ({ lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, ...clip }: { lr?: LearningRate; beta1?: number; beta2?: number; eps?: number } & ClipOptions = {}): Optimizer =>
+export const adam = ({
+  lr = 1e-3,
+  beta1 = 0.9,
+  beta2 = 0.999,
+  eps = 1e-8,
+  ...clip
+}: { lr?: LearningRate; beta1?: number; beta2?: number; eps?: number } & ClipOptions = {}): Optimizer =>
   withClip(clip, scaleByAdam({ beta1, beta2, eps }), lrStep(lr));
 
 /** Adamax with learning rate `lr` (default 0.002) and optional gradient clipping. */
-export const adamax = ({ lr = 2e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, ...clip }: { lr?: LearningRate; beta1?: number; beta2?: number; eps?: number } & ClipOptions = {}): Optimizer =>
+export const adamax = ({
+  lr = 2e-3,
+  beta1 = 0.9,
+  beta2 = 0.999,
+  eps = 1e-8,
+  ...clip
+}: { lr?: LearningRate; beta1?: number; beta2?: number; eps?: number } & ClipOptions = {}): Optimizer =>
   withClip(clip, scaleByAdamax({ beta1, beta2, eps }), lrStep(lr));
 
 /** Stochastic gradient descent, optionally with (Nesterov) momentum and gradient clipping. */
-export const sgd = ({ lr = 1e-2, momentum = 0, nesterov = false, ...clip }: { lr?: LearningRate; momentum?: number; nesterov?: boolean } & ClipOptions = {}): Optimizer =>
+export const sgd = ({
+  lr = 1e-2,
+  momentum = 0,
+  nesterov = false,
+  ...clip
+}: { lr?: LearningRate; momentum?: number; nesterov?: boolean } & ClipOptions = {}): Optimizer =>
   withClip(clip, ...(momentum > 0 ? [trace({ momentum, nesterov })] : []), lrStep(lr));
 
 const pos = (d: number | undefined, doc: string) => ({ type: 'number', min: 0, exclusiveMin: true, doc, ...(d !== undefined ? { default: d } : {}) }) as const;
@@ -270,7 +293,8 @@ function scheduleOf(o: Record<string, unknown>, path: string): LearningRate {
   const lr = o['lr'] as number;
   if (o['schedule'] === 'constant' || o['schedule'] === undefined) return lr;
   const steps = o['decaySteps'];
-  if (typeof steps !== 'number') throw configError(`${path}.decaySteps`, `is required with schedule '${String(o['schedule'])}' (updates over which the rate decays)`);
+  if (typeof steps !== 'number')
+    throw configError(`${path}.decaySteps`, `is required with schedule '${String(o['schedule'])}' (updates over which the rate decays)`);
   return o['schedule'] === 'cosine' ? cosineSchedule(lr, steps, o['minLr'] as number) : exponentialSchedule(lr, steps, o['decayRate'] as number);
 }
 
@@ -296,7 +320,12 @@ export const builtinOptimizers: readonly OptimizerEntry[] = [
   { name: 'adamax', schema: { lr: pos(2e-3, 'learning rate'), ...betas, ...clipSchema }, create: (o, path) => adamax(withSchedule(o, path)) },
   {
     name: 'sgd',
-    schema: { lr: pos(1e-2, 'learning rate'), momentum: { type: 'number', default: 0, min: 0, max: 1 }, nesterov: { type: 'boolean', default: false }, ...clipSchema },
+    schema: {
+      lr: pos(1e-2, 'learning rate'),
+      momentum: { type: 'number', default: 0, min: 0, max: 1 },
+      nesterov: { type: 'boolean', default: false },
+      ...clipSchema,
+    },
     create: (o, path) => sgd(withSchedule(o, path)),
   },
 ];
@@ -307,7 +336,15 @@ export function optimizerFromSpec(spec: unknown, path = 'optimizer', entries: re
   const name = obj['name'];
   if (typeof name !== 'string') throw configError(`${path}.name`, `expected an optimizer name (${entries.map((e) => e.name).join(', ')})`);
   const entry = entries.find((e) => e.name === name);
-  if (!entry) throw new SpikeflowError('UNKNOWN_NAME', `${path}.name: unknown optimizer '${name}'; ${didYouMean(name, entries.map((e) => e.name))}`, { path: `${path}.name` });
+  if (!entry)
+    throw new SpikeflowError(
+      'UNKNOWN_NAME',
+      `${path}.name: unknown optimizer '${name}'; ${didYouMean(
+        name,
+        entries.map((e) => e.name),
+      )}`,
+      { path: `${path}.name` },
+    );
   const { name: _n, ...rest } = obj;
   return entry.create(parseSchema(entry.schema, rest, path), path);
 }
@@ -347,7 +384,7 @@ export class OptimizerRunner {
     const next = tidy(() => {
       const { updates, state } = this.optimizer.update(grads, old, this.params);
       for (const [k, u] of Object.entries(updates)) this.params[k]!.assign(tf.add(this.params[k]!, u));
-      return keepTree(state as never) as TensorTree;
+      return keepTree(state);
     });
     disposeTree(old, next);
     this.#state = next;

@@ -33,10 +33,16 @@ describe('packageBackend', () => {
   });
 
   it("a bundler's unresolved import (Vite, vitest) counts as missing too; something missing inside the package does not", async () => {
-    const viaVite = packageBackend(spec({ load: async () => Promise.reject(new Error('Could not resolve "@example/tfjs-native" imported by "@spikeflow/x".')) }));
+    const viaVite = packageBackend(
+      spec({ load: async () => Promise.reject(new Error('Could not resolve "@example/tfjs-native" imported by "@spikeflow/x".')) }),
+    );
     expect((await activationError(viaVite)).message).toMatch(/is not installed\. Install it with/);
-    const inner = Object.assign(new Error("Cannot find package 'adm-zip' imported from /x/node_modules/@example/tfjs-native/index.js"), { code: 'ERR_MODULE_NOT_FOUND' });
-    expect((await activationError(packageBackend(spec({ load: async () => Promise.reject(inner) })))).message).toMatch(/is installed, but it did not load \(Cannot find package 'adm-zip'/);
+    const inner = Object.assign(new Error("Cannot find package 'adm-zip' imported from /x/node_modules/@example/tfjs-native/index.js"), {
+      code: 'ERR_MODULE_NOT_FOUND',
+    });
+    expect((await activationError(packageBackend(spec({ load: async () => Promise.reject(inner) })))).message).toMatch(
+      /is installed, but it did not load \(Cannot find package 'adm-zip'/,
+    );
   });
 
   it('a binding that fails to load: says so, with the loader error and the fix', async () => {
@@ -78,7 +84,12 @@ describe('packageBackend', () => {
       expect(await b.isAvailable()).toBe(true);
       await b.activate();
       expect(tf.getBackend()).toBe('example-cpu-alias');
-      expect(b.describe()).toEqual({ tfBackend: 'example-cpu-alias', device: 'Example GPU', threads: 2, details: { tfjs: tf.version_core, package: '@example/tfjs-native', memoryGiB: 8 } });
+      expect(b.describe()).toEqual({
+        tfBackend: 'example-cpu-alias',
+        device: 'Example GPU',
+        threads: 2,
+        details: { tfjs: tf.version_core, package: '@example/tfjs-native', memoryGiB: 8 },
+      });
     } finally {
       await tf.setBackend('cpu');
       tf.removeBackend('example-cpu-alias');

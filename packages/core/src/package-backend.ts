@@ -62,7 +62,11 @@ export function packageBackend(spec: PackageBackendSpec): Backend {
       (e: unknown): Loaded =>
         isMissing(e, spec.packageName)
           ? { ok: false, message: `${spec.packageName} is not installed. Install it with: ${spec.install}`, cause: e }
-          : { ok: false, message: `${spec.packageName} is installed, but it did not load (${String((e as Error)?.message ?? e).split('\n')[0]}). ${spec.bindingHelp}`, cause: e },
+          : {
+              ok: false,
+              message: `${spec.packageName} is installed, but it did not load (${String((e as Error)?.message ?? e).split('\n')[0]}). ${spec.bindingHelp}`,
+              cause: e,
+            },
     ));
   return {
     name: spec.name,
@@ -71,15 +75,30 @@ export function packageBackend(spec: PackageBackendSpec): Backend {
     isAvailable: async () => (await load()).ok,
     async activate() {
       const r = await load();
-      if (!r.ok) throw new SpikeflowError('BACKEND_UNAVAILABLE', `backend '${spec.name}': ${r.message}`, { backend: spec.name, package: spec.packageName }, r.cause === undefined ? undefined : { cause: r.cause });
+      if (!r.ok)
+        throw new SpikeflowError(
+          'BACKEND_UNAVAILABLE',
+          `backend '${spec.name}': ${r.message}`,
+          { backend: spec.name, package: spec.packageName },
+          r.cause === undefined ? undefined : { cause: r.cause },
+        );
       if (!(await tf.setBackend(spec.tfBackend))) {
-        throw new SpikeflowError('BACKEND_UNAVAILABLE', `backend '${spec.name}': ${spec.packageName} registered '${spec.tfBackend}', but it failed to start. ${spec.bindingHelp}`, { backend: spec.name });
+        throw new SpikeflowError(
+          'BACKEND_UNAVAILABLE',
+          `backend '${spec.name}': ${spec.packageName} registered '${spec.tfBackend}', but it failed to start. ${spec.bindingHelp}`,
+          { backend: spec.name },
+        );
       }
       await tf.ready();
     },
     describe(): BackendInfo {
       const d = spec.device?.() ?? { device: spec.description };
-      return { tfBackend: spec.tfBackend, device: d.device, threads: d.threads ?? 1, details: { tfjs: tf.version_core, package: spec.packageName, ...d.details } };
+      return {
+        tfBackend: spec.tfBackend,
+        device: d.device,
+        threads: d.threads ?? 1,
+        details: { tfjs: tf.version_core, package: spec.packageName, ...d.details },
+      };
     },
   };
 }

@@ -4,12 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { tf, type Tensor } from './tf.js';
-import { SpikeflowError, isSpikeflowError } from './errors.js';
+import { isSpikeflowError, type SpikeflowError } from './errors.js';
 import { builtinSurrogates, triangle, type SurrogateEntry } from './surrogates.js';
 import { builtinLosses, mseLast, type TemporalLoss } from './losses.js';
 import { referenceKernels } from './kernels.js';
 import type { Backend } from './backend.js';
-import type { RuleEntry } from './rule.js';
+import { ruleFromSpec, type RuleEntry } from './rule.js';
+import type { DatasetEntry } from './dataset.js';
 import {
   Tokens,
   createContainer,
@@ -21,10 +22,11 @@ import {
   resolveRegistry,
   token,
   validatePlugin,
+  validatingDatasetEntry,
+  validatingRuleEntry,
   type SpikeflowPlugin,
 } from './plugin.js';
 import { errorOf, iaf } from './test-support.js';
-
 
 async function rejection(p: Promise<unknown>): Promise<SpikeflowError> {
   try {
@@ -35,7 +37,6 @@ async function rejection(p: Promise<unknown>): Promise<SpikeflowError> {
   }
   throw new Error('expected a rejection with a SpikeflowError');
 }
-
 
 const meta = (name: string) => ({ name, version: '1.0.0' });
 const fastDense = (x: Tensor, w: Tensor) => tf.matMul(x, w);
@@ -92,7 +93,7 @@ describe('validatePlugin', () => {
     const e = errorOf(() => validatePlugin({ meta: meta('p'), nuerons: [] }, 'p'));
     expect(e.code).toBe('PLUGIN_INVALID');
     expect(e.message).toMatch(
-      /unknown key 'nuerons' \(did you mean 'neurons'\?\); allowed: meta, neurons, rules, backends, datasets, surrogates, losses, kernels, exporters/,
+      /unknown key 'nuerons' \(did you mean 'neurons'\?\); allowed: meta, neurons, readouts, rules, backends, datasets, surrogates, losses, kernels, exporters/,
     );
     const far = errorOf(() => validatePlugin({ meta: meta('p'), install: () => {} }, 'p'));
     expect(far.message).toMatch(/unknown key 'install'; allowed:/);
@@ -135,7 +136,7 @@ describe('registry', () => {
     expect(r.plugins).toEqual([p]);
     expect([...r.neurons.keys()]).toEqual(['iaf']);
     expect(r.neurons.get('iaf')).toBe(iaf);
-    expect(r.rules.get('noop')).toBe(rule);
+    expect(r.rules.get('noop')).toMatchObject({ name: 'noop', description: rule.description, optionsSchema: rule.optionsSchema });
     expect(r.backends.get('fake')).toBe(backend);
     expect([...r.surrogates.keys()]).toEqual([...builtinSurrogates.map((s) => s.name), 'boxcar']);
     expect([...r.losses.keys()]).toEqual([...builtinLosses.map((l) => l.name), 'mse_final']);
@@ -166,9 +167,7 @@ describe('registry', () => {
 
   it('a plugin surrogate or loss clashing with a builtin names @spikeflow/core', () => {
     const s = definePlugin({ meta: meta('@test/s'), surrogates: [{ ...builtinSurrogates[1]! }] });
-    expect(errorOf(() => createRegistry([s])).message).toBe(
-      "surrogate 'sigmoid' is provided by both '@spikeflow/core' and '@test/s'; load only one of them",
-    );
+    expect(errorOf(() => createRegistry([s])).message).toBe("surrogate 'sigmoid' is provided by both '@spikeflow/core' and '@test/s'; load only one of them");
     const l = definePlugin({ meta: meta('@test/l'), losses: [{ ...mseLast }] });
     expect(errorOf(() => createRegistry([l])).code).toBe('PLUGIN_CONFLICT');
   });
@@ -189,7 +188,82 @@ describe('registry', () => {
     const p = { meta: meta('k'), kernels: [{ kernel: 'spikeflow.conv', backend: 'cpu', impl: fastDense }] } as unknown as SpikeflowPlugin;
     const e = errorOf(() => createRegistry([p]));
     expect(e.code).toBe('UNKNOWN_NAME');
-    expect(e.message).toMatch(/kernel 'spikeflow\.conv' is not a spikeflow kernel \(known: spikeflow\.dense, spikeflow\.eventDense, spikeflow\.lifSequence, spikeflow\.leakyScan, spikeflow\.lifLayer, spikeflow\.leakyReadout, spikeflow\.outerSum\)/);
+    expect(e.message).toMatch(
+      /kernel 'spikeflow\.conv' is not a spikeflow kernel \(known: spikeflow\.dense, spikeflow\.eventDense, spikeflow\.integrateFireSequence, spikeflow\.leakyScan, spikeflow\.integrateFireLayer, spikeflow\.leakyReadout, spikeflow\.outerSum\)/,
+    );
+  });
+});
+
+describe('registry entries validate their options', () => {
+  const made: unknown[] = [];
+  const windowed: RuleEntry = {
+    name: 'windowed',
+    description: 'records its options (test rule)',
+    optionsSchema: {
+      truncation: { type: 'number', integer: true, min: 1 },
+      mode: { type: 'string', oneOf: ['accumulate', 'per-window'], default: 'accumulate' },
+    },
+    create: (options) => {
+      made.push(options);
+      return rule.create({});
+    },
+  };
+  const opened: unknown[] = [];
+  const data: DatasetEntry = {
+    name: 'toy',
+    description: 'records its options (test dataset)',
+    optionsSchema: { steps: { type: 'number', integer: true, min: 2, default: 10 } },
+    open: async (options) => {
+      opened.push(options);
+      throw new Error('not opened in this test');
+    },
+    formats: ['toy'],
+    detect: async () => 'toy',
+  };
+  const registry = createRegistry([definePlugin({ meta: meta('@test/validating'), rules: [windowed], datasets: [data] })]);
+
+  it('rules.get(name).create parses: defaults filled, a bad value is CONFIG_INVALID naming rule.<field>', () => {
+    const entry = registry.rules.get('windowed')!;
+    made.length = 0;
+    entry.create({ truncation: 5 });
+    expect(made).toEqual([{ truncation: 5, mode: 'accumulate' }]);
+    const e = errorOf(() => entry.create({ truncation: 0 }));
+    expect(e.code).toBe('CONFIG_INVALID');
+    expect(e.details.path).toBe('rule.truncation');
+    expect(e.message).toBe('rule.truncation: must be >= 1, got 0');
+    expect(errorOf(() => entry.create({ mode: 'online' })).message).toBe("rule.mode: must be one of 'accumulate', 'per-window', got 'online'");
+    expect(errorOf(() => entry.create({ truncaton: 5 })).details.path).toBe('rule.truncaton');
+    expect(made).toHaveLength(1); // nothing bad reached the factory
+  });
+
+  it('ruleFromSpec still names its own path (the entry parses parsed options again, unchanged)', () => {
+    made.length = 0;
+    ruleFromSpec({ name: 'windowed', truncation: 3 }, registry.rules, 'rules[1]');
+    expect(made).toEqual([{ truncation: 3, mode: 'accumulate' }]);
+    expect(errorOf(() => ruleFromSpec({ name: 'windowed', truncation: 1.5 }, registry.rules, 'rules[1]')).details.path).toBe('rules[1].truncation');
+  });
+
+  it('datasets.get(name).open parses: a bad value rejects with CONFIG_INVALID naming data.<field>; the rest of the entry is kept', async () => {
+    const entry = registry.datasets.get('toy')!;
+    opened.length = 0;
+    const e = await rejection(entry.open({ steps: 1 }, { cacheDir: '/nonexistent' }));
+    expect(e.code).toBe('CONFIG_INVALID');
+    expect(e.details.path).toBe('data.steps');
+    expect(e.message).toBe('data.steps: must be >= 2, got 1');
+    expect((await rejection(entry.open({ step: 3 }, { cacheDir: '/nonexistent' }))).message).toMatch(/^data\.step: unknown key; did you mean 'steps'\?/);
+    expect(opened).toEqual([]);
+    await expect(entry.open({}, { cacheDir: '/nonexistent' })).rejects.toThrow('not opened in this test');
+    expect(opened).toEqual([{ steps: 10 }]);
+    expect(entry.formats).toEqual(['toy']);
+    expect(await entry.detect!('x')).toBe('toy');
+    expect(entry.description).toBe(data.description);
+  });
+
+  it('wraps each entry once: a registry built from another registry’s plugins hands out equivalent entries', () => {
+    expect(validatingRuleEntry(registry.rules.get('windowed')!)).toBe(registry.rules.get('windowed'));
+    expect(validatingDatasetEntry(registry.datasets.get('toy')!)).toBe(registry.datasets.get('toy'));
+    const again = createRegistry(registry.plugins);
+    expect(again.rules.get('windowed')!.optionsSchema).toBe(windowed.optionsSchema);
   });
 });
 
@@ -210,7 +284,7 @@ describe('container', () => {
     const r = resolveRegistry(c);
     expect(r.plugins).toEqual([p]);
     expect(r.neurons.get('iaf')).toBe(iaf);
-    expect(r.rules.get('noop')).toBe(rule);
+    expect(r.rules.get('noop')).toMatchObject({ name: 'noop', description: rule.description, optionsSchema: rule.optionsSchema });
     expect(c.resolveAll(Tokens.neurons)).toEqual([iaf]);
     const other = createContainer();
     const empty = resolveRegistry(other);
@@ -330,7 +404,9 @@ describe('loadPlugins', () => {
       }
       expect(isSpikeflowError(err, 'PLUGIN_REFUSED'), String(spec)).toBe(true);
       expect((err as SpikeflowError).message, String(spec)).toMatch(message);
-      expect((err as SpikeflowError).message).toMatch(/^checkpoint x\.sfck names plugins that are loaded only by installed package name: .*Nothing was imported\. If you trust this file, pass --plugins\.$/s);
+      expect((err as SpikeflowError).message).toMatch(
+        /^checkpoint x\.sfck names plugins that are loaded only by installed package name: .*Nothing was imported\. If you trust this file, pass --plugins\.$/s,
+      );
       expect((err as SpikeflowError).details['specifiers']).toEqual([spec]);
     }
     expect(() => checkStoredPlugins('sf-good', o)).toThrow(/its plugin list is "sf-good", not a list of package names/);

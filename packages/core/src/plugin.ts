@@ -6,16 +6,17 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { SpikeflowError } from './errors.js';
 import type { AnyNeuronModel } from './neuron.js';
-import type { RuleEntry } from './rule.js';
+import { builtinReadouts, type AnyReadout } from './readout.js';
+import type { LearningRule, RuleEntry } from './rule.js';
 import type { Backend } from './backend.js';
-import type { DatasetEntry } from './dataset.js';
+import type { Dataset, DatasetContext, DatasetEntry } from './dataset.js';
 import type { SurrogateEntry } from './surrogates.js';
 import { builtinSurrogates } from './surrogates.js';
 import type { KernelRegistration } from './kernels.js';
 import { KernelTable } from './kernels.js';
 import type { TemporalLoss } from './losses.js';
 import { builtinLosses } from './losses.js';
-import { closest, isPlainObject } from './validate.js';
+import { closest, isPlainObject, parseSchema } from './validate.js';
 
 /** Turns a trained network into another format (NIR, ...). */
 export interface ExporterEntry {
@@ -31,17 +32,19 @@ export interface ExporterEntry {
  * ```ts
  * export default definePlugin({
  *   meta: { name: pkg.name, version: pkg.version },
- *   neurons: [lif],
+ *   neurons: [myNeuron],
  * });
  * ```
  */
 export interface SpikeflowPlugin {
   readonly meta: { readonly name: string; readonly version: string };
   readonly neurons?: readonly AnyNeuronModel[];
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- entries keep their own option types
+  /** Readout kinds (`"readout": { "kind": name }`) besides core's `leaky`. */
+  readonly readouts?: readonly AnyReadout[];
+  // biome-ignore lint/suspicious/noExplicitAny: entries keep their own option types
   readonly rules?: readonly RuleEntry<any>[];
   readonly backends?: readonly Backend[];
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- entries keep their own option types
+  // biome-ignore lint/suspicious/noExplicitAny: entries keep their own option types
   readonly datasets?: readonly DatasetEntry<any>[];
   readonly surrogates?: readonly SurrogateEntry[];
   readonly losses?: readonly TemporalLoss[];
@@ -63,6 +66,7 @@ export function token<T>(description: string): Token<T> {
 export const Tokens = {
   plugins: token<SpikeflowPlugin>('spikeflow.plugin'),
   neurons: token<AnyNeuronModel>('spikeflow.neuron'),
+  readouts: token<AnyReadout>('spikeflow.readout'),
   rules: token<RuleEntry>('spikeflow.rule'),
   backends: token<Backend>('spikeflow.backend'),
   datasets: token<DatasetEntry>('spikeflow.dataset'),
@@ -73,7 +77,7 @@ export const Tokens = {
 } as const;
 
 type ProvidedKey = Exclude<keyof SpikeflowPlugin, 'meta'>;
-const PROVIDED: readonly ProvidedKey[] = ['neurons', 'rules', 'backends', 'datasets', 'surrogates', 'losses', 'kernels', 'exporters'];
+const PROVIDED: readonly ProvidedKey[] = ['neurons', 'readouts', 'rules', 'backends', 'datasets', 'surrogates', 'losses', 'kernels', 'exporters'];
 
 /**
  * Checks that `value` is a plugin object: `meta.name`/`meta.version` strings, only known keys
@@ -132,9 +136,13 @@ function all<T>(c: DependencyContainer, t: Token<T>): T[] {
 export interface Registry {
   readonly plugins: readonly SpikeflowPlugin[];
   readonly neurons: ReadonlyMap<string, AnyNeuronModel>;
-  readonly rules: ReadonlyMap<string, RuleEntry>;
+  /** Readout kinds, core's `leaky` included. */
+  readonly readouts: ReadonlyMap<string, AnyReadout>;
+  /** Rule entries that validate their options (see {@link validatingRuleEntry}). */
+  readonly rules: ReadonlyMap<string, RegisteredRule>;
   readonly backends: ReadonlyMap<string, Backend>;
-  readonly datasets: ReadonlyMap<string, DatasetEntry>;
+  /** Dataset entries that validate their options (see {@link validatingDatasetEntry}). */
+  readonly datasets: ReadonlyMap<string, RegisteredDataset>;
   readonly surrogates: ReadonlyMap<string, SurrogateEntry>;
   readonly losses: ReadonlyMap<string, TemporalLoss>;
   readonly exporters: ReadonlyMap<string, ExporterEntry>;
@@ -143,8 +151,50 @@ export interface Registry {
 }
 
 /**
+ * A rule entry as a registry hands it out: `create` takes options as a caller has them (a config's
+ * section, an object in code; absent for all defaults) and parses them with the entry's schema.
+ */
+export interface RegisteredRule extends Omit<RuleEntry, 'create'> {
+  create(options?: Readonly<Record<string, unknown>>): LearningRule;
+}
+
+/** A dataset entry as a registry hands it out: `open` takes options as a caller has them and parses them with the entry's schema. */
+export interface RegisteredDataset extends Omit<DatasetEntry, 'open'> {
+  open(options: Readonly<Record<string, unknown>>, ctx: DatasetContext): Promise<Dataset>;
+}
+
+/** Entries made by {@link validatingRuleEntry} and {@link validatingDatasetEntry} (never wrapped twice). */
+const validating = new WeakSet<object>();
+
+/**
+ * The rule entry a registry hands out: `create` parses its options with the entry's schema first
+ * (defaults filled, unknown keys and bad values refused as `CONFIG_INVALID` naming `rule.<field>`),
+ * so that every path to a rule validates, whoever calls it. Parsing is idempotent: options that
+ * were parsed already (by `ruleFromSpec`) pass unchanged.
+ */
+export function validatingRuleEntry(entry: RuleEntry, path = 'rule'): RegisteredRule {
+  if (validating.has(entry)) return entry;
+  const wrapped: RegisteredRule = { ...entry, create: (options) => entry.create(parseSchema(entry.optionsSchema, options, path)) };
+  validating.add(wrapped);
+  return wrapped;
+}
+
+/**
+ * The dataset entry a registry hands out: `open` parses its options with the entry's schema first
+ * (`CONFIG_INVALID` naming `data.<field>`, as a rejected promise). Idempotent on parsed options.
+ */
+export function validatingDatasetEntry(entry: DatasetEntry, path = 'data'): RegisteredDataset {
+  if (validating.has(entry)) return entry;
+  const wrapped: RegisteredDataset = { ...entry, open: async (options, ctx) => entry.open(parseSchema(entry.optionsSchema, options, path), ctx) };
+  validating.add(wrapped);
+  return wrapped;
+}
+
+/**
  * Resolves a container's registrations into a {@link Registry}, with core's surrogates and
  * losses included. Two providers of one name are a `PLUGIN_CONFLICT` error naming both plugins.
+ * Rule and dataset entries are handed out validating their options (see
+ * {@link validatingRuleEntry}, {@link validatingDatasetEntry}).
  */
 export function resolveRegistry(c: DependencyContainer): Registry {
   const plugins = all(c, Tokens.plugins);
@@ -171,14 +221,19 @@ export function resolveRegistry(c: DependencyContainer): Registry {
   return {
     plugins,
     neurons: byName('neuron', all(c, Tokens.neurons)),
-    rules: byName('rule', all(c, Tokens.rules)),
+    readouts: byName('readout', [...builtinReadouts, ...all(c, Tokens.readouts)]),
+    rules: mapValues(byName('rule', all(c, Tokens.rules)), (e) => validatingRuleEntry(e)),
     backends: byName('backend', all(c, Tokens.backends)),
-    datasets: byName('dataset', all(c, Tokens.datasets)),
+    datasets: mapValues(byName('dataset', all(c, Tokens.datasets)), (e) => validatingDatasetEntry(e)),
     surrogates: byName('surrogate', [...builtinSurrogates, ...all(c, Tokens.surrogates)]),
     losses: byName('loss', [...builtinLosses, ...all(c, Tokens.losses)]),
     exporters: byName('exporter', all(c, Tokens.exporters)),
     kernels,
   };
+}
+
+function mapValues<K, V, W>(m: ReadonlyMap<K, V>, fn: (v: V) => W): Map<K, W> {
+  return new Map([...m].map(([k, v]) => [k, fn(v)]));
 }
 
 /** Builds a registry from plugin objects (already imported) in a fresh child container. */
@@ -267,7 +322,8 @@ function vet(spec: unknown, from: readonly (string | URL)[]): string | { readonl
   const dirs = from.map(baseDir);
   const base = dirs.find((d) => installedDir(spec, d) !== undefined);
   const dir = base === undefined ? undefined : installedDir(spec, base);
-  if (!dir || base === undefined) return `'${spec}' is not an installed package (looked from ${dirs.join(', ')}); install it (pnpm add ${spec}) if you trust it`;
+  if (!dir || base === undefined)
+    return `'${spec}' is not an installed package (looked from ${dirs.join(', ')}); install it (pnpm add ${spec}) if you trust it`;
   let meta: { name?: unknown; keywords?: unknown };
   try {
     meta = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as typeof meta;
@@ -308,7 +364,9 @@ export interface StoredPluginOptions {
  */
 export function checkStoredPlugins(names: unknown, { from, source, instead }: StoredPluginOptions): StoredPlugin[] {
   if (!Array.isArray(names)) {
-    throw new SpikeflowError('PLUGIN_REFUSED', `${source}: its plugin list is ${JSON.stringify(names)}, not a list of package names; nothing was imported`, { path: 'plugins' });
+    throw new SpikeflowError('PLUGIN_REFUSED', `${source}: its plugin list is ${JSON.stringify(names)}, not a list of package names; nothing was imported`, {
+      path: 'plugins',
+    });
   }
   const vetted = names.map((n) => [n, vet(n, from)] as const);
   const refused = vetted.filter(([, v]) => typeof v === 'string');

@@ -1,14 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { tf, type Scalar, type Tensor } from './tf.js';
 import { builtinSurrogates } from './surrogates.js';
-import { buildNetwork, detach, stepsOf, unroll, type NetState } from './network.js';
+import { buildNetwork, detach, type Network } from './network.js';
+import { stepsOf } from './steps.js';
+import { unroll } from './loops.js';
+import type { NetState } from './step.js';
 import { ceEveryStep, ceMean, mseEveryStep, mseLast } from './losses.js';
 import { disposeTree, treeMap } from './state.js';
-import { accumulateGrads, checkRequirements, paramGrads, ruleFromSpec, spatialStep, type LearningRule, type RuleEntry } from './rule.js';
+import { checkRequirements, defineRule, paramGrads, ruleFromSpec, stepwise, type LearningRule, type RuleEntry } from './rule.js';
 import { errorOf, iaf, useCpuBackend } from './test-support.js';
 
 useCpuBackend();
-
 
 const reg = { neurons: new Map([['iaf', iaf]]), surrogates: builtinSurrogates };
 
@@ -21,31 +23,88 @@ const makeRule = (name: string, online: boolean, options: unknown = {}): Learnin
   update: (_b, s) => ({ state: s, report: { loss: 0, updates: 0 } }),
 });
 
-describe('checkRequirements', () => {
-  it('an online rule with a loss that does not decompose is INCOMPATIBLE naming both', () => {
-    const e = errorOf(() => checkRequirements(makeRule('eprop', true), ceMean));
+describe('checkRequirements: declared requirements, one error format', () => {
+  const net = buildNetwork({ inputs: 3, layers: [{ neuron: 'iaf', size: 4 }], readout: { size: 2 } }, reg);
+  const two = buildNetwork(
+    {
+      inputs: 3,
+      layers: [
+        { neuron: 'iaf', size: 4 },
+        { neuron: 'iaf', size: 3 },
+      ],
+      readout: { size: 2, from: 'membrane' },
+    },
+    reg,
+  );
+
+  it('an online rule with a loss that does not decompose is INCOMPATIBLE naming the rule, the field and both names', () => {
+    const e = errorOf(() => checkRequirements(makeRule('eprop', true), net, ceMean));
     expect(e.code).toBe('INCOMPATIBLE');
-    expect(e.details).toEqual({ rule: 'eprop', loss: 'ce_mean' });
-    expect(e.message).toMatch(/^rule 'eprop' updates from per-step losses, but loss 'ce_mean' does not decompose over time/);
+    expect(e.details).toEqual({ rule: 'eprop', path: 'loss' });
+    expect(e.message).toMatch(/^rule 'eprop' cannot train this run: loss: it updates from per-step losses, but loss 'ce_mean' does not decompose over time/);
     expect(e.message).toContain('ce_every_step, mse_every_step, mse_last');
   });
 
   it('accepts decomposable losses, and any loss for a whole-sequence rule', () => {
-    expect(() => checkRequirements(makeRule('eprop', true), ceEveryStep)).not.toThrow();
-    expect(() => checkRequirements(makeRule('eprop', true), mseLast)).not.toThrow();
-    expect(() => checkRequirements(makeRule('bptt', false), ceMean)).not.toThrow();
+    expect(() => checkRequirements(makeRule('eprop', true), net, ceEveryStep)).not.toThrow();
+    expect(() => checkRequirements(makeRule('eprop', true), net, mseLast)).not.toThrow();
+    expect(() => checkRequirements(makeRule('bptt', false), net, ceMean)).not.toThrow();
   });
-});
 
-describe('checkRequirements: terminal losses', () => {
   it('a rule that scores chunk ends against the sequence target refuses a loss with per-step targets', () => {
     const rule: LearningRule = { ...makeRule('fptt', false), requires: { lossHasTerminal: true } };
-    const e = errorOf(() => checkRequirements(rule, mseEveryStep));
-    expect(e.code).toBe('INCOMPATIBLE');
-    expect(e.details).toEqual({ rule: 'fptt', loss: 'mse_every_step' });
+    const e = errorOf(() => checkRequirements(rule, net, mseEveryStep));
+    expect(e.details).toEqual({ rule: 'fptt', path: 'loss' });
     expect(e.message).toContain('ce_mean, ce_every_step, mse_last');
-    expect(() => checkRequirements(rule, ceMean)).not.toThrow();
-    expect(() => checkRequirements(rule, mseLast)).not.toThrow();
+    expect(() => checkRequirements(rule, net, ceMean)).not.toThrow();
+    expect(() => checkRequirements(rule, net, mseLast)).not.toThrow();
+  });
+
+  it('layer count, neuron capabilities, fixed neuron parameters and the readout, each naming its field', () => {
+    const rule = (requires: LearningRule['requires']): LearningRule => ({ ...makeRule('r', false), requires });
+    const fields: [LearningRule['requires'], Network, string | undefined][] = [
+      [{ layers: 1 }, net, undefined],
+      [{ layers: 1 }, two, 'model.layers'],
+      [{ neuron: ['spikes', 'membrane'] }, two, undefined],
+      [{ neuron: ['localJacobians'] }, net, 'model.layers[0].neuron'],
+      [{ neuron: ['membraneDecay'] }, two, 'model.layers[0].neuron'],
+      [{ fixedNeuronParams: true }, net, undefined],
+      [{ readout: { leak: true, from: 'spikes' } }, net, undefined],
+      [{ readout: { from: 'spikes' } }, two, 'model.readout.from'],
+    ];
+    for (const [requires, network, path] of fields) {
+      if (path === undefined) {
+        expect(() => checkRequirements(rule(requires), network, ceEveryStep), JSON.stringify(requires)).not.toThrow();
+        continue;
+      }
+      const e = errorOf(() => checkRequirements(rule(requires), network, ceEveryStep));
+      expect(e.code).toBe('INCOMPATIBLE');
+      expect(e.details).toEqual({ rule: 'r', path });
+      expect(e.message.startsWith(`rule 'r' cannot train this run: ${path}: it `)).toBe(true);
+    }
+    expect(errorOf(() => checkRequirements(rule({ neuron: ['localJacobians'] }), net, ceEveryStep)).message).toContain("neuron 'iaf' does not declare it");
+  });
+
+  it('defineRule checks once per network and loss, on the first update, before the rule runs', () => {
+    let runs = 0;
+    const rule = defineRule({
+      ...makeRule('once', false),
+      requires: { layers: 1 },
+      update: (_b, s) => {
+        runs += 1;
+        return { state: s, report: { loss: 0, updates: 0 } };
+      },
+    });
+    const batch = { inputs: tf.zeros([2, 1, 3]), targets: tf.tensor1d([0], 'int32') };
+    const ctx = (network: Network) => ({ network, loss: ceEveryStep, apply: () => {} });
+    expect(errorOf(() => rule.update(batch, {}, ctx(two))).details).toEqual({ rule: 'once', path: 'model.layers' });
+    expect(runs).toBe(0);
+    rule.update(batch, {}, ctx(net));
+    rule.update(batch, {}, ctx(net));
+    expect(runs).toBe(2);
+    // The check of a pair is remembered: a second failing call for `two` throws again (never cached as passed).
+    expect(() => rule.update(batch, {}, ctx(two))).toThrow(/model\.layers/);
+    disposeTree(batch);
   });
 });
 
@@ -130,11 +189,17 @@ describe('paramGrads', () => {
     const mine = paramGrads(net, loss);
     expect(Object.keys(mine.grads).sort()).toEqual(Object.keys(net.params).sort());
     const names = Object.keys(net.params);
-    const theirs = tf.variableGrads(loss, names.map((k) => net.params[k]!));
+    const theirs = tf.variableGrads(
+      loss,
+      names.map((k) => net.params[k]!),
+    );
     for (const k of names) {
       const t = theirs.grads[net.params[k]!.name]!;
       expect(Array.from(mine.grads[k]!.dataSync()), k).toEqual(Array.from(t.dataSync()));
-      expect(Array.from(t.dataSync()).some((v) => v !== 0), k).toBe(true);
+      expect(
+        Array.from(t.dataSync()).some((v) => v !== 0),
+        k,
+      ).toBe(true);
     }
     expect(mine.value.dataSync()[0]).toBe(theirs.value.dataSync()[0]);
     disposeTree([mine.value, mine.grads, theirs.value, theirs.grads]);
@@ -144,16 +209,17 @@ describe('paramGrads', () => {
   });
 });
 
-describe('spatialStep', () => {
+describe("stepwise: windows of one step on core's engine", () => {
   const spec = { inputs: 3, layers: [{ neuron: 'iaf', size: 5, recurrent: true }], readout: { size: 2, kappa: 0.7 } };
 
-  it('sums to BPTT with every state detached between steps; forward-only steps match; nothing leaks', () => {
+  it('accumulated, it sums to BPTT with every state detached between steps; online and forward-only steps; nothing leaks', () => {
     const net = buildNetwork(spec, reg, { seed: 3 });
     const T = 6;
     const x = tf.tidy(() => tf.cast(tf.less(tf.randomUniform([T, 2, 3], 0, 1, 'float32', 5), 0.6), 'float32'));
     const targets = tf.tensor1d([0, 1], 'int32');
     const bound = ceEveryStep.bind(targets, { steps: T, batch: 2, outputs: 2 });
     const xs = stepsOf(x);
+
     // Reference: one tape over all steps, the state detached between steps.
     const ref = paramGrads(net, () => {
       const terms: Scalar[] = [];
@@ -172,40 +238,39 @@ describe('spatialStep', () => {
       return tf.addN(terms) as Scalar;
     });
     const before = tf.memory().numTensors;
-    let state = net.init(2);
-    let acc;
-    let loss = 0;
     const seen: number[] = [];
-    for (let t = 0; t < T; t++) {
-      const r = spatialStep(net, state, xs, t, { term: (y) => bound.step!(y, t)!, observe: (tt) => seen.push(tt) });
-      disposeTree(state as never, r.state as never);
-      state = r.state;
-      acc = accumulateGrads(acc, r.grads!);
-      loss += r.loss!.dataSync()[0]!;
-      r.loss!.dispose();
-    }
+    const applied: Record<string, Float32Array>[] = [];
+    const ctx = {
+      network: net,
+      loss: ceEveryStep,
+      apply: (g: Record<string, Tensor>) => applied.push(Object.fromEntries(Object.entries(g).map(([k, v]) => [k, v.dataSync() as Float32Array]))),
+      observe: (t: number) => seen.push(t),
+    };
+    const report = stepwise({ inputs: x, targets }, ctx, { online: false });
     expect(seen).toEqual([0, 1, 2, 3, 4, 5]);
-    expect(loss).toBeCloseTo(refDetached.value.dataSync()[0]!, 5);
+    expect(report.updates).toBe(1);
+    expect(report.loss).toBeCloseTo(refDetached.value.dataSync()[0]!, 5);
     let differs = false;
     for (const [k, g] of Object.entries(refDetached.grads)) {
-      const got = acc![k]!.dataSync();
+      const got = applied[0]![k]!;
       g.dataSync().forEach((v, i) => expect(got[i]!).toBeCloseTo(v, 5));
       differs ||= g.dataSync().some((v, i) => Math.abs(v - ref.grads[k]!.dataSync()[i]!) > 1e-4);
     }
     // The temporal paths matter on this network: full BPTT differs.
     expect(differs).toBe(true);
-    // A forward-only step gives the same state as a step on the tape.
-    const s0 = net.init(2);
-    const a = spatialStep(net, s0, xs, 0, {});
-    const b = spatialStep(net, s0, xs, 0, { term: (y) => bound.step!(y, 0)! });
-    const c = spatialStep(net, s0, xs, 0, { term: (y) => bound.step!(y, 0)!, backward: false });
-    expect(Array.from(a.state.readout.dataSync())).toEqual(Array.from(b.state.readout.dataSync()));
-    expect(a.loss).toBeUndefined();
-    // Scored without a tape: the same term, no gradient.
-    expect(c.grads).toBeUndefined();
-    expect(c.loss!.dataSync()[0]).toBe(b.loss!.dataSync()[0]);
-    disposeTree([a.state, b.state, b.grads!, b.loss!, c.state, c.loss!, s0] as never);
-    disposeTree([state, acc!] as never);
+    // Online: one update per step, each the gradient of that step's term alone (the first equals the reference's first term).
+    const online: Record<string, Float32Array>[] = [];
+    const r2 = stepwise(
+      { inputs: x, targets },
+      { ...ctx, apply: (g: Record<string, Tensor>) => online.push(Object.fromEntries(Object.entries(g).map(([k, v]) => [k, v.dataSync() as Float32Array]))) },
+      { online: true },
+    );
+    expect(r2.updates).toBe(T);
+    expect(online).toHaveLength(T);
+    // Steps that run forward only are scored, not differentiated.
+    const scored = stepwise({ inputs: x, targets }, { ...ctx, apply: () => {} }, { online: true, backward: (t) => t === 2 });
+    expect(scored.updates).toBe(1);
+    expect(scored.loss).toBeCloseTo(report.loss, 5);
     expect(tf.memory().numTensors).toBe(before);
     disposeTree([ref.grads, ref.value, refDetached.grads, refDetached.value, x, targets] as never);
     bound.dispose();

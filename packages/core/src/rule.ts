@@ -1,11 +1,13 @@
 import { tf, type NamedTensorMap, type Scalar, type Tensor } from './tf.js';
-import { checkInputs, stepsOf, type NetState, type Network, type Steps, type SynapseFn } from './network.js';
+import type { Network } from './network.js';
+import type { SynapseFn } from './step.js';
 import type { TemporalLoss } from './losses.js';
 import type { Optimizer } from './optim.js';
-import { disposeTree, keepTree, tidy, type TensorTree } from './state.js';
+import type { TensorTree } from './state.js';
 import type { Schema, SchemaValues } from './validate.js';
 import { SpikeflowError } from './errors.js';
 import { configError, didYouMean, expectObject, parseSchema } from './validate.js';
+import { runWindows, type WindowInfo } from './windows.js';
 
 /** One batch of sequences, time-major. */
 export interface SequenceBatch {
@@ -79,11 +81,27 @@ export interface LearningRule<S extends TensorTree = TensorTree> {
   evalParams?(state: S): NamedTensorMap | undefined;
 }
 
+/** A capability a rule needs every layer's neuron to have under its config. */
+export type NeuronCapability = 'localJacobians' | 'membraneDecay' | 'spikes' | 'membrane';
+
+/**
+ * What a rule needs from the loss and the network, declared as data and checked once by core
+ * ({@link checkRequirements}: the trainer at the start of a run, {@link defineRule}'s wrapper on a
+ * rule's first update with a network and loss), with one error format naming the field and the rule.
+ */
 export interface RuleRequirements {
   /** The loss must decompose over time (a sum of per-step terms). */
   readonly lossDecomposesOverTime?: boolean;
   /** The loss must score any step's readout against the sequence's target (`BoundLoss.terminal`). */
   readonly lossHasTerminal?: boolean;
+  /** The number of layers the rule trains (exactly). */
+  readonly layers?: number;
+  /** Capabilities every layer's neuron must declare (`membraneDecay`: a fixed decay under the layer's config). */
+  readonly neuron?: readonly NeuronCapability[];
+  /** No trainable neuron parameters (the rule trains synapses only). */
+  readonly fixedNeuronParams?: boolean;
+  /** The readout: a fixed leak (`Readout.leak`), and what it reads. */
+  readonly readout?: { readonly leak?: boolean; readonly from?: 'spikes' | 'membrane' };
 }
 
 /** A named rule factory, as plugins provide it: configs name it and pass validated options. */
@@ -94,25 +112,131 @@ export interface RuleEntry<Sch extends Schema = Schema> {
   create(options: SchemaValues<Sch>): LearningRule;
 }
 
-/** Throws a clear `INCOMPATIBLE` error when `rule` cannot train with `loss`. */
-export function checkRequirements(rule: LearningRule, loss: TemporalLoss): void {
-  if (rule.requires.lossDecomposesOverTime && !loss.decomposesOverTime) {
-    throw new SpikeflowError(
-      'INCOMPATIBLE',
-      `rule '${rule.name}' updates from per-step losses, but loss '${loss.name}' does not decompose over time; ` +
-        `use a per-step loss (ce_every_step, mse_every_step, mse_last) or a rule that sees the whole sequence`,
-      { rule: rule.name, loss: loss.name },
+/** The one format of a requirement error: the rule, the field, what it needs, and the way out. */
+function unmet(rule: LearningRule, path: string, message: string): SpikeflowError {
+  return new SpikeflowError('INCOMPATIBLE', `rule '${rule.name}' cannot train this run: ${path}: ${message}`, { rule: rule.name, path });
+}
+
+const capabilityText: Record<NeuronCapability, string> = {
+  localJacobians: "the capability 'localJacobians' (the local Jacobians of its step)",
+  membraneDecay: 'a fixed membrane decay under its config (`membraneDecay`)',
+  spikes: 'the state field holding its spikes (`spikes`)',
+  membrane: 'the state field holding its membrane (`membrane`)',
+};
+
+function hasCapability(layer: Network['model']['layers'][number], c: NeuronCapability): boolean {
+  const n = layer.neuron;
+  switch (c) {
+    case 'localJacobians':
+      return n.localJacobians !== undefined && n.spikes !== undefined;
+    case 'membraneDecay':
+      return n.membraneDecay?.(layer.config) !== undefined;
+    case 'spikes':
+      return n.spikes !== undefined;
+    case 'membrane':
+      return n.membrane !== undefined;
+  }
+}
+
+/**
+ * Checks a rule's declared {@link RuleRequirements} against a network and a loss; throws an
+ * `INCOMPATIBLE` error naming the rule and the first field that does not meet them.
+ */
+export function checkRequirements(rule: LearningRule, network: Network, loss: TemporalLoss): void {
+  const r = rule.requires;
+  if (r.lossDecomposesOverTime && !loss.decomposesOverTime) {
+    throw unmet(
+      rule,
+      'loss',
+      `it updates from per-step losses, but loss '${loss.name}' does not decompose over time; ` +
+        'use a per-step loss (ce_every_step, mse_every_step, mse_last) or a rule that sees the whole sequence',
     );
   }
-  if (rule.requires.lossHasTerminal && !loss.hasTerminal) {
-    throw new SpikeflowError(
-      'INCOMPATIBLE',
-      `rule '${rule.name}' scores the readout at chunk ends against the sequence's target, but loss '${loss.name}' ` +
-        `has one target per step (${loss.target}); use a loss with a per-sequence target (ce_mean, ce_every_step, mse_last) ` +
-        `or the rule's per-step schedule`,
-      { rule: rule.name, loss: loss.name },
+  if (r.lossHasTerminal && !loss.hasTerminal) {
+    throw unmet(
+      rule,
+      'loss',
+      `it scores the readout at chunk ends against the sequence's target, but loss '${loss.name}' has one target per step (${loss.target}); ` +
+        "use a loss with a per-sequence target (ce_mean, ce_every_step, mse_last) or the rule's per-step schedule",
     );
   }
+  const m = network.model;
+  if (r.layers !== undefined && m.layers.length !== r.layers) {
+    throw unmet(
+      rule,
+      'model.layers',
+      `it trains networks of ${r.layers} layer${r.layers === 1 ? '' : 's'}, this one has ${m.layers.length}; change the model or the rule`,
+    );
+  }
+  for (const l of m.layers) {
+    for (const c of r.neuron ?? []) {
+      if (!hasCapability(l, c)) {
+        throw unmet(
+          rule,
+          `model.layers[${l.index}].neuron`,
+          `it needs ${capabilityText[c]}, and neuron '${l.neuron.name}' does not declare it under this config; use a neuron that does, or another rule`,
+        );
+      }
+    }
+  }
+  if (r.fixedNeuronParams) {
+    const trainable = m.layers.flatMap((l) =>
+      Object.entries(l.neuron.tensorParams(l.config, l.size))
+        .filter(([, p]) => p.trainable)
+        .map(([k]) => `layers.${l.index}.${k}`),
+    );
+    if (trainable.length) {
+      const first = trainable[0]!.split('.')[1];
+      throw unmet(
+        rule,
+        `model.layers[${first}].params`,
+        `it trains synaptic weights only, and the network has trainable neuron parameters (${trainable.join(', ')}); make them fixed (e.g. "learnBeta": false)`,
+      );
+    }
+  }
+  if (r.readout?.leak && m.readout.leak === undefined) {
+    throw unmet(rule, 'model.readout.kind', `it follows the readout's fixed leak κ, and readout '${m.readout.kind}' has none; use "kind": "leaky"`);
+  }
+  if (r.readout?.from && m.readout.from !== r.readout.from) {
+    throw unmet(rule, 'model.readout.from', `it needs a readout of the last layer's ${r.readout.from}; use "from": "${r.readout.from}"`);
+  }
+}
+
+/** Which (network, loss) pairs each rule was checked against. */
+const checked = new WeakMap<LearningRule, WeakMap<Network, WeakSet<TemporalLoss>>>();
+
+/** Checks {@link checkRequirements} once per rule, network and loss (the trainer and the first update share it). */
+export function ensureRequirements(rule: LearningRule, network: Network, loss: TemporalLoss): void {
+  let byNet = checked.get(rule);
+  if (!byNet) {
+    byNet = new WeakMap();
+    checked.set(rule, byNet);
+  }
+  let losses = byNet.get(network);
+  if (!losses) {
+    losses = new WeakSet();
+    byNet.set(network, losses);
+  }
+  if (losses.has(loss)) return;
+  checkRequirements(rule, network, loss);
+  losses.add(loss);
+}
+
+/**
+ * Makes a rule: its `update` checks the rule's declared requirements against the context's
+ * network and loss on first use (once per pair, shared with the trainer's check). Every rule
+ * factory returns its rule through it; a rule never checks its requirements itself.
+ */
+export function defineRule<S extends TensorTree>(rule: LearningRule<S>): LearningRule<S> {
+  const update = rule.update;
+  const out: LearningRule<S> = {
+    ...rule,
+    update(batch, state, ctx) {
+      ensureRequirements(out as LearningRule, ctx.network, ctx.loss);
+      return update.call(out, batch, state, ctx);
+    },
+  };
+  return out;
 }
 
 /**
@@ -123,29 +247,13 @@ export function checkRequirements(rule: LearningRule, loss: TemporalLoss): void 
 export function paramGrads(network: Network, f: () => Scalar): { value: Scalar; grads: NamedTensorMap } {
   const vars = Object.entries(network.params);
   const byVarName = new Map(vars.map(([k, v]) => [v.name, k]));
-  const { value, grads } = tf.variableGrads(f, vars.map(([, v]) => v));
+  const { value, grads } = tf.variableGrads(
+    f,
+    vars.map(([, v]) => v),
+  );
   const out: NamedTensorMap = {};
   for (const [vn, g] of Object.entries(grads)) out[byVarName.get(vn)!] = g;
   return { value, grads: out };
-}
-
-/**
- * Adds `grads` into an accumulator of gradients keyed by parameter name and returns it: the
- * first call returns `grads` itself; later calls sum per name and free both summands. Rules that
- * sum several windows' gradients before one update use it.
- */
-export function accumulateGrads(acc: NamedTensorMap | undefined, grads: NamedTensorMap): NamedTensorMap {
-  if (!acc) return grads;
-  const out: NamedTensorMap = { ...acc };
-  for (const [name, g] of Object.entries(grads)) {
-    const prev = acc[name];
-    out[name] = prev ? tf.add(prev, g) : g;
-    if (prev) {
-      prev.dispose();
-      g.dispose();
-    }
-  }
-  return out;
 }
 
 /**
@@ -168,55 +276,10 @@ export function ruleFromSpec(spec: unknown, rules: ReadonlyMap<string, RuleEntry
   return entry.create(parseSchema(entry.optionsSchema, options, path));
 }
 
-export interface SpatialStepOptions {
-  /** Step t's loss term from its readout (absent: no term). */
-  readonly term?: ((y: Tensor) => Scalar) | undefined;
-  /** Whether the term is differentiated (default true); `false` runs the step forward only, without a tape, and only scores it. */
-  readonly backward?: boolean | undefined;
-  /** Replaces the step's synaptic products (see `PrepareOptions.synapse`). */
-  readonly synapse?: SynapseFn | undefined;
-  /** Called with the step's readout (as `RuleContext.observe`). */
-  readonly observe?: RuleContext['observe'] | undefined;
-}
-
-export interface SpatialStepResult {
-  /** The state after step t (the caller's to dispose). */
-  readonly state: NetState;
-  /** The parameter gradient of step t's term (absent for a forward-only step). */
-  readonly grads?: NamedTensorMap;
-  /** Step t's term (absent without one; the caller's to dispose). */
-  readonly loss?: Scalar;
-}
-
-/**
- * Step t on a gradient tape of its own, from `state`, which carries no gradient: the parameter
- * gradient of step t's loss term through the step's *spatial* paths only — every temporal path
- * into step t (membranes, adaptation, previous spikes, the readout trace) is cut. Memory does not
- * grow with the number of steps. OTTT and SLTT are built from it. `state` is left alone.
- */
-export function spatialStep(net: Network, state: NetState, xs: Steps, t: number, { term, backward = true, synapse, observe }: SpatialStepOptions): SpatialStepResult {
-  let next: NetState | undefined;
-  const run = () => {
-    const out = net.step(net.prepare(synapse ? { synapse } : {}), state, xs.at(t));
-    observe?.(t, out.readout);
-    next = keepTree(out.state as never) as NetState;
-    return out.readout;
-  };
-  if (!term || !backward) {
-    const loss = tidy(() => {
-      const y = run();
-      return term ? term(y) : null;
-    });
-    return { state: next!, ...(loss ? { loss } : {}) };
-  }
-  const { value, grads } = paramGrads(net, () => term(run()));
-  return { state: next!, grads, loss: value };
-}
-
 export interface StepwiseOptions {
   /** `false`: the steps' gradients are summed and applied once, after the sequence; `true`: an update after every step that runs backward. */
   readonly online: boolean;
-  /** Whether step t runs backward (default: every step with a loss term). Steps that do not run forward only. */
+  /** Whether step t runs backward (default: every step with a loss term). Steps that do not run forward only, and are scored. */
   readonly backward?: (t: number) => boolean;
   /** The synapse hook of step t (see `PrepareOptions.synapse`). */
   readonly synapse?: (t: number) => SynapseFn | undefined;
@@ -227,66 +290,20 @@ export interface StepwiseOptions {
 }
 
 /**
- * A whole sequence as T {@link spatialStep}s: every step on its own tape from the detached state
- * the previous one left, its loss term's gradient either summed over the sequence (one update) or
- * applied at once (online). Memory does not grow with T. Needs a loss that decomposes over time
- * (checked: `INCOMPATIBLE` otherwise). The reported loss is the sum of every step's term (those
- * that run forward only included), each at the weights its step saw.
+ * A whole sequence as T windows of one step (core's window engine): every step on its own tape
+ * from the detached state the previous one left — the gradient of its loss term through the step's
+ * *spatial* paths only — either summed over the sequence (one update) or applied at once
+ * (online). Memory does not grow with T. OTTT and SLTT are built on it. The reported loss is the
+ * sum of every step's term (forward-only steps included), each at the weights its step saw.
  */
-export function stepwise(rule: LearningRule, batch: SequenceBatch, ctx: RuleContext, o: StepwiseOptions): RuleReport {
-  checkRequirements(rule, ctx.loss);
-  const net = ctx.network;
-  checkInputs(net, batch.inputs);
-  const [T, B] = batch.inputs.shape as [number, number];
-  const bound = ctx.loss.bind(batch.targets, { steps: T, batch: B, outputs: net.outputs });
-  const xs = stepsOf(batch.inputs);
-  const step = bound.step!;
-  let state = net.init(B);
-  let acc: NamedTensorMap | undefined;
-  let loss = 0;
-  let updates = 0;
-  try {
-    for (let t = 0; t < T; t++) {
-      const hasTerm = bound.hasTerm?.(t) ?? true;
-      const r = spatialStep(net, state, xs, t, {
-        term: hasTerm ? (y) => step(y, t) ?? tf.scalar(0) : undefined,
-        backward: o.backward?.(t) ?? true,
-        synapse: o.synapse?.(t),
-        observe: ctx.observe,
-      });
-      disposeTree(state as never, r.state as never);
-      state = r.state;
-      o.afterStep?.(t);
-      if (r.loss) {
-        loss += r.loss.dataSync()[0]!;
-        r.loss.dispose();
-      }
-      if (!r.grads) continue;
-      const g = o.grads ? o.grads(r.grads, t) : r.grads;
-      if (o.online) {
-        try {
-          ctx.apply(g);
-        } finally {
-          disposeTree(g);
-        }
-        updates++;
-      } else {
-        acc = accumulateGrads(acc, g);
-      }
-    }
-    if (!o.online) {
-      try {
-        ctx.apply(acc ?? {});
-      } finally {
-        if (acc) disposeTree(acc);
-      }
-      acc = undefined;
-      updates++;
-    }
-  } finally {
-    disposeTree(state as never);
-    if (acc) disposeTree(acc);
-    bound.dispose();
-  }
-  return { loss, updates };
+export function stepwise(batch: SequenceBatch, ctx: RuleContext, o: StepwiseOptions): RuleReport {
+  return runWindows(batch, ctx, {
+    window: 1,
+    update: o.online ? 'window' : 'sequence',
+    objective: 'steps',
+    ...(o.backward ? { backward: (w: WindowInfo) => o.backward!(w.from) } : {}),
+    ...(o.synapse ? { synapse: (w: WindowInfo) => o.synapse!(w.from) } : {}),
+    ...(o.grads ? { grads: (g: NamedTensorMap, w: WindowInfo) => o.grads!(g, w.from) } : {}),
+    ...(o.afterStep ? { afterWindow: (w: WindowInfo) => o.afterStep!(w.from) } : {}),
+  });
 }

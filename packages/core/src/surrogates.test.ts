@@ -16,7 +16,6 @@ import { errorOf, useCpuBackend } from './test-support.js';
 
 useCpuBackend();
 
-
 /** Values of a function of one tensor on `xs`, disposing everything it made. */
 function values(f: (x: Tensor) => Tensor, xs: readonly number[]): number[] {
   return tf.tidy(() => Array.from(f(tf.tensor1d(xs as number[])).dataSync()));
@@ -73,8 +72,14 @@ describe.each(cases.map((c) => [label(c.s), c] as const))('surrogate %s', (_, { 
   });
 
   it('is even: derivative(x) = derivative(-x)', () => {
-    const pos = values((x) => s.derivative(x), grid.filter((x) => x > 0));
-    const neg = values((x) => s.derivative(x), grid.filter((x) => x > 0).map((x) => -x));
+    const pos = values(
+      (x) => s.derivative(x),
+      grid.filter((x) => x > 0),
+    );
+    const neg = values(
+      (x) => s.derivative(x),
+      grid.filter((x) => x > 0).map((x) => -x),
+    );
     pos.forEach((d, i) => expect(neg[i]).toBeCloseTo(d, 6));
   });
 
@@ -87,10 +92,7 @@ describe.each(cases.map((c) => [label(c.s), c] as const))('surrogate %s', (_, { 
     expect(viaSpike).toEqual(own);
     // The upstream gradient multiplies the pseudo-derivative element-wise.
     const dy = grid.map((_, i) => (i % 3) - 1.5);
-    const chained = values(
-      (x) => tf.grad((v: Tensor) => tf.sum(tf.mul(spike(v), tf.tensor1d(dy))))(x),
-      grid,
-    );
+    const chained = values((x) => tf.grad((v: Tensor) => tf.sum(tf.mul(spike(v), tf.tensor1d(dy))))(x), grid);
     chained.forEach((g, i) => expect(g).toBeCloseTo(dy[i]! * own[i]!, 6));
   });
 
@@ -175,9 +177,7 @@ describe('bad factory parameters', () => {
       expect(e.details.path).toBe(path);
       expect(e.message.startsWith(`${path}: `)).toBe(true);
     }
-    expect(errorOf(() => fastSigmoid({ slope: 0 })).message).toBe(
-      'surrogate.slope: fastSigmoid(): slope must be a finite number > 0, got 0',
-    );
+    expect(errorOf(() => fastSigmoid({ slope: 0 })).message).toBe('surrogate.slope: fastSigmoid(): slope must be a finite number > 0, got 0');
     expect(() => multiGaussian({ height: 0 })).not.toThrow();
   });
 });
@@ -230,9 +230,7 @@ describe('surrogateFromSpec', () => {
     expect(zero.details.path).toBe('surrogate.slope');
     expect(zero.message).toBe('surrogate.slope: must be > 0, got 0');
     expect(errorOf(() => surrogateFromSpec({ name: 'arctan', alpha: '2' }, builtinSurrogates)).details.path).toBe('surrogate.alpha');
-    expect(errorOf(() => surrogateFromSpec({ name: 'multi_gaussian', height: -1 }, builtinSurrogates)).message).toBe(
-      'surrogate.height: must be >= 0, got -1',
-    );
+    expect(errorOf(() => surrogateFromSpec({ name: 'multi_gaussian', height: -1 }, builtinSurrogates)).message).toBe('surrogate.height: must be >= 0, got -1');
   });
 
   it('uses the entries it is given (plugin surrogates), from any iterable', () => {

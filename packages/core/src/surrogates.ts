@@ -29,14 +29,14 @@ export type SpikeFn = (x: Tensor) => Tensor;
  * `dy · derivative(x)` backward. One tape entry per call.
  */
 export function spikeFn(surrogate: Surrogate): SpikeFn {
-  return tf.customGrad(((x: Tensor, save: tf.GradSaveFunc) => {
-    const xt = x;
-    save([xt]);
+  return tf.customGrad((...args: (Tensor | tf.GradSaveFunc)[]) => {
+    const [x, save] = args as [Tensor, tf.GradSaveFunc];
+    save([x]);
     return {
-      value: tf.step(xt),
+      value: tf.step(x),
       gradFunc: (dy: Tensor, saved: Tensor[]) => tf.mul(dy, surrogate.derivative(saved[0]!)),
     };
-  }) as never) as SpikeFn;
+  });
 }
 
 /**
@@ -125,13 +125,17 @@ export function multiGaussian({
   height = 0.15,
   scale = 6,
   gamma = 0.5,
-}: { sigma?: number; height?: number; scale?: number; gamma?: number } = {}): Surrogate {
+}: {
+  sigma?: number;
+  height?: number;
+  scale?: number;
+  gamma?: number;
+} = {}): Surrogate {
   positive('multiGaussian', 'sigma', sigma);
   positive('multiGaussian', 'scale', scale);
   positive('multiGaussian', 'gamma', gamma);
   if (!(height >= 0)) throw configError('surrogate.height', `must be >= 0, got ${height}`);
-  const gauss = (x: Tensor, mu: number, s: number) =>
-    tf.mul(1 / (s * Math.sqrt(2 * Math.PI)), tf.exp(tf.div(tf.square(tf.sub(x, mu)), -2 * s * s)));
+  const gauss = (x: Tensor, mu: number, s: number) => tf.mul(1 / (s * Math.sqrt(2 * Math.PI)), tf.exp(tf.div(tf.square(tf.sub(x, mu)), -2 * s * s)));
   const cdf = (x: Tensor, mu: number, s: number) => tf.mul(0.5, tf.add(1, tf.erf(tf.div(tf.sub(x, mu), s * Math.SQRT2))));
   const wide = scale * sigma;
   const npdf = (x: number, s: number) => Math.exp((-x * x) / (2 * s * s)) / (s * Math.sqrt(2 * Math.PI));
@@ -140,16 +144,9 @@ export function multiGaussian({
     params: { sigma, height, scale, gamma },
     peak: gamma * ((1 + height) * npdf(0, sigma) - 2 * height * npdf(sigma, wide)),
     derivative: (x) =>
-      tf.tidy(() =>
-        tf.mul(
-          gamma,
-          tf.sub(tf.mul(1 + height, gauss(x, 0, sigma)), tf.mul(height, tf.add(gauss(x, sigma, wide), gauss(x, -sigma, wide)))),
-        ),
-      ),
+      tf.tidy(() => tf.mul(gamma, tf.sub(tf.mul(1 + height, gauss(x, 0, sigma)), tf.mul(height, tf.add(gauss(x, sigma, wide), gauss(x, -sigma, wide)))))),
     primitive: (x) =>
-      tf.tidy(() =>
-        tf.mul(gamma, tf.sub(tf.mul(1 + height, cdf(x, 0, sigma)), tf.mul(height, tf.add(cdf(x, sigma, wide), cdf(x, -sigma, wide))))),
-      ),
+      tf.tidy(() => tf.mul(gamma, tf.sub(tf.mul(1 + height, cdf(x, 0, sigma)), tf.mul(height, tf.add(cdf(x, sigma, wide), cdf(x, -sigma, wide)))))),
   };
 }
 

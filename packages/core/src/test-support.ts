@@ -36,6 +36,7 @@ export const iaf = defineNeuron({
   configSchema: { threshold: { type: 'number', default: 1, min: 0, exclusiveMin: true } },
   stateKeys: ['v', 's'],
   membrane: 'v',
+  spikes: 's',
   tensorParams: (c) => ({ threshold: { value: c.threshold, trainable: false } }),
   init: (b, n) => {
     const z = tf.zeros([b, n]);

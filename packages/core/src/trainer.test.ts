@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tf, type Tensor } from './tf.js';
@@ -8,7 +8,9 @@ import { builtinSurrogates } from './surrogates.js';
 import { ceMean } from './losses.js';
 import { adam, sgd, type Optimizer } from './optim.js';
 import { paramGrads, type LearningRule, type SequenceBatch } from './rule.js';
-import { forward, unroll, stepsOf } from './network.js';
+import { forward } from './inference.js';
+import { unroll } from './loops.js';
+import { stepsOf } from './steps.js';
 import { Trainer, evaluate, fingerprintOf, type TrainerEvent } from './trainer.js';
 import type { Dataset } from './dataset.js';
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
@@ -18,7 +20,6 @@ import { createRng, deriveSeed } from './random.js';
 import { iaf, useCpuBackend } from './test-support.js';
 
 useCpuBackend();
-
 
 /** Full BPTT in a few lines, reporting each readout to `observe`. */
 const miniBptt: LearningRule<null> = {
@@ -271,7 +272,9 @@ describe('Trainer', () => {
     expect(warnings(a)).toEqual([]);
     expect(warnings()).toEqual([]);
     const [w] = warnings({ ...a, kernelThreads: 1 });
-    expect(w).toMatch(/resuming .*ck\.sfck under another setup .*then: backend wasm, fastKernels true, simd true, kernelThreads 2.*now: .*kernelThreads 1.*no longer bitwise the same/);
+    expect(w).toMatch(
+      /resuming .*ck\.sfck under another setup .*then: backend wasm, fastKernels true, simd true, kernelThreads 2.*now: .*kernelThreads 1.*no longer bitwise the same/,
+    );
     p.network.dispose();
   });
 
@@ -347,7 +350,10 @@ describe('checkpoints', () => {
   it('round-trips nested tensor trees and metadata, writing atomically', () => {
     const dir = mkdtempSync(join(tmpdir(), 'sf-ck-'));
     const path = join(dir, 'a.sfck');
-    const a = tf.tensor2d([[1.5, -2], [3, 4]]);
+    const a = tf.tensor2d([
+      [1.5, -2],
+      [3, 4],
+    ]);
     const b = tf.tensor1d([7, 8, 9], 'int32');
     saveCheckpoint(path, { meta: { hello: 'world', n: 3 }, trees: { x: { a, list: [b, 2, null] }, y: a } });
     expect(readFileSync(path).subarray(0, 7).toString('latin1')).toBe('SPKFLOW');

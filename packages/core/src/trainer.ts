@@ -1,9 +1,10 @@
 import { tf, type Tensor } from './tf.js';
 import { SpikeflowError } from './errors.js';
 import type { Dataset } from './dataset.js';
-import type { LearningRule, RuleContext, SequenceBatch } from './rule.js';
-import { checkRequirements } from './rule.js';
-import { forward, type Network } from './network.js';
+import type { LearningRule, RuleContext, RuleReport, SequenceBatch } from './rule.js';
+import { ensureRequirements } from './rule.js';
+import type { Network } from './network.js';
+import { forward } from './inference.js';
 import { unstackSteps } from './kernels.js';
 import type { TemporalLoss } from './losses.js';
 import { OptimizerRunner, type Optimizer } from './optim.js';
@@ -128,7 +129,8 @@ export function parseRunMeta(meta: unknown, path: string): RunCheckpointMeta {
     throw new SpikeflowError('CHECKPOINT_INVALID', `checkpoint ${path}: not a training-run checkpoint (written by 'spikeflow train' or a Trainer)`, { path });
   }
   const pos = meta['position'];
-  if (!isPlainObject(pos) || !count(pos['epoch']) || !count(pos['batch']) || !count(pos['step'])) fail('position', 'must be { epoch, batch, step } of non-negative integers');
+  if (!isPlainObject(pos) || !count(pos['epoch']) || !count(pos['batch']) || !count(pos['step']))
+    fail('position', 'must be { epoch, batch, step } of non-negative integers');
   if (!count(meta['seed'])) fail('seed', 'must be a non-negative integer');
   if (typeof meta['rule'] !== 'string' || meta['rule'].length === 0) fail('rule', 'must be a rule name');
   const params = meta['params'];
@@ -148,7 +150,8 @@ export function parseRunMeta(meta: unknown, path: string): RunCheckpointMeta {
 function checkStateLike(stored: unknown, like: TensorTree, where: string, fail: (where: string, why: string) => never): void {
   if (like instanceof tf.Tensor) {
     if (!(stored instanceof tf.Tensor)) fail(where, 'is not a tensor');
-    if (stored.dtype !== like.dtype || stored.shape.join() !== like.shape.join()) fail(where, `is ${stored.dtype} [${stored.shape}], expected ${like.dtype} [${like.shape}]`);
+    if (stored.dtype !== like.dtype || stored.shape.join() !== like.shape.join())
+      fail(where, `is ${stored.dtype} [${stored.shape}], expected ${like.dtype} [${like.shape}]`);
   } else if (typeof like === 'number') {
     if (typeof stored !== 'number' || !Number.isFinite(stored)) fail(where, 'is not a finite number');
   } else if (Array.isArray(like)) {
@@ -161,7 +164,11 @@ function checkStateLike(stored: unknown, like: TensorTree, where: string, fail: 
 }
 
 const describeFingerprint = (f: RunFingerprint | undefined) =>
-  f ? Object.entries(f).map(([k, v]) => `${k} ${String(v)}`).join(', ') : 'none recorded';
+  f
+    ? Object.entries(f)
+        .map(([k, v]) => `${k} ${String(v)}`)
+        .join(', ')
+    : 'none recorded';
 
 export interface TrainerParts {
   readonly network: Network;
@@ -169,6 +176,8 @@ export interface TrainerParts {
   readonly rule: LearningRule;
   readonly optimizer: Optimizer;
   readonly loss: TemporalLoss;
+  /** Milliseconds for the events' timings (default `performance.now`; a composed run's container provides it). */
+  readonly clock?: () => number;
 }
 
 const isLabels = (d: Dataset) => d.describe().target === 'labels';
@@ -196,22 +205,33 @@ export class Trainer {
   #position: RunPosition = { epoch: 0, batch: 0, step: 0 };
   #lastGood?: RunPosition;
   #resumed = false;
+  readonly #now: () => number;
 
   constructor(parts: TrainerParts, options: TrainOptions) {
-    if (!(Number.isInteger(options.epochs) && options.epochs >= 1)) throw new SpikeflowError('CONFIG_INVALID', `train.epochs: must be an integer >= 1, got ${options.epochs}`, { path: 'train.epochs' });
+    if (!(Number.isInteger(options.epochs) && options.epochs >= 1))
+      throw new SpikeflowError('CONFIG_INVALID', `train.epochs: must be an integer >= 1, got ${options.epochs}`, { path: 'train.epochs' });
     if (!(Number.isInteger(options.batchSize) && options.batchSize >= 1)) {
       throw new SpikeflowError('CONFIG_INVALID', `train.batchSize: must be an integer >= 1, got ${options.batchSize}`, { path: 'train.batchSize' });
     }
-    checkRequirements(parts.rule, parts.loss);
+    ensureRequirements(parts.rule, parts.network, parts.loss);
     const d = parts.dataset.describe();
     if (d.channels !== parts.network.inputs) {
-      throw new SpikeflowError('SHAPE_MISMATCH', `model.inputs is ${parts.network.inputs} but dataset '${parts.dataset.name}' has ${d.channels} input channels`, { path: 'model.inputs' });
+      throw new SpikeflowError(
+        'SHAPE_MISMATCH',
+        `model.inputs is ${parts.network.inputs} but dataset '${parts.dataset.name}' has ${d.channels} input channels`,
+        { path: 'model.inputs' },
+      );
     }
     if (d.outputs !== parts.network.outputs) {
-      throw new SpikeflowError('SHAPE_MISMATCH', `model.readout.size is ${parts.network.outputs} but dataset '${parts.dataset.name}' has ${d.outputs} outputs`, { path: 'model.readout.size' });
+      throw new SpikeflowError(
+        'SHAPE_MISMATCH',
+        `model.readout.size is ${parts.network.outputs} but dataset '${parts.dataset.name}' has ${d.outputs} outputs`,
+        { path: 'model.readout.size' },
+      );
     }
     this.parts = parts;
     this.options = options;
+    this.#now = parts.clock ?? (() => performance.now());
     this.#optimizer = new OptimizerRunner(parts.optimizer, parts.network.params);
     this.#ruleState = parts.rule.init(parts.network);
   }
@@ -239,13 +259,13 @@ export class Trainer {
     const { network, dataset, rule, loss } = this.parts;
     const o = this.options;
     const perEpoch = this.batchesPerEpoch();
-    const started = performance.now();
+    const started = this.#now();
     this.#emit({ type: 'start', position: this.#position, epochs: o.epochs, batchesPerEpoch: perEpoch, resumed: this.#resumed });
     let lastEval: EvalResult | undefined;
     const labels = isLabels(dataset);
     const last = o.prediction === 'last';
     for (let epoch = this.#position.epoch; epoch < o.epochs; epoch++) {
-      const epochStart = performance.now();
+      const epochStart = this.#now();
       let samples = 0;
       let lossSum = 0;
       let right = 0;
@@ -254,7 +274,7 @@ export class Trainer {
       const seed = deriveSeed(o.seed, 'epoch', epoch);
       for await (const batch of dataset.batches('train', { batchSize: o.batchSize, seed, skip })) {
         if (batchIndex >= perEpoch) {
-          disposeTree(batch as never);
+          disposeTree(batch);
           break;
         }
         const B = batch.inputs.shape[1]!;
@@ -272,7 +292,7 @@ export class Trainer {
               }
             : undefined,
         };
-        let report;
+        let report: RuleReport;
         try {
           const r = rule.update(batch as SequenceBatch, this.#ruleState, ctx);
           if (r.state !== this.#ruleState) disposeTree(this.#ruleState, r.state);
@@ -281,7 +301,7 @@ export class Trainer {
           if (summed) right += correct(summed, batch.targets);
         } finally {
           summed?.dispose();
-          disposeTree(batch as never);
+          disposeTree(batch);
         }
         const position = { epoch, batch: batchIndex + 1, step: this.#position.step + 1 };
         this.#checkFinite(report.loss, position);
@@ -289,7 +309,7 @@ export class Trainer {
         batchIndex++;
         samples += B;
         lossSum += report.loss * B;
-        const elapsedMs = performance.now() - epochStart;
+        const elapsedMs = this.#now() - epochStart;
         this.#emit({
           type: 'batch',
           position,
@@ -302,7 +322,13 @@ export class Trainer {
         if (o.checkpointPath && o.checkpointEvery && position.step % o.checkpointEvery === 0 && batchIndex < perEpoch) this.save(o.checkpointPath);
       }
       this.#position = { epoch: epoch + 1, batch: 0, step: this.#position.step };
-      this.#emit({ type: 'epoch', epoch, loss: samples ? lossSum / samples : NaN, ...(labels && samples ? { accuracy: right / samples } : {}), elapsedMs: performance.now() - epochStart });
+      this.#emit({
+        type: 'epoch',
+        epoch,
+        loss: samples ? lossSum / samples : NaN,
+        ...(labels && samples ? { accuracy: right / samples } : {}),
+        elapsedMs: this.#now() - epochStart,
+      });
       const evalEvery = o.evalEvery ?? 1;
       if (evalEvery > 0 && ((epoch + 1) % evalEvery === 0 || epoch + 1 === o.epochs) && dataset.splits.includes(o.evalSplit ?? 'test')) {
         lastEval = await this.evaluate(o.evalSplit ?? 'test');
@@ -310,31 +336,40 @@ export class Trainer {
       }
       if (o.checkpointPath) this.save(o.checkpointPath);
     }
-    this.#emit({ type: 'end', position: this.#position, elapsedMs: performance.now() - started, ...(lastEval ? { lastEval } : {}) });
+    this.#emit({ type: 'end', position: this.#position, elapsedMs: this.#now() - started, ...(lastEval ? { lastEval } : {}) });
     return { position: this.#position, ...(lastEval ? { lastEval } : {}) };
   }
 
   /** Stops the run (throws) when the loss or any weight is NaN or ±Inf. */
   #checkFinite(lossValue: number, position: RunPosition): void {
     const where = `epoch ${position.epoch + 1}, batch ${position.batch} (step ${position.step})`;
-    const kept = this.#lastGood && this.options.checkpointPath
-      ? `; the last good checkpoint (step ${this.#lastGood.step}) is kept at ${this.options.checkpointPath}`
-      : '; no checkpoint was written before it';
+    const kept =
+      this.#lastGood && this.options.checkpointPath
+        ? `; the last good checkpoint (step ${this.#lastGood.step}) is kept at ${this.options.checkpointPath}`
+        : '; no checkpoint was written before it';
     if (!Number.isFinite(lossValue)) {
-      throw new SpikeflowError('NON_FINITE', `training stopped: the loss is ${lossValue} at ${where}${kept}. Lower the learning rate or clip gradients (optimizer.clipNorm).`, {
-        position,
-        tensor: 'loss',
-      });
+      throw new SpikeflowError(
+        'NON_FINITE',
+        `training stopped: the loss is ${lossValue} at ${where}${kept}. Lower the learning rate or clip gradients (optimizer.clipNorm).`,
+        {
+          position,
+          tensor: 'loss',
+        },
+      );
     }
     const params = Object.entries(this.parts.network.params);
     const bad = tf.tidy(() => tf.stack(params.map(([, v]) => tf.any(tf.logicalNot(tf.isFinite(v))).cast('float32'))).dataSync());
     const i = bad.findIndex((b) => b > 0);
     if (i >= 0) {
       const name = params[i]![0];
-      throw new SpikeflowError('NON_FINITE', `training stopped: parameter '${name}' holds NaN or Inf after ${where}${kept}. Lower the learning rate or clip gradients (optimizer.clipNorm).`, {
-        position,
-        tensor: name,
-      });
+      throw new SpikeflowError(
+        'NON_FINITE',
+        `training stopped: parameter '${name}' holds NaN or Inf after ${where}${kept}. Lower the learning rate or clip gradients (optimizer.clipNorm).`,
+        {
+          position,
+          tensor: name,
+        },
+      );
     }
   }
 
@@ -342,7 +377,11 @@ export class Trainer {
   async evaluate(split = 'test', { batchSize = this.options.batchSize }: { batchSize?: number } = {}): Promise<EvalResult> {
     const { network, dataset, loss, rule } = this.parts;
     const run = () =>
-      evaluate(network, dataset, loss, split, { batchSize, seed: evaluationSeed(this.options.seed), ...(this.options.prediction ? { prediction: this.options.prediction } : {}) });
+      evaluate(network, dataset, loss, split, {
+        batchSize,
+        seed: evaluationSeed(this.options.seed),
+        ...(this.options.prediction ? { prediction: this.options.prediction } : {}),
+      });
     // A rule may ask to be evaluated with other weights (FPTT's running average): swap them in.
     const swap = rule.evalParams?.(this.#ruleState);
     if (!swap) return run();
@@ -401,23 +440,34 @@ export class Trainer {
       const want = Object.keys(this.parts.network.params).sort();
       const have = Object.keys(params).sort();
       if (want.join() !== have.join()) {
-        throw new SpikeflowError('CHECKPOINT_INVALID', `checkpoint ${path}: its parameters (${have.join(', ')}) do not match this model's (${want.join(', ')})`, { path });
+        throw new SpikeflowError(
+          'CHECKPOINT_INVALID',
+          `checkpoint ${path}: its parameters (${have.join(', ')}) do not match this model's (${want.join(', ')})`,
+          { path },
+        );
       }
       for (const k of want) {
         const a = this.parts.network.params[k]!;
         const b = params[k]!;
         if (a.shape.join() !== b.shape.join() || a.dtype !== b.dtype) {
-          throw new SpikeflowError('CHECKPOINT_INVALID', `checkpoint ${path}: parameter '${k}' is ${b.dtype} [${b.shape}], this model's is ${a.dtype} [${a.shape}]`, { path });
+          throw new SpikeflowError(
+            'CHECKPOINT_INVALID',
+            `checkpoint ${path}: parameter '${k}' is ${b.dtype} [${b.shape}], this model's is ${a.dtype} [${a.shape}]`,
+            { path },
+          );
         }
       }
       if (meta.rule !== this.parts.rule.name) {
         throw new SpikeflowError('CHECKPOINT_INVALID', `checkpoint ${path}: written by rule '${meta.rule}', this run uses '${this.parts.rule.name}'`, { path });
       }
       checkStateLike(loaded.optimizer, this.#optimizer.state, 'optimizer', (where, why) => {
-        throw new SpikeflowError('CHECKPOINT_INVALID', `checkpoint ${path}: the optimizer state at ${where} ${why} (is it from another optimizer?)`, { path, field: where });
+        throw new SpikeflowError('CHECKPOINT_INVALID', `checkpoint ${path}: the optimizer state at ${where} ${why} (is it from another optimizer?)`, {
+          path,
+          field: where,
+        });
       });
     } catch (e) {
-      disposeTree(loaded as never);
+      disposeTree(loaded);
       throw e;
     }
     for (const m of warnings) this.#emit({ type: 'warning', message: m });
@@ -470,14 +520,16 @@ export async function evaluate(
       const out = forward(network, batch.inputs);
       const value = tf.tidy(() => (bound.stacked ? bound.stacked(out.readout) : bound.sequence(unstackSteps(out.readout))).dataSync()[0]!);
       if (labels) {
-        right += tf.tidy(() => correct(prediction === 'last' ? tf.reshape(tf.slice(out.readout, [T - 1, 0, 0], [1, -1, -1]), [B, -1]) : tf.sum(out.readout, 0), batch.targets));
+        right += tf.tidy(() =>
+          correct(prediction === 'last' ? tf.reshape(tf.slice(out.readout, [T - 1, 0, 0], [1, -1, -1]), [B, -1]) : tf.sum(out.readout, 0), batch.targets),
+        );
       }
-      disposeTree(out as never);
+      disposeTree(out);
       bound.dispose();
       samples += B;
       lossSum += value * B;
     } finally {
-      disposeTree(batch as never);
+      disposeTree(batch);
     }
   }
   return { split, loss: samples ? lossSum / samples : NaN, ...(labels && samples ? { accuracy: right / samples } : {}), samples };

@@ -12,6 +12,8 @@ import {
   join,
   parseSchema,
   rejectUnknownKeys,
+  type SchemaInput,
+  type SchemaValues,
 } from './validate.js';
 import { errorOf } from './test-support.js';
 
@@ -41,6 +43,27 @@ describe('parseSchema', () => {
     expectTypeOf(given.decay).toEqualTypeOf<number | undefined>();
   });
 
+  it('SchemaInput: what a caller passes (required fields without default required, the rest optional); parsed, SchemaValues', () => {
+    type In = SchemaInput<typeof layerSchema>;
+    expectTypeOf<In>().toEqualTypeOf<{
+      readonly size: number;
+      readonly recurrent?: boolean;
+      readonly gain?: number;
+      readonly decay?: number;
+      readonly mode?: 'fast' | 'exact';
+      readonly label?: string;
+    }>();
+    // A required field with a default need not be given.
+    const withDefault = { n: { type: 'number', required: true, default: 3 } } as const;
+    expectTypeOf<SchemaInput<typeof withDefault>>().toEqualTypeOf<{ readonly n?: number }>();
+    // Parsing an input gives the values, and parsing those again changes nothing.
+    const input: In = { size: 4, mode: 'exact' };
+    const values: SchemaValues<typeof layerSchema> = parseSchema(layerSchema, input, 'l');
+    expect(values).toEqual({ size: 4, recurrent: false, gain: 1, mode: 'exact' });
+    const input2: In = values;
+    expect(parseSchema(layerSchema, input2, 'l')).toEqual(values);
+  });
+
   it('treats a missing object as empty (defaults only) and refuses non-objects naming the path', () => {
     expect(parseSchema({ a: { type: 'number', default: 2 } }, undefined, 'x')).toEqual({ a: 2 });
     for (const bad of [null, [], 'size', 3, true, new Date(0)]) {
@@ -59,9 +82,7 @@ describe('parseSchema', () => {
     expect(e.details.path).toBe('model.layers[0].recurent');
     expect(e.details['key']).toBe('recurent');
     expect(e.details['suggestion']).toBe('recurrent');
-    expect(e.message).toBe(
-      "model.layers[0].recurent: unknown key; did you mean 'recurrent'? (allowed: size, recurrent, gain, decay, mode, label)",
-    );
+    expect(e.message).toBe("model.layers[0].recurent: unknown key; did you mean 'recurrent'? (allowed: size, recurrent, gain, decay, mode, label)");
   });
 
   it('gives no suggestion when no key is close', () => {
@@ -78,9 +99,7 @@ describe('parseSchema', () => {
   });
 
   it('names a nested path; an empty root path gives the bare key', () => {
-    expect(errorOf(() => parseSchema(layerSchema, { size: 0 }, 'run.model.layers[2].params')).details.path).toBe(
-      'run.model.layers[2].params.size',
-    );
+    expect(errorOf(() => parseSchema(layerSchema, { size: 0 }, 'run.model.layers[2].params')).details.path).toBe('run.model.layers[2].params.size');
     const e = errorOf(() => parseSchema(layerSchema, { size: 0 }, ''));
     expect(e.details.path).toBe('size');
     expect(e.message).toBe('size: must be >= 1, got 0');
@@ -166,7 +185,7 @@ describe('suggestions', () => {
     expect(editDistance('', 'abc')).toBe(3);
     expect(editDistance('abc', '')).toBe(3);
     expect(editDistance('recurent', 'recurrent')).toBe(1);
-    expect(editDistance('LIF', 'lif')).toBe(0);
+    expect(editDistance('IAF', 'iaf')).toBe(0);
     expect(editDistance('flaw', 'lawn')).toBe(2);
     expect(editDistance('lawn', 'flaw')).toBe(2);
   });
@@ -181,10 +200,10 @@ describe('suggestions', () => {
   });
 
   it('didYouMean lists the known names and the guess', () => {
-    expect(didYouMean('lfi', ['lif', 'alif'])).toBe("did you mean 'lif'? (known: 'lif', 'alif')");
-    expect(didYouMean('izhikevich', ['lif', 'alif'])).toBe("(known: 'lif', 'alif')");
-    expect(didYouMean('lif', [])).toBe('(none is known)');
-    expect(didYouMean('lfi', new Set(['lif']).values())).toBe("did you mean 'lif'? (known: 'lif')");
+    expect(didYouMean('ifa', ['iaf', 'adex'])).toBe("did you mean 'iaf'? (known: 'iaf', 'adex')");
+    expect(didYouMean('izhikevich', ['iaf', 'adex'])).toBe("(known: 'iaf', 'adex')");
+    expect(didYouMean('iaf', [])).toBe('(none is known)');
+    expect(didYouMean('ifa', new Set(['iaf']).values())).toBe("did you mean 'iaf'? (known: 'iaf')");
   });
 });
 

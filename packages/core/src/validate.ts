@@ -33,6 +33,25 @@ export type SchemaValues<S extends Schema> = {
   -readonly [K in keyof S as Always<S[K]> extends true ? never : K]?: FieldValue<S[K]>;
 };
 
+/** Whether a caller must give a field: `required` and without a default. */
+type Needed<F> = F extends { default: unknown } ? false : F extends { required: true } ? true : false;
+
+/**
+ * What a caller may pass for a {@link Schema} (code, or a config's section before parsing):
+ * required fields without a default are required, every other field is optional.
+ * {@link parseSchema} turns it into {@link SchemaValues} (defaults filled, everything checked).
+ */
+export type SchemaInput<S extends Schema> = Flat<
+  {
+    readonly [K in keyof S as Needed<S[K]> extends true ? K : never]: FieldValue<S[K]>;
+  } & {
+    readonly [K in keyof S as Needed<S[K]> extends true ? never : K]?: FieldValue<S[K]>;
+  }
+>;
+
+/** One object type from an intersection (for readable hovers and errors). */
+type Flat<T> = { [K in keyof T]: T[K] };
+
 export function configError(path: string, message: string, extra: Record<string, unknown> = {}): SpikeflowError {
   return new SpikeflowError('CONFIG_INVALID', `${path}: ${message}`, { path, ...extra });
 }
@@ -100,11 +119,10 @@ export function rejectUnknownKeys(obj: Record<string, unknown>, allowed: Iterabl
   for (const key of Object.keys(obj)) {
     if (!list.includes(key)) {
       const guess = closest(key, list);
-      throw configError(
-        join(path, key),
-        `unknown key${guess ? `; did you mean '${guess}'?` : ''} (allowed: ${list.join(', ') || 'none'})`,
-        { key, suggestion: guess },
-      );
+      throw configError(join(path, key), `unknown key${guess ? `; did you mean '${guess}'?` : ''} (allowed: ${list.join(', ') || 'none'})`, {
+        key,
+        suggestion: guess,
+      });
     }
   }
 }

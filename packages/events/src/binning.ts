@@ -43,7 +43,8 @@ export function binCount(o: BinOptions): number {
   if (o.bins === undefined || !Number.isInteger(o.bins) || o.bins < 1) throw configError('bins', `must be a whole number ≥ 1, got ${o.bins}`);
   if (o.maxTime !== undefined && !(o.maxTime > 0)) throw configError('maxTime', `must be a positive number of seconds, got ${o.maxTime}`);
   if (o.by !== undefined && o.by !== 'time' && o.by !== 'count') throw configError('by', `must be 'time' or 'count', got '${String(o.by)}'`);
-  if (o.values !== undefined && o.values !== 'count' && o.values !== 'spike') throw configError('values', `must be 'count' or 'spike', got '${String(o.values)}'`);
+  if (o.values !== undefined && o.values !== 'count' && o.values !== 'spike')
+    throw configError('values', `must be 'count' or 'spike', got '${String(o.values)}'`);
   return o.bins;
 }
 
@@ -106,7 +107,8 @@ export function collateFrames(samples: readonly Frames[], channels: number): { i
   const steps = samples.reduce((m, s) => Math.max(m, s.steps), 0);
   const inputs = new Float32Array(steps * B * channels);
   samples.forEach((s, b) => {
-    if (s.frames.length !== s.steps * channels) throw configError(`samples[${b}]`, `holds ${s.frames.length} values, not steps·channels = ${s.steps}·${channels}`);
+    if (s.frames.length !== s.steps * channels)
+      throw configError(`samples[${b}]`, `holds ${s.frames.length} values, not steps·channels = ${s.steps}·${channels}`);
     for (let t = 0; t < s.steps; t++) inputs.set(s.frames.subarray(t * channels, (t + 1) * channels), (t * B + b) * channels);
   });
   return { inputs, steps, lengths: Int32Array.from(samples, (s) => s.steps) };

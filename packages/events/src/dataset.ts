@@ -1,4 +1,15 @@
-import { SpikeflowError, closedError, configError, createRng, deriveSeed, shuffleInPlace, tf, type BatchOptions, type Dataset, type SequenceBatch } from '@spikeflow/core';
+import {
+  SpikeflowError,
+  closedError,
+  configError,
+  createRng,
+  deriveSeed,
+  shuffleInPlace,
+  tf,
+  type BatchOptions,
+  type Dataset,
+  type SequenceBatch,
+} from '@spikeflow/core';
 import { binCount, binInto, type BinOptions } from './binning.js';
 import { channelsOf, noEvents, type Events, type Sensor } from './events.js';
 import type { EventTransform } from './transforms.js';
@@ -49,11 +60,21 @@ export function createEventDataset(spec: EventDatasetSpec): Dataset {
   const augment = spec.augment ?? identity;
   const trainSplit = spec.trainSplit ?? 'train';
   // The transforms' sensor does not depend on the events (downsampling and merging change it).
-  const sensor = augment(transform({ events: noEvents(), sensor: spec.sensor }, () => 0.5), () => 0.5).sensor;
+  const sensor = augment(
+    transform({ events: noEvents(), sensor: spec.sensor }, () => 0.5),
+    () => 0.5,
+  ).sensor;
   const C = channelsOf(sensor);
   const splitOf = (split: string): EventSource => {
     const s = spec.splits[split];
-    if (!s) throw new SpikeflowError('CONFIG_INVALID', `${spec.name} has splits ${Object.keys(spec.splits).map((k) => `'${k}'`).join(', ')}, not '${split}'`, { path: 'split' });
+    if (!s)
+      throw new SpikeflowError(
+        'CONFIG_INVALID',
+        `${spec.name} has splits ${Object.keys(spec.splits)
+          .map((k) => `'${k}'`)
+          .join(', ')}, not '${split}'`,
+        { path: 'split' },
+      );
     return s;
   };
   const batchCount = (split: string, { batchSize, dropLast = false }: Pick<BatchOptions, 'batchSize' | 'dropLast'>) => {

@@ -92,7 +92,15 @@ describe('binning', () => {
   });
 
   it('refuses unclear options', () => {
-    const bad = [{}, { bins: 0 }, { bins: 2.5 }, { window: 0.1 }, { window: 0.1, maxTime: 1, bins: 3 }, { window: 0.1, maxTime: 1, by: 'count' as const }, { bins: 3, maxTime: -1 }];
+    const bad = [
+      {},
+      { bins: 0 },
+      { bins: 2.5 },
+      { window: 0.1 },
+      { window: 0.1, maxTime: 1, bins: 3 },
+      { window: 0.1, maxTime: 1, by: 'count' as const },
+      { bins: 3, maxTime: -1 },
+    ];
     for (const o of bad) expect(() => binCount(o)).toThrow(/bins|window|maxTime/);
     expect(binCount({ window: 0.01, maxTime: 1.4 })).toBe(140);
   });
@@ -192,8 +200,21 @@ describe('createEventDataset', () => {
   const sensor: Sensor = { width: 6, height: 1, polarities: 1 };
   const samples = Array.from({ length: 11 }, (_, i) => ({ events: randomStream(createRng(i + 1), 20 + i, 1, sensor), label: i % 3 }));
   let reads = 0;
-  const source = { count: samples.length, read: (i: number) => (reads++, samples[i]!) };
-  const ds = createEventDataset({ name: 'toy', sensor, classes: 3, splits: { train: source, test: source }, binning: { bins: 5, maxTime: 1 }, augment: dropEvents(0.5) });
+  const source = {
+    count: samples.length,
+    read: (i: number) => {
+      reads++;
+      return samples[i]!;
+    },
+  };
+  const ds = createEventDataset({
+    name: 'toy',
+    sensor,
+    classes: 3,
+    splits: { train: source, test: source },
+    binning: { bins: 5, maxTime: 1 },
+    augment: dropEvents(0.5),
+  });
 
   const collect = async (split: string, o: Parameters<typeof ds.batches>[1]) => {
     const out: { x: number[]; y: number[]; shape: number[] }[] = [];
@@ -207,7 +228,11 @@ describe('createEventDataset', () => {
   it('describes the binned samples and yields time-major batches with labels', async () => {
     expect(ds.describe()).toEqual({ steps: 5, channels: 6, outputs: 3, target: 'labels', samples: { train: 11, test: 11 } });
     const test = await collect('test', { batchSize: 4, seed: 0 });
-    expect(test.map((b) => b.shape)).toEqual([[5, 4, 6], [5, 4, 6], [5, 3, 6]]);
+    expect(test.map((b) => b.shape)).toEqual([
+      [5, 4, 6],
+      [5, 4, 6],
+      [5, 3, 6],
+    ]);
     expect(test.flatMap((b) => b.y)).toEqual(samples.map((s) => s.label));
     // test samples are not augmented: every event is binned
     expect(test.reduce((n, b) => n + b.x.reduce((a, v) => a + v, 0), 0)).toBe(samples.reduce((n, s) => n + s.events.t.length, 0));
@@ -245,7 +270,13 @@ describe('EventStatsBuilder', () => {
     s.add(1, 1.2, 0);
     s.add(9, 0.1, 1);
     s.add(3, 0.3, 1);
-    expect(s.build()).toEqual({ samples: 4, classes: 2, eventsPerSample: { min: 1, median: 4, max: 9 }, durationSec: { max: 1.2 }, labelHistogram: { '0': 1, '1': 3 } });
+    expect(s.build()).toEqual({
+      samples: 4,
+      classes: 2,
+      eventsPerSample: { min: 1, median: 4, max: 9 },
+      durationSec: { max: 1.2 },
+      labelHistogram: { '0': 1, '1': 3 },
+    });
     expect(new EventStatsBuilder().build(20).eventsPerSample).toEqual({ min: 0, median: 0, max: 0 });
   });
 });

@@ -24,7 +24,11 @@ export interface Sensor {
 /** Events from their arrays; `y` and `p` default to zeros. Throws where the lengths differ. */
 export function eventsOf(t: ArrayLike<number>, x: ArrayLike<number>, y?: ArrayLike<number>, p?: ArrayLike<number>): Events {
   const n = t.length;
-  for (const [name, a] of [['x', x], ['y', y], ['p', p]] as const) {
+  for (const [name, a] of [
+    ['x', x],
+    ['y', y],
+    ['p', p],
+  ] as const) {
     if (a && a.length !== n) throw new SpikeflowError('SHAPE_MISMATCH', `events: ${n} times but ${a.length} values of ${name}`);
   }
   return {

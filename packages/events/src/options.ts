@@ -9,7 +9,12 @@ import { compose, cropTime, denoise, downsample, dropEvents, mergePolarity, spat
 export const eventViewSchema = {
   bins: { type: 'number', integer: true, min: 1, doc: 'frames per sample (T); or give window with maxTime' },
   window: { type: 'number', min: 0, exclusiveMin: true, doc: 'frame length in seconds (T = ⌈maxTime / window⌉; needs maxTime)' },
-  binBy: { type: 'string', oneOf: ['time', 'count'], default: 'time', doc: "time: equal windows over [0, maxTime) (or the sample's own span); count: equal numbers of events per frame" },
+  binBy: {
+    type: 'string',
+    oneOf: ['time', 'count'],
+    default: 'time',
+    doc: "time: equal windows over [0, maxTime) (or the sample's own span); count: equal numbers of events per frame",
+  },
   maxTime: { type: 'number', min: 0, exclusiveMin: true, doc: 'seconds: events at or after it are cropped; shorter samples end in empty frames' },
   values: { type: 'string', oneOf: ['count', 'spike'], default: 'count', doc: 'count: events per channel and frame; spike: 1 where there was at least one' },
   downsample: { type: 'number', integer: true, min: 1, default: 1, doc: 'whole factor merging neighbouring pixels (channels on a 1-D sensor)' },

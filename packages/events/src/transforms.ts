@@ -32,7 +32,10 @@ export function cropTime(maxTime: number): EventTransform {
  * ⌈width / fx⌉ × ⌈height / fy⌉ (for SHD's 700 channels, `fx` merges neighbouring channels).
  */
 export function downsample(fx: number, fy = fx): EventTransform {
-  for (const [n, f] of [['downsample.x', fx], ['downsample.y', fy]] as const) {
+  for (const [n, f] of [
+    ['downsample.x', fx],
+    ['downsample.y', fy],
+  ] as const) {
     if (!Number.isInteger(f) || f < 1) throw configError(n, `must be a whole factor ≥ 1, got ${f}`);
   }
   return ({ events, sensor }) => ({

@@ -3,9 +3,9 @@
  * @packageDocumentation
  */
 import type { KernelRegistration } from '@spikeflow/core';
-import { eventDense, leakyReadout, leakyScan, lifLayer, lifSequence } from './kernels.js';
+import { eventDense, leakyReadout, leakyScan, integrateFireLayer, integrateFireSequence } from './kernels.js';
 
-export { eventDense, lifSequence, leakyScan, lifLayer, leakyReadout, EVENT_DENSITY_LIMIT, setKernelProbe } from './kernels.js';
+export { eventDense, integrateFireSequence, leakyScan, integrateFireLayer, leakyReadout, EVENT_DENSITY_LIMIT, setKernelProbe } from './kernels.js';
 export type { KernelProbe } from './kernels.js';
 export { simdAvailable, kernelThreads, activeThreads, releaseKernelMemory, kernelMemoryBytes, configureKernelPool } from './wasm.js';
 export type { KernelPoolOptions } from './wasm.js';
@@ -18,9 +18,9 @@ export { KERNELS_VERSION } from './version.js';
 export function cpuMemoryKernels(backend: string): KernelRegistration[] {
   return [
     { kernel: 'spikeflow.eventDense', backend, impl: eventDense },
-    { kernel: 'spikeflow.lifSequence', backend, impl: lifSequence },
+    { kernel: 'spikeflow.integrateFireSequence', backend, impl: integrateFireSequence },
     { kernel: 'spikeflow.leakyScan', backend, impl: leakyScan },
-    { kernel: 'spikeflow.lifLayer', backend, impl: lifLayer },
+    { kernel: 'spikeflow.integrateFireLayer', backend, impl: integrateFireLayer },
     { kernel: 'spikeflow.leakyReadout', backend, impl: leakyReadout },
   ];
 }

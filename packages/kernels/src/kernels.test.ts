@@ -3,7 +3,7 @@ import { disposeTree, tf, type Tensor } from '@spikeflow/core';
 import { describeKernels } from '@spikeflow/testing';
 import '@tensorflow/tfjs-backend-wasm';
 import { disposeTree as dispose, fastSigmoid, referenceKernels } from '@spikeflow/core';
-import { cpuMemoryKernels, eventDense, leakyReadout, lifLayer } from './index.js';
+import { cpuMemoryKernels, eventDense, leakyReadout, integrateFireLayer } from './index.js';
 import { activeThreads } from './wasm.js';
 import { KERNELS_DIGEST, SNN_SHARED_WASM_BASE64, SNN_WASM_BASE64 } from './snn-wasm.js';
 import { KERNELS_VERSION } from './index.js';
@@ -42,7 +42,7 @@ for (const backend of ['wasm', 'cpu']) {
       });
     });
 
-    it('lifLayer and leakyReadout without a tape take the event path on sparse input (no dense product) on every thread, and equal the references', async () => {
+    it('integrateFireLayer and leakyReadout without a tape take the event path on sparse input (no dense product) on every thread, and equal the references', async () => {
       // 6400 rows of 700 inputs (17.9 MB): staged in two chunks, each split over the threads,
       // each range in blocks of rows.
       const x = tf.tidy(() => tf.cast(tf.less(tf.randomUniform([100, 64, 700], 0, 1, 'float32', 7), 0.05), 'float32'));
@@ -54,14 +54,14 @@ for (const backend of ['wasm', 'cpu']) {
       const y0 = tf.zeros([64, 20]);
       let fast: Tensor[] = [];
       const prof = await tf.profile(() => {
-        const out = lifLayer(x, w, b, init, undefined, p);
+        const out = integrateFireLayer(x, w, b, init, undefined, p);
         fast = [out.spikes, leakyReadout(out.spikes, r, undefined, y0, 0.8), out.final.v, out.final.s];
       });
       const rate = tf.tidy(() => tf.mean(fast[0]!).dataSync()[0]!);
       expect(rate).toBeGreaterThan(0.02);
       expect(rate).toBeLessThan(0.3);
       expect(prof.kernels.filter((k) => k.name === 'BatchMatMul')).toEqual([]);
-      const ref = referenceKernels['spikeflow.lifLayer'](x, w, b, init, undefined, p);
+      const ref = referenceKernels['spikeflow.integrateFireLayer'](x, w, b, init, undefined, p);
       const refY = referenceKernels['spikeflow.leakyReadout'](ref.spikes, r, undefined, y0, 0.8);
       expect(Array.from(fast[0]!.dataSync())).toEqual(Array.from(ref.spikes.dataSync()));
       const fy = fast[1]!.dataSync();
@@ -86,20 +86,33 @@ it('refuses arguments that do not fit, naming the kernel and the shapes', async 
     throw new Error('no error');
   };
   const w = tf.zeros([5, 4]);
-  expect(shapeError(() => lifLayer(x, tf.zeros([6, 4]), undefined, init, undefined, p))).toMatch(/^spikeflow\.lifLayer: expected x \[T, B, I\], W \[I, O\] and b \[O\] or none, got \[3,2,5\], \[6,4\] and none/);
-  expect(shapeError(() => lifLayer(x, w, tf.zeros([3]), init, undefined, p))).toMatch(/got \[3,2,5\], \[5,4\] and \[3\]/);
-  expect(shapeError(() => lifLayer(x, w, undefined, init, tf.zeros([3, 3]), p))).toMatch(/^spikeflow\.lifLayer: with W \[5,4\], expected the state v and s \[2, 4\] and W_rec \[4, 4\] or none, got \[2,4\], \[2,4\] and \[3,3\]/);
-  expect(shapeError(() => lifLayer(x, w, undefined, init, undefined, { ...p, beta: tf.zeros([3]) }))).toMatch(/^spikeflow\.lifLayer: β must be a scalar or one value per neuron \[4\], got \[3\]/);
-  expect(shapeError(() => leakyReadout(x, w, undefined, tf.zeros([2, 3]), 0.9))).toMatch(/^spikeflow\.leakyReadout: with W \[5,4\], expected y0 \[2, 4\], got \[2,3\]/);
+  expect(shapeError(() => integrateFireLayer(x, tf.zeros([6, 4]), undefined, init, undefined, p))).toMatch(
+    /^spikeflow\.integrateFireLayer: expected x \[T, B, I\], W \[I, O\] and b \[O\] or none, got \[3,2,5\], \[6,4\] and none/,
+  );
+  expect(shapeError(() => integrateFireLayer(x, w, tf.zeros([3]), init, undefined, p))).toMatch(/got \[3,2,5\], \[5,4\] and \[3\]/);
+  expect(shapeError(() => integrateFireLayer(x, w, undefined, init, tf.zeros([3, 3]), p))).toMatch(
+    /^spikeflow\.integrateFireLayer: with W \[5,4\], expected the state v and s \[2, 4\] and W_rec \[4, 4\] or none, got \[2,4\], \[2,4\] and \[3,3\]/,
+  );
+  expect(shapeError(() => integrateFireLayer(x, w, undefined, init, undefined, { ...p, beta: tf.zeros([3]) }))).toMatch(
+    /^spikeflow\.integrateFireLayer: β must be a scalar or one value per neuron \[4\], got \[3\]/,
+  );
+  expect(shapeError(() => leakyReadout(x, w, undefined, tf.zeros([2, 3]), 0.9))).toMatch(
+    /^spikeflow\.leakyReadout: with W \[5,4\], expected y0 \[2, 4\], got \[2,3\]/,
+  );
   dispose([p.beta, x, init.v, init.s, w] as never);
 });
 
 it('runs on every core: the worker threads started (2 cores here → 2 threads, unless SPIKEFLOW_THREADS says otherwise)', () => {
-  const expected = process.env['SPIKEFLOW_THREADS'] ? Number(process.env['SPIKEFLOW_THREADS']) : Math.min(4, (process as unknown as { getBuiltinModule(m: string): { availableParallelism(): number } }).getBuiltinModule('node:os').availableParallelism());
+  const expected = process.env['SPIKEFLOW_THREADS']
+    ? Number(process.env['SPIKEFLOW_THREADS'])
+    : Math.min(
+        4,
+        (process as unknown as { getBuiltinModule(m: string): { availableParallelism(): number } }).getBuiltinModule('node:os').availableParallelism(),
+      );
   expect(activeThreads()).toBe(expected);
 });
 
-it('the embedded WebAssembly is assembly/snn.ts as compiled now, and the kernels\' digest is that of it and of src/kernels.ts now (run `pnpm build:wasm` after editing either)', async () => {
+it("the embedded WebAssembly is assembly/snn.ts as compiled now, and the kernels' digest is that of it and of src/kernels.ts now (run `pnpm build:wasm` after editing either)", async () => {
   const own = (await compileKernels(false)) as Buffer;
   const shared = (await compileKernels(true)) as Buffer;
   expect(own.toString('base64')).toBe(SNN_WASM_BASE64);

@@ -1,4 +1,12 @@
-import { SpikeflowError, leakyReadoutOf, lifLayerOf, tf, type LifSequenceParams, type LifSequenceResult, type Tensor } from '@spikeflow/core';
+import {
+  SpikeflowError,
+  leakyReadoutOf,
+  integrateFireLayerOf,
+  tf,
+  type IntegrateFireSequenceParams,
+  type IntegrateFireSequenceResult,
+  type Tensor,
+} from '@spikeflow/core';
 import { activeThreads, arena, inKernel, parallelRows, partsFor, snn, type Arena } from './wasm.js';
 
 /**
@@ -30,8 +38,8 @@ let probe: KernelProbe | undefined;
 
 /**
  * Installs (or, without an argument, removes) a probe around every part of these kernels: the
- * forward pass, the backward pass and each input's gradient, named `spikeflow.lifSequence
- * (forward)`, `spikeflow.lifSequence (∂wRec)`, … The bench's `--profile` times them with it.
+ * forward pass, the backward pass and each input's gradient, named `spikeflow.integrateFireSequence
+ * (forward)`, `spikeflow.integrateFireSequence (∂wRec)`, … The bench's `--profile` times them with it.
  */
 export function setKernelProbe(p?: KernelProbe): void {
   probe = p;
@@ -96,7 +104,7 @@ function heapView(t: Tensor): Float32Array | Int32Array | undefined {
 }
 
 /** The slope of core's `fast_sigmoid`, which the LIF kernel computes itself; else 0. */
-function fastSigmoidSlope(s: LifSequenceParams['surrogate']): number {
+function fastSigmoidSlope(s: IntegrateFireSequenceParams['surrogate']): number {
   const slope = s.params['slope'];
   return s.name === 'fast_sigmoid' && typeof slope === 'number' && slope > 0 ? slope : 0;
 }
@@ -129,7 +137,12 @@ function packed(w: number, base: number, R: number, O: number, at: number): Pack
  * 0: none); rows split over the threads.
  */
 function scatter(ev: EventsAt, N: number, w: number, p: Packed, O: number, out: number, accumulate = false, bias = 0): void {
-  parallelRows('scatterRowRange', N, (n0, n1) => [ev.ptr, ev.cols, ev.vals, n0, n1, w, p.at, p.R, p.base, O, out, accumulate ? 1 : 0, ev.binary ? 1 : 0, bias], (ev.nnz + N) * O);
+  parallelRows(
+    'scatterRowRange',
+    N,
+    (n0, n1) => [ev.ptr, ev.cols, ev.vals, n0, n1, w, p.at, p.R, p.base, O, out, accumulate ? 1 : 0, ev.binary ? 1 : 0, bias],
+    (ev.nnz + N) * O,
+  );
 }
 
 /** The non-zero entries of `x [N, I]` at `px`: their number, and where each thread's rows start. */
@@ -154,7 +167,12 @@ function eventsIn(a: Arena, px: number, N: number, I: number, counted: Counted):
   const ev = { ptr: a.alloc(N + 1), cols: a.alloc(counted.nnz + 4), vals: a.alloc(counted.nnz + 4), nnz: counted.nnz };
   a.commit();
   // Each range stops short of the next one's entries (the last has 4 entries of room).
-  parallelRows('events', N, (n0, n1, part) => [px + 4 * n0 * I, n0, n1, I, ev.ptr, ev.cols, ev.vals, counted.starts[part]!, counted.starts[part + 1] ?? counted.nnz + 4], N * I);
+  parallelRows(
+    'events',
+    N,
+    (n0, n1, part) => [px + 4 * n0 * I, n0, n1, I, ev.ptr, ev.cols, ev.vals, counted.starts[part]!, counted.starts[part + 1] ?? counted.nnz + 4],
+    N * I,
+  );
   return { ...ev, binary: snn().allOnes(ev.vals, ev.nnz) !== 0 };
 }
 
@@ -261,7 +279,9 @@ export function eventDense(x: Tensor, w: Tensor): Tensor {
       const pw = a.alloc(I * O);
       const pp = a.alloc(I * O);
       const out = a.alloc(N * O);
-      a.commit().f32(pw, I * O).set(readF32(w));
+      a.commit()
+        .f32(pw, I * O)
+        .set(readF32(w));
       scatter(ev, N, pw, packed(pw, 0, I, O, pp), O, out);
       if (tape) {
         const evT = [tensorOf(a.i32(ev.ptr, N + 1), [N + 1], 'int32'), tensorOf(a.i32(ev.cols, nnz), [nnz], 'int32'), tensorOf(a.f32(ev.vals, nnz), [nnz])];
@@ -293,7 +313,17 @@ interface LifRun {
  * will be) at `pc` in the arena `a`: allocates the rest, copies the state, `W_rec` (packed) and
  * β in, calls `fill` after the arena has its final size, and runs the batch rows on every thread.
  */
-function lifForwardIn(a: Arena, pc: number, T: number, B: number, H: number, init: { readonly v: Tensor; readonly s: Tensor }, wRec: Tensor | undefined, p: LifSequenceParams, fill: () => void): LifRun {
+function lifForwardIn(
+  a: Arena,
+  pc: number,
+  T: number,
+  B: number,
+  H: number,
+  init: { readonly v: Tensor; readonly s: Tensor },
+  wRec: Tensor | undefined,
+  p: IntegrateFireSequenceParams,
+  fill: () => void,
+): LifRun {
   const BH = B * H;
   const pv0 = a.alloc(BH);
   const ps0 = a.alloc(BH);
@@ -315,16 +345,32 @@ function lifForwardIn(a: Arena, pc: number, T: number, B: number, H: number, ini
   }
   a.f32(pb, p.beta.size).set(readF32(p.beta));
   const perNeuron = p.beta.size === H && H > 1 ? 1 : 0;
-  parallelRows('lifForward', B, (b0, b1) => [pc, pv0, ps0, pw, pp, pb, perNeuron, Math.fround(p.threshold), T, B, H, b0, b1, pV, pS, rec, act], T * B * H * (wRec ? 4 : 1));
+  parallelRows(
+    'lifForward',
+    B,
+    (b0, b1) => [pc, pv0, ps0, pw, pp, pb, perNeuron, Math.fround(p.threshold), T, B, H, b0, b1, pV, pS, rec, act],
+    T * B * H * (wRec ? 4 : 1),
+  );
   const V = () => a.f32(pV, T * BH);
   const S = () => a.f32(pS, T * BH);
   return { V, S, lastV: V().slice((T - 1) * BH), lastS: S().slice((T - 1) * BH) };
 }
 
 /** Throws unless `init`, `W_rec` and β fit a LIF layer of `B` rows and `H` neurons. */
-function checkLif(kernel: string, B: number, H: number, init: { readonly v: Tensor; readonly s: Tensor }, wRec: Tensor | undefined, p: LifSequenceParams, got: string): void {
+function checkLif(
+  kernel: string,
+  B: number,
+  H: number,
+  init: { readonly v: Tensor; readonly s: Tensor },
+  wRec: Tensor | undefined,
+  p: IntegrateFireSequenceParams,
+  got: string,
+): void {
   if (init.v.shape.join() !== `${B},${H}` || init.s.shape.join() !== `${B},${H}` || (wRec && wRec.shape.join() !== `${H},${H}`)) {
-    throw new SpikeflowError('SHAPE_MISMATCH', `${kernel}: with ${got}, expected the state v and s [${B}, ${H}] and W_rec [${H}, ${H}] or none, got [${init.v.shape}], [${init.s.shape}] and ${wRec ? `[${wRec.shape}]` : 'none'}`);
+    throw new SpikeflowError(
+      'SHAPE_MISMATCH',
+      `${kernel}: with ${got}, expected the state v and s [${B}, ${H}] and W_rec [${H}, ${H}] or none, got [${init.v.shape}], [${init.s.shape}] and ${wRec ? `[${wRec.shape}]` : 'none'}`,
+    );
   }
   if (p.beta.size !== 1 && p.beta.size !== H) {
     throw new SpikeflowError('SHAPE_MISMATCH', `${kernel}: β must be a scalar or one value per neuron [${H}], got [${p.beta.shape}]`);
@@ -332,15 +378,20 @@ function checkLif(kernel: string, B: number, H: number, init: { readonly v: Tens
 }
 
 /**
- * `spikeflow.lifSequence`: the forward pass steps every neuron through the window and adds
+ * `spikeflow.integrateFireSequence`: the forward pass steps every neuron through the window and adds
  * `W_rec`'s rows of the neurons that spiked; the backward pass runs through time once in reverse,
  * with one dense product `g_t·W_recᵀ` per step (XNNPACK on wasm), and yields the gradients of the
  * currents, `W_rec` (visiting only the spikes), β and the initial state, each only if needed.
  */
-export function lifSequence(currents: Tensor, init: { readonly v: Tensor; readonly s: Tensor }, wRec: Tensor | undefined, p: LifSequenceParams): LifSequenceResult {
+export function integrateFireSequence(
+  currents: Tensor,
+  init: { readonly v: Tensor; readonly s: Tensor },
+  wRec: Tensor | undefined,
+  p: IntegrateFireSequenceParams,
+): IntegrateFireSequenceResult {
   const [T, B, H] = currents.shape as [number, number, number];
-  if (currents.rank !== 3) throw new SpikeflowError('SHAPE_MISMATCH', `spikeflow.lifSequence: expected currents [T, B, H], got [${currents.shape}]`);
-  checkLif('spikeflow.lifSequence', B, H, init, wRec, p, `currents [T, B, H] = [${currents.shape}]`);
+  if (currents.rank !== 3) throw new SpikeflowError('SHAPE_MISMATCH', `spikeflow.integrateFireSequence: expected currents [T, B, H], got [${currents.shape}]`);
+  checkLif('spikeflow.integrateFireSequence', B, H, init, wRec, p, `currents [T, B, H] = [${currents.shape}]`);
   const BH = B * H;
   const thr = Math.fround(p.threshold);
   const thrAttached = p.resetDetach ? 0 : thr;
@@ -351,7 +402,7 @@ export function lifSequence(currents: Tensor, init: { readonly v: Tensor; readon
   const tape = taped();
   let lastV: Float32Array | undefined;
   let lastS: Float32Array | undefined;
-  const spikes = customOp('spikeflow.lifSequence', {
+  const spikes = customOp('spikeflow.integrateFireSequence', {
     inputs,
     forwardFunc: (_, save) => {
       const a = arena({ T, batch: B, width: H });
@@ -393,7 +444,12 @@ export function lifSequence(currents: Tensor, init: { readonly v: Tensor; readon
         a.f32(pw, H * H).set(readF32(wRecT));
         snn().transpose(pw, H, H, pwT);
       }
-      parallelRows('lifBackward', B, (b0, b1) => [pdS, ppsi, slope, thr, pwT, pb, perNeuron, thrAttached, T, B, H, b0, b1, pG, pcarry], T * B * H * (wRecT ? 2 * H : 4));
+      parallelRows(
+        'lifBackward',
+        B,
+        (b0, b1) => [pdS, ppsi, slope, thr, pwT, pb, perNeuron, thrAttached, T, B, H, b0, b1, pG, pcarry],
+        T * B * H * (wRecT ? 2 * H : 4),
+      );
       const G = a.f32(pG, T * BH).slice();
       const g0 = G.subarray(0, BH);
       const carry0 = wRecT ? a.f32(pcarry, BH).slice() : new Float32Array(BH);
@@ -413,7 +469,9 @@ export function lifSequence(currents: Tensor, init: { readonly v: Tensor; readon
           }
           const ev = eventsIn(b, px, T * B, H, counted);
           const pg = b.alloc(T * BH);
-          b.commit().f32(pg, T * BH).set(G);
+          b.commit()
+            .f32(pg, T * BH)
+            .set(G);
           return tensorOf(b.f32(transposedProduct(b, ev, T * B, H, pg, H), H * H), [H, H]);
         },
         beta: () => {
@@ -429,8 +487,16 @@ export function lifSequence(currents: Tensor, init: { readonly v: Tensor; readon
           if (perNeuron) return tf.tensor(Float32Array.from(acc), betaShape);
           return tf.tidy(() => tf.reshape(tf.scalar(acc.reduce((s, x) => s + x, 0)), betaShape));
         },
-        v0: () => tf.tensor2d(g0.map((g, i) => betaAt(i % H) * g), [B, H]),
-        s0: () => tf.tensor2d(carry0.map((c, i) => c - thrAttached * g0[i]!), [B, H]),
+        v0: () =>
+          tf.tensor2d(
+            g0.map((g, i) => betaAt(i % H) * g),
+            [B, H],
+          ),
+        s0: () =>
+          tf.tensor2d(
+            carry0.map((c, i) => c - thrAttached * g0[i]!),
+            [B, H],
+          ),
         currents: () => tf.tensor3d(G, [T, B, H]),
       };
     },
@@ -463,12 +529,18 @@ export function leakyScan(d: Tensor, y0: Tensor, kappa: number): Tensor {
       const a = arena({ T, batch: B, width: O });
       const pdy = a.alloc(T * n);
       const pg = a.alloc(T * n);
-      a.commit().f32(pdy, T * n).set(readF32(dy as Tensor));
+      a.commit()
+        .f32(pdy, T * n)
+        .set(readF32(dy as Tensor));
       snn().leakyScanBack(pdy, k, T, n, pg);
       const G = a.f32(pg, T * n).slice();
       return {
         d: () => tf.tensor3d(G, [T, B, O]),
-        y0: () => tf.tensor2d(G.subarray(0, n).map((g) => k * g), [B, O]),
+        y0: () =>
+          tf.tensor2d(
+            G.subarray(0, n).map((g) => k * g),
+            [B, O],
+          ),
       };
     },
   });
@@ -477,7 +549,10 @@ export function leakyScan(d: Tensor, y0: Tensor, kappa: number): Tensor {
 /** Throws unless `x [T, B, I]`, `W [I, O]` and `b [O]` (or none) fit a window's input product. */
 function checkProduct(kernel: string, x: Tensor, w: Tensor, b: Tensor | undefined): void {
   if (x.rank !== 3 || w.rank !== 2 || x.shape[2] !== w.shape[0] || (b && b.shape.join() !== `${w.shape[1]}`)) {
-    throw new SpikeflowError('SHAPE_MISMATCH', `${kernel}: expected x [T, B, I], W [I, O] and b [O] or none, got [${x.shape}], [${w.shape}] and ${b ? `[${b.shape}]` : 'none'}`);
+    throw new SpikeflowError(
+      'SHAPE_MISMATCH',
+      `${kernel}: expected x [T, B, I], W [I, O] and b [O] or none, got [${x.shape}], [${w.shape}] and ${b ? `[${b.shape}]` : 'none'}`,
+    );
   }
 }
 
@@ -565,27 +640,34 @@ function productInto(a: Arena, x: Tensor, w: Tensor, b: Tensor | undefined): (ou
   };
 }
 
-const composedLifLayer = lifLayerOf(eventDense, lifSequence);
+const composedLifLayer = integrateFireLayerOf(eventDense, integrateFireSequence);
 const composedLeakyReadout = leakyReadoutOf(eventDense, leakyScan);
 
 /**
- * `spikeflow.lifLayer`. On a gradient tape, {@link eventDense} (plus the bias) then
- * {@link lifSequence}: the backward pass needs the currents' gradient. Without one (inference),
+ * `spikeflow.integrateFireLayer`. On a gradient tape, {@link eventDense} (plus the bias) then
+ * {@link integrateFireSequence}: the backward pass needs the currents' gradient. Without one (inference),
  * one kernel: the input product by events on every thread ({@link productInto}), bias included,
  * into the kernels' memory where the LIF loop reads it — no currents tensor, no bias op, no
  * copy out and back in.
  */
-export function lifLayer(x: Tensor, w: Tensor, b: Tensor | undefined, init: { readonly v: Tensor; readonly s: Tensor }, wRec: Tensor | undefined, p: LifSequenceParams): LifSequenceResult {
-  checkProduct('spikeflow.lifLayer', x, w, b);
+export function integrateFireLayer(
+  x: Tensor,
+  w: Tensor,
+  b: Tensor | undefined,
+  init: { readonly v: Tensor; readonly s: Tensor },
+  wRec: Tensor | undefined,
+  p: IntegrateFireSequenceParams,
+): IntegrateFireSequenceResult {
+  checkProduct('spikeflow.integrateFireLayer', x, w, b);
   const [T, B] = x.shape as [number, number];
   const H = w.shape[1]!;
-  checkLif('spikeflow.lifLayer', B, H, init, wRec, p, `W [${w.shape}]`);
+  checkLif('spikeflow.integrateFireLayer', B, H, init, wRec, p, `W [${w.shape}]`);
   if (taped()) return composedLifLayer(x, w, b, init, wRec, p);
-  return probed('spikeflow.lifLayer (forward)', () => {
+  return probed('spikeflow.integrateFireLayer (forward)', () => {
     const a = arena({ T, batch: B, width: `${x.shape[2]} → ${H}` });
     const product = productInto(a, x, w, b);
     const pc = a.alloc(T * B * H);
-    const lif = lifForwardIn(a, pc, T, B, H, init, wRec, p, () => probed('spikeflow.lifLayer (input product)', () => product(pc)));
+    const lif = lifForwardIn(a, pc, T, B, H, init, wRec, p, () => probed('spikeflow.integrateFireLayer (input product)', () => product(pc)));
     return { spikes: tensorOf(lif.S(), [T, B, H]), final: { v: tf.tensor2d(lif.lastV, [B, H]), s: tf.tensor2d(lif.lastS, [B, H]) } };
   });
 }

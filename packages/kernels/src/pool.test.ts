@@ -1,17 +1,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { fastSigmoid, isSpikeflowError, tf, type SpikeflowError } from '@spikeflow/core';
-import { eventDense, lifLayer } from './index.js';
-import {
-  activeThreads,
-  arena,
-  configureKernelPool,
-  injectKernelFault,
-  kernelMemoryBytes,
-  parallelRows,
-  releaseKernelMemory,
-  workerJobs,
-} from './wasm.js';
+import { eventDense, integrateFireLayer } from './index.js';
+import { activeThreads, arena, configureKernelPool, injectKernelFault, kernelMemoryBytes, parallelRows, releaseKernelMemory, workerJobs } from './wasm.js';
 import { inChild, kernelWorkload, useWasm } from './test-support.js';
 
 // Two threads whatever the machine (read when the pool starts, below).
@@ -56,12 +47,14 @@ function countEverywhere(rows: number): number[] {
   const a = arena({ rows, width: 4 });
   const px = a.alloc(rows * 4);
   const out = a.alloc(8);
-  a.commit().f32(px, rows * 4).fill(1);
+  a.commit()
+    .f32(px, rows * 4)
+    .fill(1);
   const parts = parallelRows('countRows', rows, (n0, n1, part) => [px, n0, n1, 4, out + 4 * part]).length;
   return Array.from(a.i32(out, parts));
 }
 
-describe('a fault in the kernels\' thread pool is contained', () => {
+describe("a fault in the kernels' thread pool is contained", () => {
   const cases = [
     { fault: 'exit', says: /died while running 'eventProduct': the worker thread exited \(code 70\)/, floorMs: 60_000 },
     { fault: 'trap', says: /trapped in 'eventProduct': RuntimeError: memory access out of bounds/, floorMs: 60_000 },
@@ -77,17 +70,22 @@ describe('a fault in the kernels\' thread pool is contained', () => {
       const { error, ms } = failure(() => kernelWorkload());
       expect(ms).toBeLessThan(2000);
       expect(error.code).toBe('KERNEL_FAULT');
-      expect(error.message).toMatch(/^spikeflow\.lifLayer \(input product\): kernel worker thread 1 \(of 2\) /);
+      expect(error.message).toMatch(/^spikeflow\.integrateFireLayer \(input product\): kernel worker thread 1 \(of 2\) /);
       expect(error.message).toMatch(says);
       expect(error.message).toContain('SPIKEFLOW_THREADS=1');
-      expect(error.details).toMatchObject({ kernel: 'spikeflow.lifLayer (input product)', wasmKernel: 'eventProduct', thread: 1, fault: fault === 'exit' ? 'died' : fault === 'trap' ? 'trap' : 'hung' });
+      expect(error.details).toMatchObject({
+        kernel: 'spikeflow.integrateFireLayer (input product)',
+        wasmKernel: 'eventProduct',
+        thread: 1,
+        fault: fault === 'exit' ? 'died' : fault === 'trap' ? 'trap' : 'hung',
+      });
       expect(tf.memory().numTensors).toBe(tensors);
       expect(kernelWorkload()).toBe(fresh);
       expect(activeThreads()).toBe(2);
     }, 60_000);
   }
 
-  it('a trap in the main thread\'s own range: every worker is joined (a slow one finishes its range) before the call fails', () => {
+  it("a trap in the main thread's own range: every worker is joined (a slow one finishes its range) before the call fails", () => {
     configureKernelPool({ hangFloorMs: 60_000 });
     countEverywhere(64);
     const [worker] = workerJobs();
@@ -121,15 +119,19 @@ it('workers start whatever flags the process was given: under `node --input-type
   const loader = new URL('./test-loader.mjs', import.meta.url).pathname;
   const wasm = new URL('./wasm.ts', import.meta.url).href;
   // Inherited, the flag made the workers' source an ES module that died before it could signal.
-  const out = execFileSync(process.execPath, ['--import', loader, '--input-type=module', '-e', `const k = await import(${JSON.stringify(wasm)}); console.log(k.activeThreads());`], {
-    env: { ...process.env, SPIKEFLOW_THREADS: '2' },
-    encoding: 'utf8',
-    timeout: 30_000,
-  });
+  const out = execFileSync(
+    process.execPath,
+    ['--import', loader, '--input-type=module', '-e', `const k = await import(${JSON.stringify(wasm)}); console.log(k.activeThreads());`],
+    {
+      env: { ...process.env, SPIKEFLOW_THREADS: '2' },
+      encoding: 'utf8',
+      timeout: 30_000,
+    },
+  );
   expect(out.trim().split('\n').at(-1)).toBe('2');
 }, 60_000);
 
-describe('the kernels\' scratch memory', () => {
+describe("the kernels' scratch memory", () => {
   it('releaseKernelMemory() gives it back; the next call starts afresh with the same results', () => {
     expect(kernelWorkload()).toBe(fresh);
     const held = kernelMemoryBytes();
@@ -160,14 +162,18 @@ describe('the kernels\' scratch memory', () => {
     const w = tf.zeros([1, 1000]);
     const flat = failure(() => eventDense(x, w));
     expect(flat.error.code).toBe('OUT_OF_MEMORY');
-    expect(flat.error.message).toMatch(/^spikeflow\.eventDense \(forward\): needs 4\.\d\d GiB of scratch memory for 1100000 rows \(T × batch\), width 1 → 1000, more than the 4 GiB a WebAssembly memory can hold\./);
+    expect(flat.error.message).toMatch(
+      /^spikeflow\.eventDense \(forward\): needs 4\.\d\d GiB of scratch memory for 1100000 rows \(T × batch\), width 1 → 1000, more than the 4 GiB a WebAssembly memory can hold\./,
+    );
     const init = { v: tf.zeros([100, 600]), s: tf.zeros([100, 600]) };
     const p = { beta: tf.scalar(0.9), threshold: 1, resetDetach: false, surrogate: fastSigmoid({ slope: 5 }) };
     const long = tf.zeros([20_000, 100, 1]);
     const wide = tf.zeros([1, 600]);
-    const layer = failure(() => lifLayer(long, wide, undefined, init, undefined, p));
+    const layer = failure(() => integrateFireLayer(long, wide, undefined, init, undefined, p));
     expect(layer.error.code).toBe('OUT_OF_MEMORY');
-    expect(layer.error.message).toMatch(/^spikeflow\.lifLayer \(forward\): needs \d+\.\d\d GiB of scratch memory for T = 20000, batch 100, width 1 → 600/);
+    expect(layer.error.message).toMatch(
+      /^spikeflow\.integrateFireLayer \(forward\): needs \d+\.\d\d GiB of scratch memory for T = 20000, batch 100, width 1 → 600/,
+    );
     expect(layer.error.message).toMatch(/smaller batch, shorter windows \(truncated BPTT.*\), or run without the fast kernels \(--no-kernels\)/);
     const a = arena({ width: 1 });
     const first = a.alloc(600_000_000);

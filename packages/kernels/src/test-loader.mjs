@@ -15,7 +15,7 @@ if (isMainThread) register(import.meta.url);
 
 export async function resolve(specifier, context, next) {
   if (specifier.startsWith('.') && specifier.endsWith('.js') && context.parentURL?.endsWith('.ts')) {
-    const ts = new URL(specifier.slice(0, -3) + '.ts', context.parentURL);
+    const ts = new URL(`${specifier.slice(0, -3)}.ts`, context.parentURL);
     if (existsSync(fileURLToPath(ts))) return { url: ts.href, shortCircuit: true };
   }
   return next(specifier, context);

@@ -21,7 +21,7 @@ import {
   type Tensor,
 } from '@spikeflow/core';
 import '@tensorflow/tfjs-backend-wasm';
-import { cpuMemoryKernels, leakyReadout, lifLayer } from './index.js';
+import { cpuMemoryKernels, leakyReadout, integrateFireLayer } from './index.js';
 import { productBlockRows } from './kernels.js';
 
 /** Makes the wasm backend the active one. */
@@ -50,7 +50,7 @@ function spikes(T: number, B: number, I: number, density: number, seed: number, 
 }
 
 /**
- * Every parallel kernel once or more on the wasm backend: `lifLayer` and `leakyReadout` without a
+ * Every parallel kernel once or more on the wasm backend: `integrateFireLayer` and `leakyReadout` without a
  * tape (the input product by events on every thread, the LIF steps), then the same on a tape
  * with the gradients of W, W_rec and the readout's W (the LIF backward pass, the weight
  * gradients by events). Returns the hash of every output.
@@ -66,15 +66,16 @@ export function kernelWorkload(): string {
   const y0 = tf.zeros([B, O]);
   const p = { beta: tf.scalar(0.9), threshold: 1, resetDetach: false, surrogate: fastSigmoid({ slope: 5 }) };
   try {
-    const layer = lifLayer(x, w, b, init, wRec, p);
+    const layer = integrateFireLayer(x, w, b, init, wRec, p);
     const y = leakyReadout(layer.spikes, r, undefined, y0, 0.8);
-    const loss = (wi: Tensor, wr: Tensor, ri: Tensor) => tf.sum(tf.square(leakyReadout(lifLayer(x, wi, b, init, wr, p).spikes, ri, undefined, y0, 0.8)));
+    const loss = (wi: Tensor, wr: Tensor, ri: Tensor) =>
+      tf.sum(tf.square(leakyReadout(integrateFireLayer(x, wi, b, init, wr, p).spikes, ri, undefined, y0, 0.8)));
     const grads = tf.grads(loss)([w, wRec, r]);
     const hash = hashOf([layer.spikes, layer.final.v, y, ...grads]);
-    disposeTree([layer, y, grads] as never);
+    disposeTree([layer, y, grads]);
     return hash;
   } finally {
-    disposeTree([x, w, b, wRec, r, init, y0, p.beta] as never);
+    disposeTree([x, w, b, wRec, r, init, y0, p.beta]);
   }
 }
 
@@ -85,8 +86,9 @@ const lif = defineNeuron({
   configSchema: { beta: { type: 'number', default: 0.9, min: 0, max: 1 }, threshold: { type: 'number', default: 1, min: 0, exclusiveMin: true } },
   stateKeys: ['v', 's'],
   membrane: 'v',
+  spikes: 's',
   tensorParams: (c) => ({ beta: { value: c.beta, trainable: false }, threshold: { value: c.threshold, trainable: false } }),
-  lifKernel: ({ config, tensors }) => ({ beta: tensors['beta']!, threshold: config.threshold, resetDetach: false }),
+  integrateFire: ({ config, tensors }) => ({ beta: tensors['beta']!, threshold: config.threshold, resetDetach: false }),
   init: (batch, size) => {
     const z = tf.zeros([batch, size]);
     return { v: z, s: z };
@@ -139,9 +141,17 @@ export async function networkWorkload(): Promise<NetworkResult> {
   const sparse = spikes(T, B, I, 0.05, 11, [half, half + block]);
   const denseTrain = spikes(T, B, I, 0.4, 12);
   const denseInfer = spikes(T, B, I, 0.7, 13);
-  const target = tf.oneHot(tf.tensor1d(Array.from({ length: B }, (_, i) => (i * 7) % 10), 'int32'), 10).toFloat();
+  const target = tf
+    .oneHot(
+      tf.tensor1d(
+        Array.from({ length: B }, (_, i) => (i * 7) % 10),
+        'int32',
+      ),
+      10,
+    )
+    .toFloat();
   try {
-    if (!tf.tidy(() => net.prepare().fused !== undefined)) throw new Error('networkWorkload: the network does not run fused');
+    if (!net.fused) throw new Error('networkWorkload: the network does not run fused');
     const params = Object.values(net.params);
     const trainProducts: number[] = [];
     for (const x of [sparse, denseTrain, sparse]) {
@@ -154,7 +164,7 @@ export async function networkWorkload(): Promise<NetworkResult> {
           const g = grads[v.name];
           if (g) v.assign(tf.tidy(() => tf.sub(v, tf.mul(2, g))));
         }
-        disposeTree([value, grads] as never);
+        disposeTree([value, grads]);
       });
       trainProducts.push(prof.kernels.filter((k) => k.name === 'BatchMatMul').length);
     }
@@ -169,14 +179,18 @@ export async function networkWorkload(): Promise<NetworkResult> {
       denseProducts.push(prof.kernels.filter((k) => k.name === 'BatchMatMul').length);
       if (result!.spikes) spikeRate = tf.tidy(() => tf.mean(result!.spikes![0]!).dataSync()[0]!);
       outputs.push(result!.readout, result!.state.layers[0]!.neuron['v']!, result!.state.readout);
-      disposeTree(result!.spikes as never);
+      disposeTree(result!.spikes);
     }
-    const weights = hashOf(Object.keys(net.params).sort().map((k) => net.params[k]!));
+    const weights = hashOf(
+      Object.keys(net.params)
+        .sort()
+        .map((k) => net.params[k]!),
+    );
     const res = { weights, outputs: hashOf(outputs), trainProducts, denseProducts, spikeRate };
-    disposeTree(outputs as never);
+    disposeTree(outputs);
     return res;
   } finally {
-    disposeTree([sparse, denseTrain, denseInfer, target] as never);
+    disposeTree([sparse, denseTrain, denseInfer, target]);
     net.dispose();
   }
 }
@@ -189,11 +203,15 @@ export type Workload = 'kernels' | 'network';
  * the environment; returns its result and the kernel threads it ran on.
  */
 export function inChild<R>(workload: Workload, env: Record<string, string> = {}): R & { readonly threads: number } {
-  const out = execFileSync(process.execPath, ['--import', fileURLToPath(new URL('./test-loader.mjs', import.meta.url)), fileURLToPath(new URL('./test-child.ts', import.meta.url)), workload], {
-    env: { ...process.env, ...env },
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const out = execFileSync(
+    process.execPath,
+    ['--import', fileURLToPath(new URL('./test-loader.mjs', import.meta.url)), fileURLToPath(new URL('./test-child.ts', import.meta.url)), workload],
+    {
+      env: { ...process.env, ...env },
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   const last = out.trim().split('\n').at(-1)!;
   return JSON.parse(last) as R & { threads: number };
 }

@@ -1,7 +1,7 @@
 import { expect, it } from 'vitest';
 import { inChild, type NetworkResult } from './test-support.js';
 
-it('training (BPTT through the fused kernels) and inference give bit-identical weights and outputs on 1 and 2 threads, on inputs that take the event and the dense paths and straddle where a second thread\'s rows would begin', () => {
+it("training (BPTT through the fused kernels) and inference give bit-identical weights and outputs on 1 and 2 threads, on inputs that take the event and the dense paths and straddle where a second thread's rows would begin", () => {
   const one = inChild<NetworkResult>('network', { SPIKEFLOW_THREADS: '1' });
   const two = inChild<NetworkResult>('network', { SPIKEFLOW_THREADS: '2' });
   expect([one.threads, two.threads]).toEqual([1, 2]);

@@ -5,14 +5,78 @@ import { SNN_SHARED_WASM_BASE64, SNN_WASM_BASE64 } from './snn-wasm.js';
 export interface SnnExports {
   countRows(x: number, n0: number, n1: number, I: number, out: number): void;
   events(x: number, n0: number, n1: number, I: number, ptr: number, cols: number, vals: number, k0: number, kEnd: number): void;
-  eventProduct(x: number, n0: number, n1: number, I: number, ptr: number, cols: number, vals: number, cap: number, block: number, w: number, packed: number, O: number, out: number, bias: number): number;
-  scatterRowRange(ptr: number, cols: number, vals: number, n0: number, n1: number, w: number, packed: number, R: number, base: number, O: number, out: number, accumulate: number, binary: number, bias: number): void;
+  eventProduct(
+    x: number,
+    n0: number,
+    n1: number,
+    I: number,
+    ptr: number,
+    cols: number,
+    vals: number,
+    cap: number,
+    block: number,
+    w: number,
+    packed: number,
+    O: number,
+    out: number,
+    bias: number,
+  ): number;
+  scatterRowRange(
+    ptr: number,
+    cols: number,
+    vals: number,
+    n0: number,
+    n1: number,
+    w: number,
+    packed: number,
+    R: number,
+    base: number,
+    O: number,
+    out: number,
+    accumulate: number,
+    binary: number,
+    bias: number,
+  ): void;
   allOnes(x: number, n: number): number;
   packBlocks(w: number, R: number, O: number, packed: number): void;
   transposeEvents(ptr: number, cols: number, vals: number, n0: number, n1: number, I: number, tptr: number, tcols: number, tvals: number): void;
-  lifForward(c: number, v0: number, s0: number, w: number, packed: number, beta: number, perNeuron: number, thr: number, T: number, B: number, H: number, b0: number, b1: number, V: number, S: number, rec: number, act: number): void;
+  lifForward(
+    c: number,
+    v0: number,
+    s0: number,
+    w: number,
+    packed: number,
+    beta: number,
+    perNeuron: number,
+    thr: number,
+    T: number,
+    B: number,
+    H: number,
+    b0: number,
+    b1: number,
+    V: number,
+    S: number,
+    rec: number,
+    act: number,
+  ): void;
   transpose(src: number, R: number, C: number, dst: number): void;
-  lifBackward(dS: number, psi: number, slope: number, thr: number, wT: number, beta: number, perNeuron: number, thrAttached: number, T: number, B: number, H: number, b0: number, b1: number, g: number, carry: number): void;
+  lifBackward(
+    dS: number,
+    psi: number,
+    slope: number,
+    thr: number,
+    wT: number,
+    beta: number,
+    perNeuron: number,
+    thrAttached: number,
+    T: number,
+    B: number,
+    H: number,
+    b0: number,
+    b1: number,
+    g: number,
+    carry: number,
+  ): void;
   leakyScan(d: number, y0: number, kappa: number, T: number, n: number, y: number): void;
   leakyScanBack(dy: number, kappa: number, T: number, n: number, g: number): void;
 }
@@ -144,7 +208,10 @@ export function configureKernelPool(changes: Partial<KernelPoolOptions>): Kernel
   const before = poolOptions();
   for (const [key, value] of Object.entries(changes)) {
     if (!(key in before) || typeof value !== 'number' || !(value >= 0)) {
-      throw new SpikeflowError('CONFIG_INVALID', `configureKernelPool: '${key}' must be one of ${Object.keys(before).join(', ')} with a number >= 0, got ${String(value)}`);
+      throw new SpikeflowError(
+        'CONFIG_INVALID',
+        `configureKernelPool: '${key}' must be one of ${Object.keys(before).join(', ')} with a number >= 0, got ${String(value)}`,
+      );
     }
   }
   options = { ...before, ...changes };
@@ -240,13 +307,18 @@ function startWorkers(module: WebAssembly.Module, memory: WebAssembly.Memory, co
     const { port1, port2 } = new wt.MessageChannel();
     // No inherited flags: `--input-type=module` would make the source an ES module (no
     // `require`) that fails before it could signal anything, and preloads (`--import`) only slow it.
-    const worker = new wt.Worker(WORKER_SOURCE, { eval: true, execArgv: [], workerData: { module, memory, control, names: PARALLEL, port: port2 }, transferList: [port2] });
+    const worker = new wt.Worker(WORKER_SOURCE, {
+      eval: true,
+      execArgv: [],
+      workerData: { module, memory, control, names: PARALLEL, port: port2 },
+      transferList: [port2],
+    });
     worker.unref();
     port1.unref();
     const w: PoolWorker = { thread: i + 1, control: new Int32Array(control, 0, 16), args: new Float64Array(control, 64, 32), port: port1, worker };
     // Seen only while the main thread is free; a death during a call is seen through DEAD.
     worker.on('error', (e: unknown) => {
-      w.ended ??= e instanceof Error ? e.stack ?? e.message : String(e);
+      w.ended ??= e instanceof Error ? (e.stack ?? e.message) : String(e);
     });
     worker.on('exit', (code: number) => {
       w.ended ??= `the worker thread exited (code ${code})`;
@@ -264,9 +336,13 @@ function startWorkers(module: WebAssembly.Module, memory: WebAssembly.Memory, co
   if (started.length < pool.length) {
     const why = pool
       .filter((w) => !started.includes(w))
-      .map((w) => (Atomics.load(w.control, READY) === 0 ? `did not start within ${START_MS / 1000} s` : `failed to start: ${firstLine(endOf(w) ?? 'no error text')}`));
+      .map((w) =>
+        Atomics.load(w.control, READY) === 0 ? `did not start within ${START_MS / 1000} s` : `failed to start: ${firstLine(endOf(w) ?? 'no error text')}`,
+      );
     for (const w of pool) if (!started.includes(w)) void w.worker.terminate().catch(() => undefined);
-    warnOnce(`spikeflow kernels: ${pool.length - started.length} of ${count} worker threads ${why.join('; ')}. The kernels run on ${1 + started.length} thread(s) (results do not depend on the count). Set SPIKEFLOW_THREADS to choose the count.`);
+    warnOnce(
+      `spikeflow kernels: ${pool.length - started.length} of ${count} worker threads ${why.join('; ')}. The kernels run on ${1 + started.length} thread(s) (results do not depend on the count). Set SPIKEFLOW_THREADS to choose the count.`,
+    );
     started.forEach((w, i) => (w.thread = i + 1));
     return started;
   }
@@ -379,7 +455,7 @@ const MIN_PARALLEL_WORK = 1 << 17;
 /** The kernel region that runs now (set by {@link inKernel}), for messages. */
 let region = 'spikeflow kernels';
 
-/** Runs `f` as the kernel region `name` (e.g. `spikeflow.lifSequence (forward)`), which errors name. */
+/** Runs `f` as the kernel region `name` (e.g. `spikeflow.integrateFireSequence (forward)`), which errors name. */
 export function inKernel<T>(name: string, f: () => T): T {
   const outer = region;
   region = name;
@@ -411,10 +487,14 @@ function faultError(r: Runtime, kernel: Parallel, faults: readonly Fault[], caus
   const threads = 1 + r.workers.length;
   const who = f.thread === 0 ? `the main thread (of ${threads})` : `kernel worker thread ${f.thread} (of ${threads})`;
   const what =
-    f.kind === 'trap' ? `trapped in '${kernel}': ${firstLine(f.text)}` : f.kind === 'died' ? `died while running '${kernel}': ${firstLine(f.text)}` : `did not finish '${kernel}': ${f.text}`;
+    f.kind === 'trap'
+      ? `trapped in '${kernel}': ${firstLine(f.text)}`
+      : f.kind === 'died'
+        ? `died while running '${kernel}': ${firstLine(f.text)}`
+        : `did not finish '${kernel}': ${f.text}`;
   const remedy =
     f.kind === 'trap'
-      ? 'A trap is a bug in spikeflow\'s kernels: please report it with this message. Meanwhile run without the fast kernels (--no-kernels), or on one thread (SPIKEFLOW_THREADS=1) if it happens only on a worker.'
+      ? "A trap is a bug in spikeflow's kernels: please report it with this message. Meanwhile run without the fast kernels (--no-kernels), or on one thread (SPIKEFLOW_THREADS=1) if it happens only on a worker."
       : f.kind === 'died'
         ? 'If it happens again, run the kernels on one thread (SPIKEFLOW_THREADS=1) or without them (--no-kernels).'
         : 'If it happens again, run the kernels on one thread (SPIKEFLOW_THREADS=1) or without them (--no-kernels); on a machine so busy that a healthy worker can stall this long, raise the deadline (SPIKEFLOW_KERNEL_DEADLINE_MS).';
@@ -481,7 +561,14 @@ let mainFault = false;
  * every worker was joined (a hung one stopped), and discards the runtime: memory, instance and
  * workers. The next call starts a fresh pool with the full thread count.
  */
-export function parallelRows(kernel: Parallel, rows: number, args: (r0: number, r1: number, part: number) => number[], work = Infinity, stage?: (r0: number, r1: number) => void, align = 1): number[] {
+export function parallelRows(
+  kernel: Parallel,
+  rows: number,
+  args: (r0: number, r1: number, part: number) => number[],
+  work = Infinity,
+  stage?: (r0: number, r1: number) => void,
+  align = 1,
+): number[] {
   const r = rt();
   const fn = r.exports[kernel] as (...a: number[]) => number | undefined;
   const parts = partsIn(r, rows, work, align);
@@ -492,7 +579,7 @@ export function parallelRows(kernel: Parallel, rows: number, args: (r0: number, 
     try {
       return [fn(...a) ?? 0];
     } catch (e) {
-      throw faultError(r, kernel, [{ thread: 0, kind: 'trap', text: e instanceof Error ? e.stack ?? e.message : String(e) }], e);
+      throw faultError(r, kernel, [{ thread: 0, kind: 'trap', text: e instanceof Error ? (e.stack ?? e.message) : String(e) }], e);
     }
   }
   const blocks = Math.ceil(rows / align);
@@ -532,7 +619,7 @@ export function parallelRows(kernel: Parallel, rows: number, args: (r0: number, 
     error = { e, trap: false };
   }
   const faults = join(jobs, mainMs);
-  if (error?.trap) faults.unshift({ thread: 0, kind: 'trap', text: error.e instanceof Error ? error.e.stack ?? error.e.message : String(error.e) });
+  if (error?.trap) faults.unshift({ thread: 0, kind: 'trap', text: error.e instanceof Error ? (error.e.stack ?? error.e.message) : String(error.e) });
   if (faults.length > 0) throw faultError(r, kernel, faults, error?.e);
   if (error) throw error.e;
   const results = [first];

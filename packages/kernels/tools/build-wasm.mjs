@@ -21,7 +21,18 @@ export async function compileKernels(shared = false) {
   try {
     const out = join(dir, 'snn.wasm');
     const memory = shared ? ['--importMemory', '--sharedMemory', '--initialMemory', '2', '--maximumMemory', '65536', '--enable', 'threads'] : [];
-    const { error, stderr } = await asc.main([join(root, 'assembly/snn.ts'), '-O3', '--enable', 'simd', '--runtime', 'stub', '--noAssert', ...memory, '--outFile', out]);
+    const { error, stderr } = await asc.main([
+      join(root, 'assembly/snn.ts'),
+      '-O3',
+      '--enable',
+      'simd',
+      '--runtime',
+      'stub',
+      '--noAssert',
+      ...memory,
+      '--outFile',
+      out,
+    ]);
     if (error) throw new Error(`asc failed: ${error.message}\n${stderr.toString()}`);
     return readFileSync(out);
   } finally {
@@ -48,7 +59,7 @@ export function embedded(own, shared, source = kernelsSource()) {
     `export const SNN_WASM_BASE64 =\n  '${own.toString('base64')}';\n` +
     '/** The kernels importing a shared memory, for worker threads. */\n' +
     `export const SNN_SHARED_WASM_BASE64 =\n  '${shared.toString('base64')}';\n` +
-    '/** SHA-256 of the two modules above and of src/kernels.ts: changes whenever the kernels\' code does. */\n' +
+    "/** SHA-256 of the two modules above and of src/kernels.ts: changes whenever the kernels' code does. */\n" +
     `export const KERNELS_DIGEST = '${kernelsDigest(own, shared, source)}';\n`
   );
 }

@@ -5,8 +5,22 @@ describe('lineChart', () => {
   it('draws one polyline and one legend entry per series, escaping text', () => {
     const svg = lineChart(
       [
-        { name: 'bptt', points: [[100, 1e6], [250, 2.5e6], [500, 5e6]] },
-        { name: 'tbptt <k=50>', points: [[100, 1e5], [250, 1e5], [500, 1e5]] },
+        {
+          name: 'bptt',
+          points: [
+            [100, 1e6],
+            [250, 2.5e6],
+            [500, 5e6],
+          ],
+        },
+        {
+          name: 'tbptt <k=50>',
+          points: [
+            [100, 1e5],
+            [250, 1e5],
+            [500, 1e5],
+          ],
+        },
       ],
       { title: 'memory & T', xLabel: 'T', yLabel: 'bytes', logX: true, logY: true },
     );
@@ -22,13 +36,39 @@ describe('lineChart', () => {
   });
 
   it('skips non-finite points and non-positive ones on log axes', () => {
-    const svg = lineChart([{ name: 'a', points: [[1, NaN], [2, 0], [3, 5], [4, 6]] }], { title: 't', xLabel: 'x', yLabel: 'y', logY: true });
+    const svg = lineChart(
+      [
+        {
+          name: 'a',
+          points: [
+            [1, NaN],
+            [2, 0],
+            [3, 5],
+            [4, 6],
+          ],
+        },
+      ],
+      { title: 't', xLabel: 'x', yLabel: 'y', logY: true },
+    );
     const pts = /<polyline[^>]*points="([^"]+)"/.exec(svg)![1]!.split(' ');
     expect(pts.length).toBe(2);
   });
 
   it('renders to PNG when @resvg/resvg-js is installed, or says it cannot (null)', async () => {
-    const png = await svgToPng(lineChart([{ name: 'a', points: [[0, 0], [1, 1]] }], { title: 't', xLabel: 'x', yLabel: 'y' }));
+    const png = await svgToPng(
+      lineChart(
+        [
+          {
+            name: 'a',
+            points: [
+              [0, 0],
+              [1, 1],
+            ],
+          },
+        ],
+        { title: 't', xLabel: 'x', yLabel: 'y' },
+      ),
+    );
     if (png) expect(Array.from(png.subarray(1, 4))).toEqual([0x50, 0x4e, 0x47]);
     else expect(png).toBeNull();
   });

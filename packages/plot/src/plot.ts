@@ -71,7 +71,10 @@ export function lineChart(series: readonly Series[], o: PlotOptions): string {
   ];
   for (const t of ticks(x0, x1, o.logX)) {
     const x = px(t);
-    out.push(`<line x1="${x}" y1="${m.t}" x2="${x}" y2="${H - m.b}" stroke="#eee"/>`, `<text x="${x}" y="${H - m.b + 16}" text-anchor="middle">${fmt(t)}</text>`);
+    out.push(
+      `<line x1="${x}" y1="${m.t}" x2="${x}" y2="${H - m.b}" stroke="#eee"/>`,
+      `<text x="${x}" y="${H - m.b + 16}" text-anchor="middle">${fmt(t)}</text>`,
+    );
   }
   for (const t of ticks(y0, y1, o.logY)) {
     const y = py(t);
@@ -85,9 +88,13 @@ export function lineChart(series: readonly Series[], o: PlotOptions): string {
   series.forEach((s, i) => {
     const c = COLORS[i % COLORS.length]!;
     const p = s.points.filter(ok);
-    if (p.length > 1) out.push(`<polyline fill="none" stroke="${c}" stroke-width="1.8" points="${p.map(([x, y]) => `${px(x).toFixed(1)},${py(y).toFixed(1)}`).join(' ')}"/>`);
+    if (p.length > 1)
+      out.push(`<polyline fill="none" stroke="${c}" stroke-width="1.8" points="${p.map(([x, y]) => `${px(x).toFixed(1)},${py(y).toFixed(1)}`).join(' ')}"/>`);
     for (const [x, y] of p.length <= 40 ? p : []) out.push(`<circle cx="${px(x).toFixed(1)}" cy="${py(y).toFixed(1)}" r="2.5" fill="${c}"/>`);
-    out.push(`<rect x="${W - m.r - 150}" y="${m.t + 8 + i * 18}" width="12" height="3" fill="${c}"/>`, `<text x="${W - m.r - 132}" y="${m.t + 13 + i * 18}">${esc(s.name)}</text>`);
+    out.push(
+      `<rect x="${W - m.r - 150}" y="${m.t + 8 + i * 18}" width="12" height="3" fill="${c}"/>`,
+      `<text x="${W - m.r - 132}" y="${m.t + 13 + i * 18}">${esc(s.name)}</text>`,
+    );
   });
   out.push('</svg>');
   return out.join('\n');

@@ -12,7 +12,7 @@ import {
   type KernelName,
   type KernelRegistration,
   type KernelSignatures,
-  type LifSequenceParams,
+  type IntegrateFireSequenceParams,
   type Tensor,
 } from '@spikeflow/core';
 
@@ -45,9 +45,32 @@ interface KernelCase {
 
 const lifCase = (
   name: string,
-  o: { T?: number; B?: number; H?: number; rec?: boolean; recScale?: number; resetDetach?: boolean; perNeuron?: boolean; mean?: number; analogS0?: boolean; surrogate?: LifSequenceParams['surrogate']; tolerance?: number } = {},
+  o: {
+    T?: number;
+    B?: number;
+    H?: number;
+    rec?: boolean;
+    recScale?: number;
+    resetDetach?: boolean;
+    perNeuron?: boolean;
+    mean?: number;
+    analogS0?: boolean;
+    surrogate?: IntegrateFireSequenceParams['surrogate'];
+    tolerance?: number;
+  } = {},
 ): KernelCase => {
-  const { T = 7, B = 3, H = 6, rec = true, recScale = 0.5, resetDetach = false, perNeuron = false, mean = 0.4, analogS0 = false, surrogate = fastSigmoid({ slope: 5 }) } = o;
+  const {
+    T = 7,
+    B = 3,
+    H = 6,
+    rec = true,
+    recScale = 0.5,
+    resetDetach = false,
+    perNeuron = false,
+    mean = 0.4,
+    analogS0 = false,
+    surrogate = fastSigmoid({ slope: 5 }),
+  } = o;
   return {
     name,
     ...(o.tolerance ? { tolerance: o.tolerance } : {}),
@@ -58,7 +81,7 @@ const lifCase = (
       perNeuron ? tf.randomUniform([H], 0.5, 0.95, 'float32', 15) : tf.scalar(0.85),
       ...(rec ? [tf.randomNormal([H, H], 0, recScale, 'float32', 14)] : []),
     ],
-    call: (impl: KernelSignatures['spikeflow.lifSequence'], [currents, v, s, beta, wRec]) => {
+    call: (impl: KernelSignatures['spikeflow.integrateFireSequence'], [currents, v, s, beta, wRec]) => {
       const r = impl(currents!, { v: v!, s: s! }, wRec, { beta: beta!, threshold: 0.7, resetDetach, surrogate });
       // The final state is values only: it must equal the last step of the window.
       const lastS = tf.tidy(() => tf.reshape(tf.slice(r.spikes, [r.spikes.shape[0]! - 1, 0, 0], [1, -1, -1]), r.final.s.shape));
@@ -76,7 +99,19 @@ function windowInput(shape: number[], p: number, analog: boolean, seed: number):
 
 const lifLayerCase = (
   name: string,
-  o: { T?: number; B?: number; I?: number; H?: number; p?: number; analog?: boolean; bias?: boolean; rec?: boolean; resetDetach?: boolean; perNeuron?: boolean; tolerance?: number } = {},
+  o: {
+    T?: number;
+    B?: number;
+    I?: number;
+    H?: number;
+    p?: number;
+    analog?: boolean;
+    bias?: boolean;
+    rec?: boolean;
+    resetDetach?: boolean;
+    perNeuron?: boolean;
+    tolerance?: number;
+  } = {},
 ): KernelCase => {
   const { T = 7, B = 3, I = 30, H = 37, p = 0.2, analog = false, bias = true, rec = true, resetDetach = false, perNeuron = false } = o;
   return {
@@ -91,7 +126,7 @@ const lifLayerCase = (
       ...(bias ? [tf.randomNormal([H], 0.2, 0.3, 'float32', 26)] : []),
       ...(rec ? [tf.randomNormal([H, H], 0, 0.3, 'float32', 27)] : []),
     ],
-    call: (impl: KernelSignatures['spikeflow.lifLayer'], [x, w, v, s, beta, ...rest]) => {
+    call: (impl: KernelSignatures['spikeflow.integrateFireLayer'], [x, w, v, s, beta, ...rest]) => {
       const b = bias ? rest[0] : undefined;
       const wRec = rec ? rest[bias ? 1 : 0] : undefined;
       const r = impl(x!, w!, b, { v: v!, s: s! }, wRec, { beta: beta!, threshold: 0.7, resetDetach, surrogate: fastSigmoid({ slope: 5 }) });
@@ -104,7 +139,10 @@ const lifLayerCase = (
   } as KernelCase;
 };
 
-const leakyReadoutCase = (name: string, o: { T?: number; B?: number; H?: number; O?: number; p?: number; analog?: boolean; bias?: boolean } = {}): KernelCase => {
+const leakyReadoutCase = (
+  name: string,
+  o: { T?: number; B?: number; H?: number; O?: number; p?: number; analog?: boolean; bias?: boolean } = {},
+): KernelCase => {
   const { T = 6, B = 3, H = 40, O = 20, p = 0.15, analog = false, bias = true } = o;
   return {
     name,
@@ -180,7 +218,7 @@ export const kernelCases: { readonly [K in KernelName]: readonly KernelCase[] } 
       ],
       call: (impl: KernelSignatures['spikeflow.eventDense'], [x, w]) => impl(x!, w!),
     } as KernelCase),
-  'spikeflow.lifSequence': [
+  'spikeflow.integrateFireSequence': [
     lifCase('recurrent, reset attached'),
     lifCase('recurrent, reset detached', { resetDetach: true }),
     lifCase('feed-forward', { rec: false }),
@@ -199,7 +237,7 @@ export const kernelCases: { readonly [K in KernelName]: readonly KernelCase[] } 
     // where one writing past its range would overwrite the next one's (the weight gradient).
     lifCase('sparse spikes over a long window (T 40, B 64, H 256)', { T: 40, B: 64, H: 256, mean: -0.8, recScale: 0.02, perNeuron: true }),
   ],
-  'spikeflow.lifLayer': [
+  'spikeflow.integrateFireLayer': [
     lifLayerCase('spikes, bias, recurrent, 37 neurons (a block of 32 and 5 more)'),
     lifLayerCase('no bias, feed-forward', { bias: false, rec: false }),
     lifLayerCase('analog input', { analog: true }),

@@ -1,5 +1,16 @@
 import { expect } from 'vitest';
-import { disposeTree, paramGrads, tf, type LearningRule, type NamedTensorMap, type Network, type Optimizer, type SequenceBatch, type TemporalLoss, type TensorTree } from '@spikeflow/core';
+import {
+  disposeTree,
+  paramGrads,
+  tf,
+  type LearningRule,
+  type NamedTensorMap,
+  type Network,
+  type Optimizer,
+  type SequenceBatch,
+  type TemporalLoss,
+  type TensorTree,
+} from '@spikeflow/core';
 import { relativeError } from './fixtures.js';
 
 /** Gradients by parameter name, as plain numbers. */
@@ -70,7 +81,6 @@ export function sumGrads(...gs: Grads[]): Grads {
   return out;
 }
 
-
 /** The largest absolute difference between two gradient records over the names of `a` (absent in `b` = 0), optionally only names `only` accepts. */
 export function maxGradDiff(a: Grads, b: Grads, only?: (name: string) => boolean): number {
   let m = 0;
@@ -104,6 +114,12 @@ export function randomBatch({
     const x = tf.cast(tf.less(tf.randomUniform([steps, batch, inputs], 0, 1, 'float32', seed), density), 'float32');
     if (loss.target.startsWith('values [T')) return { inputs: x, targets: tf.randomUniform([steps, batch, outputs], -1, 1, 'float32', seed + 1) };
     if (loss.target.startsWith('values')) return { inputs: x, targets: tf.randomUniform([batch, outputs], -1, 1, 'float32', seed + 1) };
-    return { inputs: x, targets: tf.tensor1d(Array.from({ length: batch }, (_, b) => b % outputs), 'int32') };
+    return {
+      inputs: x,
+      targets: tf.tensor1d(
+        Array.from({ length: batch }, (_, b) => b % outputs),
+        'int32',
+      ),
+    };
   }) as unknown as SequenceBatch;
 }

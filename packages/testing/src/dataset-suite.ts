@@ -57,7 +57,10 @@ export function describeDataset(name: string, open: () => Promise<Dataset>, opti
         const count = ds.batchCount(split, { batchSize });
         if (max === Infinity) {
           expect(batches.length, split).toBe(count);
-          expect(batches.reduce((n, b) => n + b.shape[1]!, 0), split).toBe(d.samples[split]);
+          expect(
+            batches.reduce((n, b) => n + b.shape[1]!, 0),
+            split,
+          ).toBe(d.samples[split]);
         }
         for (const b of batches) {
           const B = b.shape[1]!;
@@ -66,7 +69,10 @@ export function describeDataset(name: string, open: () => Promise<Dataset>, opti
           expect(b.inputs.every(Number.isFinite), `${split}: inputs are finite`).toBe(true);
           if (d.target === 'labels') {
             expect(b.targetShape).toEqual([B]);
-            expect(b.targets.every((y) => Number.isInteger(y) && y >= 0 && y < d.outputs), `${split}: labels in 0..${d.outputs - 1}`).toBe(true);
+            expect(
+              b.targets.every((y) => Number.isInteger(y) && y >= 0 && y < d.outputs),
+              `${split}: labels in 0..${d.outputs - 1}`,
+            ).toBe(true);
           } else if (d.target === 'values-last') {
             expect(b.targetShape).toEqual([B, d.outputs]);
           } else {
@@ -103,7 +109,10 @@ export function describeDataset(name: string, open: () => Promise<Dataset>, opti
       await ds.close();
       await ds.close();
       const refused = async (f: () => Promise<unknown>) => {
-        const e = await f().then(() => undefined, (err: unknown) => err);
+        const e = await f().then(
+          () => undefined,
+          (err: unknown) => err,
+        );
         expect(isSpikeflowError(e, 'CLOSED'), String(e)).toBe(true);
       };
       await refused(() => take(ds, split, { batchSize, seed: 3 }, 1));

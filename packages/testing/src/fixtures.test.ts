@@ -40,7 +40,19 @@ describe('fixture helpers', () => {
     expect(spec.layers[0]).toMatchObject({ neuron: 'ltc', size: 5, recurrent: true, params: { threshold: 'adaptive', b0: 0.2, beta: 1.2 } });
     expect(spec.surrogate).toEqual({ name: 'multi_gaussian', sigma: 0.3, height: 0.15, scale: 6, gamma: 0.5 });
     expect(Object.keys(fixtureParams(a.params)).sort()).toEqual(
-      ['layers.0.W', 'layers.0.W_rec', 'layers.0.alpha_W', 'layers.0.alpha_b', 'layers.0.b', 'layers.0.rho_W', 'layers.0.rho_b', 'readout.W', 'readout.W_kappa', 'readout.b', 'readout.b_kappa'].sort(),
+      [
+        'layers.0.W',
+        'layers.0.W_rec',
+        'layers.0.alpha_W',
+        'layers.0.alpha_b',
+        'layers.0.b',
+        'layers.0.rho_W',
+        'layers.0.rho_b',
+        'readout.W',
+        'readout.W_kappa',
+        'readout.b',
+        'readout.b_kappa',
+      ].sort(),
     );
     expect(Object.keys(fixtureParams(a.expected.grads))).toEqual(Object.keys(fixtureParams(a.params)));
     const add = fixtureModelSpec(read('ltc_fixed_membrane_add'));
@@ -68,7 +80,14 @@ describe('fixture helpers', () => {
     const text = formatReports(
       [
         { name: 'a', pass: true, spikeMismatches: 0, errors: { loss: 1e-7, readout: 2e-7, finalState: 0, grads: 3e-6 }, worst: 3e-6, failures: [] },
-        { name: 'b', pass: false, spikeMismatches: 2, errors: { loss: 1e-2, readout: 0, finalState: 0, grads: 0, tbptt: 0 }, worst: 1e-2, failures: ['loss L: too big'] },
+        {
+          name: 'b',
+          pass: false,
+          spikeMismatches: 2,
+          errors: { loss: 1e-2, readout: 0, finalState: 0, grads: 0, tbptt: 0 },
+          worst: 1e-2,
+          failures: ['loss L: too big'],
+        },
       ],
       'cpu',
     );

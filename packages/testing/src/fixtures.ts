@@ -79,7 +79,11 @@ export function fixtureModelSpec(f: Fixture): ModelSpec {
       neuron: l.neuron,
       size: l.size,
       recurrent: l.recurrent,
-      params: Object.fromEntries(Object.entries(l).filter(([k]) => !LAYER_STRUCTURE.has(k)).map(([k, v]) => [camel(k), v])),
+      params: Object.fromEntries(
+        Object.entries(l)
+          .filter(([k]) => !LAYER_STRUCTURE.has(k))
+          .map(([k, v]) => [camel(k), v]),
+      ),
     })),
     readout: {
       size: f.sizes.outputs,
@@ -142,7 +146,7 @@ export async function checkFixture(f: Fixture, registry: Registry, { tolerance =
   if (!entry) throw new SpikeflowError('UNKNOWN_NAME', `fixtures: rule '${rule}' is not loaded (load @spikeflow/rule-bptt)`);
   const loss = registry.losses.get(f.loss.name);
   if (!loss) throw new SpikeflowError('UNKNOWN_NAME', `fixture '${f.name}': loss '${f.loss.name}' is not known`);
-  const net = buildNetwork(fixtureModelSpec(f), { neurons: registry.neurons, surrogates: registry.surrogates.values() }, { kernels: registry.kernels });
+  const net = buildNetwork(fixtureModelSpec(f), registry, { kernels: registry.kernels });
   const failures: string[] = [];
   const worstOf = (label: string, pairs: [string, ArrayLike<number>, ArrayLike<number>][]) => {
     let worst = 0;
@@ -180,11 +184,11 @@ export async function checkFixture(f: Fixture, registry: Registry, { tolerance =
         }),
       ),
     );
-    disposeTree(fwd as never);
+    disposeTree(fwd);
 
     // Gradients through the rule, captured instead of applied.
     const gradsOf = (options: Record<string, unknown>) => {
-      const r = entry.create(options as never);
+      const r = entry.create(options);
       let captured: Record<string, Float32Array> = {};
       const state = r.init(net);
       const { state: next, report } = r.update({ inputs, targets }, state, {
@@ -242,7 +246,8 @@ export async function readFixtures(dir: string): Promise<{ file: string; fixture
         throw new SpikeflowError('DATA_INVALID', `fixtures: ${file} is not valid JSON`, { path: join(dir, file) }, { cause });
       }
       for (const key of ['sizes', 'layers', 'readout', 'surrogate', 'loss', 'params', 'inputs', 'targets', 'expected'] as const) {
-        if (fixture[key] === undefined) throw new SpikeflowError('DATA_INVALID', `fixtures: ${file} lacks '${key}' (see the schema in fixtures/README.md)`, { path: join(dir, file) });
+        if (fixture[key] === undefined)
+          throw new SpikeflowError('DATA_INVALID', `fixtures: ${file} lacks '${key}' (see the schema in fixtures/README.md)`, { path: join(dir, file) });
       }
       return { file, fixture: { ...fixture, name: fixture.name ?? file } };
     }),
@@ -275,7 +280,10 @@ export async function checkFixtureDir(dir: string, options: CheckDirOptions = {}
   const backendName = options.backend ?? 'wasm';
   const backend = registry.backends.get(backendName);
   if (!backend) {
-    throw new SpikeflowError('UNKNOWN_NAME', `fixtures: backend '${backendName}' is not loaded (loaded: ${[...registry.backends.keys()].join(', ') || 'none'})`);
+    throw new SpikeflowError(
+      'UNKNOWN_NAME',
+      `fixtures: backend '${backendName}' is not loaded (loaded: ${[...registry.backends.keys()].join(', ') || 'none'})`,
+    );
   }
   await backend.activate();
   const reports: FixtureReport[] = [];

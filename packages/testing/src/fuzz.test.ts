@@ -20,7 +20,12 @@ describe('fuzz helpers', () => {
     expect([...mutate(bytes(), { kind: 'flip', at: 3, bit: 0 })]).toEqual([]);
     // A Node Buffer (whose slice is a view) is never changed either.
     const buf = Buffer.from([1, 2, 3, 4, 5]);
-    for (const m of [{ kind: 'flip', at: 0, bit: 0 }, { kind: 'set', at: 1, value: 9 }, { kind: 'int32', at: 0, value: -1, littleEndian: true }] as const) mutate(buf, m);
+    for (const m of [
+      { kind: 'flip', at: 0, bit: 0 },
+      { kind: 'set', at: 1, value: 9 },
+      { kind: 'int32', at: 0, value: -1, littleEndian: true },
+    ] as const)
+      mutate(buf, m);
     expect([...buf]).toEqual([1, 2, 3, 4, 5]);
   });
 
@@ -34,16 +39,26 @@ describe('fuzz helpers', () => {
   });
 
   it('fuzzReader counts refusals and fails on any other error, naming the reader', async () => {
-    const ok = await fuzzReader('parity', fc.nat(), (n) => {
-      if (n % 2) throw new SpikeflowError('DATA_INVALID', 'odd');
-    }, { runs: 50, seed: 3 });
+    const ok = await fuzzReader(
+      'parity',
+      fc.nat(),
+      (n) => {
+        if (n % 2) throw new SpikeflowError('DATA_INVALID', 'odd');
+      },
+      { runs: 50, seed: 3 },
+    );
     expect(ok.cases).toBe(50);
     expect(ok.accepted + ok.refused).toBe(50);
     expect(ok.refused).toBeGreaterThan(0);
     await expect(
-      fuzzReader('typed', fc.nat(), (n) => {
-        if (n > 3) throw new TypeError('boom');
-      }, { runs: 50, seed: 3 }),
+      fuzzReader(
+        'typed',
+        fc.nat(),
+        (n) => {
+          if (n > 3) throw new TypeError('boom');
+        },
+        { runs: 50, seed: 3 },
+      ),
     ).rejects.toThrow(/typed: threw TypeError: boom, not a SpikeflowError/);
   });
 });

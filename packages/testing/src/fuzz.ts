@@ -48,7 +48,12 @@ const position = fc.oneof({ weight: 3, arbitrary: fc.nat(96) }, { weight: 2, arb
 export const mutation: fc.Arbitrary<Mutation> = fc.oneof(
   fc.record({ kind: fc.constant('flip' as const), at: position, bit: fc.nat(7) }),
   fc.record({ kind: fc.constant('set' as const), at: position, value: fc.oneof(fc.constantFrom(...INTERESTING_8), fc.nat(255)) }),
-  fc.record({ kind: fc.constant('int32' as const), at: position, value: fc.oneof(fc.constantFrom(...INTERESTING_32), fc.integer()), littleEndian: fc.boolean() }),
+  fc.record({
+    kind: fc.constant('int32' as const),
+    at: position,
+    value: fc.oneof(fc.constantFrom(...INTERESTING_32), fc.integer()),
+    littleEndian: fc.boolean(),
+  }),
   fc.record({ kind: fc.constant('truncate' as const), at: fc.nat() }),
   fc.record({ kind: fc.constant('insert' as const), at: position, bytes: fc.uint8Array({ minLength: 1, maxLength: 32 }) }),
   fc.record({ kind: fc.constant('delete' as const), at: position, length: fc.integer({ min: 1, max: 64 }) }),
@@ -107,7 +112,10 @@ export function mutate(bytes: Uint8Array, m: Mutation): Uint8Array {
  * (most cases), a seed unchanged, or random bytes (optionally starting with one seed's first
  * `keepPrefix` bytes, so that a magic number check does not stop every random case at once).
  */
-export function mutatedBytes(seeds: readonly Uint8Array[], { keepPrefix = 0, maxRandom = 4096 }: { keepPrefix?: number; maxRandom?: number } = {}): fc.Arbitrary<Uint8Array> {
+export function mutatedBytes(
+  seeds: readonly Uint8Array[],
+  { keepPrefix = 0, maxRandom = 4096 }: { keepPrefix?: number; maxRandom?: number } = {},
+): fc.Arbitrary<Uint8Array> {
   if (seeds.length === 0) throw new Error('mutatedBytes: give at least one seed input');
   const seed = fc.nat(seeds.length - 1).map((i) => new Uint8Array(seeds[i]!));
   const mutated = fc.tuple(seed, fc.array(mutation, { minLength: 1, maxLength: 8 })).map(([s, ms]) => ms.reduce(mutate, s));

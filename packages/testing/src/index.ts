@@ -8,6 +8,8 @@ export type { DatasetSuiteOptions } from './dataset-suite.js';
 export * from './fixtures.js';
 export { captureUpdates, bpttGrads, expectGradsClose, gradsOf, maxGradDiff, randomBatch, sumGrads } from './capture.js';
 export type { Grads } from './capture.js';
+export { batchFor, errorOf, smallNetwork, trainStep } from './kit.js';
+export type { SmallNetworkOptions, TrainStepOptions, TrainStepResult } from './kit.js';
 export { expectExactResume } from './resume.js';
 export { fuzzReader, fuzzRuns, fuzzSeed, mutate, mutatedBytes, mutatedText, mutation } from './fuzz.js';
 export type { FuzzCount, FuzzOptions, Mutation } from './fuzz.js';

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   detach,
   disposeTree,
+  tidy,
   neuronParamTensor,
   parseSchema,
   referenceKernels,
@@ -92,7 +93,10 @@ export function describeNeuron(model: AnyNeuronModel, { configs = [{}], batch = 
         const spikes = Array.from(out.spikes.dataSync());
         expect(spikes.every((s) => s === 0 || s === 1)).toBe(true);
         expect(spikes.some((s) => s === 1)).toBe(true);
-        disposeTree([state, out, current] as never);
+        // The fields it names are state fields; the spike field holds the step's spikes.
+        for (const key of [model.spikes, model.membrane]) if (key !== undefined) expect(model.stateKeys).toContain(key);
+        if (model.spikes !== undefined) expect(Array.from(out.state[model.spikes]!.dataSync())).toEqual(spikes);
+        disposeTree([state, out, current]);
         dispose();
       });
 
@@ -112,7 +116,7 @@ export function describeNeuron(model: AnyNeuronModel, { configs = [{}], batch = 
         }
         expect(Array.from(a.spikes.dataSync())).toEqual(Array.from(b.spikes.dataSync()));
         expect(current.isDisposed).toBe(false);
-        disposeTree([state, a, b, current] as never);
+        disposeTree([state, a, b, current]);
         dispose();
       });
 
@@ -124,11 +128,11 @@ export function describeNeuron(model: AnyNeuronModel, { configs = [{}], batch = 
         const current = tf.randomUniform([batch, size], 0, 2, 'float32', 3);
         const base = tf.memory().numTensors;
         for (let i = 0; i < 5; i++) {
-          const out = tf.tidy(() => model.step(params, state, current, ctx) as never) as { state: NeuronState; spikes: Tensor };
-          disposeTree(out as never, state);
+          const out = tidy(() => model.step(params, state, current, ctx));
+          disposeTree(out, state);
         }
         expect(tf.memory().numTensors).toBe(base);
-        disposeTree([state, current] as never);
+        disposeTree([state, current]);
         dispose();
       });
 
@@ -141,15 +145,14 @@ export function describeNeuron(model: AnyNeuronModel, { configs = [{}], batch = 
         const smooth: NeuronStepContext = { spike: (x) => surrogate.primitive(x), surrogate, detach, dense };
         const state = warmState(model, params, batch, size, sharp);
         const current = tf.randomUniform([batch, size], -0.5, 2.5, 'float32', 5);
-        const gradOf = (c: NeuronStepContext) =>
-          tf.grad((i: Tensor) => tf.sum(model.step(params, state, i, c).spikes))(current);
+        const gradOf = (c: NeuronStepContext) => tf.grad((i: Tensor) => tf.sum(model.step(params, state, i, c).spikes))(current);
         const gSharp = gradOf(sharp);
         const gSmooth = gradOf(smooth);
         expect(tf.max(tf.abs(gSharp)).dataSync()[0]).toBeGreaterThan(0);
         const a = gSharp.dataSync();
         const b = gSmooth.dataSync();
         for (let i = 0; i < a.length; i++) expect(a[i]).toBeCloseTo(b[i]!, 5);
-        disposeTree([state, current, gSharp, gSmooth] as never);
+        disposeTree([state, current, gSharp, gSmooth]);
         dispose();
       });
 
@@ -166,26 +169,33 @@ export function describeNeuron(model: AnyNeuronModel, { configs = [{}], batch = 
             const current = tf.randomUniform([batch, size], -0.5, 2.5, 'float32', 9);
             const g = tf.grad((v: Tensor) => tf.sum(model.step(params, { ...state, [key]: v }, current, ctx).state[key]!))(state[key]!);
             for (const x of g.dataSync()) expect(x).toBeCloseTo(decay, 5);
-            disposeTree([state, current, g] as never);
+            disposeTree([state, current, g]);
           }
           dispose();
         });
       }
 
-      if (model.lifKernel) {
+      if (model.integrateFire) {
         it(`a LIF kernel it declares runs exactly its steps: spikes, membrane and gradients over 6 steps (${label})`, async () => {
           await setup?.();
           const config = validated(model, raw);
           const { params, dispose } = makeParams(model, config, size);
-          const k = model.lifKernel!(params);
+          const k = model.integrateFire!(params);
           if (k !== undefined) {
             const c: NeuronStepContext = { ...ctx, surrogate: fastSigmoid({ slope: 3 }), spike: spikeFn(fastSigmoid({ slope: 3 })) };
             const init = warmState(model, params, batch, size, c);
-            expect(Object.keys(init).sort(), 'a LIF kernel runs on a state { v, s }').toEqual(['s', 'v']);
+            const vKey = model.membrane;
+            const sKey = model.spikes;
+            expect(vKey, 'a neuron with the fused form names its membrane field').toBeDefined();
+            expect(sKey, 'a neuron with the fused form names its spike field').toBeDefined();
+            expect(Object.keys(init).sort(), 'the fused form runs on a state of exactly its membrane and spike fields').toEqual([vKey!, sKey!].sort());
             const currents = tf.randomUniform([6, batch, size], -0.5, 2.5, 'float32', 31);
             const dy = tf.randomNormal([6, batch, size], 0, 1, 'float32', 32);
             const byKernel = (cu: Tensor) => {
-              const r = referenceKernels['spikeflow.lifSequence'](cu, { v: init['v']!, s: init['s']! }, undefined, { ...k, surrogate: c.surrogate });
+              const r = referenceKernels['spikeflow.integrateFireSequence'](cu, { v: init[vKey!]!, s: init[sKey!]! }, undefined, {
+                ...k,
+                surrogate: c.surrogate,
+              });
               return { spikes: r.spikes, v: r.final.v };
             };
             const bySteps = (cu: Tensor) => {
@@ -196,7 +206,7 @@ export function describeNeuron(model: AnyNeuronModel, { configs = [{}], batch = 
                 out.push(next.spikes);
                 state = next.state as NeuronState;
               }
-              return { spikes: tf.stack(out), v: state['v']! };
+              return { spikes: tf.stack(out), v: state[vKey!]! };
             };
             const a = tf.tidy(() => byKernel(currents));
             const b = tf.tidy(() => bySteps(currents));
@@ -208,7 +218,7 @@ export function describeNeuron(model: AnyNeuronModel, { configs = [{}], batch = 
             const gbd = gb.dataSync();
             expect(Math.max(...Array.from(gbd, Math.abs))).toBeGreaterThan(0);
             ga.dataSync().forEach((x, i) => expect(x).toBeCloseTo(gbd[i]!, 5));
-            disposeTree([a, b, ga, gb, currents, dy, init] as never);
+            disposeTree([a, b, ga, gb, currents, dy, init]);
           }
           dispose();
         });
@@ -227,7 +237,8 @@ export function describeNeuron(model: AnyNeuronModel, { configs = [{}], batch = 
           const current = tf.randomUniform([batch, size], -0.5, 2.5, 'float32', 21);
           const keys = model.stateKeys as readonly string[];
           const next = model.step(params, prev, current, c);
-          expect(next.spikes.dataSync()).toEqual(next.state[capability.spikes]!.dataSync());
+          expect(model.spikes, 'a neuron with local Jacobians names its spike field (learning signals enter there)').toBeDefined();
+          expect(next.spikes.dataSync()).toEqual(next.state[model.spikes!]!.dataSync());
           const J = capability.jacobians(params, prev, next.state, current, c);
           expect(J.state.length).toBe(keys.length);
           expect(J.current.length).toBe(keys.length);
@@ -255,7 +266,7 @@ export function describeNeuron(model: AnyNeuronModel, { configs = [{}], batch = 
             disposeTree(grads);
           });
           expect(nonZero).toBeGreaterThan(0);
-          disposeTree([prev, current, next.state, J as never] as never);
+          disposeTree([prev, current, next.state, J]);
           dispose();
         });
       }
@@ -280,7 +291,7 @@ export function describeNeuron(model: AnyNeuronModel, { configs = [{}], batch = 
             expect(tf.max(tf.abs(g)).dataSync()[0]).toBeGreaterThan(0);
             g.dispose();
           }
-          disposeTree([state, c1, c2] as never);
+          disposeTree([state, c1, c2]);
           dispose();
         });
       }

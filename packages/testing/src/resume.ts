@@ -13,7 +13,13 @@ import { Trainer, loadCheckpoint, treeLeaves, type TensorTree, type TrainerParts
  */
 export async function expectExactResume(
   parts: () => TrainerParts,
-  { epochs = 2, batchSize = 16, seed = 3, every = 3, crashAt = 6 }: { epochs?: number; batchSize?: number; seed?: number; every?: number; crashAt?: number } = {},
+  {
+    epochs = 2,
+    batchSize = 16,
+    seed = 3,
+    every = 3,
+    crashAt = 6,
+  }: { epochs?: number; batchSize?: number; seed?: number; every?: number; crashAt?: number } = {},
 ): Promise<TensorTree> {
   const dir = mkdtempSync(join(tmpdir(), 'sf-resume-'));
   const options = { epochs, batchSize, seed, evalEvery: 0 };

@@ -22,7 +22,21 @@ import {
  * A learnable toy task: 2 classes over `channels` inputs; class c fires the c-th half of the
  * channels at rate `high` and the rest at `low`. Deterministic under `seed`.
  */
-export function toyTask({ steps, batch, channels = 8, seed = 0, high = 0.5, low = 0.05 }: { steps: number; batch: number; channels?: number; seed?: number; high?: number; low?: number }): SequenceBatch {
+export function toyTask({
+  steps,
+  batch,
+  channels = 8,
+  seed = 0,
+  high = 0.5,
+  low = 0.05,
+}: {
+  steps: number;
+  batch: number;
+  channels?: number;
+  seed?: number;
+  high?: number;
+  low?: number;
+}): SequenceBatch {
   return tf.tidy(() => {
     const labels = Array.from({ length: batch }, (_, b) => (b + seed) % 2);
     const rates = tf.tensor2d(labels.map((c) => Array.from({ length: channels }, (_, i) => (Math.floor((i * 2) / channels) === c ? high : low))));
@@ -48,7 +62,13 @@ function toyNetwork(o: RuleSuiteOptions, seed = 0): Network {
   return buildNetwork(
     {
       inputs: 8,
-      layers: Array.from({ length: o.layers ?? 1 }, () => ({ neuron: o.neuron.name, size: 16, recurrent: true, gain: 2, ...(o.neuronParams ? { params: o.neuronParams } : {}) })),
+      layers: Array.from({ length: o.layers ?? 1 }, () => ({
+        neuron: o.neuron.name,
+        size: 16,
+        recurrent: true,
+        gain: 2,
+        ...(o.neuronParams ? { params: o.neuronParams } : {}),
+      })),
       readout: { size: 2, kappa: 0.8 },
     },
     { neurons: new Map([[o.neuron.name, o.neuron]]), surrogates: builtinSurrogates },
@@ -98,7 +118,7 @@ export function describeRule(name: string, makeRule: () => LearningRule, options
         disposeTree(initial);
         expect(isSpikeflowError(error, 'INCOMPATIBLE')).toBe(true);
         expect(String((error as Error).message)).toContain('ce_mean');
-        disposeTree(batch as never);
+        disposeTree(batch);
         runner.dispose();
         net.dispose();
       }
@@ -116,7 +136,7 @@ export function describeRule(name: string, makeRule: () => LearningRule, options
         const r = update(rule, batch, state, { network: net, loss, apply: (g) => runner.apply(g), optimizer: runner.optimizer });
         state = r.state;
         losses.push(r.loss);
-        disposeTree(batch as never);
+        disposeTree(batch);
       }
       const first = losses[0]!;
       const last = losses.slice(-5).reduce((a, b) => a + b, 0) / 5;
@@ -137,14 +157,15 @@ export function describeRule(name: string, makeRule: () => LearningRule, options
       const state = update(rule, batch, rule.init(net), {
         network: net,
         loss,
-        apply: (g) => runner.apply(g), optimizer: runner.optimizer,
+        apply: (g) => runner.apply(g),
+        optimizer: runner.optimizer,
         observe: (t, y) => {
           expect(y.shape).toEqual([3, 2]);
           seen.push(t);
         },
       }).state;
       expect(seen).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8]);
-      disposeTree([state, batch] as never);
+      disposeTree([state, batch]);
       runner.dispose();
       net.dispose();
     });
@@ -163,7 +184,7 @@ export function describeRule(name: string, makeRule: () => LearningRule, options
       }
       expect(new Set(counts.slice(1)).size).toBe(1);
       expect(counts[1]).toBe(counts[0]);
-      disposeTree([state, batch] as never);
+      disposeTree([state, batch]);
       runner.dispose();
       net.dispose();
     });
@@ -187,7 +208,7 @@ export function describeRule(name: string, makeRule: () => LearningRule, options
               state = update(rule, batch, s0, { network: net, loss, apply: (g) => runner.apply(g), optimizer: runner.optimizer }).state;
             }),
           );
-          disposeTree(batch as never);
+          disposeTree(batch);
         }
       }
       const p1 = Math.max(...peaks[t1]!);

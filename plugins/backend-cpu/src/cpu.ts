@@ -7,10 +7,7 @@ import os from 'node:os';
  * About 35× slower than wasm on matrix products, but needs nothing and runs everywhere: the
  * reference the other backends are checked against.
  */
-export const cpuKernels: readonly KernelRegistration[] = [
-  { kernel: 'spikeflow.outerSum', backend: 'cpu', impl: outerSumByEvents },
-  ...cpuMemoryKernels('cpu'),
-];
+export const cpuKernels: readonly KernelRegistration[] = [{ kernel: 'spikeflow.outerSum', backend: 'cpu', impl: outerSumByEvents }, ...cpuMemoryKernels('cpu')];
 
 export const cpu: Backend = {
   name: 'cpu',

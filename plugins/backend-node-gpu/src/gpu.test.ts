@@ -17,7 +17,12 @@ declare module 'vitest' {
 
 const available = await nodeGpu.isAvailable();
 /** Why the binding cannot be used here (activate()'s message), where it cannot. */
-const unavailable = available ? undefined : await nodeGpu.activate().then(() => 'isAvailable() said no', (e: unknown) => (e as Error).message);
+const unavailable = available
+  ? undefined
+  : await nodeGpu.activate().then(
+      () => 'isAvailable() said no',
+      (e: unknown) => (e as Error).message,
+    );
 
 describe('backend node-gpu', () => {
   it('is a plugin providing the node-gpu backend', () => {
@@ -25,12 +30,17 @@ describe('backend node-gpu', () => {
   });
 
   // @tensorflow/tfjs-node-gpu is an optional peer dependency, absent from this workspace.
-  it('without @tensorflow/tfjs-node-gpu: unavailable, and activate() names the package, CUDA and cuDNN versions and the mirrors', { skip: available, meta: { skipReason: '@tensorflow/tfjs-node-gpu is installed and loads here, so the conformance suite runs instead' } }, async () => {
+  it('without @tensorflow/tfjs-node-gpu: unavailable, and activate() names the package, CUDA and cuDNN versions and the mirrors', {
+    skip: available,
+    meta: { skipReason: '@tensorflow/tfjs-node-gpu is installed and loads here, so the conformance suite runs instead' },
+  }, async () => {
     expect(await nodeGpu.isAvailable()).toBe(false);
     const e: unknown = await nodeGpu.activate().catch((x: unknown) => x);
     expect(isSpikeflowError(e, 'BACKEND_UNAVAILABLE')).toBe(true);
     const m = (e as Error).message;
-    expect(m).toMatch(/^backend 'node-gpu': @tensorflow\/tfjs-node-gpu is not installed\. Install it with: npm i @tensorflow\/tfjs-node-gpu@4\.22\.0 on a machine with/);
+    expect(m).toMatch(
+      /^backend 'node-gpu': @tensorflow\/tfjs-node-gpu is not installed\. Install it with: npm i @tensorflow\/tfjs-node-gpu@4\.22\.0 on a machine with/,
+    );
     expect(m).toContain('CUDA Toolkit 11.2 and cuDNN 8.1');
     expect(m).toContain('TFJS_NODE_CDN_STORAGE or TFJS_NODE_BASE_URI');
   });

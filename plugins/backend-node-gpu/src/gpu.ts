@@ -8,7 +8,8 @@ export const TFJS_NODE_GPU = '@tensorflow/tfjs-node-gpu';
  * What tfjs-node-gpu 4.x needs (its libtensorflow is built for them; the tfjs maintainers state
  * NVIDIA driver > 450, CUDA Toolkit 11.2 and cuDNN 8.1.0 for tfjs-node-gpu, tensorflow/tfjs#8362).
  */
-export const CUDA_REQUIREMENTS = 'an NVIDIA driver newer than 450, CUDA Toolkit 11.2 and cuDNN 8.1 (the libraries libcudart.so.11.0 and libcudnn.so.8 on LD_LIBRARY_PATH)';
+export const CUDA_REQUIREMENTS =
+  'an NVIDIA driver newer than 450, CUDA Toolkit 11.2 and cuDNN 8.1 (the libraries libcudart.so.11.0 and libcudnn.so.8 on LD_LIBRARY_PATH)';
 
 export const GPU_BINDING_HELP =
   `It needs ${CUDA_REQUIREMENTS}. Its native binding (libtensorflow with CUDA, and tfjs_binding.node) comes from a download its install script makes at install time; ` +
@@ -34,7 +35,13 @@ export function parseNvidiaSmi(text: string): GpuDevice[] {
 /** The GPUs `nvidia-smi` reports (none where it is missing or fails). */
 export function gpuDevices(): GpuDevice[] {
   try {
-    return parseNvidiaSmi(execFileSync('nvidia-smi', ['--query-gpu=name,memory.total,driver_version', '--format=csv,noheader,nounits'], { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] }));
+    return parseNvidiaSmi(
+      execFileSync('nvidia-smi', ['--query-gpu=name,memory.total,driver_version', '--format=csv,noheader,nounits'], {
+        encoding: 'utf8',
+        timeout: 5000,
+        stdio: ['ignore', 'pipe', 'ignore'],
+      }),
+    );
   } catch {
     return [];
   }

@@ -17,7 +17,12 @@ declare module 'vitest' {
 
 const available = await node.isAvailable();
 /** Why the binding cannot be used here (activate()'s message), where it cannot. */
-const unavailable = available ? undefined : await node.activate().then(() => 'isAvailable() said no', (e: unknown) => (e as Error).message);
+const unavailable = available
+  ? undefined
+  : await node.activate().then(
+      () => 'isAvailable() said no',
+      (e: unknown) => (e as Error).message,
+    );
 
 describe('backend node', () => {
   it('is a plugin providing the node backend', () => {
@@ -26,11 +31,16 @@ describe('backend node', () => {
 
   // @tensorflow/tfjs-node is an optional peer dependency, absent from this workspace (its install
   // script downloads libtensorflow from outside the npm registry): the backend must say so.
-  it('without @tensorflow/tfjs-node: unavailable, and activate() says what to install and how', { skip: available, meta: { skipReason: '@tensorflow/tfjs-node is installed and loads here, so the conformance suite runs instead' } }, async () => {
+  it('without @tensorflow/tfjs-node: unavailable, and activate() says what to install and how', {
+    skip: available,
+    meta: { skipReason: '@tensorflow/tfjs-node is installed and loads here, so the conformance suite runs instead' },
+  }, async () => {
     expect(await node.isAvailable()).toBe(false);
     const e: unknown = await node.activate().catch((x: unknown) => x);
     expect(isSpikeflowError(e, 'BACKEND_UNAVAILABLE')).toBe(true);
-    expect((e as Error).message).toMatch(/^backend 'node': @tensorflow\/tfjs-node is not installed\. Install it with: npm i @tensorflow\/tfjs-node@4\.22\.0 \(its install script downloads libtensorflow .*TFJS_NODE_CDN_STORAGE or TFJS_NODE_BASE_URI/);
+    expect((e as Error).message).toMatch(
+      /^backend 'node': @tensorflow\/tfjs-node is not installed\. Install it with: npm i @tensorflow\/tfjs-node@4\.22\.0 \(its install script downloads libtensorflow .*TFJS_NODE_CDN_STORAGE or TFJS_NODE_BASE_URI/,
+    );
   });
 });
 

@@ -7,7 +7,7 @@ import plugin, { wasm } from './index.js';
 
 describeBackend(wasm);
 
-it('reports SIMD, one tfjs thread in Node, the fused kernels\' version and the threads they run on, and registers its fast kernels through the registry', async () => {
+it("reports SIMD, one tfjs thread in Node, the fused kernels' version and the threads they run on, and registers its fast kernels through the registry", async () => {
   await wasm.activate();
   const info = wasm.describe();
   expect(info.tfBackend).toBe('wasm');
@@ -23,7 +23,7 @@ it('reports SIMD, one tfjs thread in Node, the fused kernels\' version and the t
   expect(reg.backends.get('wasm')).toBe(wasm);
   expect(reg.kernels.has('spikeflow.dense', 'wasm')).toBe(true);
   expect(reg.kernels.has('spikeflow.dense', 'cpu')).toBe(false);
-  for (const k of ['spikeflow.eventDense', 'spikeflow.lifSequence', 'spikeflow.leakyScan'] as const) expect(reg.kernels.has(k, 'wasm')).toBe(true);
+  for (const k of ['spikeflow.eventDense', 'spikeflow.integrateFireSequence', 'spikeflow.leakyScan'] as const) expect(reg.kernels.has(k, 'wasm')).toBe(true);
   expect(tf.getBackend()).toBe('wasm');
 });
 
@@ -32,7 +32,11 @@ it('dense: the gradient follows the weight after an update, and cached transpose
   await wasm.activate();
   clearTransposeCache();
   const base = tf.memory().numTensors;
-  const init = tf.tensor2d([[1, 2], [3, 4], [5, 6]]);
+  const init = tf.tensor2d([
+    [1, 2],
+    [3, 4],
+    [5, 6],
+  ]);
   const w = tf.variable(init);
   init.dispose();
   const x = tf.tensor2d([[1, 0, 1]]);
@@ -44,7 +48,11 @@ it('dense: the gradient follows the weight after an update, and cached transpose
   };
   expect(dxOf()).toEqual([3, 7, 11]);
   expect(dxOf()).toEqual([3, 7, 11]);
-  const next = tf.tensor2d([[1, 0], [0, 1], [2, 2]]);
+  const next = tf.tensor2d([
+    [1, 0],
+    [0, 1],
+    [2, 2],
+  ]);
   w.assign(next);
   next.dispose();
   expect(dxOf()).toEqual([1, 1, 4]);

@@ -100,7 +100,15 @@ export const wasm: Backend = {
       tfBackend: 'wasm',
       device: os.cpus()[0]?.model ?? 'unknown CPU',
       threads: Math.max(kernelThreads, tfjsInfo.tfjsThreads),
-      details: { simd, tfjsSimd: tfjsInfo.simd, tfjs: tf.version_core, heapLimitGiB: 4, tfjsThreads: tfjsInfo.tfjsThreads, kernelThreads, kernels: KERNELS_VERSION },
+      details: {
+        simd,
+        tfjsSimd: tfjsInfo.simd,
+        tfjs: tf.version_core,
+        heapLimitGiB: 4,
+        tfjsThreads: tfjsInfo.tfjsThreads,
+        kernelThreads,
+        kernels: KERNELS_VERSION,
+      },
     };
   },
 };

@@ -3,7 +3,10 @@ import { SpikeflowError, tf, type Backend, type BackendInfo } from '@spikeflow/c
 /** Whether this environment can give a WebGL 2 context (a browser, or a worker with OffscreenCanvas). */
 export function hasWebGL2(): boolean {
   try {
-    const g = globalThis as { document?: { createElement(t: 'canvas'): { getContext(k: string): unknown } }; OffscreenCanvas?: new (w: number, h: number) => { getContext(k: string): unknown } };
+    const g = globalThis as {
+      document?: { createElement(t: 'canvas'): { getContext(k: string): unknown } };
+      OffscreenCanvas?: new (w: number, h: number) => { getContext(k: string): unknown };
+    };
     const canvas = g.OffscreenCanvas ? new g.OffscreenCanvas(1, 1) : g.document?.createElement('canvas');
     return Boolean(canvas?.getContext('webgl2'));
   } catch {
@@ -37,7 +40,11 @@ export const webgl: Backend = {
       );
     }
     if (!(await tf.setBackend('webgl'))) {
-      throw new SpikeflowError('BACKEND_UNAVAILABLE', "backend 'webgl': TensorFlow.js could not start its webgl backend (the WebGL context failed; see the browser console)", { backend: 'webgl' });
+      throw new SpikeflowError(
+        'BACKEND_UNAVAILABLE',
+        "backend 'webgl': TensorFlow.js could not start its webgl backend (the WebGL context failed; see the browser console)",
+        { backend: 'webgl' },
+      );
     }
     await tf.ready();
   },

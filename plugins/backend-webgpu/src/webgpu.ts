@@ -46,7 +46,9 @@ export const webgpu: Backend = {
     if (why) throw new SpikeflowError('BACKEND_UNAVAILABLE', `backend 'webgpu': ${why}; use webgl or wasm there`, { backend: 'webgpu' });
     await import('@tensorflow/tfjs-backend-webgpu');
     if (!(await tf.setBackend('webgpu'))) {
-      throw new SpikeflowError('BACKEND_UNAVAILABLE', "backend 'webgpu': TensorFlow.js could not start its webgpu backend (see the browser console)", { backend: 'webgpu' });
+      throw new SpikeflowError('BACKEND_UNAVAILABLE', "backend 'webgpu': TensorFlow.js could not start its webgpu backend (see the browser console)", {
+        backend: 'webgpu',
+      });
     }
     await tf.ready();
   },

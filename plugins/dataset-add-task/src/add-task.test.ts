@@ -12,7 +12,7 @@ async function collect(split: string, o: Parameters<ReturnType<typeof addTask>['
   const out: { x: number[]; y: number[]; shape: number[] }[] = [];
   for await (const b of ds.batches(split, o)) {
     out.push({ x: Array.from(b.inputs.dataSync()), y: Array.from(b.targets.dataSync()), shape: b.inputs.shape });
-    disposeTree(b as never);
+    disposeTree(b);
   }
   return out;
 }
@@ -45,7 +45,11 @@ describe('add task', () => {
   it('yields time-major batches [T, B, 2] with targets [B, 1], values in channel 0 and markers in channel 1', async () => {
     const before = tf.memory().numTensors;
     const batches = await collect('train', { batchSize: 4, seed: 1 });
-    expect(batches.map((b) => b.shape)).toEqual([[20, 4, 2], [20, 4, 2], [20, 2, 2]]);
+    expect(batches.map((b) => b.shape)).toEqual([
+      [20, 4, 2],
+      [20, 4, 2],
+      [20, 2, 2],
+    ]);
     const b0 = batches[0]!;
     for (let b = 0; b < 4; b++) {
       let sum = 0;
@@ -88,5 +92,12 @@ describe('add task', () => {
     const entry = createRegistry([plugin]).datasets.get('add-task')!;
     const ds = await entry.open({ steps: 50, trainSamples: 64, testSamples: 32, seed: 0 }, { cacheDir: '/tmp' });
     expect(ds.describe().steps).toBe(50);
+    // Defaults filled, and a bad option refused naming the field, through the registry's entry and through addTask.
+    expect((await entry.open({ steps: 30 }, { cacheDir: '/tmp' })).describe()).toMatchObject({ steps: 30, samples: { train: 10000, test: 1000 } });
+    const bad = await entry.open({ steps: 1 }, { cacheDir: '/tmp' }).catch((e: unknown) => e);
+    expect(isSpikeflowError(bad, 'CONFIG_INVALID')).toBe(true);
+    expect((bad as Error).message).toBe('data.steps: must be >= 2, got 1');
+    expect(() => addTask({ trainSamples: 0 })).toThrow('data.trainSamples: must be >= 1, got 0');
+    expect(addTask().describe().steps).toBe(100);
   });
 });

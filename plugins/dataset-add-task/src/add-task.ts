@@ -1,4 +1,16 @@
-import { SpikeflowError, closedError, createRng, deriveSeed, tf, type Dataset, type DatasetEntry, type SequenceBatch } from '@spikeflow/core';
+import {
+  SpikeflowError,
+  closedError,
+  createRng,
+  deriveSeed,
+  parseSchema,
+  tf,
+  type Dataset,
+  type DatasetEntry,
+  type SchemaInput,
+  type SchemaValues,
+  type SequenceBatch,
+} from '@spikeflow/core';
 
 export const addTaskSchema = {
   steps: { type: 'number', integer: true, min: 2, default: 100, doc: 'sequence length T' },
@@ -7,12 +19,8 @@ export const addTaskSchema = {
   seed: { type: 'number', integer: true, min: 0, default: 0, doc: 'seed of the dataset (test split and per-epoch streams)' },
 } as const;
 
-export interface AddTaskOptions {
-  readonly steps: number;
-  readonly trainSamples: number;
-  readonly testSamples: number;
-  readonly seed: number;
-}
+/** Options as code passes them: every field optional, defaults as in {@link addTaskSchema}. */
+export type AddTaskOptions = SchemaInput<typeof addTaskSchema>;
 
 /**
  * One sample of the adding problem: `values[T]` uniform in [0, 1), `markers[T]` with exactly one 1
@@ -40,9 +48,15 @@ export function addSample(T: number, seed: number): { values: Float32Array; mark
  *
  * Inputs are analog currents `[T, B, 2]`, channel 0 the values and channel 1 the markers; targets
  * `[B, 1]`. The training split is a fresh stream every epoch (seeded by the pass seed); the test
- * split is fixed by the dataset seed.
+ * split is fixed by the dataset seed. Options are checked against {@link addTaskSchema}
+ * (`CONFIG_INVALID` naming `data.<field>`), defaults filled.
  */
-export function addTask(o: AddTaskOptions): Dataset {
+export function addTask(options: AddTaskOptions = {}): Dataset {
+  return addTaskOf(parseSchema(addTaskSchema, options, 'data'));
+}
+
+/** {@link addTask} from parsed options. */
+function addTaskOf(o: SchemaValues<typeof addTaskSchema>): Dataset {
   const count = (split: string) => {
     if (split === 'train') return o.trainSamples;
     if (split === 'test') return o.testSamples;
@@ -86,5 +100,5 @@ export const addTaskEntry: DatasetEntry<typeof addTaskSchema> = {
   name: 'add-task',
   description: 'adding problem: sum the two marked values of a length-T sequence (MSE on the last step; trivial MSE 0.167)',
   optionsSchema: addTaskSchema,
-  open: async (o) => addTask(o),
+  open: async (o) => addTaskOf(o),
 };

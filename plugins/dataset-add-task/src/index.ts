@@ -5,5 +5,4 @@ import pkg from '../package.json' with { type: 'json' };
 export { addTask, addSample, addTaskEntry, addTaskSchema } from './add-task.js';
 export type { AddTaskOptions } from './add-task.js';
 
-
 export default definePlugin({ meta: { name: pkg.name, version: pkg.version }, datasets: [addTaskEntry] });

@@ -67,7 +67,7 @@ describe('AEDAT 3.1 reader fuzzing', () => {
               await inspectAedat(recording);
             } finally {
               const ds = await openDvsGesture({ dir: root, bins: 4 }, ctx);
-              for await (const b of ds.batches('test', { batchSize: 2, seed: 1 })) disposeTree(b as never);
+              for await (const b of ds.batches('test', { batchSize: 2, seed: 1 })) disposeTree(b);
             }
           }
         } finally {

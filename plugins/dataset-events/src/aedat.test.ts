@@ -45,14 +45,16 @@ const text = (s: string) => new TextEncoder().encode(s);
 const concat = (...parts: Uint8Array[]) => {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
-  for (const p of parts) (out.set(p, at), (at += p.length));
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
   return out;
 };
 const headerOf = (bytes: Uint8Array) => {
   const end = new TextDecoder('latin1').decode(bytes).indexOf('#!END-HEADER\r\n') + '#!END-HEADER\r\n'.length;
   return { head: bytes.subarray(0, end), body: bytes.subarray(end) };
 };
-
 
 /** `n` events in time order over [t0, t0 + span) s (whole µs) on the DVS128. */
 function stream(seed: number, n: number, t0: number, span: number): Events {
@@ -70,7 +72,9 @@ describe('AEDAT 3.1 encoding', () => {
   it('writes the CRLF header, then 28-byte little-endian packet headers and 8-byte polarity events', () => {
     const b = encodeAedat31([{ events: eventsOf([0.000123], [5], [7], [1]) }]);
     const { head, body } = headerOf(b);
-    expect(new TextDecoder().decode(head)).toBe('#!AER-DAT3.1\r\n#Format: RAW\r\n#Source 1: DVS128\r\n#Start-Time: 2017-01-01 00:00:00 (TZ+0000)\r\n#!END-HEADER\r\n');
+    expect(new TextDecoder().decode(head)).toBe(
+      '#!AER-DAT3.1\r\n#Format: RAW\r\n#Source 1: DVS128\r\n#Start-Time: 2017-01-01 00:00:00 (TZ+0000)\r\n#!END-HEADER\r\n',
+    );
     const v = new DataView(body.buffer, body.byteOffset, body.byteLength);
     expect(body.length).toBe(28 + 8);
     // eventType 1, eventSource 1, eventSize 8, eventTSOffset 4, eventTSOverflow 0, capacity, number, valid = 1
@@ -109,7 +113,9 @@ describe('AEDAT 3.1 reading', () => {
       if (k % 3 === 0) packets.push({ eventType: 0, eventSize: 8, count: 3 }); // special events, skipped
       if (k === 4) packets.push({ events: eventsOf([], []) }); // an empty polarity packet
     });
-    const bytes = encodeAedat31(packets, { headerLines: Array.from({ length: 300 }, (_, i) => `#Note ${i}: a long header line that needs more than one read`) });
+    const bytes = encodeAedat31(packets, {
+      headerLines: Array.from({ length: 300 }, (_, i) => `#Note ${i}: a long header line that needs more than one read`),
+    });
     const f = memFile(bytes);
     const index = await indexAedat(f);
     expect(index.header.lines[0]).toBe('#!AER-DAT3.1');
@@ -179,7 +185,9 @@ describe('AEDAT 3.1 reading', () => {
   it('refuses other AEDAT versions, foreign files and headers without an end, naming the file', async () => {
     const { body } = headerOf(encodeAedat31(polarityPackets(stream(4, 10, 0, 1), 5)));
     const v2 = await refusal(readAedatHeader(memFile(concat(text('#!AER-DAT2.0\r\n# jAER\r\n'), body))));
-    expect(v2.message).toBe('/data/user01_led.aedat: is AEDAT 2.0; this reader reads AEDAT 3.1 (DVS Gesture\'s format). Convert the file with iniVation\'s tools, or use the recordings as published');
+    expect(v2.message).toBe(
+      "/data/user01_led.aedat: is AEDAT 2.0; this reader reads AEDAT 3.1 (DVS Gesture's format). Convert the file with iniVation's tools, or use the recordings as published",
+    );
     expect((await refusal(indexAedat(memFile(text('hello world\n'))))).message).toContain('does not start with the line #!AER-DAT3.1: not an AEDAT 3.1 file');
     expect((await refusal(indexAedat(memFile(new Uint8Array(0))))).message).toContain('(it is empty)');
     const noEnd = await refusal(indexAedat(memFile(concat(text('#!AER-DAT3.1\r\n#Format: RAW\r\n'), body))));
@@ -199,7 +207,9 @@ describe('AEDAT 3.1 reading', () => {
     expect(halfHeader.message).toContain(`packet 2 at byte ${whole.length} is cut short: its 28-byte header has only 10 bytes`);
     const bad = whole.slice();
     new DataView(bad.buffer).setInt32(head.length + 20, 11, true); // eventNumber 11 > eventCapacity 10
-    expect((await refusal(indexAedat(memFile(bad)))).message).toContain(`packet 0 at byte ${head.length} has an impossible header (eventSize 8, eventCapacity 10, eventNumber 11)`);
+    expect((await refusal(indexAedat(memFile(bad)))).message).toContain(
+      `packet 0 at byte ${head.length} has an impossible header (eventSize 8, eventCapacity 10, eventNumber 11)`,
+    );
     const wide = encodeAedat31([{ eventType: 1, eventSize: 12, count: 1 }]);
     expect((await refusal(indexAedat(memFile(wide)))).message).toContain('holds polarity events of 12 bytes');
   });
@@ -211,7 +221,9 @@ describe('AEDAT 3.1 reading', () => {
     // a negative time inside a packet shows when the packet is read
     const mid = memFile(encodeAedat31([{ events: eventsOf([0.1, -0.000005, 0.3], [1, 1, 1]) }]));
     const midIndex = await indexAedat(mid);
-    expect((await refusal(readAedatInterval(mid, midIndex, 0, 1e6, DVS128_SENSOR, 'rec.aedat (sample 4)'))).message).toMatch(/^rec\.aedat \(sample 4\): the polarity event at byte \d+ has a negative timestamp \(-5 µs\)/);
+    expect((await refusal(readAedatInterval(mid, midIndex, 0, 1e6, DVS128_SENSOR, 'rec.aedat (sample 4)'))).message).toMatch(
+      /^rec\.aedat \(sample 4\): the polarity event at byte \d+ has a negative timestamp \(-5 µs\)/,
+    );
     const across = await refusal(indexAedat(memFile(encodeAedat31([{ events: eventsOf([1, 2], [0, 0]) }, { events: eventsOf([1.5, 3], [0, 0]) }]))));
     expect(across.message).toContain('packet 1 at byte');
     expect(across.message).toContain('starts (1500000 µs) before the packet before it ends (2000000 µs): timestamps must not decrease');
@@ -225,6 +237,8 @@ describe('AEDAT 3.1 reading', () => {
     );
     const off = memFile(encodeAedat31([{ events: eventsOf([1, 2], [3, 200], [0, 5]) }]));
     const offIndex = await indexAedat(off);
-    expect((await refusal(readAedatInterval(off, offIndex, 0, 3e6, DVS128_SENSOR, 'rec.aedat (sample 2)'))).message).toBe('rec.aedat (sample 2): event 1 has x 200, outside 0..127');
+    expect((await refusal(readAedatInterval(off, offIndex, 0, 3e6, DVS128_SENSOR, 'rec.aedat (sample 2)'))).message).toBe(
+      'rec.aedat (sample 2): event 1 has x 200, outside 0..127',
+    );
   });
 });

@@ -93,7 +93,11 @@ export async function readAedatHeader(file: RandomAccessFile): Promise<AedatHead
     let pos = 0;
     for (;;) {
       if (pos < buf.length && buf[pos] !== 0x23 /* '#' */) {
-        throw invalid(file.path, `header line ${lines.length + 1} (byte ${pos}) does not start with '#' and no ${AEDAT_END_HEADER} line came before it: the header is damaged`, { file: file.path });
+        throw invalid(
+          file.path,
+          `header line ${lines.length + 1} (byte ${pos}) does not start with '#' and no ${AEDAT_END_HEADER} line came before it: the header is damaged`,
+          { file: file.path },
+        );
       }
       const nl = buf.indexOf(0x0a, pos);
       if (nl < 0) break;
@@ -141,7 +145,11 @@ function checkPacket(h: PacketHeader, k: number, pos: number, size: number, path
     );
   }
   if (h.eventType === POLARITY_EVENT && h.eventSize !== POLARITY_EVENT_BYTES) {
-    throw invalid(path, `${at} holds polarity events of ${h.eventSize} bytes; AEDAT 3.1 polarity events are ${POLARITY_EVENT_BYTES} bytes`, { file: path, packet: k, offset: pos });
+    throw invalid(path, `${at} holds polarity events of ${h.eventSize} bytes; AEDAT 3.1 polarity events are ${POLARITY_EVENT_BYTES} bytes`, {
+      file: path,
+      packet: k,
+      offset: pos,
+    });
   }
   const body = h.eventCapacity * h.eventSize;
   const left = size - pos - PACKET_HEADER_BYTES;
@@ -156,7 +164,12 @@ function checkPacket(h: PacketHeader, k: number, pos: number, size: number, path
 }
 
 const negative = (path: string, k: number, pos: number, e: number, ts: number) =>
-  invalid(path, `packet ${k} at byte ${pos}, event ${e}, has a negative timestamp (${ts} µs): the file is damaged`, { file: path, packet: k, offset: pos, event: e });
+  invalid(path, `packet ${k} at byte ${pos}, event ${e}, has a negative timestamp (${ts} µs): the file is damaged`, {
+    file: path,
+    packet: k,
+    offset: pos,
+    event: e,
+  });
 
 /**
  * Indexes a recording with positioned reads of only the packet headers and the first and last
@@ -177,7 +190,11 @@ export async function indexAedat(file: RandomAccessFile): Promise<AedatIndex> {
   for (let k = 0; pos < size; k++) {
     const head = await file.read(pos, PACKET_HEADER_BYTES + POLARITY_EVENT_BYTES);
     if (head.length < PACKET_HEADER_BYTES) {
-      throw invalid(path, `packet ${k} at byte ${pos} is cut short: its ${PACKET_HEADER_BYTES}-byte header has only ${head.length} bytes. The file is truncated; extract or download it again`, { file: path, packet: k, offset: pos });
+      throw invalid(
+        path,
+        `packet ${k} at byte ${pos} is cut short: its ${PACKET_HEADER_BYTES}-byte header has only ${head.length} bytes. The file is truncated; extract or download it again`,
+        { file: path, packet: k, offset: pos },
+      );
     }
     const h = packetHeader(head);
     const body = checkPacket(h, k, pos, size, path);
@@ -189,9 +206,18 @@ export async function indexAedat(file: RandomAccessFile): Promise<AedatIndex> {
       if (lastTs < 0) throw negative(path, k, pos, h.eventNumber - 1, lastTs);
       const t0 = h.eventTSOverflow * OVERFLOW + firstTs;
       const t1 = h.eventTSOverflow * OVERFLOW + lastTs;
-      if (t1 < t0) throw invalid(path, `packet ${k} at byte ${pos} ends (${t1} µs) before it starts (${t0} µs): timestamps must not decrease`, { file: path, packet: k, offset: pos });
+      if (t1 < t0)
+        throw invalid(path, `packet ${k} at byte ${pos} ends (${t1} µs) before it starts (${t0} µs): timestamps must not decrease`, {
+          file: path,
+          packet: k,
+          offset: pos,
+        });
       if (t0 < prevLast) {
-        throw invalid(path, `packet ${k} at byte ${pos} starts (${t0} µs) before the packet before it ends (${prevLast} µs): timestamps must not decrease`, { file: path, packet: k, offset: pos });
+        throw invalid(path, `packet ${k} at byte ${pos} starts (${t0} µs) before the packet before it ends (${prevLast} µs): timestamps must not decrease`, {
+          file: path,
+          packet: k,
+          offset: pos,
+        });
       }
       prevLast = t1;
       offset.push(pos);
@@ -252,7 +278,11 @@ function decodePackets(buf: Uint8Array, at: number, startUs: number, endUs: numb
           if ((data & 1) === 0) continue;
           const ts = v.getInt32(base + e * POLARITY_EVENT_BYTES + 4, true);
           if (ts < 0) {
-            throw invalid(where, `the polarity event at byte ${at + base + e * POLARITY_EVENT_BYTES} has a negative timestamp (${ts} µs): the file is damaged`, { offset: at + base + e * POLARITY_EVENT_BYTES });
+            throw invalid(
+              where,
+              `the polarity event at byte ${at + base + e * POLARITY_EVENT_BYTES} has a negative timestamp (${ts} µs): the file is damaged`,
+              { offset: at + base + e * POLARITY_EVENT_BYTES },
+            );
           }
           const full = h.eventTSOverflow * OVERFLOW + ts;
           if (full < startUs || full >= endUs) continue;
@@ -278,12 +308,16 @@ function decodePackets(buf: Uint8Array, at: number, startUs: number, endUs: numb
 /** The bytes of polarity packets [from, to) and what lies between them, in one positioned read. */
 async function readPackets(file: RandomAccessFile, index: AedatIndex, from: number, to: number, where: string): Promise<{ buf: Uint8Array; at: number }> {
   if (file.size !== index.size) {
-    throw invalid(where, `the file is ${file.size} bytes now but was ${index.size} when it was indexed: it changed while the dataset was open; open the dataset again`);
+    throw invalid(
+      where,
+      `the file is ${file.size} bytes now but was ${index.size} when it was indexed: it changed while the dataset was open; open the dataset again`,
+    );
   }
   const at = index.offset[from]!;
   const end = index.offset[to - 1]! + index.bytes[to - 1]!;
   const buf = await file.read(at, end - at);
-  if (buf.length < end - at) throw invalid(where, `the file ends at byte ${at + buf.length}, before the packets indexed up to byte ${end}: it was truncated while the dataset was open`);
+  if (buf.length < end - at)
+    throw invalid(where, `the file ends at byte ${at + buf.length}, before the packets indexed up to byte ${end}: it was truncated while the dataset was open`);
   return { buf, at };
 }
 
@@ -293,7 +327,14 @@ async function readPackets(file: RandomAccessFile, index: AedatIndex, from: numb
  * to the end of the last one (packets of other types between them included), nothing else.
  * Checked with `checkEvents` against `sensor`; `where` names the file and sample in errors.
  */
-export async function readAedatInterval(file: RandomAccessFile, index: AedatIndex, startUs: number, endUs: number, sensor: Sensor, where: string): Promise<Events> {
+export async function readAedatInterval(
+  file: RandomAccessFile,
+  index: AedatIndex,
+  startUs: number,
+  endUs: number,
+  sensor: Sensor,
+  where: string,
+): Promise<Events> {
   const { from, to } = packetsOverlapping(index, startUs, endUs);
   let ev: Events = { t: new Float64Array(0), x: new Int32Array(0), y: new Int32Array(0), p: new Int32Array(0) };
   if (from < to) {
@@ -374,7 +415,8 @@ export function encodeAedat31(packets: readonly AedatPacket[], options: AedatEnc
     AEDAT_END_HEADER,
   ];
   lines.forEach((l, i) => {
-    if (!l.startsWith('#') || /[\r\n]/.test(l)) throw configError(`headerLines[${i}]`, `a header line starts with '#' and holds no line break, got ${JSON.stringify(l)}`);
+    if (!l.startsWith('#') || /[\r\n]/.test(l))
+      throw configError(`headerLines[${i}]`, `a header line starts with '#' and holds no line break, got ${JSON.stringify(l)}`);
   });
   const head = new TextEncoder().encode(lines.map((l) => `${l}\r\n`).join(''));
   const sizes = packets.map((p) => PACKET_HEADER_BYTES + ('events' in p ? p.events.t.length * POLARITY_EVENT_BYTES : p.count * p.eventSize));
@@ -390,11 +432,23 @@ export function encodeAedat31(packets: readonly AedatPacket[], options: AedatEnc
       const us = Array.from(t, (s) => Math.round(s * 1e6));
       const ov = p.tsOverflow ?? (n ? Math.max(0, Math.floor(us[0]! / OVERFLOW)) : 0);
       if (p.valid && p.valid.length !== n) throw configError(`${at}.valid`, `has ${p.valid.length} values for ${n} events`);
-      writeHeader(v, pos, { eventType: POLARITY_EVENT, eventSource: p.eventSource ?? 1, eventSize: 8, eventTSOffset: 4, eventTSOverflow: ov, eventCapacity: n, eventNumber: n, eventValid: p.valid ? Array.from(p.valid).filter(Boolean).length : n });
+      writeHeader(v, pos, {
+        eventType: POLARITY_EVENT,
+        eventSource: p.eventSource ?? 1,
+        eventSize: 8,
+        eventTSOffset: 4,
+        eventTSOverflow: ov,
+        eventCapacity: n,
+        eventNumber: n,
+        eventValid: p.valid ? Array.from(p.valid).filter(Boolean).length : n,
+      });
       for (let i = 0; i < n; i++) {
         const ts = us[i]! - ov * OVERFLOW;
         if (!(ts >= -OVERFLOW && ts < OVERFLOW)) throw configError(`${at}.events.t[${i}]`, `${t[i]} s does not fit a 32-bit timestamp with tsOverflow ${ov}`);
-        for (const [name, val] of [['x', x[i]!], ['y', y[i]!]] as const) {
+        for (const [name, val] of [
+          ['x', x[i]!],
+          ['y', y[i]!],
+        ] as const) {
           if (!(val >= 0 && val <= 0x7fff)) throw configError(`${at}.events.${name}[${i}]`, `${val} does not fit 15 bits`);
         }
         if (pol[i] !== 0 && pol[i] !== 1) throw configError(`${at}.events.p[${i}]`, `must be 0 (OFF) or 1 (ON), got ${pol[i]}`);
@@ -405,9 +459,19 @@ export function encodeAedat31(packets: readonly AedatPacket[], options: AedatEnc
       }
     } else {
       if (!(Number.isInteger(p.eventSize) && p.eventSize > 0)) throw configError(`${at}.eventSize`, `must be a positive whole number, got ${p.eventSize}`);
-      writeHeader(v, pos, { eventType: p.eventType, eventSource: p.eventSource ?? 1, eventSize: p.eventSize, eventTSOffset: Math.max(0, p.eventSize - 4), eventTSOverflow: 0, eventCapacity: p.count, eventNumber: p.count, eventValid: p.count });
+      writeHeader(v, pos, {
+        eventType: p.eventType,
+        eventSource: p.eventSource ?? 1,
+        eventSize: p.eventSize,
+        eventTSOffset: Math.max(0, p.eventSize - 4),
+        eventTSOverflow: 0,
+        eventCapacity: p.count,
+        eventNumber: p.count,
+        eventValid: p.count,
+      });
       if (p.data) {
-        if (p.data.length !== p.count * p.eventSize) throw configError(`${at}.data`, `holds ${p.data.length} bytes, not count × eventSize = ${p.count * p.eventSize}`);
+        if (p.data.length !== p.count * p.eventSize)
+          throw configError(`${at}.data`, `holds ${p.data.length} bytes, not count × eventSize = ${p.count * p.eventSize}`);
         out.set(p.data, pos + PACKET_HEADER_BYTES);
       }
     }

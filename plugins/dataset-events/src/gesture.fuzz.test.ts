@@ -5,7 +5,16 @@ import { fuzzReader, fuzzRuns, mutatedText } from '@spikeflow/testing';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { encodeAedat31, encodeGestureLabels, inspectAedat, openDvsGesture, openGestureSplit, parseGestureLabels, polarityPackets, type GestureSegment } from './index.js';
+import {
+  encodeAedat31,
+  encodeGestureLabels,
+  inspectAedat,
+  openDvsGesture,
+  openGestureSplit,
+  parseGestureLabels,
+  polarityPackets,
+  type GestureSegment,
+} from './index.js';
 import { refusal, tempDirs } from './test-util.js';
 
 // Fuzzing the text files of DVS Gesture: the labels CSVs and the trials lists. Damaged, cut and
@@ -22,15 +31,7 @@ const SEGMENTS: GestureSegment[] = [
   { label: 5, startUs: 2_147_483_000, endUs: 2_147_484_000 },
 ];
 const RECORDING = encodeAedat31(
-  polarityPackets(
-    eventsOf(
-      [0.9, 1.1, 1.5, 2.55, 2147.4832, 2147.4836],
-      [1, 2, 3, 4, 5, 6],
-      [6, 5, 4, 3, 2, 1],
-      [0, 1, 0, 1, 0, 1],
-    ),
-    2,
-  ),
+  polarityPackets(eventsOf([0.9, 1.1, 1.5, 2.55, 2147.4832, 2147.4836], [1, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1], [0, 1, 0, 1, 0, 1]), 2),
 );
 
 const LABELS = [
@@ -55,7 +56,7 @@ function gestureDir(): string {
 /** Every sample of the split, binned. */
 async function readSplit(root: string, split: 'train' | 'test'): Promise<void> {
   const ds = await openDvsGesture({ dir: root, bins: 3 }, ctx);
-  for await (const b of ds.batches(split, { batchSize: 4, seed: 2 })) disposeTree(b as never);
+  for await (const b of ds.batches(split, { batchSize: 4, seed: 2 })) disposeTree(b);
 }
 
 describe('DVS Gesture text files fuzzing', () => {
@@ -101,7 +102,9 @@ describe('DVS Gesture text files fuzzing', () => {
 describe('damaged DVS Gesture text files', () => {
   it('refuses a time beyond 2^53 µs, which would read as an inexact or infinite number', async () => {
     const csv = `class,startTime_usec,endTime_usec\n1,10,20\n2,5,${'9'.repeat(400)}\n`;
-    expect((await refusal(() => parseGestureLabels(csv, 'l.csv'))).message).toBe(`l.csv: line 3: endTime_usec is ${'9'.repeat(12)}… (400 digits), beyond 2^53 µs`);
+    expect((await refusal(() => parseGestureLabels(csv, 'l.csv'))).message).toBe(
+      `l.csv: line 3: endTime_usec is ${'9'.repeat(12)}… (400 digits), beyond 2^53 µs`,
+    );
   });
 
   it('refuses a trials list line that is not a file name in the folder (a path, a control character)', async () => {
@@ -113,7 +116,9 @@ describe('damaged DVS Gesture text files', () => {
     ] as const) {
       writeFileSync(join(root, 'trials_to_test.txt'), `user01_led\n${line}\n`);
       const e = await refusal(openGestureSplit(root, 'test'));
-      expect(e.message).toBe(`${join(root, 'trials_to_test.txt')}: line 2 is ${what}, not a recording's file name: the list is damaged; extract DvsGesture.tar.gz again`);
+      expect(e.message).toBe(
+        `${join(root, 'trials_to_test.txt')}: line 2 is ${what}, not a recording's file name: the list is damaged; extract DvsGesture.tar.gz again`,
+      );
     }
   });
 });

@@ -29,9 +29,6 @@ beforeAll(() => wasm.activate());
 const ctx = { cacheDir: '/nonexistent-spikeflow-cache' };
 const freshDir = tempDirs('spikeflow-gesture-');
 
-
-
-
 /** Concatenates event streams already in time order one after another. */
 function cat(...parts: Events[]): Events {
   return eventsOf(
@@ -77,8 +74,16 @@ function standardRecording(seed: number, t0: number, extra = 0): { segments: Ges
     const y = [127, 0, label];
     const p = [1, 1, 0];
     const more = Array.from({ length: extra }, () => start + 650_000 + Math.floor(r() * 340_000)).sort((a, b) => a - b);
-    for (const us of more) (t.push(us / 1e6), x.push(Math.floor(r() * 128)), y.push(Math.floor(r() * 128)), p.push(r() < 0.5 ? 0 : 1));
-    t.push(end / 1e6), x.push(126), y.push(126), p.push(0);
+    for (const us of more) {
+      t.push(us / 1e6);
+      x.push(Math.floor(r() * 128));
+      y.push(Math.floor(r() * 128));
+      p.push(r() < 0.5 ? 0 : 1);
+    }
+    t.push(end / 1e6);
+    x.push(126);
+    y.push(126);
+    p.push(0);
     parts.push(eventsOf(t, x, y, p));
   });
   return { segments, events: cat(...parts) };
@@ -94,7 +99,7 @@ function writeGestureDir(root: string, extra = 0): Record<string, GestureSegment
     writeRecording(root, n, segments, events, 5);
     out[n] = segments;
   });
-  writeFileSync(join(root, 'trials_to_train.txt'), names.train.map((n) => `${n}.aedat`).join('\r\n') + '\r\n\r\n');
+  writeFileSync(join(root, 'trials_to_train.txt'), `${names.train.map((n) => `${n}.aedat`).join('\r\n')}\r\n\r\n`);
   writeFileSync(join(root, 'trials_to_test.txt'), names.test.join('\n'));
   return out;
 }
@@ -161,16 +166,24 @@ describe('dvs-gesture dataset', () => {
     const a = await collect(ds, 'train', { batchSize: 8, seed: 11 });
     const b = await collect(await dvsGestureEntry.open(o, ctx), 'train', { batchSize: 8, seed: 11 });
     const c = await collect(ds, 'train', { batchSize: 8, seed: 12 });
-    expect(a.map((g) => g.shape)).toEqual([[60, 8, 2048], [60, 8, 2048], [60, 8, 2048], [60, 8, 2048], [60, 1, 2048]]);
+    expect(a.map((g) => g.shape)).toEqual([
+      [60, 8, 2048],
+      [60, 8, 2048],
+      [60, 8, 2048],
+      [60, 8, 2048],
+      [60, 1, 2048],
+    ]);
     expect(a.map((g) => g.y)).toEqual(b.map((g) => g.y));
     a.forEach((g, i) => expect(same(g.x, b[i]!.x)).toBe(true));
     expect(a.map((g) => g.y)).not.toEqual(c.map((g) => g.y));
     // every sample keeps some of its 32 events (2 marks and 30 more; none past 3 s), some dropped
-    const sums = a.flatMap((g) => Array.from({ length: g.shape[1]! }, (_, s) => {
-      let n = 0;
-      for (let t = 0; t < 60; t++) for (let c = 0; c < 2048; c++) n += g.x[(t * g.shape[1]! + s) * 2048 + c]!;
-      return n;
-    }));
+    const sums = a.flatMap((g) =>
+      Array.from({ length: g.shape[1]! }, (_, s) => {
+        let n = 0;
+        for (let t = 0; t < 60; t++) for (let c = 0; c < 2048; c++) n += g.x[(t * g.shape[1]! + s) * 2048 + c]!;
+        return n;
+      }),
+    );
     expect(sums.every((n) => n >= 1 && n <= 32)).toBe(true);
     expect(sums.some((n) => n < 32)).toBe(true);
   });
@@ -181,7 +194,10 @@ describe('dvs-gesture dataset', () => {
     const { files, opened } = counting();
     const ds = await openDvsGesture({ dir, trainLimit: 5, testLimit: 3 }, ctx, files);
     expect(ds.describe().samples).toEqual({ train: 5, test: 3 });
-    expect(opened.filter((p) => p.endsWith('.aedat')).map((p) => p.slice(dir.length + 1))).toEqual(['DvsGesture/user01_fluorescent.aedat', 'DvsGesture/user24_lab.aedat']);
+    expect(opened.filter((p) => p.endsWith('.aedat')).map((p) => p.slice(dir.length + 1))).toEqual([
+      'DvsGesture/user01_fluorescent.aedat',
+      'DvsGesture/user24_lab.aedat',
+    ]);
     const got = await collect(ds, 'train', { batchSize: 4, seed: 0 });
     expect(got.map((g) => g.y.length)).toEqual([4, 1]);
   });
@@ -215,7 +231,9 @@ describe('dvs-gesture dataset', () => {
     const root = freshDir();
     writeGestureDir(root);
     writeFileSync(join(root, 'user01_led_labels.csv'), 'class,startTime_usec,endTime_usec\r\n4,100,50\r\n');
-    expect((await refusal(openDvsGesture({ dir: root }, ctx))).message).toBe(`${join(root, 'user01_led_labels.csv')}: line 2: the segment ends (50 µs) before it starts (100 µs)`);
+    expect((await refusal(openDvsGesture({ dir: root }, ctx))).message).toBe(
+      `${join(root, 'user01_led_labels.csv')}: line 2: the segment ends (50 µs) before it starts (100 µs)`,
+    );
     writeGestureDir(root);
     writeFileSync(join(root, 'user02_natural.aedat'), new TextEncoder().encode('#!AER-DAT2.0\r\n#\r\n'));
     expect((await refusal(openDvsGesture({ dir: root }, ctx))).message).toContain(`${join(root, 'user02_natural.aedat')}: is AEDAT 2.0`);
@@ -247,7 +265,12 @@ describe('dvs-gesture dataset', () => {
       segments.push({ label: s % 11, startUs: start, endUs: start + 8_000 });
       // 20 events in two packets of 10, all inside the segment; now and then special events between segments
       const t = Array.from({ length: 20 }, (_, i) => (start + i * 300) / 1e6);
-      const ev = eventsOf(t, t.map(() => Math.floor(r() * 128)), t.map(() => Math.floor(r() * 128)), t.map(() => (r() < 0.5 ? 0 : 1)));
+      const ev = eventsOf(
+        t,
+        t.map(() => Math.floor(r() * 128)),
+        t.map(() => Math.floor(r() * 128)),
+        t.map(() => (r() < 0.5 ? 0 : 1)),
+      );
       packets.push(...polarityPackets(ev, 10));
       if (s % 50 === 0) packets.push({ eventType: 0, eventSize: 8, count: 4 });
     }
@@ -319,7 +342,13 @@ describe('inspect and detect (format aedat)', () => {
     const ev = eventsOf([3, 3.5, 4.25], [1, 2, 3], [0, 0, 0], [0, 1, 0]);
     const path = join(root, 'loose.aedat');
     writeFileSync(path, encodeAedat31([{ events: eventsOf([2], [9]), valid: [false] }, ...polarityPackets(ev, 2)]));
-    expect(await inspectAedat(path)).toMatchObject({ samples: 1, labels: null, packets: 3, eventsPerSample: { min: 3, median: 3, max: 3 }, durationSec: { max: 2.25 } });
+    expect(await inspectAedat(path)).toMatchObject({
+      samples: 1,
+      labels: null,
+      packets: 3,
+      eventsPerSample: { min: 3, median: 3, max: 3 },
+      durationSec: { max: 2.25 },
+    });
     expect((await inspectAedat(path)).labelHistogram).toBeUndefined();
   });
 

@@ -1,4 +1,14 @@
-import { SpikeflowError, configError, type DataFileSummary, type Dataset, type DatasetContext, type DatasetEntry } from '@spikeflow/core';
+import {
+  SpikeflowError,
+  configError,
+  parseSchema,
+  type DataFileSummary,
+  type Dataset,
+  type DatasetContext,
+  type DatasetEntry,
+  type SchemaInput,
+  type SchemaValues,
+} from '@spikeflow/core';
 import {
   EventStatsBuilder,
   createEventDataset,
@@ -6,7 +16,6 @@ import {
   transformsFromOptions,
   type EventRecord,
   type EventSource,
-  type EventViewOptions,
   type Sensor,
 } from '@spikeflow/events';
 import { basename, dirname, join } from 'node:path';
@@ -71,7 +80,9 @@ export function parseGestureLabels(text: string, where: string): GestureSegment[
   const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
   const head = lines[0]?.trim().replace(/\s*,\s*/g, ',');
   if (head !== GESTURE_LABELS_HEADER) {
-    throw invalid(where, `line 1 is ${JSON.stringify(lines[0]?.slice(0, 60) ?? '')}, not the header ${GESTURE_LABELS_HEADER}: not a DVS Gesture labels file`, { line: 1 });
+    throw invalid(where, `line 1 is ${JSON.stringify(lines[0]?.slice(0, 60) ?? '')}, not the header ${GESTURE_LABELS_HEADER}: not a DVS Gesture labels file`, {
+      line: 1,
+    });
   }
   const out: GestureSegment[] = [];
   for (let i = 1; i < lines.length; i++) {
@@ -79,7 +90,8 @@ export function parseGestureLabels(text: string, where: string): GestureSegment[
     if (line === '') continue;
     const at = `line ${i + 1}`;
     const fields = line.split(',').map((f) => f.trim());
-    if (fields.length !== 3) throw invalid(where, `${at} has ${fields.length} fields, not 3 (${GESTURE_LABELS_HEADER}): ${JSON.stringify(line.slice(0, 60))}`, { line: i + 1 });
+    if (fields.length !== 3)
+      throw invalid(where, `${at} has ${fields.length} fields, not 3 (${GESTURE_LABELS_HEADER}): ${JSON.stringify(line.slice(0, 60))}`, { line: i + 1 });
     fields.forEach((f, k) => {
       const name = GESTURE_LABELS_HEADER.split(',')[k];
       if (!/^[+-]?\d+$/.test(f)) throw invalid(where, `${at}: ${name} is ${JSON.stringify(f.slice(0, 40))}, not a whole number`, { line: i + 1 });
@@ -113,8 +125,13 @@ export function parseTrials(text: string, where = 'trials list'): string[] {
   text.split(/\r?\n/).forEach((raw, i) => {
     const l = raw.trim();
     if (l === '') return;
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: a control character in a file name is what this check refuses
     if (/[/\\\u0000-\u001f\u007f]/.test(l) || l === '.' || l === '..') {
-      throw invalid(where, `line ${i + 1} is ${JSON.stringify(l.slice(0, 60))}, not a recording's file name: the list is damaged; extract DvsGesture.tar.gz again`, { line: i + 1 });
+      throw invalid(
+        where,
+        `line ${i + 1} is ${JSON.stringify(l.slice(0, 60))}, not a recording's file name: the list is damaged; extract DvsGesture.tar.gz again`,
+        { line: i + 1 },
+      );
     }
     out.push(l.toLowerCase().endsWith('.aedat') ? l : `${l}.aedat`);
   });
@@ -172,12 +189,18 @@ export async function readSegment(rec: GestureRecording, s: number, files: FileA
 export function gestureSource(recordings: readonly GestureRecording[], split: string, files: FileAccess = nodeFiles, limit = Infinity): EventSource {
   const rec: number[] = [];
   const seg: number[] = [];
-  recordings.forEach((r, k) => r.segments.forEach((_, s) => (rec.push(k), seg.push(s))));
+  recordings.forEach((r, k) => {
+    r.segments.forEach((_, s) => {
+      rec.push(k);
+      seg.push(s);
+    });
+  });
   const count = Math.min(rec.length, limit);
   return {
     count,
     read(i: number) {
-      if (!(i >= 0 && i < count)) throw new SpikeflowError('CONFIG_INVALID', `dvs-gesture ${split}: no sample ${i} (the split has ${count})`, { path: 'index' });
+      if (!(i >= 0 && i < count))
+        throw new SpikeflowError('CONFIG_INVALID', `dvs-gesture ${split}: no sample ${i} (the split has ${count})`, { path: 'index' });
       return readSegment(recordings[rec[i]!]!, seg[i]!, files, `dvs-gesture ${split} sample ${i}`);
     },
   };
@@ -196,7 +219,9 @@ async function gestureRoot(dir: string, files: FileAccess): Promise<string> {
   const archive = await files.stat(join(dir, 'DvsGesture.tar.gz'));
   throw invalid(
     `dvs-gesture: ${dir}`,
-    archive ? `holds DvsGesture.tar.gz but not its contents: extract it there first (tar xzf DvsGesture.tar.gz)` : `has no ${GESTURE_TRIALS.train} (nor has ${join(dir, 'DvsGesture')}). ${notPublishedHere(dir)}`,
+    archive
+      ? `holds DvsGesture.tar.gz but not its contents: extract it there first (tar xzf DvsGesture.tar.gz)`
+      : `has no ${GESTURE_TRIALS.train} (nor has ${join(dir, 'DvsGesture')}). ${notPublishedHere(dir)}`,
     { dir },
   );
 }
@@ -220,17 +245,35 @@ async function mapLimit<T, R>(items: readonly T[], n: number, f: (item: T) => Pr
  * labels, until `limit` segments are covered (recordings past the limit are neither read nor
  * indexed). `DATA_INVALID` naming the list for a recording or labels file that is missing.
  */
-export async function openGestureSplit(root: string, split: keyof typeof GESTURE_TRIALS, files: FileAccess = nodeFiles, limit = Infinity): Promise<GestureRecording[]> {
+export async function openGestureSplit(
+  root: string,
+  split: keyof typeof GESTURE_TRIALS,
+  files: FileAccess = nodeFiles,
+  limit = Infinity,
+): Promise<GestureRecording[]> {
   const listPath = join(root, GESTURE_TRIALS[split]);
-  if (!(await files.stat(listPath))) throw invalid(`dvs-gesture: ${root}`, `has ${GESTURE_TRIALS.train} but no ${GESTURE_TRIALS[split]}: the extracted archive is incomplete; extract DvsGesture.tar.gz again`, { dir: root });
+  if (!(await files.stat(listPath)))
+    throw invalid(
+      `dvs-gesture: ${root}`,
+      `has ${GESTURE_TRIALS.train} but no ${GESTURE_TRIALS[split]}: the extracted archive is incomplete; extract DvsGesture.tar.gz again`,
+      { dir: root },
+    );
   const wanted: { path: string; segments: GestureSegment[] }[] = [];
   let total = 0;
   for (const name of parseTrials(await readText(files, listPath), listPath)) {
     if (total >= limit) break;
     const path = join(root, name);
     const labels = labelsPathOf(path);
-    for (const [p, what] of [[path, 'recording'], [labels, 'labels file']] as const) {
-      if (!(await files.stat(p))) throw invalid(listPath, `lists ${name}, whose ${what} ${basename(p)} is not in ${root}: the extracted archive is incomplete; extract DvsGesture.tar.gz again`, { file: p });
+    for (const [p, what] of [
+      [path, 'recording'],
+      [labels, 'labels file'],
+    ] as const) {
+      if (!(await files.stat(p)))
+        throw invalid(
+          listPath,
+          `lists ${name}, whose ${what} ${basename(p)} is not in ${root}: the extracted archive is incomplete; extract DvsGesture.tar.gz again`,
+          { file: p },
+        );
     }
     const segments = parseGestureLabels(await readText(files, labels), labels);
     wanted.push({ path, segments });
@@ -256,21 +299,22 @@ export const dvsGestureSchema = {
 } as const;
 
 /** Options as code passes them: every field optional, defaults as in {@link dvsGestureSchema}. */
-export interface DvsGestureOptions extends EventViewOptions {
-  readonly dir?: string;
-  readonly trainLimit?: number;
-  readonly testLimit?: number;
-}
+export type DvsGestureOptions = SchemaInput<typeof dvsGestureSchema>;
 
 /**
  * Opens DVS128 Gesture from `dir` (default `<cacheDir>/dvs-gesture`): reads the trials lists and
  * labels CSVs, indexes each recording once (packet offsets and times, see `indexAedat`), and
  * reads a sample's packets only when a batch needs it. Each labelled segment is a sample, its
  * times in seconds after the segment's start. Batches are `[T, B, 2·32·32]` by default
- * (downsample 4), targets the gestures 0..10 ({@link GESTURE_CLASSES}).
+ * (downsample 4), targets the gestures 0..10 ({@link GESTURE_CLASSES}). Options are checked
+ * against {@link dvsGestureSchema} (`CONFIG_INVALID` naming `data.<field>`), defaults filled.
  */
 export async function openDvsGesture(options: DvsGestureOptions, ctx: DatasetContext, files: FileAccess = nodeFiles): Promise<Dataset> {
-  const o: DvsGestureOptions = { maxTime: 3, downsample: 4, ...options };
+  return dvsGestureOf(parseSchema(dvsGestureSchema, options, 'data'), ctx, files);
+}
+
+/** {@link openDvsGesture} from parsed options. */
+async function dvsGestureOf(o: SchemaValues<typeof dvsGestureSchema>, ctx: DatasetContext, files: FileAccess = nodeFiles): Promise<Dataset> {
   const root = await gestureRoot(o.dir ?? join(ctx.cacheDir, 'dvs-gesture'), files);
   const splits: Record<string, EventSource> = {};
   for (const split of ['train', 'test'] as const) {
@@ -363,9 +407,10 @@ export async function detectAedat(path: string, files: FileAccess = nodeFiles): 
  */
 export const dvsGestureEntry: DatasetEntry<typeof dvsGestureSchema> = {
   name: 'dvs-gesture',
-  description: 'DVS128 Gesture: 11 gestures recorded by a DVS128 (128×128, ON/OFF), one sample per labelled segment, downsampled and binned into frames; reads the extracted AEDAT 3.1 archive',
+  description:
+    'DVS128 Gesture: 11 gestures recorded by a DVS128 (128×128, ON/OFF), one sample per labelled segment, downsampled and binned into frames; reads the extracted AEDAT 3.1 archive',
   optionsSchema: dvsGestureSchema,
-  open: (o, ctx) => openDvsGesture(o as DvsGestureOptions, ctx),
+  open: (o, ctx) => dvsGestureOf(o, ctx),
   formats: ['aedat'],
   inspect: async (path, format) => {
     if (format !== 'aedat') throw configError('--format', `the dvs-gesture dataset reads format 'aedat', not '${format}'`);

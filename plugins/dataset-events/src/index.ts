@@ -64,7 +64,6 @@ export type { AedatIndex, AedatHeader, AedatPacket, AedatPolarityPacket, AedatRa
 export { nodeFiles, readWhole } from './files.js';
 export type { FileAccess, RandomAccessFile, DirEntry } from './files.js';
 
-
 export default definePlugin({
   meta: { name: pkg.name, version: pkg.version },
   datasets: [nmnistEntry, dvsGestureEntry],

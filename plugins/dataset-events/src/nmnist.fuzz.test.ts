@@ -20,7 +20,14 @@ const ctx = { cacheDir: '/nonexistent-spikeflow-cache' };
 const SEEDS = [
   encodeNmnist(eventsOf([0, 0.001, 0.002, 0.15], [0, 33, 5, 17], [0, 33, 30, 2], [0, 1, 1, 0])),
   encodeNmnist(eventsOf([0.1, 0.2, 0.29999, 8.388607], [1, 2, 3, 4], [4, 3, 2, 1], [1, 0, 1, 0])),
-  encodeNmnist(eventsOf(Array.from({ length: 40 }, (_, i) => i * 0.007), Array.from({ length: 40 }, (_, i) => i % 34), Array.from({ length: 40 }, (_, i) => (i * 7) % 34), Array.from({ length: 40 }, (_, i) => i % 2))),
+  encodeNmnist(
+    eventsOf(
+      Array.from({ length: 40 }, (_, i) => i * 0.007),
+      Array.from({ length: 40 }, (_, i) => i % 34),
+      Array.from({ length: 40 }, (_, i) => (i * 7) % 34),
+      Array.from({ length: 40 }, (_, i) => i % 2),
+    ),
+  ),
   new Uint8Array(0),
 ];
 
@@ -42,7 +49,7 @@ describe('N-MNIST reader fuzzing', () => {
             await inspectNmnist(file);
           } finally {
             const ds = await openNmnist({ dir: root, bins: 5 }, ctx);
-            for (const split of ds.splits) for await (const b of ds.batches(split, { batchSize: 2, seed: 3 })) disposeTree(b as never);
+            for (const split of ds.splits) for await (const b of ds.batches(split, { batchSize: 2, seed: 3 })) disposeTree(b);
           }
         } finally {
           rmSync(root, { recursive: true, force: true });

@@ -6,7 +6,17 @@ import { describeDataset } from '@spikeflow/testing';
 import { mkdirSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import plugin, { NMNIST_SENSOR, decodeNmnist, detectNmnist, encodeNmnist, inspectNmnist, listNmnistSplit, nmnistEntry, nmnistSchema, openNmnist } from './index.js';
+import plugin, {
+  NMNIST_SENSOR,
+  decodeNmnist,
+  detectNmnist,
+  encodeNmnist,
+  inspectNmnist,
+  listNmnistSplit,
+  nmnistEntry,
+  nmnistSchema,
+  openNmnist,
+} from './index.js';
 import { collect, counting, refusal, same, tempDirs } from './test-util.js';
 
 beforeAll(() => wasm.activate());
@@ -33,9 +43,16 @@ function sample(seed: number, n: number, span = 0.3): Events {
 }
 
 /** Writes Train/<d>/<k>.bin and Test/<d>/<k>.bin; returns each file's events. */
-function writeTree(root: string, perDigit: { train: number; test: number }, events = (split: string, d: number, k: number) => sample(d * 1000 + k + (split === 'Test' ? 500 : 0), 3 + ((d + k) % 7))) {
+function writeTree(
+  root: string,
+  perDigit: { train: number; test: number },
+  events = (split: string, d: number, k: number) => sample(d * 1000 + k + (split === 'Test' ? 500 : 0), 3 + ((d + k) % 7)),
+) {
   const written = new Map<string, { events: Events; label: number }>();
-  for (const [split, n] of [['Train', perDigit.train], ['Test', perDigit.test]] as const) {
+  for (const [split, n] of [
+    ['Train', perDigit.train],
+    ['Test', perDigit.test],
+  ] as const) {
     for (let d = 0; d < 10; d++) {
       for (let k = 0; k < n; k++) {
         const ev = events(split, d, k);
@@ -51,9 +68,6 @@ describeDataset('nmnist (augmented, downsampled)', async () => {
   writeTree(dir, { train: 1, test: 1 });
   return openNmnist({ dir, bins: 6, downsample: 2, spatialShift: 2, dropEvents: 0.1 }, { cacheDir: dir });
 });
-
-
-
 
 describe('N-MNIST sample files', () => {
   it('lays out an event as x, y, polarity bit 7 + 23-bit µs time, big-endian, 5 bytes', () => {
@@ -112,8 +126,9 @@ describe('nmnist dataset', () => {
   it('yields [T, B, 2·34·34] batches of the binned samples with their digits, reading back what was written', async () => {
     const root = freshDir();
     const written = writeTree(root, { train: 2, test: 1 }, (split, d, k) =>
-      // one ON event at (d, k) at 0.01 s, one OFF event at (33 − d, 2) at 0.25 s, one after maxTime
-      eventsOf([0.01, 0.25, 0.31], [d, 33 - d, 0], [k, 2, 0], [1, 0, 1]),
+      // one ON event at (d, k) at 0.01 s, one OFF event at (33 − d, 3) at 0.25 s (row 2 in the
+      // train split: only the test split's files pass), one after maxTime
+      eventsOf([0.01, 0.25, 0.31], [d, 33 - d, 0], [k, split === 'Test' ? 3 : 2, 0], [1, 0, 1]),
     );
     expect(written.size).toBe(30);
     const ds = await openNmnist({ dir: root, bins: 3 }, ctx);
@@ -124,7 +139,7 @@ describe('nmnist dataset', () => {
     for (let s = 0; s < 10; s++) {
       const at = (t: number, c: number) => b!.x[(t * 10 + s) * 2312 + c]!;
       const on = channelOf(NMNIST_SENSOR, s, 0, 1);
-      const off = channelOf(NMNIST_SENSOR, 33 - s, 2, 0);
+      const off = channelOf(NMNIST_SENSOR, 33 - s, 3, 0);
       // 0.3 s in 3 frames: 0.01 s → frame 0, 0.25 s → frame 2; 0.31 s is cropped
       expect([at(0, on), at(1, on), at(2, off)]).toEqual([1, 0, 1]);
       let total = 0;
@@ -140,7 +155,13 @@ describe('nmnist dataset', () => {
     const a = await collect(await openNmnist(o, ctx), 'train', { batchSize: 8, seed: 3 });
     const b = await collect(await openNmnist(o, ctx), 'train', { batchSize: 8, seed: 3 });
     const c = await collect(await openNmnist(o, ctx), 'train', { batchSize: 8, seed: 4 });
-    expect(a.map((g) => g.shape)).toEqual([[5, 8, 2312], [5, 8, 2312], [5, 8, 2312], [5, 8, 2312], [5, 8, 2312]]);
+    expect(a.map((g) => g.shape)).toEqual([
+      [5, 8, 2312],
+      [5, 8, 2312],
+      [5, 8, 2312],
+      [5, 8, 2312],
+      [5, 8, 2312],
+    ]);
     expect(a.map((g) => g.y)).toEqual(b.map((g) => g.y));
     a.forEach((g, i) => expect(same(g.x, b[i]!.x)).toBe(true));
     expect(a.map((g) => g.y)).not.toEqual(c.map((g) => g.y));
@@ -157,7 +178,11 @@ describe('nmnist dataset', () => {
     const ds = await openNmnist({ dir: root, downsample: 2, polarity: 'merge', window: 0.05, trainLimit: 7, testLimit: 12 }, ctx);
     expect(ds.describe()).toEqual({ steps: 6, channels: 17 * 17, outputs: 10, target: 'labels', samples: { train: 7, test: 12 } });
     const got = await collect(ds, 'test', { batchSize: 5, seed: 0 });
-    expect(got.map((g) => g.shape)).toEqual([[6, 5, 289], [6, 5, 289], [6, 2, 289]]);
+    expect(got.map((g) => g.shape)).toEqual([
+      [6, 5, 289],
+      [6, 5, 289],
+      [6, 2, 289],
+    ]);
     // the first 12 test samples, round-robin: digits 0..9 then 0, 1
     expect(got.flatMap((g) => g.y)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]);
   });

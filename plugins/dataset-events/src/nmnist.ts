@@ -1,4 +1,14 @@
-import { SpikeflowError, configError, type DataFileSummary, type Dataset, type DatasetContext, type DatasetEntry } from '@spikeflow/core';
+import {
+  SpikeflowError,
+  configError,
+  parseSchema,
+  type DataFileSummary,
+  type Dataset,
+  type DatasetContext,
+  type DatasetEntry,
+  type SchemaInput,
+  type SchemaValues,
+} from '@spikeflow/core';
 import {
   EventStatsBuilder,
   binningFromOptions,
@@ -81,7 +91,8 @@ export function encodeNmnist(events: Events): Uint8Array {
     const x = events.x[i]!;
     const y = events.y[i]!;
     const p = events.p[i]!;
-    if (!(us >= 0 && us <= MAX_TIME_US)) throw configError(`events.t[${i}]`, `${events.t[i]} s does not fit N-MNIST's 23-bit microsecond time (0 to ${MAX_TIME_US} µs)`);
+    if (!(us >= 0 && us <= MAX_TIME_US))
+      throw configError(`events.t[${i}]`, `${events.t[i]} s does not fit N-MNIST's 23-bit microsecond time (0 to ${MAX_TIME_US} µs)`);
     if (!(x >= 0 && x <= 255)) throw configError(`events.x[${i}]`, `${x} does not fit a byte`);
     if (!(y >= 0 && y <= 255)) throw configError(`events.y[${i}]`, `${y} does not fit a byte`);
     if (p !== 0 && p !== 1) throw configError(`events.p[${i}]`, `must be 0 (OFF) or 1 (ON), got ${p}`);
@@ -115,7 +126,10 @@ export async function listNmnistSplit(dir: string, files: FileAccess = nodeFiles
   for (const e of await files.list(dir)) {
     if (!e.directory || !isDigit(e.name)) continue;
     const digitDir = join(dir, e.name);
-    const names = (await files.list(digitDir)).filter((f) => !f.directory && isBin(f.name)).map((f) => f.name).sort(naturalOrder);
+    const names = (await files.list(digitDir))
+      .filter((f) => !f.directory && isBin(f.name))
+      .map((f) => f.name)
+      .sort(naturalOrder);
     perDigit[Number(e.name)] = names.map((n) => ({ path: join(digitDir, n), label: Number(e.name) }));
   }
   const out: NmnistFile[] = [];
@@ -174,21 +188,22 @@ export const nmnistSchema = {
 } as const;
 
 /** Options as code passes them: every field optional, defaults as in {@link nmnistSchema}. */
-export interface NmnistOptions extends EventViewOptions {
-  readonly dir?: string;
-  readonly trainLimit?: number;
-  readonly testLimit?: number;
-}
+export type NmnistOptions = SchemaInput<typeof nmnistSchema>;
 
 /**
  * Opens N-MNIST from `dir` (default `<cacheDir>/nmnist`): lists the sample files of `Train/` and
  * `Test/` (their digit folders are the labels) and reads each sample's file only when a batch
  * needs it. Batches are `[T, B, 2·34·34]` (fewer channels with `downsample` or `polarity:
  * 'merge'`), targets the digits 0..9; binning and transforms as `@spikeflow/events` documents.
- * `files` replaces the file system (tests count reads through it).
+ * Options are checked against {@link nmnistSchema} (`CONFIG_INVALID` naming `data.<field>`),
+ * defaults filled. `files` replaces the file system (tests count reads through it).
  */
 export async function openNmnist(options: NmnistOptions, ctx: DatasetContext, files: FileAccess = nodeFiles): Promise<Dataset> {
-  const o: NmnistOptions = { maxTime: 0.3, ...options };
+  return nmnistOf(parseSchema(nmnistSchema, options, 'data'), ctx, files);
+}
+
+/** {@link openNmnist} from parsed options. */
+async function nmnistOf(o: SchemaValues<typeof nmnistSchema>, ctx: DatasetContext, files: FileAccess = nodeFiles): Promise<Dataset> {
   const dir = o.dir ?? join(ctx.cacheDir, 'nmnist');
   const root = await files.stat(dir);
   if (!root?.directory) throw invalid(`nmnist: ${dir}`, `${root ? 'is a file, not a folder' : 'no such folder'}. ${notPublishedHere(dir)}`, { dir });
@@ -204,7 +219,8 @@ export async function openNmnist(options: NmnistOptions, ctx: DatasetContext, fi
       );
     }
     const list = await listNmnistSplit(splitDir, files);
-    if (list.length === 0) throw invalid(`nmnist: ${splitDir}`, `holds no samples: expected ${name}/<digit>/<id>.bin (digit folders 0 to 9). ${notPublishedHere(dir)}`, { dir });
+    if (list.length === 0)
+      throw invalid(`nmnist: ${splitDir}`, `holds no samples: expected ${name}/<digit>/<id>.bin (digit folders 0 to 9). ${notPublishedHere(dir)}`, { dir });
     const limit = split === 'train' ? o.trainLimit : o.testLimit;
     splits[split] = nmnistSource(limit === undefined ? list : list.slice(0, limit), split, files);
   }
@@ -246,7 +262,10 @@ async function samplesAt(path: string, files: FileAccess): Promise<{ list: Nmnis
     return list.length ? { list } : undefined;
   }
   const own = basename(path);
-  const bins = entries.filter((e) => !e.directory && isBin(e.name)).map((e) => e.name).sort(naturalOrder);
+  const bins = entries
+    .filter((e) => !e.directory && isBin(e.name))
+    .map((e) => e.name)
+    .sort(naturalOrder);
   return bins.length ? { list: bins.map((n) => ({ path: join(path, n), label: isDigit(own) ? Number(own) : undefined })) } : undefined;
 }
 
@@ -316,9 +335,10 @@ export async function detectNmnist(path: string, files: FileAccess = nodeFiles):
  */
 export const nmnistEntry: DatasetEntry<typeof nmnistSchema> = {
   name: 'nmnist',
-  description: 'N-MNIST: MNIST digits recorded by an event camera (34×34, ON/OFF), binned into frames; reads Train/ and Test/ as unzipped from the published archives',
+  description:
+    'N-MNIST: MNIST digits recorded by an event camera (34×34, ON/OFF), binned into frames; reads Train/ and Test/ as unzipped from the published archives',
   optionsSchema: nmnistSchema,
-  open: (o, ctx) => openNmnist(o as NmnistOptions, ctx),
+  open: (o, ctx) => nmnistOf(o, ctx),
   formats: ['nmnist'],
   inspect: async (path, format) => {
     if (format !== 'nmnist') throw configError('--format', `the nmnist dataset reads format 'nmnist', not '${format}'`);

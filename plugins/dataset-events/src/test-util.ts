@@ -38,7 +38,7 @@ export async function collect(ds: Dataset, split: string, o: BatchOptions, each?
   const out: Got[] = [];
   for await (const b of ds.batches(split, o)) {
     const g = { shape: b.inputs.shape, x: b.inputs.dataSync() as Float32Array, y: Array.from(b.targets.dataSync()) };
-    disposeTree(b as never);
+    disposeTree(b);
     each?.(g);
     out.push(g);
   }

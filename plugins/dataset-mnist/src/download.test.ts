@@ -15,9 +15,21 @@ beforeAll(() => wasm.activate());
 
 /** A tiny MNIST-like set: 5 train and 3 test images of 2×3 pixels, gzipped as distributed. */
 const files: Record<string, Uint8Array> = {
-  [`${IDX_FILES.trainImages}.gz`]: gzipSync(encodeIdx('ubyte', [5, 2, 3], Array.from({ length: 30 }, (_, i) => (i * 37) % 256))),
+  [`${IDX_FILES.trainImages}.gz`]: gzipSync(
+    encodeIdx(
+      'ubyte',
+      [5, 2, 3],
+      Array.from({ length: 30 }, (_, i) => (i * 37) % 256),
+    ),
+  ),
   [`${IDX_FILES.trainLabels}.gz`]: gzipSync(encodeIdx('ubyte', [5], [3, 1, 4, 1, 5])),
-  [`${IDX_FILES.testImages}.gz`]: gzipSync(encodeIdx('ubyte', [3, 2, 3], Array.from({ length: 18 }, (_, i) => 255 - i))),
+  [`${IDX_FILES.testImages}.gz`]: gzipSync(
+    encodeIdx(
+      'ubyte',
+      [3, 2, 3],
+      Array.from({ length: 18 }, (_, i) => 255 - i),
+    ),
+  ),
   [`${IDX_FILES.testLabels}.gz`]: gzipSync(encodeIdx('ubyte', [3], [9, 2, 6])),
 };
 const digests = Object.fromEntries(Object.entries(files).map(([n, b]) => [n, sha256(b)]));
@@ -58,7 +70,11 @@ describe('download', () => {
     const dir = join(root, 'ok');
     const log: string[] = [];
     const paths = await fetchIdxFiles({ dir, download: true, baseUrl: base, checksums: digests, dataset: 'mnist', log: (m) => log.push(m) });
-    expect(Object.values(paths).map((p) => p.slice(dir.length + 1)).sort()).toEqual(Object.keys(files).sort());
+    expect(
+      Object.values(paths)
+        .map((p) => p.slice(dir.length + 1))
+        .sort(),
+    ).toEqual(Object.keys(files).sort());
     expect(readdirSync(dir).sort()).toEqual(Object.keys(files).sort()); // no temporary files left
     expect(requests.filter((r) => r.startsWith('/mirror/')).length).toBe(4);
     expect(log.filter((m) => m.includes('SHA-256 verified')).length).toBe(4);
@@ -75,7 +91,7 @@ describe('download', () => {
       // sample 0, step 1 (row 1) = pixels 3..5 = (255 − 3..5)/255
       const x = b.inputs.arraySync() as number[][][];
       expect(x[1]![0]).toEqual([252, 251, 250].map((v) => Math.fround(v / 255)));
-      disposeTree(b as never);
+      disposeTree(b);
     }
     expect(tf.memory().numTensors).toBe(n);
   });
@@ -105,7 +121,9 @@ describe('download', () => {
   it('without download, names the missing files, the directory and the ways to get them', async () => {
     const dir = join(root, 'empty');
     const err = await refusal(openMnist({ source: 'idx', dir }, { cacheDir: root }));
-    expect(err.message).toContain(`missing train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (raw or .gz) in ${dir}`);
+    expect(err.message).toContain(
+      `missing train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (raw or .gz) in ${dir}`,
+    );
     expect(err.message).toContain('download: true');
     expect(err.message).toContain("source: 'bundled'");
     const err2 = await refusal(openFashionMnist({}, { cacheDir: root }));

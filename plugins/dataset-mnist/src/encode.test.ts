@@ -40,14 +40,23 @@ describe('encoders on a hand-made 2×2 image', () => {
   const img = [1, 0.1, 0.5, 0.75];
 
   it('direct passes intensities through', () => {
-    expect(rows(encodeSequence(enc({ name: 'direct' }), img, 2, 2))).toEqual([[1, Math.fround(0.1)], [0.5, 0.75]]);
+    expect(rows(encodeSequence(enc({ name: 'direct' }), img, 2, 2))).toEqual([
+      [1, Math.fround(0.1)],
+      [0.5, 0.75],
+    ]);
   });
 
   it('rate: spike iff u < min(1, gain·x), one draw per (t, c) in order', () => {
     // p = [1, 0.1, 0.5, 0.75]; draws 0.99 < 1 → 1; 0.05 < 0.1 → 1; 0.5 !< 0.5 → 0; 0.8 !< 0.75 → 0
-    expect(rows(encodeSequence(enc({ name: 'rate' }), img, 2, 2, replay([0.99, 0.05, 0.5, 0.8])))).toEqual([[1, 1], [0, 0]]);
+    expect(rows(encodeSequence(enc({ name: 'rate' }), img, 2, 2, replay([0.99, 0.05, 0.5, 0.8])))).toEqual([
+      [1, 1],
+      [0, 0],
+    ]);
     // gain 2: p = [1, 0.2, 1, 1] (clipped): draws 0.99 → 1; 0.15 < 0.2 → 1; 0.999 → 1; 0.0 → 1
-    expect(rows(encodeSequence(enc({ name: 'rate', rateGain: 2 }), img, 2, 2, replay([0.99, 0.15, 0.999, 0])))).toEqual([[1, 1], [1, 1]]);
+    expect(rows(encodeSequence(enc({ name: 'rate', rateGain: 2 }), img, 2, 2, replay([0.99, 0.15, 0.999, 0])))).toEqual([
+      [1, 1],
+      [1, 1],
+    ]);
     // black pixels never fire, whatever the draw
     expect(rows(encodeSequence(enc({ name: 'rate', rateGain: 5 }), [0, 0], 1, 2, replay([0, 0])))).toEqual([[0, 0]]);
   });
@@ -57,11 +66,22 @@ describe('encoders on a hand-made 2×2 image', () => {
     expect([r.steps, r.channels]).toEqual([10, 2]);
     // x = 1 → s = 0; x = 0.1 → not above threshold; x = 0.5 → round(2) = 2; x = 0.75 → round(1) = 1
     expect(rows(r)).toEqual([
-      [1, 0], [0, 0], [0, 0], [0, 0], [0, 0], // step 0: sub-steps 0..4
-      [0, 0], [0, 1], [1, 0], [0, 0], [0, 0], // step 1
+      [1, 0],
+      [0, 0],
+      [0, 0],
+      [0, 0],
+      [0, 0], // step 0: sub-steps 0..4
+      [0, 0],
+      [0, 1],
+      [1, 0],
+      [0, 0],
+      [0, 0], // step 1
     ]);
     // L = 1: every spike at the step itself; threshold 0 lets 0.1 fire too
-    expect(rows(encodeSequence(enc({ name: 'latency', latencySteps: 1, latencyThreshold: 0 }), img, 2, 2))).toEqual([[1, 1], [1, 1]]);
+    expect(rows(encodeSequence(enc({ name: 'latency', latencySteps: 1, latencyThreshold: 0 }), img, 2, 2))).toEqual([
+      [1, 1],
+      [1, 1],
+    ]);
     // round half up: x = 0.875, L = 5 → (0.125)(4) = 0.5 → 1
     expect(rows(encodeSequence(enc({ name: 'latency' }), [0.875], 1, 1)).map((r) => r[0])).toEqual([0, 1, 0, 0, 0]);
   });
@@ -71,9 +91,20 @@ describe('encoders on a hand-made 2×2 image', () => {
     const r = encodeSequence(enc({ name: 'delta', deltaThreshold: 0.1 }), seq, 7, 1);
     expect([r.steps, r.channels]).toEqual([7, 2]);
     // levels: 0 → (0.5: +0.5 ON, ref .5) → (0.55: +.05) → (0.7: +.2 ON, ref .7) → (0.2: −.5 OFF, ref .2) → (0.2) → (0.35: +.15 ON)
-    expect(rows(r)).toEqual([[0, 0], [1, 0], [0, 0], [1, 0], [0, 1], [0, 0], [1, 0]]);
+    expect(rows(r)).toEqual([
+      [0, 0],
+      [1, 0],
+      [0, 0],
+      [1, 0],
+      [0, 1],
+      [0, 0],
+      [1, 0],
+    ]);
     // two channels in: [ON0, OFF0, ON1, OFF1]; each channel keeps its own level
-    expect(rows(encodeSequence(enc({ name: 'delta' }), img, 2, 2))).toEqual([[1, 0, 0, 0], [0, 1, 1, 0]]);
+    expect(rows(encodeSequence(enc({ name: 'delta' }), img, 2, 2))).toEqual([
+      [1, 0, 0, 0],
+      [0, 1, 1, 0],
+    ]);
   });
 
   it('reports sizes after encoding', () => {

@@ -135,7 +135,13 @@ export function encodeInto(enc: EncoderConfig, seq: Float32Array, T: number, C: 
 }
 
 /** Encodes one `[T, C]` sequence on its own: `data` is `[T', C']` row-major. */
-export function encodeSequence(enc: EncoderConfig, seq: ArrayLike<number>, T: number, C: number, rand?: () => number): { steps: number; channels: number; data: Float32Array } {
+export function encodeSequence(
+  enc: EncoderConfig,
+  seq: ArrayLike<number>,
+  T: number,
+  C: number,
+  rand?: () => number,
+): { steps: number; channels: number; data: Float32Array } {
   const size = encodedSize(enc, T, C);
   const data = new Float32Array(size.steps * size.channels);
   encodeInto(enc, Float32Array.from(seq), T, C, data, 0, 1, rand);

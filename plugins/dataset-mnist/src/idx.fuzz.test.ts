@@ -29,9 +29,17 @@ const ramp = (n: number, f: (i: number) => number) => Array.from({ length: n }, 
 
 /** A consistent small set: 6 training and 3 test images of 4 × 5 pixels with their labels. */
 const SET: Record<IdxRole, Uint8Array> = {
-  trainImages: encodeIdx('ubyte', [6, 4, 5], ramp(120, (i) => (i * 37) % 256)),
+  trainImages: encodeIdx(
+    'ubyte',
+    [6, 4, 5],
+    ramp(120, (i) => (i * 37) % 256),
+  ),
   trainLabels: encodeIdx('ubyte', [6], [0, 1, 2, 9, 8, 7]),
-  testImages: encodeIdx('ubyte', [3, 4, 5], ramp(60, (i) => (i * 11) % 256)),
+  testImages: encodeIdx(
+    'ubyte',
+    [3, 4, 5],
+    ramp(60, (i) => (i * 11) % 256),
+  ),
   testLabels: encodeIdx('ubyte', [3], [3, 4, 5]),
 };
 
@@ -70,13 +78,19 @@ describe('IDX reader fuzzing', () => {
     'opens a set with one file damaged (or swapped for another) and reads both splits, or refuses with a SpikeflowError',
     async () => {
       // Mostly the role's own file damaged; sometimes any other file in its place.
-      const file = fc.constantFrom(...ROLES).chain((role) =>
-        fc.oneof(
-          { weight: 4, arbitrary: mutatedBytes([SET[role], gzipSync(SET[role])], { keepPrefix: 3 }) },
-          { weight: 1, arbitrary: mutatedBytes(SEEDS, { keepPrefix: 3 }) },
-        ).map((bytes) => ({ role, bytes })),
-      );
-      const damaged = fc.record({ file, variant: fc.constantFrom(...VARIANTS), encoder: fc.constantFrom(...ENCODERS) }).map(({ file: f, ...o }) => ({ ...f, ...o }));
+      const file = fc
+        .constantFrom(...ROLES)
+        .chain((role) =>
+          fc
+            .oneof(
+              { weight: 4, arbitrary: mutatedBytes([SET[role], gzipSync(SET[role])], { keepPrefix: 3 }) },
+              { weight: 1, arbitrary: mutatedBytes(SEEDS, { keepPrefix: 3 }) },
+            )
+            .map((bytes) => ({ role, bytes })),
+        );
+      const damaged = fc
+        .record({ file, variant: fc.constantFrom(...VARIANTS), encoder: fc.constantFrom(...ENCODERS) })
+        .map(({ file: f, ...o }) => ({ ...f, ...o }));
       await fuzzReader('mnist idx set', damaged, async ({ role, bytes, variant, encoder }) => {
         const d = join(dir, `set-${cases++}`);
         mkdirSync(d);
@@ -84,7 +98,7 @@ describe('IDX reader fuzzing', () => {
           for (const r of ROLES) writeFileSync(join(d, IDX_FILES[r]), r === role ? bytes : SET[r]);
           const ds = await openMnist({ source: 'idx', dir: d, variant, encoder }, ctx);
           for (const split of ds.splits) {
-            for await (const b of ds.batches(split, { batchSize: 4, seed: 1 })) disposeTree(b as never);
+            for await (const b of ds.batches(split, { batchSize: 4, seed: 1 })) disposeTree(b);
           }
         } finally {
           rmSync(d, { recursive: true, force: true });
@@ -124,7 +138,9 @@ describe('damaged IDX files', () => {
     const noLabels = encodeIdx('ubyte', [0], []);
     setWith('huge', { trainImages: none, trainLabels: noLabels, testImages: none, testLabels: noLabels });
     const e = await refusal(() => openMnist({ source: 'idx', dir: join(dir, 'huge') }, ctx));
-    expect(e.message).toMatch(/train-images-idx3-ubyte: holds no images \(\[0, 65536, 65536\] ubyte\); its header is damaged or the file is empty: download it again/);
+    expect(e.message).toMatch(
+      /train-images-idx3-ubyte: holds no images \(\[0, 65536, 65536\] ubyte\); its header is damaged or the file is empty: download it again/,
+    );
     const e2 = await refusal(() => loadIdxSet(setWith('flat', { trainImages: encodeIdx('ubyte', [6, 0, 5], []) })));
     expect(e2.message).toContain('train-images-idx3-ubyte: holds images of 0×5 pixels');
   });
@@ -135,6 +151,8 @@ describe('damaged IDX files', () => {
     const big = encodeIdx('ubyte', [1, 1, 1, 1, 1, 1], [0]);
     for (let k = 0; k < 6; k++) new DataView(big.buffer).setUint32(4 + 4 * k, 0xffffffff, false);
     expect(() => parseIdx(b, 'x')).toThrow('x: is truncated: the header declares [4294967295] float64 = 34359738360 data bytes but only 16 follow the header');
-    expect(() => parseIdx(big, 'y')).toThrow(/^y: is truncated: the header declares \[4294967295, 4294967295, 4294967295, 4294967295, 4294967295, 4294967295\] ubyte = more than 2\^53 data bytes but only 1 follow the header/);
+    expect(() => parseIdx(big, 'y')).toThrow(
+      /^y: is truncated: the header declares \[4294967295, 4294967295, 4294967295, 4294967295, 4294967295, 4294967295\] ubyte = more than 2\^53 data bytes but only 1 follow the header/,
+    );
   });
 });

@@ -44,7 +44,10 @@ describe('IDX reader', () => {
   it.each(Object.keys(samples) as IdxType[])('reads back %s files, raw and gzipped, big-endian', async (type) => {
     const values = samples[type];
     const bytes = encodeIdx(type, [2, 3], values);
-    for (const [name, b] of [[`a-${type}`, bytes], [`a-${type}.gz`, gzipSync(bytes)]] as const) {
+    for (const [name, b] of [
+      [`a-${type}`, bytes],
+      [`a-${type}.gz`, gzipSync(bytes)],
+    ] as const) {
       const idx = await readIdx(write(name, b));
       expect(idx.type).toBe(type);
       expect(idx.dims).toEqual([2, 3]);
@@ -171,7 +174,14 @@ describe('inspect', () => {
   });
 
   it('summarises an images file with its sample shape', async () => {
-    const p = write('t10k-images-idx3-ubyte', encodeIdx('ubyte', [2, 3, 4], Array.from({ length: 24 }, (_, i) => i * 10)));
+    const p = write(
+      't10k-images-idx3-ubyte',
+      encodeIdx(
+        'ubyte',
+        [2, 3, 4],
+        Array.from({ length: 24 }, (_, i) => i * 10),
+      ),
+    );
     const s = await summarizeIdx(p);
     expect(s).toEqual({ path: p, format: 'idx', samples: 2, shape: [3, 4], dtype: 'ubyte', compressed: false, min: 0, max: 230 });
     expect(s.labelHistogram).toBeUndefined();

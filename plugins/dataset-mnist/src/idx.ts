@@ -69,7 +69,12 @@ export function parseIdx(input: Uint8Array, name: string): IdxArray {
     try {
       bytes = gunzipSync(input);
     } catch (cause) {
-      throw invalid(name, `is not a valid gzip stream (${(cause as Error).message}); the file may be truncated or corrupt — delete it and fetch it again`, {}, cause);
+      throw invalid(
+        name,
+        `is not a valid gzip stream (${(cause as Error).message}); the file may be truncated or corrupt — delete it and fetch it again`,
+        {},
+        cause,
+      );
     }
   }
   if (bytes.length < 4) throw invalid(name, `is truncated: ${bytes.length} bytes, too short for an IDX header (4-byte magic number)`);
@@ -82,7 +87,9 @@ export function parseIdx(input: Uint8Array, name: string): IdxArray {
   const code = bytes[2]!;
   const elem = IDX_TYPES.get(code);
   if (!elem) {
-    throw invalid(name, `unknown IDX element type ${hex(code)} (known: ${[...IDX_TYPES].map(([c, t]) => `${hex(c)} ${t.type}`).join(', ')})`, { typeCode: code });
+    throw invalid(name, `unknown IDX element type ${hex(code)} (known: ${[...IDX_TYPES].map(([c, t]) => `${hex(c)} ${t.type}`).join(', ')})`, {
+      typeCode: code,
+    });
   }
   const ndims = bytes[3]!;
   if (ndims === 0) throw invalid(name, 'declares 0 dimensions; an IDX data file has at least one (the sample count)');
@@ -111,10 +118,14 @@ export function parseIdx(input: Uint8Array, name: string): IdxArray {
     });
   }
   if (actual > expected) {
-    throw invalid(name, `has ${actual - expected} bytes more than its header declares (${shape} = ${expected} data bytes, ${actual} present); the header does not describe this file`, {
-      expectedBytes: expected,
-      actualBytes: actual,
-    });
+    throw invalid(
+      name,
+      `has ${actual - expected} bytes more than its header declares (${shape} = ${expected} data bytes, ${actual} present); the header does not describe this file`,
+      {
+        expectedBytes: expected,
+        actualBytes: actual,
+      },
+    );
   }
   return { type: elem.type, dims, data: decode(elem.type, view, headerSize, count), compressed };
 }

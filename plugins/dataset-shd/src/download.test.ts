@@ -25,7 +25,11 @@ beforeAll(async () => {
     requests.push(req.url!);
     const [, dir, name] = req.url!.split('/');
     if (name === 'md5sums.txt') {
-      const sums = { good: `${md5(gz)}  shd_train.h5.gz\n0123456789abcdef0123456789abcdef  shd_test.h5.gz\n`, bad: `${'0'.repeat(32)}  shd_train.h5.gz\n`, none: `${md5(gz)}  other.h5.gz\n` }[dir!];
+      const sums = {
+        good: `${md5(gz)}  shd_train.h5.gz\n0123456789abcdef0123456789abcdef  shd_test.h5.gz\n`,
+        bad: `${'0'.repeat(32)}  shd_train.h5.gz\n`,
+        none: `${md5(gz)}  other.h5.gz\n`,
+      }[dir!];
       res.end(sums);
     } else if (name === 'shd_train.h5.gz') res.end(gz);
     else {
@@ -78,7 +82,9 @@ describe('fetchShdFile', () => {
     await expect(fetchShdFile({ dir, name: 'shd_test.h5', download: false, baseUrl: `${base}/good/` })).rejects.toThrow(
       `${join(dir, 'shd_test.h5')}: not found. Download ${base}/good/shd_test.h5.gz (listed with its MD5 in ${base}/good/md5sums.txt) into ${dir}, or set download: true in the data section`,
     );
-    await expect(fetchShdFile({ dir, name: 'shd_test.h5', download: true, baseUrl: `${base}/good/` })).rejects.toThrow(/shd_test\.h5\.gz: the server answered 404/);
+    await expect(fetchShdFile({ dir, name: 'shd_test.h5', download: true, baseUrl: `${base}/good/` })).rejects.toThrow(
+      /shd_test\.h5\.gz: the server answered 404/,
+    );
   });
 
   it('unpacks a .gz already in the directory without the network, and refuses a broken one', async () => {
@@ -87,7 +93,9 @@ describe('fetchShdFile', () => {
     const path = await fetchShdFile({ dir, name: 'shd_test.h5', download: false });
     expect(md5(readFileSync(path))).toBe(md5(h5));
     writeFileSync(join(dir, 'ssc_test.h5.gz'), gz.subarray(0, gz.length >> 1));
-    await expect(fetchShdFile({ dir, name: 'ssc_test.h5', download: false })).rejects.toThrow(/ssc_test\.h5\.gz: cannot be unpacked .*delete it and download again/);
+    await expect(fetchShdFile({ dir, name: 'ssc_test.h5', download: false })).rejects.toThrow(
+      /ssc_test\.h5\.gz: cannot be unpacked .*delete it and download again/,
+    );
     expect(existsSync(join(dir, 'ssc_test.h5'))).toBe(false);
   });
 });

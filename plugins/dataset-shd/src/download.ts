@@ -66,12 +66,19 @@ export async function fetchShdFile(o: FetchShdOptions): Promise<string> {
     await mkdir(o.dir, { recursive: true });
     const sums = parseMd5Sums(await fetchText(`${base}md5sums.txt`));
     const want = sums.get(`${o.name}.gz`);
-    if (!want) throw new SpikeflowError('DATA_INVALID', `${base}md5sums.txt lists no checksum for ${o.name}.gz; refusing to use an unchecked download`, { url: `${base}md5sums.txt` });
+    if (!want)
+      throw new SpikeflowError('DATA_INVALID', `${base}md5sums.txt lists no checksum for ${o.name}.gz; refusing to use an unchecked download`, {
+        url: `${base}md5sums.txt`,
+      });
     o.log?.(`downloading ${base}${o.name}.gz`);
     const got = await downloadTo(`${base}${o.name}.gz`, gz);
     if (got !== want) {
       await rm(gz, { force: true });
-      throw new SpikeflowError('DATA_INVALID', `${base}${o.name}.gz: MD5 ${got}, but md5sums.txt lists ${want}; the download was removed, try again or another baseUrl`, { url: `${base}${o.name}.gz` });
+      throw new SpikeflowError(
+        'DATA_INVALID',
+        `${base}${o.name}.gz: MD5 ${got}, but md5sums.txt lists ${want}; the download was removed, try again or another baseUrl`,
+        { url: `${base}${o.name}.gz` },
+      );
     }
   }
   o.log?.(`unpacking ${gz}`);
@@ -91,7 +98,12 @@ async function fetchText(url: string): Promise<string> {
   try {
     res = await fetch(url);
   } catch (e) {
-    throw new SpikeflowError('DATA_INVALID', `${url}: cannot be fetched (${(e as Error).message}); check the network, or download the files by hand`, { url }, { cause: e });
+    throw new SpikeflowError(
+      'DATA_INVALID',
+      `${url}: cannot be fetched (${(e as Error).message}); check the network, or download the files by hand`,
+      { url },
+      { cause: e },
+    );
   }
   if (!res.ok) throw new SpikeflowError('DATA_INVALID', `${url}: the server answered ${res.status} ${res.statusText}`, { url });
   return res.text();

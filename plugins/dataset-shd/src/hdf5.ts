@@ -212,7 +212,8 @@ let instances = 0;
 /** The h5wasm instance in service, loaded (or replaced, after a fault) on demand. */
 async function library(): Promise<Library> {
   for (;;) {
-    const pending = current ?? (current = load());
+    current ??= load();
+    const pending = current;
     let lib: Library;
     try {
       lib = await pending;
@@ -234,7 +235,12 @@ async function load(): Promise<Library> {
     const mod = (await import(/* @vite-ignore */ url)) as { ready: Promise<H5Module> };
     m = await mod.ready;
   } catch (e) {
-    throw new SpikeflowError('BACKEND_UNAVAILABLE', `h5wasm (HDF5 in WebAssembly) cannot be loaded (${describe(e)}): reinstall @spikeflow/dataset-shd`, {}, { cause: e });
+    throw new SpikeflowError(
+      'BACKEND_UNAVAILABLE',
+      `h5wasm (HDF5 in WebAssembly) cannot be loaded (${describe(e)}): reinstall @spikeflow/dataset-shd`,
+      {},
+      { cause: e },
+    );
   }
   const lib: Library = { m, diagnostics: '', guard: undefined, damage: undefined };
   captureStderr(lib);
@@ -268,7 +274,10 @@ function guardReads(lib: Library): void {
     const nfd = stream.nfd;
     if (!guard || nfd === undefined || n <= 0) return n;
     let path = paths.get(stream);
-    if (path === undefined) paths.set(stream, (path = resolve(stream.path ?? '')));
+    if (path === undefined) {
+      path = resolve(stream.path ?? '');
+      paths.set(stream, path);
+    }
     if (path !== guard.path) return n; // another file (an external link): HDF5 checks it alone
     const readAt = (pos: number, len: number) => {
       const b = new Uint8Array(Math.max(0, Math.min(len, guard.size - pos)));
@@ -297,7 +306,13 @@ const GCOL = [0x47, 0x43, 0x4f, 0x4c];
  * (see {@link parseGlobalHeap}); `heaps` keeps what was found, `readAt` reads more of the file.
  * Returns what is wrong, or undefined.
  */
-function checkGlobalHeaps(block: Uint8Array, at: number, file: { lengthSize: number; size: number }, heaps: Heaps, readAt: (position: number, length: number) => Uint8Array): string | undefined {
+function checkGlobalHeaps(
+  block: Uint8Array,
+  at: number,
+  file: { lengthSize: number; size: number },
+  heaps: Heaps,
+  readAt: (position: number, length: number) => Uint8Array,
+): string | undefined {
   for (let k = indexOf(block, GCOL, 0); k >= 0; k = indexOf(block, GCOL, k + 1)) {
     const heap = globalHeap(at + k, file, heaps, readAt);
     if (typeof heap === 'string') return heap;
@@ -306,7 +321,12 @@ function checkGlobalHeaps(block: Uint8Array, at: number, file: { lengthSize: num
 }
 
 /** The collection at `start`, from `heaps` or parsed (and kept there); undefined where `start` holds none. */
-function globalHeap(start: number, file: { lengthSize: number; size: number }, heaps: Heaps, readAt: (position: number, length: number) => Uint8Array): ReadonlyMap<number, number> | string | undefined {
+function globalHeap(
+  start: number,
+  file: { lengthSize: number; size: number },
+  heaps: Heaps,
+  readAt: (position: number, length: number) => Uint8Array,
+): ReadonlyMap<number, number> | string | undefined {
   let heap = heaps.get(start);
   if (heap === undefined) {
     heap = parseGlobalHeap(start, file, readAt);
@@ -324,7 +344,11 @@ function globalHeap(start: number, file: { lengthSize: number; size: number }, h
  * inside it, as HDF5's parser walks them. Returns the object sizes by index, what is wrong, or
  * undefined where `start` holds no collection of version 1 (HDF5 refuses those itself).
  */
-function parseGlobalHeap(start: number, file: { lengthSize: number; size: number }, readAt: (position: number, length: number) => Uint8Array): ReadonlyMap<number, number> | string | undefined {
+function parseGlobalHeap(
+  start: number,
+  file: { lengthSize: number; size: number },
+  readAt: (position: number, length: number) => Uint8Array,
+): ReadonlyMap<number, number> | string | undefined {
   const { lengthSize } = file;
   const headerSize = 8 + lengthSize;
   const objectHeader = 8 + lengthSize;
@@ -356,7 +380,14 @@ function parseGlobalHeap(start: number, file: { lengthSize: number; size: number
  * collection and a 4-byte object index, and must point to an object of a sound collection that
  * holds length × element size bytes at least. Returns what is wrong, or undefined.
  */
-function checkReferences(name: string, s: VlenStorage, start: number, count: number, guard: FileGuard, readAt: (position: number, length: number) => Uint8Array): string | undefined {
+function checkReferences(
+  name: string,
+  s: VlenStorage,
+  start: number,
+  count: number,
+  guard: FileGuard,
+  readAt: (position: number, length: number) => Uint8Array,
+): string | undefined {
   const O = guard.offsetSize;
   const h = 8 + O;
   for (let k = Math.max(0, start); k < Math.min(s.count, start + count); k++) {
@@ -391,7 +422,12 @@ function checkReferences(name: string, s: VlenStorage, start: number, count: num
  * anything else (a version 2 header, chunked or compact data): the references are then left
  * unchecked. `readAt` reads the file, `size` is its size.
  */
-function contiguousStorage(readAt: (position: number, length: number) => Uint8Array, geometry: { base: number; offsetSize: number; lengthSize: number }, header: number, size: number): { at: number; bytes: number } | undefined {
+function contiguousStorage(
+  readAt: (position: number, length: number) => Uint8Array,
+  geometry: { base: number; offsetSize: number; lengthSize: number },
+  header: number,
+  size: number,
+): { at: number; bytes: number } | undefined {
   const { base, offsetSize: O, lengthSize: L } = geometry;
   const prefix = readAt(base + header, 16);
   if (prefix.length < 16 || prefix[0] !== 1) return undefined;
@@ -486,7 +522,11 @@ export class Hdf5Reader {
     }
     const sb = superblockOf(path);
     if (!sb) {
-      throw new SpikeflowError('DATA_INVALID', `${path}: not an HDF5 file (no HDF5 signature in its ${size} bytes); a gzipped download must be unpacked first`, { path });
+      throw new SpikeflowError(
+        'DATA_INVALID',
+        `${path}: not an HDF5 file (no HDF5 signature in its ${size} bytes); a gzipped download must be unpacked first`,
+        { path },
+      );
     }
     if (sb.expected !== undefined && sb.expected > size) {
       throw new SpikeflowError(
@@ -496,7 +536,15 @@ export class Hdf5Reader {
       );
     }
     const lib = await library();
-    const guard: FileGuard = { path: resolve(path), size, base: sb.base ?? sb.at, offsetSize: sb.offsetSize ?? 8, lengthSize: sb.lengthSize ?? 8, heaps: new Map(), vlens: new Map() };
+    const guard: FileGuard = {
+      path: resolve(path),
+      size,
+      base: sb.base ?? sb.at,
+      offsetSize: sb.offsetSize ?? 8,
+      lengthSize: sb.lengthSize ?? 8,
+      heaps: new Map(),
+      vlens: new Map(),
+    };
     const file = call(lib, path, guard, 'open it', (m) => m.open(path, m.H5F_ACC_RDONLY, false, -1, -1));
     if (file < 0n) throw damaged(path, 'open it', deepest(lib.diagnostics));
     return new Hdf5Reader(path, size, lib, file, guard);
@@ -559,21 +607,31 @@ export class Hdf5Reader {
     const size = md.size;
     if (![1, 2, 4, 8].includes(size)) throw this.#invalid(`'${name}' holds ${size}-byte integers; this reader decodes 1, 2, 4 or 8 bytes`);
     if (n > maxLength) throw this.#invalid(`'${name}' declares ${n} values, expected ${maxLength}`);
-    if (n * size > this.size) throw this.#invalid(`'${name}' declares ${n} values of ${size} bytes, more than the file's ${this.size} bytes hold: the file is damaged; download it again`);
+    if (n * size > this.size)
+      throw this.#invalid(
+        `'${name}' declares ${n} values of ${size} bytes, more than the file's ${this.size} bytes hold: the file is damaged; download it again`,
+      );
     const bytes = this.#read(name, `read '${name}'`, n * size, null);
     const t: VlenType = { kind: md.signed ? 'int' : 'uint', size };
     const v = decode(bytes, t, n);
     const out = new Int32Array(n);
     for (let i = 0; i < n; i++) {
       const x = v[i]!;
-      if (!(x >= -0x80000000 && x <= 0x7fffffff)) throw this.#invalid(`'${name}'[${i}] is ${x}, beyond the 32-bit integers this reader takes`, undefined, { index: i });
+      if (!(x >= -0x80000000 && x <= 0x7fffffff))
+        throw this.#invalid(`'${name}'[${i}] is ${x}, beyond the 32-bit integers this reader takes`, undefined, { index: i });
       out[i] = x;
     }
     return out;
   }
 
   /** Reads `bytes` bytes of `name` (all of it, or the selection `[start, start + count)`) into memory and returns a copy. */
-  #read(name: string, what: string, bytes: number, slice: { start: number; count: number } | null, after?: (heap: Uint8Array, ptr: number) => void): Uint8Array {
+  #read(
+    name: string,
+    what: string,
+    bytes: number,
+    slice: { start: number; count: number } | null,
+    after?: (heap: Uint8Array, ptr: number) => void,
+  ): Uint8Array {
     return this.#call(what, (m, f) => {
       const ptr = m._malloc(Math.max(1, bytes));
       if (!ptr) throw this.#invalid(`no memory (${bytes} bytes) to ${what}`);
@@ -598,7 +656,10 @@ export class Hdf5Reader {
   /** The element type of a dataset of variable-length numeric arrays; an error where it is not one. */
   vlenType(name: string): VlenType {
     let t = this.#vlenTypes.get(name);
-    if (!t) this.#vlenTypes.set(name, (t = this.#readVlenType(name)));
+    if (!t) {
+      t = this.#readVlenType(name);
+      this.#vlenTypes.set(name, t);
+    }
     return t;
   }
 
@@ -614,7 +675,9 @@ export class Hdf5Reader {
     if (base.littleEndian === false && base.size > 1) throw this.#invalid(`'${name}' holds big-endian values, which this reader does not decode`);
     const float = base.type === H5T_FLOAT;
     if (float ? ![2, 4, 8].includes(base.size) : ![1, 2, 4, 8].includes(base.size)) {
-      throw this.#invalid(`'${name}' holds ${base.size}-byte ${float ? 'floats' : 'integers'}; this reader decodes ${float ? '2-, 4- or 8-byte floats' : '1-, 2-, 4- or 8-byte integers'}`);
+      throw this.#invalid(
+        `'${name}' holds ${base.size}-byte ${float ? 'floats' : 'integers'}; this reader decodes ${float ? '2-, 4- or 8-byte floats' : '1-, 2-, 4- or 8-byte integers'}`,
+      );
     }
     this.#watch(name, md, base.size);
     return { kind: float ? 'float' : base.signed ? 'int' : 'uint', size: base.size };
@@ -651,7 +714,8 @@ export class Hdf5Reader {
         const len = pairs[2 * k]!;
         const at = pairs[2 * k + 1]!;
         // The data came from the file: an array larger than the file is damage, never decoded.
-        if (len * t.size > this.size) throw this.#damaged(what, undefined, `array ${start + k} claims ${len} values of ${t.size} bytes, more than the file holds`);
+        if (len * t.size > this.size)
+          throw this.#damaged(what, undefined, `array ${start + k} claims ${len} values of ${t.size} bytes, more than the file holds`);
         if (len > 0 && (at === 0 || at + len * t.size > heap.length)) throw this.#damaged(what, undefined, `array ${start + k} lies outside HDF5's memory`);
         out.push(decode(heap.subarray(at, at + len * t.size), t, len));
       }
@@ -686,7 +750,9 @@ export class Hdf5Reader {
  */
 function call<T>(lib: Library, path: string, guard: FileGuard, what: string, f: (m: H5Module) => T): T {
   if (lib.retired) {
-    throw new SpikeflowError('DATA_INVALID', `${path}: cannot ${what}: HDF5 was restarted after a fault while reading ${lib.retired}; open this file again`, { path });
+    throw new SpikeflowError('DATA_INVALID', `${path}: cannot ${what}: HDF5 was restarted after a fault while reading ${lib.retired}; open this file again`, {
+      path,
+    });
   }
   lib.diagnostics = '';
   lib.damage = undefined;

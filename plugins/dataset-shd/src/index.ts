@@ -11,7 +11,6 @@ export type { VlenType } from './hdf5.js';
 export { fetchShdFile, parseMd5Sums, SHD_BASE_URL, SHD_FILES } from './download.js';
 export type { FetchShdOptions, ShdFamily } from './download.js';
 
-
 export default definePlugin({
   meta: { name: pkg.name, version: pkg.version },
   datasets: [shdEntry, sscEntry],

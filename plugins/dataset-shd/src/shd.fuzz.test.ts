@@ -65,7 +65,13 @@ async function readAll(path: string): Promise<void> {
  * superblock's size check, and few reach HDF5's object headers, heaps and B-trees.
  */
 const inner = fc
-  .tuple(fc.nat(seeds.length - 1), fc.array(mutation.filter((m) => m.kind === 'flip' || m.kind === 'set' || m.kind === 'int32'), { minLength: 1, maxLength: 4 }))
+  .tuple(
+    fc.nat(seeds.length - 1),
+    fc.array(
+      mutation.filter((m) => m.kind === 'flip' || m.kind === 'set' || m.kind === 'int32'),
+      { minLength: 1, maxLength: 4 },
+    ),
+  )
   .map(([i, ms]) => {
     let b: Uint8Array = seeds[i]!;
     for (const m of ms) b = mutate(b, { ...m, at: 96 + (m.at % (b.length - 100)) });
@@ -150,7 +156,9 @@ describe('damaged SHD files', () => {
     while (b.readUInt16LE(free) !== 0) free += 16 + Math.ceil(Number(b.readBigUInt64LE(free + 8)) / 8) * 8;
     b.writeBigUInt64LE(2n ** 46n, free + 8);
     const e = await refusal(write(b));
-    expect(e.message).toMatch(new RegExp(`the global heap collection at byte ${heap}: object 0 at byte ${free} declares 70368744177664 bytes, but \\d+ are left`));
+    expect(e.message).toMatch(
+      new RegExp(`the global heap collection at byte ${heap}: object 0 at byte ${free} declares 70368744177664 bytes, but \\d+ are left`),
+    );
     expect(e.message).toContain('download it again');
   });
 
@@ -162,7 +170,9 @@ describe('damaged SHD files', () => {
     const f = await ShdFile.open(path);
     try {
       const rss = process.memoryUsage().rss;
-      expect(() => f.read(0)).toThrow(`array 0 of 'spikes/times' (its reference at byte ${refs}) declares 268435456 values of 2 bytes, but its heap object holds 8 bytes`);
+      expect(() => f.read(0)).toThrow(
+        `array 0 of 'spikes/times' (its reference at byte ${refs}) declares 268435456 values of 2 bytes, but its heap object holds 8 bytes`,
+      );
       expect(process.memoryUsage().rss - rss).toBeLessThan(200 * 2 ** 20);
       expect(f.read(1).events.t.length).toBe(7);
     } finally {
@@ -175,17 +185,19 @@ describe('damaged SHD files', () => {
     const refs = referencesOf(b, await headerOf(f16, 'spikes/units'));
     b.writeBigUInt64LE(BigInt(b.length + 4096), refs + 3 * 16 + 4); // sample 3 points past the end
     const e = await refusal(write(b));
-    expect(e.message).toContain(`cannot read arrays 3..3 of 'spikes/units' (array 3 of 'spikes/units' (its reference at byte ${refs + 48}) points to byte ${b.length + 4096}, where the file holds no global heap collection)`);
+    expect(e.message).toContain(
+      `cannot read arrays 3..3 of 'spikes/units' (array 3 of 'spikes/units' (its reference at byte ${refs + 48}) points to byte ${b.length + 4096}, where the file holds no global heap collection)`,
+    );
   });
 
-  it("says what HDF5 found wrong, where it only printed it before (and listed the damaged group as empty)", async () => {
+  it('says what HDF5 found wrong, where it only printed it before (and listed the damaged group as empty)', async () => {
     const b = Buffer.from(readFileSync(f16));
     b.write('HEAX', b.indexOf('HEAP'), 'latin1');
     const e = await refusal(write(b));
     expect(e.message).toMatch(/HDF5 cannot list the group '\/' \(H5HL__\w+: bad local heap signature\): the file is damaged or truncated; download it again/);
   });
 
-  it('refuses sample counts beyond the data the file stores with HDF5\'s reason, not as a file without the SHD datasets', async () => {
+  it("refuses sample counts beyond the data the file stores with HDF5's reason, not as a file without the SHD datasets", async () => {
     const b = Buffer.from(readFileSync(f16));
     for (const name of ['spikes/times', 'spikes/units', 'labels']) {
       const space = messageAt(b, await headerOf(f16, name), 1);
@@ -200,7 +212,9 @@ describe('damaged SHD files', () => {
     const f = await ShdFile.open(f16);
     try {
       const real = f.read(0).events;
-      vi.spyOn(Hdf5Reader.prototype, 'vlenArrays').mockImplementation((name) => [name === 'spikes/units' ? Float64Array.of(2 ** 32 + 5, 1, 2, 3) : Float64Array.from(real.t)]);
+      vi.spyOn(Hdf5Reader.prototype, 'vlenArrays').mockImplementation((name) => [
+        name === 'spikes/units' ? Float64Array.of(2 ** 32 + 5, 1, 2, 3) : Float64Array.from(real.t),
+      ]);
       expect(() => f.read(0)).toThrow('sample 0: event 0 has channel 4294967301, beyond the 32-bit channel numbers this reader takes');
     } finally {
       f.close();

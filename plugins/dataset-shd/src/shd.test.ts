@@ -154,10 +154,11 @@ const dirWith = (train: string, test: string) => {
   return dir;
 };
 
-describeDataset('shd (augmented, 20 frames)', () => openShd('shd', { dir: dirWith('shd-f32.h5', 'shd-f16.h5'), bins: 20, spatialShift: 5, dropEvents: 0.2, timeJitter: 0.01 }, { cacheDir: tmp() }));
+describeDataset('shd (augmented, 20 frames)', () =>
+  openShd('shd', { dir: dirWith('shd-f32.h5', 'shd-f16.h5'), bins: 20, spatialShift: 5, dropEvents: 0.2, timeJitter: 0.01 }, { cacheDir: tmp() }),
+);
 
 describe('shd dataset', () => {
-
   it('bins each sample into 100 frames over 1.4 s of 700 channels, with split sizes from the files', async () => {
     const ds = await openShd('shd', { dir: dirWith('shd-f32.h5', 'shd-many.h5') }, { cacheDir: tmp() });
     expect(ds.describe()).toEqual({ steps: 100, channels: 700, outputs: 20, target: 'labels', samples: { train: 12, test: 400 } });

@@ -65,24 +65,36 @@ export class ShdFile implements EventSource, ShdFileInfo {
     try {
       for (const name of [TIMES, UNITS, LABELS]) {
         if (!h5.has(name)) {
-          throw new SpikeflowError('DATA_INVALID', `${path}: has no dataset '${name}', so it is not in the SHD/SSC layout (spikes/times, spikes/units, labels)`, { path });
+          throw new SpikeflowError(
+            'DATA_INVALID',
+            `${path}: has no dataset '${name}', so it is not in the SHD/SSC layout (spikes/times, spikes/units, labels)`,
+            { path },
+          );
         }
       }
       const n = h5.length(TIMES);
-      if (h5.length(UNITS) !== n) throw new SpikeflowError('DATA_INVALID', `${path}: ${n} samples in '${TIMES}' but ${h5.length(UNITS)} in '${UNITS}'`, { path });
+      if (h5.length(UNITS) !== n)
+        throw new SpikeflowError('DATA_INVALID', `${path}: ${n} samples in '${TIMES}' but ${h5.length(UNITS)} in '${UNITS}'`, { path });
       // Every sample takes file space (a 16-byte reference to its spikes, at least): a count
       // beyond the file's size is a damaged header, refused before anything is sized by it.
       if (n > h5.size) {
-        throw new SpikeflowError('DATA_INVALID', `${path}: '${TIMES}' declares ${n} samples, more than a file of ${h5.size} bytes can hold: the file is damaged; download it again`, { path, samples: n });
+        throw new SpikeflowError(
+          'DATA_INVALID',
+          `${path}: '${TIMES}' declares ${n} samples, more than a file of ${h5.size} bytes can hold: the file is damaged; download it again`,
+          { path, samples: n },
+        );
       }
       const labelCount = h5.length(LABELS);
       if (labelCount !== n) throw new SpikeflowError('DATA_INVALID', `${path}: ${n} samples but ${labelCount} labels`, { path });
       const labels = h5.integers(LABELS, n);
       const t = h5.vlenType(TIMES);
-      if (t.kind !== 'float') throw new SpikeflowError('DATA_INVALID', `${path}: '${TIMES}' holds integers, expected spike times in seconds (floats)`, { path });
-      if (h5.vlenType(UNITS).kind === 'float') throw new SpikeflowError('DATA_INVALID', `${path}: '${UNITS}' holds floats, expected channel numbers (integers)`, { path });
+      if (t.kind !== 'float')
+        throw new SpikeflowError('DATA_INVALID', `${path}: '${TIMES}' holds integers, expected spike times in seconds (floats)`, { path });
+      if (h5.vlenType(UNITS).kind === 'float')
+        throw new SpikeflowError('DATA_INVALID', `${path}: '${UNITS}' holds floats, expected channel numbers (integers)`, { path });
       const bad = labels.findIndex((l) => l < 0);
-      if (bad >= 0) throw new SpikeflowError('DATA_INVALID', `${path}: sample ${bad} has label ${labels[bad]}; labels are class numbers from 0`, { path, sample: bad });
+      if (bad >= 0)
+        throw new SpikeflowError('DATA_INVALID', `${path}: sample ${bad} has label ${labels[bad]}; labels are class numbers from 0`, { path, sample: bad });
       return new ShdFile(h5, labels, t.size === 2 ? 'float16' : t.size === 4 ? 'float32' : 'float64', o);
     } catch (e) {
       h5.close();
@@ -115,7 +127,8 @@ export class ShdFile implements EventSource, ShdFileInfo {
   }
 
   #raw(i: number): { events: Events; dropped: number } {
-    if (!Number.isInteger(i) || i < 0 || i >= this.samples) throw new SpikeflowError('DATA_INVALID', `${this.path}: no sample ${i} (it has ${this.samples})`, { path: this.path });
+    if (!Number.isInteger(i) || i < 0 || i >= this.samples)
+      throw new SpikeflowError('DATA_INVALID', `${this.path}: no sample ${i} (it has ${this.samples})`, { path: this.path });
     const [t] = this.#h5.vlenArrays(TIMES, i, 1);
     const [u] = this.#h5.vlenArrays(UNITS, i, 1);
     if (t!.length !== u!.length) {
@@ -127,7 +140,11 @@ export class ShdFile implements EventSource, ShdFileInfo {
       // Units go into 32-bit channel numbers: a larger one would wrap round into the sensor's
       // range (the range itself is checked with the times, by checkEvents).
       if (Math.abs(u![k]!) > 0x7fffffff) {
-        throw new SpikeflowError('DATA_INVALID', `${this.path}: sample ${i}: event ${n} has channel ${u![k]}, beyond the 32-bit channel numbers this reader takes`, { path: this.path, sample: i, event: n });
+        throw new SpikeflowError(
+          'DATA_INVALID',
+          `${this.path}: sample ${i}: event ${n} has channel ${u![k]}, beyond the 32-bit channel numbers this reader takes`,
+          { path: this.path, sample: i, event: n },
+        );
       }
       n++;
     }

@@ -41,6 +41,7 @@ export const alif = defineNeuron({
   configSchema: alifSchema,
   stateKeys: ['v', 'a', 's'],
   membrane: 'v',
+  spikes: 's',
   membraneDecay: (c) => (c.learnBeta ? undefined : c.beta),
   tensorParams: (c, size) => ({
     beta: perNeuron(c.learnBeta, c.beta, size),
@@ -72,7 +73,6 @@ export const alif = defineNeuron({
    * ε^a_t = ψ_{t−1}·ε^v_{t−1} + (ρ − ψ_{t−1}·β_a)·ε^a_{t−1} and e_t = ψ_t·(ε^v_t − β_a·ε^a_t).
    */
   localJacobians: {
-    spikes: 's',
     jacobians({ config, tensors }, _prev, next: AlifState, _current, { surrogate }) {
       const beta = tensors['beta']!;
       const rho = tensors['rho']!;

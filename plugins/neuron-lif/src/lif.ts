@@ -35,13 +35,14 @@ export const lif = defineNeuron({
   configSchema: lifSchema,
   stateKeys: ['v', 's'],
   membrane: 'v',
+  spikes: 's',
   membraneDecay: (c) => (c.learnBeta ? undefined : c.beta),
   tensorParams: (c, size) => ({
     beta: c.learnBeta ? { value: new Float32Array(size).fill(c.beta), trainable: true, range: [0, 1] as const } : { value: c.beta, trainable: false },
     threshold: { value: c.threshold, trainable: false },
   }),
   // The step above is core's LIF kernel equation for every config.
-  lifKernel: ({ config, tensors }) => ({ beta: tensors['beta']!, threshold: config.threshold, resetDetach: config.resetDetach }),
+  integrateFire: ({ config, tensors }) => ({ beta: tensors['beta']!, threshold: config.threshold, resetDetach: config.resetDetach }),
   init: (batch, size): LifState => {
     const z = tf.zeros([batch, size]);
     return { v: z, s: z };
@@ -62,7 +63,6 @@ export const lif = defineNeuron({
    * With the reset detached these give Bellec et al.'s LIF eligibility trace e_t = ψ_t·z̄_t.
    */
   localJacobians: {
-    spikes: 's',
     jacobians({ config, tensors }, _prev, next: LifState, _current, { surrogate }) {
       const beta = tensors['beta']!;
       const thr = config.threshold;

@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { buildNetwork, builtinSurrogates, createRegistry, disposeTree, forward, isSpikeflowError, loadPlugins, resolveModel, tf } from '@spikeflow/core';
 import { describeNeuron } from '@spikeflow/testing';
 import { wasm } from '@spikeflow/backend-wasm';
-import plugin, { ltc } from './index.js';
+import plugin, { ltc, ltcReadout } from './index.js';
 
 beforeAll(() => wasm.activate());
 
@@ -11,15 +11,12 @@ describeNeuron(ltc, {
   setup: () => wasm.activate(),
 });
 
-const registries = { neurons: new Map([['ltc', ltc]]), surrogates: builtinSurrogates };
+const registries = { neurons: new Map([['ltc', ltc]]), surrogates: builtinSurrogates, readouts: plugin.readouts };
 const sigma = (x: number) => 1 / (1 + Math.exp(-x));
 
 describe('ltc', () => {
   it('follows the reference equations step by step (adaptive threshold, LTC readout)', () => {
-    const net = buildNetwork(
-      { inputs: 1, layers: [{ neuron: 'ltc', size: 1, recurrent: true }], readout: { size: 1, kind: 'ltc' } },
-      registries,
-    );
+    const net = buildNetwork({ inputs: 1, layers: [{ neuron: 'ltc', size: 1, recurrent: true }], readout: { size: 1, kind: 'ltc' } }, registries);
     // [I ; u]·W_α + b_α, [I ; b]·W_ρ + b_ρ, [d ; y]·W_κ + b_κ, with 1×1 blocks.
     net.setParams({
       'layers.0.W': [1.3],
@@ -112,6 +109,22 @@ describe('ltc', () => {
     expect(Array.from(wa.dataSync()).every((v) => Math.abs(v) <= 1 / 4)).toBe(true);
     expect(Array.from(wa.dataSync())).not.toEqual(Array.from(a.params['layers.0.rho_W']!.dataSync()));
     [a, b, c].forEach((n) => n.dispose());
+  });
+
+  it("the plugin provides the 'ltc' readout: a learned gate, no fixed leak, no options (a leaky readout's kappa is refused naming the field)", () => {
+    expect(plugin.readouts).toEqual([ltcReadout]);
+    expect(ltcReadout.leak).toBeUndefined();
+    const m = resolveModel({ inputs: 1, layers: [{ neuron: 'ltc', size: 2 }], readout: { size: 3, kind: 'ltc' } }, registries);
+    expect(m.readout.readout).toBe(ltcReadout);
+    expect(m.readout.leak).toBeUndefined();
+    let error: unknown;
+    try {
+      resolveModel({ inputs: 1, layers: [{ neuron: 'ltc', size: 2 }], readout: { size: 3, kind: 'ltc', kappa: 0.5 } }, registries);
+    } catch (e) {
+      error = e;
+    }
+    expect(isSpikeflowError(error, 'CONFIG_INVALID')).toBe(true);
+    expect(String((error as Error).message)).toBe(`model.readout.kappa: is an option of the 'leaky' readout, not of 'ltc'; remove it or use "kind": "leaky"`);
   });
 
   it('refuses an adaptation strength on the fixed-threshold variant, naming the field', () => {

@@ -62,6 +62,7 @@ export const ltc = defineNeuron({
   defaultSurrogate: { name: 'multi_gaussian', sigma: 0.3, height: 0.15, scale: 6, gamma: 0.5 },
   stateKeys: ['u', 's', 'b'],
   membrane: 'u',
+  spikes: 's',
   validate(config, path) {
     if (config.threshold === 'fixed' && config.beta !== ltcSchema.beta.default) {
       throw configError(`${path}.beta`, `the fixed-threshold variant has no adaptation; remove "beta" or use "threshold": "adaptive"`);

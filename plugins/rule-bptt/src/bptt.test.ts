@@ -86,11 +86,27 @@ describe('bptt through the fused kernels: the whole sequence as one window of a 
     ['one recurrent layer, ce_mean', { inputs: 6, layers: [layer], readout: { size: 3, kappa: 0.8 } }, ceMean],
     [
       'two layers, no bias, reset detached, triangle surrogate, ce_every_step',
-      { inputs: 6, layers: [{ ...layer, bias: false, params: { resetDetach: true } }, { ...layer, size: 7, recurrent: false }], readout: { size: 3, kappa: 0.6 }, surrogate: { name: 'triangle' } },
+      {
+        inputs: 6,
+        layers: [
+          { ...layer, bias: false, params: { resetDetach: true } },
+          { ...layer, size: 7, recurrent: false },
+        ],
+        readout: { size: 3, kappa: 0.6 },
+        surrogate: { name: 'triangle' },
+      },
       ceEveryStep,
     ],
-    ['masked self-connections and a learned decay, mse_last', { inputs: 6, layers: [{ ...layer, selfConnections: false, params: { learnBeta: true, beta: 0.8 } }], readout: { size: 3, kappa: 0.9 } }, mseLast],
-    ['feed-forward, instantaneous readout, mse_every_step', { inputs: 6, layers: [{ ...layer, recurrent: false }], readout: { size: 3, kappa: 0, bias: false } }, mseEveryStep],
+    [
+      'masked self-connections and a learned decay, mse_last',
+      { inputs: 6, layers: [{ ...layer, selfConnections: false, params: { learnBeta: true, beta: 0.8 } }], readout: { size: 3, kappa: 0.9 } },
+      mseLast,
+    ],
+    [
+      'feed-forward, instantaneous readout, mse_every_step',
+      { inputs: 6, layers: [{ ...layer, recurrent: false }], readout: { size: 3, kappa: 0, bias: false } },
+      mseEveryStep,
+    ],
   ];
   for (const backend of [wasmPlugin.backends![0]!, cpuPlugin.backends![0]!]) {
     for (const [name, spec, loss] of configs) {
@@ -310,7 +326,7 @@ describe('bptt and tbptt', () => {
   });
 
   it('refuses a bad window and is configurable from JSON through its plugin entry', () => {
-    expect(() => tbptt({ k: 0 })).toThrow(/rule\.truncation/);
+    expect(() => tbptt({ k: 0 })).toThrow(/rule\.truncation: must be >= 1, got 0/);
     const rules = createRegistry([bpttPlugin]).rules;
     expect(ruleFromSpec({ name: 'bptt', truncation: 5 }, rules).name).toBe('tbptt(k=5, accumulate)');
     expect(() => ruleFromSpec({ name: 'bptt', truncaton: 5 }, rules)).toThrow(/rule\.truncaton: unknown key; did you mean 'truncation'/);

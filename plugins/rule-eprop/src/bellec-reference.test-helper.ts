@@ -162,7 +162,7 @@ export function bellecEprop(p: RefProblem): RefResult {
   }
   const grads: Record<string, number[]> = {
     'layers.0.W': g[0]!.flat(),
-    'layers.0.b': g[2]!.map((row) => row).flat(),
+    'layers.0.b': g[2]!.flat(),
     'readout.W': gWout.flat(),
     'readout.b': gbout,
   };

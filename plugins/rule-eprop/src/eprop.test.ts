@@ -29,10 +29,21 @@ import {
   type TemporalLoss,
 } from '@spikeflow/core';
 import { addTask } from '@spikeflow/dataset-add-task';
-import { captureUpdates, describeRule, expectExactResume, expectGradsClose, fixtureModelSpec, fixtureParams, readFixtures, relativeError, toyTask, type Grads } from '@spikeflow/testing';
+import {
+  captureUpdates,
+  describeRule,
+  expectExactResume,
+  expectGradsClose,
+  fixtureModelSpec,
+  fixtureParams,
+  readFixtures,
+  relativeError,
+  toyTask,
+  type Grads,
+} from '@spikeflow/testing';
 import { lif } from '@spikeflow/neuron-lif';
 import { alif } from '@spikeflow/neuron-alif';
-import { ltc } from '@spikeflow/neuron-ltc';
+import { ltc, ltcReadout } from '@spikeflow/neuron-ltc';
 import { bptt } from '@spikeflow/rule-bptt';
 import { wasm } from '@spikeflow/backend-wasm';
 import { cpu } from '@spikeflow/backend-cpu';
@@ -145,7 +156,8 @@ function batchOf(p: RefProblem): SequenceBatch {
 const lossOf = (p: RefProblem): TemporalLoss => (p.loss === 'ce_every_step' ? ceEveryStep : mseEveryStep);
 
 /** The gradients a rule hands to the optimizer in one update call (one map per `apply`); frees the states. */
-const captured = (rule: LearningRule, net: Network, batch: SequenceBatch, loss: TemporalLoss, state = rule.init(net)) => captureUpdates(rule, net, batch, loss, { state });
+const captured = (rule: LearningRule, net: Network, batch: SequenceBatch, loss: TemporalLoss, state = rule.init(net)) =>
+  captureUpdates(rule, net, batch, loss, { state });
 
 /**
  * BPTT on the same network with the recurrent spike path detached (s_{t−1} enters the current
@@ -177,7 +189,7 @@ function detachedRecurrentBptt(net: Network, batch: SequenceBatch, loss: Tempora
       if (lp.W_rec) cur = tf.add(cur, tf.matMul(detach(neuron['s']!), lp.W_rec));
       const out = layer.neuron.step({ config: layer.config, tensors: lp.neuron }, neuron, cur, lp.ctx);
       neuron = out.state;
-      y = tf.add(tf.mul(net.model.readout.kappa, y), tf.add(readIn(out.spikes, p.readout.W), p.readout.b!));
+      y = tf.add(tf.mul(net.model.readout.leak!, y), tf.add(readIn(out.spikes, p.readout.W), p.readout.b!));
       const term = bound.step!(y, t);
       if (term) terms.push(term);
     }
@@ -230,7 +242,11 @@ describe("e-prop against a float64 per-step implementation of Bellec et al.'s tr
     const s0 = rule.init(net);
     let stateAfter: Record<string, Tensor | undefined> = {};
     const first: Grads[] = [];
-    const r = rule.update(batch, s0, { network: net, loss: ceEveryStep, apply: (g) => first.push(Object.fromEntries(Object.entries(g).map(([k, v]) => [k, Array.from(v.dataSync())]))) });
+    const r = rule.update(batch, s0, {
+      network: net,
+      loss: ceEveryStep,
+      apply: (g) => first.push(Object.fromEntries(Object.entries(g).map(([k, v]) => [k, Array.from(v.dataSync())]))),
+    });
     stateAfter = r.state;
     expectGradsClose(first[0]!, bellecEprop(p).grads);
     const rate = Array.from(stateAfter['rate']!.dataSync());
@@ -349,7 +365,14 @@ describe('e-prop updates', () => {
     net.setParams(Object.fromEntries(Object.entries(initial).map(([k, v]) => [k, v.values])));
     const head: SequenceBatch = { inputs: tf.tensor3d(p.x.slice(0, 5)), targets: batch.targets };
     const five = captured(eprop({ window: 5 }), net, head, ceEveryStep).grads[0]!;
-    for (const [k, v] of Object.entries(five)) expect(relativeError(seen[0]![k]!, v.map((x) => (x * 5) / 12)), k).toBeLessThan(1e-4);
+    for (const [k, v] of Object.entries(five))
+      expect(
+        relativeError(
+          seen[0]![k]!,
+          v.map((x) => (x * 5) / 12),
+        ),
+        k,
+      ).toBeLessThan(1e-4);
     // The weights moved between windows: the later updates are not those of the accumulated run.
     const acc = captured(eprop({ window: 5 }), net, batch, ceEveryStep).grads[0]!;
     expect(relativeError(seen[1]!['layers.0.W']!, acc['layers.0.W']!)).toBeGreaterThan(1e-3);
@@ -426,7 +449,10 @@ describe('e-prop updates', () => {
 
 describe('e-prop refuses what it cannot train, with errors that say why', () => {
   const build = (spec: Record<string, unknown>) =>
-    buildNetwork({ inputs: 3, readout: { size: 2 }, layers: [{ neuron: 'lif', size: 4, recurrent: true }], ...spec }, { neurons, surrogates: builtinSurrogates });
+    buildNetwork(
+      { inputs: 3, readout: { size: 2 }, layers: [{ neuron: 'lif', size: 4, recurrent: true }], ...spec },
+      { neurons, surrogates: builtinSurrogates, readouts: [ltcReadout] },
+    );
   const refusal = (net: Network, loss: TemporalLoss = ceEveryStep): unknown => {
     const batch = toyTask({ steps: 4, batch: 2, channels: net.inputs });
     const rule = eprop();
@@ -443,8 +469,16 @@ describe('e-prop refuses what it cannot train, with errors that say why', () => 
   };
 
   it.each([
-    [{ layers: [{ neuron: 'lif', size: 4 }, { neuron: 'lif', size: 3 }] }, /model\.layers: .*one hidden layer.*has 2/],
-    [{ layers: [{ neuron: 'ltc', size: 4 }] }, /model\.layers\[0\]\.neuron: neuron 'ltc' does not declare the capability 'localJacobians'/],
+    [
+      {
+        layers: [
+          { neuron: 'lif', size: 4 },
+          { neuron: 'lif', size: 3 },
+        ],
+      },
+      /^rule 'eprop.*' cannot train this run: model\.layers: it trains networks of 1 layer, this one has 2/,
+    ],
+    [{ layers: [{ neuron: 'ltc', size: 4 }] }, /model\.layers\[0\]\.neuron: it needs the capability 'localJacobians'.*neuron 'ltc' does not declare it/],
     [{ layers: [{ neuron: 'lif', size: 4, params: { learnBeta: true } }] }, /trainable neuron parameters \(layers\.0\.beta\)/],
     [{ readout: { size: 2, kind: 'ltc' } }, /model\.readout\.kind: .*"kind": "leaky"/],
     [{ readout: { size: 2, from: 'membrane' } }, /model\.readout\.from: .*"from": "spikes"/],
@@ -481,7 +515,9 @@ describe('e-prop refuses what it cannot train, with errors that say why', () => 
   it('an update without the state init made (random feedback, rate regulariser)', () => {
     const net = build({});
     const batch = toyTask({ steps: 4, batch: 2, channels: 3 });
-    expect(() => eprop({ feedback: 'random' }).update(batch, {}, { network: net, loss: ceEveryStep, apply: () => {} })).toThrow(/no feedback matrix.*rule\.init/);
+    expect(() => eprop({ feedback: 'random' }).update(batch, {}, { network: net, loss: ceEveryStep, apply: () => {} })).toThrow(
+      /no feedback matrix.*rule\.init/,
+    );
     expect(() => eprop({ rateReg: 1 }).update(batch, {}, { network: net, loss: ceEveryStep, apply: () => {} })).toThrow(/no rate estimate.*rule\.init/);
     disposeTree(batch as never);
     net.dispose();
@@ -491,7 +527,11 @@ describe('e-prop refuses what it cannot train, with errors that say why', () => 
 describe('e-prop in the trainer', () => {
   const parts = () => ({
     network: buildNetwork(
-      { inputs: 2, layers: [{ neuron: 'alif', size: 10, recurrent: true, selfConnections: false, params: { resetDetach: true } }], readout: { size: 1, kappa: 0.5 } },
+      {
+        inputs: 2,
+        layers: [{ neuron: 'alif', size: 10, recurrent: true, selfConnections: false, params: { resetDetach: true } }],
+        readout: { size: 1, kappa: 0.5 },
+      },
       { neurons, surrogates: builtinSurrogates },
       { seed: 7 },
     ),

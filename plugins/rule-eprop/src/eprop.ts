@@ -2,8 +2,11 @@ import {
   SpikeflowError,
   accumulateGrads,
   checkInputs,
-  checkRequirements,
+  defineRule,
   disposeTree,
+  layerParam,
+  parseSchema,
+  readoutParam,
   stepsOf,
   tf,
   tidy,
@@ -11,47 +14,61 @@ import {
   type JacobianEntry,
   type LearningRule,
   type LocalJacobians,
-  type LocalJacobiansCapability,
   type NamedTensorMap,
   type NetState,
   type Network,
   type RuleContext,
   type Scalar,
+  type SchemaInput,
+  type SchemaValues,
   type SequenceBatch,
   type Steps,
   type Tensor,
 } from '@spikeflow/core';
 
+/**
+ * The rule's options (`{ "name": "eprop", ... }` in a config), the one definition of their types,
+ * ranges and defaults:
+ *
+ * - `feedback`: `symmetric` (default), B = W_outᵀ, the readout's own weights; `random`, a fixed
+ *   random B (uniform in ±1/√H, drawn from `seed`; random-feedback e-prop); `adaptive`, a random B
+ *   that receives every update W_out receives, and weight decay (adaptive e-prop).
+ * - `window`: steps per window (default 32). The eligibility traces are carried across windows;
+ *   inside a window their contribution is summed in one pass. Results do not depend on it in
+ *   `accumulate` mode (up to float round-off); memory grows with it, not with T.
+ * - `mode`: `accumulate` (default) or `online` (an update after every window: the weights change mid-sequence).
+ * - `feedbackDecay`: `adaptive` feedback, B ← (1 − d)·B + ΔW_outᵀ after every update (default 0.01; below 1).
+ * - `seed` of the random feedback matrix; `rateReg`, c_reg, the weight of the firing-rate
+ *   regulariser (c_reg/2)·Σ_j (f_j − f_target)² (0: off); `rateTarget`, f_target, the target
+ *   firing probability per step (0.01: 10 Hz at 1 ms steps).
+ */
+export const epropSchema = {
+  feedback: {
+    type: 'string',
+    default: 'symmetric',
+    oneOf: ['symmetric', 'random', 'adaptive'],
+    doc: 'learning-signal weights B: W_outᵀ, fixed random, or random and updated like W_out',
+  },
+  window: { type: 'number', integer: true, default: 32, min: 1, doc: 'steps per window: traces are carried across windows (memory grows with it, not with T)' },
+  mode: {
+    type: 'string',
+    default: 'accumulate',
+    oneOf: ['accumulate', 'online'],
+    doc: 'accumulate: one update per sequence; online: one update after every window',
+  },
+  feedbackDecay: { type: 'number', default: 0.01, min: 0, max: 1, doc: 'adaptive feedback: B ← (1 − d)·B + ΔW_out after every update' },
+  seed: { type: 'number', integer: true, default: 0, doc: 'seed of the random feedback matrix' },
+  rateReg: { type: 'number', default: 0, min: 0, doc: 'c_reg, weight of the firing-rate regulariser (0: off)' },
+  rateTarget: { type: 'number', default: 0.01, min: 0, max: 1, doc: 'target firing probability per step' },
+} as const;
+
+export type EpropOptions = SchemaInput<typeof epropSchema>;
+
 /** Where the learning signal L_j^t = Σ_k B_jk·(∂E_t/∂y_k^t) takes its weights B from. */
-export type Feedback = 'symmetric' | 'random' | 'adaptive';
+export type Feedback = SchemaValues<typeof epropSchema>['feedback'];
 
 /** `accumulate`: one update per sequence; `online`: one update after every window of steps. */
-export type EpropMode = 'accumulate' | 'online';
-
-export interface EpropOptions {
-  /**
-   * `symmetric` (default): B = W_outᵀ, the readout's own weights. `random`: a fixed random B
-   * (uniform in ±1/√H, drawn from `seed`; random-feedback e-prop). `adaptive`: a random B that
-   * receives every update W_out receives, and weight decay (adaptive e-prop).
-   */
-  readonly feedback?: Feedback;
-  /**
-   * Steps per window (default 32). The eligibility traces are carried across windows; inside a
-   * window their contribution is summed in one pass. Results do not depend on it in `accumulate`
-   * mode (up to float round-off); memory grows with it, not with T.
-   */
-  readonly window?: number;
-  /** `accumulate` (default) or `online` (an update after every window: the weights change mid-sequence). */
-  readonly mode?: EpropMode;
-  /** `adaptive` feedback: B ← (1 − d)·B + ΔW_outᵀ after every update (default 0.01). */
-  readonly feedbackDecay?: number;
-  /** Seed of the random feedback matrix (default 0). */
-  readonly seed?: number;
-  /** c_reg, weight of the firing-rate regulariser (c_reg/2)·Σ_j (f_j − f_target)² (default 0: off). */
-  readonly rateReg?: number;
-  /** f_target, the target firing probability per step (default 0.01: 10 Hz at 1 ms steps). */
-  readonly rateTarget?: number;
-}
+export type EpropMode = SchemaValues<typeof epropSchema>['mode'];
 
 /** What e-prop keeps between sequences (checkpointed): the feedback matrix and the rate estimate. */
 export interface EpropState {
@@ -95,22 +112,22 @@ export interface EpropState {
  * traces plus O(window) activations, independent of T.
  */
 export function eprop(options: EpropOptions = {}): LearningRule<EpropState> {
-  const { feedback = 'symmetric', window = 32, mode = 'accumulate', feedbackDecay = 0.01, seed = 0, rateReg = 0, rateTarget = 0.01 } = options;
-  const fail = (key: string, msg: string) => new SpikeflowError('CONFIG_INVALID', `rule.${key}: ${msg}`, { path: `rule.${key}` });
-  if (!['symmetric', 'random', 'adaptive'].includes(feedback)) throw fail('feedback', `must be 'symmetric', 'random' or 'adaptive', got ${JSON.stringify(feedback)}`);
-  if (!['accumulate', 'online'].includes(mode)) throw fail('mode', `must be 'accumulate' or 'online', got ${JSON.stringify(mode)}`);
-  if (!(Number.isInteger(window) && window >= 1)) throw fail('window', `must be an integer >= 1, got ${window}`);
-  if (!(feedbackDecay >= 0 && feedbackDecay < 1)) throw fail('feedbackDecay', `must be in [0, 1), got ${feedbackDecay}`);
-  if (!(rateReg >= 0)) throw fail('rateReg', `must be >= 0, got ${rateReg}`);
-  if (!(rateTarget >= 0 && rateTarget <= 1)) throw fail('rateTarget', `must be a firing probability per step in [0, 1], got ${rateTarget}`);
+  const { feedback, window, mode, feedbackDecay, seed, rateReg, rateTarget } = parseSchema(epropSchema, options, 'rule');
+  if (!(feedbackDecay < 1)) {
+    throw new SpikeflowError('CONFIG_INVALID', `rule.feedbackDecay: must be below 1 (B would not keep its past), got ${feedbackDecay}`, {
+      path: 'rule.feedbackDecay',
+    });
+  }
   const hyper: Hyper = { feedback, window, online: mode === 'online', feedbackDecay, rateReg, rateTarget };
-  return {
+  return defineRule({
     name: `eprop(${feedback}, window=${window}, ${mode})`,
     memory: 'O(1)',
     gradient: 'approximate',
-    requires: { lossDecomposesOverTime: true },
+    // One hidden layer (Bellec et al. 2020) of a neuron with local Jacobians and fixed parameters,
+    // under a readout of its spikes with a fixed leak κ (which filters the eligibility traces).
+    requires: { lossDecomposesOverTime: true, layers: 1, neuron: ['localJacobians'], fixedNeuronParams: true, readout: { leak: true, from: 'spikes' } },
     init(network) {
-      const layer = checkNetwork(network);
+      const layer = network.model.layers[0]!;
       const state: Record<string, Tensor> = {};
       if (feedback !== 'symmetric') {
         const bound = 1 / Math.sqrt(layer.size);
@@ -121,13 +138,14 @@ export function eprop(options: EpropOptions = {}): LearningRule<EpropState> {
     },
     updatesPerSequence: (T) => (hyper.online ? Math.ceil(T / window) : 1),
     update(batch: SequenceBatch, state: EpropState, ctx: RuleContext) {
-      checkRequirements(this, ctx.loss);
       const net = ctx.network;
-      checkNetwork(net);
       checkInputs(net, batch.inputs);
       const missing = feedback !== 'symmetric' && !state.feedback ? 'feedback matrix' : rateReg > 0 && !state.rate ? 'rate estimate' : undefined;
       if (missing) {
-        throw new SpikeflowError('CONFIG_INVALID', `rule '${this.name}': its state has no ${missing}; pass the state made by rule.init(network) (or a checkpoint of a run with the same rule options)`);
+        throw new SpikeflowError(
+          'CONFIG_INVALID',
+          `rule '${this.name}': its state has no ${missing}; pass the state made by rule.init(network) (or a checkpoint of a run with the same rule options)`,
+        );
       }
       const [T, B] = batch.inputs.shape as [number, number];
       const bound = ctx.loss.bind(batch.targets, { steps: T, batch: B, outputs: net.outputs });
@@ -137,7 +155,7 @@ export function eprop(options: EpropOptions = {}): LearningRule<EpropState> {
         bound.dispose();
       }
     },
-  };
+  });
 }
 
 interface Hyper {
@@ -147,32 +165,6 @@ interface Hyper {
   readonly feedbackDecay: number;
   readonly rateReg: number;
   readonly rateTarget: number;
-}
-
-type Layer = Network['model']['layers'][number];
-
-/** The networks e-prop trains: one hidden layer of a neuron with local Jacobians, fixed neuron parameters, a leaky readout of spikes. */
-function checkNetwork(net: Network): Layer {
-  const m = net.model;
-  const refuse = (path: string, msg: string) => new SpikeflowError('INCOMPATIBLE', `rule 'eprop': ${path}: ${msg}`, { rule: 'eprop', path });
-  if (m.layers.length !== 1) {
-    throw refuse('model.layers', `e-prop (Bellec et al. 2020) trains one hidden layer (recurrent or not) under a readout; this model has ${m.layers.length}. Use one layer, or train with bptt or fptt`);
-  }
-  const layer = m.layers[0]!;
-  if (!layer.neuron.localJacobians) {
-    throw refuse(
-      'model.layers[0].neuron',
-      `neuron '${layer.neuron.name}' does not declare the capability 'localJacobians' (∂h_t/∂h_{t−1} and ∂h_t/∂I_t of an update local to each neuron), which e-prop's eligibility traces need. ` +
-        `Use a neuron that declares it (lif, alif), declare it in the neuron's plugin, or train this network with bptt or fptt`,
-    );
-  }
-  const extra = Object.keys(net.params).filter((k) => k.startsWith('layers.0.') && !['layers.0.W', 'layers.0.b', 'layers.0.W_rec'].includes(k));
-  if (extra.length) {
-    throw refuse('model.layers[0].params', `e-prop trains synaptic weights, and this layer has trainable neuron parameters (${extra.join(', ')}); make them fixed (e.g. "learnBeta": false)`);
-  }
-  if (m.readout.kind !== 'leaky') throw refuse('model.readout.kind', `e-prop filters its eligibility traces with a leaky readout's κ; use "kind": "leaky"`);
-  if (m.readout.from !== 'spikes') throw refuse('model.readout.from', `e-prop's learning signal reaches the hidden layer through its spikes; use "from": "spikes"`);
-  return layer;
 }
 
 /** One synapse group: a weight matrix (or the bias, fan-in 1) of the hidden layer, by parameter name. */
@@ -206,9 +198,9 @@ function run(net: Network, bound: BoundLoss, xs: Steps, hyper: Hyper, initial: E
   const B = xs.shape[0]!;
   const layer = net.model.layers[0]!;
   const groups: Group[] = [
-    { param: 'layers.0.W', fan: layer.fanIn },
-    ...(layer.recurrent ? [{ param: 'layers.0.W_rec', fan: layer.size }] : []),
-    ...(layer.bias ? [{ param: 'layers.0.b', fan: 1 }] : []),
+    { param: layerParam(0, 'W'), fan: layer.fanIn },
+    ...(layer.recurrent ? [{ param: layerParam(0, 'W_rec'), fan: layer.size }] : []),
+    ...(layer.bias ? [{ param: layerParam(0, 'b'), fan: 1 }] : []),
   ];
   // B as this call leaves it (adaptive feedback changes it after every update); the caller owns `initial`.
   let fb: Tensor | undefined = initial.feedback;
@@ -223,18 +215,19 @@ function run(net: Network, bound: BoundLoss, xs: Steps, hyper: Hyper, initial: E
   try {
     for (let t0 = 0; t0 < T; t0 += hyper.window) {
       const t1 = Math.min(t0 + hyper.window, T);
-      const feedbackMatrix = hyper.feedback === 'symmetric' ? net.params['readout.W']! : fb!;
+      const feedbackMatrix = hyper.feedback === 'symmetric' ? net.params[readoutParam('W')]! : fb!;
       const r = windowPass(net, bound, xs, t0, t1, groups, netState, traces, feedbackMatrix, reg, ctx);
-      disposeTree(netState as never, r.state as never);
+      disposeTree(netState, r.state);
       netState = r.state;
-      if (traces) disposeTree(traces as never, (r.traces ?? null) as never);
+      if (traces) disposeTree(traces, r.traces ?? null);
       traces = r.traces;
       const l = tf.add(loss, r.loss) as Scalar;
       const sc = tf.add(spikes, r.spikeCount);
       disposeTree([loss, r.loss, spikes, r.spikeCount]);
       loss = l;
       spikes = sc;
-      const grads = hyper.online ? r.grads : (acc = accumulateGrads(acc, r.grads));
+      if (!hyper.online) acc = accumulateGrads(acc, r.grads);
+      const grads = hyper.online ? r.grads : acc!;
       if (hyper.online || t1 === T) {
         acc = undefined;
         const next = apply(net, grads, fb, hyper, ctx);
@@ -249,7 +242,7 @@ function run(net: Network, bound: BoundLoss, xs: Steps, hyper: Hyper, initial: E
     finished = true;
     return { state: state as EpropState, report: { loss: loss.dataSync()[0]!, updates } };
   } finally {
-    disposeTree([netState as never, (traces ?? null) as never, (acc ?? null) as never, loss, spikes, reg ?? null]);
+    disposeTree([netState, traces ?? null, acc ?? null, loss, spikes, reg ?? null]);
     // A feedback matrix made by an update of this call that failed later is not handed back.
     if (!finished && fb && fb !== initial.feedback) fb.dispose();
   }
@@ -260,7 +253,7 @@ function run(net: Network, bound: BoundLoss, xs: Steps, hyper: Hyper, initial: E
  * change W_out took, and decays: B ← (1 − d)·B + ΔW_out. Returns B as it is after the update.
  */
 function apply(net: Network, grads: NamedTensorMap, feedback: Tensor | undefined, hyper: Hyper, ctx: RuleContext): Tensor | undefined {
-  const wout = net.params['readout.W']!;
+  const wout = net.params[readoutParam('W')]!;
   const before = hyper.feedback === 'adaptive' ? tf.clone(wout) : undefined;
   try {
     ctx.apply(grads);
@@ -314,16 +307,15 @@ function windowPass(
   const B = xs.shape[0]!;
   const layer = net.model.layers[0]!;
   const H = layer.size;
-  const cap = layer.neuron.localJacobians as LocalJacobiansCapability;
+  const mask = net.recurrentMask(0);
   const keys = layer.neuron.stateKeys as readonly string[];
   const m = keys.length;
-  const sIdx = keys.indexOf(cap.spikes);
-  const kappa = net.model.readout.kappa;
+  const sIdx = keys.indexOf(layer.neuron.spikes!);
+  const kappa = net.model.readout.leak!;
   const n = t1 - t0;
   const carry = t1 < T;
   return tidy(() => {
-    const p = net.prepare();
-    const lp = p.layers[0]!;
+    const stepper = net.stepper();
     const xsW: Tensor[] = [];
     const sPrev: Tensor[] = [];
     const sCur: Tensor[] = [];
@@ -335,10 +327,8 @@ function windowPass(
       const prev = state;
       const x = xs.at(t);
       const out = tidy(() => {
-        const o = net.step(p, prev, x);
-        const before = prev.layers[0]!.neuron;
-        const after = o.state.layers[0]!.neuron;
-        const J = cap.jacobians({ config: layer.config, tensors: lp.neuron }, before, after, o.currents[0]!, lp.ctx);
+        const o = stepper.step(prev, x);
+        const J = stepper.localJacobians(0, prev.layers[0]!.neuron, o.state.layers[0]!.neuron, o.currents[0]!);
         let g: Tensor | null = null;
         let term: Scalar | null = null;
         if (bound.hasTerm?.(t) ?? true) {
@@ -418,14 +408,13 @@ function windowPass(
     const probes = P === 1 ? [GI.reshape([n, B, H])] : tf.unstack(GI, 0);
     if (P > 1) GI.dispose();
     // The Jacobians are spent (the params' own tensors stay).
-    const params = new Set(Object.values(lp.neuron));
-    for (const J of jac) for (const e of [...J.state.flat(), ...J.current]) if (e instanceof tf.Tensor && !params.has(e)) e.dispose();
+    for (const J of jac) for (const e of [...J.state.flat(), ...J.current]) if (e instanceof tf.Tensor && !stepper.isParam(e)) e.dispose();
     const startCot = cot.map((c) => (c === null ? null : P === 1 ? [c.reshape([B, H])] : tf.unstack(c, 0)));
     const cotOf = (probe: number, c: number): Tensor | null => startCot[c]?.[probe] ?? null;
 
     const X = tf.stack(xsW); // [n, B, I]
     // Presynaptic activity per group, [n, B, fan]; the bias (fan 1, pre = 1) needs none.
-    const pres: (Tensor | null)[] = groups.map((g) => (g.param === 'layers.0.W' ? X : g.param === 'layers.0.W_rec' ? tf.stack(sPrev) : null));
+    const pres: (Tensor | null)[] = groups.map((g) => (g.param === layerParam(0, 'W') ? X : g.param === layerParam(0, 'W_rec') ? tf.stack(sPrev) : null));
     const flat = (t: Tensor) => t.reshape([n * B, t.shape[2]!]);
 
     // This window's gradient: its own steps (probe 0), plus the carried traces paired with the
@@ -455,7 +444,7 @@ function windowPass(
           total.dispose();
         }
       }
-      if (g.param === 'layers.0.W_rec' && !layer.selfConnections) grad = tf.mul(grad, tf.sub(1, tf.eye(H)));
+      if (g.param === layerParam(0, 'W_rec') && mask) grad = tf.mul(grad, mask);
       grads[g.param] = g.fan === 1 ? grad.reshape([H]) : grad;
     });
     // The readout's exact gradient: ∂E/∂W_out = Σ_t F_κ(s)_tᵀ·∂E_t/∂y_t.
@@ -467,8 +456,8 @@ function windowPass(
       gWout = tf.add(gWout, tf.matMul(tf.transpose(traces.sbar), lamCarry));
       gbout = tf.add(gbout, tf.mul(tf.sum(lamCarry, 0), traces.cbar));
     }
-    grads['readout.W'] = gWout;
-    if (net.model.readout.bias) grads['readout.b'] = gbout;
+    grads[readoutParam('W')] = gWout;
+    if (net.model.readout.bias) grads[readoutParam('b')] = gbout;
 
     // Traces at the window's end, for the next window.
     let next: Traces | undefined;
@@ -479,7 +468,7 @@ function windowPass(
       groups.forEach((g, gi) => {
         // Σ_t pre_t ⊗ (∂h_{t1−1}/∂I_t) per batch element: the backend's spikeflow.outerSum
         // (event-driven on wasm and cpu: only the presynaptic entries that are not zero).
-        const born = (probe: Tensor) => (g.fan === 1 ? tf.sum(probe, 0).reshape([B, 1, H]) : p.kernels['spikeflow.outerSum'](pres[gi]!, probe));
+        const born = (probe: Tensor) => (g.fan === 1 ? tf.sum(probe, 0).reshape([B, 1, H]) : stepper.kernels['spikeflow.outerSum'](pres[gi]!, probe));
         // The traces at t1: born in the window, plus the carried ones propagated through the
         // window (Σ_c' Φ_cc'·ε^c'), added one `[B, fan, H]` product at a time.
         const update = (probe: number, extra?: Tensor) => {

@@ -77,12 +77,7 @@ export function objectiveGrads(params: Readonly<Record<string, Tensor>>, lossGra
  * The anchor update after the optimizer step, at the updated weights. The textbook form needs
  * `lossGradsAtNew`, ∇ℓ_t at those weights. Returns a new state; the old one is the caller's.
  */
-export function updateAnchor(
-  params: Readonly<Record<string, Tensor>>,
-  state: FpttState,
-  h: FpttHyper,
-  lossGradsAtNew?: NamedTensorMap,
-): FpttState {
+export function updateAnchor(params: Readonly<Record<string, Tensor>>, state: FpttState, h: FpttHyper, lossGradsAtNew?: NamedTensorMap): FpttState {
   const wbar: NamedTensorMap = {};
   const aux: NamedTensorMap = {};
   for (const [name, w] of Object.entries(params)) {

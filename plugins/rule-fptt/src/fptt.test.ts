@@ -24,7 +24,7 @@ import {
 } from '@spikeflow/core';
 import { describeRule, expectExactResume, toyTask } from '@spikeflow/testing';
 import { lif } from '@spikeflow/neuron-lif';
-import { ltc } from '@spikeflow/neuron-ltc';
+import { ltc, ltcReadout } from '@spikeflow/neuron-ltc';
 import { bptt, tbptt } from '@spikeflow/rule-bptt';
 import wasmPlugin, { wasm } from '@spikeflow/backend-wasm';
 import { addTask } from '@spikeflow/dataset-add-task';
@@ -139,13 +139,18 @@ describe('the anchor updates, pinned on a convex quadratic by hand', () => {
   });
 });
 
-const registries = { neurons: new Map<string, AnyNeuronModel>([['ltc', ltc], ['lif', lif]]), surrogates: builtinSurrogates };
+const registries = {
+  neurons: new Map<string, AnyNeuronModel>([
+    ['ltc', ltc],
+    ['lif', lif],
+  ]),
+  surrogates: builtinSurrogates,
+  readouts: [ltcReadout],
+};
 const network = (seed = 0, kind: 'ltc' | 'leaky' = 'ltc'): Network =>
-  buildNetwork(
-    { inputs: 8, layers: [{ neuron: 'ltc', size: 12, recurrent: true }], readout: kind === 'ltc' ? { size: 2, kind } : { size: 2 } },
-    registries,
-    { seed },
-  );
+  buildNetwork({ inputs: 8, layers: [{ neuron: 'ltc', size: 12, recurrent: true }], readout: kind === 'ltc' ? { size: 2, kind } : { size: 2 } }, registries, {
+    seed,
+  });
 
 /** The gradients a rule hands to `apply` during one update, in order. */
 function appliedGrads(rule: LearningRule, net: Network, batch: SequenceBatch, loss: TemporalLoss): Record<string, number[]>[] {

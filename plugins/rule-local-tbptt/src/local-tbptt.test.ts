@@ -32,7 +32,11 @@ const setup = () => wasm.activate();
 beforeAll(setup);
 
 describeRule('local-tbptt, k = 4, one block (LIF)', () => localTbptt({ truncation: 4 }), { neuron: lif, setup });
-describeRule('local-tbptt, k = 3, two blocks of one layer, per-window (ALIF)', () => localTbptt({ truncation: 3, mode: 'per-window' }), { neuron: alif, layers: 2, setup });
+describeRule('local-tbptt, k = 3, two blocks of one layer, per-window (ALIF)', () => localTbptt({ truncation: 3, mode: 'per-window' }), {
+  neuron: alif,
+  layers: 2,
+  setup,
+});
 describeRule('local-tbptt, k = 5, blocks of two layers (LIF)', () => localTbptt({ truncation: 5, blockSize: 2 }), { neuron: lif, layers: 3, setup });
 
 const neurons = new Map<string, AnyNeuronModel>([
@@ -49,7 +53,12 @@ function layerSpec(size: number, neuron: string) {
 
 function network(layers: number, neuron = 'lif', seed = 1): Network {
   return buildNetwork(
-    { inputs: 6, layers: SIZES.slice(0, layers).map((n) => layerSpec(n, neuron)), readout: { size: 3, kappa: 0.8 }, surrogate: { name: 'fast_sigmoid', slope: 5 } },
+    {
+      inputs: 6,
+      layers: SIZES.slice(0, layers).map((n) => layerSpec(n, neuron)),
+      readout: { size: 3, kappa: 0.8 },
+      surrogate: { name: 'fast_sigmoid', slope: 5 },
+    },
     reg,
     { seed },
   );
@@ -80,7 +89,12 @@ function blockNetwork(net: Network, layers: number[], readout: { W: Float32Array
 
 /** Renames a block network's gradient to the full network's names (`layers.i` → `layers.<first + i>`, `readout` → `to`). */
 function renamed(g: Grads, first: number, to = 'readout'): Grads {
-  return Object.fromEntries(Object.entries(g).map(([k, v]) => [k.startsWith('readout.') ? k.replace('readout', to) : k.replace(/^layers\.(\d+)/, (_, i) => `layers.${first + Number(i)}`), v]));
+  return Object.fromEntries(
+    Object.entries(g).map(([k, v]) => [
+      k.startsWith('readout.') ? k.replace('readout', to) : k.replace(/^layers\.(\d+)/, (_, i) => `layers.${first + Number(i)}`),
+      v,
+    ]),
+  );
 }
 
 /** The heads' gradients, read from one SGD step with lr = 1: −(head after − head before). */
@@ -300,11 +314,7 @@ describe('local truncated BPTT refuses what it cannot do, naming why', () => {
 describe('local truncated BPTT in the trainer', () => {
   it('a run stopped mid-epoch resumes to the same weights, heads and head optimizer state, bitwise; the heads learn', async () => {
     const parts = () => ({
-      network: buildNetwork(
-        { inputs: 2, layers: [layerSpec(8, 'alif'), layerSpec(6, 'alif')], readout: { size: 1, kappa: 0.5 } },
-        reg,
-        { seed: 7 },
-      ),
+      network: buildNetwork({ inputs: 2, layers: [layerSpec(8, 'alif'), layerSpec(6, 'alif')], readout: { size: 1, kappa: 0.5 } }, reg, { seed: 7 }),
       dataset: addTask({ steps: 12, trainSamples: 64, testSamples: 16, seed: 1 }),
       rule: localTbptt({ truncation: 5, mode: 'per-window', seed: 2 }),
       optimizer: adam({ lr: 0.01 }),

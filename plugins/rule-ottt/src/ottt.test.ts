@@ -1,5 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
+  checkRequirements,
   OptimizerRunner,
   adam,
   buildNetwork,
@@ -25,7 +26,7 @@ import {
 import { bpttGrads, captureUpdates, describeRule, expectGradsClose, gradsOf, maxGradDiff, randomBatch, type Grads } from '@spikeflow/testing';
 import { lif } from '@spikeflow/neuron-lif';
 import { alif } from '@spikeflow/neuron-alif';
-import { ltc } from '@spikeflow/neuron-ltc';
+import { ltc, ltcReadout } from '@spikeflow/neuron-ltc';
 import { wasm } from '@spikeflow/backend-wasm';
 import { cpu } from '@spikeflow/backend-cpu';
 import plugin, { ottt } from './index.js';
@@ -174,7 +175,11 @@ describe('OTTT_A is exact where theory says so', () => {
     for (const decay of [0, 0.6, 0.95]) {
       const got = captureUpdates(ottt({ decay }), net, b, ceEveryStep).grads[0]!;
       expect(maxGradDiff(got, full, (k) => k.startsWith('layers.'))).toBeGreaterThan(1e-3);
-      expectGradsClose(pick(got, (k) => k.startsWith('readout.')), pick(full, (k) => k.startsWith('readout.')), 2e-5);
+      expectGradsClose(
+        pick(got, (k) => k.startsWith('readout.')),
+        pick(full, (k) => k.startsWith('readout.')),
+        2e-5,
+      );
     }
     disposeTree(b as never);
     net.dispose();
@@ -234,15 +239,19 @@ describe('OTTT_O', () => {
     const runner = new OptimizerRunner(adam({ lr: 0.05 }), net.params);
     const applied: Grads[] = [];
     const seen: number[] = [];
-    const r = ottt({ mode: 'online' }).update(b, {}, {
-      network: net,
-      loss: ceEveryStep,
-      apply: (g) => {
-        applied.push(gradsOf(g));
-        runner.apply(g);
+    const r = ottt({ mode: 'online' }).update(
+      b,
+      {},
+      {
+        network: net,
+        loss: ceEveryStep,
+        apply: (g) => {
+          applied.push(gradsOf(g));
+          runner.apply(g);
+        },
+        observe: (t) => seen.push(t),
       },
-      observe: (t) => seen.push(t),
-    });
+    );
     expect(r.report.updates).toBe(T);
     expect(seen).toEqual([0, 1, 2, 3, 4, 5]);
     expect(ottt({ mode: 'online' }).updatesPerSequence!(T)).toBe(T);
@@ -253,7 +262,9 @@ describe('OTTT_O', () => {
     const net0 = network(n);
     const alone = captureUpdates(ottt(), net0, b0, ceEveryStep).grads[0]!;
     expectGradsClose(applied[0]!, Object.fromEntries(Object.entries(alone).map(([k, g]) => [k, g.map((x) => x / T)])), 2e-5);
-    const summed = Object.fromEntries(Object.keys(A).map((k) => [k, applied.reduce((acc, g) => acc.map((x, i) => x + g[k]![i]!), new Array(A[k]!.length).fill(0) as number[])]));
+    const summed = Object.fromEntries(
+      Object.keys(A).map((k) => [k, applied.reduce((acc, g) => acc.map((x, i) => x + g[k]![i]!), new Array(A[k]!.length).fill(0) as number[])]),
+    );
     expect(maxGradDiff(summed, A)).toBeGreaterThan(1e-4);
     runner.dispose();
     b0.inputs.dispose();
@@ -282,27 +293,38 @@ describe('OTTT configuration and refusals', () => {
     }
   });
 
-  it('a neuron without a fixed decay needs an explicit one: INCOMPATIBLE naming the layer, at init', () => {
+  it('a neuron without a fixed decay needs an explicit one: core checks the declared requirement, INCOMPATIBLE naming the rule and the layer', () => {
     const spec = (params: Record<string, unknown>, neuron = 'lif') => ({ inputs: 4, layers: [{ neuron, size: 5, params }], readout: { size: 2 } });
     const reg = { neurons, surrogates: builtinSurrogates };
     const learnt = buildNetwork(spec({ learnBeta: true }), reg);
+    expect(ottt().requires.neuron).toEqual(['membraneDecay']);
+    expect(ottt({ decay: 0.9 }).requires.neuron).toBeUndefined();
     let error: unknown;
     try {
-      ottt().init(learnt);
+      checkRequirements(ottt(), learnt, ceEveryStep);
     } catch (e) {
       error = e;
     }
     expect(isSpikeflowError(error, 'INCOMPATIBLE')).toBe(true);
-    expect(String((error as Error).message)).toMatch(/layer 0 \(neuron 'lif'\) declares no fixed membrane decay.*"decay"/);
-    expect(() => ottt({ decay: 0.9 }).init(learnt)).not.toThrow();
+    expect(String((error as Error).message)).toMatch(
+      /^rule 'ottt\(A\)' cannot train this run: model\.layers\[0\]\.neuron: it needs a fixed membrane decay.*neuron 'lif'/,
+    );
+    expect(() => checkRequirements(ottt({ decay: 0.9 }), learnt, ceEveryStep)).not.toThrow();
+    // The first update checks it too, before any step runs.
+    const b = batch(3, ceEveryStep);
+    expect(() => captureUpdates(ottt(), learnt, b, ceEveryStep)).toThrow(/model\.layers\[0\]\.neuron/);
+    disposeTree(b as never);
     learnt.dispose();
     const liquid = buildNetwork(spec({}, 'ltc'), reg);
-    expect(() => ottt().init(liquid)).toThrow(/neuron 'ltc'/);
+    expect(() => checkRequirements(ottt(), liquid, ceEveryStep)).toThrow(/neuron 'ltc'/);
     liquid.dispose();
   });
 
   it('trains an LTC-SN layer and an ltc readout with an explicit decay (their own parameters get the instantaneous gradient)', () => {
-    const net = buildNetwork({ inputs: 6, layers: [{ neuron: 'ltc', size: 5 }], readout: { size: 3, kind: 'ltc' } }, { neurons, surrogates: builtinSurrogates });
+    const net = buildNetwork(
+      { inputs: 6, layers: [{ neuron: 'ltc', size: 5 }], readout: { size: 3, kind: 'ltc' } },
+      { neurons, surrogates: builtinSurrogates, readouts: [ltcReadout] },
+    );
     const b = batch(5, ceEveryStep);
     const got = captureUpdates(ottt({ decay: 0.8 }), net, b, ceEveryStep).grads[0]!;
     for (const k of Object.keys(net.params)) expect(got[k], k).toBeDefined();

@@ -1,29 +1,41 @@
 import {
-  SpikeflowError,
+  defineRule,
+  layerParam,
+  parseSchema,
+  readoutParam,
   stepwise,
   tf,
   type LearningRule,
   type NamedTensorMap,
   type Network,
   type RuleContext,
+  type SchemaInput,
+  type SchemaValues,
   type SequenceBatch,
   type SynapseFn,
   type Tensor,
 } from '@spikeflow/core';
 
-export type OtttMode = 'accumulate' | 'online';
+/**
+ * The rule's options (`{ "name": "ottt", ... }` in a config), the one definition of their types,
+ * ranges and defaults: `mode`, `accumulate` (OTTT_A: the steps' gradients summed, one update per
+ * sequence) or `online` (OTTT_O: an update after every step); `decay`, λ, the decay of the
+ * presynaptic traces of every layer's synapses (W, W_rec and the bias) — by default each layer's
+ * own membrane decay, as its neuron declares it (`membraneDecay`: β of LIF and ALIF), the choice
+ * for which OTTT_A is exact on one LIF layer; required for neurons without one.
+ */
+export const otttSchema = {
+  mode: {
+    type: 'string',
+    default: 'accumulate',
+    oneOf: ['accumulate', 'online'],
+    doc: 'accumulate (OTTT_A): one update per sequence; online (OTTT_O): an update every step',
+  },
+  decay: { type: 'number', min: 0, max: 1, doc: "λ of the presynaptic traces (default: each layer's membrane decay beta)" },
+} as const;
 
-export interface OtttOptions {
-  /** `accumulate` (OTTT_A, default): the steps' gradients summed, one update per sequence; `online` (OTTT_O): an update after every step. */
-  readonly mode?: OtttMode;
-  /**
-   * λ, the decay of the presynaptic traces of every layer's synapses (W, W_rec and the bias).
-   * Default: each layer's own membrane decay, as its neuron declares it (`membraneDecay`: β of LIF
-   * and ALIF) — the choice
-   * for which OTTT_A is exact on one LIF layer. Required for neurons without one.
-   */
-  readonly decay?: number;
-}
+export type OtttOptions = SchemaInput<typeof otttSchema>;
+export type OtttMode = SchemaValues<typeof otttSchema>['mode'];
 
 type Empty = Record<string, never>;
 
@@ -35,33 +47,24 @@ interface Decays {
   readonly biases: ReadonlyMap<string, number>;
 }
 
-/** The traces' decays for `net`, or an `INCOMPATIBLE` error naming the layer that has none. */
+/**
+ * The traces' decays for `net`: `decay` where given, else each layer's membrane decay (the rule
+ * requires the capability then, checked by core before the first update).
+ */
 export function otttDecays(net: Network, decay?: number): Decays {
   const weights = new Map<string, number>();
   const biases = new Map<string, number>();
   net.model.layers.forEach((l, i) => {
-    let lambda = decay;
-    if (lambda === undefined) {
-      const beta = l.neuron.membraneDecay?.(l.config);
-      if (beta === undefined) {
-        throw new SpikeflowError(
-          'INCOMPATIBLE',
-          `rule 'ottt': layer ${i} (neuron '${l.neuron.name}') declares no fixed membrane decay to decay its presynaptic traces with; ` +
-            `give the rule one ("decay": 0.9) or use a neuron with a fixed decay (lif, alif without learnBeta)`,
-          { rule: 'ottt', layer: i, neuron: l.neuron.name },
-        );
-      }
-      lambda = beta;
-    }
-    weights.set(`layers.${i}.W`, lambda);
-    if (l.recurrent) weights.set(`layers.${i}.W_rec`, lambda);
-    if (l.bias) biases.set(`layers.${i}.b`, lambda);
+    const lambda = decay ?? l.neuron.membraneDecay!(l.config)!;
+    weights.set(layerParam(i, 'W'), lambda);
+    if (l.recurrent) weights.set(layerParam(i, 'W_rec'), lambda);
+    if (l.bias) biases.set(layerParam(i, 'b'), lambda);
   });
-  // A leaky readout integrates with κ: its weights' trace decays with κ (exact for the readout).
-  // The ltc readout's leak changes every step: its weights get the instantaneous input.
-  const kappa = net.model.readout.kind === 'leaky' ? net.model.readout.kappa : 0;
-  weights.set('readout.W', kappa);
-  if (net.model.readout.bias) biases.set('readout.b', kappa);
+  // A readout with a fixed leak κ integrates with it: its weights' trace decays with κ (exact for
+  // the readout). A readout whose leak changes every step (ltc) gets the instantaneous input.
+  const kappa = net.model.readout.leak ?? 0;
+  weights.set(readoutParam('W'), kappa);
+  if (net.model.readout.bias) biases.set(readoutParam('b'), kappa);
   return { weights, biases };
 }
 
@@ -105,23 +108,16 @@ function tracedProduct(x: Tensor, w: Tensor, a: Tensor, dense: (x: Tensor, w: Te
  * depend on T**. Needs a loss that decomposes over time (`ce_every_step`, the reference code's
  * `ce_mse_every_step`, `mse_every_step`, `mse_last`).
  */
-export function ottt({ mode = 'accumulate', decay }: OtttOptions = {}): LearningRule<Empty> {
-  if (mode !== 'accumulate' && mode !== 'online') {
-    throw new SpikeflowError('CONFIG_INVALID', `rule.mode: expected 'accumulate' (OTTT_A) or 'online' (OTTT_O), got ${JSON.stringify(mode)}`, { path: 'rule.mode' });
-  }
-  if (decay !== undefined && !(decay >= 0 && decay <= 1)) {
-    throw new SpikeflowError('CONFIG_INVALID', `rule.decay: the trace decay λ must be in [0, 1], got ${decay}`, { path: 'rule.decay' });
-  }
+export function ottt(options: OtttOptions = {}): LearningRule<Empty> {
+  const { mode, decay } = parseSchema(otttSchema, options, 'rule');
   const online = mode === 'online';
-  return {
+  return defineRule({
     name: `ottt(${online ? 'O' : 'A'}${decay === undefined ? '' : `, λ=${decay}`})`,
     memory: 'O(1)',
     gradient: 'approximate',
-    requires: { lossDecomposesOverTime: true },
-    init(network: Network) {
-      otttDecays(network, decay);
-      return {};
-    },
+    // Without a λ, every layer's traces decay with its neuron's fixed membrane decay.
+    requires: { lossDecomposesOverTime: true, ...(decay === undefined ? { neuron: ['membraneDecay'] as const } : {}) },
+    init: () => ({}),
     updatesPerSequence: (T) => (online ? T : 1),
     update(batch: SequenceBatch, state: Empty, ctx: RuleContext) {
       const { weights, biases } = otttDecays(ctx.network, decay);
@@ -147,7 +143,7 @@ export function ottt({ mode = 'accumulate', decay }: OtttOptions = {}): Learning
         return out;
       };
       try {
-        const report = stepwise(this, batch, ctx, {
+        const report = stepwise(batch, ctx, {
           online,
           synapse: () => synapse,
           // Runs before the step's gradient is transformed: c_t includes step t.
@@ -164,5 +160,5 @@ export function ottt({ mode = 'accumulate', decay }: OtttOptions = {}): Learning
         for (const a of new Set([...traces.values(), ...next.values()])) a.dispose();
       }
     },
-  };
+  });
 }

@@ -22,7 +22,19 @@ import {
   type SequenceBatch,
   type TemporalLoss,
 } from '@spikeflow/core';
-import { bpttGrads, captureUpdates, describeRule, expectExactResume, expectGradsClose, gradsOf, maxGradDiff, randomBatch, sumGrads, toyTask, type Grads } from '@spikeflow/testing';
+import {
+  bpttGrads,
+  captureUpdates,
+  describeRule,
+  expectExactResume,
+  expectGradsClose,
+  gradsOf,
+  maxGradDiff,
+  randomBatch,
+  sumGrads,
+  toyTask,
+  type Grads,
+} from '@spikeflow/testing';
 import { lif } from '@spikeflow/neuron-lif';
 import { alif } from '@spikeflow/neuron-alif';
 import { wasm } from '@spikeflow/backend-wasm';
@@ -209,15 +221,19 @@ describe('SLTT-K', () => {
     const runner = new OptimizerRunner(adam({ lr: 0.01 }), net.params);
     const seen: number[] = [];
     const applied: Grads[] = [];
-    const r = sltt({ k: 3, mode: 'online' }).update(b, { sequences: 0 }, {
-      network: net,
-      loss: ceEveryStep,
-      apply: (g) => {
-        applied.push(gradsOf(g));
-        runner.apply(g);
+    const r = sltt({ k: 3, mode: 'online' }).update(
+      b,
+      { sequences: 0 },
+      {
+        network: net,
+        loss: ceEveryStep,
+        apply: (g) => {
+          applied.push(gradsOf(g));
+          runner.apply(g);
+        },
+        observe: (t) => seen.push(t),
       },
-      observe: (t) => seen.push(t),
-    });
+    );
     expect(r.report.updates).toBe(3);
     expect(applied).toHaveLength(3);
     expect(seen).toEqual([...Array(T).keys()]);
@@ -234,7 +250,11 @@ describe('SLTT-K', () => {
 describe('SLTT-K in the trainer', () => {
   it('a run stopped mid-epoch resumes to the same weights and the same draws, bitwise', async () => {
     const parts = () => ({
-      network: buildNetwork({ inputs: 2, layers: [{ neuron: 'alif', size: 10, recurrent: true }], readout: { size: 1, kappa: 0.5 } }, { neurons, surrogates: builtinSurrogates }, { seed: 7 }),
+      network: buildNetwork(
+        { inputs: 2, layers: [{ neuron: 'alif', size: 10, recurrent: true }], readout: { size: 1, kappa: 0.5 } },
+        { neurons, surrogates: builtinSurrogates },
+        { seed: 7 },
+      ),
       dataset: addTask({ steps: 12, trainSamples: 64, testSamples: 16, seed: 1 }),
       rule: sltt({ k: 4, seed: 5 }),
       optimizer: adam({ lr: 0.01 }),

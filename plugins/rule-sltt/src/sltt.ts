@@ -1,18 +1,36 @@
-import { SpikeflowError, deriveSeed, permutation, stepwise, type LearningRule, type RuleContext, type SequenceBatch } from '@spikeflow/core';
+import {
+  defineRule,
+  deriveSeed,
+  parseSchema,
+  permutation,
+  stepwise,
+  type LearningRule,
+  type RuleContext,
+  type SchemaInput,
+  type SchemaValues,
+  type SequenceBatch,
+} from '@spikeflow/core';
 
-export type SlttMode = 'accumulate' | 'online';
+/**
+ * The rule's options (`{ "name": "sltt", ... }` in a config), the one definition of their types,
+ * ranges and defaults: `k`, SLTT-K's number of steps per sequence that run backward, drawn at
+ * random without replacement for every sequence (the others run forward only; omitted: every
+ * step, SLTT); `mode`, `accumulate` (as the paper: the steps' gradients summed, one update per
+ * sequence) or `online` (an update after every step that runs backward); `seed` of SLTT-K's draws.
+ */
+export const slttSchema = {
+  k: { type: 'number', integer: true, min: 1, doc: 'SLTT-K: steps per sequence that run backward, drawn at random (default: every step)' },
+  mode: {
+    type: 'string',
+    default: 'accumulate',
+    oneOf: ['accumulate', 'online'],
+    doc: 'accumulate: one update per sequence; online: an update after every step that runs backward',
+  },
+  seed: { type: 'number', integer: true, default: 0, doc: "seed of SLTT-K's draws" },
+} as const;
 
-export interface SlttOptions {
-  /**
-   * SLTT-K: the number of steps per sequence that run backward, drawn at random without
-   * replacement for every sequence; the others run forward only. Omitted: every step (SLTT).
-   */
-  readonly k?: number;
-  /** `accumulate` (default, as the paper): the steps' gradients summed, one update per sequence; `online`: an update after every step that runs backward. */
-  readonly mode?: SlttMode;
-  /** Seed of SLTT-K's draws (default 0). */
-  readonly seed?: number;
-}
+export type SlttOptions = SchemaInput<typeof slttSchema>;
+export type SlttMode = SchemaValues<typeof slttSchema>['mode'];
 
 /** SLTT-K's state: the number of sequences seen, which positions the draw (exact resume). */
 export type SlttState = { readonly sequences: number };
@@ -47,15 +65,10 @@ export function slttSteps(steps: number, k: number | undefined, seed: number, se
  *
  * Needs a loss that decomposes over time (`ce_every_step`, `mse_every_step`, `mse_last`).
  */
-export function sltt({ k, mode = 'accumulate', seed = 0 }: SlttOptions = {}): LearningRule<SlttState> {
-  if (k !== undefined && !(Number.isInteger(k) && k >= 1)) {
-    throw new SpikeflowError('CONFIG_INVALID', `rule.k: SLTT-K needs an integer number of steps >= 1, got ${k}`, { path: 'rule.k' });
-  }
-  if (mode !== 'accumulate' && mode !== 'online') {
-    throw new SpikeflowError('CONFIG_INVALID', `rule.mode: expected 'accumulate' or 'online', got ${JSON.stringify(mode)}`, { path: 'rule.mode' });
-  }
+export function sltt(options: SlttOptions = {}): LearningRule<SlttState> {
+  const { k, mode, seed } = parseSchema(slttSchema, options, 'rule');
   const online = mode === 'online';
-  return {
+  return defineRule({
     name: `sltt${k === undefined ? '' : `-${k}`}(${mode})`,
     memory: 'O(1)',
     gradient: 'approximate',
@@ -65,8 +78,8 @@ export function sltt({ k, mode = 'accumulate', seed = 0 }: SlttOptions = {}): Le
     update(batch: SequenceBatch, state: SlttState, ctx: RuleContext) {
       const T = batch.inputs.shape[0]!;
       const chosen = new Set(slttSteps(T, k, seed, state.sequences));
-      const report = stepwise(this, batch, ctx, { online, backward: (t) => chosen.has(t) });
+      const report = stepwise(batch, ctx, { online, backward: (t) => chosen.has(t) });
       return { state: { sequences: state.sequences + 1 }, report };
     },
-  };
+  });
 }

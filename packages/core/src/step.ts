@@ -1,0 +1,127 @@
+import { tf, type Tensor } from './tf.js';
+import type { IntegrateFireParams, NeuronState, NeuronStepContext } from './neuron.js';
+import type { KernelName, KernelSignatures } from './kernels.js';
+import type { ResolvedModel } from './model.js';
+import { layerParam, readoutParam } from './params.js';
+
+/** A layer's state: its neuron's state and its spikes of the last step (the recurrent input). */
+export interface LayerState {
+  readonly neuron: NeuronState;
+  readonly spikes: Tensor;
+}
+
+/** The whole network's state at one step: plain data, passed in and returned. */
+export interface NetState {
+  readonly layers: readonly LayerState[];
+  /** Readout trace y, `[B, outputs]`. */
+  readonly readout: Tensor;
+}
+
+/** Which synaptic product of a step a {@link SynapseFn} is asked for. */
+export interface SynapseSite {
+  /** The layer whose input current it makes, or the readout. */
+  readonly layer: number | 'readout';
+  /** `W` (the feed-forward input: the previous layer's spikes, the data, or what the readout reads) or `W_rec` (the layer's own spikes of the previous step). */
+  readonly weight: 'W' | 'W_rec';
+  /** The weight's parameter name: `layers.0.W`, `layers.0.W_rec`, `readout.W`. */
+  readonly param: string;
+}
+
+/**
+ * Computes one synaptic product `x·W` of a step; `dense` is the active backend's kernel. The value
+ * must be `x·W`: rules substitute only what flows backward (OTTT's presynaptic traces in the
+ * weight gradient, a detached input where a local rule cuts the network into blocks).
+ */
+export type SynapseFn = (x: Tensor, w: Tensor, site: SynapseSite, dense: KernelSignatures['spikeflow.dense']) => Tensor;
+
+export interface PrepareOptions {
+  /**
+   * Replaces the synaptic products of a step: every `x·W` of a layer's input (`W`, `W_rec`) and of
+   * the readout goes through it. Default: `dense(x, W)`. Products inside a neuron or a readout
+   * gate are not synapses and are not passed.
+   */
+  readonly synapse?: SynapseFn;
+  /**
+   * Layers whose feed-forward input is cut from the gradient (identity forward, zero gradient
+   * backward): no gradient flows from layer l back into layer l − 1 (local rules' blocks).
+   */
+  readonly cut?: readonly number[];
+}
+
+/**
+ * The tensors one sequence is run with: the parameters as the step reads them (trainable neuron
+ * parameters clamped to their range) and the kernels of the active backend. Made by
+ * `Network.prepare` inside the scope (`tf.tidy`, `tf.variableGrads`) that runs the sequence, so
+ * that clamps are on the gradient tape and are freed with the scope.
+ */
+export interface StepParams {
+  readonly layers: readonly {
+    readonly W: Tensor;
+    readonly b?: Tensor;
+    readonly W_rec?: Tensor;
+    readonly neuron: { readonly [key: string]: Tensor };
+    /** What the layer's neuron step receives besides its parameters (spike op, detach, kernels). */
+    readonly ctx: NeuronStepContext;
+  }[];
+  readonly readout: {
+    readonly W: Tensor;
+    readonly b?: Tensor;
+    /** The readout kind's own tensor parameters, by key. */
+    readonly tensors: { readonly [key: string]: Tensor };
+  };
+  readonly kernels: { readonly [K in KernelName]: KernelSignatures[K] };
+  /**
+   * Present when the whole network runs window by window through the backend's fast kernels: one
+   * entry per layer, each layer's parameters of the fused layer kernel. Core's window engine and
+   * inference use it; rules never need to.
+   */
+  readonly fused?: readonly IntegrateFireParams[];
+  /** How the step computes each synaptic product `x·W` (see {@link PrepareOptions.synapse}). */
+  readonly synapse: (x: Tensor, w: Tensor, site: SynapseSite) => Tensor;
+  /** Layers whose feed-forward input is cut (see {@link PrepareOptions.cut}). */
+  readonly cut: ReadonlySet<number>;
+}
+
+export interface StepOutput {
+  readonly state: NetState;
+  /** Readout y_t, `[B, outputs]`. */
+  readonly readout: Tensor;
+  /** Spikes of every layer at this step, `[B, size]` each. */
+  readonly spikes: readonly Tensor[];
+  /** The input current I_t each layer's neuron received at this step, `[B, size]` each. */
+  readonly currents: readonly Tensor[];
+}
+
+/**
+ * One time step of `model`: every layer in order (layer l reads layer l−1's spikes of the same
+ * step), then the readout. Pure: `state` is neither disposed nor changed.
+ */
+export function modelStep(model: ResolvedModel, p: StepParams, state: NetState, x: Tensor): StepOutput {
+  const synapse = p.synapse;
+  let input = x;
+  const layers: LayerState[] = [];
+  const spikes: Tensor[] = [];
+  const currents: Tensor[] = [];
+  model.layers.forEach((l, i) => {
+    const lp = p.layers[i]!;
+    const prev = state.layers[i]!;
+    const feed = p.cut.has(i) ? lp.ctx.detach(input) : input;
+    let current = synapse(feed, lp.W, { layer: i, weight: 'W', param: layerParam(i, 'W') });
+    if (lp.b) current = tf.add(current, lp.b);
+    if (lp.W_rec) current = tf.add(current, synapse(prev.spikes, lp.W_rec, { layer: i, weight: 'W_rec', param: layerParam(i, 'W_rec') }));
+    const out = l.neuron.step({ config: l.config, tensors: lp.neuron }, prev.neuron, current, lp.ctx);
+    currents.push(current);
+    layers.push({ neuron: out.state, spikes: out.spikes });
+    spikes.push(out.spikes);
+    input = out.spikes;
+  });
+  const r = model.readout;
+  if (r.from === 'membrane') {
+    const last = model.layers[model.layers.length - 1]!;
+    input = layers[layers.length - 1]!.neuron[last.neuron.membrane!]!;
+  }
+  let d = synapse(input, p.readout.W, { layer: 'readout', weight: 'W', param: readoutParam('W') });
+  if (p.readout.b) d = tf.add(d, p.readout.b);
+  const y = r.readout.step({ options: r.options, tensors: p.readout.tensors, dense: p.kernels['spikeflow.dense'] }, state.readout, d);
+  return { state: { layers, readout: y }, readout: y, spikes, currents };
+}

@@ -1,0 +1,453 @@
+import { tf, type NamedTensorMap, type Scalar, type Tensor, type Variable } from './tf.js';
+import { SpikeflowError } from './errors.js';
+import { LeakyReadout, unstackSteps } from './kernels.js';
+import type { BoundLoss } from './losses.js';
+import type { Network } from './network.js';
+import type { NetState, StepParams, SynapseFn } from './step.js';
+import { stepsOf, type Steps } from './steps.js';
+import { advanceWindow, unroll } from './loops.js';
+import { checkInputs } from './inference.js';
+import { disposeTree, keepTree, tidy } from './state.js';
+import type { RuleContext, RuleReport, SequenceBatch } from './rule.js';
+
+/**
+ * Core's window engine: the one loop every windowed rule runs on. A rule declares what happens per
+ * window — how long a window is, what scores it, where the gradient is cut, which synapse hook
+ * runs, when updates apply — in a {@link WindowPlan}, and {@link runWindows} runs the sequence:
+ * window by window from the state the previous window left (carried, detached), each window on a
+ * gradient tape of its own, through the backend's fused kernels where the network runs fused and
+ * no synapse hook is set, else step by step. Full BPTT is one window; truncated BPTT, FPTT's
+ * chunks and local BPTT's windows are k steps; OTTT and SLTT are windows of one step.
+ */
+
+/** Where a window lies in its sequence. */
+export interface WindowInfo {
+  /** The window's number in the sequence, from 0. */
+  readonly index: number;
+  /** The number of windows in the sequence. */
+  readonly count: number;
+  /** Its first step, and one past its last. */
+  readonly from: number;
+  readonly to: number;
+  /** The sequence's length T. */
+  readonly steps: number;
+}
+
+/** What an objective sees of a window: its outputs, on the window's tape when it runs backward. */
+export interface WindowOutputs {
+  /** The run's loss, bound to the batch's targets. */
+  readonly loss: BoundLoss;
+  /** Whether the window ran through the fused kernels. */
+  readonly fused: boolean;
+  /** Readout y_t of each step of the window, `[B, outputs]` each. */
+  readouts(): readonly Tensor[];
+  /** The same, stacked: `[k, B, outputs]`. */
+  stacked(): Tensor;
+  /** Spikes of layer `layer` at every step of the window, `[k, B, size]`. */
+  spikes(layer: number): Tensor;
+  /** The rule's extra trainable tensors ({@link WindowPlan.extra}) as this window's tape sees them. */
+  readonly extra: Readonly<Record<string, Tensor>>;
+  /**
+   * A leaky integrator over the window, `y_t = κ·y_{t−1} + x_t·W + b` from `y0`, `[k, B, O]`, through
+   * the backend's fast kernel where it has one: what auxiliary readouts (local rules' heads) are made of.
+   */
+  leaky(x: Tensor, w: Tensor, b: Tensor | undefined, y0: Tensor, kappa: number): Tensor;
+}
+
+/**
+ * A window's score: `objective` is differentiated (when the window runs backward); `report` is
+ * what the window adds to the reported loss (default: `objective`; `null`: nothing).
+ */
+export interface WindowScore {
+  readonly objective: Scalar;
+  readonly report?: Scalar | null;
+}
+
+/** A rule's own window objective; `null` for a window without one. */
+export type WindowObjective = (out: WindowOutputs, w: WindowInfo) => WindowScore | null;
+
+/** What a rule declares about its windows. */
+export interface WindowPlan {
+  /** Steps per window (the last one may be shorter); `Infinity` (or ≥ T): the whole sequence is one window. */
+  readonly window: number;
+  /**
+   * `window`: an update after every window that runs backward; `sequence`: the windows' gradients
+   * summed, one update after the last window (even without any gradient: an update of nothing).
+   */
+  readonly update: 'window' | 'sequence';
+  /**
+   * What scores a window: `steps`, the sum of the loss's per-step terms of its steps (windows
+   * without a term run forward only); `sequence`, the whole sequence's loss — one window: its tape;
+   * several: each window's exact share of the truncated gradient (per-step terms where the loss
+   * decomposes over time, else a tape-free pass for ∂L/∂y_t and each window re-run seeded with
+   * it); or a function of the window's outputs.
+   */
+  readonly objective: 'steps' | 'sequence' | WindowObjective;
+  /** Layers whose feed-forward input is cut from the gradient (local rules' blocks); the fused path keeps working. */
+  readonly cut?: readonly number[];
+  /** The synapse hook of a window (OTTT's traced products); a window with one runs step by step. */
+  readonly synapse?: (w: WindowInfo) => SynapseFn | undefined;
+  /**
+   * Whether a window runs backward (default: yes; with the `steps` objective only windows with a
+   * term do). A window that does not still runs forward, is observed and scored for the report.
+   */
+  readonly backward?: (w: WindowInfo, loss: BoundLoss) => boolean;
+  /**
+   * Trainable tensors of the rule itself (local rules' auxiliary heads), read before each window:
+   * the tape differentiates them with the network's parameters, and their gradients come in the
+   * same map under these keys (so the rule needs {@link apply}).
+   */
+  readonly extra?: () => Readonly<Record<string, Tensor>>;
+  /** Transforms a window's gradients before they are applied or summed; returns a new map and frees what it replaces. */
+  readonly grads?: (grads: NamedTensorMap, w: WindowInfo) => NamedTensorMap;
+  /**
+   * Applies an update in place of `ctx.apply(grads)` (the engine frees `grads` afterwards).
+   * `again()` re-runs the window from the state it started from, at the weights as they are now,
+   * and returns its gradients (the caller's to free); the state it ends with is carried instead
+   * (FPTT's textbook form). `w` is the window updated after, or the last one for `sequence` updates.
+   */
+  readonly apply?: (grads: NamedTensorMap, w: WindowInfo, again: () => NamedTensorMap) => void;
+  /**
+   * Called after every window has run, forward only or on its tape — before its gradients are
+   * transformed ({@link grads}) and applied (rules advance their own traces here).
+   */
+  readonly afterWindow?: (w: WindowInfo) => void;
+}
+
+/** Whether any step of `[from, to)` has a term of `loss`. */
+export function windowHasTerm(loss: BoundLoss, from: number, to: number): boolean {
+  for (let t = from; t < to; t++) if (loss.hasTerm?.(t) ?? true) return true;
+  return false;
+}
+
+/**
+ * Runs one sequence of `batch` by `plan`: windows in order, updates through `ctx.apply` (or the
+ * plan's `apply`), every step's readout to `ctx.observe` once. The reported loss is the sum of the
+ * windows' reports, each at the weights its window saw. Memory: one window's activations (and, for
+ * a whole-sequence loss cut into windows, the readout of every step).
+ */
+export function runWindows(batch: SequenceBatch, ctx: RuleContext, plan: WindowPlan): RuleReport {
+  const net = ctx.network;
+  checkInputs(net, batch.inputs);
+  if (!(plan.window >= 1)) throw new SpikeflowError('PLUGIN_INVALID', `window plan: the window must be >= 1 step, got ${plan.window}`);
+  const [T, B] = batch.inputs.shape as [number, number];
+  const bound = ctx.loss.bind(batch.targets, { steps: T, batch: B, outputs: net.outputs });
+  try {
+    const run = new SequenceRun(net, bound, batch.inputs, ctx, plan);
+    const k = Math.min(plan.window, T);
+    if (plan.objective === 'sequence' && k < T && !bound.step) {
+      if (plan.update !== 'sequence' || plan.extra || plan.synapse) {
+        throw new SpikeflowError(
+          'PLUGIN_INVALID',
+          'window plan: a whole-sequence loss over several windows (two passes) needs a sequence update, without extra tensors or a synapse hook',
+        );
+      }
+      return run.twoPass(k);
+    }
+    return run.windows(k);
+  } finally {
+    bound.dispose();
+  }
+}
+
+/** One sequence under a plan. */
+class SequenceRun {
+  readonly #xs: Steps;
+  readonly #T: number;
+  readonly #B: number;
+
+  constructor(
+    readonly net: Network,
+    readonly bound: BoundLoss,
+    readonly inputs: Tensor,
+    readonly ctx: RuleContext,
+    readonly plan: WindowPlan,
+  ) {
+    this.#xs = stepsOf(inputs);
+    [this.#T, this.#B] = inputs.shape as [number, number];
+  }
+
+  windows(k: number): RuleReport {
+    const T = this.#T;
+    const count = Math.ceil(T / k);
+    const { plan, ctx } = this;
+    let state: NetState = this.net.init(this.#B);
+    let acc: NamedTensorMap | undefined;
+    let loss = 0;
+    let updates = 0;
+    let last: WindowInfo | undefined;
+    try {
+      for (let index = 0; index < count; index++) {
+        const from = index * k;
+        const w: WindowInfo = { index, count, from, to: Math.min(from + k, T), steps: T };
+        last = w;
+        const synapse = plan.synapse?.(w);
+        // A whole-sequence loss cut into windows decomposes over time here (see runWindows).
+        const steps = plan.objective === 'steps' || (plan.objective === 'sequence' && k < T);
+        const hasTerm = !steps || windowHasTerm(this.bound, w.from, w.to);
+        const backward = hasTerm && (plan.backward?.(w, this.bound) ?? true);
+        let next: NetState;
+        if (!hasTerm && !synapse && !plan.extra && typeof plan.objective !== 'function') {
+          // Nothing to score: forward without a tape, a step (or a fused window) at a time.
+          next = advanceWindow(this.net, state, this.#xs, w.from, w.to, (t, y) => {
+            ctx.observe?.(t, y);
+          });
+          plan.afterWindow?.(w);
+        } else if (!backward) {
+          const r = tidy(() => {
+            const out = this.#run(state, w, synapse, true, plan.extra?.() ?? {});
+            const score = this.#score(out.outputs, w);
+            const report = score ? (score.report === undefined ? score.objective : score.report) : null;
+            return { end: out.end, report: report ? tf.keep(report) : null };
+          });
+          loss += readScalar(r.report);
+          next = r.end;
+          plan.afterWindow?.(w);
+        } else {
+          const first = this.#tape(state, w, synapse, true);
+          loss += readScalar(first.report);
+          next = first.end;
+          plan.afterWindow?.(w);
+          const grads = plan.grads ? plan.grads(first.grads, w) : first.grads;
+          if (plan.update === 'window') {
+            const start = state;
+            const again = () => {
+              const r = this.#tape(start, w, synapse, false);
+              readScalar(r.report);
+              disposeTree(next, r.end);
+              next = r.end;
+              return r.grads;
+            };
+            this.#apply(grads, w, again);
+            updates++;
+          } else {
+            acc = accumulateGrads(acc, grads);
+          }
+        }
+        disposeTree(state, next);
+        state = next;
+      }
+      if (plan.update === 'sequence') {
+        const g = acc ?? {};
+        acc = undefined;
+        this.#apply(g, last!, () => {
+          throw new SpikeflowError('PLUGIN_INVALID', 'window plan: again() re-runs one window, so it needs an update per window');
+        });
+        updates++;
+      }
+      return { loss, updates };
+    } finally {
+      disposeTree(state);
+      if (acc) disposeTree(acc);
+    }
+  }
+
+  /**
+   * Truncated gradient of a whole-sequence loss that does not decompose over time: a tape-free
+   * forward pass gives every y_t and the state at each window start; ∂L/∂y_t comes from the loss
+   * alone; then each window is re-run on the tape and seeded with Σ_t ⟨y_t, ∂L/∂y_t⟩, whose
+   * parameter gradient is exactly that window's share.
+   */
+  twoPass(k: number): RuleReport {
+    const T = this.#T;
+    const { net, ctx, bound } = this;
+    const starts: NetState[] = [];
+    const ys: Tensor[] = [];
+    let state: NetState = net.init(this.#B);
+    for (let from = 0; from < T; from += k) {
+      starts.push(state);
+      state = advanceWindow(net, state, this.#xs, from, Math.min(from + k, T), (t, y) => {
+        ctx.observe?.(t, y);
+        ys.push(y);
+        return true;
+      });
+    }
+    disposeTree(state, [starts, ys]);
+    let acc: NamedTensorMap | undefined;
+    let loss = 0;
+    try {
+      const { value, grads: dy } = tf.valueAndGrads((...y: Tensor[]) => bound.sequence(y))(ys);
+      loss = readScalar(value as Scalar);
+      try {
+        starts.forEach((start, w) => {
+          const from = w * k;
+          const to = Math.min(from + k, T);
+          const { value: seed, grads } = this.#variableGrads(() => {
+            const p = net.prepare(this.#prepareOptions(undefined));
+            if (p.fused) return tf.sum(tf.mul(net.runWindow(p, start, this.#xs.window(from, to)).readout, tf.stack(dy.slice(from, to)))) as Scalar;
+            const terms: Scalar[] = [];
+            unroll(net, p, start, this.#xs, from, to, (t, out) => terms.push(tf.sum(tf.mul(out.readout, dy[t]!))));
+            return tf.addN(terms) as Scalar;
+          }, {});
+          seed.dispose();
+          acc = accumulateGrads(acc, grads);
+        });
+      } finally {
+        disposeTree(dy);
+      }
+    } finally {
+      disposeTree([starts, ys]);
+    }
+    const g = acc ?? {};
+    this.#apply(g, { index: starts.length - 1, count: starts.length, from: (starts.length - 1) * k, to: T, steps: T }, () => {
+      throw new SpikeflowError('PLUGIN_INVALID', 'window plan: again() needs an update per window');
+    });
+    return { loss, updates: 1 };
+  }
+
+  #prepareOptions(synapse: SynapseFn | undefined) {
+    return { ...(synapse ? { synapse } : {}), ...(this.plan.cut?.length ? { cut: this.plan.cut } : {}) };
+  }
+
+  /**
+   * Window `w` from `start` on a tape: the gradient of its objective with respect to the network's
+   * parameters and the plan's extra tensors, its report and the state it ends with (kept).
+   */
+  #tape(start: NetState, w: WindowInfo, synapse: SynapseFn | undefined, observe: boolean): { grads: NamedTensorMap; report: Scalar | null; end: NetState } {
+    let end: NetState | undefined;
+    let report: Scalar | null = null;
+    const extra = this.plan.extra?.() ?? {};
+    const { value, grads } = this.#variableGrads((vars) => {
+      const out = this.#run(start, w, synapse, observe, vars);
+      const score = this.#score(out.outputs, w);
+      if (!score) throw new SpikeflowError('PLUGIN_INVALID', `window plan: window [${w.from}, ${w.to}) runs backward but its objective gave no score`);
+      end = keepTree(out.end);
+      const r = score.report === undefined ? score.objective : score.report;
+      report = r ? tf.keep(r === score.objective ? tf.clone(r) : r) : null;
+      return score.objective;
+    }, extra);
+    value.dispose();
+    return { grads, report, end: end! };
+  }
+
+  /** `tf.variableGrads` over the network's parameters and `extra` (as variables of this tape), keyed by name. */
+  #variableGrads(f: (vars: Readonly<Record<string, Tensor>>) => Scalar, extra: Readonly<Record<string, Tensor>>): { value: Scalar; grads: NamedTensorMap } {
+    const own = Object.entries(extra).map(([k, v]) => [k, tf.variable(v, true)] as [string, Variable]);
+    try {
+      const vars = [...Object.entries(this.net.params), ...own];
+      const names = new Map(vars.map(([k, v]) => [v.name, k]));
+      const { value, grads } = tf.variableGrads(
+        () => f(Object.fromEntries(own)),
+        vars.map(([, v]) => v),
+      );
+      const out: NamedTensorMap = {};
+      for (const [vn, g] of Object.entries(grads)) out[names.get(vn)!] = g;
+      return { value, grads: out };
+    } finally {
+      for (const [, v] of own) v.dispose();
+    }
+  }
+
+  /** Window `w` from `start` in the caller's scope: its outputs and end state. Observes each step when asked. */
+  #run(
+    start: NetState,
+    w: WindowInfo,
+    synapse: SynapseFn | undefined,
+    observe: boolean,
+    extra: Readonly<Record<string, Tensor>>,
+  ): { outputs: WindowOutputs; end: NetState } {
+    const { net, ctx, bound } = this;
+    const p: StepParams = net.prepare(this.#prepareOptions(synapse));
+    const leaky = (x: Tensor, wt: Tensor, b: Tensor | undefined, y0: Tensor, kappa: number) => p.kernels[LeakyReadout](x, wt, b, y0, kappa);
+    if (p.fused) {
+      const whole = w.from === 0 && w.to === this.#T;
+      const o = net.runWindow(p, start, whole ? this.inputs : this.#xs.window(w.from, w.to));
+      let readouts: Tensor[] | undefined;
+      if (observe && ctx.observe) {
+        // Observed outside the tape's arithmetic: a step's values, one small tensor at a time.
+        const ys = stepsOf(o.readout);
+        for (let i = 0; i < ys.length; i++) {
+          const y = ys.at(i);
+          try {
+            ctx.observe(w.from + i, y);
+          } finally {
+            y.dispose();
+          }
+        }
+      }
+      const outputs: WindowOutputs = {
+        loss: bound,
+        fused: true,
+        readouts: () => (readouts ??= unstackSteps(o.readout)),
+        stacked: () => o.readout,
+        spikes: (l) => o.spikes[l]!,
+        extra,
+        leaky,
+      };
+      return { outputs, end: o.state };
+    }
+    const ys: Tensor[] = [];
+    const spikes: Tensor[][] = net.model.layers.map(() => []);
+    const end = unroll(net, p, start, this.#xs, w.from, w.to, (t, out) => {
+      ys.push(out.readout);
+      out.spikes.forEach((s, l) => spikes[l]!.push(s));
+      if (observe) ctx.observe?.(t, out.readout);
+    });
+    let stacked: Tensor | undefined;
+    const stackedSpikes: (Tensor | undefined)[] = [];
+    const outputs: WindowOutputs = {
+      loss: bound,
+      fused: false,
+      readouts: () => ys,
+      stacked: () => (stacked ??= tf.stack(ys)),
+      spikes: (l) => (stackedSpikes[l] ??= tf.stack(spikes[l]!)),
+      extra,
+      leaky,
+    };
+    return { outputs, end };
+  }
+
+  #score(out: WindowOutputs, w: WindowInfo): WindowScore | null {
+    const objective = this.plan.objective;
+    if (typeof objective === 'function') return objective(out, w);
+    const bound = this.bound;
+    if (objective === 'sequence' && w.from === 0 && w.to === this.#T) {
+      return { objective: out.fused && bound.stacked ? bound.stacked(out.stacked()) : bound.sequence(out.readouts()) };
+    }
+    // Per-step terms (a whole-sequence loss cut into windows decomposes here: see runWindows).
+    const step = bound.step!;
+    const ys = out.readouts();
+    const terms: Scalar[] = [];
+    for (let t = w.from; t < w.to; t++) {
+      const term = step(ys[t - w.from]!, t);
+      if (term) terms.push(term);
+    }
+    if (terms.length === 0) return null;
+    return { objective: terms.length === 1 ? terms[0]! : (tf.addN(terms) as Scalar) };
+  }
+
+  #apply(grads: NamedTensorMap, w: WindowInfo, again: () => NamedTensorMap): void {
+    try {
+      if (this.plan.apply) this.plan.apply(grads, w, again);
+      else this.ctx.apply(grads);
+    } finally {
+      disposeTree(grads);
+    }
+  }
+}
+
+function readScalar(x: Scalar | null): number {
+  if (!x) return 0;
+  const v = x.dataSync()[0]!;
+  x.dispose();
+  return v;
+}
+
+/**
+ * Adds `grads` into an accumulator of gradients keyed by parameter name and returns it: the
+ * first call returns `grads` itself; later calls sum per name and free both summands. Rules that
+ * sum several windows' gradients before one update use it.
+ */
+export function accumulateGrads(acc: NamedTensorMap | undefined, grads: NamedTensorMap): NamedTensorMap {
+  if (!acc) return grads;
+  const out: NamedTensorMap = { ...acc };
+  for (const [name, g] of Object.entries(grads)) {
+    const prev = acc[name];
+    out[name] = prev ? tf.add(prev, g) : g;
+    if (prev) {
+      prev.dispose();
+      g.dispose();
+    }
+  }
+  return out;
+}
