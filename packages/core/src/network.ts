@@ -14,8 +14,12 @@ export { detach };
 
 /** See {@link Network.stepper}. */
 export interface Stepper {
-  /** The active backend's kernels. */
-  readonly kernels: StepParams['kernels'];
+  /**
+   * `Σ_k pre_k[b]ᵀ ⊗ post_k[b]` for every batch element (`pre [n, B, I]`, `post [n, B, H]` →
+   * `[B, I, H]`), by the active backend's `spikeflow.outerSum`: the per-example weight gradient of
+   * n steps (e-prop's traces born in a window). Outside a gradient tape.
+   */
+  outerSum(pre: Tensor, post: Tensor): Tensor;
   /** Whether `t` is one of the parameter tensors the steps read (a Jacobian entry may be one: not to be disposed). */
   isParam(t: Tensor): boolean;
   step(state: NetState, x: Tensor): StepOutput;
@@ -162,7 +166,7 @@ export class Network {
     const p = this.prepare(options);
     const own = new Set<Tensor>(p.layers.flatMap((l) => [l.W, ...(l.b ? [l.b] : []), ...(l.W_rec ? [l.W_rec] : []), ...Object.values(l.neuron)]));
     return {
-      kernels: p.kernels,
+      outerSum: p.kernels['spikeflow.outerSum'],
       isParam: (t) => own.has(t),
       step: (state, x) => this.step(p, state, x),
       localJacobians: (layer, before, after, current) => {

@@ -62,8 +62,7 @@ function makeRule(k: number | undefined, mode: TruncationMode): LearningRule<Emp
     // Per window: at most one update per window (windows without a loss term make none).
     updatesPerSequence: (T: number) => (perWindow ? Math.ceil(T / k!) : 1),
     update(batch: SequenceBatch, state: Empty, ctx: RuleContext) {
-      // Whole sequence: one window (a handful of fused kernels on the tape where the network runs
-      // fused). Truncated: windows of k steps from the detached state the previous one left; a
+      // Whole sequence: one window. Truncated: windows of k steps from the detached state the previous one left; a
       // whole-sequence loss is split into each window's exact share by core's window engine.
       const report = runWindows(batch, ctx, {
         window: k ?? Infinity,

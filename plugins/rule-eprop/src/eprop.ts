@@ -468,7 +468,7 @@ function windowPass(
       groups.forEach((g, gi) => {
         // Σ_t pre_t ⊗ (∂h_{t1−1}/∂I_t) per batch element: the backend's spikeflow.outerSum
         // (event-driven on wasm and cpu: only the presynaptic entries that are not zero).
-        const born = (probe: Tensor) => (g.fan === 1 ? tf.sum(probe, 0).reshape([B, 1, H]) : stepper.kernels['spikeflow.outerSum'](pres[gi]!, probe));
+        const born = (probe: Tensor) => (g.fan === 1 ? tf.sum(probe, 0).reshape([B, 1, H]) : stepper.outerSum(pres[gi]!, probe));
         // The traces at t1: born in the window, plus the carried ones propagated through the
         // window (Σ_c' Φ_cc'·ε^c'), added one `[B, fan, H]` product at a time.
         const update = (probe: number, extra?: Tensor) => {

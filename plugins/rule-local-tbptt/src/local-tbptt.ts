@@ -77,7 +77,7 @@ const DEFAULT_HEAD_LEAK = 0.9;
  * So each parameter's gradient is Σ_windows ∂L^{(w)}_b/∂θ_b: the truncated-BPTT gradient of its
  * block's local loss. Every block's window is on the tape at once, and freed before the next
  * window: **memory O(k)**, independent of T. On core's window engine, so the network runs through the backend's
- * fused kernels where it can (the block boundaries are gradient cuts the fused path keeps, and the
+ * window kernels where it can (the block boundaries are gradient cuts the engine keeps, and the
  * heads are leaky integrators over a window). The heads are trained by the run's optimizer
  * (`ctx.optimizer`, a state of their own kept in the rule's state, so checkpoints carry them) and
  * are dropped at inference: the network evaluates as it is. With one block it is truncated BPTT.
