@@ -2,7 +2,7 @@ import { SpikeflowError } from './errors.js';
 import type { AnyNeuronModel, NeuronRegistry } from './neuron.js';
 import { surrogateFromSpec, type Surrogate, type SurrogateEntry, type SurrogateSpec } from './surrogates.js';
 import { builtinReadouts, type AnyReadout } from './readout.js';
-import { checkField, configError, didYouMean, expectObject, join, parseSchema, rejectUnknownKeys } from './validate.js';
+import { configError, didYouMean, expectObject, join, parseSchema, rejectUnknownKeys } from './validate.js';
 
 // ---------------------------------------------------------------------------------------------
 // Model spec: plain JSON, validated with errors that name the field.
@@ -106,6 +106,28 @@ export interface ResolvedModel {
   readonly readout: ResolvedReadout;
 }
 
+/** The plain fields of a model, a layer and a readout: one schema each, parsed once (the other keys name plugins' values). */
+const modelFields = { inputs: { type: 'number', integer: true, min: 1, required: true, doc: 'input channels' } } as const;
+const layerFields = {
+  size: { type: 'number', integer: true, min: 1, required: true, doc: 'number of neurons' },
+  recurrent: { type: 'boolean', default: false },
+  selfConnections: { type: 'boolean', default: true },
+  bias: { type: 'boolean', default: true },
+  gain: { type: 'number', default: 1, min: 0, exclusiveMin: true },
+} as const;
+const readoutFields = {
+  size: { type: 'number', integer: true, min: 1, required: true, doc: 'number of outputs' },
+  kind: { type: 'string', default: 'leaky' },
+  from: { type: 'string', default: 'spikes', oneOf: ['spikes', 'membrane'] },
+  bias: { type: 'boolean', default: true },
+  gain: { type: 'number', default: 1, min: 0, exclusiveMin: true },
+} as const;
+
+/** The entries of `obj` whose keys `schema` names (the rest are checked elsewhere). */
+function fieldsOf(obj: Record<string, unknown>, schema: object): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(obj).filter(([k]) => k in schema));
+}
+
 const LAYER_KEYS = ['neuron', 'size', 'recurrent', 'selfConnections', 'bias', 'gain', 'surrogate', 'params'] as const;
 const MODEL_KEYS = ['inputs', 'layers', 'readout', 'surrogate'] as const;
 const READOUT_KEYS = ['size', 'kind', 'from', 'bias', 'gain'] as const;
@@ -127,7 +149,7 @@ export function resolveModel(spec: unknown, reg: ModelRegistries, path = 'model'
   const obj = expectObject(spec, path);
   rejectUnknownKeys(obj, MODEL_KEYS, path);
   const surrogates = [...valuesOf(reg.surrogates)];
-  const inputs = checkField({ type: 'number', integer: true, min: 1, required: true, doc: 'input channels' }, obj['inputs'], join(path, 'inputs')) as number;
+  const { inputs } = parseSchema(modelFields, fieldsOf(obj, modelFields), path);
   const modelSurrogate = obj['surrogate'] === undefined ? undefined : surrogateFromSpec(obj['surrogate'], surrogates, join(path, 'surrogate'));
   let coreDefault: Surrogate | undefined;
   const fallback = () => {
@@ -154,13 +176,9 @@ export function resolveModel(spec: unknown, reg: ModelRegistries, path = 'model'
         { path: `${lp}.neuron`, name },
       );
     }
-    const size = checkField({ type: 'number', integer: true, min: 1, required: true, doc: 'number of neurons' }, l['size'], join(lp, 'size')) as number;
-    const recurrent = checkField({ type: 'boolean', default: false }, l['recurrent'], join(lp, 'recurrent')) as boolean;
-    const selfConnections = checkField({ type: 'boolean', default: true }, l['selfConnections'], join(lp, 'selfConnections')) as boolean;
+    const { size, recurrent, selfConnections, bias, gain } = parseSchema(layerFields, fieldsOf(l, layerFields), lp);
     if (!selfConnections && !recurrent)
       throw configError(join(lp, 'selfConnections'), 'only a recurrent layer has self-connections to mask; add "recurrent": true or remove "selfConnections"');
-    const bias = checkField({ type: 'boolean', default: true }, l['bias'], join(lp, 'bias')) as boolean;
-    const gain = checkField({ type: 'number', default: 1, min: 0, exclusiveMin: true }, l['gain'], join(lp, 'gain')) as number;
     // Precedence: the layer's surrogate, the model's, the neuron's own default, core's default.
     const surrogate =
       l['surrogate'] !== undefined
@@ -181,7 +199,7 @@ function resolveReadout(raw: unknown, reg: ModelRegistries, lastNeuron: AnyNeuro
   const r = expectObject(raw, rp);
   const kinds = new Map<string, AnyReadout>(builtinReadouts.map((k) => [k.name, k]));
   for (const k of valuesOf(reg.readouts ?? [])) kinds.set(k.name, k);
-  const kind = checkField({ type: 'string', default: 'leaky' }, r['kind'], join(rp, 'kind')) as string;
+  const { size, kind, from, bias, gain } = parseSchema(readoutFields, fieldsOf(r, readoutFields), rp);
   const model = kinds.get(kind);
   if (!model) {
     throw new SpikeflowError(
@@ -203,17 +221,16 @@ function resolveReadout(raw: unknown, reg: ModelRegistries, lastNeuron: AnyNeuro
     if (owner) throw configError(join(rp, key), `is an option of the '${owner.name}' readout, not of '${kind}'; remove it or use "kind": "${owner.name}"`);
     rejectUnknownKeys({ [key]: value }, [...READOUT_KEYS, ...own], rp);
   }
-  const from = checkField({ type: 'string', default: 'spikes', oneOf: ['spikes', 'membrane'] }, r['from'], join(rp, 'from')) as 'spikes' | 'membrane';
   if (from === 'membrane' && !lastNeuron.membrane) {
     throw configError(join(rp, 'from'), `neuron '${lastNeuron.name}' of the last layer names no membrane state to read; use "from": "spikes"`);
   }
   const parsed = parseSchema(model.optionsSchema, options, rp) as Record<string, string | number | boolean>;
   return {
-    size: checkField({ type: 'number', integer: true, min: 1, required: true, doc: 'number of outputs' }, r['size'], join(rp, 'size')) as number,
+    size,
     kind,
     from,
-    bias: checkField({ type: 'boolean', default: true }, r['bias'], join(rp, 'bias')) as boolean,
-    gain: checkField({ type: 'number', default: 1, min: 0, exclusiveMin: true }, r['gain'], join(rp, 'gain')) as number,
+    bias,
+    gain,
     options: parsed,
     readout: model,
     leak: model.leak?.(parsed),

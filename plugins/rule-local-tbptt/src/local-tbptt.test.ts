@@ -19,7 +19,7 @@ import {
   type SequenceBatch,
   type TemporalLoss,
 } from '@spikeflow/core';
-import { captureUpdates, describeRule, expectExactResume, expectGradsClose, randomBatch, type Grads } from '@spikeflow/testing';
+import { captureUpdates, describeRule, errorOf, expectExactResume, expectGradsClose, randomBatch, smallNetwork, type Grads } from '@spikeflow/testing';
 import { addTask } from '@spikeflow/dataset-add-task';
 import { lif } from '@spikeflow/neuron-lif';
 import { alif } from '@spikeflow/neuron-alif';
@@ -52,16 +52,15 @@ function layerSpec(size: number, neuron: string) {
 }
 
 function network(layers: number, neuron = 'lif', seed = 1): Network {
-  return buildNetwork(
-    {
-      inputs: 6,
-      layers: SIZES.slice(0, layers).map((n) => layerSpec(n, neuron)),
-      readout: { size: 3, kappa: 0.8 },
-      surrogate: { name: 'fast_sigmoid', slope: 5 },
-    },
-    reg,
-    { seed },
-  );
+  return smallNetwork(neurons.get(neuron)!, {
+    inputs: 6,
+    layers: SIZES.slice(0, layers),
+    outputs: 3,
+    gain: 2.5,
+    params: { beta: 0.85 },
+    surrogate: { name: 'fast_sigmoid', slope: 5 },
+    seed,
+  });
 }
 
 const batch = (T: number, loss: TemporalLoss, seed = 2): SequenceBatch => randomBatch({ steps: T, loss, seed });
@@ -291,14 +290,6 @@ describe('local truncated BPTT refuses what it cannot do, naming why', () => {
     const rule = localTbptt();
     const state = rule.init(net);
     const other = localTbptt({ blockSize: 2 }).init(net);
-    const errorOf = (f: () => unknown) => {
-      try {
-        f();
-      } catch (e) {
-        return e as Error;
-      }
-      throw new Error('expected an error');
-    };
     const noOpt = errorOf(() => rule.update(b, state, { network: net, loss: ceEveryStep, apply: () => {} }));
     expect(isSpikeflowError(noOpt, 'INCOMPATIBLE')).toBe(true);
     expect(noOpt.message).toContain("run's optimizer");

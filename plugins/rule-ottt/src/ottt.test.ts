@@ -23,7 +23,7 @@ import {
   type Tensor,
   type TemporalLoss,
 } from '@spikeflow/core';
-import { bpttGrads, captureUpdates, describeRule, expectGradsClose, gradsOf, maxGradDiff, randomBatch, type Grads } from '@spikeflow/testing';
+import { bpttGrads, captureUpdates, describeRule, expectGradsClose, gradsOf, maxGradDiff, randomBatch, smallNetwork, type Grads } from '@spikeflow/testing';
 import { lif } from '@spikeflow/neuron-lif';
 import { alif } from '@spikeflow/neuron-alif';
 import { ltc, ltcReadout } from '@spikeflow/neuron-ltc';
@@ -57,22 +57,18 @@ const THRESHOLD = 1;
 const SLOPE = 5;
 
 function network(n: Net, seed = 1): Network {
-  return buildNetwork(
-    {
-      inputs: 6,
-      layers: Array.from({ length: n.layers }, () => ({
-        neuron: 'lif',
-        size: 7,
-        recurrent: n.recurrent,
-        gain: 2.5,
-        params: { beta: n.beta ?? BETA, threshold: THRESHOLD, resetDetach: n.resetDetach },
-      })),
-      readout: { size: 3, kappa: n.kappa },
-      surrogate: { name: 'fast_sigmoid', slope: SLOPE },
-    },
-    { neurons, surrogates: builtinSurrogates },
-    { seed },
-  );
+  return smallNetwork(lif, {
+    inputs: 6,
+    layers: n.layers,
+    size: 7,
+    outputs: 3,
+    recurrent: n.recurrent,
+    gain: 2.5,
+    params: { beta: n.beta ?? BETA, threshold: THRESHOLD, resetDetach: n.resetDetach },
+    readout: { kappa: n.kappa },
+    surrogate: { name: 'fast_sigmoid', slope: SLOPE },
+    seed,
+  });
 }
 
 const batch = (T: number, loss: TemporalLoss, seed = 2): SequenceBatch => randomBatch({ steps: T, loss, seed });

@@ -31,6 +31,7 @@ import {
   gradsOf,
   maxGradDiff,
   randomBatch,
+  smallNetwork,
   sumGrads,
   toyTask,
   type Grads,
@@ -63,22 +64,18 @@ interface Net {
 }
 
 function network(n: Net, seed = 1): Network {
-  return buildNetwork(
-    {
-      inputs: 6,
-      layers: Array.from({ length: n.layers }, () => ({
-        neuron: n.neuron,
-        size: 7,
-        recurrent: n.recurrent,
-        gain: 2.5,
-        params: { beta: n.beta ?? 0.85, resetDetach: n.resetDetach ?? false },
-      })),
-      readout: { size: 3, kappa: n.kappa ?? 0.8 },
-      surrogate: { name: 'fast_sigmoid', slope: 5 },
-    },
-    { neurons, surrogates: builtinSurrogates },
-    { seed },
-  );
+  return smallNetwork(neurons.get(n.neuron)!, {
+    inputs: 6,
+    layers: n.layers,
+    size: 7,
+    outputs: 3,
+    recurrent: n.recurrent,
+    gain: 2.5,
+    params: { beta: n.beta ?? 0.85, resetDetach: n.resetDetach ?? false },
+    readout: { kappa: n.kappa ?? 0.8 },
+    surrogate: { name: 'fast_sigmoid', slope: 5 },
+    seed,
+  });
 }
 
 const batch = (T: number, loss: TemporalLoss, seed = 2): SequenceBatch => randomBatch({ steps: T, loss, seed });
