@@ -69,7 +69,7 @@ export type { Steps } from './steps.js';
 export { unroll, advance, unrollWindow, advanceWindow } from './loops.js';
 export { forward, checkInputs } from './inference.js';
 export type { ForwardResult } from './inference.js';
-export { runWindows, windowHasTerm, accumulateGrads } from './windows.js';
+export { trainWindows, windowHasTerm, accumulateGrads } from './windows.js';
 export type { WindowPlan, WindowInfo, WindowOutputs, WindowScore, WindowObjective } from './windows.js';
 export { ceMean, ceEveryStep, ceMseEveryStep, mseEveryStep, mseLast, builtinLosses, lossFromSpec } from './losses.js';
 export type { TemporalLoss, BoundLoss, LossShape } from './losses.js';

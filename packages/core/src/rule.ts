@@ -7,7 +7,7 @@ import type { TensorTree } from './state.js';
 import type { Schema, SchemaValues } from './validate.js';
 import { SpikeflowError } from './errors.js';
 import { configError, didYouMean, expectObject, parseSchema } from './validate.js';
-import { runWindows, type WindowInfo } from './windows.js';
+import { trainWindows, type WindowInfo } from './windows.js';
 
 /** One batch of sequences, time-major. */
 export interface SequenceBatch {
@@ -297,7 +297,7 @@ export interface StepwiseOptions {
  * sum of every step's term (forward-only steps included), each at the weights its step saw.
  */
 export function stepwise(batch: SequenceBatch, ctx: RuleContext, o: StepwiseOptions): RuleReport {
-  return runWindows(batch, ctx, {
+  return trainWindows(batch, ctx, {
     window: 1,
     update: o.online ? 'window' : 'sequence',
     objective: 'steps',

@@ -13,7 +13,7 @@ import type { RuleContext, RuleReport, SequenceBatch } from './rule.js';
 /**
  * Core's window engine: the one loop every windowed rule runs on. A rule declares what happens per
  * window — how long a window is, what scores it, where the gradient is cut, which synapse hook
- * runs, when updates apply — in a {@link WindowPlan}, and {@link runWindows} runs the sequence:
+ * runs, when updates apply — in a {@link WindowPlan}, and {@link trainWindows} runs the sequence:
  * window by window from the state the previous window left (carried, detached), each window on a
  * gradient tape of its own, through the backend's fused kernels where the network runs fused and
  * no synapse hook is set, else step by step. Full BPTT is one window; truncated BPTT, FPTT's
@@ -126,7 +126,7 @@ export function windowHasTerm(loss: BoundLoss, from: number, to: number): boolea
  * windows' reports, each at the weights its window saw. Memory: one window's activations (and, for
  * a whole-sequence loss cut into windows, the readout of every step).
  */
-export function runWindows(batch: SequenceBatch, ctx: RuleContext, plan: WindowPlan): RuleReport {
+export function trainWindows(batch: SequenceBatch, ctx: RuleContext, plan: WindowPlan): RuleReport {
   const net = ctx.network;
   checkInputs(net, batch.inputs);
   if (!(plan.window >= 1)) throw new SpikeflowError('PLUGIN_INVALID', `window plan: the window must be >= 1 step, got ${plan.window}`);
@@ -182,7 +182,7 @@ class SequenceRun {
         const w: WindowInfo = { index, count, from, to: Math.min(from + k, T), steps: T };
         last = w;
         const synapse = plan.synapse?.(w);
-        // A whole-sequence loss cut into windows decomposes over time here (see runWindows).
+        // A whole-sequence loss cut into windows decomposes over time here (see trainWindows).
         const steps = plan.objective === 'steps' || (plan.objective === 'sequence' && k < T);
         const hasTerm = !steps || windowHasTerm(this.bound, w.from, w.to);
         const backward = hasTerm && (plan.backward?.(w, this.bound) ?? true);
@@ -404,7 +404,7 @@ class SequenceRun {
     if (objective === 'sequence' && w.from === 0 && w.to === this.#T) {
       return { objective: out.fused && bound.stacked ? bound.stacked(out.stacked()) : bound.sequence(out.readouts()) };
     }
-    // Per-step terms (a whole-sequence loss cut into windows decomposes here: see runWindows).
+    // Per-step terms (a whole-sequence loss cut into windows decomposes here: see trainWindows).
     const step = bound.step!;
     const ys = out.readouts();
     const terms: Scalar[] = [];

@@ -10,7 +10,7 @@ import {
   disposeTree,
   mseEveryStep,
   mseLast,
-  runWindows,
+  trainWindows,
   tf,
   type LearningRule,
   type RuleRequirements,
@@ -56,7 +56,7 @@ const bptt = (requires: RuleRequirements = {}) =>
     gradient: 'exact',
     requires,
     init: () => ({}),
-    update: (batch, state, ctx) => ({ state, report: runWindows(batch, ctx, { window: Infinity, update: 'sequence', objective: 'sequence' }) }),
+    update: (batch, state, ctx) => ({ state, report: trainWindows(batch, ctx, { window: Infinity, update: 'sequence', objective: 'sequence' }) }),
   });
 
 const shapes = (net: ReturnType<typeof smallNetwork>) => Object.fromEntries(Object.entries(net.params).map(([k, v]) => [k, v.shape]));

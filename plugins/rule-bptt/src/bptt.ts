@@ -1,7 +1,7 @@
 import {
   defineRule,
   parseSchema,
-  runWindows,
+  trainWindows,
   type LearningRule,
   type RuleContext,
   type SchemaInput,
@@ -64,7 +64,7 @@ function makeRule(k: number | undefined, mode: TruncationMode): LearningRule<Emp
     update(batch: SequenceBatch, state: Empty, ctx: RuleContext) {
       // Whole sequence: one window. Truncated: windows of k steps from the detached state the previous one left; a
       // whole-sequence loss is split into each window's exact share by core's window engine.
-      const report = runWindows(batch, ctx, {
+      const report = trainWindows(batch, ctx, {
         window: k ?? Infinity,
         update: perWindow ? 'window' : 'sequence',
         objective: perWindow ? 'steps' : 'sequence',

@@ -3,7 +3,7 @@ import {
   defineRule,
   disposeTree,
   parseSchema,
-  runWindows,
+  trainWindows,
   tf,
   type LearningRule,
   type NamedTensorMap,
@@ -85,7 +85,7 @@ export function fptt(options: FpttOptions = {}): LearningRule<FpttState> {
       const T = batch.inputs.shape[0]!;
       const params = ctx.network.params;
       let anchor = initial;
-      const report = runWindows(batch, ctx, {
+      const report = trainWindows(batch, ctx, {
         window: k ?? Math.ceil(T / parts!),
         update: 'window',
         objective: schedule === 'per-step' ? 'steps' : terminal,

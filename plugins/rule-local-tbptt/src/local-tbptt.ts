@@ -5,7 +5,7 @@ import {
   disposeTree,
   keepTree,
   parseSchema,
-  runWindows,
+  trainWindows,
   tf,
   tidy,
   unstackSteps,
@@ -151,7 +151,7 @@ export function localTbptt(options: LocalTbpttOptions = {}): LearningRule<LocalT
         return { objective: (aux.length ? tf.add(readoutLoss, tf.addN(aux)) : readoutLoss) as Scalar, report: readoutLoss };
       };
       try {
-        const report = runWindows(batch, ctx, {
+        const report = trainWindows(batch, ctx, {
           window: truncation,
           update: perWindow ? 'window' : 'sequence',
           objective,
