@@ -101,7 +101,8 @@ export interface WindowPlan {
   /** Transforms a window's gradients before they are applied or summed; returns a new map and frees what it replaces. */
   readonly grads?: (grads: NamedTensorMap, w: WindowInfo) => NamedTensorMap;
   /**
-   * Applies an update in place of `ctx.apply(grads)` (the engine frees `grads` afterwards).
+   * Applies an update in place of `ctx.apply(grads)` (the engine frees `grads` afterwards; the hook
+   * may free them sooner, once spent, to keep the peak low).
    * `again()` re-runs the window from the state it started from, at the weights as they are now,
    * and returns its gradients (the caller's to free); the state it ends with is carried instead
    * (FPTT's textbook form). `w` is the window updated after, or the last one for `sequence` updates.

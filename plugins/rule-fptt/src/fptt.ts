@@ -93,6 +93,8 @@ export function fptt(options: FpttOptions = {}): LearningRule<FpttState> {
         // (the textbook form first re-runs the chunk at the new weights for ∇ℓ there).
         apply(grads, _w, again) {
           const total = objectiveGrads(params, grads, anchor, hyper);
+          // The loss gradients are spent: free them before the optimizer makes its own tensors.
+          disposeTree(grads);
           try {
             ctx.apply(total);
           } finally {
