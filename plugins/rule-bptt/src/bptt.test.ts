@@ -21,7 +21,7 @@ import {
   type Network,
   type TemporalLoss,
 } from '@spikeflow/core';
-import { bpttGrads, captureUpdates, checkFixtureDir, describeRule, expectGradsClose, randomBatch, toyTask } from '@spikeflow/testing';
+import { bpttGrads, captureUpdates, checkFixtureDir, describeRule, expectGradsClose, randomBatch, smallNetwork, toyTask } from '@spikeflow/testing';
 import lifPlugin, { lif } from '@spikeflow/neuron-lif';
 import alifPlugin from '@spikeflow/neuron-alif';
 import wasmPlugin, { wasm } from '@spikeflow/backend-wasm';
@@ -208,15 +208,7 @@ describe('bptt through the fused kernels: the whole sequence as one window of a 
 });
 
 function net(seed = 0, layers = 1): Network {
-  return buildNetwork(
-    {
-      inputs: 8,
-      layers: Array.from({ length: layers }, () => ({ neuron: 'lif', size: 12, recurrent: true, gain: 2 })),
-      readout: { size: 2, kappa: 0.8 },
-    },
-    { neurons: new Map([['lif', lif]]), surrogates: builtinSurrogates },
-    { seed },
-  );
+  return smallNetwork(lif, { layers, size: 12, seed });
 }
 
 /** Gradients a rule hands to `apply`, captured (weights untouched). */
