@@ -7,8 +7,7 @@ import { sgd, type Optimizer } from './optim.js';
 import { Trainer, type TrainerEvent } from './trainer.js';
 import type { Dataset, DatasetEntry } from './dataset.js';
 import type { LearningRule, RuleEntry, SequenceBatch } from './rule.js';
-import { isSpikeflowError, type SpikeflowError } from './errors.js';
-import { errorOf, iaf, useCpuBackend } from './test-support.js';
+import { errorOf, iaf, rejection, useCpuBackend } from './test-support.js';
 
 useCpuBackend();
 
@@ -91,16 +90,6 @@ function setup(rule: Partial<RunConfig['rule']> = {}, optimizer: RunConfig['opti
 }
 
 const ctx = { cacheDir: '/nonexistent' };
-
-async function rejection(p: Promise<unknown>): Promise<SpikeflowError> {
-  try {
-    await p;
-  } catch (e) {
-    if (isSpikeflowError(e)) return e;
-    throw e;
-  }
-  throw new Error('expected a rejection with a SpikeflowError');
-}
 
 describe('a run is composed in its own container', () => {
   it('an in-memory dataset overrides the configured one: nothing is opened, and the network, loss and schedule follow its description', async () => {

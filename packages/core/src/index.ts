@@ -66,7 +66,7 @@ export { Network, buildNetwork, detach } from './network.js';
 export type { BuildOptions, Stepper } from './network.js';
 export { stepsOf, splitSteps } from './steps.js';
 export type { Steps } from './steps.js';
-export { unroll, advance, unrollWindow, advanceWindow } from './loops.js';
+export { unroll, advance, advanceWindow } from './loops.js';
 export { forward, checkInputs } from './inference.js';
 export type { ForwardResult } from './inference.js';
 export { trainWindows, windowHasTerm, accumulateGrads } from './windows.js';

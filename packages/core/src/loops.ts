@@ -1,15 +1,14 @@
 import type { Tensor } from './tf.js';
-import { unstackSteps } from './kernels.js';
 import { tidy, treeLeaves } from './state.js';
 import type { Network } from './network.js';
 import type { NetState, StepOutput, StepParams } from './step.js';
 import { splitSteps, type Steps } from './steps.js';
 
 /*
- * The time loops every rule and inference run on: step by step on a tape (unroll), step by step
- * without one (advance), and the same two a window at a time, through the fused kernels where the
- * network runs fused (unrollWindow, advanceWindow). Core's window engine (windows.ts) is built on
- * them; rules use the engine.
+ * The time loops: step by step on a tape (unroll), step by step without one (advance), and a
+ * window at a time without one, through the fused kernels where the network runs fused
+ * (advanceWindow). Core's window engine (windows.ts) and inference are built on them; rules use
+ * the engine.
  */
 
 /**
@@ -60,27 +59,6 @@ export function advance(
     s = out.state;
   }
   return s;
-}
-
-/**
- * Steps `[from, to)` from `state` in the caller's scope (inside `tf.variableGrads` for a gradient):
- * one {@link Network.runWindow} where `p.fused`, else step by step ({@link unroll}). Hands each
- * step's readout `[B, outputs]` to `onReadout`. Returns the final state; through the fused kernels
- * it carries no gradient back (rules that carry state from window to window detach it anyway).
- */
-export function unrollWindow(
-  net: Network,
-  p: StepParams,
-  state: NetState,
-  xs: Steps,
-  from: number,
-  to: number,
-  onReadout?: (t: number, y: Tensor) => void,
-): NetState {
-  if (!p.fused) return unroll(net, p, state, xs, from, to, (t, out) => onReadout?.(t, out.readout));
-  const out = net.runWindow(p, state, xs.window(from, to));
-  if (onReadout) unstackSteps(out.readout).forEach((y, i) => onReadout(from + i, y));
-  return out.state;
 }
 
 /**

@@ -130,7 +130,7 @@ function fieldsOf(obj: Record<string, unknown>, schema: object): Record<string, 
 
 const LAYER_KEYS = ['neuron', 'size', 'recurrent', 'selfConnections', 'bias', 'gain', 'surrogate', 'params'] as const;
 const MODEL_KEYS = ['inputs', 'layers', 'readout', 'surrogate'] as const;
-const READOUT_KEYS = ['size', 'kind', 'from', 'bias', 'gain'] as const;
+const READOUT_KEYS = Object.keys(readoutFields);
 
 export interface ModelRegistries {
   readonly neurons: ReadonlyMap<string, AnyNeuronModel>;
@@ -211,7 +211,7 @@ function resolveReadout(raw: unknown, reg: ModelRegistries, lastNeuron: AnyNeuro
   const own = Object.keys(model.optionsSchema);
   const options: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(r)) {
-    if ((READOUT_KEYS as readonly string[]).includes(key)) continue;
+    if (READOUT_KEYS.includes(key)) continue;
     if (own.includes(key)) {
       options[key] = value;
       continue;

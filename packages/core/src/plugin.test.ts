@@ -26,17 +26,7 @@ import {
   validatingRuleEntry,
   type SpikeflowPlugin,
 } from './plugin.js';
-import { errorOf, iaf } from './test-support.js';
-
-async function rejection(p: Promise<unknown>): Promise<SpikeflowError> {
-  try {
-    await p;
-  } catch (e) {
-    if (isSpikeflowError(e)) return e;
-    throw e;
-  }
-  throw new Error('expected a rejection with a SpikeflowError');
-}
+import { errorOf, iaf, rejection } from './test-support.js';
 
 const meta = (name: string) => ({ name, version: '1.0.0' });
 const fastDense = (x: Tensor, w: Tensor) => tf.matMul(x, w);

@@ -57,7 +57,9 @@ export const leakyReadout = defineReadout({
   name: 'leaky',
   description: 'leaky integrator y_t = κ·y_{t−1} + d_t with a fixed leak κ',
   optionsSchema: leakySchema,
-  step: ({ options }, y, d) => tf.add(tf.mul(options.kappa, y), d),
+  // κ as a constant the network holds, so that a step makes no scalar of its own.
+  tensorParams: (o) => ({ kappa: { value: o.kappa, trainable: false } }),
+  step: ({ tensors }, y, d) => tf.add(tf.mul(tensors['kappa']!, y), d),
   leak: (o) => o.kappa,
 });
 

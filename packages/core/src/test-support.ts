@@ -29,6 +29,17 @@ export function errorOf(f: () => unknown): SpikeflowError {
   throw new Error('expected a SpikeflowError, nothing was thrown');
 }
 
+/** The SpikeflowError promise `p` rejects with (any other outcome fails the test). */
+export async function rejection(p: Promise<unknown>): Promise<SpikeflowError> {
+  try {
+    await p;
+  } catch (e) {
+    if (isSpikeflowError(e)) return e;
+    throw e;
+  }
+  throw new Error('expected a rejection with a SpikeflowError');
+}
+
 /** Non-leaky integrate-and-fire with subtractive reset: v = v_prev + I − thr·s_prev; s = H(v − thr). */
 export const iaf = defineNeuron({
   name: 'iaf',
