@@ -4,11 +4,23 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createRegistry, tf, type LearningRule } from '@spikeflow/core';
+import { SpikeflowError, buildNetwork, createRegistry, disposeTree, forward, isSpikeflowError, stepsOf, tf, type LearningRule } from '@spikeflow/core';
 import lif from '@spikeflow/neuron-lif';
 import bptt, { bptt as fullBptt } from '@spikeflow/rule-bptt';
 import wasmPlugin, { wasm } from '@spikeflow/backend-wasm';
-import { measure, parseRuleChoice, peakTensorBytes, profileKernels, quickWorkload, type BenchReport } from './index.js';
+import {
+  BernoulliSteps,
+  MARK_STRIDE,
+  infer,
+  measure,
+  parseRuleChoice,
+  peakTensorBytes,
+  profileKernels,
+  quickWorkload,
+  summaryTable,
+  type BenchReport,
+} from './index.js';
+import { failureMessage } from './worker.js';
 
 const bin = fileURLToPath(new URL('../bin/spikeflow-bench.mjs', import.meta.url));
 beforeAll(() => wasm.activate());
@@ -19,6 +31,8 @@ describe('bench harness', () => {
     const r = spawnSync(process.execPath, [bin, '--quick', '--json', join(dir, 'out.json'), '--plot', join(dir, 'plots')], { encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/\[14\/14\] tbptt\(k=4\) T=16: \d+ ms\/iter/);
+    // The summary table at the end: a row per point.
+    expect(r.stderr).toMatch(/^tbptt\(k=4\)\s+16\s+\d+\s+\d+\s+\d+\s+\d+$/m);
     const report = JSON.parse(readFileSync(join(dir, 'out.json'), 'utf8')) as BenchReport;
     expect(report.machine.cores).toBeGreaterThan(0);
     expect(report.machine.node).toBe(process.versions.node);
@@ -31,10 +45,10 @@ describe('bench harness', () => {
       ['fptt:window=4', 16],
       ['eprop:window=2', 8],
       ['eprop:window=2', 16],
-      ['ottt', 8],
-      ['ottt', 16],
-      ['sltt', 8],
-      ['sltt', 16],
+      ['ottt:window=2', 8],
+      ['ottt:window=2', 16],
+      ['sltt:window=2', 8],
+      ['sltt:window=2', 16],
       ['local-tbptt:truncation=4', 8],
       ['local-tbptt:truncation=4', 16],
       ['tbptt(k=4)', 8],
@@ -45,6 +59,9 @@ describe('bench harness', () => {
         expect(m[k], `${m.rule} T=${m.steps} ${k}`).toBeGreaterThan(0);
       }
       expect(m.msPerStep).toBeCloseTo(m.msPerIter / m.steps, 6);
+      expect(m.inputMsPerIter).toBeGreaterThanOrEqual(0);
+      // The whole measuring process: Node, tfjs and the kernels' memories are tens of MiB at least.
+      expect(m.peakRssBytes).toBeGreaterThan(50 * 2 ** 20);
       // One rate per hidden layer, a fraction of the neurons per step.
       expect(m.inferSpikeRates).toHaveLength(1);
       expect(m.inferSpikeRates[0]).toBeGreaterThanOrEqual(0);
@@ -57,7 +74,7 @@ describe('bench harness', () => {
     expect(peak('fptt:window=4', 16)).toBeLessThan(peak('bptt', 16));
     expect(peak('fptt:window=4', 16)).toBeLessThanOrEqual(1.1 * peak('fptt:window=4', 8));
     expect(peak('eprop:window=2', 16)).toBeLessThanOrEqual(1.1 * peak('eprop:window=2', 8));
-    for (const rule of ['ottt', 'sltt', 'local-tbptt:truncation=4']) {
+    for (const rule of ['ottt:window=2', 'sltt:window=2', 'local-tbptt:truncation=4']) {
       expect(peak(rule, 16), rule).toBeLessThanOrEqual(1.1 * peak(rule, 8));
       expect(peak(rule, 16), rule).toBeLessThan(peak('bptt', 16));
     }
@@ -104,6 +121,113 @@ describe('bench harness', () => {
       label: 'bptt:truncation=10,mode=per-window',
       spec: { name: 'bptt', truncation: 10, mode: 'per-window' },
     });
+  });
+});
+
+describe('the standard input, made window by window', () => {
+  it('gives the values of tf.less(tf.randomUniform([T, B, I], 0, 1, float32, seed), density), windows in any order, twice', () => {
+    for (const [T, B, I, p, seed] of [
+      [70, 3, 11, 0.2, 1],
+      [5, 2, 700, 0.05, 7],
+      [MARK_STRIDE * 3, 1, 1, 0.5, 0],
+    ] as const) {
+      const dense = tf.tidy(() => tf.cast(tf.less(tf.randomUniform([T, B, I], 0, 1, 'float32', seed), p), 'float32'));
+      const want = dense.dataSync();
+      const src = new BernoulliSteps(T, B, I, p, seed);
+      const xs = stepsOf(src);
+      const per = B * I;
+      const cuts = [
+        [Math.floor(T / 2), T],
+        [0, 1],
+        [T - 1, T],
+        [1, Math.min(T, MARK_STRIDE + 3)],
+        [0, T],
+        [Math.floor(T / 2), T],
+      ];
+      for (const [from, to] of cuts) {
+        const w = xs.window(from!, to!);
+        expect(Array.from(w.dataSync()), `T=${T} [${from}, ${to})`).toEqual(Array.from(want.subarray(from! * per, to! * per)));
+        w.dispose();
+      }
+      const step = xs.at(T - 2);
+      expect(Array.from(step.dataSync())).toEqual(Array.from(want.subarray((T - 2) * per, (T - 1) * per)));
+      tf.dispose([step, dense]);
+      expect(src.fillMs).toBeGreaterThan(0);
+    }
+    const e = (() => {
+      try {
+        new BernoulliSteps(4, 2, 3, 0.1, 0).window(3, 5);
+      } catch (err) {
+        return err;
+      }
+    })();
+    expect(isSpikeflowError(e, 'SHAPE_MISMATCH')).toBe(true);
+    expect(String(e)).toMatch(/a window \[3, 5\) of 4 steps must satisfy 0 <= from < to <= 4/);
+  });
+
+  it('inference in windows of 1024 steps with the state carried gives the spike rates of forward over the whole input', () => {
+    const registry = createRegistry([lif, bptt, wasmPlugin]);
+    const net = buildNetwork(
+      { inputs: 6, layers: [{ neuron: 'lif', size: 8, recurrent: true, gain: 3 }], readout: { size: 2 } },
+      { neurons: registry.neurons, surrogates: [...registry.surrogates.values()] },
+      { seed: 1, kernels: registry.kernels },
+    );
+    const src = new BernoulliSteps(2100, 2, 6, 0.3, 5);
+    const before = tf.memory().numTensors;
+    const rates = infer(net, src, true);
+    expect(tf.memory().numTensors).toBe(before);
+    const x = stepsOf(src).window(0, 2100);
+    const whole = forward(net, x, { record: true });
+    const want = tf.tidy(() => tf.mean(whole.spikes![0]!).dataSync()[0]!);
+    expect(rates).toHaveLength(1);
+    expect(rates[0]).toBeGreaterThan(0);
+    expect(rates[0]).toBeCloseTo(want, 6);
+    disposeTree([whole, x]);
+    net.dispose();
+  });
+});
+
+describe('a point that does not fit', () => {
+  it('is reported as out of memory, whichever way the memory ran out, the original error kept', () => {
+    const job = { choice: parseRuleChoice('bptt'), steps: 10000, workload: quickWorkload };
+    expect(failureMessage(job, new WebAssembly.RuntimeError('memory access out of bounds'))).toBe(
+      "out of memory: bptt at T = 10000, B = 4 does not fit in the backend's memory (RuntimeError: memory access out of bounds)",
+    );
+    expect(failureMessage(job, new RangeError('Array buffer allocation failed'))).toMatch(/^out of memory: bptt at T = 10000, B = 4 does not fit/);
+    expect(failureMessage(job, new SpikeflowError('OUT_OF_MEMORY', 'spikeflow.integrateFireSequence needs 33 GiB'))).toBe(
+      'out of memory: bptt at T = 10000, B = 4 does not fit (spikeflow.integrateFireSequence needs 33 GiB)',
+    );
+    expect(failureMessage(job, new Error('a rule bug'))).toBe('a rule bug');
+  });
+});
+
+describe('the summary table', () => {
+  it('lists every point in the order asked, a failed one as a row that says why', () => {
+    const m = (rule: string, steps: number) => ({
+      rule,
+      steps,
+      msPerIter: 1234.4,
+      msPerStep: 1234.4 / steps,
+      inputMsPerIter: 10,
+      peakTensorBytes: 300 * 2 ** 20,
+      peakWorkingBytes: 200 * 2 ** 20,
+      peakRssBytes: 900 * 2 ** 20,
+      inferStepsPerSec: 5000,
+      inferSpikeRates: [0.1],
+      repeats: 1,
+      inferRepeats: 1,
+    });
+    const report = {
+      results: [m('bptt', 1000), m('tbptt(k=50)', 1000), m('tbptt(k=50)', 10000)],
+      failures: [{ rule: 'bptt', steps: 10000, message: 'spikeflow.integrateFireSequence: out of memory' }],
+    } as unknown as BenchReport;
+    const lines = summaryTable(report);
+    expect(lines).toHaveLength(5);
+    expect(lines[0]).toMatch(/^rule\s+T\s+ms\/iter\s+working MiB\s+peak RSS MiB\s+inference steps\/s$/);
+    expect(lines[1]).toMatch(/^bptt\s+1000\s+1234\s+200\s+900\s+5000$/);
+    expect(lines[2]).toMatch(/^bptt\s+10000\s+FAILED: spikeflow.integrateFireSequence: out of memory$/);
+    expect(lines[3]).toMatch(/^tbptt\(k=50\)\s+1000\s/);
+    expect(lines[4]).toMatch(/^tbptt\(k=50\)\s+10000\s/);
   });
 });
 

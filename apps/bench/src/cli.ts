@@ -20,12 +20,12 @@ export const DEFAULT_PLUGINS = [
 /**
  * How the default rule list runs a rule whose defaults do not suit a timing (FPTT updates every
  * step by default): FPTT with K = 10, or with K = 4 in `--quick` runs (T = 8, 16); in quick runs
- * e-prop with windows of 2 steps and local truncated BPTT with windows of 4, so that even T = 8
- * carries state across windows as long sequences do.
+ * e-prop, OTTT and SLTT with windows of 2 steps and local truncated BPTT with windows of 4, so that even
+ * T = 8 carries state across windows as long sequences do.
  */
 const presets = (quick: boolean): Readonly<Record<string, string>> => ({
   fptt: `fptt:window=${quick ? 4 : 10}`,
-  ...(quick ? { eprop: 'eprop:window=2', 'local-tbptt': 'local-tbptt:truncation=4' } : {}),
+  ...(quick ? { eprop: 'eprop:window=2', ottt: 'ottt:window=2', sltt: 'sltt:window=2', 'local-tbptt': 'local-tbptt:truncation=4' } : {}),
 });
 
 const list = (name: string) => (v: string) => {

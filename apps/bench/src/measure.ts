@@ -9,9 +9,12 @@ import {
   ruleFromSpec,
   tf,
   type LearningRule,
+  type NetState,
+  type Network,
   type Registry,
   type Tensor,
 } from '@spikeflow/core';
+import { BernoulliSteps } from './input.js';
 import { profileKernels, type KernelProfile } from './profile.js';
 
 /** The standard workload: what is trained, and how it is measured. */
@@ -82,21 +85,37 @@ export function parseRuleChoice(text: string, k = 50): RuleChoice {
 export interface Measurement {
   readonly rule: string;
   readonly steps: number;
-  /** Median wall time of one training iteration (forward, backward, update), ms. */
+  /**
+   * Median wall time of one training iteration (forward, backward, update), ms, less the time the
+   * input took to draw its windows ({@link inputMsPerIter}): the rule's time, as when the input was
+   * a tensor made beforehand.
+   */
   readonly msPerIter: number;
   readonly msPerStep: number;
+  /** Median time one training iteration spent drawing the input's windows, ms (not in `msPerIter`). */
+  readonly inputMsPerIter: number;
   /** High-water mark of tf.memory().numBytes during one iteration, sampled after every kernel. */
   readonly peakTensorBytes: number;
   /**
-   * `peakTensorBytes` less what existed before the iteration (weights, optimizer state, the input
-   * batch — which is itself O(T)): the memory the rule's own work needs.
+   * `peakTensorBytes` less what existed before the iteration (weights, optimizer state): the memory
+   * the rule's own work needs, the windows of input it asks for included (all of it, for BPTT's one
+   * window; the input is made window by window, never held whole by the bench).
    */
   readonly peakWorkingBytes: number;
-  /** Peak resident set size of the measuring process, bytes. */
+  /**
+   * Peak resident set size of the whole measuring process, bytes (`getrusage`'s `ru_maxrss`: every
+   * thread, the kernels' workers and WebAssembly memories included), read after its last pass. The
+   * process measures this one point only, so this is the point's own peak.
+   */
   readonly peakRssBytes: number;
   /** With `profile`: where one more training iteration's time went, kernel by kernel. */
   readonly profile?: KernelProfile;
-  /** Steps per second of inference (forward only, no tape) on the same batch: median of `inferRepeats` passes after one warm-up pass. */
+  /**
+   * Steps per second of inference (forward only, no tape) on the same batch: median of
+   * `inferRepeats` passes after one warm-up pass. A pass runs the sequence in windows of
+   * {@link INFER_WINDOW} steps with the state carried, so its memory does not grow with T; the
+   * input's drawing time is left out, as in `msPerIter`.
+   */
   readonly inferStepsPerSec: number;
   /**
    * Per layer, the fraction of its neurons that spiked per step in that inference pass (after the
@@ -170,7 +189,8 @@ export async function measure(registry: Registry, choice: RuleChoice | LearningR
   const loss = rule.requires.lossDecomposesOverTime ? ceEveryStep : ceMean;
   const opt = adam({ lr: 1e-3 });
   const optimizer = new OptimizerRunner(opt, net.params);
-  const inputs = tf.tidy(() => tf.cast(tf.less(tf.randomUniform([steps, w.batch, w.inputs], 0, 1, 'float32', w.seed + 1), w.density), 'float32'));
+  // The input of tf.less(tf.randomUniform([T, B, I], 0, 1, 'float32', seed + 1), density), made window by window.
+  const inputs = new BernoulliSteps(steps, w.batch, w.inputs, w.density, w.seed + 1);
   const targets = tf.tensor1d(
     Array.from({ length: w.batch }, (_, i) => i % w.outputs),
     'int32',
@@ -181,24 +201,25 @@ export async function measure(registry: Registry, choice: RuleChoice | LearningR
     if (r.state !== state) disposeTree(state, r.state);
     state = r.state;
   };
+  /** Runs `f`; its wall time less the input's drawing time, and that drawing time (ms). */
+  const timed = (f: () => void): [number, number] => {
+    const [t0, f0] = [performance.now(), inputs.fillMs];
+    f();
+    const input = inputs.fillMs - f0;
+    return [performance.now() - t0 - input, input];
+  };
   try {
     iterate(); // warm-up: kernels compiled, optimizer state allocated
     const times: number[] = [];
+    const inputTimes: number[] = [];
     for (let i = 0; i < w.repeats; i++) {
-      const t0 = performance.now();
-      iterate();
-      times.push(performance.now() - t0);
+      const [ms, input] = timed(iterate);
+      times.push(ms);
+      inputTimes.push(input);
     }
     const before = tf.memory().numBytes;
     const peak = await peakTensorBytes(iterate);
-    const inferOnce = (n: typeof net) => {
-      const t0 = performance.now();
-      const out = forward(n, inputs);
-      out.readout.dataSync();
-      const ms = performance.now() - t0;
-      disposeTree(out);
-      return ms;
-    };
+    const inferOnce = (n: Network) => timed(() => infer(n, inputs))[0];
     // The composite twin has the trained weights; each of its passes follows one of the fast ones.
     const twin = w.compareInference && w.kernels !== false ? build(false) : undefined;
     twin?.setParams(net.params);
@@ -212,9 +233,7 @@ export async function measure(registry: Registry, choice: RuleChoice | LearningR
       twinTimes.push(twinMs);
     }
     twin?.dispose();
-    const recorded = forward(net, inputs, { record: true });
-    const inferSpikeRates = recorded.spikes!.map((sp) => tf.tidy(() => tf.mean(sp).dataSync()[0]!));
-    disposeTree(recorded);
+    const inferSpikeRates = infer(net, inputs, true);
     const profile = w.profile ? profileKernels(tf.getBackend(), iterate) : undefined;
     const inferMs = median(inferTimes);
     const msPerIter = median(times);
@@ -223,6 +242,7 @@ export async function measure(registry: Registry, choice: RuleChoice | LearningR
       steps,
       msPerIter,
       msPerStep: msPerIter / steps,
+      inputMsPerIter: median(inputTimes),
       peakTensorBytes: peak,
       peakWorkingBytes: peak - before,
       peakRssBytes: process.resourceUsage().maxRSS * 1024,
@@ -234,10 +254,39 @@ export async function measure(registry: Registry, choice: RuleChoice | LearningR
       ...(profile ? { profile } : {}),
     };
   } finally {
-    disposeTree([inputs, targets, state]);
+    disposeTree([targets, state]);
     optimizer.dispose();
     net.dispose();
   }
+}
+
+/** Steps per window of the bench's inference passes (those of `forward`'s fused path). */
+export const INFER_WINDOW = 1024;
+
+/**
+ * One inference pass over `inputs`: `forward` on windows of {@link INFER_WINDOW} steps, the state
+ * carried from one to the next and every output freed once read, so memory does not grow with T.
+ * With `spikeRates`, returns per hidden layer the fraction of its neurons spiking per step.
+ */
+export function infer(net: Network, inputs: BernoulliSteps, spikeRates: true): number[];
+export function infer(net: Network, inputs: BernoulliSteps, spikeRates?: false): void;
+export function infer(net: Network, inputs: BernoulliSteps, spikeRates = false): number[] | void {
+  const T = inputs.steps;
+  const sums = net.model.layers.map(() => 0);
+  let state: NetState | undefined;
+  for (let from = 0; from < T; from += INFER_WINDOW) {
+    const to = Math.min(from + INFER_WINDOW, T);
+    const x = inputs.window(from, to);
+    const out = forward(net, x, { record: spikeRates, ...(state ? { state } : {}) });
+    x.dispose();
+    out.readout.dataSync();
+    if (spikeRates) out.spikes!.forEach((sp, l) => (sums[l]! += tf.tidy(() => tf.sum(sp).dataSync()[0]!)));
+    if (state) disposeTree(state, out.state);
+    state = out.state;
+    disposeTree([out.readout, out.spikes ?? []]);
+  }
+  disposeTree(state);
+  if (spikeRates) return sums.map((s, l) => s / (T * inputs.stepShape[0]! * net.model.layers[l]!.size));
 }
 
 export type { Tensor };

@@ -53,13 +53,14 @@ function runInChild(job: Job): Promise<{ measurement: Measurement; backend: Back
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.on('error', reject);
-    child.on('close', (code) => {
+    child.on('close', (code, signal) => {
       const last = out.trim().split('\n').at(-1) ?? '';
       let msg: { ok: boolean; measurement?: Measurement; backend?: BackendInfo; message?: string; code?: string };
       try {
         msg = JSON.parse(last) as typeof msg;
       } catch {
-        reject(new Error(`the measuring process exited with code ${code} and no result (out of memory?)`));
+        const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+        reject(new Error(`the measuring process ${how} and no result (out of memory?)`));
         return;
       }
       if (msg.ok) resolve({ measurement: msg.measurement!, backend: msg.backend! });
@@ -129,12 +130,36 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     results,
     failures,
   };
+  for (const line of summaryTable(report)) progress(line);
   if (o.json) {
     mkdirSync(dirname(o.json), { recursive: true });
     writeFileSync(o.json, `${JSON.stringify(report, null, 2)}\n`);
   }
   if (o.plot) writePlots(report, o.plot);
   return report;
+}
+
+/**
+ * The report as a table, one row per (rule, T) in the order asked: time, working tensor memory and
+ * peak RSS of the point, or `FAILED` and why where it could not be measured (out of memory).
+ */
+export function summaryTable(report: BenchReport): string[] {
+  const mib = (b: number) => (b / 2 ** 20).toFixed(0);
+  const rows: string[][] = [['rule', 'T', 'ms/iter', 'working MiB', 'peak RSS MiB', 'inference steps/s']];
+  const points = [
+    ...report.results.map((m) => ({
+      rule: m.rule,
+      steps: m.steps,
+      cells: [m.msPerIter.toFixed(0), mib(m.peakWorkingBytes), mib(m.peakRssBytes), m.inferStepsPerSec.toFixed(0)],
+    })),
+    ...report.failures.map((f) => ({ rule: f.rule, steps: f.steps, cells: [`FAILED: ${f.message}`] })),
+  ];
+  const order = [...new Set(points.map((p) => p.rule))];
+  points.sort((a, b) => order.indexOf(a.rule) - order.indexOf(b.rule) || a.steps - b.steps);
+  for (const p of points) rows.push([p.rule, String(p.steps), ...p.cells]);
+  // Every column as wide as its widest cell, a row's last cell (a failure's reason) left as it is.
+  const width = (i: number) => Math.max(...rows.filter((r) => i < r.length - 1).map((r) => r[i]!.length));
+  return rows.map((r) => r.map((c, i) => (i < r.length - 1 ? c.padEnd(width(i)) : c)).join('  '));
 }
 
 /** memory.svg (peak tensor bytes vs T) and time.svg (ms per iteration vs T), log-log, one line per rule. */

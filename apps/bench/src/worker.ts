@@ -20,9 +20,26 @@ export async function runJob(job: Job): Promise<void> {
   process.stdout.write(`${JSON.stringify({ ok: true, measurement: m, backend: backend.describe() })}\n`);
 }
 
+/**
+ * What a failed point reports. Running out of memory shows as a kernel's `OUT_OF_MEMORY`, or, in
+ * tfjs' own WebAssembly heap, as a `RuntimeError` (a failed allocation then written through) or a
+ * `RangeError` (an array too large for JavaScript): all three are said to be out of memory, the
+ * original text kept.
+ */
+export function failureMessage(job: Pick<Job, 'choice' | 'steps' | 'workload'>, e: unknown): string {
+  const text = e instanceof Error ? `${e.name === 'Error' ? '' : `${e.name}: `}${e.message}` : String(e);
+  const where = `${job.choice.label} at T = ${job.steps}, B = ${job.workload.batch}`;
+  if (isSpikeflowError(e, 'OUT_OF_MEMORY')) return `out of memory: ${where} does not fit (${(e as Error).message})`;
+  const wasmTrap = typeof WebAssembly !== 'undefined' && e instanceof WebAssembly.RuntimeError && /out of bounds|OOM|Aborted/i.test(e.message);
+  const tooLarge = e instanceof RangeError && /allocation failed|Invalid (typed )?array length|out of memory/i.test(e.message);
+  if (wasmTrap || tooLarge) return `out of memory: ${where} does not fit in the backend's memory (${text})`;
+  return (e as Error)?.message ?? text;
+}
+
 if (process.argv[2] === '--job') {
-  runJob(JSON.parse(process.argv[3]!) as Job).catch((e: unknown) => {
-    process.stdout.write(`${JSON.stringify({ ok: false, message: (e as Error).message, code: isSpikeflowError(e) ? e.code : undefined })}\n`);
+  const job = JSON.parse(process.argv[3]!) as Job;
+  runJob(job).catch((e: unknown) => {
+    process.stdout.write(`${JSON.stringify({ ok: false, message: failureMessage(job, e), code: isSpikeflowError(e) ? e.code : undefined })}\n`);
     process.exitCode = 1;
   });
 }

@@ -1,4 +1,6 @@
 import { SpikeflowError } from './errors.js';
+import { createRng } from './random.js';
+import { configError } from './validate.js';
 import type { SequenceBatch } from './rule.js';
 import type { Schema, SchemaValues } from './validate.js';
 
@@ -35,8 +37,10 @@ export interface BatchOptions {
 }
 
 /**
- * An opened dataset. Batches are time-major tensors (`inputs: [T, B, channels]`, spikes or analog
- * currents); the consumer disposes each batch's tensors. Whoever opens a dataset closes it
+ * An opened dataset. Batches are time-major: `inputs` `[T, B, channels]` (spikes or analog
+ * currents), a `StepSource` that keeps the batch's compact form (bytes, events, seeds) and builds
+ * each window of steps when a consumer asks for it (`stepSource` makes one from a fill function),
+ * or a tensor; the consumer frees each batch (`disposeBatch`). Whoever opens a dataset closes it
  * (`close()`, on errors too): the trainer's callers, the CLI and the bench do.
  */
 export interface Dataset {
@@ -51,6 +55,18 @@ export interface Dataset {
    * `batches` refuses with `CLOSED` (a pass under way stops at its next batch).
    */
   close(): Promise<void>;
+}
+
+/**
+ * The generator `createRng(seed)` after `position` draws, in constant time: mulberry32's state is
+ * a Weyl sequence (each draw adds 0x6d2b79f5 mod 2³² before mixing), so the state after n draws is
+ * `seed + n·0x6d2b79f5 mod 2³²`. Datasets that build a window of steps on demand start each
+ * sample's draws at the window's first one, and draw exactly what a pass over the whole sequence
+ * would have.
+ */
+export function rngAt(seed: number, position: number): () => number {
+  if (!(Number.isSafeInteger(position) && position >= 0)) throw configError('position', `must be a whole number >= 0, got ${position}`);
+  return createRng(((seed >>> 0) + Math.imul(position % 0x100000000, 0x6d2b79f5)) >>> 0);
 }
 
 /** The error a closed dataset answers `batches` with. */

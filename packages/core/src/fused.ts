@@ -13,14 +13,18 @@ import type { LayerState, NetState, StepParams } from './step.js';
  *
  * A network can run fused when every layer's neuron declares that its step is core's fused layer
  * equations under its config (`NeuronModel.integrateFire`), on a state of exactly its membrane and
- * spike fields, and the readout is a fixed leak over the spikes (`Readout.leak`). Whether it runs
- * fused then depends only on the active backend: it must register both fast kernels.
+ * spike fields (and its adaptation field, where those equations have an adaptive threshold), and
+ * the readout is a fixed leak over the spikes (`Readout.leak`). Whether it runs fused then depends
+ * only on the active backend: it must register both fast kernels.
  */
 export function fusableModel(model: ResolvedModel, kernelParams: (layer: number) => IntegrateFireParams | undefined): boolean {
   return (
     model.readout.leak !== undefined &&
     model.readout.from === 'spikes' &&
-    model.layers.every((l, i) => l.neuron.integrateFire !== undefined && fusedStateKeys(l.neuron) !== undefined && kernelParams(i) !== undefined)
+    model.layers.every((l, i) => {
+      const k = l.neuron.integrateFire ? kernelParams(i) : undefined;
+      return k !== undefined && fusedStateKeys(l.neuron, k.adaptation !== undefined) !== undefined;
+    })
   );
 }
 
@@ -32,16 +36,28 @@ export function fusedKernelsOn(kernels: KernelTable, backend: string): boolean {
   return FUSED_KERNELS.every((k) => kernels.has(k, backend));
 }
 
+/** Where a neuron keeps what the fused layer kernel carries from window to window. */
+export interface FusedStateKeys {
+  readonly v: string;
+  readonly s: string;
+  /** The adaptation field, with an adaptive threshold. */
+  readonly a?: string;
+}
+
 /**
- * A neuron's membrane and spike fields, when its state is exactly those two (what the fused layer
+ * A neuron's membrane and spike fields (and, where its fused form has an adaptive threshold,
+ * `adaptive`, its adaptation field), when its state is exactly those fields (what the fused layer
  * kernel carries from window to window); `undefined` otherwise.
  */
-export function fusedStateKeys(neuron: AnyNeuronModel): { readonly v: string; readonly s: string } | undefined {
+export function fusedStateKeys(neuron: AnyNeuronModel, adaptive = false): FusedStateKeys | undefined {
   const v = neuron.membrane;
   const s = neuron.spikes;
-  if (v === undefined || s === undefined || v === s) return undefined;
+  const a = adaptive ? neuron.adaptation : undefined;
+  const fields = [v, s, ...(adaptive ? [a] : [])];
+  if (fields.some((k) => k === undefined) || new Set(fields).size !== fields.length) return undefined;
   const keys: readonly string[] = neuron.stateKeys;
-  return keys.length === 2 && keys.includes(v) && keys.includes(s) ? { v, s } : undefined;
+  if (keys.length !== fields.length || !fields.every((k) => keys.includes(k!))) return undefined;
+  return { v: v!, s: s!, ...(a !== undefined ? { a } : {}) };
 }
 
 /** Every layer's fused-kernel parameters under `p` (the step's clamped neuron tensors). */
@@ -67,7 +83,8 @@ export interface WindowOutput {
 
 /**
  * A window of steps `x [k, B, inputs]` from `state` through the fast kernels (requires
- * `p.fused`). Runs in the caller's scope (a tape or a `tf.tidy`).
+ * `p.fused`). Runs in the caller's scope (a tape or a `tf.tidy`). With `p.traces`, every layer's
+ * and the readout's weight gradients take their presynaptic traces (OTTT).
  */
 export function fusedWindow(model: ResolvedModel, p: StepParams, state: NetState, x: Tensor): WindowOutput {
   const fused = p.fused;
@@ -76,20 +93,30 @@ export function fusedWindow(model: ResolvedModel, p: StepParams, state: NetState
   }
   const [k, B] = x.shape as [number, number];
   const layerKernel = p.kernels[IntegrateFireLayer];
+  // Without the temporal path the kernels drop it too (the default keeps it: no flag passed).
+  const temporalOption = p.temporal ? {} : { temporal: false };
   let input = x;
   const spikes: Tensor[] = [];
   const layers: LayerState[] = model.layers.map((l, i) => {
     const lp = p.layers[i]!;
-    const keys = fusedStateKeys(l.neuron)!;
+    const params = fused[i]!;
+    const keys = fusedStateKeys(l.neuron, params.adaptation !== undefined)!;
     const prev = state.layers[i]!.neuron;
     const feed = p.cut.has(i) ? lp.ctx.detach(input) : input;
-    const out = layerKernel(feed, lp.W, lp.b, { v: prev[keys.v]!, s: prev[keys.s]! }, lp.W_rec, { ...fused[i]!, surrogate: l.surrogate });
+    const init = { v: prev[keys.v]!, s: prev[keys.s]!, ...(keys.a !== undefined ? { a: prev[keys.a]! } : {}) };
+    const traces = p.traces?.layers[i];
+    const out = layerKernel(feed, lp.W, lp.b, init, lp.W_rec, { ...params, surrogate: l.surrogate, ...temporalOption, ...(traces ? { traces } : {}) });
     spikes.push(out.spikes);
     input = out.spikes;
-    return { neuron: { [keys.v]: out.final.v, [keys.s]: out.final.s }, spikes: out.final.s };
+    const neuron = { [keys.v]: out.final.v, [keys.s]: out.final.s, ...(keys.a !== undefined ? { [keys.a]: out.final.a! } : {}) };
+    return { neuron, spikes: out.final.s };
   });
   const O = model.readout.size;
-  const readout = p.kernels[LeakyReadout](input, p.readout.W, p.readout.b, state.readout, model.readout.leak!);
+  const traces = p.traces?.readout;
+  const readout = p.kernels[LeakyReadout](input, p.readout.W, p.readout.b, state.readout, model.readout.leak!, {
+    ...temporalOption,
+    ...(traces ? { traces } : {}),
+  });
   const last = tf.tensor2d((readout.dataSync() as Float32Array).slice((k - 1) * B * O), [B, O]);
   return { readout, spikes, state: { layers, readout: last } };
 }

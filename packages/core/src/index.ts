@@ -48,28 +48,45 @@ export {
   LeakyScan,
   IntegrateFireLayer,
   LeakyReadout,
+  IntegrateFireEligibility,
+  DecayedSum,
   integrateFireLayerOf,
   leakyReadoutOf,
+  tracedProductReference,
+  checkPresynapticTraces,
   unstackSteps,
   denseByTransposes,
 } from './kernels.js';
-export type { KernelSignatures, KernelName, KernelRegistration, IntegrateFireSequenceParams, IntegrateFireSequenceResult } from './kernels.js';
+export type {
+  KernelSignatures,
+  KernelName,
+  KernelRegistration,
+  IntegrateFireSequenceParams,
+  IntegrateFireSequenceResult,
+  IntegrateFireState,
+  LeakyScanOptions,
+  LeakyReadoutOptions,
+  PresynapticTraces,
+  TracedProduct,
+} from './kernels.js';
+export { checkEligibilitySpec, checkEligibilityWindow, checkEligibilitySignals, eligibilityOrder, integrateFireEligibilityReference } from './eligibility.js';
+export type { EligibilitySpec, EligibilityTraces, EligibilityGradient, EligibilityWindow } from './eligibility.js';
 export { resolveModel } from './model.js';
 export type { ModelSpec, LayerSpec, ReadoutSpec, ResolvedModel, ResolvedLayer, ResolvedReadout, ModelRegistries } from './model.js';
 export { leakyReadout, builtinReadouts, defineReadout } from './readout.js';
 export type { Readout, AnyReadout, ReadoutStepParams, ReadoutTensorParam } from './readout.js';
 export { layerParam, readoutParam, neuronParamTensor } from './params.js';
 export type { ParamMap } from './params.js';
-export type { NetState, LayerState, StepParams, StepOutput, SynapseFn, SynapseSite, PrepareOptions } from './step.js';
+export type { NetState, LayerState, StepParams, StepOutput, SynapseFn, SynapseSite, PrepareOptions, NetworkTraces } from './step.js';
 export type { WindowOutput } from './fused.js';
 export { Network, buildNetwork, detach } from './network.js';
 export type { BuildOptions, Stepper } from './network.js';
-export { stepsOf, splitSteps } from './steps.js';
-export type { Steps } from './steps.js';
+export { stepsOf, splitSteps, isStepSource, checkStepSource, inputShape, denseInputs, stepSource, disposeBatch } from './steps.js';
+export type { Steps, StepSource, StepInput, StepDType, StepFill } from './steps.js';
 export { unroll, advance, advanceWindow } from './loops.js';
 export { forward, checkInputs } from './inference.js';
 export type { ForwardResult } from './inference.js';
-export { trainWindows, windowHasTerm, accumulateGrads } from './windows.js';
+export { trainWindows, windowHasTerm, stepTerms, accumulateGrads } from './windows.js';
 export type { WindowPlan, WindowInfo, WindowOutputs, WindowScore, WindowObjective } from './windows.js';
 export { ceMean, ceEveryStep, ceMseEveryStep, mseEveryStep, mseLast, builtinLosses, lossFromSpec } from './losses.js';
 export type { TemporalLoss, BoundLoss, LossShape } from './losses.js';
@@ -107,7 +124,7 @@ export type {
   SequenceBatch,
 } from './rule.js';
 export type { Dataset, DatasetDescription, DatasetEntry, DatasetContext, DataFileSummary, BatchOptions } from './dataset.js';
-export { closedError } from './dataset.js';
+export { closedError, rngAt } from './dataset.js';
 export { createRng, deriveSeed, shuffleInPlace, permutation } from './random.js';
 export type { Backend, BackendInfo } from './backend.js';
 export { packageBackend } from './package-backend.js';

@@ -3,7 +3,7 @@ import { SpikeflowError } from './errors.js';
 import { disposeTree, tidy } from './state.js';
 import type { Network } from './network.js';
 import type { NetState } from './step.js';
-import { stepsOf } from './steps.js';
+import { inputShape, isStepSource, stepsOf, type StepInput } from './steps.js';
 import { advance } from './loops.js';
 
 export interface ForwardResult {
@@ -16,13 +16,13 @@ export interface ForwardResult {
 }
 
 /**
- * Inference over a whole sequence `[T, B, inputs]`, without a gradient tape and with memory
- * independent of T apart from the outputs it returns. The caller disposes the result's tensors
- * (`disposeTree`).
+ * Inference over a whole sequence `[T, B, inputs]` (a tensor or a step source), without a gradient
+ * tape and with memory independent of T apart from the outputs it returns (and a tensor input
+ * itself). The caller disposes the result's tensors (`disposeTree`).
  */
-export function forward(net: Network, inputs: Tensor, { record = false, state }: { record?: boolean; state?: NetState } = {}): ForwardResult {
+export function forward(net: Network, inputs: StepInput, { record = false, state }: { record?: boolean; state?: NetState } = {}): ForwardResult {
   checkInputs(net, inputs);
-  const [T, B] = inputs.shape as [number, number];
+  const [T, B] = inputShape(inputs) as [number, number];
   if (T > 0 && net.fused) return forwardFused(net, inputs, record, state);
   const xs = stepsOf(inputs);
   const ys: Tensor[] = [];
@@ -49,10 +49,10 @@ export function forward(net: Network, inputs: Tensor, { record = false, state }:
  */
 const INFERENCE_WINDOW = 1024;
 
-function forwardFused(net: Network, inputs: Tensor, record: boolean, state: NetState | undefined): ForwardResult {
-  const [T, B] = inputs.shape as [number, number];
-  // One window: the input as it is; more: each window's steps from one read of the data.
-  const xs = T > INFERENCE_WINDOW ? stepsOf(inputs) : undefined;
+function forwardFused(net: Network, inputs: StepInput, record: boolean, state: NetState | undefined): ForwardResult {
+  const [T, B] = inputShape(inputs) as [number, number];
+  // A tensor of one window: as it is; else each window's steps (from one read of a tensor's data, or made by the source).
+  const xs = T > INFERENCE_WINDOW || !(inputs instanceof tf.Tensor) ? stepsOf(inputs) : undefined;
   const ys: Tensor[] = [];
   const spikes: Tensor[][] = net.model.layers.map(() => []);
   let s = state ?? net.init(B);
@@ -60,7 +60,7 @@ function forwardFused(net: Network, inputs: Tensor, record: boolean, state: NetS
     const k = Math.min(INFERENCE_WINDOW, T - from);
     const prev = s;
     const out = tidy(() => {
-      const x = xs ? xs.window(from, from + k) : inputs;
+      const x = xs ? xs.window(from, from + k) : (inputs as Tensor);
       const o = net.runWindow(net.prepare(), prev, x);
       return { readout: o.readout, spikes: record ? o.spikes : [], state: o.state };
     });
@@ -76,11 +76,17 @@ function forwardFused(net: Network, inputs: Tensor, record: boolean, state: NetS
   return { readout, ...(stacked ? { spikes: stacked } : {}), state: s };
 }
 
-export function checkInputs(net: Network, inputs: Tensor): void {
-  if (inputs.rank !== 3 || inputs.shape[2] !== net.inputs) {
-    throw new SpikeflowError('SHAPE_MISMATCH', `inputs must be time-major [T, B, ${net.inputs}] (the model's "inputs"), got [${inputs.shape}]`, {
+/**
+ * Checks a sequence's inputs against a network: time-major `[T, B, net.inputs]`, a tensor or a
+ * step source (whose declared steps, step shape and dtype are checked too); `SHAPE_MISMATCH` otherwise.
+ */
+export function checkInputs(net: Network, inputs: StepInput): void {
+  const shape = inputShape(inputs);
+  if (shape.length !== 3 || shape[2] !== net.inputs) {
+    const what = isStepSource(inputs) ? ' from a step source (steps, stepShape)' : '';
+    throw new SpikeflowError('SHAPE_MISMATCH', `inputs must be time-major [T, B, ${net.inputs}] (the model's "inputs"), got [${shape}]${what}`, {
       expected: [null, null, net.inputs],
-      actual: inputs.shape,
+      actual: shape,
     });
   }
 }

@@ -1,6 +1,8 @@
 import { tf, type Tensor } from './tf.js';
 import { SpikeflowError } from './errors.js';
 import { spikeFn, type Surrogate } from './surrogates.js';
+import { tidy } from './state.js';
+import { integrateFireEligibilityReference, type EligibilitySpec, type EligibilityTraces } from './eligibility.js';
 
 /** Identity forward, zero gradient backward. */
 export const detach: (x: Tensor) => Tensor = tf.customGrad((x) => ({
@@ -9,13 +11,16 @@ export const detach: (x: Tensor) => Tensor = tf.customGrad((x) => ({
 })) as (x: Tensor) => Tensor;
 
 /**
- * A leaky integrate-and-fire layer as {@link KernelSignatures | `spikeflow.integrateFireSequence`} runs it,
+ * An integrate-and-fire layer as {@link KernelSignatures | `spikeflow.integrateFireSequence`} runs it,
  * for every step t of a window, from the layer's input current `c_t` (feed-forward product and
  * bias, computed for the whole window beforehand):
  *
+ *     a_t = ρ·a_{t−1} + s_{t−1}             (with an adaptive threshold only)
  *     I_t = c_t + s_{t−1}·W_rec            (no W_rec: I_t = c_t)
  *     v_t = β·v_{t−1} + I_t − ϑ·r_{t−1}    r = s, a constant in the backward pass if resetDetach
- *     s_t = H(v_t − ϑ)                      surrogate derivative ψ(v_t − ϑ) in the backward pass
+ *     s_t = H(v_t − ϑ − β_a·a_t)            surrogate derivative ψ(v_t − ϑ − β_a·a_t) in the backward pass
+ *
+ * Without an adaptive threshold the a-terms vanish (β_a·a_t = 0).
  */
 export interface IntegrateFireSequenceParams {
   /** β: a scalar, or one decay per neuron `[H]` (trainable where the neuron lets it learn its decay). */
@@ -23,6 +28,71 @@ export interface IntegrateFireSequenceParams {
   readonly threshold: number;
   readonly resetDetach: boolean;
   readonly surrogate: Surrogate;
+  /**
+   * An adaptive threshold: ρ, a scalar or one decay per neuron `[H]` (trainable where the neuron
+   * lets it learn it), and the strength β_a. The state then carries `a` (`[B, H]`).
+   */
+  readonly adaptation?: { readonly rho: Tensor; readonly strength: number };
+  /**
+   * `false`: the backward pass drops every temporal path — the state carried into each step (v,
+   * a, s, and the previous spikes through W_rec and the reset) is a constant of that step, so the
+   * gradient of step t's input reaches only what step t's spikes feed (SLTT, OTTT). W_rec still gets
+   * its gradient, with s_{t−1} as its input. Default `true` (BPTT).
+   */
+  readonly temporal?: boolean;
+  /**
+   * Presynaptic traces in the weight gradients (OTTT): `W_rec`'s gradient pairs the currents'
+   * gradient with the trace of s_{t−1} (`recurrent`), and in `spikeflow.integrateFireLayer` W's
+   * and b's with the traces of the input (`input`) and of a constant 1 (`bias`); see
+   * {@link PresynapticTraces}. Default: none (the inputs themselves).
+   */
+  readonly traces?: PresynapticTraces;
+}
+
+/**
+ * Presynaptic traces for a window's weight gradients (Xiao et al., "Online Training Through Time
+ * for Spiking Neural Networks", NeurIPS 2022): a synapse whose input at step t is x_t keeps
+ *
+ *     â_t = λ·â_{t−1} + x_t
+ *
+ * and its weight gets Σ_t â_tᵀ·g_t in place of Σ_t x_tᵀ·g_t (g_t: the gradient of the product
+ * x_t·W); a bias, whose input is 1, gets Σ_t c_t·Σ_b g_t with c_t = λ·c_{t−1} + 1. The gradient
+ * to the input itself stays g_t·Wᵀ. The fields are the traces before the window's first step t0:
+ * â_{t0−1} (values: no gradient flows into them), c_{t0−1}. Over the window this is
+ * Σ_τ x_τᵀ·ĝ_τ + λ·â_{t0−1}ᵀ·ĝ_{t0} with ĝ_τ = g_τ + λ·ĝ_{τ+1} (g filtered backward in time): what
+ * a fast kernel may compute instead.
+ */
+export interface PresynapticTraces {
+  /** λ, the traces' decay per step, in [0, 1]. */
+  readonly decay: number;
+  /** The trace of the feed-forward input (`x`) before the window, `[B, I]`; omitted: zero. */
+  readonly input?: Tensor;
+  /** The trace of the recurrent input (s_{t−1}, what W_rec multiplies) before the window, `[B, H]`; omitted: zero. */
+  readonly recurrent?: Tensor;
+  /** The bias' trace c before the window (default 0). */
+  readonly bias?: number;
+}
+
+/** A layer's state between windows: membrane and spikes, and the adaptation with an adaptive threshold. */
+export interface IntegrateFireState {
+  readonly v: Tensor;
+  readonly s: Tensor;
+  readonly a?: Tensor;
+}
+
+/** Options of the leaky readout's kernels (`spikeflow.leakyScan`, `spikeflow.leakyReadout`). */
+export interface LeakyScanOptions {
+  /**
+   * `false`: the backward pass drops the temporal path — y_{t−1} is a constant of step t, so
+   * ∂L/∂d_t = ∂L/∂y_t and y0 gets no gradient (as the layers' `temporal: false`). Default `true`.
+   */
+  readonly temporal?: boolean;
+}
+
+/** Options of `spikeflow.leakyReadout`: {@link LeakyScanOptions}, and presynaptic traces in the weight gradients of W and b. */
+export interface LeakyReadoutOptions extends LeakyScanOptions {
+  /** Presynaptic traces (OTTT) of the input and the bias (`input`, `bias`; see {@link PresynapticTraces}). Default: none. */
+  readonly traces?: PresynapticTraces;
 }
 
 /** What `spikeflow.integrateFireSequence` returns. */
@@ -30,10 +100,11 @@ export interface IntegrateFireSequenceResult {
   /** s_t for every step, `[T, B, H]`: differentiable with respect to every input. */
   readonly spikes: Tensor;
   /**
-   * The state after the last step, `[B, H]` each, to carry into the next window. Values only: no
-   * gradient flows back through it (rules that carry state across windows detach it anyway).
+   * The state after the last step, `[B, H]` each (`a` with an adaptive threshold), to carry into
+   * the next window. Values only: no gradient flows back through it (rules that carry state across
+   * windows detach it anyway).
    */
-  readonly final: { readonly v: Tensor; readonly s: Tensor };
+  readonly final: IntegrateFireState;
 }
 
 /**
@@ -64,32 +135,33 @@ export interface KernelSignatures {
   'spikeflow.eventDense': (x: Tensor, w: Tensor) => Tensor;
   /**
    * A whole window of a (recurrent) integrate-and-fire layer (see {@link IntegrateFireSequenceParams}): `currents [T, B, H]`,
-   * the state before the window `{ v, s }` (`[B, H]`), `W_rec [H, H]` or `undefined`. Forward and
+   * the state before the window `{ v, s, a? }` (`[B, H]` each), `W_rec [H, H]` or `undefined`. Forward and
    * backward through time in one kernel.
    */
   'spikeflow.integrateFireSequence': (
     currents: Tensor,
-    init: { readonly v: Tensor; readonly s: Tensor },
+    init: IntegrateFireState,
     wRec: Tensor | undefined,
     p: IntegrateFireSequenceParams,
   ) => IntegrateFireSequenceResult;
   /**
    * The leaky readout over a window, `y_t = κ·y_{t−1} + d_t`: `d [T, B, O]`, `y0 [B, O]` → `[T, B, O]`.
-   * Differentiable in `d` and `y0`.
+   * Differentiable in `d` and `y0` (see {@link LeakyScanOptions} for the backward pass without the temporal path).
    */
-  'spikeflow.leakyScan': (d: Tensor, y0: Tensor, kappa: number) => Tensor;
+  'spikeflow.leakyScan': (d: Tensor, y0: Tensor, kappa: number, options?: LeakyScanOptions) => Tensor;
   /**
    * A whole window of an integrate-and-fire layer from its input: the currents `c_t = x_t·W (+ b)` for
    * `x [T, B, I]` (usually spikes, mostly zeros), `W [I, H]`, `b [H]` or `undefined`, then
    * `spikeflow.integrateFireSequence` on them. What {@link Network.runWindow} runs per layer: a fast
    * version may keep the currents to itself (inference never needs them as a tensor).
-   * Differentiable in every tensor argument.
+   * Differentiable in every tensor argument; with `p.traces`, W's, b's and W_rec's gradients take
+   * the presynaptic traces ({@link PresynapticTraces}).
    */
   'spikeflow.integrateFireLayer': (
     x: Tensor,
     w: Tensor,
     b: Tensor | undefined,
-    init: { readonly v: Tensor; readonly s: Tensor },
+    init: IntegrateFireState,
     wRec: Tensor | undefined,
     p: IntegrateFireSequenceParams,
   ) => IntegrateFireSequenceResult;
@@ -97,9 +169,24 @@ export interface KernelSignatures {
    * The leaky readout of a window from its input: `d_t = x_t·W (+ b)` for `x [T, B, H]` (usually
    * spikes), `W [H, O]`, `b [O]` or `undefined`, then `y_t = κ·y_{t−1} + d_t` from `y0 [B, O]`
    * → `[T, B, O]`. What {@link Network.runWindow} runs for the readout. Differentiable in every
-   * tensor argument.
+   * tensor argument (`options` as `spikeflow.leakyScan`'s; with `options.traces`, W's and b's
+   * gradients take the presynaptic traces, {@link PresynapticTraces}).
    */
-  'spikeflow.leakyReadout': (x: Tensor, w: Tensor, b: Tensor | undefined, y0: Tensor, kappa: number) => Tensor;
+  'spikeflow.leakyReadout': (x: Tensor, w: Tensor, b: Tensor | undefined, y0: Tensor, kappa: number, options?: LeakyReadoutOptions) => Tensor;
+  /**
+   * e-prop's eligibility traces of one integrate-and-fire layer under a leaky readout (see
+   * {@link EligibilityTraces}): an object that runs the layer window by window and, given each
+   * window's learning signals, returns its share of the weight gradient and carries the
+   * per-synapse traces to the next window. Used outside the gradient tape (no gradient).
+   */
+  'spikeflow.integrateFireEligibility': (spec: EligibilitySpec) => EligibilityTraces;
+  /**
+   * A presynaptic trace after a window ({@link PresynapticTraces}): the synapses' inputs at the
+   * window's steps `x [k, B, n]`, the decay λ and the trace before the window `[B, n]` (omitted:
+   * zero) → `â ← λ·â + x_j` after its last step, `[B, n]`. What a rule carries from window to
+   * window (OTTT). Used outside the gradient tape (no gradient).
+   */
+  'spikeflow.decayedSum': (x: Tensor, decay: number, before?: Tensor) => Tensor;
 }
 
 export type KernelName = keyof KernelSignatures;
@@ -111,6 +198,8 @@ export const IntegrateFireSequence = 'spikeflow.integrateFireSequence' satisfies
 export const LeakyScan = 'spikeflow.leakyScan' satisfies KernelName;
 export const IntegrateFireLayer = 'spikeflow.integrateFireLayer' satisfies KernelName;
 export const LeakyReadout = 'spikeflow.leakyReadout' satisfies KernelName;
+export const IntegrateFireEligibility = 'spikeflow.integrateFireEligibility' satisfies KernelName;
+export const DecayedSum = 'spikeflow.decayedSum' satisfies KernelName;
 
 /**
  * `x·W` whose gradient multiplies by explicit transposes: tfjs' own MatMul gradient passes the
@@ -146,28 +235,143 @@ export function unstackSteps(x: Tensor): Tensor[] {
 /** The composite integrate-and-fire window: one step at a time, in plain tfjs ops (the neuron's own equations). */
 function integrateFireSequenceReference(
   currents: Tensor,
-  init: { readonly v: Tensor; readonly s: Tensor },
+  init: IntegrateFireState,
   wRec: Tensor | undefined,
   p: IntegrateFireSequenceParams,
 ): IntegrateFireSequenceResult {
   const spike = spikeFn(p.surrogate);
   const thr = tf.scalar(p.threshold);
+  const adaptive = p.adaptation;
+  if (adaptive && !init.a) {
+    throw new SpikeflowError('SHAPE_MISMATCH', 'spikeflow.integrateFireSequence: an adaptive threshold needs the adaptation a in the initial state');
+  }
+  const traces = p.traces;
+  if (traces && wRec) checkPresynapticTraces('spikeflow.integrateFireSequence', traces, init.s.shape[0]!, { recurrent: wRec.shape[0]! });
+  // Without the temporal path, the state entering each step is a constant of that step.
+  const carried = p.temporal === false ? detach : (x: Tensor) => x;
   let v = init.v;
   let s = init.s;
+  let a = init.a;
+  // The trace of W_rec's input s_{t−1}, where the weight gradient takes it.
+  let trace = traces?.recurrent;
   const out: Tensor[] = [];
   for (const c of unstackSteps(currents)) {
-    const current = wRec ? tf.add(c, tf.matMul(s, wRec)) : c;
-    const reset = p.resetDetach ? detach(s) : s;
-    v = tf.sub(tf.add(tf.mul(p.beta, v), current), tf.mul(thr, reset));
-    s = spike(tf.sub(v, thr));
+    const sPrev = carried(s);
+    let current = c;
+    if (wRec && traces) {
+      trace = trace && traces.decay > 0 ? tf.add(tf.mul(trace, traces.decay), detach(s)) : detach(s);
+      current = tf.add(c, tracedMatMul(sPrev, wRec, trace));
+    } else if (wRec) {
+      current = tf.add(c, tf.matMul(sPrev, wRec));
+    }
+    const reset = p.resetDetach ? detach(s) : sPrev;
+    v = tf.sub(tf.add(tf.mul(p.beta, carried(v)), current), tf.mul(thr, reset));
+    if (adaptive) {
+      a = tf.add(tf.mul(adaptive.rho, carried(a!)), sPrev);
+      s = spike(tf.sub(v, tf.add(thr, tf.mul(adaptive.strength, a))));
+    } else {
+      s = spike(tf.sub(v, thr));
+    }
     out.push(s);
   }
-  return { spikes: tf.stack(out), final: { v: detach(v), s: detach(s) } };
+  return { spikes: tf.stack(out), final: { v: detach(v), s: detach(s), ...(a && adaptive ? { a: detach(a) } : {}) } };
 }
 
-function leakyScanReference(d: Tensor, y0: Tensor, kappa: number): Tensor {
+/** `x·W` whose gradient to W is `aᵀ·dy` (a: the presynaptic trace, values only) and to x `dy·Wᵀ`. */
+const tracedMatMul = tf.customGrad(((x: Tensor, w: Tensor, a: Tensor, save: tf.GradSaveFunc) => {
+  save([w, a]);
+  return {
+    value: tf.matMul(x, w),
+    gradFunc: (dy: Tensor, [ws, as]: Tensor[]) => [tf.matMul(dy, tf.transpose(ws!)), tf.matMul(tf.transpose(as!), dy), tf.zerosLike(as!)],
+  };
+}) as never) as (x: Tensor, w: Tensor, a: Tensor) => Tensor;
+
+/**
+ * Throws unless `traces` fit a window of `B` rows: λ in [0, 1], the input's trace `[B, input]`
+ * and the recurrent one `[B, recurrent]` where given (and where the kernel reads them), c finite.
+ */
+export function checkPresynapticTraces(
+  kernel: string,
+  traces: PresynapticTraces,
+  B: number,
+  widths: { readonly input?: number; readonly recurrent?: number },
+): void {
+  const { decay, bias = 0 } = traces;
+  if (!(decay >= 0 && decay <= 1) || !Number.isFinite(bias)) {
+    throw new SpikeflowError(
+      'CONFIG_INVALID',
+      `${kernel}: presynaptic traces need a decay λ in [0, 1] and a finite bias trace c, got λ = ${decay} and c = ${bias}`,
+    );
+  }
+  for (const [field, width] of [
+    ['input', widths.input],
+    ['recurrent', widths.recurrent],
+  ] as const) {
+    const t = traces[field];
+    if (width === undefined || !t || t.shape.join() === `${B},${width}`) continue;
+    throw new SpikeflowError('SHAPE_MISMATCH', `${kernel}: the ${field} trace before the window must be [${B}, ${width}] (batch, inputs), got [${t.shape}]`);
+  }
+}
+
+/**
+ * A window's input product `x [T, B, I]·W (+ b)` → `[T, B, O]` whose weight and bias gradients
+ * take presynaptic traces ({@link PresynapticTraces}): W gets Σ_t â_tᵀ·g_t, b gets Σ_t c_t·Σ_b g_t,
+ * x gets g_t·Wᵀ. What `spikeflow.integrateFireLayer` and `spikeflow.leakyReadout` run for their
+ * input with traces.
+ */
+export type TracedProduct = (x: Tensor, w: Tensor, b: Tensor | undefined, traces: PresynapticTraces) => Tensor;
+
+/** {@link TracedProduct} by its definition: every step's trace â_t as a tensor, the weight gradient their product with g. */
+export function tracedProductReference(x: Tensor, w: Tensor, b: Tensor | undefined, traces: PresynapticTraces): Tensor {
+  const [T, B, I] = x.shape as [number, number, number];
+  const O = w.shape[1]!;
+  checkPresynapticTraces('traced product', traces, B, { input: I });
+  const lambda = traces.decay;
+  // c_t of every step (summed in float64).
+  const c = new Float32Array(T);
+  for (let t = 0, ct = traces.bias ?? 0; t < T; t++) c[t] = ct = lambda * ct + 1;
+  const f = tf.customGrad(((...args: Tensor[]) => {
+    const save = args.pop() as unknown as tf.GradSaveFunc;
+    const [xx, ww, bb] = args as [Tensor, Tensor, Tensor | undefined];
+    let a = traces.input;
+    const A = tf.stack(unstackSteps(xx).map((xt) => (a = a && lambda > 0 ? tf.add(tf.mul(a, lambda), xt) : xt)));
+    save([ww, tf.reshape(A, [T * B, I])]);
+    const product = tf.reshape(tf.matMul(tf.reshape(xx, [T * B, I]), ww), [T, B, O]);
+    return {
+      value: bb ? tf.add(product, bb) : product,
+      gradFunc: (dy: Tensor, [ws, as]: Tensor[]) => {
+        const g = tf.reshape(dy, [T * B, O]);
+        const grads = [tf.reshape(tf.matMul(g, tf.transpose(ws!)), [T, B, I]), tf.matMul(tf.transpose(as!), g)];
+        if (bb) grads.push(tf.sum(tf.mul(tf.sum(dy, 1), tf.tensor2d(c, [T, 1])), 0));
+        return grads;
+      },
+    };
+  }) as never) as (...args: Tensor[]) => Tensor;
+  return b ? f(x, w, b) : f(x, w);
+}
+
+/** `spikeflow.decayedSum` one step at a time: `â = λ·â + x_j` (as a synapse hook advances its trace every step). */
+function decayedSumReference(x: Tensor, decay: number, before?: Tensor): Tensor {
+  const [, B, n] = x.shape as [number, number, number];
+  if (x.rank !== 3 || (before && before.shape.join() !== `${B},${n}`)) {
+    throw new SpikeflowError(
+      'SHAPE_MISMATCH',
+      `spikeflow.decayedSum: expected x [k, B, n] and a trace before it [B, n], got [${x.shape}] and ${before ? `[${before.shape}]` : 'none'}`,
+    );
+  }
+  if (!(decay >= 0 && decay <= 1)) throw new SpikeflowError('CONFIG_INVALID', `spikeflow.decayedSum: the decay λ must be in [0, 1], got ${decay}`);
+  return tf.tidy(() => {
+    let a = before && decay > 0 ? before : undefined;
+    for (const xt of unstackSteps(tf.cast(x, 'float32'))) a = a && decay > 0 ? tf.add(tf.mul(a, decay), xt) : xt;
+    return tf.clone(a!);
+  });
+}
+
+function leakyScanReference(d: Tensor, y0: Tensor, kappa: number, options: LeakyScanOptions = {}): Tensor {
+  // Without the temporal path, y_{t−1} is a constant of step t.
+  const carried = options.temporal === false ? detach : (x: Tensor) => x;
   let y = y0;
-  const ys = unstackSteps(d).map((dt) => (y = tf.add(tf.mul(kappa, y), dt)));
+  const ys = unstackSteps(d).map((dt) => (y = tf.add(tf.mul(kappa, carried(y)), dt)));
   return tf.stack(ys);
 }
 
@@ -185,26 +389,31 @@ function windowProduct(product: (x: Tensor, w: Tensor) => Tensor, x: Tensor, w: 
 export function integrateFireLayerOf(
   eventDense: KernelSignatures['spikeflow.eventDense'],
   integrateFireSequence: KernelSignatures['spikeflow.integrateFireSequence'],
+  traced: TracedProduct = tracedProductReference,
 ): KernelSignatures['spikeflow.integrateFireLayer'] {
-  return (x, w, b, init, wRec, p) => {
-    const out = tf.tidy(() => {
-      const r = integrateFireSequence(windowProduct(eventDense, x, w, b), init, wRec, p);
-      return { spikes: r.spikes, v: r.final.v, s: r.final.s };
-    });
-    return { spikes: out.spikes, final: { v: out.v, s: out.s } };
-  };
+  return (x, w, b, init, wRec, p) =>
+    tidy(() => integrateFireSequence(p.traces ? traced(x, w, b, p.traces) : windowProduct(eventDense, x, w, b), init, wRec, p));
 }
 
-/** `spikeflow.leakyReadout` from the window kernels `eventDense` and `leakyScan`. */
+/** `spikeflow.leakyReadout` from the window kernels `eventDense` and `leakyScan` (and, with traces, `traced` for the input product). */
 export function leakyReadoutOf(
   eventDense: KernelSignatures['spikeflow.eventDense'],
   leakyScan: KernelSignatures['spikeflow.leakyScan'],
+  traced: TracedProduct = tracedProductReference,
 ): KernelSignatures['spikeflow.leakyReadout'] {
-  return (x, w, b, y0, kappa) => tf.tidy(() => leakyScan(windowProduct(eventDense, x, w, b), y0, kappa));
+  return (x, w, b, y0, kappa, options = {}) =>
+    tf.tidy(() => {
+      const { traces, ...scan } = options;
+      return leakyScan(traces ? traced(x, w, b, traces) : windowProduct(eventDense, x, w, b), y0, kappa, scan);
+    });
 }
 
 /** Kernels that are only used outside the gradient tape: checked on values, not gradients. */
-export const nonDifferentiableKernels: ReadonlySet<KernelName> = new Set<KernelName>(['spikeflow.outerSum']);
+export const nonDifferentiableKernels: ReadonlySet<KernelName> = new Set<KernelName>([
+  'spikeflow.outerSum',
+  'spikeflow.integrateFireEligibility',
+  'spikeflow.decayedSum',
+]);
 
 /**
  * The composite references, built from plain tfjs ops: correct on every backend, and the best
@@ -220,6 +429,8 @@ export const referenceKernels: { readonly [K in KernelName]: KernelSignatures[K]
   // A batched matrix product [B, I, n]·[B, n, H], with explicit transposes (wasm's transposed
   // matMul path is slow).
   'spikeflow.outerSum': (pre, post) => tf.tidy(() => tf.matMul(tf.transpose(pre, [1, 2, 0]), tf.transpose(post, [1, 0, 2]))),
+  'spikeflow.integrateFireEligibility': integrateFireEligibilityReference,
+  'spikeflow.decayedSum': decayedSumReference,
 };
 
 /**

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { tf, type Tensor } from './tf.js';
 import { builtinLosses, ceEveryStep, ceMean, ceMseEveryStep, lossFromSpec, mseEveryStep, mseLast, type LossShape, type TemporalLoss } from './losses.js';
 import { createRng } from './random.js';
+import { unstackSteps } from './kernels.js';
 import { disposeTree } from './state.js';
 import { errorOf, useCpuBackend } from './test-support.js';
 
@@ -328,4 +329,47 @@ it('ce_mse_every_step: stacked([T, B, O]) equals sequence, in value and gradient
   ga.forEach((x, i) => expect(x).toBeCloseTo(gb[i]!, 6));
   disposeTree([a, b, y, target]);
   bound.dispose();
+});
+
+describe('the window form of each decomposing loss', () => {
+  const windows: readonly [number, number][] = [
+    [0, T],
+    [0, 2],
+    [2, 4],
+    [4, 5],
+    [3, 5],
+  ];
+  for (const loss of [ceEveryStep, mseEveryStep, mseLast, ceMseEveryStep(0.3)]) {
+    it(`${loss.name}: window(y[from, to), from) equals Σ_t step(y_t, t) over the window, in value and gradient (null without a term)`, () => {
+      const c = cases.find((x) => x.loss.name === loss.name);
+      const target = c ? c.target() : tf.tensor1d(labels, 'int32');
+      const bound = loss.bind(target, shape);
+      expect(bound.window).toBeDefined();
+      for (const [from, to] of windows) {
+        const y = tf.tensor3d(Y.slice(from, to));
+        const byStep = (v: Tensor) => {
+          const terms = unstackSteps(v)
+            .map((yt, i) => bound.step!(yt, from + i))
+            .filter((x): x is tf.Scalar => x !== null);
+          return terms.length ? (tf.addN(terms) as tf.Scalar) : null;
+        };
+        const a = bound.window!(y, from);
+        const b = byStep(y);
+        expect(a === null, `[${from}, ${to})`).toBe(b === null);
+        if (a && b) {
+          expect(a.dataSync()[0]).toBeCloseTo(b.dataSync()[0]!, 6);
+          const ga = tf
+            .grad((v: Tensor) => bound.window!(v, from)!)(y)
+            .dataSync();
+          // Every unstacked step on the tape (unstack's gradient needs one for each): 0·Σy_t where a step has no term.
+          const all = (v: Tensor) => tf.addN(unstackSteps(v).map((yt, i) => bound.step!(yt, from + i) ?? tf.mul(0, tf.sum(yt)))) as tf.Scalar;
+          const gb = tf.grad(all)(y).dataSync();
+          ga.forEach((x, i) => expect(x).toBeCloseTo(gb[i]!, 6));
+        }
+        disposeTree([a, b, y]);
+      }
+      bound.dispose();
+      target.dispose();
+    });
+  }
 });

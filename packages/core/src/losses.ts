@@ -25,6 +25,13 @@ export interface BoundLoss {
    * `sequence`); `null` where step t contributes nothing. Absent when the loss does not decompose.
    */
   readonly step?: (y: Tensor, t: number) => Scalar | null;
+  /**
+   * The sum of the terms of steps `from … from + k − 1` from their readout stacked in one tensor
+   * `[k, B, O]` (a window of a fused network): `Σ_i step(y[i], from + i)` in a few ops instead of a
+   * few per step; `null` where none of those steps has a term. Optional (present only with `step`):
+   * rules fall back to `step` per step.
+   */
+  readonly window?: (y: Tensor, from: number) => Scalar | null;
   /** Whether step t has a term (present with `step`); lets rules skip the tape where it has none. */
   readonly hasTerm?: (t: number) => boolean;
   /**
@@ -114,6 +121,8 @@ export const ceEveryStep: TemporalLoss = {
       // (1/T) Σ_t mean_b CE = the mean of CE over steps and batch (the one-hot broadcasts over t).
       stacked: (y) => tf.tidy(() => crossEntropy(y, oneHot)),
       step,
+      // k steps' terms: k/T times the mean of CE over those steps and the batch.
+      window: (y) => tf.tidy(() => tf.mul(crossEntropy(y, oneHot), y.shape[0]! / T) as Scalar),
       hasTerm: () => true,
       terminal: (y) => tf.tidy(() => crossEntropy(y, oneHot)),
       dispose: () => oneHot.dispose(),
@@ -135,6 +144,12 @@ export const mseEveryStep: TemporalLoss = {
       sequence: (ys) => tf.tidy(() => tf.addN(ys.map((y, t) => tf.div(tf.mean(tf.squaredDifference(y, perStep[t]!)), T))) as Scalar),
       stacked: (y) => tf.tidy(() => tf.mean(tf.squaredDifference(y, target))),
       step: (y, t) => tf.tidy(() => tf.div(tf.mean(tf.squaredDifference(y, perStep[t]!)), T) as Scalar),
+      window: (y, from) =>
+        tf.tidy(() => {
+          const k = y.shape[0]!;
+          const part = k === T ? target : tf.slice(target, [from, 0, 0], [k, -1, -1]);
+          return tf.mul(tf.mean(tf.squaredDifference(y, part)), k / T) as Scalar;
+        }),
       hasTerm: () => true,
       dispose: () => perStep.forEach((x) => x.dispose()),
     };
@@ -154,6 +169,10 @@ export const mseLast: TemporalLoss = {
       sequence: (ys) => tf.tidy(() => tf.mean(tf.squaredDifference(ys[last]!, target))),
       stacked: (y) => tf.tidy(() => tf.mean(tf.squaredDifference(tf.reshape(tf.slice(y, [last, 0, 0], [1, -1, -1]), target.shape), target))),
       step: (y, t) => (t === last ? tf.tidy(() => tf.mean(tf.squaredDifference(y, target)) as Scalar) : null),
+      window: (y, from) =>
+        from <= last && last < from + y.shape[0]!
+          ? tf.tidy(() => tf.mean(tf.squaredDifference(tf.reshape(tf.slice(y, [last - from, 0, 0], [1, -1, -1]), target.shape), target)) as Scalar)
+          : null,
       hasTerm: (t) => t === last,
       terminal: (y) => tf.tidy(() => tf.mean(tf.squaredDifference(y, target)) as Scalar),
       dispose: () => {},
@@ -183,6 +202,7 @@ export function ceMseEveryStep(lambda = 0.05): TemporalLoss {
         sequence: (ys) => tf.tidy(() => tf.addN(ys.map(step)) as Scalar),
         stacked: (y) => tf.tidy(() => mix(y, oneHot)),
         step,
+        window: (y) => tf.tidy(() => tf.mul(mix(y, oneHot), y.shape[0]! / T) as Scalar),
         hasTerm: () => true,
         terminal: (y) => tf.tidy(() => mix(y, oneHot)),
         dispose: () => oneHot.dispose(),

@@ -106,7 +106,7 @@ export class Network {
    * the scope that runs the sequence (see {@link StepParams}). Without a synapse hook, on a
    * backend with the fused kernels, the result also carries the fused layers' parameters.
    */
-  prepare({ synapse, cut = [] }: PrepareOptions = {}): StepParams {
+  prepare({ synapse, cut = [], temporal = true, traces }: PrepareOptions = {}): StepParams {
     this.#assertLive();
     const p = this.params;
     const kernels = this.#kernels.resolve();
@@ -131,11 +131,22 @@ export class Network {
             layers.map((l) => l.neuron),
           )
         : undefined;
+    if (traces && !fused) {
+      throw new SpikeflowError(
+        'INCOMPATIBLE',
+        `prepare: presynaptic traces run in the fused kernels only, and this network ${synapse ? 'has a synapse hook' : 'does not run fused on this backend'} (see Network.fused); run the traced products step by step instead (a synapse hook)`,
+      );
+    }
+    if (traces && traces.layers.length !== this.model.layers.length) {
+      throw new SpikeflowError('SHAPE_MISMATCH', `prepare: traces for ${traces.layers.length} layers, the network has ${this.model.layers.length}`);
+    }
     const readout: Record<string, Tensor> = {};
     for (const [key, held] of Object.entries(this.#tensors.readout)) readout[key] = readHeld(held);
     return {
       synapse: synapse ? (x, w, site) => synapse(x, w, site, dense) : (x, w) => dense(x, w),
       cut: new Set(cut),
+      temporal,
+      ...(traces ? { traces } : {}),
       layers,
       ...(fused ? { fused } : {}),
       readout: {

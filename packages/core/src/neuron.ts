@@ -3,8 +3,11 @@ import type { SpikeFn, Surrogate, SurrogateSpec } from './surrogates.js';
 import type { Schema, SchemaValues } from './validate.js';
 import type { IntegrateFireSequenceParams } from './kernels.js';
 
-/** A layer's parameters for core's `spikeflow.integrateFireSequence` kernel (the surrogate is the layer's). */
-export type IntegrateFireParams = Omit<IntegrateFireSequenceParams, 'surrogate'>;
+/**
+ * A layer's parameters for core's `spikeflow.integrateFireSequence` kernel (the surrogate is the
+ * layer's; whether the backward pass keeps the temporal path is the caller's, `PrepareOptions.temporal`).
+ */
+export type IntegrateFireParams = Omit<IntegrateFireSequenceParams, 'surrogate' | 'temporal'>;
 
 /** A neuron's state: a record of `[batch, size]` tensors (`{ v, s }` for a leaky integrate-and-fire neuron, `{ v, a, s }` with an adaptation). */
 export type NeuronState = { readonly [key: string]: Tensor };
@@ -86,6 +89,12 @@ export interface NeuronModel<Sch extends Schema = Schema, S extends NeuronState 
    */
   readonly membrane?: keyof S & string;
   /**
+   * The state field holding the adaptation a of an adaptive threshold (ϑ + β_a·a_t, with
+   * a_t = ρ·a_{t−1} + s_{t−1}), for neurons whose fused form has one (`integrateFire` returning
+   * `adaptation`): the fused path carries it from window to window. Absent: no such field.
+   */
+  readonly adaptation?: keyof S & string;
+  /**
    * The fixed per-step decay of the membrane under `config` (β in v_t = β·v_{t−1} + …),
    * or `undefined` where it has none (a trainable decay, gated dynamics). Rules that follow the
    * membrane's leak with presynaptic traces (OTTT) read it.
@@ -106,10 +115,12 @@ export interface NeuronModel<Sch extends Schema = Schema, S extends NeuronState 
   /**
    * Optional capability: under `params` the step is exactly the equations of core's fused layer
    * kernel (see `IntegrateFireSequenceParams`: subtractive reset, Heaviside spike with the layer's
-   * surrogate) on a state of exactly its `membrane` and `spikes` fields. Backends with the fast
-   * kernel then run a whole window of the layer in one kernel instead of step by step. Return
-   * `undefined` where the config leaves those equations; the answer must depend on the config
-   * alone. The neuron conformance suite checks the kernel against `step`.
+   * surrogate, and an adaptive threshold where the returned parameters have `adaptation`) on a
+   * state of exactly its `membrane` and `spikes` fields, plus its `adaptation` field with an
+   * adaptive threshold. Backends with the fast kernel then run a whole window of the layer in one
+   * kernel instead of step by step. Return `undefined` where the config leaves those equations;
+   * the answer (and whether it adapts) must depend on the config alone. The neuron conformance
+   * suite checks the kernel against `step`. (`temporal` is the caller's: leave it out.)
    */
   integrateFire?(params: NeuronParams<SchemaValues<Sch>>): IntegrateFireParams | undefined;
   /**

@@ -5,14 +5,18 @@ import type { TemporalLoss } from './losses.js';
 import type { Optimizer } from './optim.js';
 import type { TensorTree } from './state.js';
 import type { Schema, SchemaValues } from './validate.js';
+import type { StepInput } from './steps.js';
 import { SpikeflowError } from './errors.js';
 import { configError, didYouMean, expectObject, parseSchema } from './validate.js';
-import { trainWindows, type WindowInfo } from './windows.js';
+import { trainWindows, type WindowInfo, type WindowObjective } from './windows.js';
 
 /** One batch of sequences, time-major. */
-export interface SequenceBatch {
-  /** `[T, B, inputs]`, usually 0/1 spikes. */
-  readonly inputs: Tensor;
+export interface SequenceBatch<X extends StepInput = StepInput> {
+  /**
+   * `[T, B, inputs]`, usually 0/1 spikes: a tensor, or a `StepSource` that makes windows of it
+   * on demand (datasets yield those). Read it through `stepsOf` and `inputShape`, never `.shape`.
+   */
+  readonly inputs: X;
   /** Whatever the loss expects: labels `[B]`, values `[T, B, O]` or `[B, O]`. */
   readonly targets: Tensor;
 }
@@ -279,6 +283,12 @@ export function ruleFromSpec(spec: unknown, rules: ReadonlyMap<string, RuleEntry
 export interface StepwiseOptions {
   /** `false`: the steps' gradients are summed and applied once, after the sequence; `true`: an update after every step that runs backward. */
   readonly online: boolean;
+  /**
+   * Steps run together (default 1): a window of k steps without the temporal path (in one fused
+   * pass where the network runs fused), the same gradient as k steps one at a time. Only with
+   * `online: false` and without the per-step hooks (`synapse`, `grads`, `afterStep`).
+   */
+  readonly window?: number;
   /** Whether step t runs backward (default: every step with a loss term). Steps that do not run forward only, and are scored. */
   readonly backward?: (t: number) => boolean;
   /** The synapse hook of step t (see `PrepareOptions.synapse`). */
@@ -297,6 +307,22 @@ export interface StepwiseOptions {
  * sum of every step's term (forward-only steps included), each at the weights its step saw.
  */
 export function stepwise(batch: SequenceBatch, ctx: RuleContext, o: StepwiseOptions): RuleReport {
+  const k = o.window ?? 1;
+  if (k > 1) {
+    if (o.online || o.synapse || o.grads || o.afterStep) {
+      throw new SpikeflowError('PLUGIN_INVALID', 'stepwise: windows of several steps need online: false and no per-step hooks (synapse, grads, afterStep)');
+    }
+    const chosen = o.backward;
+    return trainWindows(batch, ctx, {
+      window: k,
+      update: 'sequence',
+      temporal: false,
+      // Every step with a term runs backward, or only the chosen ones: the window's objective is
+      // their terms, its report every step's.
+      objective: chosen ? chosenSteps(chosen) : 'steps',
+      ...(chosen ? { backward: (w: WindowInfo) => anyStep(w, chosen) } : {}),
+    });
+  }
   return trainWindows(batch, ctx, {
     window: 1,
     update: o.online ? 'window' : 'sequence',
@@ -306,4 +332,28 @@ export function stepwise(batch: SequenceBatch, ctx: RuleContext, o: StepwiseOpti
     ...(o.grads ? { grads: (g: NamedTensorMap, w: WindowInfo) => o.grads!(g, w.from) } : {}),
     ...(o.afterStep ? { afterWindow: (w: WindowInfo) => o.afterStep!(w.from) } : {}),
   });
+}
+
+function anyStep(w: WindowInfo, chosen: (t: number) => boolean): boolean {
+  for (let t = w.from; t < w.to; t++) if (chosen(t)) return true;
+  return false;
+}
+
+/** A window objective of the loss terms of the chosen steps only, reporting every step's. */
+function chosenSteps(chosen: (t: number) => boolean): WindowObjective {
+  return (out, w) => {
+    const bound = out.loss;
+    const ys = out.readouts();
+    const all: Scalar[] = [];
+    const picked: Scalar[] = [];
+    for (let t = w.from; t < w.to; t++) {
+      const term = bound.step!(ys[t - w.from]!, t);
+      if (!term) continue;
+      all.push(term);
+      if (chosen(t)) picked.push(term);
+    }
+    if (all.length === 0) return null;
+    const sum = (xs: Scalar[]) => (xs.length === 1 ? xs[0]! : (tf.addN(xs) as Scalar));
+    return { objective: picked.length ? sum(picked) : (tf.mul(0, sum(all)) as Scalar), report: sum(all) };
+  };
 }

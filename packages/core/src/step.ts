@@ -1,6 +1,6 @@
 import { tf, type Tensor } from './tf.js';
 import type { IntegrateFireParams, NeuronState, NeuronStepContext } from './neuron.js';
-import type { KernelName, KernelSignatures } from './kernels.js';
+import { detach, type KernelName, type KernelSignatures, type PresynapticTraces } from './kernels.js';
 import type { ResolvedModel } from './model.js';
 import { layerParam, readoutParam } from './params.js';
 
@@ -46,6 +46,27 @@ export interface PrepareOptions {
    * backward): no gradient flows from layer l back into layer l − 1 (local rules' blocks).
    */
   readonly cut?: readonly number[];
+  /**
+   * `false`: the backward pass drops every temporal path — the state entering each step (every
+   * neuron state field, the previous spikes through W_rec, the readout's y_{t−1}) is a constant of
+   * that step, so a step's gradient reaches only what that step feeds (SLTT, OTTT); W_rec still
+   * gets its gradient, with s_{t−1} as its input. The fused kernels drop it the same way. Default
+   * `true` (BPTT).
+   */
+  readonly temporal?: boolean;
+  /**
+   * Presynaptic traces in the weight gradients of a fused window (OTTT; see
+   * `PresynapticTraces`): per layer (W, b and W_rec) and for the readout (W and b), the traces
+   * before the window's first step. Only where the network runs fused (`Network.fused`, no
+   * synapse hook); the caller carries the traces from window to window.
+   */
+  readonly traces?: NetworkTraces;
+}
+
+/** The presynaptic traces of every layer and of the readout before a window (see {@link PrepareOptions.traces}); a layer without an entry has none. */
+export interface NetworkTraces {
+  readonly layers: readonly (PresynapticTraces | undefined)[];
+  readonly readout?: PresynapticTraces;
 }
 
 /**
@@ -80,6 +101,10 @@ export interface StepParams {
   readonly synapse: (x: Tensor, w: Tensor, site: SynapseSite) => Tensor;
   /** Layers whose feed-forward input is cut (see {@link PrepareOptions.cut}). */
   readonly cut: ReadonlySet<number>;
+  /** Whether the backward pass follows the state from step to step (see {@link PrepareOptions.temporal}). */
+  readonly temporal: boolean;
+  /** The fused kernels' presynaptic traces (see {@link PrepareOptions.traces}). */
+  readonly traces?: NetworkTraces;
 }
 
 export interface StepOutput {
@@ -98,13 +123,18 @@ export interface StepOutput {
  */
 export function modelStep(model: ResolvedModel, p: StepParams, state: NetState, x: Tensor): StepOutput {
   const synapse = p.synapse;
+  // Without the temporal path, the state entering the step is a constant of it.
+  const carried = (t: Tensor) => (p.temporal ? t : detach(t));
   let input = x;
   const layers: LayerState[] = [];
   const spikes: Tensor[] = [];
   const currents: Tensor[] = [];
   model.layers.forEach((l, i) => {
     const lp = p.layers[i]!;
-    const prev = state.layers[i]!;
+    const entering = state.layers[i]!;
+    const prev = p.temporal
+      ? entering
+      : { neuron: Object.fromEntries(Object.entries(entering.neuron).map(([k, t]) => [k, carried(t)])), spikes: carried(entering.spikes) };
     const feed = p.cut.has(i) ? lp.ctx.detach(input) : input;
     let current = synapse(feed, lp.W, { layer: i, weight: 'W', param: layerParam(i, 'W') });
     if (lp.b) current = tf.add(current, lp.b);
@@ -122,6 +152,6 @@ export function modelStep(model: ResolvedModel, p: StepParams, state: NetState, 
   }
   let d = synapse(input, p.readout.W, { layer: 'readout', weight: 'W', param: readoutParam('W') });
   if (p.readout.b) d = tf.add(d, p.readout.b);
-  const y = r.readout.step({ options: r.options, tensors: p.readout.tensors, dense: p.kernels['spikeflow.dense'] }, state.readout, d);
+  const y = r.readout.step({ options: r.options, tensors: p.readout.tensors, dense: p.kernels['spikeflow.dense'] }, carried(state.readout), d);
   return { state: { layers, readout: y }, readout: y, spikes, currents };
 }

@@ -10,7 +10,7 @@ import { adam, sgd, type Optimizer } from './optim.js';
 import { paramGrads, type LearningRule, type SequenceBatch } from './rule.js';
 import { forward } from './inference.js';
 import { unroll } from './loops.js';
-import { stepsOf } from './steps.js';
+import { inputShape, stepsOf } from './steps.js';
 import { Trainer, evaluate, fingerprintOf, type TrainerEvent } from './trainer.js';
 import type { Dataset } from './dataset.js';
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
@@ -29,7 +29,7 @@ const miniBptt: LearningRule<null> = {
   requires: {},
   init: () => null,
   update(batch, state, ctx) {
-    const [T, B] = batch.inputs.shape as [number, number];
+    const [T, B] = inputShape(batch.inputs) as [number, number];
     const bound = ctx.loss.bind(batch.targets, { steps: T, batch: B, outputs: ctx.network.outputs });
     const { value, grads } = paramGrads(ctx.network, () => {
       const ys: Tensor[] = [];

@@ -1,7 +1,7 @@
 import { tf, type Tensor } from './tf.js';
 import { SpikeflowError } from './errors.js';
 import type { Dataset } from './dataset.js';
-import type { LearningRule, RuleContext, RuleReport, SequenceBatch } from './rule.js';
+import type { LearningRule, RuleContext, RuleReport } from './rule.js';
 import { ensureRequirements } from './rule.js';
 import type { Network } from './network.js';
 import { forward } from './inference.js';
@@ -9,6 +9,7 @@ import { unstackSteps } from './kernels.js';
 import type { TemporalLoss } from './losses.js';
 import { OptimizerRunner, type Optimizer } from './optim.js';
 import { disposeTree, type TensorTree } from './state.js';
+import { disposeBatch, inputShape } from './steps.js';
 import { deriveSeed } from './random.js';
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 import type { BackendInfo } from './backend.js';
@@ -274,10 +275,10 @@ export class Trainer {
       const seed = deriveSeed(o.seed, 'epoch', epoch);
       for await (const batch of dataset.batches('train', { batchSize: o.batchSize, seed, skip })) {
         if (batchIndex >= perEpoch) {
-          disposeTree(batch);
+          disposeBatch(batch);
           break;
         }
-        const B = batch.inputs.shape[1]!;
+        const B = inputShape(batch.inputs)[1]!;
         let summed: Tensor | undefined;
         const ctx: RuleContext = {
           network,
@@ -294,14 +295,14 @@ export class Trainer {
         };
         let report: RuleReport;
         try {
-          const r = rule.update(batch as SequenceBatch, this.#ruleState, ctx);
+          const r = rule.update(batch, this.#ruleState, ctx);
           if (r.state !== this.#ruleState) disposeTree(this.#ruleState, r.state);
           this.#ruleState = r.state;
           report = r.report;
           if (summed) right += correct(summed, batch.targets);
         } finally {
           summed?.dispose();
-          disposeTree(batch);
+          disposeBatch(batch);
         }
         const position = { epoch, batch: batchIndex + 1, step: this.#position.step + 1 };
         this.#checkFinite(report.loss, position);
@@ -514,7 +515,7 @@ export async function evaluate(
     try {
       if (maxBatches !== undefined && n >= maxBatches) break;
       n++;
-      const [T, B] = batch.inputs.shape as [number, number];
+      const [T, B] = inputShape(batch.inputs) as [number, number];
       const bound = loss.bind(batch.targets, { steps: T, batch: B, outputs: network.outputs });
       // `forward` runs the network fused where it can (whole windows through the fast kernels).
       const out = forward(network, batch.inputs);
@@ -529,7 +530,7 @@ export async function evaluate(
       samples += B;
       lossSum += value * B;
     } finally {
-      disposeTree(batch);
+      disposeBatch(batch);
     }
   }
   return { split, loss: samples ? lossSum / samples : NaN, ...(labels && samples ? { accuracy: right / samples } : {}), samples };

@@ -1,13 +1,13 @@
 import { tf, type NamedTensorMap, type Scalar, type Tensor, type Variable } from './tf.js';
 import { SpikeflowError } from './errors.js';
-import { LeakyReadout, unstackSteps } from './kernels.js';
+import { DecayedSum, LeakyReadout, unstackSteps } from './kernels.js';
 import type { BoundLoss } from './losses.js';
 import type { Network } from './network.js';
-import type { NetState, StepParams, SynapseFn } from './step.js';
-import { stepsOf, type Steps } from './steps.js';
+import type { NetState, NetworkTraces, StepParams, SynapseFn } from './step.js';
+import { inputShape, stepsOf, type StepInput, type Steps } from './steps.js';
 import { advanceWindow, unroll } from './loops.js';
 import { checkInputs } from './inference.js';
-import { disposeTree, keepTree, tidy } from './state.js';
+import { disposeTree, keepTree, tidy, treeLeaves } from './state.js';
 import type { RuleContext, RuleReport, SequenceBatch } from './rule.js';
 
 /**
@@ -45,11 +45,20 @@ export interface WindowOutputs {
   stacked(): Tensor;
   /** Spikes of layer `layer` at every step of the window, `[k, B, size]`. */
   spikes(layer: number): Tensor;
+  /** The window's inputs, `[k, B, inputs]` (values: no gradient flows into them). */
+  inputs(): Tensor;
+  /**
+   * A presynaptic trace after the window (OTTT's): `â ← λ·â + x_j` over the steps of `x [k, B, n]`
+   * (the window's inputs or a layer's spikes) from `before` (zero where absent), `[B, n]`, values
+   * only, through the backend's `spikeflow.decayedSum`.
+   */
+  decayedSum(x: Tensor, decay: number, before?: Tensor): Tensor;
   /** The rule's extra trainable tensors ({@link WindowPlan.extra}) as this window's tape sees them. */
   readonly extra: Readonly<Record<string, Tensor>>;
   /**
    * A leaky integrator over the window, `y_t = κ·y_{t−1} + x_t·W + b` from `y0`, `[k, B, O]`, through
    * the backend's fast kernel where it has one: what auxiliary readouts (local rules' heads) are made of.
+   * Under a plan with `temporal: false`, y_{t−1} is a constant of step t in its backward pass too.
    */
   leaky(x: Tensor, w: Tensor, b: Tensor | undefined, y0: Tensor, kappa: number): Tensor;
 }
@@ -85,8 +94,19 @@ export interface WindowPlan {
   readonly objective: 'steps' | 'sequence' | WindowObjective;
   /** Layers whose feed-forward input is cut from the gradient (local rules' blocks); the fused path keeps working. */
   readonly cut?: readonly number[];
+  /**
+   * `false`: no gradient flows along time inside a window — the state entering each step is a
+   * constant of that step (SLTT's and OTTT's spatial gradients), so a window of k steps gives the
+   * sum of k one-step windows' gradients (in one fused pass where the network runs fused).
+   */
+  readonly temporal?: false;
   /** The synapse hook of a window (OTTT's traced products); a window with one runs step by step. */
   readonly synapse?: (w: WindowInfo) => SynapseFn | undefined;
+  /**
+   * The presynaptic traces before a window (OTTT's, carried by the rule): the fused kernels' weight
+   * gradients take them (`PrepareOptions.traces`). Only on a network that runs fused.
+   */
+  readonly traces?: (w: WindowInfo) => NetworkTraces | undefined;
   /**
    * Whether a window runs backward (default: yes; with the `steps` objective only windows with a
    * term do). A window that does not still runs forward, is observed and scored for the report.
@@ -115,6 +135,24 @@ export interface WindowPlan {
   readonly afterWindow?: (w: WindowInfo) => void;
 }
 
+/**
+ * The sum of the per-step terms of a loss that decomposes over time for the steps `from, from + 1, …`
+ * of `ys`: a stacked `[k, B, O]` readout (a fused window's) in a few ops where the loss has the
+ * window form, else step by step; `null` where none of the steps has a term.
+ */
+export function stepTerms(loss: BoundLoss, ys: Tensor | readonly Tensor[], from: number): Scalar | null {
+  if (!loss.step) throw new SpikeflowError('PLUGIN_INVALID', 'stepTerms: the loss does not decompose over time (it has no per-step terms)');
+  if (!Array.isArray(ys) && loss.window) return loss.window(ys as Tensor, from);
+  const steps = Array.isArray(ys) ? (ys as readonly Tensor[]) : unstackSteps(ys as Tensor);
+  const terms: Scalar[] = [];
+  steps.forEach((y, i) => {
+    const term = loss.step!(y, from + i);
+    if (term) terms.push(term);
+  });
+  if (terms.length === 0) return null;
+  return terms.length === 1 ? terms[0]! : (tf.addN(terms) as Scalar);
+}
+
 /** Whether any step of `[from, to)` has a term of `loss`. */
 export function windowHasTerm(loss: BoundLoss, from: number, to: number): boolean {
   for (let t = from; t < to; t++) if (loss.hasTerm?.(t) ?? true) return true;
@@ -131,7 +169,7 @@ export function trainWindows(batch: SequenceBatch, ctx: RuleContext, plan: Windo
   const net = ctx.network;
   checkInputs(net, batch.inputs);
   if (!(plan.window >= 1)) throw new SpikeflowError('PLUGIN_INVALID', `window plan: the window must be >= 1 step, got ${plan.window}`);
-  const [T, B] = batch.inputs.shape as [number, number];
+  const [T, B] = inputShape(batch.inputs) as [number, number];
   const bound = ctx.loss.bind(batch.targets, { steps: T, batch: B, outputs: net.outputs });
   try {
     const run = new SequenceRun(net, bound, batch.inputs, ctx, plan);
@@ -160,12 +198,12 @@ class SequenceRun {
   constructor(
     readonly net: Network,
     readonly bound: BoundLoss,
-    readonly inputs: Tensor,
+    readonly inputs: StepInput,
     readonly ctx: RuleContext,
     readonly plan: WindowPlan,
   ) {
     this.#xs = stepsOf(inputs);
-    [this.#T, this.#B] = inputs.shape as [number, number];
+    [this.#T, this.#B] = inputShape(inputs) as [number, number];
   }
 
   windows(k: number): RuleReport {
@@ -244,60 +282,185 @@ class SequenceRun {
   }
 
   /**
-   * Truncated gradient of a whole-sequence loss that does not decompose over time: a tape-free
-   * forward pass gives every y_t and the state at each window start; ∂L/∂y_t comes from the loss
-   * alone; then each window is re-run on the tape and seeded with Σ_t ⟨y_t, ∂L/∂y_t⟩, whose
-   * parameter gradient is exactly that window's share.
+   * Truncated gradient of a whole-sequence loss that does not decompose over time, in two passes
+   * over the windows. The first, tape-free, keeps only every step's readout y_t; ∂L/∂y_t comes from
+   * the loss alone (the readouts are freed then); the second runs the windows again in order from
+   * the initial state, each on the tape and seeded with Σ_t ⟨y_t, ∂L/∂y_t⟩, whose parameter
+   * gradient is exactly that window's share. The second pass carries the state as the first made
+   * it (through the same tape-free kernels where the network runs fused, so every window starts
+   * from exactly the state its y_t came from), and asks the inputs for each window again: memory
+   * is O(T·B·O) for the readouts and their gradients, plus one window — neither the windows' start
+   * states nor the inputs are kept.
    */
   twoPass(k: number): RuleReport {
+    if (this.net.fused && this.bound.stacked) return this.#twoPassFused(k);
     const T = this.#T;
     const { net, ctx, bound } = this;
-    const starts: NetState[] = [];
+    const count = Math.ceil(T / k);
     const ys: Tensor[] = [];
+    // A state may hold the last readout itself (step by step, the state's readout is y_t): kept ones are not the state's to free.
+    const kept = new Set<Tensor>();
+    const free = (old: NetState, next?: NetState) => {
+      const live = new Set(treeLeaves(next));
+      for (const t of new Set(treeLeaves(old))) if (!live.has(t) && !kept.has(t) && !t.isDisposed) t.dispose();
+    };
     let state: NetState = net.init(this.#B);
-    for (let from = 0; from < T; from += k) {
-      starts.push(state);
-      state = advanceWindow(net, state, this.#xs, from, Math.min(from + k, T), (t, y) => {
-        ctx.observe?.(t, y);
-        ys.push(y);
-        return true;
-      });
-    }
-    disposeTree(state, [starts, ys]);
-    let acc: NamedTensorMap | undefined;
-    let loss = 0;
     try {
-      const { value, grads: dy } = tf.valueAndGrads((...y: Tensor[]) => bound.sequence(y))(ys);
-      loss = readScalar(value as Scalar);
-      try {
-        starts.forEach((start, w) => {
-          const from = w * k;
-          const to = Math.min(from + k, T);
-          const { value: seed, grads } = this.#variableGrads(() => {
-            const p = net.prepare(this.#prepareOptions(undefined));
-            if (p.fused) return tf.sum(tf.mul(net.runWindow(p, start, this.#xs.window(from, to)).readout, tf.stack(dy.slice(from, to)))) as Scalar;
-            const terms: Scalar[] = [];
-            unroll(net, p, start, this.#xs, from, to, (t, out) => terms.push(tf.sum(tf.mul(out.readout, dy[t]!))));
-            return tf.addN(terms) as Scalar;
-          }, {});
-          seed.dispose();
-          acc = accumulateGrads(acc, grads);
+      for (let from = 0; from < T; from += k) {
+        const next = advanceWindow(net, state, this.#xs, from, Math.min(from + k, T), (t, y) => {
+          ctx.observe?.(t, y);
+          ys.push(y);
+          kept.add(y);
+          return true;
         });
-      } finally {
-        disposeTree(dy);
+        free(state, next);
+        state = next;
       }
+    } catch (e) {
+      disposeTree(ys);
+      throw e;
     } finally {
-      disposeTree([starts, ys]);
+      free(state);
+    }
+    let dy: Tensor[];
+    let loss: number;
+    try {
+      const r = tf.valueAndGrads((...y: Tensor[]) => bound.sequence(y))(ys);
+      loss = readScalar(r.value as Scalar);
+      dy = r.grads;
+    } finally {
+      disposeTree(ys);
+    }
+    // Each ∂L/∂y_t is freed once the last window that reads it has run (a loss may hand out one tensor for several steps).
+    const lastUse = new Map<Tensor, number>();
+    dy.forEach((g, t) => lastUse.set(g, t));
+    let acc: NamedTensorMap | undefined;
+    let start: NetState = net.init(this.#B);
+    try {
+      for (let w = 0; w < count; w++) {
+        const from = w * k;
+        const to = Math.min(from + k, T);
+        const s = start;
+        let end: NetState | undefined;
+        const { value: seed, grads } = this.#variableGrads(() => {
+          const p = net.prepare(this.#prepareOptions(undefined));
+          if (p.fused) return tf.sum(tf.mul(net.runWindow(p, s, this.#xs.window(from, to)).readout, tf.stack(dy.slice(from, to)))) as Scalar;
+          const terms: Scalar[] = [];
+          end = keepTree(unroll(net, p, s, this.#xs, from, to, (t, out) => terms.push(tf.sum(tf.mul(out.readout, dy[t]!)))));
+          return tf.addN(terms) as Scalar;
+        }, {});
+        seed.dispose();
+        acc = accumulateGrads(acc, grads);
+        for (const g of dy.slice(from, to)) if (lastUse.get(g)! < to) g.dispose();
+        if (w + 1 === count) {
+          if (end) disposeTree(end, s);
+          break;
+        }
+        // Step by step, the tape's end state is the first pass's (the same ops); fused, the first pass's kernels make it again.
+        const next = end && !net.fused ? end : advanceWindow(net, s, this.#xs, from, to);
+        if (end && next !== end) disposeTree(end, [s, next]);
+        disposeTree(s, next);
+        start = next;
+      }
+    } catch (e) {
+      if (acc) disposeTree(acc);
+      throw e;
+    } finally {
+      disposeTree(start);
+      disposeTree(dy);
     }
     const g = acc ?? {};
-    this.#apply(g, { index: starts.length - 1, count: starts.length, from: (starts.length - 1) * k, to: T, steps: T }, () => {
+    this.#apply(g, { index: count - 1, count, from: (count - 1) * k, to: T, steps: T }, () => {
       throw new SpikeflowError('PLUGIN_INVALID', 'window plan: again() needs an update per window');
     });
     return { loss, updates: 1 };
   }
 
-  #prepareOptions(synapse: SynapseFn | undefined) {
-    return { ...(synapse ? { synapse } : {}), ...(this.plan.cut?.length ? { cut: this.plan.cut } : {}) };
+  /**
+   * {@link twoPass} on a fused network, window by window in the kernels: the first pass keeps each
+   * window's readout stacked `[k, B, O]`, the loss takes them as one `[T, B, O]` (its stacked form:
+   * a few ops, not a few per step), and the second pass carries the state each window's tape ends
+   * with (no third forward pass). Memory: the readouts and their gradient, O(T·B·O), plus one window.
+   */
+  #twoPassFused(k: number): RuleReport {
+    const T = this.#T;
+    const { net, ctx, bound } = this;
+    const count = Math.ceil(T / k);
+    const windows: Tensor[] = [];
+    let state: NetState = net.init(this.#B);
+    try {
+      for (let w = 0; w < count; w++) {
+        const from = w * k;
+        const to = Math.min(from + k, T);
+        const start = state;
+        const o = tidy(() => {
+          const r = net.runWindow(net.prepare(this.#prepareOptions(undefined)), start, this.#xs.window(from, to));
+          return { readout: r.readout, state: r.state };
+        });
+        windows.push(o.readout);
+        disposeTree(state, o.state);
+        state = o.state;
+        if (ctx.observe) observeSteps(ctx.observe, o.readout, from);
+      }
+    } catch (e) {
+      disposeTree(windows);
+      throw e;
+    } finally {
+      disposeTree(state);
+    }
+    let dY: Tensor;
+    let loss: number;
+    {
+      const Y = windows.length === 1 ? windows[0]! : tf.concat(windows, 0);
+      if (windows.length > 1) disposeTree(windows);
+      try {
+        const r = tf.valueAndGrad((y: Tensor) => bound.stacked!(y))(Y);
+        loss = readScalar(r.value as Scalar);
+        dY = r.grad;
+      } finally {
+        Y.dispose();
+      }
+    }
+    let acc: NamedTensorMap | undefined;
+    let start: NetState = net.init(this.#B);
+    try {
+      for (let w = 0; w < count; w++) {
+        const from = w * k;
+        const to = Math.min(from + k, T);
+        const s = start;
+        let end: NetState | undefined;
+        const { value: seed, grads } = this.#variableGrads(() => {
+          const o = net.runWindow(net.prepare(this.#prepareOptions(undefined)), s, this.#xs.window(from, to));
+          end = keepTree(o.state);
+          const d = count === 1 ? dY : tf.slice(dY, [from, 0, 0], [to - from, -1, -1]);
+          return tf.sum(tf.mul(o.readout, d)) as Scalar;
+        }, {});
+        seed.dispose();
+        acc = accumulateGrads(acc, grads);
+        disposeTree(s, end!);
+        start = end!;
+      }
+    } catch (e) {
+      if (acc) disposeTree(acc);
+      throw e;
+    } finally {
+      disposeTree(start);
+      dY.dispose();
+    }
+    this.#apply(acc ?? {}, { index: count - 1, count, from: (count - 1) * k, to: T, steps: T }, () => {
+      throw new SpikeflowError('PLUGIN_INVALID', 'window plan: again() needs an update per window');
+    });
+    return { loss, updates: 1 };
+  }
+
+  #prepareOptions(synapse: SynapseFn | undefined, w?: WindowInfo) {
+    const traces = w && this.plan.traces?.(w);
+    return {
+      ...(synapse ? { synapse } : {}),
+      ...(traces ? { traces } : {}),
+      ...(this.plan.cut?.length ? { cut: this.plan.cut } : {}),
+      ...(this.plan.temporal === false ? { temporal: false as const } : {}),
+    };
   }
 
   /**
@@ -348,30 +511,25 @@ class SequenceRun {
     extra: Readonly<Record<string, Tensor>>,
   ): { outputs: WindowOutputs; end: NetState } {
     const { net, ctx, bound } = this;
-    const p: StepParams = net.prepare(this.#prepareOptions(synapse));
-    const leaky = (x: Tensor, wt: Tensor, b: Tensor | undefined, y0: Tensor, kappa: number) => p.kernels[LeakyReadout](x, wt, b, y0, kappa);
+    const p: StepParams = net.prepare(this.#prepareOptions(synapse, w));
+    const leaky = (x: Tensor, wt: Tensor, b: Tensor | undefined, y0: Tensor, kappa: number) =>
+      p.kernels[LeakyReadout](x, wt, b, y0, kappa, p.temporal ? {} : { temporal: false });
+    const decayedSum = p.kernels[DecayedSum];
     if (p.fused) {
       const whole = w.from === 0 && w.to === this.#T;
-      const o = net.runWindow(p, start, whole ? this.inputs : this.#xs.window(w.from, w.to));
+      // A whole-sequence tensor runs as it is; a source makes the window (the whole sequence, for one window).
+      const x = whole && this.inputs instanceof tf.Tensor ? this.inputs : this.#xs.window(w.from, w.to);
+      const o = net.runWindow(p, start, x);
       let readouts: Tensor[] | undefined;
-      if (observe && ctx.observe) {
-        // Observed outside the tape's arithmetic: a step's values, one small tensor at a time.
-        const ys = stepsOf(o.readout);
-        for (let i = 0; i < ys.length; i++) {
-          const y = ys.at(i);
-          try {
-            ctx.observe(w.from + i, y);
-          } finally {
-            y.dispose();
-          }
-        }
-      }
+      if (observe && ctx.observe) observeSteps(ctx.observe, o.readout, w.from);
       const outputs: WindowOutputs = {
         loss: bound,
         fused: true,
         readouts: () => (readouts ??= unstackSteps(o.readout)),
         stacked: () => o.readout,
         spikes: (l) => o.spikes[l]!,
+        inputs: () => x,
+        decayedSum,
         extra,
         leaky,
       };
@@ -386,12 +544,15 @@ class SequenceRun {
     });
     let stacked: Tensor | undefined;
     const stackedSpikes: (Tensor | undefined)[] = [];
+    let inputs: Tensor | undefined;
     const outputs: WindowOutputs = {
       loss: bound,
       fused: false,
       readouts: () => ys,
       stacked: () => (stacked ??= tf.stack(ys)),
       spikes: (l) => (stackedSpikes[l] ??= tf.stack(spikes[l]!)),
+      inputs: () => (inputs ??= this.#xs.window(w.from, w.to)),
+      decayedSum,
       extra,
       leaky,
     };
@@ -406,15 +567,8 @@ class SequenceRun {
       return { objective: out.fused && bound.stacked ? bound.stacked(out.stacked()) : bound.sequence(out.readouts()) };
     }
     // Per-step terms (a whole-sequence loss cut into windows decomposes here: see trainWindows).
-    const step = bound.step!;
-    const ys = out.readouts();
-    const terms: Scalar[] = [];
-    for (let t = w.from; t < w.to; t++) {
-      const term = step(ys[t - w.from]!, t);
-      if (term) terms.push(term);
-    }
-    if (terms.length === 0) return null;
-    return { objective: terms.length === 1 ? terms[0]! : (tf.addN(terms) as Scalar) };
+    const term = stepTerms(bound, out.fused ? out.stacked() : out.readouts(), w.from);
+    return term ? { objective: term } : null;
   }
 
   #apply(grads: NamedTensorMap, w: WindowInfo, again: () => NamedTensorMap): void {
@@ -423,6 +577,19 @@ class SequenceRun {
       else this.ctx.apply(grads);
     } finally {
       disposeTree(grads);
+    }
+  }
+}
+
+/** Hands every step of a stacked readout `[k, B, O]` to `observe`, outside the tape's arithmetic: one small tensor at a time. */
+function observeSteps(observe: (t: number, y: Tensor) => void, readout: Tensor, from: number): void {
+  const ys = stepsOf(readout);
+  for (let i = 0; i < ys.length; i++) {
+    const y = ys.at(i);
+    try {
+      observe(from + i, y);
+    } finally {
+      y.dispose();
     }
   }
 }

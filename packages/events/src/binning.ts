@@ -49,13 +49,28 @@ export function binCount(o: BinOptions): number {
 }
 
 /**
- * Bins `ev` into sample `b` of a time-major batch `out [T, B, channels]` (T from {@link binCount}),
- * adding to what is there; returns the number of events binned (the inside ones).
+ * One sample's events binned (see {@link BinOptions}), kept compact: the channel of every inside
+ * event, grouped by frame. A batch keeps these and writes the frames of a window of steps when it
+ * is asked for them ({@link BinnedEvents.addTo}); memory is that of the events, not of T frames.
  */
-export function binInto(ev: Events, sensor: Sensor, o: BinOptions, out: Float32Array, b: number, B: number): number {
+export interface BinnedEvents {
+  /** Frames T (from {@link binCount}). */
+  readonly steps: number;
+  /** Channels per frame. */
+  readonly channels: number;
+  /** Inside events (the binned ones). */
+  readonly inside: number;
+  /**
+   * Adds frames `[from, to)` into sample `b` of a time-major window `out` (`[to − from, B, channels]`):
+   * per channel the count of its events in the frame, or 1 where there was one (`values: 'spike'`).
+   */
+  addTo(out: Float32Array, b: number, B: number, from: number, to: number): void;
+}
+
+/** Bins one sample's events: {@link BinnedEvents} of `ev` under `o` on `sensor`. */
+export function binEventsSparse(ev: Events, sensor: Sensor, o: BinOptions): BinnedEvents {
   const T = binCount(o);
   const C = channelsOf(sensor);
-  if (out.length !== T * B * C) throw configError('out', `holds ${out.length} values, not T·B·C = ${T}·${B}·${C}`);
   const maxTime = o.maxTime ?? Infinity;
   const n = ev.t.length;
   let inside = 0;
@@ -69,6 +84,9 @@ export function binInto(ev: Events, sensor: Sensor, o: BinOptions, out: Float32A
   }
   const perWindow = o.window ?? (o.maxTime !== undefined ? o.maxTime / T : undefined);
   const spike = o.values === 'spike';
+  // Frame and channel of every inside event, then the channels grouped by frame (a counting sort).
+  const frame = new Int32Array(inside);
+  const channel = new Int32Array(inside);
   let k = 0;
   for (let i = 0; i < n; i++) {
     const t = ev.t[i]!;
@@ -77,12 +95,47 @@ export function binInto(ev: Events, sensor: Sensor, o: BinOptions, out: Float32A
     if (byCount) bin = Math.floor((k * T) / inside);
     else if (perWindow !== undefined) bin = Math.floor(t / perWindow);
     else bin = span > 0 ? Math.floor((t / span) * T) : 0;
-    bin = Math.min(T - 1, bin);
-    const at = (bin * B + b) * C + channelOf(sensor, ev.x[i]!, ev.y[i]!, ev.p[i]!);
-    out[at] = spike ? 1 : out[at]! + 1;
+    frame[k] = Math.min(T - 1, bin);
+    channel[k] = channelOf(sensor, ev.x[i]!, ev.y[i]!, ev.p[i]!);
     k++;
   }
-  return inside;
+  const offsets = new Int32Array(T + 1);
+  for (let j = 0; j < inside; j++) offsets[frame[j]! + 1]!++;
+  for (let t = 0; t < T; t++) offsets[t + 1]! += offsets[t]!;
+  const byFrame = new Int32Array(inside);
+  const next = offsets.slice(0, T);
+  for (let j = 0; j < inside; j++) byFrame[next[frame[j]!]!++] = channel[j]!;
+  return {
+    steps: T,
+    channels: C,
+    inside,
+    addTo(out, b, B, from, to) {
+      if (!(Number.isInteger(from) && Number.isInteger(to) && 0 <= from && from < to && to <= T)) {
+        throw configError('window', `frames [${from}, ${to}) of a sample of ${T} frames must satisfy 0 <= from < to <= ${T}`);
+      }
+      if (out.length !== (to - from) * B * C) throw configError('out', `holds ${out.length} values, not (to − from)·B·C = ${to - from}·${B}·${C}`);
+      for (let t = from; t < to; t++) {
+        const row = ((t - from) * B + b) * C;
+        for (let j = offsets[t]!; j < offsets[t + 1]!; j++) {
+          const at = row + byFrame[j]!;
+          out[at] = spike ? 1 : out[at]! + 1;
+        }
+      }
+    },
+  };
+}
+
+/**
+ * Bins `ev` into sample `b` of a time-major batch `out [T, B, channels]` (T from {@link binCount}),
+ * adding to what is there; returns the number of events binned (the inside ones).
+ */
+export function binInto(ev: Events, sensor: Sensor, o: BinOptions, out: Float32Array, b: number, B: number): number {
+  const T = binCount(o);
+  const C = channelsOf(sensor);
+  if (out.length !== T * B * C) throw configError('out', `holds ${out.length} values, not T·B·C = ${T}·${B}·${C}`);
+  const binned = binEventsSparse(ev, sensor, o);
+  binned.addTo(out, b, B, 0, T);
+  return binned.inside;
 }
 
 /** One sample's frames `[T, channels]`; see {@link BinOptions}. */

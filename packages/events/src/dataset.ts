@@ -5,12 +5,13 @@ import {
   createRng,
   deriveSeed,
   shuffleInPlace,
+  stepSource,
   tf,
   type BatchOptions,
   type Dataset,
   type SequenceBatch,
 } from '@spikeflow/core';
-import { binCount, binInto, type BinOptions } from './binning.js';
+import { binCount, binEventsSparse, type BinnedEvents, type BinOptions } from './binning.js';
 import { channelsOf, noEvents, type Events, type Sensor } from './events.js';
 import type { EventTransform } from './transforms.js';
 
@@ -48,8 +49,10 @@ const identity: EventTransform = (s) => s;
 
 /**
  * A {@link Dataset} over event samples. Every batch is built from its own samples only (read,
- * transformed, binned straight into a time-major `[T, B, channels]` array), so memory does not
- * grow with the split. Order: with shuffle (default for the training split) a permutation from
+ * transformed and binned), so memory does not grow with the split; its inputs are a step source
+ * `[T, B, channels]` that keeps each sample's binned events ({@link binEventsSparse}: a channel
+ * per event, grouped by frame) and writes the frames of a window of steps when asked for it, so
+ * memory does not grow with T either. Order: with shuffle (default for the training split) a permutation from
  * `createRng(deriveSeed(seed, 'order'))`. The augmentation of the sample at position j of a pass
  * draws from `createRng(deriveSeed(seed, 'augment', split, j))`, so a pass resumed with `skip`
  * yields exactly the later batches of the full pass.
@@ -106,16 +109,21 @@ export function createEventDataset(spec: EventDatasetSpec): Dataset {
         if (closed) throw closedError(spec.name);
         const start = i * batchSize;
         const B = Math.min(batchSize, source.count - start);
-        const x = new Float32Array(T * B * C);
+        const binned: BinnedEvents[] = [];
         const y = new Int32Array(B);
         for (let b = 0; b < B; b++) {
           const { events, label } = await source.read(order[start + b]!);
           let s = transform({ events, sensor: spec.sensor }, createRng(deriveSeed(seed, 'transform', split, start + b)));
           if (split === trainSplit) s = augment(s, createRng(deriveSeed(seed, 'augment', split, start + b)));
-          binInto(s.events, sensor, spec.binning, x, b, B);
+          binned.push(binEventsSparse(s.events, sensor, spec.binning));
           y[b] = label;
         }
-        yield { inputs: tf.tensor3d(x, [T, B, C], 'float32'), targets: tf.tensor1d(y, 'int32') };
+        const inputs = stepSource({
+          steps: T,
+          stepShape: [B, C],
+          fill: (from, to, out) => binned.forEach((e, b) => e.addTo(out, b, B, from, to)),
+        });
+        yield { inputs, targets: tf.tensor1d(y, 'int32') };
       }
     },
     close: () => (closed ??= Promise.resolve().then(() => spec.close?.())),

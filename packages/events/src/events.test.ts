@@ -1,10 +1,11 @@
-import { createRng, isSpikeflowError, tf } from '@spikeflow/core';
+import { createRng, denseInputs, deriveSeed, disposeBatch, inputShape, isSpikeflowError, shuffleInPlace, stepsOf, tf } from '@spikeflow/core';
 import '@spikeflow/backend-wasm';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   EventStatsBuilder,
   binCount,
   binEvents,
+  binEventsSparse,
   binInto,
   channelOf,
   checkEvents,
@@ -103,6 +104,38 @@ describe('binning', () => {
     ];
     for (const o of bad) expect(() => binCount(o)).toThrow(/bins|window|maxTime/);
     expect(binCount({ window: 0.01, maxTime: 1.4 })).toBe(140);
+  });
+
+  it('a window of frames of a sample binned sparsely equals those frames of the dense binning (property, 200 streams)', () => {
+    const s: Sensor = { width: 4, height: 2, polarities: 2 };
+    const C = 16;
+    const rand = createRng(31);
+    const options = [
+      { bins: 7, maxTime: 0.8 },
+      { bins: 5, by: 'count' as const },
+      { bins: 6 },
+      { window: 0.15, maxTime: 1 },
+      { bins: 4, maxTime: 1, values: 'spike' as const },
+    ];
+    for (let k = 0; k < 200; k++) {
+      const o = options[k % options.length]!;
+      const ev = randomStream(rand, Math.floor(rand() * 40), 1.2, s);
+      const T = binCount(o);
+      const B = 3;
+      const b = k % B;
+      const dense = new Float32Array(T * B * C);
+      binInto(ev, s, o, dense, b, B);
+      const sparse = binEventsSparse(ev, s, o);
+      expect(sparse.steps).toBe(T);
+      const from = Math.floor(rand() * T);
+      const to = from + 1 + Math.floor(rand() * (T - from));
+      const w = new Float32Array((to - from) * B * C);
+      sparse.addTo(w, b, B, from, to);
+      expect(Array.from(w), `${JSON.stringify(o)} [${from}, ${to})`).toEqual(Array.from(dense.subarray(from * B * C, to * B * C)));
+    }
+    const sparse = binEventsSparse(randomStream(rand, 5, 1, s), s, { bins: 3 });
+    expect(() => sparse.addTo(new Float32Array(16), 0, 1, 2, 4)).toThrow(/frames \[2, 4\) of a sample of 3 frames must satisfy 0 <= from < to <= 3/);
+    expect(() => sparse.addTo(new Float32Array(5), 0, 1, 0, 1)).toThrow(/holds 5 values, not \(to − from\)·B·C = 1·1·16/);
   });
 
   it('bins into one sample of a time-major batch', () => {
@@ -219,8 +252,10 @@ describe('createEventDataset', () => {
   const collect = async (split: string, o: Parameters<typeof ds.batches>[1]) => {
     const out: { x: number[]; y: number[]; shape: number[] }[] = [];
     for await (const b of ds.batches(split, o)) {
-      out.push({ x: Array.from(b.inputs.dataSync()), y: Array.from(b.targets.dataSync()), shape: b.inputs.shape });
-      tf.dispose([b.inputs, b.targets]);
+      const x = denseInputs(b.inputs);
+      out.push({ x: Array.from(x.dataSync()), y: Array.from(b.targets.dataSync()), shape: inputShape(b.inputs) });
+      x.dispose();
+      disposeBatch(b);
     }
     return out;
   };
@@ -238,6 +273,39 @@ describe('createEventDataset', () => {
     expect(test.reduce((n, b) => n + b.x.reduce((a, v) => a + v, 0), 0)).toBe(samples.reduce((n, s) => n + s.events.t.length, 0));
   });
 
+  it('a batch is a step source whose windows are the dense batch it was before it streamed (augmented samples included)', async () => {
+    const augment = dropEvents(0.5);
+    let i = 0;
+    for await (const batch of ds.batches('train', { batchSize: 4, seed: 8 })) {
+      const B = inputShape(batch.inputs)[1]!;
+      // The dense batch as the dataset wrote it before: each sample augmented, then binned into a [T, B, C] array.
+      const order = shuffleInPlace(
+        Array.from({ length: 11 }, (_, j) => j),
+        createRng(deriveSeed(8, 'order')),
+      );
+      const dense = new Float32Array(5 * B * 6);
+      for (let b = 0; b < B; b++) {
+        const at = i * 4 + b;
+        const s = augment({ events: samples[order[at]!]!.events, sensor }, createRng(deriveSeed(8, 'augment', 'train', at)));
+        binInto(s.events, s.sensor, { bins: 5, maxTime: 1 }, dense, b, B);
+      }
+      const xs = stepsOf(batch.inputs);
+      for (const [from, to] of [
+        [0, 5],
+        [1, 3],
+        [4, 5],
+        [1, 3],
+      ] as const) {
+        const w = xs.window(from, to);
+        expect(Array.from(w.dataSync()), `batch ${i} [${from}, ${to})`).toEqual(Array.from(dense.subarray(from * B * 6, to * B * 6)));
+        w.dispose();
+      }
+      disposeBatch(batch);
+      i++;
+    }
+    expect(i).toBe(3);
+  });
+
   it('is deterministic under a seed, and a pass resumed with skip yields the later batches exactly', async () => {
     const a = await collect('train', { batchSize: 4, seed: 5 });
     const b = await collect('train', { batchSize: 4, seed: 5 });
@@ -253,7 +321,7 @@ describe('createEventDataset', () => {
     for await (const b of ds.batches('test', { batchSize: 4, seed: 0 })) {
       seen += b.targets.shape[0]!;
       expect(reads).toBe(seen);
-      tf.dispose([b.inputs, b.targets]);
+      disposeBatch(b);
     }
   });
 

@@ -2,8 +2,8 @@ export { eventsOf, noEvents, selectEvents, pick, channelsOf, channelOf, duration
 export type { Events, Sensor } from './events.js';
 export { cropTime, downsample, mergePolarity, denoise, timeJitter, spatialShift, dropEvents, compose } from './transforms.js';
 export type { EventSample, EventTransform } from './transforms.js';
-export { binCount, binInto, binEvents, collateFrames } from './binning.js';
-export type { BinOptions, Frames } from './binning.js';
+export { binCount, binInto, binEvents, binEventsSparse, collateFrames } from './binning.js';
+export type { BinOptions, BinnedEvents, Frames } from './binning.js';
 export { createEventDataset, EventStatsBuilder } from './dataset.js';
 export type { EventRecord, EventSource, EventDatasetSpec, EventStats } from './dataset.js';
 export { transformsFromOptions, binningFromOptions, eventViewSchema } from './options.js';

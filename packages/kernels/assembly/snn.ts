@@ -3,6 +3,8 @@
 // module's memory, laid out and filled by the TypeScript side (src/kernels.ts); nothing here
 // allocates. float32 arithmetic throughout, in the order the composite references use.
 
+import { adaptiveBackStep, adaptiveRow } from './adaptive';
+
 @inline function f32At(base: usize, i: i32): usize {
   return base + (<usize>i << 2);
 }
@@ -367,12 +369,39 @@ function activeOf(x: usize, n: i32, act: usize): i32 {
  *
  *     v_t = (β·v_{t−1} + (c_t + s_{t−1}·W)) − ϑ·s_{t−1},   s_t = v_t > ϑ
  *
+ * With an adaptive threshold (`a0` ≠ 0: the adaptation before, `[B, H]`), also
+ * a_t = ρ·a_{t−1} + s_{t−1} into `A [T, B, H]`, and s_t = v_t > ϑ + β_a·a_t (`rho` H values
+ * (`perNeuronRho`) or one, `strength` β_a; assembly/adaptive.ts).
+ *
  * Per step, every row lists the neurons that spiked at the step before, then the recurrent
  * currents are summed 16 columns of W_rec at a time for all rows (a 16 KiB block of a 256-neuron
  * W_rec stays in L1 across the rows, where a row at a time ran through all of W_rec from L2),
  * then the neurons are updated row by row.
  */
-export function lifForward(c: usize, v0: usize, s0: usize, w: usize, packed: usize, beta: usize, perNeuron: bool, thr: f32, T: i32, B: i32, H: i32, b0: i32, b1: i32, V: usize, S: usize, rec: usize, act: usize): void {
+export function lifForward(
+  c: usize,
+  v0: usize,
+  s0: usize,
+  w: usize,
+  packed: usize,
+  beta: usize,
+  perNeuron: bool,
+  thr: f32,
+  T: i32,
+  B: i32,
+  H: i32,
+  b0: i32,
+  b1: i32,
+  V: usize,
+  S: usize,
+  rec: usize,
+  act: usize,
+  a0: usize,
+  A: usize,
+  rho: usize,
+  perNeuronRho: bool,
+  strength: f32,
+): void {
   const BH = B * H;
   const H4 = H & ~3;
   const H16 = H & ~15;
@@ -384,6 +413,7 @@ export function lifForward(c: usize, v0: usize, s0: usize, w: usize, packed: usi
   for (let t = 0; t < T; t++) {
     const vPrev = t == 0 ? v0 : V + ((<usize>(t - 1) * <usize>BH) << 2);
     const sPrev = t == 0 ? s0 : S + ((<usize>(t - 1) * <usize>BH) << 2);
+    const aPrev = t == 0 ? a0 : A + ((<usize>(t - 1) * <usize>BH) << 2);
     const base = <usize>t * <usize>BH;
     if (w != 0) {
       // Each row's active neurons of the previous step; the spikes this kernel writes are 0/1,
@@ -424,6 +454,10 @@ export function lifForward(c: usize, v0: usize, s0: usize, w: usize, packed: usi
       const rr = f32At(rec, row);
       // Without W_rec, or without a spike in the row, I_t = c_t (no +0: the same float ops as the reference).
       const hasRec = w != 0 && load<i32>(act + <usize>b * actBytes) > 0;
+      if (a0 != 0) {
+        adaptiveRow(cr, hasRec ? rr : 0, vp, sp, f32At(aPrev, row), beta, perNeuron, rho, perNeuronRho, thr, strength, H, vo, so, A + ((base + <usize>row) << 2));
+        continue;
+      }
       for (let j = 0; j < H4; j += 4) {
         let cur = v128.load(f32At(cr, j));
         if (hasRec) cur = f32x4.add(cur, v128.load(f32At(rr, j)));
@@ -529,6 +563,44 @@ export function leakyScanBack(dy: usize, kappa: f32, T: i32, n: i32, g: usize): 
   }
 }
 
+/**
+ * `out [R, H] += scale·aᵀ·g` for `a [K, R]` and `g [K, H]`, dense (`t`: room for aᵀ, `R·K` floats;
+ * `p`: room for the product, `R·H`): a window's start term `λ·â_{t0−1}ᵀ·ĝ_{t0}` added to a weight
+ * gradient with presynaptic traces (OTTT), K the batch.
+ */
+export function addTransposedProduct(a: usize, K: i32, R: i32, g: usize, H: i32, t: usize, p: usize, out: usize, scale: f32): void {
+  transpose(a, K, R, t);
+  matmul(t, R, K, g, H, p);
+  const n = R * H;
+  const n4 = n & ~3;
+  const sv = f32x4.splat(scale);
+  for (let i = 0; i < n4; i += 4) v128.store(f32At(out, i), f32x4.add(v128.load(f32At(out, i)), f32x4.mul(sv, v128.load(f32At(p, i)))));
+  for (let i = n4; i < n; i++) store<f32>(f32At(out, i), load<f32>(f32At(out, i)) + scale * load<f32>(f32At(p, i)));
+}
+
+/**
+ * `out [O] = Σ_t c_t·Σ_b g[t, b]` for `g [T, B, O]` and a weight per step `c [T]` (f32): a bias'
+ * gradient under its presynaptic trace (OTTT). Each step's rows are summed in float32 (`row`:
+ * room for `O` floats), the steps in float64 (`out`: `O` doubles).
+ */
+export function stepWeightedSums(g: usize, T: i32, B: i32, O: i32, c: usize, row: usize, out: usize): void {
+  const O4 = O & ~3;
+  memory.fill(out, 0, <usize>O << 3);
+  for (let t = 0; t < T; t++) {
+    memory.fill(row, 0, <usize>O << 2);
+    for (let b = 0; b < B; b++) {
+      const r = g + ((<usize>(t * B + b) * <usize>O) << 2);
+      for (let j = 0; j < O4; j += 4) v128.store(f32At(row, j), f32x4.add(v128.load(f32At(row, j)), v128.load(f32At(r, j))));
+      for (let j = O4; j < O; j++) store<f32>(f32At(row, j), load<f32>(f32At(row, j)) + load<f32>(f32At(r, j)));
+    }
+    const ct = <f64>load<f32>(f32At(c, t));
+    for (let j = 0; j < O; j++) {
+      const at = out + (<usize>j << 3);
+      store<f64>(at, load<f64>(at) + ct * <f64>load<f32>(f32At(row, j)));
+    }
+  }
+}
+
 /** `dst [C, R] = srcᵀ` for `src [R, C]`. */
 export function transpose(src: usize, R: i32, C: i32, dst: usize): void {
   for (let r = 0; r < R; r++) {
@@ -618,15 +690,55 @@ function matmul(g: usize, R: i32, K: i32, w: usize, H: i32, out: usize): void {
  * recurrent share of the previous step's spike gradient, `carry = g_t·W_recᵀ` (`wT` = W_recᵀ,
  * 0: no recurrence). All buffers are `[T, B, H]` (`carry` `[B, H]`); on return `carry` holds
  * `g_0·W_recᵀ`.
+ *
+ * Without the `temporal` path every step is on its own (g_{t+1} = 0, no carry, no product):
+ * g_t = dS_t·ψ_t. With an adaptive threshold (`A` ≠ 0: the adaptation of every step, `[T, B, H]`,
+ * and `a0` before the window) each step is {@link adaptiveBackStep} instead, with `h [B, H]` the
+ * adaptation's gradient (h_0 on return, with the temporal path) and `dRho [B, H]` float64, set to
+ * Σ_t h_t·a_{t−1} per row and neuron.
  */
-export function lifBackward(dS: usize, psi: usize, slope: f32, thr: f32, wT: usize, beta: usize, perNeuron: bool, thrAttached: f32, T: i32, B: i32, H: i32, b0: i32, b1: i32, g: usize, carry: usize): void {
+export function lifBackward(
+  dS: usize,
+  psi: usize,
+  slope: f32,
+  thr: f32,
+  wT: usize,
+  beta: usize,
+  perNeuron: bool,
+  thrAttached: f32,
+  T: i32,
+  B: i32,
+  H: i32,
+  b0: i32,
+  b1: i32,
+  g: usize,
+  carry: usize,
+  temporal: bool,
+  A: usize,
+  a0: usize,
+  rho: usize,
+  perNeuronRho: bool,
+  strength: f32,
+  h: usize,
+  dRho: usize,
+): void {
   const BH = <usize>B * <usize>H;
   const rows = b1 - b0;
   const off = (<usize>b0 * <usize>H) << 2;
+  if (A != 0) memory.fill(dRho + (off << 1), 0, (<usize>rows * <usize>H) << 3);
   for (let t = T - 1; t >= 0; t--) {
     const o = ((<usize>t * BH) << 2) + off;
     const gt = g + o;
-    lifBackStep(dS + o, psi + o, slope, thr, wT != 0 && t < T - 1 ? carry + off : 0, t < T - 1 ? gt + (BH << 2) : 0, beta, perNeuron, thrAttached, rows, H, gt);
-    if (wT != 0) matmul(gt, rows, H, wT, H, carry + off);
+    const linked = temporal && t < T - 1;
+    const carried = wT != 0 && linked ? carry + off : 0;
+    const gNext = linked ? gt + (BH << 2) : 0;
+    if (A != 0) {
+      const aPrev = t == 0 ? a0 + off : A + o - (BH << 2);
+      adaptiveBackStep(dS + o, psi + o, A + o, aPrev, slope, thr, strength, carried, gNext, beta, perNeuron, rho, perNeuronRho, thrAttached, rows, H, gt, h + off, dRho + (off << 1));
+    } else {
+      lifBackStep(dS + o, psi + o, slope, thr, carried, gNext, beta, perNeuron, thrAttached, rows, H, gt);
+    }
+    if (wT != 0 && temporal) matmul(gt, rows, H, wT, H, carry + off);
   }
 }
+export * from './eprop';

@@ -3,10 +3,22 @@
  * @packageDocumentation
  */
 import type { KernelRegistration } from '@spikeflow/core';
-import { eventDense, leakyReadout, leakyScan, integrateFireLayer, integrateFireSequence } from './kernels.js';
+import { decayedSum, eventDense, leakyReadout, leakyScan, integrateFireLayer, integrateFireSequence } from './kernels.js';
+import { integrateFireEligibility } from './eprop.js';
 
-export { eventDense, integrateFireSequence, leakyScan, integrateFireLayer, leakyReadout, EVENT_DENSITY_LIMIT, setKernelProbe } from './kernels.js';
+export {
+  eventDense,
+  integrateFireSequence,
+  leakyScan,
+  integrateFireLayer,
+  leakyReadout,
+  tracedProduct,
+  decayedSum,
+  EVENT_DENSITY_LIMIT,
+  setKernelProbe,
+} from './kernels.js';
 export type { KernelProbe } from './kernels.js';
+export { integrateFireEligibility } from './eprop.js';
 export { simdAvailable, kernelThreads, activeThreads, releaseKernelMemory, kernelMemoryBytes, configureKernelPool } from './wasm.js';
 export type { KernelPoolOptions } from './wasm.js';
 export { KERNELS_VERSION } from './version.js';
@@ -22,5 +34,7 @@ export function cpuMemoryKernels(backend: string): KernelRegistration[] {
     { kernel: 'spikeflow.leakyScan', backend, impl: leakyScan },
     { kernel: 'spikeflow.integrateFireLayer', backend, impl: integrateFireLayer },
     { kernel: 'spikeflow.leakyReadout', backend, impl: leakyReadout },
+    { kernel: 'spikeflow.integrateFireEligibility', backend, impl: integrateFireEligibility },
+    { kernel: 'spikeflow.decayedSum', backend, impl: decayedSum },
   ];
 }

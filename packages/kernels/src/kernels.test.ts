@@ -3,7 +3,7 @@ import { disposeTree, tf, type Tensor } from '@spikeflow/core';
 import { describeKernels } from '@spikeflow/testing';
 import '@tensorflow/tfjs-backend-wasm';
 import { disposeTree as dispose, fastSigmoid, referenceKernels } from '@spikeflow/core';
-import { cpuMemoryKernels, eventDense, leakyReadout, integrateFireLayer } from './index.js';
+import { cpuMemoryKernels, eventDense, leakyReadout, integrateFireLayer, integrateFireSequence } from './index.js';
 import { activeThreads } from './wasm.js';
 import { KERNELS_DIGEST, SNN_SHARED_WASM_BASE64, SNN_WASM_BASE64 } from './snn-wasm.js';
 import { KERNELS_VERSION } from './index.js';
@@ -96,10 +96,20 @@ it('refuses arguments that do not fit, naming the kernel and the shapes', async 
   expect(shapeError(() => integrateFireLayer(x, w, undefined, init, undefined, { ...p, beta: tf.zeros([3]) }))).toMatch(
     /^spikeflow\.integrateFireLayer: β must be a scalar or one value per neuron \[4\], got \[3\]/,
   );
+  const rho = tf.scalar(0.9);
+  expect(shapeError(() => integrateFireLayer(x, w, undefined, init, undefined, { ...p, adaptation: { rho, strength: 1 } }))).toMatch(
+    /^spikeflow\.integrateFireLayer: with an adaptive threshold, expected the adaptation a \[2, 4\] in the initial state, got none \(pass \{ v, s, a \}\)/,
+  );
+  expect(
+    shapeError(() => integrateFireSequence(tf.zeros([3, 2, 4]), { ...init, a: tf.zeros([4]) }, undefined, { ...p, adaptation: { rho, strength: 1 } })),
+  ).toMatch(/^spikeflow\.integrateFireSequence: with an adaptive threshold, expected the adaptation a \[2, 4\] in the initial state, got \[4\]/);
+  expect(
+    shapeError(() => integrateFireLayer(x, w, undefined, { ...init, a: init.v }, undefined, { ...p, adaptation: { rho: tf.zeros([3]), strength: 1 } })),
+  ).toMatch(/^spikeflow\.integrateFireLayer: ρ must be a scalar or one value per neuron \[4\], got \[3\]/);
   expect(shapeError(() => leakyReadout(x, w, undefined, tf.zeros([2, 3]), 0.9))).toMatch(
     /^spikeflow\.leakyReadout: with W \[5,4\], expected y0 \[2, 4\], got \[2,3\]/,
   );
-  dispose([p.beta, x, init.v, init.s, w] as never);
+  dispose([p.beta, x, init.v, init.s, w, rho] as never);
 });
 
 it('runs on every core: the worker threads started (2 cores here → 2 threads, unless SPIKEFLOW_THREADS says otherwise)', () => {

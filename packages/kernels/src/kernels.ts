@@ -1,10 +1,15 @@
 import {
   SpikeflowError,
+  checkPresynapticTraces,
   leakyReadoutOf,
   integrateFireLayerOf,
   tf,
+  type PresynapticTraces,
   type IntegrateFireSequenceParams,
   type IntegrateFireSequenceResult,
+  type IntegrateFireState,
+  type LeakyReadoutOptions,
+  type LeakyScanOptions,
   type Tensor,
 } from '@spikeflow/core';
 import { activeThreads, arena, inKernel, parallelRows, partsFor, snn, type Arena } from './wasm.js';
@@ -236,8 +241,8 @@ function transposedProduct(a: Arena, ev: EventsAt, N: number, I: number, pg: num
   return out;
 }
 
-/** `xᵀ·g` for `x [N, I]` given by saved event tensors and `g [N, O]`. */
-function eventsTransposedTimes(ptr: Tensor, cols: Tensor, vals: Tensor, g: Tensor, N: number, I: number, O: number): Tensor {
+/** `xᵀ·g` for `x [N, I]` given by saved event tensors and `g [N, O]` (a tensor, or its values). */
+function eventsTransposedTimes(ptr: Tensor, cols: Tensor, vals: Tensor, g: Tensor | Float32Array, N: number, I: number, O: number): Tensor {
   const a = arena({ rows: N, width: `${I} → ${O}` });
   const nnz = cols.size;
   const at = { ptr: a.alloc(N + 1), cols: a.alloc(nnz), vals: a.alloc(nnz) };
@@ -247,8 +252,54 @@ function eventsTransposedTimes(ptr: Tensor, cols: Tensor, vals: Tensor, g: Tenso
   a.i32(at.cols, nnz).set(readI32(cols));
   a.f32(at.vals, nnz).set(readF32(vals));
   const ev = { ...at, nnz, binary: snn().allOnes(at.vals, nnz) !== 0 };
-  a.f32(pg, N * O).set(readF32(g));
+  a.f32(pg, N * O).set(g instanceof Float32Array ? g : readF32(g));
   return tensorOf(a.f32(transposedProduct(a, ev, N, I, pg, O), I * O), [I, O]);
+}
+
+/** A product's forward pass on a tape node: its value, and what its weight gradient reads. */
+interface ProductForward {
+  readonly out: Tensor;
+  /** Whether it ran by events: `save` holds the events (ptr, cols, vals), else `x` itself. */
+  readonly sparse: boolean;
+  /** What the weight gradient reads (after `w`), to save; the ones made here are freed after saving (`made`). */
+  readonly save: Tensor[];
+  readonly made: Tensor[];
+}
+
+/**
+ * `x [N, I]·W (+ b)` adding W's rows of the active entries of `x` (the bias added to every row's
+ * sum), or a dense product where more than {@link EVENT_DENSITY_LIMIT} of `x` is non-zero. On a
+ * tape, the events (or `x`) are kept for the weight gradient.
+ */
+function productForward(x: Tensor, w: Tensor, b: Tensor | undefined, tape: boolean): ProductForward {
+  const [N, I] = x.shape as [number, number];
+  const O = w.shape[1]!;
+  const a = arena({ rows: N, width: `${I} → ${O}` });
+  const ev = streamEvents(a, readF32(x), N, I, EVENT_DENSITY_LIMIT);
+  if (!ev) {
+    const out = tf.tidy(() => (b ? tf.add(tf.matMul(x, w), b) : tf.matMul(x, w)));
+    return { out, sparse: false, save: [x], made: [] };
+  }
+  const nnz = ev.nnz;
+  const pw = a.alloc(I * O);
+  const pp = a.alloc(I * O);
+  const pb = b ? a.alloc(O) : 0;
+  const out = a.alloc(N * O);
+  a.commit()
+    .f32(pw, I * O)
+    .set(readF32(w));
+  if (b) a.f32(pb, O).set(readF32(b));
+  scatter(ev, N, pw, packed(pw, 0, I, O, pp), O, out, false, pb);
+  const evT = tape
+    ? [tensorOf(a.i32(ev.ptr, N + 1), [N + 1], 'int32'), tensorOf(a.i32(ev.cols, nnz), [nnz], 'int32'), tensorOf(a.f32(ev.vals, nnz), [nnz])]
+    : [];
+  return { out: tensorOf(a.f32(out, N * O), [N, O]), sparse: true, save: evT, made: evT };
+}
+
+/** `xᵀ·g` for `x [N, I]` as {@link productForward} saved it (`saved`: the events, or x) and `g [N, O]`. */
+function savedTransposedTimes(sparse: boolean, saved: Tensor[], g: Tensor | Float32Array, N: number, I: number, O: number): Tensor {
+  if (sparse) return eventsTransposedTimes(saved[0]!, saved[1]!, saved[2]!, g, N, I, O);
+  return tf.tidy(() => tf.matMul(tf.transpose(saved[0]!), g instanceof Float32Array ? tf.tensor2d(g, [N, O]) : g));
 }
 
 /**
@@ -268,35 +319,194 @@ export function eventDense(x: Tensor, w: Tensor): Tensor {
   return customOp('spikeflow.eventDense', {
     inputs: { x, w },
     forwardFunc: (_, save) => {
-      const a = arena({ rows: N, width: `${I} → ${O}` });
-      const ev = streamEvents(a, readF32(x), N, I, EVENT_DENSITY_LIMIT);
-      sparse = ev !== undefined;
-      if (!ev) {
-        save([w, x]);
-        return tf.matMul(x, w);
-      }
-      const nnz = ev.nnz;
-      const pw = a.alloc(I * O);
-      const pp = a.alloc(I * O);
-      const out = a.alloc(N * O);
-      a.commit()
-        .f32(pw, I * O)
-        .set(readF32(w));
-      scatter(ev, N, pw, packed(pw, 0, I, O, pp), O, out);
-      if (tape) {
-        const evT = [tensorOf(a.i32(ev.ptr, N + 1), [N + 1], 'int32'), tensorOf(a.i32(ev.cols, nnz), [nnz], 'int32'), tensorOf(a.f32(ev.vals, nnz), [nnz])];
-        save([w, ...evT]);
-        tf.dispose(evT);
-      }
-      return tensorOf(a.f32(out, N * O), [N, O]);
+      const f = productForward(x, w, undefined, tape);
+      sparse = f.sparse;
+      save([w, ...f.save]);
+      tf.dispose(f.made);
+      return f.out;
     },
     backwardsFunc: (dy, [ws, ...saved]) => ({
       x: () => tf.tidy(() => tf.matMul(dy as Tensor, tf.transpose(ws!))),
-      w: () =>
-        sparse
-          ? eventsTransposedTimes(saved[0]!, saved[1]!, saved[2]!, dy as Tensor, N, I, O)
-          : tf.tidy(() => tf.matMul(tf.transpose(saved[0]!), dy as Tensor)),
+      w: () => savedTransposedTimes(sparse, saved, dy as Tensor, N, I, O),
     }),
+  });
+}
+
+/**
+ * `g` filtered backward in time with decay λ: ĝ_t = g_t + λ·ĝ_{t+1} for `g [T, n]` (one SIMD
+ * pass, `leakyScanBack`); a copy of `g` where λ = 0.
+ */
+function reverseFiltered(g: Float32Array, T: number, n: number, lambda: number): Float32Array {
+  if (lambda === 0) return g.slice();
+  const a = arena({ T, width: n });
+  const pg = a.alloc(T * n);
+  a.commit()
+    .f32(pg, T * n)
+    .set(g);
+  snn().leakyScanBack(pg, Math.fround(lambda), T, n, pg);
+  return a.f32(pg, T * n).slice();
+}
+
+/**
+ * Presynaptic traces in a weight gradient made in the kernels' memory (see core's
+ * `PresynapticTraces`): `filter` turns g `[T, n]` at `pg` into ĝ in place (before the product
+ * `xᵀ·ĝ`), `start` adds `λ·a0ᵀ·ĝ_0` to the product `[I, O]` at `out` (`a0 [B, I]`, the trace before
+ * the window; dense, one register-blocked product). `plusStartTerm` is the start term in tfjs ops
+ * for the dense paths (freeing `product`).
+ */
+const traced = {
+  filter(pg: number, T: number, n: number, lambda: number): void {
+    if (lambda > 0) snn().leakyScanBack(pg, Math.fround(lambda), T, n, pg);
+  },
+  start(a: Arena, pg: number, out: number, a0: Tensor | undefined, lambda: number, B: number, I: number, O: number): void {
+    if (!a0 || lambda === 0) return;
+    const pa = a.alloc(B * I);
+    const pt = a.alloc(B * I);
+    const pp = a.alloc(I * O);
+    a.commit()
+      .f32(pa, B * I)
+      .set(readF32(a0));
+    snn().addTransposedProduct(pa, B, I, pg, O, pt, pp, out, Math.fround(lambda));
+  },
+  plusStartTerm(product: Tensor, a0: Tensor | undefined, lambda: number, first: Float32Array, B: number): Tensor {
+    if (!a0 || lambda === 0) return product;
+    const O = product.shape[1]!;
+    const scaled = first.map((g) => lambda * g);
+    const out = tf.tidy(() => tf.add(product, tf.matMul(tf.transpose(a0), tf.tensor2d(scaled, [B, O]))));
+    product.dispose();
+    return out;
+  },
+};
+
+/**
+ * W's gradient with presynaptic traces, `Σ_τ x_τᵀ·ĝ_τ + λ·a0ᵀ·ĝ_0`, for `x [T·B, I]` as
+ * {@link productForward} saved it and the product's gradient `g [T, B, O]`: by events, g filtered
+ * in place in the kernels' memory; a dense product where x was dense.
+ */
+function tracedTransposedTimes(
+  sparse: boolean,
+  saved: Tensor[],
+  g: Tensor,
+  T: number,
+  B: number,
+  I: number,
+  O: number,
+  lambda: number,
+  a0: Tensor | undefined,
+): Tensor {
+  const N = T * B;
+  if (!sparse) {
+    const filtered = reverseFiltered(readF32(g), T, B * O, lambda);
+    const product = tf.tidy(() => tf.matMul(tf.transpose(saved[0]!), tf.tensor2d(filtered, [N, O])));
+    return traced.plusStartTerm(product, a0, lambda, filtered.subarray(0, B * O), B);
+  }
+  const [ptr, cols, vals] = saved as [Tensor, Tensor, Tensor];
+  const a = arena({ rows: N, width: `${I} → ${O}` });
+  const nnz = cols.size;
+  const at = { ptr: a.alloc(N + 1), cols: a.alloc(nnz), vals: a.alloc(nnz) };
+  const pg = a.alloc(N * O);
+  a.commit();
+  a.i32(at.ptr, N + 1).set(readI32(ptr));
+  a.i32(at.cols, nnz).set(readI32(cols));
+  a.f32(at.vals, nnz).set(readF32(vals));
+  a.f32(pg, N * O).set(readF32(g));
+  traced.filter(pg, T, B * O, lambda);
+  const out = transposedProduct(a, { ...at, nnz, binary: snn().allOnes(at.vals, nnz) !== 0 }, N, I, pg, O);
+  traced.start(a, pg, out, a0, lambda, B, I, O);
+  return tensorOf(a.f32(out, I * O), [I, O]);
+}
+
+/** c_t of every step of a window of `T` steps from the bias trace `c0` before it: c_t = λ·c_{t−1} + 1 (in float64, stored as float32). */
+function biasTraces(T: number, lambda: number, c0: number): Float32Array {
+  const c = new Float32Array(T);
+  for (let t = 0, ct = c0; t < T; t++) c[t] = ct = lambda * ct + 1;
+  return c;
+}
+
+/**
+ * A window's input product `x [T, B, I]·W (+ b)` → `[T, B, O]` whose weight and bias gradients
+ * take presynaptic traces (core's `TracedProduct`; OTTT): the value and the input gradient `g·Wᵀ`
+ * as {@link eventDense}'s; W's gradient `Σ_τ x_τᵀ·ĝ_τ + λ·â_{t0−1}ᵀ·ĝ_{t0}`, ĝ the output's
+ * gradient filtered backward in time (one SIMD pass) and the product by events as eventDense's;
+ * b's `Σ_t c_t·Σ_b g_t` (one SIMD pass). What the fast `spikeflow.integrateFireLayer` and
+ * `spikeflow.leakyReadout` run on a tape with traces.
+ */
+export function tracedProduct(x: Tensor, w: Tensor, b: Tensor | undefined, traces: PresynapticTraces): Tensor {
+  if (x.rank !== 3) throw new SpikeflowError('SHAPE_MISMATCH', `traced product: expected x [T, B, I], got [${x.shape}]`);
+  const [T, B, I] = x.shape as [number, number, number];
+  checkProduct('traced product', x, w, b);
+  checkPresynapticTraces('traced product', traces, B, { input: I });
+  const O = w.shape[1]!;
+  const N = T * B;
+  const lambda = traces.decay;
+  const a0 = lambda > 0 ? traces.input : undefined;
+  const tape = taped();
+  let sparse = false;
+  const inputs: Record<string, Tensor> = { x, w };
+  if (b) inputs['b'] = b;
+  return customOp('spikeflow.tracedProduct', {
+    inputs,
+    forwardFunc: (_, save) => {
+      const f = productForward(tf.reshape(x, [N, I]), w, b, tape);
+      sparse = f.sparse;
+      // The trace before the window is saved last (where the weight gradient reads it).
+      save([w, ...f.save, ...(a0 ? [a0] : [])]);
+      tf.dispose(f.made);
+      return tf.reshape(f.out, [T, B, O]);
+    },
+    backwardsFunc: (dy, [ws, ...rest]) => {
+      const g = dy as Tensor;
+      const saved = a0 ? rest.slice(0, -1) : rest;
+      const a0s = a0 ? rest.at(-1) : undefined;
+      return {
+        x: () => tf.tidy(() => tf.reshape(tf.matMul(tf.reshape(g, [N, O]), tf.transpose(ws!)), [T, B, I])),
+        w: () => tracedTransposedTimes(sparse, saved, g, T, B, I, O, lambda, a0s),
+        b: () => {
+          // Σ_t c_t·Σ_b g_t: each step's rows summed in float32, the steps in float64.
+          const a = arena({ T, batch: B, width: O });
+          const pg = a.alloc(N * O);
+          const pc = a.alloc(T);
+          const row = a.alloc(O);
+          const out = a.alloc(2 * O);
+          a.commit();
+          a.f32(pg, N * O).set(readF32(g));
+          a.f32(pc, T).set(biasTraces(T, lambda, traces.bias ?? 0));
+          snn().stepWeightedSums(pg, T, B, O, pc, row, out);
+          const sums = a.f32(out, 2 * O);
+          return tf.tensor1d(Float32Array.from(new Float64Array(sums.buffer, sums.byteOffset, O)));
+        },
+      };
+    },
+  });
+}
+
+/**
+ * `spikeflow.decayedSum`: a presynaptic trace after a window, `â ← λ·â + x_j` over the steps of
+ * `x [k, B, n]` from `before` (zero where absent): the leaky scan run in place in the kernels'
+ * memory (one SIMD pass; the same float32 operations as the steps one at a time), its last step.
+ */
+export function decayedSum(x: Tensor, decay: number, before?: Tensor): Tensor {
+  const [k, B, n] = x.shape as [number, number, number];
+  if (x.rank !== 3 || (before && before.shape.join() !== `${B},${n}`)) {
+    throw new SpikeflowError(
+      'SHAPE_MISMATCH',
+      `spikeflow.decayedSum: expected x [k, B, n] and a trace before it [B, n], got [${x.shape}] and ${before ? `[${before.shape}]` : 'none'}`,
+    );
+  }
+  if (!(decay >= 0 && decay <= 1)) throw new SpikeflowError('CONFIG_INVALID', `spikeflow.decayedSum: the decay λ must be in [0, 1], got ${decay}`);
+  return probed('spikeflow.decayedSum', () => {
+    const m = B * n;
+    const a = arena({ T: k, batch: B, width: n });
+    const px = a.alloc(k * m);
+    const p0 = a.alloc(m);
+    a.commit();
+    const xf = x.dtype === 'float32' ? x : tf.cast(x, 'float32');
+    a.f32(px, k * m).set(readF32(xf));
+    if (xf !== x) xf.dispose();
+    if (before && decay > 0) a.f32(p0, m).set(readF32(before));
+    else a.f32(p0, m).fill(0);
+    snn().leakyScan(px, p0, Math.fround(decay), k, m, px);
+    return tensorOf(a.f32(px + 4 * (k - 1) * m, m), [B, n]);
   });
 }
 
@@ -304,14 +514,25 @@ export function eventDense(x: Tensor, w: Tensor): Tensor {
 interface LifRun {
   readonly V: () => Float32Array;
   readonly S: () => Float32Array;
-  readonly lastV: Float32Array;
-  readonly lastS: Float32Array;
+  /** The adaptation a_t of every step (with an adaptive threshold; else empty). */
+  readonly A: () => Float32Array;
+  /** The state after the last step (`a` with an adaptive threshold). */
+  readonly last: { readonly v: Float32Array; readonly s: Float32Array; readonly a?: Float32Array };
 }
+
+/** The state after a window as tensors (values only). */
+function finalState(last: LifRun['last'], B: number, H: number): IntegrateFireState {
+  return { v: tf.tensor2d(last.v, [B, H]), s: tf.tensor2d(last.s, [B, H]), ...(last.a ? { a: tf.tensor2d(last.a, [B, H]) } : {}) };
+}
+
+/** Whether a decay tensor (β, ρ) holds one value per neuron, else one shared value. */
+const perNeuronOf = (decay: Tensor, H: number) => (decay.size === H && H > 1 ? 1 : 0);
 
 /**
  * Steps a LIF layer through the window whose currents `[T, B, H]` are (or, once `fill` has run,
- * will be) at `pc` in the arena `a`: allocates the rest, copies the state, `W_rec` (packed) and
- * β in, calls `fill` after the arena has its final size, and runs the batch rows on every thread.
+ * will be) at `pc` in the arena `a`: allocates the rest, copies the state, `W_rec` (packed), β
+ * (and the adaptation's ρ) in, calls `fill` after the arena has its final size, and runs the
+ * batch rows on every thread.
  */
 function lifForwardIn(
   a: Arena,
@@ -319,12 +540,13 @@ function lifForwardIn(
   T: number,
   B: number,
   H: number,
-  init: { readonly v: Tensor; readonly s: Tensor },
+  init: IntegrateFireState,
   wRec: Tensor | undefined,
   p: IntegrateFireSequenceParams,
   fill: () => void,
 ): LifRun {
   const BH = B * H;
+  const adapt = p.adaptation;
   const pv0 = a.alloc(BH);
   const ps0 = a.alloc(BH);
   const pw = wRec ? a.alloc(H * H) : 0;
@@ -332,6 +554,9 @@ function lifForwardIn(
   const pb = a.alloc(H);
   const pV = a.alloc(T * BH);
   const pS = a.alloc(T * BH);
+  const pa0 = adapt ? a.alloc(BH) : 0;
+  const pA = adapt ? a.alloc(T * BH) : 0;
+  const prho = adapt ? a.alloc(H) : 0;
   // Scratch: each row's recurrent current and its list of active neurons.
   const rec = a.alloc(BH);
   const act = a.alloc(B * (2 * H + 12));
@@ -344,28 +569,28 @@ function lifForwardIn(
     snn().packBlocks(pw, H, H, pp);
   }
   a.f32(pb, p.beta.size).set(readF32(p.beta));
-  const perNeuron = p.beta.size === H && H > 1 ? 1 : 0;
+  if (adapt) {
+    a.f32(pa0, BH).set(readF32(init.a!));
+    a.f32(prho, adapt.rho.size).set(readF32(adapt.rho));
+  }
+  const perNeuron = perNeuronOf(p.beta, H);
+  const perNeuronRho = adapt ? perNeuronOf(adapt.rho, H) : 0;
+  const strength = adapt ? Math.fround(adapt.strength) : 0;
   parallelRows(
     'lifForward',
     B,
-    (b0, b1) => [pc, pv0, ps0, pw, pp, pb, perNeuron, Math.fround(p.threshold), T, B, H, b0, b1, pV, pS, rec, act],
+    (b0, b1) => [pc, pv0, ps0, pw, pp, pb, perNeuron, Math.fround(p.threshold), T, B, H, b0, b1, pV, pS, rec, act, pa0, pA, prho, perNeuronRho, strength],
     T * B * H * (wRec ? 4 : 1),
   );
   const V = () => a.f32(pV, T * BH);
   const S = () => a.f32(pS, T * BH);
-  return { V, S, lastV: V().slice((T - 1) * BH), lastS: S().slice((T - 1) * BH) };
+  const A = () => (adapt ? a.f32(pA, T * BH) : new Float32Array(0));
+  const last = (x: Float32Array) => x.slice((T - 1) * BH);
+  return { V, S, A, last: { v: last(V()), s: last(S()), ...(adapt ? { a: last(A()) } : {}) } };
 }
 
-/** Throws unless `init`, `W_rec` and β fit a LIF layer of `B` rows and `H` neurons. */
-function checkLif(
-  kernel: string,
-  B: number,
-  H: number,
-  init: { readonly v: Tensor; readonly s: Tensor },
-  wRec: Tensor | undefined,
-  p: IntegrateFireSequenceParams,
-  got: string,
-): void {
+/** Throws unless `init`, `W_rec`, β and the adaptation fit a LIF layer of `B` rows and `H` neurons. */
+function checkLif(kernel: string, B: number, H: number, init: IntegrateFireState, wRec: Tensor | undefined, p: IntegrateFireSequenceParams, got: string): void {
   if (init.v.shape.join() !== `${B},${H}` || init.s.shape.join() !== `${B},${H}` || (wRec && wRec.shape.join() !== `${H},${H}`)) {
     throw new SpikeflowError(
       'SHAPE_MISMATCH',
@@ -375,17 +600,40 @@ function checkLif(
   if (p.beta.size !== 1 && p.beta.size !== H) {
     throw new SpikeflowError('SHAPE_MISMATCH', `${kernel}: β must be a scalar or one value per neuron [${H}], got [${p.beta.shape}]`);
   }
+  const adapt = p.adaptation;
+  if (!adapt) return;
+  if (init.a?.shape.join() !== `${B},${H}`) {
+    throw new SpikeflowError(
+      'SHAPE_MISMATCH',
+      `${kernel}: with an adaptive threshold, expected the adaptation a [${B}, ${H}] in the initial state, got ${init.a ? `[${init.a.shape}]` : 'none'} (pass { v, s, a })`,
+    );
+  }
+  if (adapt.rho.size !== 1 && adapt.rho.size !== H) {
+    throw new SpikeflowError('SHAPE_MISMATCH', `${kernel}: ρ must be a scalar or one value per neuron [${H}], got [${adapt.rho.shape}]`);
+  }
+  if (!Number.isFinite(adapt.strength)) {
+    throw new SpikeflowError('CONFIG_INVALID', `${kernel}: the adaptation strength β_a must be a finite number, got ${adapt.strength}`);
+  }
+}
+
+/** `Σ_{t, b} x_t·y_{t−1}` per neuron (`perNeuron`) or summed, as a tensor of `shape`, in float64. */
+function decayGradient(acc: Float64Array, perNeuron: number, shape: number[]): Tensor {
+  if (perNeuron) return tf.tensor(Float32Array.from(acc), shape);
+  return tf.tidy(() => tf.reshape(tf.scalar(acc.reduce((s, x) => s + x, 0)), shape));
 }
 
 /**
  * `spikeflow.integrateFireSequence`: the forward pass steps every neuron through the window and adds
  * `W_rec`'s rows of the neurons that spiked; the backward pass runs through time once in reverse,
- * with one dense product `g_t·W_recᵀ` per step (XNNPACK on wasm), and yields the gradients of the
- * currents, `W_rec` (visiting only the spikes), β and the initial state, each only if needed.
+ * with one register-blocked product `g_t·W_recᵀ` per step, and yields the gradients of the
+ * currents, `W_rec` (visiting only the spikes), β, ρ and the initial state, each only if needed.
+ * With an adaptive threshold the state carries a (`ρ` per neuron or shared, trainable like β).
+ * Without the temporal path (`temporal: false`) the backward pass is one step at a time,
+ * g_t = dS_t·ψ_t with no sweep and no product, and the initial state gets no gradient.
  */
 export function integrateFireSequence(
   currents: Tensor,
-  init: { readonly v: Tensor; readonly s: Tensor },
+  init: IntegrateFireState,
   wRec: Tensor | undefined,
   p: IntegrateFireSequenceParams,
 ): IntegrateFireSequenceResult {
@@ -395,117 +643,202 @@ export function integrateFireSequence(
   const BH = B * H;
   const thr = Math.fround(p.threshold);
   const thrAttached = p.resetDetach ? 0 : thr;
-  const perNeuron = p.beta.size === H && H > 1 ? 1 : 0;
+  const temporal = p.temporal !== false;
+  const adapt = p.adaptation;
+  const strength = adapt ? Math.fround(adapt.strength) : 0;
+  const perNeuron = perNeuronOf(p.beta, H);
+  const perNeuronRho = adapt ? perNeuronOf(adapt.rho, H) : 0;
   const betaShape = p.beta.shape;
   const inputs: Record<string, Tensor> = { beta: p.beta, v0: init.v, s0: init.s, currents };
   if (wRec) inputs['wRec'] = wRec;
+  if (adapt) Object.assign(inputs, { rho: adapt.rho, a0: init.a! });
+  // What the backward pass reads, in this order: v, s (and a) of every step, β, the state before, W_rec, ρ.
+  const at = { wRec: wRec ? 5 : -1, a: adapt ? (wRec ? 6 : 5) : -1 };
+  // W_rec's gradient with presynaptic traces: the trace before the window is saved last.
+  const traces = wRec ? p.traces : undefined;
+  if (traces) checkPresynapticTraces('spikeflow.integrateFireSequence', traces, B, { recurrent: H });
+  const lambda = traces?.decay ?? 0;
+  const r0 = lambda > 0 ? traces?.recurrent : undefined;
   const tape = taped();
-  let lastV: Float32Array | undefined;
-  let lastS: Float32Array | undefined;
+  let last: LifRun['last'] | undefined;
   const spikes = customOp('spikeflow.integrateFireSequence', {
     inputs,
     forwardFunc: (_, save) => {
       const a = arena({ T, batch: B, width: H });
       const pc = a.alloc(T * BH);
       const lif = lifForwardIn(a, pc, T, B, H, init, wRec, p, () => a.f32(pc, T * BH).set(readF32(currents)));
-      lastV = lif.lastV;
-      lastS = lif.lastS;
+      last = lif.last;
       const sT = tensorOf(lif.S(), [T, B, H]);
       if (tape) {
-        // Only the backward pass reads the potentials: inference does not copy them out.
+        // Only the backward pass reads the potentials (and adaptations): inference does not copy them out.
         const vT = tensorOf(lif.V(), [T, B, H]);
-        save(wRec ? [vT, sT, p.beta, init.v, init.s, wRec] : [vT, sT, p.beta, init.v, init.s]);
-        vT.dispose();
+        const aT = adapt ? tensorOf(lif.A(), [T, B, H]) : undefined;
+        save([vT, sT, p.beta, init.v, init.s, ...(wRec ? [wRec] : []), ...(adapt ? [aT!, adapt.rho, init.a!] : []), ...(r0 ? [r0] : [])]);
+        tf.dispose([vT, ...(aT ? [aT] : [])]);
       }
       return sT;
     },
-    backwardsFunc: (dy, [vT, sT, betaT, v0T, s0T, wRecT]) => {
-      // ψ_t = σ'(v_t − ϑ) with the layer's own surrogate: computed in the loop for core's fast
-      // sigmoid, else by the surrogate's own ops on the whole window.
+    backwardsFunc: (dy, saved) => {
+      const [vT, sT, betaT, v0T, s0T] = saved as [Tensor, Tensor, Tensor, Tensor, Tensor];
+      const wRecT = at.wRec >= 0 ? saved[at.wRec]! : undefined;
+      const [aT, rhoT, a0T] = adapt ? (saved.slice(at.a, at.a + 3) as [Tensor, Tensor, Tensor]) : [];
+      // ψ_t = σ'(v_t − ϑ − β_a·a_t) with the layer's own surrogate: computed in the loop for core's
+      // fast sigmoid, else by the surrogate's own ops on the whole window.
       const slope = fastSigmoidSlope(p.surrogate);
-      const psiT = slope > 0 ? vT! : tf.tidy(() => p.surrogate.derivative(tf.sub(vT!, thr)));
+      const psiT = slope > 0 ? vT : tf.tidy(() => p.surrogate.derivative(aT ? tf.sub(vT, tf.add(thr, tf.mul(strength, aT))) : tf.sub(vT, thr)));
       const a = arena({ T, batch: B, width: H });
       const pdS = a.alloc(T * BH);
       const ppsi = a.alloc(T * BH);
       const pG = a.alloc(T * BH);
       const pb = a.alloc(H);
       const pcarry = a.alloc(BH);
+      // The adaptation of every step and before, ρ, h = ∂L/∂a (one step's), Σ_t h_t·a_{t−1} (float64).
+      const pA = aT ? a.alloc(T * BH) : 0;
+      const pa0 = aT ? a.alloc(BH) : 0;
+      const prho = aT ? a.alloc(H) : 0;
+      const ph = aT ? a.alloc(BH) : 0;
+      const pdRho = aT ? a.alloc(2 * BH) : 0;
+      // W_rec and its transpose (for the carry g_t·W_recᵀ of the temporal path).
+      const recurrent = wRecT && temporal;
+      const pwT = recurrent ? a.alloc(H * H) : 0;
+      const pw = recurrent ? a.alloc(H * H) : 0;
       a.commit();
       a.f32(pdS, T * BH).set(readF32(dy as Tensor));
       a.f32(ppsi, T * BH).set(readF32(psiT));
-      a.f32(pb, betaT!.size).set(readF32(betaT!));
+      a.f32(pb, betaT.size).set(readF32(betaT));
       if (psiT !== vT) psiT.dispose();
-      // The whole reverse pass in one call: per step the neurons' gradients, then
-      // carry = g_t·W_recᵀ (the recurrent share of ∂L/∂s_{t−1}, and of ∂L/∂s0 after t = 0).
-      const pwT = wRecT ? a.alloc(H * H) : 0;
-      const pw = wRecT ? a.alloc(H * H) : 0;
-      a.commit();
-      if (wRecT) {
+      if (aT) {
+        a.f32(pA, T * BH).set(readF32(aT));
+        a.f32(pa0, BH).set(readF32(a0T!));
+        a.f32(prho, rhoT!.size).set(readF32(rhoT!));
+      }
+      if (recurrent) {
         a.f32(pw, H * H).set(readF32(wRecT));
         snn().transpose(pw, H, H, pwT);
       }
+      // The whole reverse pass in one call: per step the neurons' gradients, then
+      // carry = g_t·W_recᵀ (the recurrent share of ∂L/∂s_{t−1}, and of ∂L/∂s0 after t = 0).
       parallelRows(
         'lifBackward',
         B,
-        (b0, b1) => [pdS, ppsi, slope, thr, pwT, pb, perNeuron, thrAttached, T, B, H, b0, b1, pG, pcarry],
-        T * B * H * (wRecT ? 2 * H : 4),
+        (b0, b1) => [
+          pdS,
+          ppsi,
+          slope,
+          thr,
+          pwT,
+          pb,
+          perNeuron,
+          thrAttached,
+          T,
+          B,
+          H,
+          b0,
+          b1,
+          pG,
+          pcarry,
+          temporal ? 1 : 0,
+          pA,
+          pa0,
+          prho,
+          perNeuronRho,
+          strength,
+          ph,
+          pdRho,
+        ],
+        T * B * H * (recurrent ? 2 * H : aT ? 8 : 4),
       );
       const G = a.f32(pG, T * BH).slice();
       const g0 = G.subarray(0, BH);
-      const carry0 = wRecT ? a.f32(pcarry, BH).slice() : new Float32Array(BH);
-      const betaD = readF32(betaT!).slice();
-      const betaAt = (j: number) => (perNeuron ? betaD[j]! : betaD[0]!);
+      const carry0 = recurrent ? a.f32(pcarry, BH).slice() : undefined;
+      const h0 = aT && temporal ? a.f32(ph, BH).slice() : undefined;
+      let dRho: Float64Array | undefined;
+      if (aT) {
+        const view = a.f32(pdRho, 2 * BH);
+        const rows = new Float64Array(view.buffer, view.byteOffset, BH);
+        dRho = new Float64Array(H);
+        for (let i = 0; i < BH; i++) dRho[i % H]! += rows[i]!;
+      }
+      const betaD = readF32(betaT).slice();
+      const rhoD = rhoT ? readF32(rhoT).slice() : undefined;
+      const decay = (d: Float32Array, j: number, per: number) => (per ? d[j]! : d[0]!);
+      // Without the temporal path, the state before the window is a constant: no gradient.
+      const none = () => tf.zeros([B, H]);
+      const r0T = r0 ? saved.at(-1) : undefined;
       return {
         wRec: () => {
-          // Σ_t s_{t−1}ᵀ·g_t with s_{−1} = s0.
+          // Σ_t s_{t−1}ᵀ·g_t with s_{−1} = s0; with traces, Σ_t s_{t−1}ᵀ·ĝ_t + λ·r0ᵀ·ĝ_0 (ĝ: g filtered
+          // backward in time, in place; λ = 0 without traces).
           const b = arena({ T, batch: B, width: H });
           const px = b.alloc(T * BH);
           const pre = b.commit().f32(px, T * BH);
-          pre.set(readF32(s0T!), 0);
-          pre.set(readF32(sT!).subarray(0, (T - 1) * BH), BH);
+          pre.set(readF32(s0T), 0);
+          pre.set(readF32(sT).subarray(0, (T - 1) * BH), BH);
           const counted = countIn(b, px, T * B, H);
-          if (counted.nnz > EVENT_DENSITY_LIMIT * T * BH) {
-            return tf.tidy(() => tf.matMul(tf.transpose(tensorOf(pre, [T * B, H])), tf.tensor2d(G, [T * B, H])));
-          }
-          const ev = eventsIn(b, px, T * B, H, counted);
+          const dense = counted.nnz > EVENT_DENSITY_LIMIT * T * BH;
+          const ev = dense ? undefined : eventsIn(b, px, T * B, H, counted);
           const pg = b.alloc(T * BH);
           b.commit()
             .f32(pg, T * BH)
             .set(G);
-          return tensorOf(b.f32(transposedProduct(b, ev, T * B, H, pg, H), H * H), [H, H]);
+          traced.filter(pg, T, BH, lambda);
+          if (!ev) {
+            const [x, g] = [tensorOf(b.f32(px, T * BH), [T * B, H]), tensorOf(b.f32(pg, T * BH), [T * B, H])];
+            const product = tf.tidy(() => tf.matMul(tf.transpose(x), g));
+            tf.dispose([x, g]);
+            return traced.plusStartTerm(product, r0T, lambda, b.f32(pg, BH), B);
+          }
+          const out = transposedProduct(b, ev, T * B, H, pg, H);
+          traced.start(b, pg, out, r0T, lambda, B, H, H);
+          return tensorOf(b.f32(out, H * H), [H, H]);
         },
         beta: () => {
           // Σ_{t, b} g_t·v_{t−1}, per neuron or summed for a shared β.
-          const vd = readF32(vT!);
-          const v0 = readF32(v0T!);
+          const vd = readF32(vT);
+          const v0 = readF32(v0T);
           const acc = new Float64Array(H);
           for (let t = 0; t < T; t++) {
             const prev = t === 0 ? v0 : vd.subarray((t - 1) * BH, t * BH);
             const o = t * BH;
             for (let i = 0; i < BH; i++) acc[i % H]! += G[o + i]! * prev[i]!;
           }
-          if (perNeuron) return tf.tensor(Float32Array.from(acc), betaShape);
-          return tf.tidy(() => tf.reshape(tf.scalar(acc.reduce((s, x) => s + x, 0)), betaShape));
+          return decayGradient(acc, perNeuron, betaShape);
         },
+        // Σ_{t, b} h_t·a_{t−1}, summed by the backward pass per row.
+        rho: () => decayGradient(dRho!, perNeuronRho, adapt!.rho.shape),
         v0: () =>
-          tf.tensor2d(
-            g0.map((g, i) => betaAt(i % H) * g),
-            [B, H],
-          ),
-        s0: () =>
-          tf.tensor2d(
-            carry0.map((c, i) => c - thrAttached * g0[i]!),
-            [B, H],
-          ),
+          temporal
+            ? tf.tensor2d(
+                g0.map((g, i) => decay(betaD, i % H, perNeuron) * g),
+                [B, H],
+              )
+            : none(),
+        // ∂L/∂s0 = g_0·W_recᵀ − ϑ_a·g_0 (+ h_0, through a_0).
+        s0: () => {
+          if (!temporal) return none();
+          const out = new Float32Array(BH);
+          for (let i = 0; i < BH; i++) out[i] = (carry0 ? carry0[i]! : 0) - thrAttached * g0[i]! + (h0 ? h0[i]! : 0);
+          return tf.tensor2d(out, [B, H]);
+        },
+        a0: () =>
+          temporal
+            ? tf.tensor2d(
+                h0!.map((h, i) => decay(rhoD!, i % H, perNeuronRho) * h),
+                [B, H],
+              )
+            : none(),
         currents: () => tf.tensor3d(G, [T, B, H]),
       };
     },
   });
-  return { spikes, final: { v: tf.tensor2d(lastV!, [B, H]), s: tf.tensor2d(lastS!, [B, H]) } };
+  return { spikes, final: finalState(last!, B, H) };
 }
 
-/** `spikeflow.leakyScan`: the forward and the reverse scan each one SIMD loop. */
-export function leakyScan(d: Tensor, y0: Tensor, kappa: number): Tensor {
+/**
+ * `spikeflow.leakyScan`: the forward and the reverse scan each one SIMD loop. Without the temporal
+ * path (`temporal: false`) the backward pass is no scan: ∂d_t = ∂y_t, and y0 gets no gradient.
+ */
+export function leakyScan(d: Tensor, y0: Tensor, kappa: number, { temporal = true }: LeakyScanOptions = {}): Tensor {
   const [T, B, O] = d.shape as [number, number, number];
   if (d.rank !== 3 || y0.shape.join() !== `${B},${O}`) {
     throw new SpikeflowError('SHAPE_MISMATCH', `spikeflow.leakyScan: expected d [T, B, O] and y0 [B, O], got [${d.shape}] and [${y0.shape}]`);
@@ -526,6 +859,7 @@ export function leakyScan(d: Tensor, y0: Tensor, kappa: number): Tensor {
       return tensorOf(a.f32(py, T * n), [T, B, O]);
     },
     backwardsFunc: (dy) => {
+      if (!temporal) return { d: () => tf.clone(dy as Tensor), y0: () => tf.zeros([B, O]) };
       const a = arena({ T, batch: B, width: O });
       const pdy = a.alloc(T * n);
       const pg = a.alloc(T * n);
@@ -640,8 +974,8 @@ function productInto(a: Arena, x: Tensor, w: Tensor, b: Tensor | undefined): (ou
   };
 }
 
-const composedLifLayer = integrateFireLayerOf(eventDense, integrateFireSequence);
-const composedLeakyReadout = leakyReadoutOf(eventDense, leakyScan);
+const composedLifLayer = integrateFireLayerOf(eventDense, integrateFireSequence, tracedProduct);
+const composedLeakyReadout = leakyReadoutOf(eventDense, leakyScan, tracedProduct);
 
 /**
  * `spikeflow.integrateFireLayer`. On a gradient tape, {@link eventDense} (plus the bias) then
@@ -654,7 +988,7 @@ export function integrateFireLayer(
   x: Tensor,
   w: Tensor,
   b: Tensor | undefined,
-  init: { readonly v: Tensor; readonly s: Tensor },
+  init: IntegrateFireState,
   wRec: Tensor | undefined,
   p: IntegrateFireSequenceParams,
 ): IntegrateFireSequenceResult {
@@ -668,7 +1002,7 @@ export function integrateFireLayer(
     const product = productInto(a, x, w, b);
     const pc = a.alloc(T * B * H);
     const lif = lifForwardIn(a, pc, T, B, H, init, wRec, p, () => probed('spikeflow.integrateFireLayer (input product)', () => product(pc)));
-    return { spikes: tensorOf(lif.S(), [T, B, H]), final: { v: tf.tensor2d(lif.lastV, [B, H]), s: tf.tensor2d(lif.lastS, [B, H]) } };
+    return { spikes: tensorOf(lif.S(), [T, B, H]), final: finalState(lif.last, B, H) };
   });
 }
 
@@ -676,14 +1010,14 @@ export function integrateFireLayer(
  * `spikeflow.leakyReadout`. On a gradient tape, {@link eventDense} (plus the bias) then
  * {@link leakyScan}; without one, the product by events (bias included) and the scan in one kernel.
  */
-export function leakyReadout(x: Tensor, w: Tensor, b: Tensor | undefined, y0: Tensor, kappa: number): Tensor {
+export function leakyReadout(x: Tensor, w: Tensor, b: Tensor | undefined, y0: Tensor, kappa: number, options: LeakyReadoutOptions = {}): Tensor {
   checkProduct('spikeflow.leakyReadout', x, w, b);
   const [T, B] = x.shape as [number, number];
   const O = w.shape[1]!;
   if (y0.shape.join() !== `${B},${O}`) {
     throw new SpikeflowError('SHAPE_MISMATCH', `spikeflow.leakyReadout: with W [${w.shape}], expected y0 [${B}, ${O}], got [${y0.shape}]`);
   }
-  if (taped()) return composedLeakyReadout(x, w, b, y0, kappa);
+  if (taped()) return composedLeakyReadout(x, w, b, y0, kappa, options);
   return probed('spikeflow.leakyReadout (forward)', () => {
     const a = arena({ T, batch: B, width: `${x.shape[2]} → ${O}` });
     const product = productInto(a, x, w, b);

@@ -18,10 +18,11 @@ import {
   forward,
   tf,
   type AnyNeuronModel,
+  type LayerState,
   type Tensor,
 } from '@spikeflow/core';
 import '@tensorflow/tfjs-backend-wasm';
-import { cpuMemoryKernels, leakyReadout, integrateFireLayer } from './index.js';
+import { cpuMemoryKernels, decayedSum, leakyReadout, integrateFireLayer } from './index.js';
 import { productBlockRows } from './kernels.js';
 
 /** Makes the wasm backend the active one. */
@@ -101,6 +102,32 @@ const lif = defineNeuron({
   },
 });
 
+/**
+ * Leaky integrate-and-fire with an adaptive threshold and a per-neuron trainable ρ: core's kernel
+ * equation with `adaptation` (as `@spikeflow/neuron-alif`'s `alif` with `learnRho`).
+ */
+const adaptive = defineNeuron({
+  name: 'adaptive',
+  description: 'integrate-and-fire with an adaptive threshold (test neuron)',
+  configSchema: {},
+  stateKeys: ['v', 'a', 's'],
+  membrane: 'v',
+  spikes: 's',
+  adaptation: 'a',
+  tensorParams: (_c, size) => ({ beta: { value: 0.9, trainable: false }, rho: { value: new Float32Array(size).fill(0.95), trainable: true, range: [0, 1] } }),
+  integrateFire: ({ tensors }) => ({ beta: tensors['beta']!, threshold: 1, resetDetach: false, adaptation: { rho: tensors['rho']!, strength: 0.5 } }),
+  init: (batch, size) => {
+    const z = tf.zeros([batch, size]);
+    return { v: z, a: z, s: z };
+  },
+  step: ({ tensors }, st: { v: Tensor; a: Tensor; s: Tensor }, current, { spike }) => {
+    const a = tf.add(tf.mul(tensors['rho']!, st.a), st.s);
+    const v = tf.sub(tf.add(tf.mul(tensors['beta']!, st.v), current), st.s);
+    const s = spike(tf.sub(v, tf.add(1, tf.mul(0.5, a))));
+    return { state: { v, a, s }, spikes: s };
+  },
+});
+
 /** What {@link networkWorkload} reports. */
 export interface NetworkResult {
   /** SHA-256 of the weights after training. */
@@ -113,12 +140,17 @@ export interface NetworkResult {
   readonly denseProducts: readonly number[];
   /** The hidden layer's spike rate in the sparse pass. */
   readonly spikeRate: number;
+  /** The adaptive layer's spike rate in the sparse pass. */
+  readonly adaptiveRate: number;
 }
 
 /**
- * A recurrent LIF network (700 → 128 → 10) through the fast kernels on the wasm backend: three
- * BPTT iterations (SGD) on whole windows, on a sparse input (5%, the event paths) and a dense
- * one (40%: the dense input product of training), then two tape-free inference passes, on the
+ * A recurrent LIF network with a recurrent adaptive layer (700 → 128 → 48 → 10, ρ trained) through
+ * the fast kernels on the wasm backend: three BPTT iterations (SGD) on whole windows, on a sparse
+ * input (5%, the event paths) and a dense one (40%: the dense input product of training), the
+ * last without the temporal path, a fourth without it and with presynaptic traces in the weight
+ * gradients (OTTT's: traces before the window, then the traces after it by `decayedSum`, hashed
+ * with the outputs), then two tape-free inference passes, on the
  * sparse input and on a 70% one (the dense input product of inference). The sparse input has a
  * block of fully dense rows where two threads' ranges of the input product would have begun
  * (half the rows) before blocks were counted from the window's first row: each of the two blocks
@@ -134,8 +166,21 @@ export async function networkWorkload(): Promise<NetworkResult> {
   const kernels = new KernelTable();
   for (const k of cpuMemoryKernels('wasm')) kernels.register(k);
   const net = buildNetwork(
-    { inputs: I, layers: [{ neuron: 'lif', size: 128, recurrent: true, gain: 3 }], readout: { size: 10 } },
-    { neurons: new Map([['lif', lif as unknown as AnyNeuronModel]]), surrogates: builtinSurrogates },
+    {
+      inputs: I,
+      layers: [
+        { neuron: 'lif', size: 128, recurrent: true, gain: 3 },
+        { neuron: 'adaptive', size: 48, recurrent: true, gain: 3 },
+      ],
+      readout: { size: 10 },
+    },
+    {
+      neurons: new Map([
+        ['lif', lif as unknown as AnyNeuronModel],
+        ['adaptive', adaptive as unknown as AnyNeuronModel],
+      ]),
+      surrogates: builtinSurrogates,
+    },
     { kernels, seed: 1 },
   );
   const sparse = spikes(T, B, I, 0.05, 11, [half, half + block]);
@@ -154,10 +199,21 @@ export async function networkWorkload(): Promise<NetworkResult> {
     if (!net.fused) throw new Error('networkWorkload: the network does not run fused');
     const params = Object.values(net.params);
     const trainProducts: number[] = [];
-    for (const x of [sparse, denseTrain, sparse]) {
+    // The traces before the fourth window: of every layer's input, its own spikes and the bias.
+    const traced = [
+      { decay: 0.9, input: tf.randomUniform([B, I], 0, 2, 'float32', 31), recurrent: tf.randomUniform([B, 128], 0, 1, 'float32', 32), bias: 3 },
+      { decay: 0.8, input: tf.randomUniform([B, 128], 0, 1, 'float32', 33), recurrent: tf.randomUniform([B, 48], 0, 1, 'float32', 34), bias: 2 },
+    ];
+    const traces = { layers: traced, readout: { decay: 0.7, input: tf.randomUniform([B, 48], 0, 1, 'float32', 35), bias: 1.5 } };
+    const outputs: Tensor[] = [];
+    for (const [i, x] of [sparse, denseTrain, sparse, sparse].entries()) {
       const prof = await tf.profile(() => {
         const { value, grads } = tf.variableGrads(() => {
-          const out = net.runWindow(net.prepare(), net.init(B), x);
+          const out = net.runWindow(net.prepare({ temporal: i < 2, ...(i === 3 ? { traces } : {}) }), net.init(B), x);
+          if (i === 3)
+            outputs.push(
+              ...[x, ...out.spikes].map((s, l) => tf.keep(decayedSum(s, [0.9, 0.8, 0.7][l]!, [traced[0]!.input, traced[1]!.input, traces.readout.input][l]))),
+            );
           return tf.mean(tf.square(tf.sub(tf.mean(out.readout, 0), target))) as tf.Scalar;
         }, params);
         for (const v of params) {
@@ -168,17 +224,19 @@ export async function networkWorkload(): Promise<NetworkResult> {
       });
       trainProducts.push(prof.kernels.filter((k) => k.name === 'BatchMatMul').length);
     }
-    const outputs: Tensor[] = [];
+    disposeTree(traces);
     const denseProducts: number[] = [];
     let spikeRate = 0;
+    let adaptiveRate = 0;
     for (const x of [sparse, denseInfer]) {
       let result: ReturnType<typeof forward> | undefined;
       const prof = await tf.profile(() => {
         result = forward(net, x, { record: x === sparse });
       });
       denseProducts.push(prof.kernels.filter((k) => k.name === 'BatchMatMul').length);
-      if (result!.spikes) spikeRate = tf.tidy(() => tf.mean(result!.spikes![0]!).dataSync()[0]!);
-      outputs.push(result!.readout, result!.state.layers[0]!.neuron['v']!, result!.state.readout);
+      if (result!.spikes) [spikeRate, adaptiveRate] = result!.spikes.map((sp) => tf.tidy(() => tf.mean(sp).dataSync()[0]!)) as [number, number];
+      const [first, second] = result!.state.layers as [LayerState, LayerState];
+      outputs.push(result!.readout, first.neuron['v']!, second.neuron['v']!, second.neuron['a']!, result!.state.readout);
       disposeTree(result!.spikes);
     }
     const weights = hashOf(
@@ -186,7 +244,7 @@ export async function networkWorkload(): Promise<NetworkResult> {
         .sort()
         .map((k) => net.params[k]!),
     );
-    const res = { weights, outputs: hashOf(outputs), trainProducts, denseProducts, spikeRate };
+    const res = { weights, outputs: hashOf(outputs), trainProducts, denseProducts, spikeRate, adaptiveRate };
     disposeTree(outputs);
     return res;
   } finally {

@@ -1,7 +1,7 @@
 import { expect, it } from 'vitest';
 import { inChild, type NetworkResult } from './test-support.js';
 
-it("training (BPTT through the fused kernels) and inference give bit-identical weights and outputs on 1 and 2 threads, on inputs that take the event and the dense paths and straddle where a second thread's rows would begin", () => {
+it("training (BPTT through the fused kernels, an adaptive layer among them, a pass without the temporal path and one with presynaptic traces) and inference give bit-identical weights and outputs on 1 and 2 threads, on inputs that take the event and the dense paths and straddle where a second thread's rows would begin", () => {
   const one = inChild<NetworkResult>('network', { SPIKEFLOW_THREADS: '1' });
   const two = inChild<NetworkResult>('network', { SPIKEFLOW_THREADS: '2' });
   expect([one.threads, two.threads]).toEqual([1, 2]);
@@ -13,5 +13,7 @@ it("training (BPTT through the fused kernels) and inference give bit-identical w
   expect(one.denseProducts[1]).toBeGreaterThan(0);
   expect(one.spikeRate).toBeGreaterThan(0.01);
   expect(one.spikeRate).toBeLessThan(0.5);
+  expect(one.adaptiveRate).toBeGreaterThan(0.01);
+  expect(one.adaptiveRate).toBeLessThan(0.5);
   expect({ ...two, threads: 1 }).toEqual(one);
 }, 300_000);

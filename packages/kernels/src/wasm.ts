@@ -58,6 +58,11 @@ export interface SnnExports {
     S: number,
     rec: number,
     act: number,
+    a0: number,
+    A: number,
+    rho: number,
+    perNeuronRho: number,
+    strength: number,
   ): void;
   transpose(src: number, R: number, C: number, dst: number): void;
   lifBackward(
@@ -76,14 +81,116 @@ export interface SnnExports {
     b1: number,
     g: number,
     carry: number,
+    temporal: number,
+    A: number,
+    a0: number,
+    rho: number,
+    perNeuronRho: number,
+    strength: number,
+    h: number,
+    dRho: number,
   ): void;
   leakyScan(d: number, y0: number, kappa: number, T: number, n: number, y: number): void;
   leakyScanBack(dy: number, kappa: number, T: number, n: number, g: number): void;
+  addTransposedProduct(a: number, K: number, R: number, g: number, H: number, t: number, p: number, out: number, scale: number): void;
+  stepWeightedSums(g: number, T: number, B: number, O: number, c: number, row: number, out: number): void;
+  // e-prop's eligibility traces (assembly/eprop.ts, wrapped by src/eprop.ts).
+  epropForward(
+    C: number,
+    S: number,
+    v: number,
+    a: number,
+    w: number,
+    beta: number,
+    perNeuron: number,
+    rho: number,
+    perNeuronRho: number,
+    strength: number,
+    thr: number,
+    slope: number,
+    n: number,
+    B: number,
+    H: number,
+    b0: number,
+    b1: number,
+    X: number,
+    rec: number,
+    kappa: number,
+    F: number,
+    cnt: number,
+  ): void;
+  epropSweep(
+    psi: number,
+    M: number,
+    C: number,
+    n: number,
+    B: number,
+    H: number,
+    LB: number,
+    b0: number,
+    b1: number,
+    beta: number,
+    perNeuron: number,
+    rho: number,
+    perNeuronRho: number,
+    strength: number,
+    thrR: number,
+    kappa: number,
+    X: number,
+    withV: number,
+    withE: number,
+    AZ: number,
+    COEF: number,
+    Ct: number,
+  ): void;
+  epropColumns(ptr: number, cols: number, vals: number, n: number, B: number, C: number, cptr: number, crows: number, cvals: number): void;
+  epropTraces(
+    ptr: number,
+    rows: number,
+    vals: number,
+    cursor: number,
+    cols: number,
+    i0: number,
+    i1: number,
+    n: number,
+    B: number,
+    H: number,
+    LB: number,
+    P: number,
+    fan: number,
+    off: number,
+    K: number,
+    Z: number,
+    beta: number,
+    betaN: number,
+    betaPow: number,
+    kappaN: number,
+    Ct: number,
+    COEF: number,
+    AZ: number,
+    X: number,
+    withV: number,
+    withE: number,
+    carry: number,
+    advance: number,
+    gt: number,
+    grad: number,
+  ): void;
 }
 
 /** Kernels that split their work by rows over the thread pool (same arguments plus a range). */
-type Parallel = 'lifForward' | 'lifBackward' | 'scatterRowRange' | 'countRows' | 'events' | 'eventProduct';
-const PARALLEL: readonly Parallel[] = ['lifForward', 'lifBackward', 'scatterRowRange', 'countRows', 'events', 'eventProduct'];
+type Parallel = 'lifForward' | 'lifBackward' | 'scatterRowRange' | 'countRows' | 'events' | 'eventProduct' | 'epropForward' | 'epropSweep' | 'epropTraces';
+const PARALLEL: readonly Parallel[] = [
+  'lifForward',
+  'lifBackward',
+  'scatterRowRange',
+  'countRows',
+  'events',
+  'eventProduct',
+  'epropForward',
+  'epropSweep',
+  'epropTraces',
+];
 const KERNEL_INDEX = new Map(PARALLEL.map((k, i) => [k, i]));
 
 // A worker's control block: Int32 words, then the job's arguments as float64 from byte 64.
@@ -722,17 +829,21 @@ export function kernelMemoryBytes(): number {
 
 /**
  * Scratch space for one kernel call, laid out from the start of the module's memory on every
- * call (calls never overlap: tfjs runs one kernel at a time). `alloc` all buffers first, then
+ * call (calls never overlap: tfjs runs one kernel at a time), after the memory a kernel keeps
+ * across calls ({@link keep}) if one does. `alloc` all buffers first, then
  * `commit` (which grows the memory, or fails with `OUT_OF_MEMORY` naming the call's sizes), then
  * take views: growing detaches earlier views.
  */
 export class Arena {
-  #end = BASE;
+  #end: number;
   readonly #m: WebAssembly.Memory;
   readonly #size: CallSize;
 
   constructor(size: CallSize) {
-    this.#m = freshRuntime().memory;
+    const r = freshRuntime();
+    this.#m = r.memory;
+    // Laid out after the memory a kernel keeps across calls (see keep()), if any.
+    this.#end = held?.r === r ? BASE + held.bytes : BASE;
     this.#size = size;
     calls++;
   }
@@ -782,4 +893,70 @@ export class Arena {
 /** A fresh arena for one call of the given sizes (named by an out-of-memory error). */
 export function arena(size: CallSize): Arena {
   return new Arena(size);
+}
+
+/** The memory kept across calls (see {@link keep}): the runtime it lies in, its size in bytes from {@link BASE}, and whose it is. */
+let held: { readonly r: Runtime; bytes: number; readonly owner: Kept } | undefined;
+
+/**
+ * Memory a kernel keeps from one call to the next (e-prop's eligibility traces between windows):
+ * the first bytes of scratch, which every later {@link Arena} is laid out after. One holder at a
+ * time: a later {@link keep} takes it over (the earlier holder's `live()` turns false), as does
+ * the runtime being discarded (a fault, {@link releaseKernelMemory}, the idle release).
+ */
+export interface Kept {
+  /** Byte offset of the kept memory (fixed; the content is valid while {@link live}). */
+  readonly at: number;
+  /** Keeps `n` 4-byte elements from now on (the content up to the smaller size stays). */
+  resize(n: number): void;
+  /** Whether the memory is still this holder's. */
+  live(): boolean;
+  f32(at: number, n: number): Float32Array;
+  i32(at: number, n: number): Int32Array;
+  /** Gives the memory back (later arenas begin at the start of scratch again). */
+  release(): void;
+}
+
+/** Keeps `n` 4-byte elements of the kernels' memory across calls; `size` names the call in an out-of-memory error. */
+export function keep(n: number, size: CallSize): Kept {
+  const r = freshRuntime();
+  const kept: Kept = {
+    at: BASE,
+    resize(m) {
+      if (!kept.live()) throw new SpikeflowError('KERNEL_FAULT', `${region}: the memory it kept across calls was released or taken over; start again`);
+      const bytes = Math.ceil(m / 4) * 16;
+      if (!(BASE + bytes <= MAX_BYTES)) {
+        throw new SpikeflowError(
+          'OUT_OF_MEMORY',
+          `${region}: needs ${gib(BASE + bytes)} GiB of memory kept across calls for ${describeSize(size)}, more than the 4 GiB a WebAssembly memory can hold. Use a smaller batch or layer, or run without the fast kernels (--no-kernels).`,
+          { kernel: region, bytes: BASE + bytes, ...size },
+        );
+      }
+      const need = BASE + bytes - r.memory.buffer.byteLength;
+      if (need > 0) {
+        try {
+          r.memory.grow(Math.ceil(need / 65536));
+        } catch (e) {
+          throw new SpikeflowError(
+            'OUT_OF_MEMORY',
+            `${region}: needs ${gib(BASE + bytes)} GiB of memory kept across calls for ${describeSize(size)}, and the memory could not grow to that here (${e instanceof Error ? e.message : String(e)}). Use a smaller batch or layer, or run without the fast kernels (--no-kernels).`,
+            { kernel: region, bytes: BASE + bytes, ...size },
+            { cause: e },
+          );
+        }
+      }
+      held!.bytes = bytes;
+      calls++;
+      armIdleRelease(r.memory.buffer.byteLength);
+    },
+    live: () => held?.owner === kept && held.r === runtime,
+    f32: (at, m) => new Float32Array(r.memory.buffer, at, m),
+    i32: (at, m) => new Int32Array(r.memory.buffer, at, m),
+    release() {
+      if (held?.owner === kept) held = undefined;
+    },
+  };
+  held = { r, bytes: 0, owner: kept };
+  kept.resize(n);
+  return kept;
 }

@@ -13,6 +13,8 @@ import {
   type KernelRegistration,
   type KernelSignatures,
   type IntegrateFireSequenceParams,
+  type IntegrateFireSequenceResult,
+  type PresynapticTraces,
   type Tensor,
 } from '@spikeflow/core';
 
@@ -43,6 +45,32 @@ interface KernelCase {
   readonly tolerance?: number;
 }
 
+/**
+ * An adaptive threshold for a case: ρ shared (`shared`) or one per neuron (`perNeuron`), the
+ * adaptation before the window and the strength β_a; absent: none.
+ */
+type Adaptive = 'shared' | 'perNeuron' | undefined;
+
+/** The adaptation's tensors of a case: a0 `[B, H]` (a few steps into a run: 0 to ~2) and ρ. */
+function adaptationArgs(adaptive: Adaptive, B: number, H: number, seed: number): Tensor[] {
+  if (!adaptive) return [];
+  return [tf.randomUniform([B, H], 0, 2, 'float32', seed), adaptive === 'perNeuron' ? tf.randomUniform([H], 0.6, 0.98, 'float32', seed + 1) : tf.scalar(0.9)];
+}
+
+/**
+ * A fused layer's output for comparison: its spikes, then (`withState`) its final state, each
+ * checked to be values only (no gradient flows through it) and `s` the last step's spikes.
+ */
+function layerOutput(r: IntegrateFireSequenceResult, withState: boolean): Tensor {
+  // The final state is values only: it must equal the last step of the window.
+  const lastS = tf.tidy(() => tf.reshape(tf.slice(r.spikes, [r.spikes.shape[0]! - 1, 0, 0], [1, -1, -1]), r.final.s.shape));
+  expect(Array.from(r.final.s.dataSync())).toEqual(Array.from(lastS.dataSync()));
+  const state = [r.final.v, ...(r.final.a ? [r.final.a] : [])];
+  const out = withState ? tf.tidy(() => tf.concat([r.spikes, ...state.map((x) => tf.expandDims(x, 0))])) : r.spikes;
+  disposeTree([r.final.v, r.final.s, r.final.a, lastS, ...(withState ? [r.spikes] : [])]);
+  return out;
+}
+
 const lifCase = (
   name: string,
   o: {
@@ -56,6 +84,9 @@ const lifCase = (
     mean?: number;
     analogS0?: boolean;
     surrogate?: IntegrateFireSequenceParams['surrogate'];
+    adaptive?: Adaptive;
+    temporal?: false;
+    traces?: TraceCase;
     tolerance?: number;
   } = {},
 ): KernelCase => {
@@ -70,7 +101,11 @@ const lifCase = (
     mean = 0.4,
     analogS0 = false,
     surrogate = fastSigmoid({ slope: 5 }),
+    adaptive,
+    temporal,
   } = o;
+  // The final state is compared too where a case has an adaptive threshold or no temporal path.
+  const withState = adaptive !== undefined || temporal === false;
   return {
     name,
     ...(o.tolerance ? { tolerance: o.tolerance } : {}),
@@ -80,17 +115,52 @@ const lifCase = (
       analogS0 ? tf.tidy(() => tf.mul(spikes([B, H], 0.3, 13), tf.randomUniform([B, H], -1, 2, 'float32', 16))) : spikes([B, H], 0.3, 13),
       perNeuron ? tf.randomUniform([H], 0.5, 0.95, 'float32', 15) : tf.scalar(0.85),
       ...(rec ? [tf.randomNormal([H, H], 0, recScale, 'float32', 14)] : []),
+      ...adaptationArgs(adaptive, B, H, 17),
     ],
-    call: (impl: KernelSignatures['spikeflow.integrateFireSequence'], [currents, v, s, beta, wRec]) => {
-      const r = impl(currents!, { v: v!, s: s! }, wRec, { beta: beta!, threshold: 0.7, resetDetach, surrogate });
-      // The final state is values only: it must equal the last step of the window.
-      const lastS = tf.tidy(() => tf.reshape(tf.slice(r.spikes, [r.spikes.shape[0]! - 1, 0, 0], [1, -1, -1]), r.final.s.shape));
-      expect(Array.from(r.final.s.dataSync())).toEqual(Array.from(lastS.dataSync()));
-      disposeTree([r.final.v, r.final.s, lastS]);
-      return r.spikes;
+    call: (impl: KernelSignatures['spikeflow.integrateFireSequence'], [currents, v, s, beta, ...rest]) => {
+      const wRec = rec ? rest[0] : undefined;
+      const [a, rho] = rest.slice(rec ? 1 : 0);
+      const r = withTraces(o.traces, B, H, H, (traces) =>
+        impl(currents!, { v: v!, s: s!, ...(a ? { a } : {}) }, wRec, {
+          beta: beta!,
+          threshold: 0.7,
+          resetDetach,
+          surrogate,
+          ...(rho ? { adaptation: { rho, strength: 0.4 } } : {}),
+          ...(temporal === false ? { temporal } : {}),
+          ...(traces ? { traces } : {}),
+        }),
+      );
+      return layerOutput(r, withState);
     },
   } as KernelCase;
 };
+
+/**
+ * Presynaptic traces of a case (OTTT's weight gradients): the decay λ and whether there are traces
+ * before the window (`start`: the input's `[B, I]`, the recurrent input's `[B, H]` and the bias'
+ * c, as a few steps into a sequence) or none (a sequence's first window).
+ */
+interface TraceCase {
+  readonly decay: number;
+  readonly start: boolean;
+}
+
+/**
+ * Runs `f` with the traces of `c` for a window of `B` rows, `I` inputs and `H` neurons (no
+ * recurrent trace where `H` is absent), made from fixed seeds, so the fast kernel and the
+ * reference get the same ones; they are freed after `f` (a kernel keeps what its backward pass reads).
+ */
+function withTraces<R>(c: TraceCase | undefined, B: number, I: number, H: number | undefined, f: (traces: PresynapticTraces | undefined) => R): R {
+  if (!c) return f(undefined);
+  const made = c.start ? [tf.randomUniform([B, I], 0, 3, 'float32', 61), ...(H ? [tf.randomUniform([B, H], 0, 2, 'float32', 62)] : [])] : [];
+  const [input, recurrent] = made;
+  try {
+    return f({ decay: c.decay, ...(input ? { input, bias: 2.7 } : {}), ...(recurrent ? { recurrent } : {}) });
+  } finally {
+    disposeTree(made);
+  }
+}
 
 /** Input of a window: 0/1 spikes with probability `p`, or (`analog`) some of them scaled by other values. */
 function windowInput(shape: number[], p: number, analog: boolean, seed: number): Tensor {
@@ -110,10 +180,14 @@ const lifLayerCase = (
     rec?: boolean;
     resetDetach?: boolean;
     perNeuron?: boolean;
+    adaptive?: Adaptive;
+    temporal?: false;
+    traces?: TraceCase;
     tolerance?: number;
   } = {},
 ): KernelCase => {
-  const { T = 7, B = 3, I = 30, H = 37, p = 0.2, analog = false, bias = true, rec = true, resetDetach = false, perNeuron = false } = o;
+  const { T = 7, B = 3, I = 30, H = 37, p = 0.2, analog = false, bias = true, rec = true, resetDetach = false, perNeuron = false, adaptive, temporal } = o;
+  const withState = adaptive !== undefined || temporal === false;
   return {
     name,
     ...(o.tolerance ? { tolerance: o.tolerance } : {}),
@@ -125,25 +199,34 @@ const lifLayerCase = (
       perNeuron ? tf.randomUniform([H], 0.5, 0.95, 'float32', 25) : tf.scalar(0.85),
       ...(bias ? [tf.randomNormal([H], 0.2, 0.3, 'float32', 26)] : []),
       ...(rec ? [tf.randomNormal([H, H], 0, 0.3, 'float32', 27)] : []),
+      ...adaptationArgs(adaptive, B, H, 28),
     ],
     call: (impl: KernelSignatures['spikeflow.integrateFireLayer'], [x, w, v, s, beta, ...rest]) => {
       const b = bias ? rest[0] : undefined;
       const wRec = rec ? rest[bias ? 1 : 0] : undefined;
-      const r = impl(x!, w!, b, { v: v!, s: s! }, wRec, { beta: beta!, threshold: 0.7, resetDetach, surrogate: fastSigmoid({ slope: 5 }) });
-      // The final state is values only: it must equal the last step of the window.
-      const lastS = tf.tidy(() => tf.reshape(tf.slice(r.spikes, [r.spikes.shape[0]! - 1, 0, 0], [1, -1, -1]), r.final.s.shape));
-      expect(Array.from(r.final.s.dataSync())).toEqual(Array.from(lastS.dataSync()));
-      disposeTree([r.final.v, r.final.s, lastS]);
-      return r.spikes;
+      const [a, rho] = rest.slice((bias ? 1 : 0) + (rec ? 1 : 0));
+      const r = withTraces(o.traces, B, I, rec ? H : undefined, (traces) =>
+        impl(x!, w!, b, { v: v!, s: s!, ...(a ? { a } : {}) }, wRec, {
+          beta: beta!,
+          threshold: 0.7,
+          resetDetach,
+          surrogate: fastSigmoid({ slope: 5 }),
+          ...(rho ? { adaptation: { rho, strength: 0.4 } } : {}),
+          ...(temporal === false ? { temporal } : {}),
+          ...(traces ? { traces } : {}),
+        }),
+      );
+      return layerOutput(r, withState);
     },
   } as KernelCase;
 };
 
 const leakyReadoutCase = (
   name: string,
-  o: { T?: number; B?: number; H?: number; O?: number; p?: number; analog?: boolean; bias?: boolean } = {},
+  o: { T?: number; B?: number; H?: number; O?: number; p?: number; analog?: boolean; bias?: boolean; temporal?: false; traces?: TraceCase } = {},
 ): KernelCase => {
-  const { T = 6, B = 3, H = 40, O = 20, p = 0.15, analog = false, bias = true } = o;
+  const { T = 6, B = 3, H = 40, O = 20, p = 0.15, analog = false, bias = true, temporal } = o;
+  const options = temporal === false ? { temporal } : {};
   return {
     name,
     args: () => [
@@ -152,7 +235,73 @@ const leakyReadoutCase = (
       tf.randomNormal([B, O], 0, 1, 'float32', 43),
       ...(bias ? [tf.randomNormal([O], 0, 1, 'float32', 44)] : []),
     ],
-    call: (impl: KernelSignatures['spikeflow.leakyReadout'], [x, w, y0, b]) => impl(x!, w!, bias ? b : undefined, y0!, 0.8),
+    call: (impl: KernelSignatures['spikeflow.leakyReadout'], [x, w, y0, b]) =>
+      withTraces(o.traces, B, H, undefined, (traces) => impl(x!, w!, bias ? b : undefined, y0!, 0.8, { ...options, ...(traces ? { traces } : {}) })),
+  } as KernelCase;
+};
+
+/**
+ * `spikeflow.integrateFireEligibility` over windows of 3, 1 and 4 steps (every call in order, the
+ * weights changing between windows, a carried signal from the second window on), as one tensor:
+ * each window's spikes, final state, spike sums and gradients, flattened. Args: x `[8, B, I]`, and per window
+ * W, b, W_rec (stacked), the signals m `[8, B, H]` and c `[3, B, H]`.
+ */
+const eligibilityCase = (
+  name: string,
+  o: {
+    B?: number;
+    I?: number;
+    H?: number;
+    resetDetach?: boolean;
+    adaptive?: boolean;
+    recurrent?: boolean;
+    bias?: boolean;
+    triangle?: boolean;
+    p?: number;
+  } = {},
+): KernelCase => {
+  const { B = 3, I = 30, H = 21, resetDetach = true, adaptive = false, recurrent = true, bias = true, p = 0.3 } = o;
+  const windows = [3, 1, 4];
+  return {
+    name,
+    args: () => [
+      spikes([8, B, I], p, 51),
+      tf.randomNormal([3, I, H], 0.1, 0.5, 'float32', 52),
+      tf.randomNormal([3, H], 0.1, 0.2, 'float32', 53),
+      tf.randomNormal([3, H, H], 0, 0.4, 'float32', 54),
+      tf.randomNormal([8, B, H], 0, 1, 'float32', 55),
+      tf.randomNormal([3, B, H], 0, 1, 'float32', 56),
+    ],
+    call: (impl: KernelSignatures['spikeflow.integrateFireEligibility'], [x, w, b, wRec, m, c]) =>
+      tf.tidy(() => {
+        const rho = tf.linspace(0.8, 0.95, H);
+        const traces = impl({
+          batch: B,
+          inputs: I,
+          size: H,
+          recurrent,
+          bias,
+          kappa: 0.8,
+          neuron: {
+            beta: tf.scalar(0.85),
+            threshold: 1,
+            resetDetach,
+            surrogate: o.triangle ? triangle({ width: 0.8 }) : fastSigmoid({ slope: 4 }),
+            ...(adaptive ? { adaptation: { rho, strength: 0.5 } } : {}),
+          },
+        });
+        const out: Tensor[] = [];
+        let t0 = 0;
+        windows.forEach((n, k) => {
+          const at = (t: Tensor) => tf.squeeze(tf.slice(t, [k], [1]), [0]);
+          const f = traces.forward(tf.slice(x!, [t0], [n]), at(w!), bias ? at(b!) : undefined, recurrent ? at(wRec!) : undefined);
+          const g = traces.backward(tf.slice(m!, [t0], [n]), k > 0 ? at(c!) : undefined, k < windows.length - 1);
+          out.push(f.spikes, f.final.v, ...(f.final.a ? [f.final.a] : []), f.filtered, f.count, g.w, ...(g.wRec ? [g.wRec] : []), ...(g.b ? [g.b] : []));
+          t0 += n;
+        });
+        traces.dispose();
+        return tf.concat(out.map((t) => tf.reshape(t, [-1])));
+      }),
   } as KernelCase;
 };
 
@@ -236,6 +385,63 @@ export const kernelCases: { readonly [K in KernelName]: readonly KernelCase[] } 
     // ~0.1% of 655 360 neuron-steps spike: the threads list adjacent ranges of few events,
     // where one writing past its range would overwrite the next one's (the weight gradient).
     lifCase('sparse spikes over a long window (T 40, B 64, H 256)', { T: 40, B: 64, H: 256, mean: -0.8, recScale: 0.02, perNeuron: true }),
+    // An adaptive threshold: the state carries a, ρ shared or per neuron gets its gradient like β.
+    lifCase('adaptive threshold, recurrent, reset attached', { adaptive: 'shared' }),
+    lifCase('adaptive threshold, per-neuron β and ρ, reset detached', { adaptive: 'perNeuron', perNeuron: true, resetDetach: true }),
+    lifCase('adaptive threshold, feed-forward, triangle surrogate', { adaptive: 'perNeuron', rec: false, surrogate: triangle({ width: 0.8 }) }),
+    lifCase('adaptive threshold, T = 1, batch 1', { adaptive: 'shared', T: 1, B: 1 }),
+    lifCase('adaptive threshold, odd sizes (B 5, H 37), analog initial spikes', { adaptive: 'perNeuron', B: 5, H: 37, analogS0: true }),
+    lifCase('adaptive threshold, work enough to split over threads (T 16, B 9, H 230)', {
+      adaptive: 'shared',
+      T: 16,
+      B: 9,
+      H: 230,
+      mean: 0.3,
+      recScale: 0.1,
+      tolerance: 1e-4,
+    }),
+    // No temporal path: each step on its own (SLTT's and OTTT's spatial gradient); no gradient to the initial state.
+    lifCase('no temporal path, recurrent, reset attached', { temporal: false }),
+    lifCase('no temporal path, per-neuron β, reset detached, triangle surrogate', {
+      temporal: false,
+      perNeuron: true,
+      resetDetach: true,
+      surrogate: triangle({ width: 0.8 }),
+    }),
+    lifCase('no temporal path, adaptive threshold, per-neuron ρ', { temporal: false, adaptive: 'perNeuron' }),
+    // The shared ρ's gradient here sums 126 float32 terms of either sign, each up to ~16× the sum:
+    // the reference's float32 sum and the kernel's float64 one differ by ~3e-5 of it.
+    lifCase('no temporal path, adaptive threshold, reset detached, triangle surrogate', {
+      temporal: false,
+      adaptive: 'shared',
+      resetDetach: true,
+      surrogate: triangle({ width: 0.8 }),
+      tolerance: 1e-4,
+    }),
+    // Presynaptic traces (OTTT): W_rec's gradient pairs g filtered backward in time with s_{t−1}, plus the trace before the window.
+    lifCase('presynaptic traces, no temporal path', { temporal: false, traces: { decay: 0.8, start: true } }),
+    lifCase('presynaptic traces, first window, temporal path, adaptive threshold', { traces: { decay: 0.9, start: false }, adaptive: 'perNeuron' }),
+    lifCase('presynaptic traces, T = 1, λ = 0', { T: 1, temporal: false, traces: { decay: 0, start: true } }),
+    lifCase('presynaptic traces, all spikes (a dense W_rec gradient), T 16, B 9, H 230', {
+      temporal: false,
+      traces: { decay: 0.85, start: true },
+      T: 16,
+      B: 9,
+      H: 230,
+      mean: 5,
+      tolerance: 1e-4,
+    }),
+    lifCase('no temporal path, adaptive threshold, work enough to split over threads (T 16, B 9, H 230)', {
+      temporal: false,
+      adaptive: 'perNeuron',
+      perNeuron: true,
+      T: 16,
+      B: 9,
+      H: 230,
+      mean: 0.3,
+      recScale: 0.1,
+      tolerance: 1e-4,
+    }),
   ],
   'spikeflow.integrateFireLayer': [
     lifLayerCase('spikes, bias, recurrent, 37 neurons (a block of 32 and 5 more)'),
@@ -249,6 +455,40 @@ export const kernelCases: { readonly [K in KernelName]: readonly KernelCase[] } 
     lifLayerCase('work enough to split over threads (T 16, B 9, I 200, H 230)', { T: 16, B: 9, I: 200, H: 230, p: 0.05, perNeuron: true }),
     // 1500 rows of 700 inputs: the input product is split over threads, each in blocks of rows.
     lifLayerCase('1500 rows of 700 inputs (the product in blocks of rows)', { T: 30, B: 50, I: 700, H: 40, p: 0.05, perNeuron: true }),
+    lifLayerCase('adaptive threshold, bias, recurrent', { adaptive: 'shared' }),
+    lifLayerCase('adaptive threshold, per-neuron β and ρ, reset detached, no bias', { adaptive: 'perNeuron', perNeuron: true, resetDetach: true, bias: false }),
+    lifLayerCase('adaptive threshold, work enough to split over threads (T 16, B 9, I 200, H 230)', {
+      adaptive: 'perNeuron',
+      T: 16,
+      B: 9,
+      I: 200,
+      H: 230,
+      p: 0.05,
+      tolerance: 1e-4,
+    }),
+    lifLayerCase('no temporal path, recurrent', { temporal: false }),
+    lifLayerCase('no temporal path, adaptive threshold, per-neuron ρ, reset detached', { temporal: false, adaptive: 'perNeuron', resetDetach: true }),
+    // Presynaptic traces (OTTT): W's, b's and W_rec's gradients from the traces, the input's gradient from g itself.
+    lifLayerCase('presynaptic traces, no temporal path, traces before the window', { temporal: false, traces: { decay: 0.8, start: true } }),
+    lifLayerCase('presynaptic traces, first window, feed-forward, no bias', { temporal: false, traces: { decay: 0.6, start: false }, rec: false, bias: false }),
+    lifLayerCase('presynaptic traces, analog input, temporal path, adaptive threshold', {
+      analog: true,
+      traces: { decay: 0.9, start: true },
+      adaptive: 'shared',
+    }),
+    lifLayerCase('presynaptic traces, a dense input (past the event path), λ = 1', { p: 0.9, temporal: false, traces: { decay: 1, start: true } }),
+    lifLayerCase('presynaptic traces, T = 1, batch 1', { T: 1, B: 1, temporal: false, traces: { decay: 0.7, start: true } }),
+    lifLayerCase('presynaptic traces, work enough to split over threads (T 16, B 9, I 200, H 230)', {
+      T: 16,
+      B: 9,
+      I: 200,
+      H: 230,
+      p: 0.05,
+      perNeuron: true,
+      temporal: false,
+      traces: { decay: 0.85, start: true },
+      tolerance: 1e-4,
+    }),
   ],
   'spikeflow.leakyReadout': [
     leakyReadoutCase('spikes, 20 outputs, bias'),
@@ -257,19 +497,57 @@ export const kernelCases: { readonly [K in KernelName]: readonly KernelCase[] } 
     leakyReadoutCase('T = 1, batch 1', { T: 1, B: 1 }),
     leakyReadoutCase('a dense input (past the event path)', { p: 0.9 }),
     leakyReadoutCase('work enough to split over threads (T 40, B 16, H 256, 20 outputs)', { T: 40, B: 16, H: 256, p: 0.1 }),
+    leakyReadoutCase('no temporal path (∂d_t = ∂y_t, no gradient to y0)', { temporal: false }),
+    leakyReadoutCase('presynaptic traces, no temporal path, traces before the window', { temporal: false, traces: { decay: 0.8, start: true } }),
+    leakyReadoutCase('presynaptic traces, first window, temporal path, no bias', { bias: false, traces: { decay: 0.8, start: false } }),
+    leakyReadoutCase('presynaptic traces, a dense analog input, T = 1', { p: 0.9, analog: true, T: 1, temporal: false, traces: { decay: 0.5, start: true } }),
+    leakyReadoutCase('presynaptic traces, work enough to split over threads (T 40, B 16, H 256)', {
+      T: 40,
+      B: 16,
+      H: 256,
+      p: 0.1,
+      temporal: false,
+      traces: { decay: 0.9, start: true },
+    }),
   ],
-  'spikeflow.leakyScan': (
+  'spikeflow.integrateFireEligibility': [
+    eligibilityCase('reset detached, recurrent, bias'),
+    eligibilityCase('reset attached', { resetDetach: false }),
+    eligibilityCase('adaptive threshold, reset attached, triangle surrogate', { adaptive: true, resetDetach: false, triangle: true }),
+    eligibilityCase('adaptive threshold, feed-forward, no bias, batch 1', { adaptive: true, recurrent: false, bias: false, B: 1 }),
+    eligibilityCase('no input events', { p: 0 }),
+    eligibilityCase('work enough to split over threads (B 24, I 200, H 70)', { B: 24, I: 200, H: 70, adaptive: true, p: 0.1 }),
+  ],
+  // The trace after a window: from a trace before it or none, λ in (0, 1), 0 and 1, spikes and analog values, one step.
+  'spikeflow.decayedSum': (
     [
-      [6, 3],
-      [1, 2],
-      [4, 1],
+      ['spikes, a trace before the window', [9, 4, 37], 0.2, false, 0.85, true],
+      ['spikes, no trace before the window (a sequence’s first)', [9, 4, 37], 0.2, false, 0.85, false],
+      ['analog values, λ = 0 (the last step)', [5, 3, 30], 0.5, true, 0, true],
+      ['λ = 1 (a plain sum), one step', [1, 2, 23], 0.5, true, 1, true],
+      ['the bench’s input window (64 steps, batch 64, 700 inputs at 5%)', [64, 64, 700], 0.05, false, 0.9, true],
     ] as const
   ).map(
-    ([T, B]) =>
+    ([name, shape, p, analog, decay, before]) =>
       ({
-        name: `T = ${T}, B = ${B}`,
+        name,
+        args: () => [windowInput([...shape], p, analog, 71), tf.randomUniform([shape[1], shape[2]], 0, 2, 'float32', 72)],
+        call: (impl: KernelSignatures['spikeflow.decayedSum'], [x, a0]) => impl(x!, decay, before ? a0 : undefined),
+      }) as KernelCase,
+  ),
+  'spikeflow.leakyScan': (
+    [
+      [6, 3, true],
+      [1, 2, true],
+      [4, 1, true],
+      [6, 3, false],
+    ] as const
+  ).map(
+    ([T, B, temporal]) =>
+      ({
+        name: `T = ${T}, B = ${B}${temporal ? '' : ', no temporal path'}`,
         args: () => [tf.randomNormal([T, B, 5], 0, 1, 'float32', 31), tf.randomNormal([B, 5], 0, 1, 'float32', 32)],
-        call: (impl: KernelSignatures['spikeflow.leakyScan'], [d, y0]) => impl(d!, y0!, 0.8),
+        call: (impl: KernelSignatures['spikeflow.leakyScan'], [d, y0]) => impl(d!, y0!, 0.8, temporal ? {} : { temporal: false }),
       }) as KernelCase,
   ),
 };

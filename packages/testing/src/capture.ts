@@ -1,14 +1,19 @@
 import { expect } from 'vitest';
 import {
   disposeTree,
+  inputShape,
   paramGrads,
+  stepSource,
+  stepsOf,
   tf,
   type LearningRule,
   type NamedTensorMap,
   type Network,
   type Optimizer,
   type SequenceBatch,
+  type StepSource,
   type TemporalLoss,
+  type Tensor,
   type TensorTree,
 } from '@spikeflow/core';
 import { relativeError } from './fixtures.js';
@@ -39,11 +44,12 @@ export function captureUpdates(
   return { grads, loss: r.report.loss, updates: r.report.updates, ...(keepState ? { state: r.state } : {}) };
 }
 
-/** Full BPTT's gradient of `loss` on `batch`, by automatic differentiation over the network's own steps. */
+/** Full BPTT's gradient of `loss` on `batch` (inputs a tensor or a step source), by automatic differentiation over the network's own steps. */
 export function bpttGrads(net: Network, batch: SequenceBatch, loss: TemporalLoss): Grads {
-  const [T, B] = batch.inputs.shape as [number, number];
+  const [T, B] = inputShape(batch.inputs) as [number, number];
   const bound = loss.bind(batch.targets, { steps: T, batch: B, outputs: net.outputs });
-  const xs = batch.inputs.unstack();
+  const steps = stepsOf(batch.inputs);
+  const xs = Array.from({ length: T }, (_, t) => steps.at(t));
   try {
     const { value, grads } = paramGrads(net, () => {
       const p = net.prepare();
@@ -109,7 +115,7 @@ export function randomBatch({
   outputs?: number;
   density?: number;
   seed?: number;
-}): SequenceBatch {
+}): SequenceBatch<Tensor> {
   return tf.tidy(() => {
     const x = tf.cast(tf.less(tf.randomUniform([steps, batch, inputs], 0, 1, 'float32', seed), density), 'float32');
     if (loss.target.startsWith('values [T')) return { inputs: x, targets: tf.randomUniform([steps, batch, outputs], -1, 1, 'float32', seed + 1) };
@@ -121,5 +127,32 @@ export function randomBatch({
         'int32',
       ),
     };
-  }) as unknown as SequenceBatch;
+  }) as unknown as SequenceBatch<Tensor>;
+}
+
+/**
+ * A step source with the values of the `[T, B, ...]` tensor `x` (copied once): each window a fresh
+ * tensor, as a dataset's lazily made batches give them. `calls` lists the windows asked for, in
+ * order. Tests train from it and from `x` and compare.
+ */
+export function sourceOf(x: Tensor): StepSource & { readonly calls: readonly (readonly [number, number])[] } {
+  if (x.dtype !== 'float32') throw new Error(`sourceOf: expected a float32 tensor, got ${x.dtype}`);
+  const [T, ...step] = x.shape;
+  const data = Float32Array.from(x.dataSync());
+  const per = step.reduce((a, b) => a * b, 1);
+  const calls: [number, number][] = [];
+  const source = stepSource({
+    steps: T!,
+    stepShape: step,
+    fill: (from, to, out) => {
+      calls.push([from, to]);
+      out.set(data.subarray(from * per, to * per));
+    },
+  });
+  return Object.assign(source, { calls });
+}
+
+/** `batch` with its inputs as a step source of the same values ({@link sourceOf}); the targets are the batch's own (not copied). */
+export function streamed(batch: SequenceBatch<Tensor>): SequenceBatch<StepSource & { readonly calls: readonly (readonly [number, number])[] }> {
+  return { inputs: sourceOf(batch.inputs), targets: batch.targets };
 }

@@ -1,4 +1,15 @@
-import { isSpikeflowError, tf, type Dataset, type SequenceBatch } from '@spikeflow/core';
+import {
+  denseInputs,
+  disposeBatch,
+  inputShape,
+  isSpikeflowError,
+  isStepSource,
+  stepsOf,
+  tf,
+  type Dataset,
+  type SequenceBatch,
+  type Tensor,
+} from '@spikeflow/core';
 import { describe, expect, it, onTestFinished } from 'vitest';
 
 export interface DatasetSuiteOptions {
@@ -14,6 +25,7 @@ interface Seen {
   readonly inputs: number[];
   readonly targets: number[];
   readonly shape: readonly number[];
+  readonly dtype: string;
   readonly targetShape: readonly number[];
 }
 
@@ -21,26 +33,71 @@ async function take(ds: Dataset, split: string, o: Parameters<Dataset['batches']
   const out: Seen[] = [];
   for await (const b of ds.batches(split, o)) {
     out.push(seen(b));
-    tf.dispose([b.inputs, b.targets]);
+    disposeBatch(b);
     if (out.length >= max) break;
   }
   return out;
 }
 
 function seen(b: SequenceBatch): Seen {
-  return { inputs: Array.from(b.inputs.dataSync()), targets: Array.from(b.targets.dataSync()), shape: b.inputs.shape, targetShape: b.targets.shape };
+  const x = denseInputs(b.inputs);
+  try {
+    return {
+      inputs: Array.from(x.dataSync()),
+      targets: Array.from(b.targets.dataSync()),
+      shape: inputShape(b.inputs),
+      dtype: x.dtype,
+      targetShape: b.targets.shape,
+    };
+  } finally {
+    x.dispose();
+  }
+}
+
+/**
+ * Whether a batch's inputs give the same values however they are asked for: the whole sequence,
+ * windows that split it, each step alone, a window asked for twice. Returns what differs, or null.
+ */
+function windowsAgree(b: SequenceBatch): string | null {
+  const xs = stepsOf(b.inputs);
+  const T = xs.length;
+  if (T === 0) return null;
+  const read = (t: Tensor) => {
+    try {
+      return Array.from(t.dataSync());
+    } finally {
+      t.dispose();
+    }
+  };
+  const whole = read(xs.window(0, T));
+  const per = whole.length / T;
+  const cuts = [0, Math.floor(T / 3), Math.floor((2 * T) / 3), T].filter((c, i, a) => i === 0 || c > a[i - 1]!);
+  for (let i = 0; i + 1 < cuts.length; i++) {
+    const [from, to] = [cuts[i]!, cuts[i + 1]!];
+    const w = read(xs.window(from, to));
+    if (w.some((v, j) => !Object.is(v, whole[from * per + j]))) return `window [${from}, ${to}) differs from the whole sequence's steps`;
+  }
+  for (const t of new Set([0, Math.floor(T / 2), T - 1])) {
+    const step = read(xs.at(t));
+    if (step.some((v, j) => !Object.is(v, whole[t * per + j]))) return `step ${t} differs from the whole sequence's`;
+  }
+  const again = read(xs.window(0, T));
+  if (again.some((v, j) => !Object.is(v, whole[j]))) return 'the whole sequence asked for twice differs';
+  return null;
 }
 
 /**
  * The conformance suite every dataset plugin runs on a small instance of its dataset (`open`
  * returns it; the suite opens it once per test). It checks what trainers rely on:
  *
- * - batches are time-major `[T, B, channels]` float32 as `describe()` says, with targets of the
- *   declared kind (`labels`: int32 `[B]` in 0..outputs−1), and a pass yields `batchCount` batches
- *   covering `samples[split]` samples;
+ * - batches are time-major `[T, B, channels]` float32 as `describe()` says (a step source or a
+ *   tensor), with targets of the declared kind (`labels`: int32 `[B]` in 0..outputs−1), and a pass
+ *   yields `batchCount` batches covering `samples[split]` samples;
+ * - a batch's steps are the same however they are asked for: the whole sequence, windows that
+ *   split it, single steps, a window asked for twice;
  * - the same seed gives the same batches, and `skip: k` yields exactly batches k… of the full pass
  *   (exact resume);
- * - no tensors leak: once the consumer disposes each batch, nothing of the pass remains;
+ * - no tensors leak: once the consumer frees each batch (`disposeBatch`), nothing of the pass remains;
  * - `close()` is idempotent, and afterwards `batches` refuses with `CLOSED` (a pass under way too).
  */
 export function describeDataset(name: string, open: () => Promise<Dataset>, options: DatasetSuiteOptions = {}): void {
@@ -64,6 +121,7 @@ export function describeDataset(name: string, open: () => Promise<Dataset>, opti
         }
         for (const b of batches) {
           const B = b.shape[1]!;
+          expect(b.dtype, `${split}: inputs are float32`).toBe('float32');
           expect(b.shape, split).toEqual([d.steps, B, d.channels]);
           expect(B).toBeLessThanOrEqual(batchSize);
           expect(b.inputs.every(Number.isFinite), `${split}: inputs are finite`).toBe(true);
@@ -78,6 +136,22 @@ export function describeDataset(name: string, open: () => Promise<Dataset>, opti
           } else {
             expect(b.targetShape).toEqual([d.steps, B, d.outputs]);
           }
+        }
+      }
+    });
+
+    it('makes the same values however its batches’ steps are asked for (windows, single steps, twice)', async () => {
+      const ds = await open();
+      onTestFinished(() => ds.close());
+      for (const split of options.splits ?? ds.splits) {
+        let n = 0;
+        for await (const b of ds.batches(split, { batchSize, seed: 5 })) {
+          try {
+            expect(windowsAgree(b), `${split}, batch ${n}${isStepSource(b.inputs) ? ' (a step source)' : ''}`).toBeNull();
+          } finally {
+            disposeBatch(b);
+          }
+          if (++n >= Math.min(max, 2)) break;
         }
       }
     });
@@ -105,7 +179,7 @@ export function describeDataset(name: string, open: () => Promise<Dataset>, opti
       const before = tf.memory().numTensors;
       const pass = ds.batches(split, { batchSize: 1, seed: 2 })[Symbol.asyncIterator]();
       const first = await pass.next();
-      if (!first.done) tf.dispose([first.value.inputs, first.value.targets]);
+      if (!first.done) disposeBatch(first.value);
       await ds.close();
       await ds.close();
       const refused = async (f: () => Promise<unknown>) => {

@@ -6,7 +6,7 @@ export { describeBackend, describeKernels, kernelCases } from './backend-suite.j
 export { describeDataset } from './dataset-suite.js';
 export type { DatasetSuiteOptions } from './dataset-suite.js';
 export * from './fixtures.js';
-export { captureUpdates, bpttGrads, expectGradsClose, gradsOf, maxGradDiff, randomBatch, sumGrads } from './capture.js';
+export { captureUpdates, bpttGrads, expectGradsClose, gradsOf, maxGradDiff, randomBatch, sourceOf, streamed, sumGrads } from './capture.js';
 export type { Grads } from './capture.js';
 export { batchFor, errorOf, smallNetwork, trainStep } from './kit.js';
 export type { SmallNetworkOptions, TrainStepOptions, TrainStepResult } from './kit.js';

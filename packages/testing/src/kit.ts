@@ -104,13 +104,14 @@ export function smallNetwork(neuron: AnyNeuronModel, options: SmallNetworkOption
 /**
  * A random batch shaped for `network`: `[steps, batch, network.inputs]` Bernoulli(`density`)
  * spikes and the targets `loss` expects for `network.outputs` readout units (see `randomBatch`).
- * Seeded; the caller disposes its tensors.
+ * Seeded; the caller disposes its tensors. `streamed(batch)` gives the same batch with its inputs
+ * as a step source, as datasets yield them.
  */
 export function batchFor(
   network: Network,
   loss: TemporalLoss,
   { steps, batch = 4, density, seed }: { readonly steps: number; readonly batch?: number; readonly density?: number; readonly seed?: number },
-): SequenceBatch {
+): SequenceBatch<Tensor> {
   return randomBatch({ steps, loss, batch, inputs: network.inputs, outputs: network.outputs, density, seed });
 }
 

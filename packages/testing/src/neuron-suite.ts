@@ -176,7 +176,7 @@ export function describeNeuron(model: AnyNeuronModel, { configs = [{}], batch = 
       }
 
       if (model.integrateFire) {
-        it(`a LIF kernel it declares runs exactly its steps: spikes, membrane and gradients over 6 steps (${label})`, async () => {
+        it(`the integrate-and-fire kernel it declares runs exactly its steps: spikes, final state and gradients (currents, initial state, trainable parameters) over 6 steps (${label})`, async () => {
           await setup?.();
           const config = validated(model, raw);
           const { params, dispose } = makeParams(model, config, size);
@@ -186,38 +186,70 @@ export function describeNeuron(model: AnyNeuronModel, { configs = [{}], batch = 
             const init = warmState(model, params, batch, size, c);
             const vKey = model.membrane;
             const sKey = model.spikes;
+            const aKey = k.adaptation ? model.adaptation : undefined;
             expect(vKey, 'a neuron with the fused form names its membrane field').toBeDefined();
             expect(sKey, 'a neuron with the fused form names its spike field').toBeDefined();
-            expect(Object.keys(init).sort(), 'the fused form runs on a state of exactly its membrane and spike fields').toEqual([vKey!, sKey!].sort());
+            if (k.adaptation) expect(aKey, 'a neuron whose fused form has an adaptive threshold names its adaptation field').toBeDefined();
+            const fields = [vKey!, sKey!, ...(aKey ? [aKey] : [])];
+            expect(Object.keys(init).sort(), 'the fused form runs on a state of exactly its membrane and spike (and adaptation) fields').toEqual(
+              [...fields].sort(),
+            );
+            const keys = model.stateKeys as readonly string[];
+            const trainable = Object.entries(model.tensorParams(config, size))
+              .filter(([, t]) => t.trainable)
+              .map(([key]) => key);
             const currents = tf.randomUniform([6, batch, size], -0.5, 2.5, 'float32', 31);
             const dy = tf.randomNormal([6, batch, size], 0, 1, 'float32', 32);
-            const byKernel = (cu: Tensor) => {
-              const r = referenceKernels['spikeflow.integrateFireSequence'](cu, { v: init[vKey!]!, s: init[sKey!]! }, undefined, {
-                ...k,
-                surrogate: c.surrogate,
-              });
-              return { spikes: r.spikes, v: r.final.v };
+            // (currents, the state before by stateKeys, the trainable parameters) → spikes [6, B, H] and the final state.
+            const unpack = (xs: Tensor[]) => ({
+              cu: xs[0]!,
+              state: Object.fromEntries(keys.map((key, i) => [key, xs[1 + i]!])) as NeuronState,
+              ps: { config, tensors: { ...params.tensors, ...Object.fromEntries(trainable.map((key, i) => [key, xs[1 + keys.length + i]!])) } },
+            });
+            const byKernel = (...xs: Tensor[]) => {
+              const { cu, state, ps } = unpack(xs);
+              const r = referenceKernels['spikeflow.integrateFireSequence'](
+                cu,
+                { v: state[vKey!]!, s: state[sKey!]!, ...(aKey ? { a: state[aKey]! } : {}) },
+                undefined,
+                { ...model.integrateFire!(ps)!, surrogate: c.surrogate },
+              );
+              return { spikes: r.spikes, final: { [vKey!]: r.final.v, [sKey!]: r.final.s, ...(aKey ? { [aKey]: r.final.a! } : {}) } as NeuronState };
             };
-            const bySteps = (cu: Tensor) => {
-              let state = init;
+            const bySteps = (...xs: Tensor[]) => {
+              const { cu, state: first, ps } = unpack(xs);
+              let state = first;
               const out: Tensor[] = [];
               for (const x of tf.unstack(cu)) {
-                const next = model.step(params, state, x, c);
+                const next = model.step(ps, state, x, c);
                 out.push(next.spikes);
                 state = next.state as NeuronState;
               }
-              return { spikes: tf.stack(out), v: state[vKey!]! };
+              return { spikes: tf.stack(out), final: state };
             };
-            const a = tf.tidy(() => byKernel(currents));
-            const b = tf.tidy(() => bySteps(currents));
+            const inputs = [currents, ...keys.map((key) => init[key]!), ...trainable.map((key) => params.tensors[key]!)];
+            const a = tf.tidy(() => byKernel(...inputs));
+            const b = tf.tidy(() => bySteps(...inputs));
             expect(Array.from(a.spikes.dataSync())).toEqual(Array.from(b.spikes.dataSync()));
-            const va = a.v.dataSync();
-            b.v.dataSync().forEach((x, i) => expect(va[i]).toBeCloseTo(x, 5));
-            const ga = tf.grad((cu: Tensor) => tf.sum(tf.mul(byKernel(cu).spikes, dy)))(currents);
-            const gb = tf.grad((cu: Tensor) => tf.sum(tf.mul(bySteps(cu).spikes, dy)))(currents);
-            const gbd = gb.dataSync();
-            expect(Math.max(...Array.from(gbd, Math.abs))).toBeGreaterThan(0);
-            ga.dataSync().forEach((x, i) => expect(x).toBeCloseTo(gbd[i]!, 5));
+            expect(Array.from(a.spikes.dataSync()).some((x) => x === 1)).toBe(true);
+            for (const key of fields) {
+              const want = b.final[key]!.dataSync();
+              a.final[key]!.dataSync().forEach((x, i) => expect(x, `final ${key} at ${i}`).toBeCloseTo(want[i]!, 5));
+            }
+            // 0·Σx keeps every input on the tape (tfjs refuses inputs that do not reach the output).
+            const loss =
+              (f: typeof byKernel) =>
+              (...xs: Tensor[]) =>
+                tf.add(tf.sum(tf.mul(f(...xs).spikes, dy)), tf.mul(0, tf.addN(xs.map((x) => tf.sum(x)))));
+            const ga = tf.grads(loss(byKernel))(inputs);
+            const gb = tf.grads(loss(bySteps))(inputs);
+            const names = ['currents', ...keys.map((key) => `the initial ${key}`), ...trainable];
+            gb.forEach((g, i) => {
+              const want = g.dataSync();
+              if (i === 0) expect(Math.max(...Array.from(want, Math.abs))).toBeGreaterThan(0);
+              // Parameters sum over the batch and the steps: float32 agrees to fewer absolute digits there.
+              ga[i]!.dataSync().forEach((x, j) => expect(x, `gradient of ${names[i]} at ${j}`).toBeCloseTo(want[j]!, i === 0 ? 5 : 4));
+            });
             disposeTree([a, b, ga, gb, currents, dy, init]);
           }
           dispose();

@@ -10,13 +10,16 @@ import {
   isSpikeflowError,
   tf,
   type AnyNeuronModel,
+  type KernelTable,
   type LearningRule,
   type Network,
   type RuleContext,
   type SequenceBatch,
+  type Tensor,
   type TensorTree,
   type TemporalLoss,
 } from '@spikeflow/core';
+import { streamed } from './capture.js';
 
 /**
  * A learnable toy task: 2 classes over `channels` inputs; class c fires the c-th half of the
@@ -36,13 +39,13 @@ export function toyTask({
   seed?: number;
   high?: number;
   low?: number;
-}): SequenceBatch {
+}): SequenceBatch<Tensor> {
   return tf.tidy(() => {
     const labels = Array.from({ length: batch }, (_, b) => (b + seed) % 2);
     const rates = tf.tensor2d(labels.map((c) => Array.from({ length: channels }, (_, i) => (Math.floor((i * 2) / channels) === c ? high : low))));
     const u = tf.randomUniform([steps, batch, channels], 0, 1, 'float32', seed + 1);
     return { inputs: tf.cast(tf.less(u, rates), 'float32'), targets: tf.tensor1d(labels, 'int32') };
-  }) as unknown as SequenceBatch;
+  }) as unknown as SequenceBatch<Tensor>;
 }
 
 export interface RuleSuiteOptions {
@@ -56,6 +59,8 @@ export interface RuleSuiteOptions {
   readonly layers?: number;
   /** Sequence lengths for the memory-class check (default 16 and 64). */
   readonly memorySteps?: readonly [number, number];
+  /** Fast kernels for the toy network (a backend's `kernels`), so that it may run fused (default: none, step by step). */
+  readonly kernels?: KernelTable;
 }
 
 function toyNetwork(o: RuleSuiteOptions, seed = 0): Network {
@@ -72,7 +77,7 @@ function toyNetwork(o: RuleSuiteOptions, seed = 0): Network {
       readout: { size: 2, kappa: 0.8 },
     },
     { neurons: new Map([[o.neuron.name, o.neuron]]), surrogates: builtinSurrogates },
-    { seed },
+    { seed, ...(o.kernels ? { kernels: o.kernels } : {}) },
   );
 }
 
@@ -168,6 +173,31 @@ export function describeRule(name: string, makeRule: () => LearningRule, options
       disposeTree([state, batch]);
       runner.dispose();
       net.dispose();
+    });
+
+    it('trains the same from a step source (a dataset’s lazily made batch) as from the dense tensor', async () => {
+      await options.setup?.();
+      const batch = toyTask({ steps: 10, batch: 3, seed: 4 });
+      const run = (b: SequenceBatch) => {
+        const net = toyNetwork(options, 2);
+        const rule = makeRule();
+        const runner = new OptimizerRunner(adam({ lr: 0.01 }), net.params);
+        const r = update(rule, b, rule.init(net), { network: net, loss, apply: (g) => runner.apply(g), optimizer: runner.optimizer });
+        const params = Object.fromEntries(Object.entries(net.params).map(([k, v]) => [k, Array.from(v.dataSync())]));
+        disposeTree(r.state);
+        runner.dispose();
+        net.dispose();
+        return { params, loss: r.loss };
+      };
+      const dense = run(batch);
+      const lazy = streamed(batch);
+      const before = tf.memory().numTensors;
+      const fromSource = run(lazy);
+      expect(tf.memory().numTensors).toBe(before);
+      expect(lazy.inputs.calls.length).toBeGreaterThan(0);
+      expect(fromSource.loss).toBe(dense.loss);
+      expect(fromSource.params).toEqual(dense.params);
+      disposeTree(batch);
     });
 
     it('leaks no tensors: the count is flat after the first update', async () => {

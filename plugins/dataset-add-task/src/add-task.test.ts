@@ -1,8 +1,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createRegistry, disposeTree, isSpikeflowError, tf } from '@spikeflow/core';
+import { createRegistry, denseInputs, deriveSeed, disposeBatch, inputShape, isSpikeflowError, isStepSource, stepsOf, tf } from '@spikeflow/core';
 import { wasm } from '@spikeflow/backend-wasm';
 import { describeDataset } from '@spikeflow/testing';
-import plugin, { addSample, addTask } from './index.js';
+import plugin, { addBatch, addSample, addTask } from './index.js';
 
 beforeAll(() => wasm.activate());
 
@@ -11,8 +11,10 @@ const opts = { steps: 20, trainSamples: 10, testSamples: 7, seed: 3 };
 async function collect(split: string, o: Parameters<ReturnType<typeof addTask>['batches']>[1], ds = addTask(opts)) {
   const out: { x: number[]; y: number[]; shape: number[] }[] = [];
   for await (const b of ds.batches(split, o)) {
-    out.push({ x: Array.from(b.inputs.dataSync()), y: Array.from(b.targets.dataSync()), shape: b.inputs.shape });
-    disposeTree(b);
+    const x = denseInputs(b.inputs);
+    out.push({ x: Array.from(x.dataSync()), y: Array.from(b.targets.dataSync()), shape: inputShape(b.inputs) });
+    x.dispose();
+    disposeBatch(b);
   }
   return out;
 }
@@ -20,6 +22,54 @@ async function collect(split: string, o: Parameters<ReturnType<typeof addTask>['
 describeDataset('add-task', async () => addTask(opts));
 
 describe('add task', () => {
+  it('a batch is a step source whose windows are the dense batch of addSample, however they are asked for', () => {
+    const T = 37;
+    const seeds = [5, 6, 70, 123456];
+    // The dense batch as the dataset made it before it streamed: addSample per sample, time-major.
+    const dense = new Float32Array(T * seeds.length * 2);
+    const y = seeds.map((seed, b) => {
+      const s = addSample(T, seed);
+      for (let t = 0; t < T; t++) {
+        dense[(t * seeds.length + b) * 2] = s.values[t]!;
+        dense[(t * seeds.length + b) * 2 + 1] = s.markers[t]!;
+      }
+      return Math.fround(s.target);
+    });
+    const { inputs, targets } = addBatch(T, seeds);
+    expect(isStepSource(inputs)).toBe(true);
+    expect(inputShape(inputs)).toEqual([T, 4, 2]);
+    expect(Array.from(targets)).toEqual(y);
+    const xs = stepsOf(inputs);
+    const per = seeds.length * 2;
+    for (const [from, to] of [
+      [0, T],
+      [0, 1],
+      [10, 30],
+      [36, 37],
+      [10, 30],
+      [18, 19],
+    ] as const) {
+      const w = xs.window(from, to);
+      expect(Array.from(w.dataSync()), `[${from}, ${to})`).toEqual(Array.from(dense.subarray(from * per, to * per)));
+      w.dispose();
+    }
+    const step = xs.at(20);
+    expect(Array.from(step.dataSync())).toEqual(Array.from(dense.subarray(20 * per, 21 * per)));
+    step.dispose();
+  });
+
+  it('a pass yields the batches of addSample from the pass seed, sample by sample', async () => {
+    const batches = await collect('train', { batchSize: 4, seed: 1 });
+    const stream = deriveSeed(opts.seed, 'train', 1);
+    batches.forEach((b, i) =>
+      b.y.forEach((y, j) => {
+        const s = addSample(20, deriveSeed(stream, i * 4 + j));
+        expect(y).toBe(Math.fround(s.target));
+        for (let t = 0; t < 20; t++) expect(b.x[(t * b.shape[1]! + j) * 2]).toBe(s.values[t]);
+      }),
+    );
+  });
+
   it('has exactly one marker in each half and targets the sum of the marked values', () => {
     for (let seed = 0; seed < 200; seed++) {
       const T = 5 + (seed % 40);

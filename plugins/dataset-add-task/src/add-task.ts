@@ -4,12 +4,15 @@ import {
   createRng,
   deriveSeed,
   parseSchema,
+  rngAt,
+  stepSource,
   tf,
   type Dataset,
   type DatasetEntry,
   type SchemaInput,
   type SchemaValues,
   type SequenceBatch,
+  type StepSource,
 } from '@spikeflow/core';
 
 export const addTaskSchema = {
@@ -25,7 +28,7 @@ export type AddTaskOptions = SchemaInput<typeof addTaskSchema>;
 /**
  * One sample of the adding problem: `values[T]` uniform in [0, 1), `markers[T]` with exactly one 1
  * in the first half (t < ⌊T/2⌋) and one in the second, and `target` = the sum of the two marked
- * values.
+ * values. Drawn from `createRng(seed)`: the T values, then the two marker positions.
  */
 export function addSample(T: number, seed: number): { values: Float32Array; markers: Float32Array; target: number } {
   const r = createRng(seed);
@@ -46,9 +49,9 @@ export function addSample(T: number, seed: number): { values: Float32Array; mark
  * is the sum of the two marked values, read at the last step (`mse_last`). Predicting the mean,
  * 1.0, scores MSE = Var(U₁ + U₂) = 1/6 ≈ 0.167: a model must beat that to have learned anything.
  *
- * Inputs are analog currents `[T, B, 2]`, channel 0 the values and channel 1 the markers; targets
- * `[B, 1]`. The training split is a fresh stream every epoch (seeded by the pass seed); the test
- * split is fixed by the dataset seed. Options are checked against {@link addTaskSchema}
+ * Inputs are analog currents `[T, B, 2]`, channel 0 the values and channel 1 the markers, made a
+ * window at a time on demand ({@link addBatch}); targets `[B, 1]`. The training split is a fresh
+ * stream every epoch (seeded by the pass seed); the test split is fixed by the dataset seed. Options are checked against {@link addTaskSchema}
  * (`CONFIG_INVALID` naming `data.<field>`), defaults filled.
  */
 export function addTask(options: AddTaskOptions = {}): Dataset {
@@ -77,23 +80,52 @@ function addTaskOf(o: SchemaValues<typeof addTaskSchema>): Dataset {
         if (closed) throw closedError('add-task');
         const B = Math.min(batchSize, n - start);
         if (B < batchSize && dropLast) return;
-        const x = new Float32Array(T * B * 2);
-        const y = new Float32Array(B);
-        for (let b = 0; b < B; b++) {
-          const s = addSample(T, deriveSeed(stream, start + b));
-          for (let t = 0; t < T; t++) {
-            x[(t * B + b) * 2] = s.values[t]!;
-            x[(t * B + b) * 2 + 1] = s.markers[t]!;
-          }
-          y[b] = s.target;
-        }
-        yield { inputs: tf.tensor3d(x, [T, B, 2]), targets: tf.tensor2d(y, [B, 1]) };
+        const seeds = Array.from({ length: B }, (_, b) => deriveSeed(stream, start + b));
+        const { inputs, targets } = addBatch(T, seeds);
+        yield { inputs, targets: tf.tensor2d(targets, [B, 1]) };
       }
     },
     close: async () => {
       closed = true;
     },
   };
+}
+
+/**
+ * The batch of the samples `seeds` (one {@link addSample} each) as a step source `[T, B, 2]` that
+ * keeps only each sample's seed and marker positions, and their targets. A window of steps draws
+ * its values when asked for (each sample's generator started at the window's first step, `rngAt`):
+ * the same values as {@link addSample}'s, so memory does not grow with T.
+ */
+export function addBatch(T: number, seeds: readonly number[]): { inputs: StepSource; targets: Float32Array } {
+  const B = seeds.length;
+  const half = Math.floor(T / 2);
+  const marks = new Int32Array(2 * B);
+  const targets = new Float32Array(B);
+  seeds.forEach((seed, b) => {
+    // addSample's draws: T values, then the two positions.
+    const r = rngAt(seed, T);
+    const a = Math.floor(r() * half);
+    const c = half + Math.floor(r() * (T - half));
+    marks[2 * b] = a;
+    marks[2 * b + 1] = c;
+    targets[b] = Math.fround(rngAt(seed, a)()) + Math.fround(rngAt(seed, c)());
+  });
+  const inputs = stepSource({
+    steps: T,
+    stepShape: [B, 2],
+    fill: (from, to, out) => {
+      for (let b = 0; b < B; b++) {
+        const r = rngAt(seeds[b]!, from);
+        for (let t = from; t < to; t++) {
+          const at = ((t - from) * B + b) * 2;
+          out[at] = r();
+          if (t === marks[2 * b] || t === marks[2 * b + 1]) out[at + 1] = 1;
+        }
+      }
+    },
+  });
+  return { inputs, targets };
 }
 
 export const addTaskEntry: DatasetEntry<typeof addTaskSchema> = {

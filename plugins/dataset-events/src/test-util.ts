@@ -1,4 +1,4 @@
-import { disposeTree, isSpikeflowError, type BatchOptions, type Dataset, type SpikeflowError } from '@spikeflow/core';
+import { denseInputs, disposeBatch, inputShape, isSpikeflowError, type BatchOptions, type Dataset, type SpikeflowError } from '@spikeflow/core';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -37,8 +37,10 @@ export interface Got {
 export async function collect(ds: Dataset, split: string, o: BatchOptions, each?: (g: Got) => void): Promise<Got[]> {
   const out: Got[] = [];
   for await (const b of ds.batches(split, o)) {
-    const g = { shape: b.inputs.shape, x: b.inputs.dataSync() as Float32Array, y: Array.from(b.targets.dataSync()) };
-    disposeTree(b);
+    const x = denseInputs(b.inputs);
+    const g = { shape: inputShape(b.inputs), x: x.dataSync() as Float32Array, y: Array.from(b.targets.dataSync()) };
+    x.dispose();
+    disposeBatch(b);
     each?.(g);
     out.push(g);
   }

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { disposeTree, isSpikeflowError, tf, type SpikeflowError } from '@spikeflow/core';
+import { denseInputs, disposeTree, inputShape, isSpikeflowError, tf, type SpikeflowError } from '@spikeflow/core';
 import { wasm } from '@spikeflow/backend-wasm';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -86,10 +86,12 @@ describe('download', () => {
     expect(ds.describe()).toEqual({ steps: 2, channels: 3, outputs: 10, target: 'labels', samples: { train: 5, test: 3 } });
     const n = tf.memory().numTensors;
     for await (const b of ds.batches('test', { batchSize: 3, seed: 0 })) {
-      expect(b.inputs.shape).toEqual([2, 3, 3]);
+      expect(inputShape(b.inputs)).toEqual([2, 3, 3]);
       expect(Array.from(b.targets.dataSync())).toEqual([9, 2, 6]);
       // sample 0, step 1 (row 1) = pixels 3..5 = (255 − 3..5)/255
-      const x = b.inputs.arraySync() as number[][][];
+      const dense = denseInputs(b.inputs);
+      const x = dense.arraySync() as number[][][];
+      dense.dispose();
       expect(x[1]![0]).toEqual([252, 251, 250].map((v) => Math.fround(v / 255)));
       disposeTree(b);
     }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { permutation } from '@spikeflow/core';
-import { DEFAULT_ENCODER, encodeSequence, encodedSize, sequenceLayout, type EncoderConfig } from './encode.js';
+import { createRng, permutation, rngAt } from '@spikeflow/core';
+import { DEFAULT_ENCODER, encodeInto, encodeSequence, encodeWindowInto, encodedSize, sequenceLayout, type EncoderConfig } from './encode.js';
 
 const enc = (o: Partial<EncoderConfig>): EncoderConfig => ({ ...DEFAULT_ENCODER, ...o });
 
@@ -112,5 +112,46 @@ describe('encoders on a hand-made 2×2 image', () => {
     expect(encodedSize(enc({ name: 'rate' }), 784, 1)).toEqual({ steps: 784, channels: 1 });
     expect(encodedSize(enc({ name: 'latency', latencySteps: 4 }), 28, 28)).toEqual({ steps: 112, channels: 28 });
     expect(encodedSize(enc({ name: 'delta' }), 784, 1)).toEqual({ steps: 784, channels: 2 });
+  });
+
+  it('a window of steps encoded on its own equals those steps of the whole batch (every encoder, windows of every size)', () => {
+    const T = 9;
+    const C = 3;
+    const B = 2;
+    const r = createRng(4);
+    // Intensities on a 1/255 grid with exact 0s and 1s, as images give them.
+    const seqs = [0, 1].map(() => Float32Array.from({ length: T * C }, () => Math.fround(Math.floor(r() * 4) === 0 ? 0 : Math.floor(r() * 256) / 255)));
+    for (const e of [
+      enc({ name: 'direct' }),
+      enc({ name: 'rate', rateGain: 1.5 }),
+      enc({ name: 'latency', latencySteps: 4, latencyThreshold: 0.2 }),
+      enc({ name: 'delta', deltaThreshold: 0.15 }),
+    ]) {
+      const size = encodedSize(e, T, C);
+      // The whole batch, as the dataset wrote it: one generator for the batch, drawn sample after sample.
+      const whole = new Float32Array(size.steps * B * size.channels);
+      const rand = createRng(77);
+      seqs.forEach((q, b) => encodeInto(e, q, T, C, whole, b, B, rand));
+      const per = B * size.channels;
+      for (let from = 0; from < size.steps; from++) {
+        for (let to = from + 1; to <= size.steps; to++) {
+          const w = new Float32Array((to - from) * per);
+          seqs.forEach((q, b) =>
+            encodeWindowInto(
+              e,
+              (i) => q[i]!,
+              C,
+              w,
+              b,
+              B,
+              from,
+              to,
+              (p) => rngAt(77, b * T * C + p),
+            ),
+          );
+          expect(Array.from(w), `${e.name} [${from}, ${to})`).toEqual(Array.from(whole.subarray(from * per, to * per)));
+        }
+      }
+    }
   });
 });

@@ -134,6 +134,83 @@ export function encodeInto(enc: EncoderConfig, seq: Float32Array, T: number, C: 
   }
 }
 
+/**
+ * Encodes steps `[from, to)` of the encoded sequence (T' steps, see {@link encodedSize}) of one
+ * sample into column `b` of a time-major window `out` (`[to − from, B, C']`, zero-filled
+ * beforehand): the same values as {@link encodeInto} gives those steps. The sample's intensity
+ * sequence is read through `x(i)` = x[t, c] at i = t·C + c (a batch keeps its images' bytes and
+ * looks each value up when a window is made). `rate` draws from `randAt(p)`, a generator that
+ * starts at the sample's p-th draw (draws go one per (t, c) in order); `delta` runs its reference
+ * levels from step 0 and writes only the window's steps; `latency` reads the steps its window's
+ * sub-steps come from.
+ */
+export function encodeWindowInto(
+  enc: EncoderConfig,
+  x: (i: number) => number,
+  C: number,
+  out: Float32Array,
+  b: number,
+  B: number,
+  from: number,
+  to: number,
+  randAt?: (position: number) => () => number,
+): void {
+  switch (enc.name) {
+    case 'direct':
+      for (let t = from; t < to; t++) {
+        const at = ((t - from) * B + b) * C;
+        for (let c = 0; c < C; c++) out[at + c] = x(t * C + c);
+      }
+      return;
+    case 'rate': {
+      if (!randAt) throw new SpikeflowError('CONFIG_INVALID', 'the rate encoder needs a random generator', {});
+      const gain = enc.rateGain;
+      const rand = randAt(from * C);
+      for (let t = from; t < to; t++) {
+        const at = ((t - from) * B + b) * C;
+        for (let c = 0; c < C; c++) {
+          const p = Math.min(1, gain * x(t * C + c));
+          if (rand() < p) out[at + c] = 1;
+        }
+      }
+      return;
+    }
+    case 'latency': {
+      const L = enc.latencySteps;
+      const th = Math.fround(enc.latencyThreshold);
+      for (let t = Math.floor(from / L); t < Math.ceil(to / L); t++) {
+        for (let c = 0; c < C; c++) {
+          const v = x(t * C + c);
+          if (!(v > th)) continue;
+          const step = t * L + Math.min(L - 1, Math.max(0, Math.round((1 - v) * (L - 1))));
+          if (step >= from && step < to) out[((step - from) * B + b) * C + c] = 1;
+        }
+      }
+      return;
+    }
+    case 'delta': {
+      const C2 = 2 * C;
+      const ref = new Float64Array(C);
+      const th = Math.fround(enc.deltaThreshold);
+      for (let t = 0; t < to; t++) {
+        const at = ((t - from) * B + b) * C2;
+        for (let c = 0; c < C; c++) {
+          const v = x(t * C + c);
+          const d = v - ref[c]!;
+          if (d > th) {
+            if (t >= from) out[at + 2 * c] = 1;
+            ref[c] = v;
+          } else if (d < -th) {
+            if (t >= from) out[at + 2 * c + 1] = 1;
+            ref[c] = v;
+          }
+        }
+      }
+      return;
+    }
+  }
+}
+
 /** Encodes one `[T, C]` sequence on its own: `data` is `[T', C']` row-major. */
 export function encodeSequence(
   enc: EncoderConfig,

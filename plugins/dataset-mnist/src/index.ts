@@ -8,7 +8,7 @@ export { parseIdx, readIdx, encodeIdx, summarizeIdx, isGzip, IDX_TYPES, MNIST_HO
 export type { IdxArray, IdxData, IdxType } from './idx.js';
 export { fetchIdxFiles, findIdxFile, writeAtomic, sha256, IDX_FILES, DEFAULT_BASE_URLS, SHA256 } from './download.js';
 export type { FetchIdxOptions, IdxFamily, IdxRole } from './download.js';
-export { sequenceLayout, encodedSize, encodeInto, encodeSequence, VARIANTS, ENCODERS, DEFAULT_ENCODER } from './encode.js';
+export { sequenceLayout, encodedSize, encodeInto, encodeWindowInto, encodeSequence, VARIANTS, ENCODERS, DEFAULT_ENCODER } from './encode.js';
 export type { Variant, EncoderName, EncoderConfig, SequenceLayout } from './encode.js';
 export { loadBundled, loadIdxSet, BUNDLED_COUNTS, BUNDLED_TRAIN_COUNTS, BUNDLED_TRAIN_FRACTION, BUNDLED_LUT, IDX_LUT } from './sources.js';
 export type { ImageSet, ImageSplit } from './sources.js';

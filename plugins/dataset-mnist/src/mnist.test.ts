@@ -1,5 +1,20 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createRegistry, disposeTree, isSpikeflowError, parseSchema, permutation, tf, type BatchOptions, type Dataset } from '@spikeflow/core';
+import {
+  createRegistry,
+  createRng,
+  denseInputs,
+  deriveSeed,
+  disposeTree,
+  inputShape,
+  isSpikeflowError,
+  parseSchema,
+  permutation,
+  shuffleInPlace,
+  stepsOf,
+  tf,
+  type BatchOptions,
+  type Dataset,
+} from '@spikeflow/core';
 import { wasm } from '@spikeflow/backend-wasm';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -7,6 +22,7 @@ import { dirname, join } from 'node:path';
 import { describeDataset } from '@spikeflow/testing';
 import plugin, { fashionMnistSchema, mnistEntry, mnistSchema } from './index.js';
 import { createImageDataset, openMnist, type MnistOptions } from './mnist.js';
+import { DEFAULT_ENCODER, encodeInto, sequenceLayout } from './encode.js';
 import { BUNDLED_COUNTS, BUNDLED_TRAIN_COUNTS, IDX_LUT, loadBundled, type ImageSet } from './sources.js';
 
 beforeAll(() => wasm.activate());
@@ -32,8 +48,10 @@ interface Got {
 async function collect(ds: Dataset, split: string, o: BatchOptions): Promise<Got[]> {
   const out: Got[] = [];
   for await (const b of ds.batches(split, o)) {
-    out.push({ shape: b.inputs.shape, x: b.inputs.dataSync() as Float32Array, y: Array.from(b.targets.dataSync()) });
-    expect(b.inputs.dtype).toBe('float32');
+    const x = denseInputs(b.inputs);
+    out.push({ shape: inputShape(b.inputs), x: x.dataSync() as Float32Array, y: Array.from(b.targets.dataSync()) });
+    expect(x.dtype).toBe('float32');
+    x.dispose();
     expect(b.targets.dtype).toBe('int32');
     disposeTree(b);
   }
@@ -250,6 +268,55 @@ describe('passes', () => {
     expect(await collect(ds, 'test', { batchSize: 40, seed: 2 })).toEqual(t1);
   });
 
+  it('a batch’s windows are the dense batch the dataset wrote before it streamed (rate-coded, shifted, permuted pixels)', async () => {
+    const set = await loadBundled();
+    const view = { variant: 'permuted', permutationSeed: 3, encoder: { name: 'rate', rateGain: 1.3 }, augmentShift: 1, trainLimit: 20 } as const;
+    const ds = createImageDataset('mnist', set, view);
+    const seed = 9;
+    const batchSize = 8;
+    // The dense batches as the dataset wrote them before (one [T, B, C] array per batch, encodeInto per sample).
+    const layout = sequenceLayout('permuted', 28, 28, 3);
+    const enc = { ...DEFAULT_ENCODER, name: 'rate' as const, rateGain: 1.3 };
+    const indices = shuffleInPlace(
+      Array.from({ length: 20 }, (_, i) => i),
+      createRng(deriveSeed(seed, 'order')),
+    );
+    const seq = new Float32Array(784);
+    let i = 0;
+    for await (const batch of ds.batches('train', { batchSize, seed })) {
+      const B = inputShape(batch.inputs)[1]!;
+      const dense = new Float32Array(784 * B);
+      const rand = createRng(deriveSeed(seed, 'rate', 'train', i));
+      const jitter = createRng(deriveSeed(seed, 'shift', i));
+      for (let b = 0; b < B; b++) {
+        const base = indices[i * batchSize + b]! * 784;
+        const dy = Math.floor(jitter() * 3) - 1;
+        const dx = Math.floor(jitter() * 3) - 1;
+        for (let j = 0; j < 784; j++) {
+          const p = layout.order[j]!;
+          const [r, c] = [Math.floor(p / 28) - dy, (p % 28) - dx];
+          seq[j] = r >= 0 && r < 28 && c >= 0 && c < 28 ? set.lut[set.train.images[base + r * 28 + c]!]! : set.lut[0]!;
+        }
+        encodeInto(enc, seq, 784, 1, dense, b, B, rand);
+      }
+      const xs = stepsOf(batch.inputs);
+      for (const [from, to] of [
+        [0, 784],
+        [0, 100],
+        [100, 401],
+        [783, 784],
+        [100, 401],
+      ] as const) {
+        const w = xs.window(from, to);
+        expect(Array.from(w.dataSync()), `batch ${i} [${from}, ${to})`).toEqual(Array.from(dense.subarray(from * B, to * B)));
+        w.dispose();
+      }
+      disposeTree(batch);
+      i++;
+    }
+    expect(i).toBe(3);
+  });
+
   it('skip: k yields exactly batches k.. of the full pass (random encoder included)', async () => {
     for (const encoder of ['direct', 'rate'] as const) {
       const ds = await open({ trainLimit: 100, encoder, variant: encoder === 'rate' ? 'row' : 'pixel' });
@@ -310,7 +377,7 @@ describe('passes', () => {
     const before = tf.memory().numTensors;
     let n = 0;
     for await (const b of ds.batches('train', { batchSize: 8, seed: 0 })) {
-      expect(b.inputs.shape).toEqual([140, 8, 28]);
+      expect(inputShape(b.inputs)).toEqual([140, 8, 28]);
       n++;
       disposeTree(b);
     }

@@ -5,7 +5,9 @@ import {
   createRng,
   deriveSeed,
   parseSchema,
+  rngAt,
   shuffleInPlace,
+  stepSource,
   tf,
   type BatchOptions,
   type Dataset,
@@ -18,7 +20,7 @@ import {
 } from '@spikeflow/core';
 import { join } from 'node:path';
 import { DEFAULT_BASE_URLS, SHA256, fetchIdxFiles, type IdxFamily } from './download.js';
-import { ENCODERS, VARIANTS, encodeInto, encodedSize, sequenceLayout, type EncoderConfig, type EncoderName, type Variant } from './encode.js';
+import { ENCODERS, VARIANTS, encodeWindowInto, encodedSize, sequenceLayout, type EncoderConfig, type EncoderName, type Variant } from './encode.js';
 import { summarizeIdx } from './idx.js';
 import { loadBundled, loadIdxSet, type ImageSet, type ImageSplit } from './sources.js';
 
@@ -104,7 +106,9 @@ export interface ViewOptions {
  * With `augmentShift: n`, each training image is translated by (dy, dx) ∈ [−n, n]² drawn from
  * `createRng(deriveSeed(seed, 'shift', i))`, pixels shifted in from outside being 0 (the same
  * position-derived seeding, so resume stays exact).
- * Each batch is written time-major straight from the 8-bit images (no tensor ops per batch).
+ * A batch's inputs are a step source that keeps its images' bytes (in sequence order, shifted) and
+ * encodes a window of steps, time-major, when asked for it (no tensor ops but the window's own): the
+ * values of encoding the whole sequence, so memory does not grow with the sequence.
  */
 export function createImageDataset(name: string, set: ImageSet, view: ViewOptions = {}): Dataset {
   const layout = sequenceLayout(view.variant ?? 'row', set.height, set.width, view.permutationSeed ?? 0);
@@ -150,36 +154,58 @@ export function createImageDataset(name: string, set: ImageSet, view: ViewOption
       const total = batchCount(split, { batchSize, dropLast });
       const indices = Array.from({ length: n }, (_, i) => i);
       if (shuffle) shuffleInPlace(indices, createRng(deriveSeed(seed, 'order')));
-      const seq = new Float32Array(T0 * C0);
       const { lut, images } = { lut: set.lut, images: data.images };
+      const N = T0 * C0;
       for (let i = skip; i < total; i++) {
         if (closed) throw closedError(name);
         const start = i * batchSize;
         const B = Math.min(batchSize, n - start);
-        const x = new Float32Array(out.steps * B * out.channels);
+        // The batch's images as bytes in sequence order (a pixel shifted in from outside is byte 0, lut[0]).
+        const pixels = new Uint8Array(B * N);
         const y = new Int32Array(B);
-        const rand = enc.name === 'rate' ? createRng(deriveSeed(seed, 'rate', split, i)) : undefined;
         const shift = split === 'train' ? (view.augmentShift ?? 0) : 0;
         const jitter = shift > 0 ? createRng(deriveSeed(seed, 'shift', i)) : undefined;
         for (let b = 0; b < B; b++) {
           const s = indices[start + b]!;
           const base = s * P;
+          const seq = pixels.subarray(b * N, (b + 1) * N);
           if (jitter) {
             const dy = Math.floor(jitter() * (2 * shift + 1)) - shift;
             const dx = Math.floor(jitter() * (2 * shift + 1)) - shift;
-            for (let j = 0; j < seq.length; j++) {
+            for (let j = 0; j < N; j++) {
               const p = order[j]!;
               const r = Math.floor(p / W) - dy;
               const c = (p % W) - dx;
-              seq[j] = r >= 0 && r < H && c >= 0 && c < W ? lut[images[base + r * W + c]!]! : lut[0]!;
+              seq[j] = r >= 0 && r < H && c >= 0 && c < W ? images[base + r * W + c]! : 0;
             }
           } else {
-            for (let j = 0; j < seq.length; j++) seq[j] = lut[images[base + order[j]!]!]!;
+            for (let j = 0; j < N; j++) seq[j] = images[base + order[j]!]!;
           }
-          encodeInto(enc, seq, T0, C0, x, b, B, rand);
           y[b] = data.labels[s]!;
         }
-        yield { inputs: tf.tensor3d(x, [out.steps, B, out.channels], 'float32'), targets: tf.tensor1d(y, 'int32') };
+        // One generator per batch, drawn sample after sample, one draw per (t, c): sample b's draw p is the batch's b·N + p.
+        const rateSeed = deriveSeed(seed, 'rate', split, i);
+        const inputs = stepSource({
+          steps: out.steps,
+          stepShape: [B, out.channels],
+          fill: (from, to, x) => {
+            for (let b = 0; b < B; b++) {
+              const at = b * N;
+              encodeWindowInto(
+                enc,
+                (j) => lut[pixels[at + j]!]!,
+                C0,
+                x,
+                b,
+                B,
+                from,
+                to,
+                (p) => rngAt(rateSeed, at + p),
+              );
+            }
+          },
+        });
+        yield { inputs, targets: tf.tensor1d(y, 'int32') };
       }
     },
     // The images are in memory: closing drops nothing but the right to read them.

@@ -1,4 +1,4 @@
-import { isSpikeflowError, tf } from '@spikeflow/core';
+import { denseInputs, disposeBatch, inputShape, isSpikeflowError, stepsOf, tf } from '@spikeflow/core';
 import '@spikeflow/backend-wasm';
 import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -166,8 +166,14 @@ describe('shd dataset', () => {
     let seen = 0;
     for await (const b of ds.batches('test', { batchSize: 64, seed: 0 })) {
       const B = b.targets.shape[0]!;
-      expect(b.inputs.shape).toEqual([100, B, 700]);
-      const x = b.inputs.dataSync();
+      expect(inputShape(b.inputs)).toEqual([100, B, 700]);
+      const whole = denseInputs(b.inputs);
+      const x = whole.dataSync();
+      whole.dispose();
+      // A window of frames, made on its own, is those frames of the whole.
+      const w = stepsOf(b.inputs).window(40, 60);
+      expect(Array.from(w.dataSync())).toEqual(Array.from(x.subarray(40 * B * 700, 60 * B * 700)));
+      w.dispose();
       const labels = Array.from(b.targets.dataSync());
       for (let k = 0; k < B; k++) {
         const ev = reference.read(seen + k);
@@ -180,7 +186,7 @@ describe('shd dataset', () => {
         expect(x[(first * B + k) * 700 + ev.events.x[0]!]).toBeGreaterThan(0);
       }
       seen += B;
-      tf.dispose([b.inputs, b.targets]);
+      disposeBatch(b);
     }
     expect(seen).toBe(400);
     reference.close();
@@ -197,7 +203,7 @@ describe('shd dataset', () => {
         expect(calls.length).toBe(2 * b.targets.shape[0]!);
         expect(calls.every(([, , count]) => count === 1)).toBe(true);
         before = reads.mock.calls.length;
-        tf.dispose([b.inputs, b.targets]);
+        disposeBatch(b);
       }
     }
     expect(reads.mock.calls.length).toBe(2 * 2 * 400);
@@ -208,8 +214,8 @@ describe('shd dataset', () => {
     const sums = async (split: string, seed: number) => {
       const out: number[] = [];
       for await (const b of ds.batches(split, { batchSize: 12, seed, shuffle: false })) {
-        out.push(...(tf.tidy(() => tf.sum(b.inputs, [0, 2]).arraySync()) as number[]));
-        tf.dispose([b.inputs, b.targets]);
+        out.push(...(tf.tidy(() => tf.sum(denseInputs(b.inputs), [0, 2]).arraySync()) as number[]));
+        disposeBatch(b);
       }
       return out;
     };

@@ -33,7 +33,9 @@ const perNeuron = (learn: boolean, value: number, size: number) =>
  *     v_t = β·v_{t−1} + I_t − ϑ·r_{t−1},   r_{t−1} = s_{t−1} (constant in backward if resetDetach)
  *     s_t = spike(v_t − A_t)
  *
- * The gradient always flows through `a`. State `{ v, a, s }` starts at zero.
+ * The gradient always flows through `a`. State `{ v, a, s }` starts at zero. A whole window of a
+ * layer runs in core's integrate-and-fire kernel with an adaptive threshold (`integrateFire`) where
+ * the backend has the fast kernels.
  */
 export const alif = defineNeuron({
   name: 'alif',
@@ -42,12 +44,21 @@ export const alif = defineNeuron({
   stateKeys: ['v', 'a', 's'],
   membrane: 'v',
   spikes: 's',
+  adaptation: 'a',
   membraneDecay: (c) => (c.learnBeta ? undefined : c.beta),
   tensorParams: (c, size) => ({
     beta: perNeuron(c.learnBeta, c.beta, size),
     rho: perNeuron(c.learnRho, c.rho, size),
     threshold: { value: c.threshold, trainable: false },
     betaA: { value: c.betaA, trainable: false },
+  }),
+  // The step above is core's integrate-and-fire kernel equation with an adaptive threshold, for
+  // every config (ρ and β fixed or per neuron and trainable; the reset detached or not).
+  integrateFire: ({ config, tensors }) => ({
+    beta: tensors['beta']!,
+    threshold: config.threshold,
+    resetDetach: config.resetDetach,
+    adaptation: { rho: tensors['rho']!, strength: config.betaA },
   }),
   init: (batch, size): AlifState => {
     const z = tf.zeros([batch, size]);

@@ -1,17 +1,25 @@
 import {
+  EventDense,
+  IntegrateFireEligibility,
+  LeakyReadout,
   SpikeflowError,
   accumulateGrads,
   checkInputs,
   defineRule,
   disposeTree,
+  inputShape,
   layerParam,
   parseSchema,
   readoutParam,
+  referenceKernels,
   stepsOf,
   tf,
   tidy,
   type BoundLoss,
+  type EligibilitySpec,
+  type EligibilityTraces,
   type JacobianEntry,
+  type KernelSignatures,
   type LearningRule,
   type LocalJacobians,
   type NamedTensorMap,
@@ -22,6 +30,7 @@ import {
   type SchemaInput,
   type SchemaValues,
   type SequenceBatch,
+  type StepParams,
   type Steps,
   type Tensor,
 } from '@spikeflow/core';
@@ -33,9 +42,10 @@ import {
  * - `feedback`: `symmetric` (default), B = W_outᵀ, the readout's own weights; `random`, a fixed
  *   random B (uniform in ±1/√H, drawn from `seed`; random-feedback e-prop); `adaptive`, a random B
  *   that receives every update W_out receives, and weight decay (adaptive e-prop).
- * - `window`: steps per window (default 32). The eligibility traces are carried across windows;
- *   inside a window their contribution is summed in one pass. Results do not depend on it in
- *   `accumulate` mode (up to float round-off); memory grows with it, not with T.
+ * - `window`: steps per window (default 32; 64 in `accumulate` mode where the fused kernel runs,
+ *   which does its pass over the traces once per window). The eligibility traces are carried
+ *   across windows; inside a window their contribution is summed in one pass. Results do not
+ *   depend on it in `accumulate` mode (up to float round-off); memory grows with it, not with T.
  * - `mode`: `accumulate` (default) or `online` (an update after every window: the weights change mid-sequence).
  * - `feedbackDecay`: `adaptive` feedback, B ← (1 − d)·B + ΔW_outᵀ after every update (default 0.01; below 1).
  * - `seed` of the random feedback matrix; `rateReg`, c_reg, the weight of the firing-rate
@@ -49,7 +59,12 @@ export const epropSchema = {
     oneOf: ['symmetric', 'random', 'adaptive'],
     doc: 'learning-signal weights B: W_outᵀ, fixed random, or random and updated like W_out',
   },
-  window: { type: 'number', integer: true, default: 32, min: 1, doc: 'steps per window: traces are carried across windows (memory grows with it, not with T)' },
+  window: {
+    type: 'number',
+    integer: true,
+    min: 1,
+    doc: 'steps per window: traces are carried across windows (memory grows with it, not with T); default 32, and 64 in accumulate mode where the fused kernel runs',
+  },
   mode: {
     type: 'string',
     default: 'accumulate',
@@ -110,15 +125,25 @@ export interface EpropState {
  * the wasm and cpu backends compute event-driven) — the same numbers as stepping the traces one step at a time, with
  * one `[B, fan_in, H]` update per window instead of per step. Memory: O(B·fan_in·H) for the
  * traces plus O(window) activations, independent of T.
+ *
+ * Where the layer's neuron has an integrate-and-fire form (`integrateFire`: LIF, ALIF) and the
+ * backend registers a fast `spikeflow.integrateFireEligibility` (wasm, cpu), the same gradients
+ * come from that kernel instead ({@link runFused}): it runs the layer and keeps the traces in the
+ * kernels' own memory, and per window does one pass over them plus work in proportion to the
+ * input events. The path above stays the reference for any neuron with local Jacobians.
  */
 export function eprop(options: EpropOptions = {}): LearningRule<EpropState> {
-  const { feedback, window, mode, feedbackDecay, seed, rateReg, rateTarget } = parseSchema(epropSchema, options, 'rule');
+  const { feedback, window: asked, mode, feedbackDecay, seed, rateReg, rateTarget } = parseSchema(epropSchema, options, 'rule');
+  const window = asked ?? DEFAULT_WINDOW;
   if (!(feedbackDecay < 1)) {
     throw new SpikeflowError('CONFIG_INVALID', `rule.feedbackDecay: must be below 1 (B would not keep its past), got ${feedbackDecay}`, {
       path: 'rule.feedbackDecay',
     });
   }
-  const hyper: Hyper = { feedback, window, online: mode === 'online', feedbackDecay, rateReg, rateTarget };
+  // Where the fused kernel runs in accumulate mode and no window was asked for, longer windows:
+  // the result is the same, and the per-window work (one pass over the traces) is done less often.
+  const fusedWindow = asked ?? (mode === 'accumulate' ? FUSED_ACCUMULATE_WINDOW : DEFAULT_WINDOW);
+  const hyper: Hyper = { feedback, window, fusedWindow, online: mode === 'online', feedbackDecay, rateReg, rateTarget };
   return defineRule({
     name: `eprop(${feedback}, window=${window}, ${mode})`,
     memory: 'O(1)',
@@ -147,10 +172,11 @@ export function eprop(options: EpropOptions = {}): LearningRule<EpropState> {
           `rule '${this.name}': its state has no ${missing}; pass the state made by rule.init(network) (or a checkpoint of a run with the same rule options)`,
         );
       }
-      const [T, B] = batch.inputs.shape as [number, number];
+      const [T, B] = inputShape(batch.inputs) as [number, number];
       const bound = ctx.loss.bind(batch.targets, { steps: T, batch: B, outputs: net.outputs });
       try {
-        return run(net, bound, stepsOf(batch.inputs), hyper, state, ctx);
+        const fused = fusedEligibility(net);
+        return fused ? runFused(net, bound, stepsOf(batch.inputs), hyper, state, ctx, fused) : run(net, bound, stepsOf(batch.inputs), hyper, state, ctx);
       } finally {
         bound.dispose();
       }
@@ -158,9 +184,17 @@ export function eprop(options: EpropOptions = {}): LearningRule<EpropState> {
   });
 }
 
+/** Steps per window where the options name no `window`. */
+const DEFAULT_WINDOW = 32;
+
+/** Steps per window of the fused kernel in accumulate mode where the options name no `window`. */
+const FUSED_ACCUMULATE_WINDOW = 64;
+
 interface Hyper {
   readonly feedback: Feedback;
   readonly window: number;
+  /** Steps per window on the fused path. */
+  readonly fusedWindow: number;
   readonly online: boolean;
   readonly feedbackDecay: number;
   readonly rateReg: number;
@@ -500,4 +534,190 @@ function windowPass(
     const spikeCount = tf.sum(S, [0, 1]);
     return { state, traces: next, grads, loss, spikeCount };
   });
+}
+
+/** The fused kernel for a network's layer, and how to describe the layer to it (see {@link fusedEligibility}). */
+interface FusedEligibility {
+  readonly make: KernelSignatures['spikeflow.integrateFireEligibility'];
+  readonly spec: (p: StepParams, batch: number) => EligibilitySpec;
+}
+
+/**
+ * The active backend's fused e-prop kernel (`spikeflow.integrateFireEligibility`) for the network's
+ * layer, where its neuron declares an integrate-and-fire form under its config (`integrateFire`)
+ * and the backend registers a fast version of the kernel; else undefined: the generic path
+ * ({@link run}), which follows any neuron's local Jacobians.
+ */
+function fusedEligibility(net: Network): FusedEligibility | undefined {
+  const layer = net.model.layers[0]!;
+  const neuron = layer.neuron;
+  if (!neuron.integrateFire || neuron.membrane === undefined || neuron.spikes === undefined) return undefined;
+  const form = (p: StepParams) => neuron.integrateFire!({ config: layer.config, tensors: p.layers[0]!.neuron });
+  // Whether the neuron has the form depends on its config alone; the kernel on the backend.
+  const found = tidy(() => {
+    const p = net.prepare();
+    const make = p.kernels[IntegrateFireEligibility];
+    return make !== referenceKernels[IntegrateFireEligibility] && form(p) !== undefined ? make : undefined;
+  });
+  if (!found) return undefined;
+  return {
+    make: found,
+    spec: (p, batch) => ({
+      batch,
+      inputs: layer.fanIn,
+      size: layer.size,
+      recurrent: p.layers[0]!.W_rec !== undefined,
+      bias: p.layers[0]!.b !== undefined,
+      neuron: { ...form(p)!, surrogate: layer.surrogate },
+      kappa: net.model.readout.leak!,
+    }),
+  };
+}
+
+/**
+ * e-prop through the fused kernel, window by window: the kernel runs the layer and keeps the
+ * per-synapse traces; per window the readout runs in one `spikeflow.leakyReadout`, ∂E/∂y of the
+ * whole window comes from one gradient of the loss's window form, the readout errors are
+ * filtered backwards by κ in one `spikeflow.leakyScan` (λ_t = ∂E_t/∂y_t + κ·λ_{t+1}), and the
+ * kernel turns the learning signals m_t = λ_t·Bᵀ (+ the rate regulariser's r) and the carried
+ * signal c = κ·λ_{t0}·Bᵀ into the window's gradient, since
+ *
+ *     Σ_{t in window} L_t·F_κ(e)_t = Σ_{t in window} (λ_t·Bᵀ)·e_t + (κ·λ_{t0}·Bᵀ)·F_κ(e)_{t0−1}.
+ *
+ * The same gradients as {@link run}, in a few tensor ops per window instead of a dozen per step.
+ */
+function runFused(net: Network, bound: BoundLoss, xs: Steps, hyper: Hyper, initial: EpropState, ctx: RuleContext, fused: FusedEligibility) {
+  const T = xs.length;
+  const B = xs.shape[0]!;
+  const H = net.model.layers[0]!.size;
+  const O = net.outputs;
+  const kappa = net.model.readout.leak!;
+  const mask = net.recurrentMask(0);
+  let fb: Tensor | undefined = initial.feedback;
+  let traces: EligibilityTraces | undefined;
+  let y: Tensor = tf.zeros([B, O]);
+  // The κ-filtered spikes and κ-filtered 1 at the window's start (the readout's exact gradient).
+  let sbar: Tensor | undefined;
+  let cbar = 0;
+  let acc: NamedTensorMap | undefined;
+  let loss = 0;
+  let spikes: Tensor = tf.zeros([H]);
+  let updates = 0;
+  let finished = false;
+  const reg = hyper.rateReg > 0 ? tf.tidy(() => tf.div(tf.mul(hyper.rateReg, tf.sub(initial.rate!, hyper.rateTarget)), T * B)) : undefined;
+  const filters = kappaFilters(kappa);
+  try {
+    for (let t0 = 0; t0 < T; t0 += hyper.fusedWindow) {
+      const t1 = Math.min(t0 + hyper.fusedWindow, T);
+      const n = t1 - t0;
+      const advance = t1 < T;
+      const feedbackMatrix = hyper.feedback === 'symmetric' ? net.params[readoutParam('W')]! : fb!;
+      const r = tidy(() => {
+        const p = net.prepare();
+        const lp = p.layers[0]!;
+        traces ??= fused.make(fused.spec(p, B));
+        const xw = xs.window(t0, t1);
+        const f = traces.forward(xw.dtype === 'float32' ? xw : tf.cast(xw, 'float32'), lp.W, lp.b, lp.W_rec);
+        const S = f.spikes;
+        const Y = p.kernels[LeakyReadout](S, p.readout.W, p.readout.b, y, kappa);
+        if (ctx.observe) for (let k = 0; k < n; k++) ctx.observe(t0 + k, tf.reshape(tf.slice(Y, [k, 0, 0], [1, B, O]), [B, O]));
+        // 0·Σy keeps y on the tape where the window has no loss term.
+        const { value, grad: dY } = tf.valueAndGrad((ys: Tensor) => windowLoss(bound, ys, t0) ?? (tf.mul(0, tf.sum(ys)) as Scalar))(Y);
+        // λ_t = Σ_{s ≥ t} κ^{s−t}·∂E_s/∂y_s within the window (= ∂E_t/∂y_t + κ·λ_{t+1}): one product with the window's filter.
+        const lamFlat = tf.reshape(tf.matMul(filters.reverse(n), tf.reshape(dY, [n, B * O])), [n * B, O]);
+        const Bt = tf.transpose(feedbackMatrix); // [O, H]
+        const signal = tf.reshape(tf.matMul(lamFlat, Bt), [n, B, H]);
+        // ∂(this window's loss)/∂y_{t0−1}: it pairs with what the traces carried in.
+        const lamCarry = t0 > 0 && kappa !== 0 ? tf.mul(tf.slice(lamFlat, [0, 0], [B, O]), kappa) : undefined;
+        const g = traces.backward(reg ? tf.add(signal, reg) : signal, lamCarry ? tf.matMul(lamCarry, Bt) : undefined, advance);
+        const grads: NamedTensorMap = { [layerParam(0, 'W')]: g.w };
+        if (g.wRec) grads[layerParam(0, 'W_rec')] = mask ? tf.mul(g.wRec, mask) : g.wRec;
+        if (g.b) grads[layerParam(0, 'b')] = g.b;
+        // The readout's exact gradient: ∂E/∂W_out = Σ_t F_κ(s)_tᵀ·∂E_t/∂y_t, the window's part
+        // Sᵀ·λ as the weight gradient of the backend's spikeflow.eventDense (event-driven where it
+        // is fast: the spikes are mostly zeros; a transpose of S and a dense product cost more).
+        const Sflat = tf.reshape(S, [n * B, H]);
+        const dense = p.kernels[EventDense];
+        let gWout = tf.grad((w: Tensor) => tf.sum(tf.mul(dense(Sflat, w), lamFlat)))(p.readout.W);
+        let gbout = tf.sum(lamFlat, 0);
+        if (sbar && lamCarry) {
+          gWout = tf.add(gWout, tf.matMul(tf.transpose(sbar), lamCarry));
+          gbout = tf.add(gbout, tf.mul(tf.sum(lamCarry, 0), cbar));
+        }
+        grads[readoutParam('W')] = gWout;
+        if (net.model.readout.bias) grads[readoutParam('b')] = gbout;
+        const lastStep = (t: Tensor, width: number) => tf.reshape(tf.slice(t, [n - 1, 0, 0], [1, B, width]), [B, width]);
+        return {
+          grads,
+          loss: value as Scalar,
+          y: lastStep(Y, O),
+          // F_κ(s) at the window's end: κⁿ·sbar + Σ_k κ^{n−1−k}·s_k (the kernel's filtered spikes).
+          sbar: advance ? (sbar && kappa !== 0 ? tf.add(tf.mul(sbar, kappa ** n), f.filtered) : f.filtered) : undefined,
+          spikeCount: f.count,
+        };
+      });
+      disposeTree([y, sbar ?? null]);
+      y = r.y;
+      sbar = r.sbar;
+      if (advance) for (let k = 0; k < n; k++) cbar = cbar * kappa + 1;
+      loss += r.loss.dataSync()[0]!;
+      const sc = tf.add(spikes, r.spikeCount);
+      disposeTree([spikes, r.spikeCount, r.loss]);
+      spikes = sc;
+      if (!hyper.online) acc = accumulateGrads(acc, r.grads);
+      const grads = hyper.online ? r.grads : acc!;
+      if (hyper.online || t1 === T) {
+        acc = undefined;
+        const next = apply(net, grads, fb, hyper, ctx);
+        if (fb !== initial.feedback && fb !== next) fb?.dispose();
+        fb = next;
+        updates++;
+      }
+    }
+    const state: Record<string, Tensor> = {};
+    if (fb) state['feedback'] = fb;
+    if (hyper.rateReg > 0) state['rate'] = tf.div(spikes, T * B);
+    finished = true;
+    return { state: state as EpropState, report: { loss, updates } };
+  } finally {
+    traces?.dispose();
+    filters.dispose();
+    disposeTree([y, sbar ?? null, acc ?? null, spikes, reg ?? null]);
+    // A feedback matrix made by an update of this call that failed later is not handed back.
+    if (!finished && fb && fb !== initial.feedback) fb.dispose();
+  }
+}
+
+/** The loss terms of steps t0 … t0 + k − 1 from their readout `ys [k, B, O]` (null: none of them has one). */
+function windowLoss(bound: BoundLoss, ys: Tensor, t0: number): Scalar | null {
+  if (bound.window) return bound.window(ys, t0);
+  const k = ys.shape[0]!;
+  const terms: Scalar[] = [];
+  for (let i = 0; i < k; i++) {
+    if (bound.hasTerm && !bound.hasTerm(t0 + i)) continue;
+    const term = bound.step!(tf.reshape(tf.slice(ys, [i, 0, 0], [1, -1, -1]), ys.shape.slice(1)), t0 + i);
+    if (term) terms.push(term);
+  }
+  return terms.length === 0 ? null : terms.length === 1 ? terms[0]! : (tf.addN(terms) as Scalar);
+}
+
+/**
+ * The κ filter of windows of n steps, made once per length: `[n, n]` with κ^{s−t} at (t, s ≥ t),
+ * so that λ = filter·∂E/∂y sums each step's later errors.
+ */
+function kappaFilters(kappa: number) {
+  const made = new Map<number, Tensor>();
+  return {
+    reverse(n: number): Tensor {
+      let t = made.get(n);
+      if (!t) {
+        const v = new Float32Array(n * n);
+        for (let r = 0; r < n; r++) for (let c = r; c < n; c++) v[r * n + c] = kappa ** (c - r);
+        t = tf.keep(tf.tensor2d(v, [n, n]));
+        made.set(n, t);
+      }
+      return t;
+    },
+    dispose: () => made.forEach((t) => t.dispose()),
+  };
 }

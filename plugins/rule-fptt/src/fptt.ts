@@ -2,6 +2,7 @@ import {
   SpikeflowError,
   defineRule,
   disposeTree,
+  inputShape,
   parseSchema,
   trainWindows,
   tf,
@@ -82,7 +83,7 @@ export function fptt(options: FpttOptions = {}): LearningRule<FpttState> {
     updatesPerSequence: (T) => Math.ceil(T / (k ?? Math.ceil(T / parts!))),
     evalParams: evalWith === 'Wbar' ? (state) => state.wbar : undefined,
     update(batch: SequenceBatch, initial: FpttState, ctx: RuleContext) {
-      const T = batch.inputs.shape[0]!;
+      const T = inputShape(batch.inputs)[0]!;
       const params = ctx.network.params;
       let anchor = initial;
       const report = trainWindows(batch, ctx, {

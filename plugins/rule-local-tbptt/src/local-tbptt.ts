@@ -3,12 +3,13 @@ import {
   createRng,
   defineRule,
   disposeTree,
+  inputShape,
   keepTree,
   parseSchema,
   trainWindows,
   tf,
   tidy,
-  unstackSteps,
+  stepTerms,
   windowHasTerm,
   type LearningRule,
   type NamedTensorMap,
@@ -123,7 +124,7 @@ export function localTbptt(options: LocalTbpttOptions = {}): LearningRule<LocalT
       }
       const heads = blocks.slice(0, -1).map(([, last], b) => ({ layer: last, W: `aux.${b}.W`, b: `aux.${b}.b` }));
       const kappa = net.model.readout.leak ?? DEFAULT_HEAD_LEAK;
-      const B = batch.inputs.shape[1]!;
+      const B = inputShape(batch.inputs)[1]!;
       // The heads' traces y^b, carried across windows like the network's state (detached).
       let traces: Tensor[] = heads.map(() => tf.zeros([B, net.outputs]));
       let pending: Tensor[] | undefined;
@@ -131,23 +132,18 @@ export function localTbptt(options: LocalTbpttOptions = {}): LearningRule<LocalT
       // Σ of the readout's terms and every head's: the blocks' local losses at once (each block's
       // parameters reach only its own, through the cuts).
       const objective: WindowObjective = (out, w) => {
-        const step = out.loss.step!;
-        const readout: Scalar[] = [];
-        out.readouts().forEach((y, i) => {
-          const term = step(y, w.from + i);
-          if (term) readout.push(term);
-        });
+        // Each output's terms from its stacked window (a few ops) where the network runs fused.
+        const readout = stepTerms(out.loss, out.fused ? out.stacked() : out.readouts(), w.from);
         const aux: Scalar[] = [];
         pending = heads.map((h, b) => {
-          const ys = unstackSteps(out.leaky(out.spikes(h.layer), out.extra[h.W]!, out.extra[h.b], traces[b]!, kappa));
-          ys.forEach((y, i) => {
-            const term = step(y, w.from + i);
-            if (term) aux.push(term);
-          });
-          return tf.keep(ys[ys.length - 1]!);
+          const ys = out.leaky(out.spikes(h.layer), out.extra[h.W]!, out.extra[h.b], traces[b]!, kappa);
+          const term = stepTerms(out.loss, ys, w.from);
+          if (term) aux.push(term);
+          const k = ys.shape[0]!;
+          return tf.keep(tf.reshape(tf.slice(ys, [k - 1, 0, 0], [1, -1, -1]), ys.shape.slice(1)));
         });
-        if (readout.length === 0 && aux.length === 0) return null;
-        const readoutLoss = (readout.length ? tf.addN(readout) : tf.scalar(0)) as Scalar;
+        if (!readout && aux.length === 0) return null;
+        const readoutLoss = readout ?? (tf.scalar(0) as Scalar);
         return { objective: (aux.length ? tf.add(readoutLoss, tf.addN(aux)) : readoutLoss) as Scalar, report: readoutLoss };
       };
       try {

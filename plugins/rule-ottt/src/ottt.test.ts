@@ -1,6 +1,9 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   checkRequirements,
+  IntegrateFireLayer,
+  KernelTable,
+  LeakyReadout,
   OptimizerRunner,
   adam,
   buildNetwork,
@@ -13,7 +16,9 @@ import {
   mseEveryStep,
   mseLast,
   paramGrads,
+  referenceKernels,
   ruleFromSpec,
+  inputShape,
   stepsOf,
   tf,
   type AnyNeuronModel,
@@ -23,20 +28,74 @@ import {
   type Tensor,
   type TemporalLoss,
 } from '@spikeflow/core';
-import { bpttGrads, captureUpdates, describeRule, expectGradsClose, gradsOf, maxGradDiff, randomBatch, smallNetwork, type Grads } from '@spikeflow/testing';
+import {
+  bpttGrads,
+  captureUpdates,
+  describeRule,
+  expectGradsClose,
+  gradsOf,
+  maxGradDiff,
+  randomBatch,
+  smallNetwork,
+  streamed,
+  type Grads,
+} from '@spikeflow/testing';
 import { lif } from '@spikeflow/neuron-lif';
 import { alif } from '@spikeflow/neuron-alif';
 import { ltc, ltcReadout } from '@spikeflow/neuron-ltc';
 import { wasm } from '@spikeflow/backend-wasm';
 import { cpu } from '@spikeflow/backend-cpu';
-import plugin, { ottt } from './index.js';
+import plugin, { ottt, type OtttOptions } from './index.js';
 
 const setup = () => wasm.activate();
 beforeAll(setup);
 
+/** The fast kernels of the wasm and cpu backends: a network built with them runs fused on either. */
+const fast = new KernelTable();
+for (const r of [...(wasm.kernels ?? []), ...(cpu.kernels ?? [])]) fast.register(r);
+
+/** Core's composite references registered as the fused kernels: the fused path, traces included, on the references. */
+const references = new KernelTable();
+for (const backend of ['wasm', 'cpu'])
+  for (const kernel of [IntegrateFireLayer, LeakyReadout] as const) references.register({ kernel, backend, impl: referenceKernels[kernel] as never });
+
+/** How OTTT_A runs a network: step by step through the synapse hook (no fast kernels), or fused in windows of `window` steps with the traces in the kernels' weight gradients. */
+interface Path {
+  readonly name: string;
+  readonly kernels?: KernelTable;
+  readonly window?: number;
+}
+
+const stepByStep: Path = { name: 'step by step' };
+/** Every path the exactness tests take: step by step, and fused in windows of 1, 4 (the last one shorter) and the whole sequence. */
+const paths: readonly Path[] = [
+  stepByStep,
+  { name: 'fused, windows of 1', kernels: fast, window: 1 },
+  { name: 'fused, windows of 4', kernels: fast, window: 4 },
+  { name: 'fused, one window', kernels: fast, window: 1000 },
+];
+
+/** OTTT_A's one update on `path` (a network of `n` built for it, the same weights on every path). */
+function otttOn(path: Path, n: Net, b: SequenceBatch, loss: TemporalLoss, options: OtttOptions = {}): Grads {
+  const net = network(n, 1, path.kernels);
+  try {
+    expect(net.fused, path.name).toBe(path.kernels !== undefined);
+    const got = captureUpdates(ottt({ ...options, ...(path.window ? { window: path.window } : {}) }), net, b, loss);
+    expect(got.grads).toHaveLength(1);
+    return got.grads[0]!;
+  } finally {
+    net.dispose();
+  }
+}
+
+/** `(wasm)` or `(cpu)`, activated. */
+const on = async (backend: 'wasm' | 'cpu') => (backend === 'wasm' ? wasm : cpu).activate();
+
 describeRule('ottt_A (LIF)', () => ottt(), { neuron: lif, setup });
 describeRule('ottt_O (ALIF, detached reset)', () => ottt({ mode: 'online' }), { neuron: alif, neuronParams: { resetDetach: true }, setup });
 describeRule('ottt_A, explicit decay, OTTT loss mix (LIF)', () => ottt({ decay: 0.7 }), { neuron: lif, loss: ceMseEveryStep(0.05), setup });
+describeRule('ottt_A, fused windows of 8 (LIF)', () => ottt({ window: 8 }), { neuron: lif, setup, kernels: fast, memorySteps: [32, 128] });
+describeRule('ottt_A, fused windows of 5 (ALIF)', () => ottt({ window: 5 }), { neuron: alif, setup, kernels: fast });
 
 const neurons = new Map<string, AnyNeuronModel>([
   ['lif', lif],
@@ -56,7 +115,7 @@ const BETA = 0.85;
 const THRESHOLD = 1;
 const SLOPE = 5;
 
-function network(n: Net, seed = 1): Network {
+function network(n: Net, seed = 1, kernels?: KernelTable): Network {
   return smallNetwork(lif, {
     inputs: 6,
     layers: n.layers,
@@ -68,10 +127,11 @@ function network(n: Net, seed = 1): Network {
     readout: { kappa: n.kappa },
     surrogate: { name: 'fast_sigmoid', slope: SLOPE },
     seed,
+    ...(kernels ? { kernels } : {}),
   });
 }
 
-const batch = (T: number, loss: TemporalLoss, seed = 2): SequenceBatch => randomBatch({ steps: T, loss, seed });
+const batch = (T: number, loss: TemporalLoss, seed = 2): SequenceBatch<Tensor> => randomBatch({ steps: T, loss, seed });
 
 /** Heaviside forward, the fast-sigmoid derivative 1/(1 + k|x|)² backward. */
 const spike = tf.customGrad(((x: Tensor, save: tf.GradSaveFunc) => {
@@ -94,7 +154,7 @@ const tracedBias = (b: Tensor, c: number) => tf.add(b, tf.sub(tf.mul(b, c - 1), 
  * presynaptic trace â_t = λ·â_{t−1} + x_t (λ = β for the layers, κ for the readout).
  */
 function otttByDefinition(net: Network, b: SequenceBatch, loss: TemporalLoss, n: Net, lambda = n.beta ?? BETA): Grads {
-  const [T, B] = b.inputs.shape as [number, number];
+  const [T, B] = inputShape(b.inputs) as [number, number];
   const bound = loss.bind(b.targets, { steps: T, batch: B, outputs: net.outputs });
   const xs = stepsOf(b.inputs);
   const P = net.params;
@@ -148,14 +208,13 @@ const pick = (g: Grads, f: (k: string) => boolean): Grads => Object.fromEntries(
 describe('OTTT_A is exact where theory says so', () => {
   for (const backend of ['wasm', 'cpu'] as const) {
     for (const loss of [ceEveryStep, mseEveryStep, ceMseEveryStep(0.05)]) {
-      it(`one LIF layer, reset detached, readout without a leak, ${loss.name}: equals BPTT (${backend})`, async () => {
-        await (backend === 'wasm' ? wasm : cpu).activate();
+      it(`one LIF layer, reset detached, readout without a leak, ${loss.name}: equals BPTT, step by step and fused in windows of 1, 4 and the whole sequence (${backend})`, async () => {
+        await on(backend);
         const n: Net = { layers: 1, recurrent: false, kappa: 0, resetDetach: true };
         const net = network(n);
         const b = batch(10, loss);
-        const got = captureUpdates(ottt(), net, b, loss);
-        expect(got.grads).toHaveLength(1);
-        expectGradsClose(got.grads[0]!, bpttGrads(net, b, loss), 2e-5);
+        const want = bpttGrads(net, b, loss);
+        for (const path of paths) expectGradsClose(otttOn(path, n, b, loss), want, 2e-5);
         disposeTree(b as never);
         net.dispose();
         await wasm.activate();
@@ -163,13 +222,13 @@ describe('OTTT_A is exact where theory says so', () => {
     }
   }
 
-  it('the test has teeth: a wrong trace decay, or the instantaneous input (SLTT), is not BPTT', () => {
+  it('the test has teeth: a wrong trace decay, or the instantaneous input (SLTT), is not BPTT (step by step and fused)', () => {
     const n: Net = { layers: 1, recurrent: false, kappa: 0, resetDetach: true };
     const net = network(n);
     const b = batch(10, ceEveryStep);
     const full = bpttGrads(net, b, ceEveryStep);
-    for (const decay of [0, 0.6, 0.95]) {
-      const got = captureUpdates(ottt({ decay }), net, b, ceEveryStep).grads[0]!;
+    for (const [decay, path] of [0, 0.6, 0.95].flatMap((d) => [stepByStep, paths[2]!].map((p) => [d, p] as const))) {
+      const got = otttOn(path, n, b, ceEveryStep, { decay });
       expect(maxGradDiff(got, full, (k) => k.startsWith('layers.'))).toBeGreaterThan(1e-3);
       expectGradsClose(
         pick(got, (k) => k.startsWith('readout.')),
@@ -181,19 +240,26 @@ describe('OTTT_A is exact where theory says so', () => {
     net.dispose();
   });
 
-  it('under a leaky readout: the readout’s gradient is still BPTT’s (its trace decays with κ), the layer’s drops the readout’s memory', () => {
-    const n: Net = { layers: 1, recurrent: false, kappa: 0.8, resetDetach: true };
-    const net = network(n);
-    const b = batch(10, ceEveryStep);
-    const got = captureUpdates(ottt(), net, b, ceEveryStep).grads[0]!;
-    const full = bpttGrads(net, b, ceEveryStep);
-    const isReadout = (k: string) => k.startsWith('readout.');
-    expectGradsClose(pick(got, isReadout), pick(full, isReadout), 2e-5);
-    expect(maxGradDiff(got, full, (k) => !isReadout(k))).toBeGreaterThan(1e-3);
-    expectGradsClose(got, otttByDefinition(net, b, ceEveryStep, n), 2e-5);
-    disposeTree(b as never);
-    net.dispose();
-  });
+  for (const backend of ['wasm', 'cpu'] as const) {
+    it(`under a leaky readout: the readout’s gradient is still BPTT’s (its trace decays with κ), the layer’s drops the readout’s memory; every path (${backend})`, async () => {
+      await on(backend);
+      const n: Net = { layers: 1, recurrent: false, kappa: 0.8, resetDetach: true };
+      const net = network(n);
+      const b = batch(10, ceEveryStep);
+      const full = bpttGrads(net, b, ceEveryStep);
+      const definition = otttByDefinition(net, b, ceEveryStep, n);
+      const isReadout = (k: string) => k.startsWith('readout.');
+      for (const path of paths) {
+        const got = otttOn(path, n, b, ceEveryStep);
+        expectGradsClose(pick(got, isReadout), pick(full, isReadout), 2e-5);
+        expect(maxGradDiff(got, full, (k) => !isReadout(k))).toBeGreaterThan(1e-3);
+        expectGradsClose(got, definition, 2e-5);
+      }
+      disposeTree(b as never);
+      net.dispose();
+      await wasm.activate();
+    });
+  }
 });
 
 describe('OTTT equals BPTT with the dropped temporal paths detached', () => {
@@ -202,26 +268,108 @@ describe('OTTT equals BPTT with the dropped temporal paths detached', () => {
     ['two recurrent LIF layers, reset attached, MSE every step', { layers: 2, recurrent: true, kappa: 0.6, resetDetach: false }, mseEveryStep],
     ['one recurrent LIF layer, MSE on the last step only', { layers: 1, recurrent: true, kappa: 0.9, resetDetach: false }, mseLast],
   ];
-  for (const [what, n, loss] of cases) {
-    it(what, () => {
+  for (const backend of ['wasm', 'cpu'] as const) {
+    for (const [what, n, loss] of cases) {
+      it(`${what}: step by step and fused in windows of 1, 4 and the whole sequence (${backend})`, async () => {
+        await on(backend);
+        const net = network(n);
+        const b = batch(9, loss);
+        const want = otttByDefinition(net, b, loss, n);
+        const full = bpttGrads(net, b, loss);
+        for (const path of paths) {
+          const got = otttOn(path, n, b, loss);
+          expectGradsClose(got, want, 2e-5);
+          expect(maxGradDiff(got, full)).toBeGreaterThan(1e-4);
+        }
+        disposeTree(b as never);
+        net.dispose();
+        await wasm.activate();
+      });
+    }
+
+    it(`an explicit decay replaces β in every layer’s trace, on every path (${backend})`, async () => {
+      await on(backend);
+      const n: Net = { layers: 2, recurrent: true, kappa: 0.7, resetDetach: true };
       const net = network(n);
-      const b = batch(9, loss);
-      const got = captureUpdates(ottt(), net, b, loss);
-      expect(got.grads).toHaveLength(1);
-      expectGradsClose(got.grads[0]!, otttByDefinition(net, b, loss, n), 2e-5);
-      expect(maxGradDiff(got.grads[0]!, bpttGrads(net, b, loss))).toBeGreaterThan(1e-4);
+      const b = batch(8, ceEveryStep);
+      const want = otttByDefinition(net, b, ceEveryStep, n, 0.5);
+      for (const path of paths) expectGradsClose(otttOn(path, n, b, ceEveryStep, { decay: 0.5 }), want, 2e-5);
       disposeTree(b as never);
       net.dispose();
+      await wasm.activate();
+    });
+  }
+});
+
+describe('OTTT_A on fused windows: the traces in the kernels’ weight gradients', () => {
+  it('on core’s composite references registered as the fused kernels, the gradient of the definition (windows of 3)', () => {
+    const n: Net = { layers: 2, recurrent: true, kappa: 0.6, resetDetach: false };
+    const net = network(n);
+    const b = batch(8, mseEveryStep);
+    expectGradsClose(
+      otttOn({ name: 'fused on the references', kernels: references, window: 3 }, n, b, mseEveryStep),
+      otttByDefinition(net, b, mseEveryStep, n),
+      2e-5,
+    );
+    disposeTree(b as never);
+    net.dispose();
+  });
+
+  for (const backend of ['wasm', 'cpu'] as const) {
+    it(`two recurrent ALIF layers (an adaptive threshold, ρ trained): fused windows of 1, 3 and the whole sequence equal the steps one at a time (${backend})`, async () => {
+      await on(backend);
+      const alifNet = (kernels?: KernelTable) =>
+        smallNetwork(alif, {
+          inputs: 6,
+          layers: 2,
+          size: 7,
+          outputs: 3,
+          gain: 2.5,
+          params: { learnRho: true },
+          surrogate: { name: 'fast_sigmoid', slope: SLOPE },
+          seed: 4,
+          ...(kernels ? { kernels } : {}),
+        });
+      const b = batch(10, ceEveryStep, 6);
+      const stepped = alifNet();
+      const want = captureUpdates(ottt(), stepped, b, ceEveryStep).grads[0]!;
+      expect(want['layers.0.rho']).toBeDefined();
+      stepped.dispose();
+      for (const window of [1, 3, 100]) {
+        const net = alifNet(fast);
+        expect(net.fused).toBe(true);
+        expectGradsClose(captureUpdates(ottt({ window }), net, b, ceEveryStep).grads[0]!, want, 2e-5);
+        net.dispose();
+      }
+      disposeTree(b as never);
+      await wasm.activate();
     });
   }
 
-  it('an explicit decay replaces β in every layer’s trace', () => {
-    const n: Net = { layers: 2, recurrent: true, kappa: 0.7, resetDetach: true };
-    const net = network(n);
-    const b = batch(8, ceEveryStep);
-    expectGradsClose(captureUpdates(ottt({ decay: 0.5 }), net, b, ceEveryStep).grads[0]!, otttByDefinition(net, b, ceEveryStep, n, 0.5), 2e-5);
+  it('a step source (a dataset’s batch, made a window at a time) gives the same gradient as the tensor', () => {
+    const n: Net = { layers: 2, recurrent: true, kappa: 0.8, resetDetach: false };
+    const b = batch(11, ceEveryStep);
+    const lazy = streamed(b);
+    const path = paths[2]!;
+    expect(otttOn(path, n, lazy, ceEveryStep)).toEqual(otttOn(path, n, b, ceEveryStep));
+    expect(lazy.inputs.calls.length).toBeGreaterThan(0);
     disposeTree(b as never);
-    net.dispose();
+  });
+
+  it('OTTT_O on a network that runs fused steps through the synapse hook: the same updates as without the fast kernels', () => {
+    const n: Net = { layers: 1, recurrent: true, kappa: 0.8, resetDetach: false };
+    const b = batch(5, ceEveryStep);
+    const run = (kernels?: KernelTable) => {
+      const net = network(n, 1, kernels);
+      const got = captureUpdates(ottt({ mode: 'online' }), net, b, ceEveryStep).grads;
+      net.dispose();
+      return got;
+    };
+    const fused = run(fast);
+    const stepped = run();
+    expect(fused).toHaveLength(5);
+    fused.forEach((g, t) => expectGradsClose(g, stepped[t]!, 1e-6));
+    disposeTree(b as never);
   });
 });
 

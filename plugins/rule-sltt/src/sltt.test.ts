@@ -1,5 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
+  KernelTable,
   OptimizerRunner,
   adam,
   buildNetwork,
@@ -12,6 +13,7 @@ import {
   mseLast,
   paramGrads,
   ruleFromSpec,
+  inputShape,
   stepsOf,
   tf,
   treeMap,
@@ -46,7 +48,12 @@ import plugin, { sltt, slttSteps } from './index.js';
 const setup = () => wasm.activate();
 beforeAll(setup);
 
-describeRule('sltt (LIF)', () => sltt(), { neuron: lif, setup });
+/** The fast kernels of the wasm and cpu backends: a network built with them runs fused on either. */
+const fast = new KernelTable();
+for (const r of [...(wasm.kernels ?? []), ...(cpu.kernels ?? [])]) fast.register(r);
+
+describeRule('sltt, windows of 8 (LIF)', () => sltt({ window: 8 }), { neuron: lif, setup, memorySteps: [32, 128] });
+describeRule('sltt, fused windows of 8 (ALIF)', () => sltt({ window: 8 }), { neuron: alif, setup, kernels: fast, memorySteps: [32, 128] });
 describeRule('sltt-3, online (ALIF)', () => sltt({ k: 3, mode: 'online' }), { neuron: alif, setup });
 
 const neurons = new Map<string, AnyNeuronModel>([
@@ -63,8 +70,9 @@ interface Net {
   readonly resetDetach?: boolean;
 }
 
-function network(n: Net, seed = 1): Network {
+function network(n: Net, seed = 1, kernels?: KernelTable): Network {
   return smallNetwork(neurons.get(n.neuron)!, {
+    ...(kernels ? { kernels } : {}),
     inputs: 6,
     layers: n.layers,
     size: 7,
@@ -86,7 +94,7 @@ const batch = (T: number, loss: TemporalLoss, seed = 2): SequenceBatch => random
  * Only the terms of `steps` (default all) enter the loss.
  */
 function detachedStateBptt(net: Network, b: SequenceBatch, loss: TemporalLoss, steps?: readonly number[]): Grads {
-  const [T, B] = b.inputs.shape as [number, number];
+  const [T, B] = inputShape(b.inputs) as [number, number];
   const bound = loss.bind(b.targets, { steps: T, batch: B, outputs: net.outputs });
   const xs = stepsOf(b.inputs);
   const use = new Set(steps ?? Array.from({ length: T }, (_, t) => t));
@@ -122,9 +130,20 @@ describe('SLTT equals BPTT with the temporal dependencies detached', () => {
         await (backend === 'wasm' ? wasm : cpu).activate();
         const net = network(n);
         const b = batch(9, loss);
+        const want = detachedStateBptt(net, b, loss);
+        // Step by step and through the fused kernels (the same weights), one step at a time, in windows of 4 (the last one
+        // shorter) and in one window of the whole sequence: the same gradient.
+        const fused = network(n, 1, fast);
+        expect([net.fused, fused.fused]).toEqual([false, true]);
+        for (const on of [net, fused]) {
+          for (const window of [1, 4, 64]) {
+            const w = captureUpdates(sltt({ window }), on, b, loss);
+            expect(w.grads).toHaveLength(1);
+            expectGradsClose(w.grads[0]!, want, 2e-5);
+          }
+        }
+        fused.dispose();
         const got = captureUpdates(sltt(), net, b, loss);
-        expect(got.grads).toHaveLength(1);
-        expectGradsClose(got.grads[0]!, detachedStateBptt(net, b, loss), 2e-5);
         // The dropped temporal paths matter on these networks: full BPTT differs.
         if (loss !== mseLast || n.recurrent) expect(maxGradDiff(got.grads[0]!, bpttGrads(net, b, loss))).toBeGreaterThan(1e-3);
         disposeTree(b as never);
@@ -269,7 +288,7 @@ describe('SLTT configuration', () => {
     expect(r.name).toBe('sltt-4(online)');
     expect(r.memory).toBe('O(1)');
     expect(r.gradient).toBe('approximate');
-    for (const bad of [{ k: 0 }, { k: 1.5 }, { mode: 'sometimes' }, { window: 3 }]) {
+    for (const bad of [{ k: 0 }, { k: 1.5 }, { mode: 'sometimes' }, { window: 0 }, { truncation: 3 }]) {
       let error: unknown;
       try {
         ruleFromSpec({ name: 'sltt', ...bad }, rules);

@@ -1,6 +1,7 @@
 import {
   defineRule,
   deriveSeed,
+  inputShape,
   parseSchema,
   permutation,
   stepwise,
@@ -16,7 +17,8 @@ import {
  * ranges and defaults: `k`, SLTT-K's number of steps per sequence that run backward, drawn at
  * random without replacement for every sequence (the others run forward only; omitted: every
  * step, SLTT); `mode`, `accumulate` (as the paper: the steps' gradients summed, one update per
- * sequence) or `online` (an update after every step that runs backward); `seed` of SLTT-K's draws.
+ * sequence) or `online` (an update after every step that runs backward); `seed` of SLTT-K's draws;
+ * `window`, with accumulated gradients, the steps run together in one pass cut along time.
  */
 export const slttSchema = {
   k: { type: 'number', integer: true, min: 1, doc: 'SLTT-K: steps per sequence that run backward, drawn at random (default: every step)' },
@@ -27,6 +29,13 @@ export const slttSchema = {
     doc: 'accumulate: one update per sequence; online: an update after every step that runs backward',
   },
   seed: { type: 'number', integer: true, default: 0, doc: "seed of SLTT-K's draws" },
+  window: {
+    type: 'number',
+    integer: true,
+    default: 64,
+    min: 1,
+    doc: 'accumulate: steps run together, cut along time (the same gradient for any value; memory grows with it, not with T)',
+  },
 } as const;
 
 export type SlttOptions = SchemaInput<typeof slttSchema>;
@@ -60,13 +69,14 @@ export function slttSteps(steps: number, k: number | undefined, seed: number, se
  * — exactly BPTT's gradient with the whole state carried into each step detached (membranes,
  * adaptation, the previous spikes that feed W_rec and the reset, the readout's trace): each step
  * runs on its own gradient tape and is freed before the next, so **memory does not depend on T**
- * (core's `stepwise`). SLTT-K runs backward at only K steps per sequence, drawn at random, and
+ * (core's `stepwise`; with accumulated gradients, windows of `window` steps cut along time, one
+ * fused pass each where the network runs fused, with the same gradient). SLTT-K runs backward at only K steps per sequence, drawn at random, and
  * forward only at the others: the gradient is the sum of those K steps' terms.
  *
  * Needs a loss that decomposes over time (`ce_every_step`, `mse_every_step`, `mse_last`).
  */
 export function sltt(options: SlttOptions = {}): LearningRule<SlttState> {
-  const { k, mode, seed } = parseSchema(slttSchema, options, 'rule');
+  const { k, mode, seed, window: steps } = parseSchema(slttSchema, options, 'rule');
   const online = mode === 'online';
   return defineRule({
     name: `sltt${k === undefined ? '' : `-${k}`}(${mode})`,
@@ -76,9 +86,11 @@ export function sltt(options: SlttOptions = {}): LearningRule<SlttState> {
     init: () => ({ sequences: 0 }),
     updatesPerSequence: (T) => (online ? Math.min(k ?? T, T) : 1),
     update(batch: SequenceBatch, state: SlttState, ctx: RuleContext) {
-      const T = batch.inputs.shape[0]!;
+      const T = inputShape(batch.inputs)[0]!;
       const chosen = new Set(slttSteps(T, k, seed, state.sequences));
-      const report = stepwise(batch, ctx, { online, backward: (t) => chosen.has(t) });
+      // Accumulated: windows of steps without the temporal path (one fused pass each where the network runs fused).
+      const window = online ? 1 : steps;
+      const report = stepwise(batch, ctx, { online, window, ...(k === undefined ? {} : { backward: (t: number) => chosen.has(t) }) });
       return { state: { sequences: state.sequences + 1 }, report };
     },
   });
