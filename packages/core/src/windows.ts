@@ -286,14 +286,13 @@ class SequenceRun {
    * over the windows. The first, tape-free, keeps only every step's readout y_t; ∂L/∂y_t comes from
    * the loss alone (the readouts are freed then); the second runs the windows again in order from
    * the initial state, each on the tape and seeded with Σ_t ⟨y_t, ∂L/∂y_t⟩, whose parameter
-   * gradient is exactly that window's share. The second pass carries the state as the first made
-   * it (through the same tape-free kernels where the network runs fused, so every window starts
-   * from exactly the state its y_t came from), and asks the inputs for each window again: memory
-   * is O(T·B·O) for the readouts and their gradients, plus one window — neither the windows' start
+   * gradient is exactly that window's share. The second pass carries the state each window's tape
+   * ends with into the next (the first pass's, up to the round-off of the kernels' tape-free and
+   * taped paths where the network runs fused) and asks the inputs for each window again: memory is
+   * O(T·B·O) for the readouts and their gradients, plus one window — neither the windows' start
    * states nor the inputs are kept.
    */
   twoPass(k: number): RuleReport {
-    if (this.net.fused && this.bound.stacked) return this.#twoPassFused(k);
     const T = this.#T;
     const { net, ctx, bound } = this;
     const count = Math.ceil(T / k);
@@ -344,7 +343,11 @@ class SequenceRun {
         let end: NetState | undefined;
         const { value: seed, grads } = this.#variableGrads(() => {
           const p = net.prepare(this.#prepareOptions(undefined));
-          if (p.fused) return tf.sum(tf.mul(net.runWindow(p, s, this.#xs.window(from, to)).readout, tf.stack(dy.slice(from, to)))) as Scalar;
+          if (p.fused) {
+            const o = net.runWindow(p, s, this.#xs.window(from, to));
+            end = keepTree(o.state);
+            return tf.sum(tf.mul(o.readout, tf.stack(dy.slice(from, to)))) as Scalar;
+          }
           const terms: Scalar[] = [];
           end = keepTree(unroll(net, p, s, this.#xs, from, to, (t, out) => terms.push(tf.sum(tf.mul(out.readout, dy[t]!)))));
           return tf.addN(terms) as Scalar;
@@ -356,9 +359,9 @@ class SequenceRun {
           if (end) disposeTree(end, s);
           break;
         }
-        // Step by step, the tape's end state is the first pass's (the same ops); fused, the first pass's kernels make it again.
-        const next = end && !net.fused ? end : advanceWindow(net, s, this.#xs, from, to);
-        if (end && next !== end) disposeTree(end, [s, next]);
+        // The state the window's tape ends with carries on (fused, the kernels' values may differ from the tape-free pass's in
+        // the last bits: the same state up to round-off).
+        const next = end!;
         disposeTree(s, next);
         start = next;
       }
@@ -371,83 +374,6 @@ class SequenceRun {
     }
     const g = acc ?? {};
     this.#apply(g, { index: count - 1, count, from: (count - 1) * k, to: T, steps: T }, () => {
-      throw new SpikeflowError('PLUGIN_INVALID', 'window plan: again() needs an update per window');
-    });
-    return { loss, updates: 1 };
-  }
-
-  /**
-   * {@link twoPass} on a fused network, window by window in the kernels: the first pass keeps each
-   * window's readout stacked `[k, B, O]`, the loss takes them as one `[T, B, O]` (its stacked form:
-   * a few ops, not a few per step), and the second pass carries the state each window's tape ends
-   * with (no third forward pass). Memory: the readouts and their gradient, O(T·B·O), plus one window.
-   */
-  #twoPassFused(k: number): RuleReport {
-    const T = this.#T;
-    const { net, ctx, bound } = this;
-    const count = Math.ceil(T / k);
-    const windows: Tensor[] = [];
-    let state: NetState = net.init(this.#B);
-    try {
-      for (let w = 0; w < count; w++) {
-        const from = w * k;
-        const to = Math.min(from + k, T);
-        const start = state;
-        const o = tidy(() => {
-          const r = net.runWindow(net.prepare(this.#prepareOptions(undefined)), start, this.#xs.window(from, to));
-          return { readout: r.readout, state: r.state };
-        });
-        windows.push(o.readout);
-        disposeTree(state, o.state);
-        state = o.state;
-        if (ctx.observe) observeSteps(ctx.observe, o.readout, from);
-      }
-    } catch (e) {
-      disposeTree(windows);
-      throw e;
-    } finally {
-      disposeTree(state);
-    }
-    let dY: Tensor;
-    let loss: number;
-    {
-      const Y = windows.length === 1 ? windows[0]! : tf.concat(windows, 0);
-      if (windows.length > 1) disposeTree(windows);
-      try {
-        const r = tf.valueAndGrad((y: Tensor) => bound.stacked!(y))(Y);
-        loss = readScalar(r.value as Scalar);
-        dY = r.grad;
-      } finally {
-        Y.dispose();
-      }
-    }
-    let acc: NamedTensorMap | undefined;
-    let start: NetState = net.init(this.#B);
-    try {
-      for (let w = 0; w < count; w++) {
-        const from = w * k;
-        const to = Math.min(from + k, T);
-        const s = start;
-        let end: NetState | undefined;
-        const { value: seed, grads } = this.#variableGrads(() => {
-          const o = net.runWindow(net.prepare(this.#prepareOptions(undefined)), s, this.#xs.window(from, to));
-          end = keepTree(o.state);
-          const d = count === 1 ? dY : tf.slice(dY, [from, 0, 0], [to - from, -1, -1]);
-          return tf.sum(tf.mul(o.readout, d)) as Scalar;
-        }, {});
-        seed.dispose();
-        acc = accumulateGrads(acc, grads);
-        disposeTree(s, end!);
-        start = end!;
-      }
-    } catch (e) {
-      if (acc) disposeTree(acc);
-      throw e;
-    } finally {
-      disposeTree(start);
-      dY.dispose();
-    }
-    this.#apply(acc ?? {}, { index: count - 1, count, from: (count - 1) * k, to: T, steps: T }, () => {
       throw new SpikeflowError('PLUGIN_INVALID', 'window plan: again() needs an update per window');
     });
     return { loss, updates: 1 };
