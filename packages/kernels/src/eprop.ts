@@ -11,6 +11,7 @@ import {
   type EligibilityWindow,
   type Tensor,
 } from '@spikeflow/core';
+import { readF32 } from './kernels.js';
 import { arena, inKernel, keep, parallelRows, partsFor, snn, type Arena, type Kept } from './wasm.js';
 
 /**
@@ -124,11 +125,11 @@ export function integrateFireEligibility(spec: EligibilitySpec): EligibilityTrac
         const pf = a.alloc(BH);
         const pcnt = a.alloc(BH);
         a.commit();
-        a.f32(px, N * I).set(valuesOf(x));
+        a.f32(px, N * I).set(readF32(x));
         const ev = rowEvents(a, px, N, I);
-        a.f32(pw, I * H).set(valuesOf(w));
-        if (b) a.f32(pb, H).set(valuesOf(b));
-        if (wRec) a.f32(pr, H * H).set(valuesOf(wRec));
+        a.f32(pw, I * H).set(readF32(w));
+        if (b) a.f32(pb, H).set(readF32(b));
+        if (wRec) a.f32(pr, H * H).set(readF32(wRec));
         const m = snn();
         m.packBlocks(pw, I, H, pp);
         // The input currents c_t = x_t·W + b, as the fused forward pass sums them.
@@ -206,8 +207,8 @@ export function integrateFireEligibility(spec: EligibilitySpec): EligibilityTrac
         const pow = a.alloc(n);
         const grads = groups.map((g) => a.alloc(g.cols * H));
         a.commit();
-        a.f32(pm, N * H).set(valuesOf(mt));
-        if (c) a.f32(pc, BH).set(valuesOf(c));
+        a.f32(pm, N * H).set(readF32(mt));
+        if (c) a.f32(pc, BH).set(readF32(c));
         else a.f32(pc, BH).fill(0);
         const b0 = beta[0]!;
         a.f32(pow, n).set(Array.from({ length: n }, (_, w) => b0 ** (n - 1 - w)));
@@ -374,18 +375,4 @@ function placeColumns(a: Arena, arrays: ColumnArrays): Columns {
   a.i32(col.rows, nnz).set(arrays.rows);
   a.f32(col.vals, nnz).set(arrays.vals);
   return col;
-}
-
-/**
- * The values of a float32 tensor without a copy where it can: on the wasm backend a view of its
- * memory in tfjs' heap (valid until tfjs next allocates: copy out of it at once), else `dataSync`.
- */
-function valuesOf(t: Tensor): Float32Array {
-  if (tf.getBackend() === 'wasm' && t.dtype === 'float32') {
-    const backend = tf.backend() as unknown as { dataIdMap?: { get(id: object): { memoryOffset?: number } | undefined }; wasm?: { HEAPU8?: Uint8Array } };
-    const at = backend.dataIdMap?.get(t.dataId)?.memoryOffset;
-    const heap = backend.wasm?.HEAPU8;
-    if (typeof at === 'number' && heap) return new Float32Array(heap.buffer, heap.byteOffset + at, t.size);
-  }
-  return t.dataSync() as Float32Array;
 }

@@ -90,7 +90,7 @@ function tensorOf(values: Float32Array | Int32Array, shape: number[], dtype: 'fl
  * The values of `t`. On the wasm backend a view of its heap, without the copy `dataSync` makes:
  * valid until tfjs next allocates, so copy out of it at once.
  */
-function readF32(t: Tensor): Float32Array {
+export function readF32(t: Tensor): Float32Array {
   return (heapView(t) as Float32Array | undefined) ?? (t.dataSync() as Float32Array);
 }
 
@@ -241,8 +241,21 @@ function transposedProduct(a: Arena, ev: EventsAt, N: number, I: number, pg: num
   return out;
 }
 
-/** `xᵀ·g` for `x [N, I]` given by saved event tensors and `g [N, O]` (a tensor, or its values). */
-function eventsTransposedTimes(ptr: Tensor, cols: Tensor, vals: Tensor, g: Tensor | Float32Array, N: number, I: number, O: number): Tensor {
+/**
+ * `xᵀ·g` for `x [N, I]` given by saved event tensors and `g [N, O]` (a tensor, or its values).
+ * `around` works on `g` in the arena before the product and on the product after it (OTTT's
+ * traced gradient: the reverse filter, then the start-trace term).
+ */
+function eventsTransposedTimes(
+  ptr: Tensor,
+  cols: Tensor,
+  vals: Tensor,
+  g: Tensor | Float32Array,
+  N: number,
+  I: number,
+  O: number,
+  around?: { readonly before: (a: Arena, pg: number) => void; readonly after: (a: Arena, pg: number, out: number) => void },
+): Tensor {
   const a = arena({ rows: N, width: `${I} → ${O}` });
   const nnz = cols.size;
   const at = { ptr: a.alloc(N + 1), cols: a.alloc(nnz), vals: a.alloc(nnz) };
@@ -253,7 +266,10 @@ function eventsTransposedTimes(ptr: Tensor, cols: Tensor, vals: Tensor, g: Tenso
   a.f32(at.vals, nnz).set(readF32(vals));
   const ev = { ...at, nnz, binary: snn().allOnes(at.vals, nnz) !== 0 };
   a.f32(pg, N * O).set(g instanceof Float32Array ? g : readF32(g));
-  return tensorOf(a.f32(transposedProduct(a, ev, N, I, pg, O), I * O), [I, O]);
+  around?.before(a, pg);
+  const out = transposedProduct(a, ev, N, I, pg, O);
+  around?.after(a, pg, out);
+  return tensorOf(a.f32(out, I * O), [I, O]);
 }
 
 /** A product's forward pass on a tape node: its value, and what its weight gradient reads. */
@@ -400,20 +416,10 @@ function tracedTransposedTimes(
     const product = tf.tidy(() => tf.matMul(tf.transpose(saved[0]!), tf.tensor2d(filtered, [N, O])));
     return traced.plusStartTerm(product, a0, lambda, filtered.subarray(0, B * O), B);
   }
-  const [ptr, cols, vals] = saved as [Tensor, Tensor, Tensor];
-  const a = arena({ rows: N, width: `${I} → ${O}` });
-  const nnz = cols.size;
-  const at = { ptr: a.alloc(N + 1), cols: a.alloc(nnz), vals: a.alloc(nnz) };
-  const pg = a.alloc(N * O);
-  a.commit();
-  a.i32(at.ptr, N + 1).set(readI32(ptr));
-  a.i32(at.cols, nnz).set(readI32(cols));
-  a.f32(at.vals, nnz).set(readF32(vals));
-  a.f32(pg, N * O).set(readF32(g));
-  traced.filter(pg, T, B * O, lambda);
-  const out = transposedProduct(a, { ...at, nnz, binary: snn().allOnes(at.vals, nnz) !== 0 }, N, I, pg, O);
-  traced.start(a, pg, out, a0, lambda, B, I, O);
-  return tensorOf(a.f32(out, I * O), [I, O]);
+  return eventsTransposedTimes(saved[0]!, saved[1]!, saved[2]!, g, N, I, O, {
+    before: (_, pg) => traced.filter(pg, T, B * O, lambda),
+    after: (a, pg, out) => traced.start(a, pg, out, a0, lambda, B, I, O),
+  });
 }
 
 /** c_t of every step of a window of `T` steps from the bias trace `c0` before it: c_t = λ·c_{t−1} + 1 (in float64, stored as float32). */

@@ -4,6 +4,7 @@ import {
   LeakyReadout,
   SpikeflowError,
   accumulateGrads,
+  stepTerms,
   checkInputs,
   defineRule,
   disposeTree,
@@ -236,21 +237,17 @@ function run(net: Network, bound: BoundLoss, xs: Steps, hyper: Hyper, initial: E
     ...(layer.recurrent ? [{ param: layerParam(0, 'W_rec'), fan: layer.size }] : []),
     ...(layer.bias ? [{ param: layerParam(0, 'b'), fan: 1 }] : []),
   ];
-  // B as this call leaves it (adaptive feedback changes it after every update); the caller owns `initial`.
-  let fb: Tensor | undefined = initial.feedback;
+  const updates = new Updates(net, hyper, ctx, initial);
   let netState: NetState = net.init(B);
   let traces: Traces | undefined;
-  let acc: NamedTensorMap | undefined;
   let loss: Scalar = tf.scalar(0);
   let spikes: Tensor = tf.zeros([layer.size]);
-  let updates = 0;
   let finished = false;
   const reg = hyper.rateReg > 0 ? tf.tidy(() => tf.div(tf.mul(hyper.rateReg, tf.sub(initial.rate!, hyper.rateTarget)), T * B)) : undefined;
   try {
     for (let t0 = 0; t0 < T; t0 += hyper.window) {
       const t1 = Math.min(t0 + hyper.window, T);
-      const feedbackMatrix = hyper.feedback === 'symmetric' ? net.params[readoutParam('W')]! : fb!;
-      const r = windowPass(net, bound, xs, t0, t1, groups, netState, traces, feedbackMatrix, reg, ctx);
+      const r = windowPass(net, bound, xs, t0, t1, groups, netState, traces, updates.matrix(), reg, ctx);
       disposeTree(netState, r.state);
       netState = r.state;
       if (traces) disposeTree(traces, r.traces ?? null);
@@ -260,25 +257,66 @@ function run(net: Network, bound: BoundLoss, xs: Steps, hyper: Hyper, initial: E
       disposeTree([loss, r.loss, spikes, r.spikeCount]);
       loss = l;
       spikes = sc;
-      if (!hyper.online) acc = accumulateGrads(acc, r.grads);
-      const grads = hyper.online ? r.grads : acc!;
-      if (hyper.online || t1 === T) {
-        acc = undefined;
-        const next = apply(net, grads, fb, hyper, ctx);
-        if (fb !== initial.feedback && fb !== next) fb?.dispose();
-        fb = next;
-        updates++;
-      }
+      updates.add(r.grads, t1 === T);
     }
-    const state: Record<string, Tensor> = {};
-    if (fb) state['feedback'] = fb;
-    if (hyper.rateReg > 0) state['rate'] = tf.div(spikes, T * B);
+    const state = updates.state(spikes, T * B);
     finished = true;
-    return { state: state as EpropState, report: { loss: loss.dataSync()[0]!, updates } };
+    return { state, report: { loss: loss.dataSync()[0]!, updates: updates.count } };
   } finally {
-    disposeTree([netState, traces ?? null, acc ?? null, loss, spikes, reg ?? null]);
-    // A feedback matrix made by an update of this call that failed later is not handed back.
-    if (!finished && fb && fb !== initial.feedback) fb.dispose();
+    disposeTree([netState, traces ?? null, loss, spikes, reg ?? null]);
+    updates.dispose(finished);
+  }
+}
+
+/**
+ * The updates of one sequence, whichever path computes its windows: each window's gradients summed
+ * (accumulate mode, one update after the last window) or applied at once (online), and B as the
+ * updates leave it (adaptive feedback changes it after every update; the caller owns `initial`).
+ */
+class Updates {
+  #acc: NamedTensorMap | undefined;
+  #feedback: Tensor | undefined;
+  count = 0;
+
+  constructor(
+    readonly net: Network,
+    readonly hyper: Hyper,
+    readonly ctx: RuleContext,
+    readonly initial: EpropState,
+  ) {
+    this.#feedback = initial.feedback;
+  }
+
+  /** The weights of the learning signal now: W_out (symmetric) or B. */
+  matrix(): Tensor {
+    return this.hyper.feedback === 'symmetric' ? this.net.params[readoutParam('W')]! : this.#feedback!;
+  }
+
+  /** A window's gradients (this takes them); `last` for the sequence's last window. */
+  add(grads: NamedTensorMap, last: boolean): void {
+    if (!this.hyper.online) this.#acc = accumulateGrads(this.#acc, grads);
+    if (!this.hyper.online && !last) return;
+    const g = this.hyper.online ? grads : this.#acc!;
+    this.#acc = undefined;
+    const next = apply(this.net, g, this.#feedback, this.hyper, this.ctx);
+    if (this.#feedback !== this.initial.feedback && this.#feedback !== next) this.#feedback?.dispose();
+    this.#feedback = next;
+    this.count++;
+  }
+
+  /** The rule's state after the sequence, from each neuron's spike count over its `samples` steps × batch. */
+  state(spikes: Tensor, samples: number): EpropState {
+    const state: Record<string, Tensor> = {};
+    if (this.#feedback) state['feedback'] = this.#feedback;
+    if (this.hyper.rateReg > 0) state['rate'] = tf.div(spikes, samples);
+    return state as EpropState;
+  }
+
+  /** Frees what is left; after a failure, also a feedback matrix this call made (it is not handed back). */
+  dispose(finished: boolean): void {
+    if (this.#acc) disposeTree(this.#acc);
+    this.#acc = undefined;
+    if (!finished && this.#feedback && this.#feedback !== this.initial.feedback) this.#feedback.dispose();
   }
 }
 
@@ -593,16 +631,14 @@ function runFused(net: Network, bound: BoundLoss, xs: Steps, hyper: Hyper, initi
   const O = net.outputs;
   const kappa = net.model.readout.leak!;
   const mask = net.recurrentMask(0);
-  let fb: Tensor | undefined = initial.feedback;
+  const updates = new Updates(net, hyper, ctx, initial);
   let traces: EligibilityTraces | undefined;
   let y: Tensor = tf.zeros([B, O]);
   // The κ-filtered spikes and κ-filtered 1 at the window's start (the readout's exact gradient).
   let sbar: Tensor | undefined;
   let cbar = 0;
-  let acc: NamedTensorMap | undefined;
   let loss = 0;
   let spikes: Tensor = tf.zeros([H]);
-  let updates = 0;
   let finished = false;
   const reg = hyper.rateReg > 0 ? tf.tidy(() => tf.div(tf.mul(hyper.rateReg, tf.sub(initial.rate!, hyper.rateTarget)), T * B)) : undefined;
   const filters = kappaFilters(kappa);
@@ -611,7 +647,7 @@ function runFused(net: Network, bound: BoundLoss, xs: Steps, hyper: Hyper, initi
       const t1 = Math.min(t0 + hyper.fusedWindow, T);
       const n = t1 - t0;
       const advance = t1 < T;
-      const feedbackMatrix = hyper.feedback === 'symmetric' ? net.params[readoutParam('W')]! : fb!;
+      const feedbackMatrix = updates.matrix();
       const r = tidy(() => {
         const p = net.prepare();
         const lp = p.layers[0]!;
@@ -622,7 +658,7 @@ function runFused(net: Network, bound: BoundLoss, xs: Steps, hyper: Hyper, initi
         const Y = p.kernels[LeakyReadout](S, p.readout.W, p.readout.b, y, kappa);
         if (ctx.observe) for (let k = 0; k < n; k++) ctx.observe(t0 + k, tf.reshape(tf.slice(Y, [k, 0, 0], [1, B, O]), [B, O]));
         // 0·Σy keeps y on the tape where the window has no loss term.
-        const { value, grad: dY } = tf.valueAndGrad((ys: Tensor) => windowLoss(bound, ys, t0) ?? (tf.mul(0, tf.sum(ys)) as Scalar))(Y);
+        const { value, grad: dY } = tf.valueAndGrad((ys: Tensor) => stepTerms(bound, ys, t0) ?? (tf.mul(0, tf.sum(ys)) as Scalar))(Y);
         // λ_t = Σ_{s ≥ t} κ^{s−t}·∂E_s/∂y_s within the window (= ∂E_t/∂y_t + κ·λ_{t+1}): one product with the window's filter.
         const lamFlat = tf.reshape(tf.matMul(filters.reverse(n), tf.reshape(dY, [n, B * O])), [n * B, O]);
         const Bt = tf.transpose(feedbackMatrix); // [O, H]
@@ -664,41 +700,17 @@ function runFused(net: Network, bound: BoundLoss, xs: Steps, hyper: Hyper, initi
       const sc = tf.add(spikes, r.spikeCount);
       disposeTree([spikes, r.spikeCount, r.loss]);
       spikes = sc;
-      if (!hyper.online) acc = accumulateGrads(acc, r.grads);
-      const grads = hyper.online ? r.grads : acc!;
-      if (hyper.online || t1 === T) {
-        acc = undefined;
-        const next = apply(net, grads, fb, hyper, ctx);
-        if (fb !== initial.feedback && fb !== next) fb?.dispose();
-        fb = next;
-        updates++;
-      }
+      updates.add(r.grads, t1 === T);
     }
-    const state: Record<string, Tensor> = {};
-    if (fb) state['feedback'] = fb;
-    if (hyper.rateReg > 0) state['rate'] = tf.div(spikes, T * B);
+    const state = updates.state(spikes, T * B);
     finished = true;
-    return { state: state as EpropState, report: { loss, updates } };
+    return { state, report: { loss, updates: updates.count } };
   } finally {
     traces?.dispose();
     filters.dispose();
-    disposeTree([y, sbar ?? null, acc ?? null, spikes, reg ?? null]);
-    // A feedback matrix made by an update of this call that failed later is not handed back.
-    if (!finished && fb && fb !== initial.feedback) fb.dispose();
+    disposeTree([y, sbar ?? null, spikes, reg ?? null]);
+    updates.dispose(finished);
   }
-}
-
-/** The loss terms of steps t0 … t0 + k − 1 from their readout `ys [k, B, O]` (null: none of them has one). */
-function windowLoss(bound: BoundLoss, ys: Tensor, t0: number): Scalar | null {
-  if (bound.window) return bound.window(ys, t0);
-  const k = ys.shape[0]!;
-  const terms: Scalar[] = [];
-  for (let i = 0; i < k; i++) {
-    if (bound.hasTerm && !bound.hasTerm(t0 + i)) continue;
-    const term = bound.step!(tf.reshape(tf.slice(ys, [i, 0, 0], [1, -1, -1]), ys.shape.slice(1)), t0 + i);
-    if (term) terms.push(term);
-  }
-  return terms.length === 0 ? null : terms.length === 1 ? terms[0]! : (tf.addN(terms) as Scalar);
 }
 
 /**
