@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { tf, type Tensor } from './tf.js';
-import { KernelTable, referenceKernels, type IntegrateFireSequenceParams } from './kernels.js';
+import { referenceKernels, type IntegrateFireSequenceParams } from './kernels.js';
 import { defineNeuron, type AnyNeuronModel } from './neuron.js';
 import { fusedStateKeys } from './fused.js';
 import { buildNetwork, type Network } from './network.js';
@@ -8,7 +8,7 @@ import { builtinSurrogates, fastSigmoid } from './surrogates.js';
 import { disposeTree } from './state.js';
 import type { ModelRegistries } from './model.js';
 import type { NetState } from './step.js';
-import { errorOf, useCpuBackend } from './test-support.js';
+import { errorOf, referenceFusedKernels, useCpuBackend } from './test-support.js';
 
 useCpuBackend();
 
@@ -208,13 +208,7 @@ describe('fused windows of layers with an adaptive threshold', () => {
     ],
     readout: { size: 2, kappa: 0.7 },
   };
-  /** The composite references registered as if they were a backend's fast kernels. */
-  const fastTable = () => {
-    const t = new KernelTable();
-    for (const k of ['spikeflow.integrateFireLayer', 'spikeflow.leakyReadout'] as const)
-      t.register({ kernel: k, backend: 'cpu', impl: referenceKernels[k] as never });
-    return t;
-  };
+  const fastTable = referenceFusedKernels;
 
   it('carry the adaptation field the neuron names; a neuron whose fused form adapts but names no adaptation field runs step by step', () => {
     expect(fusedStateKeys(adaptive as unknown as AnyNeuronModel, true)).toEqual({ v: 'v', s: 's', a: 'a' });

@@ -4,7 +4,7 @@ import { SpikeflowError } from './errors.js';
 import { defineNeuron, type AnyNeuronModel } from './neuron.js';
 import { builtinSurrogates } from './surrogates.js';
 import { configError } from './validate.js';
-import { KernelTable, referenceKernels } from './kernels.js';
+import { KernelTable } from './kernels.js';
 import { disposeTree, treeLeaves } from './state.js';
 import { createRng } from './random.js';
 import { buildNetwork, detach, type Network } from './network.js';
@@ -14,7 +14,7 @@ import { resolveModel, type ModelRegistries } from './model.js';
 import { splitSteps, stepsOf } from './steps.js';
 import { advance, unroll } from './loops.js';
 import { checkInputs, forward } from './inference.js';
-import { errorOf, iaf, useCpuBackend } from './test-support.js';
+import { errorOf, iaf, referenceFusedKernels, useCpuBackend } from './test-support.js';
 
 useCpuBackend();
 
@@ -981,13 +981,7 @@ describe('runWindow: a window of steps layer by layer through the fused kernels'
     ],
     readout: { size: 2, kappa: 0.7 },
   };
-  /** The composite references registered as if they were a backend's fast kernels. */
-  const fastTable = () => {
-    const t = new KernelTable();
-    for (const k of ['spikeflow.integrateFireLayer', 'spikeflow.leakyReadout'] as const)
-      t.register({ kernel: k, backend: 'cpu', impl: referenceKernels[k] as never });
-    return t;
-  };
+  const fastTable = referenceFusedKernels;
 
   it('is used only where every layer declares the integrate-and-fire form, the readout is leaky over spikes, no synapse hook is set and the backend has the kernels', () => {
     const fusedOf = (s: unknown, kernels?: KernelTable, synapse = false) => {

@@ -2,7 +2,6 @@ import { describe, expect, it } from 'vitest';
 import { tf, type NamedTensorMap, type Tensor } from './tf.js';
 import type { AnyNeuronModel } from './neuron.js';
 import { builtinSurrogates } from './surrogates.js';
-import { KernelTable, referenceKernels } from './kernels.js';
 import { disposeTree, treeMap } from './state.js';
 import { createRng } from './random.js';
 import { buildNetwork, detach, type Network } from './network.js';
@@ -15,7 +14,7 @@ import { ceEveryStep, ceMean } from './losses.js';
 import { trainWindows, type WindowPlan } from './windows.js';
 import type { RuleContext, SequenceBatch } from './rule.js';
 import { rngAt } from './dataset.js';
-import { errorOf, iaf, useCpuBackend } from './test-support.js';
+import { errorOf, iaf, referenceFusedKernels, useCpuBackend } from './test-support.js';
 
 useCpuBackend();
 
@@ -181,12 +180,7 @@ const fusable = {
   }),
 } as unknown as AnyNeuronModel;
 const reg: ModelRegistries = { neurons: new Map([['iaf-fused', fusable]]), surrogates: builtinSurrogates };
-const fastTable = () => {
-  const t = new KernelTable();
-  for (const k of ['spikeflow.integrateFireLayer', 'spikeflow.leakyReadout'] as const)
-    t.register({ kernel: k, backend: 'cpu', impl: referenceKernels[k] as never });
-  return t;
-};
+const fastTable = referenceFusedKernels;
 const spec = (hidden = 6, outputs = 3) => ({
   inputs: 5,
   layers: [{ neuron: 'iaf-fused', size: hidden, recurrent: true }],

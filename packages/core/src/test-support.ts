@@ -3,6 +3,7 @@
  * built without a plugin, the cpu backend, and a helper that returns the SpikeflowError a call throws.
  */
 import { beforeAll } from 'vitest';
+import { IntegrateFireLayer, KernelTable, LeakyReadout, referenceKernels } from './kernels.js';
 import { tf, type Tensor } from './tf.js';
 import { isSpikeflowError, type SpikeflowError } from './errors.js';
 import { defineNeuron } from './neuron.js';
@@ -60,3 +61,13 @@ export const iaf = defineNeuron({
     return { state: { v, s }, spikes: s };
   },
 });
+
+/**
+ * Core's composite references registered as a backend's fused kernels (`spikeflow.integrateFireLayer`,
+ * `spikeflow.leakyReadout`) for the cpu backend: a network built with this table runs the fused path.
+ */
+export function referenceFusedKernels(): KernelTable {
+  const t = new KernelTable();
+  for (const k of [IntegrateFireLayer, LeakyReadout] as const) t.register({ kernel: k, backend: 'cpu', impl: referenceKernels[k] as never });
+  return t;
+}
