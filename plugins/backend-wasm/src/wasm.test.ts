@@ -63,3 +63,22 @@ it('dense: the gradient follows the weight after an update, and cached transpose
   clearTransposeCache();
   expect(tf.memory().numTensors).toBe(base);
 });
+
+it('a clone shares its buffer (no copy), outlives its source, and gradients through ops that save their inputs are unchanged', async () => {
+  await wasm.activate();
+  const x = tf.tensor2d([
+    [1, -2, 3],
+    [4, 5, -6],
+  ]);
+  const buffers = tf.memory().numDataBuffers;
+  const y = tf.clone(x);
+  expect(tf.memory().numDataBuffers).toBe(buffers);
+  x.dispose();
+  expect(Array.from(y.dataSync())).toEqual([1, -2, 3, 4, 5, -6]);
+  // Mul and Square save their inputs through clones; the gradient reads them after the forward.
+  const w = tf.tensor2d([[0.5, -1, 2]]);
+  const g = tf.grad((v: tf.Tensor) => tf.sum(tf.mul(tf.square(v), w)))(y);
+  expect(Array.from(g.dataSync())).toEqual([1, 4, 12, 4, -10, -24]);
+  tf.dispose([y, w, g]);
+  expect(tf.memory().numDataBuffers).toBe(buffers - 1);
+});

@@ -50,6 +50,29 @@ export const wasmKernels: readonly KernelRegistration[] = [
   ...cpuMemoryKernels('wasm'),
 ];
 
+/**
+ * tfjs-wasm's Identity kernel copies its input into a new buffer, and tfjs runs Identity for every
+ * `clone` — among them the copy the engine keeps of each tensor a taped op saves for its gradient.
+ * Tensors are immutable (no kernel of tfjs' or spikeflow's writes into an input), so a clone can
+ * share the buffer and count one more reference to it, as the cpu backend's Identity does: a
+ * gradient tape on wasm then holds one buffer per saved tensor instead of two, and makes no copies.
+ */
+function shareBuffersOnClone(): void {
+  const copying = tf.getKernel('Identity', 'wasm');
+  if (!copying || (copying.kernelFunc as { shares?: boolean }).shares) return;
+  const share = Object.assign(
+    (args: { inputs: { x?: tf.TensorInfo }; backend: unknown; attrs?: unknown }) => {
+      const x = args.inputs.x!;
+      if (x.dtype === 'string') return copying.kernelFunc(args as Parameters<typeof copying.kernelFunc>[0]);
+      (args.backend as { incRef(dataId: object): void }).incRef(x.dataId);
+      return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+    },
+    { shares: true },
+  );
+  tf.unregisterKernel('Identity', 'wasm');
+  tf.registerKernel({ ...copying, kernelFunc: share as unknown as typeof copying.kernelFunc });
+}
+
 /** What activation learnt of tfjs' backend; the kernels' part is read at each describe(). */
 let tfjsInfo: { readonly simd: boolean; readonly tfjsThreads: number } | undefined;
 
@@ -84,6 +107,7 @@ export const wasm: Backend = {
         { cause },
       );
     }
+    shareBuffersOnClone();
     const simd = Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'));
     const tfjsThreads = typeof wasmBackend.getThreadsCount === 'function' ? wasmBackend.getThreadsCount() : 1;
     tfjsInfo = { simd, tfjsThreads };
