@@ -6,9 +6,9 @@
 //
 // Each run is label=directory; its `metrics.jsonl` gives one point per evaluation (x: the epoch
 // the evaluation follows). Accuracy is plotted in percent.
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { readMetricsLog } from '../apps/cli/dist/train.js';
 import { lineChart } from '../packages/plot/dist/index.js';
 
 const { values, positionals } = parseArgs({
@@ -23,10 +23,7 @@ const series = positionals.map((arg) => {
   const at = arg.indexOf('=');
   if (at <= 0) throw new Error(`'${arg}': give each run as label=runDir`);
   const dir = arg.slice(at + 1);
-  const points = readFileSync(join(dir, 'metrics.jsonl'), 'utf8')
-    .split('\n')
-    .filter((l) => l.trim())
-    .map((l) => JSON.parse(l))
+  const points = readMetricsLog(dir)
     .filter((e) => e.type === 'eval' && e.result?.split === 'test')
     .map((e) => [e.position.epoch, values.metric === 'accuracy' ? e.result.accuracy * 100 : e.result.loss]);
   if (points.length === 0) throw new Error(`${dir}/metrics.jsonl has no test evaluation`);

@@ -273,10 +273,12 @@ async function plan(file: string, config: RunConfig, flags: TrainFlags): Promise
   }
 }
 
-/** Loss and accuracy curves from a run's metrics log, as SVG (and PNG when @resvg/resvg-js is installed). */
-export async function writePlots(runDir: string): Promise<string[]> {
-  // A run killed while it wrote its log may have left a partial last line: skip what does not parse.
-  const events = readFileSync(join(runDir, METRICS), 'utf8')
+/**
+ * The events of a run's metrics log, in order. A run killed while it wrote its log may have left a
+ * partial last line: what does not parse is skipped.
+ */
+export function readMetricsLog(runDir: string): Record<string, unknown>[] {
+  return readFileSync(join(runDir, METRICS), 'utf8')
     .split('\n')
     .flatMap((l) => {
       try {
@@ -285,6 +287,11 @@ export async function writePlots(runDir: string): Promise<string[]> {
         return [];
       }
     });
+}
+
+/** Loss and accuracy curves from a run's metrics log, as SVG (and PNG when @resvg/resvg-js is installed). */
+export async function writePlots(runDir: string): Promise<string[]> {
+  const events = readMetricsLog(runDir);
   const epochs = events.filter((e) => e['type'] === 'epoch') as { epoch: number; loss: number; accuracy?: number }[];
   const evals = events.filter((e) => e['type'] === 'eval') as { position: { epoch: number }; result: EvalResult }[];
   const written: string[] = [];
