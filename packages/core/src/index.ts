@@ -50,6 +50,9 @@ export {
   LeakyReadout,
   IntegrateFireEligibility,
   DecayedSum,
+  AdamMoments,
+  FpttPull,
+  FpttAnchor,
   integrateFireLayerOf,
   leakyReadoutOf,
   tracedProductReference,
@@ -69,6 +72,8 @@ export type {
   PresynapticTraces,
   TracedProduct,
 } from './kernels.js';
+export { adamMomentsReference, fpttPullReference, fpttAnchorReference, checkSameShapes } from './updates.js';
+export type { AdamMomentsParams, AdamMomentsResult, FpttPullParams, FpttAnchorParams, FpttAnchorResult } from './updates.js';
 export { checkEligibilitySpec, checkEligibilityWindow, checkEligibilitySignals, eligibilityOrder, integrateFireEligibilityReference } from './eligibility.js';
 export type { EligibilitySpec, EligibilityTraces, EligibilityGradient, EligibilityWindow } from './eligibility.js';
 export { resolveModel } from './model.js';
@@ -110,7 +115,17 @@ export {
   builtinOptimizers,
   OptimizerRunner,
 } from './optim.js';
-export type { GradientTransformation, Optimizer, OptimizerEntry, ClipOptions, Schedule, DecaySchedule, ScheduleSpan, LearningRate } from './optim.js';
+export type {
+  GradientTransformation,
+  UpdateContext,
+  Optimizer,
+  OptimizerEntry,
+  ClipOptions,
+  Schedule,
+  DecaySchedule,
+  ScheduleSpan,
+  LearningRate,
+} from './optim.js';
 export { checkRequirements, ensureRequirements, defineRule, paramGrads, ruleFromSpec, stepwise } from './rule.js';
 export type {
   StepwiseOptions,

@@ -3,6 +3,16 @@ import { SpikeflowError } from './errors.js';
 import { spikeFn, type Surrogate } from './surrogates.js';
 import { tidy } from './state.js';
 import { integrateFireEligibilityReference, type EligibilitySpec, type EligibilityTraces } from './eligibility.js';
+import {
+  adamMomentsReference,
+  fpttAnchorReference,
+  fpttPullReference,
+  type AdamMomentsParams,
+  type AdamMomentsResult,
+  type FpttAnchorParams,
+  type FpttAnchorResult,
+  type FpttPullParams,
+} from './updates.js';
 
 /** Identity forward, zero gradient backward. */
 export const detach: (x: Tensor) => Tensor = tf.customGrad((x) => ({
@@ -187,6 +197,24 @@ export interface KernelSignatures {
    * window (OTTT). Used outside the gradient tape (no gradient).
    */
   'spikeflow.decayedSum': (x: Tensor, decay: number, before?: Tensor) => Tensor;
+  /**
+   * Adam's moments and step direction for one parameter (see {@link adamMomentsReference}): the
+   * gradient `g` and the moments `mu`, `nu` (all of the parameter's shape) → the step direction
+   * before the learning rate and the new moments. What `scaleByAdam` runs per parameter. Used
+   * outside the gradient tape (no gradient).
+   */
+  'spikeflow.adamMoments': (g: Tensor, mu: Tensor, nu: Tensor, p: AdamMomentsParams) => AdamMomentsResult;
+  /**
+   * FPTT's regularised gradient `g + α·(W − W̄) − σ·shift` of one parameter (see
+   * {@link fpttPullReference}); `g` undefined where the loss does not reach the parameter. Used
+   * outside the gradient tape (no gradient).
+   */
+  'spikeflow.fpttPull': (g: Tensor | undefined, w: Tensor, wbar: Tensor, shift: Tensor, p: FpttPullParams) => Tensor;
+  /**
+   * FPTT's anchor update (dual form) of one parameter at its new weights (see
+   * {@link fpttAnchorReference}) → the new W̄ and λ. Used outside the gradient tape (no gradient).
+   */
+  'spikeflow.fpttAnchor': (w: Tensor, wbar: Tensor, lambda: Tensor, p: FpttAnchorParams) => FpttAnchorResult;
 }
 
 export type KernelName = keyof KernelSignatures;
@@ -200,6 +228,9 @@ export const IntegrateFireLayer = 'spikeflow.integrateFireLayer' satisfies Kerne
 export const LeakyReadout = 'spikeflow.leakyReadout' satisfies KernelName;
 export const IntegrateFireEligibility = 'spikeflow.integrateFireEligibility' satisfies KernelName;
 export const DecayedSum = 'spikeflow.decayedSum' satisfies KernelName;
+export const AdamMoments = 'spikeflow.adamMoments' satisfies KernelName;
+export const FpttPull = 'spikeflow.fpttPull' satisfies KernelName;
+export const FpttAnchor = 'spikeflow.fpttAnchor' satisfies KernelName;
 
 /**
  * `x·W` whose gradient multiplies by explicit transposes: tfjs' own MatMul gradient passes the
@@ -413,6 +444,9 @@ export const nonDifferentiableKernels: ReadonlySet<KernelName> = new Set<KernelN
   'spikeflow.outerSum',
   'spikeflow.integrateFireEligibility',
   'spikeflow.decayedSum',
+  'spikeflow.adamMoments',
+  'spikeflow.fpttPull',
+  'spikeflow.fpttAnchor',
 ]);
 
 /**
@@ -431,6 +465,9 @@ export const referenceKernels: { readonly [K in KernelName]: KernelSignatures[K]
   'spikeflow.outerSum': (pre, post) => tf.tidy(() => tf.matMul(tf.transpose(pre, [1, 2, 0]), tf.transpose(post, [1, 0, 2]))),
   'spikeflow.integrateFireEligibility': integrateFireEligibilityReference,
   'spikeflow.decayedSum': decayedSumReference,
+  'spikeflow.adamMoments': adamMomentsReference,
+  'spikeflow.fpttPull': fpttPullReference,
+  'spikeflow.fpttAnchor': fpttAnchorReference,
 };
 
 /**

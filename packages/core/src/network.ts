@@ -69,6 +69,10 @@ export class Network {
   get inputs(): number {
     return this.model.inputs;
   }
+  /** The kernels this network was built with (the fast ones registered by backend plugins, or references only). */
+  get kernels(): KernelTable {
+    return this.#kernels;
+  }
   get outputs(): number {
     return this.model.readout.size;
   }

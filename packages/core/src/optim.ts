@@ -3,6 +3,7 @@ import type { ParamMap } from './params.js';
 import { disposeTree, keepTree, tidy, type TensorTree } from './state.js';
 import { configError, didYouMean, expectObject, parseSchema, type Schema } from './validate.js';
 import { SpikeflowError } from './errors.js';
+import { AdamMoments, referenceKernels, type KernelTable } from './kernels.js';
 
 /**
  * A gradient transformation (after optax): `init` makes its state from the parameters, `update`
@@ -13,7 +14,17 @@ export interface GradientTransformation<S extends TensorTree = TensorTree> {
   readonly name: string;
   init(params: Readonly<Record<string, Tensor>>): S;
   /** Must not dispose `grads` or `state`; returns fresh tensors. */
-  update(grads: NamedTensorMap, state: S, params: Readonly<Record<string, Tensor>>): { updates: NamedTensorMap; state: S };
+  update(grads: NamedTensorMap, state: S, params: Readonly<Record<string, Tensor>>, context?: UpdateContext): { updates: NamedTensorMap; state: S };
+}
+
+/** What an update may use besides gradients, state and parameters. */
+export interface UpdateContext {
+  /**
+   * The run's kernels: a transformation whose arithmetic is a kernel (`scaleByAdam`'s
+   * `spikeflow.adamMoments`) runs the active backend's fast version from here, else core's
+   * reference.
+   */
+  readonly kernels?: KernelTable;
 }
 
 /** An optimizer is a gradient transformation whose updates are added to the parameters. */
@@ -30,12 +41,12 @@ export function chain(...ts: GradientTransformation[]): GradientTransformation<T
   return {
     name: ts.map((t) => t.name).join('+'),
     init: (params) => ts.map((t) => t.init(params)),
-    update(grads, state, params) {
+    update(grads, state, params, context) {
       let g = grads;
       const next: TensorTree[] = [];
       const made: NamedTensorMap[] = [];
       ts.forEach((t, i) => {
-        const r = t.update(g, state[i], params);
+        const r = t.update(g, state[i], params, context);
         if (g !== grads) made.push(g);
         g = r.updates;
         next.push(r.state);
@@ -155,24 +166,26 @@ export function clipByValue(max: number): GradientTransformation<null> {
 
 type AdamState = { count: number; mu: Record<string, Tensor>; nu: Record<string, Tensor> };
 
-/** Adam's moment estimates with bias correction (Kingma & Ba 2015), without the learning rate. */
+/**
+ * Adam's moment estimates with bias correction (Kingma & Ba 2015), without the learning rate:
+ * `spikeflow.adamMoments` per parameter (one pass over memory where the backend has it fast).
+ */
 export function scaleByAdam({ beta1 = 0.9, beta2 = 0.999, eps = 1e-8 } = {}): GradientTransformation<AdamState> {
   return {
     name: 'scaleByAdam',
     init: (params) => ({ count: 0, mu: zerosLikeParams(params), nu: zerosLikeParams(params) }),
-    update(g, s) {
+    update(g, s, _params, context) {
       const count = s.count + 1;
-      const c1 = 1 - beta1 ** count;
-      const c2 = 1 - beta2 ** count;
+      const moments = context?.kernels?.get(AdamMoments) ?? referenceKernels[AdamMoments];
       const mu: Record<string, Tensor> = {};
       const nu: Record<string, Tensor> = {};
       const updates = tf.tidy(() => {
         const out: NamedTensorMap = {};
         for (const k of Object.keys(s.mu)) {
-          const gk = g[k] ?? tf.zerosLike(s.mu[k]!);
-          mu[k] = tf.keep(tf.add(tf.mul(beta1, s.mu[k]!), tf.mul(1 - beta1, gk)));
-          nu[k] = tf.keep(tf.add(tf.mul(beta2, s.nu[k]!), tf.mul(1 - beta2, tf.square(gk))));
-          out[k] = tf.div(tf.div(mu[k]!, c1), tf.add(tf.sqrt(tf.div(nu[k]!, c2)), eps));
+          const r = moments(g[k] ?? tf.zerosLike(s.mu[k]!), s.mu[k]!, s.nu[k]!, { beta1, beta2, eps, count });
+          mu[k] = tf.keep(r.mu);
+          nu[k] = tf.keep(r.nu);
+          out[k] = r.update;
         }
         return out;
       });
@@ -358,11 +371,17 @@ export class OptimizerRunner {
   readonly params: ParamMap;
   #state: TensorTree;
   #steps = 0;
+  readonly #context: UpdateContext;
 
-  /** `state` and `steps` restore a checkpointed runner (the runner takes ownership of `state`'s tensors). */
-  constructor(optimizer: Optimizer, params: ParamMap, state?: TensorTree, steps = 0) {
+  /**
+   * `state` and `steps` restore a checkpointed runner (the runner takes ownership of `state`'s
+   * tensors). `kernels`: the run's kernels, for the optimizer's arithmetic (default: core's
+   * references).
+   */
+  constructor(optimizer: Optimizer, params: ParamMap, state?: TensorTree, steps = 0, kernels?: KernelTable) {
     this.optimizer = optimizer;
     this.params = params;
+    this.#context = kernels ? { kernels } : {};
     this.#state = state ?? keepTree(tidy(() => optimizer.init(params)));
     this.#steps = steps;
   }
@@ -382,7 +401,7 @@ export class OptimizerRunner {
     }
     const old = this.#state;
     const next = tidy(() => {
-      const { updates, state } = this.optimizer.update(grads, old, this.params);
+      const { updates, state } = this.optimizer.update(grads, old, this.params, this.#context);
       for (const [k, u] of Object.entries(updates)) this.params[k]!.assign(tf.add(this.params[k]!, u));
       return keepTree(state);
     });

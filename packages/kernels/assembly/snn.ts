@@ -742,3 +742,4 @@ export function lifBackward(
   }
 }
 export * from './eprop';
+export * from './update';

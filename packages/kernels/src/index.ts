@@ -5,6 +5,7 @@
 import type { KernelRegistration } from '@spikeflow/core';
 import { decayedSum, eventDense, leakyReadout, leakyScan, integrateFireLayer, integrateFireSequence } from './kernels.js';
 import { integrateFireEligibility } from './eprop.js';
+import { adamMoments, fpttAnchor, fpttPull } from './updates.js';
 
 export {
   eventDense,
@@ -19,6 +20,7 @@ export {
 } from './kernels.js';
 export type { KernelProbe } from './kernels.js';
 export { integrateFireEligibility } from './eprop.js';
+export { adamMoments, fpttPull, fpttAnchor, updatesInPlace } from './updates.js';
 export { simdAvailable, kernelThreads, activeThreads, releaseKernelMemory, kernelMemoryBytes, configureKernelPool } from './wasm.js';
 export type { KernelPoolOptions } from './wasm.js';
 export { KERNELS_VERSION } from './version.js';
@@ -36,5 +38,8 @@ export function cpuMemoryKernels(backend: string): KernelRegistration[] {
     { kernel: 'spikeflow.leakyReadout', backend, impl: leakyReadout },
     { kernel: 'spikeflow.integrateFireEligibility', backend, impl: integrateFireEligibility },
     { kernel: 'spikeflow.decayedSum', backend, impl: decayedSum },
+    { kernel: 'spikeflow.adamMoments', backend, impl: adamMoments },
+    { kernel: 'spikeflow.fpttPull', backend, impl: fpttPull },
+    { kernel: 'spikeflow.fpttAnchor', backend, impl: fpttAnchor },
   ];
 }

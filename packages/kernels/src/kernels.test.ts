@@ -5,11 +5,11 @@ import '@tensorflow/tfjs-backend-wasm';
 import { disposeTree as dispose, fastSigmoid, referenceKernels } from '@spikeflow/core';
 import { cpuMemoryKernels, eventDense, leakyReadout, integrateFireLayer, integrateFireSequence } from './index.js';
 import { activeThreads } from './wasm.js';
-import { KERNELS_DIGEST, SNN_SHARED_WASM_BASE64, SNN_WASM_BASE64 } from './snn-wasm.js';
+import { KERNELS_DIGEST, SNN_SHARED_WASM_BASE64, SNN_WASM_BASE64, UPDATE_WASM_BASE64 } from './snn-wasm.js';
 import { KERNELS_VERSION } from './index.js';
 import pkg from '../package.json' with { type: 'json' };
 // @ts-expect-error: a plain ES module without types
-import { compileKernels, kernelsDigest, kernelsSource } from '../tools/build-wasm.mjs';
+import { compileKernels, compileUpdates, kernelsDigest, kernelsSource } from '../tools/build-wasm.mjs';
 
 for (const backend of ['wasm', 'cpu']) {
   describe(`on ${backend}`, () => {
@@ -122,13 +122,15 @@ it('runs on every core: the worker threads started (2 cores here → 2 threads, 
   expect(activeThreads()).toBe(expected);
 });
 
-it("the embedded WebAssembly is assembly/snn.ts as compiled now, and the kernels' digest is that of it and of src/kernels.ts now (run `pnpm build:wasm` after editing either)", async () => {
+it("the embedded WebAssembly is assembly/ as compiled now, and the kernels' digest is that of it and of src/kernels.ts now (run `pnpm build:wasm` after editing either)", async () => {
   const own = (await compileKernels(false)) as Buffer;
   const shared = (await compileKernels(true)) as Buffer;
+  const updates = (await compileUpdates()) as Buffer;
   expect(own.toString('base64')).toBe(SNN_WASM_BASE64);
   expect(shared.toString('base64')).toBe(SNN_SHARED_WASM_BASE64);
-  expect(kernelsDigest(own, shared, kernelsSource())).toBe(KERNELS_DIGEST);
+  expect(updates.toString('base64')).toBe(UPDATE_WASM_BASE64);
+  expect(kernelsDigest(own, shared, kernelsSource(), updates)).toBe(KERNELS_DIGEST);
   // One more character in src/kernels.ts, another digest.
-  expect(kernelsDigest(own, shared, `${kernelsSource()} `)).not.toBe(KERNELS_DIGEST);
+  expect(kernelsDigest(own, shared, `${kernelsSource()} `, updates)).not.toBe(KERNELS_DIGEST);
   expect(KERNELS_VERSION).toBe(`${pkg.version}+${KERNELS_DIGEST.slice(0, 12)}`);
 }, 60_000);

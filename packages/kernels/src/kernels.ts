@@ -51,7 +51,7 @@ export function setKernelProbe(p?: KernelProbe): void {
 }
 
 /** Runs `f` as the region `name`: probed, and named by the errors the kernels raise in it. */
-const probed = <T>(name: string, f: () => T): T => inKernel(name, () => (probe ? probe(name, f) : f()));
+export const probed = <T>(name: string, f: () => T): T => inKernel(name, () => (probe ? probe(name, f) : f()));
 
 /**
  * Whether ops now are recorded for a backward pass (inference skips what only the backward pass
@@ -81,7 +81,7 @@ function customOp(kernel: string, params: KernelFuncParams): Tensor {
 }
 
 /** A tensor with a copy of `values` (which may be a view of the kernels' scratch memory). */
-function tensorOf(values: Float32Array | Int32Array, shape: number[], dtype: 'float32' | 'int32' = 'float32'): Tensor {
+export function tensorOf(values: Float32Array | Int32Array, shape: number[], dtype: 'float32' | 'int32' = 'float32'): Tensor {
   // The wasm backend copies into its own heap; the cpu backend keeps the array it is given.
   return tf.tensor(tf.getBackend() === 'wasm' ? values : values.slice(), shape, dtype);
 }

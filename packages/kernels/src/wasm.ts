@@ -91,6 +91,35 @@ export interface SnnExports {
     dRho: number,
   ): void;
   leakyScan(d: number, y0: number, kappa: number, T: number, n: number, y: number): void;
+  adamMoments(
+    g: number,
+    mu: number,
+    nu: number,
+    n: number,
+    b1: number,
+    om1: number,
+    b2: number,
+    om2: number,
+    c1: number,
+    c2: number,
+    eps: number,
+    out: number,
+    muOut: number,
+    nuOut: number,
+  ): void;
+  fpttPull(g: number, hasG: number, w: number, wbar: number, shift: number, n: number, alpha: number, scale: number, out: number): void;
+  fpttAnchor(
+    w: number,
+    wbar: number,
+    lambda: number,
+    n: number,
+    alpha: number,
+    omb: number,
+    beta: number,
+    ba: number,
+    wbarOut: number,
+    lambdaOut: number,
+  ): void;
   leakyScanBack(dy: number, kappa: number, T: number, n: number, g: number): void;
   addTransposedProduct(a: number, K: number, R: number, g: number, H: number, t: number, p: number, out: number, scale: number): void;
   stepWeightedSums(g: number, T: number, B: number, O: number, c: number, row: number, out: number): void;
@@ -241,7 +270,7 @@ type WorkerThreads = typeof import('node:worker_threads');
 const workerThreads: WorkerThreads | undefined =
   typeof process !== 'undefined' && process.versions?.node ? await import('node:worker_threads').catch(() => undefined) : undefined;
 
-function decode(b64: string): Uint8Array {
+export function decode(b64: string): Uint8Array {
   if (typeof Buffer !== 'undefined') return Buffer.from(b64, 'base64');
   return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
 }

@@ -535,6 +535,61 @@ export const kernelCases: { readonly [K in KernelName]: readonly KernelCase[] } 
         call: (impl: KernelSignatures['spikeflow.decayedSum'], [x, a0]) => impl(x!, decay, before ? a0 : undefined),
       }) as KernelCase,
   ),
+  // Adam's first update and a later one, other β's and ε, a parameter of odd size (SIMD lanes and the rest).
+  'spikeflow.adamMoments': (
+    [
+      ['first update, [37]', [37], { beta1: 0.9, beta2: 0.999, eps: 1e-8, count: 1 }],
+      ['update 7 of a [700, 33] weight', [700, 33], { beta1: 0.9, beta2: 0.999, eps: 1e-8, count: 7 }],
+      ['β1 0.8, β2 0.99, ε 1e-6, update 1000, [5]', [5], { beta1: 0.8, beta2: 0.99, eps: 1e-6, count: 1000 }],
+    ] as const
+  ).map(
+    ([name, shape, p]) =>
+      ({
+        name,
+        args: () => [
+          tf.randomNormal([...shape], 0, 1, 'float32', 81),
+          tf.randomNormal([...shape], 0, 0.1, 'float32', 82),
+          tf.randomUniform([...shape], 0, 0.01, 'float32', 83),
+        ],
+        call: (impl: KernelSignatures['spikeflow.adamMoments'], [g, mu, nu]) =>
+          tf.tidy(() => {
+            const r = impl(g!, mu!, nu!, p);
+            return tf.stack([r.update, r.mu, r.nu]);
+          }),
+      }) as KernelCase,
+  ),
+  // The dual form's pull (σ = 1), the textbook form's (σ = ½), and a parameter the loss does not reach (no g).
+  'spikeflow.fpttPull': (
+    [
+      ['dual form, [33, 7]', [33, 7], 0.1, 1, true],
+      ['textbook form, [701]', [701], 0.5, 0.5, true],
+      ['no loss gradient, [3]', [3], 0.1, 1, false],
+    ] as const
+  ).map(
+    ([name, shape, alpha, shiftScale, withG]) =>
+      ({
+        name,
+        args: () => [0, 1, 2, 3].map((i) => tf.randomNormal([...shape], 0, 1, 'float32', 91 + i)),
+        call: (impl: KernelSignatures['spikeflow.fpttPull'], [g, w, wbar, shift]) => impl(withG ? g : undefined, w!, wbar!, shift!, { alpha, shiftScale }),
+      }) as KernelCase,
+  ),
+  'spikeflow.fpttAnchor': (
+    [
+      ['α 0.1, β 0.5, [33, 7]', [33, 7], 0.1, 0.5],
+      ['α 0.5, β 0.9, [701]', [701], 0.5, 0.9],
+    ] as const
+  ).map(
+    ([name, shape, alpha, beta]) =>
+      ({
+        name,
+        args: () => [0, 1, 2].map((i) => tf.randomNormal([...shape], 0, 1, 'float32', 101 + i)),
+        call: (impl: KernelSignatures['spikeflow.fpttAnchor'], [w, wbar, lambda]) =>
+          tf.tidy(() => {
+            const r = impl(w!, wbar!, lambda!, { alpha, beta });
+            return tf.stack([r.wbar, r.lambda]);
+          }),
+      }) as KernelCase,
+  ),
   'spikeflow.leakyScan': (
     [
       [6, 3, true],

@@ -1,4 +1,4 @@
-import { tf, type NamedTensorMap, type Tensor } from '@spikeflow/core';
+import { FpttAnchor, FpttPull, referenceKernels, tf, type KernelTable, type NamedTensorMap, type Tensor } from '@spikeflow/core';
 
 /**
  * The two FPTT updates of the anchor W̄, as pure functions over parameter maps (no network), so
@@ -58,38 +58,48 @@ export function initAnchor(params: Readonly<Record<string, Tensor>>): FpttState 
 
 /**
  * The gradient of the regularised objective at the current weights, from the loss gradient
- * (missing = zero) — new tensors, the caller's to dispose.
+ * (missing = zero) — new tensors, the caller's to dispose. `kernels`: the run's, for
+ * `spikeflow.fpttPull` (default: core's reference).
  */
-export function objectiveGrads(params: Readonly<Record<string, Tensor>>, lossGrads: NamedTensorMap, state: FpttState, h: FpttHyper): NamedTensorMap {
+export function objectiveGrads(
+  params: Readonly<Record<string, Tensor>>,
+  lossGrads: NamedTensorMap,
+  state: FpttState,
+  h: FpttHyper,
+  kernels?: KernelTable,
+): NamedTensorMap {
+  const pull = kernels?.get(FpttPull) ?? referenceKernels[FpttPull];
+  const shiftScale = h.form === 'dual' ? 1 : 0.5;
   const out: NamedTensorMap = {};
-  for (const [name, w] of Object.entries(params)) {
-    out[name] = tf.tidy(() => {
-      const pull = tf.mul(h.alpha, tf.sub(w, state.wbar[name]!));
-      const shift = h.form === 'dual' ? state.aux[name]! : tf.mul(0.5, state.aux[name]!);
-      const g = lossGrads[name];
-      return g ? tf.add(g, tf.sub(pull, shift)) : tf.sub(pull, shift);
-    });
-  }
+  for (const [name, w] of Object.entries(params)) out[name] = pull(lossGrads[name], w, state.wbar[name]!, state.aux[name]!, { alpha: h.alpha, shiftScale });
   return out;
 }
 
 /**
  * The anchor update after the optimizer step, at the updated weights. The textbook form needs
  * `lossGradsAtNew`, ∇ℓ_t at those weights. Returns a new state; the old one is the caller's.
+ * `kernels`: the run's, for the dual form's `spikeflow.fpttAnchor` (default: core's reference).
  */
-export function updateAnchor(params: Readonly<Record<string, Tensor>>, state: FpttState, h: FpttHyper, lossGradsAtNew?: NamedTensorMap): FpttState {
+export function updateAnchor(
+  params: Readonly<Record<string, Tensor>>,
+  state: FpttState,
+  h: FpttHyper,
+  lossGradsAtNew?: NamedTensorMap,
+  kernels?: KernelTable,
+): FpttState {
+  const anchor = kernels?.get(FpttAnchor) ?? referenceKernels[FpttAnchor];
   const wbar: NamedTensorMap = {};
   const aux: NamedTensorMap = {};
   for (const [name, w] of Object.entries(params)) {
+    if (h.form === 'dual') {
+      const r = anchor(w, state.wbar[name]!, state.aux[name]!, { alpha: h.alpha, beta: h.beta });
+      wbar[name] = r.wbar;
+      aux[name] = r.lambda;
+      continue;
+    }
     const [wb, a] = tf.tidy(() => {
-      const old = state.wbar[name]!;
-      if (h.form === 'dual') {
-        const lambda = tf.sub(state.aux[name]!, tf.mul(h.alpha, tf.sub(w, old)));
-        const next = tf.sub(tf.add(tf.mul(1 - h.beta, old), tf.mul(h.beta, w)), tf.mul(h.beta / h.alpha, lambda));
-        return [next, lambda];
-      }
       const g = lossGradsAtNew?.[name] ?? tf.zerosLike(w);
-      return [tf.sub(tf.mul(0.5, tf.add(old, w)), tf.mul(1 / (2 * h.alpha), g)), tf.clone(g)];
+      return [tf.sub(tf.mul(0.5, tf.add(state.wbar[name]!, w)), tf.mul(1 / (2 * h.alpha), g)), tf.clone(g)];
     });
     wbar[name] = wb!;
     aux[name] = a!;

@@ -85,6 +85,7 @@ export function fptt(options: FpttOptions = {}): LearningRule<FpttState> {
     update(batch: SequenceBatch, initial: FpttState, ctx: RuleContext) {
       const T = inputShape(batch.inputs)[0]!;
       const params = ctx.network.params;
+      const kernels = ctx.network.kernels;
       let anchor = initial;
       const report = trainWindows(batch, ctx, {
         window: k ?? Math.ceil(T / parts!),
@@ -93,7 +94,7 @@ export function fptt(options: FpttOptions = {}): LearningRule<FpttState> {
         // One optimizer step on the chunk's loss pulled towards the anchor, then the anchor moves
         // (the textbook form first re-runs the chunk at the new weights for ∇ℓ there).
         apply(grads, _w, again) {
-          const total = objectiveGrads(params, grads, anchor, hyper);
+          const total = objectiveGrads(params, grads, anchor, hyper, kernels);
           // The loss gradients are spent: free them before the optimizer makes its own tensors.
           disposeTree(grads);
           try {
@@ -102,7 +103,7 @@ export function fptt(options: FpttOptions = {}): LearningRule<FpttState> {
             disposeTree(total);
           }
           const atNew: NamedTensorMap | undefined = hyper.form === 'textbook' ? again() : undefined;
-          const updated = updateAnchor(params, anchor, hyper, atNew);
+          const updated = updateAnchor(params, anchor, hyper, atNew, kernels);
           if (atNew) disposeTree(atNew);
           if (anchor !== initial) disposeTree(anchor);
           anchor = updated;

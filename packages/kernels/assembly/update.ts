@@ -1,0 +1,109 @@
+// Elementwise parameter updates (core's `spikeflow.adamMoments`, `spikeflow.fpttPull` and
+// `spikeflow.fpttAnchor`): one SIMD pass over a parameter in place of a dozen tfjs ops, each of
+// which reads and writes the whole parameter. The float32 operations and their order are those of
+// core's composite references (packages/core/src/updates.ts), so the results are the same bits.
+// Pointers are byte offsets into the module's memory; the arrays may be any length, and an output
+// may be one of the inputs (each entry is read before it is written). tools/build-wasm.mjs also
+// compiles this file alone into a module that imports tfjs-wasm's own memory, where these loops
+// read and write tensors in place.
+
+@inline function at(base: usize, i: i32): usize {
+  return base + (<usize>i << 2);
+}
+
+/**
+ * Adam over `n` entries: `muOut = b1·mu + om1·g`, `nuOut = b2·nu + om2·(g·g)`, and
+ * `out = (muOut / c1) / (sqrt(nuOut / c2) + eps)` (`om1` = 1 − β1 and `om2` = 1 − β2 as float32).
+ */
+export function adamMoments(
+  g: usize,
+  mu: usize,
+  nu: usize,
+  n: i32,
+  b1: f32,
+  om1: f32,
+  b2: f32,
+  om2: f32,
+  c1: f32,
+  c2: f32,
+  eps: f32,
+  out: usize,
+  muOut: usize,
+  nuOut: usize,
+): void {
+  const vb1 = f32x4.splat(b1);
+  const vom1 = f32x4.splat(om1);
+  const vb2 = f32x4.splat(b2);
+  const vom2 = f32x4.splat(om2);
+  const vc1 = f32x4.splat(c1);
+  const vc2 = f32x4.splat(c2);
+  const veps = f32x4.splat(eps);
+  const n4 = n & ~3;
+  for (let i = 0; i < n4; i += 4) {
+    const gv = v128.load(at(g, i));
+    const m = f32x4.add(f32x4.mul(vb1, v128.load(at(mu, i))), f32x4.mul(vom1, gv));
+    const v = f32x4.add(f32x4.mul(vb2, v128.load(at(nu, i))), f32x4.mul(vom2, f32x4.mul(gv, gv)));
+    v128.store(at(muOut, i), m);
+    v128.store(at(nuOut, i), v);
+    v128.store(at(out, i), f32x4.div(f32x4.div(m, vc1), f32x4.add(f32x4.sqrt(f32x4.div(v, vc2)), veps)));
+  }
+  for (let i = n4; i < n; i++) {
+    const gi = load<f32>(at(g, i));
+    const m = b1 * load<f32>(at(mu, i)) + om1 * gi;
+    const v = b2 * load<f32>(at(nu, i)) + om2 * (gi * gi);
+    store<f32>(at(muOut, i), m);
+    store<f32>(at(nuOut, i), v);
+    store<f32>(at(out, i), m / c1 / (sqrt<f32>(v / c2) + eps));
+  }
+}
+
+/**
+ * FPTT's regularised gradient over `n` entries: `out = g + (alpha·(w − wbar) − scale·shift)`,
+ * or without `g` (`hasG` false) `alpha·(w − wbar) − scale·shift`; `scale` 1 leaves `shift` as it is.
+ */
+export function fpttPull(g: usize, hasG: bool, w: usize, wbar: usize, shift: usize, n: i32, alpha: f32, scale: f32, out: usize): void {
+  const va = f32x4.splat(alpha);
+  const vs = f32x4.splat(scale);
+  const scaled = scale != 1;
+  const n4 = n & ~3;
+  for (let i = 0; i < n4; i += 4) {
+    let sh = v128.load(at(shift, i));
+    if (scaled) sh = f32x4.mul(vs, sh);
+    let r = f32x4.sub(f32x4.mul(va, f32x4.sub(v128.load(at(w, i)), v128.load(at(wbar, i)))), sh);
+    if (hasG) r = f32x4.add(v128.load(at(g, i)), r);
+    v128.store(at(out, i), r);
+  }
+  for (let i = n4; i < n; i++) {
+    let sh = load<f32>(at(shift, i));
+    if (scaled) sh = scale * sh;
+    let r = alpha * (load<f32>(at(w, i)) - load<f32>(at(wbar, i))) - sh;
+    if (hasG) r = load<f32>(at(g, i)) + r;
+    store<f32>(at(out, i), r);
+  }
+}
+
+/**
+ * FPTT's anchor update (dual form) over `n` entries: `lambdaOut = lambda − alpha·(w − wbar)`, then
+ * `wbarOut = (omb·wbar + beta·w) − ba·lambdaOut` (`omb` = 1 − β and `ba` = β/α as float32).
+ */
+export function fpttAnchor(w: usize, wbar: usize, lambda: usize, n: i32, alpha: f32, omb: f32, beta: f32, ba: f32, wbarOut: usize, lambdaOut: usize): void {
+  const va = f32x4.splat(alpha);
+  const vomb = f32x4.splat(omb);
+  const vb = f32x4.splat(beta);
+  const vba = f32x4.splat(ba);
+  const n4 = n & ~3;
+  for (let i = 0; i < n4; i += 4) {
+    const wv = v128.load(at(w, i));
+    const old = v128.load(at(wbar, i));
+    const l = f32x4.sub(v128.load(at(lambda, i)), f32x4.mul(va, f32x4.sub(wv, old)));
+    v128.store(at(lambdaOut, i), l);
+    v128.store(at(wbarOut, i), f32x4.sub(f32x4.add(f32x4.mul(vomb, old), f32x4.mul(vb, wv)), f32x4.mul(vba, l)));
+  }
+  for (let i = n4; i < n; i++) {
+    const wi = load<f32>(at(w, i));
+    const old = load<f32>(at(wbar, i));
+    const l = load<f32>(at(lambda, i)) - alpha * (wi - old);
+    store<f32>(at(lambdaOut, i), l);
+    store<f32>(at(wbarOut, i), omb * old + beta * wi - ba * l);
+  }
+}
