@@ -10,7 +10,7 @@ import {
 } from '@spikeflow/core';
 import { probed, readF32, tensorOf } from './kernels.js';
 import { UPDATE_WASM_BASE64 } from './snn-wasm.js';
-import { arena, decode, snn } from './wasm.js';
+import { arena, decode, snn, type UpdateExports } from './wasm.js';
 
 /**
  * The elementwise parameter updates (core's `spikeflow.adamMoments`, `spikeflow.fpttPull`,
@@ -20,39 +20,6 @@ import { arena, decode, snn } from './wasm.js';
  * memory); elsewhere it copies them into the kernels' memory and back. Same float32 operations in
  * the same order as the references: the same bits.
  */
-
-/** The update loops of assembly/update.ts, by byte offsets into the memory they run on. */
-interface UpdateExports {
-  adamMoments(
-    g: number,
-    mu: number,
-    nu: number,
-    n: number,
-    b1: number,
-    om1: number,
-    b2: number,
-    om2: number,
-    c1: number,
-    c2: number,
-    eps: number,
-    out: number,
-    muOut: number,
-    nuOut: number,
-  ): void;
-  fpttPull(g: number, hasG: number, w: number, wbar: number, shift: number, n: number, alpha: number, scale: number, out: number): void;
-  fpttAnchor(
-    w: number,
-    wbar: number,
-    lambda: number,
-    n: number,
-    alpha: number,
-    omb: number,
-    beta: number,
-    ba: number,
-    wbarOut: number,
-    lambdaOut: number,
-  ): void;
-}
 
 /** tfjs-wasm's backend, as far as the in-place path reads it. */
 interface WasmBackend {

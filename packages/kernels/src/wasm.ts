@@ -2,7 +2,43 @@ import { SpikeflowError } from '@spikeflow/core';
 import { SNN_SHARED_WASM_BASE64, SNN_WASM_BASE64 } from './snn-wasm.js';
 
 /** The WebAssembly module's exports (assembly/snn.ts). Pointers are byte offsets into `memory`. */
-export interface SnnExports {
+/**
+ * The parameter updates of assembly/update.ts, by byte offsets into the memory they run on: part of
+ * the kernels' module, and alone in the module that runs on tfjs-wasm's memory (src/updates.ts).
+ */
+export interface UpdateExports {
+  adamMoments(
+    g: number,
+    mu: number,
+    nu: number,
+    n: number,
+    b1: number,
+    om1: number,
+    b2: number,
+    om2: number,
+    c1: number,
+    c2: number,
+    eps: number,
+    out: number,
+    muOut: number,
+    nuOut: number,
+  ): void;
+  fpttPull(g: number, hasG: number, w: number, wbar: number, shift: number, n: number, alpha: number, scale: number, out: number): void;
+  fpttAnchor(
+    w: number,
+    wbar: number,
+    lambda: number,
+    n: number,
+    alpha: number,
+    omb: number,
+    beta: number,
+    ba: number,
+    wbarOut: number,
+    lambdaOut: number,
+  ): void;
+}
+
+export interface SnnExports extends UpdateExports {
   countRows(x: number, n0: number, n1: number, I: number, out: number): void;
   events(x: number, n0: number, n1: number, I: number, ptr: number, cols: number, vals: number, k0: number, kEnd: number): void;
   eventProduct(
@@ -91,35 +127,6 @@ export interface SnnExports {
     dRho: number,
   ): void;
   leakyScan(d: number, y0: number, kappa: number, T: number, n: number, y: number): void;
-  adamMoments(
-    g: number,
-    mu: number,
-    nu: number,
-    n: number,
-    b1: number,
-    om1: number,
-    b2: number,
-    om2: number,
-    c1: number,
-    c2: number,
-    eps: number,
-    out: number,
-    muOut: number,
-    nuOut: number,
-  ): void;
-  fpttPull(g: number, hasG: number, w: number, wbar: number, shift: number, n: number, alpha: number, scale: number, out: number): void;
-  fpttAnchor(
-    w: number,
-    wbar: number,
-    lambda: number,
-    n: number,
-    alpha: number,
-    omb: number,
-    beta: number,
-    ba: number,
-    wbarOut: number,
-    lambdaOut: number,
-  ): void;
   leakyScanBack(dy: number, kappa: number, T: number, n: number, g: number): void;
   addTransposedProduct(a: number, K: number, R: number, g: number, H: number, t: number, p: number, out: number, scale: number): void;
   stepWeightedSums(g: number, T: number, B: number, O: number, c: number, row: number, out: number): void;
