@@ -188,7 +188,7 @@ export async function measure(registry: Registry, choice: RuleChoice | LearningR
   // CE on the mean readout, or CE at every step for rules that learn from per-step terms (e-prop, OTTT, ...).
   const loss = rule.requires.lossDecomposesOverTime ? ceEveryStep : ceMean;
   const opt = adam({ lr: 1e-3 });
-  const optimizer = new OptimizerRunner(opt, net.params, undefined, 0, net.kernels);
+  const optimizer = new OptimizerRunner(opt, net.params, { kernels: net.kernels });
   // The input of tf.less(tf.randomUniform([T, B, I], 0, 1, 'float32', seed + 1), density), made window by window.
   const inputs = new BernoulliSteps(steps, w.batch, w.inputs, w.density, w.seed + 1);
   const targets = tf.tensor1d(

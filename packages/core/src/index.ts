@@ -118,6 +118,7 @@ export {
 export type {
   GradientTransformation,
   UpdateContext,
+  OptimizerRunnerOptions,
   Optimizer,
   OptimizerEntry,
   ClipOptions,

@@ -366,7 +366,7 @@ describe('OptimizerRunner', () => {
     ra.apply({ w: gs[0]! });
     ra.apply({ w: gs[1]! });
     const b = { w: tf.tidy(() => tf.variable(a.w.clone())) };
-    const rb = new OptimizerRunner(make(), b, cloneTree(ra.state), ra.steps);
+    const rb = new OptimizerRunner(make(), b, { state: cloneTree(ra.state), steps: ra.steps });
     expect(rb.steps).toBe(2);
     ra.apply({ w: gs[2]! });
     rb.apply({ w: gs[2]! });

@@ -362,6 +362,16 @@ export function optimizerFromSpec(spec: unknown, path = 'optimizer', entries: re
   return entry.create(parseSchema(entry.schema, rest, path), path);
 }
 
+/** How an {@link OptimizerRunner} starts. */
+export interface OptimizerRunnerOptions {
+  /** A checkpointed state to go on from (the runner takes ownership of its tensors); default: the optimizer's `init`. */
+  readonly state?: TensorTree | null;
+  /** Updates already applied, with `state`. */
+  readonly steps?: number;
+  /** The run's kernels, for the optimizer's arithmetic (`scaleByAdam`'s `spikeflow.adamMoments`); default: core's references. */
+  readonly kernels?: KernelTable;
+}
+
 /**
  * Holds an optimizer's state for one set of parameters and applies gradients to them:
  * `params ← params + updates`. Missing gradients count as zero.
@@ -373,12 +383,7 @@ export class OptimizerRunner {
   #steps = 0;
   readonly #context: UpdateContext;
 
-  /**
-   * `state` and `steps` restore a checkpointed runner (the runner takes ownership of `state`'s
-   * tensors). `kernels`: the run's kernels, for the optimizer's arithmetic (default: core's
-   * references).
-   */
-  constructor(optimizer: Optimizer, params: ParamMap, state?: TensorTree, steps = 0, kernels?: KernelTable) {
+  constructor(optimizer: Optimizer, params: ParamMap, { state, steps = 0, kernels }: OptimizerRunnerOptions = {}) {
     this.optimizer = optimizer;
     this.params = params;
     this.#context = kernels ? { kernels } : {};

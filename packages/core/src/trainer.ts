@@ -233,7 +233,7 @@ export class Trainer {
     this.parts = parts;
     this.options = options;
     this.#now = parts.clock ?? (() => performance.now());
-    this.#optimizer = new OptimizerRunner(parts.optimizer, parts.network.params, undefined, 0, parts.network.kernels);
+    this.#optimizer = new OptimizerRunner(parts.optimizer, parts.network.params, { kernels: parts.network.kernels });
     this.#ruleState = parts.rule.init(parts.network);
   }
 
@@ -483,13 +483,11 @@ export class Trainer {
     this.parts.network.setParams(params);
     disposeTree(params);
     this.#optimizer.dispose();
-    this.#optimizer = new OptimizerRunner(
-      this.parts.optimizer,
-      this.parts.network.params,
-      loaded.optimizer ?? null,
-      meta.optimizerSteps ?? 0,
-      this.parts.network.kernels,
-    );
+    this.#optimizer = new OptimizerRunner(this.parts.optimizer, this.parts.network.params, {
+      state: loaded.optimizer ?? null,
+      steps: meta.optimizerSteps ?? 0,
+      kernels: this.parts.network.kernels,
+    });
     disposeTree(this.#ruleState);
     this.#ruleState = loaded.rule ?? null;
     this.#position = meta.position;

@@ -82,7 +82,7 @@ for (const backend of ['wasm', 'cpu']) {
     it('an Adam run with the kernels ends on the same parameters, bit for bit, as one on the references', () => {
       const run = (kernels?: KernelTable) => {
         const params = { w: tf.variable(tf.randomNormal([50, 9], 0, 1, 'float32', 5)), b: tf.variable(tf.zeros([9])) };
-        const runner = new OptimizerRunner(adam({ lr: 0.01, clipNorm: 1 }), params, undefined, 0, kernels);
+        const runner = new OptimizerRunner(adam({ lr: 0.01, clipNorm: 1 }), params, kernels ? { kernels } : {});
         for (let i = 0; i < 5; i++) {
           // Gradients that depend on the parameters (the moments see different values each update); b's only twice.
           const grads = tf.tidy(() => ({ w: tf.sin(params.w), ...(i % 2 === 0 ? { b: tf.cos(params.b) } : {}) }));
