@@ -243,8 +243,10 @@ export function describeRule(name: string, makeRule: () => LearningRule, options
       }
       const p1 = Math.max(...peaks[t1]!);
       const p2 = Math.max(...peaks[t2]!);
-      // Two batches of one length peak alike.
-      expect(Math.abs(peaks[t1]![0]! - peaks[t1]![1]!)).toBeLessThanOrEqual(0.1 * p1 + 1024);
+      // Two batches of one length peak alike, up to what the data decides: a fast kernel takes its
+      // event or its dense path by the input's density, and the paths' temporaries differ by a few
+      // KiB on the toy network (the same slack as the class check below).
+      expect(Math.abs(peaks[t1]![0]! - peaks[t1]![1]!)).toBeLessThanOrEqual(0.1 * p1 + 4096);
       if (rule.memory === 'O(T)') expect(p2).toBeGreaterThan(0.5 * (t2 / t1) * p1);
       else expect(p2).toBeLessThanOrEqual(1.25 * p1 + 4096);
       disposeTree(state);
