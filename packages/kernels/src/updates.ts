@@ -1,5 +1,6 @@
 import {
   checkSameShapes,
+  SpikeflowError,
   tf,
   type AdamMomentsParams,
   type AdamMomentsResult,
@@ -67,7 +68,12 @@ function outputs(backend: WasmBackend, shape: number[], count: number): { tensor
 
 function offset(backend: WasmBackend, t: Tensor): number {
   const at = backend.dataIdMap!.get(t.dataId)?.memoryOffset;
-  if (typeof at !== 'number') throw new Error(`spikeflow kernels: tensor ${t.id} has no memory in tfjs-wasm's heap`);
+  if (typeof at !== 'number') {
+    throw new SpikeflowError(
+      'KERNEL_FAULT',
+      `spikeflow kernels: tensor ${t.id} [${t.shape}] has no memory in tfjs-wasm's heap (disposed, or of another backend); run without the fast kernels (--no-kernels) and report this`,
+    );
+  }
   return at;
 }
 
