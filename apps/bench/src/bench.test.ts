@@ -13,6 +13,7 @@ import {
   MARK_STRIDE,
   infer,
   measure,
+  medianRound,
   parseRuleChoice,
   peakTensorBytes,
   profileKernels,
@@ -107,6 +108,33 @@ describe('bench harness', () => {
     calls = 0;
     await measure(registry, parseRuleChoice('bptt'), 4, { ...quickWorkload, kernels: false });
     expect(calls).toBe(0);
+  });
+
+  it('--rounds 2 measures every point once per pass over the list, and keeps each point’s median round with every round’s time', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spikeflow-bench-'));
+    const r = spawnSync(process.execPath, [bin, '--quick', '--rules', 'bptt,tbptt', '--steps', '8', '--rounds', '2', '--json', join(dir, 'out.json')], {
+      encoding: 'utf8',
+    });
+    expect(r.status, r.stderr).toBe(0);
+    // Round-robin: the whole list, then the whole list again.
+    const order = [...r.stderr.matchAll(/^\[(\d)\/4\] round (\d) (\S+) T=8 \.\.\.$/gm)].map((m) => `${m[2]} ${m[3]}`);
+    expect(order).toEqual(['1 bptt', '1 tbptt(k=4)', '2 bptt', '2 tbptt(k=4)']);
+    const report = JSON.parse(readFileSync(join(dir, 'out.json'), 'utf8')) as BenchReport;
+    expect(report.results.map((m) => m.rule)).toEqual(['bptt', 'tbptt(k=4)']);
+    for (const m of report.results) {
+      expect(m.roundsMsPerIter).toHaveLength(2);
+      expect(m.msPerIter).toBe(Math.min(...m.roundsMsPerIter!));
+    }
+    const bad = spawnSync(process.execPath, [bin, '--quick', '--rounds', '0'], { encoding: 'utf8' });
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/--rounds must be a positive integer/);
+  });
+
+  it('a point’s median round: the middle one by time (the lower of the two middle ones), its figures with every round’s time', () => {
+    const m = (ms: number, rss: number) => ({ msPerIter: ms, peakRssBytes: rss }) as unknown as Parameters<typeof medianRound>[0][number];
+    expect(medianRound([m(5, 1)])).toEqual(m(5, 1));
+    expect(medianRound([m(9, 1), m(3, 2), m(5, 3)])).toEqual({ msPerIter: 5, peakRssBytes: 3, roundsMsPerIter: [9, 3, 5] });
+    expect(medianRound([m(9, 1), m(3, 2), m(5, 3), m(7, 4)])).toEqual({ msPerIter: 5, peakRssBytes: 3, roundsMsPerIter: [9, 3, 5, 7] });
   });
 
   it('refuses an unknown rule with an error that names it', () => {

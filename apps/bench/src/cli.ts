@@ -63,6 +63,12 @@ export function benchCommand(name = 'spikeflow-bench'): Command {
     .option('--neuron <name>', 'neuron model (lif, alif, ...)')
     .option('--repeats <n>', 'timed iterations per point (median)', int('--repeats'))
     .option('--infer-repeats <n>', 'timed inference passes per point (median; default: --repeats)', int('--infer-repeats'))
+    .option(
+      '--rounds <n>',
+      'passes over the whole list of points, round-robin (each point: its median round; a slow spell of the machine hits every rule alike)',
+      int('--rounds'),
+      1,
+    )
     .option('--no-kernels', "use core's composite kernels instead of the backend's fast ones (the baseline)")
     .option('--profile', 'also time one more iteration kernel by kernel (in the JSON; the top kernels in the progress line)')
     .option(
@@ -87,6 +93,7 @@ export function benchCommand(name = 'spikeflow-bench'): Command {
         neuron?: string;
         repeats?: number;
         inferRepeats?: number;
+        rounds: number;
         kernels: boolean;
         profile?: boolean;
         compareInference?: boolean;
@@ -121,6 +128,7 @@ export function benchCommand(name = 'spikeflow-bench'): Command {
           rules: rules.map((r) => parseRuleChoice(r, k)),
           steps,
           workload,
+          rounds: o.rounds,
           ...(o.json ? { json: o.json } : {}),
           ...(o.plot ? { plot: o.plot } : {}),
         });

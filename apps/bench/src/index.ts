@@ -1,7 +1,7 @@
 export { measure, infer, peakTensorBytes, parseRuleChoice, standardWorkload, quickWorkload, INFER_WINDOW } from './measure.js';
 export { BernoulliSteps, MARK_STRIDE } from './input.js';
 export type { Workload, Measurement, RuleChoice } from './measure.js';
-export { runBench, summaryTable, writePlots } from './run.js';
+export { runBench, summaryTable, writePlots, medianRound } from './run.js';
 export type { BenchOptions, BenchReport } from './run.js';
 export { benchCommand, main, DEFAULT_PLUGINS } from './cli.js';
 export { profileKernels } from './profile.js';

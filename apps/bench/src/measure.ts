@@ -132,6 +132,12 @@ export interface Measurement {
   readonly repeats: number;
   /** Timed inference passes behind `inferStepsPerSec`. */
   readonly inferRepeats: number;
+  /**
+   * With `rounds` > 1 (the bench's `--rounds`): `msPerIter` of this point in each round, in round
+   * order. Round r of every point ran in the same pass over the list, so the r-th entries of two
+   * points are comparable under the same machine load; `msPerIter` is their median.
+   */
+  readonly roundsMsPerIter?: readonly number[];
 }
 
 /**

@@ -17,6 +17,12 @@ export interface BenchOptions {
   readonly workload: Workload;
   readonly json?: string;
   readonly plot?: string;
+  /**
+   * Passes over the whole list of points (default 1). With more, every point is measured once per
+   * pass, round-robin, so that a slow spell of the machine hits every rule alike; a point's figures
+   * are those of its median round, with every round's `msPerIter` in `roundsMsPerIter`.
+   */
+  readonly rounds?: number;
   /** Progress lines (default: stderr). */
   readonly progress?: (line: string) => void;
 }
@@ -71,33 +77,43 @@ function runInChild(job: Job): Promise<{ measurement: Measurement; backend: Back
   });
 }
 
-/** Measures every (rule, T), one process each, and writes the JSON and the plots. */
+/** Measures every (rule, T), one process each (`rounds` times, round-robin), and writes the JSON and the plots. */
 export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const progress = o.progress ?? ((l: string) => process.stderr.write(`${l}\n`));
-  const results: Measurement[] = [];
-  const failures: { rule: string; steps: number; message: string }[] = [];
+  const rounds = o.rounds ?? 1;
+  if (!(Number.isInteger(rounds) && rounds >= 1)) {
+    throw new SpikeflowError('CONFIG_INVALID', `bench: rounds must be a whole number ≥ 1, got ${rounds}`, { path: 'rounds' });
+  }
+  const points = o.rules.flatMap((choice) => o.steps.map((steps) => ({ choice, steps })));
+  // Every round's measurement of each point (by index in `points`), or why it failed.
+  const measured: Measurement[][] = points.map(() => []);
+  const failed = new Map<number, string>();
   let backend: BackendInfo | { tfBackend: string } = { tfBackend: o.backend };
-  const total = o.rules.length * o.steps.length;
+  const total = points.length * rounds;
   const started = performance.now();
-  for (const choice of o.rules) {
-    for (const steps of o.steps) {
-      const n = results.length + failures.length + 1;
-      progress(`[${n}/${total}] ${choice.label} T=${steps} ...`);
+  let n = 0;
+  for (let round = 0; round < rounds; round++) {
+    for (const [i, { choice, steps }] of points.entries()) {
+      n++;
+      // A point that failed (out of memory at a large T) is not tried again in later rounds.
+      if (failed.has(i)) continue;
+      const label = `[${n}/${total}]${rounds > 1 ? ` round ${round + 1}` : ''} ${choice.label} T=${steps}`;
+      progress(`${label} ...`);
       let r: Awaited<ReturnType<typeof runInChild>>;
       try {
         r = await runInChild({ plugins: o.plugins, backend: o.backend, choice, steps, workload: o.workload });
       } catch (e) {
         // A configuration error is the same at every T: stop. Anything else (out of memory at a large T) is recorded.
         if (isSpikeflowError(e)) throw e;
-        failures.push({ rule: choice.label, steps, message: (e as Error).message });
-        progress(`[${n}/${total}] ${choice.label} T=${steps}: FAILED ${(e as Error).message}`);
+        failed.set(i, (e as Error).message);
+        progress(`${label}: FAILED ${(e as Error).message}`);
         continue;
       }
       backend = r.backend;
-      results.push(r.measurement);
+      measured[i]!.push(r.measurement);
       const m = r.measurement;
       progress(
-        `[${n}/${total}] ${choice.label} T=${steps}: ${m.msPerIter.toFixed(0)} ms/iter, ${(m.peakWorkingBytes / 2 ** 20).toFixed(1)} MiB working tensors (${(m.peakTensorBytes / 2 ** 20).toFixed(1)} peak), ` +
+        `${label}: ${m.msPerIter.toFixed(0)} ms/iter, ${(m.peakWorkingBytes / 2 ** 20).toFixed(1)} MiB working tensors (${(m.peakTensorBytes / 2 ** 20).toFixed(1)} peak), ` +
           `${(m.peakRssBytes / 2 ** 20).toFixed(0)} MiB RSS, ${m.inferStepsPerSec.toFixed(0)} inference steps/s at ${m.inferSpikeRates.map((r) => `${(100 * r).toFixed(1)}%`).join('/')} hidden spikes` +
           (m.inferComposite ? ` (composite ${m.inferComposite.stepsPerSec.toFixed(0)}: ${m.inferComposite.speedup.toFixed(1)}×)` : '') +
           ` (${((performance.now() - started) / 1000).toFixed(0)} s)`,
@@ -114,6 +130,8 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       }
     }
   }
+  const results = points.flatMap((_, i) => (failed.has(i) ? [] : [medianRound(measured[i]!)]));
+  const failures = points.flatMap(({ choice, steps }, i) => (failed.has(i) ? [{ rule: choice.label, steps, message: failed.get(i)! }] : []));
   const cpus = os.cpus();
   const report: BenchReport = {
     machine: {
@@ -137,6 +155,17 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   }
   if (o.plot) writePlots(report, o.plot);
   return report;
+}
+
+/**
+ * One point's figures from its rounds: those of the round with the median `msPerIter` (the lower
+ * middle one for an even count), with every round's `msPerIter` in `roundsMsPerIter` when there
+ * were several.
+ */
+export function medianRound(rounds: readonly Measurement[]): Measurement {
+  if (rounds.length === 1) return rounds[0]!;
+  const sorted = [...rounds].sort((a, b) => a.msPerIter - b.msPerIter);
+  return { ...sorted[Math.floor((sorted.length - 1) / 2)]!, roundsMsPerIter: rounds.map((m) => m.msPerIter) };
 }
 
 /**
