@@ -60,10 +60,39 @@ export function updatesInPlace(): boolean {
   return heapBackend() !== undefined;
 }
 
-/** New float32 tensors of `shape` in tfjs-wasm's heap (contents unset), with their byte offsets. */
-function outputs(backend: WasmBackend, shape: number[], count: number): { tensors: Tensor[]; at: number[] } {
-  const tensors = Array.from({ length: count }, () => tf.engine().makeTensorFromTensorInfo(backend.makeOutput!(shape, 'float32')) as Tensor);
-  return { tensors, at: tensors.map((t) => offset(backend, t)) };
+/**
+ * One elementwise pass `run(loops, inputs, outputs)` over tensors of one shape: `inputs` are the
+ * byte offsets of `tensors` (0 for an absent one), `outputs` those of `outCount` new tensors,
+ * returned in order. In place in tfjs-wasm's heap where the backend allows it; else on copies in
+ * the kernels' memory.
+ */
+function elementwise(
+  kernel: string,
+  tensors: readonly (Tensor | undefined)[],
+  outCount: number,
+  run: (loops: UpdateExports, inputs: number[], outputs: number[]) => void,
+): Tensor[] {
+  const shape = tensors.find((t) => t !== undefined)!.shape;
+  return probed(kernel, () => {
+    const heap = tensors.every((t) => t === undefined || t.dtype === 'float32') ? heapBackend() : undefined;
+    if (heap) {
+      const out = Array.from({ length: outCount }, () => tf.engine().makeTensorFromTensorInfo(heap.backend.makeOutput!(shape, 'float32')) as Tensor);
+      run(
+        heap.exports,
+        tensors.map((t) => (t ? offset(heap.backend, t) : 0)),
+        out.map((t) => offset(heap.backend, t)),
+      );
+      return out;
+    }
+    const n = tensors.find((t) => t !== undefined)!.size;
+    const a = arena({ width: n });
+    const inputs = tensors.map((t) => (t ? a.alloc(n) : 0));
+    const outputs = Array.from({ length: outCount }, () => a.alloc(n));
+    a.commit();
+    tensors.forEach((t, i) => t && a.f32(inputs[i]!, n).set(readF32(t)));
+    run(snn(), inputs, outputs);
+    return outputs.map((at) => tensorOf(a.f32(at, n), shape));
+  });
 }
 
 function offset(backend: WasmBackend, t: Tensor): number {
@@ -77,82 +106,31 @@ function offset(backend: WasmBackend, t: Tensor): number {
   return at;
 }
 
-const float32 = (ts: readonly (Tensor | undefined)[]) => ts.every((t) => t === undefined || t.dtype === 'float32');
-
-const adamArgs = (p: AdamMomentsParams) => {
-  const f = Math.fround;
-  return [f(p.beta1), f(1 - p.beta1), f(p.beta2), f(1 - p.beta2), f(1 - p.beta1 ** p.count), f(1 - p.beta2 ** p.count), f(p.eps)] as const;
-};
+const f = Math.fround;
 
 /** `spikeflow.adamMoments`: Adam's moments and step direction for one parameter. */
 export function adamMoments(g: Tensor, mu: Tensor, nu: Tensor, p: AdamMomentsParams): AdamMomentsResult {
   checkSameShapes('spikeflow.adamMoments', { g, mu, nu });
-  return probed('spikeflow.adamMoments', () => {
-    const n = g.size;
-    const heap = float32([g, mu, nu]) ? heapBackend() : undefined;
-    if (heap) {
-      const { tensors, at } = outputs(heap.backend, g.shape, 3);
-      const [pg, pm, pv] = [g, mu, nu].map((t) => offset(heap.backend, t)) as [number, number, number];
-      heap.exports.adamMoments(pg, pm, pv, n, ...adamArgs(p), at[0]!, at[1]!, at[2]!);
-      return { update: tensors[0]!, mu: tensors[1]!, nu: tensors[2]! };
-    }
-    const a = arena({ width: n });
-    const [pg, pm, pv, po] = [a.alloc(n), a.alloc(n), a.alloc(n), a.alloc(n)];
-    a.commit();
-    a.f32(pg, n).set(readF32(g));
-    a.f32(pm, n).set(readF32(mu));
-    a.f32(pv, n).set(readF32(nu));
-    snn().adamMoments(pg, pm, pv, n, ...adamArgs(p), po, pm, pv);
-    return { update: tensorOf(a.f32(po, n), g.shape), mu: tensorOf(a.f32(pm, n), g.shape), nu: tensorOf(a.f32(pv, n), g.shape) };
-  });
+  const args = [f(p.beta1), f(1 - p.beta1), f(p.beta2), f(1 - p.beta2), f(1 - p.beta1 ** p.count), f(1 - p.beta2 ** p.count), f(p.eps)] as const;
+  const [update, m, v] = elementwise('spikeflow.adamMoments', [g, mu, nu], 3, (loops, [pg, pm, pv], [po, pmo, pvo]) =>
+    loops.adamMoments(pg!, pm!, pv!, g.size, ...args, po!, pmo!, pvo!),
+  );
+  return { update: update!, mu: m!, nu: v! };
 }
 
 /** `spikeflow.fpttPull`: FPTT's regularised gradient of one parameter. */
 export function fpttPull(g: Tensor | undefined, w: Tensor, wbar: Tensor, shift: Tensor, p: FpttPullParams): Tensor {
   checkSameShapes('spikeflow.fpttPull', { w, g, wbar, shift });
-  return probed('spikeflow.fpttPull', () => {
-    const n = w.size;
-    const [alpha, scale] = [Math.fround(p.alpha), Math.fround(p.shiftScale)];
-    const heap = float32([g, w, wbar, shift]) ? heapBackend() : undefined;
-    if (heap) {
-      const { tensors, at } = outputs(heap.backend, w.shape, 1);
-      const [pw, pb, ps] = [w, wbar, shift].map((t) => offset(heap.backend, t)) as [number, number, number];
-      heap.exports.fpttPull(g ? offset(heap.backend, g) : 0, g ? 1 : 0, pw, pb, ps, n, alpha, scale, at[0]!);
-      return tensors[0]!;
-    }
-    const a = arena({ width: n });
-    const [pg, pw, pb, ps, po] = [g ? a.alloc(n) : 0, a.alloc(n), a.alloc(n), a.alloc(n), a.alloc(n)];
-    a.commit();
-    if (g) a.f32(pg, n).set(readF32(g));
-    a.f32(pw, n).set(readF32(w));
-    a.f32(pb, n).set(readF32(wbar));
-    a.f32(ps, n).set(readF32(shift));
-    snn().fpttPull(pg, g ? 1 : 0, pw, pb, ps, n, alpha, scale, po);
-    return tensorOf(a.f32(po, n), w.shape);
-  });
+  return elementwise('spikeflow.fpttPull', [g, w, wbar, shift], 1, (loops, [pg, pw, pb, ps], [po]) =>
+    loops.fpttPull(pg!, g ? 1 : 0, pw!, pb!, ps!, w.size, f(p.alpha), f(p.shiftScale), po!),
+  )[0]!;
 }
 
 /** `spikeflow.fpttAnchor`: FPTT's anchor update (dual form) of one parameter. */
 export function fpttAnchor(w: Tensor, wbar: Tensor, lambda: Tensor, p: FpttAnchorParams): FpttAnchorResult {
   checkSameShapes('spikeflow.fpttAnchor', { w, wbar, lambda });
-  return probed('spikeflow.fpttAnchor', () => {
-    const n = w.size;
-    const f = Math.fround;
-    const args = [f(p.alpha), f(1 - p.beta), f(p.beta), f(p.beta / p.alpha)] as const;
-    const heap = float32([w, wbar, lambda]) ? heapBackend() : undefined;
-    if (heap) {
-      const { tensors, at } = outputs(heap.backend, w.shape, 2);
-      const [pw, pb, pl] = [w, wbar, lambda].map((t) => offset(heap.backend, t)) as [number, number, number];
-      heap.exports.fpttAnchor(pw, pb, pl, n, ...args, at[0]!, at[1]!);
-      return { wbar: tensors[0]!, lambda: tensors[1]! };
-    }
-    const a = arena({ width: n });
-    const [pw, pb, pl] = [a.alloc(n), a.alloc(n), a.alloc(n)];
-    a.commit();
-    a.f32(pw, n).set(readF32(w));
-    a.f32(pb, n).set(readF32(wbar));
-    a.f32(pl, n).set(readF32(lambda));
-    snn().fpttAnchor(pw, pb, pl, n, ...args, pb, pl);
-    return { wbar: tensorOf(a.f32(pb, n), w.shape), lambda: tensorOf(a.f32(pl, n), w.shape) };
-  });
+  const [wb, l] = elementwise('spikeflow.fpttAnchor', [w, wbar, lambda], 2, (loops, [pw, pb, pl], [pbo, plo]) =>
+    loops.fpttAnchor(pw!, pb!, pl!, w.size, f(p.alpha), f(1 - p.beta), f(p.beta), f(p.beta / p.alpha), pbo!, plo!),
+  );
+  return { wbar: wb!, lambda: l! };
 }
