@@ -246,6 +246,15 @@ describe('a run is composed in its own container', () => {
     );
     expect(e2.message).toBe("model.inputs: is 5 but dataset 'memory' has 7 input channels per step (omit it to take the dataset's)");
     expect(misfit.log.closed).toBe(1);
+    // An input shape whose product is not the dataset's channels.
+    const shaped = memoryDataset({ channels: 7 });
+    const e3 = await rejection(
+      composeRun({ ...config, model: { ...config.model, inputShape: [2, 2, 2] } }, registry, ctx, {
+        overrides: override(RunTokens.dataset, { useValue: shaped.dataset }),
+      }),
+    );
+    expect(e3.message).toMatch(/^model\.inputShape: \[2,2,2\] holds 8 features, but dataset 'memory' has 7 input channels per step/);
+    expect(shaped.log.closed).toBe(1);
     expect(tf.memory().numTensors).toBe(tensors);
   });
 

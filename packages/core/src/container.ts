@@ -160,7 +160,19 @@ export function runContainer(config: RunConfig, registry: Registry, ctx: Dataset
       const { model } = get(c, RunTokens.config);
       const d = get(c, RunTokens.description);
       const name = datasetOf(c).name;
-      const spec = { ...model, inputs: model.inputs ?? d.channels, readout: { ...model.readout, size: model.readout.size ?? d.outputs } } as ModelSpec;
+      const shape = model.inputShape;
+      const fromShape = Array.isArray(shape) ? shape.reduce((a, b) => a * b, 1) : undefined;
+      if (fromShape !== undefined && model.inputs === undefined && fromShape !== d.channels) {
+        throw configError(
+          'model.inputShape',
+          `[${shape}] holds ${fromShape} features, but dataset '${name}' has ${d.channels} input channels per step; give the shape its steps are laid out in (rows, columns, channels)`,
+        );
+      }
+      const spec = {
+        ...model,
+        inputs: model.inputs ?? fromShape ?? d.channels,
+        readout: { ...model.readout, size: model.readout.size ?? d.outputs },
+      } as ModelSpec;
       if (spec.inputs !== d.channels)
         throw configError('model.inputs', `is ${spec.inputs} but dataset '${name}' has ${d.channels} input channels per step (omit it to take the dataset's)`);
       if (spec.readout.size !== d.outputs)

@@ -2,7 +2,7 @@ import { tf, type Tensor } from './tf.js';
 import { SpikeflowError } from './errors.js';
 import { LeakyReadout, IntegrateFireLayer, type KernelName, type KernelTable } from './kernels.js';
 import type { AnyNeuronModel, IntegrateFireParams, NeuronParams } from './neuron.js';
-import type { ResolvedModel } from './model.js';
+import { isDenseModel, type ResolvedModel } from './model.js';
 import type { LayerState, NetState, StepParams } from './step.js';
 
 /**
@@ -19,6 +19,7 @@ import type { LayerState, NetState, StepParams } from './step.js';
  */
 export function fusableModel(model: ResolvedModel, kernelParams: (layer: number) => IntegrateFireParams | undefined): boolean {
   return (
+    isDenseModel(model) &&
     model.readout.leak !== undefined &&
     model.readout.from === 'spikes' &&
     model.layers.every((l, i) => {

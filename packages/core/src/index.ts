@@ -76,8 +76,22 @@ export { adamMomentsReference, fpttPullReference, fpttAnchorReference, checkSame
 export type { AdamMomentsParams, AdamMomentsResult, FpttPullParams, FpttAnchorParams, FpttAnchorResult } from './updates.js';
 export { checkEligibilitySpec, checkEligibilityWindow, checkEligibilitySignals, eligibilityOrder, integrateFireEligibilityReference } from './eligibility.js';
 export type { EligibilitySpec, EligibilityTraces, EligibilityGradient, EligibilityWindow } from './eligibility.js';
-export { resolveModel } from './model.js';
-export type { ModelSpec, LayerSpec, ReadoutSpec, ResolvedModel, ResolvedLayer, ResolvedReadout, ModelRegistries } from './model.js';
+export { resolveModel, isDenseModel } from './model.js';
+export type {
+  ModelSpec,
+  LayerSpec,
+  DenseLayerSpec,
+  Conv2dLayerSpec,
+  PoolLayerSpec,
+  FlattenLayerSpec,
+  ReadoutSpec,
+  ResolvedModel,
+  ResolvedLayer,
+  ResolvedReadout,
+  ModelRegistries,
+} from './model.js';
+export { applyPools, convCurrent } from './conv.js';
+export type { Conv2dGeometry, PoolGeometry, Padding, SpatialShape } from './conv.js';
 export { leakyReadout, builtinReadouts, defineReadout } from './readout.js';
 export type { Readout, AnyReadout, ReadoutStepParams, ReadoutTensorParam } from './readout.js';
 export { layerParam, readoutParam, neuronParamTensor } from './params.js';

@@ -3,6 +3,7 @@ import type { AnyNeuronModel, NeuronRegistry } from './neuron.js';
 import { surrogateFromSpec, type Surrogate, type SurrogateEntry, type SurrogateSpec } from './surrogates.js';
 import { builtinReadouts, type AnyReadout } from './readout.js';
 import { configError, didYouMean, expectObject, join, parseSchema, rejectUnknownKeys } from './validate.js';
+import { convGeometry, pairOf, poolGeometry, sizeOf, spatialShapeOf, type Conv2dGeometry, type Padding, type PoolGeometry, type SpatialShape } from './conv.js';
 
 // ---------------------------------------------------------------------------------------------
 // Model spec: plain JSON, validated with errors that name the field.
@@ -30,8 +31,51 @@ type KnownLayerSpec = {
   [K in keyof NeuronRegistry]: LayerSpecBase & { neuron: K; params?: Partial<NeuronRegistry[K]> };
 }[keyof NeuronRegistry];
 
-/** One layer: a dense (optionally recurrent) synapse feeding a population of one neuron model. */
-export type LayerSpec = [keyof NeuronRegistry] extends [never] ? LayerSpecBase & { neuron: string; params?: Record<string, unknown> } : KnownLayerSpec;
+/** One dense layer: a dense (optionally recurrent) synapse feeding a population of one neuron model. */
+export type DenseLayerSpec = ([keyof NeuronRegistry] extends [never]
+  ? LayerSpecBase & { neuron: string; params?: Record<string, unknown> }
+  : KnownLayerSpec) & {
+  type?: 'dense';
+};
+
+/**
+ * A convolutional layer: `conv(x, W) + b` over a channels-last `[H, W, C]` input (W is `[kh, kw,
+ * C_in, channels]`, TensorFlow's HWIO) feeding one neuron per output position and channel.
+ */
+export interface Conv2dLayerSpec {
+  type: 'conv2d';
+  neuron: string;
+  /** Output channels. */
+  channels: number;
+  /** Kernel rows and columns (`3` is `[3, 3]`). */
+  kernel: number | [number, number];
+  /** Stride (default 1). */
+  stride?: number | [number, number];
+  /** `valid` (default, as TensorFlow) or `same` (TensorFlow's rule: ⌈H/stride⌉ rows, the odd padding row at the bottom). */
+  padding?: Padding;
+  bias?: boolean;
+  gain?: number;
+  surrogate?: SurrogateSpec;
+  params?: Record<string, unknown>;
+}
+
+/** Average or max pooling over `valid` windows (no neuron, no state, no parameters). */
+export interface PoolLayerSpec {
+  type: 'avgpool' | 'maxpool';
+  /** Window rows and columns (`2` is `[2, 2]`). */
+  size: number | [number, number];
+  /** Stride (default: the window size). */
+  stride?: number | [number, number];
+  padding?: 'valid';
+}
+
+/** `[H, W, C]` to `[H·W·C]` in row-major order (what a dense layer or the readout after a spatial layer reads). */
+export interface FlattenLayerSpec {
+  type: 'flatten';
+}
+
+/** One entry of a model's `layers`: a dense layer (no `type`, or `dense`), `conv2d`, `avgpool`, `maxpool` or `flatten`. */
+export type LayerSpec = DenseLayerSpec | Conv2dLayerSpec | PoolLayerSpec | FlattenLayerSpec;
 
 /**
  * The non-spiking readout over the last layer's spikes (or, with `from: "membrane"`, its membrane
@@ -78,18 +122,37 @@ export interface ResolvedReadout {
  * acting on row vectors (`current = x_t·W + b`); tensors are time-major `[T, B, features]`.
  */
 export interface ModelSpec {
+  /** Input features per step (with `inputShape`: optional, and then its product). */
   inputs: number;
+  /** The input's `[H, W, C]` (channels last) for spatial layers; the data stays flat, `[T, B, H·W·C]`, in row-major order. */
+  inputShape?: [number, number, number];
   layers: LayerSpec[];
   readout: ReadoutSpec;
   /** Surrogate of every layer that names none (when omitted: each neuron's own default, else fast sigmoid with slope 25). */
   surrogate?: SurrogateSpec;
 }
 
+/**
+ * A layer with neurons, after validation. Pooling and flatten entries of the spec are not layers of
+ * their own: pooling runs on the way into the next layer (`pools`) or into the readout, flatten
+ * only changes how the next entry reads the (already flat) activations. Parameters are numbered
+ * over these layers: `layers.<index>.W`.
+ */
 export interface ResolvedLayer {
+  /** Its number among the layers with neurons (what parameter names and states use). */
   readonly index: number;
+  /** Its position in the spec's `layers` (what error messages name). */
+  readonly specIndex: number;
+  readonly type: 'dense' | 'conv2d';
+  /** A `conv2d` layer's geometry. */
+  readonly conv?: Conv2dGeometry;
+  /** The pooling applied, in order, to its input before its synapse. */
+  readonly pools: readonly PoolGeometry[];
   readonly neuron: AnyNeuronModel;
   readonly config: Readonly<Record<string, string | number | boolean>>;
+  /** Neurons (a `conv2d` layer: H′·W′·channels). */
   readonly size: number;
+  /** Inputs per neuron: a dense layer's input features, a `conv2d` layer's kh·kw·C_in (the weights' bound ±gain/√fanIn). */
   readonly fanIn: number;
   readonly recurrent: boolean;
   /** False when the diagonal of `W_rec` is masked (only meaningful with `recurrent`). */
@@ -102,12 +165,23 @@ export interface ResolvedLayer {
 export interface ResolvedModel {
   readonly spec: ModelSpec;
   readonly inputs: number;
+  /** The input's `[H, W, C]`, where the spec gives one. */
+  readonly inputShape?: SpatialShape;
   readonly layers: readonly ResolvedLayer[];
   readonly readout: ResolvedReadout;
+  /** The pooling applied to the last layer's output before the readout. */
+  readonly readoutPools: readonly PoolGeometry[];
+  /** The readout's input features (rows of `readout.W`). */
+  readonly readoutFanIn: number;
+}
+
+/** Whether every layer is dense and nothing pools (the network's original form, which fused kernels and most online rules assume). */
+export function isDenseModel(model: ResolvedModel): boolean {
+  return model.readoutPools.length === 0 && model.layers.every((l) => l.type === 'dense' && l.pools.length === 0);
 }
 
 /** The plain fields of a model, a layer and a readout: one schema each, parsed once (the other keys name plugins' values). */
-const modelFields = { inputs: { type: 'number', integer: true, min: 1, required: true, doc: 'input channels' } } as const;
+const modelFields = { inputs: { type: 'number', integer: true, min: 1, doc: 'input channels' } } as const;
 const layerFields = {
   size: { type: 'number', integer: true, min: 1, required: true, doc: 'number of neurons' },
   recurrent: { type: 'boolean', default: false },
@@ -128,8 +202,18 @@ function fieldsOf(obj: Record<string, unknown>, schema: object): Record<string, 
   return Object.fromEntries(Object.entries(obj).filter(([k]) => k in schema));
 }
 
-const LAYER_KEYS = ['neuron', 'size', 'recurrent', 'selfConnections', 'bias', 'gain', 'surrogate', 'params'] as const;
-const MODEL_KEYS = ['inputs', 'layers', 'readout', 'surrogate'] as const;
+const convFields = {
+  channels: { type: 'number', integer: true, min: 1, required: true, doc: 'output channels' },
+  padding: { type: 'string', default: 'valid', oneOf: ['valid', 'same'] },
+  bias: { type: 'boolean', default: true },
+  gain: { type: 'number', default: 1, min: 0, exclusiveMin: true },
+} as const;
+
+const LAYER_KEYS = ['type', 'neuron', 'size', 'recurrent', 'selfConnections', 'bias', 'gain', 'surrogate', 'params'] as const;
+const CONV_KEYS = ['type', 'neuron', 'channels', 'kernel', 'stride', 'padding', 'bias', 'gain', 'surrogate', 'params'] as const;
+const POOL_KEYS = ['type', 'size', 'stride', 'padding'] as const;
+const LAYER_TYPES = ['dense', 'conv2d', 'avgpool', 'maxpool', 'flatten'] as const;
+const MODEL_KEYS = ['inputs', 'inputShape', 'layers', 'readout', 'surrogate'] as const;
 const READOUT_KEYS = Object.keys(readoutFields);
 
 export interface ModelRegistries {
@@ -149,7 +233,16 @@ export function resolveModel(spec: unknown, reg: ModelRegistries, path = 'model'
   const obj = expectObject(spec, path);
   rejectUnknownKeys(obj, MODEL_KEYS, path);
   const surrogates = [...valuesOf(reg.surrogates)];
-  const { inputs } = parseSchema(modelFields, fieldsOf(obj, modelFields), path);
+  const given = parseSchema(modelFields, fieldsOf(obj, modelFields), path).inputs;
+  const inputShape = obj['inputShape'] === undefined ? undefined : spatialShapeOf(obj['inputShape'], join(path, 'inputShape'));
+  if (inputShape && given !== undefined && given !== sizeOf(inputShape)) {
+    throw configError(
+      join(path, 'inputs'),
+      `is ${given}, but inputShape [${inputShape}] holds ${sizeOf(inputShape)} features; omit "inputs" or make them agree`,
+    );
+  }
+  const inputs = inputShape ? sizeOf(inputShape) : given;
+  if (inputs === undefined) throw configError(join(path, 'inputs'), 'is required (the input features per step), unless the model gives an "inputShape"');
   const modelSurrogate = obj['surrogate'] === undefined ? undefined : surrogateFromSpec(obj['surrogate'], surrogates, join(path, 'surrogate'));
   let coreDefault: Surrogate | undefined;
   const fallback = () => {
@@ -160,11 +253,11 @@ export function resolveModel(spec: unknown, reg: ModelRegistries, path = 'model'
   if (!Array.isArray(layersRaw) || layersRaw.length === 0) {
     throw configError(join(path, 'layers'), `expected a non-empty array of layers, got ${JSON.stringify(layersRaw)}`);
   }
-  let fanIn = inputs;
-  const layers: ResolvedLayer[] = layersRaw.map((raw: unknown, index) => {
-    const lp = join(join(path, 'layers'), index);
-    const l = expectObject(raw, lp);
-    rejectUnknownKeys(l, LAYER_KEYS, lp);
+  // What the next entry reads: flat features, or a spatial [H, W, C] (flat in memory either way).
+  let shape: SpatialShape | number = inputShape ?? inputs;
+  let pools: PoolGeometry[] = [];
+  const layers: ResolvedLayer[] = [];
+  const neuronOf = (l: Record<string, unknown>, lp: string) => {
     const name = l['neuron'];
     if (typeof name !== 'string') throw configError(join(lp, 'neuron'), `expected a neuron name, got ${JSON.stringify(name)}`);
     const neuron = reg.neurons.get(name);
@@ -176,9 +269,6 @@ export function resolveModel(spec: unknown, reg: ModelRegistries, path = 'model'
         { path: `${lp}.neuron`, name },
       );
     }
-    const { size, recurrent, selfConnections, bias, gain } = parseSchema(layerFields, fieldsOf(l, layerFields), lp);
-    if (!selfConnections && !recurrent)
-      throw configError(join(lp, 'selfConnections'), 'only a recurrent layer has self-connections to mask; add "recurrent": true or remove "selfConnections"');
     // Precedence: the layer's surrogate, the model's, the neuron's own default, core's default.
     const surrogate =
       l['surrogate'] !== undefined
@@ -187,12 +277,86 @@ export function resolveModel(spec: unknown, reg: ModelRegistries, path = 'model'
           (neuron.defaultSurrogate ? surrogateFromSpec(neuron.defaultSurrogate, surrogates, `${lp}.neuron (default surrogate of '${name}')`) : fallback()));
     const config = parseSchema(neuron.configSchema, l['params'], join(lp, 'params'));
     neuron.validate?.(config, join(lp, 'params'));
-    const layer: ResolvedLayer = { index, neuron, config: config as ResolvedLayer['config'], size, fanIn, recurrent, selfConnections, bias, gain, surrogate };
-    fanIn = size;
-    return layer;
+    return { neuron, surrogate, config: config as ResolvedLayer['config'] };
+  };
+  layersRaw.forEach((raw: unknown, specIndex) => {
+    const lp = join(join(path, 'layers'), specIndex);
+    const l = expectObject(raw, lp);
+    const type = l['type'] ?? 'dense';
+    if (typeof type !== 'string' || !(LAYER_TYPES as readonly string[]).includes(type)) {
+      throw configError(join(lp, 'type'), `unknown layer type ${JSON.stringify(type)}; ${didYouMean(String(type), LAYER_TYPES)}`);
+    }
+    const spatialIn = (what: string): SpatialShape => {
+      if (typeof shape !== 'number') return shape;
+      throw configError(
+        join(lp, 'type'),
+        `${what} reads a spatial [H, W, C] input, and ${specIndex === 0 ? 'the model input' : `layers[${specIndex - 1}]`} gives ${shape} flat features; ` +
+          (specIndex === 0 ? 'give the model an "inputShape"' : "put it before the flatten (a dense layer's output is flat)"),
+      );
+    };
+    if (type === 'flatten') {
+      rejectUnknownKeys(l, ['type'], lp);
+      shape = typeof shape === 'number' ? shape : sizeOf(shape);
+      return;
+    }
+    if (type === 'avgpool' || type === 'maxpool') {
+      rejectUnknownKeys(l, POOL_KEYS, lp);
+      if (l['padding'] !== undefined && l['padding'] !== 'valid')
+        throw configError(join(lp, 'padding'), `pooling takes "valid" windows only, got ${JSON.stringify(l['padding'])}`);
+      const size = pairOf(l['size'], join(lp, 'size'), 'the window size');
+      const stride = l['stride'] === undefined ? size : pairOf(l['stride'], join(lp, 'stride'), 'the stride');
+      const g = poolGeometry(type, spatialIn(type), size, stride, lp);
+      pools.push(g);
+      shape = g.outShape;
+      return;
+    }
+    const index = layers.length;
+    if (type === 'conv2d') {
+      rejectUnknownKeys(l, CONV_KEYS, lp);
+      const inShape = spatialIn('conv2d');
+      const { channels, padding, bias, gain } = parseSchema(convFields, fieldsOf(l, convFields), lp);
+      const kernel = pairOf(l['kernel'], join(lp, 'kernel'), 'the kernel size');
+      const stride = l['stride'] === undefined ? ([1, 1] as [number, number]) : pairOf(l['stride'], join(lp, 'stride'), 'the stride');
+      const conv = convGeometry(inShape, channels, kernel, stride, padding, lp);
+      const n = neuronOf(l, lp);
+      const size = sizeOf(conv.outShape);
+      const fanIn = kernel[0] * kernel[1] * inShape[2];
+      layers.push({ index, specIndex, type, conv, pools, ...n, size, fanIn, recurrent: false, selfConnections: true, bias, gain });
+      shape = conv.outShape;
+      pools = [];
+      return;
+    }
+    rejectUnknownKeys(l, LAYER_KEYS, lp);
+    if (typeof shape !== 'number') {
+      throw configError(
+        join(lp, 'type'),
+        `a dense layer reads flat features, and ${specIndex === 0 ? 'the model input' : `layers[${specIndex - 1}]`} gives a [${shape}] map; put a { "type": "flatten" } before it`,
+      );
+    }
+    const n = neuronOf(l, lp);
+    const { size, recurrent, selfConnections, bias, gain } = parseSchema(layerFields, fieldsOf(l, layerFields), lp);
+    if (!selfConnections && !recurrent)
+      throw configError(join(lp, 'selfConnections'), 'only a recurrent layer has self-connections to mask; add "recurrent": true or remove "selfConnections"');
+    layers.push({ index, specIndex, type: 'dense', pools, ...n, size, fanIn: shape, recurrent, selfConnections, bias, gain });
+    shape = size;
+    pools = [];
   });
+  if (layers.length === 0)
+    throw configError(join(path, 'layers'), 'has no layer with neurons (dense or conv2d); pooling and flatten alone have nothing to train');
+  if (typeof shape !== 'number') {
+    throw configError(
+      join(path, 'layers'),
+      `end in a [${shape}] map, and the readout reads flat features; end them with a { "type": "flatten" } or a dense layer`,
+    );
+  }
   const readout = resolveReadout(obj['readout'], reg, layers[layers.length - 1]!.neuron, join(path, 'readout'));
-  return { spec: spec as ModelSpec, inputs, layers, readout };
+  if (readout.from === 'membrane' && (pools.length > 0 || layers.at(-1)!.type !== 'dense')) {
+    throw configError(
+      join(join(path, 'readout'), 'from'),
+      'a readout of the membrane reads the last layer directly: it must be dense, with no pooling after it; use "from": "spikes"',
+    );
+  }
+  return { spec: spec as ModelSpec, inputs, ...(inputShape ? { inputShape } : {}), layers, readout, readoutPools: pools, readoutFanIn: shape };
 }
 
 function resolveReadout(raw: unknown, reg: ModelRegistries, lastNeuron: AnyNeuronModel, rp: string): ResolvedReadout {

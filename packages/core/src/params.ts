@@ -67,8 +67,10 @@ export function createTensors(model: ResolvedModel, seed: number): NetworkTensor
   };
   try {
     const neuron = model.layers.map((l) => {
-      variable(layerParam(l.index, 'W'), uniform([l.fanIn, l.size], l.fanIn, l.gain));
-      if (l.bias) variable(layerParam(l.index, 'b'), uniform([l.size], l.fanIn, l.gain));
+      // A conv2d layer's W is [kh, kw, C_in, channels] (TensorFlow's HWIO) and its bias per channel.
+      const c = l.conv;
+      variable(layerParam(l.index, 'W'), uniform(c ? [c.kernel[0], c.kernel[1], c.inShape[2], c.outShape[2]] : [l.fanIn, l.size], l.fanIn, l.gain));
+      if (l.bias) variable(layerParam(l.index, 'b'), uniform([c ? c.outShape[2] : l.size], l.fanIn, l.gain));
       if (l.recurrent) {
         const w = uniform([l.size, l.size], l.size, l.gain);
         variable(layerParam(l.index, 'W_rec'), l.selfConnections ? w : tf.tidy(() => tf.mul(w, offDiagonal(l.size))));
@@ -80,10 +82,10 @@ export function createTensors(model: ResolvedModel, seed: number): NetworkTensor
       }
       return tensors;
     });
-    const last = model.layers[model.layers.length - 1]!;
     const r = model.readout;
-    variable(readoutParam('W'), uniform([last.size, r.size], last.size, r.gain));
-    if (r.bias) variable(readoutParam('b'), uniform([r.size], last.size, r.gain));
+    const rIn = model.readoutFanIn;
+    variable(readoutParam('W'), uniform([rIn, r.size], rIn, r.gain));
+    if (r.bias) variable(readoutParam('b'), uniform([r.size], rIn, r.gain));
     const readout: Record<string, HeldTensor> = {};
     for (const [key, p] of Object.entries(r.readout.tensorParams?.(r.options, r.size) ?? {})) {
       readout[key] = held(p, readoutParam(key), `readout '${r.kind}' parameter '${key}'`);

@@ -7,6 +7,7 @@ import type { TensorTree } from './state.js';
 import type { Schema, SchemaValues } from './validate.js';
 import type { StepInput } from './steps.js';
 import { SpikeflowError } from './errors.js';
+import { isDenseModel } from './model.js';
 import { configError, didYouMean, expectObject, parseSchema } from './validate.js';
 import { trainWindows, type WindowInfo, type WindowObjective } from './windows.js';
 
@@ -106,6 +107,11 @@ export interface RuleRequirements {
   readonly fixedNeuronParams?: boolean;
   /** The readout: a fixed leak (`Readout.leak`), and what it reads. */
   readonly readout?: { readonly leak?: boolean; readonly from?: 'spikes' | 'membrane' };
+  /**
+   * Dense layers only: no `conv2d` layer and no pooling (a rule whose products are `x·W` synapse
+   * hooks, or whose traces or heads assume flat layers).
+   */
+  readonly denseLayers?: boolean;
 }
 
 /** A named rule factory, as plugins provide it: configs name it and pass validated options. */
@@ -165,6 +171,16 @@ export function checkRequirements(rule: LearningRule, network: Network, loss: Te
     );
   }
   const m = network.model;
+  if (r.denseLayers && !isDenseModel(m)) {
+    const types = m.spec.layers.map((l) => (l as { type?: string }).type ?? 'dense');
+    const at = types.findIndex((t) => t !== 'dense' && t !== 'flatten');
+    const type = types[at];
+    throw unmet(
+      rule,
+      `model.layers[${at}].type`,
+      `it trains dense layers only, and this is a ${type} layer; use a dense network, or a rule that trains convolutional ones (bptt, with or without truncation)`,
+    );
+  }
   if (r.layers !== undefined && m.layers.length !== r.layers) {
     throw unmet(
       rule,

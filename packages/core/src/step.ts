@@ -3,6 +3,7 @@ import type { IntegrateFireParams, NeuronState, NeuronStepContext } from './neur
 import { detach, type KernelName, type KernelSignatures, type PresynapticTraces } from './kernels.js';
 import type { ResolvedModel } from './model.js';
 import { layerParam, readoutParam } from './params.js';
+import { applyPools, convCurrent } from './conv.js';
 
 /** A layer's state: its neuron's state and its spikes of the last step (the recurrent input). */
 export interface LayerState {
@@ -135,9 +136,11 @@ export function modelStep(model: ResolvedModel, p: StepParams, state: NetState, 
     const prev = p.temporal
       ? entering
       : { neuron: Object.fromEntries(Object.entries(entering.neuron).map(([k, t]) => [k, carried(t)])), spikes: carried(entering.spikes) };
-    const feed = p.cut.has(i) ? lp.ctx.detach(input) : input;
-    let current = synapse(feed, lp.W, { layer: i, weight: 'W', param: layerParam(i, 'W') });
-    if (lp.b) current = tf.add(current, lp.b);
+    const cutFeed = p.cut.has(i) ? lp.ctx.detach(input) : input;
+    const feed = l.pools.length ? applyPools(cutFeed, l.pools) : cutFeed;
+    // A conv2d layer's product is a convolution, not a synapse hook's x·W (rules that need the hook refuse such layers).
+    let current = l.conv ? convCurrent(feed, lp.W, lp.b, l.conv) : synapse(feed, lp.W, { layer: i, weight: 'W', param: layerParam(i, 'W') });
+    if (lp.b && !l.conv) current = tf.add(current, lp.b);
     if (lp.W_rec) current = tf.add(current, synapse(prev.spikes, lp.W_rec, { layer: i, weight: 'W_rec', param: layerParam(i, 'W_rec') }));
     const out = l.neuron.step({ config: l.config, tensors: lp.neuron }, prev.neuron, current, lp.ctx);
     currents.push(current);
@@ -150,6 +153,7 @@ export function modelStep(model: ResolvedModel, p: StepParams, state: NetState, 
     const last = model.layers[model.layers.length - 1]!;
     input = layers[layers.length - 1]!.neuron[last.neuron.membrane!]!;
   }
+  if (model.readoutPools.length) input = applyPools(input, model.readoutPools);
   let d = synapse(input, p.readout.W, { layer: 'readout', weight: 'W', param: readoutParam('W') });
   if (p.readout.b) d = tf.add(d, p.readout.b);
   const y = r.readout.step({ options: r.options, tensors: p.readout.tensors, dense: p.kernels['spikeflow.dense'] }, carried(state.readout), d);

@@ -3,7 +3,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { disposeTree, isSpikeflowError, tf } from '@spikeflow/core';
+import { disposeTree, isSpikeflowError, tf, type DenseLayerSpec } from '@spikeflow/core';
 import { fixtureModelSpec, fixtureParams, formatReports, readFixtures, relativeError, type Fixture } from './fixtures.js';
 import { toyTask } from './rule-suite.js';
 
@@ -27,7 +27,7 @@ describe('fixture helpers', () => {
     expect(spec.inputs).toBe(f.sizes.inputs);
     expect(spec.readout).toEqual({ size: f.sizes.outputs, kappa: f.readout.kappa });
     expect(spec.layers[0]).toMatchObject({ neuron: 'alif', size: 5, recurrent: true });
-    expect(spec.layers[0]!.params).toEqual({ beta: 0.9, threshold: 1, reset: 'subtract', resetDetach: true, rho: 0.95, betaA: 1.8 });
+    expect((spec.layers[0] as DenseLayerSpec).params).toEqual({ beta: 0.9, threshold: 1, reset: 'subtract', resetDetach: true, rho: 0.95, betaA: 1.8 });
     expect(spec.surrogate).toEqual({ name: 'triangle', gamma: 0.3, width: 1 });
     expect(Object.keys(fixtureParams(f.params)).sort()).toEqual(['layers.0.W', 'layers.0.W_rec', 'layers.0.b', 'readout.W', 'readout.b']);
   });
@@ -57,7 +57,7 @@ describe('fixture helpers', () => {
     expect(Object.keys(fixtureParams(a.expected.grads))).toEqual(Object.keys(fixtureParams(a.params)));
     const add = fixtureModelSpec(read('ltc_fixed_membrane_add'));
     expect(add.readout).toEqual({ size: 1, from: 'membrane', kappa: 0 });
-    expect(add.layers[0]!.params).toEqual({ threshold: 'fixed', theta: 0.4 });
+    expect((add.layers[0] as DenseLayerSpec).params).toEqual({ threshold: 'fixed', theta: 0.4 });
   });
 
   it('reads a directory of fixtures sorted by name, and refuses a missing directory, bad JSON or a missing key', async () => {

@@ -8,7 +8,10 @@ import {
   forward,
   loadPlugins,
   tf,
+  applyPools,
+  type LayerSpec,
   type ModelSpec,
+  type PoolGeometry,
   type NamedTensorMap,
   type Registry,
   type SpikeflowPlugin,
@@ -24,10 +27,16 @@ import {
  */
 type Nested = number | Nested[];
 
+/**
+ * A fixture layer: dense (no `type`, or `dense`: `neuron`, `size`, `recurrent`), or, in the conv
+ * fixtures, `conv2d` (`neuron`, `channels`, `kernel`, `stride`, `padding`), `avgpool` / `maxpool`
+ * (`size`, `stride`, `padding`) or `flatten`. The other keys are neuron parameters.
+ */
 export interface FixtureLayer {
-  neuron: string;
-  size: number;
-  recurrent: boolean;
+  type?: 'dense' | 'conv2d' | 'avgpool' | 'maxpool' | 'flatten';
+  neuron?: string;
+  size?: number | [number, number];
+  recurrent?: boolean;
   [param: string]: unknown;
 }
 
@@ -35,7 +44,8 @@ export interface Fixture {
   name: string;
   description?: string;
   dtype?: string;
-  sizes: { batch: number; inputs: number; steps: number; outputs: number };
+  /** `inputs` for flat inputs; `input_shape` `[H, W, C]` for the conv fixtures (inputs `[T][B][H][W][C]`). */
+  sizes: { batch: number; inputs?: number; input_shape?: [number, number, number]; steps: number; outputs: number };
   layers: FixtureLayer[];
   /** `kappa` for the (default) `leaky` readout; none for `kind: "ltc"`, whose update fraction is a gate. */
   readout: { kappa?: number; kind?: 'leaky' | 'ltc'; from?: 'spikes' | 'membrane' };
@@ -64,27 +74,55 @@ type FixtureGrads = {
   readout: { W: Nested; b: Nested; W_kappa?: Nested; b_kappa?: Nested };
 };
 
-const LAYER_STRUCTURE = new Set(['neuron', 'size', 'recurrent']);
+const LAYER_STRUCTURE = new Set(['type', 'neuron', 'size', 'recurrent']);
+const CONV_STRUCTURE = new Set(['type', 'neuron', 'channels', 'kernel', 'stride', 'padding']);
 const camel = (s: string) => s.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
 
+/** Whether a fixture layer has neurons (and so parameters, a state and a number among spikeflow's layers). */
+const hasNeurons = (l: FixtureLayer) => l.type === undefined || l.type === 'dense' || l.type === 'conv2d';
+
+/** The keys of `l` outside `structure`, camelCased: its neuron's parameters. */
+const neuronParams = (l: FixtureLayer, structure: ReadonlySet<string>) =>
+  Object.fromEntries(
+    Object.entries(l)
+      .filter(([k]) => !structure.has(k))
+      .map(([k, v]) => [camel(k), v]),
+  );
+
+function fixtureLayerSpec(l: FixtureLayer): LayerSpec {
+  switch (l.type) {
+    case 'flatten':
+      return { type: 'flatten' };
+    case 'avgpool':
+    case 'maxpool':
+      return { type: l.type, size: l.size as [number, number], ...(l['stride'] !== undefined ? { stride: l['stride'] as [number, number] } : {}) };
+    case 'conv2d':
+      return {
+        type: 'conv2d',
+        neuron: l.neuron!,
+        channels: l['channels'] as number,
+        kernel: l['kernel'] as [number, number],
+        stride: l['stride'] as [number, number],
+        padding: l['padding'] as 'same' | 'valid',
+        params: neuronParams(l, CONV_STRUCTURE),
+      };
+    default:
+      return { neuron: l.neuron!, size: l.size as number, recurrent: l.recurrent ?? false, params: neuronParams(l, LAYER_STRUCTURE) } as LayerSpec;
+  }
+}
+
 /**
- * The model spec of a fixture. Every layer key besides `neuron`, `size` and `recurrent` is a
- * neuron parameter, renamed from snake_case to camelCase (`reset_detach` → `resetDetach`,
- * `beta_a` → `betaA`), so fixtures of any installed neuron map onto its config.
+ * The model spec of a fixture. Every layer key besides the layer's structure (`neuron`, `size`,
+ * `recurrent`; a conv layer's `channels`, `kernel`, `stride`, `padding`) is a neuron parameter,
+ * renamed from snake_case to camelCase (`reset_detach` → `resetDetach`, `beta_a` → `betaA`), so
+ * fixtures of any installed neuron map onto its config.
  */
 export function fixtureModelSpec(f: Fixture): ModelSpec {
+  const shape = f.sizes.input_shape;
   return {
-    inputs: f.sizes.inputs,
-    layers: f.layers.map((l) => ({
-      neuron: l.neuron,
-      size: l.size,
-      recurrent: l.recurrent,
-      params: Object.fromEntries(
-        Object.entries(l)
-          .filter(([k]) => !LAYER_STRUCTURE.has(k))
-          .map(([k, v]) => [camel(k), v]),
-      ),
-    })),
+    inputs: shape ? shape[0] * shape[1] * shape[2] : f.sizes.inputs!,
+    ...(shape ? { inputShape: shape } : {}),
+    layers: f.layers.map(fixtureLayerSpec),
     readout: {
       size: f.sizes.outputs,
       ...(f.readout.kind !== undefined ? { kind: f.readout.kind } : {}),
@@ -95,11 +133,18 @@ export function fixtureModelSpec(f: Fixture): ModelSpec {
   };
 }
 
-/** Fixture parameters by spikeflow parameter name. */
-export function fixtureParams(p: FixtureGrads): Record<string, Nested> {
+/**
+ * Fixture parameters by spikeflow parameter name. With `layers` (the fixture's), entries of
+ * layers without neurons (pooling, flatten: `{}`) are skipped and the others numbered as spikeflow
+ * numbers its layers.
+ */
+export function fixtureParams(p: FixtureGrads, layers?: readonly FixtureLayer[]): Record<string, Nested> {
   const out: Record<string, Nested> = {};
+  let index = 0;
   p.layers.forEach((l, i) => {
-    for (const [k, v] of Object.entries(l)) if (v !== undefined) out[`layers.${i}.${k}`] = v;
+    if (layers && !hasNeurons(layers[i]!)) return;
+    for (const [k, v] of Object.entries(l)) if (v !== undefined) out[`layers.${index}.${k}`] = v;
+    index++;
   });
   for (const [k, v] of Object.entries(p.readout)) if (v !== undefined) out[`readout.${k}`] = v;
   return out;
@@ -147,6 +192,15 @@ export async function checkFixture(f: Fixture, registry: Registry, { tolerance =
   const loss = registry.losses.get(f.loss.name);
   if (!loss) throw new SpikeflowError('UNKNOWN_NAME', `fixture '${f.name}': loss '${f.loss.name}' is not known`);
   const net = buildNetwork(fixtureModelSpec(f), registry, { kernels: registry.kernels });
+  // Each fixture layer's place: a layer with neurons (its number in spikeflow), or a pooling (its geometry) or flatten.
+  const pools = [...net.model.layers.flatMap((l) => [...l.pools]), ...net.model.readoutPools];
+  let nextLayer = 0;
+  let nextPool = 0;
+  type Place = { kind: 'layer'; layer: number } | { kind: 'pool'; pool: PoolGeometry } | { kind: 'flatten' };
+  const places = f.layers.map(
+    (l): Place =>
+      hasNeurons(l) ? { kind: 'layer', layer: nextLayer++ } : l.type === 'flatten' ? { kind: 'flatten' } : { kind: 'pool', pool: pools[nextPool++]! },
+  );
   const failures: string[] = [];
   const worstOf = (label: string, pairs: [string, ArrayLike<number>, ArrayLike<number>][]) => {
     let worst = 0;
@@ -157,29 +211,41 @@ export async function checkFixture(f: Fixture, registry: Registry, { tolerance =
     }
     return worst;
   };
-  const inputs = tf.tensor(flat(f.inputs), [f.sizes.steps, f.sizes.batch, f.sizes.inputs]);
+  const spec = fixtureModelSpec(f);
+  const inputs = tf.tensor(flat(f.inputs), [f.sizes.steps, f.sizes.batch, spec.inputs]);
   const targets = f.loss.name.startsWith('ce')
     ? tf.tensor1d(flat(f.targets), 'int32')
     : tf.tensor(flat(f.targets), f.loss.name === 'mse_last' ? [f.sizes.batch, f.sizes.outputs] : [f.sizes.steps, f.sizes.batch, f.sizes.outputs]);
   try {
-    net.setParams(Object.fromEntries(Object.entries(fixtureParams(f.params)).map(([k, v]) => [k, flat(v)])));
+    net.setParams(Object.fromEntries(Object.entries(fixtureParams(f.params, f.layers)).map(([k, v]) => [k, flat(v)])));
 
-    // Forward: spikes, readout, final state.
+    // Forward: spikes (of pooling: the pooled values, within 1e-6), readout, final state.
     const fwd = forward(net, inputs, { record: true });
     let spikeMismatches = 0;
-    fwd.spikes!.forEach((s, l) => {
-      const a = s.dataSync();
+    let output: tf.Tensor | undefined;
+    const made: tf.Tensor[] = [];
+    places.forEach((place, l) => {
+      if (place.kind === 'layer') output = fwd.spikes![place.layer]!;
+      else if (place.kind === 'pool') {
+        const [T, B] = output!.shape as [number, number];
+        output = tf.tidy(() => tf.reshape(applyPools(tf.reshape(output!, [T * B, -1]), [place.pool]), [T, B, -1]));
+        made.push(output);
+      }
+      const a = output!.dataSync();
       const e = flat(f.expected.spikes[l]!);
+      const exact = place.kind !== 'pool' || place.pool.type === 'maxpool';
       if (a.length !== e.length) spikeMismatches += Math.max(a.length, e.length);
-      else for (let i = 0; i < e.length; i++) if (a[i] !== e[i]) spikeMismatches++;
+      else for (let i = 0; i < e.length; i++) if (exact ? a[i] !== e[i] : !(Math.abs(a[i]! - e[i]!) <= 1e-6)) spikeMismatches++;
     });
+    tf.dispose(made);
     if (spikeMismatches) failures.push(`spikes: ${spikeMismatches} entries differ`);
     const readout = worstOf('readout', [['y', fwd.readout.dataSync(), flat(f.expected.readout)]]);
     const finalState = worstOf(
       'final state',
       f.expected.final_state.flatMap((st, l) =>
         Object.entries(st).map(([k, v]): [string, ArrayLike<number>, ArrayLike<number>] => {
-          const t = fwd.state.layers[l]!.neuron[k];
+          const place = places[l]!;
+          const t = place.kind === 'layer' ? fwd.state.layers[place.layer]!.neuron[k] : undefined;
           return [`layers[${l}].${k}`, t ? t.dataSync() : [], flat(v)];
         }),
       ),
@@ -204,7 +270,7 @@ export async function checkFixture(f: Fixture, registry: Registry, { tolerance =
     const compareGrads = (label: string, got: Record<string, Float32Array>, exp: FixtureGrads) =>
       worstOf(
         label,
-        Object.entries(fixtureParams(exp)).map(([k, v]) => {
+        Object.entries(fixtureParams(exp, f.layers)).map(([k, v]) => {
           const e = flat(v);
           return [k, got[k] ?? new Float32Array(e.length), e];
         }),

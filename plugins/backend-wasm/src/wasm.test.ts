@@ -82,3 +82,40 @@ it('a clone shares its buffer (no copy), outlives its source, and gradients thro
   tf.dispose([y, w, g]);
   expect(tf.memory().numDataBuffers).toBe(buffers - 1);
 });
+
+it("conv2d's weight gradient (Conv2DBackpropFilter, which tfjs-wasm lacks) equals the cpu backend's for strides 1 and 2, 'same' and 'valid' padding, without leaking", async () => {
+  const cases = [
+    [8, 3, 1, 'valid'],
+    [8, 3, 2, 'valid'],
+    [7, 3, 2, 'valid'],
+    [6, 3, 1, 'same'],
+    [8, 3, 2, 'same'],
+    [7, 2, 3, 'same'],
+  ] as const;
+  const gradients = () =>
+    cases.map(([H, k, s, pad]) =>
+      tf.tidy(() => {
+        const x = tf.randomUniform([2, H, H + 1, 3], 0, 1, 'float32', 1) as tf.Tensor4D;
+        const w = tf.randomUniform([k, k + 1, 3, 4], -1, 1, 'float32', 2) as tf.Tensor4D;
+        const dy = tf.randomUniform(tf.conv2d(x, w, s, pad).shape, -1, 1, 'float32', 3);
+        return Array.from(
+          tf
+            .grad((v: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(x, v as tf.Tensor4D, s, pad), dy)))(w)
+            .dataSync(),
+        );
+      }),
+    );
+  await wasm.activate();
+  const tensors = tf.memory().numTensors;
+  const buffers = tf.memory().numDataBuffers;
+  const onWasm = gradients();
+  expect(tf.memory().numTensors).toBe(tensors);
+  expect(tf.memory().numDataBuffers).toBe(buffers);
+  await tf.setBackend('cpu');
+  const onCpu = gradients();
+  await wasm.activate();
+  cases.forEach((c, i) => {
+    const worst = Math.max(...onCpu[i]!.map((v, j) => Math.abs(v - onWasm[i]![j]!)));
+    expect(worst, c.join(', ')).toBeLessThan(1e-5 * Math.max(...onCpu[i]!.map(Math.abs)));
+  });
+});

@@ -151,7 +151,14 @@ export function eprop(options: EpropOptions = {}): LearningRule<EpropState> {
     gradient: 'approximate',
     // One hidden layer (Bellec et al. 2020) of a neuron with local Jacobians and fixed parameters,
     // under a readout of its spikes with a fixed leak κ (which filters the eligibility traces).
-    requires: { lossDecomposesOverTime: true, layers: 1, neuron: ['localJacobians'], fixedNeuronParams: true, readout: { leak: true, from: 'spikes' } },
+    requires: {
+      lossDecomposesOverTime: true,
+      denseLayers: true,
+      layers: 1,
+      neuron: ['localJacobians'],
+      fixedNeuronParams: true,
+      readout: { leak: true, from: 'spikes' },
+    },
     init(network) {
       const layer = network.model.layers[0]!;
       const state: Record<string, Tensor> = {};

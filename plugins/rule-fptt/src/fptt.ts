@@ -78,7 +78,7 @@ export function fptt(options: FpttOptions = {}): LearningRule<FpttState> {
     name: `fptt(${k !== undefined ? `K=${k}` : `P=${parts}`}, ${form}, ${schedule})`,
     memory: k !== undefined ? 'O(k)' : 'O(T)',
     gradient: 'approximate',
-    requires: schedule === 'terminal' ? { lossHasTerminal: true } : { lossDecomposesOverTime: true },
+    requires: schedule === 'terminal' ? { lossHasTerminal: true, denseLayers: true } : { lossDecomposesOverTime: true, denseLayers: true },
     init: (network) => initAnchor(network.params),
     updatesPerSequence: (T) => Math.ceil(T / (k ?? Math.ceil(T / parts!))),
     evalParams: evalWith === 'Wbar' ? (state) => state.wbar : undefined,

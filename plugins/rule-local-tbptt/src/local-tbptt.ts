@@ -92,7 +92,7 @@ export function localTbptt(options: LocalTbpttOptions = {}): LearningRule<LocalT
     name: `local-tbptt(k=${truncation}, blocks of ${blockSize}, ${mode})`,
     memory: 'O(k)',
     gradient: 'approximate',
-    requires: { lossDecomposesOverTime: true },
+    requires: { lossDecomposesOverTime: true, denseLayers: true },
     init(network: Network): LocalTbpttState {
       const blocks = blocksOf(network.model.layers.length, blockSize);
       const heads: Record<string, Tensor> = {};

@@ -1,0 +1,195 @@
+import { describe, expect, it } from 'vitest';
+import { tf, type Tensor } from './tf.js';
+import { builtinSurrogates } from './surrogates.js';
+import { applyPools, convCurrent } from './conv.js';
+import { isDenseModel, resolveModel, type ModelRegistries } from './model.js';
+import { buildNetwork } from './network.js';
+import { forward } from './inference.js';
+import { checkRequirements, type LearningRule } from './rule.js';
+import { referenceFusedKernels, errorOf, iaf, useCpuBackend } from './test-support.js';
+import type { AnyNeuronModel } from './neuron.js';
+import { ceMean } from './losses.js';
+
+useCpuBackend();
+
+/** iaf that declares the fused integrate-and-fire form (as network.test.ts's): a dense network of it runs fused. */
+const fusable = {
+  ...iaf,
+  name: 'iaf-fused',
+  integrateFire: ({ config, tensors }: { config: Record<string, unknown>; tensors: Record<string, Tensor> }) => ({
+    beta: tf.onesLike(tensors['threshold']!),
+    threshold: config['threshold'] as number,
+    resetDetach: false,
+  }),
+} as unknown as AnyNeuronModel;
+
+const reg: ModelRegistries = {
+  neurons: new Map<string, AnyNeuronModel>([
+    ['iaf', iaf as AnyNeuronModel],
+    ['iaf-fused', fusable],
+  ]),
+  surrogates: builtinSurrogates,
+};
+
+const convNet = {
+  inputShape: [8, 8, 2],
+  layers: [
+    { type: 'conv2d', neuron: 'iaf', channels: 4, kernel: 3, stride: 2, padding: 'valid' },
+    { type: 'maxpool', size: 2, stride: 1 },
+    { type: 'flatten' },
+    { neuron: 'iaf', size: 6 },
+  ],
+  readout: { size: 3 },
+};
+
+describe('spatial layers in the model spec', () => {
+  it('resolves conv2d, pooling and flatten: shapes by TensorFlow’s rules, pooling folded into what reads it, parameters numbered over the layers with neurons', () => {
+    const m = resolveModel(convNet, reg);
+    expect(m.inputs).toBe(128);
+    expect(m.inputShape).toEqual([8, 8, 2]);
+    expect(m.layers.map((l) => [l.index, l.specIndex, l.type, l.size, l.fanIn])).toEqual([
+      [0, 0, 'conv2d', 3 * 3 * 4, 3 * 3 * 2],
+      [1, 3, 'dense', 6, 2 * 2 * 4],
+    ]);
+    expect(m.layers[0]!.conv).toMatchObject({ inShape: [8, 8, 2], outShape: [3, 3, 4], kernel: [3, 3], stride: [2, 2], padding: 'valid' });
+    expect(m.layers[1]!.pools).toEqual([{ type: 'maxpool', inShape: [3, 3, 4], outShape: [2, 2, 4], size: [2, 2], stride: [1, 1] }]);
+    expect(m.readoutPools).toEqual([]);
+    expect(m.readoutFanIn).toBe(6);
+    expect(isDenseModel(m)).toBe(false);
+    // "same": ⌈H/stride⌉, whatever the kernel; pooling right before the readout is the readout's.
+    const same = resolveModel(
+      {
+        inputShape: [7, 5, 1],
+        layers: [
+          { type: 'conv2d', neuron: 'iaf', channels: 2, kernel: [3, 2], stride: 2, padding: 'same' },
+          { type: 'avgpool', size: [2, 3] },
+          { type: 'flatten' },
+        ],
+        readout: { size: 2 },
+      },
+      reg,
+    );
+    expect(same.layers[0]!.conv!.outShape).toEqual([4, 3, 2]);
+    expect(same.readoutPools.map((p) => p.outShape)).toEqual([[2, 1, 2]]);
+    expect(same.readoutFanIn).toBe(4);
+  });
+
+  it('creates HWIO conv weights with a bias per channel, and the readout’s rows from what it reads', () => {
+    const net = buildNetwork(convNet, reg);
+    try {
+      const shapes = Object.fromEntries(Object.entries(net.params).map(([k, v]) => [k, v.shape]));
+      expect(shapes).toEqual({
+        'layers.0.W': [3, 3, 2, 4],
+        'layers.0.b': [4],
+        'layers.1.W': [16, 6],
+        'layers.1.b': [6],
+        'readout.W': [6, 3],
+        'readout.b': [3],
+      });
+      // Uniform in ±1/√(kh·kw·C_in).
+      expect(tf.max(tf.abs(net.params['layers.0.W']!)).dataSync()[0]).toBeLessThanOrEqual(1 / Math.sqrt(18));
+    } finally {
+      net.dispose();
+    }
+  });
+
+  it('refuses specs that do not fit, naming the entry and the way out', () => {
+    const at = (layers: unknown[], extra: Record<string, unknown> = {}) =>
+      errorOf(() => resolveModel({ inputShape: [6, 6, 2], layers, readout: { size: 2 }, ...extra }, reg));
+    const conv = { type: 'conv2d', neuron: 'iaf', channels: 2, kernel: 3 };
+    expect(at([conv, { neuron: 'iaf', size: 3 }]).message).toMatch(
+      /model\.layers\[1\]\.type: a dense layer reads flat features.*put a \{ "type": "flatten" \} before it/,
+    );
+    expect(at([{ type: 'flatten' }, conv]).message).toMatch(
+      /model\.layers\[1\]\.type: conv2d reads a spatial \[H, W, C\] input, and layers\[0\] gives 72 flat features/,
+    );
+    expect(errorOf(() => resolveModel({ inputs: 4, layers: [conv], readout: { size: 2 } }, reg)).message).toMatch(/give the model an "inputShape"/);
+    expect(at([{ ...conv, kernel: 7 }]).message).toMatch(/model\.layers\[0\]\.kernel: a 7-wide kernel does not fit the input's 6 rows/);
+    expect(at([{ ...conv, kernel: [3, 0] }]).message).toMatch(/model\.layers\[0\]\.kernel: expected the kernel size: a positive integer or a pair/);
+    expect(at([conv, { type: 'maxpool', size: 2, padding: 'same' }, { type: 'flatten' }]).message).toMatch(
+      /model\.layers\[1\]\.padding: pooling takes "valid" windows only/,
+    );
+    expect(at([conv, { type: 'avgpool', size: 5 }]).message).toMatch(/model\.layers\[1\]\.size: a \[5,5\] window does not fit the input's \[4, 4\]/);
+    expect(at([conv]).message).toMatch(/model\.layers: end in a \[4,4,2\] map.*end them with a \{ "type": "flatten" \}/);
+    expect(at([{ ...conv, recurrent: true }]).message).toMatch(
+      /model\.layers\[0\]\.recurrent: unknown key \(allowed: type, neuron, channels, kernel, stride, padding/,
+    );
+    expect(at([{ type: 'conv3d' }]).message).toMatch(/model\.layers\[0\]\.type: unknown layer type "conv3d"; did you mean 'conv2d'/);
+    expect(at([{ type: 'flatten' }]).message).toMatch(/model\.layers: has no layer with neurons/);
+    expect(at([conv, { type: 'flatten' }], { inputs: 70 }).message).toMatch(/model\.inputs: is 70, but inputShape \[6,6,2\] holds 72 features/);
+    expect(at([conv, { type: 'flatten' }], { readout: { size: 2, from: 'membrane' } }).message).toMatch(
+      /model\.readout\.from: a readout of the membrane reads the last layer directly/,
+    );
+  });
+});
+
+describe('spatial ops', () => {
+  it('convCurrent is tfjs’ conv2d plus the bias on flat activations', () => {
+    const x = tf.randomUniform([2, 5 * 5 * 3], 0, 1, 'float32', 1);
+    const w = tf.randomUniform([3, 3, 3, 4], -1, 1, 'float32', 2);
+    const b = tf.tensor1d([0.1, -0.2, 0.3, 0]);
+    const got = convCurrent(x, w, b, { inShape: [5, 5, 3], outShape: [3, 3, 4], kernel: [3, 3], stride: [2, 2], padding: 'same' });
+    const want = tf.reshape(tf.add(tf.conv2d(tf.reshape(x, [2, 5, 5, 3]) as tf.Tensor4D, w as tf.Tensor4D, 2, 'same'), b), [2, 36]);
+    expect(got.shape).toEqual([2, 36]);
+    expect(Array.from(got.dataSync())).toEqual(Array.from(want.dataSync()));
+  });
+
+  it('max pooling sends each window’s gradient to its first maximum in row-major order (ties of 0/1 spikes included), overlapping windows adding up', () => {
+    // One channel, 3×3, windows 2×2 at stride 1: four overlapping windows.
+    const x = tf.tensor2d([[0, 1, 1, 1, 1, 0, 0, 0, 0]]);
+    const pool = { type: 'maxpool' as const, inShape: [3, 3, 1] as const, outShape: [2, 2, 1] as const, size: [2, 2] as const, stride: [1, 1] as const };
+    const dy = tf.tensor2d([[1, 10, 100, 1000]]);
+    const g = tf.grad((t: Tensor) => tf.sum(tf.mul(applyPools(t, [pool]), dy)))(x);
+    // Windows (row-major): {0,1,3,4} → first max at 1; {1,2,4,5} → 1; {3,4,6,7} → 3; {4,5,7,8} → 4.
+    expect(Array.from(g.dataSync())).toEqual([0, 11, 0, 100, 1000, 0, 0, 0, 0]);
+    // An all-zero window sends its gradient to its top-left element; stride 2 on a 4×4 input.
+    const z = tf.tensor2d([[0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 2, 2, 0, 0, 2, 0]]);
+    const strided = { ...pool, inShape: [4, 4, 1] as const, stride: [2, 2] as const };
+    const gz = tf.grad((t: Tensor) => tf.sum(tf.mul(applyPools(t, [strided]), dy)))(z);
+    expect(Array.from(gz.dataSync())).toEqual([1, 0, 0, 0, 0, 0, 0, 10, 100, 0, 1000, 0, 0, 0, 0, 0]);
+    expect(Array.from(applyPools(z, [strided]).dataSync())).toEqual([0, 1, 0, 2]);
+  });
+});
+
+describe('rules and spatial layers', () => {
+  const rule = (denseLayers: boolean): LearningRule => ({
+    name: 'dense-only',
+    memory: 'O(1)',
+    gradient: 'exact',
+    requires: { denseLayers },
+    init: () => ({}) as never,
+    update: (_b, s) => ({ state: s, report: { loss: 0, updates: 0 } }),
+  });
+
+  it('a rule that declares denseLayers refuses a conv network, naming the first spatial entry; BPTT-style rules need not', () => {
+    const net = buildNetwork(convNet, reg);
+    try {
+      const e = errorOf(() => checkRequirements(rule(true), net, ceMean));
+      expect(e.code).toBe('INCOMPATIBLE');
+      expect(e.message).toMatch(/rule 'dense-only' cannot train this run: model\.layers\[0\]\.type: it trains dense layers only, and this is a conv2d layer/);
+      expect(() => checkRequirements(rule(false), net, ceMean)).not.toThrow();
+    } finally {
+      net.dispose();
+    }
+  });
+
+  it('a network with spatial layers does not run fused, and its forward pass steps through the composite ops', () => {
+    const layers = convNet.layers.map((l) => ('neuron' in l ? { ...l, neuron: 'iaf-fused' } : l));
+    const net = buildNetwork({ ...convNet, layers }, reg, { kernels: referenceFusedKernels() });
+    const dense = buildNetwork({ inputs: 4, layers: [{ neuron: 'iaf-fused', size: 3 }], readout: { size: 2 } }, reg, { kernels: referenceFusedKernels() });
+    try {
+      expect(dense.fused).toBe(true);
+      expect(net.fused).toBe(false);
+      const x = tf.randomUniform([5, 2, 128], 0, 1, 'float32', 3);
+      const out = forward(net, x, { record: true });
+      expect(out.readout.shape).toEqual([5, 2, 3]);
+      expect(out.spikes!.map((s) => s.shape)).toEqual([
+        [5, 2, 36],
+        [5, 2, 6],
+      ]);
+    } finally {
+      net.dispose();
+      dense.dispose();
+    }
+  });
+});

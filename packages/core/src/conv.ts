@@ -1,0 +1,198 @@
+import { tf, type Tensor } from './tf.js';
+import { configError, join } from './validate.js';
+
+/**
+ * Spatial layers: the geometry of `conv2d` and pooling layers, and the ops a step runs for them.
+ * Activations stay flat between layers (`[B, H·W·C]`, the row-major order of a channels-last
+ * `[B, H, W, C]` tensor, as tfjs lays it out), so the state, the window engine, the readout and
+ * the losses see `[B, features]` as for dense layers; a spatial op reshapes on its way in and out.
+ */
+
+/** An activation's shape without the batch: `[H, W, C]` (channels last). */
+export type SpatialShape = readonly [number, number, number];
+
+/** `conv2d`'s padding: `valid` (no padding) or `same` (TensorFlow's rule: the extra row or column at the bottom or right). */
+export type Padding = 'same' | 'valid';
+
+/** A `conv2d` layer's geometry. */
+export interface Conv2dGeometry {
+  readonly inShape: SpatialShape;
+  readonly outShape: SpatialShape;
+  readonly kernel: readonly [number, number];
+  readonly stride: readonly [number, number];
+  readonly padding: Padding;
+}
+
+/** A pooling layer's geometry (`valid` windows only). */
+export interface PoolGeometry {
+  readonly type: 'avgpool' | 'maxpool';
+  readonly inShape: SpatialShape;
+  readonly outShape: SpatialShape;
+  readonly size: readonly [number, number];
+  readonly stride: readonly [number, number];
+}
+
+/** `n` or `[a, b]` of positive integers, as `[a, b]` (`n` gives `[n, n]`). */
+export function pairOf(value: unknown, path: string, what: string): [number, number] {
+  const ok = (x: unknown): x is number => typeof x === 'number' && Number.isInteger(x) && x >= 1;
+  if (ok(value)) return [value, value];
+  if (Array.isArray(value) && value.length === 2 && value.every(ok)) return [value[0] as number, value[1] as number];
+  throw configError(path, `expected ${what}: a positive integer or a pair [rows, columns] of them, got ${JSON.stringify(value)}`);
+}
+
+/** `[H, W, C]` of positive integers. */
+export function spatialShapeOf(value: unknown, path: string): SpatialShape {
+  if (Array.isArray(value) && value.length === 3 && value.every((x) => typeof x === 'number' && Number.isInteger(x) && x >= 1)) {
+    return [value[0] as number, value[1] as number, value[2] as number];
+  }
+  throw configError(path, `expected [height, width, channels] of positive integers (channels last), got ${JSON.stringify(value)}`);
+}
+
+export const sizeOf = (s: SpatialShape): number => s[0] * s[1] * s[2];
+
+/**
+ * The output of a convolution over `inShape`: `valid` gives ⌊(H − kh)/sh⌋ + 1 rows (an error where
+ * the kernel is larger than the input), `same` gives ⌈H/sh⌉ (the padding tfjs and TensorFlow add).
+ */
+export function convGeometry(
+  inShape: SpatialShape,
+  channels: number,
+  kernel: [number, number],
+  stride: [number, number],
+  padding: Padding,
+  path: string,
+): Conv2dGeometry {
+  const out = (n: number, k: number, s: number, axis: string) => {
+    if (padding === 'same') return Math.ceil(n / s);
+    if (k > n)
+      throw configError(
+        join(path, 'kernel'),
+        `a ${k}-wide kernel does not fit the input's ${n} ${axis} with "padding": "valid"; use a smaller kernel or "padding": "same"`,
+      );
+    return Math.floor((n - k) / s) + 1;
+  };
+  return {
+    inShape,
+    outShape: [out(inShape[0], kernel[0], stride[0], 'rows'), out(inShape[1], kernel[1], stride[1], 'columns'), channels],
+    kernel,
+    stride,
+    padding,
+  };
+}
+
+/** A pooling window over `inShape` (`valid`: ⌊(H − ph)/sh⌋ + 1 rows; an error where the window is larger than the input). */
+export function poolGeometry(type: PoolGeometry['type'], inShape: SpatialShape, size: [number, number], stride: [number, number], path: string): PoolGeometry {
+  if (size[0] > inShape[0] || size[1] > inShape[1]) {
+    throw configError(join(path, 'size'), `a [${size}] window does not fit the input's [${inShape[0]}, ${inShape[1]}] rows and columns; use a smaller window`);
+  }
+  return {
+    type,
+    inShape,
+    outShape: [Math.floor((inShape[0] - size[0]) / stride[0]) + 1, Math.floor((inShape[1] - size[1]) / stride[1]) + 1, inShape[2]],
+    size,
+    stride,
+  };
+}
+
+/** `x [B, H·W·C]` as `[B, H, W, C]`. */
+const spatial = (x: Tensor, s: SpatialShape) => tf.reshape(x, [-1, s[0], s[1], s[2]]) as tf.Tensor4D;
+const flat = (x: Tensor, s: SpatialShape) => tf.reshape(x, [-1, sizeOf(s)]);
+
+/** The input current of a `conv2d` layer: `conv(x, W) + b` for flat `x [B, H·W·C]`, flat `[B, H′·W′·C′]`. */
+export function convCurrent(x: Tensor, w: Tensor, b: Tensor | undefined, g: Conv2dGeometry): Tensor {
+  const y = tf.conv2d(spatial(x, g.inShape), w as tf.Tensor4D, g.stride as [number, number], g.padding);
+  return flat(b ? tf.add(y, b) : y, g.outShape);
+}
+
+/**
+ * Max pooling whose gradient goes to the first maximal element of each window in row-major window
+ * order (as PyTorch and TensorFlow's CPU kernels): with 0/1 spikes most windows tie, and tfjs'
+ * backends do not agree on which tied element gets it.
+ */
+function maxPool(x: tf.Tensor4D, g: PoolGeometry): Tensor {
+  const [ph, pw] = g.size;
+  const [sh, sw] = g.stride;
+  const [Ho, Wo] = g.outShape;
+  const op = tf.customGrad((...args: unknown[]) => {
+    const x4 = args[0] as tf.Tensor4D;
+    const save = args[1] as (t: Tensor[]) => void;
+    save([x4]);
+    return {
+      value: tf.maxPool(x4, [ph, pw], [sh, sw], 'valid'),
+      gradFunc: (dy: Tensor, saved: Tensor[]) => {
+        const xs = saved[0] as tf.Tensor4D;
+        // Each window's elements in row-major order, the first maximum wins.
+        const parts: Tensor[] = [];
+        for (let p = 0; p < ph; p++) {
+          for (let q = 0; q < pw; q++) {
+            parts.push(tf.slice(xs, [0, p, q, 0], [-1, (Ho - 1) * sh + 1, (Wo - 1) * sw + 1, -1]));
+          }
+        }
+        const strided = parts.map((t) => (sh === 1 && sw === 1 ? t : tf.stridedSlice(t, [0, 0, 0, 0], t.shape, [1, sh, sw, 1])));
+        const first = tf.argMax(tf.stack(strided, -1), -1);
+        const [B, H, W, C] = xs.shape;
+        let dx = tf.zeros([B, H, W, C]) as Tensor;
+        strided.forEach((_, k) => {
+          const p = Math.floor(k / pw);
+          const q = k % pw;
+          const routed = tf.mul(dy, tf.cast(tf.equal(first, k), 'float32'));
+          // Scatter the window's share back to rows p + i·sh, columns q + j·sw.
+          const dilated = sh === 1 && sw === 1 ? routed : dilate(routed as tf.Tensor4D, sh, sw);
+          const rows = (Ho - 1) * sh + 1;
+          const cols = (Wo - 1) * sw + 1;
+          dx = tf.add(
+            dx,
+            tf.pad(dilated, [
+              [0, 0],
+              [p, H - p - rows],
+              [q, W - q - cols],
+              [0, 0],
+            ]),
+          );
+        });
+        return dx;
+      },
+    };
+  }) as (x: Tensor) => Tensor;
+  return op(x);
+}
+
+/** `x [B, H, W, C]` with sh − 1 zero rows after each row but the last (and alike for columns). */
+function dilate(x: tf.Tensor4D, sh: number, sw: number): Tensor {
+  const [B, H, W, C] = x.shape;
+  let y: Tensor = x;
+  if (sh > 1)
+    y = tf.reshape(
+      tf.pad(tf.reshape(y, [B, H, 1, W, C]), [
+        [0, 0],
+        [0, 0],
+        [0, sh - 1],
+        [0, 0],
+        [0, 0],
+      ]),
+      [B, H * sh, W, C],
+    );
+  if (sw > 1)
+    y = tf.reshape(
+      tf.pad(tf.reshape(y, [B, H * sh, W, 1, C]), [
+        [0, 0],
+        [0, 0],
+        [0, 0],
+        [0, sw - 1],
+        [0, 0],
+      ]),
+      [B, H * sh, W * sw, C],
+    );
+  return tf.slice(y, [0, 0, 0, 0], [B, (H - 1) * sh + 1, (W - 1) * sw + 1, C]);
+}
+
+/** The pooling layers `pools` applied in order to flat `x [B, H·W·C]`; flat out. */
+export function applyPools(x: Tensor, pools: readonly PoolGeometry[]): Tensor {
+  let y = x;
+  for (const g of pools) {
+    const x4 = spatial(y, g.inShape);
+    const pooled = g.type === 'avgpool' ? tf.avgPool(x4, g.size as [number, number], g.stride as [number, number], 'valid') : maxPool(x4, g);
+    y = flat(pooled, g.outShape);
+  }
+  return y;
+}
