@@ -114,6 +114,11 @@ describe('spikeflow train', () => {
       };
       expect(plan.parameterCount, name).toBeGreaterThan(0);
       expect(plan.batchesPerEpoch, name).toBeGreaterThan(0);
+      if (name === 'mnist-conv.json') {
+        // The image variant's shape reaches the conv layers; conv networks step through composite ops.
+        expect((plan as unknown as { fused: boolean }).fused, name).toBe(false);
+        expect(plan.dataset).toMatchObject({ steps: 4, channels: 784, shape: [28, 28, 1] });
+      }
       if (name === 'add-task-fptt-1000.json') {
         expect(plan.rule).toMatchObject({ name: 'fptt(K=20, dual, terminal)', memory: 'O(k)' });
         expect(plan.dataset.steps).toBe(1000);

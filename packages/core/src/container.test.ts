@@ -12,12 +12,12 @@ import { errorOf, iaf, rejection, useCpuBackend } from './test-support.js';
 useCpuBackend();
 
 /** A dataset held in memory: `samples` sequences of T steps, all inputs `value`, labels alternating; it records what it is asked. */
-function memoryDataset({ T = 4, channels = 5, outputs = 3, samples = 6, value = 1 } = {}) {
+function memoryDataset({ T = 4, channels = 5, outputs = 3, samples = 6, value = 1, shape = undefined as [number, number, number] | undefined } = {}) {
   const log = { batches: [] as number[][], closed: 0 };
   const dataset: Dataset = {
     name: 'memory',
     splits: ['train', 'test'],
-    describe: () => ({ steps: T, channels, outputs, target: 'labels', samples: { train: samples, test: samples } }),
+    describe: () => ({ steps: T, channels, ...(shape ? { shape } : {}), outputs, target: 'labels', samples: { train: samples, test: samples } }),
     batchCount: (_split, { batchSize }) => Math.ceil(samples / batchSize),
     async *batches(_split, { batchSize, skip = 0 }): AsyncGenerator<SequenceBatch> {
       for (let start = skip * batchSize; start < samples; start += batchSize) {
@@ -256,6 +256,20 @@ describe('a run is composed in its own container', () => {
     expect(e3.message).toMatch(/^model\.inputShape: \[2,2,2\] holds 8 features, but dataset 'memory' has 7 input channels per step/);
     expect(shaped.log.closed).toBe(1);
     expect(tf.memory().numTensors).toBe(tensors);
+  });
+
+  it("a model whose first layer is spatial takes the dataset's image shape as its inputShape; a dense one stays flat", async () => {
+    const { registry, config } = setup();
+    const images = () => override(RunTokens.dataset, { useValue: memoryDataset({ channels: 18, shape: [3, 3, 2] }).dataset });
+    const conv = { ...config, model: { layers: [{ type: 'conv2d', neuron: 'iaf', channels: 2, kernel: 2 }, { type: 'flatten' }], readout: {} } } as RunConfig;
+    const run = await composeRun(conv, registry, ctx, { overrides: images() });
+    expect(run.network.model.inputShape).toEqual([3, 3, 2]);
+    expect(run.network.model.layers[0]!.conv!.outShape).toEqual([2, 2, 2]);
+    run.network.dispose();
+    const dense = await composeRun(config, registry, ctx, { overrides: images() });
+    expect(dense.network.model.inputShape).toBeUndefined();
+    expect(dense.network.inputs).toBe(18);
+    dense.network.dispose();
   });
 
   it('without an override the configured dataset is opened, its options parsed under data', async () => {

@@ -160,7 +160,10 @@ export function runContainer(config: RunConfig, registry: Registry, ctx: Dataset
       const { model } = get(c, RunTokens.config);
       const d = get(c, RunTokens.description);
       const name = datasetOf(c).name;
-      const shape = model.inputShape;
+      // A spatial first layer reads the dataset's image shape unless the model gives one.
+      const first = (model.layers as unknown[])[0] as { type?: string } | undefined;
+      const spatialFirst = first?.type === 'conv2d' || first?.type === 'avgpool' || first?.type === 'maxpool';
+      const shape = model.inputShape ?? (spatialFirst && model.inputs === undefined && d.shape ? ([...d.shape] as [number, number, number]) : undefined);
       const fromShape = Array.isArray(shape) ? shape.reduce((a, b) => a * b, 1) : undefined;
       if (fromShape !== undefined && model.inputs === undefined && fromShape !== d.channels) {
         throw configError(
@@ -170,6 +173,7 @@ export function runContainer(config: RunConfig, registry: Registry, ctx: Dataset
       }
       const spec = {
         ...model,
+        ...(shape ? { inputShape: shape } : {}),
         inputs: model.inputs ?? fromShape ?? d.channels,
         readout: { ...model.readout, size: model.readout.size ?? d.outputs },
       } as ModelSpec;

@@ -10,6 +10,12 @@ export interface DatasetDescription {
   readonly steps: number;
   /** Input channels per step. */
   readonly channels: number;
+  /**
+   * Where a step's channels are an image: its `[H, W, C]` (channels last; H·W·C = `channels`, in
+   * row-major order). A model whose first layer is spatial (`conv2d`, pooling) takes it as its
+   * `inputShape` when it gives none.
+   */
+  readonly shape?: readonly [number, number, number];
   /** Classes (classification) or output dimensions (regression). */
   readonly outputs: number;
   /**

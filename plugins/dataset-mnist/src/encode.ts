@@ -9,9 +9,11 @@ import { SpikeflowError, permutation } from '@spikeflow/core';
  * - `permuted` (PS-MNIST, same paper): as `pixel` but x[t, 0] = pixel π(t) for one fixed
  *   permutation π = `permutation(H·W, permutationSeed)` of core's seeded generator — the same π
  *   for every image, split and run with that seed.
+ * - `image`: T = `imageSteps` steps of C = H·W channels, x[t, c] = pixel c at every step (the
+ *   static image repeated, as conv SNNs read MNIST; a `[H, W, 1]` image in row-major order).
  */
-export type Variant = 'row' | 'pixel' | 'permuted';
-export const VARIANTS: readonly Variant[] = ['row', 'pixel', 'permuted'];
+export type Variant = 'row' | 'pixel' | 'permuted' | 'image';
+export const VARIANTS: readonly Variant[] = ['row', 'pixel', 'permuted', 'image'];
 
 export interface SequenceLayout {
   readonly steps: number;
@@ -20,9 +22,11 @@ export interface SequenceLayout {
   readonly order: Int32Array;
 }
 
-export function sequenceLayout(variant: Variant, height: number, width: number, permutationSeed = 0): SequenceLayout {
+export function sequenceLayout(variant: Variant, height: number, width: number, permutationSeed = 0, imageSteps = 1): SequenceLayout {
   const P = height * width;
   switch (variant) {
+    case 'image':
+      return { steps: imageSteps, channels: P, order: Int32Array.from({ length: imageSteps * P }, (_, i) => i % P) };
     case 'row':
       return { steps: height, channels: width, order: Int32Array.from({ length: P }, (_, i) => i) };
     case 'pixel':

@@ -127,6 +127,27 @@ describe('variants', () => {
     expect(ds.describe().steps).toBe(784);
     expect(ds.describe().channels).toBe(1);
   });
+
+  it('image: the whole image at each of imageSteps steps, 784 channels described as [28, 28, 1] (ON/OFF: [28, 28, 2]); rate spikes drawn anew per step', async () => {
+    const ds = await open({ variant: 'image', imageSteps: 3, testLimit: 4 });
+    expect(ds.describe()).toEqual({ steps: 3, channels: 784, shape: [28, 28, 1], outputs: 10, target: 'labels', samples: { train: 7996, test: 4 } });
+    const [row] = await collect(await open({ testLimit: 4 }), 'test', { batchSize: 4, seed: 0 });
+    const [img] = await collect(ds, 'test', { batchSize: 4, seed: 0 });
+    expect(img!.shape).toEqual([3, 4, 784]);
+    for (let t = 0; t < 3; t++) {
+      for (let b = 0; b < 4; b++) {
+        const step = Array.from(img!.x.subarray((t * 4 + b) * 784, (t * 4 + b + 1) * 784));
+        const image = Array.from({ length: 784 }, (_, p) => row!.x[(Math.floor(p / 28) * 4 + b) * 28 + (p % 28)]!);
+        expect(step).toEqual(image);
+      }
+    }
+    expect((await open({ variant: 'image' })).describe().steps).toBe(8);
+    expect((await open({ variant: 'image', encoder: 'delta' })).describe()).toMatchObject({ channels: 1568, shape: [28, 28, 2] });
+    const [rate] = await collect(await open({ variant: 'image', imageSteps: 2, encoder: 'rate', testLimit: 4 }), 'test', { batchSize: 4, seed: 0 });
+    const [s0, s1] = [rate!.x.subarray(0, 4 * 784), rate!.x.subarray(4 * 784)];
+    expect(s0.some((v, i) => v !== s1[i])).toBe(true);
+    expect((await open({ variant: 'row' })).describe().shape).toBeUndefined();
+  });
 });
 
 /** A hand-made set: 2 training images of 2×2 pixels, codes chosen for exact intensities. */
@@ -414,7 +435,7 @@ describe('plugin', () => {
       .open({ variant: 'diagonal' }, ctx)
       .catch((e: unknown) => e);
     expect(isSpikeflowError(viaEntry, 'CONFIG_INVALID')).toBe(true);
-    expect((viaEntry as Error).message).toBe("data.variant: must be one of 'row', 'pixel', 'permuted', got 'diagonal'");
+    expect((viaEntry as Error).message).toBe("data.variant: must be one of 'row', 'pixel', 'permuted', 'image', got 'diagonal'");
     const fashion = await reg.datasets
       .get('fashion-mnist')!
       .open({ source: 'bundled' }, ctx)

@@ -31,8 +31,9 @@ const common = {
     type: 'string',
     oneOf: VARIANTS,
     default: 'row',
-    doc: 'row: 28 steps × 28 channels; pixel: S-MNIST, 784 steps × 1; permuted: PS-MNIST, pixels in a fixed permuted order',
+    doc: 'row: 28 steps × 28 channels; pixel: S-MNIST, 784 steps × 1; permuted: PS-MNIST, pixels in a fixed permuted order; image: the whole image at each of imageSteps steps (784 channels, shape [28, 28, 1])',
   },
+  imageSteps: { type: 'number', integer: true, min: 1, default: 8, doc: "image: steps per sequence, each showing the whole image (variant 'image')" },
   permutationSeed: { type: 'number', integer: true, min: 0, default: 0, doc: "seed of the fixed pixel permutation (variant 'permuted')" },
   encoder: {
     type: 'string',
@@ -89,6 +90,8 @@ export const SPLITS = ['train', 'test'] as const;
 export interface ViewOptions {
   readonly variant?: Variant;
   readonly permutationSeed?: number;
+  /** Variant `image`: steps per sequence (default 8). */
+  readonly imageSteps?: number;
   readonly encoder?: Partial<EncoderConfig> & { readonly name?: EncoderName };
   /** Training-split augmentation: random translation by up to this many pixels per axis. */
   readonly augmentShift?: number;
@@ -111,7 +114,8 @@ export interface ViewOptions {
  * values of encoding the whole sequence, so memory does not grow with the sequence.
  */
 export function createImageDataset(name: string, set: ImageSet, view: ViewOptions = {}): Dataset {
-  const layout = sequenceLayout(view.variant ?? 'row', set.height, set.width, view.permutationSeed ?? 0);
+  const variant = view.variant ?? 'row';
+  const layout = sequenceLayout(variant, set.height, set.width, view.permutationSeed ?? 0, view.imageSteps ?? 8);
   const enc: EncoderConfig = {
     name: view.encoder?.name ?? 'direct',
     rateGain: view.encoder?.rateGain ?? 1,
@@ -143,7 +147,15 @@ export function createImageDataset(name: string, set: ImageSet, view: ViewOption
   return {
     name,
     splits: SPLITS,
-    describe: () => ({ steps: out.steps, channels: out.channels, outputs: 10, target: 'labels', samples: { ...counts } }),
+    describe: () => ({
+      steps: out.steps,
+      channels: out.channels,
+      // The image variant's channels are the image: one channel per pixel, two (ON, OFF) with the delta encoder.
+      ...(variant === 'image' ? { shape: [H, W, out.channels / P] as const } : {}),
+      outputs: 10,
+      target: 'labels' as const,
+      samples: { ...counts },
+    }),
     batchCount,
     async *batches(split: string, o: BatchOptions): AsyncGenerator<SequenceBatch> {
       if (closed) throw closedError(name);
@@ -235,6 +247,7 @@ async function openFamily(family: IdxFamily, o: FamilyValues, ctx: DatasetContex
   return createImageDataset(family, set, {
     variant: o.variant,
     permutationSeed: o.permutationSeed,
+    imageSteps: o.imageSteps,
     encoder: {
       name: o.encoder,
       rateGain: o.rateGain,
