@@ -123,6 +123,64 @@ describe('spatial layers in the model spec', () => {
   });
 });
 
+describe('SEW blocks', () => {
+  const sewNet = (connect: string, extra: Record<string, unknown> = {}) => ({
+    inputShape: [4, 4, 2],
+    layers: [{ type: 'sew_block', neuron: 'iaf', connect, ...extra }, { type: 'flatten' }],
+    readout: { size: 2 },
+  });
+
+  it('resolve to one layer of two same-padded stride-1 convolutions keeping the input’s channels, W, b, W2, b2, a state per stage', () => {
+    const net = buildNetwork(sewNet('IAND', { channels: 2, kernel: 3 }), reg);
+    try {
+      const l = net.model.layers[0]!;
+      expect([l.type, l.connect, l.size, l.fanIn]).toEqual(['sew_block', 'IAND', 32, 18]);
+      expect(l.conv).toMatchObject({ inShape: [4, 4, 2], outShape: [4, 4, 2], stride: [1, 1], padding: 'same' });
+      expect(Object.fromEntries(Object.entries(net.params).map(([k, v]) => [k, v.shape]))).toMatchObject({
+        'layers.0.W': [3, 3, 2, 2],
+        'layers.0.b': [2],
+        'layers.0.W2': [3, 3, 2, 2],
+        'layers.0.b2': [2],
+      });
+      const st = net.init(3);
+      expect(Object.keys(st.layers[0]!.neuron).sort()).toEqual(['s1', 's2', 'v1', 'v2']);
+      tf.dispose(st as never);
+    } finally {
+      net.dispose();
+    }
+    expect(errorOf(() => resolveModel(sewNet('ADD', { channels: 3 }), reg)).message).toMatch(
+      /model\.layers\[0\]\.channels: is 3, but the block's input has 2 channels/,
+    );
+    expect(errorOf(() => resolveModel(sewNet('OR'), reg)).message).toMatch(/model\.layers\[0\]\.connect: must be one of 'ADD', 'IAND', 'AND'/);
+    expect(
+      errorOf(() => resolveModel({ inputs: 4, layers: [{ type: 'sew_block', neuron: 'iaf', connect: 'ADD' }], readout: { size: 2 } }, reg)).message,
+    ).toMatch(/sew_block reads a spatial \[H, W, C\] input/);
+  });
+
+  it('connect the second stage’s spikes s2 with the input x: ADD s2 + x, IAND (1 − s2)·x, AND s2·x', () => {
+    // One step, so the final state's s2 is the step's; binary input so all three are exact.
+    const x = tf.tidy(() => tf.cast(tf.greater(tf.randomUniform([1, 3, 32], 0, 1, 'float32', 5), 0.5), 'float32'));
+    for (const connect of ['ADD', 'IAND', 'AND'] as const) {
+      const net = buildNetwork(sewNet(connect), reg);
+      // Weights large enough that some second-stage neurons fire and some do not.
+      net.setParams({
+        'layers.0.W': Array.from({ length: 36 }, (_, i) => ((i * 7) % 5) - 1.5),
+        'layers.0.W2': Array.from({ length: 36 }, (_, i) => ((i * 3) % 4) - 1.2),
+      });
+      const out = forward(net, x, { record: true });
+      const o = Array.from(out.spikes![0]!.dataSync());
+      const s2 = Array.from(out.state.layers[0]!.neuron['s2']!.dataSync());
+      const xs = Array.from(x.dataSync());
+      expect(new Set(s2)).toEqual(new Set([0, 1]));
+      const want = xs.map((xv, i) => (connect === 'ADD' ? s2[i]! + xv : connect === 'IAND' ? (1 - s2[i]!) * xv : s2[i]! * xv));
+      expect(o).toEqual(want);
+      tf.dispose(out as never);
+      net.dispose();
+    }
+    x.dispose();
+  });
+});
+
 describe('spatial ops', () => {
   it('convCurrent is tfjs’ conv2d plus the bias on flat activations', () => {
     const x = tf.randomUniform([2, 5 * 5 * 3], 0, 1, 'float32', 1);

@@ -69,13 +69,35 @@ export interface PoolLayerSpec {
   padding?: 'valid';
 }
 
+/**
+ * A Spike-Element-Wise residual block (Fang et al., "Deep Residual Learning in Spiking Neural
+ * Networks", NeurIPS 2021), without batch normalisation: two `same` convolutions of stride 1 and
+ * C → C channels, each feeding one population of the block's neuron, and the connect function of
+ * the second stage's spikes s2 and the block's input x: `ADD` s2 + x, `IAND` (1 − s2)·x, `AND` s2·x.
+ * Parameters `W`, `b` (first stage) and `W2`, `b2` (second); state `v1, s1, v2, s2` (the neuron's
+ * fields with the stage's number).
+ */
+export interface SewBlockLayerSpec {
+  type: 'sew_block';
+  neuron: string;
+  connect: 'ADD' | 'IAND' | 'AND';
+  /** The block's channels: its input's (optional; checked when given). */
+  channels?: number;
+  /** Kernel rows and columns of both convolutions (default 3). */
+  kernel?: number | [number, number];
+  bias?: boolean;
+  gain?: number;
+  surrogate?: SurrogateSpec;
+  params?: Record<string, unknown>;
+}
+
 /** `[H, W, C]` to `[H·W·C]` in row-major order (what a dense layer or the readout after a spatial layer reads). */
 export interface FlattenLayerSpec {
   type: 'flatten';
 }
 
 /** One entry of a model's `layers`: a dense layer (no `type`, or `dense`), `conv2d`, `avgpool`, `maxpool` or `flatten`. */
-export type LayerSpec = DenseLayerSpec | Conv2dLayerSpec | PoolLayerSpec | FlattenLayerSpec;
+export type LayerSpec = DenseLayerSpec | Conv2dLayerSpec | SewBlockLayerSpec | PoolLayerSpec | FlattenLayerSpec;
 
 /**
  * The non-spiking readout over the last layer's spikes (or, with `from: "membrane"`, its membrane
@@ -143,9 +165,11 @@ export interface ResolvedLayer {
   readonly index: number;
   /** Its position in the spec's `layers` (what error messages name). */
   readonly specIndex: number;
-  readonly type: 'dense' | 'conv2d';
-  /** A `conv2d` layer's geometry. */
+  readonly type: 'dense' | 'conv2d' | 'sew_block';
+  /** A `conv2d` layer's geometry (a `sew_block`'s: both of its convolutions). */
   readonly conv?: Conv2dGeometry;
+  /** A `sew_block`'s connect function. */
+  readonly connect?: 'ADD' | 'IAND' | 'AND';
   /** The pooling applied, in order, to its input before its synapse. */
   readonly pools: readonly PoolGeometry[];
   readonly neuron: AnyNeuronModel;
@@ -212,7 +236,14 @@ const convFields = {
 const LAYER_KEYS = ['type', 'neuron', 'size', 'recurrent', 'selfConnections', 'bias', 'gain', 'surrogate', 'params'] as const;
 const CONV_KEYS = ['type', 'neuron', 'channels', 'kernel', 'stride', 'padding', 'bias', 'gain', 'surrogate', 'params'] as const;
 const POOL_KEYS = ['type', 'size', 'stride', 'padding'] as const;
-const LAYER_TYPES = ['dense', 'conv2d', 'avgpool', 'maxpool', 'flatten'] as const;
+const SEW_KEYS = ['type', 'neuron', 'connect', 'channels', 'kernel', 'bias', 'gain', 'surrogate', 'params'] as const;
+const sewFields = {
+  connect: { type: 'string', required: true, oneOf: ['ADD', 'IAND', 'AND'], doc: 'connect function of the second stage and the input' },
+  channels: { type: 'number', integer: true, min: 1, doc: "the block's channels (its input's)" },
+  bias: { type: 'boolean', default: true },
+  gain: { type: 'number', default: 1, min: 0, exclusiveMin: true },
+} as const;
+const LAYER_TYPES = ['dense', 'conv2d', 'sew_block', 'avgpool', 'maxpool', 'flatten'] as const;
 const MODEL_KEYS = ['inputs', 'inputShape', 'layers', 'readout', 'surrogate'] as const;
 const READOUT_KEYS = Object.keys(readoutFields);
 
@@ -323,6 +354,25 @@ export function resolveModel(spec: unknown, reg: ModelRegistries, path = 'model'
       const fanIn = kernel[0] * kernel[1] * inShape[2];
       layers.push({ index, specIndex, type, conv, pools, ...n, size, fanIn, recurrent: false, selfConnections: true, bias, gain });
       shape = conv.outShape;
+      pools = [];
+      return;
+    }
+    if (type === 'sew_block') {
+      rejectUnknownKeys(l, SEW_KEYS, lp);
+      const inShape = spatialIn('sew_block');
+      const { connect, channels, bias, gain } = parseSchema(sewFields, fieldsOf(l, sewFields), lp);
+      if (channels !== undefined && channels !== inShape[2]) {
+        throw configError(
+          join(lp, 'channels'),
+          `is ${channels}, but the block's input has ${inShape[2]} channels (a SEW block keeps its input's); omit it or make them agree`,
+        );
+      }
+      const kernel = l['kernel'] === undefined ? ([3, 3] as [number, number]) : pairOf(l['kernel'], join(lp, 'kernel'), 'the kernel size');
+      const conv = convGeometry(inShape, inShape[2], kernel, [1, 1], 'same', lp);
+      const n = neuronOf(l, lp);
+      const size = sizeOf(inShape);
+      const fanIn = kernel[0] * kernel[1] * inShape[2];
+      layers.push({ index, specIndex, type, conv, connect, pools, ...n, size, fanIn, recurrent: false, selfConnections: true, bias, gain });
       pools = [];
       return;
     }

@@ -7,6 +7,7 @@ import { didYouMean } from './validate.js';
 import { resolveModel, type ModelRegistries, type ResolvedModel } from './model.js';
 import { createTensors, layerParam, readHeld, readoutParam, type NetworkTensors, type ParamMap } from './params.js';
 import { modelStep, type NetState, type PrepareOptions, type StepOutput, type StepParams } from './step.js';
+import { stageState } from './step.js';
 import { fusableModel, fusedKernelsOn, fusedParams, fusedWindow, type WindowOutput } from './fused.js';
 import { checkInputs } from './inference.js';
 
@@ -96,6 +97,11 @@ export class Network {
   init(batch: number): NetState {
     return {
       layers: this.model.layers.map((l) => {
+        if (l.type === 'sew_block') {
+          // Both stages' states, their fields numbered by stage; the block's output is no neuron field.
+          const stages = [1, 2].map((k) => stageState(l.neuron.init(batch, l.size, l.config) as NeuronState, k));
+          return { neuron: { ...stages[0]!, ...stages[1]! }, spikes: tf.zeros([batch, l.size]) };
+        }
         const neuron = l.neuron.init(batch, l.size, l.config) as NeuronState;
         const key = l.neuron.spikes;
         const spikes = key !== undefined && neuron[key] ? neuron[key] : tf.zeros([batch, l.size]);
@@ -120,9 +126,11 @@ export class Network {
       for (const [key, held] of Object.entries(this.#tensors.neuron[i]!)) neuron[key] = readHeld(held);
       const wRec = p[layerParam(i, 'W_rec')];
       const mask = this.#tensors.recurrentMasks[i];
+      const sew = l.type === 'sew_block';
       return {
         W: p[layerParam(i, 'W')]!,
         ...(l.bias ? { b: p[layerParam(i, 'b')]! } : {}),
+        ...(sew ? { W2: p[layerParam(i, 'W2')]!, ...(l.bias ? { b2: p[layerParam(i, 'b2')]! } : {}) } : {}),
         ...(wRec ? { W_rec: mask ? tf.mul(wRec, mask) : wRec } : {}),
         neuron,
         ctx: { spike: this.#spikeFns[i]!, surrogate: l.surrogate, detach, dense },

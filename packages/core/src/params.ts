@@ -69,8 +69,15 @@ export function createTensors(model: ResolvedModel, seed: number): NetworkTensor
     const neuron = model.layers.map((l) => {
       // A conv2d layer's W is [kh, kw, C_in, channels] (TensorFlow's HWIO) and its bias per channel.
       const c = l.conv;
-      variable(layerParam(l.index, 'W'), uniform(c ? [c.kernel[0], c.kernel[1], c.inShape[2], c.outShape[2]] : [l.fanIn, l.size], l.fanIn, l.gain));
-      if (l.bias) variable(layerParam(l.index, 'b'), uniform([c ? c.outShape[2] : l.size], l.fanIn, l.gain));
+      const wShape = c ? [c.kernel[0], c.kernel[1], c.inShape[2], c.outShape[2]] : [l.fanIn, l.size];
+      const bShape = [c ? c.outShape[2] : l.size];
+      variable(layerParam(l.index, 'W'), uniform(wShape, l.fanIn, l.gain));
+      if (l.bias) variable(layerParam(l.index, 'b'), uniform(bShape, l.fanIn, l.gain));
+      // A SEW block's second convolution.
+      if (l.type === 'sew_block') {
+        variable(layerParam(l.index, 'W2'), uniform(wShape, l.fanIn, l.gain));
+        if (l.bias) variable(layerParam(l.index, 'b2'), uniform(bShape, l.fanIn, l.gain));
+      }
       if (l.recurrent) {
         const w = uniform([l.size, l.size], l.size, l.gain);
         variable(layerParam(l.index, 'W_rec'), l.selfConnections ? w : tf.tidy(() => tf.mul(w, offDiagonal(l.size))));

@@ -81,6 +81,9 @@ export interface StepParams {
     readonly W: Tensor;
     readonly b?: Tensor;
     readonly W_rec?: Tensor;
+    /** A `sew_block`'s second convolution. */
+    readonly W2?: Tensor;
+    readonly b2?: Tensor;
     readonly neuron: { readonly [key: string]: Tensor };
     /** What the layer's neuron step receives besides its parameters (spike op, detach, kernels). */
     readonly ctx: NeuronStepContext;
@@ -118,6 +121,31 @@ export interface StepOutput {
   readonly currents: readonly Tensor[];
 }
 
+/** A neuron state's fields renamed for stage `k` of a SEW block (`v` → `v1`). */
+export function stageState(state: NeuronState, k: number): NeuronState {
+  return Object.fromEntries(Object.entries(state).map(([key, t]) => [`${key}${k}`, t]));
+}
+
+/** Stage `k`'s fields of a SEW block's state, under the neuron's own names. */
+function ofStage(state: NeuronState, keys: readonly string[], k: number): NeuronState {
+  return Object.fromEntries(keys.map((key) => [key, state[`${key}${k}`]!]));
+}
+
+/**
+ * One step of a SEW block: s1 = neuron(conv(x, W) + b), s2 = neuron(conv(s1, W2) + b2), and the
+ * connect function of s2 and x (ADD: s2 + x; IAND: (1 − s2)·x; AND: s2·x).
+ */
+function sewBlockStep(l: ResolvedModel['layers'][number], lp: StepParams['layers'][number], prev: NeuronState, x: Tensor) {
+  const keys = l.neuron.stateKeys as readonly string[];
+  const params = { config: l.config, tensors: lp.neuron };
+  const current = convCurrent(x, lp.W, lp.b, l.conv!);
+  const first = l.neuron.step(params, ofStage(prev, keys, 1), current, lp.ctx);
+  const second = l.neuron.step(params, ofStage(prev, keys, 2), convCurrent(first.spikes, lp.W2!, lp.b2, l.conv!), lp.ctx);
+  const s2 = second.spikes;
+  const out = l.connect === 'ADD' ? tf.add(s2, x) : l.connect === 'IAND' ? tf.mul(tf.sub(1, s2), x) : tf.mul(s2, x);
+  return { state: { ...stageState(first.state, 1), ...stageState(second.state, 2) }, out, current };
+}
+
 /**
  * One time step of `model`: every layer in order (layer l reads layer l−1's spikes of the same
  * step), then the readout. Pure: `state` is neither disposed nor changed.
@@ -138,6 +166,14 @@ export function modelStep(model: ResolvedModel, p: StepParams, state: NetState, 
       : { neuron: Object.fromEntries(Object.entries(entering.neuron).map(([k, t]) => [k, carried(t)])), spikes: carried(entering.spikes) };
     const cutFeed = p.cut.has(i) ? lp.ctx.detach(input) : input;
     const feed = l.pools.length ? applyPools(cutFeed, l.pools) : cutFeed;
+    if (l.type === 'sew_block') {
+      const block = sewBlockStep(l, lp, prev.neuron, feed);
+      currents.push(block.current);
+      layers.push({ neuron: block.state, spikes: block.out });
+      spikes.push(block.out);
+      input = block.out;
+      return;
+    }
     // A conv2d layer's product is a convolution, not a synapse hook's x·W (rules that need the hook refuse such layers).
     let current = l.conv ? convCurrent(feed, lp.W, lp.b, l.conv) : synapse(feed, lp.W, { layer: i, weight: 'W', param: layerParam(i, 'W') });
     if (lp.b && !l.conv) current = tf.add(current, lp.b);

@@ -33,7 +33,7 @@ type Nested = number | Nested[];
  * (`size`, `stride`, `padding`) or `flatten`. The other keys are neuron parameters.
  */
 export interface FixtureLayer {
-  type?: 'dense' | 'conv2d' | 'avgpool' | 'maxpool' | 'flatten';
+  type?: 'dense' | 'conv2d' | 'sew_block' | 'avgpool' | 'maxpool' | 'flatten';
   neuron?: string;
   size?: number | [number, number];
   recurrent?: boolean;
@@ -76,10 +76,13 @@ type FixtureGrads = {
 
 const LAYER_STRUCTURE = new Set(['type', 'neuron', 'size', 'recurrent']);
 const CONV_STRUCTURE = new Set(['type', 'neuron', 'channels', 'kernel', 'stride', 'padding']);
+const SEW_STRUCTURE = new Set(['type', 'neuron', 'connect', 'channels', 'kernel']);
+/** A SEW block's first convolution is the layer's own `W`, `b` in spikeflow; the fixtures call it `W1`, `b1`. */
+const SEW_NAMES: Readonly<Record<string, string>> = { W1: 'W', b1: 'b' };
 const camel = (s: string) => s.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
 
 /** Whether a fixture layer has neurons (and so parameters, a state and a number among spikeflow's layers). */
-const hasNeurons = (l: FixtureLayer) => l.type === undefined || l.type === 'dense' || l.type === 'conv2d';
+const hasNeurons = (l: FixtureLayer) => l.type === undefined || l.type === 'dense' || l.type === 'conv2d' || l.type === 'sew_block';
 
 /** The keys of `l` outside `structure`, camelCased: its neuron's parameters. */
 const neuronParams = (l: FixtureLayer, structure: ReadonlySet<string>) =>
@@ -96,6 +99,15 @@ function fixtureLayerSpec(l: FixtureLayer): LayerSpec {
     case 'avgpool':
     case 'maxpool':
       return { type: l.type, size: l.size as [number, number], ...(l['stride'] !== undefined ? { stride: l['stride'] as [number, number] } : {}) };
+    case 'sew_block':
+      return {
+        type: 'sew_block',
+        neuron: l.neuron!,
+        connect: l['connect'] as 'ADD' | 'IAND' | 'AND',
+        channels: l['channels'] as number,
+        kernel: l['kernel'] as [number, number],
+        params: neuronParams(l, SEW_STRUCTURE),
+      };
     case 'conv2d':
       return {
         type: 'conv2d',
@@ -143,7 +155,8 @@ export function fixtureParams(p: FixtureGrads, layers?: readonly FixtureLayer[])
   let index = 0;
   p.layers.forEach((l, i) => {
     if (layers && !hasNeurons(layers[i]!)) return;
-    for (const [k, v] of Object.entries(l)) if (v !== undefined) out[`layers.${index}.${k}`] = v;
+    const sew = layers?.[i]?.type === 'sew_block';
+    for (const [k, v] of Object.entries(l)) if (v !== undefined) out[`layers.${index}.${sew ? (SEW_NAMES[k] ?? k) : k}`] = v;
     index++;
   });
   for (const [k, v] of Object.entries(p.readout)) if (v !== undefined) out[`readout.${k}`] = v;

@@ -48,8 +48,8 @@ describe('gradient fixtures (PyTorch float64 references)', () => {
     ['wasm', generatedDir, 5],
     ['cpu', generatedDir, 5],
     ['wasm', join(generatedDir, 'eprop'), 5],
-    ['wasm', join(fixturesDir, 'conv'), 4],
-    ['cpu', join(fixturesDir, 'conv'), 4],
+    ['wasm', join(fixturesDir, 'conv'), 5],
+    ['cpu', join(fixturesDir, 'conv'), 5],
   ] as const) {
     it(`every fixture in ${dir.split('/').at(-1)} passes on ${backend}: identical spikes, loss/readout/state/grads/tbptt within 1e-4`, async () => {
       const reports = await checkFixtureDir(dir, { backend, plugins });
