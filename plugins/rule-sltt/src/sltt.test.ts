@@ -153,6 +153,35 @@ describe('SLTT equals BPTT with the temporal dependencies detached', () => {
     }
   }
 
+  it('on a conv network (conv2d, max pooling, a SEW block, a dense layer), stepped through composite ops, on wasm and cpu', async () => {
+    const spec = {
+      inputShape: [6, 6, 2],
+      layers: [
+        { type: 'conv2d', neuron: 'lif', channels: 3, kernel: 3, padding: 'same', gain: 3, params: { beta: 0.85 } },
+        { type: 'sew_block', neuron: 'alif', connect: 'IAND', gain: 3, params: { beta: 0.85 } },
+        { type: 'maxpool', size: 2 },
+        { type: 'flatten' },
+        { neuron: 'lif', size: 5, gain: 2.5, params: { beta: 0.85 } },
+      ],
+      readout: { size: 3, kappa: 0.8 },
+      surrogate: { name: 'fast_sigmoid', slope: 5 },
+    };
+    for (const backend of [wasm, cpu]) {
+      await backend.activate();
+      const net = buildNetwork(spec, { neurons, surrogates: builtinSurrogates }, { seed: 1 });
+      const b = randomBatch({ steps: 6, loss: ceEveryStep, inputs: 72 });
+      const want = detachedStateBptt(net, b, ceEveryStep);
+      for (const window of [1, 4]) {
+        const w = captureUpdates(sltt({ window }), net, b, ceEveryStep);
+        expectGradsClose(w.grads[0]!, want, 2e-5);
+      }
+      expect(maxGradDiff(want, bpttGrads(net, b, ceEveryStep))).toBeGreaterThan(1e-3);
+      disposeTree(b as never);
+      net.dispose();
+    }
+    await wasm.activate();
+  });
+
   it('without temporal dependencies (β = 0, reset detached, no recurrence, κ = 0) it is full BPTT; with a leak it is not', () => {
     for (const beta of [0, 0.9]) {
       const net = network({ neuron: 'lif', layers: 2, recurrent: false, beta, kappa: 0, resetDetach: true });

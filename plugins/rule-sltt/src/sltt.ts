@@ -82,7 +82,7 @@ export function sltt(options: SlttOptions = {}): LearningRule<SlttState> {
     name: `sltt${k === undefined ? '' : `-${k}`}(${mode})`,
     memory: 'O(1)',
     gradient: 'approximate',
-    requires: { lossDecomposesOverTime: true, denseLayers: true },
+    requires: { lossDecomposesOverTime: true },
     init: () => ({ sequences: 0 }),
     updatesPerSequence: (T) => (online ? Math.min(k ?? T, T) : 1),
     update(batch: SequenceBatch, state: SlttState, ctx: RuleContext) {
