@@ -31,6 +31,73 @@ function workdir(over?: Record<string, unknown>): string {
   return dir;
 }
 
+/** A seeded generator for the synthetic event sets (a linear congruential one: no dependency, same files every run). */
+function lcg(seed: number): () => number {
+  let x = seed >>> 0;
+  return () => {
+    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+    return x / 2 ** 32;
+  };
+}
+
+/**
+ * `n` events of one synthetic sample in time order over `seconds`: class 0 fires in the left
+ * third of the sensor, class 1 in the right third (random rows and polarities) — a set a conv
+ * network can learn in a few updates.
+ */
+function syntheticEvents(label: number, n: number, width: number, height: number, seconds: number, rand: () => number) {
+  const t = Array.from({ length: n }, () => rand() * seconds).sort((a, b) => a - b);
+  const third = Math.floor(width / 3);
+  const x = t.map(() => (label === 0 ? 0 : width - third) + Math.floor(rand() * third));
+  const y = t.map(() => Math.floor(rand() * height));
+  const p = t.map(() => (rand() < 0.5 ? 0 : 1));
+  return eventsOf(t, x, y, p);
+}
+
+/** N-MNIST's layout in `dir`: Train/<digit>/ and Test/<digit>/ of `.bin` samples, digits 0 and 1 only. */
+function writeSyntheticNmnist(dir: string, perClass: { train: number; test: number }): void {
+  const rand = lcg(7);
+  for (const [split, n] of [
+    ['Train', perClass.train],
+    ['Test', perClass.test],
+  ] as const) {
+    for (const digit of [0, 1]) {
+      mkdirSync(join(dir, split, String(digit)), { recursive: true });
+      for (let i = 0; i < n; i++) writeFileSync(join(dir, split, String(digit), `${i + 1}.bin`), encodeNmnist(syntheticEvents(digit, 300, 34, 34, 0.3, rand)));
+    }
+  }
+}
+
+/**
+ * DVS Gesture's layout in `dir`: one AEDAT 3.1 recording per split, each with `segments` labelled
+ * segments of 2 s alternating gestures 1 and 2 (labels 0 and 1), and the trials lists.
+ */
+function writeSyntheticGesture(dir: string, segments: { train: number; test: number }): void {
+  const rand = lcg(11);
+  mkdirSync(dir, { recursive: true });
+  for (const [split, n, name] of [
+    ['train', segments.train, 'user01_fluorescent.aedat'],
+    ['test', segments.test, 'user24_led.aedat'],
+  ] as const) {
+    const parts = Array.from({ length: n }, (_, i) => {
+      const ev = syntheticEvents(i % 2, 1500, 128, 128, 2, rand);
+      return { t: Array.from(ev.t, (v) => v + 2 * i), x: Array.from(ev.x), y: Array.from(ev.y), p: Array.from(ev.p) };
+    });
+    const ev = eventsOf(
+      parts.flatMap((q) => q.t),
+      parts.flatMap((q) => q.x),
+      parts.flatMap((q) => q.y),
+      parts.flatMap((q) => q.p),
+    );
+    writeFileSync(join(dir, name), encodeAedat31(polarityPackets(ev, 4096)));
+    writeFileSync(
+      join(dir, name.replace('.aedat', '_labels.csv')),
+      encodeGestureLabels(Array.from({ length: n }, (_, i) => ({ label: (i % 2) + 1, startUs: 2_000_000 * i, endUs: 2_000_000 * (i + 1) }))),
+    );
+    writeFileSync(join(dir, split === 'train' ? 'trials_to_train.txt' : 'trials_to_test.txt'), `${name}\n`);
+  }
+}
+
 function params(path: string): Record<string, Float32Array> {
   const ck = loadCheckpoint(path);
   const out = Object.fromEntries(Object.entries((ck.trees as { params: Record<string, Tensor> }).params).map(([k, t]) => [k, t.dataSync() as Float32Array]));
@@ -102,6 +169,9 @@ describe('spikeflow train', () => {
     const cache = mkdtempSync(join(tmpdir(), 'spikeflow-cache-'));
     mkdirSync(join(cache, 'shd'));
     for (const split of ['train', 'test']) copyFileSync(shdTestFile('shd-f16.h5'), join(cache, 'shd', `shd_${split}.h5`));
+    // The event configs read N-MNIST and DVS Gesture files in their real layouts.
+    writeSyntheticNmnist(join(cache, 'nmnist'), { train: 2, test: 1 });
+    writeSyntheticGesture(join(cache, 'dvs-gesture'), { train: 2, test: 2 });
     for (const name of readdirSync(dir).filter((f) => f.endsWith('.json'))) {
       const r = cli(['train', join(dir, name), '--out', join(mkdtempSync(join(tmpdir(), 'spikeflow-cfg-')), 'x'), '--dry-run', '--cache-dir', cache], dir);
       expect(r.stderr, name).toBe('');
@@ -114,6 +184,7 @@ describe('spikeflow train', () => {
       };
       expect(plan.parameterCount, name).toBeGreaterThan(0);
       expect(plan.batchesPerEpoch, name).toBeGreaterThan(0);
+      if (name === 'dvs-gesture-sew.json') expect(plan.dataset).toMatchObject({ steps: 16, channels: 2048, shape: [32, 32, 2] });
       if (name === 'mnist-conv.json') {
         // The image variant's shape reaches the conv layers; conv networks step through composite ops.
         expect((plan as unknown as { fused: boolean }).fused, name).toBe(false);
@@ -123,6 +194,29 @@ describe('spikeflow train', () => {
         expect(plan.rule).toMatchObject({ name: 'fptt(K=20, dual, terminal)', memory: 'O(k)' });
         expect(plan.dataset.steps).toBe(1000);
       }
+    }
+  });
+
+  it('the shipped conv configs for N-MNIST and DVS Gesture (SEW-ResNet) train end to end on files in those formats: their loss falls', () => {
+    const dir = fileURLToPath(new URL('../configs/', import.meta.url));
+    const cache = mkdtempSync(join(tmpdir(), 'spikeflow-events-cache-'));
+    writeSyntheticNmnist(join(cache, 'nmnist'), { train: 16, test: 4 });
+    writeSyntheticGesture(join(cache, 'dvs-gesture'), { train: 16, test: 4 });
+    for (const name of ['nmnist-conv.json', 'dvs-gesture-sew.json']) {
+      const shipped = JSON.parse(readFileSync(join(dir, name), 'utf8')) as { train: Record<string, unknown> };
+      // The shipped data, model, rule, loss and optimizer; a schedule of 6 epochs of batches of 8 on the 32 samples.
+      const work = mkdtempSync(join(tmpdir(), 'spikeflow-events-'));
+      writeFileSync(join(work, 'run.json'), JSON.stringify({ ...shipped, train: { ...shipped.train, epochs: 6, batchSize: 8 } }));
+      const r = cli(['train', 'run.json', '--out', 'out', '--cache-dir', cache, '--quiet'], work);
+      expect(r.stderr, name).toBe('');
+      expect(r.status, name).toBe(0);
+      const epochs = readFileSync(join(work, 'out', 'metrics.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { type: string; loss?: number; result?: { accuracy: number } })
+        .filter((e) => e.type === 'epoch');
+      expect(epochs, name).toHaveLength(6);
+      expect(epochs.at(-1)!.loss!, name).toBeLessThan(0.8 * epochs[0]!.loss!);
     }
   });
 

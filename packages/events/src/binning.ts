@@ -14,7 +14,7 @@ import { channelOf, channelsOf, type Events, type Sensor } from './events.js';
  *   size: event k of n falls into bin ⌊k · bins / n⌋.
  * - Alternatively `window` (seconds) with `maxTime`: `bins` = ⌈maxTime / window⌉ windows of that
  *   length (the last one cut at `maxTime`).
- * - Each frame holds, per channel (pixel × polarity, see {@link channelOf}), the number of inside
+ * - Each frame holds, per channel (pixel × polarity, channels last, see {@link channelOf}), the number of inside
  *   events (`values: 'count'`, default) or 1 where there was at least one (`values: 'spike'`).
  *
  * With `values: 'count'`, a sample's frames sum to its number of inside events.

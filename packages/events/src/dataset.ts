@@ -92,6 +92,8 @@ export function createEventDataset(spec: EventDatasetSpec): Dataset {
     describe: () => ({
       steps: T,
       channels: C,
+      // A frame is the channels-last image [height, width, polarities] (see channelOf).
+      ...(sensor.height > 1 ? { shape: [sensor.height, sensor.width, sensor.polarities] as const } : {}),
       outputs: spec.classes,
       target: 'labels',
       samples: Object.fromEntries(Object.entries(spec.splits).map(([k, s]) => [k, s.count])),

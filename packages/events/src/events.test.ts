@@ -83,9 +83,11 @@ describe('binning', () => {
     expect(Array.from(f)).toEqual([1, 0, 0, 2]);
   });
 
-  it('spike values clip counts at 1; channels are polarity, then row, then column', () => {
+  it('spike values clip counts at 1; channels are row, then column, then polarity (a channels-last [H, W, P] frame)', () => {
     const s: Sensor = { width: 3, height: 2, polarities: 2 };
     expect(channelOf(s, 2, 1, 1)).toBe(11);
+    expect(channelOf(s, 1, 0, 1)).toBe(3);
+    expect(channelOf(s, 0, 1, 0)).toBe(6);
     const f = binEvents(eventsOf([0, 0.1, 0.2], [2, 2, 0], [1, 1, 0], [1, 1, 0]), s, { bins: 1, values: 'spike' });
     expect(f[11]).toBe(1);
     expect(f[0]).toBe(1);

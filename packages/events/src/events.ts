@@ -70,9 +70,12 @@ export function channelsOf(s: Sensor): number {
   return s.width * s.height * s.polarities;
 }
 
-/** The channel of pixel (x, y) with polarity p: polarity-major, then rows, then columns. */
+/**
+ * The channel of pixel (x, y) with polarity p: rows, then columns, then polarity — a frame is the
+ * channels-last image `[height, width, polarities]` in row-major order, what conv layers read.
+ */
 export function channelOf(s: Sensor, x: number, y: number, p: number): number {
-  return (p * s.height + y) * s.width + x;
+  return (y * s.width + x) * s.polarities + p;
 }
 
 /** Time from the first event to the last, seconds (0 for fewer than two events). */

@@ -136,7 +136,7 @@ describe('dvs-gesture dataset', () => {
     const root = freshDir();
     const segs = writeGestureDir(root);
     const ds = await openDvsGesture({ dir: root, downsample: 1, bins: 4, maxTime: 2 }, ctx);
-    expect(ds.describe()).toEqual({ steps: 4, channels: 2 * 128 * 128, outputs: 11, target: 'labels', samples: { train: 33, test: 11 } });
+    expect(ds.describe()).toEqual({ steps: 4, channels: 2 * 128 * 128, shape: [128, 128, 2], outputs: 11, target: 'labels', samples: { train: 33, test: 11 } });
     const [b] = await collect(ds, 'test', { batchSize: 11, seed: 0 });
     expect(b!.shape).toEqual([4, 11, 32768]);
     expect(b!.y).toEqual(segs.user24_lab!.map((s) => s.label));

@@ -132,7 +132,7 @@ describe('nmnist dataset', () => {
     );
     expect(written.size).toBe(30);
     const ds = await openNmnist({ dir: root, bins: 3 }, ctx);
-    expect(ds.describe()).toEqual({ steps: 3, channels: 2 * 34 * 34, outputs: 10, target: 'labels', samples: { train: 20, test: 10 } });
+    expect(ds.describe()).toEqual({ steps: 3, channels: 2 * 34 * 34, shape: [34, 34, 2], outputs: 10, target: 'labels', samples: { train: 20, test: 10 } });
     const [b] = await collect(ds, 'test', { batchSize: 10, seed: 0 });
     expect(b!.shape).toEqual([3, 10, 2312]);
     expect(b!.y).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
@@ -176,7 +176,7 @@ describe('nmnist dataset', () => {
     const root = freshDir();
     writeTree(root, { train: 3, test: 2 });
     const ds = await openNmnist({ dir: root, downsample: 2, polarity: 'merge', window: 0.05, trainLimit: 7, testLimit: 12 }, ctx);
-    expect(ds.describe()).toEqual({ steps: 6, channels: 17 * 17, outputs: 10, target: 'labels', samples: { train: 7, test: 12 } });
+    expect(ds.describe()).toEqual({ steps: 6, channels: 17 * 17, shape: [17, 17, 1], outputs: 10, target: 'labels', samples: { train: 7, test: 12 } });
     const got = await collect(ds, 'test', { batchSize: 5, seed: 0 });
     expect(got.map((g) => g.shape)).toEqual([
       [6, 5, 289],
