@@ -18,6 +18,7 @@ import {
   peakTensorBytes,
   profileKernels,
   quickWorkload,
+  quickConvWorkload,
   summaryTable,
   type BenchReport,
 } from './index.js';
@@ -135,6 +136,27 @@ describe('bench harness', () => {
     expect(medianRound([m(5, 1)])).toEqual(m(5, 1));
     expect(medianRound([m(9, 1), m(3, 2), m(5, 3)])).toEqual({ msPerIter: 5, peakRssBytes: 3, roundsMsPerIter: [9, 3, 5] });
     expect(medianRound([m(9, 1), m(3, 2), m(5, 3), m(7, 4)])).toEqual({ msPerIter: 5, peakRssBytes: 3, roundsMsPerIter: [9, 3, 5, 7] });
+  });
+
+  it('--conv trains the conv workload (conv + max-pool stages on [H, W, C] frames): a working memory per step, a spike rate per conv layer; a rule that trains dense layers only is refused', () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'spikeflow-bench-')), 'conv.json');
+    const r = spawnSync(process.execPath, [bin, '--conv', '--quick', '--rules', 'bptt', '--steps', '8', '--json', out], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    const report = JSON.parse(readFileSync(out, 'utf8')) as BenchReport;
+    expect(report.workload).toMatchObject({ inputs: 128, conv: { shape: [8, 8, 2] } });
+    const [point] = report.results;
+    expect(point).toMatchObject({ rule: 'bptt', steps: 8 });
+    expect(point!.msPerIter).toBeGreaterThan(0);
+    expect(point!.peakWorkingBytes).toBeGreaterThan(0);
+    expect(point!.inferSpikeRates).toHaveLength(2);
+    expect(report.failures).toEqual([]);
+    const refused = spawnSync(process.execPath, [bin, '--conv', '--quick', '--rules', 'ottt', '--steps', '8'], { encoding: 'utf8' });
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toMatch(/rule 'ottt\(A\)' cannot train this run: model\.layers\[0\]\.type: it trains dense layers only, and this is a conv2d layer/);
+    const both = spawnSync(process.execPath, [bin, '--conv', '--inputs', '5'], { encoding: 'utf8' });
+    expect(both.status).toBe(1);
+    expect(both.stderr).toMatch(/--conv fixes the input .* drop --inputs/);
+    expect(quickConvWorkload.inputs).toBe(8 * 8 * 2);
   });
 
   it('refuses an unknown rule with an error that names it', () => {

@@ -1,6 +1,6 @@
 import { Command, InvalidArgumentError } from 'commander';
-import { createRegistry, isSpikeflowError, loadPlugins } from '@spikeflow/core';
-import { parseRuleChoice, quickWorkload, standardWorkload } from './measure.js';
+import { SpikeflowError, createRegistry, isSpikeflowError, loadPlugins } from '@spikeflow/core';
+import { convWorkload, parseRuleChoice, quickConvWorkload, quickWorkload, standardWorkload } from './measure.js';
 import { runBench } from './run.js';
 
 export const DEFAULT_PLUGINS = [
@@ -78,6 +78,10 @@ export function benchCommand(name = 'spikeflow-bench'): Command {
     .option('--backend <name>', 'backend', 'wasm')
     .option('--plugins <list>', 'extra plugin packages (e.g. a new rule)', '')
     .option('--quick', 'tiny sizes and T = 8,16 (exercises the harness in seconds)')
+    .option(
+      '--conv',
+      'the conv workload: 34×34×2 event frames at 5%, batch 32, two conv + max-pool stages of LIF (configs/nmnist-conv.json), 10 classes; default rules bptt, tbptt and sltt, T = 10,20,40',
+    )
     .option('--json <file>', 'write all figures as JSON')
     .option('--plot <dir>', 'write memory.svg and time.svg')
     .action(
@@ -100,10 +104,14 @@ export function benchCommand(name = 'spikeflow-bench'): Command {
         backend: string;
         plugins: string;
         quick?: boolean;
+        conv?: boolean;
         json?: string;
         plot?: string;
       }) => {
-        const base = o.quick ? quickWorkload : standardWorkload;
+        if (o.conv && (o.inputs || o.hidden)) {
+          throw new SpikeflowError('CONFIG_INVALID', `bench: --conv fixes the input ([34, 34, 2]) and the layers; drop ${o.inputs ? '--inputs' : '--hidden'}`);
+        }
+        const base = o.conv ? (o.quick ? quickConvWorkload : convWorkload) : o.quick ? quickWorkload : standardWorkload;
         const workload = {
           ...base,
           ...(o.batch ? { batch: o.batch } : {}),
@@ -118,10 +126,14 @@ export function benchCommand(name = 'spikeflow-bench'): Command {
           ...(o.profile ? { profile: true } : {}),
           ...(o.compareInference ? { compareInference: true } : {}),
         };
-        const steps = o.quick && o.steps.join() === '100,250,500,1000' ? [8, 16] : o.steps;
-        const k = o.quick && o.k === 50 ? 4 : o.k;
+        const defaultSteps = o.steps.join() === '100,250,500,1000';
+        const steps = o.quick && defaultSteps ? [8, 16] : o.conv && defaultSteps ? [10, 20, 40] : o.steps;
+        const k = o.quick && o.k === 50 ? 4 : o.conv && o.k === 50 ? 5 : o.k;
         const plugins = [...new Set([...DEFAULT_PLUGINS, ...o.plugins.split(',').filter(Boolean)])];
-        const rules = o.rules?.split(',').filter(Boolean) ?? (await installedRules(plugins, presets(Boolean(o.quick))));
+        // The rules that train conv networks (the others refuse them: requires.denseLayers).
+        const rules =
+          o.rules?.split(',').filter(Boolean) ??
+          (o.conv ? ['bptt', 'tbptt', o.quick ? 'sltt:window=2' : 'sltt'] : await installedRules(plugins, presets(Boolean(o.quick))));
         await runBench({
           plugins,
           backend: o.backend,

@@ -1,4 +1,15 @@
-export { measure, infer, peakTensorBytes, parseRuleChoice, standardWorkload, quickWorkload, INFER_WINDOW } from './measure.js';
+export {
+  measure,
+  infer,
+  peakTensorBytes,
+  parseRuleChoice,
+  standardWorkload,
+  quickWorkload,
+  convWorkload,
+  quickConvWorkload,
+  convModelSpec,
+  INFER_WINDOW,
+} from './measure.js';
 export { BernoulliSteps, MARK_STRIDE } from './input.js';
 export type { Workload, Measurement, RuleChoice } from './measure.js';
 export { runBench, summaryTable, writePlots, medianRound } from './run.js';

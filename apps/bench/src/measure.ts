@@ -43,6 +43,12 @@ export interface Workload {
    * against.
    */
   readonly kernels?: boolean;
+  /**
+   * The conv workload (`--conv`) instead of the recurrent dense one: `[H, W, C]` event frames
+   * (`inputs` = H·W·C) through two conv + max-pool stages of `neuron` (see {@link convModelSpec});
+   * `hidden` is not used.
+   */
+  readonly conv?: { readonly shape: readonly [number, number, number] };
   /** Also time one more training iteration kernel by kernel (`--profile`; see {@link profileKernels}). */
   readonly profile?: boolean;
   /**
@@ -62,6 +68,36 @@ export interface Workload {
 
 export const standardWorkload: Workload = { batch: 64, inputs: 700, density: 0.05, hidden: 256, neuron: 'lif', outputs: 20, repeats: 3, seed: 0 };
 export const quickWorkload: Workload = { batch: 4, inputs: 20, density: 0.2, hidden: 16, neuron: 'lif', outputs: 4, repeats: 1, seed: 0 };
+
+/** The conv workload: N-MNIST's 34×34 ON/OFF frames at 5% density, batch 32, 10 classes (as `apps/cli/configs/nmnist-conv.json`). */
+export const convWorkload: Workload = { ...standardWorkload, batch: 32, inputs: 34 * 34 * 2, outputs: 10, conv: { shape: [34, 34, 2] } };
+export const quickConvWorkload: Workload = { ...quickWorkload, inputs: 8 * 8 * 2, conv: { shape: [8, 8, 2] } };
+
+/**
+ * The network the bench trains: the standard recurrent layer of `hidden` neurons, or with `conv`
+ * the conv SNN of `apps/cli/configs/nmnist-conv.json` — conv 16 channels 5×5 stride 2 `same`,
+ * max-pool 2, conv 32 channels 3×3 `same`, max-pool 2, flatten — and the readout.
+ */
+export function convModelSpec(w: Workload): Record<string, unknown> {
+  const lifLike = w.neuron === 'lif' || w.neuron === 'alif';
+  const params = lifLike ? { params: { beta: 0.9, threshold: 1 } } : {};
+  const layers = w.conv
+    ? [
+        { type: 'conv2d', neuron: w.neuron, channels: 16, kernel: 5, stride: 2, padding: 'same', ...params },
+        { type: 'maxpool', size: 2 },
+        { type: 'conv2d', neuron: w.neuron, channels: 32, kernel: 3, padding: 'same', ...params },
+        { type: 'maxpool', size: 2 },
+        { type: 'flatten' },
+      ]
+    : [{ neuron: w.neuron, size: w.hidden, recurrent: true, ...params }];
+  return {
+    inputs: w.inputs,
+    ...(w.conv ? { inputShape: [...w.conv.shape] } : {}),
+    layers,
+    readout: { size: w.outputs, kappa: 0.9 },
+    ...(lifLike ? { surrogate: { name: 'fast_sigmoid', slope: 25 } } : {}),
+  };
+}
 
 /** A rule as the bench names it: a registry rule and its options (`bptt`, `bptt:truncation=50`), or a preset. */
 export interface RuleChoice {
@@ -177,15 +213,9 @@ function median(xs: number[]): number {
 
 /** Measures one (rule, T) on the active backend, in this process. */
 export async function measure(registry: Registry, choice: RuleChoice | LearningRule, steps: number, w: Workload): Promise<Measurement> {
-  const lifLike = w.neuron === 'lif' || w.neuron === 'alif';
   const build = (kernels: boolean) =>
     buildNetwork(
-      {
-        inputs: w.inputs,
-        layers: [{ neuron: w.neuron, size: w.hidden, recurrent: true, ...(lifLike ? { params: { beta: 0.9, threshold: 1 } } : {}) }],
-        readout: { size: w.outputs, kappa: 0.9 },
-        ...(lifLike ? { surrogate: { name: 'fast_sigmoid', slope: 25 } } : {}),
-      },
+      convModelSpec(w),
       { neurons: registry.neurons, surrogates: [...registry.surrogates.values()] },
       { seed: w.seed, ...(kernels ? { kernels: registry.kernels } : {}) },
     );

@@ -198,7 +198,8 @@ export function writePlots(report: BenchReport, dir: string): string[] {
   const series = (f: (m: Measurement) => number) =>
     rules.map((name) => ({ name, points: report.results.filter((r) => r.rule === name).map((r): [number, number] => [r.steps, f(r)]) }));
   const w = report.workload;
-  const sub = `B=${w.batch}, ${w.inputs} in, ${w.hidden} ${w.neuron}, ${report.backend.tfBackend}`;
+  const net = w.conv ? `[${w.conv.shape.join('×')}] in, conv ${w.neuron}` : `${w.inputs} in, ${w.hidden} ${w.neuron}`;
+  const sub = `B=${w.batch}, ${net}, ${report.backend.tfBackend}`;
   const files: [string, string][] = [
     [
       'memory.svg',

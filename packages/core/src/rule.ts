@@ -178,7 +178,7 @@ export function checkRequirements(rule: LearningRule, network: Network, loss: Te
     throw unmet(
       rule,
       `model.layers[${at}].type`,
-      `it trains dense layers only, and this is a ${type} layer; use a dense network, or a rule that trains convolutional ones (bptt, with or without truncation)`,
+      `it trains dense layers only, and this is a ${type} layer; use a dense network, or a rule that trains convolutional layers (bptt, with or without truncation; sltt)`,
     );
   }
   if (r.layers !== undefined && m.layers.length !== r.layers) {
