@@ -11,6 +11,11 @@ Adam (lr 1e-3). One training iteration is the forward pass, the backward pass an
 
     --impl torch     a plain loop over time (`--hoist` computes W x_t for all t in one product first)
     --impl snntorch  the same network from snntorch.Leaky (reset by subtraction) and nn.Linear
+    --conv           the conv workload of `spikeflow bench --conv` instead: 34x34x2 frames with
+                     Bernoulli(0.05) spikes, batch 32; conv 16 channels 5x5 stride 2 "same" -> LIF
+                     -> max-pool 2 -> conv 32 channels 3x3 "same" -> LIF -> max-pool 2 -> flatten
+                     -> a 10-way leaky readout (PyTorch's NCHW layout; "same" padding as TensorFlow's
+                     rule, the odd row and column at the bottom and right)
 
 Prints one JSON object: the median and every timed iteration in ms, the peak RSS, the versions
 of Python, PyTorch (and its BLAS) and snnTorch, the threads and the machine.
@@ -41,7 +46,16 @@ def parse():
     p.add_argument("--impl", choices=["torch", "snntorch"], default="torch")
     p.add_argument("--hoist", action="store_true", help="torch: the input product for all steps at once")
     p.add_argument("--seed", type=int, default=0)
-    return p.parse_args()
+    p.add_argument("--conv", action="store_true", help="the conv workload of spikeflow bench --conv")
+    a = p.parse_args()
+    if a.conv:
+        if a.impl != "torch" or a.hoist:
+            p.error("--conv runs the plain torch loop only (no --impl snntorch, no --hoist)")
+        for name, value in (("batch", 32), ("outputs", 10)):
+            if getattr(a, name) == p.get_default(name):
+                setattr(a, name, value)
+        a.inputs = 34 * 34 * 2
+    return a
 
 
 class FastSigmoidSpike(torch.autograd.Function):
@@ -82,6 +96,46 @@ def plain_model(a):
         return total / x.shape[0]
 
     return [w_in, w_rec, w_out], run
+
+
+def same_conv(c_in, c_out, k, stride, size):
+    """A convolution with TensorFlow's "same" padding on a size x size input: ceil(size / stride)
+    outputs, total padding max((out - 1) * stride + k - size, 0), the odd one at the bottom/right."""
+    conv = torch.nn.Conv2d(c_in, c_out, k, stride=stride)
+    out = -(-size // stride)
+    total = max((out - 1) * stride + k - size, 0)
+    pad = (total // 2, total - total // 2, total // 2, total - total // 2)  # left, right, top, bottom
+    return conv, (lambda x: conv(torch.nn.functional.pad(x, pad))), out
+
+
+def conv_model(a):
+    conv1, c1, size1 = same_conv(2, 16, 5, 2, 34)  # 17 x 17
+    size1p = size1 // 2  # max-pool 2: 8 x 8
+    conv2, c2, size2 = same_conv(16, 32, 3, 1, size1p)  # 8 x 8
+    flat = 32 * (size2 // 2) ** 2  # max-pool 2: 4 x 4 x 32
+    w_out = torch.nn.Linear(flat, a.outputs)
+    spike = FastSigmoidSpike.apply
+    pool = torch.nn.functional.max_pool2d
+
+    def run(x):
+        T, B = x.shape[0], x.shape[1]
+        frames = x.reshape(T, B, 34, 34, 2).permute(0, 1, 4, 2, 3)  # channels-last data, NCHW for torch
+        v1 = x.new_zeros(B, 16, size1, size1)
+        s1 = torch.zeros_like(v1)
+        v2 = x.new_zeros(B, 32, size2, size2)
+        s2 = torch.zeros_like(v2)
+        y = x.new_zeros(B, a.outputs)
+        total = x.new_zeros(B, a.outputs)
+        for t in range(T):
+            v1 = 0.9 * v1 + c1(frames[t]) - s1
+            s1 = spike(v1 - 1.0)
+            v2 = 0.9 * v2 + c2(pool(s1, 2)) - s2
+            s2 = spike(v2 - 1.0)
+            y = 0.9 * y + w_out(pool(s2, 2).flatten(1))
+            total = total + y
+        return total / T
+
+    return [conv1, conv2, w_out], run
 
 
 def snntorch_model(a):
@@ -126,7 +180,7 @@ def main():
     a = parse()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
-    modules, run = snntorch_model(a) if a.impl == "snntorch" else plain_model(a)
+    modules, run = conv_model(a) if a.conv else snntorch_model(a) if a.impl == "snntorch" else plain_model(a)
     params = [p for m in modules for p in m.parameters()]
     opt = torch.optim.Adam(params, lr=1e-3)
     x = (torch.rand(a.steps, a.batch, a.inputs) < a.density).float()
@@ -155,7 +209,7 @@ def main():
     except ImportError:
         snn_version = None
     print(json.dumps({
-        "impl": a.impl + ("-hoisted" if a.hoist and a.impl == "torch" else ""),
+        "impl": a.impl + ("-hoisted" if a.hoist and a.impl == "torch" else "") + ("-conv" if a.conv else ""),
         "mode": a.mode,
         "steps": a.steps,
         "batch": a.batch,

@@ -6,7 +6,7 @@
 // a working tree with uncommitted changes unless `--allow-dirty` (then the JSON says so).
 //
 //   node tools/peers/compare.mjs --steps 100 --pairs 5 --iters 9 --out docs/bench/<dir>/peers-100.json
-//     [--mode train|infer] [--threads 2] [--python /usr/bin/python3] [--impl torch|snntorch] [--hoist]
+//     [--mode train|infer] [--threads 2] [--python /usr/bin/python3] [--impl torch|snntorch] [--hoist] [--conv]
 //
 // Build first (pnpm build). PyTorch: Debian's `python3-torch`; on Debian point it at the OpenMP
 // OpenBLAS (see tools/peers/README.md), else it may load the reference BLAS, ~12x slower.
@@ -52,7 +52,7 @@ let benchInfo;
 try {
   for (let p = 0; p < pairs; p++) {
     const json = join(tmp, `bench-${p}.json`);
-    const benchArgs = ['apps/cli/dist/bin.js', 'bench', '--rules', 'bptt', '--steps', String(steps), '--json', json];
+    const benchArgs = ['apps/cli/dist/bin.js', 'bench', '--rules', 'bptt', '--steps', String(steps), '--json', json, ...(flag('--conv') ? ['--conv'] : [])];
     benchArgs.push(...(mode === 'infer' ? ['--repeats', '1', '--infer-repeats', String(iters)] : ['--repeats', String(iters)]));
     execFileSync(process.execPath, benchArgs, { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
     benchInfo = JSON.parse(readFileSync(json, 'utf8'));
@@ -72,6 +72,7 @@ try {
       impl,
     ];
     if (flag('--hoist')) torchArgs.push('--hoist');
+    if (flag('--conv')) torchArgs.push('--conv');
     torchInfo = JSON.parse(execFileSync(python, torchArgs, { encoding: 'utf8' }).trim().split('\n').at(-1));
     rows.push({ spikeflowMs, torchMs: torchInfo.msPerIter, ratio: spikeflowMs / torchInfo.msPerIter });
     console.log(
@@ -82,7 +83,7 @@ try {
   rmSync(tmp, { recursive: true, force: true });
 }
 const report = {
-  what: `BPTT ${mode === 'infer' ? 'inference pass' : 'training iteration'} on the standard workload, T = ${steps}: spikeflow bench and tools/peers/bench_torch.py, alternating`,
+  what: `BPTT ${mode === 'infer' ? 'inference pass' : 'training iteration'} on the ${flag('--conv') ? 'conv' : 'standard'} workload, T = ${steps}: spikeflow bench and tools/peers/bench_torch.py, alternating`,
   revision: git('rev-parse', 'HEAD') + (dirty ? '+dirty' : ''),
   date: new Date().toISOString(),
   machine: benchInfo.machine,

@@ -207,6 +207,42 @@ describe('spatial ops', () => {
     expect(Array.from(gz.dataSync())).toEqual([1, 0, 0, 0, 0, 0, 0, 10, 100, 0, 1000, 0, 0, 0, 0, 0]);
     expect(Array.from(applyPools(z, [strided]).dataSync())).toEqual([0, 1, 0, 2]);
   });
+
+  it('max pooling’s gradient equals a first-maximum reference on random spikes: tiling windows (rows and columns left over) and overlapping ones', () => {
+    const cases = [
+      { H: 7, W: 5, C: 3, size: [2, 2], stride: [2, 2] },
+      { H: 6, W: 6, C: 2, size: [3, 2], stride: [3, 2] },
+      { H: 6, W: 7, C: 2, size: [3, 3], stride: [2, 1] },
+    ] as const;
+    for (const { H, W, C, size, stride } of cases) {
+      const Ho = Math.floor((H - size[0]) / stride[0]) + 1;
+      const Wo = Math.floor((W - size[1]) / stride[1]) + 1;
+      const g = { type: 'maxpool' as const, inShape: [H, W, C] as const, outShape: [Ho, Wo, C] as const, size, stride };
+      const x = tf.tidy(() => tf.cast(tf.greater(tf.randomUniform([2, H * W * C], 0, 1, 'float32', H + W), 0.6), 'float32'));
+      const dy = tf.randomUniform([2, Ho * Wo * C], -1, 1, 'float32', 9);
+      const got = tf
+        .grad((t: Tensor) => tf.sum(tf.mul(applyPools(t, [g]), dy)))(x)
+        .dataSync();
+      const xv = x.dataSync();
+      const dv = dy.dataSync();
+      const want = new Float32Array(xv.length);
+      const at = (b: number, r: number, c: number, ch: number) => ((b * H + r) * W + c) * C + ch;
+      for (let b = 0; b < 2; b++)
+        for (let i = 0; i < Ho; i++)
+          for (let j = 0; j < Wo; j++)
+            for (let ch = 0; ch < C; ch++) {
+              let best = at(b, i * stride[0], j * stride[1], ch);
+              for (let p = 0; p < size[0]; p++)
+                for (let q = 0; q < size[1]; q++) {
+                  const k = at(b, i * stride[0] + p, j * stride[1] + q, ch);
+                  if (xv[k]! > xv[best]!) best = k;
+                }
+              want[best]! += dv[((b * Ho + i) * Wo + j) * C + ch]!;
+            }
+      const worst = Math.max(...Array.from(got, (v, i) => Math.abs(v - want[i]!)));
+      expect(worst, `${H}×${W}, size ${size}, stride ${stride}`).toBeLessThan(1e-6);
+    }
+  });
 });
 
 describe('rules and spatial layers', () => {

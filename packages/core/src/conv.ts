@@ -121,6 +121,7 @@ function maxPool(x: tf.Tensor4D, g: PoolGeometry): Tensor {
       value: tf.maxPool(x4, [ph, pw], [sh, sw], 'valid'),
       gradFunc: (dy: Tensor, saved: Tensor[]) => {
         const xs = saved[0] as tf.Tensor4D;
+        if (sh === ph && sw === pw) return tiledMaxPoolGradient(xs, dy as tf.Tensor4D, g);
         // Each window's elements in row-major order, the first maximum wins.
         const parts: Tensor[] = [];
         for (let p = 0; p < ph; p++) {
@@ -155,6 +156,28 @@ function maxPool(x: tf.Tensor4D, g: PoolGeometry): Tensor {
     };
   }) as (x: Tensor) => Tensor;
   return op(x);
+}
+
+/**
+ * The first-maximum gradient of max pooling whose windows tile the input (stride = size): each
+ * window's ph·pw values gathered on one axis, the first maximum's position (`argMax` picks the
+ * lowest index among ties, on every tfjs backend) one-hot, times dy, laid back out; the rows and
+ * columns past the last window get zeros.
+ */
+function tiledMaxPoolGradient(x: tf.Tensor4D, dy: tf.Tensor4D, g: PoolGeometry): Tensor {
+  const [B, H, W, C] = x.shape;
+  const [ph, pw] = g.size;
+  const [Ho, Wo] = g.outShape;
+  const tiles = tf.reshape(tf.slice(x, [0, 0, 0, 0], [B, Ho * ph, Wo * pw, C]), [B, Ho, ph, Wo, pw, C]);
+  const windows = tf.reshape(tf.transpose(tiles, [0, 1, 3, 5, 2, 4]), [B, Ho, Wo, C, ph * pw]);
+  const routed = tf.mul(tf.oneHot(tf.argMax(windows, -1), ph * pw), tf.expandDims(dy, -1));
+  const back = tf.reshape(tf.transpose(tf.reshape(routed, [B, Ho, Wo, C, ph, pw]), [0, 1, 4, 2, 5, 3]), [B, Ho * ph, Wo * pw, C]);
+  return tf.pad(back, [
+    [0, 0],
+    [0, H - Ho * ph],
+    [0, W - Wo * pw],
+    [0, 0],
+  ]);
 }
 
 /** `x [B, H, W, C]` with sh − 1 zero rows after each row but the last (and alike for columns). */

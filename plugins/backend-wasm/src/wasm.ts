@@ -74,18 +74,17 @@ function shareBuffersOnClone(): void {
 }
 
 /**
- * tfjs-wasm has no Conv2DBackpropFilter (the weight gradient of conv2d) but has the 3-D one: a 2-D
- * convolution is a 3-D one of depth 1, so the kernel hands it `x [B, 1, H, W, C]` and
- * `dy [B, 1, H′, W′, O]` and reads the `[1, kh, kw, C, O]` result as `[kh, kw, C, O]`. tfjs-wasm's
- * 3-D kernel is wrong for strides above 1 (4.22.0: measured against the cpu backend), so a strided
- * gradient is asked as a stride-1 one: `x` padded as the forward pass pads it (TensorFlow's "same"
- * rule) and cut to the rows and columns the windows reach, `dy` spread out with stride − 1 zeros
- * between its entries. Channels-last (`NHWC`) only, as everything in spikeflow.
+ * tfjs-wasm has no Conv2DBackpropFilter, the weight gradient of conv2d (4.22.0; its 3-D one is
+ * slow, and wrong for strides above 1). This one is a product: `dW = Pᵀ·dy` with P the input's
+ * patches (im2col: one row per output position, `kh·kw·C` columns in HWIO order, zeros where a
+ * window reaches into TensorFlow's "same" padding), written transposed, `[kh·kw·C, N·H′·W′]`, so
+ * that tfjs-wasm's BatchMatMul runs its fast untransposed path. Channels-last (`NHWC`) only, as
+ * everything in spikeflow.
  */
 function conv2dFilterGradient(): void {
   if (tf.getKernel('Conv2DBackpropFilter', 'wasm')) return;
-  const conv3d = tf.getKernel('Conv3DBackpropFilterV2', 'wasm');
-  if (!conv3d) return;
+  const matMul = tf.getKernel('BatchMatMul', 'wasm');
+  if (!matMul) return;
   type Info = tf.TensorInfo;
   type Pair = [number, number];
   interface Heap {
@@ -99,68 +98,57 @@ function conv2dFilterGradient(): void {
     kernelFunc: ((args: {
       inputs: { x: Info; dy: Info };
       backend: Heap;
-      attrs: { strides: number | Pair; pad: 'same' | 'valid' | number; dataFormat?: string; filterShape: number[] };
+      attrs: { strides: number | Pair; pad: 'same' | 'valid' | number; dataFormat?: string; dilations?: number | Pair; filterShape: number[] };
     }) => {
       const { x, dy } = args.inputs;
-      const { strides, pad, dataFormat, filterShape } = args.attrs;
-      if ((dataFormat ?? 'NHWC') !== 'NHWC' || typeof pad !== 'string') {
+      const { strides, pad, dataFormat, dilations, filterShape } = args.attrs;
+      const dilated = dilations !== undefined && (typeof dilations === 'number' ? dilations !== 1 : dilations.some((d) => d !== 1));
+      if ((dataFormat ?? 'NHWC') !== 'NHWC' || typeof pad !== 'string' || dilated) {
         throw new SpikeflowError(
           'INCOMPATIBLE',
-          `Conv2DBackpropFilter on wasm: only channels-last (NHWC) input with "same" or "valid" padding, got ${dataFormat} and ${JSON.stringify(pad)}`,
+          `Conv2DBackpropFilter on wasm: only channels-last (NHWC) input, "same" or "valid" padding and no dilation, got ${dataFormat}, ${JSON.stringify(pad)} and dilations ${JSON.stringify(dilations)}`,
         );
       }
       const [sh, sw] = typeof strides === 'number' ? [strides, strides] : strides;
+      const [B, H, W, C] = x.shape as [number, number, number, number];
+      const [, Ho, Wo, O] = dy.shape as [number, number, number, number];
+      const [kh, kw] = filterShape as [number, number];
+      const before = (n: number, no: number, k: number, s: number) => (pad === 'same' ? Math.floor(Math.max((no - 1) * s + k - n, 0) / 2) : 0);
+      const top = before(H, Ho, kh, sh);
+      const left = before(W, Wo, kw, sw);
       const b = args.backend;
-      const made: Info[] = [];
-      let xs: Info = x;
-      let dys: Info = dy;
-      let padding: 'same' | 'valid' = pad;
-      if (sh > 1 || sw > 1) {
-        const [B, H, W, C] = x.shape as [number, number, number, number];
-        const [, Ho, Wo, O] = dy.shape as [number, number, number, number];
-        const [kh, kw] = filterShape as [number, number];
-        const before = (n: number, no: number, k: number, s: number) => (pad === 'same' ? Math.floor(Math.max((no - 1) * s + k - n, 0) / 2) : 0);
-        const top = before(H, Ho, kh, sh);
-        const left = before(W, Wo, kw, sw);
-        const [Hp, Wp] = [(Ho - 1) * sh + kh, (Wo - 1) * sw + kw];
-        const xv = b.readSync(x.dataId);
-        const xp = new Float32Array(B * Hp * Wp * C);
-        for (let n = 0; n < B; n++) {
-          for (let r = 0; r < Hp; r++) {
-            const i = r - top;
-            if (i < 0 || i >= H) continue;
-            for (let k = 0; k < Wp; k++) {
-              const j = k - left;
-              if (j < 0 || j >= W) continue;
-              xp.set(xv.subarray(((n * H + i) * W + j) * C, ((n * H + i) * W + j + 1) * C), ((n * Hp + r) * Wp + k) * C);
+      const xv = b.readSync(x.dataId);
+      const K = kh * kw * C;
+      const N = B * Ho * Wo;
+      // Pᵀ [K, N]: row (p·kw + q)·C + c holds x at (i·sh + p − top, j·sw + q − left, c) for every output position (n, i, j).
+      const pT = new Float32Array(K * N);
+      for (let p = 0; p < kh; p++) {
+        for (let q = 0; q < kw; q++) {
+          for (let n = 0; n < B; n++) {
+            for (let i = 0; i < Ho; i++) {
+              const r = i * sh + p - top;
+              if (r < 0 || r >= H) continue;
+              for (let j = 0; j < Wo; j++) {
+                const col = j * sw + q - left;
+                if (col < 0 || col >= W) continue;
+                const from = ((n * H + r) * W + col) * C;
+                const at = (n * Ho + i) * Wo + j;
+                for (let c = 0; c < C; c++) pT[((p * kw + q) * C + c) * N + at] = xv[from + c]!;
+              }
             }
           }
         }
-        const [Hd, Wd] = [(Ho - 1) * sh + 1, (Wo - 1) * sw + 1];
-        const dyv = b.readSync(dy.dataId);
-        const dyd = new Float32Array(B * Hd * Wd * O);
-        for (let n = 0; n < B; n++) {
-          for (let i = 0; i < Ho; i++) {
-            for (let j = 0; j < Wo; j++)
-              dyd.set(dyv.subarray(((n * Ho + i) * Wo + j) * O, ((n * Ho + i) * Wo + j + 1) * O), ((n * Hd + i * sh) * Wd + j * sw) * O);
-          }
-        }
-        const info = (values: Float32Array, shape: number[]): Info => ({ dataId: b.write(values, shape, 'float32'), shape, dtype: 'float32' });
-        xs = info(xp, [B, Hp, Wp, C]);
-        dys = info(dyd, [B, Hd, Wd, O]);
-        made.push(xs, dys);
-        padding = 'valid';
       }
-      const five = (t: Info): Info => ({ dataId: t.dataId, shape: [t.shape[0]!, 1, ...t.shape.slice(1)], dtype: t.dtype });
+      const patches: Info = { dataId: b.write(pT, [1, K, N], 'float32'), shape: [1, K, N], dtype: 'float32' };
       try {
-        const out = conv3d.kernelFunc({
-          inputs: { x: five(xs), dy: five(dys) },
+        const out = matMul.kernelFunc({
+          inputs: { a: patches, b: { dataId: dy.dataId, shape: [1, N, O], dtype: dy.dtype } },
           backend: b,
-          attrs: { strides: [1, 1, 1], pad: padding, filterShape: [1, ...filterShape] },
-        } as unknown as Parameters<typeof conv3d.kernelFunc>[0]) as Info;
+          attrs: { transposeA: false, transposeB: false },
+        } as unknown as Parameters<typeof matMul.kernelFunc>[0]) as Info;
         return { dataId: out.dataId, shape: filterShape, dtype: out.dtype };
       } finally {
-        for (const t of made) b.disposeData(t.dataId);
+        b.disposeData(patches.dataId);
       }
     }) as unknown as tf.KernelFunc,
   });
