@@ -6,22 +6,13 @@ import { isDenseModel, resolveModel, type ModelRegistries } from './model.js';
 import { buildNetwork } from './network.js';
 import { forward } from './inference.js';
 import { checkRequirements, type LearningRule } from './rule.js';
-import { referenceFusedKernels, errorOf, iaf, useCpuBackend } from './test-support.js';
+import { referenceFusedKernels, errorOf, iaf, useCpuBackend, fusableIaf } from './test-support.js';
 import type { AnyNeuronModel } from './neuron.js';
 import { ceMean } from './losses.js';
 
 useCpuBackend();
 
-/** iaf that declares the fused integrate-and-fire form (as network.test.ts's): a dense network of it runs fused. */
-const fusable = {
-  ...iaf,
-  name: 'iaf-fused',
-  integrateFire: ({ config, tensors }: { config: Record<string, unknown>; tensors: Record<string, Tensor> }) => ({
-    beta: tf.onesLike(tensors['threshold']!),
-    threshold: config['threshold'] as number,
-    resetDetach: false,
-  }),
-} as unknown as AnyNeuronModel;
+const fusable = fusableIaf;
 
 const reg: ModelRegistries = {
   neurons: new Map<string, AnyNeuronModel>([

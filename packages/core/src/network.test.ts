@@ -14,7 +14,7 @@ import { resolveModel, type ModelRegistries } from './model.js';
 import { splitSteps, stepsOf } from './steps.js';
 import { advance, unroll } from './loops.js';
 import { checkInputs, forward } from './inference.js';
-import { errorOf, iaf, referenceFusedKernels, useCpuBackend } from './test-support.js';
+import { errorOf, iaf, referenceFusedKernels, useCpuBackend, fusableIaf } from './test-support.js';
 
 useCpuBackend();
 
@@ -963,15 +963,7 @@ describe('time loop helpers', () => {
 });
 
 describe('runWindow: a window of steps layer by layer through the fused kernels', () => {
-  const fusable = {
-    ...iaf,
-    name: 'iaf-fused',
-    integrateFire: ({ config, tensors }: { config: Record<string, unknown>; tensors: Record<string, Tensor> }) => ({
-      beta: tf.onesLike(tensors['threshold']!),
-      threshold: config['threshold'] as number,
-      resetDetach: false,
-    }),
-  } as unknown as AnyNeuronModel;
+  const fusable = fusableIaf;
   const reg: ModelRegistries = { neurons: new Map([['iaf-fused', fusable]]), surrogates: builtinSurrogates, readouts: [gatedReadout] };
   const spec = {
     inputs: 4,

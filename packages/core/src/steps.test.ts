@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import { tf, type NamedTensorMap, type Tensor } from './tf.js';
-import type { AnyNeuronModel } from './neuron.js';
 import { builtinSurrogates } from './surrogates.js';
 import { disposeTree, treeMap } from './state.js';
 import { createRng } from './random.js';
@@ -14,7 +13,7 @@ import { ceEveryStep, ceMean } from './losses.js';
 import { trainWindows, type WindowPlan } from './windows.js';
 import type { RuleContext, SequenceBatch } from './rule.js';
 import { rngAt } from './dataset.js';
-import { errorOf, iaf, referenceFusedKernels, useCpuBackend } from './test-support.js';
+import { errorOf, iaf, referenceFusedKernels, useCpuBackend, fusableIaf } from './test-support.js';
 
 useCpuBackend();
 
@@ -170,15 +169,7 @@ describe('step sources: the contract', () => {
 });
 
 // A network that runs fused: core's composite references registered as if they were a backend's kernels.
-const fusable = {
-  ...iaf,
-  name: 'iaf-fused',
-  integrateFire: ({ config, tensors }: { config: Record<string, unknown>; tensors: Record<string, Tensor> }) => ({
-    beta: tf.onesLike(tensors['threshold']!),
-    threshold: config['threshold'] as number,
-    resetDetach: false,
-  }),
-} as unknown as AnyNeuronModel;
+const fusable = fusableIaf;
 const reg: ModelRegistries = { neurons: new Map([['iaf-fused', fusable]]), surrogates: builtinSurrogates };
 const fastTable = referenceFusedKernels;
 const spec = (hidden = 6, outputs = 3) => ({

@@ -6,7 +6,7 @@ import { beforeAll } from 'vitest';
 import { IntegrateFireLayer, KernelTable, LeakyReadout, referenceKernels } from './kernels.js';
 import { tf, type Tensor } from './tf.js';
 import { isSpikeflowError, type SpikeflowError } from './errors.js';
-import { defineNeuron } from './neuron.js';
+import { defineNeuron, type AnyNeuronModel } from './neuron.js';
 
 /** Runs the file's tests on the cpu backend. */
 export function useCpuBackend(): void {
@@ -71,3 +71,18 @@ export function referenceFusedKernels(): KernelTable {
   for (const k of [IntegrateFireLayer, LeakyReadout] as const) t.register({ kernel: k, backend: 'cpu', impl: referenceKernels[k] as never });
   return t;
 }
+
+/**
+ * `iaf` declaring that its step is core's fused integrate-and-fire equation (β 1, its threshold, no
+ * detached reset): a network of it runs fused where the kernel table has the fused kernels
+ * ({@link referenceFusedKernels}).
+ */
+export const fusableIaf = {
+  ...iaf,
+  name: 'iaf-fused',
+  integrateFire: ({ config, tensors }: { config: Record<string, unknown>; tensors: Record<string, Tensor> }) => ({
+    beta: tf.onesLike(tensors['threshold']!),
+    threshold: config['threshold'] as number,
+    resetDetach: false,
+  }),
+} as unknown as AnyNeuronModel;
