@@ -247,10 +247,17 @@ describe('spikeflow train', () => {
     const killedAt = await new Promise<number>((resolve, reject) => {
       const timer = setInterval(() => {
         if (!existsSync(log)) return;
+        // The run may be writing its last line right now: a line that does not parse yet is skipped.
         const cks = readFileSync(log, 'utf8')
           .trim()
           .split('\n')
-          .map((l) => JSON.parse(l) as { type: string; position?: { step: number; epoch: number } })
+          .flatMap((l) => {
+            try {
+              return [JSON.parse(l) as { type: string; position?: { step: number; epoch: number } }];
+            } catch {
+              return [];
+            }
+          })
           .filter((e) => e.type === 'checkpoint');
         const last = cks.at(-1);
         if (last && last.position!.step >= 6 && last.position!.epoch === 0) {
