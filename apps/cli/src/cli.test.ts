@@ -98,6 +98,23 @@ function writeSyntheticGesture(dir: string, segments: { train: number; test: num
   }
 }
 
+/**
+ * The records of a metrics log a run is still writing: a last line the run has not finished
+ * writing does not parse yet, and is skipped.
+ */
+function writtenRecords(log: string): { type: string; position?: { step: number; epoch: number; batch: number } }[] {
+  return readFileSync(log, 'utf8')
+    .trim()
+    .split('\n')
+    .flatMap((l) => {
+      try {
+        return [JSON.parse(l) as { type: string; position?: { step: number; epoch: number; batch: number } }];
+      } catch {
+        return [];
+      }
+    });
+}
+
 function params(path: string): Record<string, Float32Array> {
   const ck = loadCheckpoint(path);
   const out = Object.fromEntries(Object.entries((ck.trees as { params: Record<string, Tensor> }).params).map(([k, t]) => [k, t.dataSync() as Float32Array]));
@@ -247,18 +264,7 @@ describe('spikeflow train', () => {
     const killedAt = await new Promise<number>((resolve, reject) => {
       const timer = setInterval(() => {
         if (!existsSync(log)) return;
-        // The run may be writing its last line right now: a line that does not parse yet is skipped.
-        const cks = readFileSync(log, 'utf8')
-          .trim()
-          .split('\n')
-          .flatMap((l) => {
-            try {
-              return [JSON.parse(l) as { type: string; position?: { step: number; epoch: number } }];
-            } catch {
-              return [];
-            }
-          })
-          .filter((e) => e.type === 'checkpoint');
+        const cks = writtenRecords(log).filter((e) => e.type === 'checkpoint');
         const last = cks.at(-1);
         if (last && last.position!.step >= 6 && last.position!.epoch === 0) {
           clearInterval(timer);
@@ -318,10 +324,7 @@ describe('spikeflow train', () => {
     await new Promise<void>((resolve, reject) => {
       const timer = setInterval(() => {
         if (!existsSync(log)) return;
-        const cks = readFileSync(log, 'utf8')
-          .trim()
-          .split('\n')
-          .map((l) => JSON.parse(l) as { type: string; position?: { epoch: number; batch: number } });
+        const cks = writtenRecords(log);
         if (cks.some((e) => e.type === 'checkpoint' && e.position!.epoch === 1 && e.position!.batch >= 2)) {
           clearInterval(timer);
           child.kill('SIGKILL');
