@@ -12,7 +12,7 @@ export interface DatasetDescription {
   readonly channels: number;
   /**
    * Where a step's channels are an image: its `[H, W, C]` (channels last; H·W·C = `channels`, in
-   * row-major order). A model whose first layer is spatial (`conv2d`, pooling) takes it as its
+   * row-major order). A model whose first layer is spatial (`conv2d`, `sew_block`, pooling) takes it as its
    * `inputShape` when it gives none.
    */
   readonly shape?: readonly [number, number, number];
