@@ -6,8 +6,7 @@ import { KernelTable, detach } from './kernels.js';
 import { didYouMean } from './validate.js';
 import { resolveModel, type ModelRegistries, type ResolvedModel } from './model.js';
 import { createTensors, layerParam, readHeld, readoutParam, type NetworkTensors, type ParamMap } from './params.js';
-import { modelStep, type NetState, type PrepareOptions, type StepOutput, type StepParams } from './step.js';
-import { stageState } from './step.js';
+import { modelStep, stageState, type NetState, type PrepareOptions, type StepOutput, type StepParams } from './step.js';
 import { fusableModel, fusedKernelsOn, fusedParams, fusedWindow, type WindowOutput } from './fused.js';
 import { checkInputs } from './inference.js';
 

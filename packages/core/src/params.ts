@@ -67,7 +67,7 @@ export function createTensors(model: ResolvedModel, seed: number): NetworkTensor
   };
   try {
     const neuron = model.layers.map((l) => {
-      // A conv2d layer's W is [kh, kw, C_in, channels] (TensorFlow's HWIO) and its bias per channel.
+      // A conv layer's (conv2d, sew_block) W is [kh, kw, C_in, channels] (TensorFlow's HWIO) and its bias per channel.
       const c = l.conv;
       const wShape = c ? [c.kernel[0], c.kernel[1], c.inShape[2], c.outShape[2]] : [l.fanIn, l.size];
       const bShape = [c ? c.outShape[2] : l.size];
