@@ -392,7 +392,7 @@ export function resolveModel(spec: unknown, reg: ModelRegistries, path = 'model'
     pools = [];
   });
   if (layers.length === 0)
-    throw configError(join(path, 'layers'), 'has no layer with neurons (dense or conv2d); pooling and flatten alone have nothing to train');
+    throw configError(join(path, 'layers'), 'has no layer with neurons (dense, conv2d or sew_block); pooling and flatten alone have nothing to train');
   if (typeof shape !== 'number') {
     throw configError(
       join(path, 'layers'),
