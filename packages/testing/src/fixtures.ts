@@ -29,8 +29,9 @@ type Nested = number | Nested[];
 
 /**
  * A fixture layer: dense (no `type`, or `dense`: `neuron`, `size`, `recurrent`), or, in the conv
- * fixtures, `conv2d` (`neuron`, `channels`, `kernel`, `stride`, `padding`), `avgpool` / `maxpool`
- * (`size`, `stride`, `padding`) or `flatten`. The other keys are neuron parameters.
+ * fixtures, `conv2d` (`neuron`, `channels`, `kernel`, `stride`, `padding`), `sew_block` (`neuron`,
+ * `connect`, `channels`, `kernel`), `avgpool` / `maxpool` (`size`, `stride`, `padding`) or
+ * `flatten`. The other keys are neuron parameters.
  */
 export interface FixtureLayer {
   type?: 'dense' | 'conv2d' | 'sew_block' | 'avgpool' | 'maxpool' | 'flatten';
@@ -125,7 +126,8 @@ function fixtureLayerSpec(l: FixtureLayer): LayerSpec {
 
 /**
  * The model spec of a fixture. Every layer key besides the layer's structure (`neuron`, `size`,
- * `recurrent`; a conv layer's `channels`, `kernel`, `stride`, `padding`) is a neuron parameter,
+ * `recurrent`; a conv layer's `channels`, `kernel`, `stride`, `padding`; a SEW block's `connect`,
+ * `channels`, `kernel`) is a neuron parameter,
  * renamed from snake_case to camelCase (`reset_detach` → `resetDetach`, `beta_a` → `betaA`), so
  * fixtures of any installed neuron map onto its config.
  */
