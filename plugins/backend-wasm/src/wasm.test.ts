@@ -83,7 +83,7 @@ it('a clone shares its buffer (no copy), outlives its source, and gradients thro
   expect(tf.memory().numDataBuffers).toBe(buffers - 1);
 });
 
-it("conv2d's weight gradient (Conv2DBackpropFilter, which tfjs-wasm lacks) equals the cpu backend's for strides 1 and 2, 'same' and 'valid' padding, without leaking", async () => {
+it("conv2d's weight gradient (Conv2DBackpropFilter, which tfjs-wasm lacks) and input gradient (asked of Conv2D) equal the cpu backend's for strides 1–3, 'same' and 'valid' padding, without leaking", async () => {
   const cases = [
     [8, 3, 1, 'valid'],
     [8, 3, 2, 'valid'],
@@ -98,14 +98,13 @@ it("conv2d's weight gradient (Conv2DBackpropFilter, which tfjs-wasm lacks) equal
         const x = tf.randomUniform([2, H, H + 1, 3], 0, 1, 'float32', 1) as tf.Tensor4D;
         const w = tf.randomUniform([k, k + 1, 3, 4], -1, 1, 'float32', 2) as tf.Tensor4D;
         const dy = tf.randomUniform(tf.conv2d(x, w, s, pad).shape, -1, 1, 'float32', 3);
-        return Array.from(
-          tf
-            .grad((v: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(x, v as tf.Tensor4D, s, pad), dy)))(w)
-            .dataSync(),
-        );
+        const [dx, dw] = tf.grads((xi: tf.Tensor, v: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(xi as tf.Tensor4D, v as tf.Tensor4D, s, pad), dy)))([x, w]);
+        // Each gradient compared to its own largest entry.
+        return [Array.from(dw!.dataSync()), Array.from(dx!.dataSync())];
       }),
     );
   await wasm.activate();
+  expect((tf.getKernel('Conv2DBackpropInput', 'wasm')!.kernelFunc as { viaConv2D?: boolean }).viaConv2D).toBe(true);
   const tensors = tf.memory().numTensors;
   const buffers = tf.memory().numDataBuffers;
   const onWasm = gradients();
@@ -115,7 +114,11 @@ it("conv2d's weight gradient (Conv2DBackpropFilter, which tfjs-wasm lacks) equal
   const onCpu = gradients();
   await wasm.activate();
   cases.forEach((c, i) => {
-    const worst = Math.max(...onCpu[i]!.map((v, j) => Math.abs(v - onWasm[i]![j]!)));
-    expect(worst, c.join(', ')).toBeLessThan(1e-5 * Math.max(...onCpu[i]!.map(Math.abs)));
+    for (const g of [0, 1]) {
+      const [want, got] = [onCpu[i]![g]!, onWasm[i]![g]!];
+      expect(got.length).toBe(want.length);
+      const worst = Math.max(...want.map((v, j) => Math.abs(v - got[j]!)));
+      expect(worst, `${g ? 'dx' : 'dW'}: ${c.join(', ')}`).toBeLessThan(1e-5 * Math.max(...want.map(Math.abs)));
+    }
   });
 });

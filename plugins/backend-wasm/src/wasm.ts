@@ -154,6 +154,86 @@ function conv2dFilterGradient(): void {
   });
 }
 
+/**
+ * tfjs-wasm's Conv2DBackpropInput (the input gradient of conv2d) runs far slower than its Conv2D
+ * (XNNPACK). For channels-last input without dilation it is asked of Conv2D instead: the input
+ * gradient is a stride-1 "valid" convolution of the output gradient — spread out with stride − 1
+ * zeros between its entries and padded by kernel − 1 − the forward padding — with the kernel
+ * flipped in both axes and its channels swapped. Anything else goes to tfjs-wasm's own kernel.
+ */
+function conv2dInputGradient(): void {
+  const own = tf.getKernel('Conv2DBackpropInput', 'wasm');
+  const conv = tf.getKernel('Conv2D', 'wasm');
+  if (!own || !conv || (own.kernelFunc as { viaConv2D?: boolean }).viaConv2D) return;
+  type Info = tf.TensorInfo;
+  type Pair = [number, number];
+  interface Heap {
+    readSync(dataId: object): Float32Array;
+    write(values: Float32Array, shape: number[], dtype: 'float32'): object;
+    disposeData(dataId: object): void;
+  }
+  const viaConv2D = Object.assign(
+    (args: {
+      inputs: { dy: Info; filter: Info };
+      backend: Heap;
+      attrs: { strides: number | Pair; pad: 'same' | 'valid' | number; dataFormat?: string; dilations?: number | Pair; inputShape: number[] };
+    }) => {
+      const { dy, filter } = args.inputs;
+      const { strides, pad, dataFormat, dilations, inputShape } = args.attrs;
+      const dilated = dilations !== undefined && (typeof dilations === 'number' ? dilations !== 1 : dilations.some((d) => d !== 1));
+      if ((dataFormat ?? 'NHWC') !== 'NHWC' || typeof pad !== 'string' || dilated) {
+        return own.kernelFunc(args as unknown as Parameters<typeof own.kernelFunc>[0]);
+      }
+      const [sh, sw] = typeof strides === 'number' ? [strides, strides] : strides;
+      const [B, H, W, C] = inputShape as [number, number, number, number];
+      const [, Ho, Wo, O] = dy.shape as [number, number, number, number];
+      const [kh, kw] = filter.shape as [number, number, number, number];
+      const before = (n: number, no: number, k: number, s: number) => (pad === 'same' ? Math.floor(Math.max((no - 1) * s + k - n, 0) / 2) : 0);
+      const top = before(H, Ho, kh, sh);
+      const left = before(W, Wo, kw, sw);
+      const b = args.backend;
+      // dy spread out and padded: [B, H + kh − 1, W + kw − 1, O], dy[n, i, j] at (i·sh + kh − 1 − top, j·sw + kw − 1 − left).
+      const [Hp, Wp] = [H + kh - 1, W + kw - 1];
+      const dyv = b.readSync(dy.dataId);
+      const spread = new Float32Array(B * Hp * Wp * O);
+      for (let n = 0; n < B; n++) {
+        for (let i = 0; i < Ho; i++) {
+          const r = i * sh + kh - 1 - top;
+          for (let j = 0; j < Wo; j++) {
+            const from = ((n * Ho + i) * Wo + j) * O;
+            spread.set(dyv.subarray(from, from + O), ((n * Hp + r) * Wp + j * sw + kw - 1 - left) * O);
+          }
+        }
+      }
+      // The kernel flipped in both axes, [kh, kw, O, C].
+      const wv = b.readSync(filter.dataId);
+      const flipped = new Float32Array(kh * kw * O * C);
+      for (let p = 0; p < kh; p++) {
+        for (let q = 0; q < kw; q++) {
+          const src = ((kh - 1 - p) * kw + (kw - 1 - q)) * C * O;
+          const dst = (p * kw + q) * O * C;
+          for (let c = 0; c < C; c++) for (let o = 0; o < O; o++) flipped[dst + o * C + c] = wv[src + c * O + o]!;
+        }
+      }
+      const x: Info = { dataId: b.write(spread, [B, Hp, Wp, O], 'float32'), shape: [B, Hp, Wp, O], dtype: 'float32' };
+      const w: Info = { dataId: b.write(flipped, [kh, kw, O, C], 'float32'), shape: [kh, kw, O, C], dtype: 'float32' };
+      try {
+        return conv.kernelFunc({
+          inputs: { x, filter: w },
+          backend: b,
+          attrs: { strides: [1, 1], pad: 'valid', dataFormat: 'NHWC', dilations: [1, 1] },
+        } as unknown as Parameters<typeof conv.kernelFunc>[0]);
+      } finally {
+        b.disposeData(x.dataId);
+        b.disposeData(w.dataId);
+      }
+    },
+    { viaConv2D: true },
+  );
+  tf.unregisterKernel('Conv2DBackpropInput', 'wasm');
+  tf.registerKernel({ ...own, kernelFunc: viaConv2D as unknown as typeof own.kernelFunc });
+}
+
 /** What activation learnt of tfjs' backend; the kernels' part is read at each describe(). */
 let tfjsInfo: { readonly simd: boolean; readonly tfjsThreads: number } | undefined;
 
@@ -190,6 +270,7 @@ export const wasm: Backend = {
     }
     shareBuffersOnClone();
     conv2dFilterGradient();
+    conv2dInputGradient();
     const simd = Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'));
     const tfjsThreads = typeof wasmBackend.getThreadsCount === 'function' ? wasmBackend.getThreadsCount() : 1;
     tfjsInfo = { simd, tfjsThreads };
