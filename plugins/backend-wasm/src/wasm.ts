@@ -75,16 +75,17 @@ function shareBuffersOnClone(): void {
 
 /**
  * tfjs-wasm has no Conv2DBackpropFilter, the weight gradient of conv2d (4.22.0; its 3-D one is
- * slow, and wrong for strides above 1). This one is a product: `dW = Pᵀ·dy` with P the input's
- * patches (im2col: one row per output position, `kh·kw·C` columns in HWIO order, zeros where a
- * window reaches into TensorFlow's "same" padding), written transposed, `[kh·kw·C, N·H′·W′]`, so
- * that tfjs-wasm's BatchMatMul runs its fast untransposed path. Channels-last (`NHWC`) only, as
- * everything in spikeflow.
+ * slow, and wrong for strides above 1). This one asks it of tfjs-wasm's fast Conv2D:
+ * `dW[p, q, c, o] = Σ_{n,i,j} x[n, i·sh + p − top, j·sw + q − left, c]·dy[n, i, j, o]` is a
+ * "valid" convolution of the input read as `[C, H′′, W′′, N]` (its channels as the batch, the batch
+ * as channels; padded as the forward pass pads it, cut to the rows and columns the windows reach)
+ * with the output gradient as its `[H′, W′, N, O]` kernel, dilated by the stride; the `[C, kh, kw,
+ * O]` result is laid out as `[kh, kw, C, O]`. Channels-last (`NHWC`) only, as everything in spikeflow.
  */
 function conv2dFilterGradient(): void {
   if (tf.getKernel('Conv2DBackpropFilter', 'wasm')) return;
-  const matMul = tf.getKernel('BatchMatMul', 'wasm');
-  if (!matMul) return;
+  const conv = tf.getKernel('Conv2D', 'wasm');
+  if (!conv) return;
   type Info = tf.TensorInfo;
   type Pair = [number, number];
   interface Heap {
@@ -117,38 +118,50 @@ function conv2dFilterGradient(): void {
       const top = before(H, Ho, kh, sh);
       const left = before(W, Wo, kw, sw);
       const b = args.backend;
+      // The input as [C, Hp, Wp, B]: padded, and cut to the (Ho − 1)·sh + kh rows (and columns) the windows reach.
+      const [Hp, Wp] = [(Ho - 1) * sh + kh, (Wo - 1) * sw + kw];
       const xv = b.readSync(x.dataId);
-      const K = kh * kw * C;
-      const N = B * Ho * Wo;
-      // Pᵀ [K, N]: row (p·kw + q)·C + c holds x at (i·sh + p − top, j·sw + q − left, c) for every output position (n, i, j).
-      const pT = new Float32Array(K * N);
-      for (let p = 0; p < kh; p++) {
-        for (let q = 0; q < kw; q++) {
-          for (let n = 0; n < B; n++) {
-            for (let i = 0; i < Ho; i++) {
-              const r = i * sh + p - top;
-              if (r < 0 || r >= H) continue;
-              for (let j = 0; j < Wo; j++) {
-                const col = j * sw + q - left;
-                if (col < 0 || col >= W) continue;
-                const from = ((n * H + r) * W + col) * C;
-                const at = (n * Ho + i) * Wo + j;
-                for (let c = 0; c < C; c++) pT[((p * kw + q) * C + c) * N + at] = xv[from + c]!;
-              }
-            }
+      const xt = new Float32Array(C * Hp * Wp * B);
+      for (let n = 0; n < B; n++) {
+        for (let r = 0; r < Hp; r++) {
+          const i = r - top;
+          if (i < 0 || i >= H) continue;
+          for (let k = 0; k < Wp; k++) {
+            const j = k - left;
+            if (j < 0 || j >= W) continue;
+            const from = ((n * H + i) * W + j) * C;
+            for (let c = 0; c < C; c++) xt[((c * Hp + r) * Wp + k) * B + n] = xv[from + c]!;
           }
         }
       }
-      const patches: Info = { dataId: b.write(pT, [1, K, N], 'float32'), shape: [1, K, N], dtype: 'float32' };
+      // The output gradient as a [Ho, Wo, B, O] kernel.
+      const dyv = b.readSync(dy.dataId);
+      const kernel = new Float32Array(Ho * Wo * B * O);
+      for (let n = 0; n < B; n++) {
+        for (let i = 0; i < Ho; i++) {
+          for (let j = 0; j < Wo; j++) kernel.set(dyv.subarray(((n * Ho + i) * Wo + j) * O, ((n * Ho + i) * Wo + j + 1) * O), ((i * Wo + j) * B + n) * O);
+        }
+      }
+      const input: Info = { dataId: b.write(xt, [C, Hp, Wp, B], 'float32'), shape: [C, Hp, Wp, B], dtype: 'float32' };
+      const filter: Info = { dataId: b.write(kernel, [Ho, Wo, B, O], 'float32'), shape: [Ho, Wo, B, O], dtype: 'float32' };
+      let out: Info | undefined;
       try {
-        const out = matMul.kernelFunc({
-          inputs: { a: patches, b: { dataId: dy.dataId, shape: [1, N, O], dtype: dy.dtype } },
+        out = conv.kernelFunc({
+          inputs: { x: input, filter },
           backend: b,
-          attrs: { transposeA: false, transposeB: false },
-        } as unknown as Parameters<typeof matMul.kernelFunc>[0]) as Info;
-        return { dataId: out.dataId, shape: filterShape, dtype: out.dtype };
+          attrs: { strides: [1, 1], pad: 'valid', dataFormat: 'NHWC', dilations: [sh, sw] },
+        } as unknown as Parameters<typeof conv.kernelFunc>[0]) as Info;
+        // [C, kh, kw, O] → [kh, kw, C, O].
+        const ov = b.readSync(out.dataId);
+        const dw = new Float32Array(kh * kw * C * O);
+        for (let c = 0; c < C; c++) {
+          for (let pq = 0; pq < kh * kw; pq++) dw.set(ov.subarray((c * kh * kw + pq) * O, (c * kh * kw + pq + 1) * O), (pq * C + c) * O);
+        }
+        return { dataId: b.write(dw, filterShape, 'float32'), shape: filterShape, dtype: 'float32' };
       } finally {
-        b.disposeData(patches.dataId);
+        b.disposeData(input.dataId);
+        b.disposeData(filter.dataId);
+        if (out) b.disposeData(out.dataId);
       }
     }) as unknown as tf.KernelFunc,
   });
