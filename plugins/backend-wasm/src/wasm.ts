@@ -73,6 +73,35 @@ function shareBuffersOnClone(): void {
   tf.registerKernel({ ...copying, kernelFunc: share as unknown as typeof copying.kernelFunc });
 }
 
+/** What the conv gradient kernels below use of tfjs-wasm's backend. */
+interface ConvHeap {
+  readSync(dataId: object): Float32Array;
+  write(values: Float32Array, shape: number[], dtype: 'float32'): object;
+  disposeData(dataId: object): void;
+}
+
+/** The attributes tfjs passes a conv2d gradient kernel. */
+interface ConvGradAttrs {
+  readonly strides: number | [number, number];
+  readonly pad: 'same' | 'valid' | number;
+  readonly dataFormat?: string;
+  readonly dilations?: number | [number, number];
+}
+
+/** Whether the kernels below handle these attributes: channels-last, "same" or "valid" padding, no dilation. */
+function plainConv(a: ConvGradAttrs): a is ConvGradAttrs & { pad: 'same' | 'valid' } {
+  const dilated = a.dilations !== undefined && (typeof a.dilations === 'number' ? a.dilations !== 1 : a.dilations.some((d) => d !== 1));
+  return (a.dataFormat ?? 'NHWC') === 'NHWC' && typeof a.pad === 'string' && !dilated;
+}
+
+/** The rows (or columns) TensorFlow's rule pads before an input of n with no outputs, kernel k, stride s. */
+function padBefore(pad: 'same' | 'valid', n: number, no: number, k: number, s: number): number {
+  return pad === 'same' ? Math.floor(Math.max((no - 1) * s + k - n, 0) / 2) : 0;
+}
+
+/** `strides` as a pair. */
+const stridePair = (strides: number | [number, number]): [number, number] => (typeof strides === 'number' ? [strides, strides] : strides);
+
 /**
  * tfjs-wasm has no Conv2DBackpropFilter, the weight gradient of conv2d (4.22.0; its 3-D one is
  * slow, and wrong for strides above 1). This one asks it of tfjs-wasm's fast Conv2D:
@@ -87,36 +116,25 @@ function conv2dFilterGradient(): void {
   const conv = tf.getKernel('Conv2D', 'wasm');
   if (!conv) return;
   type Info = tf.TensorInfo;
-  type Pair = [number, number];
-  interface Heap {
-    readSync(dataId: object): Float32Array;
-    write(values: Float32Array, shape: number[], dtype: 'float32'): object;
-    disposeData(dataId: object): void;
-  }
   tf.registerKernel({
     kernelName: 'Conv2DBackpropFilter',
     backendName: 'wasm',
-    kernelFunc: ((args: {
-      inputs: { x: Info; dy: Info };
-      backend: Heap;
-      attrs: { strides: number | Pair; pad: 'same' | 'valid' | number; dataFormat?: string; dilations?: number | Pair; filterShape: number[] };
-    }) => {
+    kernelFunc: ((args: { inputs: { x: Info; dy: Info }; backend: ConvHeap; attrs: ConvGradAttrs & { filterShape: number[] } }) => {
       const { x, dy } = args.inputs;
-      const { strides, pad, dataFormat, dilations, filterShape } = args.attrs;
-      const dilated = dilations !== undefined && (typeof dilations === 'number' ? dilations !== 1 : dilations.some((d) => d !== 1));
-      if ((dataFormat ?? 'NHWC') !== 'NHWC' || typeof pad !== 'string' || dilated) {
+      const a = args.attrs;
+      if (!plainConv(a)) {
         throw new SpikeflowError(
           'INCOMPATIBLE',
-          `Conv2DBackpropFilter on wasm: only channels-last (NHWC) input, "same" or "valid" padding and no dilation, got ${dataFormat}, ${JSON.stringify(pad)} and dilations ${JSON.stringify(dilations)}`,
+          `Conv2DBackpropFilter on wasm: only channels-last (NHWC) input, "same" or "valid" padding and no dilation, got ${a.dataFormat}, ${JSON.stringify(a.pad)} and dilations ${JSON.stringify(a.dilations)}`,
         );
       }
-      const [sh, sw] = typeof strides === 'number' ? [strides, strides] : strides;
+      const { pad, filterShape } = a;
+      const [sh, sw] = stridePair(a.strides);
       const [B, H, W, C] = x.shape as [number, number, number, number];
       const [, Ho, Wo, O] = dy.shape as [number, number, number, number];
       const [kh, kw] = filterShape as [number, number];
-      const before = (n: number, no: number, k: number, s: number) => (pad === 'same' ? Math.floor(Math.max((no - 1) * s + k - n, 0) / 2) : 0);
-      const top = before(H, Ho, kh, sh);
-      const left = before(W, Wo, kw, sw);
+      const top = padBefore(pad, H, Ho, kh, sh);
+      const left = padBefore(pad, W, Wo, kw, sw);
       const b = args.backend;
       // The input as [C, Hp, Wp, B]: padded, and cut to the (Ho − 1)·sh + kh rows (and columns) the windows reach.
       const [Hp, Wp] = [(Ho - 1) * sh + kh, (Wo - 1) * sw + kw];
@@ -179,31 +197,18 @@ function conv2dInputGradient(): void {
   const conv = tf.getKernel('Conv2D', 'wasm');
   if (!own || !conv || (own.kernelFunc as { viaConv2D?: boolean }).viaConv2D) return;
   type Info = tf.TensorInfo;
-  type Pair = [number, number];
-  interface Heap {
-    readSync(dataId: object): Float32Array;
-    write(values: Float32Array, shape: number[], dtype: 'float32'): object;
-    disposeData(dataId: object): void;
-  }
   const viaConv2D = Object.assign(
-    (args: {
-      inputs: { dy: Info; filter: Info };
-      backend: Heap;
-      attrs: { strides: number | Pair; pad: 'same' | 'valid' | number; dataFormat?: string; dilations?: number | Pair; inputShape: number[] };
-    }) => {
+    (args: { inputs: { dy: Info; filter: Info }; backend: ConvHeap; attrs: ConvGradAttrs & { inputShape: number[] } }) => {
       const { dy, filter } = args.inputs;
-      const { strides, pad, dataFormat, dilations, inputShape } = args.attrs;
-      const dilated = dilations !== undefined && (typeof dilations === 'number' ? dilations !== 1 : dilations.some((d) => d !== 1));
-      if ((dataFormat ?? 'NHWC') !== 'NHWC' || typeof pad !== 'string' || dilated) {
-        return own.kernelFunc(args as unknown as Parameters<typeof own.kernelFunc>[0]);
-      }
-      const [sh, sw] = typeof strides === 'number' ? [strides, strides] : strides;
+      const a = args.attrs;
+      if (!plainConv(a)) return own.kernelFunc(args as unknown as Parameters<typeof own.kernelFunc>[0]);
+      const { pad, inputShape } = a;
+      const [sh, sw] = stridePair(a.strides);
       const [B, H, W, C] = inputShape as [number, number, number, number];
       const [, Ho, Wo, O] = dy.shape as [number, number, number, number];
       const [kh, kw] = filter.shape as [number, number, number, number];
-      const before = (n: number, no: number, k: number, s: number) => (pad === 'same' ? Math.floor(Math.max((no - 1) * s + k - n, 0) / 2) : 0);
-      const top = before(H, Ho, kh, sh);
-      const left = before(W, Wo, kw, sw);
+      const top = padBefore(pad, H, Ho, kh, sh);
+      const left = padBefore(pad, W, Wo, kw, sw);
       const b = args.backend;
       // dy spread out and padded: [B, H + kh − 1, W + kw − 1, O], dy[n, i, j] at (i·sh + kh − 1 − top, j·sw + kw − 1 − left).
       const [Hp, Wp] = [H + kh - 1, W + kw - 1];
