@@ -7,7 +7,7 @@ export {
   quickWorkload,
   convWorkload,
   quickConvWorkload,
-  convModelSpec,
+  workloadModelSpec,
   INFER_WINDOW,
 } from './measure.js';
 export { BernoulliSteps, MARK_STRIDE } from './input.js';

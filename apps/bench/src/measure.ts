@@ -45,7 +45,7 @@ export interface Workload {
   readonly kernels?: boolean;
   /**
    * The conv workload (`--conv`) instead of the recurrent dense one: `[H, W, C]` event frames
-   * (`inputs` = H·W·C) through two conv + max-pool stages of `neuron` (see {@link convModelSpec});
+   * (`inputs` = H·W·C) through two conv + max-pool stages of `neuron` (see {@link workloadModelSpec});
    * `hidden` is not used.
    */
   readonly conv?: { readonly shape: readonly [number, number, number] };
@@ -78,7 +78,7 @@ export const quickConvWorkload: Workload = { ...quickWorkload, inputs: 8 * 8 * 2
  * the conv SNN of `apps/cli/configs/nmnist-conv.json` — conv 16 channels 5×5 stride 2 `same`,
  * max-pool 2, conv 32 channels 3×3 `same`, max-pool 2, flatten — and the readout.
  */
-export function convModelSpec(w: Workload): Record<string, unknown> {
+export function workloadModelSpec(w: Workload): Record<string, unknown> {
   const lifLike = w.neuron === 'lif' || w.neuron === 'alif';
   const params = lifLike ? { params: { beta: 0.9, threshold: 1 } } : {};
   const layers = w.conv
@@ -215,7 +215,7 @@ function median(xs: number[]): number {
 export async function measure(registry: Registry, choice: RuleChoice | LearningRule, steps: number, w: Workload): Promise<Measurement> {
   const build = (kernels: boolean) =>
     buildNetwork(
-      convModelSpec(w),
+      workloadModelSpec(w),
       { neurons: registry.neurons, surrogates: [...registry.surrogates.values()] },
       { seed: w.seed, ...(kernels ? { kernels: registry.kernels } : {}) },
     );
