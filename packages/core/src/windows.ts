@@ -43,6 +43,8 @@ export interface WindowOutputs {
   readouts(): readonly Tensor[];
   /** The same, stacked: `[k, B, outputs]`. */
   stacked(): Tensor;
+  /** The readout of the window's last step, `[B, outputs]` (one slice where the window ran fused). */
+  last(): Tensor;
   /** Spikes of layer `layer` at every step of the window, `[k, B, size]`. */
   spikes(layer: number): Tensor;
   /** The window's inputs, `[k, B, inputs]` (values: no gradient flows into them). */
@@ -453,6 +455,7 @@ class SequenceRun {
         fused: true,
         readouts: () => (readouts ??= unstackSteps(o.readout)),
         stacked: () => o.readout,
+        last: () => (readouts ? readouts.at(-1)! : tf.reshape(tf.slice(o.readout, [o.readout.shape[0]! - 1, 0, 0], [1, -1, -1]), o.readout.shape.slice(1))),
         spikes: (l) => o.spikes[l]!,
         inputs: () => x,
         decayedSum,
@@ -476,6 +479,7 @@ class SequenceRun {
       fused: false,
       readouts: () => ys,
       stacked: () => (stacked ??= tf.stack(ys)),
+      last: () => ys.at(-1)!,
       spikes: (l) => (stackedSpikes[l] ??= tf.stack(spikes[l]!)),
       inputs: () => (inputs ??= this.#xs.window(w.from, w.to)),
       decayedSum,

@@ -3,9 +3,9 @@
 // which reads and writes the whole parameter. The float32 operations and their order are those of
 // core's composite references (packages/core/src/updates.ts), so the results are the same bits.
 // Pointers are byte offsets into the module's memory; the arrays may be any length, and an output
-// may be one of the inputs (each entry is read before it is written). tools/build-wasm.mjs also
-// compiles this file alone into a module that imports tfjs-wasm's own memory, where these loops
-// read and write tensors in place.
+// may be one of the inputs (each entry is read before it is written). Also here: column sums, for
+// a sum over a tensor's leading axes. tools/build-wasm.mjs also compiles this file alone into a
+// module that imports tfjs-wasm's own memory, where these loops read and write tensors in place.
 
 @inline function at(base: usize, i: i32): usize {
   return base + (<usize>i << 2);
@@ -105,5 +105,20 @@ export function fpttAnchor(w: usize, wbar: usize, lambda: usize, n: i32, alpha: 
     const l = load<f32>(at(lambda, i)) - alpha * (wi - old);
     store<f32>(at(lambdaOut, i), l);
     store<f32>(at(wbarOut, i), omb * old + beta * wi - ba * l);
+  }
+}
+
+/**
+ * Column sums of `x` seen as `rows × cols` (row-major): `out[m] = Σ_n x[n·cols + m]`, each a float32
+ * sum in row order, four columns at a time. A sum over a tensor's leading axes (a bias's gradient)
+ * without the transpose tfjs-wasm's Sum makes first. `out` must not overlap `x`.
+ */
+export function columnSums(x: usize, rows: i32, cols: i32, out: usize): void {
+  const c4 = cols & ~3;
+  for (let m = 0; m < cols; m++) store<f32>(at(out, m), 0);
+  for (let n = 0; n < rows; n++) {
+    const row = x + (<usize>n * <usize>cols << 2);
+    for (let m = 0; m < c4; m += 4) v128.store(at(out, m), f32x4.add(v128.load(at(out, m)), v128.load(at(row, m))));
+    for (let m = c4; m < cols; m++) store<f32>(at(out, m), load<f32>(at(out, m)) + load<f32>(at(row, m)));
   }
 }

@@ -20,7 +20,7 @@ export {
 } from './kernels.js';
 export type { KernelProbe } from './kernels.js';
 export { integrateFireEligibility } from './eprop.js';
-export { adamMoments, fpttPull, fpttAnchor, updatesInPlace } from './updates.js';
+export { adamMoments, fpttPull, fpttAnchor, sumRowsOnHeap, updatesInPlace } from './updates.js';
 export { simdAvailable, kernelThreads, activeThreads, releaseKernelMemory, kernelMemoryBytes, configureKernelPool } from './wasm.js';
 export type { KernelPoolOptions } from './wasm.js';
 export { KERNELS_VERSION } from './version.js';

@@ -22,11 +22,13 @@ import { arena, decode, snn, type UpdateExports } from './wasm.js';
  * the same order as the references: the same bits.
  */
 
+type TensorInfo = tf.TensorInfo;
+
 /** tfjs-wasm's backend, as far as the in-place path reads it. */
 interface WasmBackend {
   wasm?: { asm?: { memory?: unknown } };
   dataIdMap?: { get(id: object): { memoryOffset?: number } | undefined };
-  makeOutput?(shape: number[], dtype: 'float32'): { dataId: object; shape: number[]; dtype: 'float32' };
+  makeOutput?(shape: number[], dtype: 'float32'): TensorInfo;
 }
 
 /** The module instantiated on tfjs-wasm's memory (one per memory), or null where that failed. */
@@ -95,15 +97,30 @@ function elementwise(
   });
 }
 
-function offset(backend: WasmBackend, t: Tensor): number {
+function offset(backend: WasmBackend, t: Tensor | TensorInfo): number {
   const at = backend.dataIdMap!.get(t.dataId)?.memoryOffset;
   if (typeof at !== 'number') {
     throw new SpikeflowError(
       'KERNEL_FAULT',
-      `spikeflow kernels: tensor ${t.id} [${t.shape}] has no memory in tfjs-wasm's heap (disposed, or of another backend); run without the fast kernels (--no-kernels) and report this`,
+      `spikeflow kernels: tensor ${'id' in t ? t.id : ''} [${t.shape}] has no memory in tfjs-wasm's heap (disposed, or of another backend); run without the fast kernels (--no-kernels) and report this`,
     );
   }
   return at;
+}
+
+/**
+ * The column sums of float32 `x` seen as `[rows, cols]` (its leading axes folded into rows), as a
+ * new output of `shape` on tfjs-wasm's heap: one SIMD pass over `x` where it lies (`columnSums`),
+ * each column summed in row order. For the wasm backend's Sum over leading axes, which tfjs-wasm
+ * does by transposing the whole input first (62 ms against about 6 for a bias's gradient
+ * `[64000, 256]` here). `undefined` where the active backend is not tfjs-wasm on a plain memory.
+ */
+export function sumRowsOnHeap(x: TensorInfo, rows: number, cols: number, shape: number[]): TensorInfo | undefined {
+  const heap = x.dtype === 'float32' ? heapBackend() : undefined;
+  if (!heap) return undefined;
+  const out = heap.backend.makeOutput!(shape, 'float32');
+  heap.exports.columnSums(offset(heap.backend, x), rows, cols, offset(heap.backend, out));
+  return out;
 }
 
 const f = Math.fround;

@@ -36,6 +36,7 @@ export interface UpdateExports {
     wbarOut: number,
     lambdaOut: number,
   ): void;
+  columnSums(x: number, rows: number, cols: number, out: number): void;
 }
 
 export interface SnnExports extends UpdateExports {

@@ -122,3 +122,48 @@ it("conv2d's weight gradient (Conv2DBackpropFilter, which tfjs-wasm lacks) and i
     }
   });
 });
+
+it("a sum over leading axes (a bias gradient) runs in place, in row order per column, with keepDims and negative axes; other sums are tfjs-wasm's own", async () => {
+  await wasm.activate();
+  expect((tf.getKernel('Sum', 'wasm')!.kernelFunc as { inPlace?: boolean }).inPlace).toBe(true);
+  const [A, B, C] = [37, 5, 11];
+  const values = Float32Array.from({ length: A * B * C }, (_, i) => Math.sin(i * 0.7) * (1 + (i % 13)));
+  const x = tf.tensor3d(values, [A, B, C]);
+  // Σ in row order, float32 after every addition: what the column sum computes.
+  const rowOrder = (rows: number, cols: number) => {
+    const out = new Float32Array(cols);
+    for (let n = 0; n < rows; n++) for (let m = 0; m < cols; m++) out[m] = Math.fround(out[m]! + values[n * cols + m]!);
+    return Array.from(out);
+  };
+  const tensors = tf.memory().numTensors;
+  const cases: [number | number[], boolean, number[], number[]][] = [
+    [0, false, [B, C], rowOrder(A, B * C)],
+    [[1, 0], true, [1, 1, C], rowOrder(A * B, C)],
+    [-3, false, [B, C], rowOrder(A, B * C)],
+  ];
+  for (const [axis, keepDims, shape, want] of cases) {
+    const s = tf.sum(x, axis, keepDims);
+    expect(s.shape, JSON.stringify(axis)).toEqual(shape);
+    expect(Array.from(s.dataSync())).toEqual(want);
+    s.dispose();
+  }
+  // Inner axes, all axes and integer tensors: tfjs-wasm's kernel, against a plain double-precision sum.
+  const inner = tf.sum(x, 2);
+  const full = tf.sum(x);
+  const ints = tf.tidy(() => tf.sum(tf.tensor2d([1, 2, 3, 4, 5, 6], [3, 2], 'int32'), 0));
+  expect(inner.shape).toEqual([A, B]);
+  const wantInner = Array.from({ length: A * B }, (_, r) => values.slice(r * C, r * C + C).reduce((p, v) => p + v, 0));
+  inner.dataSync().forEach((v, i) => expect(v).toBeCloseTo(wantInner[i]!, 3));
+  expect(full.dataSync()[0]).toBeCloseTo(
+    values.reduce((p, v) => p + v, 0),
+    1,
+  );
+  expect(Array.from(ints.dataSync())).toEqual([9, 12]);
+  expect(ints.dtype).toBe('int32');
+  // The gradient of a broadcast bias is that column sum.
+  const bias = tf.tidy(() => tf.grad((b: tf.Tensor) => tf.sum(tf.mul(tf.add(x, b), x)))(tf.zeros([C])));
+  expect(Array.from(bias.dataSync())).toEqual(rowOrder(A * B, C));
+  tf.dispose([inner, full, ints, bias]);
+  expect(tf.memory().numTensors).toBe(tensors);
+  x.dispose();
+});

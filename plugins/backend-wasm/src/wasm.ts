@@ -1,6 +1,6 @@
 import { SpikeflowError, denseByTransposes, outerSumByEvents, tf, type Backend, type BackendInfo, type KernelRegistration, type Tensor } from '@spikeflow/core';
 import * as wasmBackend from '@tensorflow/tfjs-backend-wasm';
-import { KERNELS_VERSION, activeThreads, cpuMemoryKernels, simdAvailable } from '@spikeflow/kernels';
+import { KERNELS_VERSION, activeThreads, cpuMemoryKernels, simdAvailable, sumRowsOnHeap } from '@spikeflow/kernels';
 import os from 'node:os';
 
 /**
@@ -252,6 +252,39 @@ function conv2dInputGradient(): void {
   tf.registerKernel({ ...own, kernelFunc: viaConv2D as unknown as typeof own.kernelFunc });
 }
 
+/**
+ * tfjs-wasm's Sum reduces only innermost axes: over leading ones (a bias's gradient, Σ over the
+ * rows of `[T·B, H]`) it first transposes the whole input — 62 ms and a second 64 MiB for
+ * `[64000, 256]` here. A sum over the leading axes of a float32 tensor is spikeflow's column sum
+ * instead, one SIMD pass where the tensor lies in tfjs-wasm's heap (`sumRowsOnHeap`, about 6 ms
+ * there). Any other reduction goes to tfjs-wasm's own kernel.
+ */
+function sumLeadingAxesInPlace(): void {
+  const own = tf.getKernel('Sum', 'wasm');
+  if (!own || (own.kernelFunc as { inPlace?: boolean }).inPlace) return;
+  type Info = tf.TensorInfo;
+  const inPlace = Object.assign(
+    (args: { inputs: { x: Info }; backend: unknown; attrs: { axis: number | number[]; keepDims: boolean } }) => {
+      const { x } = args.inputs;
+      const rank = x.shape.length;
+      const axes = [...new Set((Array.isArray(args.attrs.axis) ? args.attrs.axis : [args.attrs.axis]).map((a) => (a < 0 ? a + rank : a)))].sort(
+        (a, b) => a - b,
+      );
+      const k = axes.length;
+      const rows = x.shape.slice(0, k).reduce((p, d) => p * d, 1);
+      const rest = x.shape.slice(k);
+      const cols = rest.reduce((p, d) => p * d, 1);
+      // Leading axes only, at least one kept; the in-place path only (not on a shared memory).
+      const leading = k > 0 && k < rank && axes.every((a, i) => a === i) && rows > 0 && cols > 0;
+      const out = leading ? sumRowsOnHeap(x, rows, cols, args.attrs.keepDims ? [...axes.map(() => 1), ...rest] : rest) : undefined;
+      return out ?? own.kernelFunc(args as unknown as Parameters<typeof own.kernelFunc>[0]);
+    },
+    { inPlace: true },
+  );
+  tf.unregisterKernel('Sum', 'wasm');
+  tf.registerKernel({ ...own, kernelFunc: inPlace as unknown as typeof own.kernelFunc });
+}
+
 /** What activation learnt of tfjs' backend; the kernels' part is read at each describe(). */
 let tfjsInfo: { readonly simd: boolean; readonly tfjsThreads: number } | undefined;
 
@@ -289,6 +322,7 @@ export const wasm: Backend = {
     shareBuffersOnClone();
     conv2dFilterGradient();
     conv2dInputGradient();
+    sumLeadingAxesInPlace();
     const simd = Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'));
     const tfjsThreads = typeof wasmBackend.getThreadsCount === 'function' ? wasmBackend.getThreadsCount() : 1;
     tfjsInfo = { simd, tfjsThreads };

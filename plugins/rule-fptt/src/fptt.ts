@@ -120,7 +120,7 @@ export function fptt(options: FpttOptions = {}): LearningRule<FpttState> {
  * (p+1)/P. The reported loss is the last chunk's terminal loss, at the weights it saw.
  */
 const terminal: WindowObjective = (out, w) => {
-  const y = out.readouts()[w.to - w.from - 1]!;
+  const y = out.last();
   const term = out.loss.terminal!(y);
   return { objective: tf.mul((w.index + 1) / w.count, term) as Scalar, report: w.index === w.count - 1 ? term : null };
 };
