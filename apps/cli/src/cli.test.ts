@@ -203,8 +203,8 @@ describe('spikeflow train', () => {
       expect(plan.batchesPerEpoch, name).toBeGreaterThan(0);
       if (name === 'dvs-gesture-sew.json') expect(plan.dataset).toMatchObject({ steps: 16, channels: 2048, shape: [32, 32, 2] });
       if (name === 'mnist-conv.json') {
-        // The image variant's shape reaches the conv layers; conv networks step through composite ops.
-        expect((plan as unknown as { fused: boolean }).fused, name).toBe(false);
+        // The image variant's shape reaches the conv layers; a conv network of LIF layers runs fused, a window at a time.
+        expect((plan as unknown as { fused: boolean }).fused, name).toBe(true);
         expect(plan.dataset).toMatchObject({ steps: 4, channels: 784, shape: [28, 28, 1] });
       }
       if (name === 'add-task-fptt-1000.json') {

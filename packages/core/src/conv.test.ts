@@ -5,6 +5,8 @@ import { applyPools, convCurrent } from './conv.js';
 import { isDenseModel, resolveModel, type ModelRegistries } from './model.js';
 import { buildNetwork } from './network.js';
 import { forward } from './inference.js';
+import { fusedWindowSteps } from './fused.js';
+import { disposeTree } from './state.js';
 import { checkRequirements, type LearningRule } from './rule.js';
 import { referenceFusedKernels, errorOf, iaf, useCpuBackend, fusableIaf } from './test-support.js';
 import type { AnyNeuronModel } from './neuron.js';
@@ -258,23 +260,99 @@ describe('rules and spatial layers', () => {
     }
   });
 
-  it('a network with spatial layers does not run fused, and its forward pass steps through the composite ops', () => {
-    const layers = convNet.layers.map((l) => ('neuron' in l ? { ...l, neuron: 'iaf-fused' } : l));
-    const net = buildNetwork({ ...convNet, layers }, reg, { kernels: referenceFusedKernels() });
-    const dense = buildNetwork({ inputs: 4, layers: [{ neuron: 'iaf-fused', size: 3 }], readout: { size: 2 } }, reg, { kernels: referenceFusedKernels() });
+  /** Readout, spikes, final state and the gradient of Σ y² of `spec` from `x`, through the fused kernels or step by step. */
+  function run(spec: object, x: Tensor, fused: boolean, params?: Record<string, Tensor>) {
+    const net = buildNetwork(spec, reg, fused ? { kernels: referenceFusedKernels(), seed: 7 } : { seed: 7 });
+    if (params) net.setParams(params);
+    expect(net.fused).toBe(fused);
+    const [T, B] = x.shape as [number, number];
+    const names = new Map(Object.entries(net.params).map(([k, v]) => [v.name, k]));
+    const { value, grads: byVariable } = tf.variableGrads(() => {
+      const p = net.prepare();
+      if (fused) {
+        const o = net.runWindow(p, net.init(B), x);
+        return tf.sum(tf.mul(o.readout, o.readout)) as tf.Scalar;
+      }
+      let s = net.init(B);
+      const ys: Tensor[] = [];
+      for (let t = 0; t < T; t++) {
+        const o = net.step(p, s, tf.squeeze(tf.slice(x, [t, 0, 0], [1, -1, -1]), [0]));
+        ys.push(o.readout);
+        s = o.state;
+      }
+      return tf.sum(tf.mul(tf.stack(ys), tf.stack(ys))) as tf.Scalar;
+    }, Object.values(net.params));
+    const grads = Object.fromEntries(Object.entries(byVariable).map(([k, g]) => [names.get(k)!, g]));
+    const out = forward(net, x, { record: true });
+    return { net, value, grads, out };
+  }
+
+  const fusedSpecs = {
+    'conv2d, overlapping max pooling, flatten, dense': {
+      ...convNet,
+      layers: convNet.layers.map((l) => ('neuron' in l ? { ...l, neuron: 'iaf-fused' } : l)),
+    },
+    'a SEW block (IAND) between conv2d and an average-pooled readout': {
+      inputShape: [6, 6, 2],
+      layers: [
+        { type: 'conv2d', neuron: 'iaf-fused', channels: 3, kernel: 3, padding: 'same' },
+        { type: 'sew_block', neuron: 'iaf-fused', connect: 'IAND' },
+        { type: 'avgpool', size: 2 },
+        { type: 'flatten' },
+      ],
+      readout: { size: 3 },
+    },
+  };
+
+  for (const [name, spec] of Object.entries(fusedSpecs)) {
+    it(`a network of spatial layers runs fused, each op over the window's T·B images, with the values and gradients of its steps: ${name}`, () => {
+      const [H, W, C] = spec.inputShape;
+      const x = tf.tidy(() => tf.cast(tf.less(tf.randomUniform([5, 2, H! * W! * C!], 0, 1, 'float32', 3), 0.4), 'float32'));
+      const a = run(spec, x, true);
+      const b = run(spec, x, false, a.net.params);
+      try {
+        expect(b.value.dataSync()[0]).toBeGreaterThan(0);
+        expect(a.value.dataSync()[0]).toBeCloseTo(b.value.dataSync()[0]!, 4);
+        expect(Object.keys(a.grads).sort()).toEqual(Object.keys(b.grads).sort());
+        for (const [k, g] of Object.entries(b.grads)) {
+          const want = g.dataSync();
+          const scale = Math.max(1e-6, ...Array.from(want, Math.abs));
+          expect(scale, `${k} has a gradient`).toBeGreaterThan(1e-6);
+          a.grads[k]!.dataSync().forEach((v, i) => expect(Math.abs(v - want[i]!) / scale, k).toBeLessThan(1e-5));
+        }
+        expect(Array.from(a.out.readout.dataSync())).toEqual(Array.from(b.out.readout.dataSync()));
+        a.out.spikes!.forEach((s, l) => expect(Array.from(s.dataSync()), `spikes of layer ${l}`).toEqual(Array.from(b.out.spikes![l]!.dataSync())));
+        const [sa, sb] = [a.out.state.layers, b.out.state.layers];
+        sa.forEach((layer, l) => {
+          expect(Object.keys(layer.neuron).sort()).toEqual(Object.keys(sb[l]!.neuron).sort());
+          for (const [key, t] of Object.entries(layer.neuron))
+            expect(Array.from(t.dataSync()), `${key} of layer ${l}`).toEqual(Array.from(sb[l]!.neuron[key]!.dataSync()));
+          expect(Array.from(layer.spikes.dataSync())).toEqual(Array.from(sb[l]!.spikes.dataSync()));
+        });
+      } finally {
+        for (const r of [a, b]) {
+          tf.dispose([r.value, ...Object.values(r.grads)]);
+          disposeTree(r.out);
+          r.net.dispose();
+        }
+        x.dispose();
+      }
+    });
+  }
+
+  it('inference of a conv network runs in windows short enough for its activations', () => {
+    const spec = { ...fusedSpecs['conv2d, overlapping max pooling, flatten, dense'] };
+    const net = buildNetwork(spec, reg, { kernels: referenceFusedKernels() });
     try {
-      expect(dense.fused).toBe(true);
-      expect(net.fused).toBe(false);
-      const x = tf.randomUniform([5, 2, 128], 0, 1, 'float32', 3);
-      const out = forward(net, x, { record: true });
-      expect(out.readout.shape).toEqual([5, 2, 3]);
-      expect(out.spikes!.map((s) => s.shape)).toEqual([
-        [5, 2, 36],
-        [5, 2, 6],
-      ]);
+      // conv2d: 3·3·4 = 36 neurons, the widest layer: four [k, B, 36] float32 arrays in 512 MiB.
+      expect(fusedWindowSteps(net.model, 2, 1024)).toBe(1024);
+      expect(fusedWindowSteps(net.model, 1 << 16, 1024)).toBe(Math.floor((512 << 20) / (16 * (1 << 16) * 36)));
+      expect(fusedWindowSteps(net.model, 1 << 24, 1024)).toBe(1);
+      const dense = buildNetwork({ inputs: 4, layers: [{ neuron: 'iaf-fused', size: 3 }], readout: { size: 2 } }, reg);
+      expect(fusedWindowSteps(dense.model, 1 << 24, 1024)).toBe(1024);
+      dense.dispose();
     } finally {
       net.dispose();
-      dense.dispose();
     }
   });
 });

@@ -5,6 +5,7 @@ import type { Network } from './network.js';
 import type { NetState } from './step.js';
 import { inputShape, isStepSource, stepsOf, type StepInput } from './steps.js';
 import { advance } from './loops.js';
+import { fusedWindowSteps } from './fused.js';
 
 export interface ForwardResult {
   /** Readout per step, `[T, B, outputs]`. */
@@ -51,13 +52,15 @@ const INFERENCE_WINDOW = 1024;
 
 function forwardFused(net: Network, inputs: StepInput, record: boolean, state: NetState | undefined): ForwardResult {
   const [T, B] = inputShape(inputs) as [number, number];
+  // A conv network's activations are far wider than a dense one's: shorter windows keep the memory in bounds.
+  const window = fusedWindowSteps(net.model, B, INFERENCE_WINDOW);
   // A tensor of one window: as it is; else each window's steps (from one read of a tensor's data, or made by the source).
-  const xs = T > INFERENCE_WINDOW || !(inputs instanceof tf.Tensor) ? stepsOf(inputs) : undefined;
+  const xs = T > window || !(inputs instanceof tf.Tensor) ? stepsOf(inputs) : undefined;
   const ys: Tensor[] = [];
   const spikes: Tensor[][] = net.model.layers.map(() => []);
   let s = state ?? net.init(B);
-  for (let from = 0; from < T; from += INFERENCE_WINDOW) {
-    const k = Math.min(INFERENCE_WINDOW, T - from);
+  for (let from = 0; from < T; from += window) {
+    const k = Math.min(window, T - from);
     const prev = s;
     const out = tidy(() => {
       const x = xs ? xs.window(from, from + k) : (inputs as Tensor);

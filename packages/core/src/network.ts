@@ -84,7 +84,7 @@ export class Network {
    * path from it; no rule needs to.
    */
   get fused(): boolean {
-    return this.#fusable && fusedKernelsOn(this.#kernels, tf.getBackend());
+    return this.#fusable && fusedKernelsOn(this.#kernels, tf.getBackend(), this.model);
   }
 
   /** The constant `1 − I` masking layer `layer`'s `W_rec` diagonal, or `undefined` where self-connections are kept. */

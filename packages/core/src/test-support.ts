@@ -3,7 +3,7 @@
  * built without a plugin, the cpu backend, and a helper that returns the SpikeflowError a call throws.
  */
 import { beforeAll } from 'vitest';
-import { IntegrateFireLayer, KernelTable, LeakyReadout, referenceKernels } from './kernels.js';
+import { IntegrateFireLayer, IntegrateFireSequence, KernelTable, LeakyReadout, referenceKernels } from './kernels.js';
 import { tf, type Tensor } from './tf.js';
 import { isSpikeflowError, type SpikeflowError } from './errors.js';
 import { defineNeuron, type AnyNeuronModel } from './neuron.js';
@@ -68,7 +68,8 @@ export const iaf = defineNeuron({
  */
 export function referenceFusedKernels(): KernelTable {
   const t = new KernelTable();
-  for (const k of [IntegrateFireLayer, LeakyReadout] as const) t.register({ kernel: k, backend: 'cpu', impl: referenceKernels[k] as never });
+  for (const k of [IntegrateFireLayer, IntegrateFireSequence, LeakyReadout] as const)
+    t.register({ kernel: k, backend: 'cpu', impl: referenceKernels[k] as never });
   return t;
 }
 
