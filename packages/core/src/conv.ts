@@ -1,5 +1,6 @@
 import { tf, type Tensor } from './tf.js';
 import { configError, join } from './validate.js';
+import type { Conv2dOptions } from './kernels.js';
 
 /**
  * Spatial layers: the geometry of `conv2d` and pooling layers, and the ops a step runs for them.
@@ -98,11 +99,20 @@ export function poolGeometry(type: PoolGeometry['type'], inShape: SpatialShape, 
 const spatial = (x: Tensor, s: SpatialShape) => tf.reshape(x, [-1, s[0], s[1], s[2]]) as tf.Tensor4D;
 const flat = (x: Tensor, s: SpatialShape) => tf.reshape(x, [-1, sizeOf(s)]);
 
-/** The input current of a `conv2d` layer: `conv(x, W) + b` for flat `x [B, H·W·C]`, flat `[B, H′·W′·C′]`. */
-export function convCurrent(x: Tensor, w: Tensor, b: Tensor | undefined, g: Conv2dGeometry): Tensor {
-  const y = tf.conv2d(spatial(x, g.inShape), w as tf.Tensor4D, g.stride as [number, number], g.padding);
+/**
+ * The input current of a `conv2d` layer: `conv(x, W) + b` for flat `x [N, H·W·C]`, flat
+ * `[N, H′·W′·C′]` (N: a step's batch, or a window's T·B images). `conv` is the convolution to run:
+ * the backend's `spikeflow.eventConv2d` where the caller has the kernels, else tfjs' `conv2d`.
+ */
+export function convCurrent(x: Tensor, w: Tensor, b: Tensor | undefined, g: Conv2dGeometry, conv: ConvFn = plainConv2d): Tensor {
+  const y = conv(spatial(x, g.inShape), w, { stride: g.stride, padding: g.padding });
   return flat(b ? tf.add(y, b) : y, g.outShape);
 }
+
+/** A convolution as `spikeflow.eventConv2d` computes it. */
+export type ConvFn = (x: Tensor, w: Tensor, g: Conv2dOptions) => Tensor;
+
+const plainConv2d: ConvFn = (x, w, g) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, g.stride as [number, number], g.padding);
 
 /**
  * Max pooling whose gradient goes to the first maximal element of each window in row-major window

@@ -4,6 +4,7 @@ import {
   LeakyReadout,
   IntegrateFireLayer,
   IntegrateFireSequence,
+  EventConv2d,
   type IntegrateFireSequenceResult,
   type IntegrateFireState,
   type KernelName,
@@ -159,7 +160,7 @@ export function fusedWindow(model: ResolvedModel, p: StepParams, state: NetState
       input = out.spikes;
       return { neuron, spikes: out.final.s };
     }
-    const conv = (t: Tensor, w: Tensor, b: Tensor | undefined) => steps(convCurrent(images(t), w, b, l.conv!));
+    const conv = (t: Tensor, w: Tensor, b: Tensor | undefined) => steps(convCurrent(images(t), w, b, l.conv!, p.kernels[EventConv2d]));
     if (l.type === 'conv2d') {
       const { out, neuron } = stage((init) => sequenceKernel(conv(feed, lp.W, lp.b), init, undefined, kernelParams));
       spikes.push(out.spikes);

@@ -144,6 +144,14 @@ export interface KernelSignatures {
    */
   'spikeflow.eventDense': (x: Tensor, w: Tensor) => Tensor;
   /**
+   * A 2-D convolution of channels-last images `x [N, H, W, C]` (usually spikes, mostly zeros) by
+   * `w [kh, kw, C, O]` with TensorFlow's `conv2d` geometry (stride, `same` or `valid` padding) →
+   * `[N, H′, W′, O]`: a fast version does work in proportion to the non-zero inputs, in the
+   * convolution and in the filter gradient. Differentiable in both (the input gradient only where
+   * `x` is on a gradient path).
+   */
+  'spikeflow.eventConv2d': (x: Tensor, w: Tensor, g: Conv2dOptions) => Tensor;
+  /**
    * A whole window of a (recurrent) integrate-and-fire layer (see {@link IntegrateFireSequenceParams}): `currents [T, B, H]`,
    * the state before the window `{ v, s, a? }` (`[B, H]` each), `W_rec [H, H]` or `undefined`. Forward and
    * backward through time in one kernel.
@@ -217,11 +225,18 @@ export interface KernelSignatures {
   'spikeflow.fpttAnchor': (w: Tensor, wbar: Tensor, lambda: Tensor, p: FpttAnchorParams) => FpttAnchorResult;
 }
 
+/** The geometry of `spikeflow.eventConv2d`: strides (rows, columns) and TensorFlow's padding rule. */
+export interface Conv2dOptions {
+  readonly stride: readonly [number, number];
+  readonly padding: 'same' | 'valid';
+}
+
 export type KernelName = keyof KernelSignatures;
 
 export const Dense = 'spikeflow.dense' satisfies KernelName;
 export const OuterSum = 'spikeflow.outerSum' satisfies KernelName;
 export const EventDense = 'spikeflow.eventDense' satisfies KernelName;
+export const EventConv2d = 'spikeflow.eventConv2d' satisfies KernelName;
 export const IntegrateFireSequence = 'spikeflow.integrateFireSequence' satisfies KernelName;
 export const LeakyScan = 'spikeflow.leakyScan' satisfies KernelName;
 export const IntegrateFireLayer = 'spikeflow.integrateFireLayer' satisfies KernelName;
@@ -456,6 +471,7 @@ export const nonDifferentiableKernels: ReadonlySet<KernelName> = new Set<KernelN
 export const referenceKernels: { readonly [K in KernelName]: KernelSignatures[K] } = {
   'spikeflow.dense': denseReference,
   'spikeflow.eventDense': denseReference,
+  'spikeflow.eventConv2d': (x, w, g) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, g.stride as [number, number], g.padding),
   'spikeflow.integrateFireSequence': integrateFireSequenceReference,
   'spikeflow.leakyScan': leakyScanReference,
   'spikeflow.integrateFireLayer': integrateFireLayerOf(denseReference, integrateFireSequenceReference),

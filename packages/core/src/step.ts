@@ -1,9 +1,9 @@
 import { tf, type Tensor } from './tf.js';
 import type { IntegrateFireParams, NeuronState, NeuronStepContext } from './neuron.js';
-import { detach, type KernelName, type KernelSignatures, type PresynapticTraces } from './kernels.js';
+import { detach, EventConv2d, type KernelName, type KernelSignatures, type PresynapticTraces } from './kernels.js';
 import type { ResolvedModel } from './model.js';
 import { layerParam, readoutParam } from './params.js';
-import { applyPools, convCurrent } from './conv.js';
+import { applyPools, convCurrent, type ConvFn } from './conv.js';
 
 /** A layer's state: its neuron's state and its spikes of the last step (the recurrent input). */
 export interface LayerState {
@@ -135,12 +135,12 @@ function ofStage(state: NeuronState, keys: readonly string[], k: number): Neuron
  * One step of a SEW block: s1 = neuron(conv(x, W) + b), s2 = neuron(conv(s1, W2) + b2), and the
  * connect function of s2 and x (ADD: s2 + x; IAND: (1 − s2)·x; AND: s2·x).
  */
-function sewBlockStep(l: ResolvedModel['layers'][number], lp: StepParams['layers'][number], prev: NeuronState, x: Tensor) {
+function sewBlockStep(l: ResolvedModel['layers'][number], lp: StepParams['layers'][number], prev: NeuronState, x: Tensor, conv: ConvFn) {
   const keys = l.neuron.stateKeys as readonly string[];
   const params = { config: l.config, tensors: lp.neuron };
-  const current = convCurrent(x, lp.W, lp.b, l.conv!);
+  const current = convCurrent(x, lp.W, lp.b, l.conv!, conv);
   const first = l.neuron.step(params, ofStage(prev, keys, 1), current, lp.ctx);
-  const second = l.neuron.step(params, ofStage(prev, keys, 2), convCurrent(first.spikes, lp.W2!, lp.b2, l.conv!), lp.ctx);
+  const second = l.neuron.step(params, ofStage(prev, keys, 2), convCurrent(first.spikes, lp.W2!, lp.b2, l.conv!, conv), lp.ctx);
   const s2 = second.spikes;
   const out = l.connect === 'ADD' ? tf.add(s2, x) : l.connect === 'IAND' ? tf.mul(tf.sub(1, s2), x) : tf.mul(s2, x);
   return { state: { ...stageState(first.state, 1), ...stageState(second.state, 2) }, out, current };
@@ -167,7 +167,7 @@ export function modelStep(model: ResolvedModel, p: StepParams, state: NetState, 
     const cutFeed = p.cut.has(i) ? lp.ctx.detach(input) : input;
     const feed = l.pools.length ? applyPools(cutFeed, l.pools) : cutFeed;
     if (l.type === 'sew_block') {
-      const block = sewBlockStep(l, lp, prev.neuron, feed);
+      const block = sewBlockStep(l, lp, prev.neuron, feed, p.kernels[EventConv2d]);
       currents.push(block.current);
       layers.push({ neuron: block.state, spikes: block.out });
       spikes.push(block.out);
@@ -175,7 +175,9 @@ export function modelStep(model: ResolvedModel, p: StepParams, state: NetState, 
       return;
     }
     // A conv2d layer's product is a convolution, not a synapse hook's x·W (rules that need the hook refuse such layers).
-    let current = l.conv ? convCurrent(feed, lp.W, lp.b, l.conv) : synapse(feed, lp.W, { layer: i, weight: 'W', param: layerParam(i, 'W') });
+    let current = l.conv
+      ? convCurrent(feed, lp.W, lp.b, l.conv, p.kernels[EventConv2d])
+      : synapse(feed, lp.W, { layer: i, weight: 'W', param: layerParam(i, 'W') });
     if (lp.b && !l.conv) current = tf.add(current, lp.b);
     if (lp.W_rec) current = tf.add(current, synapse(prev.spikes, lp.W_rec, { layer: i, weight: 'W_rec', param: layerParam(i, 'W_rec') }));
     const out = l.neuron.step({ config: l.config, tensors: lp.neuron }, prev.neuron, current, lp.ctx);

@@ -742,4 +742,100 @@ export function lifBackward(
   }
 }
 export * from './eprop';
+/**
+ * `v·w[p, q, c, :]` added to `out`'s `O` floats (four at a time): one event's share of a
+ * convolution's output position, or (`convFilterEvents`) `v·dy[...]` into a filter row.
+ */
+@inline function addScaled(out: usize, w: usize, v: f32, O: i32, binary: bool): void {
+  const O4 = O & ~3;
+  if (binary) {
+    for (let m = 0; m < O4; m += 4) v128.store(f32At(out, m), f32x4.add(v128.load(f32At(out, m)), v128.load(f32At(w, m))));
+    for (let m = O4; m < O; m++) store<f32>(f32At(out, m), load<f32>(f32At(out, m)) + load<f32>(f32At(w, m)));
+  } else {
+    const vv = f32x4.splat(v);
+    for (let m = 0; m < O4; m += 4) v128.store(f32At(out, m), f32x4.add(v128.load(f32At(out, m)), f32x4.mul(vv, v128.load(f32At(w, m)))));
+    for (let m = O4; m < O; m++) store<f32>(f32At(out, m), load<f32>(f32At(out, m)) + v * load<f32>(f32At(w, m)));
+  }
+}
+
+/**
+ * A 2-D convolution (channels-last, cross-correlation as TensorFlow's conv2d) by events: image n's
+ * non-zero inputs are `cols`/`vals[ptr[n] .. ptr[n+1])` (flat index (i·W + j)·C + c). Each event
+ * x[n, i, j, c] = v adds v·w[p, q, c, :] to out[n, o_i, o_j, :] for every kernel offset (p, q) with
+ * i + top − p = o_i·sh and j + left − q = o_j·sw inside the output `[Ho, Wo]` (`top`, `left`: the
+ * padding before the first row and column). Images `[n0, n1)` of `out [N, Ho, Wo, O]` are zeroed
+ * first; each output row is summed in event order. `binary`: every value is 1.
+ */
+export function convEvents(
+  ptr: usize, cols: usize, vals: usize, n0: i32, n1: i32, W: i32, C: i32,
+  w: usize, kh: i32, kw: i32, O: i32, sh: i32, sw: i32, top: i32, left: i32, Ho: i32, Wo: i32, out: usize, binary: bool,
+): void {
+  const image = Ho * Wo * O;
+  memory.fill(out + ((<usize>n0 * <usize>image) << 2), 0, (<usize>(n1 - n0) * <usize>image) << 2);
+  for (let n = n0; n < n1; n++) {
+    const base = out + ((<usize>n * <usize>image) << 2);
+    const k1 = load<i32>(f32At(ptr, n + 1));
+    for (let k = load<i32>(f32At(ptr, n)); k < k1; k++) {
+      const f = load<i32>(f32At(cols, k));
+      const v = load<f32>(f32At(vals, k));
+      const c = f % C;
+      const ij = f / C;
+      const i = ij / W;
+      const j = ij - i * W;
+      for (let p = 0; p < kh; p++) {
+        const ri = i + top - p;
+        if (ri < 0) break;
+        const oi = ri / sh;
+        if (oi * sh != ri || oi >= Ho) continue;
+        for (let q = 0; q < kw; q++) {
+          const rj = j + left - q;
+          if (rj < 0) break;
+          const oj = rj / sw;
+          if (oj * sw != rj || oj >= Wo) continue;
+          addScaled(base + ((<usize>(oi * Wo + oj) * <usize>O) << 2), w + ((<usize>((p * kw + q) * C + c) * <usize>O) << 2), v, O, binary);
+        }
+      }
+    }
+  }
+}
+
+/**
+ * The filter gradient of {@link convEvents}: for each event x[n, i, j, c] = v and each offset
+ * (p, q) reaching an output position (o_i, o_j), dw[p, q, c, :] += v·dy[n, o_i, o_j, :]; images in
+ * order, events in order (the same sums on any thread count: one thread). `dw [kh, kw, C, O]` is
+ * zeroed first.
+ */
+export function convFilterEvents(
+  ptr: usize, cols: usize, vals: usize, N: i32, W: i32, C: i32,
+  dy: usize, kh: i32, kw: i32, O: i32, sh: i32, sw: i32, top: i32, left: i32, Ho: i32, Wo: i32, dw: usize, binary: bool,
+): void {
+  memory.fill(dw, 0, (<usize>(kh * kw * C) * <usize>O) << 2);
+  const image = Ho * Wo * O;
+  for (let n = 0; n < N; n++) {
+    const base = dy + ((<usize>n * <usize>image) << 2);
+    const k1 = load<i32>(f32At(ptr, n + 1));
+    for (let k = load<i32>(f32At(ptr, n)); k < k1; k++) {
+      const f = load<i32>(f32At(cols, k));
+      const v = load<f32>(f32At(vals, k));
+      const c = f % C;
+      const ij = f / C;
+      const i = ij / W;
+      const j = ij - i * W;
+      for (let p = 0; p < kh; p++) {
+        const ri = i + top - p;
+        if (ri < 0) break;
+        const oi = ri / sh;
+        if (oi * sh != ri || oi >= Ho) continue;
+        for (let q = 0; q < kw; q++) {
+          const rj = j + left - q;
+          if (rj < 0) break;
+          const oj = rj / sw;
+          if (oj * sw != rj || oj >= Wo) continue;
+          addScaled(dw + ((<usize>((p * kw + q) * C + c) * <usize>O) << 2), base + ((<usize>(oi * Wo + oj) * <usize>O) << 2), v, O, binary);
+        }
+      }
+    }
+  }
+}
+
 export * from './update';

@@ -3,12 +3,13 @@
  * @packageDocumentation
  */
 import type { KernelRegistration } from '@spikeflow/core';
-import { decayedSum, eventDense, leakyReadout, leakyScan, integrateFireLayer, integrateFireSequence } from './kernels.js';
+import { decayedSum, eventConv2d, eventDense, leakyReadout, leakyScan, integrateFireLayer, integrateFireSequence } from './kernels.js';
 import { integrateFireEligibility } from './eprop.js';
 import { adamMoments, fpttAnchor, fpttPull } from './updates.js';
 
 export {
   eventDense,
+  eventConv2d,
   integrateFireSequence,
   leakyScan,
   integrateFireLayer,
@@ -32,6 +33,7 @@ export { KERNELS_VERSION } from './version.js';
 export function cpuMemoryKernels(backend: string): KernelRegistration[] {
   return [
     { kernel: 'spikeflow.eventDense', backend, impl: eventDense },
+    { kernel: 'spikeflow.eventConv2d', backend, impl: eventConv2d },
     { kernel: 'spikeflow.integrateFireSequence', backend, impl: integrateFireSequence },
     { kernel: 'spikeflow.leakyScan', backend, impl: leakyScan },
     { kernel: 'spikeflow.integrateFireLayer', backend, impl: integrateFireLayer },

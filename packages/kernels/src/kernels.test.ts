@@ -3,7 +3,7 @@ import { disposeTree, tf, type Tensor } from '@spikeflow/core';
 import { describeKernels } from '@spikeflow/testing';
 import '@tensorflow/tfjs-backend-wasm';
 import { disposeTree as dispose, fastSigmoid, referenceKernels } from '@spikeflow/core';
-import { cpuMemoryKernels, eventDense, leakyReadout, integrateFireLayer, integrateFireSequence } from './index.js';
+import { cpuMemoryKernels, eventConv2d, eventDense, leakyReadout, integrateFireLayer, integrateFireSequence } from './index.js';
 import { activeThreads } from './wasm.js';
 import { KERNELS_DIGEST, SNN_SHARED_WASM_BASE64, SNN_WASM_BASE64, UPDATE_WASM_BASE64 } from './snn-wasm.js';
 import { KERNELS_VERSION } from './index.js';
@@ -19,7 +19,12 @@ for (const backend of ['wasm', 'cpu']) {
     };
     beforeAll(setup);
 
-    describeKernels(cpuMemoryKernels(backend), setup);
+    // tfjs-wasm alone has no Conv2DBackpropFilter, so the reference convolution has no gradient
+    // there: eventConv2d is checked on wasm by @spikeflow/backend-wasm's suite, which registers one.
+    describeKernels(
+      cpuMemoryKernels(backend).filter((r) => backend !== 'wasm' || r.kernel !== 'spikeflow.eventConv2d'),
+      setup,
+    );
 
     it('eventDense computes no input gradient when the input is data (only W is differentiated)', () => {
       const x = tf.tidy(() => tf.cast(tf.less(tf.randomUniform([20, 30], 0, 1, 'float32', 4), 0.05), 'float32'));
@@ -70,6 +75,25 @@ for (const backend of ['wasm', 'cpu']) {
     });
   });
 }
+
+it("eventConv2d on tfjs-wasm alone (no filter gradient kernel) takes a dense input's filter gradient by events: the cpu backend's conv2d gradient", async () => {
+  const grads = () =>
+    tf.tidy(() => {
+      const x = tf.tidy(() => tf.cast(tf.less(tf.randomUniform([3, 7, 6, 2], 0, 1, 'float32', 5), 0.7), 'float32'));
+      const w = tf.randomNormal([3, 2, 2, 5], 0, 1, 'float32', 6);
+      const dy = tf.randomNormal([3, 4, 3, 5], 0, 1, 'float32', 7);
+      const conv = tf.getBackend() === 'wasm' ? eventConv2d : referenceKernels['spikeflow.eventConv2d'];
+      const [dw] = tf.grads((v: Tensor) => tf.sum(tf.mul(conv(x, v, { stride: [2, 2], padding: 'same' }), dy)))([w]);
+      return Array.from(dw!.dataSync());
+    });
+  await tf.setBackend('wasm');
+  expect(tf.getKernel('Conv2DBackpropFilter', 'wasm')).toBeUndefined();
+  const onWasm = grads();
+  await tf.setBackend('cpu');
+  const want = grads();
+  const scale = Math.max(...want.map(Math.abs));
+  onWasm.forEach((v, i) => expect(Math.abs(v - want[i]!) / scale).toBeLessThan(1e-5));
+});
 
 it('refuses arguments that do not fit, naming the kernel and the shapes', async () => {
   await tf.setBackend('wasm');

@@ -4,6 +4,7 @@ import {
   leakyReadoutOf,
   integrateFireLayerOf,
   tf,
+  type Conv2dOptions,
   type PresynapticTraces,
   type IntegrateFireSequenceParams,
   type IntegrateFireSequenceResult,
@@ -306,9 +307,7 @@ function productForward(x: Tensor, w: Tensor, b: Tensor | undefined, tape: boole
     .set(readF32(w));
   if (b) a.f32(pb, O).set(readF32(b));
   scatter(ev, N, pw, packed(pw, 0, I, O, pp), O, out, false, pb);
-  const evT = tape
-    ? [tensorOf(a.i32(ev.ptr, N + 1), [N + 1], 'int32'), tensorOf(a.i32(ev.cols, nnz), [nnz], 'int32'), tensorOf(a.f32(ev.vals, nnz), [nnz])]
-    : [];
+  const evT = tape ? eventsAsTensors(a, ev, N) : [];
   return { out: tensorOf(a.f32(out, N * O), [N, O]), sparse: true, save: evT, made: evT };
 }
 
@@ -345,6 +344,126 @@ export function eventDense(x: Tensor, w: Tensor): Tensor {
       x: () => tf.tidy(() => tf.matMul(dy as Tensor, tf.transpose(ws!))),
       w: () => savedTransposedTimes(sparse, saved, dy as Tensor, N, I, O),
     }),
+  });
+}
+
+/** The events listed in an arena as tensors (`ptr` and `cols` int32, `vals`), to save for a backward pass. */
+function eventsAsTensors(a: Arena, ev: EventsAt, N: number): Tensor[] {
+  return [tensorOf(a.i32(ev.ptr, N + 1), [N + 1], 'int32'), tensorOf(a.i32(ev.cols, ev.nnz), [ev.nnz], 'int32'), tensorOf(a.f32(ev.vals, ev.nnz), [ev.nnz])];
+}
+
+/** Every non-zero entry of `x [N, I]` as event tensors (no density limit). */
+function eventTensors(x: Tensor, N: number, I: number): Tensor[] {
+  const a = arena({ rows: N, width: I });
+  return eventsAsTensors(a, streamEvents(a, readF32(x), N, I, 1)!, N);
+}
+
+/** Above this fraction of non-zero inputs, {@link eventConv2d} takes tfjs' dense convolution and its gradients. */
+const CONV_DENSITY_LIMIT = 0.25;
+
+/** The output size and the padding before the first row (or column) of a convolution, by TensorFlow's rule. */
+function convAxis(n: number, k: number, s: number, padding: 'same' | 'valid'): { out: number; before: number } {
+  if (padding === 'valid') return { out: Math.floor((n - k) / s) + 1, before: 0 };
+  const out = Math.ceil(n / s);
+  return { out, before: Math.floor(Math.max(0, (out - 1) * s + k - n) / 2) };
+}
+
+/**
+ * `spikeflow.eventConv2d`: a channels-last convolution (TensorFlow's `conv2d`) that visits only the
+ * non-zero inputs. The forward pass lists each image's events and adds, for each, the kernel's
+ * weights into every output position it reaches (`convEvents`, images split over the threads);
+ * the filter gradient pairs the same events with the output gradient (`convFilterEvents`, one
+ * thread: the same sums on any thread count); the input gradient, a dense transposed convolution
+ * of the output gradient, is tfjs' (`conv2dTranspose`), only where `x` is on a gradient path.
+ * Where more than {@link CONV_DENSITY_LIMIT} of `x` is non-zero, it is tfjs' `conv2d` and its
+ * gradients.
+ */
+export function eventConv2d(x: Tensor, w: Tensor, g: Conv2dOptions): Tensor {
+  if (x.rank !== 4 || w.rank !== 4 || x.shape[3] !== w.shape[2]) {
+    throw new SpikeflowError('SHAPE_MISMATCH', `spikeflow.eventConv2d: expected x [N, H, W, C] and w [kh, kw, C, O], got [${x.shape}] and [${w.shape}]`);
+  }
+  const [N, H, W, C] = x.shape as [number, number, number, number];
+  const [kh, kw, , O] = w.shape as [number, number, number, number];
+  const [sh, sw] = g.stride;
+  const rows = convAxis(H, kh, sh, g.padding);
+  const cols = convAxis(W, kw, sw, g.padding);
+  if (!(rows.out >= 1 && cols.out >= 1)) {
+    throw new SpikeflowError(
+      'SHAPE_MISMATCH',
+      `spikeflow.eventConv2d: a ${kh}×${kw} kernel with stride ${sh}×${sw} and '${g.padding}' padding leaves no output of [${H}, ${W}]`,
+    );
+  }
+  const [Ho, Wo] = [rows.out, cols.out];
+  const I = H * W * C;
+  const geometry = [sh, sw, rows.before, cols.before, Ho, Wo] as const;
+  const stride = [sh, sw] as [number, number];
+  let sparse = false;
+  const size = { rows: N, width: `${H}×${W}×${C} → ${Ho}×${Wo}×${O}` };
+  /** The filter gradient by events (`ptr`, `cols`, `vals` tensors) and the output gradient. */
+  const filterGradient = ([ptrT, colsT, valsT]: readonly Tensor[], dy: Tensor): Tensor => {
+    const nnz = colsT!.size;
+    const a = arena(size);
+    const at = { ptr: a.alloc(N + 1), cols: a.alloc(nnz), vals: a.alloc(nnz) };
+    const pdy = a.alloc(N * Ho * Wo * O);
+    const pdw = a.alloc(kh * kw * C * O);
+    a.commit();
+    a.i32(at.ptr, N + 1).set(readI32(ptrT!));
+    a.i32(at.cols, nnz).set(readI32(colsT!));
+    a.f32(at.vals, nnz).set(readF32(valsT!));
+    a.f32(pdy, N * Ho * Wo * O).set(readF32(dy));
+    const ones = snn().allOnes(at.vals, nnz) !== 0;
+    snn().convFilterEvents(at.ptr, at.cols, at.vals, N, W, C, pdy, kh, kw, O, ...geometry, pdw, ones ? 1 : 0);
+    return tensorOf(a.f32(pdw, kh * kw * C * O), [kh, kw, C, O]);
+  };
+  return customOp('spikeflow.eventConv2d', {
+    inputs: { x, w },
+    forwardFunc: (_, save) => {
+      const a = arena(size);
+      const ev = streamEvents(a, readF32(x), N, I, CONV_DENSITY_LIMIT);
+      if (!ev) {
+        save([x, w]);
+        return tf.tidy(() => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, stride, g.padding));
+      }
+      sparse = true;
+      const pw = a.alloc(kh * kw * C * O);
+      const out = a.alloc(N * Ho * Wo * O);
+      a.commit()
+        .f32(pw, kh * kw * C * O)
+        .set(readF32(w));
+      parallelRows(
+        'convEvents',
+        N,
+        (n0, n1) => [ev.ptr, ev.cols, ev.vals, n0, n1, W, C, pw, kh, kw, O, ...geometry, out, ev.binary ? 1 : 0],
+        ev.nnz * kh * kw * O + N,
+      );
+      const evT = eventsAsTensors(a, ev, N);
+      save([w, ...evT]);
+      tf.dispose(evT);
+      return tensorOf(a.f32(out, N * Ho * Wo * O), [N, Ho, Wo, O]);
+    },
+    backwardsFunc: (dy, saved) => {
+      const wT = sparse ? saved[0]! : saved[1]!;
+      return {
+        x: () => tf.conv2dTranspose(dy as tf.Tensor4D, wT as tf.Tensor4D, [N, H, W, C], stride, g.padding),
+        w: () => {
+          if (!sparse && tf.getKernel('Conv2DBackpropFilter', tf.getBackend())) {
+            // tfjs' own filter gradient (the kernel its conv2d's gradient runs).
+            const attrs = { strides: stride, pad: g.padding, dataFormat: 'NHWC', filterShape: [kh, kw, C, O] };
+            return tf.engine().runKernel('Conv2DBackpropFilter', { x: saved[0]!, dy: dy as Tensor }, attrs as never) as Tensor;
+          }
+          if (!sparse) {
+            // No filter gradient kernel on this backend (tfjs-wasm alone): by events all the same.
+            const events = eventTensors(saved[0]!, N, I);
+            try {
+              return filterGradient(events, dy as Tensor);
+            } finally {
+              tf.dispose(events);
+            }
+          }
+          return filterGradient(saved.slice(1), dy as Tensor);
+        },
+      };
+    },
   });
 }
 

@@ -40,6 +40,8 @@ export interface UpdateExports {
 }
 
 export interface SnnExports extends UpdateExports {
+  convEvents(...args: number[]): void;
+  convFilterEvents(...args: number[]): void;
   countRows(x: number, n0: number, n1: number, I: number, out: number): void;
   events(x: number, n0: number, n1: number, I: number, ptr: number, cols: number, vals: number, k0: number, kEnd: number): void;
   eventProduct(
@@ -216,7 +218,17 @@ export interface SnnExports extends UpdateExports {
 }
 
 /** Kernels that split their work by rows over the thread pool (same arguments plus a range). */
-type Parallel = 'lifForward' | 'lifBackward' | 'scatterRowRange' | 'countRows' | 'events' | 'eventProduct' | 'epropForward' | 'epropSweep' | 'epropTraces';
+type Parallel =
+  | 'lifForward'
+  | 'lifBackward'
+  | 'scatterRowRange'
+  | 'countRows'
+  | 'events'
+  | 'eventProduct'
+  | 'epropForward'
+  | 'epropSweep'
+  | 'epropTraces'
+  | 'convEvents';
 const PARALLEL: readonly Parallel[] = [
   'lifForward',
   'lifBackward',
@@ -227,6 +239,7 @@ const PARALLEL: readonly Parallel[] = [
   'epropForward',
   'epropSweep',
   'epropTraces',
+  'convEvents',
 ];
 const KERNEL_INDEX = new Map(PARALLEL.map((k, i) => [k, i]));
 

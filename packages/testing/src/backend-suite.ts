@@ -367,6 +367,39 @@ export const kernelCases: { readonly [K in KernelName]: readonly KernelCase[] } 
       ],
       call: (impl: KernelSignatures['spikeflow.eventDense'], [x, w]) => impl(x!, w!),
     } as KernelCase),
+  // Images [N, H, W, C] of spikes (or analog values) by w [kh, kw, C, O]: strides, both paddings,
+  // kernels wider than tall, odd output counts (a SIMD tail), an empty and a dense input (tfjs' path).
+  'spikeflow.eventConv2d': (
+    [
+      ['3×3, stride 1, same, 10% spikes', [4, 9, 8, 3], [3, 3, 3, 8], [1, 1], 'same', 0.1],
+      ['5×5, stride 2, same, 5% spikes, 34×34×2 (the bench’s first layer)', [3, 34, 34, 2], [5, 5, 2, 16], [2, 2], 'same', 0.05],
+      ['3×2, stride 2×3, valid, 7 outputs', [5, 11, 10, 2], [3, 2, 2, 7], [2, 3], 'valid', 0.2],
+      ['2×2, stride 1, valid, 1 output', [2, 5, 6, 4], [2, 2, 4, 1], [1, 1], 'valid', 0.15],
+      ['stride 3 wider than the kernel, same', [2, 10, 10, 3], [2, 2, 3, 5], [3, 3], 'same', 0.2],
+      ['no spikes', [2, 6, 6, 2], [3, 3, 2, 4], [1, 1], 'same', 0],
+      ['a dense input (tfjs’ convolution)', [2, 7, 7, 3], [3, 3, 3, 4], [2, 2], 'same', 0.7],
+    ] as const
+  )
+    .map(
+      ([name, xs, ws, stride, padding, p]) =>
+        ({
+          name,
+          args: () => [spikes([...xs], p, 41), tf.randomNormal([...ws], 0, 1, 'float32', 42)],
+          call: (impl: KernelSignatures['spikeflow.eventConv2d'], [x, w]) => impl(x!, w!, { stride, padding }),
+        }) as KernelCase,
+    )
+    .concat({
+      // Analog input: event values are multiplied, not only added.
+      name: 'analog values, 3×3, stride 2, valid',
+      args: () => [
+        tf.tidy(() => {
+          const u = tf.randomUniform([3, 9, 9, 2], 0, 1, 'float32', 43);
+          return tf.where(tf.less(u, 0.8), tf.zerosLike(u), tf.mul(u, -3));
+        }),
+        tf.randomNormal([3, 3, 2, 6], 0, 1, 'float32', 44),
+      ],
+      call: (impl: KernelSignatures['spikeflow.eventConv2d'], [x, w]) => impl(x!, w!, { stride: [2, 2], padding: 'valid' }),
+    } as KernelCase),
   'spikeflow.integrateFireSequence': [
     lifCase('recurrent, reset attached'),
     lifCase('recurrent, reset detached', { resetDetach: true }),
