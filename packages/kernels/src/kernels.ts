@@ -297,7 +297,6 @@ function productForward(x: Tensor, w: Tensor, b: Tensor | undefined, tape: boole
     const out = tf.tidy(() => (b ? tf.add(tf.matMul(x, w), b) : tf.matMul(x, w)));
     return { out, sparse: false, save: [x], made: [] };
   }
-  const nnz = ev.nnz;
   const pw = a.alloc(I * O);
   const pp = a.alloc(I * O);
   const pb = b ? a.alloc(O) : 0;
