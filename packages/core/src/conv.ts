@@ -1,6 +1,6 @@
 import { tf, type Tensor } from './tf.js';
 import { configError, join } from './validate.js';
-import type { Conv2dOptions } from './kernels.js';
+import type { Conv2dOptions, PoolOptions } from './kernels.js';
 
 /**
  * Spatial layers: the geometry of `conv2d` and pooling layers, and the ops a step runs for them.
@@ -119,10 +119,11 @@ const plainConv2d: ConvFn = (x, w, g) => tf.conv2d(x as tf.Tensor4D, w as tf.Ten
  * order (as PyTorch and TensorFlow's CPU kernels): with 0/1 spikes most windows tie, and tfjs'
  * backends do not agree on which tied element gets it.
  */
-function maxPool(x: tf.Tensor4D, g: PoolGeometry): Tensor {
+export function maxPoolFirst(x: Tensor, g: PoolOptions): Tensor {
   const [ph, pw] = g.size;
   const [sh, sw] = g.stride;
-  const [Ho, Wo] = g.outShape;
+  const Ho = Math.floor((x.shape[1]! - ph) / sh) + 1;
+  const Wo = Math.floor((x.shape[2]! - pw) / sw) + 1;
   const op = tf.customGrad((...args: unknown[]) => {
     const x4 = args[0] as tf.Tensor4D;
     const save = args[1] as (t: Tensor[]) => void;
@@ -131,7 +132,7 @@ function maxPool(x: tf.Tensor4D, g: PoolGeometry): Tensor {
       value: tf.maxPool(x4, [ph, pw], [sh, sw], 'valid'),
       gradFunc: (dy: Tensor, saved: Tensor[]) => {
         const xs = saved[0] as tf.Tensor4D;
-        if (sh === ph && sw === pw) return tiledMaxPoolGradient(xs, dy as tf.Tensor4D, g);
+        if (sh === ph && sw === pw) return tiledMaxPoolGradient(xs, dy as tf.Tensor4D, [ph, pw], [Ho, Wo]);
         // Each window's elements in row-major order, the first maximum wins.
         const parts: Tensor[] = [];
         for (let p = 0; p < ph; p++) {
@@ -165,7 +166,7 @@ function maxPool(x: tf.Tensor4D, g: PoolGeometry): Tensor {
       },
     };
   }) as (x: Tensor) => Tensor;
-  return op(x);
+  return op(x as tf.Tensor4D);
 }
 
 /**
@@ -174,10 +175,10 @@ function maxPool(x: tf.Tensor4D, g: PoolGeometry): Tensor {
  * lowest index among ties, on every tfjs backend) one-hot, times dy, laid back out; the rows and
  * columns past the last window get zeros.
  */
-function tiledMaxPoolGradient(x: tf.Tensor4D, dy: tf.Tensor4D, g: PoolGeometry): Tensor {
+function tiledMaxPoolGradient(x: tf.Tensor4D, dy: tf.Tensor4D, [ph, pw]: readonly [number, number], [Ho, Wo]: readonly [number, number]): Tensor {
+  // 1×1 windows at stride 1: every element is its own window's maximum.
+  if (ph * pw === 1) return dy;
   const [B, H, W, C] = x.shape;
-  const [ph, pw] = g.size;
-  const [Ho, Wo] = g.outShape;
   const tiles = tf.reshape(tf.slice(x, [0, 0, 0, 0], [B, Ho * ph, Wo * pw, C]), [B, Ho, ph, Wo, pw, C]);
   const windows = tf.reshape(tf.transpose(tiles, [0, 1, 3, 5, 2, 4]), [B, Ho, Wo, C, ph * pw]);
   const routed = tf.mul(tf.oneHot(tf.argMax(windows, -1), ph * pw), tf.expandDims(dy, -1));
@@ -219,8 +220,14 @@ function dilate(x: tf.Tensor4D, sh: number, sw: number): Tensor {
   return tf.slice(y, [0, 0, 0, 0], [B, (H - 1) * sh + 1, (W - 1) * sw + 1, C]);
 }
 
-/** The pooling layers `pools` applied in order to flat `x [B, H·W·C]`; flat out. */
-export function applyPools(x: Tensor, pools: readonly PoolGeometry[]): Tensor {
+/** Max pooling as `spikeflow.maxPool` computes it. */
+export type PoolFn = (x: Tensor, g: PoolOptions) => Tensor;
+
+/**
+ * The pooling layers `pools` applied in order to flat `x [N, H·W·C]`; flat out. `maxPool` is the
+ * max pooling to run: the backend's `spikeflow.maxPool` where the caller has the kernels.
+ */
+export function applyPools(x: Tensor, pools: readonly PoolGeometry[], maxPool: PoolFn = maxPoolFirst): Tensor {
   let y = x;
   for (const g of pools) {
     const x4 = spatial(y, g.inShape);

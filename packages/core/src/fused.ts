@@ -5,6 +5,7 @@ import {
   IntegrateFireLayer,
   IntegrateFireSequence,
   EventConv2d,
+  MaxPool,
   type IntegrateFireSequenceResult,
   type IntegrateFireState,
   type KernelName,
@@ -132,7 +133,7 @@ export function fusedWindow(model: ResolvedModel, p: StepParams, state: NetState
   // Spatial ops see the window's k·B images as one batch: `[k, B, F]` ⇄ `[k·B, F]`.
   const images = (t: Tensor) => tf.reshape(t, [k * B, t.shape[2]!]);
   const steps = (t: Tensor) => tf.reshape(t, [k, B, t.size / (k * B)]);
-  const pooled = (t: Tensor, pools: ResolvedLayer['pools']) => (pools.length ? steps(applyPools(images(t), pools)) : t);
+  const pooled = (t: Tensor, pools: ResolvedLayer['pools']) => (pools.length ? steps(applyPools(images(t), pools, p.kernels[MaxPool])) : t);
   const lastStep = (t: Tensor) => tf.reshape(tf.slice(t, [k - 1, 0, 0], [1, B, -1]), [B, t.shape[2]!]);
   let input = x;
   const spikes: Tensor[] = [];

@@ -2,6 +2,7 @@ import { tf, type Tensor } from './tf.js';
 import { SpikeflowError } from './errors.js';
 import { spikeFn, type Surrogate } from './surrogates.js';
 import { tidy } from './state.js';
+import { maxPoolFirst } from './conv.js';
 import { integrateFireEligibilityReference, type EligibilitySpec, type EligibilityTraces } from './eligibility.js';
 import {
   adamMomentsReference,
@@ -152,6 +153,12 @@ export interface KernelSignatures {
    */
   'spikeflow.eventConv2d': (x: Tensor, w: Tensor, g: Conv2dOptions) => Tensor;
   /**
+   * Max pooling of channels-last images `x [N, H, W, C]` over `valid` windows (`size`, `stride`) →
+   * `[N, H′, W′, C]`, whose gradient goes to the **first** maximum of each window in row-major
+   * window order (PyTorch's and TensorFlow's CPU rule; with 0/1 spikes most windows tie).
+   */
+  'spikeflow.maxPool': (x: Tensor, g: PoolOptions) => Tensor;
+  /**
    * A whole window of a (recurrent) integrate-and-fire layer (see {@link IntegrateFireSequenceParams}): `currents [T, B, H]`,
    * the state before the window `{ v, s, a? }` (`[B, H]` each), `W_rec [H, H]` or `undefined`. Forward and
    * backward through time in one kernel.
@@ -231,12 +238,19 @@ export interface Conv2dOptions {
   readonly padding: 'same' | 'valid';
 }
 
+/** The windows of `spikeflow.maxPool`: size and stride (rows, columns), `valid` padding. */
+export interface PoolOptions {
+  readonly size: readonly [number, number];
+  readonly stride: readonly [number, number];
+}
+
 export type KernelName = keyof KernelSignatures;
 
 export const Dense = 'spikeflow.dense' satisfies KernelName;
 export const OuterSum = 'spikeflow.outerSum' satisfies KernelName;
 export const EventDense = 'spikeflow.eventDense' satisfies KernelName;
 export const EventConv2d = 'spikeflow.eventConv2d' satisfies KernelName;
+export const MaxPool = 'spikeflow.maxPool' satisfies KernelName;
 export const IntegrateFireSequence = 'spikeflow.integrateFireSequence' satisfies KernelName;
 export const LeakyScan = 'spikeflow.leakyScan' satisfies KernelName;
 export const IntegrateFireLayer = 'spikeflow.integrateFireLayer' satisfies KernelName;
@@ -472,6 +486,7 @@ export const referenceKernels: { readonly [K in KernelName]: KernelSignatures[K]
   'spikeflow.dense': denseReference,
   'spikeflow.eventDense': denseReference,
   'spikeflow.eventConv2d': (x, w, g) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, g.stride as [number, number], g.padding),
+  'spikeflow.maxPool': maxPoolFirst,
   'spikeflow.integrateFireSequence': integrateFireSequenceReference,
   'spikeflow.leakyScan': leakyScanReference,
   'spikeflow.integrateFireLayer': integrateFireLayerOf(denseReference, integrateFireSequenceReference),

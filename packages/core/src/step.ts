@@ -1,6 +1,6 @@
 import { tf, type Tensor } from './tf.js';
 import type { IntegrateFireParams, NeuronState, NeuronStepContext } from './neuron.js';
-import { detach, EventConv2d, type KernelName, type KernelSignatures, type PresynapticTraces } from './kernels.js';
+import { detach, EventConv2d, MaxPool, type KernelName, type KernelSignatures, type PresynapticTraces } from './kernels.js';
 import type { ResolvedModel } from './model.js';
 import { layerParam, readoutParam } from './params.js';
 import { applyPools, convCurrent, type ConvFn } from './conv.js';
@@ -165,7 +165,7 @@ export function modelStep(model: ResolvedModel, p: StepParams, state: NetState, 
       ? entering
       : { neuron: Object.fromEntries(Object.entries(entering.neuron).map(([k, t]) => [k, carried(t)])), spikes: carried(entering.spikes) };
     const cutFeed = p.cut.has(i) ? lp.ctx.detach(input) : input;
-    const feed = l.pools.length ? applyPools(cutFeed, l.pools) : cutFeed;
+    const feed = l.pools.length ? applyPools(cutFeed, l.pools, p.kernels[MaxPool]) : cutFeed;
     if (l.type === 'sew_block') {
       const block = sewBlockStep(l, lp, prev.neuron, feed, p.kernels[EventConv2d]);
       currents.push(block.current);
@@ -191,7 +191,7 @@ export function modelStep(model: ResolvedModel, p: StepParams, state: NetState, 
     const last = model.layers[model.layers.length - 1]!;
     input = layers[layers.length - 1]!.neuron[last.neuron.membrane!]!;
   }
-  if (model.readoutPools.length) input = applyPools(input, model.readoutPools);
+  if (model.readoutPools.length) input = applyPools(input, model.readoutPools, p.kernels[MaxPool]);
   let d = synapse(input, p.readout.W, { layer: 'readout', weight: 'W', param: readoutParam('W') });
   if (p.readout.b) d = tf.add(d, p.readout.b);
   const y = r.readout.step({ options: r.options, tensors: p.readout.tensors, dense: p.kernels['spikeflow.dense'] }, carried(state.readout), d);

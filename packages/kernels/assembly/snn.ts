@@ -838,4 +838,75 @@ export function convFilterEvents(
   }
 }
 
+/**
+ * Max pooling of channels-last images (`valid` windows `ph × pw` at stride `sh × sw`) that records,
+ * for each output, where its maximum came from: the first maximum in row-major window order (a
+ * later equal value does not replace it), as the flat position i·W + j in its image. Images
+ * `[n0, n1)` of `out` and `arg` (`[N, Ho, Wo, C]` each); four channels at a time.
+ */
+export function maxPoolFirst(x: usize, n0: i32, n1: i32, H: i32, W: i32, C: i32, ph: i32, pw: i32, sh: i32, sw: i32, Ho: i32, Wo: i32, out: usize, arg: usize): void {
+  const C4 = C & ~3;
+  for (let n = n0; n < n1; n++) {
+    const img = x + ((<usize>n * <usize>(H * W * C)) << 2);
+    for (let oi = 0; oi < Ho; oi++) {
+      for (let oj = 0; oj < Wo; oj++) {
+        const o = (<usize>((n * Ho + oi) * Wo + oj) * <usize>C) << 2;
+        const i0 = oi * sh;
+        const j0 = oj * sw;
+        for (let c = 0; c < C4; c += 4) {
+          let best = v128.load(img + ((<usize>((i0 * W + j0) * C + c)) << 2));
+          let at = i32x4.splat(i0 * W + j0);
+          for (let p = 0; p < ph; p++) {
+            for (let q = 0; q < pw; q++) {
+              if (p == 0 && q == 0) continue;
+              const pos = (i0 + p) * W + j0 + q;
+              const v = v128.load(img + ((<usize>(pos * C + c)) << 2));
+              const more = f32x4.gt(v, best);
+              best = v128.bitselect(v, best, more);
+              at = v128.bitselect(i32x4.splat(pos), at, more);
+            }
+          }
+          v128.store(out + o + (<usize>c << 2), best);
+          v128.store(arg + o + (<usize>c << 2), at);
+        }
+        for (let c = C4; c < C; c++) {
+          let best = load<f32>(img + ((<usize>((i0 * W + j0) * C + c)) << 2));
+          let at = i0 * W + j0;
+          for (let p = 0; p < ph; p++) {
+            for (let q = 0; q < pw; q++) {
+              const pos = (i0 + p) * W + j0 + q;
+              const v = load<f32>(img + ((<usize>(pos * C + c)) << 2));
+              if (v > best) {
+                best = v;
+                at = pos;
+              }
+            }
+          }
+          store<f32>(out + o + (<usize>c << 2), best);
+          store<i32>(arg + o + (<usize>c << 2), at);
+        }
+      }
+    }
+  }
+}
+
+/**
+ * The gradient of {@link maxPoolFirst}: `dx [N, H, W, C]` zeroed, then each output's gradient
+ * added at the position its maximum came from (`arg`); overlapping windows add up.
+ */
+export function maxPoolFirstBack(dy: usize, arg: usize, N: i32, H: i32, W: i32, C: i32, Ho: i32, Wo: i32, dx: usize): void {
+  memory.fill(dx, 0, (<usize>N * <usize>(H * W * C)) << 2);
+  const per = Ho * Wo;
+  for (let n = 0; n < N; n++) {
+    const img = dx + ((<usize>n * <usize>(H * W * C)) << 2);
+    for (let k = 0; k < per; k++) {
+      const o = (<usize>(n * per + k) * <usize>C) << 2;
+      for (let c = 0; c < C; c++) {
+        const at = img + ((<usize>(load<i32>(arg + o + (<usize>c << 2)) * C + c)) << 2);
+        store<f32>(at, load<f32>(at) + load<f32>(dy + o + (<usize>c << 2)));
+      }
+    }
+  }
+}
+
 export * from './update';

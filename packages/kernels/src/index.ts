@@ -3,13 +3,14 @@
  * @packageDocumentation
  */
 import type { KernelRegistration } from '@spikeflow/core';
-import { decayedSum, eventConv2d, eventDense, leakyReadout, leakyScan, integrateFireLayer, integrateFireSequence } from './kernels.js';
+import { decayedSum, eventConv2d, eventDense, leakyReadout, leakyScan, integrateFireLayer, integrateFireSequence, maxPool } from './kernels.js';
 import { integrateFireEligibility } from './eprop.js';
 import { adamMoments, fpttAnchor, fpttPull } from './updates.js';
 
 export {
   eventDense,
   eventConv2d,
+  maxPool,
   integrateFireSequence,
   leakyScan,
   integrateFireLayer,
@@ -34,6 +35,7 @@ export function cpuMemoryKernels(backend: string): KernelRegistration[] {
   return [
     { kernel: 'spikeflow.eventDense', backend, impl: eventDense },
     { kernel: 'spikeflow.eventConv2d', backend, impl: eventConv2d },
+    { kernel: 'spikeflow.maxPool', backend, impl: maxPool },
     { kernel: 'spikeflow.integrateFireSequence', backend, impl: integrateFireSequence },
     { kernel: 'spikeflow.leakyScan', backend, impl: leakyScan },
     { kernel: 'spikeflow.integrateFireLayer', backend, impl: integrateFireLayer },

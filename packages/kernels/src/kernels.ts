@@ -5,6 +5,7 @@ import {
   integrateFireLayerOf,
   tf,
   type Conv2dOptions,
+  type PoolOptions,
   type PresynapticTraces,
   type IntegrateFireSequenceParams,
   type IntegrateFireSequenceResult,
@@ -342,6 +343,57 @@ export function eventDense(x: Tensor, w: Tensor): Tensor {
     backwardsFunc: (dy, [ws, ...saved]) => ({
       x: () => tf.tidy(() => tf.matMul(dy as Tensor, tf.transpose(ws!))),
       w: () => savedTransposedTimes(sparse, saved, dy as Tensor, N, I, O),
+    }),
+  });
+}
+
+/**
+ * `spikeflow.maxPool`: max pooling of channels-last images over `valid` windows in one pass
+ * (`maxPoolFirst`, images split over the threads) that also records where each maximum came from —
+ * the first in row-major window order — so that the gradient is one pass adding each output's
+ * gradient there (`maxPoolFirstBack`), where the reference takes a dozen whole-tensor ops.
+ */
+export function maxPool(x: Tensor, g: PoolOptions): Tensor {
+  const [ph, pw] = g.size;
+  const [sh, sw] = g.stride;
+  if (x.rank !== 4 || x.dtype !== 'float32') {
+    throw new SpikeflowError('SHAPE_MISMATCH', `spikeflow.maxPool: expected float32 images x [N, H, W, C], got ${x.dtype} [${x.shape}]`);
+  }
+  const [N, H, W, C] = x.shape as [number, number, number, number];
+  const Ho = Math.floor((H - ph) / sh) + 1;
+  const Wo = Math.floor((W - pw) / sw) + 1;
+  if (!(Ho >= 1 && Wo >= 1 && sh >= 1 && sw >= 1)) {
+    throw new SpikeflowError('SHAPE_MISMATCH', `spikeflow.maxPool: ${ph}×${pw} windows at stride ${sh}×${sw} leave no output of [${H}, ${W}]`);
+  }
+  const size = { rows: N, width: `${H}×${W}×${C} → ${Ho}×${Wo}×${C}` };
+  return customOp('spikeflow.maxPool', {
+    inputs: { x },
+    forwardFunc: (_, save) => {
+      const a = arena(size);
+      const px = a.alloc(N * H * W * C);
+      const out = a.alloc(N * Ho * Wo * C);
+      const arg = a.alloc(N * Ho * Wo * C);
+      a.commit()
+        .f32(px, N * H * W * C)
+        .set(readF32(x));
+      parallelRows('maxPoolFirst', N, (n0, n1) => [px, n0, n1, H, W, C, ph, pw, sh, sw, Ho, Wo, out, arg], N * Ho * Wo * C * ph * pw);
+      const argT = tensorOf(a.i32(arg, N * Ho * Wo * C), [N, Ho, Wo, C], 'int32');
+      save([argT]);
+      argT.dispose();
+      return tensorOf(a.f32(out, N * Ho * Wo * C), [N, Ho, Wo, C]);
+    },
+    backwardsFunc: (dy, [argT]) => ({
+      x: () => {
+        const a = arena(size);
+        const pdy = a.alloc(N * Ho * Wo * C);
+        const parg = a.alloc(N * Ho * Wo * C);
+        const pdx = a.alloc(N * H * W * C);
+        a.commit();
+        a.f32(pdy, N * Ho * Wo * C).set(readF32(dy as Tensor));
+        a.i32(parg, N * Ho * Wo * C).set(readI32(argT!));
+        snn().maxPoolFirstBack(pdy, parg, N, H, W, C, Ho, Wo, pdx);
+        return tensorOf(a.f32(pdx, N * H * W * C), [N, H, W, C]);
+      },
     }),
   });
 }

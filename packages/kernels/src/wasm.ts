@@ -42,6 +42,8 @@ export interface UpdateExports {
 export interface SnnExports extends UpdateExports {
   convEvents(...args: number[]): void;
   convFilterEvents(...args: number[]): void;
+  maxPoolFirst(...args: number[]): void;
+  maxPoolFirstBack(...args: number[]): void;
   countRows(x: number, n0: number, n1: number, I: number, out: number): void;
   events(x: number, n0: number, n1: number, I: number, ptr: number, cols: number, vals: number, k0: number, kEnd: number): void;
   eventProduct(
@@ -228,7 +230,8 @@ type Parallel =
   | 'epropForward'
   | 'epropSweep'
   | 'epropTraces'
-  | 'convEvents';
+  | 'convEvents'
+  | 'maxPoolFirst';
 const PARALLEL: readonly Parallel[] = [
   'lifForward',
   'lifBackward',
@@ -240,6 +243,7 @@ const PARALLEL: readonly Parallel[] = [
   'epropSweep',
   'epropTraces',
   'convEvents',
+  'maxPoolFirst',
 ];
 const KERNEL_INDEX = new Map(PARALLEL.map((k, i) => [k, i]));
 

@@ -400,6 +400,24 @@ export const kernelCases: { readonly [K in KernelName]: readonly KernelCase[] } 
       ],
       call: (impl: KernelSignatures['spikeflow.eventConv2d'], [x, w]) => impl(x!, w!, { stride: [2, 2], padding: 'valid' }),
     } as KernelCase),
+  // Spikes tie in most windows (the first maximum gets the gradient); analog values too; tiling,
+  // overlapping and gapped windows, rows and columns left over, channel counts off the SIMD width.
+  'spikeflow.maxPool': (
+    [
+      ['2×2 tiling, spikes, 17×17×16 (rows and columns left over)', [3, 17, 17, 16], [2, 2], [2, 2], 0.3],
+      ['3×3 overlapping (stride 1), spikes, 5 channels', [2, 7, 8, 5], [3, 3], [1, 1], 0.4],
+      ['2×3 at stride 3×2 (gaps and overlaps), analog', [2, 9, 10, 6], [2, 3], [3, 2], -1],
+      ['1×1, one channel', [2, 4, 4, 1], [1, 1], [1, 1], 0.5],
+      ['all zeros (every window ties)', [2, 6, 6, 4], [2, 2], [2, 2], 0],
+    ] as const
+  ).map(
+    ([name, xs, size, stride, p]) =>
+      ({
+        name,
+        args: () => [p < 0 ? tf.randomNormal([...xs], 0, 1, 'float32', 51) : spikes([...xs], p, 52)],
+        call: (impl: KernelSignatures['spikeflow.maxPool'], [x]) => impl(x!, { size, stride }),
+      }) as KernelCase,
+  ),
   'spikeflow.integrateFireSequence': [
     lifCase('recurrent, reset attached'),
     lifCase('recurrent, reset detached', { resetDetach: true }),
