@@ -759,21 +759,20 @@ export * from './eprop';
 }
 
 /**
- * A 2-D convolution (channels-last, cross-correlation as TensorFlow's conv2d) by events: image n's
- * non-zero inputs are `cols`/`vals[ptr[n] .. ptr[n+1])` (flat index (i·W + j)·C + c). Each event
- * x[n, i, j, c] = v adds v·w[p, q, c, :] to out[n, o_i, o_j, :] for every kernel offset (p, q) with
- * i + top − p = o_i·sh and j + left − q = o_j·sw inside the output `[Ho, Wo]` (`top`, `left`: the
- * padding before the first row and column). Images `[n0, n1)` of `out [N, Ho, Wo, O]` are zeroed
- * first; each output row is summed in event order. `binary`: every value is 1.
+ * The pairs a convolution by events visits: for each event x[n, i, j, c] = v of images `[n0, n1)`
+ * (image n's events are `cols`/`vals[ptr[n] .. ptr[n+1])`, flat index (i·W + j)·C + c) and each
+ * kernel offset (p, q) with i + top − p = o_i·sh and j + left − q = o_j·sw inside `[Ho, Wo]`, the
+ * output row (n, o_i, o_j) of `rows [N, Ho, Wo, O]` and the filter row (p, q, c) of
+ * `filters [kh, kw, C, O]`. The forward pass adds v·filter row into the output row, the filter
+ * gradient (`filterGradient`) v·output row into the filter row; both in image and event order.
  */
-export function convEvents(
-  ptr: usize, cols: usize, vals: usize, n0: i32, n1: i32, W: i32, C: i32,
-  w: usize, kh: i32, kw: i32, O: i32, sh: i32, sw: i32, top: i32, left: i32, Ho: i32, Wo: i32, out: usize, binary: bool,
+@inline function eventSweep(
+  ptr: usize, cols: usize, vals: usize, n0: i32, n1: i32, W: i32, C: i32, kh: i32, kw: i32, O: i32,
+  sh: i32, sw: i32, top: i32, left: i32, Ho: i32, Wo: i32, rows: usize, filters: usize, binary: bool, filterGradient: bool,
 ): void {
   const image = Ho * Wo * O;
-  memory.fill(out + ((<usize>n0 * <usize>image) << 2), 0, (<usize>(n1 - n0) * <usize>image) << 2);
   for (let n = n0; n < n1; n++) {
-    const base = out + ((<usize>n * <usize>image) << 2);
+    const base = rows + ((<usize>n * <usize>image) << 2);
     const k1 = load<i32>(f32At(ptr, n + 1));
     for (let k = load<i32>(f32At(ptr, n)); k < k1; k++) {
       const f = load<i32>(f32At(cols, k));
@@ -792,7 +791,10 @@ export function convEvents(
           if (rj < 0) break;
           const oj = rj / sw;
           if (oj * sw != rj || oj >= Wo) continue;
-          addScaled(base + ((<usize>(oi * Wo + oj) * <usize>O) << 2), w + ((<usize>((p * kw + q) * C + c) * <usize>O) << 2), v, O, binary);
+          const row = base + ((<usize>(oi * Wo + oj) * <usize>O) << 2);
+          const filter = filters + ((<usize>((p * kw + q) * C + c) * <usize>O) << 2);
+          if (filterGradient) addScaled(filter, row, v, O, binary);
+          else addScaled(row, filter, v, O, binary);
         }
       }
     }
@@ -800,42 +802,30 @@ export function convEvents(
 }
 
 /**
- * The filter gradient of {@link convEvents}: for each event x[n, i, j, c] = v and each offset
- * (p, q) reaching an output position (o_i, o_j), dw[p, q, c, :] += v·dy[n, o_i, o_j, :]; images in
- * order, events in order (the same sums on any thread count: one thread). `dw [kh, kw, C, O]` is
- * zeroed first.
+ * A 2-D convolution (channels-last, cross-correlation as TensorFlow's conv2d) by events
+ * ({@link eventSweep}): each event x[n, i, j, c] = v adds v·w[p, q, c, :] to every output
+ * out[n, o_i, o_j, :] it reaches. Images `[n0, n1)` of `out [N, Ho, Wo, O]` are zeroed first.
+ * `binary`: every value is 1.
+ */
+export function convEvents(
+  ptr: usize, cols: usize, vals: usize, n0: i32, n1: i32, W: i32, C: i32,
+  w: usize, kh: i32, kw: i32, O: i32, sh: i32, sw: i32, top: i32, left: i32, Ho: i32, Wo: i32, out: usize, binary: bool,
+): void {
+  const image = Ho * Wo * O;
+  memory.fill(out + ((<usize>n0 * <usize>image) << 2), 0, (<usize>(n1 - n0) * <usize>image) << 2);
+  eventSweep(ptr, cols, vals, n0, n1, W, C, kh, kw, O, sh, sw, top, left, Ho, Wo, out, w, binary, false);
+}
+
+/**
+ * The filter gradient of {@link convEvents}: dw[p, q, c, :] += v·dy[n, o_i, o_j, :] over every
+ * pair (the same sums on any thread count: one thread). `dw [kh, kw, C, O]` is zeroed first.
  */
 export function convFilterEvents(
   ptr: usize, cols: usize, vals: usize, N: i32, W: i32, C: i32,
   dy: usize, kh: i32, kw: i32, O: i32, sh: i32, sw: i32, top: i32, left: i32, Ho: i32, Wo: i32, dw: usize, binary: bool,
 ): void {
   memory.fill(dw, 0, (<usize>(kh * kw * C) * <usize>O) << 2);
-  const image = Ho * Wo * O;
-  for (let n = 0; n < N; n++) {
-    const base = dy + ((<usize>n * <usize>image) << 2);
-    const k1 = load<i32>(f32At(ptr, n + 1));
-    for (let k = load<i32>(f32At(ptr, n)); k < k1; k++) {
-      const f = load<i32>(f32At(cols, k));
-      const v = load<f32>(f32At(vals, k));
-      const c = f % C;
-      const ij = f / C;
-      const i = ij / W;
-      const j = ij - i * W;
-      for (let p = 0; p < kh; p++) {
-        const ri = i + top - p;
-        if (ri < 0) break;
-        const oi = ri / sh;
-        if (oi * sh != ri || oi >= Ho) continue;
-        for (let q = 0; q < kw; q++) {
-          const rj = j + left - q;
-          if (rj < 0) break;
-          const oj = rj / sw;
-          if (oj * sw != rj || oj >= Wo) continue;
-          addScaled(dw + ((<usize>((p * kw + q) * C + c) * <usize>O) << 2), base + ((<usize>(oi * Wo + oj) * <usize>O) << 2), v, O, binary);
-        }
-      }
-    }
-  }
+  eventSweep(ptr, cols, vals, 0, N, W, C, kh, kw, O, sh, sw, top, left, Ho, Wo, dy, dw, binary, true);
 }
 
 /**
