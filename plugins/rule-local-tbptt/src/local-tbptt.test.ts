@@ -2,6 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import {
   OptimizerRunner,
   adam,
+  applyPools,
   buildNetwork,
   builtinSurrogates,
   ceEveryStep,
@@ -169,6 +170,78 @@ describe('local truncated BPTT: the gradient of each block’s local loss, trunc
         await wasm.activate();
       });
     }
+  }
+
+  for (const backend of ['wasm', 'cpu'] as const) {
+    it(`a conv network: the conv block's head reads its channels averaged over the map, and each block follows truncated BPTT of the block alone (${backend})`, async () => {
+      await (backend === 'wasm' ? wasm : cpu).activate();
+      const [T, k, loss] = [8, 3, ceEveryStep];
+      const lifParams = { gain: 2.5, params: { beta: 0.85 } };
+      const conv = { type: 'conv2d', neuron: 'lif', channels: 3, kernel: 3, padding: 'same', ...lifParams };
+      const surrogate = { name: 'fast_sigmoid', slope: 5 };
+      const net = buildNetwork(
+        {
+          inputShape: [6, 6, 2],
+          layers: [conv, { type: 'maxpool', size: 2 }, { type: 'flatten' }, { neuron: 'lif', size: 5, recurrent: true, ...lifParams }],
+          readout: { size: 3, kappa: 0.8 },
+          surrogate,
+        },
+        reg,
+        { seed: 4 },
+      );
+      const b = randomBatch({ steps: T, loss, inputs: 72, density: 0.3 });
+      const rule = localTbptt({ truncation: k, seed: 3 });
+      const state = rule.init(net);
+      // One head per channel of the conv layer.
+      expect(state.heads['aux.0.W']!.shape).toEqual([3, 3]);
+      const got = captureUpdates(rule, net, b, loss, { state: cloneTree(state), optimizer: sgd({ lr: 1 }), keepState: true });
+      const after = got.state as LocalTbpttState;
+      const all = net.getParams();
+      // Block 0: the conv layer, its head a readout of the map averaged per channel.
+      const first = buildNetwork(
+        {
+          inputShape: [6, 6, 2],
+          layers: [conv, { type: 'avgpool', size: 6 }, { type: 'flatten' }],
+          readout: { size: 3, kappa: 0.8 },
+          surrogate,
+        },
+        reg,
+      );
+      first.setParams({
+        'layers.0.W': all['layers.0.W']!.values,
+        'layers.0.b': all['layers.0.b']!.values,
+        'readout.W': Array.from(state.heads['aux.0.W']!.dataSync()),
+        'readout.b': Array.from(state.heads['aux.0.b']!.dataSync()),
+      });
+      const a = renamed(captureUpdates(tbptt({ k }), first, b, loss).grads[0]!, 0, 'aux.0');
+      // Block 1: the dense layer under the readout, on the conv layer's spikes max-pooled.
+      const pooled = tf.tidy(() => {
+        const r = forward(net, b.inputs, { record: true });
+        const s0 = r.spikes![0]!;
+        const p = applyPools(tf.reshape(s0, [T * 4, 108]), net.model.layers[1]!.pools);
+        return tf.reshape(p, [T, 4, 27]);
+      });
+      const second = buildNetwork(
+        { inputs: 27, layers: [{ neuron: 'lif', size: 5, recurrent: true, ...lifParams }], readout: { size: 3, kappa: 0.8 }, surrogate },
+        reg,
+      );
+      second.setParams({
+        'layers.0.W': all['layers.1.W']!.values,
+        'layers.0.b': all['layers.1.b']!.values,
+        'layers.0.W_rec': all['layers.1.W_rec']!.values,
+        'readout.W': all['readout.W']!.values,
+        'readout.b': all['readout.b']!.values,
+      });
+      const c = renamed(captureUpdates(tbptt({ k }), second, { inputs: pooled, targets: b.targets }, loss).grads[0]!, 1);
+      const layerGrads = Object.fromEntries(Object.entries({ ...a, ...c }).filter(([name]) => !name.startsWith('aux.')));
+      expectGradsClose(got.grads[0]!, layerGrads, 2e-5);
+      expectGradsClose(headGrads(state, after), Object.fromEntries(Object.entries(a).filter(([name]) => name.startsWith('aux.'))), 2e-5);
+      disposeTree([state, after, pooled, b] as never);
+      first.dispose();
+      second.dispose();
+      net.dispose();
+      await wasm.activate();
+    });
   }
 
   it('blocks of two layers: the head reads the block’s last layer; the reported loss is the readout’s', () => {

@@ -68,7 +68,8 @@ const DEFAULT_HEAD_LEAK = 0.9;
  *
  * - **spatial**: the layers are cut into blocks of `blockSize`. Block b (all but the last) feeds
  *   an auxiliary classifier of its last layer's spikes, a leaky readout with the network readout's
- *   leak κ, `y^b_t = κ·y^b_{t−1} + s_t·W_aux + b_aux`, scored by the run's loss; the last block is
+ *   leak κ, `y^b_t = κ·y^b_{t−1} + s_t·W_aux + b_aux`, scored by the run's loss (a `conv2d` layer's
+ *   or SEW block's spikes averaged over the map's positions first: one input per channel); the last block is
  *   scored through the network's own readout. The spikes entering a block are detached, so block b's
  *   parameters follow ∂L_b/∂θ_b only — no gradient crosses a block boundary.
  * - **temporal**: the sequence is cut into windows of k steps (`truncation`); inside a window
@@ -92,13 +93,13 @@ export function localTbptt(options: LocalTbpttOptions = {}): LearningRule<LocalT
     name: `local-tbptt(k=${truncation}, blocks of ${blockSize}, ${mode})`,
     memory: 'O(k)',
     gradient: 'approximate',
-    requires: { lossDecomposesOverTime: true, denseLayers: true },
+    requires: { lossDecomposesOverTime: true },
     init(network: Network): LocalTbpttState {
       const blocks = blocksOf(network.model.layers.length, blockSize);
       const heads: Record<string, Tensor> = {};
       const rand = createRng(seed);
       blocks.slice(0, -1).forEach(([, last], b) => {
-        const H = network.model.layers[last]!.size;
+        const H = headInputs(network, last);
         const O = network.outputs;
         const bound = 1 / Math.sqrt(H);
         heads[`aux.${b}.W`] = tf.tensor2d(
@@ -136,7 +137,7 @@ export function localTbptt(options: LocalTbpttOptions = {}): LearningRule<LocalT
         const readout = stepTerms(out.loss, out.fused ? out.stacked() : out.readouts(), w.from);
         const aux: Scalar[] = [];
         pending = heads.map((h, b) => {
-          const ys = out.leaky(out.spikes(h.layer), out.extra[h.W]!, out.extra[h.b], traces[b]!, kappa);
+          const ys = out.leaky(headFeatures(net, h.layer, out.spikes(h.layer)), out.extra[h.W]!, out.extra[h.b], traces[b]!, kappa);
           const term = stepTerms(out.loss, ys, w.from);
           if (term) aux.push(term);
           const k = ys.shape[0]!;
@@ -213,11 +214,30 @@ function checkHeads(net: Network, blocks: readonly [number, number][], state: Lo
   }
   blocks.slice(0, -1).forEach(([, last], b) => {
     const shape = state.heads[`aux.${b}.W`]!.shape;
-    if (shape[0] !== net.model.layers[last]!.size || shape[1] !== net.outputs) {
+    if (shape[0] !== headInputs(net, last) || shape[1] !== net.outputs) {
       throw new SpikeflowError(
         'SHAPE_MISMATCH',
-        `rule 'local-tbptt': auxiliary head ${b} has shape [${shape}], the network needs [${net.model.layers[last]!.size},${net.outputs}]`,
+        `rule 'local-tbptt': auxiliary head ${b} has shape [${shape}], the network needs [${headInputs(net, last)},${net.outputs}]`,
       );
     }
   });
+}
+
+/** What a head reads of layer `layer`: a dense layer's neurons, a spatial layer's channels (pooled over its positions). */
+function headInputs(net: Network, layer: number): number {
+  const l = net.model.layers[layer]!;
+  return l.conv ? l.conv.outShape[2] : l.size;
+}
+
+/**
+ * A head's input from a block's last layer's spikes `[k, B, size]`: as they are for a dense layer;
+ * for a `conv2d` layer or SEW block, each channel's mean over the map's H′·W′ positions, `[k, B, C]`
+ * (global average pooling: a head as small as a channel count, whatever the map's size).
+ */
+function headFeatures(net: Network, layer: number, spikes: Tensor): Tensor {
+  const l = net.model.layers[layer]!;
+  if (!l.conv) return spikes;
+  const [Ho, Wo, C] = l.conv.outShape;
+  const [k, B] = spikes.shape as [number, number];
+  return tf.mean(tf.reshape(spikes, [k, B, Ho * Wo, C]), 2);
 }
