@@ -138,7 +138,7 @@ describe('bench harness', () => {
     expect(medianRound([m(9, 1), m(3, 2), m(5, 3), m(7, 4)])).toEqual({ msPerIter: 5, peakRssBytes: 3, roundsMsPerIter: [9, 3, 5, 7] });
   });
 
-  it('--conv trains the conv workload (conv + max-pool stages on [H, W, C] frames): a working memory per step, a spike rate per conv layer; a rule that trains dense layers only is refused', () => {
+  it('--conv trains the conv workload (conv + max-pool stages on [H, W, C] frames): a working memory per step, a spike rate per conv layer; a rule that trains dense layers only is refused, and reported so beside the rules measured', () => {
     const out = join(mkdtempSync(join(tmpdir(), 'spikeflow-bench-')), 'conv.json');
     const r = spawnSync(process.execPath, [bin, '--conv', '--quick', '--rules', 'bptt', '--steps', '8', '--json', out], { encoding: 'utf8' });
     expect(r.status).toBe(0);
@@ -150,6 +150,15 @@ describe('bench harness', () => {
     expect(point!.peakWorkingBytes).toBeGreaterThan(0);
     expect(point!.inferSpikeRates).toHaveLength(2);
     expect(report.failures).toEqual([]);
+    // A rule that refuses the workload: its points are reported refused, the other rules measured; alone, the run fails with its reason.
+    const mixed = join(mkdtempSync(join(tmpdir(), 'spikeflow-bench-')), 'mixed.json');
+    const partly = spawnSync(process.execPath, [bin, '--conv', '--quick', '--rules', 'ottt,bptt', '--steps', '8,16', '--json', mixed], { encoding: 'utf8' });
+    expect(partly.status, partly.stderr).toBe(0);
+    const partial = JSON.parse(readFileSync(mixed, 'utf8')) as BenchReport;
+    expect(partial.results.map((p) => `${p.rule} ${p.steps}`)).toEqual(['bptt 8', 'bptt 16']);
+    expect(partial.failures.map((f) => `${f.rule} ${f.steps}`)).toEqual(['ottt 8', 'ottt 16']);
+    for (const f of partial.failures)
+      expect(f.message).toMatch(/^refused: .*rule 'ottt\(A\)' cannot train this run: model\.layers\[0\]\.type: it trains dense layers only/);
     const refused = spawnSync(process.execPath, [bin, '--conv', '--quick', '--rules', 'ottt', '--steps', '8'], { encoding: 'utf8' });
     expect(refused.status).toBe(1);
     expect(refused.stderr).toMatch(/rule 'ottt\(A\)' cannot train this run: model\.layers\[0\]\.type: it trains dense layers only, and this is a conv2d layer/);

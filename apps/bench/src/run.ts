@@ -40,7 +40,11 @@ export interface BenchReport {
 
 const worker = fileURLToPath(new URL('./worker.js', import.meta.url));
 
-/** Errors that are the same at every T (a bad rule name or option): the bench stops on them. */
+/**
+ * Errors that are the same at every T (a bad rule name or option): the bench stops on them — but
+ * for a rule that refuses the workload (`INCOMPATIBLE`: OTTT on a conv network), whose points are
+ * recorded as refused while the other rules are measured.
+ */
 const CONFIG_CODES = ['CONFIG_INVALID', 'UNKNOWN_NAME', 'INCOMPATIBLE', 'PLUGIN_NOT_FOUND', 'PLUGIN_INVALID', 'BACKEND_UNAVAILABLE'];
 
 function gitRevision(): string {
@@ -103,7 +107,13 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       try {
         r = await runInChild({ plugins: o.plugins, backend: o.backend, choice, steps, workload: o.workload });
       } catch (e) {
-        // A configuration error is the same at every T: stop. Anything else (out of memory at a large T) is recorded.
+        // A rule that refuses the workload refuses it at every T: all its points are recorded as refused.
+        if (isSpikeflowError(e) && e.code === 'INCOMPATIBLE') {
+          points.forEach((p, j) => p.choice === choice && failed.set(j, `refused: ${e.message}`));
+          progress(`${label}: REFUSED ${e.message}`);
+          continue;
+        }
+        // Any other configuration error is the same at every T: stop. Anything else (out of memory at a large T) is recorded.
         if (isSpikeflowError(e)) throw e;
         failed.set(i, (e as Error).message);
         progress(`${label}: FAILED ${(e as Error).message}`);
@@ -131,6 +141,9 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     }
   }
   const results = points.flatMap((_, i) => (failed.has(i) ? [] : [medianRound(measured[i]!)]));
+  if (results.length === 0 && points.length > 0 && [...failed.values()].every((m) => m.startsWith('refused: '))) {
+    throw new SpikeflowError('INCOMPATIBLE', [...new Set([...failed.values()].map((m) => m.slice('refused: '.length)))].join('; '));
+  }
   const failures = points.flatMap(({ choice, steps }, i) => (failed.has(i) ? [{ rule: choice.label, steps, message: failed.get(i)! }] : []));
   const cpus = os.cpus();
   const report: BenchReport = {
