@@ -253,8 +253,94 @@ export async function networkWorkload(): Promise<NetworkResult> {
   }
 }
 
+/** What {@link convWorkload} gives: hashes of the weights after training and of the outputs, and how many convolutions ran by events. */
+export interface ConvResult {
+  readonly weights: string;
+  readonly outputs: string;
+  readonly eventConvs: number;
+  readonly spikeRates: readonly number[];
+}
+
+/**
+ * A conv network (20×20×2 → conv 5×5 stride 2 `same` → max-pool 2 → conv 3×3 `same` → max-pool 2
+ * → readout) through the fused path: two BPTT iterations on a 10% spike input (13 images per step,
+ * so two threads split the images unevenly) and one tape-free inference pass — the event
+ * convolutions, their filter gradients and max pooling both ways. Hashes what a thread count must
+ * not change.
+ */
+export async function convWorkload(): Promise<ConvResult> {
+  const [T, B] = [5, 13];
+  const kernels = new KernelTable();
+  for (const k of cpuMemoryKernels('wasm')) kernels.register(k);
+  const lifLayer = { neuron: 'lif', gain: 3 };
+  const net = buildNetwork(
+    {
+      inputShape: [20, 20, 2],
+      layers: [
+        { type: 'conv2d', channels: 8, kernel: 5, stride: 2, padding: 'same', ...lifLayer },
+        { type: 'maxpool', size: 2 },
+        { type: 'conv2d', channels: 6, kernel: 3, padding: 'same', ...lifLayer, gain: 8 },
+        { type: 'maxpool', size: 2 },
+        { type: 'flatten' },
+      ],
+      readout: { size: 10 },
+    },
+    { neurons: new Map([['lif', lif as unknown as AnyNeuronModel]]), surrogates: builtinSurrogates },
+    { kernels, seed: 2 },
+  );
+  const x = spikes(T, B, 800, 0.1, 21);
+  const target = tf
+    .oneHot(
+      tf.tensor1d(
+        Array.from({ length: B }, (_, i) => (i * 3) % 10),
+        'int32',
+      ),
+      10,
+    )
+    .toFloat();
+  try {
+    if (!net.fused) throw new Error('convWorkload: the network does not run fused');
+    const params = Object.values(net.params);
+    let eventConvs = 0;
+    for (let i = 0; i < 2; i++) {
+      const { value, grads } = tf.variableGrads(() => {
+        const out = net.runWindow(net.prepare(), net.init(B), x);
+        return tf.mean(tf.square(tf.sub(tf.mean(out.readout, 0), target))) as tf.Scalar;
+      }, params);
+      for (const v of params) {
+        const g = grads[v.name];
+        if (g) v.assign(tf.tidy(() => tf.sub(v, tf.mul(0.2, g))));
+      }
+      disposeTree([value, grads]);
+    }
+    let result: ReturnType<typeof forward> | undefined;
+    const prof = await tf.profile(() => {
+      result = forward(net, x, { record: true });
+    });
+    // Each Conv2D is a convolution whose input was too dense for events (tfjs' dense one).
+    eventConvs = 2 - prof.kernels.filter((k) => k.name === 'Conv2D').length;
+    const spikeRates = result!.spikes!.map((sp) => tf.tidy(() => tf.mean(sp).dataSync()[0]!));
+    const outputs = [result!.readout, ...result!.spikes!, ...result!.state.layers.map((l) => l.neuron['v']!)];
+    const res = {
+      weights: hashOf(
+        Object.keys(net.params)
+          .sort()
+          .map((k) => net.params[k]!),
+      ),
+      outputs: hashOf(outputs),
+      eventConvs,
+      spikeRates,
+    };
+    disposeTree(result!);
+    return res;
+  } finally {
+    disposeTree([x, target]);
+    net.dispose();
+  }
+}
+
 /** The workloads a child process runs. */
-export type Workload = 'kernels' | 'network';
+export type Workload = 'kernels' | 'network' | 'conv';
 
 /**
  * Runs `workload` in a fresh Node process (this package's sources, no build) with `env` added to

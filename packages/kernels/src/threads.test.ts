@@ -1,5 +1,5 @@
 import { expect, it } from 'vitest';
-import { inChild, type NetworkResult } from './test-support.js';
+import { inChild, type ConvResult, type NetworkResult } from './test-support.js';
 
 it("training (BPTT through the fused kernels, an adaptive layer among them, a pass without the temporal path and one with presynaptic traces) and inference give bit-identical weights and outputs on 1 and 2 threads, on inputs that take the event and the dense paths and straddle where a second thread's rows would begin", () => {
   const one = inChild<NetworkResult>('network', { SPIKEFLOW_THREADS: '1' });
@@ -15,5 +15,18 @@ it("training (BPTT through the fused kernels, an adaptive layer among them, a pa
   expect(one.spikeRate).toBeLessThan(0.5);
   expect(one.adaptiveRate).toBeGreaterThan(0.01);
   expect(one.adaptiveRate).toBeLessThan(0.5);
+  expect({ ...two, threads: 1 }).toEqual(one);
+}, 300_000);
+
+it('a conv network (event convolutions, their filter gradients, max pooling both ways) trains and infers to bit-identical weights and outputs on 1 and 2 threads', () => {
+  const one = inChild<ConvResult>('conv', { SPIKEFLOW_THREADS: '1' });
+  const two = inChild<ConvResult>('conv', { SPIKEFLOW_THREADS: '2' });
+  expect([one.threads, two.threads]).toEqual([1, 2]);
+  // Both convolutions ran by events (inputs of 10% and of max-pooled spikes below the dense limit).
+  expect(one.eventConvs).toBe(2);
+  for (const rate of one.spikeRates) {
+    expect(rate).toBeGreaterThan(0.005);
+    expect(rate).toBeLessThan(0.5);
+  }
   expect({ ...two, threads: 1 }).toEqual(one);
 }, 300_000);
