@@ -13,7 +13,7 @@ import {
 } from './kernels.js';
 import type { AnyNeuronModel, IntegrateFireParams, NeuronParams } from './neuron.js';
 import type { ResolvedLayer, ResolvedModel } from './model.js';
-import type { LayerState, NetState, StepParams } from './step.js';
+import { masked, type LayerState, type NetState, type StepParams } from './step.js';
 import { applyPools, convCurrent } from './conv.js';
 
 /**
@@ -142,7 +142,7 @@ export function fusedWindow(model: ResolvedModel, p: StepParams, state: NetState
     const params = fused[i]!;
     const keys = fusedStateKeys(l.neuron, params.adaptation !== undefined)!;
     const prev = state.layers[i]!.neuron;
-    const feed = pooled(p.cut.has(i) ? lp.ctx.detach(input) : input, l.pools);
+    const feed = masked(pooled(p.cut.has(i) ? lp.ctx.detach(input) : input, l.pools), p.dropout?.layers[i]);
     const traces = p.traces?.layers[i];
     if (traces && convolutional(l)) {
       throw new SpikeflowError('INCOMPATIBLE', `fusedWindow: layer ${l.specIndex} (${l.type}) has presynaptic traces, which only dense layers' kernels take`);
@@ -179,10 +179,17 @@ export function fusedWindow(model: ResolvedModel, p: StepParams, state: NetState
   });
   const O = model.readout.size;
   const traces = p.traces?.readout;
-  const readout = p.kernels[LeakyReadout](pooled(input, model.readoutPools), p.readout.W, p.readout.b, state.readout, model.readout.leak!, {
-    ...temporalOption,
-    ...(traces ? { traces } : {}),
-  });
+  const readout = p.kernels[LeakyReadout](
+    masked(pooled(input, model.readoutPools), p.dropout?.readout),
+    p.readout.W,
+    p.readout.b,
+    state.readout,
+    model.readout.leak!,
+    {
+      ...temporalOption,
+      ...(traces ? { traces } : {}),
+    },
+  );
   const last = tf.tensor2d((readout.dataSync() as Float32Array).slice((k - 1) * B * O), [B, O]);
   return { readout, spikes, state: { layers, readout: last } };
 }

@@ -80,7 +80,7 @@ export { adamMomentsReference, fpttPullReference, fpttAnchorReference, checkSame
 export type { AdamMomentsParams, AdamMomentsResult, FpttPullParams, FpttAnchorParams, FpttAnchorResult } from './updates.js';
 export { checkEligibilitySpec, checkEligibilityWindow, checkEligibilitySignals, eligibilityOrder, integrateFireEligibilityReference } from './eligibility.js';
 export type { EligibilitySpec, EligibilityTraces, EligibilityGradient, EligibilityWindow } from './eligibility.js';
-export { resolveModel, isDenseModel } from './model.js';
+export { resolveModel, isDenseModel, hasDropout } from './model.js';
 export type {
   ModelSpec,
   LayerSpec,
@@ -100,7 +100,7 @@ export { leakyReadout, builtinReadouts, defineReadout } from './readout.js';
 export type { Readout, AnyReadout, ReadoutStepParams, ReadoutTensorParam } from './readout.js';
 export { layerParam, readoutParam, neuronParamTensor } from './params.js';
 export type { ParamMap } from './params.js';
-export type { NetState, LayerState, StepParams, StepOutput, SynapseFn, SynapseSite, PrepareOptions, NetworkTraces } from './step.js';
+export type { NetState, LayerState, StepParams, StepOutput, SynapseFn, SynapseSite, PrepareOptions, NetworkTraces, DropoutMasks } from './step.js';
 export type { WindowOutput } from './fused.js';
 export { Network, buildNetwork, detach } from './network.js';
 export type { BuildOptions, Stepper } from './network.js';

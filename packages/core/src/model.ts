@@ -96,8 +96,21 @@ export interface FlattenLayerSpec {
   type: 'flatten';
 }
 
-/** One entry of a model's `layers`: a dense layer (no `type`, or `dense`), `conv2d`, `avgpool`, `maxpool` or `flatten`. */
-export type LayerSpec = DenseLayerSpec | Conv2dLayerSpec | SewBlockLayerSpec | PoolLayerSpec | FlattenLayerSpec;
+/**
+ * Dropout of the activations entering the next layer (or the readout) while training: each of a
+ * sequence's features is kept with probability 1 − `rate` and scaled by 1/(1 − `rate`), with one
+ * mask per sequence held for all of its steps (a neuron dropped at step 0 stays dropped to the end,
+ * as in Lee et al. 2020 and the TSSL-BP and SEW-ResNet code). Evaluation and inference run
+ * without it. It sits after any pooling before the same layer.
+ */
+export interface DropoutLayerSpec {
+  type: 'dropout';
+  /** Probability that a feature is dropped, in [0, 1). */
+  rate: number;
+}
+
+/** One entry of a model's `layers`: a dense layer (no `type`, or `dense`), `conv2d`, `sew_block`, `avgpool`, `maxpool`, `flatten` or `dropout`. */
+export type LayerSpec = DenseLayerSpec | Conv2dLayerSpec | SewBlockLayerSpec | PoolLayerSpec | FlattenLayerSpec | DropoutLayerSpec;
 
 /**
  * The non-spiking readout over the last layer's spikes (or, with `from: "membrane"`, its membrane
@@ -172,6 +185,8 @@ export interface ResolvedLayer {
   readonly connect?: 'ADD' | 'IAND' | 'AND';
   /** The pooling applied, in order, to its input before its synapse. */
   readonly pools: readonly PoolGeometry[];
+  /** The dropout rate applied to its input, after the pooling, while training (absent: none). */
+  readonly dropout?: number;
   readonly neuron: AnyNeuronModel;
   readonly config: Readonly<Record<string, string | number | boolean>>;
   /** Neurons (a `conv2d` layer: H′·W′·channels). */
@@ -195,8 +210,15 @@ export interface ResolvedModel {
   readonly readout: ResolvedReadout;
   /** The pooling applied to the last layer's output before the readout. */
   readonly readoutPools: readonly PoolGeometry[];
+  /** The dropout rate applied to the readout's input, after its pooling, while training (absent: none). */
+  readonly readoutDropout?: number;
   /** The readout's input features (rows of `readout.W`). */
   readonly readoutFanIn: number;
+}
+
+/** Whether any layer's input, or the readout's, has dropout. */
+export function hasDropout(model: ResolvedModel): boolean {
+  return model.readoutDropout !== undefined || model.layers.some((l) => l.dropout !== undefined);
 }
 
 /** Whether every layer is dense and nothing pools (the network's original form, which fused kernels and most online rules assume). */
@@ -243,7 +265,10 @@ const sewFields = {
   bias: { type: 'boolean', default: true },
   gain: { type: 'number', default: 1, min: 0, exclusiveMin: true },
 } as const;
-const LAYER_TYPES = ['dense', 'conv2d', 'sew_block', 'avgpool', 'maxpool', 'flatten'] as const;
+const dropoutFields = {
+  rate: { type: 'number', required: true, min: 0, max: 1, exclusiveMax: true, doc: 'probability that a feature is dropped' },
+} as const;
+const LAYER_TYPES = ['dense', 'conv2d', 'sew_block', 'avgpool', 'maxpool', 'flatten', 'dropout'] as const;
 const MODEL_KEYS = ['inputs', 'inputShape', 'layers', 'readout', 'surrogate'] as const;
 const READOUT_KEYS = Object.keys(readoutFields);
 
@@ -287,6 +312,9 @@ export function resolveModel(spec: unknown, reg: ModelRegistries, path = 'model'
   // What the next entry reads: flat features, or a spatial [H, W, C] (flat in memory either way).
   let shape: SpatialShape | number = inputShape ?? inputs;
   let pools: PoolGeometry[] = [];
+  // The dropout before the next layer (or the readout), and where the spec gave it.
+  let dropout: { rate: number; specIndex: number } | undefined;
+  const dropoutOf = () => (dropout ? { dropout: dropout.rate } : {});
   const layers: ResolvedLayer[] = [];
   const neuronOf = (l: Record<string, unknown>, lp: string) => {
     const name = l['neuron'];
@@ -330,8 +358,25 @@ export function resolveModel(spec: unknown, reg: ModelRegistries, path = 'model'
       shape = typeof shape === 'number' ? shape : sizeOf(shape);
       return;
     }
+    if (type === 'dropout') {
+      rejectUnknownKeys(l, ['type', 'rate'], lp);
+      if (dropout) {
+        throw configError(
+          join(lp, 'type'),
+          `follows the dropout of layers[${dropout.specIndex}] with no layer between them; merge them into one (rate 1 − (1 − p1)·(1 − p2))`,
+        );
+      }
+      dropout = { rate: parseSchema(dropoutFields, fieldsOf(l, dropoutFields), lp).rate, specIndex };
+      return;
+    }
     if (type === 'avgpool' || type === 'maxpool') {
       rejectUnknownKeys(l, POOL_KEYS, lp);
+      if (dropout) {
+        throw configError(
+          join(lp, 'type'),
+          `pools what the dropout of layers[${dropout.specIndex}] masked; put the dropout after the pooling (a layer's input is pooled, then masked)`,
+        );
+      }
       if (l['padding'] !== undefined && l['padding'] !== 'valid')
         throw configError(join(lp, 'padding'), `pooling takes "valid" windows only, got ${JSON.stringify(l['padding'])}`);
       const size = pairOf(l['size'], join(lp, 'size'), 'the window size');
@@ -352,9 +397,10 @@ export function resolveModel(spec: unknown, reg: ModelRegistries, path = 'model'
       const n = neuronOf(l, lp);
       const size = sizeOf(conv.outShape);
       const fanIn = kernel[0] * kernel[1] * inShape[2];
-      layers.push({ index, specIndex, type, conv, pools, ...n, size, fanIn, recurrent: false, selfConnections: true, bias, gain });
+      layers.push({ index, specIndex, type, conv, pools, ...dropoutOf(), ...n, size, fanIn, recurrent: false, selfConnections: true, bias, gain });
       shape = conv.outShape;
       pools = [];
+      dropout = undefined;
       return;
     }
     if (type === 'sew_block') {
@@ -372,8 +418,9 @@ export function resolveModel(spec: unknown, reg: ModelRegistries, path = 'model'
       const n = neuronOf(l, lp);
       const size = sizeOf(inShape);
       const fanIn = kernel[0] * kernel[1] * inShape[2];
-      layers.push({ index, specIndex, type, conv, connect, pools, ...n, size, fanIn, recurrent: false, selfConnections: true, bias, gain });
+      layers.push({ index, specIndex, type, conv, connect, pools, ...dropoutOf(), ...n, size, fanIn, recurrent: false, selfConnections: true, bias, gain });
       pools = [];
+      dropout = undefined;
       return;
     }
     rejectUnknownKeys(l, LAYER_KEYS, lp);
@@ -387,9 +434,10 @@ export function resolveModel(spec: unknown, reg: ModelRegistries, path = 'model'
     const { size, recurrent, selfConnections, bias, gain } = parseSchema(layerFields, fieldsOf(l, layerFields), lp);
     if (!selfConnections && !recurrent)
       throw configError(join(lp, 'selfConnections'), 'only a recurrent layer has self-connections to mask; add "recurrent": true or remove "selfConnections"');
-    layers.push({ index, specIndex, type: 'dense', pools, ...n, size, fanIn: shape, recurrent, selfConnections, bias, gain });
+    layers.push({ index, specIndex, type: 'dense', pools, ...dropoutOf(), ...n, size, fanIn: shape, recurrent, selfConnections, bias, gain });
     shape = size;
     pools = [];
+    dropout = undefined;
   });
   if (layers.length === 0)
     throw configError(join(path, 'layers'), 'has no layer with neurons (dense, conv2d or sew_block); pooling and flatten alone have nothing to train');
@@ -406,7 +454,16 @@ export function resolveModel(spec: unknown, reg: ModelRegistries, path = 'model'
       'a readout of the membrane reads the last layer directly: it must be dense, with no pooling after it; use "from": "spikes"',
     );
   }
-  return { spec: spec as ModelSpec, inputs, ...(inputShape ? { inputShape } : {}), layers, readout, readoutPools: pools, readoutFanIn: shape };
+  return {
+    spec: spec as ModelSpec,
+    inputs,
+    ...(inputShape ? { inputShape } : {}),
+    layers,
+    readout,
+    readoutPools: pools,
+    ...(dropout ? { readoutDropout: dropout.rate } : {}),
+    readoutFanIn: shape,
+  };
 }
 
 function resolveReadout(raw: unknown, reg: ModelRegistries, lastNeuron: AnyNeuronModel, rp: string): ResolvedReadout {

@@ -4,9 +4,11 @@ import type { LocalJacobians, NeuronState, NeuronStepContext } from './neuron.js
 import { spikeFn } from './surrogates.js';
 import { KernelTable, detach } from './kernels.js';
 import { didYouMean } from './validate.js';
-import { resolveModel, type ModelRegistries, type ResolvedModel } from './model.js';
+import { hasDropout, resolveModel, type ModelRegistries, type ResolvedModel } from './model.js';
+import { sizeOf } from './conv.js';
+import { createRng, deriveSeed } from './random.js';
 import { createTensors, layerParam, readHeld, readoutParam, type NetworkTensors, type ParamMap } from './params.js';
-import { modelStep, stageState, type NetState, type PrepareOptions, type StepOutput, type StepParams } from './step.js';
+import { modelStep, stageState, type DropoutMasks, type NetState, type PrepareOptions, type StepOutput, type StepParams } from './step.js';
 import { fusableModel, fusedKernelsOn, fusedParams, fusedWindow, type WindowOutput } from './fused.js';
 import { checkInputs } from './inference.js';
 
@@ -47,6 +49,8 @@ export class Network {
   readonly #kernels: KernelTable;
   /** Whether the model's layers and readout have a fused form (the backend decides the rest). */
   readonly #fusable: boolean;
+  /** The dropout masks of the sequences being trained (inside {@link withDropout}). */
+  #dropout: DropoutMasks | undefined;
   #disposed = false;
 
   constructor(model: ResolvedModel, { seed = 0, kernels = new KernelTable() }: BuildOptions = {}) {
@@ -90,6 +94,40 @@ export class Network {
   /** The constant `1 − I` masking layer `layer`'s `W_rec` diagonal, or `undefined` where self-connections are kept. */
   recurrentMask(layer: number): Tensor | undefined {
     return this.#tensors.recurrentMasks[layer];
+  }
+
+  /**
+   * Runs `f` — one rule update over a batch of `batch` sequences — with the model's dropout on:
+   * every {@link prepare} inside it carries the batch's masks (`StepParams.dropout`), one per
+   * layer input with dropout and for the readout's input, drawn from `seed` alone and held for
+   * every step and window of the sequences. Outside it (evaluation, inference) there is no
+   * dropout. A model without dropout just runs `f`. The trainer calls it with a seed derived from
+   * the run's seed and the batch's position, so a resumed run draws the same masks.
+   */
+  withDropout<R>(batch: number, seed: number, f: () => R): R {
+    this.#assertLive();
+    if (!hasDropout(this.model)) return f();
+    if (this.#dropout) throw new SpikeflowError('CONFIG_INVALID', 'withDropout: already inside withDropout; one batch of sequences at a time');
+    const m = this.model;
+    const mask = (features: number, rate: number | undefined, site: number | string) => {
+      if (rate === undefined || rate === 0) return undefined;
+      const rand = createRng(deriveSeed(seed, 'dropout', site));
+      const keep = 1 / (1 - rate);
+      const values = new Float32Array(batch * features);
+      for (let j = 0; j < values.length; j++) values[j] = rand() < rate ? 0 : keep;
+      return tf.tensor2d(values, [batch, features]);
+    };
+    const masks: DropoutMasks = {
+      layers: m.layers.map((l) => mask(l.conv ? sizeOf(l.conv.inShape) : l.fanIn, l.dropout, l.index)),
+      ...(m.readoutDropout !== undefined ? { readout: mask(m.readoutFanIn, m.readoutDropout, 'readout') } : {}),
+    };
+    this.#dropout = masks;
+    try {
+      return f();
+    } finally {
+      this.#dropout = undefined;
+      for (const t of [...masks.layers, masks.readout]) t?.dispose();
+    }
   }
 
   /** Zero state for a batch. The caller owns (and disposes) the returned tensors. */
@@ -158,6 +196,7 @@ export class Network {
       cut: new Set(cut),
       temporal,
       ...(traces ? { traces } : {}),
+      ...(this.#dropout ? { dropout: this.#dropout } : {}),
       layers,
       ...(fused ? { fused } : {}),
       readout: {

@@ -7,7 +7,7 @@ import type { TensorTree } from './state.js';
 import type { Schema, SchemaValues } from './validate.js';
 import type { StepInput } from './steps.js';
 import { SpikeflowError } from './errors.js';
-import { isDenseModel } from './model.js';
+import { hasDropout, isDenseModel } from './model.js';
 import { configError, didYouMean, expectObject, parseSchema } from './validate.js';
 import { trainWindows, type WindowInfo, type WindowObjective } from './windows.js';
 
@@ -112,6 +112,12 @@ export interface RuleRequirements {
    * hooks, or whose traces or heads assume flat layers).
    */
   readonly denseLayers?: boolean;
+  /**
+   * No dropout in the model: the rule computes with the layers' inputs itself (its own traces or
+   * kernels) instead of through the network's step and window, which apply the masks
+   * (`Network.withDropout`), so its gradient would not be the masked network's.
+   */
+  readonly noDropout?: boolean;
 }
 
 /** A named rule factory, as plugins provide it: configs name it and pass validated options. */
@@ -173,12 +179,20 @@ export function checkRequirements(rule: LearningRule, network: Network, loss: Te
   const m = network.model;
   if (r.denseLayers && !isDenseModel(m)) {
     const types = m.spec.layers.map((l) => (l as { type?: string }).type ?? 'dense');
-    const at = types.findIndex((t) => t !== 'dense' && t !== 'flatten');
+    const at = types.findIndex((t) => t !== 'dense' && t !== 'flatten' && t !== 'dropout');
     const type = types[at];
     throw unmet(
       rule,
       `model.layers[${at}].type`,
       `it trains dense layers only, and this is a ${type} layer; use a dense network, or a rule that trains convolutional layers (bptt, with or without truncation; sltt)`,
+    );
+  }
+  if (r.noDropout && hasDropout(m)) {
+    const at = m.spec.layers.findIndex((l) => (l as { type?: string }).type === 'dropout');
+    throw unmet(
+      rule,
+      `model.layers[${at < 0 ? m.spec.layers.length : at}]`,
+      "it computes its gradient from the layers' inputs itself and does not apply dropout masks; remove the dropout, or use a rule that applies them (bptt, with or without truncation; sltt; fptt; local-tbptt)",
     );
   }
   if (r.layers !== undefined && m.layers.length !== r.layers) {

@@ -109,6 +109,22 @@ export interface StepParams {
   readonly temporal: boolean;
   /** The fused kernels' presynaptic traces (see {@link PrepareOptions.traces}). */
   readonly traces?: NetworkTraces;
+  /** The dropout masks of the sequence being trained, where the network holds some (see `Network.withDropout`). */
+  readonly dropout?: DropoutMasks;
+}
+
+/**
+ * One sequence's dropout masks: per layer with dropout on its input, and for the readout's input,
+ * `[B, features]` of 0 and 1/(1 − rate), multiplied into that input at every step.
+ */
+export interface DropoutMasks {
+  readonly layers: readonly (Tensor | undefined)[];
+  readonly readout?: Tensor;
+}
+
+/** `x` (`[B, F]`, or `[k, B, F]` over a window) times its dropout mask `[B, F]`, or `x` where there is none. */
+export function masked(x: Tensor, mask: Tensor | undefined): Tensor {
+  return mask ? tf.mul(x, mask) : x;
 }
 
 export interface StepOutput {
@@ -165,7 +181,7 @@ export function modelStep(model: ResolvedModel, p: StepParams, state: NetState, 
       ? entering
       : { neuron: Object.fromEntries(Object.entries(entering.neuron).map(([k, t]) => [k, carried(t)])), spikes: carried(entering.spikes) };
     const cutFeed = p.cut.has(i) ? lp.ctx.detach(input) : input;
-    const feed = l.pools.length ? applyPools(cutFeed, l.pools, p.kernels[MaxPool]) : cutFeed;
+    const feed = masked(l.pools.length ? applyPools(cutFeed, l.pools, p.kernels[MaxPool]) : cutFeed, p.dropout?.layers[i]);
     if (l.type === 'sew_block') {
       const block = sewBlockStep(l, lp, prev.neuron, feed, p.kernels[EventConv2d]);
       currents.push(block.current);
@@ -192,6 +208,7 @@ export function modelStep(model: ResolvedModel, p: StepParams, state: NetState, 
     input = layers[layers.length - 1]!.neuron[last.neuron.membrane!]!;
   }
   if (model.readoutPools.length) input = applyPools(input, model.readoutPools, p.kernels[MaxPool]);
+  input = masked(input, p.dropout?.readout);
   let d = synapse(input, p.readout.W, { layer: 'readout', weight: 'W', param: readoutParam('W') });
   if (p.readout.b) d = tf.add(d, p.readout.b);
   const y = r.readout.step({ options: r.options, tensors: p.readout.tensors, dense: p.kernels['spikeflow.dense'] }, carried(state.readout), d);

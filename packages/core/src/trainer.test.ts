@@ -11,7 +11,7 @@ import { paramGrads, type LearningRule, type SequenceBatch } from './rule.js';
 import { forward } from './inference.js';
 import { unroll } from './loops.js';
 import { inputShape, stepsOf } from './steps.js';
-import { Trainer, evaluate, fingerprintOf, type TrainerEvent } from './trainer.js';
+import { Trainer, evaluate, evaluationSeed, fingerprintOf, type TrainerEvent } from './trainer.js';
 import type { Dataset } from './dataset.js';
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { disposeTree } from './state.js';
@@ -79,15 +79,19 @@ function toyData(n = 96, poison?: { epoch: number; batch: number }): Dataset {
   };
 }
 
-const network = (seed = 0) =>
+const network = (seed = 0, dropout = false) =>
   buildNetwork(
-    { inputs: 6, layers: [{ neuron: 'iaf', size: 10, recurrent: true, gain: 2 }], readout: { size: 2, kappa: 0.8 } },
+    {
+      inputs: 6,
+      layers: [{ neuron: 'iaf', size: 10, recurrent: true, gain: 2 }, ...(dropout ? [{ type: 'dropout', rate: 0.3 }] : [])],
+      readout: { size: 2, kappa: 0.8 },
+    },
     { neurons: new Map([['iaf', iaf]]), surrogates: builtinSurrogates },
     { seed },
   );
 
-const parts = (over: { dataset?: Dataset; optimizer?: Optimizer } = {}) => ({
-  network: network(),
+const parts = (over: { dataset?: Dataset; optimizer?: Optimizer; dropout?: boolean } = {}) => ({
+  network: network(0, over.dropout),
   dataset: over.dataset ?? toyData(),
   rule: miniBptt,
   optimizer: over.optimizer ?? adam({ lr: 0.02 }),
@@ -179,6 +183,50 @@ describe('Trainer', () => {
     const second = parts({ optimizer: sgd({ lr: 0.05, momentum: 0.9 }) });
     const t2 = new Trainer(second, { epochs: 2, batchSize: 16, seed: 2, evalEvery: 0, checkpointPath: ckpt });
     expect(t2.resume(ckpt)).toEqual({ epoch: 1, batch: 2, step: 8 });
+    await t2.run();
+    for (const [k, v] of Object.entries(full.network.params)) {
+      expect(Array.from(second.network.params[k]!.dataSync()), k).toEqual(Array.from(v.dataSync()));
+    }
+    for (const n of [full, first, second]) n.network.dispose();
+  });
+
+  it('with dropout: every batch draws its masks from the run’s seed and position, so a resumed run ends at the same weights; evaluation runs without', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sf-trainer-'));
+    const opt = () => sgd({ lr: 0.05, momentum: 0.9 });
+    const full = parts({ optimizer: opt(), dropout: true });
+    // The readout's mask the rule's network prepares, batch by batch.
+    const seen: string[] = [];
+    const update = miniBptt.update;
+    const spy: LearningRule<null> = {
+      ...miniBptt,
+      update(batch, state, ctx) {
+        seen.push(ctx.network.prepare().dropout!.readout!.dataSync().join());
+        return update.call(this, batch, state, ctx);
+      },
+    };
+    const evals: number[] = [];
+    const t0 = new Trainer({ ...full, rule: spy }, { epochs: 2, batchSize: 16, seed: 2, evalEvery: 1 });
+    t0.on((e) => e.type === 'eval' && evals.push(e.result.loss));
+    await t0.run();
+    expect(seen.length).toBe(12);
+    expect(new Set(seen).size).toBe(12);
+    // Evaluation: the weights as they are, no masks.
+    const plain = network(0, false);
+    plain.setParams(Object.fromEntries(Object.entries(full.network.params)));
+    const again = await evaluate(plain, toyData(), ceMean, 'test', { batchSize: 16, seed: evaluationSeed(2) });
+    expect(again.loss).toBeCloseTo(evals.at(-1)!, 5);
+    plain.dispose();
+
+    const ckpt = join(dir, 'ck.sfck');
+    const first = parts({ optimizer: opt(), dropout: true });
+    const t1 = new Trainer(first, { epochs: 2, batchSize: 16, seed: 2, evalEvery: 0, checkpointPath: ckpt, checkpointEvery: 4 });
+    t1.on((e) => {
+      if (e.type === 'checkpoint' && e.position.step === 8) throw new Error('simulated crash');
+    });
+    await expect(t1.run()).rejects.toThrow('simulated crash');
+    const second = parts({ optimizer: opt(), dropout: true });
+    const t2 = new Trainer(second, { epochs: 2, batchSize: 16, seed: 2, evalEvery: 0, checkpointPath: ckpt });
+    t2.resume(ckpt);
     await t2.run();
     for (const [k, v] of Object.entries(full.network.params)) {
       expect(Array.from(second.network.params[k]!.dataSync()), k).toEqual(Array.from(v.dataSync()));

@@ -295,7 +295,8 @@ export class Trainer {
         };
         let report: RuleReport;
         try {
-          const r = rule.update(batch, this.#ruleState, ctx);
+          // Dropout masks, where the model has dropout: drawn from the run's seed and the batch's position.
+          const r = network.withDropout(B, deriveSeed(o.seed, 'dropout', epoch, batchIndex), () => rule.update(batch, this.#ruleState, ctx));
           if (r.state !== this.#ruleState) disposeTree(this.#ruleState, r.state);
           this.#ruleState = r.state;
           report = r.report;

@@ -6,7 +6,7 @@ import { SpikeflowError } from './errors.js';
  * file without reading code. Unknown keys are refused with a "did you mean" hint.
  */
 export type FieldSpec =
-  | { type: 'number'; default?: number; min?: number; max?: number; exclusiveMin?: boolean; integer?: boolean; doc?: string }
+  | { type: 'number'; default?: number; min?: number; max?: number; exclusiveMin?: boolean; exclusiveMax?: boolean; integer?: boolean; doc?: string }
   | { type: 'boolean'; default?: boolean; doc?: string }
   | { type: 'string'; default?: string; oneOf?: readonly string[]; doc?: string };
 
@@ -147,7 +147,9 @@ export function checkField(spec: FieldSpec & { required?: boolean }, value: unkn
       if (spec.min !== undefined && (spec.exclusiveMin ? value <= spec.min : value < spec.min)) {
         throw configError(path, `must be ${spec.exclusiveMin ? '>' : '>='} ${spec.min}, got ${value}`);
       }
-      if (spec.max !== undefined && value > spec.max) throw configError(path, `must be <= ${spec.max}, got ${value}`);
+      if (spec.max !== undefined && (spec.exclusiveMax ? value >= spec.max : value > spec.max)) {
+        throw configError(path, `must be ${spec.exclusiveMax ? '<' : '<='} ${spec.max}, got ${value}`);
+      }
       return value;
     }
     case 'boolean':

@@ -711,6 +711,15 @@ describe('e-prop refuses what it cannot train, with errors that say why', () => 
     [{ layers: [{ neuron: 'lif', size: 4, params: { learnBeta: true } }] }, /trainable neuron parameters \(layers\.0\.beta\)/],
     [{ readout: { size: 2, kind: 'ltc' } }, /model\.readout\.kind: .*"kind": "leaky"/],
     [{ readout: { size: 2, from: 'membrane' } }, /model\.readout\.from: .*"from": "spikes"/],
+    [
+      {
+        layers: [
+          { type: 'dropout', rate: 0.2 },
+          { neuron: 'lif', size: 4, recurrent: true },
+        ],
+      },
+      /model\.layers\[0\]: it computes its gradient from the layers' inputs itself and does not apply dropout masks/,
+    ],
   ])('%j', (spec, message) => {
     const error = refusal(build(spec));
     expect(isSpikeflowError(error, 'INCOMPATIBLE')).toBe(true);

@@ -154,6 +154,7 @@ export function eprop(options: EpropOptions = {}): LearningRule<EpropState> {
     requires: {
       lossDecomposesOverTime: true,
       denseLayers: true,
+      noDropout: true,
       layers: 1,
       neuron: ['localJacobians'],
       fixedNeuronParams: true,

@@ -462,6 +462,20 @@ describe('OTTT configuration and refusals', () => {
     const liquid = buildNetwork(spec({}, 'ltc'), reg);
     expect(() => checkRequirements(ottt(), liquid, ceEveryStep)).toThrow(/neuron 'ltc'/);
     liquid.dispose();
+    // Its traces follow the layers' inputs before any dropout mask: a model with dropout is refused.
+    const dropped = buildNetwork(
+      {
+        inputs: 4,
+        layers: [
+          { neuron: 'lif', size: 5 },
+          { type: 'dropout', rate: 0.2 },
+        ],
+        readout: { size: 2 },
+      },
+      reg,
+    );
+    expect(() => checkRequirements(ottt(), dropped, ceEveryStep)).toThrow(/model\.layers\[1\]: .*does not apply dropout masks/);
+    dropped.dispose();
   });
 
   it('trains an LTC-SN layer and an ltc readout with an explicit decay (their own parameters get the instantaneous gradient)', () => {

@@ -269,7 +269,7 @@ export function ottt(options: OtttOptions = {}): LearningRule<Empty> {
     memory: 'O(1)',
     gradient: 'approximate',
     // Without a λ, every layer's traces decay with its neuron's fixed membrane decay.
-    requires: { lossDecomposesOverTime: true, denseLayers: true, ...(decay === undefined ? { neuron: ['membraneDecay'] as const } : {}) },
+    requires: { lossDecomposesOverTime: true, denseLayers: true, noDropout: true, ...(decay === undefined ? { neuron: ['membraneDecay'] as const } : {}) },
     init: () => ({}),
     updatesPerSequence: (T) => (online ? T : 1),
     update(batch: SequenceBatch, state: Empty, ctx: RuleContext) {
