@@ -1,4 +1,4 @@
-import { tf, type Tensor } from './tf.js';
+import { tf, type Tensor, type Variable } from './tf.js';
 import { configError, join } from './validate.js';
 import type { Conv2dOptions, PoolOptions } from './kernels.js';
 
@@ -107,6 +107,45 @@ const flat = (x: Tensor, s: SpatialShape) => tf.reshape(x, [-1, sizeOf(s)]);
 export function convCurrent(x: Tensor, w: Tensor, b: Tensor | undefined, g: Conv2dGeometry, conv: ConvFn = plainConv2d): Tensor {
   const y = conv(spatial(x, g.inShape), w, { stride: g.stride, padding: g.padding });
   return flat(b ? tf.add(y, b) : y, g.outShape);
+}
+
+/** A batch-normalised convolution's tensors as a pass reads them (see `BatchNormSpec` in the model). */
+export interface BatchNormTensors {
+  readonly gamma: Tensor;
+  readonly beta: Tensor;
+  /** The running estimates: variables that a training pass updates. */
+  readonly mean: Variable;
+  readonly variance: Variable;
+}
+
+/**
+ * Batch normalisation per channel of convolution outputs `y [N, H·W·C]` (N images, flat,
+ * channels last). `training`: with the mean and biased variance over the N·H·W positions (on the
+ * caller's tape), which then move the running estimates by `momentum` (PyTorch's rule, the
+ * unbiased variance; outside the gradient); else with the running estimates.
+ */
+export function batchNorm(
+  y: Tensor,
+  channels: number,
+  bn: BatchNormTensors,
+  o: { readonly momentum: number; readonly epsilon: number },
+  training: boolean,
+): Tensor {
+  const x = tf.reshape(y, [-1, channels]);
+  let mean: Tensor = bn.mean;
+  let variance: Tensor = bn.variance;
+  if (training) {
+    ({ mean, variance } = tf.moments(x, 0));
+    const n = x.shape[0]!;
+    const [m, v] = [mean, variance];
+    tf.tidy(() => {
+      const unbiased = n > 1 ? tf.mul(v, n / (n - 1)) : v;
+      bn.mean.assign(tf.add(tf.mul(bn.mean, 1 - o.momentum), tf.mul(m, o.momentum)));
+      bn.variance.assign(tf.add(tf.mul(bn.variance, 1 - o.momentum), tf.mul(unbiased, o.momentum)));
+    });
+  }
+  const scale = tf.mul(bn.gamma, tf.rsqrt(tf.add(variance, o.epsilon)));
+  return tf.reshape(tf.add(tf.mul(tf.sub(x, mean), scale), bn.beta), y.shape);
 }
 
 /** A convolution as `spikeflow.eventConv2d` computes it. */

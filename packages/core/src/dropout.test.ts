@@ -50,7 +50,7 @@ const convSpec = (neuron: string) => ({
 function lossAndGrads(net: Network, x: Tensor, seed: number) {
   const [T, B] = x.shape as [number, number];
   const names = new Map(Object.entries(net.params).map(([k, v]) => [v.name, k]));
-  return net.withDropout(B, seed, () => {
+  return net.training(B, seed, () => {
     const { value, grads } = tf.variableGrads(() => {
       const p = net.prepare();
       if (net.fused) {
@@ -141,15 +141,15 @@ describe('dropout', () => {
     expect(pooled.message).toMatch(/layers\[1\]\.type: pools what the dropout of layers\[0\] masked; put the dropout after the pooling/);
   });
 
-  it('draws one mask per sequence and feature from the seed alone, 0 or 1/(1 − rate), only inside withDropout', () => {
+  it('draws one mask per sequence and feature from the seed alone, 0 or 1/(1 − rate), only inside a training pass', () => {
     const net = buildNetwork(denseSpec('iaf'), reg);
     try {
       expect(net.prepare().dropout).toBeUndefined();
       const B = 200;
       const read = (seed: number) =>
-        net.withDropout(B, seed, () => {
+        net.training(B, seed, () => {
           const d = net.prepare().dropout!;
-          expect(() => net.withDropout(B, seed, () => 0)).toThrow(/already inside withDropout/);
+          expect(() => net.training(B, seed, () => 0)).toThrow(/already inside a training pass/);
           return { layers: d.layers.map((t) => ({ shape: t!.shape, values: Array.from(t!.dataSync()) })), readout: Array.from(d.readout!.dataSync()) };
         });
       const before = tf.memory().numTensors;
@@ -172,7 +172,7 @@ describe('dropout', () => {
       expect(net.prepare().dropout).toBeUndefined();
       // A model without dropout runs the function as it is.
       const plain = buildNetwork(denseSpec('iaf', false), reg);
-      expect(plain.withDropout(4, 1, () => plain.prepare().dropout)).toBeUndefined();
+      expect(plain.training(4, 1, () => plain.prepare().dropout)).toBeUndefined();
       plain.dispose();
     } finally {
       net.dispose();
@@ -187,7 +187,7 @@ describe('dropout', () => {
       const plain = buildNetwork(denseSpec(neuron, false), reg, options);
       expect(net.fused).toBe(fused);
       const x = spikes([9, 1, 7], 5);
-      const masks = net.withDropout(1, 21, () => {
+      const masks = net.training(1, 21, () => {
         const d = net.prepare().dropout!;
         return [...d.layers, d.readout].map((t) => tf.keep(tf.reshape(t!, [-1, 1])));
       });

@@ -14,7 +14,7 @@ import {
 import type { AnyNeuronModel, IntegrateFireParams, NeuronParams } from './neuron.js';
 import type { ResolvedLayer, ResolvedModel } from './model.js';
 import { masked, type LayerState, type NetState, type StepParams } from './step.js';
-import { applyPools, convCurrent } from './conv.js';
+import { applyPools, batchNorm, convCurrent, type BatchNormTensors } from './conv.js';
 
 /**
  * The fused path: a whole window of steps through the backend's fast kernels, layer by layer —
@@ -161,16 +161,20 @@ export function fusedWindow(model: ResolvedModel, p: StepParams, state: NetState
       input = out.spikes;
       return { neuron, spikes: out.final.s };
     }
-    const conv = (t: Tensor, w: Tensor, b: Tensor | undefined) => steps(convCurrent(images(t), w, b, l.conv!, p.kernels[EventConv2d]));
+    // A convolution over the window's k·B images; batch normalisation over all of them (and their positions).
+    const conv = (t: Tensor, w: Tensor, b: Tensor | undefined, bn: BatchNormTensors | undefined) => {
+      const y = convCurrent(images(t), w, b, l.conv!, p.kernels[EventConv2d]);
+      return steps(l.batchNorm ? batchNorm(y, l.conv!.outShape[2], bn!, l.batchNorm, p.training) : y);
+    };
     if (l.type === 'conv2d') {
-      const { out, neuron } = stage((init) => sequenceKernel(conv(feed, lp.W, lp.b), init, undefined, kernelParams));
+      const { out, neuron } = stage((init) => sequenceKernel(conv(feed, lp.W, lp.b, lp.bn), init, undefined, kernelParams));
       spikes.push(out.spikes);
       input = out.spikes;
       return { neuron, spikes: out.final.s };
     }
     // A SEW block: s1 = neuron(conv(x, W) + b), s2 = neuron(conv(s1, W2) + b2), then the connect function of s2 and x.
-    const first = stage((init) => sequenceKernel(conv(feed, lp.W, lp.b), init, undefined, kernelParams), '1');
-    const second = stage((init) => sequenceKernel(conv(first.out.spikes, lp.W2!, lp.b2), init, undefined, kernelParams), '2');
+    const first = stage((init) => sequenceKernel(conv(feed, lp.W, lp.b, lp.bn), init, undefined, kernelParams), '1');
+    const second = stage((init) => sequenceKernel(conv(first.out.spikes, lp.W2!, lp.b2, lp.bn2), init, undefined, kernelParams), '2');
     const s2 = second.out.spikes;
     const out = l.connect === 'ADD' ? tf.add(s2, feed) : l.connect === 'IAND' ? tf.mul(tf.sub(1, s2), feed) : tf.mul(s2, feed);
     spikes.push(out);

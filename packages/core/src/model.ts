@@ -53,10 +53,29 @@ export interface Conv2dLayerSpec {
   stride?: number | [number, number];
   /** `valid` (default, as TensorFlow) or `same` (TensorFlow's rule: ⌈H/stride⌉ rows, the odd padding row at the bottom). */
   padding?: Padding;
+  /** A bias per channel (default true; false, and refused, with `batchNorm`, whose β is the bias). */
   bias?: boolean;
+  /** Batch normalisation of the convolution through time (see {@link BatchNormSpec}). */
+  batchNorm?: boolean | BatchNormSpec;
   gain?: number;
   surrogate?: SurrogateSpec;
   params?: Record<string, unknown>;
+}
+
+/**
+ * Batch normalisation of a convolution's output through time, as SEW-ResNet applies it (Fang et
+ * al. 2021: PyTorch's BatchNorm2d over the T·B images of a sequence batch at once): per channel,
+ * `γ·(I − μ)/√(σ² + ε) + β` with μ and σ² the mean and (biased) variance over every step, batch
+ * element and position the pass computes together — all of T for BPTT's one window, each window's
+ * steps for a windowed rule. Running estimates (PyTorch's rule: `μ̂ ← (1 − m)·μ̂ + m·μ`, σ̂² from
+ * the unbiased variance) replace them outside training. Parameters `bn_gamma` (ones) and `bn_beta`
+ * (zeros), buffers `bn_mean` and `bn_var`; a SEW block's second convolution has `bn2_*`.
+ */
+export interface BatchNormSpec {
+  /** Weight m of each pass's statistics in the running estimates (default 0.1, PyTorch's). */
+  momentum?: number;
+  /** ε added to the variance (default 1e-5, PyTorch's). */
+  epsilon?: number;
 }
 
 /** Average or max pooling over `valid` windows (no neuron, no state, no parameters). */
@@ -71,11 +90,11 @@ export interface PoolLayerSpec {
 
 /**
  * A Spike-Element-Wise residual block (Fang et al., "Deep Residual Learning in Spiking Neural
- * Networks", NeurIPS 2021), without batch normalisation: two `same` convolutions of stride 1 and
- * C → C channels, each feeding one population of the block's neuron, and the connect function of
- * the second stage's spikes s2 and the block's input x: `ADD` s2 + x, `IAND` (1 − s2)·x, `AND` s2·x.
- * Parameters `W`, `b` (first stage) and `W2`, `b2` (second); state `v1, s1, v2, s2` (the neuron's
- * fields with the stage's number).
+ * Networks", NeurIPS 2021): two `same` convolutions of stride 1 and C → C channels (each batch
+ * normalised with `batchNorm`), each feeding one population of the block's neuron, and the connect
+ * function of the second stage's spikes s2 and the block's input x: `ADD` s2 + x, `IAND`
+ * (1 − s2)·x, `AND` s2·x. Parameters `W`, `b` (first stage) and `W2`, `b2` (second); state
+ * `v1, s1, v2, s2` (the neuron's fields with the stage's number).
  */
 export interface SewBlockLayerSpec {
   type: 'sew_block';
@@ -86,6 +105,8 @@ export interface SewBlockLayerSpec {
   /** Kernel rows and columns of both convolutions (default 3). */
   kernel?: number | [number, number];
   bias?: boolean;
+  /** Batch normalisation of both convolutions through time (see {@link BatchNormSpec}). */
+  batchNorm?: boolean | BatchNormSpec;
   gain?: number;
   surrogate?: SurrogateSpec;
   params?: Record<string, unknown>;
@@ -183,6 +204,8 @@ export interface ResolvedLayer {
   readonly conv?: Conv2dGeometry;
   /** A `sew_block`'s connect function. */
   readonly connect?: 'ADD' | 'IAND' | 'AND';
+  /** A conv layer's batch normalisation through time (a `sew_block`'s: of both convolutions). */
+  readonly batchNorm?: { readonly momentum: number; readonly epsilon: number };
   /** The pooling applied, in order, to its input before its synapse. */
   readonly pools: readonly PoolGeometry[];
   /** The dropout rate applied to its input, after the pooling, while training (absent: none). */
@@ -256,9 +279,29 @@ const convFields = {
 } as const;
 
 const LAYER_KEYS = ['type', 'neuron', 'size', 'recurrent', 'selfConnections', 'bias', 'gain', 'surrogate', 'params'] as const;
-const CONV_KEYS = ['type', 'neuron', 'channels', 'kernel', 'stride', 'padding', 'bias', 'gain', 'surrogate', 'params'] as const;
+const CONV_KEYS = ['type', 'neuron', 'channels', 'kernel', 'stride', 'padding', 'bias', 'batchNorm', 'gain', 'surrogate', 'params'] as const;
 const POOL_KEYS = ['type', 'size', 'stride', 'padding'] as const;
-const SEW_KEYS = ['type', 'neuron', 'connect', 'channels', 'kernel', 'bias', 'gain', 'surrogate', 'params'] as const;
+const SEW_KEYS = ['type', 'neuron', 'connect', 'channels', 'kernel', 'bias', 'batchNorm', 'gain', 'surrogate', 'params'] as const;
+const batchNormFields = {
+  momentum: { type: 'number', default: 0.1, min: 0, max: 1, doc: "weight of each pass's statistics in the running estimates" },
+  epsilon: { type: 'number', default: 1e-5, min: 0, exclusiveMin: true, doc: 'added to the variance' },
+} as const;
+
+/**
+ * A conv layer's `batchNorm` (`true`, or its options) and its bias: with batch normalisation the
+ * layer has no bias of its own (β is one), so an explicit `"bias": true` is refused.
+ */
+function batchNormOf(l: Record<string, unknown>, lp: string, bias: boolean): { batchNorm?: ResolvedLayer['batchNorm']; bias: boolean } {
+  const raw = l['batchNorm'];
+  if (raw === undefined || raw === false) return { bias };
+  const options = raw === true ? {} : expectObject(raw, join(lp, 'batchNorm'));
+  rejectUnknownKeys(options, Object.keys(batchNormFields), join(lp, 'batchNorm'));
+  const batchNorm = parseSchema(batchNormFields, options, join(lp, 'batchNorm'));
+  if (l['bias'] === true) {
+    throw configError(join(lp, 'bias'), 'a batch-normalised convolution has no bias of its own (the normalisation\'s β is one); remove "bias" or "batchNorm"');
+  }
+  return { batchNorm, bias: false };
+}
 const sewFields = {
   connect: { type: 'string', required: true, oneOf: ['ADD', 'IAND', 'AND'], doc: 'connect function of the second stage and the input' },
   channels: { type: 'number', integer: true, min: 1, doc: "the block's channels (its input's)" },
@@ -390,14 +433,16 @@ export function resolveModel(spec: unknown, reg: ModelRegistries, path = 'model'
     if (type === 'conv2d') {
       rejectUnknownKeys(l, CONV_KEYS, lp);
       const inShape = spatialIn('conv2d');
-      const { channels, padding, bias, gain } = parseSchema(convFields, fieldsOf(l, convFields), lp);
+      const parsed = parseSchema(convFields, fieldsOf(l, convFields), lp);
+      const { channels, padding, gain } = parsed;
+      const { bias, ...norm } = batchNormOf(l, lp, parsed.bias);
       const kernel = pairOf(l['kernel'], join(lp, 'kernel'), 'the kernel size');
       const stride = l['stride'] === undefined ? ([1, 1] as [number, number]) : pairOf(l['stride'], join(lp, 'stride'), 'the stride');
       const conv = convGeometry(inShape, channels, kernel, stride, padding, lp);
       const n = neuronOf(l, lp);
       const size = sizeOf(conv.outShape);
       const fanIn = kernel[0] * kernel[1] * inShape[2];
-      layers.push({ index, specIndex, type, conv, pools, ...dropoutOf(), ...n, size, fanIn, recurrent: false, selfConnections: true, bias, gain });
+      layers.push({ index, specIndex, type, conv, ...norm, pools, ...dropoutOf(), ...n, size, fanIn, recurrent: false, selfConnections: true, bias, gain });
       shape = conv.outShape;
       pools = [];
       dropout = undefined;
@@ -406,7 +451,9 @@ export function resolveModel(spec: unknown, reg: ModelRegistries, path = 'model'
     if (type === 'sew_block') {
       rejectUnknownKeys(l, SEW_KEYS, lp);
       const inShape = spatialIn('sew_block');
-      const { connect, channels, bias, gain } = parseSchema(sewFields, fieldsOf(l, sewFields), lp);
+      const parsed = parseSchema(sewFields, fieldsOf(l, sewFields), lp);
+      const { connect, channels, gain } = parsed;
+      const { bias, ...norm } = batchNormOf(l, lp, parsed.bias);
       if (channels !== undefined && channels !== inShape[2]) {
         throw configError(
           join(lp, 'channels'),
@@ -418,7 +465,23 @@ export function resolveModel(spec: unknown, reg: ModelRegistries, path = 'model'
       const n = neuronOf(l, lp);
       const size = sizeOf(inShape);
       const fanIn = kernel[0] * kernel[1] * inShape[2];
-      layers.push({ index, specIndex, type, conv, connect, pools, ...dropoutOf(), ...n, size, fanIn, recurrent: false, selfConnections: true, bias, gain });
+      layers.push({
+        index,
+        specIndex,
+        type,
+        conv,
+        connect,
+        ...norm,
+        pools,
+        ...dropoutOf(),
+        ...n,
+        size,
+        fanIn,
+        recurrent: false,
+        selfConnections: true,
+        bias,
+        gain,
+      });
       pools = [];
       dropout = undefined;
       return;

@@ -44,13 +44,19 @@ export class Network {
   readonly model: ResolvedModel;
   /** Trainable parameters, by name (see `layerParam`, `readoutParam`). */
   readonly params: ParamMap;
+  /**
+   * Untrained state kept with the weights, by name: batch normalisation's running estimates
+   * (`layers.0.bn_mean`, `layers.0.bn_var`). Optimizers and rules never see it; checkpoints keep it
+   * ({@link variables}), and {@link setParams} sets it.
+   */
+  readonly buffers: ParamMap;
   readonly #tensors: NetworkTensors;
   readonly #spikeFns: NeuronStepContext['spike'][];
   readonly #kernels: KernelTable;
   /** Whether the model's layers and readout have a fused form (the backend decides the rest). */
   readonly #fusable: boolean;
-  /** The dropout masks of the sequences being trained (inside {@link withDropout}). */
-  #dropout: DropoutMasks | undefined;
+  /** Inside {@link training}: the batch's dropout masks, where the model has dropout. */
+  #training: { readonly dropout?: DropoutMasks } | undefined;
   #disposed = false;
 
   constructor(model: ResolvedModel, { seed = 0, kernels = new KernelTable() }: BuildOptions = {}) {
@@ -58,6 +64,7 @@ export class Network {
     this.#kernels = kernels;
     this.#tensors = createTensors(model, seed);
     this.params = this.#tensors.params;
+    this.buffers = this.#tensors.buffers;
     this.#spikeFns = model.layers.map((l) => spikeFn(l.surrogate));
     const tensors = this.#tensors.neuron;
     // Whether the layers have the fused form depends on their configs alone; asked once, here.
@@ -68,6 +75,11 @@ export class Network {
         return l.neuron.integrateFire?.({ config: l.config, tensors: plain });
       }),
     );
+  }
+
+  /** Everything a checkpoint keeps: the parameters and the buffers, by name. */
+  get variables(): ParamMap {
+    return { ...this.params, ...this.buffers };
   }
 
   get inputs(): number {
@@ -97,17 +109,20 @@ export class Network {
   }
 
   /**
-   * Runs `f` — one rule update over a batch of `batch` sequences — with the model's dropout on:
-   * every {@link prepare} inside it carries the batch's masks (`StepParams.dropout`), one per
-   * layer input with dropout and for the readout's input, drawn from `seed` alone and held for
-   * every step and window of the sequences. Outside it (evaluation, inference) there is no
-   * dropout. A model without dropout just runs `f`. The trainer calls it with a seed derived from
-   * the run's seed and the batch's position, so a resumed run draws the same masks.
+   * Runs `f` — one rule update over a batch of `batch` sequences — as training (the trainer calls
+   * it around every update; outside it, evaluation and inference): every {@link prepare} inside
+   * it says `training`, so that
+   * - dropout is on: the prepared parameters carry the batch's masks (`StepParams.dropout`), one
+   *   per layer input with dropout and for the readout's input, drawn from `seed` alone and held
+   *   for every step and window of the sequences;
+   * - batch normalisation uses each pass's own statistics and updates the running estimates.
+   *
+   * The trainer's seed comes from the run's seed and the batch's position, so a resumed run draws
+   * the same masks.
    */
-  withDropout<R>(batch: number, seed: number, f: () => R): R {
+  training<R>(batch: number, seed: number, f: () => R): R {
     this.#assertLive();
-    if (!hasDropout(this.model)) return f();
-    if (this.#dropout) throw new SpikeflowError('CONFIG_INVALID', 'withDropout: already inside withDropout; one batch of sequences at a time');
+    if (this.#training) throw new SpikeflowError('CONFIG_INVALID', 'Network.training: already inside a training pass; one batch of sequences at a time');
     const m = this.model;
     const mask = (features: number, rate: number | undefined, site: number | string) => {
       if (rate === undefined || rate === 0) return undefined;
@@ -117,16 +132,18 @@ export class Network {
       for (let j = 0; j < values.length; j++) values[j] = rand() < rate ? 0 : keep;
       return tf.tensor2d(values, [batch, features]);
     };
-    const masks: DropoutMasks = {
-      layers: m.layers.map((l) => mask(l.conv ? sizeOf(l.conv.inShape) : l.fanIn, l.dropout, l.index)),
-      ...(m.readoutDropout !== undefined ? { readout: mask(m.readoutFanIn, m.readoutDropout, 'readout') } : {}),
-    };
-    this.#dropout = masks;
+    const dropout: DropoutMasks | undefined = hasDropout(m)
+      ? {
+          layers: m.layers.map((l) => mask(l.conv ? sizeOf(l.conv.inShape) : l.fanIn, l.dropout, l.index)),
+          ...(m.readoutDropout !== undefined ? { readout: mask(m.readoutFanIn, m.readoutDropout, 'readout') } : {}),
+        }
+      : undefined;
+    this.#training = { ...(dropout ? { dropout } : {}) };
     try {
       return f();
     } finally {
-      this.#dropout = undefined;
-      for (const t of [...masks.layers, masks.readout]) t?.dispose();
+      this.#training = undefined;
+      if (dropout) for (const t of [...dropout.layers, dropout.readout]) t?.dispose();
     }
   }
 
@@ -164,8 +181,15 @@ export class Network {
       const wRec = p[layerParam(i, 'W_rec')];
       const mask = this.#tensors.recurrentMasks[i];
       const sew = l.type === 'sew_block';
+      const norm = (stage: string) => ({
+        gamma: p[layerParam(i, `${stage}_gamma`)]!,
+        beta: p[layerParam(i, `${stage}_beta`)]!,
+        mean: this.buffers[layerParam(i, `${stage}_mean`)]!,
+        variance: this.buffers[layerParam(i, `${stage}_var`)]!,
+      });
       return {
         W: p[layerParam(i, 'W')]!,
+        ...(l.batchNorm ? { bn: norm('bn'), ...(sew ? { bn2: norm('bn2') } : {}) } : {}),
         ...(l.bias ? { b: p[layerParam(i, 'b')]! } : {}),
         ...(sew ? { W2: p[layerParam(i, 'W2')]!, ...(l.bias ? { b2: p[layerParam(i, 'b2')]! } : {}) } : {}),
         ...(wRec ? { W_rec: mask ? tf.mul(wRec, mask) : wRec } : {}),
@@ -196,7 +220,8 @@ export class Network {
       cut: new Set(cut),
       temporal,
       ...(traces ? { traces } : {}),
-      ...(this.#dropout ? { dropout: this.#dropout } : {}),
+      training: this.#training !== undefined,
+      ...(this.#training?.dropout ? { dropout: this.#training.dropout } : {}),
       layers,
       ...(fused ? { fused } : {}),
       readout: {
@@ -249,11 +274,11 @@ export class Network {
     return fusedWindow(this.model, p, state, x);
   }
 
-  /** Copies values into parameters by name (weights from a fixture, a checkpoint, ...). */
+  /** Copies values into parameters (or buffers) by name (weights from a fixture, a checkpoint, ...). */
   setParams(values: Readonly<Record<string, Tensor | ArrayLike<number> | readonly (readonly number[])[]>>): void {
     for (const [name, value] of Object.entries(values)) {
-      const v = this.params[name];
-      if (!v) throw new SpikeflowError('UNKNOWN_NAME', `setParams: no parameter '${name}'; ${didYouMean(name, Object.keys(this.params))}`, { name });
+      const v = this.params[name] ?? this.buffers[name];
+      if (!v) throw new SpikeflowError('UNKNOWN_NAME', `setParams: no parameter '${name}'; ${didYouMean(name, Object.keys(this.variables))}`, { name });
       const t = value instanceof tf.Tensor ? value : tf.tensor(value as number[], undefined, 'float32');
       try {
         // A flat list fills the parameter in row-major order; anything shaped must match its shape.
@@ -272,10 +297,10 @@ export class Network {
     }
   }
 
-  /** Parameter values as plain arrays (for checkpoints and inspection). */
+  /** Parameter (and buffer) values as plain arrays (for checkpoints and inspection). */
   getParams(): Record<string, { shape: number[]; values: Float32Array }> {
     const out: Record<string, { shape: number[]; values: Float32Array }> = {};
-    for (const [name, v] of Object.entries(this.params)) out[name] = { shape: v.shape, values: Float32Array.from(v.dataSync()) };
+    for (const [name, v] of Object.entries(this.variables)) out[name] = { shape: v.shape, values: Float32Array.from(v.dataSync()) };
     return out;
   }
 
@@ -283,7 +308,7 @@ export class Network {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
-    for (const v of Object.values(this.params)) v.dispose();
+    for (const v of Object.values(this.variables)) v.dispose();
     for (const c of this.#tensors.constants) c.dispose();
   }
 

@@ -29,6 +29,11 @@ export interface HeldTensor {
 /** Everything a network owns: its trainable variables and the constants its steps read. */
 export interface NetworkTensors {
   readonly params: Record<string, Variable>;
+  /**
+   * State that is not trained but kept with the weights (checkpoints save it; optimizers never
+   * see it): the running statistics of batch normalisation, `layers.0.bn_mean`, `layers.0.bn_var`.
+   */
+  readonly buffers: Record<string, Variable>;
   /** Constants to dispose with the network (fixed neuron parameters, masks). */
   readonly constants: readonly Tensor[];
   /** Per layer: its neuron's tensor parameters by key (variables or constants). */
@@ -46,14 +51,15 @@ export interface NetworkTensors {
  */
 export function createTensors(model: ResolvedModel, seed: number): NetworkTensors {
   const params: Record<string, Variable> = {};
+  const buffers: Record<string, Variable> = {};
   const constants: Tensor[] = [];
   let s = seed * 1000;
   const uniform = (shape: number[], fanIn: number, gain: number) => {
     const bound = gain / Math.sqrt(fanIn);
     return tf.tidy(() => tf.randomUniform(shape, -bound, bound, 'float32', s++));
   };
-  const variable = (name: string, init: Tensor) => {
-    params[name] = tf.variable(init, true);
+  const variable = (name: string, init: Tensor, trainable = true) => {
+    (trainable ? params : buffers)[name] = tf.variable(init, trainable);
     init.dispose();
   };
   const held = (p: NeuronTensorParam, name: string, what: string): HeldTensor => {
@@ -77,6 +83,15 @@ export function createTensors(model: ResolvedModel, seed: number): NetworkTensor
       if (l.type === 'sew_block') {
         variable(layerParam(l.index, 'W2'), uniform(wShape, l.fanIn, l.gain));
         if (l.bias) variable(layerParam(l.index, 'b2'), uniform(bShape, l.fanIn, l.gain));
+      }
+      // Batch normalisation: γ = 1 and β = 0 trained, the running mean 0 and variance 1 kept (one set per convolution).
+      if (l.batchNorm) {
+        for (const stage of l.type === 'sew_block' ? ['bn', 'bn2'] : ['bn']) {
+          variable(layerParam(l.index, `${stage}_gamma`), tf.ones(bShape));
+          variable(layerParam(l.index, `${stage}_beta`), tf.zeros(bShape));
+          variable(layerParam(l.index, `${stage}_mean`), tf.zeros(bShape), false);
+          variable(layerParam(l.index, `${stage}_var`), tf.ones(bShape), false);
+        }
       }
       if (l.recurrent) {
         const w = uniform([l.size, l.size], l.size, l.gain);
@@ -103,9 +118,9 @@ export function createTensors(model: ResolvedModel, seed: number): NetworkTensor
       constants.push(mask);
       return mask;
     });
-    return { params, constants, neuron, readout, recurrentMasks };
+    return { params, buffers, constants, neuron, readout, recurrentMasks };
   } catch (e) {
-    for (const v of Object.values(params)) v.dispose();
+    for (const v of [...Object.values(params), ...Object.values(buffers)]) v.dispose();
     for (const c of constants) c.dispose();
     throw e;
   }

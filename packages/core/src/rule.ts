@@ -115,7 +115,7 @@ export interface RuleRequirements {
   /**
    * No dropout in the model: the rule computes with the layers' inputs itself (its own traces or
    * kernels) instead of through the network's step and window, which apply the masks
-   * (`Network.withDropout`), so its gradient would not be the masked network's.
+   * (`Network.training`), so its gradient would not be the masked network's.
    */
   readonly noDropout?: boolean;
 }

@@ -3,7 +3,8 @@ import type { IntegrateFireParams, NeuronState, NeuronStepContext } from './neur
 import { detach, EventConv2d, MaxPool, type KernelName, type KernelSignatures, type PresynapticTraces } from './kernels.js';
 import type { ResolvedModel } from './model.js';
 import { layerParam, readoutParam } from './params.js';
-import { applyPools, convCurrent, type ConvFn } from './conv.js';
+import { applyPools, batchNorm, convCurrent, type BatchNormTensors } from './conv.js';
+import { SpikeflowError } from './errors.js';
 
 /** A layer's state: its neuron's state and its spikes of the last step (the recurrent input). */
 export interface LayerState {
@@ -84,6 +85,9 @@ export interface StepParams {
     /** A `sew_block`'s second convolution. */
     readonly W2?: Tensor;
     readonly b2?: Tensor;
+    /** A batch-normalised conv layer's normalisation (a `sew_block`'s second convolution's: `bn2`). */
+    readonly bn?: BatchNormTensors;
+    readonly bn2?: BatchNormTensors;
     readonly neuron: { readonly [key: string]: Tensor };
     /** What the layer's neuron step receives besides its parameters (spike op, detach, kernels). */
     readonly ctx: NeuronStepContext;
@@ -109,7 +113,13 @@ export interface StepParams {
   readonly temporal: boolean;
   /** The fused kernels' presynaptic traces (see {@link PrepareOptions.traces}). */
   readonly traces?: NetworkTraces;
-  /** The dropout masks of the sequence being trained, where the network holds some (see `Network.withDropout`). */
+  /**
+   * Whether the parameters were prepared inside `Network.training` (a rule's update from the
+   * trainer): batch normalisation then uses each pass's statistics (and updates its running
+   * estimates), and `dropout` holds the masks; outside it, the running estimates and no dropout.
+   */
+  readonly training: boolean;
+  /** The dropout masks of the sequences being trained, where the model has dropout (see `Network.training`). */
   readonly dropout?: DropoutMasks;
 }
 
@@ -137,6 +147,25 @@ export interface StepOutput {
   readonly currents: readonly Tensor[];
 }
 
+/**
+ * A conv layer's current `[B, H′·W′·C]` batch-normalised, where the layer has batch normalisation.
+ * A step sees one step's images, so it normalises with the running estimates only: training it
+ * needs the statistics of every step a pass computes together, which the fused window has.
+ */
+function normalised(l: ResolvedModel['layers'][number], p: StepParams, current: Tensor, bn: BatchNormTensors | undefined): Tensor {
+  if (!l.batchNorm) return current;
+  if (p.training) {
+    throw new SpikeflowError(
+      'INCOMPATIBLE',
+      `model.layers[${l.specIndex}] (${l.type}): batch normalisation through time takes its statistics over all the steps a pass computes together, ` +
+        'and this network is trained step by step (its neurons have no fused form under their config, the backend has no fused kernels, or the rule steps it through a synapse hook); ' +
+        'train it fused (LIF or ALIF neurons on the wasm or cpu backend with the fast kernels, a rule on core\'s window engine) or without "batchNorm"',
+      { layer: l.specIndex },
+    );
+  }
+  return batchNorm(current, l.conv!.outShape[2], bn!, l.batchNorm, false);
+}
+
 /** A neuron state's fields renamed for stage `k` of a SEW block (`v` → `v1`). */
 export function stageState(state: NeuronState, k: number): NeuronState {
   return Object.fromEntries(Object.entries(state).map(([key, t]) => [`${key}${k}`, t]));
@@ -151,12 +180,13 @@ function ofStage(state: NeuronState, keys: readonly string[], k: number): Neuron
  * One step of a SEW block: s1 = neuron(conv(x, W) + b), s2 = neuron(conv(s1, W2) + b2), and the
  * connect function of s2 and x (ADD: s2 + x; IAND: (1 − s2)·x; AND: s2·x).
  */
-function sewBlockStep(l: ResolvedModel['layers'][number], lp: StepParams['layers'][number], prev: NeuronState, x: Tensor, conv: ConvFn) {
+function sewBlockStep(l: ResolvedModel['layers'][number], p: StepParams, lp: StepParams['layers'][number], prev: NeuronState, x: Tensor) {
+  const conv = p.kernels[EventConv2d];
   const keys = l.neuron.stateKeys as readonly string[];
   const params = { config: l.config, tensors: lp.neuron };
-  const current = convCurrent(x, lp.W, lp.b, l.conv!, conv);
+  const current = normalised(l, p, convCurrent(x, lp.W, lp.b, l.conv!, conv), lp.bn);
   const first = l.neuron.step(params, ofStage(prev, keys, 1), current, lp.ctx);
-  const second = l.neuron.step(params, ofStage(prev, keys, 2), convCurrent(first.spikes, lp.W2!, lp.b2, l.conv!, conv), lp.ctx);
+  const second = l.neuron.step(params, ofStage(prev, keys, 2), normalised(l, p, convCurrent(first.spikes, lp.W2!, lp.b2, l.conv!, conv), lp.bn2), lp.ctx);
   const s2 = second.spikes;
   const out = l.connect === 'ADD' ? tf.add(s2, x) : l.connect === 'IAND' ? tf.mul(tf.sub(1, s2), x) : tf.mul(s2, x);
   return { state: { ...stageState(first.state, 1), ...stageState(second.state, 2) }, out, current };
@@ -183,7 +213,7 @@ export function modelStep(model: ResolvedModel, p: StepParams, state: NetState, 
     const cutFeed = p.cut.has(i) ? lp.ctx.detach(input) : input;
     const feed = masked(l.pools.length ? applyPools(cutFeed, l.pools, p.kernels[MaxPool]) : cutFeed, p.dropout?.layers[i]);
     if (l.type === 'sew_block') {
-      const block = sewBlockStep(l, lp, prev.neuron, feed, p.kernels[EventConv2d]);
+      const block = sewBlockStep(l, p, lp, prev.neuron, feed);
       currents.push(block.current);
       layers.push({ neuron: block.state, spikes: block.out });
       spikes.push(block.out);
@@ -192,7 +222,7 @@ export function modelStep(model: ResolvedModel, p: StepParams, state: NetState, 
     }
     // A conv2d layer's product is a convolution, not a synapse hook's x·W (rules that need the hook refuse such layers).
     let current = l.conv
-      ? convCurrent(feed, lp.W, lp.b, l.conv, p.kernels[EventConv2d])
+      ? normalised(l, p, convCurrent(feed, lp.W, lp.b, l.conv, p.kernels[EventConv2d]), lp.bn)
       : synapse(feed, lp.W, { layer: i, weight: 'W', param: layerParam(i, 'W') });
     if (lp.b && !l.conv) current = tf.add(current, lp.b);
     if (lp.W_rec) current = tf.add(current, synapse(prev.spikes, lp.W_rec, { layer: i, weight: 'W_rec', param: layerParam(i, 'W_rec') }));

@@ -17,7 +17,7 @@ import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { disposeTree } from './state.js';
 import { isSpikeflowError } from './errors.js';
 import { createRng, deriveSeed } from './random.js';
-import { iaf, useCpuBackend } from './test-support.js';
+import { fusableIaf, iaf, referenceFusedKernels, useCpuBackend } from './test-support.js';
 
 useCpuBackend();
 
@@ -38,6 +38,27 @@ const miniBptt: LearningRule<null> = {
         ctx.observe?.(t, o.readout);
       });
       return bound.sequence(ys);
+    });
+    ctx.apply(grads);
+    disposeTree(grads);
+    bound.dispose();
+    const loss = value.dataSync()[0]!;
+    value.dispose();
+    return { state, report: { loss, updates: 1 } };
+  },
+};
+
+/** BPTT over one fused window (what batch normalisation through time needs). */
+const miniFused: LearningRule<null> = {
+  ...miniBptt,
+  name: 'mini-fused',
+  update(batch, state, ctx) {
+    const [, B] = inputShape(batch.inputs) as [number, number];
+    const T = inputShape(batch.inputs)[0]!;
+    const bound = ctx.loss.bind(batch.targets, { steps: T, batch: B, outputs: ctx.network.outputs });
+    const { value, grads } = paramGrads(ctx.network, () => {
+      const o = ctx.network.runWindow(ctx.network.prepare(), ctx.network.init(B), batch.inputs as Tensor);
+      return bound.sequence(tf.unstack(o.readout));
     });
     ctx.apply(grads);
     disposeTree(grads);
@@ -230,6 +251,41 @@ describe('Trainer', () => {
     await t2.run();
     for (const [k, v] of Object.entries(full.network.params)) {
       expect(Array.from(second.network.params[k]!.dataSync()), k).toEqual(Array.from(v.dataSync()));
+    }
+    for (const n of [full, first, second]) n.network.dispose();
+  });
+
+  it('with batch normalisation: the running estimates move while training, are checkpointed, and a resumed run ends at the same weights and estimates', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sf-trainer-'));
+    const bnNet = () =>
+      buildNetwork(
+        {
+          inputShape: [1, 6, 1],
+          layers: [{ type: 'conv2d', neuron: 'iaf-fused', channels: 3, kernel: [1, 3], padding: 'same', batchNorm: true }, { type: 'flatten' }],
+          readout: { size: 2, kappa: 0.8 },
+        },
+        { neurons: new Map([['iaf-fused', fusableIaf]]), surrogates: builtinSurrogates },
+        { kernels: referenceFusedKernels() },
+      );
+    const run = () => ({ network: bnNet(), dataset: toyData(), rule: miniFused, optimizer: sgd({ lr: 0.05, momentum: 0.9 }), loss: ceMean });
+    const full = run();
+    expect(full.network.fused).toBe(true);
+    await new Trainer(full, { epochs: 2, batchSize: 16, seed: 2, evalEvery: 0 }).run();
+    expect(Array.from(full.network.buffers['layers.0.bn_var']!.dataSync())).not.toEqual([1, 1, 1]);
+
+    const ckpt = join(dir, 'ck.sfck');
+    const first = run();
+    const t1 = new Trainer(first, { epochs: 2, batchSize: 16, seed: 2, evalEvery: 0, checkpointPath: ckpt, checkpointEvery: 4 });
+    t1.on((e) => {
+      if (e.type === 'checkpoint' && e.position.step === 8) throw new Error('simulated crash');
+    });
+    await expect(t1.run()).rejects.toThrow('simulated crash');
+    const second = run();
+    const t2 = new Trainer(second, { epochs: 2, batchSize: 16, seed: 2, evalEvery: 0, checkpointPath: ckpt });
+    t2.resume(ckpt);
+    await t2.run();
+    for (const [k, v] of Object.entries(full.network.variables)) {
+      expect(Array.from(second.network.variables[k]!.dataSync()), k).toEqual(Array.from(v.dataSync()));
     }
     for (const n of [full, first, second]) n.network.dispose();
   });

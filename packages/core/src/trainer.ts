@@ -295,8 +295,8 @@ export class Trainer {
         };
         let report: RuleReport;
         try {
-          // Dropout masks, where the model has dropout: drawn from the run's seed and the batch's position.
-          const r = network.withDropout(B, deriveSeed(o.seed, 'dropout', epoch, batchIndex), () => rule.update(batch, this.#ruleState, ctx));
+          // As training (dropout, batch statistics); the masks drawn from the run's seed and the batch's position.
+          const r = network.training(B, deriveSeed(o.seed, 'dropout', epoch, batchIndex), () => rule.update(batch, this.#ruleState, ctx));
           if (r.state !== this.#ruleState) disposeTree(this.#ruleState, r.state);
           this.#ruleState = r.state;
           report = r.report;
@@ -409,13 +409,13 @@ export class Trainer {
       position: this.#position,
       seed: this.options.seed,
       rule: this.parts.rule.name,
-      params: Object.keys(this.parts.network.params),
+      params: Object.keys(this.parts.network.variables),
       optimizerSteps: this.#optimizer.steps,
       ...(this.options.fingerprint ? { fingerprint: this.options.fingerprint } : {}),
     };
     saveCheckpoint(path, {
       meta,
-      trees: { params: { ...this.parts.network.params }, optimizer: this.#optimizer.state, rule: this.#ruleState },
+      trees: { params: { ...this.parts.network.variables }, optimizer: this.#optimizer.state, rule: this.#ruleState },
     });
     this.#lastGood = this.#position;
     this.#emit({ type: 'checkpoint', position: this.#position, path });
@@ -439,7 +439,7 @@ export class Trainer {
         throw new SpikeflowError('CHECKPOINT_INVALID', `checkpoint ${path}: it holds no parameter tensors`, { path });
       }
       params = loaded.params as Record<string, Tensor>;
-      const want = Object.keys(this.parts.network.params).sort();
+      const want = Object.keys(this.parts.network.variables).sort();
       const have = Object.keys(params).sort();
       if (want.join() !== have.join()) {
         throw new SpikeflowError(
@@ -449,7 +449,7 @@ export class Trainer {
         );
       }
       for (const k of want) {
-        const a = this.parts.network.params[k]!;
+        const a = this.parts.network.variables[k]!;
         const b = params[k]!;
         if (a.shape.join() !== b.shape.join() || a.dtype !== b.dtype) {
           throw new SpikeflowError(
