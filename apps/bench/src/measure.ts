@@ -232,8 +232,12 @@ export async function measure(registry: Registry, choice: RuleChoice | LearningR
     'int32',
   );
   let state = rule.init(net);
+  let iteration = 0;
   const iterate = () => {
-    const r = rule.update({ inputs, targets }, state, { network: net, loss, apply: (g) => optimizer.apply(g), optimizer: opt });
+    // As the trainer runs an update (dropout masks and batch statistics, where a model has them).
+    const r = net.training(w.batch, iteration++, () =>
+      rule.update({ inputs, targets }, state, { network: net, loss, apply: (g) => optimizer.apply(g), optimizer: opt }),
+    );
     if (r.state !== state) disposeTree(state, r.state);
     state = r.state;
   };

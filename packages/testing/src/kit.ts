@@ -3,6 +3,7 @@ import {
   buildNetwork,
   builtinSurrogates,
   disposeTree,
+  inputShape,
   isSpikeflowError,
   sgd,
   type AnyNeuronModel,
@@ -129,6 +130,8 @@ export interface TrainStepOptions {
   readonly observe?: (t: number, y: Tensor) => void;
   /** Records each update's gradients as plain numbers in `grads` (default false). */
   readonly record?: boolean;
+  /** Seed of the step's dropout masks (default 0), as the trainer's per-batch seed. */
+  readonly seed?: number;
 }
 
 export interface TrainStepResult {
@@ -143,9 +146,10 @@ export interface TrainStepResult {
 }
 
 /**
- * One training step of `rule` on `batch`, as the trainer runs it: `rule.update` with a context
- * whose `apply` changes the network's weights through an optimizer, then the state hand-over.
- * For gradients without changing any weight, use `captureUpdates`.
+ * One training step of `rule` on `batch`, as the trainer runs it: `rule.update` inside
+ * `Network.training` (dropout masks drawn from `options.seed`, default 0; batch statistics) with a
+ * context whose `apply` changes the network's weights through an optimizer, then the state
+ * hand-over. For gradients without changing any weight, use `captureUpdates`.
  */
 export function trainStep(rule: LearningRule, network: Network, batch: SequenceBatch, loss: TemporalLoss, options: TrainStepOptions = {}): TrainStepResult {
   const { optimizer = sgd({ lr: 0.05 }), observe, record = false } = options;
@@ -154,16 +158,18 @@ export function trainStep(rule: LearningRule, network: Network, batch: SequenceB
   const grads: Grads[] = [];
   let done = false;
   try {
-    const r = rule.update(batch, state, {
-      network,
-      loss,
-      apply: (g) => {
-        if (record) grads.push(gradsOf(g));
-        runner.apply(g);
-      },
-      optimizer: runner.optimizer,
-      ...(observe ? { observe } : {}),
-    });
+    const r = network.training(inputShape(batch.inputs)[1]!, options.seed ?? 0, () =>
+      rule.update(batch, state, {
+        network,
+        loss,
+        apply: (g) => {
+          if (record) grads.push(gradsOf(g));
+          runner.apply(g);
+        },
+        optimizer: runner.optimizer,
+        ...(observe ? { observe } : {}),
+      }),
+    );
     done = true;
     if (r.state !== state) disposeTree(state, r.state);
     return { state: r.state, loss: r.report.loss, updates: r.report.updates, grads };
