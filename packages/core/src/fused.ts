@@ -6,7 +6,9 @@ import {
   IntegrateFireSequence,
   EventConv2d,
   MaxPool,
+  detach,
   type IntegrateFireSequenceResult,
+  type PresynapticTraces,
   type IntegrateFireState,
   type KernelName,
   type KernelTable,
@@ -111,8 +113,33 @@ export interface WindowOutput {
   readonly readout: Tensor;
   /** Spikes of every layer, `[k, B, size]` each. */
   readonly spikes: readonly Tensor[];
+  /** What each layer's synapse read at every step: the previous layer's output (the inputs for layer 0) after its pooling and dropout, `[k, B, features]`. */
+  readonly feeds: readonly Tensor[];
+  /** What the readout read at every step (after its pooling and dropout), `[k, B, features]`. */
+  readonly readoutFeed: Tensor;
   /** The state after the window's last step (values: no gradient flows back through it). */
   readonly state: NetState;
+}
+
+/**
+ * The presynaptic traces of every step of a window, `[k, B, n]` (values only), from the inputs
+ * `x [k, B, n]` and the trace before the window: â_{t0+j} = λ·â_{t0+j−1} + x_{t0+j}. And the
+ * bias traces c_{t0+j} of a constant input 1, from c before the window.
+ */
+function stepTraces(x: Tensor, t: PresynapticTraces): { input: Tensor; bias: number[] } {
+  const k = x.shape[0]!;
+  const rows = tf.unstack(detach(x));
+  const out: Tensor[] = [];
+  const bias: number[] = [];
+  let a = t.input;
+  let c = t.bias ?? 0;
+  for (const row of rows) {
+    a = a && t.decay > 0 ? tf.add(tf.mul(a, t.decay), row) : row;
+    c = t.decay * c + 1;
+    out.push(a);
+    bias.push(c);
+  }
+  return { input: k === 1 ? tf.expandDims(out[0]!, 0) : tf.stack(out), bias };
 }
 
 /**
@@ -137,17 +164,27 @@ export function fusedWindow(model: ResolvedModel, p: StepParams, state: NetState
   const lastStep = (t: Tensor) => tf.reshape(tf.slice(t, [k - 1, 0, 0], [1, B, -1]), [B, t.shape[2]!]);
   let input = x;
   const spikes: Tensor[] = [];
+  const feeds: Tensor[] = [];
   const layers: LayerState[] = model.layers.map((l, i) => {
     const lp = p.layers[i]!;
     const params = fused[i]!;
     const keys = fusedStateKeys(l.neuron, params.adaptation !== undefined)!;
     const prev = state.layers[i]!.neuron;
     const feed = masked(pooled(p.cut.has(i) ? lp.ctx.detach(input) : input, l.pools), p.dropout?.layers[i]);
+    feeds.push(feed);
     const traces = p.traces?.layers[i];
-    if (traces && convolutional(l)) {
-      throw new SpikeflowError('INCOMPATIBLE', `fusedWindow: layer ${l.specIndex} (${l.type}) has presynaptic traces, which only dense layers' kernels take`);
+    if (traces && (l.type === 'sew_block' || l.batchNorm)) {
+      throw new SpikeflowError(
+        'INCOMPATIBLE',
+        `model.layers[${l.specIndex}] (${l.type}${l.batchNorm ? ', batch-normalised' : ''}): presynaptic traces (OTTT) replace the input of a convolution's filter gradient, ` +
+          (l.batchNorm
+            ? 'which batch normalisation\'s statistics of the same input do not allow; remove "batchNorm" (OTTT\'s authors standardise the weights instead)'
+            : "and a SEW block's second convolution reads its first stage's spikes, which have no trace; use conv2d layers"),
+      );
     }
-    const kernelParams = { ...params, surrogate: l.surrogate, ...temporalOption, ...(traces ? { traces } : {}) };
+    // A convolution's stage takes its currents made (traced where OTTT asks); a dense layer's kernel takes the traces.
+    const sequenceParams = { ...params, surrogate: l.surrogate, ...temporalOption };
+    const kernelParams = { ...sequenceParams, ...(traces ? { traces } : {}) };
     // One stage's neurons over the window from the state fields named `v`, `s` (`a`) + `suffix`.
     const stage = (run: (init: IntegrateFireState) => IntegrateFireSequenceResult, suffix = '') => {
       const init = { v: prev[keys.v + suffix]!, s: prev[keys.s + suffix]!, ...(keys.a !== undefined ? { a: prev[keys.a + suffix]! } : {}) };
@@ -166,15 +203,37 @@ export function fusedWindow(model: ResolvedModel, p: StepParams, state: NetState
       const y = convCurrent(images(t), w, b, l.conv!, p.kernels[EventConv2d]);
       return steps(l.batchNorm ? batchNorm(y, l.conv!.outShape[2], bn!, l.batchNorm, p.training) : y);
     };
+    /**
+     * OTTT's convolution: the value and the input's gradient of conv(x, W) + b, W's gradient that of
+     * conv(â, W) (â: every step's presynaptic trace) and b's Σ c_t·g_t, written with stop-gradients.
+     */
+    const tracedConv = (x: Tensor, t: PresynapticTraces, w: Tensor, b: Tensor | undefined) => {
+      const a = stepTraces(x, t);
+      const viaTrace = convCurrent(images(a.input), w, undefined, l.conv!, p.kernels[EventConv2d]);
+      const y = steps(tf.add(convCurrent(images(x), detach(w), undefined, l.conv!, p.kernels[EventConv2d]), tf.sub(viaTrace, detach(viaTrace))));
+      if (!b) return y;
+      const C = l.conv!.outShape[2];
+      // Value b, gradient c_t·g_t: b + (c_t − 1)·b − stop((c_t − 1)·b).
+      const cb = tf.mul(
+        tf.tensor3d(
+          a.bias.map((c) => c - 1),
+          [k, 1, 1],
+        ),
+        b,
+      );
+      const bias = tf.add(b, tf.sub(cb, detach(cb)));
+      return tf.reshape(tf.add(tf.reshape(y, [k, -1, C]), bias), [k, B, -1]);
+    };
     if (l.type === 'conv2d') {
-      const { out, neuron } = stage((init) => sequenceKernel(conv(feed, lp.W, lp.b, lp.bn), init, undefined, kernelParams));
+      const current = traces ? tracedConv(feed, traces, lp.W, lp.b) : conv(feed, lp.W, lp.b, lp.bn);
+      const { out, neuron } = stage((init) => sequenceKernel(current, init, undefined, sequenceParams));
       spikes.push(out.spikes);
       input = out.spikes;
       return { neuron, spikes: out.final.s };
     }
     // A SEW block: s1 = neuron(conv(x, W) + b), s2 = neuron(conv(s1, W2) + b2), then the connect function of s2 and x.
-    const first = stage((init) => sequenceKernel(conv(feed, lp.W, lp.b, lp.bn), init, undefined, kernelParams), '1');
-    const second = stage((init) => sequenceKernel(conv(first.out.spikes, lp.W2!, lp.b2, lp.bn2), init, undefined, kernelParams), '2');
+    const first = stage((init) => sequenceKernel(conv(feed, lp.W, lp.b, lp.bn), init, undefined, sequenceParams), '1');
+    const second = stage((init) => sequenceKernel(conv(first.out.spikes, lp.W2!, lp.b2, lp.bn2), init, undefined, sequenceParams), '2');
     const s2 = second.out.spikes;
     const out = l.connect === 'ADD' ? tf.add(s2, feed) : l.connect === 'IAND' ? tf.mul(tf.sub(1, s2), feed) : tf.mul(s2, feed);
     spikes.push(out);
@@ -183,17 +242,11 @@ export function fusedWindow(model: ResolvedModel, p: StepParams, state: NetState
   });
   const O = model.readout.size;
   const traces = p.traces?.readout;
-  const readout = p.kernels[LeakyReadout](
-    masked(pooled(input, model.readoutPools), p.dropout?.readout),
-    p.readout.W,
-    p.readout.b,
-    state.readout,
-    model.readout.leak!,
-    {
-      ...temporalOption,
-      ...(traces ? { traces } : {}),
-    },
-  );
+  const readoutFeed = masked(pooled(input, model.readoutPools), p.dropout?.readout);
+  const readout = p.kernels[LeakyReadout](readoutFeed, p.readout.W, p.readout.b, state.readout, model.readout.leak!, {
+    ...temporalOption,
+    ...(traces ? { traces } : {}),
+  });
   const last = tf.tensor2d((readout.dataSync() as Float32Array).slice((k - 1) * B * O), [B, O]);
-  return { readout, spikes, state: { layers, readout: last } };
+  return { readout, spikes, feeds, readoutFeed, state: { layers, readout: last } };
 }

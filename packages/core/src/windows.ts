@@ -1,6 +1,8 @@
 import { tf, type NamedTensorMap, type Scalar, type Tensor, type Variable } from './tf.js';
 import { SpikeflowError } from './errors.js';
-import { DecayedSum, LeakyReadout, unstackSteps } from './kernels.js';
+import { DecayedSum, LeakyReadout, MaxPool, unstackSteps } from './kernels.js';
+import { applyPools } from './conv.js';
+import type { ResolvedModel } from './model.js';
 import type { BoundLoss } from './losses.js';
 import type { Network } from './network.js';
 import type { NetState, NetworkTraces, StepParams, SynapseFn } from './step.js';
@@ -33,6 +35,22 @@ export interface WindowInfo {
   readonly steps: number;
 }
 
+/** What layer `l` (or the readout) read over a window run step by step: `source(l − 1)` (−1: the inputs), pooled and masked as the step did. */
+function windowFeed(model: ResolvedModel, p: StepParams, l: number | 'readout', source: (layer: number) => Tensor): Tensor {
+  if (l === 'readout' && model.readout.from === 'membrane') {
+    throw new SpikeflowError(
+      'INCOMPATIBLE',
+      "WindowOutputs.feed('readout'): this readout reads the last layer's membrane, which a window run step by step does not keep",
+    );
+  }
+  const x = source(l === 'readout' ? model.layers.length - 1 : l - 1);
+  const pools = l === 'readout' ? model.readoutPools : model.layers[l]!.pools;
+  const mask = l === 'readout' ? p.dropout?.readout : p.dropout?.layers[l];
+  const [k, B] = x.shape as [number, number];
+  const pooled = pools.length ? tf.reshape(applyPools(tf.reshape(x, [k * B, -1]), pools, p.kernels[MaxPool]), [k, B, -1]) : x;
+  return mask ? tf.mul(pooled, mask) : pooled;
+}
+
 /** What an objective sees of a window: its outputs, on the window's tape when it runs backward. */
 export interface WindowOutputs {
   /** The run's loss, bound to the batch's targets. */
@@ -49,6 +67,12 @@ export interface WindowOutputs {
   spikes(layer: number): Tensor;
   /** The window's inputs, `[k, B, inputs]` (values: no gradient flows into them). */
   inputs(): Tensor;
+  /**
+   * What layer `layer`'s synapse read at every step of the window — the previous layer's spikes (the
+   * inputs for layer 0) after the layer's pooling and dropout — or, for `'readout'`, what the
+   * readout read (the last layer's spikes after its pooling and dropout), `[k, B, features]`.
+   */
+  feed(layer: number | 'readout'): Tensor;
   /**
    * A presynaptic trace after the window (OTTT's): `â ← λ·â + x_j` over the steps of `x [k, B, n]`
    * (the window's inputs or a layer's spikes) from `before` (zero where absent), `[B, n]`, values
@@ -458,6 +482,7 @@ class SequenceRun {
         last: () => (readouts ? readouts.at(-1)! : tf.reshape(tf.slice(o.readout, [o.readout.shape[0]! - 1, 0, 0], [1, -1, -1]), o.readout.shape.slice(1))),
         spikes: (l) => o.spikes[l]!,
         inputs: () => x,
+        feed: (l) => (l === 'readout' ? o.readoutFeed : o.feeds[l]!),
         decayedSum,
         extra,
         leaky,
@@ -482,6 +507,7 @@ class SequenceRun {
       last: () => ys.at(-1)!,
       spikes: (l) => (stackedSpikes[l] ??= tf.stack(spikes[l]!)),
       inputs: () => (inputs ??= this.#xs.window(w.from, w.to)),
+      feed: (l) => windowFeed(net.model, p, l, (i) => (i < 0 ? outputs.inputs() : outputs.spikes(i))),
       decayedSum,
       extra,
       leaky,

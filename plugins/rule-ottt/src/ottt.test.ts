@@ -491,3 +491,144 @@ describe('OTTT configuration and refusals', () => {
     net.dispose();
   });
 });
+
+describe('OTTT_A on convolutional networks (fused): the trace of each step’s input in the filter gradient', () => {
+  /** A LIF conv layer on 5×5×2 maps, pooled, optionally a dense LIF layer, and a readout. */
+  const convNet = (o: { resetDetach: boolean; dense: boolean; pool: 'maxpool' | 'avgpool'; kappa: number }, kernels?: KernelTable) =>
+    buildNetwork(
+      {
+        inputShape: [5, 5, 2],
+        layers: [
+          {
+            type: 'conv2d',
+            neuron: 'lif',
+            channels: 3,
+            kernel: 3,
+            padding: 'same',
+            gain: 2.5,
+            params: { beta: BETA, threshold: THRESHOLD, resetDetach: o.resetDetach },
+          },
+          { type: o.pool, size: 2 },
+          { type: 'flatten' },
+          ...(o.dense ? [{ neuron: 'lif', size: 7, gain: 2.5, params: { beta: BETA, threshold: THRESHOLD, resetDetach: o.resetDetach } }] : []),
+        ],
+        readout: { size: 3, kappa: o.kappa },
+        surrogate: { name: 'fast_sigmoid', slope: SLOPE },
+      },
+      { neurons, surrogates: builtinSurrogates },
+      { seed: 3, ...(kernels ? { kernels } : {}) },
+    );
+  const convBatch = (T: number, loss: TemporalLoss) => randomBatch({ steps: T, loss, inputs: 50, seed: 5 });
+
+  /** `conv(x, W)` whose filter gradient is taken against the trace `a` (value and input gradient as `conv(x, W)`), with stop-gradients only. */
+  const tracedConv = (x: Tensor, a: Tensor, w: Tensor) => {
+    const c = (t: Tensor, k: Tensor) => tf.conv2d(tf.reshape(t, [-1, 5, 5, 2]) as tf.Tensor4D, k as tf.Tensor4D, 1, 'same');
+    return tf.reshape(tf.add(c(x, w), tf.sub(c(detach(tf.sub(a, x)), w), detach(c(tf.sub(a, x), w)))), [x.shape[0]!, -1]);
+  };
+
+  /** OTTT by its definition on a conv layer (average pooled) and a dense layer, both LIF, step by step on one tape (see `otttByDefinition`). */
+  function convByDefinition(net: Network, b: SequenceBatch, loss: TemporalLoss, kappa: number): Grads {
+    const [T, B] = inputShape(b.inputs) as [number, number];
+    const bound = loss.bind(b.targets, { steps: T, batch: B, outputs: 3 });
+    const xs = stepsOf(b.inputs);
+    const P = net.params;
+    const { value, grads } = paramGrads(net, () => {
+      let [v1, s1, v2, s2]: Tensor[] = [tf.zeros([B, 75]), tf.zeros([B, 75]), tf.zeros([B, 7]), tf.zeros([B, 7])];
+      let y: Tensor = tf.zeros([B, 3]);
+      const tr = new Map<string, Tensor>();
+      const trace = (name: string, x: Tensor, l: number) => {
+        const prev = tr.get(name);
+        const a = prev ? tf.add(tf.mul(prev, l), detach(x)) : detach(x);
+        tr.set(name, a);
+        return a;
+      };
+      let c = 0;
+      let cOut = 0;
+      const terms: Scalar[] = [];
+      for (let t = 0; t < T; t++) {
+        c = BETA * c + 1;
+        cOut = kappa * cOut + 1;
+        const x = xs.at(t);
+        // conv2d: the bias per channel, its gradient c_t·Σ g over the positions.
+        const I1 = tf.add(tf.reshape(tracedConv(x, trace('conv', x, BETA), P['layers.0.W']!), [B, 25, 3]), tracedBias(P['layers.0.b']!, c));
+        v1 = tf.sub(tf.add(tf.mul(BETA, detach(v1)), tf.reshape(I1, [B, 75])), tf.mul(THRESHOLD, detach(s1)));
+        s1 = spike(tf.sub(v1, THRESHOLD));
+        const pooled = tf.reshape(tf.avgPool(tf.reshape(s1, [B, 5, 5, 3]) as tf.Tensor4D, 2, 2, 'valid'), [B, 12]);
+        const I2 = tf.add(traced(pooled, trace('dense', pooled, BETA), P['layers.1.W']!), tracedBias(P['layers.1.b']!, c));
+        v2 = tf.sub(tf.add(tf.mul(BETA, detach(v2)), I2), tf.mul(THRESHOLD, detach(s2)));
+        s2 = spike(tf.sub(v2, THRESHOLD));
+        y = tf.add(tf.add(tf.mul(kappa, detach(y)), traced(s2, trace('out', s2, kappa), P['readout.W']!)), tracedBias(P['readout.b']!, cOut));
+        const term = bound.step!(y, t);
+        if (term) terms.push(term);
+      }
+      return tf.addN(terms) as Scalar;
+    });
+    value.dispose();
+    const out = gradsOf(grads);
+    disposeTree(grads);
+    bound.dispose();
+    return out;
+  }
+
+  for (const backend of ['wasm', 'cpu'] as const) {
+    it(`one LIF conv layer, reset detached, max pooling into a readout without a leak: equals BPTT in windows of 1, 4 and the whole sequence (${backend})`, async () => {
+      await on(backend);
+      const net = convNet({ resetDetach: true, dense: false, pool: 'maxpool', kappa: 0 }, fast);
+      expect(net.fused).toBe(true);
+      const b = convBatch(9, ceEveryStep);
+      const want = bpttGrads(net, b, ceEveryStep);
+      expect(Math.max(...Object.values(want['layers.0.W']!).map(Math.abs))).toBeGreaterThan(1e-3);
+      for (const window of [1, 4, 100]) expectGradsClose(captureUpdates(ottt({ window }), net, b, ceEveryStep).grads[0]!, want, 2e-5);
+      // Teeth: a trace decaying otherwise is not BPTT.
+      expect(maxGradDiff(captureUpdates(ottt({ decay: 0.5 }), net, b, ceEveryStep).grads[0]!, want, (k) => k.startsWith('layers.'))).toBeGreaterThan(1e-3);
+      disposeTree(b as never);
+      net.dispose();
+      await wasm.activate();
+    });
+
+    it(`a conv layer, average pooling, a dense layer and a leaky readout, reset attached: the gradient of OTTT's definition in windows of 1, 3 and the whole sequence (${backend})`, async () => {
+      await on(backend);
+      const net = convNet({ resetDetach: false, dense: true, pool: 'avgpool', kappa: 0.8 }, fast);
+      const b = convBatch(8, mseEveryStep);
+      const want = convByDefinition(net, b, mseEveryStep, 0.8);
+      const full = bpttGrads(net, b, mseEveryStep);
+      for (const window of [1, 3, 100]) {
+        const got = captureUpdates(ottt({ window }), net, b, mseEveryStep).grads[0]!;
+        expectGradsClose(got, want, 2e-5);
+        expect(maxGradDiff(got, full)).toBeGreaterThan(1e-4);
+      }
+      disposeTree(b as never);
+      net.dispose();
+      await wasm.activate();
+    });
+  }
+
+  it('refuses conv layers it cannot trace: online mode, no fast kernels, batch normalisation, SEW blocks — naming the way out', () => {
+    const b = convBatch(3, ceEveryStep);
+    const refusal = (rule: ReturnType<typeof ottt>, net: Network) => {
+      let error: unknown;
+      try {
+        captureUpdates(rule, net, b, ceEveryStep);
+      } catch (e) {
+        error = e;
+      }
+      net.dispose();
+      expect(isSpikeflowError(error, 'INCOMPATIBLE'), String(error)).toBe(true);
+      return String((error as Error).message);
+    };
+    const o = { resetDetach: false, dense: false, pool: 'maxpool' as const, kappa: 0 };
+    expect(refusal(ottt({ mode: 'online' }), convNet(o, fast))).toMatch(/model\.layers\[0\]\.type: it trains dense layers only/);
+    expect(refusal(ottt(), convNet(o))).toMatch(/does not run fused on this backend; use LIF or ALIF neurons .* fast kernels/);
+    const spatial = (layer: object) =>
+      buildNetwork(
+        { inputShape: [5, 5, 2], layers: [layer, { type: 'flatten' }], readout: { size: 3 } },
+        { neurons, surrogates: builtinSurrogates },
+        { kernels: fast },
+      );
+    expect(refusal(ottt(), spatial({ type: 'conv2d', neuron: 'lif', channels: 2, kernel: 3, batchNorm: true }))).toMatch(
+      /batch-normalised.*remove "batchNorm"/,
+    );
+    expect(refusal(ottt(), spatial({ type: 'sew_block', neuron: 'lif', connect: 'ADD' }))).toMatch(/sew_block.*use conv2d layers/);
+    disposeTree(b as never);
+  });
+});

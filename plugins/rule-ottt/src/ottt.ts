@@ -1,6 +1,8 @@
 import {
+  SpikeflowError,
   defineRule,
   disposeTree,
+  isDenseModel,
   inputShape,
   layerParam,
   parseSchema,
@@ -158,7 +160,8 @@ class CarriedTraces {
       const layers = model.layers.map((l, i): GroupTraces => {
         const lambda = this.lambdas[i]!;
         const now = this.#now.layers[i]!;
-        const input = out.decayedSum(i === 0 ? out.inputs() : out.spikes(i - 1), lambda, now.input);
+        // What the layer's synapse read: the previous layer's output after the layer's pooling.
+        const input = out.decayedSum(out.feed(i), lambda, now.input);
         if (!l.recurrent) return { input, bias: bias(now.bias, lambda) };
         // W_rec's input over the window: the spikes entering it, then the window's own but the last.
         const s = out.spikes(i);
@@ -169,7 +172,7 @@ class CarriedTraces {
         return { input, recurrent, entering, bias: bias(now.bias, lambda) };
       });
       const now = this.#now.readout;
-      const readout: GroupTraces = { input: out.decayedSum(out.spikes(model.layers.length - 1), this.kappa, now.input), bias: bias(now.bias, this.kappa) };
+      const readout: GroupTraces = { input: out.decayedSum(out.feed('readout'), this.kappa, now.input), bias: bias(now.bias, this.kappa) };
       return { layers, readout };
     });
     for (const g of [...next.layers, next.readout]) for (const t of [g.input, g.recurrent, g.entering]) if (t) tf.keep(t);
@@ -264,12 +267,19 @@ function fusedOttt(batch: SequenceBatch, ctx: RuleContext, lambdas: readonly num
 export function ottt(options: OtttOptions = {}): LearningRule<Empty> {
   const { mode, decay, window } = parseSchema(otttSchema, options, 'rule');
   const online = mode === 'online';
+  const name = `ottt(${online ? 'O' : 'A'}${decay === undefined ? '' : `, λ=${decay}`})`;
   return defineRule({
-    name: `ottt(${online ? 'O' : 'A'}${decay === undefined ? '' : `, λ=${decay}`})`,
+    name,
     memory: 'O(1)',
     gradient: 'approximate',
-    // Without a λ, every layer's traces decay with its neuron's fixed membrane decay.
-    requires: { lossDecomposesOverTime: true, denseLayers: true, noDropout: true, ...(decay === undefined ? { neuron: ['membraneDecay'] as const } : {}) },
+    // Without a λ, every layer's traces decay with its neuron's fixed membrane decay. OTTT_O's
+    // synapse hook traces dense products only; OTTT_A traces conv2d layers on the fused path.
+    requires: {
+      lossDecomposesOverTime: true,
+      noDropout: true,
+      ...(online ? { denseLayers: true } : {}),
+      ...(decay === undefined ? { neuron: ['membraneDecay'] as const } : {}),
+    },
     init: () => ({}),
     updatesPerSequence: (T) => (online ? T : 1),
     update(batch: SequenceBatch, state: Empty, ctx: RuleContext) {
@@ -279,6 +289,15 @@ export function ottt(options: OtttOptions = {}): LearningRule<Empty> {
         // Windows of steps through the fused kernels, the traces in their weight gradients.
         const lambdas = net.model.layers.map((_, i) => weights.get(layerParam(i, 'W'))!);
         return { state, report: fusedOttt(batch, ctx, lambdas, weights.get(readoutParam('W'))!, window) };
+      }
+      if (!isDenseModel(net.model)) {
+        // (OTTT_O declares dense layers: core refused a conv network before this update.)
+        throw new SpikeflowError(
+          'INCOMPATIBLE',
+          `rule '${name}' cannot train this run: model.layers: it traces convolutions in the fused kernels' windows, and this network does not run fused on this backend; ` +
+            'use LIF or ALIF neurons on the wasm or cpu backend with the fast kernels',
+          { rule: name },
+        );
       }
       // Step by step: the synapse hook substitutes each trace in its product's weight gradient.
       let traces = new Map<string, Tensor>();
