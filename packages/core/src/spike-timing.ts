@@ -1,0 +1,131 @@
+import { tf, type Tensor } from './tf.js';
+import { SpikeflowError } from './errors.js';
+
+/**
+ * TSSL-BP's neuron (Zhang & Li, "Temporal Spike Sequence Learning via Backpropagation for Deep
+ * Spiking Neural Networks", NeurIPS 2020), as the authors' code computes it (stonezwr/TSSL-BP at
+ * `ffaac71`, `layers/tsslbp.py`), and the gradient their rule gives it. Time constants are in steps
+ * (θ_m = 1/τ_m, r = 1 − 1/τ_s). For the input current x_t of every step, from u = a = 0:
+ *
+ *     Δu_t = x_t − θ_m·u^post_{t−1}       u_t = u^post_{t−1} + Δu_t     (u_t: before the reset)
+ *     o_t  = [u_t > ϑ]                    u^post_t = u_t·(1 − o_t)      (reset to zero; no refractory period)
+ *     a_t  = r·a_{t−1} + o_t/τ_s          (the PSP: what the layer passes on)
+ */
+export interface SpikeTimingParams {
+  /** τ_m, the membrane's time constant in steps (≥ 1). */
+  readonly tauM: number;
+  /** τ_s, the synaptic (PSP) filter's time constant in steps (≥ 1). */
+  readonly tauS: number;
+  /** ϑ, the firing threshold. */
+  readonly threshold: number;
+  /** The PSP below which a step's gradient is the surrogate fallback (default 1/(4τ_s), the authors'). */
+  readonly fallbackPsp?: number;
+  /** The cap of 1/Δu at a spike (default 8). */
+  readonly rhoMax?: number;
+  /** The fallback's sigmoid width (default 0.2) and the clamp of its argument (default 8). */
+  readonly surrogateWidth?: number;
+  readonly surrogateClamp?: number;
+}
+
+/** A layer of TSSL-BP's neurons over a whole sequence. */
+export interface SpikeTimingSequence {
+  /** The PSPs a_t, `[T, B, H]`: the layer's output, whose gradient is TSSL-BP's. */
+  readonly psp: Tensor;
+  /** The spikes o_t (values). */
+  readonly spikes: Tensor;
+  /** The membrane u_t before the reset (values). */
+  readonly membrane: Tensor;
+  /** The increments Δu_t (values). */
+  readonly deltaU: Tensor;
+}
+
+/** `1 − 1/τ` after checking τ ≥ 1 (a step is the unit of time). */
+function decayOf(tau: number, what: string): number {
+  if (!(Number.isFinite(tau) && tau >= 1))
+    throw new SpikeflowError('CONFIG_INVALID', `spikeTimingSequence: ${what} must be a number of steps >= 1, got ${tau}`);
+  return 1 - 1 / tau;
+}
+
+/**
+ * TSSL-BP's neurons over a whole sequence of input currents `x [T, B, H]` (see
+ * {@link SpikeTimingParams}). The gradient of the PSPs is not a derivative: it is the authors'
+ * backward pass, which maps g_t = ∂L/∂a_t to δ_t = ∂L/∂x_t per neuron (in closed form, O(T)):
+ *
+ *     e_t = g_t/τ_s + r·e_{t+1}                                  (e_T = 0: the PSP kernel's reach)
+ *     G_t = ρ_t·(e_t + θ_m·u_t·G_{t+1})   at a spike, ρ_t = min(1/Δu_t, ρ_max)
+ *                                          (the inter-neuron term through ∂t_spike/∂u, and the intra-neuron one through the reset)
+ *     G_t = (1 − θ_m)·G_{t+1}              between spikes (the leak path to the next spike)     (G_T = 0)
+ *     δ_t = G_t                            where a_t ≥ the fallback PSP
+ *     δ_t = σ'((u_t − ϑ)/w)/w · e_t         elsewhere (before the first spike, a silent neuron)
+ *
+ * with σ' the logistic sigmoid's derivative and its argument clamped to ±8. The forward pass runs
+ * in float64 on the main thread (a reference; the layers are small next to the products around
+ * them).
+ */
+export function spikeTimingSequence(x: Tensor, p: SpikeTimingParams): SpikeTimingSequence {
+  if (x.rank !== 3) throw new SpikeflowError('SHAPE_MISMATCH', `spikeTimingSequence: expected input currents x [T, B, H], got [${x.shape}]`);
+  const [T, B, H] = x.shape as [number, number, number];
+  const leak = decayOf(p.tauM, 'tauM');
+  const thetaM = 1 - leak;
+  const r = decayOf(p.tauS, 'tauS');
+  const { threshold } = p;
+  const fallback = p.fallbackPsp ?? 1 / (4 * p.tauS);
+  const rhoMax = p.rhoMax ?? 8;
+  const width = p.surrogateWidth ?? 0.2;
+  const clamp = p.surrogateClamp ?? 8;
+  const n = B * H;
+  const u = new Float64Array(T * n);
+  const du = new Float64Array(T * n);
+  const o = new Uint8Array(T * n);
+  const a = new Float64Array(T * n);
+  const forward = (xs: Float32Array) => {
+    for (let i = 0; i < n; i++) {
+      let post = 0;
+      let psp = 0;
+      for (let t = 0; t < T; t++) {
+        const j = t * n + i;
+        const d = xs[j]! - thetaM * post;
+        const ut = post + d;
+        const fired = ut > threshold;
+        psp = r * psp + (fired ? 1 - r : 0);
+        du[j] = d;
+        u[j] = ut;
+        o[j] = fired ? 1 : 0;
+        a[j] = psp;
+        post = fired ? 0 : ut;
+      }
+    }
+  };
+  const backward = (g: Float32Array): Float32Array => {
+    const delta = new Float32Array(T * n);
+    for (let i = 0; i < n; i++) {
+      let e = 0;
+      let G = 0;
+      for (let t = T - 1; t >= 0; t--) {
+        const j = t * n + i;
+        e = g[j]! * (1 - r) + r * e;
+        G = o[j] ? Math.min(1 / du[j]!, rhoMax) * (e + thetaM * u[j]! * G) : leak * G;
+        if (a[j]! >= fallback) delta[j] = G;
+        else {
+          const f = Math.exp(Math.min(clamp, Math.max(-clamp, (threshold - u[j]!) / width)));
+          delta[j] = (f / ((1 + f) * (1 + f) * width)) * e;
+        }
+      }
+    }
+    return delta;
+  };
+  const op = tf.customGrad(((xin: Tensor) => {
+    forward(xin.dataSync() as Float32Array);
+    return {
+      value: tf.tensor3d(Float32Array.from(a), [T, B, H]),
+      gradFunc: (dy: Tensor) => tf.tensor3d(backward(dy.dataSync() as Float32Array), [T, B, H]),
+    };
+  }) as never) as unknown as (x: Tensor) => Tensor;
+  const psp = op(x);
+  return {
+    psp,
+    spikes: tf.tensor3d(Float32Array.from(o), [T, B, H]),
+    membrane: tf.tensor3d(Float32Array.from(u), [T, B, H]),
+    deltaU: tf.tensor3d(Float32Array.from(du), [T, B, H]),
+  };
+}
