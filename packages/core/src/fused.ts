@@ -36,6 +36,7 @@ import { applyPools, batchNorm, convCurrent, type BatchNormTensors } from './con
 export function fusableModel(model: ResolvedModel, kernelParams: (layer: number) => IntegrateFireParams | undefined): boolean {
   return (
     model.readout.leak !== undefined &&
+    model.readout.synapse &&
     model.readout.from === 'spikes' &&
     model.layers.every((l, i) => {
       const k = l.neuron.integrateFire ? kernelParams(i) : undefined;
@@ -243,7 +244,7 @@ export function fusedWindow(model: ResolvedModel, p: StepParams, state: NetState
   const O = model.readout.size;
   const traces = p.traces?.readout;
   const readoutFeed = masked(pooled(input, model.readoutPools), p.dropout?.readout);
-  const readout = p.kernels[LeakyReadout](readoutFeed, p.readout.W, p.readout.b, state.readout, model.readout.leak!, {
+  const readout = p.kernels[LeakyReadout](readoutFeed, p.readout.W!, p.readout.b, state.readout, model.readout.leak!, {
     ...temporalOption,
     ...(traces ? { traces } : {}),
   });

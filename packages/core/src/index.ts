@@ -96,7 +96,7 @@ export type {
 } from './model.js';
 export { applyPools, convCurrent } from './conv.js';
 export type { Conv2dGeometry, PoolGeometry, Padding, SpatialShape } from './conv.js';
-export { leakyReadout, builtinReadouts, defineReadout } from './readout.js';
+export { leakyReadout, identityReadout, builtinReadouts, defineReadout } from './readout.js';
 export type { Readout, AnyReadout, ReadoutStepParams, ReadoutTensorParam } from './readout.js';
 export { layerParam, readoutParam, neuronParamTensor } from './params.js';
 export type { ParamMap } from './params.js';

@@ -171,6 +171,8 @@ export interface ResolvedReadout {
   readonly readout: AnyReadout;
   /** Its fixed leak κ (`Readout.leak`), or `undefined` for a readout without one. */
   readonly leak: number | undefined;
+  /** Whether it has a synapse (`W`, `b`); without one it reads its input as its drive (`Readout.synapse`). */
+  readonly synapse: boolean;
 }
 
 /**
@@ -511,6 +513,12 @@ export function resolveModel(spec: unknown, reg: ModelRegistries, path = 'model'
     );
   }
   const readout = resolveReadout(obj['readout'], reg, layers[layers.length - 1]!.neuron, join(path, 'readout'));
+  if (!readout.synapse && readout.size !== shape) {
+    throw configError(
+      join(join(path, 'readout'), 'size'),
+      `is ${readout.size}, but readout '${readout.kind}' passes on what it reads unchanged, ${shape} features; make it ${shape} (or the last layer ${readout.size} wide)`,
+    );
+  }
   if (readout.from === 'membrane' && (pools.length > 0 || layers.at(-1)!.type !== 'dense')) {
     throw configError(
       join(join(path, 'readout'), 'from'),
@@ -559,11 +567,16 @@ function resolveReadout(raw: unknown, reg: ModelRegistries, lastNeuron: AnyNeuro
     throw configError(join(rp, 'from'), `neuron '${lastNeuron.name}' of the last layer names no membrane state to read; use "from": "spikes"`);
   }
   const parsed = parseSchema(model.optionsSchema, options, rp) as Record<string, string | number | boolean>;
+  const synapse = model.synapse !== false;
+  if (!synapse && r['bias'] === true) {
+    throw configError(join(rp, 'bias'), `readout '${kind}' has no weights, and so no bias; remove "bias" or use a readout with a synapse ("kind": "leaky")`);
+  }
   return {
     size,
     kind,
     from,
-    bias,
+    synapse,
+    bias: synapse && bias,
     gain,
     options: parsed,
     readout: model,

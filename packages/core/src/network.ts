@@ -225,7 +225,7 @@ export class Network {
       layers,
       ...(fused ? { fused } : {}),
       readout: {
-        W: p[readoutParam('W')]!,
+        ...(this.model.readout.synapse ? { W: p[readoutParam('W')]! } : {}),
         ...(this.model.readout.bias ? { b: p[readoutParam('b')]! } : {}),
         tensors: readout,
       },

@@ -1,3 +1,4 @@
+import type { SpikeTimingParams } from './spike-timing.js';
 import type { Tensor } from './tf.js';
 import type { SpikeFn, Surrogate, SurrogateSpec } from './surrogates.js';
 import type { Schema, SchemaValues } from './validate.js';
@@ -123,6 +124,15 @@ export interface NeuronModel<Sch extends Schema = Schema, S extends NeuronState 
    * suite checks the kernel against `step`. (`temporal` is the caller's: leave it out.)
    */
   integrateFire?(params: NeuronParams<SchemaValues<Sch>>): IntegrateFireParams | undefined;
+  /**
+   * Optional capability: under `config` the step is TSSL-BP's neuron as core's
+   * `spikeTimingSequence` computes it — reset to zero, a first-order PSP filter whose output the
+   * step returns as what the layer passes on — after, with `filterInput`, passing the incoming
+   * current through the same filter (psp(x)·W = psp(x·W): the network's input PSP-filtered, as the
+   * authors do). Rules built on spike timing (TSSL-BP) run whole layers through
+   * `spikeTimingSequence` with these parameters. `undefined` where the config leaves them.
+   */
+  spikeTiming?(config: SchemaValues<Sch>): (SpikeTimingParams & { readonly filterInput: boolean }) | undefined;
   /**
    * Optional capability: the step's local Jacobians, for neurons whose update is local to each
    * neuron. Rules that need it (e-prop) refuse neurons without it with a clear error.

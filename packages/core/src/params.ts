@@ -106,7 +106,7 @@ export function createTensors(model: ResolvedModel, seed: number): NetworkTensor
     });
     const r = model.readout;
     const rIn = model.readoutFanIn;
-    variable(readoutParam('W'), uniform([rIn, r.size], rIn, r.gain));
+    if (r.synapse) variable(readoutParam('W'), uniform([rIn, r.size], rIn, r.gain));
     if (r.bias) variable(readoutParam('b'), uniform([r.size], rIn, r.gain));
     const readout: Record<string, HeldTensor> = {};
     for (const [key, p] of Object.entries(r.readout.tensorParams?.(r.options, r.size) ?? {})) {

@@ -37,6 +37,12 @@ export interface Readout<Sch extends Schema = Schema> {
    * that follow the readout's leak (OTTT's traces, e-prop's filtered signals) read it.
    */
   leak?(options: SchemaValues<Sch>): number | undefined;
+  /**
+   * `false`: the readout has no synapse — no `W` and no `b`; its drive `d_t` is what it reads,
+   * unchanged, so its `size` must be that many features (a network whose last layer is its output
+   * layer, as TSSL-BP's). Default true.
+   */
+  readonly synapse?: boolean;
 }
 
 /** Any readout, for registries. */
@@ -63,5 +69,17 @@ export const leakyReadout = defineReadout({
   leak: (o) => o.kappa,
 });
 
+/**
+ * `y_t = x_t`: the last layer's output itself (its spikes, or what its neuron passes on — TSSL-BP's
+ * PSPs), with no weights; `size` must be the number of features it reads.
+ */
+export const identityReadout = defineReadout({
+  name: 'identity',
+  description: "the last layer's output as it is (no weights): y_t = x_t",
+  optionsSchema: {},
+  synapse: false,
+  step: (_p, _y, d) => d,
+});
+
 /** The readouts core provides. */
-export const builtinReadouts: readonly AnyReadout[] = [leakyReadout];
+export const builtinReadouts: readonly AnyReadout[] = [leakyReadout, identityReadout];

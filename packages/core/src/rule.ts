@@ -87,7 +87,7 @@ export interface LearningRule<S extends TensorTree = TensorTree> {
 }
 
 /** A capability a rule needs every layer's neuron to have under its config. */
-export type NeuronCapability = 'localJacobians' | 'membraneDecay' | 'spikes' | 'membrane';
+export type NeuronCapability = 'localJacobians' | 'membraneDecay' | 'spikes' | 'membrane' | 'spikeTiming';
 
 /**
  * What a rule needs from the loss and the network, declared as data and checked once by core
@@ -112,6 +112,8 @@ export interface RuleRequirements {
    * hooks, or whose traces or heads assume flat layers).
    */
   readonly denseLayers?: boolean;
+  /** No recurrent layer (a rule that runs each layer over the whole sequence at once). */
+  readonly feedForward?: boolean;
   /**
    * No dropout in the model: the rule computes with the layers' inputs itself (its own traces or
    * kernels) instead of through the network's step and window, which apply the masks
@@ -138,6 +140,7 @@ const capabilityText: Record<NeuronCapability, string> = {
   membraneDecay: 'a fixed membrane decay under its config (`membraneDecay`)',
   spikes: 'the state field holding its spikes (`spikes`)',
   membrane: 'the state field holding its membrane (`membrane`)',
+  spikeTiming: "TSSL-BP's neuron equations under its config (`spikeTiming`)",
 };
 
 function hasCapability(layer: Network['model']['layers'][number], c: NeuronCapability): boolean {
@@ -151,6 +154,8 @@ function hasCapability(layer: Network['model']['layers'][number], c: NeuronCapab
       return n.spikes !== undefined;
     case 'membrane':
       return n.membrane !== undefined;
+    case 'spikeTiming':
+      return n.spikeTiming?.(layer.config) !== undefined;
   }
 }
 
@@ -186,6 +191,16 @@ export function checkRequirements(rule: LearningRule, network: Network, loss: Te
       `model.layers[${at}].type`,
       `it trains dense layers only, and this is a ${type} layer; use a dense network, or a rule that trains convolutional layers (bptt, with or without truncation; sltt)`,
     );
+  }
+  if (r.feedForward) {
+    const rec = m.layers.find((l) => l.recurrent);
+    if (rec) {
+      throw unmet(
+        rule,
+        `model.layers[${rec.specIndex}].recurrent`,
+        'it runs each layer over the whole sequence at once, which a recurrent layer does not allow; remove "recurrent" or use another rule',
+      );
+    }
   }
   if (r.noDropout && hasDropout(m)) {
     const at = m.spec.layers.findIndex((l) => (l as { type?: string }).type === 'dropout');

@@ -93,7 +93,8 @@ export interface StepParams {
     readonly ctx: NeuronStepContext;
   }[];
   readonly readout: {
-    readonly W: Tensor;
+    /** Absent where the readout has no synapse (`Readout.synapse`). */
+    readonly W?: Tensor;
     readonly b?: Tensor;
     /** The readout kind's own tensor parameters, by key. */
     readonly tensors: { readonly [key: string]: Tensor };
@@ -239,7 +240,7 @@ export function modelStep(model: ResolvedModel, p: StepParams, state: NetState, 
   }
   if (model.readoutPools.length) input = applyPools(input, model.readoutPools, p.kernels[MaxPool]);
   input = masked(input, p.dropout?.readout);
-  let d = synapse(input, p.readout.W, { layer: 'readout', weight: 'W', param: readoutParam('W') });
+  let d = p.readout.W ? synapse(input, p.readout.W, { layer: 'readout', weight: 'W', param: readoutParam('W') }) : input;
   if (p.readout.b) d = tf.add(d, p.readout.b);
   const y = r.readout.step({ options: r.options, tensors: p.readout.tensors, dense: p.kernels['spikeflow.dense'] }, carried(state.readout), d);
   return { state: { layers, readout: y }, readout: y, spikes, currents };

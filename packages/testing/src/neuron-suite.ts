@@ -8,6 +8,7 @@ import {
   referenceKernels,
   fastSigmoid,
   spikeFn,
+  spikeTimingSequence,
   tf,
   triangle,
   type AnyNeuronModel,
@@ -91,8 +92,14 @@ export function describeNeuron(model: AnyNeuronModel, { configs = [{}], batch = 
         for (const k of model.stateKeys) expect(out.state[k]!.shape).toEqual([batch, size]);
         expect(out.spikes.shape).toEqual([batch, size]);
         const spikes = Array.from(out.spikes.dataSync());
-        expect(spikes.every((s) => s === 0 || s === 1)).toBe(true);
-        expect(spikes.some((s) => s === 1)).toBe(true);
+        if (model.spikeTiming?.(config)) {
+          // A spike-timing neuron passes on its PSP, a_t = r·a_{t−1} + o_t/τ_s: in [0, 1), 1/τ_s at a first spike.
+          expect(spikes.every((s) => s >= 0 && s < 1)).toBe(true);
+          expect(spikes.some((s) => s > 0)).toBe(true);
+        } else {
+          expect(spikes.every((s) => s === 0 || s === 1)).toBe(true);
+          expect(spikes.some((s) => s === 1)).toBe(true);
+        }
         // The fields it names are state fields; the spike field holds the step's spikes.
         for (const key of [model.spikes, model.membrane]) if (key !== undefined) expect(model.stateKeys).toContain(key);
         if (model.spikes !== undefined) expect(Array.from(out.state[model.spikes]!.dataSync())).toEqual(spikes);
@@ -172,6 +179,47 @@ export function describeNeuron(model: AnyNeuronModel, { configs = [{}], batch = 
             disposeTree([state, current, g]);
           }
           dispose();
+        });
+      }
+
+      if (model.spikeTiming) {
+        it(`the spike-timing equations it declares are its steps: core's spikeTimingSequence gives its outputs and membrane over 8 steps (${label})`, async () => {
+          await setup?.();
+          const config = validated(model, raw);
+          const k = model.spikeTiming!(config);
+          if (k !== undefined) {
+            const { params, dispose } = makeParams(model, config, size);
+            const T = 8;
+            const currents = tf.randomUniform([T, batch, size], -0.5, 2.5, 'float32', 11);
+            let state = model.init(batch, size, config) as NeuronState;
+            const outs: Tensor[] = [];
+            const membranes: Tensor[] = [];
+            for (const c of tf.unstack(currents)) {
+              const out = model.step(params, state, c, ctx);
+              outs.push(out.spikes);
+              state = out.state;
+              if (model.membrane) membranes.push(state[model.membrane]!);
+            }
+            // With filterInput, the sequence's input is the PSP-filtered current.
+            const r = 1 - 1 / k.tauS;
+            let filtered = currents;
+            if (k.filterInput) {
+              let acc: Tensor | undefined;
+              filtered = tf.stack(tf.unstack(currents).map((c) => (acc = acc ? tf.add(tf.mul(r, acc), tf.mul(1 - r, c)) : tf.mul(1 - r, c))));
+            }
+            const seq = spikeTimingSequence(filtered, k);
+            const got = tf.stack(outs).dataSync();
+            seq.psp.dataSync().forEach((v, i) => expect(got[i]!, `PSP [${i}]`).toBeCloseTo(v, 5));
+            expect(Array.from(seq.spikes.dataSync()).some((v) => v === 1)).toBe(true);
+            if (model.membrane) {
+              // The state keeps the membrane after the reset: the sequence's u_t where no spike, 0 at a spike.
+              const u = seq.membrane.dataSync();
+              const o = seq.spikes.dataSync();
+              const mine = tf.stack(membranes).dataSync();
+              u.forEach((v, i) => expect(mine[i]!, `membrane [${i}]`).toBeCloseTo(o[i] ? 0 : v, 5));
+            }
+            dispose();
+          }
         });
       }
 

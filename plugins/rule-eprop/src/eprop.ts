@@ -663,7 +663,7 @@ function runFused(net: Network, bound: BoundLoss, xs: Steps, hyper: Hyper, initi
         const xw = xs.window(t0, t1);
         const f = traces.forward(xw.dtype === 'float32' ? xw : tf.cast(xw, 'float32'), lp.W, lp.b, lp.W_rec);
         const S = f.spikes;
-        const Y = p.kernels[LeakyReadout](S, p.readout.W, p.readout.b, y, kappa);
+        const Y = p.kernels[LeakyReadout](S, p.readout.W!, p.readout.b, y, kappa);
         if (ctx.observe) for (let k = 0; k < n; k++) ctx.observe(t0 + k, tf.reshape(tf.slice(Y, [k, 0, 0], [1, B, O]), [B, O]));
         // 0·Σy keeps y on the tape where the window has no loss term.
         const { value, grad: dY } = tf.valueAndGrad((ys: Tensor) => stepTerms(bound, ys, t0) ?? (tf.mul(0, tf.sum(ys)) as Scalar))(Y);
@@ -682,7 +682,7 @@ function runFused(net: Network, bound: BoundLoss, xs: Steps, hyper: Hyper, initi
         // is fast: the spikes are mostly zeros; a transpose of S and a dense product cost more).
         const Sflat = tf.reshape(S, [n * B, H]);
         const dense = p.kernels[EventDense];
-        let gWout = tf.grad((w: Tensor) => tf.sum(tf.mul(dense(Sflat, w), lamFlat)))(p.readout.W);
+        let gWout = tf.grad((w: Tensor) => tf.sum(tf.mul(dense(Sflat, w), lamFlat)))(p.readout.W!);
         let gbout = tf.sum(lamFlat, 0);
         if (sbar && lamCarry) {
           gWout = tf.add(gWout, tf.matMul(tf.transpose(sbar), lamCarry));
