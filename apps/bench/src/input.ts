@@ -29,6 +29,14 @@ export class BernoulliSteps implements StepSource {
   /** The state at steps 0, S, 2S, … (S = MARK_STRIDE), the first #marked of them recorded. */
   readonly #marks: Float64Array;
   #marked = 0;
+  /**
+   * Where windows are drawn on the wasm backend, which copies a tensor's values into its heap as
+   * it makes it: one array reused, so that a pass over T holds one window's values in JavaScript,
+   * not two (a window of 1024 steps is 183 MB at the standard sizes, and the last one's array
+   * would wait for the garbage collector while the next is drawn). Other backends may keep the
+   * array they are given: a fresh one per window there.
+   */
+  #scratch: Float32Array | undefined;
 
   constructor(steps: number, batch: number, inputs: number, density: number, seed: number) {
     for (const [name, v] of Object.entries({ steps, batch, inputs })) {
@@ -50,7 +58,12 @@ export class BernoulliSteps implements StepSource {
       throw new SpikeflowError('SHAPE_MISMATCH', `bench input: a window [${from}, ${to}) of ${this.steps} steps must satisfy 0 <= from < to <= ${this.steps}`);
     }
     const t0 = performance.now();
-    const out = new Float32Array((to - from) * this.#per);
+    const n = (to - from) * this.#per;
+    let out: Float32Array;
+    if (tf.getBackend() === 'wasm') {
+      if (!this.#scratch || this.#scratch.length < n) this.#scratch = new Float32Array(n);
+      out = this.#scratch.subarray(0, n);
+    } else out = new Float32Array(n);
     this.#seek(from);
     this.#draw(to - from, out);
     this.fillMs += performance.now() - t0;
@@ -89,7 +102,7 @@ export class BernoulliSteps implements StepSource {
           s1 = s2;
           c = Math.floor(t);
           s2 = t - c;
-          if (Math.fround(s2) < p) out[o] = 1;
+          out[o] = Math.fround(s2) < p ? 1 : 0;
         }
       } else {
         for (let i = 0; i < per; i++) {
