@@ -80,7 +80,7 @@ export function benchCommand(name = 'spikeflow-bench'): Command {
     .option('--quick', 'tiny sizes and T = 8,16 (exercises the harness in seconds)')
     .option(
       '--conv',
-      'the conv workload: 34×34×2 event frames at 5%, batch 32, two conv + max-pool stages of LIF (configs/nmnist-conv.json), 10 classes; default rules bptt, tbptt and sltt, T = 10,20,40',
+      'the conv workload: 34×34×2 event frames at 5%, batch 32, two conv + max-pool stages of LIF (configs/nmnist-conv.json), 10 classes; default rules bptt, tbptt, sltt and ottt, T = 10,20,40',
     )
     .option('--json <file>', 'write all figures as JSON')
     .option('--plot <dir>', 'write memory.svg and time.svg')
@@ -133,7 +133,9 @@ export function benchCommand(name = 'spikeflow-bench'): Command {
         // The rules that train conv networks (the others refuse them: requires.denseLayers).
         const rules =
           o.rules?.split(',').filter(Boolean) ??
-          (o.conv ? ['bptt', 'tbptt', o.quick ? 'sltt:window=2' : 'sltt'] : await installedRules(plugins, presets(Boolean(o.quick))));
+          (o.conv
+            ? ['bptt', 'tbptt', o.quick ? 'sltt:window=2' : 'sltt', o.quick ? 'ottt:window=2' : 'ottt']
+            : await installedRules(plugins, presets(Boolean(o.quick))));
         await runBench({
           plugins,
           backend: o.backend,
