@@ -238,7 +238,7 @@ describe('resolveModel: errors name the field', () => {
     expect(m.layers[1]!.config).toEqual({ beta: 0.9, perNeuron: false, lo: 0, hi: 1 });
     expect([m.layers[0]!.surrogate.name, m.layers[0]!.surrogate.params]).toEqual(['fast_sigmoid', { slope: 25 }]);
     expect([m.layers[1]!.surrogate.name, m.layers[1]!.surrogate.params]).toEqual(['triangle', { gamma: 0.3, width: 0.5 }]);
-    expect(m.readout).toEqual({ size: 2, kind: 'leaky', from: 'spikes', bias: true, gain: 1, options: { kappa: 0.9 }, readout: leakyReadout, leak: 0.9 });
+    expect(m.readout).toEqual({ size: 2, kind: 'leaky', from: 'spikes', bias: true, gain: 1, options: { kappa: 0.9 }, readout: leakyReadout, leak: 0.9, synapse: true });
     const withDefault = resolveModel(spec({ surrogate: { name: 'arctan', alpha: 3 } }), reg);
     expect(withDefault.layers[0]!.surrogate.params).toEqual({ alpha: 3 });
   });
@@ -729,7 +729,7 @@ describe('neuron tensor parameters of any shape, and a gated readout', () => {
     expect(e.message).toBe(`model.readout.kappa: is an option of the 'leaky' readout, not of 'gated'; remove it or use "kind": "leaky"`);
     const u = errorOf(() => resolveModel(spec({ readout: { size: 2, kind: 'liquid' } }), reg));
     expect(u.code).toBe('UNKNOWN_NAME');
-    expect(u.message).toMatch(/^model\.readout\.kind: unknown readout 'liquid'; \(known: 'leaky', 'gated'\)\. A readout kind comes from a plugin/);
+    expect(u.message).toMatch(/^model\.readout\.kind: unknown readout 'liquid'; \(known: 'leaky', 'identity', 'gated'\)\. A readout kind comes from a plugin/);
     expect(errorOf(() => resolveModel(spec({ readout: { size: 2, kind: 'gru' } }), reg)).message).toContain('model.readout.kind');
   });
 });

@@ -104,7 +104,7 @@ describe('TSSL-BP’s neuron (core’s spikeTimingSequence) against the authors�
       const ws = Array.from({ length: L }, (_, i) => tf.variable(tf.tensor2d(f.params[`W${i + 1}`]!)));
       const input = tf.tensor3d(f.expected.input_psp);
       const gOut = tf.tensor3d(layers[L - 1]!.dL_da);
-      const [T, B] = input.shape as [number, number];
+      const [T, B] = input.shape as [number, number, number];
       const xs: Tensor[] = [];
       const { value, grads } = tf.variableGrads(() => {
         let a: Tensor = input;

@@ -244,7 +244,7 @@ function detachedRecurrentBptt(net: Network, batch: SequenceBatch, loss: Tempora
       if (lp.W_rec) cur = tf.add(cur, tf.matMul(detach(neuron['s']!), lp.W_rec));
       const out = layer.neuron.step({ config: layer.config, tensors: lp.neuron }, neuron, cur, lp.ctx);
       neuron = out.state;
-      y = tf.add(tf.mul(net.model.readout.leak!, y), tf.add(readIn(out.spikes, p.readout.W), p.readout.b!));
+      y = tf.add(tf.mul(net.model.readout.leak!, y), tf.add(readIn(out.spikes, p.readout.W!), p.readout.b!));
       const term = bound.step!(y, t);
       if (term) terms.push(term);
     }

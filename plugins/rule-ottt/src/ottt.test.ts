@@ -533,7 +533,10 @@ describe('OTTT_A on convolutional networks (fused): the trace of each step’s i
     const xs = stepsOf(b.inputs);
     const P = net.params;
     const { value, grads } = paramGrads(net, () => {
-      let [v1, s1, v2, s2]: Tensor[] = [tf.zeros([B, 75]), tf.zeros([B, 75]), tf.zeros([B, 7]), tf.zeros([B, 7])];
+      let v1: Tensor = tf.zeros([B, 75]);
+      let s1: Tensor = tf.zeros([B, 75]);
+      let v2: Tensor = tf.zeros([B, 7]);
+      let s2: Tensor = tf.zeros([B, 7]);
       let y: Tensor = tf.zeros([B, 3]);
       const tr = new Map<string, Tensor>();
       const trace = (name: string, x: Tensor, l: number) => {

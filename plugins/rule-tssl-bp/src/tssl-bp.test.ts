@@ -13,6 +13,7 @@ import {
   loadPlugins,
   ruleFromSpec,
   tf,
+  type AnyNeuronModel,
   type Network,
   type TemporalLoss,
 } from '@spikeflow/core';
@@ -53,9 +54,9 @@ const fixtures: TsslFixture[] = readdirSync(dir)
   .sort()
   .map((f) => JSON.parse(readFileSync(join(dir, f), 'utf8')) as TsslFixture);
 
-const neurons = new Map([
-  ['tssl', tssl],
-  ['lif', lif],
+const neurons = new Map<string, AnyNeuronModel>([
+  ['tssl', tssl as AnyNeuronModel],
+  ['lif', lif as AnyNeuronModel],
 ]);
 
 /** The fixture's network: `tssl` layers (the first filtering its input), no bias, the identity readout, the fixture's weights. */
