@@ -238,7 +238,17 @@ describe('resolveModel: errors name the field', () => {
     expect(m.layers[1]!.config).toEqual({ beta: 0.9, perNeuron: false, lo: 0, hi: 1 });
     expect([m.layers[0]!.surrogate.name, m.layers[0]!.surrogate.params]).toEqual(['fast_sigmoid', { slope: 25 }]);
     expect([m.layers[1]!.surrogate.name, m.layers[1]!.surrogate.params]).toEqual(['triangle', { gamma: 0.3, width: 0.5 }]);
-    expect(m.readout).toEqual({ size: 2, kind: 'leaky', from: 'spikes', bias: true, gain: 1, options: { kappa: 0.9 }, readout: leakyReadout, leak: 0.9, synapse: true });
+    expect(m.readout).toEqual({
+      size: 2,
+      kind: 'leaky',
+      from: 'spikes',
+      bias: true,
+      gain: 1,
+      options: { kappa: 0.9 },
+      readout: leakyReadout,
+      leak: 0.9,
+      synapse: true,
+    });
     const withDefault = resolveModel(spec({ surrogate: { name: 'arctan', alpha: 3 } }), reg);
     expect(withDefault.layers[0]!.surrogate.params).toEqual({ alpha: 3 });
   });
