@@ -1,22 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { tf, type Tensor } from './tf.js';
-import { builtinSurrogates } from './surrogates.js';
-import { resolveModel, type ModelRegistries } from './model.js';
+import { resolveModel } from './model.js';
 import { buildNetwork, type Network } from './network.js';
 import { forward } from './inference.js';
 import { disposeTree } from './state.js';
-import { errorOf, fusableIaf, iaf, referenceFusedKernels, useCpuBackend } from './test-support.js';
-import type { AnyNeuronModel } from './neuron.js';
+import { errorOf, iafRegistry, referenceFusedKernels, useCpuBackend } from './test-support.js';
 
 useCpuBackend();
 
-const reg: ModelRegistries = {
-  neurons: new Map<string, AnyNeuronModel>([
-    ['iaf', iaf as AnyNeuronModel],
-    ['iaf-fused', fusableIaf],
-  ]),
-  surrogates: builtinSurrogates,
-};
+const reg = iafRegistry();
 
 /** One batch-normalised conv layer on 6×6×2 maps, flattened into the readout. */
 const spec = (batchNorm: unknown = true, neuron = 'iaf-fused') => ({

@@ -1,24 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { tf, type Tensor } from './tf.js';
-import { builtinSurrogates } from './surrogates.js';
-import { hasDropout, resolveModel, type ModelRegistries } from './model.js';
+import { hasDropout, resolveModel } from './model.js';
 import { buildNetwork, type Network } from './network.js';
 import { forward } from './inference.js';
 import { disposeTree } from './state.js';
 import { checkRequirements, type LearningRule } from './rule.js';
 import { ceMean } from './losses.js';
-import { errorOf, fusableIaf, iaf, referenceFusedKernels, useCpuBackend } from './test-support.js';
-import type { AnyNeuronModel } from './neuron.js';
+import { errorOf, iafRegistry, referenceFusedKernels, useCpuBackend } from './test-support.js';
 
 useCpuBackend();
 
-const reg: ModelRegistries = {
-  neurons: new Map<string, AnyNeuronModel>([
-    ['iaf', iaf as AnyNeuronModel],
-    ['iaf-fused', fusableIaf],
-  ]),
-  surrogates: builtinSurrogates,
-};
+const reg = iafRegistry();
 
 /** Input dropout, a recurrent layer, dropout between the layers and before the readout. */
 const denseSpec = (neuron: string, dropout = true) => ({

@@ -1,22 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { tf } from './tf.js';
-import { builtinSurrogates } from './surrogates.js';
-import { resolveModel, type ModelRegistries } from './model.js';
+import { resolveModel } from './model.js';
 import { buildNetwork } from './network.js';
 import { forward } from './inference.js';
 import { disposeTree } from './state.js';
-import { errorOf, fusableIaf, iaf, referenceFusedKernels, useCpuBackend } from './test-support.js';
-import type { AnyNeuronModel } from './neuron.js';
+import { errorOf, iafRegistry, referenceFusedKernels, useCpuBackend } from './test-support.js';
 
 useCpuBackend();
 
-const reg: ModelRegistries = {
-  neurons: new Map<string, AnyNeuronModel>([
-    ['iaf', iaf as AnyNeuronModel],
-    ['iaf-fused', fusableIaf],
-  ]),
-  surrogates: builtinSurrogates,
-};
+const reg = iafRegistry();
 
 describe("the 'identity' readout", () => {
   it('has no weights and reads the last layer’s output as it is, step by step; it never runs fused', () => {

@@ -7,6 +7,8 @@ import { IntegrateFireLayer, IntegrateFireSequence, KernelTable, LeakyReadout, r
 import { tf, type Tensor } from './tf.js';
 import { isSpikeflowError, type SpikeflowError } from './errors.js';
 import { defineNeuron, type AnyNeuronModel } from './neuron.js';
+import { builtinSurrogates } from './surrogates.js';
+import type { ModelRegistries } from './model.js';
 
 /** Runs the file's tests on the cpu backend. */
 export function useCpuBackend(): void {
@@ -87,3 +89,14 @@ export const fusableIaf = {
     resetDetach: false,
   }),
 } as unknown as AnyNeuronModel;
+
+/** The registries of core's spatial and dropout tests: `iaf`, and `iaf-fused` (the fused form), with core's surrogates. */
+export function iafRegistry(): ModelRegistries {
+  return {
+    neurons: new Map<string, AnyNeuronModel>([
+      ['iaf', iaf as AnyNeuronModel],
+      ['iaf-fused', fusableIaf],
+    ]),
+    surrogates: builtinSurrogates,
+  };
+}

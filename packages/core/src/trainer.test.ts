@@ -119,6 +119,32 @@ const parts = (over: { dataset?: Dataset; optimizer?: Optimizer; dropout?: boole
   loss: ceMean,
 });
 
+/**
+ * Trains `make()`'s parts for 2 epochs (batches of 16, seed 2) without interruption, and again with
+ * a crash at the checkpoint after step 8 and a resume from it; expects the same weights and buffers
+ * at the end, and frees the networks.
+ */
+async function expectExactResume(make: () => ReturnType<typeof parts>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'sf-trainer-'));
+  const full = make();
+  await new Trainer(full, { epochs: 2, batchSize: 16, seed: 2, evalEvery: 0 }).run();
+  const ckpt = join(dir, 'ck.sfck');
+  const first = make();
+  const t1 = new Trainer(first, { epochs: 2, batchSize: 16, seed: 2, evalEvery: 0, checkpointPath: ckpt, checkpointEvery: 4 });
+  t1.on((e) => {
+    if (e.type === 'checkpoint' && e.position.step === 8) throw new Error('simulated crash');
+  });
+  await expect(t1.run()).rejects.toThrow('simulated crash');
+  const second = make();
+  const t2 = new Trainer(second, { epochs: 2, batchSize: 16, seed: 2, evalEvery: 0, checkpointPath: ckpt });
+  expect(t2.resume(ckpt)).toEqual({ epoch: 1, batch: 2, step: 8 });
+  await t2.run();
+  for (const [k, v] of Object.entries(full.network.variables)) {
+    expect(Array.from(second.network.variables[k]!.dataSync()), k).toEqual(Array.from(v.dataSync()));
+  }
+  for (const n of [full, first, second]) n.network.dispose();
+}
+
 describe('Trainer', () => {
   it('trains, emits typed events in order, evaluates, and leaks no tensors across epochs', async () => {
     const p = parts();
@@ -189,30 +215,10 @@ describe('Trainer', () => {
   });
 
   it('resumes mid-epoch from a checkpoint to the same weights as an uninterrupted run', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'sf-trainer-'));
-    const full = parts({ optimizer: sgd({ lr: 0.05, momentum: 0.9 }) });
-    await new Trainer(full, { epochs: 2, batchSize: 16, seed: 2, evalEvery: 0 }).run();
-
-    const ckpt = join(dir, 'ck.sfck');
-    const first = parts({ optimizer: sgd({ lr: 0.05, momentum: 0.9 }) });
-    const t1 = new Trainer(first, { epochs: 2, batchSize: 16, seed: 2, evalEvery: 0, checkpointPath: ckpt, checkpointEvery: 4 });
-    t1.on((e) => {
-      if (e.type === 'checkpoint' && e.position.step === 8) throw new Error('simulated crash');
-    });
-    await expect(t1.run()).rejects.toThrow('simulated crash');
-
-    const second = parts({ optimizer: sgd({ lr: 0.05, momentum: 0.9 }) });
-    const t2 = new Trainer(second, { epochs: 2, batchSize: 16, seed: 2, evalEvery: 0, checkpointPath: ckpt });
-    expect(t2.resume(ckpt)).toEqual({ epoch: 1, batch: 2, step: 8 });
-    await t2.run();
-    for (const [k, v] of Object.entries(full.network.params)) {
-      expect(Array.from(second.network.params[k]!.dataSync()), k).toEqual(Array.from(v.dataSync()));
-    }
-    for (const n of [full, first, second]) n.network.dispose();
+    await expectExactResume(() => parts({ optimizer: sgd({ lr: 0.05, momentum: 0.9 }) }));
   });
 
   it('with dropout: every batch draws its masks from the run’s seed and position, so a resumed run ends at the same weights; evaluation runs without', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'sf-trainer-'));
     const opt = () => sgd({ lr: 0.05, momentum: 0.9 });
     const full = parts({ optimizer: opt(), dropout: true });
     // The readout's mask the rule's network prepares, batch by batch.
@@ -238,25 +244,11 @@ describe('Trainer', () => {
     expect(again.loss).toBeCloseTo(evals.at(-1)!, 5);
     plain.dispose();
 
-    const ckpt = join(dir, 'ck.sfck');
-    const first = parts({ optimizer: opt(), dropout: true });
-    const t1 = new Trainer(first, { epochs: 2, batchSize: 16, seed: 2, evalEvery: 0, checkpointPath: ckpt, checkpointEvery: 4 });
-    t1.on((e) => {
-      if (e.type === 'checkpoint' && e.position.step === 8) throw new Error('simulated crash');
-    });
-    await expect(t1.run()).rejects.toThrow('simulated crash');
-    const second = parts({ optimizer: opt(), dropout: true });
-    const t2 = new Trainer(second, { epochs: 2, batchSize: 16, seed: 2, evalEvery: 0, checkpointPath: ckpt });
-    t2.resume(ckpt);
-    await t2.run();
-    for (const [k, v] of Object.entries(full.network.params)) {
-      expect(Array.from(second.network.params[k]!.dataSync()), k).toEqual(Array.from(v.dataSync()));
-    }
-    for (const n of [full, first, second]) n.network.dispose();
+    full.network.dispose();
+    await expectExactResume(() => parts({ optimizer: opt(), dropout: true }));
   });
 
   it('with batch normalisation: the running estimates move while training, are checkpointed, and a resumed run ends at the same weights and estimates', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'sf-trainer-'));
     const bnNet = () =>
       buildNetwork(
         {
@@ -268,26 +260,12 @@ describe('Trainer', () => {
         { kernels: referenceFusedKernels() },
       );
     const run = () => ({ network: bnNet(), dataset: toyData(), rule: miniFused, optimizer: sgd({ lr: 0.05, momentum: 0.9 }), loss: ceMean });
-    const full = run();
-    expect(full.network.fused).toBe(true);
-    await new Trainer(full, { epochs: 2, batchSize: 16, seed: 2, evalEvery: 0 }).run();
-    expect(Array.from(full.network.buffers['layers.0.bn_var']!.dataSync())).not.toEqual([1, 1, 1]);
-
-    const ckpt = join(dir, 'ck.sfck');
-    const first = run();
-    const t1 = new Trainer(first, { epochs: 2, batchSize: 16, seed: 2, evalEvery: 0, checkpointPath: ckpt, checkpointEvery: 4 });
-    t1.on((e) => {
-      if (e.type === 'checkpoint' && e.position.step === 8) throw new Error('simulated crash');
-    });
-    await expect(t1.run()).rejects.toThrow('simulated crash');
-    const second = run();
-    const t2 = new Trainer(second, { epochs: 2, batchSize: 16, seed: 2, evalEvery: 0, checkpointPath: ckpt });
-    t2.resume(ckpt);
-    await t2.run();
-    for (const [k, v] of Object.entries(full.network.variables)) {
-      expect(Array.from(second.network.variables[k]!.dataSync()), k).toEqual(Array.from(v.dataSync()));
-    }
-    for (const n of [full, first, second]) n.network.dispose();
+    const once = run();
+    expect(once.network.fused).toBe(true);
+    await new Trainer(once, { epochs: 1, batchSize: 16, seed: 2, evalEvery: 0 }).run();
+    expect(Array.from(once.network.buffers['layers.0.bn_var']!.dataSync())).not.toEqual([1, 1, 1]);
+    once.network.dispose();
+    await expectExactResume(run);
   });
 
   it('refuses a checkpoint of another model or a foreign file', async () => {
