@@ -5,7 +5,8 @@ import { buildNetwork, type Network } from './network.js';
 import { forward } from './inference.js';
 import { disposeTree } from './state.js';
 import { checkRequirements, type LearningRule } from './rule.js';
-import { ceMean } from './losses.js';
+import { ceEveryStep, ceMean } from './losses.js';
+import { trainWindows } from './windows.js';
 import { errorOf, iafRegistry, referenceFusedKernels, useCpuBackend } from './test-support.js';
 
 useCpuBackend();
@@ -229,6 +230,39 @@ describe('dropout', () => {
       tf.dispose([x, a.value, b.value, c.value, ...Object.values(a.grads), ...Object.values(b.grads), ...Object.values(c.grads)]);
       disposeTree([eval1, eval2]);
       for (const n of [fused, steps, noDropout]) n.dispose();
+    }
+  });
+
+  it('a window’s feeds — what each layer and the readout read, pooled and masked — are the same stepped as fused', () => {
+    const x = spikes([4, 2, 72], 12);
+    const feeds = (net: Network) =>
+      net.training(2, 5, () => {
+        const got: number[][] = [];
+        const ctx = { network: net, loss: ceEveryStep, apply: () => {} };
+        const batch = { inputs: x, targets: tf.tensor1d([0, 2], 'int32') };
+        trainWindows(batch, ctx, {
+          window: 4,
+          update: 'sequence',
+          objective: (out) => {
+            for (const l of [0, 1, 'readout'] as const) got.push(Array.from(out.feed(l).dataSync()));
+            return null;
+          },
+          backward: () => false,
+        });
+        batch.targets.dispose();
+        return got;
+      });
+    const fused = buildNetwork(convSpec('iaf-fused'), reg, { kernels: referenceFusedKernels(), seed: 4 });
+    const steps = buildNetwork(convSpec('iaf-fused'), reg, { seed: 4 });
+    try {
+      const [a, b] = [feeds(fused), feeds(steps)];
+      expect(a.map((f) => f.length)).toEqual([4 * 2 * 72, 4 * 2 * 27, 4 * 2 * 5]);
+      expect(a[1]!.some((v) => v === 0) && a[1]!.some((v) => v > 1)).toBe(true);
+      a.forEach((f, i) => f.forEach((v, j) => expect(b[i]![j]!, `feed ${i} [${j}]`).toBeCloseTo(v, 5)));
+    } finally {
+      x.dispose();
+      fused.dispose();
+      steps.dispose();
     }
   });
 

@@ -101,6 +101,7 @@ export type { Readout, AnyReadout, ReadoutStepParams, ReadoutTensorParam } from 
 export { layerParam, readoutParam, neuronParamTensor } from './params.js';
 export type { ParamMap } from './params.js';
 export type { NetState, LayerState, StepParams, StepOutput, SynapseFn, SynapseSite, PrepareOptions, NetworkTraces, DropoutMasks } from './step.js';
+export { masked } from './step.js';
 export type { WindowOutput } from './fused.js';
 export { Network, buildNetwork, detach } from './network.js';
 export type { BuildOptions, Stepper } from './network.js';

@@ -5,7 +5,7 @@ import { applyPools } from './conv.js';
 import type { ResolvedModel } from './model.js';
 import type { BoundLoss } from './losses.js';
 import type { Network } from './network.js';
-import type { NetState, NetworkTraces, StepParams, SynapseFn } from './step.js';
+import { masked, type NetState, type NetworkTraces, type StepParams, type SynapseFn } from './step.js';
 import { inputShape, stepsOf, type StepInput, type Steps } from './steps.js';
 import { advanceWindow, unroll } from './loops.js';
 import { checkInputs } from './inference.js';
@@ -47,8 +47,7 @@ function windowFeed(model: ResolvedModel, p: StepParams, l: number | 'readout', 
   const pools = l === 'readout' ? model.readoutPools : model.layers[l]!.pools;
   const mask = l === 'readout' ? p.dropout?.readout : p.dropout?.layers[l];
   const [k, B] = x.shape as [number, number];
-  const pooled = pools.length ? tf.reshape(applyPools(tf.reshape(x, [k * B, -1]), pools, p.kernels[MaxPool]), [k, B, -1]) : x;
-  return mask ? tf.mul(pooled, mask) : pooled;
+  return masked(pools.length ? tf.reshape(applyPools(tf.reshape(x, [k * B, -1]), pools, p.kernels[MaxPool]), [k, B, -1]) : x, mask);
 }
 
 /** What an objective sees of a window: its outputs, on the window's tape when it runs backward. */

@@ -1,5 +1,7 @@
 import {
+  LeakyScan,
   defineRule,
+  masked,
   disposeTree,
   inputShape,
   paramGrads,
@@ -23,13 +25,6 @@ function product(x: Tensor, w: Tensor, b: Tensor | undefined): Tensor {
   const [T, B] = x.shape as [number, number];
   const y = tf.reshape(tf.matMul(tf.reshape(x, [T * B, -1]), w), [T, B, -1]);
   return b ? tf.add(y, b) : y;
-}
-
-/** The first-order PSP filter over time of `x [T, B, F]`: out_t = r·out_{t−1} + x_t/τ_s. */
-function pspFilter(x: Tensor, tauS: number): Tensor {
-  const r = 1 - 1 / tauS;
-  let acc: Tensor | undefined;
-  return tf.stack(tf.unstack(x).map((xt) => (acc = acc ? tf.add(tf.mul(r, acc), tf.mul(1 - r, xt)) : tf.mul(1 - r, xt))));
 }
 
 /**
@@ -68,15 +63,15 @@ export function tsslBp(options: Record<string, never> = {}): LearningRule<TsslBp
           let a = stepsOf(batch.inputs).window(0, T);
           model.layers.forEach((l, i) => {
             const k = l.neuron.spikeTiming!(l.config)!;
-            const mask = p.dropout?.layers[i];
-            let x = product(mask ? tf.mul(a, mask) : a, p.layers[i]!.W, p.layers[i]!.b);
-            if (k.filterInput) x = pspFilter(x, k.tauS);
+            let x = product(masked(a, p.dropout?.layers[i]), p.layers[i]!.W, p.layers[i]!.b);
+            // The PSP filter over time, out_t = r·out_{t−1} + x_t/τ_s: the backend's leaky scan of x/τ_s.
+            if (k.filterInput) x = p.kernels[LeakyScan](tf.div(x, k.tauS), tf.zeros(x.shape.slice(1)), 1 - 1 / k.tauS);
             a = spikeTimingSequence(x, k).psp;
           });
           // The readout, step by step from zero (the identity readout: the output layer's PSPs).
           const r = model.readout;
-          const mask = p.dropout?.readout;
-          const d = p.readout.W ? product(mask ? tf.mul(a, mask) : a, p.readout.W, p.readout.b) : a;
+          const fed = masked(a, p.dropout?.readout);
+          const d = p.readout.W ? product(fed, p.readout.W, p.readout.b) : fed;
           let y: Tensor = tf.zeros([B, r.size]);
           const ys = tf
             .unstack(d)
