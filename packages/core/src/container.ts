@@ -162,7 +162,8 @@ export function runContainer(config: RunConfig, registry: Registry, ctx: Dataset
       const name = datasetOf(c).name;
       // A spatial first layer (after an input dropout) reads the dataset's image shape unless the model gives one.
       const first = (model.layers as { type?: string }[]).find((l) => l?.type !== 'dropout');
-      const spatialFirst = first?.type === 'conv2d' || first?.type === 'sew_block' || first?.type === 'avgpool' || first?.type === 'maxpool';
+      const spatialFirst =
+        first?.type === 'conv2d' || first?.type === 'sew_block' || first?.type === 'avgpool' || first?.type === 'maxpool' || first?.type === 'sumpool';
       const shape = model.inputShape ?? (spatialFirst && model.inputs === undefined && d.shape ? ([...d.shape] as [number, number, number]) : undefined);
       const fromShape = Array.isArray(shape) ? shape.reduce((a, b) => a * b, 1) : undefined;
       if (fromShape !== undefined && model.inputs === undefined && fromShape !== d.channels) {

@@ -201,6 +201,39 @@ describe('spatial ops', () => {
     expect(Array.from(applyPools(z, [strided]).dataSync())).toEqual([0, 1, 0, 2]);
   });
 
+  it('sum pooling: each window’s sum times its scale, the gradient that scale on every element of the window; the scale parsed and checked', () => {
+    const x = tf.tensor2d([[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]]);
+    const m = resolveModel(
+      { inputShape: [4, 4, 1], layers: [{ type: 'sumpool', size: 2, scale: 1.1 }, { type: 'flatten' }, { neuron: 'iaf', size: 2 }], readout: { size: 2 } },
+      reg,
+    );
+    const pool = m.layers[0]!.pools[0]!;
+    expect(pool).toEqual({ type: 'sumpool', inShape: [4, 4, 1], outShape: [2, 2, 1], size: [2, 2], stride: [2, 2], scale: 1.1 });
+    // Windows {1,2,5,6}, {3,4,7,8}, {9,10,13,14}, {11,12,15,16}.
+    Array.from(applyPools(x, [pool]).dataSync()).forEach((v, i) => expect(v).toBeCloseTo([14, 22, 46, 54][i]! * 1.1, 4));
+    const dy = tf.tensor2d([[1, 10, 100, 1000]]);
+    const g = tf.grad((t: Tensor) => tf.sum(tf.mul(applyPools(t, [pool]), dy)))(x);
+    Array.from(g.dataSync()).forEach((v, i) => expect(v).toBeCloseTo(1.1 * [1, 1, 10, 10, 1, 1, 10, 10, 100, 100, 1000, 1000, 100, 100, 1000, 1000][i]!, 3));
+    // The default scale is 1; scale belongs to sumpool only.
+    const plain = resolveModel(
+      {
+        inputShape: [4, 4, 1],
+        layers: [{ type: 'conv2d', neuron: 'iaf', channels: 1, kernel: 1 }, { type: 'sumpool', size: 2 }, { type: 'flatten' }],
+        readout: { size: 2 },
+      },
+      reg,
+    );
+    expect(plain.readoutPools[0]!.scale).toBe(1);
+    const at = (layers: unknown[]) => errorOf(() => resolveModel({ inputShape: [4, 4, 1], layers, readout: { size: 2 } }, reg));
+    expect(at([{ type: 'sumpool', size: 2, scale: 0 }, { type: 'flatten' }, { neuron: 'iaf', size: 2 }]).message).toMatch(
+      /model\.layers\[0\]\.scale: must be > 0/,
+    );
+    expect(at([{ type: 'avgpool', size: 2, scale: 2 }, { type: 'flatten' }, { neuron: 'iaf', size: 2 }]).message).toMatch(
+      /model\.layers\[0\]\.scale: unknown key/,
+    );
+    tf.dispose([x, dy, g]);
+  });
+
   it('max pooling’s gradient equals a first-maximum reference on random spikes: tiling windows (rows and columns left over) and overlapping ones', () => {
     const cases = [
       { H: 7, W: 5, C: 3, size: [2, 2], stride: [2, 2] },

@@ -26,7 +26,9 @@ export interface Conv2dGeometry {
 
 /** A pooling layer's geometry (`valid` windows only). */
 export interface PoolGeometry {
-  readonly type: 'avgpool' | 'maxpool';
+  readonly type: 'avgpool' | 'maxpool' | 'sumpool';
+  /** `sumpool`: the factor on each window's sum. */
+  readonly scale?: number;
   readonly inShape: SpatialShape;
   readonly outShape: SpatialShape;
   readonly size: readonly [number, number];
@@ -82,7 +84,14 @@ export function convGeometry(
 }
 
 /** A pooling window over `inShape` (`valid`: ⌊(H − ph)/sh⌋ + 1 rows; an error where the window is larger than the input). */
-export function poolGeometry(type: PoolGeometry['type'], inShape: SpatialShape, size: [number, number], stride: [number, number], path: string): PoolGeometry {
+export function poolGeometry(
+  type: PoolGeometry['type'],
+  inShape: SpatialShape,
+  size: [number, number],
+  stride: [number, number],
+  path: string,
+  scale?: number,
+): PoolGeometry {
   if (size[0] > inShape[0] || size[1] > inShape[1]) {
     throw configError(join(path, 'size'), `a [${size}] window does not fit the input's [${inShape[0]}, ${inShape[1]}] rows and columns; use a smaller window`);
   }
@@ -92,6 +101,7 @@ export function poolGeometry(type: PoolGeometry['type'], inShape: SpatialShape, 
     outShape: [Math.floor((inShape[0] - size[0]) / stride[0]) + 1, Math.floor((inShape[1] - size[1]) / stride[1]) + 1, inShape[2]],
     size,
     stride,
+    ...(type === 'sumpool' ? { scale: scale ?? 1 } : {}),
   };
 }
 
@@ -270,7 +280,9 @@ export function applyPools(x: Tensor, pools: readonly PoolGeometry[], maxPool: P
   let y = x;
   for (const g of pools) {
     const x4 = spatial(y, g.inShape);
-    const pooled = g.type === 'avgpool' ? tf.avgPool(x4, g.size as [number, number], g.stride as [number, number], 'valid') : maxPool(x4, g);
+    let pooled = g.type === 'maxpool' ? maxPool(x4, g) : tf.avgPool(x4, g.size as [number, number], g.stride as [number, number], 'valid');
+    // A window's sum × scale: its mean × (its size × scale).
+    if (g.type === 'sumpool') pooled = tf.mul(pooled, g.size[0] * g.size[1] * (g.scale ?? 1));
     y = flat(pooled, g.outShape);
   }
   return y;

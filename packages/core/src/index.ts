@@ -117,6 +117,10 @@ export type { TemporalLoss, BoundLoss, LossShape } from './losses.js';
 export {
   adam,
   adamax,
+  adamw,
+  addDecayedWeights,
+  clampWeights,
+  isWeightName,
   sgd,
   chain,
   scale,

@@ -78,14 +78,20 @@ export interface BatchNormSpec {
   epsilon?: number;
 }
 
-/** Average or max pooling over `valid` windows (no neuron, no state, no parameters). */
+/**
+ * Average, max or sum pooling over `valid` windows (no neuron, no state, no parameters). `sumpool`
+ * is each window's sum times `scale` (TSSL-BP's pooling: the sum of the PSPs × 1.1; NIR's
+ * SumPool2d with scale 1).
+ */
 export interface PoolLayerSpec {
-  type: 'avgpool' | 'maxpool';
+  type: 'avgpool' | 'maxpool' | 'sumpool';
   /** Window rows and columns (`2` is `[2, 2]`). */
   size: number | [number, number];
   /** Stride (default: the window size). */
   stride?: number | [number, number];
   padding?: 'valid';
+  /** `sumpool` only: the factor on each window's sum (default 1). */
+  scale?: number;
 }
 
 /**
@@ -130,7 +136,7 @@ export interface DropoutLayerSpec {
   rate: number;
 }
 
-/** One entry of a model's `layers`: a dense layer (no `type`, or `dense`), `conv2d`, `sew_block`, `avgpool`, `maxpool`, `flatten` or `dropout`. */
+/** One entry of a model's `layers`: a dense layer (no `type`, or `dense`), `conv2d`, `sew_block`, `avgpool`, `maxpool`, `sumpool`, `flatten` or `dropout`. */
 export type LayerSpec = DenseLayerSpec | Conv2dLayerSpec | SewBlockLayerSpec | PoolLayerSpec | FlattenLayerSpec | DropoutLayerSpec;
 
 /**
@@ -283,6 +289,7 @@ const convFields = {
 const LAYER_KEYS = ['type', 'neuron', 'size', 'recurrent', 'selfConnections', 'bias', 'gain', 'surrogate', 'params'] as const;
 const CONV_KEYS = ['type', 'neuron', 'channels', 'kernel', 'stride', 'padding', 'bias', 'batchNorm', 'gain', 'surrogate', 'params'] as const;
 const POOL_KEYS = ['type', 'size', 'stride', 'padding'] as const;
+const sumPoolFields = { scale: { type: 'number', default: 1, min: 0, exclusiveMin: true, doc: "the factor on each window's sum" } } as const;
 const SEW_KEYS = ['type', 'neuron', 'connect', 'channels', 'kernel', 'bias', 'batchNorm', 'gain', 'surrogate', 'params'] as const;
 const batchNormFields = {
   momentum: { type: 'number', default: 0.1, min: 0, max: 1, doc: "weight of each pass's statistics in the running estimates" },
@@ -313,7 +320,7 @@ const sewFields = {
 const dropoutFields = {
   rate: { type: 'number', required: true, min: 0, max: 1, exclusiveMax: true, doc: 'probability that a feature is dropped' },
 } as const;
-const LAYER_TYPES = ['dense', 'conv2d', 'sew_block', 'avgpool', 'maxpool', 'flatten', 'dropout'] as const;
+const LAYER_TYPES = ['dense', 'conv2d', 'sew_block', 'avgpool', 'maxpool', 'sumpool', 'flatten', 'dropout'] as const;
 const MODEL_KEYS = ['inputs', 'inputShape', 'layers', 'readout', 'surrogate'] as const;
 const READOUT_KEYS = Object.keys(readoutFields);
 
@@ -414,8 +421,8 @@ export function resolveModel(spec: unknown, reg: ModelRegistries, path = 'model'
       dropout = { rate: parseSchema(dropoutFields, fieldsOf(l, dropoutFields), lp).rate, specIndex };
       return;
     }
-    if (type === 'avgpool' || type === 'maxpool') {
-      rejectUnknownKeys(l, POOL_KEYS, lp);
+    if (type === 'avgpool' || type === 'maxpool' || type === 'sumpool') {
+      rejectUnknownKeys(l, type === 'sumpool' ? [...POOL_KEYS, 'scale'] : POOL_KEYS, lp);
       if (dropout) {
         throw configError(
           join(lp, 'type'),
@@ -426,7 +433,8 @@ export function resolveModel(spec: unknown, reg: ModelRegistries, path = 'model'
         throw configError(join(lp, 'padding'), `pooling takes "valid" windows only, got ${JSON.stringify(l['padding'])}`);
       const size = pairOf(l['size'], join(lp, 'size'), 'the window size');
       const stride = l['stride'] === undefined ? size : pairOf(l['stride'], join(lp, 'stride'), 'the stride');
-      const g = poolGeometry(type, spatialIn(type), size, stride, lp);
+      const scale = type === 'sumpool' ? parseSchema(sumPoolFields, fieldsOf(l, sumPoolFields), lp).scale : undefined;
+      const g = poolGeometry(type, spatialIn(type), size, stride, lp, scale);
       pools.push(g);
       shape = g.outShape;
       return;

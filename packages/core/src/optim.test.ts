@@ -4,7 +4,9 @@ import {
   OptimizerRunner,
   adam,
   adamax,
+  adamw,
   builtinOptimizers,
+  isWeightName,
   chain,
   clipByGlobalNorm,
   clipByValue,
@@ -121,6 +123,45 @@ describe('optimizers against plain JS', () => {
       run(adamax()),
       reference(adamaxRef(), () => 0.002),
     );
+  });
+
+  it('adamw: PyTorch’s AdamW step, the decay decoupled from the moments: p ← p·(1 − lr·λ) − lr·m̂/(√v̂ + ε)', () => {
+    const [lr, wd, b1, b2, eps] = [0.01, 0.1, 0.9, 0.999, 1e-8];
+    const p: Vec = Object.fromEntries(Object.entries(init).map(([k, v]) => [k, [...v]]));
+    const m: Vec = Object.fromEntries(Object.entries(init).map(([k, v]) => [k, v.map(() => 0)]));
+    const v2: Vec = Object.fromEntries(Object.entries(init).map(([k, v]) => [k, v.map(() => 0)]));
+    const want = grads.map((g, i) => {
+      for (const k of Object.keys(p)) {
+        p[k] = p[k]!.map((x, j) => {
+          const gj = g[k]?.[j] ?? 0;
+          m[k]![j] = b1 * m[k]![j]! + (1 - b1) * gj;
+          v2[k]![j] = b2 * v2[k]![j]! + (1 - b2) * gj * gj;
+          return x * (1 - lr * wd) - (lr * (m[k]![j]! / (1 - b1 ** (i + 1)))) / (Math.sqrt(v2[k]![j]! / (1 - b2 ** (i + 1))) + eps);
+        });
+      }
+      return Object.fromEntries(Object.entries(p).map(([k, x]) => [k, [...x]]));
+    });
+    expectClose(run(adamw({ lr, weightDecay: wd })), want);
+    expectClose(run(optimizerFromSpec({ name: 'adamw', lr, weightDecay: wd })), want);
+    // No decay: Adam; the default decay is PyTorch's 0.01.
+    expectClose(run(adamw({ lr, weightDecay: 0 })), run(adam({ lr })));
+    expect(run(adamw({ lr }))[0]!['w']![1]).toBeCloseTo(-2 * (1 - lr * 0.01) + lr, 6);
+  });
+
+  it('weightClamp keeps every synaptic weight within ±c after each update and leaves the other parameters alone', () => {
+    expect(['layers.0.W', 'layers.1.W2', 'layers.0.W_rec', 'readout.W'].every(isWeightName)).toBe(true);
+    expect(['layers.0.b', 'layers.0.bn_gamma', 'layers.0.beta', 'readout.b', 'layers.0.Wx'].some(isWeightName)).toBe(false);
+    const start = { 'layers.0.W': [0.95, -0.9, 0.2], 'layers.0.b': [0.95, -0.95] };
+    const steps = [
+      { 'layers.0.W': [-1, 1, 0], 'layers.0.b': [-1, 1] },
+      { 'layers.0.W': [-1, 1, 1], 'layers.0.b': [-1, 1] },
+    ];
+    const got = run(optimizerFromSpec({ name: 'sgd', lr: 0.1, weightClamp: 1 }), steps, start);
+    expectClose(got, [
+      { 'layers.0.W': [1, -1, 0.2], 'layers.0.b': [1.05, -1.05] },
+      { 'layers.0.W': [1, -1, 0.1], 'layers.0.b': [1.15, -1.15] },
+    ]);
+    expect(() => optimizerFromSpec({ name: 'adamw', weightClamp: 0 })).toThrow(/optimizer\.weightClamp: must be > 0/);
   });
 
   it('sgd, sgd with momentum, sgd with Nesterov momentum', () => {
@@ -380,7 +421,7 @@ describe('OptimizerRunner', () => {
 
 describe('optimizerFromSpec', () => {
   it('builtin optimizer names', () => {
-    expect(builtinOptimizers.map((e) => e.name)).toEqual(['adam', 'adamax', 'sgd']);
+    expect(builtinOptimizers.map((e) => e.name)).toEqual(['adam', 'adamw', 'adamax', 'sgd']);
   });
 
   it('builds the same optimizer as the factories (defaults, options, schedules)', () => {
@@ -412,7 +453,7 @@ describe('optimizerFromSpec', () => {
     const e = errorOf(() => optimizerFromSpec({ name: 'adma' }));
     expect(e.code).toBe('UNKNOWN_NAME');
     expect(e.details.path).toBe('optimizer.name');
-    expect(e.message).toBe("optimizer.name: unknown optimizer 'adma'; did you mean 'adam'? (known: 'adam', 'adamax', 'sgd')");
+    expect(e.message).toBe("optimizer.name: unknown optimizer 'adma'; did you mean 'adam'? (known: 'adam', 'adamw', 'adamax', 'sgd')");
     expect(errorOf(() => optimizerFromSpec({ name: 'rmsprop' }, 'run.optimizer')).details.path).toBe('run.optimizer.name');
   });
 
@@ -420,7 +461,7 @@ describe('optimizerFromSpec', () => {
     const missing = errorOf(() => optimizerFromSpec({ lr: 0.1 }));
     expect(missing.code).toBe('CONFIG_INVALID');
     expect(missing.details.path).toBe('optimizer.name');
-    expect(missing.message).toContain('adam, adamax, sgd');
+    expect(missing.message).toContain('adam, adamw, adamax, sgd');
     expect(errorOf(() => optimizerFromSpec('adam')).details.path).toBe('optimizer');
   });
 

@@ -159,6 +159,39 @@ export function clipByGlobalNorm(maxNorm: number): GradientTransformation<null> 
   };
 }
 
+/**
+ * Decoupled weight decay (Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019;
+ * optax's `add_decayed_weights`): adds `rate·p` to each parameter's update before the learning
+ * rate scales it, so that with Adam the step is `p ← p − lr·(adam(g) + rate·p)`, PyTorch's AdamW.
+ * Every parameter decays (as PyTorch's AdamW given all of them).
+ */
+export function addDecayedWeights(rate: number): GradientTransformation<null> {
+  return {
+    name: `addDecayedWeights(${rate})`,
+    init: () => null,
+    update: (g, s, params) => ({ updates: mapGrads(g, (t, k) => (params[k] ? tf.add(t, tf.mul(params[k]!, rate)) : tf.clone(t))), state: s }),
+  };
+}
+
+/** Whether parameter `name` is a synaptic weight (`W`, `W2`, `W_rec`, `readout.W`; not a bias, norm or neuron parameter). */
+export const isWeightName = (name: string): boolean => /^W(\d*|_rec)$/.test(name.split('.').at(-1)!);
+
+/**
+ * Keeps every synaptic weight ({@link isWeightName}) within `[-max, max]` after its update: the
+ * update becomes `clip(p + u, −max, max) − p` (TSSL-BP's authors clamp every conv and linear weight
+ * to ±4 after each step). Last in a chain: it sees the final update.
+ */
+export function clampWeights(max: number): GradientTransformation<null> {
+  return {
+    name: `clampWeights(${max})`,
+    init: () => null,
+    update: (g, s, params) => ({
+      updates: mapGrads(g, (u, k) => (params[k] && isWeightName(k) ? tf.sub(tf.clipByValue(tf.add(params[k]!, u), -max, max), params[k]!) : tf.clone(u))),
+      state: s,
+    }),
+  };
+}
+
 /** Clips every gradient entry to `[-max, max]`. */
 export function clipByValue(max: number): GradientTransformation<null> {
   return { name: `clipByValue(${max})`, init: () => null, update: (g, s) => ({ updates: mapGrads(g, (t) => tf.clipByValue(t, -max, max)), state: s }) };
@@ -254,12 +287,15 @@ export interface ClipOptions {
   clipNorm?: number;
   /** Clip every gradient entry to ±clipValue first. */
   clipValue?: number;
+  /** Keep every synaptic weight within ±weightClamp after each update ({@link clampWeights}). */
+  weightClamp?: number;
 }
 
 const withClip = (o: ClipOptions, ...ts: GradientTransformation[]): GradientTransformation =>
   chain(
     ...[o.clipNorm !== undefined ? clipByGlobalNorm(o.clipNorm) : null, o.clipValue !== undefined ? clipByValue(o.clipValue) : null].filter((t) => t !== null),
     ...ts,
+    ...(o.weightClamp !== undefined ? [clampWeights(o.weightClamp)] : []),
   );
 
 /** Adam with learning rate `lr` and optional gradient clipping. */
@@ -271,6 +307,20 @@ export const adam = ({
   ...clip
 }: { lr?: LearningRate; beta1?: number; beta2?: number; eps?: number } & ClipOptions = {}): Optimizer =>
   withClip(clip, scaleByAdam({ beta1, beta2, eps }), lrStep(lr));
+
+/**
+ * AdamW: Adam with decoupled weight decay `weightDecay` (default 0.01, PyTorch's) on every
+ * parameter ({@link addDecayedWeights}), and optional gradient clipping and weight clamp.
+ */
+export const adamw = ({
+  lr = 1e-3,
+  beta1 = 0.9,
+  beta2 = 0.999,
+  eps = 1e-8,
+  weightDecay = 0.01,
+  ...clip
+}: { lr?: LearningRate; beta1?: number; beta2?: number; eps?: number; weightDecay?: number } & ClipOptions = {}): Optimizer =>
+  withClip(clip, scaleByAdam({ beta1, beta2, eps }), ...(weightDecay > 0 ? [addDecayedWeights(weightDecay)] : []), lrStep(lr));
 
 /** Adamax with learning rate `lr` (default 0.002) and optional gradient clipping. */
 export const adamax = ({
@@ -295,6 +345,7 @@ const pos = (d: number | undefined, doc: string) => ({ type: 'number', min: 0, e
 const clipSchema = {
   clipNorm: pos(undefined, 'max global gradient norm'),
   clipValue: pos(undefined, 'max |gradient entry|'),
+  weightClamp: pos(undefined, 'keep every synaptic weight (W, W2, W_rec, readout.W) within ±weightClamp after each update'),
   schedule: { type: 'string', default: 'constant', oneOf: ['constant', 'cosine', 'exponential'], doc: 'learning-rate schedule' },
   decaySteps: { type: 'number', integer: true, min: 1, doc: 'updates over which the rate decays (cosine: to minLr; default: the whole run)' },
   minLr: { type: 'number', default: 0, min: 0, doc: 'cosine: final learning rate' },
@@ -330,6 +381,16 @@ export interface OptimizerEntry {
 
 export const builtinOptimizers: readonly OptimizerEntry[] = [
   { name: 'adam', schema: { lr: pos(1e-3, 'learning rate'), ...betas, ...clipSchema }, create: (o, path) => adam(withSchedule(o, path)) },
+  {
+    name: 'adamw',
+    schema: {
+      lr: pos(1e-3, 'learning rate'),
+      ...betas,
+      weightDecay: { type: 'number', default: 0.01, min: 0, doc: "decoupled weight decay (PyTorch AdamW's weight_decay)" },
+      ...clipSchema,
+    },
+    create: (o, path) => adamw(withSchedule(o, path)),
+  },
   { name: 'adamax', schema: { lr: pos(2e-3, 'learning rate'), ...betas, ...clipSchema }, create: (o, path) => adamax(withSchedule(o, path)) },
   {
     name: 'sgd',

@@ -115,6 +115,12 @@ export interface RuleRequirements {
   /** No recurrent layer (a rule that runs each layer over the whole sequence at once). */
   readonly feedForward?: boolean;
   /**
+   * Layers of one synapse and one neuron stage each: dense and `conv2d` layers, pooling allowed,
+   * but no `sew_block` (two stages and a connect function) and no batch normalisation (a rule that
+   * runs each layer's synapse and neurons itself).
+   */
+  readonly plainLayers?: boolean;
+  /**
    * No dropout in the model: the rule computes with the layers' inputs itself (its own traces or
    * kernels) instead of through the network's step and window, which apply the masks
    * (`Network.training`), so its gradient would not be the masked network's.
@@ -199,6 +205,18 @@ export function checkRequirements(rule: LearningRule, network: Network, loss: Te
         rule,
         `model.layers[${rec.specIndex}].recurrent`,
         'it runs each layer over the whole sequence at once, which a recurrent layer does not allow; remove "recurrent" or use another rule',
+      );
+    }
+  }
+  if (r.plainLayers) {
+    const l = m.layers.find((x) => x.type === 'sew_block' || x.batchNorm);
+    if (l) {
+      throw unmet(
+        rule,
+        `model.layers[${l.specIndex}]${l.type === 'sew_block' ? '.type' : '.batchNorm'}`,
+        l.type === 'sew_block'
+          ? 'it runs one synapse and one neuron stage per layer, and a SEW block has two stages and a connect function; use conv2d layers, or a rule that trains SEW blocks (bptt, sltt)'
+          : 'it runs each layer\'s synapse itself and has no batch normalisation; remove "batchNorm", or use a rule that normalises (bptt, sltt)',
       );
     }
   }

@@ -2,6 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
+  applyPools,
   buildNetwork,
   builtinSurrogates,
   checkRequirements,
@@ -122,6 +123,150 @@ describe.each(['wasm', 'cpu'] as const)('TSSL-BP against the authors’ fixtures
       }
     });
   }
+});
+
+/** A fresh network of `tssl` layers from a model spec (seeded weights). */
+const build = (spec: Record<string, unknown>, seed = 5) => buildNetwork(spec as never, { neurons, surrogates: builtinSurrogates }, { seed });
+
+/** The matrix M of a linear map f on flat rows: f(x) = x·M, M's rows f's images of the unit rows. */
+function matrixOf(inputs: number, f: (rows: tf.Tensor) => tf.Tensor): tf.Tensor {
+  return tf.tidy(() => f(tf.eye(inputs)));
+}
+
+describe('TSSL-BP on convolutions, pooling and dropout: the dense network with the same linear maps (whose rule the fixtures check)', () => {
+  const T = 10;
+  const B = 2;
+  // conv 3×3 valid, 1 → 2 channels on 6×6 (→ 4×4×2), TSSL-BP's sum pooling ×1.1 (→ 2×2×2), dense 3.
+  const convSpec = {
+    inputShape: [6, 6, 1],
+    layers: [
+      { type: 'conv2d', neuron: 'tssl', channels: 2, kernel: 3, bias: false, gain: 6, params: { filterInput: true } },
+      { type: 'sumpool', size: 2, scale: 1.1 },
+      { type: 'flatten' },
+      { neuron: 'tssl', size: 3, bias: false, gain: 4 },
+    ],
+    readout: { kind: 'identity', size: 3 },
+  };
+  const denseSpec = {
+    inputs: 36,
+    layers: [
+      { neuron: 'tssl', size: 32, bias: false, params: { filterInput: true } },
+      { neuron: 'tssl', size: 3, bias: false },
+    ],
+    readout: { kind: 'identity', size: 3 },
+  };
+
+  it.each(['wasm', 'cpu'] as const)(
+    'conv2d and sumpool: the same loss, PSPs and gradients as dense layers of the unrolled convolution and pooling (%s)',
+    async (backend) => {
+      await (backend === 'wasm' ? wasm : cpu).activate();
+      const conv = build(convSpec);
+      const dense = build(denseSpec);
+      const net0 = conv.model;
+      const inputs = tf.tidy(() => tf.cast(tf.less(tf.randomUniform([T, B, 36], 0, 1, 'float32', 11), 0.5), 'float32'));
+      const batch = { inputs, targets: tf.tensor1d([0, 2], 'int32') };
+      const K = conv.params['layers.0.W']!;
+      const convOf = (k: tf.Tensor) => (rows: tf.Tensor) =>
+        tf.reshape(tf.conv2d(tf.reshape(rows, [-1, 6, 6, 1]) as tf.Tensor4D, k as tf.Tensor4D, 1, 'valid'), [-1, 32]);
+      const M = matrixOf(36, convOf(K));
+      const P = matrixOf(32, (rows) => applyPools(rows, net0.layers[1]!.pools));
+      try {
+        dense.setParams({ 'layers.0.W': M, 'layers.1.W': tf.matMul(P, conv.params['layers.1.W']!) });
+        const loss = tsslKernel();
+        const c = captureUpdates(tsslBp(), conv, batch, loss);
+        const d = captureUpdates(tsslBp(), dense, batch, loss);
+        // Not vacuous: both layers spike (the output PSPs are not all zero) and the loss is positive.
+        const out = forward(conv, inputs, { record: true });
+        expect(tf.sum(out.spikes![0]!).dataSync()[0]).toBeGreaterThan(0);
+        expect(tf.sum(out.readout).dataSync()[0]).toBeGreaterThan(0);
+        const outDense = forward(dense, inputs);
+        expectClose(out.readout.dataSync(), Array.from(outDense.readout.dataSync()), 'output PSPs', 1e-5);
+        disposeTree([out, outDense]);
+        expect(Math.abs(c.loss - d.loss) / d.loss).toBeLessThan(1e-5);
+        // ∂L/∂K = the gradient of Σ M(K) ⊙ ∂L/∂M; ∂L/∂W₂ = Pᵀ·∂L/∂(P·W₂).
+        const gM = tf.tensor2d(d.grads[0]!['layers.0.W']!, [36, 32]);
+        const gK = tf.grad((k: tf.Tensor) => tf.sum(tf.mul(matrixOf(36, convOf(k)), gM)))(K);
+        const gW2 = tf.matMul(P, tf.tensor2d(d.grads[0]!['layers.1.W']!, [32, 3]), true);
+        expectClose(c.grads[0]!['layers.0.W']!, Array.from(gK.dataSync()), '∂L/∂K', 1e-5);
+        expectClose(c.grads[0]!['layers.1.W']!, Array.from(gW2.dataSync()), '∂L/∂W₂', 1e-5);
+        expect(Math.max(...c.grads[0]!['layers.0.W']!.map(Math.abs))).toBeGreaterThan(0);
+        tf.dispose([gM, gK, gW2]);
+      } finally {
+        tf.dispose([M, P]);
+        disposeTree(batch);
+        conv.dispose();
+        dense.dispose();
+        await wasm.activate();
+      }
+    },
+  );
+
+  it('dropout: one mask per sequence and feature, the gradient that of the network with each mask folded into the rows of the weight it feeds', () => {
+    const spec = (drop: boolean) => ({
+      inputs: 8,
+      layers: [
+        ...(drop ? [{ type: 'dropout', rate: 0.3 }] : []),
+        { neuron: 'tssl', size: 6, bias: false, gain: 5, params: { filterInput: true } },
+        ...(drop ? [{ type: 'dropout', rate: 0.5 }] : []),
+        { neuron: 'tssl', size: 3, bias: false, gain: 5 },
+      ],
+      readout: { kind: 'identity', size: 3 },
+    });
+    const net = build(spec(true));
+    const plain = build(spec(false));
+    const inputs = tf.tidy(() => tf.cast(tf.less(tf.randomUniform([T, 1, 8], 0, 1, 'float32', 3), 0.6), 'float32'));
+    const batch = { inputs, targets: tf.tensor1d([1], 'int32') };
+    try {
+      const { masks, got } = net.training(1, 9, () => {
+        const d = net.prepare().dropout!;
+        const masks = d.layers.map((m) => tf.keep(tf.reshape(m!, [-1, 1])));
+        return { masks, got: captureUpdates(tsslBp(), net, batch, tsslKernel()) };
+      });
+      // Some features are dropped and the others scaled by 1/(1 − p).
+      expect(Array.from(masks[1]!.dataSync()).some((v) => v === 0)).toBe(true);
+      expect(Array.from(masks[1]!.dataSync()).some((v) => Math.abs(v - 2) < 1e-6)).toBe(true);
+      tf.tidy(() =>
+        plain.setParams({ 'layers.0.W': tf.mul(net.params['layers.0.W']!, masks[0]!), 'layers.1.W': tf.mul(net.params['layers.1.W']!, masks[1]!) }),
+      );
+      const want = captureUpdates(tsslBp(), plain, batch, tsslKernel());
+      expect(want.loss).toBeGreaterThan(0);
+      expect(Math.abs(got.loss - want.loss) / want.loss).toBeLessThan(1e-5);
+      for (const [l, k] of [
+        [0, 'layers.0.W'],
+        [1, 'layers.1.W'],
+      ] as const) {
+        const folded = tf.tidy(() => tf.mul(tf.tensor(want.grads[0]![k]!, net.params[k]!.shape), masks[l]!).dataSync());
+        expectClose(got.grads[0]![k]!, Array.from(folded), `∂L/∂${k}`, 1e-5);
+      }
+      expect(Math.max(...got.grads[0]!['layers.1.W']!.map(Math.abs))).toBeGreaterThan(0);
+      tf.dispose(masks);
+    } finally {
+      disposeTree(batch);
+      net.dispose();
+      plain.dispose();
+    }
+  });
+
+  it('refuses SEW blocks and batch normalisation, naming the layer', () => {
+    const refusal = (layer: object) => {
+      const net = build({ inputShape: [4, 4, 2], layers: [layer, { type: 'flatten' }], readout: { kind: 'identity', size: 32 } });
+      try {
+        checkRequirements(tsslBp(), net, tsslKernel());
+      } catch (e) {
+        expect(isSpikeflowError(e, 'INCOMPATIBLE')).toBe(true);
+        return String((e as Error).message);
+      } finally {
+        net.dispose();
+      }
+      return 'accepted';
+    };
+    expect(refusal({ type: 'sew_block', neuron: 'tssl', connect: 'ADD', kernel: 3 })).toMatch(
+      /model\.layers\[0\]\.type: it runs one synapse and one neuron stage per layer/,
+    );
+    expect(refusal({ type: 'conv2d', neuron: 'tssl', channels: 2, kernel: 3, padding: 'same', batchNorm: true })).toMatch(
+      /model\.layers\[0\]\.batchNorm: it runs each layer's synapse itself and has no batch normalisation/,
+    );
+  });
 });
 
 describe('TSSL-BP: losses, configuration and refusals', () => {

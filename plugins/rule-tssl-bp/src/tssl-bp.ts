@@ -1,5 +1,9 @@
 import {
+  EventConv2d,
   LeakyScan,
+  MaxPool,
+  applyPools,
+  convCurrent,
   defineRule,
   masked,
   disposeTree,
@@ -11,7 +15,9 @@ import {
   tf,
   type LearningRule,
   type RuleContext,
+  type ResolvedLayer,
   type SequenceBatch,
+  type StepParams,
   type Tensor,
 } from '@spikeflow/core';
 
@@ -20,11 +26,25 @@ export const tsslBpSchema = {} as const;
 /** TSSL-BP keeps no state between sequences. */
 export type TsslBpState = Record<string, never>;
 
-/** `x [T, B, F]·W` (+ b) as one product over the T·B rows. */
-function product(x: Tensor, w: Tensor, b: Tensor | undefined): Tensor {
-  const [T, B] = x.shape as [number, number];
-  const y = tf.reshape(tf.matMul(tf.reshape(x, [T * B, -1]), w), [T, B, -1]);
+/**
+ * A sequence `[T, B, F]` through a spatial op on its T·B images (pooling, a convolution: flat
+ * `[N, H·W·C]` in and out), back as `[T, B, F′]`.
+ */
+function overImages(x: Tensor, f: (images: Tensor) => Tensor): Tensor {
+  const [T, B, F] = x.shape as [number, number, number];
+  return tf.reshape(f(tf.reshape(x, [T * B, F])), [T, B, -1]);
+}
+
+/** A layer's input currents `[T, B, size]` from what it reads `[T, B, F]`: `a·W` (+ b) as one product over the T·B rows, or the convolution over the T·B images. */
+function synapse(l: ResolvedLayer, p: StepParams, a: Tensor, w: Tensor, b: Tensor | undefined): Tensor {
+  if (l.type === 'conv2d') return overImages(a, (images) => convCurrent(images, w, b, l.conv!, p.kernels[EventConv2d]));
+  const y = overImages(a, (rows) => tf.matMul(rows, w));
   return b ? tf.add(y, b) : y;
+}
+
+/** The pooling `pools` on a sequence's images (none: the sequence itself). */
+function pooled(a: Tensor, pools: ResolvedLayer['pools'], p: StepParams): Tensor {
+  return pools.length ? overImages(a, (images) => applyPools(images, pools, p.kernels[MaxPool])) : a;
 }
 
 /**
@@ -38,7 +58,8 @@ function product(x: Tensor, w: Tensor, b: Tensor | undefined): Tensor {
  * reset that links consecutive spikes of a neuron, the leak path between spikes, and a sigmoid
  * fallback where the PSP is small (before the first spike, a silent neuron). The products between
  * layers (x_l = a_{l−1}·W_l, the first layer's input PSP-filtered where its neuron says
- * `filterInput`) and the readout are differentiated as they are; dropout masks of the model apply.
+ * `filterInput`; dense or `conv2d`, the pooling before it — TSSL-BP's own is `sumpool` × 1.1 on
+ * the PSPs) and the readout are differentiated as they are; dropout masks of the model apply.
  * Its gradient is "exact" in that sense: the authors' rule to float32 rounding, not a derivative of
  * the loss. One update per sequence; memory grows with T (the whole sequence is on one tape).
  *
@@ -50,7 +71,7 @@ export function tsslBp(options: Record<string, never> = {}): LearningRule<TsslBp
     name: 'tssl-bp',
     memory: 'O(T)',
     gradient: 'exact',
-    requires: { neuron: ['spikeTiming'], denseLayers: true, feedForward: true },
+    requires: { neuron: ['spikeTiming'], feedForward: true, plainLayers: true },
     init: () => ({}),
     update(batch: SequenceBatch, state: TsslBpState, ctx: RuleContext) {
       const net = ctx.network;
@@ -63,15 +84,17 @@ export function tsslBp(options: Record<string, never> = {}): LearningRule<TsslBp
           let a = stepsOf(batch.inputs).window(0, T);
           model.layers.forEach((l, i) => {
             const k = l.neuron.spikeTiming!(l.config)!;
-            let x = product(masked(a, p.dropout?.layers[i]), p.layers[i]!.W, p.layers[i]!.b);
+            let x = synapse(l, p, masked(pooled(a, l.pools, p), p.dropout?.layers[i]), p.layers[i]!.W, p.layers[i]!.b);
             // The PSP filter over time, out_t = r·out_{t−1} + x_t/τ_s: the backend's leaky scan of x/τ_s.
             if (k.filterInput) x = p.kernels[LeakyScan](tf.div(x, k.tauS), tf.zeros(x.shape.slice(1)), 1 - 1 / k.tauS);
             a = spikeTimingSequence(x, k).psp;
           });
           // The readout, step by step from zero (the identity readout: the output layer's PSPs).
           const r = model.readout;
-          const fed = masked(a, p.dropout?.readout);
-          const d = p.readout.W ? product(fed, p.readout.W, p.readout.b) : fed;
+          const fed = masked(pooled(a, model.readoutPools, p), p.dropout?.readout);
+          const d = p.readout.W
+            ? overImages(fed, (rows) => (p.readout.b ? tf.add(tf.matMul(rows, p.readout.W!), p.readout.b) : tf.matMul(rows, p.readout.W!)))
+            : fed;
           let y: Tensor = tf.zeros([B, r.size]);
           const ys = tf
             .unstack(d)
