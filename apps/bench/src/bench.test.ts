@@ -170,6 +170,30 @@ describe('bench harness', () => {
     expect(quickConvWorkload.inputs).toBe(8 * 8 * 2);
   });
 
+  it('--tssl trains the TSSL-BP network with TSSL-BP and with BPTT through the same neurons, on the kernel loss (T = 5 and 10); a rule that cannot train it is refused', () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'spikeflow-bench-')), 'tssl.json');
+    const r = spawnSync(process.execPath, [bin, '--tssl', '--quick', '--json', out], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    const report = JSON.parse(readFileSync(out, 'utf8')) as BenchReport;
+    expect(report.workload).toMatchObject({ neuron: 'tssl', tssl: true });
+    expect(report.results.map((p) => `${p.rule} ${p.steps}`)).toEqual(['tssl-bp 5', 'tssl-bp 10', 'bptt 5', 'bptt 10']);
+    for (const p of report.results) {
+      expect(p.msPerIter).toBeGreaterThan(0);
+      // One spike rate per layer of TSSL-BP neurons: hidden, hidden, output.
+      expect(p.inferSpikeRates).toHaveLength(3);
+    }
+    // The kernel loss needs T = 5 or a multiple of 10: another T is reported with the loss's reason.
+    const odd = spawnSync(process.execPath, [bin, '--tssl', '--quick', '--rules', 'tssl-bp', '--steps', '7'], { encoding: 'utf8' });
+    expect(odd.status).toBe(1);
+    expect(odd.stderr).toMatch(/loss\.desired: the pattern '01111' \(5 steps\) does not divide the 7 steps/);
+    const refused = spawnSync(process.execPath, [bin, '--tssl', '--quick', '--rules', 'eprop', '--steps', '5'], { encoding: 'utf8' });
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toMatch(/rule 'eprop[^']*' cannot train this run/);
+    const both = spawnSync(process.execPath, [bin, '--tssl', '--conv'], { encoding: 'utf8' });
+    expect(both.status).toBe(1);
+    expect(both.stderr).toMatch(/--conv and --tssl are two workloads; choose one/);
+  });
+
   it('refuses an unknown rule with an error that names it', () => {
     const r = spawnSync(process.execPath, [bin, '--quick', '--rules', 'bptx'], { encoding: 'utf8' });
     expect(r.status).toBe(1);

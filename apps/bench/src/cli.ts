@@ -1,6 +1,6 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { SpikeflowError, createRegistry, isSpikeflowError, loadPlugins } from '@spikeflow/core';
-import { convWorkload, parseRuleChoice, quickConvWorkload, quickWorkload, standardWorkload } from './measure.js';
+import { convWorkload, parseRuleChoice, quickConvWorkload, quickTsslWorkload, quickWorkload, standardWorkload, tsslWorkload } from './measure.js';
 import { runBench } from './run.js';
 
 export const DEFAULT_PLUGINS = [
@@ -16,6 +16,9 @@ export const DEFAULT_PLUGINS = [
   '@spikeflow/backend-wasm',
   '@spikeflow/backend-cpu',
 ];
+
+/** What `--tssl` adds: TSSL-BP's neuron, rule and losses. */
+export const TSSL_PLUGINS = ['@spikeflow/neuron-tssl', '@spikeflow/rule-tssl-bp'];
 
 /**
  * How the default rule list runs a rule whose defaults do not suit a timing (FPTT updates every
@@ -82,6 +85,10 @@ export function benchCommand(name = 'spikeflow-bench'): Command {
       '--conv',
       'the conv workload: 34×34×2 event frames at 5%, batch 32, two conv + max-pool stages of LIF (configs/nmnist-conv.json), 10 classes; default rules bptt, tbptt, sltt and ottt, T = 10,20,40',
     )
+    .option(
+      '--tssl',
+      "the TSSL-BP workload: the authors' dense MNIST network (784 inputs at 20%, 400-400-10 TSSL-BP neurons, batch 100) on their kernel loss; default rules tssl-bp and bptt (the same neurons with a surrogate), T = 5,10,30,100",
+    )
     .option('--json <file>', 'write all figures as JSON')
     .option('--plot <dir>', 'write memory.svg and time.svg')
     .action(
@@ -105,13 +112,25 @@ export function benchCommand(name = 'spikeflow-bench'): Command {
         plugins: string;
         quick?: boolean;
         conv?: boolean;
+        tssl?: boolean;
         json?: string;
         plot?: string;
       }) => {
+        if (o.conv && o.tssl) throw new SpikeflowError('CONFIG_INVALID', 'bench: --conv and --tssl are two workloads; choose one');
         if (o.conv && (o.inputs || o.hidden)) {
           throw new SpikeflowError('CONFIG_INVALID', `bench: --conv fixes the input ([34, 34, 2]) and the layers; drop ${o.inputs ? '--inputs' : '--hidden'}`);
         }
-        const base = o.conv ? (o.quick ? quickConvWorkload : convWorkload) : o.quick ? quickWorkload : standardWorkload;
+        const base = o.conv
+          ? o.quick
+            ? quickConvWorkload
+            : convWorkload
+          : o.tssl
+            ? o.quick
+              ? quickTsslWorkload
+              : tsslWorkload
+            : o.quick
+              ? quickWorkload
+              : standardWorkload;
         const workload = {
           ...base,
           ...(o.batch ? { batch: o.batch } : {}),
@@ -127,15 +146,18 @@ export function benchCommand(name = 'spikeflow-bench'): Command {
           ...(o.compareInference ? { compareInference: true } : {}),
         };
         const defaultSteps = o.steps.join() === '100,250,500,1000';
-        const steps = o.quick && defaultSteps ? [8, 16] : o.conv && defaultSteps ? [10, 20, 40] : o.steps;
+        const steps =
+          o.quick && defaultSteps ? (o.tssl ? [5, 10] : [8, 16]) : o.conv && defaultSteps ? [10, 20, 40] : o.tssl && defaultSteps ? [5, 10, 30, 100] : o.steps;
         const k = o.quick && o.k === 50 ? 4 : o.conv && o.k === 50 ? 5 : o.k;
-        const plugins = [...new Set([...DEFAULT_PLUGINS, ...o.plugins.split(',').filter(Boolean)])];
+        const plugins = [...new Set([...DEFAULT_PLUGINS, ...(o.tssl ? TSSL_PLUGINS : []), ...o.plugins.split(',').filter(Boolean)])];
         // The rules that train conv networks (the others refuse them: requires.denseLayers).
         const rules =
           o.rules?.split(',').filter(Boolean) ??
           (o.conv
             ? ['bptt', 'tbptt', o.quick ? 'sltt:window=2' : 'sltt', o.quick ? 'ottt:window=2' : 'ottt']
-            : await installedRules(plugins, presets(Boolean(o.quick))));
+            : o.tssl
+              ? ['tssl-bp', 'bptt']
+              : await installedRules(plugins, presets(Boolean(o.quick))));
         await runBench({
           plugins,
           backend: o.backend,

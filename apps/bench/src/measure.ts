@@ -6,6 +6,7 @@ import {
   ceMean,
   disposeTree,
   forward,
+  lossFromSpec,
   ruleFromSpec,
   tf,
   type LearningRule,
@@ -49,6 +50,13 @@ export interface Workload {
    * `hidden` is not used.
    */
   readonly conv?: { readonly shape: readonly [number, number, number] };
+  /**
+   * The TSSL-BP workload (`--tssl`): the authors' dense MNIST network (`inputs` → `hidden` →
+   * `hidden` → `outputs` of `@spikeflow/neuron-tssl`'s neurons, no bias, the first layer filtering
+   * its input, the output PSPs the readout) on their kernel loss, for TSSL-BP and for BPTT through
+   * the same neurons with a surrogate.
+   */
+  readonly tssl?: boolean;
   /** Also time one more training iteration kernel by kernel (`--profile`; see {@link profileKernels}). */
   readonly profile?: boolean;
   /**
@@ -73,12 +81,28 @@ export const quickWorkload: Workload = { batch: 4, inputs: 20, density: 0.2, hid
 export const convWorkload: Workload = { ...standardWorkload, batch: 32, inputs: 34 * 34 * 2, outputs: 10, conv: { shape: [34, 34, 2] } };
 export const quickConvWorkload: Workload = { ...quickWorkload, inputs: 8 * 8 * 2, conv: { shape: [8, 8, 2] } };
 
+/** The TSSL-BP workload: 784 inputs at 20% (about MNIST's share of inked pixels), 400-400-10, batch 100 (as `apps/cli/configs/mnist-tssl.json`). */
+export const tsslWorkload: Workload = { ...standardWorkload, batch: 100, inputs: 784, density: 0.2, hidden: 400, neuron: 'tssl', outputs: 10, tssl: true };
+export const quickTsslWorkload: Workload = { ...quickWorkload, neuron: 'tssl', tssl: true };
+
 /**
  * The network the bench trains: the standard recurrent layer of `hidden` neurons, or with `conv`
  * the conv SNN of `apps/cli/configs/nmnist-conv.json` — conv 16 channels 5×5 stride 2 `same`,
- * max-pool 2, conv 32 channels 3×3 `same`, max-pool 2, flatten — and the readout.
+ * max-pool 2, conv 32 channels 3×3 `same`, max-pool 2, flatten — and the readout; with `tssl`, the
+ * TSSL-BP network (see {@link Workload.tssl}).
  */
 export function workloadModelSpec(w: Workload): Record<string, unknown> {
+  if (w.tssl) {
+    return {
+      inputs: w.inputs,
+      layers: [
+        { neuron: 'tssl', size: w.hidden, bias: false, gain: 2.449, params: { filterInput: true } },
+        { neuron: 'tssl', size: w.hidden, bias: false, gain: 2.449 },
+        { neuron: 'tssl', size: w.outputs, bias: false, gain: 2.449 },
+      ],
+      readout: { kind: 'identity', size: w.outputs },
+    };
+  }
   const lifLike = w.neuron === 'lif' || w.neuron === 'alif';
   const params = lifLike ? { params: { beta: 0.9, threshold: 1 } } : {};
   const layers = w.conv
@@ -221,8 +245,9 @@ export async function measure(registry: Registry, choice: RuleChoice | LearningR
     );
   const net = build(w.kernels !== false);
   const rule = 'update' in choice ? choice : ruleFromSpec(choice.spec, registry.rules, `rules.${choice.label}`);
-  // CE on the mean readout, or CE at every step for rules that learn from per-step terms (e-prop, OTTT, ...).
-  const loss = rule.requires.lossDecomposesOverTime ? ceEveryStep : ceMean;
+  // CE on the mean readout, or CE at every step for rules that learn from per-step terms (e-prop, OTTT, ...);
+  // the TSSL-BP workload's kernel loss for every rule.
+  const loss = w.tssl ? lossFromSpec('tssl_kernel', registry.losses) : rule.requires.lossDecomposesOverTime ? ceEveryStep : ceMean;
   const opt = adam({ lr: 1e-3 });
   const optimizer = new OptimizerRunner(opt, net.params, { kernels: net.kernels });
   // The input of tf.less(tf.randomUniform([T, B, I], 0, 1, 'float32', seed + 1), density), made window by window.
