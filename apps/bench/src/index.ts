@@ -7,6 +7,8 @@ export {
   quickWorkload,
   convWorkload,
   quickConvWorkload,
+  tsslWorkload,
+  quickTsslWorkload,
   workloadModelSpec,
   INFER_WINDOW,
 } from './measure.js';

@@ -31,11 +31,11 @@ export interface SpikeTimingParams {
 export interface SpikeTimingSequence {
   /** The PSPs a_t, `[T, B, H]`: the layer's output, whose gradient is TSSL-BP's. */
   readonly psp: Tensor;
-  /** The spikes o_t (values). */
+  /** The spikes o_t (values; made on first read, then the reader's to dispose). */
   readonly spikes: Tensor;
-  /** The membrane u_t before the reset (values). */
+  /** The membrane u_t before the reset (values; made on first read, then the reader's to dispose). */
   readonly membrane: Tensor;
-  /** The increments Δu_t (values). */
+  /** The increments Δu_t (values; made on first read, then the reader's to dispose). */
   readonly deltaU: Tensor;
 }
 
@@ -78,37 +78,38 @@ export function spikeTimingSequence(x: Tensor, p: SpikeTimingParams): SpikeTimin
   const du = new Float64Array(T * n);
   const o = new Uint8Array(T * n);
   const a = new Float64Array(T * n);
+  // Step by step over all B·H neurons at once, so that every pass reads and writes memory in order.
   const forward = (xs: Float32Array) => {
-    for (let i = 0; i < n; i++) {
-      let post = 0;
-      let psp = 0;
-      for (let t = 0; t < T; t++) {
-        const j = t * n + i;
-        const d = xs[j]! - thetaM * post;
-        const ut = post + d;
+    const post = new Float64Array(n);
+    const psp = new Float64Array(n);
+    for (let t = 0, j = 0; t < T; t++) {
+      for (let i = 0; i < n; i++, j++) {
+        const d = xs[j]! - thetaM * post[i]!;
+        const ut = post[i]! + d;
         const fired = ut > threshold;
-        psp = r * psp + (fired ? 1 - r : 0);
+        psp[i] = r * psp[i]! + (fired ? 1 - r : 0);
         du[j] = d;
         u[j] = ut;
         o[j] = fired ? 1 : 0;
-        a[j] = psp;
-        post = fired ? 0 : ut;
+        a[j] = psp[i]!;
+        post[i] = fired ? 0 : ut;
       }
     }
   };
   const backward = (g: Float32Array): Float32Array => {
     const delta = new Float32Array(T * n);
-    for (let i = 0; i < n; i++) {
-      let e = 0;
-      let G = 0;
-      for (let t = T - 1; t >= 0; t--) {
-        const j = t * n + i;
-        e = g[j]! * (1 - r) + r * e;
-        G = o[j] ? Math.min(1 / du[j]!, rhoMax) * (e + thetaM * u[j]! * G) : leak * G;
-        if (a[j]! >= fallback) delta[j] = G;
+    const e = new Float64Array(n);
+    const G = new Float64Array(n);
+    for (let t = T - 1; t >= 0; t--) {
+      for (let i = 0, j = t * n; i < n; i++, j++) {
+        const et = g[j]! * (1 - r) + r * e[i]!;
+        e[i] = et;
+        const Gt = o[j] ? Math.min(1 / du[j]!, rhoMax) * (et + thetaM * u[j]! * G[i]!) : leak * G[i]!;
+        G[i] = Gt;
+        if (a[j]! >= fallback) delta[j] = Gt;
         else {
           const f = Math.exp(Math.min(clamp, Math.max(-clamp, (threshold - u[j]!) / width)));
-          delta[j] = (f / ((1 + f) * (1 + f) * width)) * e;
+          delta[j] = (f / ((1 + f) * (1 + f) * width)) * et;
         }
       }
     }
@@ -122,10 +123,24 @@ export function spikeTimingSequence(x: Tensor, p: SpikeTimingParams): SpikeTimin
     };
   }) as never) as unknown as (x: Tensor) => Tensor;
   const psp = op(x);
+  // The values beside the PSPs, made where they are read (a training pass reads none of them).
+  const lazy = (make: () => Tensor) => {
+    let t: Tensor | undefined;
+    return () => (t ??= make());
+  };
+  const spikes = lazy(() => tf.tensor3d(Float32Array.from(o), [T, B, H]));
+  const membrane = lazy(() => tf.tensor3d(Float32Array.from(u), [T, B, H]));
+  const deltaU = lazy(() => tf.tensor3d(Float32Array.from(du), [T, B, H]));
   return {
     psp,
-    spikes: tf.tensor3d(Float32Array.from(o), [T, B, H]),
-    membrane: tf.tensor3d(Float32Array.from(u), [T, B, H]),
-    deltaU: tf.tensor3d(Float32Array.from(du), [T, B, H]),
+    get spikes() {
+      return spikes();
+    },
+    get membrane() {
+      return membrane();
+    },
+    get deltaU() {
+      return deltaU();
+    },
   };
 }

@@ -5,13 +5,15 @@ import { DEFAULT_FIXTURE_PLUGINS, checkFixtureDir, formatReports } from './fixtu
 const USAGE = `Usage: spikeflow-fixtures check <dir> [--backend wasm|cpu] [--plugins pkg,pkg,...] [--tolerance 1e-4]
 
 Runs every fixture JSON in <dir> (schema: @spikeflow/testing/fixtures/README.md) through
-spikeflow's network and BPTT, and prints per fixture the worst relative error of loss, readout,
+spikeflow's network and BPTT (TSSL-BP's fixtures: through TSSL-BP), and prints per fixture the worst relative error of loss, readout,
 final state, gradients and truncated-BPTT gradients. Exits 1 if any fixture fails.
 
   --backend    backend plugin to run on (default: wasm)
   --plugins    extra plugin packages to load, e.g. a third-party neuron (resolved from the
                working directory); the defaults are always loaded:
                ${DEFAULT_FIXTURE_PLUGINS.join(', ')}
+               TSSL-BP's fixtures (fixtures/tssl) run through TSSL-BP's neuron and rule:
+               --plugins @spikeflow/neuron-tssl,@spikeflow/rule-tssl-bp
   --tolerance  relative tolerance (default: 1e-4)`;
 
 async function main(argv: string[]): Promise<number> {

@@ -16,6 +16,7 @@ import {
   type Registry,
   type SpikeflowPlugin,
 } from '@spikeflow/core';
+import { checkTsslFixture, isTsslFixture, type TsslFixture } from './tssl-fixtures.js';
 
 /**
  * Gradient fixtures: small spiking networks solved in float64 by PyTorch autograd (schema in
@@ -23,7 +24,8 @@ import {
  * and its tensor parameters, the `ltc` readout, readouts `from` the membrane). The checker runs
  * each through spikeflow's own network and the `bptt` rule and compares spikes (exactly), loss,
  * readout, final state, gradients and truncated-BPTT gradients (relative to each tensor's largest
- * entry).
+ * entry). TSSL-BP's fixtures (`fixtures/tssl/`) are read too and run through TSSL-BP's neuron and
+ * rule (see `tssl-fixtures.ts`).
  */
 type Nested = number | Nested[];
 
@@ -200,8 +202,34 @@ export interface CheckOptions {
   readonly rule?: string;
 }
 
-/** Runs one fixture on the active tfjs backend with the registry's neurons, rule and kernels. */
-export async function checkFixture(f: Fixture, registry: Registry, { tolerance = 1e-4, rule = 'bptt' }: CheckOptions = {}): Promise<FixtureReport> {
+/** A fixture of either kind: BPTT's (this file's schema) or TSSL-BP's. */
+export type AnyFixture = Fixture | TsslFixture;
+
+/** The worst relative error of `[name, actual, expected]` triples; one failure line per triple over `tolerance`. */
+function worstWithin(tolerance: number, failures: string[]) {
+  return (label: string, pairs: [string, ArrayLike<number>, ArrayLike<number>][]) => {
+    let worst = 0;
+    for (const [name, a, e] of pairs) {
+      const err = relativeError(a, e);
+      if (!(err <= tolerance)) failures.push(`${label} ${name}: relative error ${err.toExponential(2)} > ${tolerance}`);
+      worst = Math.max(worst, Number.isNaN(err) ? Infinity : err);
+    }
+    return worst;
+  };
+}
+
+/**
+ * Runs one fixture on the active tfjs backend with the registry's neurons, rule and kernels (a
+ * TSSL-BP fixture: with `tssl` and `tssl-bp`, whatever `rule` says).
+ */
+export async function checkFixture(f: AnyFixture, registry: Registry, { tolerance = 1e-4, rule = 'bptt' }: CheckOptions = {}): Promise<FixtureReport> {
+  if (isTsslFixture(f)) {
+    const failures: string[] = [];
+    const r = checkTsslFixture(f, registry, worstWithin(tolerance, failures));
+    failures.push(...r.failures);
+    const errors = { ...r.errors, finalState: 0 };
+    return { name: f.name, pass: failures.length === 0, spikeMismatches: r.spikeMismatches, errors, worst: Math.max(...Object.values(errors)), failures };
+  }
   const entry = registry.rules.get(rule);
   if (!entry) throw new SpikeflowError('UNKNOWN_NAME', `fixtures: rule '${rule}' is not loaded (load @spikeflow/rule-bptt)`);
   const loss = registry.losses.get(f.loss.name);
@@ -217,15 +245,7 @@ export async function checkFixture(f: Fixture, registry: Registry, { tolerance =
       hasNeurons(l) ? { kind: 'layer', layer: nextLayer++ } : l.type === 'flatten' ? { kind: 'flatten' } : { kind: 'pool', pool: pools[nextPool++]! },
   );
   const failures: string[] = [];
-  const worstOf = (label: string, pairs: [string, ArrayLike<number>, ArrayLike<number>][]) => {
-    let worst = 0;
-    for (const [name, a, e] of pairs) {
-      const err = relativeError(a, e);
-      if (!(err <= tolerance)) failures.push(`${label} ${name}: relative error ${err.toExponential(2)} > ${tolerance}`);
-      worst = Math.max(worst, Number.isNaN(err) ? Infinity : err);
-    }
-    return worst;
-  };
+  const worstOf = worstWithin(tolerance, failures);
   const spec = fixtureModelSpec(f);
   const inputs = tf.tensor(flat(f.inputs), [f.sizes.steps, f.sizes.batch, spec.inputs]);
   const targets = f.loss.name.startsWith('ce')
@@ -308,11 +328,14 @@ export async function checkFixture(f: Fixture, registry: Registry, { tolerance =
   }
 }
 
-/** Reads every `*.json` fixture of a directory, sorted by file name. */
-export async function readFixtures(dir: string): Promise<{ file: string; fixture: Fixture }[]> {
+/**
+ * Reads every `*.json` fixture of a directory, sorted by file name: BPTT's fixtures and TSSL-BP's
+ * (the `index.json` beside TSSL-BP's fixtures lists them and is not one).
+ */
+export async function readFixtures(dir: string): Promise<{ file: string; fixture: AnyFixture }[]> {
   let files: string[];
   try {
-    files = (await readdir(dir)).filter((f) => f.endsWith('.json')).sort();
+    files = (await readdir(dir)).filter((f) => f.endsWith('.json') && f !== 'index.json').sort();
   } catch (cause) {
     throw new SpikeflowError('DATA_INVALID', `fixtures: cannot read directory '${dir}'`, { path: dir }, { cause });
   }
@@ -326,6 +349,16 @@ export async function readFixtures(dir: string): Promise<{ file: string; fixture
       } catch (cause) {
         throw new SpikeflowError('DATA_INVALID', `fixtures: ${file} is not valid JSON`, { path: join(dir, file) }, { cause });
       }
+      if (isTsslFixture(fixture)) {
+        const t = fixture as TsslFixture;
+        for (const key of ['params', 'inputs', 'labels', 'expected'] as const) {
+          if (t[key] === undefined)
+            throw new SpikeflowError('DATA_INVALID', `fixtures: ${file} lacks '${key}' (a TSSL-BP fixture; see its schema in tssl-fixtures.ts)`, {
+              path: join(dir, file),
+            });
+        }
+        return { file, fixture: { ...t, name: t.name ?? file } };
+      }
       for (const key of ['sizes', 'layers', 'readout', 'surrogate', 'loss', 'params', 'inputs', 'targets', 'expected'] as const) {
         if (fixture[key] === undefined)
           throw new SpikeflowError('DATA_INVALID', `fixtures: ${file} lacks '${key}' (see the schema in fixtures/README.md)`, { path: join(dir, file) });
@@ -335,7 +368,10 @@ export async function readFixtures(dir: string): Promise<{ file: string; fixture
   );
 }
 
-/** The plugins the checker loads by default: LIF, ALIF, BPTT and the two portable backends. */
+/**
+ * The plugins the checker loads by default: LIF, ALIF, BPTT and the two portable backends
+ * (TSSL-BP's fixtures also need `@spikeflow/neuron-tssl` and `@spikeflow/rule-tssl-bp`: `--plugins`).
+ */
 export const DEFAULT_FIXTURE_PLUGINS = [
   '@spikeflow/neuron-lif',
   '@spikeflow/neuron-alif',

@@ -18,7 +18,7 @@ import {
   type Network,
   type TemporalLoss,
 } from '@spikeflow/core';
-import { captureUpdates, trainStep } from '@spikeflow/testing';
+import { captureUpdates, checkFixtureDir, trainStep } from '@spikeflow/testing';
 import { wasm } from '@spikeflow/backend-wasm';
 import { cpu } from '@spikeflow/backend-cpu';
 import { tssl } from '@spikeflow/neuron-tssl';
@@ -266,6 +266,34 @@ describe('TSSL-BP on convolutions, pooling and dropout: the dense network with t
     expect(refusal({ type: 'conv2d', neuron: 'tssl', channels: 2, kernel: 3, padding: 'same', batchNorm: true })).toMatch(
       /model\.layers\[0\]\.batchNorm: it runs each layer's synapse itself and has no batch normalisation/,
     );
+  });
+});
+
+describe('the fixture checker (spikeflow-fixtures) reads the TSSL-BP fixtures', () => {
+  it.each(['wasm', 'cpu'] as const)('all eight pass through it on %s: spikes the same, PSPs, loss and gradients within 1e-5', async (backend) => {
+    const plugins = [
+      (await import('@spikeflow/neuron-tssl')).default,
+      plugin,
+      (await import('@spikeflow/backend-wasm')).default,
+      (await import('@spikeflow/backend-cpu')).default,
+    ];
+    const reports = await checkFixtureDir(dir, { backend, plugins, tolerance: 1e-5 });
+    expect(reports.map((r) => r.name)).toEqual(fixtures.map((f) => f.name));
+    for (const r of reports) {
+      expect(r.failures, r.name).toEqual([]);
+      expect(r.spikeMismatches, r.name).toBe(0);
+      expect(r.worst, r.name).toBeLessThan(1e-5);
+    }
+    // Strict enough, it fails, naming what (the checker is not vacuous).
+    const strict = await checkFixtureDir(dir, { backend, plugins, tolerance: 1e-12 });
+    expect(strict.some((r) => !r.pass && r.failures.some((f) => /^(grad|loss|readout) .*relative error/.test(f)))).toBe(true);
+    await wasm.activate();
+  });
+
+  it('without TSSL-BP’s plugins, says which to load', async () => {
+    const plugins = [(await import('@spikeflow/backend-wasm')).default];
+    await expect(checkFixtureDir(dir, { plugins })).rejects.toThrow(/a TSSL-BP fixture needs the neuron 'tssl'; load @spikeflow\/neuron-tssl \(--plugins\)/);
+    await wasm.activate();
   });
 });
 

@@ -1,5 +1,6 @@
 import {
   EventConv2d,
+  EventDense,
   LeakyScan,
   MaxPool,
   applyPools,
@@ -35,11 +36,20 @@ function overImages(x: Tensor, f: (images: Tensor) => Tensor): Tensor {
   return tf.reshape(f(tf.reshape(x, [T * B, F])), [T, B, -1]);
 }
 
-/** A layer's input currents `[T, B, size]` from what it reads `[T, B, F]`: `a·W` (+ b) as one product over the T·B rows, or the convolution over the T·B images. */
+/**
+ * `a·W` (+ b) for `a [T, B, F]` as one product over the T·B rows: the backend's event product
+ * (the rows' non-zero entries only where they are sparse — spikes, PSPs before the first spike —
+ * and gradients by explicit transposes, which wasm's matMul needs to be fast).
+ */
+function dense(p: StepParams, a: Tensor, w: Tensor, b: Tensor | undefined): Tensor {
+  const y = overImages(a, (rows) => p.kernels[EventDense](rows, w));
+  return b ? tf.add(y, b) : y;
+}
+
+/** A layer's input currents `[T, B, size]` from what it reads `[T, B, F]`: the dense product, or the convolution over the T·B images. */
 function synapse(l: ResolvedLayer, p: StepParams, a: Tensor, w: Tensor, b: Tensor | undefined): Tensor {
   if (l.type === 'conv2d') return overImages(a, (images) => convCurrent(images, w, b, l.conv!, p.kernels[EventConv2d]));
-  const y = overImages(a, (rows) => tf.matMul(rows, w));
-  return b ? tf.add(y, b) : y;
+  return dense(p, a, w, b);
 }
 
 /** The pooling `pools` on a sequence's images (none: the sequence itself). */
