@@ -5,6 +5,7 @@ import {
   applyPools,
   buildNetwork,
   builtinSurrogates,
+  ceMean,
   checkRequirements,
   createRegistry,
   disposeTree,
@@ -244,6 +245,53 @@ describe('TSSL-BP on convolutions, pooling and dropout: the dense network with t
       disposeTree(batch);
       net.dispose();
       plain.dispose();
+    }
+  });
+
+  it('a weighted (leaky) readout: the loss of the network’s own steps, and the readout’s gradient that of central differences', () => {
+    const net = build({
+      inputs: 8,
+      layers: [
+        { neuron: 'tssl', size: 6, bias: false, gain: 5, params: { filterInput: true } },
+        { neuron: 'tssl', size: 5, bias: false, gain: 5 },
+      ],
+      readout: { size: 3, kappa: 0.8 },
+    });
+    const inputs = tf.tidy(() => tf.cast(tf.less(tf.randomUniform([T, 2, 8], 0, 1, 'float32', 4), 0.6), 'float32'));
+    const targets = tf.tensor1d([1, 2], 'int32');
+    const loss = ceMean;
+    try {
+      const got = captureUpdates(tsslBp(), net, { inputs, targets }, loss);
+      const lossAt = () => {
+        const out = forward(net, inputs);
+        const bound = loss.bind(targets, { steps: T, batch: 2, outputs: 3 });
+        const v = bound.sequence(tf.unstack(out.readout)).dataSync()[0]!;
+        bound.dispose();
+        disposeTree(out);
+        return v;
+      };
+      expect(Math.abs(got.loss - lossAt()) / lossAt()).toBeLessThan(1e-5);
+      const w = net.params['readout.W']!;
+      const w0 = Array.from(w.dataSync());
+      const g = got.grads[0]!['readout.W']!;
+      const eps = 1e-2;
+      for (const i of [0, 4, 8, 13]) {
+        const at = (d: number) => {
+          w.assign(
+            tf.tensor(
+              w0.map((x, j) => (j === i ? x + d : x)),
+              w.shape,
+            ),
+          );
+          return lossAt();
+        };
+        const fd = (at(eps) - at(-eps)) / (2 * eps);
+        expect(Math.abs(g[i]! - fd), `∂L/∂W_out[${i}]`).toBeLessThan(2e-3 + 1e-2 * Math.abs(fd));
+      }
+      expect(Math.max(...g.map(Math.abs))).toBeGreaterThan(1e-3);
+    } finally {
+      disposeTree([inputs, targets]);
+      net.dispose();
     }
   });
 

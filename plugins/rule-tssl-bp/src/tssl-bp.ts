@@ -102,9 +102,7 @@ export function tsslBp(options: Record<string, never> = {}): LearningRule<TsslBp
           // The readout, step by step from zero (the identity readout: the output layer's PSPs).
           const r = model.readout;
           const fed = masked(pooled(a, model.readoutPools, p), p.dropout?.readout);
-          const d = p.readout.W
-            ? overImages(fed, (rows) => (p.readout.b ? tf.add(tf.matMul(rows, p.readout.W!), p.readout.b) : tf.matMul(rows, p.readout.W!)))
-            : fed;
+          const d = p.readout.W ? dense(p, fed, p.readout.W, p.readout.b) : fed;
           let y: Tensor = tf.zeros([B, r.size]);
           const ys = tf
             .unstack(d)
