@@ -6,7 +6,7 @@ export { describeBackend, describeKernels, kernelCases } from './backend-suite.j
 export { describeDataset } from './dataset-suite.js';
 export type { DatasetSuiteOptions } from './dataset-suite.js';
 export * from './fixtures.js';
-export { isTsslFixture, checkTsslFixture } from './tssl-fixtures.js';
+export { isTsslFixture, checkTsslFixture, tsslFixtureModelSpec, tsslFixtureNetwork } from './tssl-fixtures.js';
 export type { TsslFixture, TsslCheck } from './tssl-fixtures.js';
 export { captureUpdates, bpttGrads, expectGradsClose, gradsOf, maxGradDiff, randomBatch, sourceOf, streamed, sumGrads } from './capture.js';
 export type { Grads } from './capture.js';

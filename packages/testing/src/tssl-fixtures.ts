@@ -1,4 +1,18 @@
-import { SpikeflowError, buildNetwork, disposeTree, forward, lossFromSpec, ruleFromSpec, tf, type NamedTensorMap, type Registry } from '@spikeflow/core';
+import {
+  SpikeflowError,
+  buildNetwork,
+  disposeTree,
+  forward,
+  lossFromSpec,
+  ruleFromSpec,
+  tf,
+  type BuildOptions,
+  type ModelRegistries,
+  type ModelSpec,
+  type NamedTensorMap,
+  type Network,
+  type Registry,
+} from '@spikeflow/core';
 
 /**
  * TSSL-BP fixtures (`fixtures/tssl/`, schema in §12 of the TSSL-BP spec): a network of TSSL-BP's
@@ -40,6 +54,28 @@ export interface TsslFixture {
 export function isTsslFixture(f: unknown): f is TsslFixture {
   const c = (f as { config?: Record<string, unknown> } | null)?.config;
   return typeof c === 'object' && c !== null && typeof c['tau_m'] === 'number' && ['kernel', 'count', 'softmax'].includes(c['loss'] as string);
+}
+
+/** A TSSL-BP fixture's model: `tssl` layers of its sizes (the first filtering its input), no bias, the identity readout. */
+export function tsslFixtureModelSpec(f: TsslFixture): ModelSpec {
+  const c = f.config;
+  return {
+    inputs: c.sizes[0]!,
+    layers: c.sizes.slice(1).map((size, l) => ({
+      neuron: 'tssl',
+      size,
+      bias: false,
+      params: { tauM: c.tau_m, tauS: c.tau_s, threshold: c.threshold[l]!, filterInput: l === 0 },
+    })),
+    readout: { kind: 'identity', size: c.sizes.at(-1)! },
+  };
+}
+
+/** A TSSL-BP fixture's network with its weights (`W1`, … as `layers.0.W`, …). */
+export function tsslFixtureNetwork(f: TsslFixture, registries: ModelRegistries, options?: BuildOptions): Network {
+  const net = buildNetwork(tsslFixtureModelSpec(f), registries, options);
+  net.setParams(Object.fromEntries(f.config.sizes.slice(1).map((_, l) => [`layers.${l}.W`, f.params[`W${l + 1}`]!])));
+  return net;
 }
 
 /** What the checker compares of a TSSL-BP fixture: worst relative errors (to each tensor's largest entry) and spike mismatches. */
@@ -87,25 +123,11 @@ export function checkTsslFixture(
       );
     }
   }
-  const net = buildNetwork(
-    {
-      inputs: c.sizes[0]!,
-      layers: c.sizes.slice(1).map((size, l) => ({
-        neuron: 'tssl',
-        size,
-        bias: false,
-        params: { tauM: c.tau_m, tauS: c.tau_s, threshold: c.threshold[l]!, filterInput: l === 0 },
-      })),
-      readout: { kind: 'identity', size: c.sizes.at(-1)! },
-    },
-    registry,
-    { kernels: registry.kernels },
-  );
+  const net = tsslFixtureNetwork(f, registry, { kernels: registry.kernels });
   const inputs = tf.tensor3d(f.inputs);
   const targets = tf.tensor1d([...f.labels], 'int32');
   const failures: string[] = [];
   try {
-    net.setParams(Object.fromEntries(c.sizes.slice(1).map((_, l) => [`layers.${l}.W`, f.params[`W${l + 1}`]!])));
     const fwd = forward(net, inputs, { record: true });
     const r = 1 - 1 / c.tau_s;
     let spikeMismatches = 0;

@@ -19,7 +19,7 @@ import {
   type Network,
   type TemporalLoss,
 } from '@spikeflow/core';
-import { captureUpdates, checkFixtureDir, trainStep } from '@spikeflow/testing';
+import { captureUpdates, checkFixtureDir, trainStep, tsslFixtureNetwork, type TsslFixture } from '@spikeflow/testing';
 import { wasm } from '@spikeflow/backend-wasm';
 import { cpu } from '@spikeflow/backend-cpu';
 import { tssl } from '@spikeflow/neuron-tssl';
@@ -30,26 +30,6 @@ beforeAll(() => wasm.activate());
 
 /** The TSSL-BP fixtures (float64, the authors' code): packages/testing/fixtures/tssl. */
 const dir = new URL('../../../packages/testing/fixtures/tssl/', import.meta.url).pathname;
-
-interface TsslFixture {
-  readonly name: string;
-  readonly config: {
-    readonly T: number;
-    readonly sizes: number[];
-    readonly tau_m: number;
-    readonly tau_s: number;
-    readonly threshold: number[];
-    readonly loss: 'kernel' | 'count' | 'softmax';
-    readonly desired_spikes?: number[];
-    readonly kernel_target_filter_passes?: number;
-    readonly desired_count?: number;
-    readonly undesired_count?: number;
-  };
-  readonly params: Record<string, number[][]>;
-  readonly inputs: number[][][];
-  readonly labels: number[];
-  readonly expected: { readonly loss: number; readonly grads: Record<string, number[][]>; readonly output_psp_sum: number[][]; readonly predicted: number[] };
-}
 
 const fixtures: TsslFixture[] = readdirSync(dir)
   .filter((f) => f.endsWith('.json') && f !== 'index.json')
@@ -62,25 +42,7 @@ const neurons = new Map<string, AnyNeuronModel>([
 ]);
 
 /** The fixture's network: `tssl` layers (the first filtering its input), no bias, the identity readout, the fixture's weights. */
-function networkOf(f: TsslFixture, kernels?: never): Network {
-  const c = f.config;
-  const net = buildNetwork(
-    {
-      inputs: c.sizes[0]!,
-      layers: c.sizes.slice(1).map((size, l) => ({
-        neuron: 'tssl',
-        size,
-        bias: false,
-        params: { tauM: c.tau_m, tauS: c.tau_s, threshold: c.threshold[l]!, filterInput: l === 0 },
-      })),
-      readout: { kind: 'identity', size: c.sizes.at(-1)! },
-    },
-    { neurons, surrogates: builtinSurrogates },
-    kernels,
-  );
-  net.setParams(Object.fromEntries(c.sizes.slice(1).map((_, l) => [`layers.${l}.W`, f.params[`W${l + 1}`]!])));
-  return net;
-}
+const networkOf = (f: TsslFixture): Network => tsslFixtureNetwork(f, { neurons, surrogates: builtinSurrogates });
 
 function lossOf(f: TsslFixture): TemporalLoss {
   const c = f.config;
@@ -89,7 +51,7 @@ function lossOf(f: TsslFixture): TemporalLoss {
   return tsslSoftmax;
 }
 
-const batchOf = (f: TsslFixture) => ({ inputs: tf.tensor3d(f.inputs), targets: tf.tensor1d(f.labels, 'int32') });
+const batchOf = (f: TsslFixture) => ({ inputs: tf.tensor3d(f.inputs), targets: tf.tensor1d([...f.labels], 'int32') });
 
 function expectClose(got: ArrayLike<number>, want: number[], what: string, tol: number) {
   const scale = Math.max(1e-12, ...want.map(Math.abs));
