@@ -337,6 +337,55 @@ describe('rules and spatial layers', () => {
     },
   };
 
+  it('explicit zero padding ([rows, columns] on both sides, PyTorch’s padding=p): the geometry, and on 3×3 and 5×5 kernels at stride 1 the values and gradients of TensorFlow’s "same" (which pads 1 and 2)', () => {
+    const geom = (padding: unknown, kernel: unknown = 3, stride: unknown = 1) =>
+      resolveModel(
+        { inputShape: [7, 6, 2], layers: [{ type: 'conv2d', neuron: 'iaf', channels: 4, kernel, stride, padding }, { type: 'flatten' }], readout: { size: 2 } },
+        reg,
+      ).layers[0]!.conv!;
+    expect(geom([1, 2]).outShape).toEqual([7, 8, 4]);
+    expect(geom(2, 5, 2).outShape).toEqual([4, 3, 4]);
+    expect(geom(0).padding).toBe('valid');
+    expect(geom(1).padding).toEqual([1, 1]);
+    const at = (padding: unknown, kernel = 3) =>
+      errorOf(() =>
+        resolveModel(
+          { inputShape: [3, 3, 1], layers: [{ type: 'conv2d', neuron: 'iaf', channels: 1, kernel, padding }, { type: 'flatten' }], readout: { size: 2 } },
+          reg,
+        ),
+      ).message;
+    expect(at(-1)).toMatch(/model\.layers\[0\]\.padding: expected "valid", "same", or zeros on both sides: a non-negative integer or a pair \[rows, columns\]/);
+    expect(at('full')).toMatch(/model\.layers\[0\]\.padding: expected "valid", "same"/);
+    expect(at(1, 6)).toMatch(/model\.layers\[0\]\.kernel: a 6-wide kernel does not fit the input's 3 rows padded by 1 on each side/);
+    for (const k of [3, 5]) {
+      const spec = (padding: unknown) => ({
+        inputShape: [6, 5, 2],
+        layers: [{ type: 'conv2d', neuron: 'iaf-fused', channels: 3, kernel: k, padding }, { type: 'avgpool', size: 2 }, { type: 'flatten' }],
+        readout: { size: 3 },
+      });
+      const x = tf.tidy(() => tf.cast(tf.less(tf.randomUniform([4, 2, 60], 0, 1, 'float32', 5), 0.5), 'float32'));
+      for (const fused of [true, false]) {
+        const same = run(spec('same'), x, fused);
+        const explicit = run(spec((k - 1) / 2), x, fused, same.net.params);
+        try {
+          expect(explicit.net.model.layers[0]!.conv!.padding).toEqual([(k - 1) / 2, (k - 1) / 2]);
+          expect(Array.from(explicit.out.readout.dataSync())).toEqual(Array.from(same.out.readout.dataSync()));
+          expect(same.value.dataSync()[0]).toBeGreaterThan(0);
+          for (const [name, g] of Object.entries(same.grads)) {
+            const e = explicit.grads[name]!.dataSync();
+            g.dataSync().forEach((v, i) => expect(e[i], `${k}×${k} ${fused ? 'fused' : 'stepped'} ${name}[${i}]`).toBeCloseTo(v, 5));
+          }
+        } finally {
+          for (const r of [same, explicit]) {
+            disposeTree([r.value, r.grads, r.out]);
+            r.net.dispose();
+          }
+        }
+      }
+      x.dispose();
+    }
+  });
+
   for (const [name, spec] of Object.entries(fusedSpecs)) {
     it(`a network of spatial layers runs fused, each op over the window's T·B images, with the values and gradients of its steps: ${name}`, () => {
       const [H, W, C] = spec.inputShape;

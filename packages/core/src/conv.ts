@@ -12,8 +12,12 @@ import type { Conv2dOptions, PoolOptions } from './kernels.js';
 /** An activation's shape without the batch: `[H, W, C]` (channels last). */
 export type SpatialShape = readonly [number, number, number];
 
-/** `conv2d`'s padding: `valid` (no padding) or `same` (TensorFlow's rule: the extra row or column at the bottom or right). */
-export type Padding = 'same' | 'valid';
+/**
+ * `conv2d`'s padding: `valid` (no padding), `same` (TensorFlow's rule: the extra row or column at
+ * the bottom or right), or explicit zeros: `[rows, columns]` added on both sides (PyTorch's
+ * `padding=(p_h, p_w)`).
+ */
+export type Padding = 'same' | 'valid' | readonly [number, number];
 
 /** A `conv2d` layer's geometry. */
 export interface Conv2dGeometry {
@@ -65,18 +69,19 @@ export function convGeometry(
   padding: Padding,
   path: string,
 ): Conv2dGeometry {
-  const out = (n: number, k: number, s: number, axis: string) => {
+  const out = (n: number, k: number, s: number, axis: string, pad: number) => {
     if (padding === 'same') return Math.ceil(n / s);
-    if (k > n)
+    if (k > n + 2 * pad)
       throw configError(
         join(path, 'kernel'),
-        `a ${k}-wide kernel does not fit the input's ${n} ${axis} with "padding": "valid"; use a smaller kernel or "padding": "same"`,
+        `a ${k}-wide kernel does not fit the input's ${n} ${axis}${pad ? ` padded by ${pad} on each side` : ''} with "padding": ${JSON.stringify(padding)}; use a smaller kernel, more padding or "padding": "same"`,
       );
-    return Math.floor((n - k) / s) + 1;
+    return Math.floor((n + 2 * pad - k) / s) + 1;
   };
+  const [padRows, padCols] = typeof padding === 'string' ? [0, 0] : padding;
   return {
     inShape,
-    outShape: [out(inShape[0], kernel[0], stride[0], 'rows'), out(inShape[1], kernel[1], stride[1], 'columns'), channels],
+    outShape: [out(inShape[0], kernel[0], stride[0], 'rows', padRows), out(inShape[1], kernel[1], stride[1], 'columns', padCols), channels],
     kernel,
     stride,
     padding,
@@ -110,12 +115,27 @@ const spatial = (x: Tensor, s: SpatialShape) => tf.reshape(x, [-1, s[0], s[1], s
 const flat = (x: Tensor, s: SpatialShape) => tf.reshape(x, [-1, sizeOf(s)]);
 
 /**
- * The input current of a `conv2d` layer: `conv(x, W) + b` for flat `x [N, H·W·C]`, flat
+ * The input current of a `conv2d` layer: `conv(x, W) + b` for flat `x [N, H·W·C]` (zero-padded
+ * first where the padding is explicit), flat
  * `[N, H′·W′·C′]` (N: a step's batch, or a window's T·B images). `conv` is the convolution to run:
  * the backend's `spikeflow.eventConv2d` where the caller has the kernels, else tfjs' `conv2d`.
  */
 export function convCurrent(x: Tensor, w: Tensor, b: Tensor | undefined, g: Conv2dGeometry, conv: ConvFn = plainConv2d): Tensor {
-  const y = conv(spatial(x, g.inShape), w, { stride: g.stride, padding: g.padding });
+  // Explicit padding: the zeros added to the images, then a `valid` convolution (every kernel knows that one).
+  const images = spatial(x, g.inShape);
+  const y =
+    typeof g.padding === 'string'
+      ? conv(images, w, { stride: g.stride, padding: g.padding })
+      : conv(
+          tf.pad(images, [
+            [0, 0],
+            [g.padding[0], g.padding[0]],
+            [g.padding[1], g.padding[1]],
+            [0, 0],
+          ]),
+          w,
+          { stride: g.stride, padding: 'valid' },
+        );
   return flat(b ? tf.add(y, b) : y, g.outShape);
 }
 

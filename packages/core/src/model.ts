@@ -51,8 +51,12 @@ export interface Conv2dLayerSpec {
   kernel: number | [number, number];
   /** Stride (default 1). */
   stride?: number | [number, number];
-  /** `valid` (default, as TensorFlow) or `same` (TensorFlow's rule: ⌈H/stride⌉ rows, the odd padding row at the bottom). */
-  padding?: Padding;
+  /**
+   * `valid` (default, as TensorFlow), `same` (TensorFlow's rule: ⌈H/stride⌉ rows, the odd padding
+   * row at the bottom), or explicit zeros on both sides: `p` or `[rows, columns]` (PyTorch's
+   * `padding=p`; `0` is `valid`).
+   */
+  padding?: 'same' | 'valid' | number | [number, number];
   /** A bias per channel (default true; false, and refused, with `batchNorm`, whose β is the bias). */
   bias?: boolean;
   /** Batch normalisation of the convolution through time (see {@link BatchNormSpec}). */
@@ -281,10 +285,28 @@ function fieldsOf(obj: Record<string, unknown>, schema: object): Record<string, 
 
 const convFields = {
   channels: { type: 'number', integer: true, min: 1, required: true, doc: 'output channels' },
-  padding: { type: 'string', default: 'valid', oneOf: ['valid', 'same'] },
   bias: { type: 'boolean', default: true },
   gain: { type: 'number', default: 1, min: 0, exclusiveMin: true },
 } as const;
+
+/** A `conv2d` entry's padding: `valid` (default), `same`, or explicit zeros `p` / `[rows, columns]` (≥ 0 integers; 0 is `valid`). */
+function paddingOf(value: unknown, path: string): Padding {
+  if (value === undefined || value === 'valid' || value === 0) return 'valid';
+  if (value === 'same') return 'same';
+  const ok = (x: unknown): x is number => typeof x === 'number' && Number.isInteger(x) && x >= 0;
+  const pair: [number, number] | undefined = ok(value)
+    ? [value, value]
+    : Array.isArray(value) && value.length === 2 && value.every(ok)
+      ? [value[0] as number, value[1] as number]
+      : undefined;
+  if (!pair) {
+    throw configError(
+      path,
+      `expected "valid", "same", or zeros on both sides: a non-negative integer or a pair [rows, columns] of them, got ${JSON.stringify(value)}`,
+    );
+  }
+  return pair[0] === 0 && pair[1] === 0 ? 'valid' : [pair[0], pair[1]];
+}
 
 const LAYER_KEYS = ['type', 'neuron', 'size', 'recurrent', 'selfConnections', 'bias', 'gain', 'surrogate', 'params'] as const;
 const CONV_KEYS = ['type', 'neuron', 'channels', 'kernel', 'stride', 'padding', 'bias', 'batchNorm', 'gain', 'surrogate', 'params'] as const;
@@ -444,7 +466,8 @@ export function resolveModel(spec: unknown, reg: ModelRegistries, path = 'model'
       rejectUnknownKeys(l, CONV_KEYS, lp);
       const inShape = spatialIn('conv2d');
       const parsed = parseSchema(convFields, fieldsOf(l, convFields), lp);
-      const { channels, padding, gain } = parsed;
+      const { channels, gain } = parsed;
+      const padding = paddingOf(l['padding'], join(lp, 'padding'));
       const { bias, ...norm } = batchNormOf(l, lp, parsed.bias);
       const kernel = pairOf(l['kernel'], join(lp, 'kernel'), 'the kernel size');
       const stride = l['stride'] === undefined ? ([1, 1] as [number, number]) : pairOf(l['stride'], join(lp, 'stride'), 'the stride');
