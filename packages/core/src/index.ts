@@ -55,6 +55,7 @@ export {
   AdamMoments,
   FpttPull,
   FpttAnchor,
+  SpikeTiming,
   integrateFireLayerOf,
   leakyReadoutOf,
   tracedProductReference,

@@ -3,6 +3,7 @@ import { SpikeflowError } from './errors.js';
 import { spikeFn, type Surrogate } from './surrogates.js';
 import { tidy } from './state.js';
 import { maxPoolFirst } from './conv.js';
+import { spikeTimingSequence, type SpikeTimingParams, type SpikeTimingSequence } from './spike-timing.js';
 import { integrateFireEligibilityReference, type EligibilitySpec, type EligibilityTraces } from './eligibility.js';
 import {
   adamMomentsReference,
@@ -230,6 +231,12 @@ export interface KernelSignatures {
    * {@link fpttAnchorReference}) → the new W̄ and λ. Used outside the gradient tape (no gradient).
    */
   'spikeflow.fpttAnchor': (w: Tensor, wbar: Tensor, lambda: Tensor, p: FpttAnchorParams) => FpttAnchorResult;
+  /**
+   * TSSL-BP's neurons over a whole sequence of input currents `x [T, B, H]`: their PSPs, whose
+   * gradient is the authors' backward pass (see {@link spikeTimingSequence}), and the spikes,
+   * membrane and Δu as values.
+   */
+  'spikeflow.spikeTimingSequence': (x: Tensor, p: SpikeTimingParams) => SpikeTimingSequence;
 }
 
 /** The geometry of `spikeflow.eventConv2d`: strides (rows, columns) and TensorFlow's padding rule. */
@@ -260,6 +267,7 @@ export const DecayedSum = 'spikeflow.decayedSum' satisfies KernelName;
 export const AdamMoments = 'spikeflow.adamMoments' satisfies KernelName;
 export const FpttPull = 'spikeflow.fpttPull' satisfies KernelName;
 export const FpttAnchor = 'spikeflow.fpttAnchor' satisfies KernelName;
+export const SpikeTiming = 'spikeflow.spikeTimingSequence' satisfies KernelName;
 
 /**
  * `x·W` whose gradient multiplies by explicit transposes: tfjs' own MatMul gradient passes the
@@ -499,6 +507,7 @@ export const referenceKernels: { readonly [K in KernelName]: KernelSignatures[K]
   'spikeflow.adamMoments': adamMomentsReference,
   'spikeflow.fpttPull': fpttPullReference,
   'spikeflow.fpttAnchor': fpttAnchorReference,
+  'spikeflow.spikeTimingSequence': spikeTimingSequence,
 };
 
 /**

@@ -900,3 +900,4 @@ export function maxPoolFirstBack(dy: usize, arg: usize, N: i32, H: i32, W: i32, 
 }
 
 export * from './update';
+export * from './timing';

@@ -6,6 +6,7 @@ import type { KernelRegistration } from '@spikeflow/core';
 import { decayedSum, eventConv2d, eventDense, leakyReadout, leakyScan, integrateFireLayer, integrateFireSequence, maxPool } from './kernels.js';
 import { integrateFireEligibility } from './eprop.js';
 import { adamMoments, fpttAnchor, fpttPull } from './updates.js';
+import { spikeTimingSequence } from './timing.js';
 
 export {
   eventDense,
@@ -22,6 +23,7 @@ export {
 } from './kernels.js';
 export type { KernelProbe } from './kernels.js';
 export { integrateFireEligibility } from './eprop.js';
+export { spikeTimingSequence } from './timing.js';
 export { adamMoments, fpttPull, fpttAnchor, sumRowsOnHeap, updatesInPlace } from './updates.js';
 export { simdAvailable, kernelThreads, activeThreads, releaseKernelMemory, kernelMemoryBytes, configureKernelPool } from './wasm.js';
 export type { KernelPoolOptions } from './wasm.js';
@@ -45,5 +47,6 @@ export function cpuMemoryKernels(backend: string): KernelRegistration[] {
     { kernel: 'spikeflow.adamMoments', backend, impl: adamMoments },
     { kernel: 'spikeflow.fpttPull', backend, impl: fpttPull },
     { kernel: 'spikeflow.fpttAnchor', backend, impl: fpttAnchor },
+    { kernel: 'spikeflow.spikeTimingSequence', backend, impl: spikeTimingSequence },
   ];
 }

@@ -32,7 +32,7 @@ import { activeThreads, arena, inKernel, parallelRows, partsFor, snn, type Arena
 export const EVENT_DENSITY_LIMIT = 0.3;
 
 type GradThunks = Record<string, () => Tensor>;
-interface KernelFuncParams {
+export interface KernelFuncParams {
   forwardFunc: (backend: unknown, save: (tensors: Tensor[]) => void) => Tensor | Tensor[];
   backwardsFunc: (dy: Tensor | Tensor[], saved: Tensor[]) => GradThunks;
   inputs: Record<string, Tensor>;
@@ -69,7 +69,7 @@ function taped(): boolean {
  * input: the engine's own mechanism for registered kernels, used here for a function. The
  * backward pass must read only `saved` tensors (the inputs may be freed by then).
  */
-function customOp(kernel: string, params: KernelFuncParams): Tensor {
+export function customOp(kernel: string, params: KernelFuncParams): Tensor {
   const engine = tf.engine() as unknown as { runKernelFunc(p: KernelFuncParams): Tensor | Tensor[] };
   const out = engine.runKernelFunc({
     inputs: params.inputs,

@@ -40,6 +40,8 @@ export interface UpdateExports {
 }
 
 export interface SnnExports extends UpdateExports {
+  spikeTimingForward(...args: number[]): void;
+  spikeTimingBackward(...args: number[]): void;
   convEvents(...args: number[]): void;
   convFilterEvents(...args: number[]): void;
   maxPoolFirst(...args: number[]): void;
@@ -231,7 +233,9 @@ type Parallel =
   | 'epropSweep'
   | 'epropTraces'
   | 'convEvents'
-  | 'maxPoolFirst';
+  | 'maxPoolFirst'
+  | 'spikeTimingForward'
+  | 'spikeTimingBackward';
 const PARALLEL: readonly Parallel[] = [
   'lifForward',
   'lifBackward',
@@ -244,6 +248,8 @@ const PARALLEL: readonly Parallel[] = [
   'epropTraces',
   'convEvents',
   'maxPoolFirst',
+  'spikeTimingForward',
+  'spikeTimingBackward',
 ];
 const KERNEL_INDEX = new Map(PARALLEL.map((k, i) => [k, i]));
 

@@ -641,6 +641,22 @@ export const kernelCases: { readonly [K in KernelName]: readonly KernelCase[] } 
           }),
       }) as KernelCase,
   ),
+  // TSSL-BP's neurons: currents around the threshold (silent neurons, single and repeated spikes,
+  // the fallback and the 1/Δu cap), τ_m and τ_s as the authors' MNIST and N-MNIST networks.
+  'spikeflow.spikeTimingSequence': (
+    [
+      [5, 3, 5, 3],
+      [12, 2, 8, 4],
+      [1, 4, 5, 3],
+    ] as const
+  ).map(
+    ([T, B, tauM, tauS]) =>
+      ({
+        name: `T = ${T}, B = ${B}, τ_m = ${tauM}, τ_s = ${tauS}`,
+        args: () => [tf.randomUniform([T, B, 7], -0.3, 1.4, 'float32', 41 + T)],
+        call: (impl: KernelSignatures['spikeflow.spikeTimingSequence'], [x]) => impl(x!, { tauM, tauS, threshold: 1 }).psp,
+      }) as KernelCase,
+  ),
   'spikeflow.leakyScan': (
     [
       [6, 3, true],

@@ -3,6 +3,7 @@ import {
   EventDense,
   LeakyScan,
   MaxPool,
+  SpikeTiming,
   applyPools,
   convCurrent,
   defineRule,
@@ -11,7 +12,6 @@ import {
   inputShape,
   paramGrads,
   parseSchema,
-  spikeTimingSequence,
   stepsOf,
   tf,
   type LearningRule,
@@ -62,7 +62,8 @@ function pooled(a: Tensor, pools: ResolvedLayer['pools'], p: StepParams): Tensor
  * Neural Networks", NeurIPS 2020), as the authors' code computes it (stonezwr/TSSL-BP at `ffaac71`).
  * It does not differentiate a surrogate: it backpropagates through spike *timing*. Every layer's
  * neuron must declare the `spikeTiming` capability (`@spikeflow/neuron-tssl`): each layer then runs
- * over the whole sequence at once through core's `spikeTimingSequence`, whose gradient maps
+ * over the whole sequence at once through core's `spikeTimingSequence` (the backend's kernel
+ * `spikeflow.spikeTimingSequence` where it has one), whose gradient maps
  * ∂L/∂a_t (the layer's PSPs) to ∂L/∂x_t (its input currents) by the authors' rule — the
  * inter-neuron term ∂a/∂u at a spike through 1/Δu (capped at 8), the intra-neuron term through the
  * reset that links consecutive spikes of a neuron, the leak path between spikes, and a sigmoid
@@ -97,7 +98,7 @@ export function tsslBp(options: Record<string, never> = {}): LearningRule<TsslBp
             let x = synapse(l, p, masked(pooled(a, l.pools, p), p.dropout?.layers[i]), p.layers[i]!.W, p.layers[i]!.b);
             // The PSP filter over time, out_t = r·out_{t−1} + x_t/τ_s: the backend's leaky scan of x/τ_s.
             if (k.filterInput) x = p.kernels[LeakyScan](tf.div(x, k.tauS), tf.zeros(x.shape.slice(1)), 1 - 1 / k.tauS);
-            a = spikeTimingSequence(x, k).psp;
+            a = p.kernels[SpikeTiming](x, k).psp;
           });
           // The readout, step by step from zero (the identity readout: the output layer's PSPs).
           const r = model.readout;
