@@ -203,5 +203,5 @@ export type { RunContainer, RunContainerOptions, RunProvider, RunOverride, RunLo
 export type { ComposeOptions, RunTrainOptions } from './config.js';
 export { validatingRuleEntry, validatingDatasetEntry } from './plugin.js';
 export type { RegisteredRule, RegisteredDataset } from './plugin.js';
-export { spikeTimingSequence } from './spike-timing.js';
-export type { SpikeTimingParams, SpikeTimingSequence } from './spike-timing.js';
+export { spikeTimingSequence, spikeTimingConstants, spikeTimingResult } from './spike-timing.js';
+export type { SpikeTimingParams, SpikeTimingSequence, SpikeTimingConstants } from './spike-timing.js';

@@ -46,6 +46,65 @@ function decayOf(tau: number, what: string): number {
   return 1 - 1 / tau;
 }
 
+/** The constants of {@link SpikeTimingParams} as the passes use them (τ checked, defaults filled in). */
+export interface SpikeTimingConstants {
+  /** The membrane's decay 1 − θ_m, and θ_m = 1 − leak (exactly as the reference computes it). */
+  readonly leak: number;
+  readonly thetaM: number;
+  /** The PSP filter's decay r = 1 − 1/τ_s. */
+  readonly r: number;
+  readonly threshold: number;
+  readonly fallback: number;
+  readonly rhoMax: number;
+  readonly width: number;
+  readonly clamp: number;
+}
+
+/** {@link SpikeTimingParams} as the two passes use them, for a kernel that runs them elsewhere. */
+export function spikeTimingConstants(p: SpikeTimingParams): SpikeTimingConstants {
+  const leak = decayOf(p.tauM, 'tauM');
+  return {
+    leak,
+    thetaM: 1 - leak,
+    r: decayOf(p.tauS, 'tauS'),
+    threshold: p.threshold,
+    fallback: p.fallbackPsp ?? 1 / (4 * p.tauS),
+    rhoMax: p.rhoMax ?? 8,
+    width: p.surrogateWidth ?? 0.2,
+    clamp: p.surrogateClamp ?? 8,
+  };
+}
+
+/**
+ * A {@link SpikeTimingSequence} from its PSPs and the forward pass's values `[T, B, H]` (time-major
+ * arrays): the spikes, membrane and Δu tensors made on first read.
+ */
+export function spikeTimingResult(
+  psp: Tensor,
+  shape: readonly [number, number, number],
+  o: Uint8Array,
+  u: Float64Array,
+  du: Float64Array,
+): SpikeTimingSequence {
+  const lazy = (values: ArrayLike<number>) => {
+    let t: Tensor | undefined;
+    return () => (t ??= tf.tensor3d(Float32Array.from(values), [...shape]));
+  };
+  const [spikes, membrane, deltaU] = [lazy(o), lazy(u), lazy(du)];
+  return {
+    psp,
+    get spikes() {
+      return spikes();
+    },
+    get membrane() {
+      return membrane();
+    },
+    get deltaU() {
+      return deltaU();
+    },
+  };
+}
+
 /**
  * TSSL-BP's neurons over a whole sequence of input currents `x [T, B, H]` (see
  * {@link SpikeTimingParams}). The gradient of the PSPs is not a derivative: it is the authors'
@@ -65,14 +124,7 @@ function decayOf(tau: number, what: string): number {
 export function spikeTimingSequence(x: Tensor, p: SpikeTimingParams): SpikeTimingSequence {
   if (x.rank !== 3) throw new SpikeflowError('SHAPE_MISMATCH', `spikeTimingSequence: expected input currents x [T, B, H], got [${x.shape}]`);
   const [T, B, H] = x.shape as [number, number, number];
-  const leak = decayOf(p.tauM, 'tauM');
-  const thetaM = 1 - leak;
-  const r = decayOf(p.tauS, 'tauS');
-  const { threshold } = p;
-  const fallback = p.fallbackPsp ?? 1 / (4 * p.tauS);
-  const rhoMax = p.rhoMax ?? 8;
-  const width = p.surrogateWidth ?? 0.2;
-  const clamp = p.surrogateClamp ?? 8;
+  const { leak, thetaM, r, threshold, fallback, rhoMax, width, clamp } = spikeTimingConstants(p);
   const n = B * H;
   const u = new Float64Array(T * n);
   const du = new Float64Array(T * n);
@@ -122,25 +174,5 @@ export function spikeTimingSequence(x: Tensor, p: SpikeTimingParams): SpikeTimin
       gradFunc: (dy: Tensor) => tf.tensor3d(backward(dy.dataSync() as Float32Array), [T, B, H]),
     };
   }) as never) as unknown as (x: Tensor) => Tensor;
-  const psp = op(x);
-  // The values beside the PSPs, made where they are read (a training pass reads none of them).
-  const lazy = (make: () => Tensor) => {
-    let t: Tensor | undefined;
-    return () => (t ??= make());
-  };
-  const spikes = lazy(() => tf.tensor3d(Float32Array.from(o), [T, B, H]));
-  const membrane = lazy(() => tf.tensor3d(Float32Array.from(u), [T, B, H]));
-  const deltaU = lazy(() => tf.tensor3d(Float32Array.from(du), [T, B, H]));
-  return {
-    psp,
-    get spikes() {
-      return spikes();
-    },
-    get membrane() {
-      return membrane();
-    },
-    get deltaU() {
-      return deltaU();
-    },
-  };
+  return spikeTimingResult(op(x), [T, B, H], o, u, du);
 }

@@ -1,12 +1,6 @@
-import { SpikeflowError, type SpikeTimingParams, type SpikeTimingSequence, type Tensor, tf } from '@spikeflow/core';
+import { SpikeflowError, spikeTimingConstants, spikeTimingResult, type SpikeTimingParams, type SpikeTimingSequence, type Tensor } from '@spikeflow/core';
 import { customOp, readF32, tensorOf } from './kernels.js';
 import { arena, parallelRows, type Arena } from './wasm.js';
-
-function decayOf(tau: number, what: string): number {
-  if (!(Number.isFinite(tau) && tau >= 1))
-    throw new SpikeflowError('CONFIG_INVALID', `spikeflow.spikeTimingSequence: ${what} must be a number of steps >= 1, got ${tau}`);
-  return 1 - 1 / tau;
-}
 
 const f64 = (a: Arena, at: number, n: number) => new Float64Array(a.f32(at, 2 * n).buffer, at, n);
 
@@ -19,14 +13,7 @@ const f64 = (a: Arena, at: number, n: number) => new Float64Array(a.f32(at, 2 * 
 export function spikeTimingSequence(x: Tensor, p: SpikeTimingParams): SpikeTimingSequence {
   if (x.rank !== 3) throw new SpikeflowError('SHAPE_MISMATCH', `spikeflow.spikeTimingSequence: expected input currents x [T, B, H], got [${x.shape}]`);
   const [T, B, H] = x.shape as [number, number, number];
-  const leak = decayOf(p.tauM, 'tauM');
-  const thetaM = 1 - leak;
-  const r = decayOf(p.tauS, 'tauS');
-  const { threshold } = p;
-  const fallback = p.fallbackPsp ?? 1 / (4 * p.tauS);
-  const rhoMax = p.rhoMax ?? 8;
-  const width = p.surrogateWidth ?? 0.2;
-  const clamp = p.surrogateClamp ?? 8;
+  const { leak, thetaM, r, threshold, fallback, rhoMax, width, clamp } = spikeTimingConstants(p);
   const n = B * H;
   const N = T * n;
   const size = { T, batch: B, width: H };
@@ -75,24 +62,5 @@ export function spikeTimingSequence(x: Tensor, p: SpikeTimingParams): SpikeTimin
       },
     }),
   });
-  // The values beside the PSPs, made where they are read (a training pass reads none of them).
-  const lazy = (make: () => Tensor) => {
-    let t: Tensor | undefined;
-    return () => (t ??= make());
-  };
-  const spikes = lazy(() => tf.tensor3d(Float32Array.from(o), [T, B, H]));
-  const membrane = lazy(() => tf.tensor3d(Float32Array.from(u), [T, B, H]));
-  const deltaU = lazy(() => tf.tensor3d(Float32Array.from(du), [T, B, H]));
-  return {
-    psp,
-    get spikes() {
-      return spikes();
-    },
-    get membrane() {
-      return membrane();
-    },
-    get deltaU() {
-      return deltaU();
-    },
-  };
+  return spikeTimingResult(psp, [T, B, H], o, u, du);
 }
