@@ -143,10 +143,11 @@ export function checkTsslFixture(
     });
     if (spikeMismatches) failures.push(`spikes: ${spikeMismatches} entries differ`);
     const sums = tf.sum(fwd.readout, 0);
-    const predicted = Array.from(tf.argMax(sums, 1).dataSync());
+    const argmax = tf.argMax(sums, 1);
+    const predicted = Array.from(argmax.dataSync());
     if (predicted.join() !== f.expected.predicted.join()) failures.push(`prediction: [${predicted}], expected [${f.expected.predicted}]`);
     const readout = worstOf('readout', [...psps, ['Σ_t A_t', sums.dataSync(), f.expected.output_psp_sum.flat()]]);
-    tf.dispose(sums);
+    tf.dispose([sums, argmax]);
     disposeTree(fwd);
     let grads: Record<string, Float32Array> = {};
     const rule = ruleFromSpec({ name: 'tssl-bp' }, registry.rules);
