@@ -181,7 +181,17 @@ export {
   loadPlugins,
   checkStoredPlugins,
 } from './plugin.js';
-export type { SpikeflowPlugin, Token, Registry, LoadOptions, ExporterEntry, StoredPluginOptions, StoredPlugin } from './plugin.js';
+export type {
+  SpikeflowPlugin,
+  Token,
+  Registry,
+  LoadOptions,
+  ExporterEntry,
+  ExportedModel,
+  ImportedModel,
+  StoredPluginOptions,
+  StoredPlugin,
+} from './plugin.js';
 export { Trainer, evaluate, evaluationSeed, fingerprintOf, parseRunMeta } from './trainer.js';
 export type {
   TrainOptions,

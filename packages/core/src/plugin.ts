@@ -18,11 +18,35 @@ import type { TemporalLoss } from './losses.js';
 import { builtinLosses } from './losses.js';
 import { closest, isPlainObject, parseSchema } from './validate.js';
 
-/** Turns a trained network into another format (NIR, ...). */
+/** A file in an exporter's format, written: its bytes and what the user should know about the conversion. */
+export interface ExportedModel {
+  readonly bytes: Uint8Array;
+  /** What did not survive, or survives changed (a reset NIR cannot express, a time step the file does not store). */
+  readonly notes: readonly string[];
+}
+
+/** A model read from another format: a spec, its parameters, and the conversion's notes. */
+export interface ImportedModel {
+  readonly model: import('./model.js').ModelSpec;
+  /** Parameter values by name (`layers.0.W`, `readout.W`, ...), row-major, for `Network.setParams`. */
+  readonly params: Readonly<Record<string, Float32Array>>;
+  readonly notes: readonly string[];
+  /** Packages providing the neurons and readouts the spec names (for a run config's `plugins`). */
+  readonly plugins: readonly string[];
+}
+
+/**
+ * Moves trained networks to and from another format (NIR, ...): `export` writes a network (its
+ * model and current parameters); `import`, where the format can be read back, gives a model spec
+ * and parameters to build a network from. Options are the format's own (NIR's time step, ...).
+ */
 export interface ExporterEntry {
   readonly name: string;
   readonly description: string;
-  export(network: import('./network.js').Network, options: Record<string, unknown>): Promise<Uint8Array>;
+  /** The usual file name extension, without the dot (`nir`). */
+  readonly extension?: string;
+  export(network: import('./network.js').Network, options: Record<string, unknown>): Promise<ExportedModel>;
+  import?(bytes: Uint8Array, options: Record<string, unknown>): Promise<ImportedModel>;
 }
 
 /**

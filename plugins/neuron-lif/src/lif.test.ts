@@ -7,7 +7,13 @@ import plugin, { lif } from './index.js';
 beforeAll(() => wasm.activate());
 
 describeNeuron(lif, {
-  configs: [{}, { resetDetach: true, beta: 0.8, threshold: 0.7 }, { learnBeta: true, beta: 0.85 }],
+  configs: [
+    {},
+    { resetDetach: true, beta: 0.8, threshold: 0.7 },
+    { learnBeta: true, beta: 0.85 },
+    { reset: 'zero', beta: 0.8, threshold: 0.6 },
+    { reset: 'zero', resetDetach: true, learnBeta: true },
+  ],
   setup: () => wasm.activate(),
 });
 
@@ -43,6 +49,35 @@ describe('lif', () => {
     net.dispose();
   });
 
+  it("resets to zero with reset: 'zero' (v_t = β·v_{t−1}·(1 − s_{t−1}) + I_t), off the fused path", () => {
+    const net = buildNetwork(
+      {
+        inputs: 1,
+        layers: [{ neuron: 'lif', size: 1, bias: false, params: { beta: 0.5, threshold: 1, reset: 'zero' } }],
+        readout: { size: 1, kappa: 0, bias: false },
+      },
+      { neurons: new Map([['lif', lif]]), surrogates: builtinSurrogates },
+    );
+    expect(lif.integrateFire!({ config: { reset: 'zero' } as never, tensors: {} })).toBeUndefined();
+    net.setParams({ 'layers.0.W': [1.5], 'readout.W': [1] });
+    const input = [1, 1, 0, 1, 1, 1, 0, 0, 1];
+    const x = tf.tensor3d(input.map((v) => [[v]]));
+    const out = forward(net, x, { record: true });
+    let v = 0;
+    let s = 0;
+    const expected: number[] = [];
+    for (const xi of input) {
+      v = (s ? 0 : 0.5 * v) + 1.5 * xi;
+      s = v > 1 ? 1 : 0;
+      expected.push(s);
+    }
+    expect(Array.from(out.spikes![0]!.dataSync())).toEqual(expected);
+    // Differs from the subtractive reset on this input (a spike at 1.5 leaves 0, not 0.5).
+    expect(expected).toEqual([1, 1, 0, 1, 1, 1, 0, 0, 1]);
+    disposeTree([out, x] as never);
+    net.dispose();
+  });
+
   it('makes β a clamped per-neuron parameter with learnBeta', () => {
     const net = buildNetwork(
       { inputs: 2, layers: [{ neuron: 'lif', size: 3, params: { learnBeta: true, beta: 0.7 } }], readout: { size: 1 } },
@@ -61,7 +96,7 @@ describe('lif', () => {
     const spec = (params: Record<string, unknown>) => ({ inputs: 2, layers: [{ neuron: 'lif', size: 3, params }], readout: { size: 1 } });
     expect(() => buildNetwork(spec({ beta: 1.5 }), reg)).toThrow(/model\.layers\[0\]\.params\.beta: must be <= 1/);
     expect(() => buildNetwork(spec({ treshold: 1 }), reg)).toThrow(/params\.treshold: unknown key; did you mean 'threshold'/);
-    expect(() => buildNetwork(spec({ reset: 'zero' }), reg)).toThrow(/params\.reset: must be one of 'subtract'/);
+    expect(() => buildNetwork(spec({ reset: 'none' }), reg)).toThrow(/params\.reset: must be one of 'subtract', 'zero'/);
   });
 
   it('is a valid plugin, loadable by package name', async () => {

@@ -4,7 +4,12 @@ import { defineNeuron, tf, tidy, type SchemaValues, type Tensor } from '@spikefl
 export const lifSchema = {
   beta: { type: 'number', default: 0.9, min: 0, max: 1, doc: 'membrane decay β per step (β = exp(−Δt/τ_m))' },
   threshold: { type: 'number', default: 1, min: 0, exclusiveMin: true, doc: 'firing threshold ϑ' },
-  reset: { type: 'string', default: 'subtract', oneOf: ['subtract'], doc: 'reset mechanism: subtract ϑ after a spike' },
+  reset: {
+    type: 'string',
+    default: 'subtract',
+    oneOf: ['subtract', 'zero'],
+    doc: "reset mechanism: 'subtract' ϑ after a spike, or 'zero' (the membrane starts the next step from 0: NIR's and snnTorch's reset-to-zero)",
+  },
   resetDetach: { type: 'boolean', default: false, doc: 'treat the reset term as a constant in the backward pass' },
   learnBeta: { type: 'boolean', default: false, doc: 'make β a trainable per-neuron parameter (clamped to [0, 1])' },
 } as const;
@@ -24,6 +29,12 @@ declare module '@spikeflow/core' {
  *     v_t = β·v_{t−1} + I_t − ϑ·r_{t−1},   r_{t−1} = s_{t−1} (constant in backward if resetDetach)
  *     s_t = spike(v_t − ϑ)
  *
+ * or, with `reset: "zero"`, reset to zero (NIR's LIF with v_reset = 0 under forward Euler;
+ * snnTorch's `reset_mechanism="zero"` without reset delay):
+ *
+ *     v_t = β·v_{t−1}·(1 − r_{t−1}) + I_t,   s_t = spike(v_t − ϑ)
+ *
+ * where `v` holds the membrane before its reset (a neuron that spiked at t − 1 starts step t from 0).
  * `spike` is the Heaviside step forward and the layer's surrogate derivative backward. State
  * `{ v, s }` starts at zero. With `learnBeta`, β is a per-neuron parameter `layers.<i>.beta`.
  *
@@ -31,18 +42,20 @@ declare module '@spikeflow/core' {
  */
 export const lif = defineNeuron({
   name: 'lif',
-  description: 'leaky integrate-and-fire, subtractive reset (optionally detached), fixed or trainable decay',
+  description: 'leaky integrate-and-fire, subtractive or zero reset (optionally detached), fixed or trainable decay',
   configSchema: lifSchema,
   stateKeys: ['v', 's'],
   membrane: 'v',
   spikes: 's',
-  membraneDecay: (c) => (c.learnBeta ? undefined : c.beta),
+  // Reset to zero makes ∂v_t/∂v_{t−1} = β·(1 − s_{t−1}): no fixed decay.
+  membraneDecay: (c) => (c.learnBeta || c.reset === 'zero' ? undefined : c.beta),
   tensorParams: (c, size) => ({
     beta: c.learnBeta ? { value: new Float32Array(size).fill(c.beta), trainable: true, range: [0, 1] as const } : { value: c.beta, trainable: false },
     threshold: { value: c.threshold, trainable: false },
   }),
-  // The step above is core's LIF kernel equation for every config.
-  integrateFire: ({ config, tensors }) => ({ beta: tensors['beta']!, threshold: config.threshold, resetDetach: config.resetDetach }),
+  // The subtractive step is core's LIF kernel equation; reset to zero has no fused form.
+  integrateFire: ({ config, tensors }) =>
+    config.reset === 'subtract' ? { beta: tensors['beta']!, threshold: config.threshold, resetDetach: config.resetDetach } : undefined,
   init: (batch, size): LifState => {
     const z = tf.zeros([batch, size]);
     return { v: z, s: z };
@@ -50,7 +63,10 @@ export const lif = defineNeuron({
   step({ config, tensors }, state: LifState, current, { spike, detach }) {
     const thr = tensors['threshold']!;
     const reset = config.resetDetach ? detach(state.s) : state.s;
-    const v = tf.sub(tf.add(tf.mul(tensors['beta']!, state.v), current), tf.mul(thr, reset));
+    const v =
+      config.reset === 'zero'
+        ? tf.add(tf.mul(tensors['beta']!, tf.sub(state.v, tf.mul(state.v, reset))), current)
+        : tf.sub(tf.add(tf.mul(tensors['beta']!, state.v), current), tf.mul(thr, reset));
     const s = spike(tf.sub(v, thr));
     return { state: { v, s }, spikes: s };
   },
@@ -61,18 +77,23 @@ export const lif = defineNeuron({
    *     ∂s_t/∂v_{t−1} = ψ_t·β  ∂s_t/∂s_{t−1} = −ϑ·ψ_t (0 if resetDetach)  ∂s_t/∂I_t = ψ_t
    *
    * With the reset detached these give Bellec et al.'s LIF eligibility trace e_t = ψ_t·z̄_t.
+   * Reset to zero: ∂v_t/∂v_{t−1} = β·(1 − s_{t−1}), ∂v_t/∂s_{t−1} = −β·v_{t−1} (0 if resetDetach),
+   * the rows of s_t those times ψ_t.
    */
   localJacobians: {
-    jacobians({ config, tensors }, _prev, next: LifState, _current, { surrogate }) {
+    jacobians({ config, tensors }, prev: LifState, next: LifState, _current, { surrogate }) {
       const beta = tensors['beta']!;
       const thr = config.threshold;
       return tidy(() => {
         const psi = surrogate.derivative(tf.sub(next.v, tensors['threshold']!));
-        const reset = config.resetDetach ? null : -thr;
+        const [dv, ds] =
+          config.reset === 'zero'
+            ? [tf.mul(beta, tf.sub(1, prev.s)), config.resetDetach ? null : tf.mul(tf.neg(beta), prev.v)]
+            : [beta, config.resetDetach ? null : -thr];
         return {
           state: [
-            [beta, reset],
-            [tf.mul(psi, beta), config.resetDetach ? null : tf.mul(psi, -thr)],
+            [dv, ds],
+            [tf.mul(psi, dv), ds === null ? null : tf.mul(psi, ds)],
           ],
           current: [1, psi],
         };
