@@ -415,6 +415,52 @@ describe('bad input gets a clear error and a non-zero exit', () => {
   });
 });
 
+describe('spikeflow export and import (NIR)', () => {
+  it('moves a trained run to a NIR file and back into a run that evaluates to the same loss and trains on', () => {
+    const dir = workdir({
+      model: { layers: [{ neuron: 'lif', size: 16, recurrent: true, params: { reset: 'zero' } }], readout: { kappa: 0.5 } },
+      train: { epochs: 1, batchSize: 32, maxBatchesPerEpoch: 3 },
+    });
+    expect(cli(['train', 'run.json', '--out', 'run', '--quiet'], dir).status).toBe(0);
+    const ex = cli(['export', 'run', '-o', 'model.nir', '--dt', '0.001'], dir);
+    expect(ex.status, ex.stderr).toBe(0);
+    expect(ex.stdout).toMatch(/wrote .*model\.nir/);
+    expect(ex.stderr).toMatch(/note: time constants assume Δt = 0\.001 s/);
+    expect(readFileSync(join(dir, 'model.nir')).subarray(0, 8)).toEqual(Buffer.from([0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a]));
+    // Another base config's data and training; the model comes from the file.
+    writeFileSync(
+      join(dir, 'base.json'),
+      JSON.stringify(config({ plugins: ['@spikeflow/rule-bptt', '@spikeflow/backend-wasm', '@spikeflow/dataset-add-task'], model: {} })),
+    );
+    const im = cli(['import', 'model.nir', '--config', 'base.json', '-o', 'imported', '--dt', '0.001'], dir);
+    expect(im.status, im.stderr).toBe(0);
+    expect(im.stdout).toMatch(/spikeflow train .*imported\/config\.json --out .*imported --resume/);
+    const stored = JSON.parse(readFileSync(join(dir, 'imported', 'config.json'), 'utf8')) as { plugins: string[]; model: { layers: { params: unknown }[] } };
+    expect(stored.plugins).toContain('@spikeflow/neuron-lif');
+    expect(stored.model.layers[0]!.params).toMatchObject({ reset: 'zero', beta: expect.any(Number) });
+    const a = JSON.parse(cli(['eval', 'run'], dir).stdout) as { loss: number };
+    const b = JSON.parse(cli(['eval', 'imported'], dir).stdout) as { loss: number };
+    expect(b.loss).toBe(a.loss);
+    const resumed = cli(['train', join('imported', 'config.json'), '--out', 'imported', '--resume', '--quiet'], dir);
+    expect(resumed.status, resumed.stderr).toBe(0);
+    expect(resumed.stdout).toMatch(/test loss: /);
+  });
+
+  it('refuses a subtractive-reset run unless --allow-subtract-reset, and names what is wrong', () => {
+    const dir = workdir({ train: { epochs: 1, batchSize: 32, maxBatchesPerEpoch: 1 } });
+    expect(cli(['train', 'run.json', '--out', 'run', '--quiet'], dir).status).toBe(0);
+    const refused = cli(['export', 'run', '-o', 'model.nir'], dir);
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toMatch(/NIR export: model\.layers\[0\]\.params\.reset: spikeflow's subtractive reset .* \[INCOMPATIBLE\]/);
+    expect(existsSync(join(dir, 'model.nir'))).toBe(false);
+    const forced = cli(['export', 'run', '-o', 'model.nir', '--allow-subtract-reset'], dir);
+    expect(forced.status, forced.stderr).toBe(0);
+    expect(forced.stderr).toMatch(/note: layers with spikeflow's subtractive reset were exported as NIR LIF nodes/);
+    const unknown = cli(['export', 'run', '-o', 'x.onnx', '--format', 'onnx'], dir);
+    expect(unknown.stderr).toMatch(/--format onnx: no installed plugin exports this format \(installed formats: nir\)/);
+  });
+});
+
 describe('spikeflow eval', () => {
   it("prints exactly the run's last logged test loss and accuracy (rate-encoded MNIST: its spikes depend on the eval seed)", () => {
     const dir = workdir({

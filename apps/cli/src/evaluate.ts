@@ -32,7 +32,7 @@ export interface EvalFlags {
 }
 
 /** The run config a checkpoint stores, checked as data. */
-function storedConfig(meta: Record<string, unknown>, path: string): RunConfig {
+export function storedConfig(meta: Record<string, unknown>, path: string): RunConfig {
   if (meta['config'] === undefined)
     throw new SpikeflowError('CHECKPOINT_INVALID', `${path}: not a checkpoint written by 'spikeflow train' (it has no run config)`, { path });
   try {

@@ -1,9 +1,11 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { createRequire } from 'node:module';
 import os from 'node:os';
+import { join } from 'node:path';
 import { SpikeflowError, isSpikeflowError, tf } from '@spikeflow/core';
 import { train } from './train.js';
 import { evalRun } from './evaluate.js';
+import { exportRun, importModel } from './exchange.js';
 import { installedPluginNames, loadFrom, registryOf } from './plugins.js';
 import { PLUGIN_KINDS, newPlugin, newSummary } from './new.js';
 import { benchCommand } from '@spikeflow/bench';
@@ -80,6 +82,49 @@ export function program(): Command {
     )
     .action(async (target: string, o: { split: string; batchSize?: number; cacheDir?: string; plugins?: string[] }) => {
       print(await evalRun(target, o));
+    });
+
+  const seconds = (v: string) => {
+    const n = Number(v);
+    if (!(n > 0) || !Number.isFinite(n)) throw new InvalidArgumentError('--dt must be a positive number of seconds (1e-4, 0.001, ...)');
+    return n;
+  };
+
+  p.command('export')
+    .description(
+      "write a run's trained network in another format (nir: the Neuromorphic Intermediate Representation, for snnTorch, Norse, Lava, neuromorphic hardware)",
+    )
+    .argument('<target>', 'run directory or checkpoint file')
+    .requiredOption('-o, --out <file>', 'file to write (model.nir)')
+    .option('--format <name>', 'file format', 'nir')
+    .option('--dt <seconds>', 'NIR: the time step its time constants assume (default 1e-4 s, as snnTorch; NIR files do not store it)', seconds)
+    .option('--allow-subtract-reset', "NIR: export layers with spikeflow's subtractive reset, which NIR importers run as reset to zero")
+    .option('--plugins <names>', "plugins to load, comma-separated, instead of those the checkpoint's stored config names", (v: string) =>
+      v
+        .split(',')
+        .map((x) => x.trim())
+        .filter(Boolean),
+    )
+    .action(async (target: string, o: { out: string; format: string; dt?: number; allowSubtractReset?: boolean; plugins?: string[] }) => {
+      const r = await exportRun(target, o);
+      for (const n of r.notes) process.stderr.write(`spikeflow: note: ${n}\n`);
+      print(`wrote ${r.file}`);
+    });
+
+  p.command('import')
+    .description('read a network from another format (nir) into a run directory that eval evaluates and train --resume trains on')
+    .argument('<file>', 'file to read (model.nir)')
+    .requiredOption('--config <file>', 'run config giving the data, rule, loss, optimizer and training (its model is replaced by the imported one)')
+    .requiredOption('-o, --out <runDir>', 'run directory to create')
+    .option('--format <name>', 'file format (default: the file extension)')
+    .option('--dt <seconds>', "NIR: the time step to run the file's continuous-time equations with (default 1e-4 s)", seconds)
+    .option('--cache-dir <dir>', 'dataset cache directory')
+    .action(async (file: string, o: { config: string; out: string; format?: string; dt?: number; cacheDir?: string }) => {
+      const r = await importModel(file, o);
+      for (const n of r.notes) process.stderr.write(`spikeflow: note: ${n}\n`);
+      print(`run: ${r.runDir}`);
+      print(`evaluate: spikeflow eval ${r.runDir}`);
+      print(`train on: spikeflow train ${join(r.runDir, 'config.json')} --out ${r.runDir} --resume`);
     });
 
   p.command('plugins')

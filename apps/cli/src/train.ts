@@ -59,7 +59,7 @@ export const METRICS = 'metrics.jsonl';
 export const cacheDirOf = (flag?: string) => resolve(flag ?? join(process.env['HOME'] ?? '.', '.cache', 'spikeflow'));
 
 /** Writes a small text file atomically (a kill mid-write leaves the old one). */
-function writeAtomic(path: string, text: string): void {
+export function writeAtomic(path: string, text: string): void {
   const tmp = `${path}.tmp-${process.pid}`;
   writeFileSync(tmp, text);
   renameSync(tmp, path);

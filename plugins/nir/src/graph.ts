@@ -228,13 +228,14 @@ export function checkGraph(g: NirNode, where: string, at = '/node'): void {
     if (ELEMENTWISE.has(n.type)) {
       const shapes = Object.entries(n.params);
       const first = shapes[0];
-      if (first) {
-        if (first[1].shape.length === 0)
+      for (const [k, v] of shapes)
+        if (v.shape.length === 0)
           fail(
             where,
-            `node ${p} (${n.type}): '${first[0]}' is a scalar; NIR's neuron parameters are arrays of the layer's shape (nir.read cannot infer a type from a scalar)`,
+            `node ${p} (${n.type}): '${k}' is a scalar; NIR's neuron parameters are arrays of the layer's shape (nir.read cannot infer a type from a scalar)`,
             p,
           );
+      if (first) {
         for (const [k, v] of shapes)
           if (!same(v.shape, first[1].shape))
             fail(

@@ -126,6 +126,14 @@ export async function writeHdf5(root: H5WriteGroup): Promise<Uint8Array> {
   }
 }
 
+/** The 8 bytes an HDF5 file starts with (at 0, or at 512, 1024, … after a user block). */
+const SIGNATURE = [0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a];
+
+function hasSignature(bytes: Uint8Array): boolean {
+  for (let at = 0; at + 8 <= bytes.length; at = at === 0 ? 512 : at * 2) if (SIGNATURE.every((b, i) => bytes[at + i] === b)) return true;
+  return false;
+}
+
 function typeOf(meta: import('h5wasm').Metadata): H5Type {
   if (meta.type === 1) return { kind: 'float', size: meta.size };
   if (meta.type === 0) return { kind: 'int', size: meta.size };
@@ -138,6 +146,8 @@ function typeOf(meta: import('h5wasm').Metadata): H5Type {
  * HDF5 is `DATA_INVALID`.
  */
 export async function readHdf5(bytes: Uint8Array, where: string): Promise<H5Group> {
+  if (!hasSignature(bytes))
+    throw new SpikeflowError('DATA_INVALID', `${where}: not an HDF5 file (no HDF5 signature); a NIR file is HDF5, as nir.write makes it`, { path: where });
   const m = await h5();
   const name = `/spikeflow-nir-${++files}.h5`;
   m.FS!.writeFile(name, bytes);
