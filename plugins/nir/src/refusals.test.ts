@@ -150,7 +150,11 @@ describe('NIR import refusals name the node and the reason', () => {
   });
 
   it('what spikeflow cannot represent: v_reset ≠ 0, Δt > τ, branches', async () => {
-    const reset = await refusal(file((n) => void (n['lif'] = lifNode(4, { v_reset: arr([0, 0, 0.5, 0]) }))));
+    const reset = await refusal(
+      file((n) => {
+        n['lif'] = lifNode(4, { v_reset: arr([0, 0, 0.5, 0]) });
+      }),
+    );
     expect(reset.message).toMatch(/node \/node\/nodes\/lif: v_reset ≠ 0 \(0\.5\): spikeflow's neurons reset to 0/);
     const slow = await refusal(file(), 0.01);
     expect(slow.message).toMatch(/node \/node\/nodes\/lif: Δt = 0\.01 s is longer than tau = 0\.001\d* s: .* import with a smaller dt/);
