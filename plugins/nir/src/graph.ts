@@ -29,6 +29,8 @@ export interface NirNode {
   readonly nodes?: Readonly<Record<string, NirNode>>;
   /** `NIRGraph` only: `[source, target]` pairs. */
   readonly edges?: readonly (readonly [string, string])[];
+  /** Parameters stored as a string: a convolution's `padding` (`same` or `valid`). */
+  readonly text?: Readonly<Record<string, string>>;
 }
 
 /** A NIR file: the top graph and the version string of its writer. */
@@ -100,6 +102,7 @@ function parseNode(g: H5Group, where: string, at: string): NirNode {
   let metadata: Record<string, NirMeta> | undefined;
   let nodes: Record<string, NirNode> | undefined;
   let edges: (readonly [string, string])[] | undefined;
+  let text: Record<string, string> | undefined;
   for (const [key, e] of Object.entries(g.entries)) {
     const p = `${at}/${key}`;
     if (key === 'type') continue;
@@ -130,6 +133,10 @@ function parseNode(g: H5Group, where: string, at: string): NirNode {
       }
       fail(where, `${p} is ${e.kind === 'group' ? 'a group' : 'not a dataset'}; a ${type} node's parameters are datasets`, at);
     }
+    if ((type === 'Conv2d' || type === 'Conv1d') && key === 'padding' && (e as H5Dataset).type.kind === 'string') {
+      text = { ...text, padding: stringOf(e, where, p) };
+      continue;
+    }
     if (known && !known.required.includes(key) && !known.optional?.includes(key))
       fail(
         where,
@@ -142,9 +149,9 @@ function parseNode(g: H5Group, where: string, at: string): NirNode {
     if (!nodes) fail(where, `node ${at} (NIRGraph) has no 'nodes' group`, at);
     if (!edges) fail(where, `node ${at} (NIRGraph) has no 'edges' dataset`, at);
   } else if (known) {
-    for (const r of known.required) if (!(r in params)) fail(where, `node ${at} (${type}) lacks its parameter '${r}'`, at);
+    for (const r of known.required) if (!(r in params) && !(text && r in text)) fail(where, `node ${at} (${type}) lacks its parameter '${r}'`, at);
   }
-  return { type, params, ...(metadata ? { metadata } : {}), ...(nodes ? { nodes } : {}), ...(edges ? { edges } : {}) };
+  return { type, params, ...(metadata ? { metadata } : {}), ...(nodes ? { nodes } : {}), ...(edges ? { edges } : {}), ...(text ? { text } : {}) };
 }
 
 function parseEdges(e: H5Dataset, where: string, at: string): (readonly [string, string])[] {
@@ -190,6 +197,17 @@ export function nodeShapes(node: NirNode): { readonly in?: readonly number[]; re
       const i = kids.filter((k) => k.type === 'Input');
       const o = kids.filter((k) => k.type === 'Output');
       return { ...(i.length === 1 ? { in: nodeShapes(i[0]!).in } : {}), ...(o.length === 1 ? { out: nodeShapes(o[0]!).out } : {}) };
+    }
+    case 'Conv2d': {
+      const w = p['weight']!.shape;
+      const input = p['input_shape'];
+      if (w.length !== 4 || !input) return {};
+      const [H, W] = [input.data[0]!, input.data[input.data.length - 1]!];
+      const g = convGeometry(node);
+      const out = (n: number, k: number, s: number, pad: number, d: number) => Math.floor((n + 2 * pad - d * (k - 1) - 1) / s) + 1;
+      const [ph, pw] = g.padding === 'same' ? [0, 0] : g.padding;
+      const size = g.padding === 'same' ? [H, W] : [out(H, w[2]!, g.stride[0], ph, g.dilation[0]), out(W, w[3]!, g.stride[1], pw, g.dilation[1])];
+      return { in: [w[1]!, H, W], out: [w[0]!, ...size] };
     }
     case 'Flatten': {
       const it = p['input_type'];
@@ -290,6 +308,28 @@ export function checkGraph(g: NirNode, where: string, at = '/node'): void {
       fail(where, `graph ${at}: node ${k} (${nodes[k]!.type}) is not reached from any Input node (NIR cannot infer its type)`, `${at}/nodes/${k}`);
 }
 
+/** An integer or a pair of integers (NIR stores both) as a pair. */
+export function pairOf(a: NirArray | undefined, fallback: number): [number, number] {
+  if (!a || a.data.length === 0) return [fallback, fallback];
+  return [a.data[0]!, a.data[a.data.length > 1 ? 1 : 0]!];
+}
+
+/** A Conv2d node's stride, padding (`same` or a pair), dilation and groups. */
+export function convGeometry(n: NirNode): {
+  readonly stride: [number, number];
+  readonly padding: 'same' | [number, number];
+  readonly dilation: [number, number];
+  readonly groups: number;
+} {
+  const text = n.text?.['padding'];
+  return {
+    stride: pairOf(n.params['stride'], 1),
+    padding: text === 'same' ? 'same' : text === 'valid' ? [0, 0] : pairOf(n.params['padding'], 0),
+    dilation: pairOf(n.params['dilation'], 1),
+    groups: n.params['groups']?.data[0] ?? 1,
+  };
+}
+
 /** The HDF5 layout of a NIR file as `nir.write` makes it: `/version`, `/node` and below. */
 export function toHdf5(file: NirFile): H5WriteGroup {
   const arr = (a: NirArray): H5Write => ({ dtype: a.dtype, shape: a.shape, value: a.data });
@@ -307,6 +347,7 @@ export function toHdf5(file: NirFile): H5WriteGroup {
   const node = (n: NirNode): H5WriteGroup => ({
     type: { dtype: 'string', shape: [], value: [n.type] },
     ...Object.fromEntries(Object.entries(n.params).map(([k, v]) => [k, arr(v)])),
+    ...Object.fromEntries(Object.entries(n.text ?? {}).map(([k, v]) => [k, { dtype: 'string' as const, shape: [], value: [v] }])),
     ...(n.metadata && Object.keys(n.metadata).length ? { metadata: meta(n.metadata) } : {}),
     ...(n.type === 'NIRGraph'
       ? {

@@ -54,6 +54,9 @@ const snntorchLif = (beta: number[], thr: number, dt: number, withReset = true):
 
 type State = Map<string, Float64Array>;
 
+/** The [C, H, W] map each pooling node reads, by node path (the cases give it; NIR infers it from the graph). */
+const shapeOfPool = new Map<string, [number, number, number]>();
+
 function simulate(file: NirFile, xs: Float64Array[], dt: number): Float64Array[] {
   const states: State = new Map();
   const prevOut = new Map<string, Float64Array>();
@@ -155,6 +158,51 @@ function evalNode(n: NirNode, id: string, x: Float64Array, dt: number, states: S
       return x.map((v, j) => v * p('scale')[j]!);
     case 'Flatten':
       return x;
+    case 'Conv2d': {
+      // PyTorch's convolution on a [C, H, W] map: weight (C_out, C_in, kh, kw), zeros padded on both sides ('same': stride 1, k − 1 in all, the odd one after).
+      const [co, ci, kh, kw] = n.params['weight']!.shape as [number, number, number, number];
+      const [H, W] = Array.from(n.params['input_shape']!.data) as [number, number];
+      const pair = (k: string, d: number) => (n.params[k] ? [n.params[k]!.data[0]!, n.params[k]!.data.at(-1)!] : [d, d]);
+      const [sh, sw] = pair('stride', 1) as [number, number];
+      const same = n.text?.['padding'] === 'same';
+      const [ph, pw] = (same ? [Math.floor((kh - 1) / 2), Math.floor((kw - 1) / 2)] : pair('padding', 0)) as [number, number];
+      const Ho = same ? H : Math.floor((H + 2 * ph - kh) / sh) + 1;
+      const Wo = same ? W : Math.floor((W + 2 * pw - kw) / sw) + 1;
+      const w = p('weight');
+      const y = new Float64Array(co * Ho * Wo);
+      for (let o = 0; o < co; o++)
+        for (let r = 0; r < Ho; r++)
+          for (let c = 0; c < Wo; c++) {
+            let acc = n.params['bias']?.data[o] ?? 0;
+            for (let i = 0; i < ci; i++)
+              for (let a = 0; a < kh; a++)
+                for (let b = 0; b < kw; b++) {
+                  const yy = r * sh + a - ph;
+                  const xx = c * sw + b - pw;
+                  if (yy >= 0 && yy < H && xx >= 0 && xx < W) acc += w[((o * ci + i) * kh + a) * kw + b]! * x[(i * H + yy) * W + xx]!;
+                }
+            y[(o * Ho + r) * Wo + c] = acc;
+          }
+      return y;
+    }
+    case 'SumPool2d':
+    case 'AvgPool2d': {
+      // Valid windows on the [C, H, W] map the case says the node reads (NIR infers it from the graph).
+      const k = Array.from(n.params['kernel_size']!.data);
+      const st = Array.from(n.params['stride']!.data);
+      const [C, H, W] = shapeOfPool.get(id)!;
+      const Ho = Math.floor((H - k[0]!) / st[0]!) + 1;
+      const Wo = Math.floor((W - k[1]!) / st[1]!) + 1;
+      const y = new Float64Array(C * Ho * Wo);
+      for (let c = 0; c < C; c++)
+        for (let r = 0; r < Ho; r++)
+          for (let q = 0; q < Wo; q++) {
+            let acc = 0;
+            for (let a = 0; a < k[0]!; a++) for (let b = 0; b < k[1]!; b++) acc += x[(c * H + r * st[0]! + a) * W + q * st[1]! + b]!;
+            y[(c * Ho + r) * Wo + q] = n.type === 'AvgPool2d' ? acc / (k[0]! * k[1]!) : acc;
+          }
+      return y;
+    }
     case 'LIF':
     case 'LI': {
       // τ v̇ = (v_leak − v) + r·I  →  v ← v + Δt/τ·(v_leak − v + r·I)
@@ -405,6 +453,59 @@ function cases(): Case[] {
       ),
     });
   }
+  {
+    // A convolutional network as Norse writes one (r = 1): Conv2d with padding 'same' (a string), AvgPool2d, Flatten, Affine, LI; Δt = 1e-3.
+    const dt = 1e-3;
+    const int = (...v: number[]): NirArray => ({ dtype: 'int64', shape: [v.length], data: Float64Array.from(v) });
+    const map = (shape: number[], v: number) => arr(new Array(shape.reduce((a, b) => a * b, 1)).fill(v), shape);
+    shapeOfPool.set('pool', [4, 6, 6]);
+    out.push({
+      name: "Norse conv: Conv2d padding 'same', AvgPool2d, Flatten, Affine, LI",
+      dt,
+      file: graph(
+        {
+          input: { type: 'Input', params: { shape: int(2, 6, 6) } },
+          conv: {
+            type: 'Conv2d',
+            params: {
+              weight: arr(randomMatrix(rng, 4, 18, 4).data, [4, 2, 3, 3]),
+              stride: int(1, 1),
+              dilation: int(1, 1),
+              groups: { dtype: 'int64', shape: [], data: Float64Array.of(1) },
+              bias: arr([1, -0.5, 0.5, 0]),
+              input_shape: int(6, 6),
+            },
+            text: { padding: 'same' },
+          },
+          lif: {
+            type: 'LIF',
+            params: { tau: map([4, 6, 6], 0.005), r: map([4, 6, 6], 1), v_leak: map([4, 6, 6], 0), v_threshold: map([4, 6, 6], 1), v_reset: map([4, 6, 6], 0) },
+          },
+          pool: { type: 'AvgPool2d', params: { kernel_size: int(2, 2), stride: int(2, 2), padding: int(0, 0) } },
+          flat: {
+            type: 'Flatten',
+            params: {
+              start_dim: { dtype: 'int64', shape: [], data: Float64Array.of(0) },
+              end_dim: { dtype: 'int64', shape: [], data: Float64Array.of(-1) },
+              input_type: int(4, 3, 3),
+            },
+          },
+          fc: affine(rng, 3, 36, 6),
+          li: { type: 'LI', params: { tau: full(3, 0.01), r: full(3, 1), v_leak: full(3, 0) } },
+          output: io('Output', 3),
+        },
+        [
+          ['input', 'conv'],
+          ['conv', 'lif'],
+          ['lif', 'pool'],
+          ['pool', 'flat'],
+          ['flat', 'fc'],
+          ['fc', 'li'],
+          ['li', 'output'],
+        ],
+      ),
+    });
+  }
   return out;
 }
 
@@ -420,8 +521,11 @@ async function agrees(bytes: Uint8Array, dt: number, seed: number): Promise<void
   const n = imported.model.inputs;
   const xs = Array.from({ length: T }, () => Float64Array.from({ length: n }, () => (rng() < 0.4 ? 1 : 0)));
   const want = simulate(await readNir(bytes), xs, dt);
+  // The reference reads NIR's [C, H, W]; spikeflow its inputShape [H, W, C].
+  const [H, W, C] = imported.model.inputShape ?? [1, 1, n];
+  const hwc = (v: Float64Array) => Array.from({ length: n }, (_, k) => v[(k % C) * H * W + Math.floor(k / C)]!);
   const x = tf.tensor3d(
-    xs.map((v) => [Array.from(v)]),
+    xs.map((v) => [hwc(v)]),
     [T, B, n],
   );
   const out = forward(net, x, { record: true });
@@ -452,7 +556,9 @@ describe('NIR files in the forms snnTorch and Norse write', () => {
     ['snntorch-rleaky-flat', 1e-4],
     ['snntorch-synaptic', 1e-4],
     ['norse-li', 1e-3],
+    ['snntorch-conv', 1e-4],
   ] as const) {
+    shapeOfPool.set('2', [3, 8, 8]);
     it(`${name}.nir, written by nir.write: imports and runs as NIR's equations at Δt = ${dt}`, async () => {
       await agrees(new Uint8Array(readFileSync(new URL(`../test-data/${name}.nir`, import.meta.url))), dt, name.length);
     });

@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { buildNetwork, createRegistry, isSpikeflowError } from '@spikeflow/core';
 import { wasm } from '@spikeflow/backend-wasm';
 import lifPlugin from '@spikeflow/neuron-lif';
-import plugin, { exportNir, importNir, toHdf5, validateNir, writeNir, type NirArray, type NirFile, type NirNode } from './index.js';
+import plugin, { exportNir, importNir, readNir, toHdf5, validateNir, writeNir, type NirArray, type NirFile, type NirNode } from './index.js';
 import { writeHdf5, type H5Write, type H5WriteGroup } from './hdf5.js';
 
 const registry = createRegistry([lifPlugin, plugin]);
@@ -176,6 +176,35 @@ describe('NIR import refusals name the node and the reason', () => {
   });
 });
 
+describe('convolutional networks: what NIR cannot hold is refused, naming it', () => {
+  it('max pooling, an asymmetric same padding and a spatial identity readout on export; a grouped convolution on import', async () => {
+    const spec = (layers: unknown[], readout: Record<string, unknown> = { size: 2 }) => ({ inputs: 72, inputShape: [6, 6, 2], layers, readout });
+    const conv = (extra: Record<string, unknown> = {}) => ({ type: 'conv2d', neuron: 'lif', channels: 2, kernel: 3, params: { reset: 'zero' }, ...extra });
+    const refused = async (s: unknown) => {
+      const net = buildNetwork(s, registry);
+      try {
+        return ((await exportNir(net).catch((e: unknown) => e)) as Error).message;
+      } finally {
+        net.dispose();
+      }
+    };
+    expect(await refused(spec([conv({ padding: 1 }), { type: 'maxpool', size: 2 }, conv({ padding: 1 }), { type: 'flatten' }]))).toMatch(/model\.layers\[2\]: max pooling has no NIR node/);
+    expect(await refused(spec([conv({ kernel: 2, padding: 'same' }), { type: 'flatten' }]))).toMatch(
+      /model\.layers\[0\]\.padding: "same" padding that is not symmetric/,
+    );
+    expect(await refused(spec([conv(), { type: 'flatten' }], { kind: 'identity', size: 32 }))).toMatch(
+      /model\.readout: an identity readout of a spatial layer/,
+    );
+    const ok = buildNetwork(spec([conv({ padding: 1 }), { type: 'flatten' }]), registry);
+    const { bytes } = await exportNir(ok);
+    ok.dispose();
+    const grouped = await edited(await readNir(bytes), ['conv0'], (g) => {
+      g['groups'] = { dtype: 'int64', shape: [], value: [2] };
+    });
+    expect((await refusal(grouped)).message).toMatch(/node \/node\/nodes\/conv0: a dilated or grouped convolution/);
+  });
+});
+
 describe('the NIR validator', () => {
   it('passes what spikeflow exports and flags what nir.read would refuse', async () => {
     const net = buildNetwork({ inputs: 3, layers: [{ neuron: 'lif', size: 4, recurrent: true, params: { reset: 'zero' } }], readout: { size: 2 } }, registry);
@@ -194,7 +223,7 @@ describe('the NIR validator', () => {
       expect.arrayContaining([
         expect.stringMatching(/^\/extra: not part of a NIR file/),
         expect.stringMatching(/^\/node\/nodes\/lif\/r: integers where NIR has real numbers/),
-        expect.stringMatching(/^\/node\/nodes\/input\/shape: an Input\/Output shape must be int64/),
+        expect.stringMatching(/^\/node\/nodes\/input\/shape: NIR stores it as int64 integers/),
         expect.stringMatching(/^\/node\/nodes\/fc\/metadata: an empty metadata group/),
       ]),
     );

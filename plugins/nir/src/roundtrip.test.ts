@@ -131,4 +131,56 @@ describe('NIR export then import', () => {
     await expect(exportNir(net)).rejects.toThrow(/model\.layers\[1\]: neuron 'alif' has no NIR node/);
     net.dispose();
   });
+
+  it('gives bit-identical spikes and readouts for 12 random convolutional networks (pooling, padding, strides, a dense tail) over T = 20', async () => {
+    const kinds = new Set<string>();
+    for (let seed = 0; seed < 12; seed++) {
+      const r = createRng(100 + seed);
+      const pick = <T>(xs: readonly T[]) => xs[Math.floor(r() * xs.length)]!;
+      const lif = () => ({ beta: pick([0.5, 0.8, 0.9, 1]), threshold: pick([0.5, 1]), reset: 'zero' });
+      const layers: Record<string, unknown>[] = [
+        {
+          type: 'conv2d',
+          neuron: seed % 4 === 3 ? 'cuba-lif' : 'lif',
+          channels: 2 + (seed % 3),
+          kernel: pick([2, 3]),
+          stride: pick([1, 1, 2]),
+          padding: pick(['valid', 1, [0, 1]]),
+          bias: r() < 0.7,
+          gain: 2,
+          params: seed % 4 === 3 ? { alpha: 0.5, beta: 0.8, reset: 'zero' } : lif(),
+        },
+        ...(seed % 2 === 0 ? [{ type: pick(['sumpool', 'avgpool']), size: 2, ...(seed % 3 === 0 ? { scale: 1.1 } : {}) }] : []),
+        ...(seed % 3 === 1 ? [{ type: 'conv2d', neuron: 'lif', channels: 3, kernel: 3, padding: 'same', gain: 2, params: lif() }] : []),
+        { type: 'flatten' },
+        ...(seed % 2 === 1 ? [{ neuron: 'lif', size: 6, recurrent: r() < 0.5, bias: r() < 0.5, gain: 2, params: lif() }] : []),
+      ];
+      // sumpool's scale only on sum pooling.
+      for (const l of layers) if (l['type'] === 'avgpool') delete l['scale'];
+      const spec = { inputs: 0, inputShape: [8, 7, 2], layers, readout: { size: 3, kappa: pick([0, 0.8]), bias: r() < 0.5 } } as unknown as ModelSpec;
+      spec.inputs = 8 * 7 * 2;
+      const a = buildNetwork(spec, registry, { seed });
+      const { bytes } = await exportNir(a);
+      expect(await validateNir(bytes), `seed ${seed}`).toEqual([]);
+      for (const n of Object.values((await readNir(bytes)).graph.nodes!)) kinds.add(n.type);
+      const imported = await importNir(bytes);
+      expect(imported.model.inputShape).toEqual([8, 7, 2]);
+      const b = buildNetwork(imported.model, registry);
+      b.setParams(imported.params);
+      for (const [k, v] of Object.entries(imported.params)) expect(Array.from(v), `${k}, seed ${seed}`).toEqual(Array.from(a.params[k]!.dataSync()));
+      const x = tf.tidy(() => tf.cast(tf.less(tf.randomUniform([20, 2, spec.inputs], 0, 1, 'float32', seed), 0.4), 'float32')) as tf.Tensor3D;
+      const ra = run(a, x);
+      const rb = run(b, x);
+      expect(rb.spikes, `spikes, seed ${seed}`).toEqual(ra.spikes);
+      expect(rb.readout, `readout, seed ${seed}`).toEqual(ra.readout);
+      expect(
+        ra.spikes[0]!.some((s) => s === 1),
+        `seed ${seed} spikes`,
+      ).toBe(true);
+      x.dispose();
+      a.dispose();
+      b.dispose();
+    }
+    expect([...kinds]).toEqual(expect.arrayContaining(['Conv2d', 'SumPool2d', 'AvgPool2d', 'Scale', 'Flatten', 'CubaLIF', 'IF', 'NIRGraph']));
+  });
 });

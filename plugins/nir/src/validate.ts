@@ -77,15 +77,30 @@ export async function validateNir(bytes: Uint8Array, where = 'NIR file'): Promis
         if (e.shape.length !== 2 || e.shape[1] !== 2) problems.push(`${p}: edges must have shape (E, 2), got [${e.shape}]`);
         continue;
       }
-      const scalarOk = type === 'Flatten' && (k === 'start_dim' || k === 'end_dim');
+      if ((type === 'Conv2d' || type === 'Conv1d') && k === 'padding' && e.type.kind === 'string') {
+        const v = (e.value as readonly string[])[0];
+        if (!vlenUtf8(e) || e.shape.length !== 0 || (v !== 'same' && v !== 'valid'))
+          problems.push(`${p}: a string padding is 'same' or 'valid', one variable-length UTF-8 string`);
+        continue;
+      }
+      // What nir.write stores from a Python int (a scalar), and the integer parameters of the spatial nodes.
+      const scalarOk =
+        (type === 'Flatten' && (k === 'start_dim' || k === 'end_dim')) ||
+        (type?.startsWith('Conv') === true && k !== 'weight' && k !== 'bias') ||
+        type?.endsWith('Pool2d') === true;
+      const integer =
+        (k === 'shape' && (type === 'Input' || type === 'Output')) ||
+        type === 'Flatten' ||
+        (type?.startsWith('Conv') === true && k !== 'weight' && k !== 'bias') ||
+        type?.endsWith('Pool2d') === true;
       if (e.type.kind === 'float') {
         if (e.type.size !== 4 && e.type.size !== 8) problems.push(`${p}: float${e.type.size * 8}; NIR files hold float32 or float64`);
       } else if (e.type.kind === 'int') {
         if (e.type.size !== 8) problems.push(`${p}: int${e.type.size * 8}; NIR files hold int64 integers`);
       } else problems.push(`${p}: ${e.type.kind === 'string' ? 'strings' : 'a non-numeric type'} where NIR has numbers`);
       if (e.shape.length === 0 && !scalarOk) problems.push(`${p}: a scalar; NIR parameters are arrays (a scalar breaks nir.read's type inference)`);
-      if ((k === 'shape' && (type === 'Input' || type === 'Output')) !== (e.type.kind === 'int') && !scalarOk && k !== 'input_type')
-        problems.push(`${p}: ${e.type.kind === 'int' ? 'integers where NIR has real numbers' : 'an Input/Output shape must be int64'}`);
+      if (integer !== (e.type.kind === 'int'))
+        problems.push(`${p}: ${e.type.kind === 'int' ? 'integers where NIR has real numbers' : 'NIR stores it as int64 integers'}`);
     }
   };
   const top = root.entries['node'];

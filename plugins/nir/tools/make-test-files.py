@@ -25,7 +25,7 @@ def b(o, s):
 
 
 def leaky(n, beta, thr=1.0):
-    # snnTorch's export of Leaky: tau = dt/(1 - beta), r = tau/dt.
+    # snnTorch's export of Leaky: tau = dt/(1 - beta), r = tau/dt; n a size or a shape.
     tau = np.full(n, dt / (1 - beta), dtype=np.float32)
     return nir.LIF(tau=tau, r=tau / dt, v_leak=np.zeros(n, np.float32), v_threshold=np.full(n, thr, np.float32), v_reset=np.zeros(n, np.float32))
 
@@ -79,6 +79,22 @@ g = nir.NIRGraph(
     edges=[("input", "flat"), ("flat", "0"), ("0", "1"), ("1", "2"), ("2", "3"), ("3", "output")],
 )
 nir.write(f"{out}/norse-li.nir", g)
-for f in ["snntorch-rleaky-flat", "snntorch-synaptic", "norse-li"]:
+# snnTorch: a convolutional network (Conv2d padded by 1, Leaky on its [C, H, W] map, SumPool2d, Flatten, Affine, Leaky).
+g = nir.NIRGraph(
+    nodes={
+        "input": nir.Input(input_type=np.array([2, 8, 8])),
+        "0": nir.Conv2d(input_shape=(8, 8), weight=w(3 * 2 * 3 * 3, 1, 1.2).reshape(3, 2, 3, 3), stride=1, padding=1, dilation=1, groups=1, bias=b(3, 0.3)),
+        "1": leaky((3, 8, 8), 0.8),
+        "2": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
+        "3": nir.Flatten(input_type={"input": np.array([3, 4, 4])}, start_dim=0, end_dim=-1),
+        "4": nir.Affine(weight=w(4, 48, 0.6), bias=b(4, 0.2)),
+        "5": leaky(4, 0.9),
+        "output": nir.Output(output_type=np.array([4])),
+    },
+    edges=[("input", "0"), ("0", "1"), ("1", "2"), ("2", "3"), ("3", "4"), ("4", "5"), ("5", "output")],
+)
+nir.write(f"{out}/snntorch-conv.nir", g)
+
+for f in ["snntorch-rleaky-flat", "snntorch-synaptic", "norse-li", "snntorch-conv"]:
     nir.read(f"{out}/{f}.nir")
 print("wrote and read back", out)
