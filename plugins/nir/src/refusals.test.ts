@@ -188,7 +188,9 @@ describe('convolutional networks: what NIR cannot hold is refused, naming it', (
         net.dispose();
       }
     };
-    expect(await refused(spec([conv({ padding: 1 }), { type: 'maxpool', size: 2 }, conv({ padding: 1 }), { type: 'flatten' }]))).toMatch(/model\.layers\[2\]: max pooling has no NIR node/);
+    expect(await refused(spec([conv({ padding: 1 }), { type: 'maxpool', size: 2 }, conv({ padding: 1 }), { type: 'flatten' }]))).toMatch(
+      /model\.layers\[2\]: max pooling has no NIR node/,
+    );
     expect(await refused(spec([conv({ kernel: 2, padding: 'same' }), { type: 'flatten' }]))).toMatch(
       /model\.layers\[0\]\.padding: "same" padding that is not symmetric/,
     );
