@@ -14,6 +14,9 @@ import {
   parseRunMeta,
   tf,
   type EvalResult,
+  type Registry,
+  type RunCheckpointMeta,
+  type TensorTree,
   type RunConfig,
   type Tensor,
 } from '@spikeflow/core';
@@ -32,7 +35,7 @@ export interface EvalFlags {
 }
 
 /** The run config a checkpoint stores, checked as data. */
-export function storedConfig(meta: Record<string, unknown>, path: string): RunConfig {
+function storedConfig(meta: Record<string, unknown>, path: string): RunConfig {
   if (meta['config'] === undefined)
     throw new SpikeflowError('CHECKPOINT_INVALID', `${path}: not a checkpoint written by 'spikeflow train' (it has no run config)`, { path });
   try {
@@ -51,12 +54,29 @@ export function storedConfig(meta: Record<string, unknown>, path: string): RunCo
  * (`PLUGIN_REFUSED` otherwise, before anything is imported), unless the user names them with
  * `--plugins`. The backend may be a fallback list, as in training.
  */
-export async function evalRun(target: string, { split = 'test', batchSize, cacheDir, plugins }: EvalFlags = {}): Promise<EvalResult> {
+/** A run's checkpoint opened for a command that reads it (`eval`, `export`): its config, plugins, backend and tensors. */
+export interface OpenedRun {
+  readonly ckpt: string;
+  readonly meta: RunCheckpointMeta;
+  readonly config: RunConfig;
+  readonly registry: Registry;
+  /** The checkpoint's tensors (the caller disposes them: `disposeTree(trees)`). */
+  readonly trees: Readonly<Record<string, TensorTree>>;
+  /** Its parameters, checked to be float32 tensors. */
+  readonly params: Readonly<Record<string, Tensor>>;
+}
+
+/**
+ * Opens the checkpoint of `target` (a run directory or a checkpoint file): the metadata first, every
+ * field checked (no tensors before the run's backend is active), the plugins its stored config names
+ * loaded only by installed package name (or the user's `plugins`), the backend activated, then the
+ * tensors. `command` names the command in the remedy of a refused plugin.
+ */
+export async function openRun(target: string, plugins: readonly string[] | undefined, command: string): Promise<OpenedRun> {
   const path = resolve(target);
   const dir = existsSync(path) && statSync(path).isDirectory();
   const ckpt = dir ? join(path, CHECKPOINT) : path;
   const runDir = dir ? path : dirname(path);
-  // The metadata first (no tensors before the run's backend is active), every field checked.
   const meta = parseRunMeta(readCheckpointMeta(ckpt).meta, ckpt);
   const config = storedConfig(meta, ckpt);
   const loaded = plugins
@@ -64,21 +84,27 @@ export async function evalRun(target: string, { split = 'test', batchSize, cache
     : await loadStored(config.plugins, {
         bases: [runDir, process.cwd()],
         source: `checkpoint ${ckpt}`,
-        instead: `name its plugins yourself: spikeflow eval ${target} --plugins ${config.plugins.join(',') || '<names>'}`,
+        instead: `name its plugins yourself: spikeflow ${command} ${target} --plugins ${config.plugins.join(',') || '<names>'}`,
       });
   const { registry } = await activated(config, loaded, [runDir, process.cwd()]);
   const ck = loadCheckpoint<unknown>(ckpt, { warn: () => {} });
+  const params = (ck.trees as { params?: unknown }).params;
+  if (!isPlainObject(params) || !Object.values(params).every((t) => t instanceof tf.Tensor && t.dtype === 'float32')) {
+    disposeTree(ck.trees);
+    throw new SpikeflowError('CHECKPOINT_INVALID', `${ckpt}: it holds no float32 parameter tensors`, { path: ckpt });
+  }
+  return { ckpt, meta, config, registry, trees: ck.trees, params: params as Record<string, Tensor> };
+}
+
+export async function evalRun(target: string, { split = 'test', batchSize, cacheDir, plugins }: EvalFlags = {}): Promise<EvalResult> {
+  const { meta, config, registry, trees, params } = await openRun(target, plugins, 'eval');
   try {
-    const params = (ck.trees as { params?: unknown }).params;
-    if (!isPlainObject(params) || !Object.values(params).every((t) => t instanceof tf.Tensor && t.dtype === 'float32')) {
-      throw new SpikeflowError('CHECKPOINT_INVALID', `${ckpt}: it holds no float32 parameter tensors`, { path: ckpt });
-    }
     const run = await composeRun(config, registry, { cacheDir: cacheDirOf(cacheDir) }, { kernels: meta.fingerprint?.['fastKernels'] !== false });
     try {
       // A rule may ask to be evaluated with other weights (FPTT's running average W̄).
-      const ruleState = ck.trees['rule'];
+      const ruleState = trees['rule'];
       const swap = ruleState ? run.rule.evalParams?.(ruleState) : undefined;
-      run.network.setParams(params as Record<string, Tensor>);
+      run.network.setParams(params);
       if (swap) run.network.setParams(swap);
       return await evaluate(run.network, run.dataset, run.loss, split, {
         batchSize: batchSize ?? config.train.batchSize,
@@ -90,6 +116,6 @@ export async function evalRun(target: string, { split = 'test', batchSize, cache
       await run.dataset.close();
     }
   } finally {
-    disposeTree(ck.trees);
+    disposeTree(trees);
   }
 }

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { dirname, extname, join, resolve } from 'node:path';
 import {
@@ -10,20 +10,15 @@ import {
   fingerprintOf,
   isPlainObject,
   isSpikeflowError,
-  loadCheckpoint,
   parseRunConfig,
-  parseRunMeta,
-  readCheckpointMeta,
   ruleFromSpec,
-  tf,
   type ExporterEntry,
   type RunConfig,
-  type Tensor,
 } from '@spikeflow/core';
 import { readConfigFile } from './files.js';
-import { installedPluginNames, loadFrom, loadStored, registryOf } from './plugins.js';
+import { installedPluginNames, loadFrom, registryOf } from './plugins.js';
 import { activated, cacheDirOf, CHECKPOINT, versions, writeAtomic } from './train.js';
-import { storedConfig } from './evaluate.js';
+import { openRun } from './evaluate.js';
 
 /** The installed exporters (plugins of kind `exporters`), by format name. */
 async function exporters(): Promise<ReadonlyMap<string, ExporterEntry>> {
@@ -60,28 +55,11 @@ export interface ExportFlags {
  * weights. Returns the file written and the conversion's notes.
  */
 export async function exportRun(target: string, flags: ExportFlags): Promise<{ file: string; notes: readonly string[] }> {
-  const path = resolve(target);
-  const dir = existsSync(path) && statSync(path).isDirectory();
-  const ckpt = dir ? join(path, CHECKPOINT) : path;
-  const runDir = dir ? path : dirname(path);
-  const meta = parseRunMeta(readCheckpointMeta(ckpt).meta, ckpt);
-  const config = storedConfig(meta, ckpt);
   const exporter = await exporterFor(flags.format, 'export');
-  const loaded = flags.plugins
-    ? await loadFrom(flags.plugins, process.cwd())
-    : await loadStored(config.plugins, {
-        bases: [runDir, process.cwd()],
-        source: `checkpoint ${ckpt}`,
-        instead: `name its plugins yourself: spikeflow export ${target} --plugins ${config.plugins.join(',') || '<names>'}`,
-      });
-  const { registry } = await activated(config, loaded, [runDir, process.cwd()]);
-  const ck = loadCheckpoint<unknown>(ckpt, { warn: () => {} });
+  const { ckpt, config, registry, trees, params } = await openRun(target, flags.plugins, 'export');
   try {
-    const params = (ck.trees as { params?: unknown }).params;
-    if (!isPlainObject(params) || !Object.values(params).every((t) => t instanceof tf.Tensor && t.dtype === 'float32'))
-      throw new SpikeflowError('CHECKPOINT_INVALID', `${ckpt}: it holds no float32 parameter tensors`, { path: ckpt });
     // What the trainer took from the dataset (the input width, the readout's size), read off the weights instead.
-    const shape = (name: string) => (params[name] instanceof tf.Tensor ? (params[name] as Tensor).shape : undefined);
+    const shape = (name: string) => params[name]?.shape;
     const layers = Object.keys(params)
       .map((k) => /^layers\.(\d+)\.W$/.exec(k)?.[1])
       .filter((k) => k !== undefined)
@@ -103,8 +81,8 @@ export async function exportRun(target: string, flags: ExportFlags): Promise<{ f
       { seed: config.seed },
     );
     try {
-      network.setParams(params as Record<string, Tensor>);
-      const ruleState = ck.trees['rule'];
+      network.setParams(params);
+      const ruleState = trees['rule'];
       const swap = ruleState ? ruleFromSpec(config.rule, registry.rules, 'rule').evalParams?.(ruleState) : undefined;
       if (swap) network.setParams(swap);
       const { bytes, notes } = await exporter.export(network, {
@@ -122,7 +100,7 @@ export async function exportRun(target: string, flags: ExportFlags): Promise<{ f
       network.dispose();
     }
   } finally {
-    disposeTree(ck.trees);
+    disposeTree(trees);
   }
 }
 

@@ -1,17 +1,11 @@
 import { defineNeuron, tf, tidy, type SchemaValues, type Tensor } from '@spikeflow/core';
+import { membrane, membraneJacobians, resetSchema } from './membrane.js';
 
 /** Config of a current-based LIF layer (`"neuron": "cuba-lif"`). */
 export const cubaLifSchema = {
   alpha: { type: 'number', default: 0.8, min: 0, max: 1, doc: 'synaptic current decay α per step (α = 1 − Δt/τ_syn under forward Euler)' },
   beta: { type: 'number', default: 0.9, min: 0, max: 1, doc: 'membrane decay β per step (β = 1 − Δt/τ_mem under forward Euler)' },
-  threshold: { type: 'number', default: 1, min: 0, exclusiveMin: true, doc: 'firing threshold ϑ' },
-  reset: {
-    type: 'string',
-    default: 'subtract',
-    oneOf: ['subtract', 'zero'],
-    doc: "reset mechanism: 'subtract' ϑ after a spike, or 'zero' (NIR's CubaLIF with v_reset = 0)",
-  },
-  resetDetach: { type: 'boolean', default: false, doc: 'treat the reset term as a constant in the backward pass' },
+  ...resetSchema,
 } as const;
 
 export type CubaLifConfig = SchemaValues<typeof cubaLifSchema>;
@@ -59,8 +53,7 @@ export const cubaLif = defineNeuron({
     const beta = tensors['beta']!;
     const reset = config.resetDetach ? detach(state.s) : state.s;
     const i = tf.add(tf.mul(tensors['alpha']!, state.i), current);
-    const v =
-      config.reset === 'zero' ? tf.add(tf.mul(beta, tf.sub(state.v, tf.mul(state.v, reset))), i) : tf.sub(tf.add(tf.mul(beta, state.v), i), tf.mul(thr, reset));
+    const v = membrane(config, beta, thr, state.v, reset, i);
     const s = spike(tf.sub(v, thr));
     return { state: { i, v, s }, spikes: s };
   },
@@ -75,10 +68,7 @@ export const cubaLif = defineNeuron({
       const beta = tensors['beta']!;
       return tidy(() => {
         const psi = surrogate.derivative(tf.sub(next.v, tensors['threshold']!));
-        const [dv, ds] =
-          config.reset === 'zero'
-            ? [tf.mul(beta, tf.sub(1, prev.s)), config.resetDetach ? null : tf.mul(tf.neg(beta), prev.v)]
-            : [beta, config.resetDetach ? null : -config.threshold];
+        const [dv, ds] = membraneJacobians(config, beta, prev);
         return {
           state: [
             [alpha, null, null],

@@ -1,16 +1,16 @@
 import { defineNeuron, tf, tidy, type SchemaValues, type Tensor } from '@spikeflow/core';
+import { membrane, membraneJacobians, resetSchema } from './membrane.js';
 
 /** Config of a LIF layer, as written in a model spec's `params`. */
 export const lifSchema = {
-  beta: { type: 'number', default: 0.9, min: 0, max: 1, doc: 'membrane decay β per step (β = exp(−Δt/τ_m))' },
-  threshold: { type: 'number', default: 1, min: 0, exclusiveMin: true, doc: 'firing threshold ϑ' },
-  reset: {
-    type: 'string',
-    default: 'subtract',
-    oneOf: ['subtract', 'zero'],
-    doc: "reset mechanism: 'subtract' ϑ after a spike, or 'zero' (the membrane starts the next step from 0: NIR's and snnTorch's reset-to-zero)",
+  beta: {
+    type: 'number',
+    default: 0.9,
+    min: 0,
+    max: 1,
+    doc: 'membrane decay β per step (β = exp(−Δt/τ_m); NIR and its importers use forward Euler, β = 1 − Δt/τ_m)',
   },
-  resetDetach: { type: 'boolean', default: false, doc: 'treat the reset term as a constant in the backward pass' },
+  ...resetSchema,
   learnBeta: { type: 'boolean', default: false, doc: 'make β a trainable per-neuron parameter (clamped to [0, 1])' },
 } as const;
 
@@ -63,10 +63,7 @@ export const lif = defineNeuron({
   step({ config, tensors }, state: LifState, current, { spike, detach }) {
     const thr = tensors['threshold']!;
     const reset = config.resetDetach ? detach(state.s) : state.s;
-    const v =
-      config.reset === 'zero'
-        ? tf.add(tf.mul(tensors['beta']!, tf.sub(state.v, tf.mul(state.v, reset))), current)
-        : tf.sub(tf.add(tf.mul(tensors['beta']!, state.v), current), tf.mul(thr, reset));
+    const v = membrane(config, tensors['beta']!, thr, state.v, reset, current);
     const s = spike(tf.sub(v, thr));
     return { state: { v, s }, spikes: s };
   },
@@ -83,13 +80,9 @@ export const lif = defineNeuron({
   localJacobians: {
     jacobians({ config, tensors }, prev: LifState, next: LifState, _current, { surrogate }) {
       const beta = tensors['beta']!;
-      const thr = config.threshold;
       return tidy(() => {
         const psi = surrogate.derivative(tf.sub(next.v, tensors['threshold']!));
-        const [dv, ds] =
-          config.reset === 'zero'
-            ? [tf.mul(beta, tf.sub(1, prev.s)), config.resetDetach ? null : tf.mul(tf.neg(beta), prev.v)]
-            : [beta, config.resetDetach ? null : -thr];
+        const [dv, ds] = membraneJacobians(config, beta, prev);
         return {
           state: [
             [dv, ds],

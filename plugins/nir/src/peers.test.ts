@@ -15,6 +15,8 @@ import plugin, { importNir, readNir, validateNir, writeNir, type NirArray, type 
 const registry = createRegistry([lifPlugin, plugin]);
 beforeAll(() => wasm.activate());
 
+/** The edges of a chain of nodes: a → b → c → ... */
+const chain = (...names: string[]): [string, string][] => names.slice(1).map((b, i) => [names[i]!, b]);
 const arr = (values: ArrayLike<number>, shape: number[] = [values.length]): NirArray => ({
   dtype: 'float32',
   shape,
@@ -264,13 +266,7 @@ function cases(): Case[] {
           '3': snntorchLif(new Array(3).fill(0.8), 0.5, dt),
           output: io('Output', 3),
         },
-        [
-          ['input', '0'],
-          ['0', '1'],
-          ['1', '2'],
-          ['2', '3'],
-          ['3', 'output'],
-        ],
+        chain('input', '0', '1', '2', '3', 'output'),
       ),
     });
     // Per-neuron τ, r = τ/Δt each, nodes named x and y, edges in another order, no v_reset (files before NIR 1.0.6).
@@ -296,12 +292,7 @@ function cases(): Case[] {
       type: 'NIRGraph',
       params: {},
       nodes: { input: io('Input', n), lif: snntorchLif(new Array(n).fill(0.85), 1, dt), w_rec: affine(rng, n, n, 0.6, false), output: io('Output', n) },
-      edges: [
-        ['input', 'lif'],
-        ['lif', 'w_rec'],
-        ['w_rec', 'lif'],
-        ['lif', 'output'],
-      ],
+      edges: chain('input', 'lif', 'w_rec', 'lif', 'output'),
       ...(name ? {} : {}),
     });
     out.push({
@@ -316,13 +307,7 @@ function cases(): Case[] {
           '3': snntorchLif([0.9, 0.9, 0.9], 1, dt),
           output: io('Output', 3),
         },
-        [
-          ['input', '0'],
-          ['0', '1'],
-          ['1', '2'],
-          ['2', '3'],
-          ['3', 'output'],
-        ],
+        chain('input', '0', '1', '2', '3', 'output'),
       ),
     });
     // The same recurrence flattened (snnTorch's export_to_nir): 1.lif ↔ 1.w_rec at the top.
@@ -339,15 +324,7 @@ function cases(): Case[] {
           '3': snntorchLif([0.9, 0.9, 0.9], 1, dt),
           output: io('Output', 3),
         },
-        [
-          ['input', '0'],
-          ['0', '1.lif'],
-          ['1.lif', '1.w_rec'],
-          ['1.w_rec', '1.lif'],
-          ['1.lif', '2'],
-          ['2', '3'],
-          ['3', 'output'],
-        ],
+        chain('input', '0', '1.lif', '1.w_rec', '1.lif', '2', '3', 'output'),
       ),
     });
     // Synaptic ×2 as snnTorch exports it: τ_syn = Δt/(1 − α), w_in = τ_syn/Δt, τ_mem = Δt/(1 − β), r = τ_mem/Δt.
@@ -379,13 +356,7 @@ function cases(): Case[] {
           '3': synaptic(3, 0.5, 0.9),
           output: io('Output', 3),
         },
-        [
-          ['input', '0'],
-          ['0', '1'],
-          ['1', '2'],
-          ['2', '3'],
-          ['3', 'output'],
-        ],
+        chain('input', '0', '1', '2', '3', 'output'),
       ),
     });
   }
@@ -438,18 +409,7 @@ function cases(): Case[] {
           i: { type: 'I', params: { r: arr([1, 0.5]) } },
           output: io('Output', 2),
         },
-        [
-          ['input', 's'],
-          ['s', 'a'],
-          ['a', 'l'],
-          ['l', 'b'],
-          ['b', 'f'],
-          ['f', 'c'],
-          ['c', 't'],
-          ['t', 'd'],
-          ['d', 'i'],
-          ['i', 'output'],
-        ],
+        chain('input', 's', 'a', 'l', 'b', 'f', 'c', 't', 'd', 'i', 'output'),
       ),
     });
   }
@@ -494,15 +454,7 @@ function cases(): Case[] {
           li: { type: 'LI', params: { tau: full(3, 0.01), r: full(3, 1), v_leak: full(3, 0) } },
           output: io('Output', 3),
         },
-        [
-          ['input', 'conv'],
-          ['conv', 'lif'],
-          ['lif', 'pool'],
-          ['pool', 'flat'],
-          ['flat', 'fc'],
-          ['fc', 'li'],
-          ['li', 'output'],
-        ],
+        chain('input', 'conv', 'lif', 'pool', 'flat', 'fc', 'li', 'output'),
       ),
     });
   }
