@@ -58,9 +58,11 @@ function neuronOf(f: { readonly node: NirNode; readonly at: string }, size: numb
   const n = f.node;
   const arr = (k: string, fallback = 0) => arrOf(n, k, size, fallback);
   const thr = n.type === 'Threshold' ? arr('threshold') : arr('v_threshold');
-  if (thr.some((t) => !(t > 0))) refuse(f.at, `a threshold ≤ 0 (${Math.min(...thr)}); spikeflow's thresholds are positive`);
-  if (n.type !== 'Threshold' && arr('v_reset').some((v) => v !== 0))
-    refuse(f.at, `v_reset ≠ 0 (${Math.max(...arr('v_reset').map(Math.abs))}): spikeflow's neurons reset to 0 and start at 0`);
+  const bad = (a: Float64Array, ok: (x: number) => boolean) => a.find((x) => !ok(x));
+  const low = bad(thr, (t) => t > 0);
+  if (low !== undefined) refuse(f.at, `a threshold ≤ 0 (${low}); spikeflow's thresholds are positive`);
+  const reset = n.type === 'Threshold' ? undefined : bad(arr('v_reset'), (v) => v === 0);
+  if (reset !== undefined) refuse(f.at, `v_reset ≠ 0 (${reset}): spikeflow's neurons reset to 0 and start at 0`);
   const decay = (tau: Float64Array, what: string) =>
     tau.map((t) => {
       if (!(t > 0)) refuse(f.at, `${what} = ${t}: time constants must be positive`);
@@ -108,8 +110,9 @@ function neuronOf(f: { readonly node: NirNode; readonly at: string }, size: numb
  *
  * Per-neuron thresholds become a threshold of 1 with each neuron's incoming weights divided by
  * its own (exact: the dynamics are linear between resets to zero); per-neuron τ of a LIF node a
- * per-neuron β (`learnBeta`). Refused with the node's name: node types spikeflow cannot run
- * (Delay, convolutions, ...), v_reset ≠ 0, Δt > τ, branches and skip connections.
+ * per-neuron β (`learnBeta`). A graph with an image input or a convolution imports node by node
+ * (see {@link spatialModel}). Refused with the node's name: node types spikeflow cannot run (Delay,
+ * Conv1d, ...), v_reset ≠ 0, Δt > τ, branches and skip connections.
  */
 export function modelOfNir(file: NirFile, { dt = 1e-4, where = 'NIR file' }: NirImportOptions = {}): ImportedModel {
   if (!(dt > 0) || !Number.isFinite(dt))
