@@ -682,7 +682,7 @@ describe('spikeflow plugins, info, --help', () => {
     const r = cli(['plugins', '--json'], tmpdir());
     expect(r.status).toBe(0);
     const rows = JSON.parse(r.stdout) as { package: string; provides: Record<string, string[]> }[];
-    expect(rows.find((x) => x.package === '@spikeflow/neuron-lif')?.provides).toEqual({ neurons: ['lif'] });
+    expect(rows.find((x) => x.package === '@spikeflow/neuron-lif')?.provides).toEqual({ neurons: ['lif', 'cuba-lif'] });
     expect(rows.find((x) => x.package === '@spikeflow/backend-wasm')?.provides.backends).toEqual(['wasm']);
     expect(rows.find((x) => x.package === '@spikeflow/rule-bptt')?.provides.rules).toEqual(['bptt']);
   });
