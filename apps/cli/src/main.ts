@@ -6,6 +6,7 @@ import { SpikeflowError, isSpikeflowError, tf } from '@spikeflow/core';
 import { train } from './train.js';
 import { evalRun } from './evaluate.js';
 import { exportRun, importModel } from './exchange.js';
+import { exportBest, runSweep, sweepResults, table } from './sweep.js';
 import { installedPluginNames, loadFrom, registryOf } from './plugins.js';
 import { PLUGIN_KINDS, newPlugin, newSummary } from './new.js';
 import { benchCommand } from '@spikeflow/bench';
@@ -125,6 +126,54 @@ export function program(): Command {
       print(`run: ${r.runDir}`);
       print(`evaluate: spikeflow eval ${r.runDir}`);
       print(`train on: spikeflow train ${join(r.runDir, 'config.json')} --out ${r.runDir} --resume`);
+    });
+
+  p.command('sweep')
+    .description(
+      'run a hyper-parameter sweep (a base run config, a search space, trials as train runs with early stopping), or report on one: spikeflow sweep <sweep.yaml> | status | results | best <sweep.yaml>',
+    )
+    .argument('<action|file>', 'the sweep file to run, or status, results, best')
+    .argument('[file]', 'the sweep file (after status, results or best)')
+    .option('--local <n>', 'trials at once, each in its own process (default 1)', int('--local'))
+    .option('--export <file>', "best: write the best trial's run config here (.yaml or .json)")
+    .option('--json', 'results: print JSON rows')
+    .action(async (first: string, second: string | undefined, o: { local?: number; export?: string; json?: boolean }) => {
+      const actions = ['status', 'results', 'best'];
+      const action = actions.includes(first) && second !== undefined ? first : 'run';
+      const file = action === 'run' ? first : second!;
+      if (action === 'run') {
+        if (second !== undefined)
+          throw new SpikeflowError(
+            'CONFIG_INVALID',
+            `sweep: '${first}' is no action (status, results, best); to run a sweep: spikeflow sweep <sweep.yaml>`,
+            {},
+          );
+        await runSweep(file, { ...(o.local !== undefined ? { local: o.local } : {}) });
+      }
+      const { spec, trials, rows, best } = await sweepResults(file);
+      if (action === 'status') {
+        const count = (s: string) => rows.filter((r) => r.status === s).length;
+        print({
+          sweep: spec.name,
+          trials: trials.length,
+          done: count('done'),
+          pruned: count('pruned'),
+          failed: count('failed'),
+          pending: trials.length - rows.length,
+          ...(best ? { best: best.id, value: best.value } : {}),
+        });
+        return;
+      }
+      if (action === 'best') {
+        if (o.export) {
+          const r = await exportBest(file, o.export);
+          print(`best: ${r.best.id} (${spec.metric.name} ${r.best.value}) ${JSON.stringify(r.best.params)}; its run config: ${r.path}`);
+        } else if (best) print(best);
+        else throw new SpikeflowError('CONFIG_INVALID', `sweep ${spec.name}: no finished trial yet`, { path: file });
+        return;
+      }
+      if (o.json) for (const r of rows) print(JSON.stringify(r));
+      else print(table(spec, rows, best));
     });
 
   p.command('plugins')
