@@ -10,7 +10,9 @@ import { Pruner, parsePruner, type PrunerSpec } from './prune.js';
 import { readSweep, trialsOf, withField } from './sweep.js';
 
 const bin = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
-const cli = (args: string[], cwd: string) => spawnSync(process.execPath, [bin, ...args], { cwd, encoding: 'utf8', env: { ...process.env, CI: '1' } });
+// One kernel thread per trial unless a test says otherwise: the same fingerprint on any machine.
+const cli = (args: string[], cwd: string, threads = '1') =>
+  spawnSync(process.execPath, [bin, ...args], { cwd, encoding: 'utf8', env: { ...process.env, CI: '1', SPIKEFLOW_THREADS: threads } });
 
 const base = {
   plugins: ['@spikeflow/neuron-lif', '@spikeflow/rule-bptt', '@spikeflow/backend-wasm', '@spikeflow/dataset-add-task'],
@@ -172,10 +174,18 @@ describe('spikeflow sweep (local processes)', () => {
     const kept = readFileSync(results, 'utf8').trim().split('\n');
     const dropped = JSON.parse(kept.find((l) => l.includes('"lr:2"'))!) as { value: number };
     writeFileSync(results, `${kept.filter((l) => !l.includes('"lr:2"')).join('\n')}\n`);
-    const resumed = cli(['sweep', 'sweep.json'], dir);
+    const resumed = cli(['sweep', 'sweep.json', '--local', '2'], dir);
     expect(resumed.stderr).toMatch(/lr:2 resumes/);
-    const last = JSON.parse(readFileSync(results, 'utf8').trim().split('\n').at(-1)!) as { id: string; value: number };
-    expect(last).toMatchObject({ id: 'lr:2', value: dropped.value });
+    const lastRow = () => JSON.parse(readFileSync(results, 'utf8').trim().split('\n').at(-1)!) as { id: string; value: number };
+    expect(lastRow()).toMatchObject({ id: 'lr:2', value: dropped.value, resumed: { bitwise: true } });
+    // Resumed on another setup (two kernel threads where it ran on one): the row says it is no longer bitwise.
+    const rows2 = readFileSync(results, 'utf8').trim().split('\n');
+    writeFileSync(results, `${rows2.filter((l) => !l.includes('"lr:3"')).join('\n')}\n`);
+    expect(cli(['sweep', 'sweep.json'], dir, '2').status).toBe(0);
+    expect(lastRow()).toMatchObject({
+      id: 'lr:3',
+      resumed: { bitwise: false, note: expect.stringMatching(/under another setup .*kernelThreads 1.*kernelThreads 2/) },
+    });
     // The best trial's config, as a run config.
     const status = JSON.parse(cli(['sweep', 'status', 'sweep.json'], dir).stdout) as { done: number; pending: number; best: string };
     expect(status).toMatchObject({ done: 4, pending: 0 });

@@ -59,6 +59,12 @@ export interface TrialRow {
   readonly runDir: string;
   /** Why it failed, or where it was pruned. */
   readonly note?: string;
+  /**
+   * Where the trial resumed from a checkpoint: whether it stays bitwise the run it would have been
+   * uninterrupted (the checkpoint's fingerprint — backend, SIMD, threads, kernels' version — is
+   * this setup's), and the trainer's warning where not.
+   */
+  readonly resumed?: { readonly bitwise: boolean; readonly note?: string };
   readonly time: string;
 }
 
@@ -343,7 +349,17 @@ export async function runSweep(file: string, { local = 1, log = (l) => process.s
       if (pruned === undefined && code === 0) pruner.report(t.id, epoch, v, t.config.train.epochs);
     }
     const seconds = (Date.now() - started) / 1000;
-    const common = { id: t.id, trial: t.index, params: t.params, epochs: last?.[0] ?? 0, seconds, runDir: t.dir, time: new Date().toISOString() };
+    const mismatch = /warning: (resuming .* under another setup[^\n]*)/.exec(stderr)?.[1];
+    const common = {
+      id: t.id,
+      trial: t.index,
+      params: t.params,
+      epochs: last?.[0] ?? 0,
+      seconds,
+      runDir: t.dir,
+      ...(resume ? { resumed: { bitwise: mismatch === undefined, ...(mismatch ? { note: mismatch } : {}) } } : {}),
+      time: new Date().toISOString(),
+    };
     let row: TrialRow;
     if (pruned !== undefined) row = { ...common, status: 'pruned', value: last![1], note: `stopped after epoch ${pruned} by the ${spec.prune.kind} rule` };
     else if (code === 0) {
