@@ -135,9 +135,11 @@ export function program(): Command {
     .argument('<action|file>', 'the sweep file to run, or status, results, best')
     .argument('[file]', 'the sweep file (after status, results or best)')
     .option('--local <n>', 'trials at once, each in its own process (default 1)', int('--local'))
+    .option('--redis <url>', 'queue the trials on BullMQ at this Redis (redis://host:port) for spikeflow workers, and wait for their results')
+    .option('--queue <name>', 'the BullMQ queue (default spikeflow-trials)')
     .option('--export <file>', "best: write the best trial's run config here (.yaml or .json)")
     .option('--json', 'results: print JSON rows')
-    .action(async (first: string, second: string | undefined, o: { local?: number; export?: string; json?: boolean }) => {
+    .action(async (first: string, second: string | undefined, o: { local?: number; redis?: string; queue?: string; export?: string; json?: boolean }) => {
       const actions = ['status', 'results', 'best'];
       const action = actions.includes(first) && second !== undefined ? first : 'run';
       const file = action === 'run' ? first : second!;
@@ -148,7 +150,11 @@ export function program(): Command {
             `sweep: '${first}' is no action (status, results, best); to run a sweep: spikeflow sweep <sweep.yaml>`,
             {},
           );
-        await runSweep(file, { ...(o.local !== undefined ? { local: o.local } : {}) });
+        await runSweep(file, {
+          ...(o.local !== undefined ? { local: o.local } : {}),
+          ...(o.redis !== undefined ? { redis: o.redis } : {}),
+          ...(o.queue !== undefined ? { queue: o.queue } : {}),
+        });
       }
       const { spec, trials, rows, best } = await sweepResults(file);
       if (action === 'status') {
@@ -174,6 +180,29 @@ export function program(): Command {
       }
       if (o.json) for (const r of rows) print(JSON.stringify(r));
       else print(table(spec, rows, best));
+    });
+
+  p.command('worker')
+    .description(
+      'run sweep trials queued on BullMQ (spikeflow sweep --redis), each in a sandboxed process, until stopped (SIGINT, SIGTERM); run directories must be on a filesystem the coordinator shares',
+    )
+    .requiredOption('--redis <url>', 'the Redis the sweeps queue their trials on (redis://host:port)')
+    .option('--concurrency <n>', 'trials at once (default 1)', int('--concurrency'))
+    .option('--queue <name>', 'the BullMQ queue (default spikeflow-trials)')
+    .option(
+      '--lock-ms <ms>',
+      "how long a job's lock lasts without renewal (default 30000): a worker silent that long loses its trial to another",
+      int('--lock-ms'),
+    )
+    .action(async (o: { redis: string; concurrency?: number; queue?: string; lockMs?: number }) => {
+      const { runWorker } = await import('./distributed.js');
+      await runWorker({
+        url: o.redis,
+        ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
+        ...(o.queue !== undefined ? { queue: o.queue } : {}),
+        ...(o.lockMs !== undefined ? { lockMs: o.lockMs } : {}),
+        log: (l) => process.stderr.write(`${l}\n`),
+      });
     });
 
   p.command('plugins')

@@ -1,14 +1,14 @@
-import { spawn } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { basename, dirname, extname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { stringify as toYaml } from 'yaml';
 import { SpikeflowError, createRng, deriveSeed, isPlainObject, isSpikeflowError, parseRunConfig, type RunConfig } from '@spikeflow/core';
 import { readConfigFile } from './files.js';
 import { Pruner, parsePruner, type Mode, type PrunerSpec } from './prune.js';
-import { CHECKPOINT, METRICS } from './train.js';
+import { evaluations, runTrial, type TrialRow } from './trial.js';
+
+export type { TrialRow } from './trial.js';
 
 /**
  * Hyper-parameter sweeps: a base run config, a search space over fields of it, and trials that are
@@ -44,28 +44,6 @@ export interface Trial {
   readonly params: Readonly<Record<string, unknown>>;
   readonly config: RunConfig;
   readonly dir: string;
-}
-
-/** One row of a sweep's results: the last word on one trial. */
-export interface TrialRow {
-  readonly id: string;
-  readonly trial: number;
-  readonly params: Readonly<Record<string, unknown>>;
-  readonly status: 'done' | 'pruned' | 'failed';
-  /** The metric at the last evaluation (of the epochs it trained). */
-  readonly value?: number;
-  readonly epochs: number;
-  readonly seconds: number;
-  readonly runDir: string;
-  /** Why it failed, or where it was pruned. */
-  readonly note?: string;
-  /**
-   * Where the trial resumed from a checkpoint: whether it stays bitwise the run it would have been
-   * uninterrupted (the checkpoint's fingerprint — backend, SIMD, threads, kernels' version — is
-   * this setup's), and the trainer's warning where not.
-   */
-  readonly resumed?: { readonly bitwise: boolean; readonly note?: string };
-  readonly time: string;
 }
 
 const fail = (path: string, why: string): never => {
@@ -252,42 +230,23 @@ export function readRows(spec: SweepSpec): Map<string, TrialRow> {
   return rows;
 }
 
-/** The evaluations a trial's run logged so far: `[epoch, value]` of the sweep's metric, in order. */
-function evaluations(spec: SweepSpec, dir: string, from = 0): { values: [number, number][]; offset: number } {
-  const path = join(dir, METRICS);
-  if (!existsSync(path)) return { values: [], offset: from };
-  const text = readFileSync(path, 'utf8');
-  const end = text.lastIndexOf('\n') + 1;
-  const values: [number, number][] = [];
-  for (const line of text.slice(from, end).split('\n')) {
-    if (!line.includes('"eval"')) continue;
-    try {
-      const e = JSON.parse(line) as { type: string; position: { epoch: number }; result: { split: string; loss: number; accuracy?: number } };
-      if (e.type === 'eval' && e.result.split === spec.metric.split)
-        values.push([e.position.epoch, spec.metric.name === 'loss' ? e.result.loss : (e.result.accuracy ?? Number.NaN)]);
-    } catch {
-      // a line being written
-    }
-  }
-  return { values, offset: end };
-}
-
 export interface SweepFlags {
   /** Trials run at once, each a child process (default 1). */
   readonly local?: number;
+  /** Queue the trials on BullMQ at this Redis (`redis://host:port`) for `spikeflow worker`s instead. */
+  readonly redis?: string;
+  readonly queue?: string;
   readonly quiet?: boolean;
   /** Progress lines (default: stderr). */
   readonly log?: (line: string) => void;
 }
-
-const cliBin = fileURLToPath(new URL('./bin.js', import.meta.url));
 
 /**
  * Runs a sweep's trials that have no final row yet in `local` child processes (`spikeflow train`,
  * resuming a trial that has a checkpoint), pruning by the sweep's rule from the evaluations each
  * trial logs; appends one row per trial to `<root>/results.jsonl`. Returns every trial's row.
  */
-export async function runSweep(file: string, { local = 1, log = (l) => process.stderr.write(`${l}\n`) }: SweepFlags = {}): Promise<TrialRow[]> {
+export async function runSweep(file: string, { local = 1, redis, queue, log = (l) => process.stderr.write(`${l}\n`) }: SweepFlags = {}): Promise<TrialRow[]> {
   const spec = await readSweep(file);
   const trials = trialsOf(spec);
   mkdirSync(spec.root, { recursive: true });
@@ -297,7 +256,7 @@ export async function runSweep(file: string, { local = 1, log = (l) => process.s
   for (const t of trials) {
     const r = rows.get(t.id);
     if (!r || r.status === 'failed') continue;
-    for (const [epoch, v] of evaluations(spec, t.dir).values) pruner.report(t.id, epoch, v, t.config.train.epochs);
+    for (const [epoch, v] of evaluations(spec.metric, t.dir).values) pruner.report(t.id, epoch, v, t.config.train.epochs);
     if (r.status === 'done') pruner.finished(t.id);
   }
   const todo = trials.filter((t) => {
@@ -306,73 +265,51 @@ export async function runSweep(file: string, { local = 1, log = (l) => process.s
   });
   if (todo.length < trials.length) log(`sweep ${spec.name}: ${trials.length - todo.length} of ${trials.length} trials already have their result`);
   const threads = process.env['SPIKEFLOW_THREADS'] ?? String(Math.max(1, Math.floor(os.cpus().length / local)));
-  const queue = [...todo];
+  const waiting = [...todo];
   const runOne = async (t: Trial): Promise<void> => {
-    mkdirSync(t.dir, { recursive: true });
-    const configFile = join(t.dir, 'trial.json');
-    await writeFile(configFile, `${JSON.stringify(t.config, null, 2)}\n`);
-    const resume = existsSync(join(t.dir, CHECKPOINT));
-    const started = Date.now();
-    const child = spawn(process.execPath, [cliBin, 'train', configFile, '--out', t.dir, '--quiet', ...(resume ? ['--resume'] : [])], {
-      detached: true,
-      stdio: ['ignore', 'ignore', 'pipe'],
-      env: { ...process.env, SPIKEFLOW_THREADS: threads },
-    });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => {
-      stderr = (stderr + d.toString()).slice(-4000);
-    });
-    log(`${t.id} ${resume ? 'resumes' : 'starts'} ${JSON.stringify(t.params)}`);
-    let offset = 0;
-    let last: [number, number] | undefined;
-    let pruned: number | undefined;
-    const watch = setInterval(() => {
-      const got = evaluations(spec, t.dir, offset);
-      offset = got.offset;
-      for (const [epoch, v] of got.values) {
-        last = [epoch, v];
-        if (pruned === undefined && !pruner.report(t.id, epoch, v, t.config.train.epochs)) {
-          pruned = epoch;
-          try {
-            process.kill(-child.pid!, 'SIGTERM');
-          } catch {
-            // already gone
-          }
-        }
-      }
-    }, 200);
-    const code = await new Promise<number | null>((res) => child.on('close', (c) => res(c)));
-    clearInterval(watch);
-    // The evaluations logged between the last poll and the exit.
-    for (const [epoch, v] of evaluations(spec, t.dir, offset).values) {
-      last = [epoch, v];
-      if (pruned === undefined && code === 0) pruner.report(t.id, epoch, v, t.config.train.epochs);
-    }
-    const seconds = (Date.now() - started) / 1000;
-    const mismatch = /warning: (resuming .* under another setup[^\n]*)/.exec(stderr)?.[1];
-    const common = {
-      id: t.id,
-      trial: t.index,
-      params: t.params,
-      epochs: last?.[0] ?? 0,
-      seconds,
-      runDir: t.dir,
-      ...(resume ? { resumed: { bitwise: mismatch === undefined, ...(mismatch ? { note: mismatch } : {}) } } : {}),
-      time: new Date().toISOString(),
-    };
-    let row: TrialRow;
-    if (pruned !== undefined) row = { ...common, status: 'pruned', value: last![1], note: `stopped after epoch ${pruned} by the ${spec.prune.kind} rule` };
-    else if (code === 0) {
-      row = { ...common, status: 'done', ...(last ? { value: last[1] } : {}) };
-      pruner.finished(t.id);
-    } else row = { ...common, status: 'failed', note: stderr.trim().split('\n').at(-1) ?? `exit ${String(code)}` };
+    const row = await runTrial(
+      { id: t.id, index: t.index, params: t.params, config: t.config, dir: t.dir, metric: spec.metric, pruneKind: spec.prune.kind, threads },
+      { onEval: (epoch, v) => pruner.report(t.id, epoch, v, t.config.train.epochs), log },
+    );
+    if (row.status === 'done') pruner.finished(t.id);
     appendFileSync(join(spec.root, RESULTS), `${JSON.stringify(row)}\n`);
     rows.set(t.id, row);
     log(`${t.id} ${row.status}${row.value !== undefined ? ` (${spec.metric.name} ${row.value.toFixed(4)})` : ''}${row.note ? `: ${row.note}` : ''}`);
   };
+  if (redis) {
+    const { runOnRedis } = await import('./distributed.js');
+    await runOnRedis(
+      todo.map((t) => ({
+        id: t.id,
+        index: t.index,
+        params: t.params,
+        config: t.config,
+        dir: t.dir,
+        metric: spec.metric,
+        pruneKind: spec.prune.kind,
+        threads: '',
+      })),
+      {
+        url: redis,
+        ...(queue !== undefined ? { queue } : {}),
+        log,
+        pruner,
+        epochs: (j) => j.config.train.epochs,
+        onRow: (row) => {
+          if (rows.get(row.id)?.time === row.time) return;
+          appendFileSync(join(spec.root, RESULTS), `${JSON.stringify(row)}\n`);
+          rows.set(row.id, row);
+          log(
+            `${row.id} ${row.status}${row.value !== undefined ? ` (${spec.metric.name} ${row.value.toFixed(4)})` : ''}${row.worker ? ` on ${row.worker}` : ''}`,
+          );
+        },
+      },
+    );
+    return trials.map((t) => rows.get(t.id)!).filter(Boolean);
+  }
   await Promise.all(
     Array.from({ length: Math.max(1, local) }, async () => {
-      for (let t = queue.shift(); t; t = queue.shift()) await runOne(t);
+      for (let t = waiting.shift(); t; t = waiting.shift()) await runOne(t);
     }),
   );
   return trials.map((t) => rows.get(t.id)!).filter(Boolean);
