@@ -38,7 +38,7 @@ const base = {
   plugins: ['@spikeflow/neuron-lif', '@spikeflow/rule-bptt', '@spikeflow/backend-wasm', '@spikeflow/dataset-add-task'],
   backend: 'wasm',
   seed: 1,
-  data: { name: 'add-task', steps: 50, trainSamples: 2048, testSamples: 256 },
+  data: { name: 'add-task', steps: 50, trainSamples: 8192, testSamples: 256 },
   model: { layers: [{ neuron: 'lif', size: 128, recurrent: true }], readout: { kappa: 0 } },
   rule: { name: 'bptt' },
   optimizer: { name: 'adam', lr: 0.003 },

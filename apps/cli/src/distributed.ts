@@ -62,8 +62,9 @@ export async function runOnRedis(jobs: readonly TrialJob[], { url, queue = QUEUE
     const pending = new Map<string, TrialJob>();
     for (const j of jobs) {
       const id = jobIdOf(j.id);
+      // A trial run again (it failed, as a job or in its training) needs its old job gone: a job id is queued once.
       const old = await q.getJob(id);
-      if (old && (await old.isFailed())) await old.remove();
+      if (old && ((await old.isFailed()) || (old.returnvalue as TrialRow | null)?.status === 'failed')) await old.remove();
       await q.add('trial', j, { jobId: id, attempts: 1, removeOnComplete: false, removeOnFail: false });
       pending.set(id, j);
     }
