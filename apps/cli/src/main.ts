@@ -132,7 +132,7 @@ export function program(): Command {
     .description(
       'run a hyper-parameter sweep (a base run config, a search space, trials as train runs with early stopping), or report on one: spikeflow sweep <sweep.yaml> | status | results | best <sweep.yaml>',
     )
-    .argument('<action|file>', 'the sweep file to run, or status, results, best')
+    .argument('<what>', 'the sweep file to run, or status, results or best')
     .argument('[file]', 'the sweep file (after status, results or best)')
     .option('--local <n>', 'trials at once, each in its own process (default 1)', int('--local'))
     .option('--redis <url>', 'queue the trials on BullMQ at this Redis (redis://host:port) for spikeflow workers, and wait for their results')
