@@ -236,15 +236,15 @@ export interface SweepFlags {
   /** Queue the trials on BullMQ at this Redis (`redis://host:port`) for `spikeflow worker`s instead. */
   readonly redis?: string;
   readonly queue?: string;
-  readonly quiet?: boolean;
   /** Progress lines (default: stderr). */
   readonly log?: (line: string) => void;
 }
 
 /**
- * Runs a sweep's trials that have no final row yet in `local` child processes (`spikeflow train`,
- * resuming a trial that has a checkpoint), pruning by the sweep's rule from the evaluations each
- * trial logs; appends one row per trial to `<root>/results.jsonl`. Returns every trial's row.
+ * Runs a sweep's trials that have no final row yet — in `local` child processes (`spikeflow train`,
+ * resuming a trial that has a checkpoint), or with `redis` as BullMQ jobs for `spikeflow worker`s —
+ * pruning by the sweep's rule from the evaluations each trial logs; appends one row per trial to
+ * `<root>/results.jsonl`. Returns every trial's row.
  */
 export async function runSweep(file: string, { local = 1, redis, queue, log = (l) => process.stderr.write(`${l}\n`) }: SweepFlags = {}): Promise<TrialRow[]> {
   const spec = await readSweep(file);
@@ -266,15 +266,19 @@ export async function runSweep(file: string, { local = 1, redis, queue, log = (l
   if (todo.length < trials.length) log(`sweep ${spec.name}: ${trials.length - todo.length} of ${trials.length} trials already have their result`);
   const threads = process.env['SPIKEFLOW_THREADS'] ?? String(Math.max(1, Math.floor(os.cpus().length / local)));
   const waiting = [...todo];
+  const record = (row: TrialRow) => {
+    appendFileSync(join(spec.root, RESULTS), `${JSON.stringify(row)}\n`);
+    rows.set(row.id, row);
+    const value = row.value !== undefined ? ` (${spec.metric.name} ${row.value.toFixed(4)})` : '';
+    log(`${row.id} ${row.status}${value}${row.worker ? ` on ${row.worker}` : ''}${row.note ? `: ${row.note}` : ''}`);
+  };
   const runOne = async (t: Trial): Promise<void> => {
     const row = await runTrial(
       { id: t.id, index: t.index, params: t.params, config: t.config, dir: t.dir, metric: spec.metric, pruneKind: spec.prune.kind, threads },
       { onEval: (epoch, v) => pruner.report(t.id, epoch, v, t.config.train.epochs), log },
     );
     if (row.status === 'done') pruner.finished(t.id);
-    appendFileSync(join(spec.root, RESULTS), `${JSON.stringify(row)}\n`);
-    rows.set(t.id, row);
-    log(`${t.id} ${row.status}${row.value !== undefined ? ` (${spec.metric.name} ${row.value.toFixed(4)})` : ''}${row.note ? `: ${row.note}` : ''}`);
+    record(row);
   };
   if (redis) {
     const { runOnRedis } = await import('./distributed.js');
@@ -296,12 +300,7 @@ export async function runSweep(file: string, { local = 1, redis, queue, log = (l
         pruner,
         epochs: (j) => j.config.train.epochs,
         onRow: (row) => {
-          if (rows.get(row.id)?.time === row.time) return;
-          appendFileSync(join(spec.root, RESULTS), `${JSON.stringify(row)}\n`);
-          rows.set(row.id, row);
-          log(
-            `${row.id} ${row.status}${row.value !== undefined ? ` (${spec.metric.name} ${row.value.toFixed(4)})` : ''}${row.worker ? ` on ${row.worker}` : ''}`,
-          );
+          if (rows.get(row.id)?.time !== row.time) record(row);
         },
       },
     );
