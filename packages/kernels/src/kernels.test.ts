@@ -146,7 +146,7 @@ it('runs on every core: the worker threads started (2 cores here → 2 threads, 
   expect(activeThreads()).toBe(expected);
 });
 
-it("the embedded WebAssembly is assembly/ as compiled now, and the kernels' digest is that of it and of src/kernels.ts now (run `pnpm build:wasm` after editing either)", async () => {
+it("the embedded WebAssembly is assembly/ as compiled now, and the kernels' digest is that of it and of the TypeScript in src/ now (run `pnpm build:wasm` after editing either)", async () => {
   const own = (await compileKernels(false)) as Buffer;
   const shared = (await compileKernels(true)) as Buffer;
   const updates = (await compileUpdates()) as Buffer;
@@ -154,7 +154,8 @@ it("the embedded WebAssembly is assembly/ as compiled now, and the kernels' dige
   expect(shared.toString('base64')).toBe(SNN_SHARED_WASM_BASE64);
   expect(updates.toString('base64')).toBe(UPDATE_WASM_BASE64);
   expect(kernelsDigest(own, shared, kernelsSource(), updates)).toBe(KERNELS_DIGEST);
-  // One more character in src/kernels.ts, another digest.
+  // One more character in the source, another digest; and the source holds the files that order the sums.
   expect(kernelsDigest(own, shared, `${kernelsSource()} `, updates)).not.toBe(KERNELS_DIGEST);
+  for (const f of ['kernels.ts', 'eprop.ts', 'timing.ts', 'updates.ts', 'wasm.ts']) expect(kernelsSource()).toContain(`// ${f}\n`);
   expect(KERNELS_VERSION).toBe(`${pkg.version}+${KERNELS_DIGEST.slice(0, 12)}`);
 }, 60_000);

@@ -1,13 +1,14 @@
 // Compiles assembly/snn.ts (AssemblyScript) to WebAssembly with SIMD and embeds the binary in
 // src/snn-wasm.ts as base64, so that the package loads it the same way in Node and in browsers
-// (no file reads, no fetch), next to a digest of the kernels' code: the modules and
-// src/kernels.ts (which decides the event or dense paths and the order of the sums). A third
+// (no file reads, no fetch), next to a digest of the kernels' code: the modules and the
+// TypeScript in src/ that drives them (which decides the paths, the threads' rows and the order of
+// the sums). A third
 // module is assembly/update.ts alone, importing the memory it runs on: tfjs-wasm's own, where the
-// parameter updates read and write tensors in place. Run after editing assembly/ or
-// src/kernels.ts; a test checks that all of it agrees.
+// parameter updates read and write tensors in place. Run after editing assembly/ or src/; a test
+// checks that all of it agrees.
 import asc from 'assemblyscript/asc';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -40,12 +41,20 @@ async function compile(entry, memory) {
   }
 }
 
-/** src/kernels.ts as it is now (line ends normalised). */
+/**
+ * The TypeScript that drives the modules, as it is now: every src/*.ts but the generated module
+ * file, the version and the tests' helpers (kernels.ts, eprop.ts, timing.ts, updates.ts, wasm.ts, …:
+ * which path runs, how rows split over threads, the order of the sums), each file's name and
+ * text in name order, line ends normalised.
+ */
 export function kernelsSource() {
-  return readFileSync(join(root, 'src/kernels.ts'), 'utf8').replace(/\r\n/g, '\n');
+  const names = readdirSync(join(root, 'src'))
+    .filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts') && !/test/.test(f) && f !== 'snn-wasm.ts' && f !== 'version.ts')
+    .sort();
+  return names.map((f) => `// ${f}\n${readFileSync(join(root, 'src', f), 'utf8').replace(/\r\n/g, '\n')}`).join('\n');
 }
 
-/** SHA-256 (hex) of the modules and the source of src/kernels.ts, each preceded by its length. */
+/** SHA-256 (hex) of the modules and of the source that drives them ({@link kernelsSource}), each preceded by its length. */
 export function kernelsDigest(own, shared, source, updates) {
   const h = createHash('sha256');
   for (const part of [own, shared, Buffer.from(source, 'utf8'), updates]) h.update(`${part.length}:`).update(part);
@@ -61,7 +70,7 @@ export function embedded(own, shared, updates, source = kernelsSource()) {
     `export const SNN_SHARED_WASM_BASE64 =\n  '${shared.toString('base64')}';\n` +
     "/** The parameter updates alone (assembly/update.ts), importing tfjs-wasm's memory. */\n" +
     `export const UPDATE_WASM_BASE64 =\n  '${updates.toString('base64')}';\n` +
-    "/** SHA-256 of the modules above and of src/kernels.ts: changes whenever the kernels' code does. */\n" +
+    "/** SHA-256 of the modules above and of the TypeScript in src/ that drives them: changes whenever the kernels' code does. */\n" +
     `export const KERNELS_DIGEST = '${kernelsDigest(own, shared, source, updates)}';\n`
   );
 }
