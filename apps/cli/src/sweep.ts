@@ -1,4 +1,4 @@
-import { appendFileSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { basename, dirname, extname, join, resolve } from 'node:path';
@@ -357,9 +357,4 @@ export async function exportBest(file: string, out: string): Promise<{ best: Tri
   const ext = extname(path).toLowerCase();
   await writeFile(path, ext === '.yaml' || ext === '.yml' ? toYaml(config) : `${JSON.stringify(config, null, 2)}\n`);
   return { best, path };
-}
-
-/** Whether a path exists as a file (the sweep command's first argument may be a subcommand). */
-export function isFile(p: string): boolean {
-  return existsSync(p) && statSync(p).isFile();
 }
