@@ -142,7 +142,7 @@ describe('checkpoints', () => {
       }),
     ];
     tf.dispose([w, b]);
-    return out;
+    return out.map((bytes) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   })();
 
   const read = (bytes: Uint8Array) => {

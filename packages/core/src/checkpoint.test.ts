@@ -33,7 +33,7 @@ function small(): Buffer {
     trees: { params: { w, b }, rule: [k, 3, null] },
   });
   tf.dispose([w, b, k]);
-  return bytes;
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 /** The error `loadCheckpoint` throws for `bytes` (undefined if it loads; then its tensors are disposed). */

@@ -136,8 +136,11 @@ function sweepStale(path: string): void {
   }
 }
 
-/** The bytes of a format-2 checkpoint. */
-export function encodeCheckpoint(contents: CheckpointContents): Buffer {
+/**
+ * The bytes of a format-2 checkpoint (a Node `Buffer` at run time; typed as the `Uint8Array` it
+ * is, so that the published types need no `@types/node`).
+ */
+export function encodeCheckpoint(contents: CheckpointContents): Uint8Array {
   const tensors: Tensor[] = [];
   const trees: Record<string, Encoded> = {};
   for (const [k, t] of Object.entries(contents.trees)) trees[k] = encodeTree(t, tensors);
