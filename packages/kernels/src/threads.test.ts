@@ -30,3 +30,11 @@ it('a conv network (event convolutions, their filter gradients, max pooling both
   }
   expect({ ...two, threads: 1 }).toEqual(one);
 }, 300_000);
+
+it('where synchronous compilation of a module over 4 KB is refused (as on browsers’ main threads), prepareKernels() compiles ahead and the kernels give the same results on one thread', () => {
+  const refused = inChild<{ hash: string; prepared?: boolean }>('kernels', { SPIKEFLOW_THREADS: '1', SPIKEFLOW_TEST_REFUSE_SYNC: '1' });
+  const plain = inChild<{ hash: string }>('kernels', { SPIKEFLOW_THREADS: '1' });
+  expect(refused.prepared).toBe(true);
+  expect(refused.threads).toBe(1);
+  expect(refused.hash).toBe(plain.hash);
+}, 300_000);

@@ -518,6 +518,28 @@ function startWorkers(module: WebAssembly.Module, memory: WebAssembly.Memory, co
 
 let runtime: Runtime | undefined;
 
+/** The one-thread module, instantiated ahead by {@link prepareKernels}. */
+let prepared: WebAssembly.Instance | undefined;
+
+/**
+ * Compiles and instantiates the kernels' module asynchronously, ahead of the first kernel call,
+ * where they will run on one thread (a browser): the first call would otherwise compile its 25 KB
+ * synchronously, which blocks a page and which browsers have refused on the main thread above
+ * 4 KB (Chromium 156 accepts it; the limit has changed across versions). Node with worker threads
+ * compiles the shared module on first use as before. Resolves to whether the kernels can run here
+ * (WebAssembly with SIMD); never rejects. A backend's `activate()` awaits it.
+ */
+export async function prepareKernels(): Promise<boolean> {
+  if (runtime || prepared) return true;
+  if (workerThreads && typeof SharedArrayBuffer !== 'undefined' && kernelThreads() > 1) return simdAvailable();
+  try {
+    prepared = (await WebAssembly.instantiate(decode(SNN_WASM_BASE64) as BufferSource, {})).instance;
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function load(threads: number): Runtime {
   if (threads > 1 && workerThreads && typeof SharedArrayBuffer !== 'undefined') {
     let memory: WebAssembly.Memory | undefined;
@@ -533,7 +555,9 @@ function load(threads: number): Runtime {
       return { exports, memory, workers: startWorkers(module, memory, threads - 1) };
     }
   }
-  const instance = new WebAssembly.Instance(new WebAssembly.Module(decode(SNN_WASM_BASE64) as BufferSource), {});
+  // A prepared instance serves once: a released runtime's memory is not handed out again.
+  const instance = prepared ?? new WebAssembly.Instance(new WebAssembly.Module(decode(SNN_WASM_BASE64) as BufferSource), {});
+  prepared = undefined;
   const exports = instance.exports as unknown as SnnExports & { memory: WebAssembly.Memory };
   return { exports, memory: exports.memory, workers: [] };
 }
@@ -580,6 +604,8 @@ function freshRuntime(): Runtime {
  */
 function discard(r: Runtime): void {
   if (runtime === r) runtime = undefined;
+  // Without Node's worker threads (a browser), the next runtime cannot be compiled synchronously.
+  if (!workerThreads) void prepareKernels();
   for (const w of r.workers) {
     void w.worker.terminate().catch(() => undefined);
     w.port.close();
@@ -872,7 +898,9 @@ function armIdleRelease(bytes: number): void {
  * Releases the kernels' scratch memory now: WebAssembly memory cannot shrink, so the runtime
  * (memory, instance, worker threads) is dropped and the next kernel call builds a fresh one
  * (~50 ms to start the workers). Returns the bytes released (0 if none was held). The kernels
- * also release it by themselves once idle: see {@link KernelPoolOptions.idleReleaseMs}.
+ * also release it by themselves once idle: see {@link KernelPoolOptions.idleReleaseMs}. Where
+ * the kernels run without Node's worker threads (a browser), the next runtime is prepared again
+ * at once, asynchronously, as {@link prepareKernels} does.
  */
 export function releaseKernelMemory(): number {
   const r = runtime;

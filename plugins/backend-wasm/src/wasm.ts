@@ -1,7 +1,11 @@
 import { SpikeflowError, denseByTransposes, outerSumByEvents, tf, type Backend, type BackendInfo, type KernelRegistration, type Tensor } from '@spikeflow/core';
 import * as wasmBackend from '@tensorflow/tfjs-backend-wasm';
-import { KERNELS_VERSION, activeThreads, cpuMemoryKernels, simdAvailable, sumRowsOnHeap } from '@spikeflow/kernels';
-import os from 'node:os';
+import { KERNELS_VERSION, activeThreads, cpuMemoryKernels, prepareKernels, simdAvailable, sumRowsOnHeap } from '@spikeflow/kernels';
+
+// Node's os module where there is one (the CPU's name); a browser has none (a bundler would refuse a static import).
+const os = typeof process !== 'undefined' && process.versions?.node ? await import('node:os') : undefined;
+const device = (): string =>
+  os?.cpus()[0]?.model ?? (typeof navigator !== 'undefined' ? `${navigator.hardwareConcurrency ?? '?'}-core browser CPU` : 'unknown CPU');
 
 /**
  * Wᵀ for each weight buffer, made once per weight version instead of once per step: the backward
@@ -302,6 +306,10 @@ export const wasm: Backend = {
     if (tf.getBackend() === 'wasm' && tfjsInfo) return;
     // In Node the backend reads its .wasm files from its own dist/ folder with fs: offline, no
     // setWasmPaths (a path there is handed to fetch(), which refuses file paths).
+    // In a browser that is cross-origin isolated, tfjs would pick its threaded build, whose pthread
+    // workers are started from a script that bundlers break (Vite: "e is not defined", then a hang):
+    // tfjs' own ops stay on one thread there, as in Node.
+    if (!os) tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
     let ok = false;
     let cause: unknown;
     try {
@@ -326,18 +334,19 @@ export const wasm: Backend = {
     const simd = Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'));
     const tfjsThreads = typeof wasmBackend.getThreadsCount === 'function' ? wasmBackend.getThreadsCount() : 1;
     tfjsInfo = { simd, tfjsThreads };
-    // Start the kernels' thread pool now rather than in the first kernel call.
-    if (simdAvailable()) activeThreads();
+    // Compile the kernels ahead (a browser's main thread refuses to do it on first use), and start
+    // their thread pool now rather than in the first kernel call.
+    if ((await prepareKernels()) && simdAvailable()) activeThreads();
   },
   describe(): BackendInfo {
-    if (!tfjsInfo) return { tfBackend: 'wasm', device: os.cpus()[0]?.model ?? 'unknown CPU', threads: 1, details: { activated: false } };
+    if (!tfjsInfo) return { tfBackend: 'wasm', device: device(), threads: 1, details: { activated: false } };
     // tfjs' own kernels run on one thread; spikeflow's fused kernels on every core (worker
     // threads): the count running now (a pool short of workers that did not start counts less).
     const simd = simdAvailable();
     const kernelThreads = simd ? activeThreads() : 0;
     return {
       tfBackend: 'wasm',
-      device: os.cpus()[0]?.model ?? 'unknown CPU',
+      device: device(),
       threads: Math.max(kernelThreads, tfjsInfo.tfjsThreads),
       details: {
         simd,
