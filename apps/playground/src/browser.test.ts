@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { extname, join, normalize } from 'node:path';
@@ -6,7 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { chromium, type Browser } from 'playwright-core';
 import { build } from 'vite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { PageResult } from './main.js';
+import type { PlaygroundState } from './app.js';
+import type { PageResult } from './check.js';
 
 // The repo's skip convention (scripts/test-summary.mjs): a test that can be skipped says why in
 // its meta, `skipReason`; one that needs something of the machine names it in `requires`, and
@@ -40,6 +41,8 @@ if (REQUIRED) {
 const root = fileURLToPath(new URL('..', import.meta.url));
 const dist = join(root, 'dist');
 const types: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json' };
+/** Where the screenshots go: beside the test report (kept with the test results). */
+const shots = join(root, '.test-results', 'screenshots');
 let server: Server;
 let browser: Browser;
 let base: string;
@@ -55,6 +58,9 @@ beforeAll(async () => {
       return;
     }
     res.setHeader('content-type', types[extname(path)] ?? 'application/octet-stream');
+    // As the dev and preview servers (vite.config.ts): cross-origin isolated.
+    res.setHeader('cross-origin-opener-policy', 'same-origin');
+    res.setHeader('cross-origin-embedder-policy', 'require-corp');
     res.end(readFileSync(path));
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -85,7 +91,7 @@ async function pageResult(backend: string): Promise<PageResult> {
   const page = await browser.newPage();
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
-  await page.goto(`${base}?backend=${backend}`, { waitUntil: 'commit' });
+  await page.goto(`${base}check.html?backend=${backend}`, { waitUntil: 'commit' });
   await page
     .waitForFunction(() => (window as unknown as { spikeflowResult?: unknown }).spikeflowResult !== undefined, null, { timeout: 300_000 })
     .catch(() => undefined);
@@ -128,4 +134,56 @@ describe('spikeflow in headless Chromium', { skip: missing !== undefined, timeou
     expect(r.losses!.slice(-5).reduce((a, b) => a + b, 0) / 5).toBeLessThan(0.6 * r.losses![0]!);
     for (const f of r.fixtures!) expect(f.failures, f.name).toEqual([]);
   });
+});
+
+/** Trains `iterations` in the playground page with the given settings; its final state and a screenshot's path. */
+async function playground(query: string, iterations: number): Promise<{ state: PlaygroundState; shot: string; errors: string[] }> {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  // Everything the page needs comes from its own origin (it trains offline once loaded).
+  page.on('request', (r) => {
+    if (!/^(data|blob):/.test(r.url()) && !r.url().startsWith(base)) errors.push(`requested ${r.url()}`);
+  });
+  await page.goto(`${base}index.html?${query}&iterations=${iterations}&autostart=1`, { waitUntil: 'load' });
+  await page
+    .waitForFunction(
+      () => {
+        const s = (window as unknown as { playground?: PlaygroundState }).playground;
+        return s !== undefined && (s.status === 'stopped' || s.status === 'error');
+      },
+      null,
+      { timeout: 300_000 },
+    )
+    .catch(() => undefined);
+  const state = (await page.evaluate(() => (window as unknown as { playground: PlaygroundState }).playground)) as PlaygroundState;
+  mkdirSync(shots, { recursive: true });
+  const shot = join(shots, `playground-${query.replace(/[^a-z0-9=]+/gi, '-')}.png`);
+  await page.screenshot({ path: shot, fullPage: true });
+  await page.close();
+  return { state, shot, errors };
+}
+
+const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+describe('the playground in headless Chromium', { skip: missing !== undefined, timeout: 600_000, meta: { requires: 'Chromium', skipReason: missing } }, () => {
+  for (const backend of ['wasm', 'webgl']) {
+    it(`${backend}: trains 30 iterations of spike patterns with BPTT in the page; the loss falls and the raster is drawn`, async () => {
+      const { state, shot, errors } = await playground(`backend=${backend}&task=patterns&rule=bptt&neuron=lif`, 30);
+      expect(state.error, state.error).toBeUndefined();
+      expect(errors).toEqual([]);
+      expect(state.status).toBe('stopped');
+      expect(state.info!.tfBackend).toBe(backend);
+      // On wasm the network runs whole windows through spikeflow's fast kernels, compiled in the page.
+      expect(state.fused).toBe(backend === 'wasm');
+      expect(state.iteration).toBe(30);
+      expect(state.losses.every(Number.isFinite)).toBe(true);
+      expect(mean(state.losses.slice(-5))).toBeLessThan(0.7 * mean(state.losses.slice(0, 5)));
+      expect(state.rasterSpikes).toBeGreaterThan(0);
+      expect(existsSync(shot)).toBe(true);
+      console.log(
+        `playground on ${backend}: loss ${mean(state.losses.slice(0, 5)).toFixed(3)} → ${mean(state.losses.slice(-5)).toFixed(3)}, ${state.samplesPerSecond.toFixed(0)} samples/s; screenshot ${shot}`,
+      );
+    });
+  }
 });
