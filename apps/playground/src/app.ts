@@ -19,6 +19,7 @@ import {
   tf,
 } from '@spikeflow/core';
 import wasmPlugin, { setWasmPaths } from '@spikeflow/backend-wasm';
+import { setKernelThreads } from '@spikeflow/kernels';
 import webgl from '@spikeflow/backend-webgl';
 import webgpu from '@spikeflow/backend-webgpu';
 import alif from '@spikeflow/neuron-alif';
@@ -101,6 +102,8 @@ for (const id of ['task', 'neuron', 'rule', 'backend', 'hidden', 'batch', 'lr'])
   const v = params.get(id);
   if (v !== null) ($(id) as HTMLInputElement).value = v;
 }
+// `?threads=n`: the fast kernels' threads (default: one per core up to 4 where the page is cross-origin isolated).
+if (params.get('threads')) setKernelThreads(Number(params.get('threads')));
 /** `?iterations=n` stops training after n iterations (the test's runs); else it runs until Stop. */
 const limit = Number(params.get('iterations') ?? Number.POSITIVE_INFINITY);
 

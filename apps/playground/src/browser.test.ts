@@ -164,6 +164,15 @@ async function playground(query: string, iterations: number): Promise<{ state: P
   return { state, shot, errors };
 }
 
+/** `navigator.hardwareConcurrency` of a page of this browser. */
+async function coresOfPage(): Promise<number> {
+  const page = await browser.newPage();
+  await page.goto(`${base}check.html?backend=none`, { waitUntil: 'commit' });
+  const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+  await page.close();
+  return cores;
+}
+
 const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 describe('the playground in headless Chromium', { skip: missing !== undefined, timeout: 600_000, meta: { requires: 'Chromium', skipReason: missing } }, () => {
@@ -181,9 +190,25 @@ describe('the playground in headless Chromium', { skip: missing !== undefined, t
       expect(mean(state.losses.slice(-5))).toBeLessThan(0.7 * mean(state.losses.slice(0, 5)));
       expect(state.rasterSpikes).toBeGreaterThan(0);
       expect(existsSync(shot)).toBe(true);
+      if (backend === 'wasm') {
+        // The page is cross-origin isolated: the kernels run on Web Workers too (one per core, up to 4).
+        expect(state.info!.threads).toBe(Math.min(4, await coresOfPage()));
+      }
       console.log(
         `playground on ${backend}: loss ${mean(state.losses.slice(0, 5)).toFixed(3)} → ${mean(state.losses.slice(-5)).toFixed(3)}, ${state.samplesPerSecond.toFixed(0)} samples/s; screenshot ${shot}`,
       );
     });
   }
+
+  it('wasm: the kernels on Web Workers (2 threads) train to bit-identical losses as on one thread', async () => {
+    const two = await playground('backend=wasm&task=digits&rule=bptt&hidden=96&threads=2', 12);
+    const one = await playground('backend=wasm&task=digits&rule=bptt&hidden=96&threads=1', 12);
+    for (const r of [two, one]) {
+      expect(r.state.error, r.state.error).toBeUndefined();
+      expect(r.errors).toEqual([]);
+    }
+    expect([two.state.info!.threads, one.state.info!.threads]).toEqual([2, 1]);
+    expect(two.state.losses.length).toBe(12);
+    expect(two.state.losses).toEqual(one.state.losses);
+  });
 });

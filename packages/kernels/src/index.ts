@@ -25,7 +25,16 @@ export type { KernelProbe } from './kernels.js';
 export { integrateFireEligibility } from './eprop.js';
 export { spikeTimingSequence } from './timing.js';
 export { adamMoments, fpttPull, fpttAnchor, sumRowsOnHeap, updatesInPlace } from './updates.js';
-export { prepareKernels, simdAvailable, kernelThreads, activeThreads, releaseKernelMemory, kernelMemoryBytes, configureKernelPool } from './wasm.js';
+export {
+  prepareKernels,
+  setKernelThreads,
+  simdAvailable,
+  kernelThreads,
+  activeThreads,
+  releaseKernelMemory,
+  kernelMemoryBytes,
+  configureKernelPool,
+} from './wasm.js';
 export type { KernelPoolOptions } from './wasm.js';
 export { KERNELS_VERSION } from './version.js';
 

@@ -284,9 +284,10 @@ interface PoolWorker {
   thread: number;
   readonly control: Int32Array;
   readonly args: Float64Array;
-  /** Where the worker posts the text of a trap or of its death; read with `receiveMessageOnPort`. */
-  readonly port: import('node:worker_threads').MessagePort;
-  readonly worker: import('node:worker_threads').Worker;
+  /** The next text the worker posted (a trap's or its death's), if any has arrived. */
+  readonly said: () => string | undefined;
+  /** Stops the worker (a hung one too) and closes its channel. */
+  readonly stop: () => void;
   /** What the main thread's event loop learnt of its end (an `error` or `exit` event), if anything. */
   ended?: string;
 }
@@ -316,15 +317,67 @@ function env(name: string): string | undefined {
  * elsewhere one). Worker threads share the module's memory and take a range of rows each.
  */
 export function kernelThreads(): number {
+  if (threadsSet !== undefined) return threadsSet;
   const v = env('SPIKEFLOW_THREADS');
   if (v !== undefined) {
     const n = Number(v);
     if (!Number.isInteger(n) || n < 1) throw new SpikeflowError('CONFIG_INVALID', `SPIKEFLOW_THREADS must be an integer >= 1, got '${v}'`);
     return n;
   }
-  if (!workerThreads || typeof SharedArrayBuffer === 'undefined') return 1;
+  if (!workerThreads) return webWorkersUsable() ? Math.max(1, Math.min(4, navigator.hardwareConcurrency || 2)) : 1;
+  if (typeof SharedArrayBuffer === 'undefined') return 1;
   const os = (process as unknown as { getBuiltinModule?: (m: string) => { availableParallelism?: () => number } }).getBuiltinModule?.('node:os');
   return Math.max(1, Math.min(4, os?.availableParallelism?.() ?? 2));
+}
+
+let threadsSet: number | undefined;
+
+/**
+ * Sets the threads the kernels run on where no environment variable can (a page): before the
+ * first kernel call or {@link prepareKernels}; `undefined` goes back to `SPIKEFLOW_THREADS` or the
+ * default. Results do not depend on the count.
+ */
+export function setKernelThreads(threads: number | undefined): void {
+  if (threads !== undefined && (!Number.isInteger(threads) || threads < 1)) {
+    throw new SpikeflowError('CONFIG_INVALID', `setKernelThreads: threads must be an integer >= 1, got ${String(threads)}`);
+  }
+  threadsSet = threads;
+}
+
+/**
+ * Whether this is a page (or a worker) that can run the kernels on Web Workers sharing their
+ * memory: cross-origin isolated (SharedArrayBuffer), with `Worker` and Blob URLs.
+ */
+function webWorkersUsable(): boolean {
+  return (
+    !workerThreads &&
+    typeof SharedArrayBuffer !== 'undefined' &&
+    (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true &&
+    typeof Worker !== 'undefined' &&
+    typeof Blob !== 'undefined' &&
+    typeof URL.createObjectURL === 'function'
+  );
+}
+
+/** Whether this thread may block in `Atomics.wait` (a browser's main thread may not: it spins instead). */
+const canBlock: boolean = (() => {
+  if (typeof SharedArrayBuffer === 'undefined') return true;
+  try {
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 1, 0);
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+/** `Atomics.wait(ctl, index, value, ms)`, or a spin until the value changes or `ms` pass where this thread may not block. */
+function waitOn(ctl: Int32Array, index: number, value: number, ms: number): void {
+  if (canBlock) {
+    Atomics.wait(ctl, index, value, ms);
+    return;
+  }
+  const end = performance.now() + ms;
+  while (Atomics.load(ctl, index) === value && performance.now() < end);
 }
 
 /** How the kernels' thread pool watches its workers and when it gives back its memory; see {@link configureKernelPool}. */
@@ -395,38 +448,13 @@ function warnOnce(text: string): void {
   else console.warn(text);
 }
 
-// A worker: instantiates the shared module, then runs the jobs the main thread posts in its
-// control block, blocking in Atomics.wait between them. A trap is reported (its text on the
-// port, FAILED set) and the worker lives on; on any exit it stores DEAD, sets DONE and READY to
-// −1 and wakes the main thread, which may be blocked waiting for it (and so cannot receive
-// events). FAULT is a test hook (injectKernelFault), inert while 0. Plain CommonJS, evaluated
-// from a string.
-const WORKER_SOURCE = `
-const { workerData } = require('node:worker_threads');
-const { module, memory, control, names, port } = workerData;
-const ctl = new Int32Array(control, 0, 16);
-const args = new Float64Array(control, 64, 32);
-let dead = false;
-const die = (text) => {
-  if (dead) return;
-  dead = true;
-  try { port.postMessage(text); } catch {}
-  Atomics.store(ctl, ${DEAD}, 1);
-  Atomics.store(ctl, ${DONE}, -1);
-  Atomics.store(ctl, ${READY}, -1);
-  Atomics.notify(ctl, ${DONE});
-  Atomics.notify(ctl, ${READY});
-};
-const text = (e) => (e && e.stack) || String(e);
-process.on('exit', (code) => die('the worker thread exited (code ' + code + ')'));
-process.on('uncaughtException', (e) => { die(text(e)); process.exit(1); });
-let ex;
-try {
-  ex = new WebAssembly.Instance(module, { env: { memory } }).exports;
-} catch (e) {
-  die('the worker could not instantiate the kernels: ' + text(e));
-  process.exit(1);
-}
+/**
+ * A worker's job loop (either kind of worker): runs the jobs the main thread posts in its control
+ * block, blocking in Atomics.wait between them. A trap is reported (its text posted, FAILED set)
+ * and the worker lives on. FAULT is a test hook (injectKernelFault), inert while 0. `post(text)`
+ * and `exit(code)` are the worker's own.
+ */
+const JOB_LOOP = `
 Atomics.store(ctl, ${READY}, 1);
 Atomics.notify(ctl, ${READY});
 let seen = 0;
@@ -436,7 +464,7 @@ for (;;) {
   const a = Array.from(args.subarray(0, Atomics.load(ctl, ${ARGC})));
   const fault = Atomics.exchange(ctl, ${FAULT}, 0);
   if (fault !== 0) {
-    if (fault === ${FAULT_CODES.exit}) process.exit(70);
+    if (fault === ${FAULT_CODES.exit}) exit(70);
     if (fault === ${FAULT_CODES.trap}) a[0] = ${TRAP_POINTER};
     if (fault === ${FAULT_CODES.hang}) for (;;);
     if (fault === ${FAULT_CODES.delay}) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Atomics.load(ctl, ${FAULT_MS}));
@@ -444,7 +472,7 @@ for (;;) {
   try {
     Atomics.store(ctl, ${RESULT}, ex[names[Atomics.load(ctl, ${KERNEL})]](...a) ?? 0);
   } catch (e) {
-    try { port.postMessage(text(e)); } catch {}
+    try { post(text(e)); } catch {}
     Atomics.store(ctl, ${FAILED}, 1);
   }
   Atomics.store(ctl, ${DONE}, seen);
@@ -452,13 +480,74 @@ for (;;) {
 }
 `;
 
+/** A worker's start: its control block, and `die(text)`, which marks it DEAD and wakes the main thread. */
+const WORKER_PRELUDE = `
+const ctl = new Int32Array(control, 0, 16);
+const args = new Float64Array(control, 64, 32);
+let dead = false;
+const text = (e) => (e && e.stack) || String(e);
+const die = (why) => {
+  if (dead) return;
+  dead = true;
+  try { post(why); } catch {}
+  Atomics.store(ctl, ${DEAD}, 1);
+  Atomics.store(ctl, ${DONE}, -1);
+  Atomics.store(ctl, ${READY}, -1);
+  Atomics.notify(ctl, ${DONE});
+  Atomics.notify(ctl, ${READY});
+};
+`;
+
+// A Node worker thread: instantiates the shared module, then runs the job loop. On any exit it
+// stores DEAD, sets DONE and READY to −1 and wakes the main thread, which may be blocked waiting
+// for it (and so cannot receive events). Plain CommonJS, evaluated from a string.
+const WORKER_SOURCE = `
+const { workerData } = require('node:worker_threads');
+const { module, memory, control, names, port } = workerData;
+const post = (t) => port.postMessage(t);
+const exit = (code) => process.exit(code);
+${WORKER_PRELUDE}
+process.on('exit', (code) => die('the worker thread exited (code ' + code + ')'));
+process.on('uncaughtException', (e) => { die(text(e)); process.exit(1); });
+let ex;
+try {
+  ex = new WebAssembly.Instance(module, { env: { memory } }).exports;
+} catch (e) {
+  die('the worker could not instantiate the kernels: ' + text(e));
+  process.exit(1);
+}
+${JOB_LOOP}
+`;
+
+// A Web Worker (a page): the same, started by one message { module, memory, control, names };
+// it answers 'ready' once it runs the loop. A worker has no exit event: an uncaught error marks
+// it DEAD; stopping it is terminate().
+const WEB_WORKER_SOURCE = `
+self.onmessage = (m) => {
+  self.onmessage = null;
+  const { module, memory, control, names } = m.data;
+  const post = (t) => self.postMessage(String(t));
+  const exit = (code) => { die('the worker exited (code ' + code + ')'); self.close(); throw new Error('exit'); };
+  ${WORKER_PRELUDE}
+  self.onerror = (e) => { die(String(e && e.message ? e.message : e)); };
+  let ex;
+  try {
+    ex = new WebAssembly.Instance(module, { env: { memory } }).exports;
+  } catch (e) {
+    die('the worker could not instantiate the kernels: ' + text(e));
+    return;
+  }
+  self.postMessage('ready');
+  ${JOB_LOOP}
+};
+`;
+
 /** How long the main thread waits for workers to start (they start together, ~50 ms here). */
 const START_MS = 60_000;
 
 /** What a worker has said about its end (its port), else what the main thread's events told. */
 function endOf(w: PoolWorker): string | undefined {
-  const said = workerThreads!.receiveMessageOnPort(w.port)?.message as string | undefined;
-  return said ?? w.ended;
+  return w.said() ?? w.ended;
 }
 
 /**
@@ -482,7 +571,16 @@ function startWorkers(module: WebAssembly.Module, memory: WebAssembly.Memory, co
     });
     worker.unref();
     port1.unref();
-    const w: PoolWorker = { thread: i + 1, control: new Int32Array(control, 0, 16), args: new Float64Array(control, 64, 32), port: port1, worker };
+    const w: PoolWorker = {
+      thread: i + 1,
+      control: new Int32Array(control, 0, 16),
+      args: new Float64Array(control, 64, 32),
+      said: () => wt.receiveMessageOnPort(port1)?.message as string | undefined,
+      stop: () => {
+        void worker.terminate().catch(() => undefined);
+        port1.close();
+      },
+    };
     // Seen only while the main thread is free; a death during a call is seen through DEAD.
     worker.on('error', (e: unknown) => {
       w.ended ??= e instanceof Error ? (e.stack ?? e.message) : String(e);
@@ -506,7 +604,7 @@ function startWorkers(module: WebAssembly.Module, memory: WebAssembly.Memory, co
       .map((w) =>
         Atomics.load(w.control, READY) === 0 ? `did not start within ${START_MS / 1000} s` : `failed to start: ${firstLine(endOf(w) ?? 'no error text')}`,
       );
-    for (const w of pool) if (!started.includes(w)) void w.worker.terminate().catch(() => undefined);
+    for (const w of pool) if (!started.includes(w)) w.stop();
     warnOnce(
       `spikeflow kernels: ${pool.length - started.length} of ${count} worker threads ${why.join('; ')}. The kernels run on ${1 + started.length} thread(s) (results do not depend on the count). Set SPIKEFLOW_THREADS to choose the count.`,
     );
@@ -522,16 +620,93 @@ let runtime: Runtime | undefined;
 let prepared: WebAssembly.Instance | undefined;
 
 /**
+ * Starts `count` Web Workers on the shared module and memory (a page) and resolves once each has
+ * instantiated it, died, or {@link START_MS} passed; those that did not start are stopped and the
+ * pool runs without them, with one warning that says why. A worker's texts (a trap's) arrive
+ * through the page's event loop: while the main thread spins in a call it sees a dead worker as
+ * hung after the deadline.
+ */
+async function startWebWorkers(module: WebAssembly.Module, memory: WebAssembly.Memory, count: number): Promise<PoolWorker[]> {
+  const url = URL.createObjectURL(new Blob([WEB_WORKER_SOURCE], { type: 'text/javascript' }));
+  const pool: PoolWorker[] = [];
+  const ready: Promise<boolean>[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      const control = new SharedArrayBuffer(64 + 32 * 8);
+      const worker = new Worker(url);
+      const texts: string[] = [];
+      const w: PoolWorker = {
+        thread: i + 1,
+        control: new Int32Array(control, 0, 16),
+        args: new Float64Array(control, 64, 32),
+        said: () => texts.shift(),
+        stop: () => worker.terminate(),
+      };
+      ready.push(
+        new Promise<boolean>((resolve) => {
+          const timer = setTimeout(() => resolve(false), START_MS);
+          worker.onmessage = (m: MessageEvent) => {
+            if (m.data === 'ready') {
+              clearTimeout(timer);
+              resolve(true);
+            } else texts.push(String(m.data));
+          };
+          worker.onerror = (e: ErrorEvent) => {
+            w.ended ??= e.message || 'the worker failed';
+            Atomics.store(w.control, DEAD, 1);
+            clearTimeout(timer);
+            resolve(false);
+          };
+        }),
+      );
+      worker.postMessage({ module, memory, control, names: PARALLEL });
+      pool.push(w);
+    }
+    const ok = await Promise.all(ready);
+    const started = pool.filter((_, i) => ok[i]);
+    if (started.length < pool.length) {
+      const why = pool
+        .filter((_, i) => !ok[i])
+        .map((w) => (w.ended ? `failed to start: ${firstLine(w.said() ?? w.ended)}` : `did not start within ${START_MS / 1000} s`));
+      for (const w of pool) if (!started.includes(w)) w.stop();
+      warnOnce(
+        `spikeflow kernels: ${pool.length - started.length} of ${count} Web Workers ${why.join('; ')}. The kernels run on ${1 + started.length} thread(s) (results do not depend on the count).`,
+      );
+      started.forEach((w, i) => (w.thread = i + 1));
+    }
+    return started;
+  } finally {
+    URL.revokeObjectURL(url);
+  }
+}
+
+/**
  * Compiles and instantiates the kernels' module asynchronously, ahead of the first kernel call,
- * where they will run on one thread (a browser): the first call would otherwise compile its 25 KB
+ * where that call could not (a page): the first call would otherwise compile its 25 KB
  * synchronously, which blocks a page and which browsers have refused on the main thread above
- * 4 KB (Chromium 156 accepts it; the limit has changed across versions). Node with worker threads
- * compiles the shared module on first use as before. Resolves to whether the kernels can run here
- * (WebAssembly with SIMD); never rejects. A backend's `activate()` awaits it.
+ * 4 KB (Chromium 156 accepts it; the limit has changed across versions). In a cross-origin
+ * isolated page it also starts the kernels' Web Workers on a shared memory (one per core up to
+ * 4, or {@link setKernelThreads}); the main thread, which may not block there, spins while they
+ * run its calls' other ranges. Node with worker threads compiles the shared module on first use
+ * as before. Resolves to whether the kernels can run here (WebAssembly with SIMD); never rejects.
+ * A backend's `activate()` awaits it.
  */
 export async function prepareKernels(): Promise<boolean> {
   if (runtime || prepared) return true;
   if (workerThreads && typeof SharedArrayBuffer !== 'undefined' && kernelThreads() > 1) return simdAvailable();
+  const threads = kernelThreads();
+  if (threads > 1 && webWorkersUsable()) {
+    try {
+      const memory = new WebAssembly.Memory({ initial: 2, maximum: 65536, shared: true });
+      const module = await WebAssembly.compile(decode(SNN_SHARED_WASM_BASE64) as BufferSource);
+      const instance = await WebAssembly.instantiate(module, { env: { memory } });
+      const workers = await startWebWorkers(module, memory, threads - 1);
+      runtime ??= { exports: instance.exports as unknown as SnnExports, memory, workers };
+      return true;
+    } catch (e) {
+      warnOnce(`spikeflow kernels: no Web Workers on a shared memory here (${e instanceof Error ? e.message : String(e)}); the kernels run on one thread.`);
+    }
+  }
   try {
     prepared = (await WebAssembly.instantiate(decode(SNN_WASM_BASE64) as BufferSource, {})).instance;
     return true;
@@ -606,10 +781,7 @@ function discard(r: Runtime): void {
   if (runtime === r) runtime = undefined;
   // Without Node's worker threads (a browser), the next runtime cannot be compiled synchronously.
   if (!workerThreads) void prepareKernels();
-  for (const w of r.workers) {
-    void w.worker.terminate().catch(() => undefined);
-    w.port.close();
-  }
+  for (const w of r.workers) w.stop();
 }
 
 /** The kernels' module, compiled and instantiated on first use (6 KB, synchronous). */
@@ -719,7 +891,7 @@ function join(jobs: readonly { readonly w: PoolWorker; readonly job: number }[],
       }
       const left = deadline - performance.now();
       if (left <= 0) break;
-      Atomics.wait(ctl, DONE, done, left);
+      waitOn(ctl, DONE, done, left);
       done = Atomics.load(ctl, DONE);
     }
     if (done === job) {
