@@ -36,6 +36,28 @@ export const digits = { perClass: ${PER_CLASS}, bits };`;
   };
 }
 
+/**
+ * For `vite dev` only: Node's built-in modules as stand-ins whose every export throws when called.
+ * Core's checkpoint and plugin-loading code imports names from them (never called in a page); a
+ * build leaves those imports empty, but the dev server makes them throw as the module loads.
+ */
+function nodeStandIns(): Plugin {
+  const prefix = '\0node-stand-in:';
+  return {
+    name: 'spikeflow-node-stand-ins',
+    apply: 'serve',
+    enforce: 'pre',
+    resolveId: (source) => (/^node:/.test(source) ? `${prefix}${source}` : undefined),
+    async load(id) {
+      if (!id.startsWith(prefix)) return undefined;
+      const name = id.slice(prefix.length);
+      const names = Object.keys((await import(name)) as object).filter((k) => k !== 'default' && /^[A-Za-z_$][\w$]*$/.test(k));
+      const fail = `() => { throw new Error(${JSON.stringify(`${name} is not available in a browser`)}); }`;
+      return `const fail = ${fail};\n${names.map((k) => `export const ${k} = fail;`).join('\n')}\nexport default new Proxy({}, { get: () => fail });`;
+    },
+  };
+}
+
 const page = (name: string) => fileURLToPath(new URL(name, import.meta.url));
 
 // Cross-origin isolation (SharedArrayBuffer, for threaded WebAssembly) where the server sets the headers.
@@ -44,7 +66,7 @@ const isolation = { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-E
 // Two pages: the playground (index.html) and the gradient-fixture check (check.html), which reads
 // the fixtures from the testing package (JSON, bundled at build time).
 export default defineConfig({
-  plugins: [digits()],
+  plugins: [digits(), nodeStandIns()],
   build: {
     target: 'esnext',
     outDir: 'dist',
