@@ -701,7 +701,9 @@ export async function prepareKernels(): Promise<boolean> {
       const module = await WebAssembly.compile(decode(SNN_SHARED_WASM_BASE64) as BufferSource);
       const instance = await WebAssembly.instantiate(module, { env: { memory } });
       const workers = await startWebWorkers(module, memory, threads - 1);
-      runtime ??= { exports: instance.exports as unknown as SnnExports, memory, workers };
+      // A kernel call while the workers started made a one-thread runtime: it stays, these go.
+      if (runtime) for (const w of workers) w.stop();
+      else runtime = { exports: instance.exports as unknown as SnnExports, memory, workers };
       return true;
     } catch (e) {
       warnOnce(`spikeflow kernels: no Web Workers on a shared memory here (${e instanceof Error ? e.message : String(e)}); the kernels run on one thread.`);
