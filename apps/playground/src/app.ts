@@ -314,6 +314,8 @@ async function train(): Promise<void> {
       say(`training: iteration ${s.iteration}, loss ${r.report.loss.toFixed(4)}`);
       await tf.nextFrame();
     }
+    // Reset while it trained: the session is gone and the page already says so.
+    if (session !== s) return;
     view.status = 'stopped';
     say(`stopped at iteration ${s.iteration}${s.iteration >= limit ? ` (?iterations=${limit})` : ''}: Resume goes on, Reset starts over.`);
   } catch (e) {

@@ -334,8 +334,8 @@ export const wasm: Backend = {
     const simd = Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'));
     const tfjsThreads = typeof wasmBackend.getThreadsCount === 'function' ? wasmBackend.getThreadsCount() : 1;
     tfjsInfo = { simd, tfjsThreads };
-    // Compile the kernels ahead (a browser's main thread refuses to do it on first use), and start
-    // their thread pool now rather than in the first kernel call.
+    // Compile the kernels ahead (a page should not compile them synchronously in its first kernel
+    // call; there they also start their Web Workers), and start their thread pool now.
     if ((await prepareKernels()) && simdAvailable()) activeThreads();
   },
   describe(): BackendInfo {
