@@ -17,7 +17,7 @@ export {
   editDistance,
   isPlainObject,
 } from './validate.js';
-export type { Schema, FieldSpec, SchemaValues, SchemaInput } from './validate.js';
+export type { Schema, FieldSpec, SchemaValues, SchemaInput, FieldValue } from './validate.js';
 export { fastSigmoid, sigmoid, arctan, triangle, multiGaussian, spikeFn, builtinSurrogates, surrogateFromSpec } from './surrogates.js';
 export type { Surrogate, SpikeFn, SurrogateEntry, SurrogateSpec } from './surrogates.js';
 export { defineNeuron } from './neuron.js';
@@ -94,9 +94,14 @@ export type {
   ResolvedLayer,
   ResolvedReadout,
   ModelRegistries,
+  LayerSpecBase,
+  KnownLayerSpec,
+  SewBlockLayerSpec,
+  DropoutLayerSpec,
+  BatchNormSpec,
 } from './model.js';
 export { applyPools, convCurrent } from './conv.js';
-export type { Conv2dGeometry, PoolGeometry, Padding, SpatialShape } from './conv.js';
+export type { Conv2dGeometry, PoolGeometry, Padding, SpatialShape, PoolFn, ConvFn, BatchNormTensors } from './conv.js';
 export { leakyReadout, identityReadout, builtinReadouts, defineReadout } from './readout.js';
 export type { Readout, AnyReadout, ReadoutStepParams, ReadoutTensorParam } from './readout.js';
 export { layerParam, readoutParam, neuronParamTensor } from './params.js';
@@ -150,6 +155,10 @@ export type {
   DecaySchedule,
   ScheduleSpan,
   LearningRate,
+  AdamState,
+  AdamaxState,
+  LrState,
+  TraceState,
 } from './optim.js';
 export { checkRequirements, ensureRequirements, defineRule, paramGrads, ruleFromSpec, stepwise } from './rule.js';
 export type {

@@ -8,7 +8,8 @@ import { convGeometry, pairOf, poolGeometry, sizeOf, spatialShapeOf, type Conv2d
 // ---------------------------------------------------------------------------------------------
 // Model spec: plain JSON, validated with errors that name the field.
 
-interface LayerSpecBase {
+/** What every layer kind's spec has: its neuron, size, surrogate and the options common to all. */
+export interface LayerSpecBase {
   /** Number of neurons (> 0). */
   size: number;
   /** Adds a recurrent weight matrix `W_rec` fed with the layer's own spikes of the previous step. */
@@ -27,7 +28,8 @@ interface LayerSpecBase {
   surrogate?: SurrogateSpec;
 }
 
-type KnownLayerSpec = {
+/** A dense layer's spec for a neuron model the registry knows by name, with that neuron's typed `params`. */
+export type KnownLayerSpec = {
   [K in keyof NeuronRegistry]: LayerSpecBase & { neuron: K; params?: Partial<NeuronRegistry[K]> };
 }[keyof NeuronRegistry];
 

@@ -115,7 +115,8 @@ export const cosineSchedule = (lr: number, decaySteps: number, minLr = 0): Decay
 /** Exponential decay: `lr · rate^(count / decaySteps)`. */
 export const exponentialSchedule = (lr: number, decaySteps: number, rate: number): DecaySchedule => decaySchedule(decaySteps, 1, (phase) => lr * rate ** phase);
 
-type LrState = { count: number; span?: ScheduleSpan };
+/** A learning-rate schedule's state: the update count and, on a resumed run with a new length, the span its decay spreads over. */
+export type LrState = { count: number; span?: ScheduleSpan };
 
 /**
  * Scales updates by `−schedule(count)`: gradient descent with a scheduled learning rate. For a
@@ -197,7 +198,8 @@ export function clipByValue(max: number): GradientTransformation<null> {
   return { name: `clipByValue(${max})`, init: () => null, update: (g, s) => ({ updates: mapGrads(g, (t) => tf.clipByValue(t, -max, max)), state: s }) };
 }
 
-type AdamState = { count: number; mu: Record<string, Tensor>; nu: Record<string, Tensor> };
+/** Adam's state: the update count and the first and second moments per parameter. */
+export type AdamState = { count: number; mu: Record<string, Tensor>; nu: Record<string, Tensor> };
 
 /**
  * Adam's moment estimates with bias correction (Kingma & Ba 2015), without the learning rate:
@@ -227,7 +229,8 @@ export function scaleByAdam({ beta1 = 0.9, beta2 = 0.999, eps = 1e-8 } = {}): Gr
   };
 }
 
-type AdamaxState = { count: number; mu: Record<string, Tensor>; u: Record<string, Tensor> };
+/** Adamax's state: the update count, the first moments and the infinity norms per parameter. */
+export type AdamaxState = { count: number; mu: Record<string, Tensor>; u: Record<string, Tensor> };
 
 /** Adamax: Adam with the infinity norm, `u ← max(β2·u, |g|)` (Kingma & Ba 2015, §7.1). */
 export function scaleByAdamax({ beta1 = 0.9, beta2 = 0.999, eps = 1e-8 } = {}): GradientTransformation<AdamaxState> {
@@ -254,7 +257,8 @@ export function scaleByAdamax({ beta1 = 0.9, beta2 = 0.999, eps = 1e-8 } = {}): 
   };
 }
 
-type TraceState = { trace: Record<string, Tensor> };
+/** Momentum's state: the trace (velocity) per parameter. */
+export type TraceState = { trace: Record<string, Tensor> };
 
 /** Heavy-ball momentum `m ← μ·m + g` (Nesterov: `g + μ·m`). */
 export function trace({ momentum, nesterov = false }: { momentum: number; nesterov?: boolean }): GradientTransformation<TraceState> {

@@ -36,7 +36,7 @@ function spikes(shape: number[], p: number, seed: number): Tensor {
 }
 
 /** One comparison of a kernel with its reference: tensor arguments, and how to call the kernel on them. */
-interface KernelCase {
+export interface KernelCase {
   readonly name: string;
   readonly args: () => Tensor[];
   /** The kernel's output as one tensor (what the gradients are taken of). */

@@ -27,7 +27,7 @@ import { checkTsslFixture, isTsslFixture, type TsslFixture } from './tssl-fixtur
  * entry). TSSL-BP's fixtures (`fixtures/tssl/`) are read too and run through TSSL-BP's neuron and
  * rule (see `tssl-fixtures.ts`).
  */
-type Nested = number | Nested[];
+export type Nested = number | Nested[];
 
 /**
  * A fixture layer: dense (no `type`, or `dense`: `neuron`, `size`, `recurrent`), or, in the conv
@@ -72,7 +72,7 @@ export interface Fixture {
  * trainable tensor parameters (e.g. `alpha_W`, `rho_b` of `ltc`); readout `W`, `b` and, for the
  * `ltc` readout, `W_kappa`, `b_kappa`.
  */
-type FixtureGrads = {
+export type FixtureGrads = {
   layers: ({ W: Nested; b: Nested; W_rec?: Nested } & { [param: string]: Nested | undefined })[];
   readout: { W: Nested; b: Nested; W_kappa?: Nested; b_kappa?: Nested };
 };

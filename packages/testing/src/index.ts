@@ -3,6 +3,7 @@ export type { NeuronSuiteOptions } from './neuron-suite.js';
 export { describeRule, toyTask } from './rule-suite.js';
 export type { RuleSuiteOptions } from './rule-suite.js';
 export { describeBackend, describeKernels, kernelCases } from './backend-suite.js';
+export type { KernelCase } from './backend-suite.js';
 export { describeDataset } from './dataset-suite.js';
 export type { DatasetSuiteOptions } from './dataset-suite.js';
 export * from './fixtures.js';
