@@ -78,10 +78,7 @@ export function advanceWindow(
   if (!net.fused) {
     return advance(net, state, xs, from, to, (t, out) => (onReadout?.(t, out.readout) === true ? [out.readout] : []));
   }
-  const out = tidy(() => {
-    const o = net.runWindow(net.prepare(), state, xs.window(from, to));
-    return { readout: o.readout, state: o.state };
-  });
+  const out = runWindowValues(net, state, xs, from, to);
   try {
     if (onReadout) {
       for (const [i, y] of splitSteps(out.readout).entries()) if (onReadout(from + i, y) !== true) y.dispose();
@@ -90,4 +87,16 @@ export function advanceWindow(
     out.readout.dispose();
   }
   return out.state;
+}
+
+/**
+ * Steps `[from, to)` from `state` in one fused {@link Network.runWindow} without a tape (the network
+ * must run fused): the readout of every step, `[to − from, B, O]`, and the new state, both the
+ * caller's to dispose. `state` is left alone.
+ */
+export function runWindowValues(net: Network, state: NetState, xs: Steps, from: number, to: number): { readout: Tensor; state: NetState } {
+  return tidy(() => {
+    const o = net.runWindow(net.prepare(), state, xs.window(from, to));
+    return { readout: o.readout, state: o.state };
+  });
 }

@@ -7,7 +7,7 @@ import type { BoundLoss } from './losses.js';
 import type { Network } from './network.js';
 import { masked, type NetState, type NetworkTraces, type StepParams, type SynapseFn } from './step.js';
 import { inputShape, stepsOf, type StepInput, type Steps } from './steps.js';
-import { advanceWindow, unroll } from './loops.js';
+import { advanceWindow, runWindowValues, unroll } from './loops.js';
 import { checkInputs } from './inference.js';
 import { disposeTree, keepTree, tidy, treeLeaves } from './state.js';
 import type { RuleContext, RuleReport, SequenceBatch } from './rule.js';
@@ -319,8 +319,111 @@ class SequenceRun {
    */
   twoPass(k: number): RuleReport {
     const T = this.#T;
-    const { net, ctx, bound } = this;
+    const { net } = this;
     const count = Math.ceil(T / k);
+    const dy = net.fused && this.bound.stacked ? this.#readoutGradsStacked(k) : this.#readoutGradsByStep(k);
+    let acc: NamedTensorMap | undefined;
+    let start: NetState = net.init(this.#B);
+    try {
+      for (let w = 0; w < count; w++) {
+        const from = w * k;
+        const to = Math.min(from + k, T);
+        const s = start;
+        let end: NetState | undefined;
+        const { value: seed, grads } = this.#variableGrads(() => {
+          const p = net.prepare(this.#prepareOptions(undefined));
+          if (p.fused) {
+            const o = net.runWindow(p, s, this.#xs.window(from, to));
+            end = keepTree(o.state);
+            return tf.sum(tf.mul(o.readout, dy.window(from, to))) as Scalar;
+          }
+          const terms: Scalar[] = [];
+          end = keepTree(unroll(net, p, s, this.#xs, from, to, (t, out) => terms.push(tf.sum(tf.mul(out.readout, dy.step(t))))));
+          return tf.addN(terms) as Scalar;
+        }, {});
+        seed.dispose();
+        acc = accumulateGrads(acc, grads);
+        dy.release(to);
+        if (w + 1 === count) {
+          if (end) disposeTree(end, s);
+          break;
+        }
+        // The state the window's tape ends with carries on (fused, the kernels' values may differ from the tape-free pass's in
+        // the last bits: the same state up to round-off).
+        const next = end!;
+        disposeTree(s, next);
+        start = next;
+      }
+    } catch (e) {
+      if (acc) disposeTree(acc);
+      throw e;
+    } finally {
+      disposeTree(start);
+      dy.dispose();
+    }
+    const g = acc ?? {};
+    this.#apply(g, { index: count - 1, count, from: (count - 1) * k, to: T, steps: T }, () => {
+      throw new SpikeflowError('PLUGIN_INVALID', 'window plan: again() needs an update per window');
+    });
+    return { loss: dy.loss, updates: 1 };
+  }
+
+  /**
+   * The two-pass rule's first pass where the network runs fused and the loss reads a stacked
+   * readout: the windows' readouts `[k, B, O]` joined into `[T, B, O]`, and ∂L/∂y in one tensor of
+   * that shape (a few ops, whatever T; no tensor per step).
+   */
+  #readoutGradsStacked(k: number): ReadoutGrads {
+    const { net, ctx } = this;
+    const T = this.#T;
+    const parts: Tensor[] = [];
+    let state: NetState | undefined = net.init(this.#B);
+    let dY: Float32Array;
+    let loss: number;
+    try {
+      for (let from = 0; from < T; from += k) {
+        const out: { readout: Tensor; state: NetState } = runWindowValues(net, state, this.#xs, from, Math.min(from + k, T));
+        parts.push(out.readout);
+        disposeTree(state, out.state);
+        state = out.state;
+        if (ctx.observe) observeSteps(ctx.observe, out.readout, from);
+      }
+      disposeTree(state);
+      state = undefined;
+      const y = parts.length === 1 ? parts[0]! : tf.concat(parts, 0);
+      if (y !== parts[0]) disposeTree(parts);
+      parts.length = 0;
+      try {
+        const r = tf.valueAndGrad(this.bound.stacked!)(y);
+        loss = readScalar(r.value as Scalar);
+        // Its values, read once: a backend may copy a whole tensor to slice it (wasm does), and a window is sliced T/k times.
+        dY = r.grad.dataSync() as Float32Array;
+        r.grad.dispose();
+      } finally {
+        y.dispose();
+      }
+    } finally {
+      disposeTree(parts);
+      if (state) disposeTree(state);
+    }
+    const step = [this.#B, this.net.outputs];
+    const per = this.#B * this.net.outputs;
+    return {
+      loss,
+      window: (from, to) => tf.tensor(dY.subarray(from * per, to * per), [to - from, ...step], 'float32'),
+      step: (t) => tf.tensor(dY.subarray(t * per, (t + 1) * per), step, 'float32'),
+      release: () => {},
+      dispose: () => {},
+    };
+  }
+
+  /**
+   * The two-pass rule's first pass step by step (or where the loss reads the readout as a list):
+   * every step's readout y_t kept, then ∂L/∂y_t for each, the readouts freed.
+   */
+  #readoutGradsByStep(k: number): ReadoutGrads {
+    const { net, ctx, bound } = this;
+    const T = this.#T;
     const ys: Tensor[] = [];
     // A state may hold the last readout itself (step by step, the state's readout is y_t): kept ones are not the state's to free.
     const kept = new Set<Tensor>();
@@ -358,50 +461,17 @@ class SequenceRun {
     // Each ∂L/∂y_t is freed once the last window that reads it has run (a loss may hand out one tensor for several steps).
     const lastUse = new Map<Tensor, number>();
     dy.forEach((g, t) => lastUse.set(g, t));
-    let acc: NamedTensorMap | undefined;
-    let start: NetState = net.init(this.#B);
-    try {
-      for (let w = 0; w < count; w++) {
-        const from = w * k;
-        const to = Math.min(from + k, T);
-        const s = start;
-        let end: NetState | undefined;
-        const { value: seed, grads } = this.#variableGrads(() => {
-          const p = net.prepare(this.#prepareOptions(undefined));
-          if (p.fused) {
-            const o = net.runWindow(p, s, this.#xs.window(from, to));
-            end = keepTree(o.state);
-            return tf.sum(tf.mul(o.readout, tf.stack(dy.slice(from, to)))) as Scalar;
-          }
-          const terms: Scalar[] = [];
-          end = keepTree(unroll(net, p, s, this.#xs, from, to, (t, out) => terms.push(tf.sum(tf.mul(out.readout, dy[t]!)))));
-          return tf.addN(terms) as Scalar;
-        }, {});
-        seed.dispose();
-        acc = accumulateGrads(acc, grads);
-        for (const g of dy.slice(from, to)) if (lastUse.get(g)! < to) g.dispose();
-        if (w + 1 === count) {
-          if (end) disposeTree(end, s);
-          break;
-        }
-        // The state the window's tape ends with carries on (fused, the kernels' values may differ from the tape-free pass's in
-        // the last bits: the same state up to round-off).
-        const next = end!;
-        disposeTree(s, next);
-        start = next;
-      }
-    } catch (e) {
-      if (acc) disposeTree(acc);
-      throw e;
-    } finally {
-      disposeTree(start);
-      disposeTree(dy);
-    }
-    const g = acc ?? {};
-    this.#apply(g, { index: count - 1, count, from: (count - 1) * k, to: T, steps: T }, () => {
-      throw new SpikeflowError('PLUGIN_INVALID', 'window plan: again() needs an update per window');
-    });
-    return { loss, updates: 1 };
+    let released = 0;
+    return {
+      loss,
+      window: (from, to) => tf.stack(dy.slice(from, to)),
+      step: (t) => dy[t]!,
+      release: (to) => {
+        for (const g of dy.slice(released, to)) if (lastUse.get(g)! < to && !g.isDisposed) g.dispose();
+        released = to;
+      },
+      dispose: () => disposeTree(dy),
+    };
   }
 
   #prepareOptions(synapse: SynapseFn | undefined, w?: WindowInfo) {
@@ -547,6 +617,18 @@ function observeSteps(observe: (t: number, y: Tensor) => void, readout: Tensor, 
       y.dispose();
     }
   }
+}
+
+/** ∂L/∂y_t of a whole-sequence loss, from the two-pass rule's first pass, and that pass's loss. */
+interface ReadoutGrads {
+  readonly loss: number;
+  /** ∂L/∂y for steps `[from, to)`, `[to − from, B, O]`, owned by the enclosing scope. */
+  window(from: number, to: number): Tensor;
+  /** ∂L/∂y_t, `[B, O]` (not the caller's to free outside a scope). */
+  step(t: number): Tensor;
+  /** The windows up to step `to` have run: what only they read may go. */
+  release(to: number): void;
+  dispose(): void;
 }
 
 function readScalar(x: Scalar | null): number {
