@@ -56,6 +56,8 @@ export {
   FpttPull,
   FpttAnchor,
   SpikeTiming,
+  LtcStep,
+  ltcStepReference,
   integrateFireLayerOf,
   leakyReadoutOf,
   tracedProductReference,
@@ -76,6 +78,8 @@ export type {
   LeakyReadoutOptions,
   PresynapticTraces,
   TracedProduct,
+  LtcStepParams,
+  LtcStepState,
 } from './kernels.js';
 export { adamMomentsReference, fpttPullReference, fpttAnchorReference, checkSameShapes } from './updates.js';
 export type { AdamMomentsParams, AdamMomentsResult, FpttPullParams, FpttAnchorParams, FpttAnchorResult } from './updates.js';

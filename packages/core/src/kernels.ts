@@ -120,6 +120,59 @@ export interface IntegrateFireSequenceResult {
 }
 
 /**
+ * One step of a layer of liquid-time-constant spiking neurons (Yin, Corradi & Bohté 2023), as
+ * `spikeflow.ltcStep` computes it from the gates' pre-activations z_α and z_ρ (`[I_t ; u_{t−1}]·W_α + b_α`
+ * and `[I_t ; b_{t−1}]·W_ρ + b_ρ`, made by the caller), the input current I_t and the state
+ * (u, s, b) before the step:
+ *
+ *     α_t = σ(z_α)                         ρ_t = σ(z_ρ)            (adaptive threshold only)
+ *     b_t = ρ_t·b_{t−1} + (1 − ρ_t)·s_{t−1}   θ_t = `threshold` + `strength`·b_t
+ *     v_t = u_{t−1} + α_t·(I_t − u_{t−1})
+ *     s_t = H(v_t − θ_t)                   surrogate derivative ψ(v_t − θ_t) in the backward pass
+ *     u_t = (1 − s_t)·v_t                  the reset through s_t, so through the surrogate too
+ *
+ * Without an adaptive threshold (no z_ρ), θ = `threshold` and the step neither reads nor returns
+ * b and s_{t−1}.
+ */
+export interface LtcStepParams {
+  /** The baseline b_0 of an adaptive threshold, or the constant threshold θ. */
+  readonly threshold: number;
+  /** β: the threshold's rise per unit of b (adaptive threshold only). */
+  readonly strength: number;
+  readonly surrogate: Surrogate;
+}
+
+/** The state of a layer of LTC-SN neurons: membrane u and spikes s, and the adaptation b with an adaptive threshold, `[B, H]` each. */
+export interface LtcStepState {
+  readonly u: Tensor;
+  readonly s: Tensor;
+  readonly b?: Tensor;
+}
+
+const spikeOps = new WeakMap<Surrogate, (x: Tensor) => Tensor>();
+
+/** `spikeflow.ltcStep` in plain tfjs ops, in the order of the equations of {@link LtcStepParams}. */
+export function ltcStepReference(zAlpha: Tensor, zRho: Tensor | undefined, current: Tensor, state: LtcStepState, p: LtcStepParams): LtcStepState {
+  const fire = spikeOps.get(p.surrogate) ?? spikeFn(p.surrogate);
+  spikeOps.set(p.surrogate, fire);
+  return tidy(() => {
+    const alpha = tf.sigmoid(zAlpha);
+    let b: Tensor | undefined;
+    let theta: Tensor | number = p.threshold;
+    if (zRho) {
+      if (!state.b) throw new SpikeflowError('SHAPE_MISMATCH', 'spikeflow.ltcStep: an adaptive threshold (zRho given) needs the adaptation b in the state');
+      const rho = tf.sigmoid(zRho);
+      b = tf.add(tf.mul(rho, state.b), tf.mul(tf.sub(1, rho), state.s));
+      theta = tf.add(p.threshold, tf.mul(p.strength, b));
+    }
+    const v = tf.add(state.u, tf.mul(alpha, tf.sub(current, state.u)));
+    const s = fire(tf.sub(v, theta));
+    const u = tf.mul(tf.sub(1, s), v);
+    return b ? { u, s, b } : { u, s };
+  });
+}
+
+/**
  * SNN kernels: the few hot operations of every rule, named as typed constants. Each has a
  * composite reference built from plain tfjs ops (correct on every backend, with tfjs' own
  * gradients); a backend plugin may register a faster version for its tfjs backend, and the
@@ -237,6 +290,13 @@ export interface KernelSignatures {
    * membrane and Δu as values.
    */
   'spikeflow.spikeTimingSequence': (x: Tensor, p: SpikeTimingParams) => SpikeTimingSequence;
+  /**
+   * The elementwise part of one step of a layer of liquid-time-constant spiking neurons (LTC-SN,
+   * see {@link LtcStepParams}), after its gates' products: the gates' pre-activations `zAlpha`
+   * and, with an adaptive threshold, `zRho`, the input current and the state before the step,
+   * all `[B, H]` → the state after it. Differentiable in every tensor argument.
+   */
+  'spikeflow.ltcStep': (zAlpha: Tensor, zRho: Tensor | undefined, current: Tensor, state: LtcStepState, p: LtcStepParams) => LtcStepState;
 }
 
 /** The geometry of `spikeflow.eventConv2d`: strides (rows, columns) and TensorFlow's padding rule. */
@@ -268,6 +328,7 @@ export const AdamMoments = 'spikeflow.adamMoments' satisfies KernelName;
 export const FpttPull = 'spikeflow.fpttPull' satisfies KernelName;
 export const FpttAnchor = 'spikeflow.fpttAnchor' satisfies KernelName;
 export const SpikeTiming = 'spikeflow.spikeTimingSequence' satisfies KernelName;
+export const LtcStep = 'spikeflow.ltcStep' satisfies KernelName;
 
 /**
  * `x·W` whose gradient multiplies by explicit transposes: tfjs' own MatMul gradient passes the
@@ -508,6 +569,7 @@ export const referenceKernels: { readonly [K in KernelName]: KernelSignatures[K]
   'spikeflow.fpttPull': fpttPullReference,
   'spikeflow.fpttAnchor': fpttAnchorReference,
   'spikeflow.spikeTimingSequence': spikeTimingSequence,
+  'spikeflow.ltcStep': ltcStepReference,
 };
 
 /**

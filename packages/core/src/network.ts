@@ -194,7 +194,7 @@ export class Network {
         ...(sew ? { W2: p[layerParam(i, 'W2')]!, ...(l.bias ? { b2: p[layerParam(i, 'b2')]! } : {}) } : {}),
         ...(wRec ? { W_rec: mask ? tf.mul(wRec, mask) : wRec } : {}),
         neuron,
-        ctx: { spike: this.#spikeFns[i]!, surrogate: l.surrogate, detach, dense },
+        ctx: { spike: this.#spikeFns[i]!, surrogate: l.surrogate, detach, dense, kernels },
       };
     });
     const fused =

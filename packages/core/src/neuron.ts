@@ -2,7 +2,7 @@ import type { SpikeTimingParams } from './spike-timing.js';
 import type { Tensor } from './tf.js';
 import type { SpikeFn, Surrogate, SurrogateSpec } from './surrogates.js';
 import type { Schema, SchemaValues } from './validate.js';
-import type { IntegrateFireSequenceParams } from './kernels.js';
+import type { IntegrateFireSequenceParams, KernelName, KernelSignatures } from './kernels.js';
 
 /**
  * A layer's parameters for core's `spikeflow.integrateFireSequence` kernel (the surrogate is the
@@ -53,6 +53,12 @@ export interface NeuronStepContext {
    * their own (gates). Use it instead of `tf.matMul` for parameter matrices in the hot loop.
    */
   readonly dense: (x: Tensor, w: Tensor) => Tensor;
+  /**
+   * The active backend's kernels (core's composite references where it has none of its own), for
+   * neurons whose step is one of them (an LTC-SN layer's `spikeflow.ltcStep`). Absent (a context
+   * made by hand): use core's references (`referenceKernels`).
+   */
+  readonly kernels?: { readonly [K in KernelName]: KernelSignatures[K] };
 }
 
 /**

@@ -122,3 +122,129 @@ export function columnSums(x: usize, rows: i32, cols: i32, out: usize): void {
     for (let m = c4; m < cols; m++) store<f32>(at(out, m), load<f32>(at(out, m)) + load<f32>(at(row, m)));
   }
 }
+
+/**
+ * exp(x) in float32 without lookup tables (the standard library's `Mathf.exp` keeps one in a data
+ * segment, which instantiating this module on tfjs' memory would write there): x = n·ln 2 + r with
+ * |r| ≤ ln 2 / 2 (ln 2 split in two for the reduction), e^r by its Taylor polynomial to r⁶ (relative
+ * error below 2·10⁻⁷), times 2ⁿ made from its bits; x clamped to [−87, 88].
+ */
+@inline function expf(x: f32): f32 {
+  const c = min<f32>(max<f32>(x, -87), 88);
+  const n = floor<f32>(c * 1.4426950408889634 + 0.5);
+  const r = c - n * 0.693145751953125 - n * 1.428606765330187e-6;
+  const p: f32 = 1 + r * (1 + r * (0.5 + r * (0.16666667 + r * (0.041666668 + r * (0.008333334 + r * 0.0013888889)))));
+  return p * reinterpret<f32>((<i32>n + 127) << 23);
+}
+
+@inline function sigmoid(z: f32): f32 {
+  return 1 / (1 + expf(-z));
+}
+
+/**
+ * The elementwise part of one LTC-SN step over `n` entries (core's `spikeflow.ltcStep`; the
+ * equations in core's `LtcStepParams`): from the gates' pre-activations `zA` (and `zR`, with
+ * `adaptive`), the current `cur` and the state before (`u`, and `b`, `s` with `adaptive`), writes
+ * the state after (`uOut`, `sOut`, and `bOut` with `adaptive`) and what the backward pass reads:
+ * α (`aOut`), ρ (`rOut`, with `adaptive`), v (`vOut`) and v − θ (`xOut`). Float32 in the
+ * reference's order; σ(z) = 1 / (1 + exp(−z)) with {@link expf}.
+ */
+export function ltcForward(
+  zA: usize,
+  zR: usize,
+  cur: usize,
+  u: usize,
+  b: usize,
+  s: usize,
+  n: i32,
+  thr: f32,
+  k: f32,
+  adaptive: bool,
+  uOut: usize,
+  sOut: usize,
+  bOut: usize,
+  aOut: usize,
+  rOut: usize,
+  vOut: usize,
+  xOut: usize,
+): void {
+  for (let i = 0; i < n; i++) {
+    const a = sigmoid(load<f32>(at(zA, i)));
+    let theta = thr;
+    if (adaptive) {
+      const r = sigmoid(load<f32>(at(zR, i)));
+      const bt = r * load<f32>(at(b, i)) + (1 - r) * load<f32>(at(s, i));
+      theta = thr + k * bt;
+      store<f32>(at(rOut, i), r);
+      store<f32>(at(bOut, i), bt);
+    }
+    const ui = load<f32>(at(u, i));
+    const v = ui + a * (load<f32>(at(cur, i)) - ui);
+    const x = v - theta;
+    const sp: f32 = x > 0 ? 1 : 0;
+    store<f32>(at(aOut, i), a);
+    store<f32>(at(vOut, i), v);
+    store<f32>(at(xOut, i), x);
+    store<f32>(at(sOut, i), sp);
+    store<f32>(at(uOut, i), (1 - sp) * v);
+  }
+}
+
+/**
+ * The backward pass of {@link ltcForward} over `n` entries: from the gradients of the state after
+ * (`gu`, `gs`, `gb`; 0: none, zero), the surrogate derivative ψ(v − θ) (`psi`) and what the forward
+ * pass kept (α `a`, ρ `r`, v `v`, the new spikes `sp`) with its inputs (`cur`, `u`, `b`, `s`), writes
+ * the gradients of the pre-activations (`dzA`, and `dzR` with `adaptive`), of the current (`dCur`),
+ * and of the state before (`dU`, and `dB`, `dS` with `adaptive`).
+ */
+export function ltcBackward(
+  gu: usize,
+  gs: usize,
+  gb: usize,
+  psi: usize,
+  a: usize,
+  r: usize,
+  v: usize,
+  sp: usize,
+  cur: usize,
+  u: usize,
+  b: usize,
+  s: usize,
+  n: i32,
+  k: f32,
+  adaptive: bool,
+  dzA: usize,
+  dzR: usize,
+  dCur: usize,
+  dU: usize,
+  dB: usize,
+  dS: usize,
+): void {
+  for (let i = 0; i < n; i++) {
+    const g: f32 = gu != 0 ? load<f32>(at(gu, i)) : 0;
+    const vi = load<f32>(at(v, i));
+    // u_t = (1 − s_t)·v_t: to v, and to s_t (then through the surrogate to v − θ).
+    let dv = g * (1 - load<f32>(at(sp, i)));
+    let dsp: f32 = -(g * vi);
+    if (gs != 0) dsp = load<f32>(at(gs, i)) + dsp;
+    const dx = dsp * load<f32>(at(psi, i));
+    dv = dv + dx;
+    if (adaptive) {
+      // θ = b_0 + β·b_t, b_t = ρ·b + (1 − ρ)·s.
+      let db = -(k * dx);
+      if (gb != 0) db = load<f32>(at(gb, i)) + db;
+      const ri = load<f32>(at(r, i));
+      const dr = db * load<f32>(at(b, i)) - db * load<f32>(at(s, i));
+      store<f32>(at(dzR, i), dr * (ri * (1 - ri)));
+      store<f32>(at(dB, i), db * ri);
+      store<f32>(at(dS, i), db * (1 - ri));
+    }
+    // v = u + α·(I − u).
+    const ai = load<f32>(at(a, i));
+    const ui = load<f32>(at(u, i));
+    const da = dv * (load<f32>(at(cur, i)) - ui);
+    store<f32>(at(dzA, i), da * (ai * (1 - ai)));
+    store<f32>(at(dCur, i), dv * ai);
+    store<f32>(at(dU, i), dv - dv * ai);
+  }
+}

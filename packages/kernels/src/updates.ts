@@ -7,6 +7,8 @@ import {
   type FpttAnchorParams,
   type FpttAnchorResult,
   type FpttPullParams,
+  type LtcStepParams,
+  type LtcStepState,
   type Tensor,
 } from '@spikeflow/core';
 import { probed, readF32, tensorOf } from './kernels.js';
@@ -150,4 +152,59 @@ export function fpttAnchor(w: Tensor, wbar: Tensor, lambda: Tensor, p: FpttAncho
     loops.fpttAnchor(pw!, pb!, pl!, w.size, f(p.alpha), f(1 - p.beta), f(p.beta), f(p.beta / p.alpha), pbo!, plo!),
   );
   return { wbar: wb!, lambda: l! };
+}
+
+type KernelFunc = {
+  inputs: Record<string, Tensor>;
+  forwardFunc: (backend: unknown, save: (tensors: Tensor[]) => void) => Tensor[];
+  backwardsFunc: (dy: Tensor[], saved: Tensor[]) => Record<string, () => Tensor>;
+};
+
+/**
+ * `spikeflow.ltcStep`: the elementwise part of one LTC-SN step (core's `LtcStepParams`) in one
+ * pass (assembly/update.ts `ltcForward`), and its backward pass in one more (`ltcBackward`) after
+ * the surrogate's derivative ψ(v − θ) in tfjs ops — in place of the reference's ~15 ops forward and
+ * ~30 backward, each a pass of its own. In tfjs-wasm's heap where it can, else on copies.
+ */
+export function ltcStep(zAlpha: Tensor, zRho: Tensor | undefined, current: Tensor, state: LtcStepState, p: LtcStepParams): LtcStepState {
+  const adaptive = zRho !== undefined;
+  if (adaptive && !state.b)
+    throw new SpikeflowError('SHAPE_MISMATCH', 'spikeflow.ltcStep: an adaptive threshold (zRho given) needs the adaptation b in the state');
+  const { u, s } = state;
+  const b = adaptive ? state.b : undefined;
+  checkSameShapes('spikeflow.ltcStep', { zAlpha, zRho, current, u, b, s: adaptive ? s : undefined });
+  const thr = f(p.threshold);
+  const k = f(p.strength);
+  const inputs: Record<string, Tensor> = adaptive ? { zAlpha, zRho: zRho!, current, u, b: b!, s } : { zAlpha, current, u };
+  const engine = tf.engine() as unknown as { runKernelFunc(params: KernelFunc): Tensor[] };
+  const out = engine.runKernelFunc({
+    inputs,
+    forwardFunc: (_backend, save) => {
+      const r = elementwise('spikeflow.ltcStep (forward)', [zAlpha, zRho, current, u, b, adaptive ? s : undefined], adaptive ? 7 : 5, (loops, i, o) => {
+        const [pu, ps, pb, pa, pr, pv, px] = adaptive ? o : [o[0], o[1], 0, o[2], 0, o[3], o[4]];
+        loops.ltcForward(i[0]!, i[1]!, i[2]!, i[3]!, i[4]!, i[5]!, u.size, thr, k, adaptive ? 1 : 0, pu!, ps!, pb!, pa!, pr!, pv!, px!);
+      });
+      const [u2, s2, b2, alpha, rho, v, x] = adaptive ? r : [r[0], r[1], undefined, r[2], undefined, r[3], r[4]];
+      save(adaptive ? [alpha!, v!, x!, s2!, current, u, rho!, b!, s] : [alpha!, v!, x!, s2!, current, u]);
+      return adaptive ? [u2!, s2!, b2!] : [u2!, s2!];
+    },
+    backwardsFunc: (dy, saved) => {
+      const [alpha, v, x, s2, cur, u0, rho, b0, sPrev] = saved;
+      const [gu, gs, gb] = dy;
+      const psi = p.surrogate.derivative(x!);
+      const g = elementwise('spikeflow.ltcStep (backward)', [gu, gs, gb, psi, alpha, rho, v, s2, cur, u0, b0, sPrev], adaptive ? 6 : 3, (loops, i, o) => {
+        const [pzA, pzR, pc, pu, pb, ps] = adaptive ? o : [o[0], 0, o[1], o[2], 0, 0];
+        loops.ltcBackward(...(i as [number, ...number[]]), u.size, k, adaptive ? 1 : 0, pzA!, pzR!, pc!, pu!, pb!, ps!);
+      });
+      psi.dispose();
+      const [dzA, dzR, dCur, dU, dB, dS] = adaptive ? g : [g[0], undefined, g[1], g[2], undefined, undefined];
+      return {
+        zAlpha: () => dzA!,
+        current: () => dCur!,
+        u: () => dU!,
+        ...(adaptive ? { zRho: () => dzR!, b: () => dB!, s: () => dS! } : {}),
+      };
+    },
+  });
+  return adaptive ? { u: out[0]!, s: out[1]!, b: out[2]! } : { u: out[0]!, s: out[1]! };
 }

@@ -37,6 +37,8 @@ export interface UpdateExports {
     lambdaOut: number,
   ): void;
   columnSums(x: number, rows: number, cols: number, out: number): void;
+  ltcForward(...args: number[]): void;
+  ltcBackward(...args: number[]): void;
 }
 
 export interface SnnExports extends UpdateExports {

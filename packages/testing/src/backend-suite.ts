@@ -3,6 +3,7 @@ import {
   detach,
   disposeTree,
   fastSigmoid,
+  multiGaussian,
   nonDifferentiableKernels,
   referenceKernels,
   spikeFn,
@@ -655,6 +656,40 @@ export const kernelCases: { readonly [K in KernelName]: readonly KernelCase[] } 
         name: `T = ${T}, B = ${B}, τ_m = ${tauM}, τ_s = ${tauS}`,
         args: () => [tf.randomUniform([T, B, 7], -0.3, 1.4, 'float32', 41 + T)],
         call: (impl: KernelSignatures['spikeflow.spikeTimingSequence'], [x]) => impl(x!, { tauM, tauS, threshold: 1 }).psp,
+      }) as KernelCase,
+  ),
+  // One LTC-SN step: adaptive and fixed thresholds, pre-activations and currents that make some
+  // neurons fire and others not, the sharper multi-Gaussian surrogate (LTC-SN's own) and a triangle.
+  'spikeflow.ltcStep': (
+    [
+      ['adaptive threshold (b_0 0.1, β 1.8), multi-Gaussian surrogate, [4, 37]', [4, 37], true, 'multi'],
+      ['adaptive threshold, triangle surrogate, [1, 5]', [1, 5], true, 'triangle'],
+      ['fixed threshold θ 0.5, [3, 130]', [3, 130], false, 'multi'],
+    ] as const
+  ).map(
+    ([name, shape, adaptive, surrogate]) =>
+      ({
+        name,
+        // z_α, I, u, then (adaptive) z_ρ, b, s: every argument reaches the output (the suite takes the gradient of each).
+        args: () => [
+          tf.randomNormal([...shape], 0, 2, 'float32', 111),
+          tf.randomUniform([...shape], -0.5, 2, 'float32', 113),
+          tf.randomUniform([...shape], 0, 1, 'float32', 114),
+          ...(adaptive
+            ? [tf.randomNormal([...shape], 0, 2, 'float32', 112), tf.randomUniform([...shape], 0, 0.5, 'float32', 115), spikes([...shape], 0.3, 116)]
+            : []),
+        ],
+        call: (impl: KernelSignatures['spikeflow.ltcStep'], [zA, cur, u, zR, b, s]) =>
+          tf.tidy(() => {
+            const p = {
+              threshold: adaptive ? 0.1 : 0.5,
+              strength: adaptive ? 1.8 : 0,
+              surrogate: surrogate === 'multi' ? multiGaussian({ sigma: 0.3, height: 0.15, scale: 6, gamma: 0.5 }) : triangle({ gamma: 0.5, width: 2 }),
+            };
+            // The fixed variant reads neither s_{t−1} nor b: u stands in for s, unread.
+            const r = impl(zA!, adaptive ? zR : undefined, cur!, adaptive ? { u: u!, s: s!, b: b! } : { u: u!, s: u! }, p);
+            return tf.stack([r.u, r.s, ...(r.b ? [r.b] : [])]);
+          }),
       }) as KernelCase,
   ),
   'spikeflow.leakyScan': (

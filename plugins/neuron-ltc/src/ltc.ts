@@ -1,4 +1,4 @@
-import { configError, defineNeuron, tf, type NeuronTensorParam, type SchemaValues, type Tensor } from '@spikeflow/core';
+import { configError, defineNeuron, LtcStep, ltcStepReference, tf, type NeuronTensorParam, type SchemaValues, type Tensor } from '@spikeflow/core';
 
 /** Config of an LTC-SN layer, as written in a model spec's `params`. */
 export const ltcSchema = {
@@ -86,21 +86,17 @@ export const ltc = defineNeuron({
     const z = tf.zeros([batch, size]);
     return { u: z, s: z, b: z };
   },
-  step({ tensors }, state: LtcState, current, { spike, dense }) {
-    const gated = (x: Tensor, key: string) => tf.sigmoid(tf.add(dense(tf.concat([current, x], 1), tensors[`${key}_W`]!), tensors[`${key}_b`]!));
-    const alpha = gated(state.u, 'alpha');
-    let b = state.b;
-    let theta: Tensor;
-    if (tensors['rho_W']) {
-      const rho = gated(state.b, 'rho');
-      b = tf.add(tf.mul(rho, state.b), tf.mul(tf.sub(1, rho), state.s));
-      theta = tf.add(tensors['b0']!, tf.mul(tensors['beta']!, b));
-    } else {
-      theta = tensors['theta']!;
-    }
-    const v = tf.add(state.u, tf.mul(alpha, tf.sub(current, state.u)));
-    const s = spike(tf.sub(v, theta));
-    const u = tf.mul(tf.sub(1, s), v);
-    return { state: { u, s, b }, spikes: s };
+  // The gates' products here; the rest of the step in one kernel (`spikeflow.ltcStep`, whose
+  // reference is the equations above in plain tfjs ops), the backend's own where it has one.
+  step({ tensors, config }, state: LtcState, current, { surrogate, dense, kernels }) {
+    const pre = (x: Tensor, key: string) => tf.add(dense(tf.concat([current, x], 1), tensors[`${key}_W`]!), tensors[`${key}_b`]!);
+    const adaptive = tensors['rho_W'] !== undefined;
+    const ltcStep = kernels?.[LtcStep] ?? ltcStepReference;
+    const next = ltcStep(pre(state.u, 'alpha'), adaptive ? pre(state.b, 'rho') : undefined, current, state, {
+      threshold: adaptive ? config.b0 : config.theta,
+      strength: adaptive ? config.beta : 0,
+      surrogate,
+    });
+    return { state: { u: next.u, s: next.s, b: next.b ?? state.b }, spikes: next.s };
   },
 });
