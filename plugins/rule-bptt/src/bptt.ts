@@ -38,8 +38,8 @@ type Empty = Record<string, never>;
  * Truncated, memory is O(k) for losses that decompose over time. A whole-sequence loss
  * (`ce_mean`) in `accumulate` mode needs ∂L/∂y_t for every t before any window's backward pass:
  * core's window engine runs the sequence forward once without a tape (keeping the readout
- * `[T, B, O]` and the state at each window start) and then each window again on the tape: O(k)
- * activations plus O(T·O) readout.
+ * `[T, B, O]`, then ∂L/∂y_t in its place) and then each window again on the tape from the state
+ * the previous window's tape ended with: O(k) activations plus O(T·B·O) for the readout.
  */
 export function bptt(options: BpttOptions = {}): LearningRule<Empty> {
   const o = parseSchema(bpttSchema, options, 'rule');
