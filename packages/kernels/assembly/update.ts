@@ -236,7 +236,7 @@ export function ltcForward(
 
 /**
  * The backward pass of {@link ltcForward} over `n` entries: from the gradients of the state after
- * (`gu`, `gs`, `gb`; 0: none, zero), the surrogate derivative ψ(v − θ) (`psi`) and what the forward
+ * (`gu`, `gs`, and `gb` with `adaptive`), the surrogate derivative ψ(v − θ) (`psi`) and what the forward
  * pass kept (α `a`, ρ `r`, v `v`, the new spikes `sp`) with its inputs (`cur`, `u`, `b`, `s`), writes
  * the gradients of the pre-activations (`dzA`, and `dzR` with `adaptive`), of the current (`dCur`),
  * and of the state before (`dU`, and `dB`, `dS` with `adaptive`).
@@ -265,20 +265,17 @@ export function ltcBackward(
   dS: usize,
 ): void {
   const n4 = n & ~3;
-  const zero = f32x4.splat(0);
   const one = f32x4.splat(1);
   const kv = f32x4.splat(k);
   for (let i = 0; i < n4; i += 4) {
-    const g = gu != 0 ? v128.load(at(gu, i)) : zero;
+    const g = v128.load(at(gu, i));
     const vi = v128.load(at(v, i));
     let dv = f32x4.mul(g, f32x4.sub(one, v128.load(at(sp, i))));
-    let dsp = f32x4.neg(f32x4.mul(g, vi));
-    if (gs != 0) dsp = f32x4.add(v128.load(at(gs, i)), dsp);
+    const dsp = f32x4.add(v128.load(at(gs, i)), f32x4.neg(f32x4.mul(g, vi)));
     const dx = f32x4.mul(dsp, v128.load(at(psi, i)));
     dv = f32x4.add(dv, dx);
     if (adaptive) {
-      let db = f32x4.neg(f32x4.mul(kv, dx));
-      if (gb != 0) db = f32x4.add(v128.load(at(gb, i)), db);
+      const db = f32x4.add(v128.load(at(gb, i)), f32x4.neg(f32x4.mul(kv, dx)));
       const ri = v128.load(at(r, i));
       const dr = f32x4.sub(f32x4.mul(db, v128.load(at(b, i))), f32x4.mul(db, v128.load(at(s, i))));
       v128.store(at(dzR, i), f32x4.mul(dr, f32x4.mul(ri, f32x4.sub(one, ri))));
@@ -293,18 +290,16 @@ export function ltcBackward(
     v128.store(at(dU, i), f32x4.sub(dv, f32x4.mul(dv, ai)));
   }
   for (let i = n4; i < n; i++) {
-    const g: f32 = gu != 0 ? load<f32>(at(gu, i)) : 0;
+    const g = load<f32>(at(gu, i));
     const vi = load<f32>(at(v, i));
     // u_t = (1 − s_t)·v_t: to v, and to s_t (then through the surrogate to v − θ).
     let dv = g * (1 - load<f32>(at(sp, i)));
-    let dsp: f32 = -(g * vi);
-    if (gs != 0) dsp = load<f32>(at(gs, i)) + dsp;
+    const dsp: f32 = load<f32>(at(gs, i)) + -(g * vi);
     const dx = dsp * load<f32>(at(psi, i));
     dv = dv + dx;
     if (adaptive) {
       // θ = b_0 + β·b_t, b_t = ρ·b + (1 − ρ)·s.
-      let db = -(k * dx);
-      if (gb != 0) db = load<f32>(at(gb, i)) + db;
+      const db: f32 = load<f32>(at(gb, i)) + -(k * dx);
       const ri = load<f32>(at(r, i));
       const dr = db * load<f32>(at(b, i)) - db * load<f32>(at(s, i));
       store<f32>(at(dzR, i), dr * (ri * (1 - ri)));

@@ -70,6 +70,14 @@ function taped(): boolean {
  * backward pass must read only `saved` tensors (the inputs may be freed by then).
  */
 export function customOp(kernel: string, params: KernelFuncParams): Tensor {
+  return customOps(kernel, params)[0]!;
+}
+
+/**
+ * {@link customOp} with every output the forward pass returns, in order (the backward pass gets
+ * one gradient per output, zeros for an output that nothing downstream read).
+ */
+export function customOps(kernel: string, params: KernelFuncParams): Tensor[] {
   const engine = tf.engine() as unknown as { runKernelFunc(p: KernelFuncParams): Tensor | Tensor[] };
   const out = engine.runKernelFunc({
     inputs: params.inputs,
@@ -79,7 +87,7 @@ export function customOp(kernel: string, params: KernelFuncParams): Tensor {
       return Object.fromEntries(Object.entries(thunks).map(([k, f]) => [k, () => probed(`${kernel} (∂${k})`, f)]));
     },
   });
-  return Array.isArray(out) ? out[0]! : out;
+  return Array.isArray(out) ? out : [out];
 }
 
 /** A tensor with a copy of `values` (which may be a view of the kernels' scratch memory). */

@@ -11,7 +11,7 @@ import {
   type LtcStepState,
   type Tensor,
 } from '@spikeflow/core';
-import { probed, readF32, tensorOf } from './kernels.js';
+import { customOps, probed, readF32, tensorOf } from './kernels.js';
 import { UPDATE_WASM_BASE64 } from './snn-wasm.js';
 import { arena, decode, snn, type UpdateExports } from './wasm.js';
 
@@ -154,12 +154,6 @@ export function fpttAnchor(w: Tensor, wbar: Tensor, lambda: Tensor, p: FpttAncho
   return { wbar: wb!, lambda: l! };
 }
 
-type KernelFunc = {
-  inputs: Record<string, Tensor>;
-  forwardFunc: (backend: unknown, save: (tensors: Tensor[]) => void) => Tensor[];
-  backwardsFunc: (dy: Tensor[], saved: Tensor[]) => Record<string, () => Tensor>;
-};
-
 /**
  * `spikeflow.ltcStep`: the elementwise part of one LTC-SN step (core's `LtcStepParams`) in one
  * pass (assembly/update.ts `ltcForward`), and its backward pass in one more (`ltcBackward`) after
@@ -176,11 +170,10 @@ export function ltcStep(zAlpha: Tensor, zRho: Tensor | undefined, current: Tenso
   const thr = f(p.threshold);
   const k = f(p.strength);
   const inputs: Record<string, Tensor> = adaptive ? { zAlpha, zRho: zRho!, current, u, b: b!, s } : { zAlpha, current, u };
-  const engine = tf.engine() as unknown as { runKernelFunc(params: KernelFunc): Tensor[] };
-  const out = engine.runKernelFunc({
+  const out = customOps('spikeflow.ltcStep', {
     inputs,
     forwardFunc: (_backend, save) => {
-      const r = elementwise('spikeflow.ltcStep (forward)', [zAlpha, zRho, current, u, b, adaptive ? s : undefined], adaptive ? 7 : 5, (loops, i, o) => {
+      const r = elementwise('spikeflow.ltcStep (ltcForward)', [zAlpha, zRho, current, u, b, adaptive ? s : undefined], adaptive ? 7 : 5, (loops, i, o) => {
         const [pu, ps, pb, pa, pr, pv, px] = adaptive ? o : [o[0], o[1], 0, o[2], 0, o[3], o[4]];
         loops.ltcForward(i[0]!, i[1]!, i[2]!, i[3]!, i[4]!, i[5]!, u.size, thr, k, adaptive ? 1 : 0, pu!, ps!, pb!, pa!, pr!, pv!, px!);
       });
@@ -190,9 +183,10 @@ export function ltcStep(zAlpha: Tensor, zRho: Tensor | undefined, current: Tenso
     },
     backwardsFunc: (dy, saved) => {
       const [alpha, v, x, s2, cur, u0, rho, b0, sPrev] = saved;
-      const [gu, gs, gb] = dy;
+      // One gradient per output, zeros for an output nothing read (the engine's rule).
+      const [gu, gs, gb] = dy as Tensor[];
       const psi = p.surrogate.derivative(x!);
-      const g = elementwise('spikeflow.ltcStep (backward)', [gu, gs, gb, psi, alpha, rho, v, s2, cur, u0, b0, sPrev], adaptive ? 6 : 3, (loops, i, o) => {
+      const g = elementwise('spikeflow.ltcStep (ltcBackward)', [gu, gs, gb, psi, alpha, rho, v, s2, cur, u0, b0, sPrev], adaptive ? 6 : 3, (loops, i, o) => {
         const [pzA, pzR, pc, pu, pb, ps] = adaptive ? o : [o[0], 0, o[1], o[2], 0, 0];
         loops.ltcBackward(...(i as [number, ...number[]]), u.size, k, adaptive ? 1 : 0, pzA!, pzR!, pc!, pu!, pb!, ps!);
       });
