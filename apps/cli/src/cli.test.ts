@@ -12,6 +12,10 @@ const bin = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
 /** A small file in the SHD layout, from the dataset-shd plugin's test data. */
 const shdTestFile = (name: string) => fileURLToPath(new URL(`../../../plugins/dataset-shd/test-data/${name}`, import.meta.url));
 const cli = (args: string[], cwd: string) => spawnSync(process.execPath, [bin, ...args], { cwd, encoding: 'utf8', env: { ...process.env, CI: '1' } });
+/** SwiftShader's Vulkan driver and Chromium's Vulkan loader, where Debian's chromium-common puts them (WebGPU in Node without a GPU). */
+const swiftshaderDir = process.env.SPIKEFLOW_SWIFTSHADER_DIR ?? '/usr/lib/chromium';
+const swiftshader = existsSync(join(swiftshaderDir, 'vk_swiftshader_icd.json')) && existsSync(join(swiftshaderDir, 'libvulkan.so.1'));
+const requires = 'a Vulkan driver for WebGPU in Node (SwiftShader: Debian chromium-common)';
 
 const config = (over: Record<string, unknown> = {}) => ({
   plugins: ['@spikeflow/neuron-lif', '@spikeflow/rule-bptt', '@spikeflow/backend-wasm', '@spikeflow/dataset-add-task'],
@@ -578,11 +582,43 @@ describe('backends', () => {
   it('info lists every installed backend and whether it can run here', () => {
     const r = cli(['info'], mkdtempSync(join(tmpdir(), 'spikeflow-info-')));
     expect(r.status).toBe(0);
-    expect((JSON.parse(r.stdout) as { available: Record<string, boolean> }).available).toEqual({ cpu: true, node: false, 'node-gpu': false, wasm: true });
+    const available = (JSON.parse(r.stdout) as { available: Record<string, boolean> }).available;
+    // webgpu's depends on the machine's Vulkan driver (below).
+    expect(Object.keys(available).sort()).toEqual(['cpu', 'node', 'node-gpu', 'wasm', 'webgpu']);
+    expect(available).toMatchObject({ cpu: true, node: false, 'node-gpu': false, wasm: true });
     const gpu = cli(['info', '--backend', 'node-gpu'], mkdtempSync(join(tmpdir(), 'spikeflow-info-')));
     expect(gpu.status).toBe(1);
     expect(gpu.stderr).toMatch(/@tensorflow\/tfjs-node-gpu is not installed/);
   });
+
+  it('info --backend webgpu without a Vulkan driver says what Dawn tried and what to do', () => {
+    const r = spawnSync(process.execPath, [bin, 'info', '--backend', 'webgpu'], {
+      cwd: mkdtempSync(join(tmpdir(), 'spikeflow-info-')),
+      encoding: 'utf8',
+      env: { ...process.env, LD_LIBRARY_PATH: '', VK_ICD_FILENAMES: '/nowhere/none_icd.json', VK_ADD_DRIVER_FILES: '' },
+    });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(
+      /backend 'webgpu': Dawn \(npm 'webgpu'\) found no WebGPU adapter: (there is no Vulkan loader|.*drivers tried: \/nowhere\/none_icd\.json \(from VK_ICD_FILENAMES\)).*\[BACKEND_UNAVAILABLE\]/,
+    );
+  });
+
+  it.skipIf(!swiftshader)(
+    'info --backend webgpu names the adapter (SwiftShader here)',
+    { meta: { requires, skipReason: `no ${swiftshaderDir}/vk_swiftshader_icd.json` } },
+    () => {
+      const r = spawnSync(process.execPath, [bin, 'info', '--backend', 'webgpu'], {
+        cwd: mkdtempSync(join(tmpdir(), 'spikeflow-info-')),
+        encoding: 'utf8',
+        env: { ...process.env, LD_LIBRARY_PATH: swiftshaderDir, VK_ICD_FILENAMES: `${swiftshaderDir}/vk_swiftshader_icd.json` },
+      });
+      expect(r.status, r.stderr).toBe(0);
+      const info = JSON.parse(r.stdout) as { backend: { tfBackend: string; device: string; details: Record<string, unknown> } };
+      expect(info.backend.tfBackend).toBe('webgpu');
+      expect(info.backend.device).toMatch(/SwiftShader.*\(fallback adapter: a CPU implementation, for correctness, not speed\)/);
+      expect(info.backend.details).toMatchObject({ runtime: 'node', fallback: true, architecture: 'swiftshader' });
+    },
+  );
 });
 
 describe('spikeflow data inspect', () => {
