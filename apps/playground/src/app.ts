@@ -297,10 +297,11 @@ async function train(): Promise<void> {
       s.state = r.state;
       s.iteration++;
       samples += s.settings.batch;
-      s.losses.push([s.iteration, r.report.loss]);
+      const loss = await r.report.loss;
+      s.losses.push([s.iteration, loss]);
       view.iteration = s.iteration;
-      view.losses.push(r.report.loss);
-      if (!Number.isFinite(r.report.loss)) throw new Error(`the loss became ${r.report.loss} at iteration ${s.iteration}`);
+      view.losses.push(loss);
+      if (!Number.isFinite(loss)) throw new Error(`the loss became ${loss} at iteration ${s.iteration}`);
       const elapsed = performance.now() - t0;
       if (s.iteration % 10 === 0 || s.iteration === limit || elapsed > 1000) {
         s.speed = (samples * 1000) / elapsed;
@@ -311,7 +312,7 @@ async function train(): Promise<void> {
       }
       lineChart($('loss'), `training loss (${s.loss.name})`, [{ label: 'loss', points: s.losses }]);
       facts(s);
-      say(`training: iteration ${s.iteration}, loss ${r.report.loss.toFixed(4)}`);
+      say(`training: iteration ${s.iteration}, loss ${loss.toFixed(4)}`);
       await tf.nextFrame();
     }
     // Reset while it trained: the session is gone and the page already says so.

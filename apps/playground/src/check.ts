@@ -1,4 +1,16 @@
-import { OptimizerRunner, adam, buildNetwork, ceMean, createRegistry, createRng, disposeTree, ruleFromSpec, tf, type BackendInfo } from '@spikeflow/core';
+import {
+  OptimizerRunner,
+  adam,
+  buildNetwork,
+  ceMean,
+  createRegistry,
+  createRng,
+  disposeTree,
+  lossNow,
+  ruleFromSpec,
+  tf,
+  type BackendInfo,
+} from '@spikeflow/core';
 import alif from '@spikeflow/neuron-alif';
 import lif from '@spikeflow/neuron-lif';
 import bptt from '@spikeflow/rule-bptt';
@@ -76,7 +88,7 @@ async function run(name: string): Promise<PageResult> {
     const r = rule.update(batch, state, { network: net, loss: ceMean, apply: (g) => optimizer.apply(g), optimizer: opt });
     if (r.state !== state) disposeTree(state, r.state);
     state = r.state;
-    losses.push(r.report.loss);
+    losses.push(lossNow(r.report));
   }
   disposeTree([batch.inputs, batch.targets]);
   net.dispose();

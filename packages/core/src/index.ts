@@ -164,7 +164,7 @@ export type {
   LrState,
   TraceState,
 } from './optim.js';
-export { checkRequirements, ensureRequirements, defineRule, paramGrads, ruleFromSpec, stepwise } from './rule.js';
+export { checkRequirements, ensureRequirements, defineRule, lossNow, paramGrads, ruleFromSpec, stepwise } from './rule.js';
 export type {
   StepwiseOptions,
   LearningRule,

@@ -212,7 +212,7 @@ describe('paramGrads', () => {
 describe("stepwise: windows of one step on core's engine", () => {
   const spec = { inputs: 3, layers: [{ neuron: 'iaf', size: 5, recurrent: true }], readout: { size: 2, kappa: 0.7 } };
 
-  it('accumulated, it sums to BPTT with every state detached between steps; online and forward-only steps; nothing leaks', () => {
+  it('accumulated, it sums to BPTT with every state detached between steps; online and forward-only steps; the loss read at once or as a promise; nothing leaks', async () => {
     const net = buildNetwork(spec, reg, { seed: 3 });
     const T = 6;
     const x = tf.tidy(() => tf.cast(tf.less(tf.randomUniform([T, 2, 3], 0, 1, 'float32', 5), 0.6), 'float32'));
@@ -270,7 +270,12 @@ describe("stepwise: windows of one step on core's engine", () => {
     // Steps that run forward only are scored, not differentiated.
     const scored = stepwise({ inputs: x, targets }, { ...ctx, apply: () => {} }, { online: true, backward: (t) => t === 2 });
     expect(scored.updates).toBe(1);
-    expect(scored.loss).toBeCloseTo(report.loss, 5);
+    expect(scored.loss).toBeCloseTo(report.loss as number, 5);
+    expect(tf.memory().numTensors).toBe(before);
+    // Asked for asynchronous reads, the same loss comes as a promise; its tensor is freed once read.
+    const deferred = stepwise({ inputs: x, targets }, { ...ctx, apply: () => {}, asyncReads: true }, { online: false });
+    expect(deferred.loss).toBeInstanceOf(Promise);
+    expect(await deferred.loss).toBe(report.loss);
     expect(tf.memory().numTensors).toBe(before);
     disposeTree([ref.grads, ref.value, refDetached.grads, refDetached.value, x, targets] as never);
     bound.dispose();

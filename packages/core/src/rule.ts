@@ -43,13 +43,36 @@ export interface RuleContext {
    * `optimizer.update` to them. The network's parameters change only through `apply`.
    */
   readonly optimizer?: Optimizer;
+  /**
+   * Report the loss as a promise (`RuleReport.loss`), read without blocking: the trainer asks for
+   * it, so that no update needs a synchronous read of the device (a GPU waits for its queue at
+   * each one, and WebGPU in Node has none at all). Rules that read values in the middle of an
+   * update still do so synchronously.
+   */
+  readonly asyncReads?: boolean;
 }
 
 export interface RuleReport {
-  /** The batch's loss (for per-window rules: the sum of the windows' losses, at the weights each saw). */
-  readonly loss: number;
+  /**
+   * The batch's loss (for per-window rules: the sum of the windows' losses, at the weights each
+   * saw). A number; a promise of it only where the context asked for asynchronous reads
+   * (`RuleContext.asyncReads`; the window engine does so). `await` it, or {@link lossNow}.
+   */
+  readonly loss: number | Promise<number>;
   /** Optimizer updates applied during this call. */
   readonly updates: number;
+}
+
+/**
+ * A report's loss where it must be a number at once: a rule asked without `asyncReads` reports
+ * one; a promise there is the rule's error.
+ */
+export function lossNow(report: RuleReport): number {
+  if (typeof report.loss === 'number') return report.loss;
+  throw new SpikeflowError(
+    'PLUGIN_INVALID',
+    'the rule reported its loss as a promise though the context did not ask for asynchronous reads (RuleContext.asyncReads): report a number then',
+  );
 }
 
 /** How a rule's memory grows with the sequence length T. */

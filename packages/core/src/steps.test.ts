@@ -183,7 +183,7 @@ function updates(net: Network, batch: SequenceBatch, plan: WindowPlan, loss = ce
   const grads: Record<string, number[]>[] = [];
   const ctx: RuleContext = { network: net, loss, apply: (g) => grads.push(Object.fromEntries(Object.entries(g).map(([k, v]) => [k, values(v)]))) };
   const r = trainWindows(batch, ctx, plan);
-  return { grads, loss: r.loss };
+  return { grads, loss: r.loss as number };
 }
 
 describe('rules train the same from a step source as from the dense tensor', () => {

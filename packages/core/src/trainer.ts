@@ -8,7 +8,7 @@ import { forward } from './inference.js';
 import { unstackSteps } from './kernels.js';
 import type { TemporalLoss } from './losses.js';
 import { OptimizerRunner, type Optimizer } from './optim.js';
-import { disposeTree, type TensorTree } from './state.js';
+import { disposeTree, treeLeaves, type TensorTree } from './state.js';
 import { disposeBatch, inputShape } from './steps.js';
 import { deriveSeed } from './random.js';
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
@@ -183,9 +183,23 @@ export interface TrainerParts {
 
 const isLabels = (d: Dataset) => d.describe().target === 'labels';
 
-/** Counts correct argmax predictions of `summed [B, O]` against labels. */
-function correct(summed: Tensor, labels: Tensor): number {
-  return tf.tidy(() => tf.sum(tf.cast(tf.equal(tf.argMax(summed, 1), tf.cast(labels, 'int32')), 'float32')).dataSync()[0]!);
+/** Counts correct argmax predictions of `summed [B, O]` against labels (read asynchronously). */
+async function correct(summed: Tensor, labels: Tensor): Promise<number> {
+  const n = tf.tidy(() => tf.sum(tf.cast(tf.equal(tf.argMax(summed, 1), tf.cast(labels, 'int32')), 'float32')));
+  try {
+    return (await n.data())[0]!;
+  } finally {
+    n.dispose();
+  }
+}
+
+/**
+ * Reads every tensor of `trees` once, asynchronously: a backend that reads only asynchronously
+ * (WebGPU in Node) keeps the values on the CPU after it, so that the synchronous reads of a
+ * checkpoint find them; elsewhere it costs a copy.
+ */
+async function prefetch(...trees: unknown[]): Promise<void> {
+  await Promise.all(trees.flatMap((t) => treeLeaves(t as TensorTree)).map((t) => t.data()));
 }
 
 /**
@@ -285,6 +299,7 @@ export class Trainer {
           loss,
           apply: (g) => this.#optimizer.apply(g),
           optimizer: this.parts.optimizer,
+          asyncReads: true,
           observe: labels
             ? (_t, y) => {
                 const next = tf.keep(summed && !last ? tf.add(summed, y) : tf.clone(y));
@@ -294,34 +309,36 @@ export class Trainer {
             : undefined,
         };
         let report: RuleReport;
+        let lossValue: number;
         try {
           // As training (dropout, batch statistics); the masks drawn from the run's seed and the batch's position.
           const r = network.training(B, deriveSeed(o.seed, 'dropout', epoch, batchIndex), () => rule.update(batch, this.#ruleState, ctx));
           if (r.state !== this.#ruleState) disposeTree(this.#ruleState, r.state);
           this.#ruleState = r.state;
           report = r.report;
-          if (summed) right += correct(summed, batch.targets);
+          lossValue = await report.loss;
+          if (summed) right += await correct(summed, batch.targets);
         } finally {
           summed?.dispose();
           disposeBatch(batch);
         }
         const position = { epoch, batch: batchIndex + 1, step: this.#position.step + 1 };
-        this.#checkFinite(report.loss, position);
+        await this.#checkFinite(lossValue, position);
         this.#position = position;
         batchIndex++;
         samples += B;
-        lossSum += report.loss * B;
+        lossSum += lossValue * B;
         const elapsedMs = this.#now() - epochStart;
         this.#emit({
           type: 'batch',
           position,
-          loss: report.loss,
+          loss: lossValue,
           ...(labels ? { accuracy: right / samples } : {}),
           samples,
           samplesPerSec: (samples / elapsedMs) * 1000,
           elapsedMs,
         });
-        if (o.checkpointPath && o.checkpointEvery && position.step % o.checkpointEvery === 0 && batchIndex < perEpoch) this.save(o.checkpointPath);
+        if (o.checkpointPath && o.checkpointEvery && position.step % o.checkpointEvery === 0 && batchIndex < perEpoch) await this.#saveRun(o.checkpointPath);
       }
       this.#position = { epoch: epoch + 1, batch: 0, step: this.#position.step };
       this.#emit({
@@ -336,14 +353,20 @@ export class Trainer {
         lastEval = await this.evaluate(o.evalSplit ?? 'test');
         this.#emit({ type: 'eval', position: this.#position, result: lastEval });
       }
-      if (o.checkpointPath) this.save(o.checkpointPath);
+      if (o.checkpointPath) await this.#saveRun(o.checkpointPath);
     }
     this.#emit({ type: 'end', position: this.#position, elapsedMs: this.#now() - started, ...(lastEval ? { lastEval } : {}) });
     return { position: this.#position, ...(lastEval ? { lastEval } : {}) };
   }
 
+  /** {@link save} from the run, its tensors read asynchronously first. */
+  async #saveRun(path: string): Promise<void> {
+    await prefetch(this.parts.network.variables, this.#optimizer.state, this.#ruleState);
+    this.save(path);
+  }
+
   /** Stops the run (throws) when the loss or any weight is NaN or ±Inf. */
-  #checkFinite(lossValue: number, position: RunPosition): void {
+  async #checkFinite(lossValue: number, position: RunPosition): Promise<void> {
     const where = `epoch ${position.epoch + 1}, batch ${position.batch} (step ${position.step})`;
     const kept =
       this.#lastGood && this.options.checkpointPath
@@ -360,7 +383,9 @@ export class Trainer {
       );
     }
     const params = Object.entries(this.parts.network.params);
-    const bad = tf.tidy(() => tf.stack(params.map(([, v]) => tf.any(tf.logicalNot(tf.isFinite(v))).cast('float32'))).dataSync());
+    const flags = tf.tidy(() => tf.stack(params.map(([, v]) => tf.any(tf.logicalNot(tf.isFinite(v))).cast('float32'))));
+    const bad = await flags.data();
+    flags.dispose();
     const i = bad.findIndex((b) => b > 0);
     if (i >= 0) {
       const name = params[i]![0];
@@ -524,11 +549,13 @@ export async function evaluate(
       const bound = loss.bind(batch.targets, { steps: T, batch: B, outputs: network.outputs });
       // `forward` runs the network fused where it can (whole windows through the fast kernels).
       const out = forward(network, batch.inputs);
-      const value = tf.tidy(() => (bound.stacked ? bound.stacked(out.readout) : bound.sequence(unstackSteps(out.readout))).dataSync()[0]!);
+      const lossT = tf.tidy(() => (bound.stacked ? bound.stacked(out.readout) : bound.sequence(unstackSteps(out.readout))));
+      const value = (await lossT.data())[0]!;
+      lossT.dispose();
       if (labels) {
-        right += tf.tidy(() =>
-          correct(prediction === 'last' ? tf.reshape(tf.slice(out.readout, [T - 1, 0, 0], [1, -1, -1]), [B, -1]) : tf.sum(out.readout, 0), batch.targets),
-        );
+        const scores = tf.tidy(() => (prediction === 'last' ? tf.reshape(tf.slice(out.readout, [T - 1, 0, 0], [1, -1, -1]), [B, -1]) : tf.sum(out.readout, 0)));
+        right += await correct(scores, batch.targets);
+        scores.dispose();
       }
       disposeTree(out);
       bound.dispose();

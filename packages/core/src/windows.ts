@@ -237,7 +237,7 @@ class SequenceRun {
     const { plan, ctx } = this;
     let state: NetState = this.net.init(this.#B);
     let acc: NamedTensorMap | undefined;
-    let loss = 0;
+    const loss = new LossSum();
     let updates = 0;
     let last: WindowInfo | undefined;
     try {
@@ -264,12 +264,12 @@ class SequenceRun {
             const report = score ? (score.report === undefined ? score.objective : score.report) : null;
             return { end: out.end, report: report ? tf.keep(report) : null };
           });
-          loss += readScalar(r.report);
+          loss.add(r.report);
           next = r.end;
           plan.afterWindow?.(w);
         } else {
           const first = this.#tape(state, w, synapse, true);
-          loss += readScalar(first.report);
+          loss.add(first.report);
           next = first.end;
           plan.afterWindow?.(w);
           const grads = plan.grads ? plan.grads(first.grads, w) : first.grads;
@@ -277,7 +277,7 @@ class SequenceRun {
             const start = state;
             const again = () => {
               const r = this.#tape(start, w, synapse, false);
-              readScalar(r.report);
+              r.report?.dispose();
               disposeTree(next, r.end);
               next = r.end;
               return r.grads;
@@ -299,8 +299,9 @@ class SequenceRun {
         });
         updates++;
       }
-      return { loss, updates };
+      return { loss: loss.read(ctx.asyncReads), updates };
     } finally {
+      loss.dispose();
       disposeTree(state);
       if (acc) disposeTree(acc);
     }
@@ -322,6 +323,8 @@ class SequenceRun {
     const { net } = this;
     const count = Math.ceil(T / k);
     const dy = net.fused && this.bound.stacked ? this.#readoutGradsStacked(k) : this.#readoutGradsByStep(k);
+    const loss = new LossSum();
+    loss.add(dy.loss);
     let acc: NamedTensorMap | undefined;
     let start: NetState = net.init(this.#B);
     try {
@@ -356,6 +359,7 @@ class SequenceRun {
       }
     } catch (e) {
       if (acc) disposeTree(acc);
+      loss.dispose();
       throw e;
     } finally {
       disposeTree(start);
@@ -365,7 +369,7 @@ class SequenceRun {
     this.#apply(g, { index: count - 1, count, from: (count - 1) * k, to: T, steps: T }, () => {
       throw new SpikeflowError('PLUGIN_INVALID', 'window plan: again() needs an update per window');
     });
-    return { loss: dy.loss, updates: 1 };
+    return { loss: loss.read(this.ctx.asyncReads), updates: 1 };
   }
 
   /**
@@ -379,7 +383,7 @@ class SequenceRun {
     const parts: Tensor[] = [];
     let state: NetState | undefined = net.init(this.#B);
     let dY: Float32Array;
-    let loss: number;
+    let loss: Scalar;
     try {
       for (let from = 0; from < T; from += k) {
         const out: { readout: Tensor; state: NetState } = runWindowValues(net, state, this.#xs, from, Math.min(from + k, T));
@@ -395,7 +399,7 @@ class SequenceRun {
       parts.length = 0;
       try {
         const r = tf.valueAndGrad(this.bound.stacked!)(y);
-        loss = readScalar(r.value as Scalar);
+        loss = r.value as Scalar;
         // Its values, read once: a backend may copy a whole tensor to slice it (wasm does), and a window is sliced T/k times.
         dY = r.grad.dataSync() as Float32Array;
         r.grad.dispose();
@@ -450,10 +454,10 @@ class SequenceRun {
       free(state);
     }
     let dy: Tensor[];
-    let loss: number;
+    let loss: Scalar;
     try {
       const r = tf.valueAndGrads((...y: Tensor[]) => bound.sequence(y))(ys);
-      loss = readScalar(r.value as Scalar);
+      loss = r.value as Scalar;
       dy = r.grads;
     } finally {
       disposeTree(ys);
@@ -621,7 +625,8 @@ function observeSteps(observe: (t: number, y: Tensor) => void, readout: Tensor, 
 
 /** ∂L/∂y_t of a whole-sequence loss, from the two-pass rule's first pass, and that pass's loss. */
 interface ReadoutGrads {
-  readonly loss: number;
+  /** The sequence's loss (the caller's to free). */
+  readonly loss: Scalar;
   /** ∂L/∂y for steps `[from, to)`, `[to − from, B, O]`, owned by the enclosing scope. */
   window(from: number, to: number): Tensor;
   /** ∂L/∂y_t, `[B, O]` (not the caller's to free outside a scope). */
@@ -631,11 +636,56 @@ interface ReadoutGrads {
   dispose(): void;
 }
 
-function readScalar(x: Scalar | null): number {
-  if (!x) return 0;
-  const v = x.dataSync()[0]!;
-  x.dispose();
-  return v;
+/**
+ * The windows' reported losses, summed on the device and read once when the sequence is done
+ * (a read waits for the device: one per window would stall a GPU that many times): at once, or —
+ * where the context asks for asynchronous reads — as a promise (a backend that cannot read
+ * synchronously: WebGPU in Node).
+ */
+class LossSum {
+  #sum: Scalar | null = null;
+
+  /** Adds `x` (and takes it: it is freed). */
+  add(x: Scalar | null): void {
+    if (!x) return;
+    if (!this.#sum) {
+      this.#sum = x;
+      return;
+    }
+    const s = tf.add(this.#sum, x) as Scalar;
+    this.#sum.dispose();
+    x.dispose();
+    this.#sum = s;
+  }
+
+  /** The sum (0 with no term); the tensor is freed once read. */
+  read(async = false): number | Promise<number> {
+    const s = this.#sum;
+    this.#sum = null;
+    if (!s) return async ? Promise.resolve(0) : 0;
+    if (!async) {
+      const v = s.dataSync()[0]!;
+      s.dispose();
+      return v;
+    }
+    // Kept from any enclosing scope until the read is done.
+    tf.keep(s);
+    return s.data().then(
+      (v) => {
+        s.dispose();
+        return v[0]!;
+      },
+      (e: unknown) => {
+        s.dispose();
+        throw e;
+      },
+    );
+  }
+
+  dispose(): void {
+    this.#sum?.dispose();
+    this.#sum = null;
+  }
 }
 
 /**

@@ -1,5 +1,6 @@
 import { expect } from 'vitest';
 import {
+  lossNow,
   disposeTree,
   inputShape,
   paramGrads,
@@ -41,7 +42,7 @@ export function captureUpdates(
   const r = rule.update(batch, state, { network: net, loss, apply: (g) => grads.push(gradsOf(g)), ...(optimizer ? { optimizer } : {}) });
   if (r.state !== state) disposeTree(state, r.state);
   if (!keepState) disposeTree(r.state);
-  return { grads, loss: r.report.loss, updates: r.report.updates, ...(keepState ? { state: r.state } : {}) };
+  return { grads, loss: lossNow(r.report), updates: r.report.updates, ...(keepState ? { state: r.state } : {}) };
 }
 
 /** Full BPTT's gradient of `loss` on `batch` (inputs a tensor or a step source), by automatic differentiation over the network's own steps. */

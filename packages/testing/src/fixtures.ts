@@ -1,6 +1,7 @@
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
+  lossNow,
   SpikeflowError,
   buildNetwork,
   createRegistry,
@@ -300,7 +301,7 @@ export async function checkFixture(f: AnyFixture, registry: Registry, { toleranc
         },
       });
       disposeTree(next);
-      return { grads: captured, loss: report.loss };
+      return { grads: captured, loss: lossNow(report) };
     };
     const compareGrads = (label: string, got: Record<string, Float32Array>, exp: FixtureGrads) =>
       worstOf(

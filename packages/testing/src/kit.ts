@@ -1,4 +1,5 @@
 import {
+  lossNow,
   OptimizerRunner,
   buildNetwork,
   builtinSurrogates,
@@ -172,7 +173,7 @@ export function trainStep(rule: LearningRule, network: Network, batch: SequenceB
     );
     done = true;
     if (r.state !== state) disposeTree(state, r.state);
-    return { state: r.state, loss: r.report.loss, updates: r.report.updates, grads };
+    return { state: r.state, loss: lossNow(r.report), updates: r.report.updates, grads };
   } finally {
     if (runner !== optimizer) runner.dispose();
     // A refused update leaves nothing behind of what this call made.

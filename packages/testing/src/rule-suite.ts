@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  lossNow,
   OptimizerRunner,
   adam,
   buildNetwork,
@@ -85,7 +86,7 @@ function toyNetwork(o: RuleSuiteOptions, seed = 0): Network {
 function update(rule: LearningRule, batch: SequenceBatch, state: TensorTree, ctx: RuleContext): { state: TensorTree; loss: number } {
   const r = rule.update(batch, state, ctx);
   if (r.state !== state) disposeTree(state, r.state);
-  return { state: r.state, loss: r.report.loss };
+  return { state: r.state, loss: lossNow(r.report) };
 }
 
 /** Peak tensor bytes above the starting point while `f` runs (tfjs' profiler samples after every kernel). */
