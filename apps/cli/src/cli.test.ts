@@ -619,6 +619,37 @@ describe('backends', () => {
       expect(info.backend.details).toMatchObject({ runtime: 'node', fallback: true, architecture: 'swiftshader' });
     },
   );
+
+  it.skipIf(!swiftshader)(
+    'trains on webgpu in Node: the losses and the evaluation of wasm, within float32 rounding',
+    { meta: { requires, skipReason: `no ${swiftshaderDir}/vk_swiftshader_icd.json` } },
+    () => {
+      const dir = workdir({ train: { epochs: 1, batchSize: 32, maxBatchesPerEpoch: 3 } });
+      const env = { ...process.env, LD_LIBRARY_PATH: swiftshaderDir, VK_ICD_FILENAMES: `${swiftshaderDir}/vk_swiftshader_icd.json` };
+      const gpu = spawnSync(process.execPath, [bin, 'train', 'run.json', '--out', 'gpu', '--backend', 'webgpu', '--quiet'], {
+        cwd: dir,
+        encoding: 'utf8',
+        env,
+      });
+      expect(gpu.status, gpu.stderr).toBe(0);
+      const wasm = cli(['train', 'run.json', '--out', 'wasm', '--quiet'], dir);
+      expect(wasm.status, wasm.stderr).toBe(0);
+      const events = (run: string) =>
+        readFileSync(join(dir, run, 'metrics.jsonl'), 'utf8')
+          .trim()
+          .split('\n')
+          .map((l) => JSON.parse(l) as { type: string; loss?: number; result?: { loss: number; accuracy?: number } });
+      const [g, w] = [events('gpu'), events('wasm')];
+      const epochLoss = (e: typeof g) => e.find((x) => x.type === 'epoch')!.loss!;
+      const evalResult = (e: typeof g) => e.find((x) => x.type === 'eval')!.result!;
+      expect(Math.abs(epochLoss(g) - epochLoss(w)) / Math.abs(epochLoss(w))).toBeLessThan(1e-5);
+      expect(Math.abs(evalResult(g).loss - evalResult(w).loss) / Math.abs(evalResult(w).loss)).toBeLessThan(1e-5);
+      const summary = JSON.parse(readFileSync(join(dir, 'gpu', 'summary.json'), 'utf8')) as { backend: { tfBackend: string } };
+      expect(summary.backend.tfBackend).toBe('webgpu');
+      // The checkpoint was written from asynchronous reads, and resumes on wasm.
+      expect(existsSync(join(dir, 'gpu', 'checkpoint.sfck'))).toBe(true);
+    },
+  );
 });
 
 describe('spikeflow data inspect', () => {

@@ -1,7 +1,6 @@
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
-  lossNow,
   SpikeflowError,
   buildNetwork,
   createRegistry,
@@ -260,48 +259,54 @@ export async function checkFixture(f: AnyFixture, registry: Registry, { toleranc
     let spikeMismatches = 0;
     let output: tf.Tensor | undefined;
     const made: tf.Tensor[] = [];
-    places.forEach((place, l) => {
+    // Read asynchronously throughout: a backend may read only so (WebGPU in Node).
+    for (const [l, place] of places.entries()) {
       if (place.kind === 'layer') output = fwd.spikes![place.layer]!;
       else if (place.kind === 'pool') {
         const [T, B] = output!.shape as [number, number];
-        output = tf.tidy(() => tf.reshape(applyPools(tf.reshape(output!, [T * B, -1]), [place.pool]), [T, B, -1]));
+        const input = output!;
+        output = tf.tidy(() => tf.reshape(applyPools(tf.reshape(input, [T * B, -1]), [place.pool]), [T, B, -1]));
         made.push(output);
       }
-      const a = output!.dataSync();
+      const a = await output!.data();
       const e = flat(f.expected.spikes[l]!);
       const exact = place.kind !== 'pool' || place.pool.type === 'maxpool';
       if (a.length !== e.length) spikeMismatches += Math.max(a.length, e.length);
       else for (let i = 0; i < e.length; i++) if (exact ? a[i] !== e[i] : !(Math.abs(a[i]! - e[i]!) <= 1e-6)) spikeMismatches++;
-    });
+    }
     tf.dispose(made);
     if (spikeMismatches) failures.push(`spikes: ${spikeMismatches} entries differ`);
-    const readout = worstOf('readout', [['y', fwd.readout.dataSync(), flat(f.expected.readout)]]);
-    const finalState = worstOf(
-      'final state',
-      f.expected.final_state.flatMap((st, l) =>
-        Object.entries(st).map(([k, v]): [string, ArrayLike<number>, ArrayLike<number>] => {
-          const place = places[l]!;
-          const t = place.kind === 'layer' ? fwd.state.layers[place.layer]!.neuron[k] : undefined;
-          return [`layers[${l}].${k}`, t ? t.dataSync() : [], flat(v)];
-        }),
-      ),
-    );
+    const readout = worstOf('readout', [['y', await fwd.readout.data(), flat(f.expected.readout)]]);
+    const states: [string, ArrayLike<number>, ArrayLike<number>][] = [];
+    for (const [l, st] of f.expected.final_state.entries()) {
+      for (const [k, v] of Object.entries(st)) {
+        const place = places[l]!;
+        const t = place.kind === 'layer' ? fwd.state.layers[place.layer]!.neuron[k] : undefined;
+        states.push([`layers[${l}].${k}`, t ? await t.data() : [], flat(v)]);
+      }
+    }
+    const finalState = worstOf('final state', states);
     disposeTree(fwd);
 
     // Gradients through the rule, captured instead of applied.
-    const gradsOf = (options: Record<string, unknown>) => {
+    const gradsOf = async (options: Record<string, unknown>) => {
       const r = entry.create(options);
-      let captured: Record<string, Float32Array> = {};
+      let kept: NamedTensorMap = {};
       const state = r.init(net);
       const { state: next, report } = r.update({ inputs, targets }, state, {
         network: net,
         loss,
         apply: (g: NamedTensorMap) => {
-          captured = Object.fromEntries(Object.entries(g).map(([k, t]) => [k, t.dataSync() as Float32Array]));
+          disposeTree(kept);
+          kept = Object.fromEntries(Object.entries(g).map(([k, t]) => [k, tf.keep(tf.clone(t))]));
         },
+        asyncReads: true,
       });
       disposeTree(next);
-      return { grads: captured, loss: lossNow(report) };
+      const captured: Record<string, Float32Array> = {};
+      for (const [k, t] of Object.entries(kept)) captured[k] = (await t.data()) as Float32Array;
+      disposeTree(kept);
+      return { grads: captured, loss: await report.loss };
     };
     const compareGrads = (label: string, got: Record<string, Float32Array>, exp: FixtureGrads) =>
       worstOf(
@@ -311,12 +316,12 @@ export async function checkFixture(f: AnyFixture, registry: Registry, { toleranc
           return [k, got[k] ?? new Float32Array(e.length), e];
         }),
       );
-    const full = gradsOf({});
+    const full = await gradsOf({});
     const lossErr = worstOf('loss', [['L', [full.loss], [f.expected.loss]]]);
     const grads = compareGrads('grad', full.grads, f.expected.grads);
     let tbptt: number | undefined;
     if (f.expected.tbptt) {
-      const tr = gradsOf({ truncation: f.expected.tbptt.k, mode: 'accumulate' });
+      const tr = await gradsOf({ truncation: f.expected.tbptt.k, mode: 'accumulate' });
       tbptt = compareGrads(`tbptt(k=${f.expected.tbptt.k}) grad`, tr.grads, f.expected.tbptt.grads);
     }
     const errors = { loss: lossErr, readout, finalState, grads, ...(tbptt !== undefined ? { tbptt } : {}) };
