@@ -1,5 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
+  lossNow,
   OptimizerRunner,
   adam,
   buildNetwork,
@@ -113,7 +114,7 @@ describe('qif', () => {
       };
       const r = rule.update(batch, state, { network: net, loss: ceEveryStep, apply });
       state = r.state;
-      losses.push(r.report.loss);
+      losses.push(lossNow(r.report));
       disposeTree(batch as never);
       counts.push(tf.memory().numTensors);
     }

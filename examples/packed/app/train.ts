@@ -3,6 +3,7 @@
 // random raster, samples jittered and noisy copies — with a recurrent LIF network trained by BPTT,
 // and prints one JSON line: the loss of the first and last iterations and the held-out accuracy.
 import {
+  lossNow,
   OptimizerRunner,
   type SequenceBatch,
   adam,
@@ -66,7 +67,7 @@ for (let it = 0; it < iterations; it++) {
   const b = batch(32, 1000 + it);
   const r = rule.update(b, state, { network: net, loss: ceMean, apply: (g) => optimizer.apply(g) });
   state = r.state;
-  losses.push(r.report.loss);
+  losses.push(lossNow(r.report));
   disposeTree([b.inputs, b.targets]);
 }
 
