@@ -44,8 +44,7 @@ function isFallback(a: GpuAdapter): boolean {
  * describes it). In Node, loads Dawn (the optional peer `webgpu`) first.
  */
 export async function webgpuUnavailableReason(): Promise<string | undefined> {
-  const node = isNode() && !gpu();
-  if (node) {
+  if (isNode()) {
     const why = await installDawn();
     if (why) return why;
   }
@@ -115,17 +114,24 @@ function addNInGroups(): void {
     // One binding is the output.
     const most = Math.max(2, backend.device.limits.maxStorageBuffersPerShaderStage - 1);
     if (inputs.length <= most) return original.kernelFunc(args as never);
+    // Only the partial sums made here are freed here; an input left alone in its group passes
+    // through to the next level and stays the caller's.
+    const partials = new Set<Info>();
     let level = inputs;
-    let owned = false;
     while (level.length > 1) {
       const next: Info[] = [];
       for (let i = 0; i < level.length; i += most) {
         const group = level.slice(i, i + most);
-        next.push(group.length === 1 ? group[0]! : (original.kernelFunc({ ...args, inputs: group } as never) as Info));
+        if (group.length === 1) {
+          next.push(group[0]!);
+          continue;
+        }
+        const sum = original.kernelFunc({ ...args, inputs: group } as never) as Info;
+        partials.add(sum);
+        next.push(sum);
+        for (const t of group) if (partials.delete(t)) backend.disposeData(t.dataId);
       }
-      if (owned) for (const t of level) if (!next.includes(t)) backend.disposeData(t.dataId);
       level = next;
-      owned = true;
     }
     return level[0] as never;
   };
