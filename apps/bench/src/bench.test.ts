@@ -250,7 +250,7 @@ describe('the standard input, made window by window', () => {
     expect(String(e)).toMatch(/a window \[3, 5\) of 4 steps must satisfy 0 <= from < to <= 4/);
   });
 
-  it('inference in windows of 1024 steps with the state carried gives the spike rates of forward over the whole input', () => {
+  it('inference in windows of 1024 steps with the state carried gives the spike rates of forward over the whole input', async () => {
     const registry = createRegistry([lif, bptt, wasmPlugin]);
     const net = buildNetwork(
       { inputs: 6, layers: [{ neuron: 'lif', size: 8, recurrent: true, gain: 3 }], readout: { size: 2 } },
@@ -259,7 +259,7 @@ describe('the standard input, made window by window', () => {
     );
     const src = new BernoulliSteps(2100, 2, 6, 0.3, 5);
     const before = tf.memory().numTensors;
-    const rates = infer(net, src, true);
+    const rates = await infer(net, src, true);
     expect(tf.memory().numTensors).toBe(before);
     const x = stepsOf(src).window(0, 2100);
     const whole = forward(net, x, { record: true });
@@ -317,10 +317,10 @@ describe('the summary table', () => {
 });
 
 describe('kernel profile', () => {
-  it('counts every kernel call with its exclusive time, and restores the kernels', () => {
+  it('counts every kernel call with its exclusive time, and restores the kernels', async () => {
     const before = tf.getKernelsForBackend('wasm').map((c) => c.kernelFunc);
     const a = tf.ones([64, 64]);
-    const p = profileKernels('wasm', () => {
+    const p = await profileKernels('wasm', () => {
       tf.tidy(() => {
         let y = a;
         for (let i = 0; i < 3; i++) y = tf.add(y, 1);
@@ -370,6 +370,55 @@ describe('--compare-inference', () => {
     expect(untaped).toBe(7);
     expect(m.repeats).toBe(2);
     expect(m.inferRepeats).toBe(5);
+  });
+});
+
+describe('asynchronous reads', () => {
+  it('asks every update for its loss as a promise (asyncReads) and times an iteration until that promise settles', async () => {
+    const registry = createRegistry([lif, bptt, wasmPlugin]);
+    const inner = fullBptt() as unknown as LearningRule;
+    const asked: (boolean | undefined)[] = [];
+    let settled = 0;
+    const delayMs = 30;
+    const slowLoss: LearningRule = {
+      ...inner,
+      name: 'bptt+slow-loss',
+      update(batch, state, ctx) {
+        asked.push(ctx.asyncReads);
+        const r = inner.update(batch, state, ctx);
+        // The loss of a device that is still busy: it settles well after update returns.
+        const loss = Promise.resolve(r.report.loss).then(
+          (v) =>
+            new Promise<number>((resolve) =>
+              setTimeout(() => {
+                settled++;
+                resolve(v);
+              }, delayMs),
+            ),
+        );
+        return { state: r.state, report: { ...r.report, loss } };
+      },
+    };
+    const m = await measure(registry, slowLoss, 4, { ...quickWorkload, repeats: 2 });
+    // The warm-up, the 2 timed iterations and the one whose memory is measured.
+    expect(asked).toEqual([true, true, true, true]);
+    expect(settled).toBe(4);
+    // An iteration's time ends when its loss has been read.
+    expect(m.msPerIter).toBeGreaterThanOrEqual(delayMs - 5);
+  });
+
+  it('peakTensorBytes follows an asynchronous function until its promise settles, and restores the engine', async () => {
+    const engine = tf.engine() as unknown as { trackTensor: unknown };
+    const track = engine.trackTensor;
+    const base = tf.memory().numBytes;
+    const peak = await peakTensorBytes(async () => {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      tf.tidy(() => {
+        tf.zeros([1024, 1024]); // 4 MiB, transient, after the first await
+      });
+    });
+    expect(peak - base).toBe(4 * 2 ** 20);
+    expect(engine.trackTensor).toBe(track);
   });
 });
 

@@ -15,6 +15,7 @@ export const DEFAULT_PLUGINS = [
   '@spikeflow/rule-local-tbptt',
   '@spikeflow/backend-wasm',
   '@spikeflow/backend-cpu',
+  '@spikeflow/backend-webgpu',
 ];
 
 /** What `--tssl` adds: TSSL-BP's neuron, rule and losses. */
@@ -78,7 +79,7 @@ export function benchCommand(name = 'spikeflow-bench'): Command {
       '--compare-inference',
       "also time inference on core's composite references, alternating pass by pass with the fast kernels in the same process (the speed-up in the JSON and the progress line)",
     )
-    .option('--backend <name>', 'backend', 'wasm')
+    .option('--backend <name>', 'backend (wasm, cpu, webgpu: WebGPU, in Node through Dawn, npm webgpu)', 'wasm')
     .option('--plugins <list>', 'extra plugin packages (e.g. a new rule)', '')
     .option('--quick', 'tiny sizes and T = 8,16 (exercises the harness in seconds)')
     .option(

@@ -206,13 +206,17 @@ export interface Measurement {
  * before returning (the tape at the end of a forward pass) is seen. `tf.profile` would do the same
  * per kernel, but it collects every kernel of the call and then spreads them into one
  * `Math.max(...)`, which overflows the stack past a few hundred thousand kernels (FPTT at
- * T = 1000). Falls back to `tf.profile` if the engine has no `trackTensor` to observe.
+ * T = 1000). Falls back to `tf.profile` if the engine has no `trackTensor` to observe. `f` may be
+ * asynchronous: the engine stays observed until its promise settles (so whatever else allocates
+ * tensors meanwhile counts too).
  */
-export async function peakTensorBytes(f: () => void): Promise<number> {
+export async function peakTensorBytes(f: () => void | Promise<void>): Promise<number> {
   const engine = tf.engine() as unknown as { state: { numBytes: number }; trackTensor?: (...args: unknown[]) => unknown };
   const track = engine.trackTensor;
   if (typeof track !== 'function') {
-    const info = await tf.profile(f);
+    const info = await tf.profile(async () => {
+      await f();
+    });
     return Math.max(info.peakBytes, tf.memory().numBytes);
   }
   let peak = engine.state.numBytes;
@@ -222,7 +226,7 @@ export async function peakTensorBytes(f: () => void): Promise<number> {
     return r;
   };
   try {
-    f();
+    await f();
   } finally {
     engine.trackTensor = track;
   }
@@ -258,48 +262,55 @@ export async function measure(registry: Registry, choice: RuleChoice | LearningR
   );
   let state = rule.init(net);
   let iteration = 0;
-  const iterate = () => {
+  /**
+   * One training iteration, as the trainer runs an update: the loss asked for as a promise
+   * (`asyncReads`, no synchronous read of the device) and awaited before returning. That read is
+   * the iteration's end: on a backend that computes asynchronously (WebGPU) it waits for the
+   * device to finish the update, so the time taken is the work's, not its dispatch's.
+   */
+  const iterate = async (): Promise<void> => {
     // As the trainer runs an update (dropout masks and batch statistics, where a model has them).
     const r = net.training(w.batch, iteration++, () =>
-      rule.update({ inputs, targets }, state, { network: net, loss, apply: (g) => optimizer.apply(g), optimizer: opt }),
+      rule.update({ inputs, targets }, state, { network: net, loss, apply: (g) => optimizer.apply(g), optimizer: opt, asyncReads: true }),
     );
     if (r.state !== state) disposeTree(state, r.state);
     state = r.state;
+    await r.report.loss;
   };
-  /** Runs `f`; its wall time less the input's drawing time, and that drawing time (ms). */
-  const timed = (f: () => void): [number, number] => {
+  /** Runs `f` to its end (its promise settled); its wall time less the input's drawing time, and that drawing time (ms). */
+  const timed = async (f: () => Promise<unknown>): Promise<[number, number]> => {
     const [t0, f0] = [performance.now(), inputs.fillMs];
-    f();
+    await f();
     const input = inputs.fillMs - f0;
     return [performance.now() - t0 - input, input];
   };
   try {
-    iterate(); // warm-up: kernels compiled, optimizer state allocated
+    await iterate(); // warm-up: kernels compiled, optimizer state allocated
     const times: number[] = [];
     const inputTimes: number[] = [];
     for (let i = 0; i < w.repeats; i++) {
-      const [ms, input] = timed(iterate);
+      const [ms, input] = await timed(iterate);
       times.push(ms);
       inputTimes.push(input);
     }
     const before = tf.memory().numBytes;
     const peak = await peakTensorBytes(iterate);
-    const inferOnce = (n: Network) => timed(() => infer(n, inputs))[0];
+    const inferOnce = async (n: Network) => (await timed(() => infer(n, inputs)))[0];
     // The composite twin has the trained weights; each of its passes follows one of the fast ones.
     const twin = w.compareInference && w.kernels !== false ? build(false) : undefined;
     twin?.setParams(net.params);
     const inferTimes: number[] = [];
     const twinTimes: number[] = [];
     for (let i = 0; i <= (w.inferRepeats ?? w.repeats); i++) {
-      const ms = inferOnce(net);
-      const twinMs = twin ? inferOnce(twin) : 0;
+      const ms = await inferOnce(net);
+      const twinMs = twin ? await inferOnce(twin) : 0;
       if (i === 0) continue; // the first pass warms up
       inferTimes.push(ms);
       twinTimes.push(twinMs);
     }
     twin?.dispose();
-    const inferSpikeRates = infer(net, inputs, true);
-    const profile = w.profile ? profileKernels(tf.getBackend(), iterate) : undefined;
+    const inferSpikeRates = await infer(net, inputs, true);
+    const profile = w.profile ? await profileKernels(tf.getBackend(), iterate) : undefined;
     const inferMs = median(inferTimes);
     const msPerIter = median(times);
     return {
@@ -331,11 +342,13 @@ export const INFER_WINDOW = 1024;
 /**
  * One inference pass over `inputs`: `forward` on windows of {@link INFER_WINDOW} steps, the state
  * carried from one to the next and every output freed once read, so memory does not grow with T.
- * With `spikeRates`, returns per hidden layer the fraction of its neurons spiking per step.
+ * Reads asynchronously (`await data()`, no synchronous read of the device): the pass ends when its
+ * last readout has been read, which on an asynchronous backend (WebGPU) waits for the device. With
+ * `spikeRates`, resolves per hidden layer to the fraction of its neurons spiking per step.
  */
-export function infer(net: Network, inputs: BernoulliSteps, spikeRates: true): number[];
-export function infer(net: Network, inputs: BernoulliSteps, spikeRates?: false): void;
-export function infer(net: Network, inputs: BernoulliSteps, spikeRates = false): number[] | void {
+export function infer(net: Network, inputs: BernoulliSteps, spikeRates: true): Promise<number[]>;
+export function infer(net: Network, inputs: BernoulliSteps, spikeRates?: false): Promise<void>;
+export async function infer(net: Network, inputs: BernoulliSteps, spikeRates = false): Promise<number[] | void> {
   const T = inputs.steps;
   const sums = net.model.layers.map(() => 0);
   let state: NetState | undefined;
@@ -344,11 +357,15 @@ export function infer(net: Network, inputs: BernoulliSteps, spikeRates = false):
     const x = inputs.window(from, to);
     const out = forward(net, x, { record: spikeRates, ...(state ? { state } : {}) });
     x.dispose();
-    out.readout.dataSync();
-    if (spikeRates) out.spikes!.forEach((sp, l) => (sums[l]! += tf.tidy(() => tf.sum(sp).dataSync()[0]!)));
     if (state) disposeTree(state, out.state);
     state = out.state;
-    disposeTree([out.readout, out.spikes ?? []]);
+    const spikeSums = spikeRates ? out.spikes!.map((sp) => tf.tidy(() => tf.sum(sp))) : [];
+    try {
+      await out.readout.data();
+      for (const [l, s] of spikeSums.entries()) sums[l]! += (await s.data())[0]!;
+    } finally {
+      disposeTree([out.readout, out.spikes ?? [], spikeSums]);
+    }
   }
   disposeTree(state);
   if (spikeRates) return sums.map((s, l) => s / (T * inputs.stepShape[0]! * net.model.layers[l]!.size));

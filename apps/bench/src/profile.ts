@@ -21,12 +21,15 @@ export interface KernelProfile {
 }
 
 /**
- * Runs `f` with every kernel of tfjs backend `backend` timed (the backends spikeflow runs on
- * execute kernels synchronously, so wall time around a kernel is its cost), and every part of
- * spikeflow's fast kernels (`spikeflow.integrateFireSequence (forward)`, `(backward)`, `(∂wRec)`, …), and
- * restores the kernels afterwards. Nested kernels are charged to themselves only.
+ * Runs `f` with every kernel of tfjs backend `backend` timed (the CPU backends execute kernels
+ * synchronously, so wall time around a kernel is its cost; on a backend that queues its work,
+ * WebGPU, it is the dispatch, and the wait for the device falls outside the kernels), and every
+ * part of spikeflow's fast kernels (`spikeflow.integrateFireSequence (forward)`, `(backward)`,
+ * `(∂wRec)`, …), and restores the kernels afterwards. Nested kernels are charged to themselves
+ * only. `f` may be asynchronous: the kernels stay timed, and the total runs, until its promise
+ * settles.
  */
-export function profileKernels(backend: string, f: () => void): KernelProfile {
+export async function profileKernels(backend: string, f: () => void | Promise<void>): Promise<KernelProfile> {
   const configs = tf.getKernelsForBackend(backend);
   const stats = new Map<string, { ms: number; calls: number }>();
   const originals = configs.map((c) => c.kernelFunc);
@@ -54,7 +57,7 @@ export function profileKernels(backend: string, f: () => void): KernelProfile {
   setKernelProbe(timed);
   const t0 = performance.now();
   try {
-    f();
+    await f();
   } finally {
     setKernelProbe();
     configs.forEach((c, i) => ((c as { kernelFunc: unknown }).kernelFunc = originals[i]));

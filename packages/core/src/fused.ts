@@ -1,4 +1,4 @@
-import { tf, type Tensor } from './tf.js';
+import { hostMemoryBackend, tf, type Tensor } from './tf.js';
 import { SpikeflowError } from './errors.js';
 import {
   LeakyReadout,
@@ -248,6 +248,15 @@ export function fusedWindow(model: ResolvedModel, p: StepParams, state: NetState
     ...temporalOption,
     ...(traces ? { traces } : {}),
   });
-  const last = tf.tensor2d((readout.dataSync() as Float32Array).slice((k - 1) * B * O), [B, O]);
-  return { readout, spikes, feeds, readoutFeed, state: { layers, readout: last } };
+  return { readout, spikes, feeds, readoutFeed, state: { layers, readout: lastReadout(readout, k, B, O) } };
+}
+
+/**
+ * The readout's last step `[B, O]`, values only (the state carried to the next window): read from
+ * CPU memory where the backend keeps it there (no op, nothing on the tape), else sliced on the
+ * device and detached (a GPU backend cannot read synchronously, and should not wait for it).
+ */
+function lastReadout(readout: Tensor, k: number, B: number, O: number): Tensor {
+  if (hostMemoryBackend()) return tf.tensor2d((readout.dataSync() as Float32Array).slice((k - 1) * B * O), [B, O]);
+  return tf.tidy(() => detach(tf.reshape(tf.slice(readout, [k - 1, 0, 0], [1, B, O]), [B, O])));
 }

@@ -120,7 +120,7 @@ export type { Steps, StepSource, StepInput, StepDType, StepFill } from './steps.
 export { unroll, advance, advanceWindow } from './loops.js';
 export { forward, checkInputs } from './inference.js';
 export type { ForwardResult } from './inference.js';
-export { trainWindows, windowHasTerm, stepTerms, accumulateGrads } from './windows.js';
+export { trainWindows, windowHasTerm, stepTerms, accumulateGrads, LossSum } from './windows.js';
 export type { WindowPlan, WindowInfo, WindowOutputs, WindowScore, WindowObjective } from './windows.js';
 export { ceMean, ceEveryStep, ceMseEveryStep, mseEveryStep, mseLast, builtinLosses, lossFromSpec } from './losses.js';
 export type { TemporalLoss, BoundLoss, LossShape } from './losses.js';

@@ -1,4 +1,4 @@
-import { tf, type Tensor } from './tf.js';
+import { hostMemoryBackend, tf, type Tensor } from './tf.js';
 import { SpikeflowError } from './errors.js';
 import type { SequenceBatch } from './rule.js';
 
@@ -130,6 +130,23 @@ export function stepsOf(x: StepInput): Steps {
   // Read on first use: a rule that ends up running the sequence as one window never copies it.
   let data: Float32Array | Int32Array | Uint8Array | undefined;
   const per = rest.reduce((a, b) => a * b, 1);
+  if (!hostMemoryBackend()) {
+    // On a GPU backend the input stays on the device: each window is a slice of it.
+    const zeros = rest.map(() => 0);
+    const window = (from: number, to: number) => tf.slice(x, [from, ...zeros], [to - from, ...rest]);
+    return {
+      length: T,
+      shape: rest,
+      at: (t) => {
+        checkRange(t, t + 1, T, 'stepsOf');
+        return tf.tidy(() => tf.reshape(window(t, t + 1), rest));
+      },
+      window: (from, to) => {
+        checkRange(from, to, T, 'stepsOf');
+        return window(from, to);
+      },
+    };
+  }
   return {
     length: T,
     shape: rest,

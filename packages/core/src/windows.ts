@@ -1,4 +1,4 @@
-import { tf, type NamedTensorMap, type Scalar, type Tensor, type Variable } from './tf.js';
+import { hostMemoryBackend, tf, type NamedTensorMap, type Scalar, type Tensor, type Variable } from './tf.js';
 import { SpikeflowError } from './errors.js';
 import { DecayedSum, LeakyReadout, MaxPool, unstackSteps } from './kernels.js';
 import { applyPools } from './conv.js';
@@ -382,7 +382,9 @@ class SequenceRun {
     const T = this.#T;
     const parts: Tensor[] = [];
     let state: NetState | undefined = net.init(this.#B);
-    let dY: Float32Array;
+    let dY: Float32Array | undefined;
+    // On a GPU backend ∂L/∂y stays on the device, sliced per window.
+    let dYDevice: Tensor | undefined;
     let loss: Scalar;
     try {
       for (let from = 0; from < T; from += k) {
@@ -401,8 +403,12 @@ class SequenceRun {
         const r = tf.valueAndGrad(this.bound.stacked!)(y);
         loss = r.value as Scalar;
         // Its values, read once: a backend may copy a whole tensor to slice it (wasm does), and a window is sliced T/k times.
-        dY = r.grad.dataSync() as Float32Array;
-        r.grad.dispose();
+        if (hostMemoryBackend()) {
+          dY = r.grad.dataSync() as Float32Array;
+          r.grad.dispose();
+        } else {
+          dYDevice = r.grad;
+        }
       } finally {
         y.dispose();
       }
@@ -412,10 +418,22 @@ class SequenceRun {
     }
     const step = [this.#B, this.net.outputs];
     const per = this.#B * this.net.outputs;
+    if (dYDevice) {
+      const g = dYDevice;
+      const window = (from: number, to: number) => tf.slice(g, [from, 0, 0], [to - from, ...step]);
+      return {
+        loss,
+        window,
+        step: (t) => tf.tidy(() => tf.reshape(window(t, t + 1), step)),
+        release: () => {},
+        dispose: () => g.dispose(),
+      };
+    }
+    const values = dY!;
     return {
       loss,
-      window: (from, to) => tf.tensor(dY.subarray(from * per, to * per), [to - from, ...step], 'float32'),
-      step: (t) => tf.tensor(dY.subarray(t * per, (t + 1) * per), step, 'float32'),
+      window: (from, to) => tf.tensor(values.subarray(from * per, to * per), [to - from, ...step], 'float32'),
+      step: (t) => tf.tensor(values.subarray(t * per, (t + 1) * per), step, 'float32'),
       release: () => {},
       dispose: () => {},
     };
@@ -640,9 +658,10 @@ interface ReadoutGrads {
  * The windows' reported losses, summed on the device and read once when the sequence is done
  * (a read waits for the device: one per window would stall a GPU that many times): at once, or —
  * where the context asks for asynchronous reads — as a promise (a backend that cannot read
- * synchronously: WebGPU in Node).
+ * synchronously: WebGPU in Node). What a rule reports as `RuleReport.loss`:
+ * `loss.read(ctx.asyncReads)`.
  */
-class LossSum {
+export class LossSum {
   #sum: Scalar | null = null;
 
   /** Adds `x` (and takes it: it is freed). */

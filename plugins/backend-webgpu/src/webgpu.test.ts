@@ -1,8 +1,9 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createRegistry, isSpikeflowError, tf } from '@spikeflow/core';
-import { describeBackend } from '@spikeflow/testing';
+import { createRegistry, forward, isSpikeflowError, tf } from '@spikeflow/core';
+import lifPlugin from '@spikeflow/neuron-lif';
+import { describeBackend, smallNetwork } from '@spikeflow/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { noAdapterReason } from './node.js';
 import plugin, { webgpu, webgpuAdapter, webgpuUnavailableReason } from './index.js';
@@ -101,6 +102,38 @@ describe('backend webgpu', () => {
         expect(Array.from(await xs[n - 1]!.data())).toEqual([n, n, n]);
         tf.dispose([...xs, sum]);
       }
+    });
+
+    it('runs a network fused on its WGSL kernels: the same readout and gradients as the composite ops', async () => {
+      await webgpu.activate();
+      tf.env().set('WEBGPU_CPU_FORWARD', false);
+      const registry = createRegistry([plugin, lifPlugin]);
+      const lif = registry.neurons.get('lif')!;
+      const fast = smallNetwork(lif, { inputs: 12, size: 40, outputs: 3, seed: 5, kernels: registry.kernels });
+      const plain = smallNetwork(lif, { inputs: 12, size: 40, outputs: 3, seed: 5 });
+      expect(fast.fused).toBe(true);
+      expect(plain.fused).toBe(false);
+      const x = tf.tidy(() => tf.cast(tf.less(tf.randomUniform([25, 4, 12], 0, 1, 'float32', 3), 0.3), 'float32'));
+      const run = async (net: typeof fast) => {
+        const { value, grads } = tf.variableGrads(() => tf.sum(tf.square(forward(net, x).readout)) as tf.Scalar);
+        const out = { loss: (await value.data())[0]!, grads: new Map<string, Float32Array>() };
+        // By the network's own parameter names (tfjs names its variables by a counter).
+        for (const [name, v] of Object.entries(net.params)) if (grads[v.name]) out.grads.set(name, (await grads[v.name]!.data()) as Float32Array);
+        tf.dispose([value, ...Object.values(grads)]);
+        return out;
+      };
+      const [a, b] = [await run(fast), await run(plain)];
+      expect(Math.abs(a.loss - b.loss)).toBeLessThan(1e-5 * Math.abs(b.loss));
+      expect(b.grads.size).toBeGreaterThan(2);
+      expect([...a.grads.keys()].sort()).toEqual([...b.grads.keys()].sort());
+      for (const [name, g] of b.grads) {
+        const scale = Math.max(...g.map(Math.abs));
+        const diff = Math.max(...a.grads.get(name)!.map((v, i) => Math.abs(v - g[i]!)));
+        expect(diff, name).toBeLessThan(1e-4 * scale);
+      }
+      x.dispose();
+      fast.dispose();
+      plain.dispose();
     });
 
     describeBackend(webgpu);

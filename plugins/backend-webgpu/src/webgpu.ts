@@ -1,5 +1,6 @@
 import { SpikeflowError, tf, type Backend, type BackendInfo } from '@spikeflow/core';
 import { installDawn, isNode, noAdapterReason } from './node.js';
+import { webgpuKernels } from './kernels.js';
 
 interface GpuAdapterInfo {
   readonly vendor?: string;
@@ -148,6 +149,7 @@ export const webgpu: Backend = {
   name: 'webgpu',
   description: 'WebGPU (TensorFlow.js webgpu backend: compute shaders), in a browser or in Node through Dawn (npm webgpu)',
   isAvailable: async () => (await webgpuUnavailableReason()) === undefined,
+  kernels: webgpuKernels,
   async activate() {
     const why = await webgpuUnavailableReason();
     if (why) {

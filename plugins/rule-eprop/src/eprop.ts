@@ -2,6 +2,7 @@ import {
   EventDense,
   IntegrateFireEligibility,
   LeakyReadout,
+  LossSum,
   SpikeflowError,
   accumulateGrads,
   stepTerms,
@@ -248,7 +249,8 @@ function run(net: Network, bound: BoundLoss, xs: Steps, hyper: Hyper, initial: E
   const updates = new Updates(net, hyper, ctx, initial);
   let netState: NetState = net.init(B);
   let traces: Traces | undefined;
-  let loss: Scalar = tf.scalar(0);
+  // Summed on the device, read once (asynchronously where the context asks).
+  const loss = new LossSum();
   let spikes: Tensor = tf.zeros([layer.size]);
   let finished = false;
   const reg = hyper.rateReg > 0 ? tf.tidy(() => tf.div(tf.mul(hyper.rateReg, tf.sub(initial.rate!, hyper.rateTarget)), T * B)) : undefined;
@@ -260,18 +262,18 @@ function run(net: Network, bound: BoundLoss, xs: Steps, hyper: Hyper, initial: E
       netState = r.state;
       if (traces) disposeTree(traces, r.traces ?? null);
       traces = r.traces;
-      const l = tf.add(loss, r.loss) as Scalar;
+      loss.add(r.loss);
       const sc = tf.add(spikes, r.spikeCount);
-      disposeTree([loss, r.loss, spikes, r.spikeCount]);
-      loss = l;
+      disposeTree([spikes, r.spikeCount]);
       spikes = sc;
       updates.add(r.grads, t1 === T);
     }
     const state = updates.state(spikes, T * B);
     finished = true;
-    return { state, report: { loss: loss.dataSync()[0]!, updates: updates.count } };
+    return { state, report: { loss: loss.read(ctx.asyncReads), updates: updates.count } };
   } finally {
-    disposeTree([netState, traces ?? null, loss, spikes, reg ?? null]);
+    loss.dispose();
+    disposeTree([netState, traces ?? null, spikes, reg ?? null]);
     updates.dispose(finished);
   }
 }
@@ -645,7 +647,7 @@ function runFused(net: Network, bound: BoundLoss, xs: Steps, hyper: Hyper, initi
   // The κ-filtered spikes and κ-filtered 1 at the window's start (the readout's exact gradient).
   let sbar: Tensor | undefined;
   let cbar = 0;
-  let loss = 0;
+  const loss = new LossSum();
   let spikes: Tensor = tf.zeros([H]);
   let finished = false;
   const reg = hyper.rateReg > 0 ? tf.tidy(() => tf.div(tf.mul(hyper.rateReg, tf.sub(initial.rate!, hyper.rateTarget)), T * B)) : undefined;
@@ -704,16 +706,17 @@ function runFused(net: Network, bound: BoundLoss, xs: Steps, hyper: Hyper, initi
       y = r.y;
       sbar = r.sbar;
       if (advance) for (let k = 0; k < n; k++) cbar = cbar * kappa + 1;
-      loss += r.loss.dataSync()[0]!;
+      loss.add(r.loss);
       const sc = tf.add(spikes, r.spikeCount);
-      disposeTree([spikes, r.spikeCount, r.loss]);
+      disposeTree([spikes, r.spikeCount]);
       spikes = sc;
       updates.add(r.grads, t1 === T);
     }
     const state = updates.state(spikes, T * B);
     finished = true;
-    return { state, report: { loss, updates: updates.count } };
+    return { state, report: { loss: loss.read(ctx.asyncReads), updates: updates.count } };
   } finally {
+    loss.dispose();
     traces?.dispose();
     filters.dispose();
     disposeTree([y, sbar ?? null, spikes, reg ?? null]);
