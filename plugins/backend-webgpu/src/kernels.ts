@@ -6,7 +6,6 @@ import {
   leakyReadoutOf,
   referenceKernels,
   tf,
-  type IntegrateFireSequenceParams,
   type IntegrateFireSequenceResult,
   type IntegrateFireState,
   type KernelRegistration,
@@ -27,7 +26,8 @@ import {
  * step's spikes in workgroup memory (a step's recurrent input skips the neurons that did not
  * spike: the same branch for every thread, so it costs no divergence); a layer without recurrence
  * runs one thread per (row, neuron). Outside what a shader can hold (a recurrent layer wider than
- * {@link MAX_SHARED_WIDTH} neurons) the kernels run core's composite reference.
+ * {@link MAX_SHARED_WIDTH} neurons, or a window whose record exceeds one storage binding of the
+ * device) the kernels run core's composite reference.
  */
 
 /** What the kernels use of tfjs-webgpu's backend object. */
@@ -57,6 +57,16 @@ function lit(x: number): string {
   if (!Number.isFinite(f)) throw new SpikeflowError('CONFIG_INVALID', `webgpu kernels: a constant must be finite, got ${x}`);
   const s = String(f);
   return /[.e]/.test(s) ? s : `${s}.0`;
+}
+
+/**
+ * Whether a buffer of `floats` float32 values fits one storage binding of the device (WebGPU
+ * guarantees 128 MiB; adapters offer more, and tfjs-webgpu asks for the adapter's limit). Beyond
+ * it a kernel runs core's composite reference, step by step.
+ */
+function fitsBinding(floats: number): boolean {
+  const limits = (tf.backend() as { device?: { limits?: { maxStorageBufferBindingSize?: number } } }).device?.limits;
+  return 4 * floats <= (limits?.maxStorageBufferBindingSize ?? 128 * 2 ** 20);
 }
 
 /** Runs a program on the active webgpu backend; the output as a tensor `[n]` (float32). */
@@ -259,8 +269,10 @@ export const integrateFireSequenceWgsl: KernelSignatures['spikeflow.integrateFir
       `spikeflow.integrateFireSequence: expected currents [T, B, H] and a state v, s [B, H], got [${currents.shape}], [${init.v.shape}] and [${init.s.shape}]`,
     );
   }
-  if (wRec && H > MAX_SHARED_WIDTH) return referenceKernels['spikeflow.integrateFireSequence'](currents, init, wRec, p);
   const adapt = p.adaptation;
+  // The forward pass records K values per step and neuron, the backward one returns T + 5.
+  const recorded = Math.max((adapt ? 3 : 2) * T, T + 5) * B * H;
+  if ((wRec && H > MAX_SHARED_WIDTH) || !fitsBinding(recorded)) return referenceKernels['spikeflow.integrateFireSequence'](currents, init, wRec, p);
   if (adapt && !init.a) {
     throw new SpikeflowError('SHAPE_MISMATCH', 'spikeflow.integrateFireSequence: an adaptive threshold needs the adaptation a in the initial state');
   }
@@ -340,7 +352,7 @@ function scanProgram(T: number, n: number, kappa: number, mode: 'forward' | 'bac
   const T = ${T}; const N = ${n};
   fn main(index: i32) { if (index < N) { ${body} } }`;
   const outputs = mode === 'forward' ? T * n : (T + 1) * n;
-  return { ...program(`scan_${mode}_${T}_${n}_${K}`, mode === 'forward' ? ['D', 'Y'] : ['D'], outputs, code), dispatch: [Math.ceil(n / WORKGROUP), 1, 1] };
+  return program(`scan_${mode}_${T}_${n}_${K}`, mode === 'forward' ? ['D', 'Y'] : ['D'], outputs, code, { count: Math.ceil(n / WORKGROUP), size: WORKGROUP });
 }
 
 /** The scan's values, no gradient. */
@@ -355,6 +367,7 @@ export const leakyScanWgsl: KernelSignatures['spikeflow.leakyScan'] = (d, y0, ka
   if (d.rank !== 3 || y0.shape.join() !== `${B},${O}`) {
     throw new SpikeflowError('SHAPE_MISMATCH', `spikeflow.leakyScan: expected d [T, B, O] and y0 [B, O], got [${d.shape}] and [${y0.shape}]`);
   }
+  if (!fitsBinding((T + 1) * B * O)) return referenceKernels['spikeflow.leakyScan'](d, y0, kappa, options);
   const f = tf.customGrad(((dd: Tensor, yy: Tensor, save: tf.GradSaveFunc) => {
     save([]);
     return {
@@ -375,6 +388,7 @@ export const outerSumWgsl: KernelSignatures['spikeflow.outerSum'] = (pre, post) 
   if (pre.rank !== 3 || post.rank !== 3 || post.shape[0] !== n || post.shape[1] !== B) {
     throw new SpikeflowError('SHAPE_MISMATCH', `spikeflow.outerSum: expected pre [n, B, I] and post [n, B, H], got [${pre.shape}] and [${post.shape}]`);
   }
+  if (!fitsBinding(B * I * H)) return referenceKernels['spikeflow.outerSum'](pre, post);
   const code = `
   const K = ${n}; const B = ${B}; const I = ${I}; const H = ${H};
   fn main(index: i32) {
@@ -398,7 +412,3 @@ export const webgpuKernels: readonly KernelRegistration[] = [
   { kernel: 'spikeflow.leakyReadout', backend: 'webgpu', impl: leakyReadoutOf(dense, leakyScanWgsl) },
   { kernel: 'spikeflow.outerSum', backend: 'webgpu', impl: outerSumWgsl },
 ];
-
-/** @internal The backward programs' sources, for tests that inspect them. */
-export const _programsForTest = { lifForwardProgram, lifBackwardProgram, scanProgram } satisfies Record<string, unknown>;
-export type { IntegrateFireSequenceParams };
