@@ -31,7 +31,6 @@ async function train(spec: Record<string, unknown>, neuron: string): Promise<Run
   const rule = ruleFromSpec(spec, registry.rules, 'rule');
   const runner = new OptimizerRunner(sgd({ lr: 0.1 }), net.params);
   const batch = batchFor(net, ceEveryStep, { steps: 16, batch: 4, seed: 3, density: 0.3 });
-  const byName = new Map(Object.entries(net.params).map(([name, v]) => [v.name, name]));
   const kept: NamedTensorMap[] = [];
   const losses: number[] = [];
   let state = rule.init(net);
@@ -42,7 +41,8 @@ async function train(spec: Record<string, unknown>, neuron: string): Promise<Run
           network: net,
           loss: ceEveryStep,
           apply: (g) => {
-            kept.push(Object.fromEntries(Object.entries(g).map(([k, t]) => [byName.get(k) ?? k, tf.keep(tf.clone(t))])));
+            // By parameter name (a rule applies gradients keyed as `network.params`).
+            kept.push(Object.fromEntries(Object.entries(g).map(([k, t]) => [k, tf.keep(tf.clone(t))])));
             runner.apply(g);
           },
           optimizer: runner.optimizer,

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createRegistry, forward, isSpikeflowError, tf } from '@spikeflow/core';
+import { createRegistry, forward, isSpikeflowError, paramGrads, tf } from '@spikeflow/core';
 import lifPlugin from '@spikeflow/neuron-lif';
 import { describeBackend, smallNetwork } from '@spikeflow/testing';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -115,10 +115,9 @@ describe('backend webgpu', () => {
       expect(plain.fused).toBe(false);
       const x = tf.tidy(() => tf.cast(tf.less(tf.randomUniform([25, 4, 12], 0, 1, 'float32', 3), 0.3), 'float32'));
       const run = async (net: typeof fast) => {
-        const { value, grads } = tf.variableGrads(() => tf.sum(tf.square(forward(net, x).readout)) as tf.Scalar);
+        const { value, grads } = paramGrads(net, () => tf.sum(tf.square(forward(net, x).readout)) as tf.Scalar);
         const out = { loss: (await value.data())[0]!, grads: new Map<string, Float32Array>() };
-        // By the network's own parameter names (tfjs names its variables by a counter).
-        for (const [name, v] of Object.entries(net.params)) if (grads[v.name]) out.grads.set(name, (await grads[v.name]!.data()) as Float32Array);
+        for (const [name, g] of Object.entries(grads)) out.grads.set(name, (await g.data()) as Float32Array);
         tf.dispose([value, ...Object.values(grads)]);
         return out;
       };
