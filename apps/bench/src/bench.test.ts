@@ -407,6 +407,40 @@ describe('asynchronous reads', () => {
     expect(m.msPerIter).toBeGreaterThanOrEqual(delayMs - 5);
   });
 
+  it('starts every iteration from the same weights, rule state and optimizer state (the repeats do not train on)', async () => {
+    const registry = createRegistry([lif, bptt, wasmPlugin]);
+    const inner = fullBptt() as unknown as LearningRule;
+    const weights = (params: Readonly<Record<string, tf.Tensor>>) =>
+      Object.keys(params)
+        .sort()
+        .flatMap((k) => Array.from(params[k]!.dataSync()));
+    const seen: { before: number[]; after: number[]; state: unknown }[] = [];
+    const recording: LearningRule = {
+      ...inner,
+      name: 'bptt+recording',
+      init: () => ({ updates: 0 }),
+      update(batch, state, ctx) {
+        const before = weights(ctx.network.params);
+        const r = inner.update(batch, undefined as never, ctx);
+        seen.push({ before, after: weights(ctx.network.params), state });
+        // A state of the rule's own that counts its updates.
+        return { state: { updates: (state as { updates: number }).updates + 1 }, report: r.report };
+      },
+    };
+    await measure(registry, recording, 4, { ...quickWorkload, repeats: 3 });
+    // The warm-up, 3 timed iterations, the one whose memory is measured.
+    expect(seen).toHaveLength(5);
+    // The update moves the weights...
+    expect(seen[0]!.after).not.toEqual(seen[0]!.before);
+    for (const s of seen.slice(1)) {
+      // ... yet every iteration starts where the warm-up did, with a fresh rule state, and makes the
+      // same update (Adam's moments and step count fresh too: a second Adam step would differ).
+      expect(s.state).toEqual({ updates: 0 });
+      expect(s.before).toEqual(seen[0]!.before);
+      expect(s.after).toEqual(seen[0]!.after);
+    }
+  });
+
   it('peakTensorBytes follows an asynchronous function until its promise settles, and restores the engine', async () => {
     const engine = tf.engine() as unknown as { trackTensor: unknown };
     const track = engine.trackTensor;

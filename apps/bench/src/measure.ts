@@ -148,7 +148,8 @@ export interface Measurement {
   /**
    * Median wall time of one training iteration (forward, backward, update), ms, less the time the
    * input took to draw its windows ({@link inputMsPerIter}): the rule's time, as when the input was
-   * a tensor made beforehand.
+   * a tensor made beforehand. Every iteration starts from the network's initial weights, with a
+   * fresh optimizer and rule state: the same computation each time, whatever the rule.
    */
   readonly msPerIter: number;
   readonly msPerStep: number;
@@ -253,7 +254,9 @@ export async function measure(registry: Registry, choice: RuleChoice | LearningR
   // the TSSL-BP workload's kernel loss for every rule.
   const loss = w.tssl ? lossFromSpec('tssl_kernel', registry.losses) : rule.requires.lossDecomposesOverTime ? ceEveryStep : ceMean;
   const opt = adam({ lr: 1e-3 });
-  const optimizer = new OptimizerRunner(opt, net.params, { kernels: net.kernels });
+  let optimizer = new OptimizerRunner(opt, net.params, { kernels: net.kernels });
+  // Every iteration starts from these weights (see `fresh`).
+  const initial = Object.fromEntries(Object.entries(net.params).map(([k, v]) => [k, tf.clone(v)]));
   // The input of tf.less(tf.randomUniform([T, B, I], 0, 1, 'float32', seed + 1), density), made window by window.
   const inputs = new BernoulliSteps(steps, w.batch, w.inputs, w.density, w.seed + 1);
   const targets = tf.tensor1d(
@@ -262,6 +265,21 @@ export async function measure(registry: Registry, choice: RuleChoice | LearningR
   );
   let state = rule.init(net);
   let iteration = 0;
+  /**
+   * Back to the initial weights, a fresh optimizer and rule state: every measured iteration (and
+   * the warm-up) is the same computation, on the same network. Without it each repeat would
+   * train on from the last, on random data, and a rule that updates many times per sequence
+   * (FPTT: T/K updates) would drift to another spike rate than one that updates once — and the
+   * kernels' time follows the spikes.
+   */
+  const fresh = (): void => {
+    net.setParams(initial);
+    optimizer.dispose();
+    optimizer = new OptimizerRunner(opt, net.params, { kernels: net.kernels });
+    disposeTree(state);
+    state = rule.init(net);
+    iteration = 0;
+  };
   /**
    * One training iteration, as the trainer runs an update: the loss asked for as a promise
    * (`asyncReads`, no synchronous read of the device) and awaited before returning. That read is
@@ -289,10 +307,12 @@ export async function measure(registry: Registry, choice: RuleChoice | LearningR
     const times: number[] = [];
     const inputTimes: number[] = [];
     for (let i = 0; i < w.repeats; i++) {
+      fresh();
       const [ms, input] = await timed(iterate);
       times.push(ms);
       inputTimes.push(input);
     }
+    fresh();
     const before = tf.memory().numBytes;
     const peak = await peakTensorBytes(iterate);
     const inferOnce = async (n: Network) => (await timed(() => infer(n, inputs)))[0];
@@ -310,6 +330,7 @@ export async function measure(registry: Registry, choice: RuleChoice | LearningR
     }
     twin?.dispose();
     const inferSpikeRates = await infer(net, inputs, true);
+    if (w.profile) fresh();
     const profile = w.profile ? await profileKernels(tf.getBackend(), iterate) : undefined;
     const inferMs = median(inferTimes);
     const msPerIter = median(times);
@@ -330,7 +351,7 @@ export async function measure(registry: Registry, choice: RuleChoice | LearningR
       ...(profile ? { profile } : {}),
     };
   } finally {
-    disposeTree([targets, state]);
+    disposeTree([targets, state, initial]);
     optimizer.dispose();
     net.dispose();
   }
