@@ -111,17 +111,18 @@ describe('bench harness', () => {
     expect(calls).toBe(0);
   });
 
-  it('--rounds 2 measures every point once per pass over the list, and keeps each point’s median round with every round’s time', () => {
+  it('--rounds 2 measures every point once per pass over the list, every rule at one T before the next T, and keeps each point’s median round with every round’s time', () => {
     const dir = mkdtempSync(join(tmpdir(), 'spikeflow-bench-'));
-    const r = spawnSync(process.execPath, [bin, '--quick', '--rules', 'bptt,tbptt', '--steps', '8', '--rounds', '2', '--json', join(dir, 'out.json')], {
+    const r = spawnSync(process.execPath, [bin, '--quick', '--rules', 'bptt,tbptt', '--steps', '8,16', '--rounds', '2', '--json', join(dir, 'out.json')], {
       encoding: 'utf8',
     });
     expect(r.status, r.stderr).toBe(0);
-    // Round-robin: the whole list, then the whole list again.
-    const order = [...r.stderr.matchAll(/^\[(\d)\/4\] round (\d) (\S+) T=8 \.\.\.$/gm)].map((m) => `${m[2]} ${m[3]}`);
-    expect(order).toEqual(['1 bptt', '1 tbptt(k=4)', '2 bptt', '2 tbptt(k=4)']);
+    // Round-robin: the whole list, then the whole list again; within a pass, the rules at T = 8, then at T = 16.
+    const order = [...r.stderr.matchAll(/^\[(\d)\/8\] round (\d) (\S+) T=(\d+) \.\.\.$/gm)].map((m) => `${m[2]} ${m[3]} ${m[4]}`);
+    expect(order).toEqual(['1 bptt 8', '1 tbptt(k=4) 8', '1 bptt 16', '1 tbptt(k=4) 16', '2 bptt 8', '2 tbptt(k=4) 8', '2 bptt 16', '2 tbptt(k=4) 16']);
     const report = JSON.parse(readFileSync(join(dir, 'out.json'), 'utf8')) as BenchReport;
-    expect(report.results.map((m) => m.rule)).toEqual(['bptt', 'tbptt(k=4)']);
+    // The report lists the points rule by rule, as asked.
+    expect(report.results.map((m) => `${m.rule} ${m.steps}`)).toEqual(['bptt 8', 'bptt 16', 'tbptt(k=4) 8', 'tbptt(k=4) 16']);
     for (const m of report.results) {
       expect(m.roundsMsPerIter).toHaveLength(2);
       expect(m.msPerIter).toBe(Math.min(...m.roundsMsPerIter!));

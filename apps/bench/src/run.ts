@@ -96,8 +96,12 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const total = points.length * rounds;
   const started = performance.now();
   let n = 0;
+  // A pass visits every rule at the first T, then every rule at the next: the points compared at
+  // one T are measured close together in time, in the same spell of the machine.
+  const order = o.steps.flatMap((_, s) => o.rules.map((_, r) => r * o.steps.length + s));
   for (let round = 0; round < rounds; round++) {
-    for (const [i, { choice, steps }] of points.entries()) {
+    for (const i of order) {
+      const { choice, steps } = points[i]!;
       n++;
       // A point that failed (out of memory at a large T) is not tried again in later rounds.
       if (failed.has(i)) continue;
