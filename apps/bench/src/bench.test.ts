@@ -132,6 +132,64 @@ describe('bench harness', () => {
     expect(bad.stderr).toMatch(/--rounds must be a positive integer/);
   });
 
+  it('--paired measures every other rule between two measurements of the reference at the same T (a rule on another neuron between the reference on that neuron), and reports each round’s ratio and their median', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spikeflow-bench-'));
+    const args = [
+      bin,
+      '--quick',
+      '--rules',
+      'bptt,tbptt,sltt:window=2@alif',
+      '--steps',
+      '8',
+      '--rounds',
+      '2',
+      '--paired',
+      'bptt',
+      '--json',
+      join(dir, 'out.json'),
+    ];
+    const r = spawnSync(process.execPath, args, { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    const order = [...r.stderr.matchAll(/^\[\d+\/16\] round (\d) (\S+) T=8 \.\.\.$/gm)].map((m) => `${m[1]} ${m[2]}`);
+    // bptt@alif, not asked for, is measured too: the reference of the rule on ALIF, paired itself with bptt.
+    const pass = ['bptt', 'tbptt(k=4)', 'bptt', 'bptt@alif', 'bptt', 'bptt@alif', 'sltt:window=2@alif', 'bptt@alif'];
+    expect(order).toEqual([...pass.map((x) => `1 ${x}`), ...pass.map((x) => `2 ${x}`)]);
+    const report = JSON.parse(readFileSync(join(dir, 'out.json'), 'utf8')) as BenchReport;
+    const by = Object.fromEntries(report.results.map((m) => [m.rule, m]));
+    const ms = (rule: string) => by[rule]!.roundsMsPerIter!;
+    // Every measurement of a reference, in order: 3 a pass each.
+    expect(ms('bptt')).toHaveLength(6);
+    expect(ms('bptt@alif')).toHaveLength(6);
+    expect(by.bptt!.paired).toBeUndefined();
+    const mean = (a: number, b: number) => (a + b) / 2;
+    const expected = {
+      'tbptt(k=4)': ['bptt', [0, 1].map((p) => ms('tbptt(k=4)')[p]! / mean(ms('bptt')[3 * p]!, ms('bptt')[3 * p + 1]!))],
+      'bptt@alif': ['bptt', [0, 1].map((p) => ms('bptt@alif')[3 * p]! / mean(ms('bptt')[3 * p + 1]!, ms('bptt')[3 * p + 2]!))],
+      'sltt:window=2@alif': ['bptt@alif', [0, 1].map((p) => ms('sltt:window=2@alif')[p]! / mean(ms('bptt@alif')[3 * p + 1]!, ms('bptt@alif')[3 * p + 2]!))],
+    } as const;
+    for (const [rule, [reference, ratios]] of Object.entries(expected)) {
+      expect(by[rule]!.paired).toEqual({ reference, ratios, ratio: mean(ratios[0]!, ratios[1]!) });
+    }
+    expect(summaryTable(report)[0]).toMatch(/× reference/);
+    expect(summaryTable(report).find((l) => l.startsWith('tbptt'))).toContain(`${by['tbptt(k=4)']!.paired!.ratio.toFixed(2)} bptt`);
+    for (const [paired, message] of [
+      ['bptx', /the reference rule 'bptx' is not among the rules measured \(bptt, tbptt\(k=4\)\)/],
+      ['bptt@alif', /write --paired bptt --neuron alif/],
+    ] as const) {
+      const bad = spawnSync(process.execPath, [bin, '--quick', '--rules', paired === 'bptx' ? 'bptt,tbptt' : 'bptt@alif,eprop', '--paired', paired], {
+        encoding: 'utf8',
+      });
+      expect(bad.status).toBe(1);
+      expect(bad.stderr).toMatch(message);
+    }
+  });
+
+  it('a rule on another neuron model (rule@neuron) builds the workload’s network on that neuron', async () => {
+    const registry = createRegistry([lif, bptt, wasmPlugin]);
+    await expect(measure(registry, parseRuleChoice('bptt@alif'), 4, quickWorkload)).rejects.toThrow(/alif/);
+    expect((await measure(registry, parseRuleChoice('bptt@lif'), 4, { ...quickWorkload, neuron: 'alif' })).rule).toBe('bptt@lif');
+  });
+
   it('a point’s median round: the middle one by time (the lower of the two middle ones), its figures with every round’s time', () => {
     const m = (ms: number, rss: number) => ({ msPerIter: ms, peakRssBytes: rss }) as unknown as Parameters<typeof medianRound>[0][number];
     expect(medianRound([m(5, 1)])).toEqual(m(5, 1));
@@ -207,6 +265,9 @@ describe('bench harness', () => {
       label: 'bptt:truncation=10,mode=per-window',
       spec: { name: 'bptt', truncation: 10, mode: 'per-window' },
     });
+    expect(parseRuleChoice('eprop:window=2@alif')).toEqual({ label: 'eprop:window=2@alif', spec: { name: 'eprop', window: 2 }, neuron: 'alif' });
+    expect(parseRuleChoice('tbptt@alif', 25)).toEqual({ label: 'tbptt(k=25)@alif', spec: { name: 'bptt', truncation: 25 }, neuron: 'alif' });
+    for (const bad of ['bptt@', '@alif', 'bptt@a b']) expect(() => parseRuleChoice(bad)).toThrow(/names no neuron after '@'/);
   });
 });
 

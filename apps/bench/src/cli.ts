@@ -73,6 +73,10 @@ export function benchCommand(name = 'spikeflow-bench'): Command {
       int('--rounds'),
       1,
     )
+    .option(
+      '--paired <rule>',
+      'measure every other rule right between two measurements of this one at the same T, and report its time against theirs (per round, and the median); eprop@alif pairs with <rule>@alif',
+    )
     .option('--no-kernels', "use core's composite kernels instead of the backend's fast ones (the baseline)")
     .option('--profile', 'also time one more iteration kernel by kernel (in the JSON; the top kernels in the progress line)')
     .option(
@@ -106,6 +110,7 @@ export function benchCommand(name = 'spikeflow-bench'): Command {
         repeats?: number;
         inferRepeats?: number;
         rounds: number;
+        paired?: string;
         kernels: boolean;
         profile?: boolean;
         compareInference?: boolean;
@@ -166,6 +171,7 @@ export function benchCommand(name = 'spikeflow-bench'): Command {
           steps,
           workload,
           rounds: o.rounds,
+          ...(o.paired ? { paired: o.paired === 'tbptt' ? parseRuleChoice('tbptt', k).label : o.paired } : {}),
           ...(o.json ? { json: o.json } : {}),
           ...(o.plot ? { plot: o.plot } : {}),
         });

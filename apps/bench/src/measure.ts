@@ -1,5 +1,6 @@
 import {
   OptimizerRunner,
+  SpikeflowError,
   adam,
   buildNetwork,
   ceEveryStep,
@@ -123,14 +124,31 @@ export function workloadModelSpec(w: Workload): Record<string, unknown> {
   };
 }
 
-/** A rule as the bench names it: a registry rule and its options (`bptt`, `bptt:truncation=50`), or a preset. */
+/**
+ * A rule as the bench names it: a registry rule and its options (`bptt`, `bptt:truncation=50`), or a
+ * preset; with `neuron`, on that neuron model instead of the workload's (`bptt@alif`), so that one
+ * run can time a rule on two neuron models.
+ */
 export interface RuleChoice {
   readonly label: string;
   readonly spec: { name: string; [option: string]: unknown };
+  readonly neuron?: string;
 }
 
-/** Parses `name` or `name:key=value,key=value`; `tbptt` is `bptt` with `truncation` = k. */
+/**
+ * Parses `name`, `name:key=value,key=value`, either followed by `@neuron`; `tbptt` is `bptt` with
+ * `truncation` = k.
+ */
 export function parseRuleChoice(text: string, k = 50): RuleChoice {
+  const at = text.lastIndexOf('@');
+  if (at >= 0) {
+    const neuron = text.slice(at + 1);
+    if (!/^[\w-]+$/.test(neuron) || at === 0) {
+      throw new SpikeflowError('CONFIG_INVALID', `bench: '${text}' names no neuron after '@' (write rule@neuron, e.g. bptt@alif)`, { path: 'rules' });
+    }
+    const rule = parseRuleChoice(text.slice(0, at), k);
+    return { label: `${rule.label}@${neuron}`, spec: rule.spec, neuron };
+  }
   if (text === 'tbptt') return { label: `tbptt(k=${k})`, spec: { name: 'bptt', truncation: k } };
   const [name, opts] = text.split(':', 2) as [string, string | undefined];
   const spec: { name: string; [option: string]: unknown } = { name };
@@ -196,9 +214,17 @@ export interface Measurement {
   /**
    * With `rounds` > 1 (the bench's `--rounds`): `msPerIter` of this point in each round, in round
    * order. Round r of every point ran in the same pass over the list, so the r-th entries of two
-   * points are comparable under the same machine load; `msPerIter` is their median.
+   * points are comparable under the same machine load; `msPerIter` is their median. (A paired run's
+   * reference is measured several times a round: here every measurement, in order.)
    */
   readonly roundsMsPerIter?: readonly number[];
+  /**
+   * With a reference rule (the bench's `--paired`): this point's time against the reference's at the
+   * same T, measured right before and right after it — `ratios[r]` = `msPerIter` in round r over the
+   * mean of those two — and `ratio`, their median. A slow spell of the machine that lasts a few
+   * seconds then falls on both sides of a ratio alike.
+   */
+  readonly paired?: { readonly reference: string; readonly ratios: readonly number[]; readonly ratio: number };
 }
 
 /**
@@ -241,7 +267,8 @@ function median(xs: number[]): number {
 }
 
 /** Measures one (rule, T) on the active backend, in this process. */
-export async function measure(registry: Registry, choice: RuleChoice | LearningRule, steps: number, w: Workload): Promise<Measurement> {
+export async function measure(registry: Registry, choice: RuleChoice | LearningRule, steps: number, workload: Workload): Promise<Measurement> {
+  const w = 'neuron' in choice && choice.neuron ? { ...workload, neuron: choice.neuron } : workload;
   const build = (kernels: boolean) =>
     buildNetwork(
       workloadModelSpec(w),

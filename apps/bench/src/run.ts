@@ -23,6 +23,14 @@ export interface BenchOptions {
    * are those of its median round, with every round's `msPerIter` in `roundsMsPerIter`.
    */
   readonly rounds?: number;
+  /**
+   * A reference rule, by its label among `rules` (`bptt`): every other rule's point is measured
+   * right between two measurements of the reference at the same T, and reports its time against
+   * theirs (`Measurement.paired`; with `rounds`, once per round, and the median). A rule on another
+   * neuron model (`eprop@alif`) is paired with the reference on that neuron (`bptt@alif`, measured
+   * too when not among `rules`), and that one with the reference.
+   */
+  readonly paired?: string;
   /** Progress lines (default: stderr). */
   readonly progress?: (line: string) => void;
 }
@@ -81,6 +89,58 @@ function runInChild(job: Job): Promise<{ measurement: Measurement; backend: Back
   });
 }
 
+/**
+ * The reference each rule is paired with under `paired` (see {@link BenchOptions.paired}), and the
+ * list of rules with the references on other neuron models added.
+ */
+function pairing(
+  rules: readonly RuleChoice[],
+  paired: string | undefined,
+  neuron: string,
+): { choices: readonly RuleChoice[]; refOf: (c: RuleChoice) => RuleChoice | undefined } {
+  if (paired === undefined) return { choices: rules, refOf: () => undefined };
+  const ref = rules.find((c) => c.label === paired);
+  if (!ref) {
+    throw new SpikeflowError(
+      'CONFIG_INVALID',
+      `bench: the reference rule '${paired}' is not among the rules measured (${rules.map((c) => c.label).join(', ')}); name one of them`,
+      { path: 'paired' },
+    );
+  }
+  if (ref.neuron) {
+    throw new SpikeflowError(
+      'CONFIG_INVALID',
+      `bench: the reference rule runs on the workload's neuron; write --paired ${ref.label.slice(0, ref.label.lastIndexOf('@'))} --neuron ${ref.neuron}`,
+      {
+        path: 'paired',
+      },
+    );
+  }
+  const choices = [...rules];
+  // The reference on neuron n; where it is not among the rules, it is measured too, listed right before the first rule that needs it.
+  const on = (n: string, user: RuleChoice): RuleChoice => {
+    const label = `${ref.label}@${n}`;
+    const found = choices.find((x) => x.label === label);
+    if (found) return found;
+    const added = { ...ref, label, neuron: n };
+    choices.splice(choices.indexOf(user), 0, added);
+    return added;
+  };
+  const refOf = (c: RuleChoice): RuleChoice | undefined => {
+    if (c === ref) return undefined;
+    const n = c.neuron ?? neuron;
+    return n === neuron || c.label === `${ref.label}@${n}` ? ref : on(n, c);
+  };
+  for (const c of rules) refOf(c);
+  return { choices, refOf };
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
 /** Measures every (rule, T), one process each (`rounds` times, round-robin), and writes the JSON and the plots. */
 export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const progress = o.progress ?? ((l: string) => process.stderr.write(`${l}\n`));
@@ -88,63 +148,110 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   if (!(Number.isInteger(rounds) && rounds >= 1)) {
     throw new SpikeflowError('CONFIG_INVALID', `bench: rounds must be a whole number ≥ 1, got ${rounds}`, { path: 'rounds' });
   }
-  const points = o.rules.flatMap((choice) => o.steps.map((steps) => ({ choice, steps })));
-  // Every round's measurement of each point (by index in `points`), or why it failed.
+  const { choices, refOf } = pairing(o.rules, o.paired, o.workload.neuron);
+  const S = o.steps.length;
+  const points = choices.flatMap((choice) => o.steps.map((steps) => ({ choice, steps })));
+  const at = (c: RuleChoice, s: number) => choices.indexOf(c) * S + s;
+  // Every measurement of each point (by index in `points`), or why it failed; under `paired`, each round's ratio to its reference.
   const measured: Measurement[][] = points.map(() => []);
+  const ratios: number[][] = points.map(() => []);
   const failed = new Map<number, string>();
   let backend: BackendInfo | { tfBackend: string } = { tfBackend: o.backend };
-  const total = points.length * rounds;
+  /**
+   * The points of one pass at the s-th T, in order: every rule at that T (then every rule at the
+   * next T, so that the points compared at one T run close together in time). Under `paired`,
+   * each rule between two measurements of its reference (one measurement of the reference ends
+   * a pair and starts the next).
+   */
+  const pass = (s: number): { seq: number[]; pairs: { member: number; around: [number, number] }[] } => {
+    if (o.paired === undefined) return { seq: choices.map((c) => at(c, s)), pairs: [] };
+    const seq: number[] = [];
+    // Positions in `seq`: a paired rule's, and its reference's right before and after it.
+    const pairs: { member: number; around: [number, number] }[] = [];
+    for (const c of choices) {
+      const ref = refOf(c);
+      if (!ref) continue;
+      if (seq.at(-1) !== at(ref, s)) seq.push(at(ref, s));
+      seq.push(at(c, s), at(ref, s));
+      pairs.push({ member: seq.length - 2, around: [seq.length - 3, seq.length - 1] });
+    }
+    return seq.length ? { seq, pairs } : { seq: choices.map((c) => at(c, s)), pairs: [] };
+  };
+  const total = rounds * o.steps.reduce((n, _, s) => n + pass(s).seq.length, 0);
   const started = performance.now();
   let n = 0;
-  // A pass visits every rule at the first T, then every rule at the next: the points compared at
-  // one T are measured close together in time, in the same spell of the machine.
-  const order = o.steps.flatMap((_, s) => o.rules.map((_, r) => r * o.steps.length + s));
-  for (let round = 0; round < rounds; round++) {
-    for (const i of order) {
-      const { choice, steps } = points[i]!;
-      n++;
-      // A point that failed (out of memory at a large T) is not tried again in later rounds.
-      if (failed.has(i)) continue;
-      const label = `[${n}/${total}]${rounds > 1 ? ` round ${round + 1}` : ''} ${choice.label} T=${steps}`;
-      progress(`${label} ...`);
-      let r: Awaited<ReturnType<typeof runInChild>>;
-      try {
-        r = await runInChild({ plugins: o.plugins, backend: o.backend, choice, steps, workload: o.workload });
-      } catch (e) {
-        // A rule that refuses the workload refuses it at every T: all its points are recorded as refused.
-        if (isSpikeflowError(e) && e.code === 'INCOMPATIBLE') {
-          points.forEach((p, j) => p.choice === choice && failed.set(j, `refused: ${e.message}`));
-          progress(`${label}: REFUSED ${e.message}`);
-          continue;
-        }
-        // Any other configuration error is the same at every T: stop. Anything else (out of memory at a large T) is recorded.
-        if (isSpikeflowError(e)) throw e;
-        failed.set(i, (e as Error).message);
-        progress(`${label}: FAILED ${(e as Error).message}`);
-        continue;
+  /** Measures point i in its own process; its time, or undefined where it failed (now or in an earlier round). */
+  const measurePoint = async (i: number, round: number): Promise<number | undefined> => {
+    const { choice, steps } = points[i]!;
+    n++;
+    // A point that failed (out of memory at a large T) is not tried again.
+    if (failed.has(i)) return undefined;
+    const label = `[${n}/${total}]${rounds > 1 ? ` round ${round + 1}` : ''} ${choice.label} T=${steps}`;
+    progress(`${label} ...`);
+    let r: Awaited<ReturnType<typeof runInChild>>;
+    try {
+      r = await runInChild({ plugins: o.plugins, backend: o.backend, choice, steps, workload: o.workload });
+    } catch (e) {
+      // A rule that refuses the workload refuses it at every T: all its points are recorded as refused.
+      if (isSpikeflowError(e) && e.code === 'INCOMPATIBLE') {
+        points.forEach((p, j) => p.choice === choice && failed.set(j, `refused: ${e.message}`));
+        progress(`${label}: REFUSED ${e.message}`);
+        return undefined;
       }
-      backend = r.backend;
-      measured[i]!.push(r.measurement);
-      const m = r.measurement;
+      // Any other configuration error is the same at every T: stop. Anything else (out of memory at a large T) is recorded.
+      if (isSpikeflowError(e)) throw e;
+      failed.set(i, (e as Error).message);
+      progress(`${label}: FAILED ${(e as Error).message}`);
+      return undefined;
+    }
+    backend = r.backend;
+    measured[i]!.push(r.measurement);
+    const m = r.measurement;
+    progress(
+      `${label}: ${m.msPerIter.toFixed(0)} ms/iter, ${(m.peakWorkingBytes / 2 ** 20).toFixed(1)} MiB working tensors (${(m.peakTensorBytes / 2 ** 20).toFixed(1)} peak), ` +
+        `${(m.peakRssBytes / 2 ** 20).toFixed(0)} MiB RSS, ${m.inferStepsPerSec.toFixed(0)} inference steps/s at ${m.inferSpikeRates.map((r) => `${(100 * r).toFixed(1)}%`).join('/')} hidden spikes` +
+        (m.inferComposite ? ` (composite ${m.inferComposite.stepsPerSec.toFixed(0)}: ${m.inferComposite.speedup.toFixed(1)}×)` : '') +
+        ` (${((performance.now() - started) / 1000).toFixed(0)} s)`,
+    );
+    if (m.profile) {
+      const p = m.profile;
+      const pct = (ms: number) => `${((100 * ms) / p.totalMs).toFixed(0)}%`;
       progress(
-        `${label}: ${m.msPerIter.toFixed(0)} ms/iter, ${(m.peakWorkingBytes / 2 ** 20).toFixed(1)} MiB working tensors (${(m.peakTensorBytes / 2 ** 20).toFixed(1)} peak), ` +
-          `${(m.peakRssBytes / 2 ** 20).toFixed(0)} MiB RSS, ${m.inferStepsPerSec.toFixed(0)} inference steps/s at ${m.inferSpikeRates.map((r) => `${(100 * r).toFixed(1)}%`).join('/')} hidden spikes` +
-          (m.inferComposite ? ` (composite ${m.inferComposite.stepsPerSec.toFixed(0)}: ${m.inferComposite.speedup.toFixed(1)}×)` : '') +
-          ` (${((performance.now() - started) / 1000).toFixed(0)} s)`,
+        `    profile: ${p.totalMs.toFixed(0)} ms, ${pct(p.kernelMs)} in kernels (${p.kernels
+          .slice(0, 6)
+          .map((k) => `${k.kernel} ${pct(k.ms)}`)
+          .join(', ')}), ${pct(p.outsideMs)} outside them`,
       );
-      if (m.profile) {
-        const p = m.profile;
-        const pct = (ms: number) => `${((100 * ms) / p.totalMs).toFixed(0)}%`;
-        progress(
-          `    profile: ${p.totalMs.toFixed(0)} ms, ${pct(p.kernelMs)} in kernels (${p.kernels
-            .slice(0, 6)
-            .map((k) => `${k.kernel} ${pct(k.ms)}`)
-            .join(', ')}), ${pct(p.outsideMs)} outside them`,
-        );
+    }
+    return m.msPerIter;
+  };
+  for (let round = 0; round < rounds; round++) {
+    for (let s = 0; s < S; s++) {
+      const { seq, pairs } = pass(s);
+      const times: (number | undefined)[] = [];
+      for (const i of seq) times.push(await measurePoint(i, round));
+      // Each paired rule against the mean of its reference's measurements right before and after it (either one, where the other failed).
+      for (const {
+        member,
+        around: [before, after],
+      } of pairs) {
+        const i = seq[member]!;
+        const ref = refOf(points[i]!.choice)!;
+        const t = times[member];
+        const around = [times[before], times[after]].filter((x): x is number => x !== undefined);
+        if (t === undefined || around.length === 0) continue;
+        const ratio = t / (around.reduce((a, b) => a + b, 0) / around.length);
+        ratios[i]!.push(ratio);
+        progress(`    ${points[i]!.choice.label} T=${points[i]!.steps}: ${ratio.toFixed(2)}× ${ref.label} (${around.map((x) => x.toFixed(0)).join(', ')} ms)`);
       }
     }
   }
-  const results = points.flatMap((_, i) => (failed.has(i) ? [] : [medianRound(measured[i]!)]));
+  const results = points.flatMap(({ choice }, i) => {
+    if (failed.has(i) || measured[i]!.length === 0) return [];
+    const m = medianRound(measured[i]!);
+    const ref = refOf(choice);
+    return [ref && ratios[i]!.length ? { ...m, paired: { reference: ref.label, ratios: ratios[i]!, ratio: median(ratios[i]!) } } : m];
+  });
   if (results.length === 0 && points.length > 0 && [...failed.values()].every((m) => m.startsWith('refused: '))) {
     throw new SpikeflowError('INCOMPATIBLE', [...new Set([...failed.values()].map((m) => m.slice('refused: '.length)))].join('; '));
   }
@@ -191,12 +298,20 @@ export function medianRound(rounds: readonly Measurement[]): Measurement {
  */
 export function summaryTable(report: BenchReport): string[] {
   const mib = (b: number) => (b / 2 ** 20).toFixed(0);
-  const rows: string[][] = [['rule', 'T', 'ms/iter', 'working MiB', 'peak RSS MiB', 'inference steps/s']];
+  // Under `paired`, each rule's median ratio to its reference at the same T.
+  const paired = report.results.some((m) => m.paired);
+  const rows: string[][] = [['rule', 'T', 'ms/iter', ...(paired ? ['× reference'] : []), 'working MiB', 'peak RSS MiB', 'inference steps/s']];
   const points = [
     ...report.results.map((m) => ({
       rule: m.rule,
       steps: m.steps,
-      cells: [m.msPerIter.toFixed(0), mib(m.peakWorkingBytes), mib(m.peakRssBytes), m.inferStepsPerSec.toFixed(0)],
+      cells: [
+        m.msPerIter.toFixed(0),
+        ...(paired ? [m.paired ? `${m.paired.ratio.toFixed(2)} ${m.paired.reference}` : ''] : []),
+        mib(m.peakWorkingBytes),
+        mib(m.peakRssBytes),
+        m.inferStepsPerSec.toFixed(0),
+      ],
     })),
     ...report.failures.map((f) => ({ rule: f.rule, steps: f.steps, cells: [`FAILED: ${f.message}`] })),
   ];
