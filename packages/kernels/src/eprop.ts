@@ -12,7 +12,7 @@ import {
   type Tensor,
 } from '@spikeflow/core';
 import { readF32 } from './kernels.js';
-import { arena, inKernel, keep, parallelRows, partsFor, snn, type Arena, type Kept } from './wasm.js';
+import { arena, inKernel, keep, parallelRows, partsFor, scanWork, snn, type Arena, type Kept } from './wasm.js';
 
 /**
  * `spikeflow.integrateFireEligibility` in WebAssembly (assembly/eprop.ts), for backends whose
@@ -326,17 +326,17 @@ interface RowEvents {
 
 /** The non-zero entries of `x [N, C]` at `px` by row, counted and listed by every thread. */
 function rowEvents(a: Arena, px: number, N: number, C: number): RowEvents {
-  const parts = partsFor(N, N * C);
+  const parts = partsFor(N, scanWork(N * C));
   const counts = a.alloc(parts);
   a.commit();
-  parallelRows('countRows', N, (n0, n1, part) => [px, n0, n1, C, counts + 4 * part], N * C);
+  parallelRows('countRows', N, (n0, n1, part) => [px, n0, n1, C, counts + 4 * part], scanWork(N * C));
   const starts = [0];
   for (const k of a.i32(counts, parts)) starts.push(starts.at(-1)! + k);
   const nnz = starts.pop()!;
   // Room for 4 more entries: the listing stores 4 at a time.
   const ev = { ptr: a.alloc(N + 1), cols: a.alloc(nnz + 4), vals: a.alloc(nnz + 4) };
   a.commit();
-  parallelRows('events', N, (n0, n1, part) => [px + 4 * n0 * C, n0, n1, C, ev.ptr, ev.cols, ev.vals, starts[part]!, starts[part + 1] ?? nnz + 4], N * C);
+  parallelRows('events', N, (n0, n1, part) => [px + 4 * n0 * C, n0, n1, C, ev.ptr, ev.cols, ev.vals, starts[part]!, starts[part + 1] ?? nnz + 4], scanWork(N * C));
   return { ...ev, nnz, binary: snn().allOnes(ev.vals, nnz) !== 0 };
 }
 

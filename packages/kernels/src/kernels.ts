@@ -14,7 +14,7 @@ import {
   type LeakyScanOptions,
   type Tensor,
 } from '@spikeflow/core';
-import { activeThreads, arena, inKernel, parallelRows, partsFor, snn, type Arena } from './wasm.js';
+import { activeThreads, arena, inKernel, parallelRows, partsFor, scanWork, snn, type Arena } from './wasm.js';
 
 /**
  * spikeflow's fast SNN kernels for tfjs backends whose tensors live in CPU memory (wasm, cpu).
@@ -167,10 +167,10 @@ interface Counted {
 }
 
 function countIn(a: Arena, px: number, N: number, I: number): Counted {
-  const parts = partsFor(N, N * I);
+  const parts = partsFor(N, scanWork(N * I));
   const at = a.alloc(parts);
   a.commit();
-  parallelRows('countRows', N, (n0, n1, part) => [px, n0, n1, I, at + 4 * part], N * I);
+  parallelRows('countRows', N, (n0, n1, part) => [px, n0, n1, I, at + 4 * part], scanWork(N * I));
   const starts = [0];
   for (const c of a.i32(at, parts)) starts.push(starts.at(-1)! + c);
   return { nnz: starts.pop()!, starts };
@@ -186,7 +186,7 @@ function eventsIn(a: Arena, px: number, N: number, I: number, counted: Counted):
     'events',
     N,
     (n0, n1, part) => [px + 4 * n0 * I, n0, n1, I, ev.ptr, ev.cols, ev.vals, counted.starts[part]!, counted.starts[part + 1] ?? counted.nnz + 4],
-    N * I,
+    scanWork(N * I),
   );
   return { ...ev, binary: snn().allOnes(ev.vals, ev.nnz) !== 0 };
 }

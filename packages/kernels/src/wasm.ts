@@ -821,6 +821,17 @@ export function simdAvailable(): boolean {
 /** Below this much work (about one float operation per unit) a call stays on one thread: waking a worker costs ~40 µs. */
 const MIN_PARALLEL_WORK = 1 << 17;
 
+/**
+ * The `work` of a pass that only scans `elements` values (counting or listing a matrix's non-zero
+ * entries): a compare per value, about a sixteenth of a multiply-add into a row of outputs. Waking a
+ * worker and joining it costs 0.1–0.2 ms on the development machine — more than scanning one
+ * window of FPTT's ten steps (640 rows of 700 inputs) takes — so such scans stay on one thread
+ * until they are 16× the size at which products go parallel.
+ */
+export function scanWork(elements: number): number {
+  return elements / 16;
+}
+
 /** The kernel region that runs now (set by {@link inKernel}), for messages. */
 let region = 'spikeflow kernels';
 
