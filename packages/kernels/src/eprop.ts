@@ -336,7 +336,12 @@ function rowEvents(a: Arena, px: number, N: number, C: number): RowEvents {
   // Room for 4 more entries: the listing stores 4 at a time.
   const ev = { ptr: a.alloc(N + 1), cols: a.alloc(nnz + 4), vals: a.alloc(nnz + 4) };
   a.commit();
-  parallelRows('events', N, (n0, n1, part) => [px + 4 * n0 * C, n0, n1, C, ev.ptr, ev.cols, ev.vals, starts[part]!, starts[part + 1] ?? nnz + 4], scanWork(N * C));
+  parallelRows(
+    'events',
+    N,
+    (n0, n1, part) => [px + 4 * n0 * C, n0, n1, C, ev.ptr, ev.cols, ev.vals, starts[part]!, starts[part + 1] ?? nnz + 4],
+    scanWork(N * C),
+  );
   return { ...ev, nnz, binary: snn().allOnes(ev.vals, nnz) !== 0 };
 }
 
