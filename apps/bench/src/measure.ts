@@ -260,7 +260,8 @@ export async function peakTensorBytes(f: () => void | Promise<void>): Promise<nu
   return Math.max(peak, tf.memory().numBytes);
 }
 
-function median(xs: number[]): number {
+/** The median of `xs` (the mean of the two middle values for an even count). */
+export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import { SpikeflowError, isSpikeflowError, type BackendInfo } from '@spikeflow/core';
 import { lineChart } from '@spikeflow/plot';
-import type { Measurement, RuleChoice, Workload } from './measure.js';
+import { median, type Measurement, type RuleChoice, type Workload } from './measure.js';
 import type { Job } from './worker.js';
 
 export interface BenchOptions {
@@ -133,12 +133,6 @@ function pairing(
   };
   for (const c of rules) refOf(c);
   return { choices, refOf };
-}
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 /** Measures every (rule, T), one process each (`rounds` times, round-robin), and writes the JSON and the plots. */

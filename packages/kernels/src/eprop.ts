@@ -326,22 +326,19 @@ interface RowEvents {
 
 /** The non-zero entries of `x [N, C]` at `px` by row, counted and listed by every thread. */
 function rowEvents(a: Arena, px: number, N: number, C: number): RowEvents {
-  const parts = partsFor(N, scanWork(N * C));
+  // One split for the count and the listing: each thread lists the rows it counted.
+  const work = scanWork(N * C);
+  const parts = partsFor(N, work);
   const counts = a.alloc(parts);
   a.commit();
-  parallelRows('countRows', N, (n0, n1, part) => [px, n0, n1, C, counts + 4 * part], scanWork(N * C));
+  parallelRows('countRows', N, (n0, n1, part) => [px, n0, n1, C, counts + 4 * part], work);
   const starts = [0];
   for (const k of a.i32(counts, parts)) starts.push(starts.at(-1)! + k);
   const nnz = starts.pop()!;
   // Room for 4 more entries: the listing stores 4 at a time.
   const ev = { ptr: a.alloc(N + 1), cols: a.alloc(nnz + 4), vals: a.alloc(nnz + 4) };
   a.commit();
-  parallelRows(
-    'events',
-    N,
-    (n0, n1, part) => [px + 4 * n0 * C, n0, n1, C, ev.ptr, ev.cols, ev.vals, starts[part]!, starts[part + 1] ?? nnz + 4],
-    scanWork(N * C),
-  );
+  parallelRows('events', N, (n0, n1, part) => [px + 4 * n0 * C, n0, n1, C, ev.ptr, ev.cols, ev.vals, starts[part]!, starts[part + 1] ?? nnz + 4], work);
   return { ...ev, nnz, binary: snn().allOnes(ev.vals, nnz) !== 0 };
 }
 

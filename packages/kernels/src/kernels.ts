@@ -164,16 +164,19 @@ function scatter(ev: EventsAt, N: number, w: number, p: Packed, O: number, out: 
 interface Counted {
   readonly nnz: number;
   readonly starts: readonly number[];
+  /** The work the split was chosen for: {@link eventsIn} splits the rows the same way. */
+  readonly work: number;
 }
 
 function countIn(a: Arena, px: number, N: number, I: number): Counted {
-  const parts = partsFor(N, scanWork(N * I));
+  const work = scanWork(N * I);
+  const parts = partsFor(N, work);
   const at = a.alloc(parts);
   a.commit();
-  parallelRows('countRows', N, (n0, n1, part) => [px, n0, n1, I, at + 4 * part], scanWork(N * I));
+  parallelRows('countRows', N, (n0, n1, part) => [px, n0, n1, I, at + 4 * part], work);
   const starts = [0];
   for (const c of a.i32(at, parts)) starts.push(starts.at(-1)! + c);
-  return { nnz: starts.pop()!, starts };
+  return { nnz: starts.pop()!, starts, work };
 }
 
 /** The events of `x [N, I]` at `px` (counted by {@link countIn}), built by every thread. */
@@ -186,7 +189,7 @@ function eventsIn(a: Arena, px: number, N: number, I: number, counted: Counted):
     'events',
     N,
     (n0, n1, part) => [px + 4 * n0 * I, n0, n1, I, ev.ptr, ev.cols, ev.vals, counted.starts[part]!, counted.starts[part + 1] ?? counted.nnz + 4],
-    scanWork(N * I),
+    counted.work,
   );
   return { ...ev, binary: snn().allOnes(ev.vals, ev.nnz) !== 0 };
 }

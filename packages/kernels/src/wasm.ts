@@ -818,7 +818,7 @@ export function simdAvailable(): boolean {
   }
 }
 
-/** Below this much work (about one float operation per unit) a call stays on one thread: waking a worker costs ~40 µs. */
+/** Below this much work (about one float operation per unit) a call stays on one thread: waking a worker and joining it costs 0.04–0.2 ms. */
 const MIN_PARALLEL_WORK = 1 << 17;
 
 /**
