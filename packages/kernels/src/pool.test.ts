@@ -42,11 +42,14 @@ function failure(f: () => unknown): { error: SpikeflowError; ms: number } {
   throw new Error('expected a SpikeflowError, nothing was thrown');
 }
 
-/** `countRows` over `rows` rows of 4 ones, split over every thread (work enough for all of them): each range's count. */
+/**
+ * `countRows` over `rows` rows of 4 ones, split over every thread (work enough for all of them):
+ * each part's count (a chunk of a shared call, or a thread's range while a fault waits).
+ */
 function countEverywhere(rows: number): number[] {
   const a = arena({ rows, width: 4 });
   const px = a.alloc(rows * 4);
-  const out = a.alloc(8);
+  const out = a.alloc(64);
   a.commit()
     .f32(px, rows * 4)
     .fill(1);
@@ -95,14 +98,14 @@ describe("a fault in the kernels' thread pool is contained", () => {
     expect(worker!.done()).toBe(worker!.posted());
     expect(error.code).toBe('KERNEL_FAULT');
     expect(error.message).toMatch(/: the main thread \(of 2\) trapped in 'countRows': RuntimeError: memory access out of bounds/);
-    expect(countEverywhere(64)).toEqual([128, 128]);
+    expect(countEverywhere(64)).toEqual(Array(8).fill(32));
   });
 
   it('a worker that dies: the other workers are joined (a slow one finishes its range) before the call fails', () => {
     process.env['SPIKEFLOW_THREADS'] = '3';
     releaseKernelMemory();
     configureKernelPool({ hangFloorMs: 60_000 });
-    expect(countEverywhere(60)).toEqual([80, 80, 80]);
+    expect(countEverywhere(60)).toEqual([20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20]);
     const workers = workerJobs();
     expect(workers).toHaveLength(2);
     injectKernelFault(1, 'exit');
@@ -110,8 +113,55 @@ describe("a fault in the kernels' thread pool is contained", () => {
     const { error } = failure(() => countEverywhere(60));
     expect(error.message).toMatch(/kernel worker thread 1 \(of 3\) died while running 'countRows'/);
     expect(workers[1]!.done()).toBe(workers[1]!.posted());
-    expect(countEverywhere(60)).toEqual([80, 80, 80]);
+    expect(countEverywhere(60)).toEqual(Array(12).fill(20));
     releaseKernelMemory();
+  });
+});
+
+describe('a shared call (chunks that the threads take in turn)', () => {
+  /** `countEverywhere` over a million rows: each of its 8 chunks takes a worker's wake-up time or more. */
+  const big = () => countEverywhere(1 << 20);
+  const whole = Array(8).fill((4 << 20) / 8);
+
+  it("a worker that wakes late leaves its chunks to the main thread; waking after the call is over, it takes nothing from the next one's", () => {
+    configureKernelPool({ hangFloorMs: 60_000 });
+    expect(countEverywhere(64)).toEqual(Array(8).fill(32));
+    const [worker] = workerJobs();
+    const ran = worker!.chunks();
+    injectKernelFault(1, { lateMs: 300 });
+    // The worker sleeps 300 ms on waking: the main thread takes every chunk and returns.
+    expect(big()).toEqual(whole);
+    expect(worker!.chunks()).toBe(ran);
+    expect(worker!.done()).toBeLessThan(worker!.posted());
+    // A second call while it still sleeps: the main thread alone again.
+    expect(countEverywhere(64)).toEqual(Array(8).fill(32));
+    expect(worker!.chunks()).toBe(ran);
+    // Once awake it found both calls over; the next calls have it back.
+    while (worker!.done() !== worker!.posted()) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+    expect(worker!.chunks()).toBe(ran);
+    for (let i = 0; i < 50 && worker!.chunks() === ran; i++) expect(big()).toEqual(whole);
+    expect(worker!.chunks()).toBeGreaterThan(ran);
+  });
+
+  it('a worker that traps in a chunk: the call fails with KERNEL_FAULT naming it after every chunk is done; the next call is whole', () => {
+    configureKernelPool({ hangFloorMs: 60_000 });
+    const [worker] = workerJobs();
+    const ran = worker!.chunks();
+    injectKernelFault(1, 'chunkTrap');
+    let error: SpikeflowError | undefined;
+    // The fault waits for the worker's next chunk: it fails the first call the worker helps with.
+    for (let i = 0; i < 50 && !error; i++) {
+      try {
+        expect(big()).toEqual(whole);
+      } catch (e) {
+        if (!isSpikeflowError(e)) throw e;
+        error = e;
+      }
+    }
+    expect(worker!.chunks()).toBeGreaterThan(ran);
+    expect(error?.code).toBe('KERNEL_FAULT');
+    expect(error?.message).toMatch(/kernel worker thread 1 \(of 2\) trapped in 'countRows': RuntimeError: memory access out of bounds/);
+    expect(big()).toEqual(whole);
   });
 });
 

@@ -274,7 +274,29 @@ const DEAD = 7;
 /** Test-only fault injection, read before each job and cleared (see {@link injectKernelFault}); 0: none. */
 const FAULT = 8;
 const FAULT_MS = 9;
-const FAULT_CODES = { exit: 1, trap: 2, hang: 3, delay: 4 } as const;
+const FAULT_CODES = { exit: 1, trap: 2, hang: 3, delay: 4, late: 5, chunkTrap: 6 } as const;
+/** Chunks of shared calls this worker has run (test-visible: which threads took part). */
+const CHUNKS = 10;
+/** 1 while the worker runs a chunk of a shared call (a hang names it). */
+const CLAIMED = 11;
+/** KERNEL's value for a shared call: the job is in the team block, taken a chunk at a time. */
+const TEAM_JOB = -1;
+
+// The team block, one per runtime, shared by every thread: a call whose rows are cut into
+// chunks that the threads take in turn (see parallelRows). Int32 words, then each chunk's
+// arguments (float64, ARG_SLOTS each) from byte 64, then each chunk's result.
+/** (call number << 8) | the next chunk to take; the low byte is CLOSED while a call is written. */
+const T_WORD = 0;
+/** The call's chunk count, kernel (index into PARALLEL), argument count and finished chunks. */
+const T_N = 1;
+const T_KERNEL = 2;
+const T_ARGC = 3;
+const T_FIN = 4;
+const CLOSED = 255;
+/** The most chunks of one call (the low byte of T_WORD holds the next, CLOSED above all). */
+const MAX_CHUNKS = 64;
+const ARG_SLOTS = 32;
+const TEAM_BYTES = 64 + MAX_CHUNKS * ARG_SLOTS * 8 + MAX_CHUNKS * 8;
 /**
  * A pointer past the memory (in tests, far below 3.75 GiB): a kernel reading its input there
  * traps, with room for 256 MiB of offsets before the address would wrap around.
@@ -298,6 +320,28 @@ interface Runtime {
   readonly exports: SnnExports;
   readonly memory: WebAssembly.Memory;
   readonly workers: readonly PoolWorker[];
+  /** The team block its workers share (absent on one thread). */
+  readonly team?: Team;
+}
+
+/** Views of a runtime's team block, and the number of its last shared call. */
+interface Team {
+  readonly buffer: SharedArrayBuffer;
+  readonly words: Int32Array;
+  readonly args: Float64Array;
+  readonly results: Float64Array;
+  call: number;
+}
+
+function newTeam(): Team {
+  const buffer = new SharedArrayBuffer(TEAM_BYTES);
+  return {
+    buffer,
+    words: new Int32Array(buffer, 0, 16),
+    args: new Float64Array(buffer, 64, MAX_CHUNKS * ARG_SLOTS),
+    results: new Float64Array(buffer, 64 + MAX_CHUNKS * ARG_SLOTS * 8, MAX_CHUNKS),
+    call: 0,
+  };
 }
 
 type WorkerThreads = typeof import('node:worker_threads');
@@ -463,8 +507,42 @@ let seen = 0;
 for (;;) {
   Atomics.wait(ctl, ${JOB}, seen);
   seen = Atomics.load(ctl, ${JOB});
+  if (Atomics.load(ctl, ${KERNEL}) === ${TEAM_JOB}) {
+    // A shared call: take chunks until none is left (the call may be over already: then none).
+    if (Atomics.load(ctl, ${FAULT}) === ${FAULT_CODES.late}) {
+      Atomics.store(ctl, ${FAULT}, 0);
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Atomics.load(ctl, ${FAULT_MS}));
+    }
+    for (;;) {
+      const word = Atomics.load(tm, ${T_WORD});
+      const i = word & 255;
+      if (i >= Atomics.load(tm, ${T_N})) break;
+      if (Atomics.compareExchange(tm, ${T_WORD}, word, word + 1) !== word) continue;
+      Atomics.store(ctl, ${CLAIMED}, 1);
+      const a = Array.from(targs.subarray(i * ${ARG_SLOTS}, i * ${ARG_SLOTS} + Atomics.load(tm, ${T_ARGC})));
+      if (Atomics.load(ctl, ${FAULT}) === ${FAULT_CODES.chunkTrap}) {
+        Atomics.store(ctl, ${FAULT}, 0);
+        a[0] = ${TRAP_POINTER};
+      }
+      try {
+        tres[i] = ex[names[Atomics.load(tm, ${T_KERNEL})]](...a) ?? 0;
+      } catch (e) {
+        try { post(text(e)); } catch {}
+        Atomics.store(ctl, ${FAILED}, 1);
+      }
+      Atomics.store(ctl, ${CLAIMED}, 0);
+      Atomics.add(ctl, ${CHUNKS}, 1);
+      Atomics.add(tm, ${T_FIN}, 1);
+      Atomics.notify(tm, ${T_FIN});
+    }
+    Atomics.store(ctl, ${DONE}, seen);
+    Atomics.notify(ctl, ${DONE});
+    continue;
+  }
   const a = Array.from(args.subarray(0, Atomics.load(ctl, ${ARGC})));
-  const fault = Atomics.exchange(ctl, ${FAULT}, 0);
+  const pending = Atomics.load(ctl, ${FAULT});
+  // A fault meant for a shared call's chunk waits for one.
+  const fault = pending === ${FAULT_CODES.late} || pending === ${FAULT_CODES.chunkTrap} ? 0 : Atomics.exchange(ctl, ${FAULT}, 0);
   if (fault !== 0) {
     if (fault === ${FAULT_CODES.exit}) exit(70);
     if (fault === ${FAULT_CODES.trap}) a[0] = ${TRAP_POINTER};
@@ -486,6 +564,9 @@ for (;;) {
 const WORKER_PRELUDE = `
 const ctl = new Int32Array(control, 0, 16);
 const args = new Float64Array(control, 64, 32);
+const tm = new Int32Array(team, 0, 16);
+const targs = new Float64Array(team, 64, ${MAX_CHUNKS * ARG_SLOTS});
+const tres = new Float64Array(team, ${64 + MAX_CHUNKS * ARG_SLOTS * 8}, ${MAX_CHUNKS});
 let dead = false;
 const text = (e) => (e && e.stack) || String(e);
 const die = (why) => {
@@ -497,6 +578,7 @@ const die = (why) => {
   Atomics.store(ctl, ${READY}, -1);
   Atomics.notify(ctl, ${DONE});
   Atomics.notify(ctl, ${READY});
+  Atomics.notify(tm, ${T_FIN});
 };
 `;
 
@@ -505,7 +587,7 @@ const die = (why) => {
 // for it (and so cannot receive events). Plain CommonJS, evaluated from a string.
 const WORKER_SOURCE = `
 const { workerData } = require('node:worker_threads');
-const { module, memory, control, names, port } = workerData;
+const { module, memory, control, team, names, port } = workerData;
 const post = (t) => port.postMessage(t);
 const exit = (code) => process.exit(code);
 ${WORKER_PRELUDE}
@@ -527,7 +609,7 @@ ${JOB_LOOP}
 const WEB_WORKER_SOURCE = `
 self.onmessage = (m) => {
   self.onmessage = null;
-  const { module, memory, control, names } = m.data;
+  const { module, memory, control, team, names } = m.data;
   const post = (t) => self.postMessage(String(t));
   const exit = (code) => { die('the worker exited (code ' + code + ')'); self.close(); throw new Error('exit'); };
   ${WORKER_PRELUDE}
@@ -557,7 +639,7 @@ function endOf(w: PoolWorker): string | undefined {
  * (or died, or {@link START_MS} passed). Those that did not start are stopped and the pool runs
  * without them, with one warning that says why.
  */
-function startWorkers(module: WebAssembly.Module, memory: WebAssembly.Memory, count: number): PoolWorker[] {
+function startWorkers(module: WebAssembly.Module, memory: WebAssembly.Memory, team: Team, count: number): PoolWorker[] {
   const wt = workerThreads!;
   const pool: PoolWorker[] = [];
   for (let i = 0; i < count; i++) {
@@ -568,7 +650,7 @@ function startWorkers(module: WebAssembly.Module, memory: WebAssembly.Memory, co
     const worker = new wt.Worker(WORKER_SOURCE, {
       eval: true,
       execArgv: [],
-      workerData: { module, memory, control, names: PARALLEL, port: port2 },
+      workerData: { module, memory, control, team: team.buffer, names: PARALLEL, port: port2 },
       transferList: [port2],
     });
     worker.unref();
@@ -628,7 +710,7 @@ let prepared: WebAssembly.Instance | undefined;
  * through the page's event loop: while the main thread spins in a call it sees a dead worker as
  * hung after the deadline.
  */
-async function startWebWorkers(module: WebAssembly.Module, memory: WebAssembly.Memory, count: number): Promise<PoolWorker[]> {
+async function startWebWorkers(module: WebAssembly.Module, memory: WebAssembly.Memory, team: Team, count: number): Promise<PoolWorker[]> {
   const url = URL.createObjectURL(new Blob([WEB_WORKER_SOURCE], { type: 'text/javascript' }));
   const pool: PoolWorker[] = [];
   const ready: Promise<boolean>[] = [];
@@ -661,7 +743,7 @@ async function startWebWorkers(module: WebAssembly.Module, memory: WebAssembly.M
           };
         }),
       );
-      worker.postMessage({ module, memory, control, names: PARALLEL });
+      worker.postMessage({ module, memory, control, team: team.buffer, names: PARALLEL });
       pool.push(w);
     }
     const ok = await Promise.all(ready);
@@ -702,10 +784,11 @@ export async function prepareKernels(): Promise<boolean> {
       const memory = new WebAssembly.Memory({ initial: 2, maximum: 65536, shared: true });
       const module = await WebAssembly.compile(decode(SNN_SHARED_WASM_BASE64) as BufferSource);
       const instance = await WebAssembly.instantiate(module, { env: { memory } });
-      const workers = await startWebWorkers(module, memory, threads - 1);
+      const team = newTeam();
+      const workers = await startWebWorkers(module, memory, team, threads - 1);
       // A kernel call while the workers started made a one-thread runtime: it stays, these go.
       if (runtime) for (const w of workers) w.stop();
-      else runtime = { exports: instance.exports as unknown as SnnExports, memory, workers };
+      else runtime = { exports: instance.exports as unknown as SnnExports, memory, workers, team };
       return true;
     } catch (e) {
       warnOnce(`spikeflow kernels: no Web Workers on a shared memory here (${e instanceof Error ? e.message : String(e)}); the kernels run on one thread.`);
@@ -731,7 +814,8 @@ function load(threads: number): Runtime {
     }
     if (memory && module) {
       const exports = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as SnnExports;
-      return { exports, memory, workers: startWorkers(module, memory, threads - 1) };
+      const team = newTeam();
+      return { exports, memory, workers: startWorkers(module, memory, team, threads - 1), team };
     }
   }
   // A prepared instance serves once: a released runtime's memory is not handed out again.
@@ -793,14 +877,42 @@ export function snn(): SnnExports {
   return rt().exports;
 }
 
-/** Parts of `rows` split on multiples of `align` over the pool (1 below {@link MIN_PARALLEL_WORK}). */
-function partsIn(r: Runtime, rows: number, work: number, align: number): number {
-  return work < MIN_PARALLEL_WORK ? 1 : Math.min(1 + r.workers.length, Math.ceil(rows / align));
+/**
+ * Chunks per thread of a shared call: a thread that starts late (a worker's wake-up takes 0.1–2 ms
+ * on the development machine) or runs slower leaves its share to the others, to within a chunk.
+ */
+const CHUNKS_PER_THREAD = 4;
+
+/**
+ * Parts of `rows` split on multiples of `align` (1 below {@link MIN_PARALLEL_WORK}): chunks that
+ * the threads take in turn, or, for a call that stages its input range by range (`staged`) or
+ * while a test fault waits for a thread's next job, one range per thread.
+ */
+function partsIn(r: Runtime, rows: number, work: number, align: number, staged: boolean): number {
+  if (work < MIN_PARALLEL_WORK || r.workers.length === 0) return 1;
+  const blocks = Math.ceil(rows / align);
+  if (staged || rangeFault(r)) return Math.min(1 + r.workers.length, blocks);
+  return Math.min(blocks, MAX_CHUNKS, CHUNKS_PER_THREAD * (1 + r.workers.length));
 }
 
-/** How many parts {@link parallelRows} splits `rows` of `work` into (the same for the same arguments). */
+/** Whether a test fault waits for a thread's next job of its own range (see {@link injectKernelFault}). */
+function rangeFault(r: Runtime): boolean {
+  return (
+    mainFault ||
+    r.workers.some((w) => {
+      const f = Atomics.load(w.control, FAULT);
+      return f !== 0 && f !== FAULT_CODES.late && f !== FAULT_CODES.chunkTrap;
+    })
+  );
+}
+
+/**
+ * How many parts {@link parallelRows} splits `rows` of `work` into when it stages nothing (the
+ * same for the same arguments until the pool changes): for a kernel that writes one output per
+ * part (`part` in its arguments).
+ */
 export function partsFor(rows: number, work = Infinity, align = 1): number {
-  return partsIn(rt(), rows, work, align);
+  return partsIn(rt(), rows, work, align, false);
 }
 
 /** Threads the kernels actually run on (1 + the workers that started); starts the pool if it is not running. */
@@ -914,28 +1026,80 @@ function join(jobs: readonly { readonly w: PoolWorker; readonly job: number }[],
     } else if (Atomics.load(ctl, DEAD) !== 0) {
       faults.push({ thread: w.thread, kind: 'died', text: endOf(w) ?? 'no error text' });
     } else {
-      faults.push({
-        thread: w.thread,
-        kind: 'hung',
-        text: `no result and no sign of life ${Math.round(allowed)} ms after the main thread finished its own range in ${mainMs.toFixed(1)} ms (the hang deadline: max(${poolOptions().hangFloorMs} ms, ${poolOptions().hangFactor} × that)); the worker was stopped`,
-      });
+      faults.push({ thread: w.thread, kind: 'hung', text: hungText(allowed, mainMs) });
     }
   }
   return faults;
+}
+
+function hungText(allowed: number, mainMs: number): string {
+  const o = poolOptions();
+  return `no result and no sign of life ${Math.round(allowed)} ms after the main thread finished its own range in ${mainMs.toFixed(1)} ms (the hang deadline: max(${o.hangFloorMs} ms, ${o.hangFactor} × that)); the worker was stopped`;
+}
+
+/**
+ * Waits until every chunk of the shared call is finished (`parts` counted in the team block), a
+ * worker that was asked to help is dead (seen at once), or the hang deadline passes (as
+ * {@link join}'s, from when the main thread took its last chunk); then collects the helpers'
+ * traps. Never throws; returns what went wrong.
+ */
+function joinShared(team: Team, helpers: readonly PoolWorker[], parts: number, mainMs: number): Fault[] {
+  const faults: Fault[] = [];
+  let deadline = -1;
+  let allowed = 0;
+  for (let fin = Atomics.load(team.words, T_FIN); fin < parts; fin = Atomics.load(team.words, T_FIN)) {
+    const dead = helpers.find((w) => Atomics.load(w.control, DEAD) !== 0);
+    if (dead) {
+      faults.push({ thread: dead.thread, kind: 'died', text: endOf(dead) ?? 'no error text' });
+      break;
+    }
+    if (deadline < 0) {
+      const o = poolOptions();
+      allowed = Math.max(o.hangFloorMs, o.hangFactor * mainMs);
+      deadline = performance.now() + allowed;
+    }
+    const left = deadline - performance.now();
+    if (left <= 0) {
+      const holders = helpers.filter((w) => Atomics.load(w.control, CLAIMED) !== 0);
+      for (const w of holders.length > 0 ? holders : helpers) faults.push({ thread: w.thread, kind: 'hung', text: hungText(allowed, mainMs) });
+      break;
+    }
+    waitOn(team.words, T_FIN, fin, left);
+  }
+  for (const w of helpers) {
+    if (Atomics.exchange(w.control, FAILED, 0) !== 0) faults.push({ thread: w.thread, kind: 'trap', text: endOf(w) ?? 'no error text' });
+  }
+  return faults;
+}
+
+/**
+ * Waits until worker `w` has finished every job posted to it (a helper of a shared call may wake
+ * after the call is over, to find nothing left), is dead, or `hangFloorMs` passed: a job of its
+ * own range is posted only to an idle worker, which reads it whole.
+ */
+function awaitIdle(w: PoolWorker): void {
+  const ctl = w.control;
+  const limit = performance.now() + poolOptions().hangFloorMs;
+  for (let done = Atomics.load(ctl, DONE); done !== Atomics.load(ctl, JOB) && done !== -1; done = Atomics.load(ctl, DONE)) {
+    const left = limit - performance.now();
+    if (left <= 0) return;
+    waitOn(ctl, DONE, done, left);
+  }
 }
 
 /** Test-only: the fault the main thread injects into its next range (see {@link injectKernelFault}). */
 let mainFault = false;
 
 /**
- * Runs a row-parallel kernel over rows `[0, rows)`: the workers take a range each and this
- * thread the first, then joins every worker. `args(r0, r1, part)` gives the kernel's arguments
- * for a range; `work` estimates the whole call's cost (small calls run on this thread alone).
- * `stage(r0, r1)`, if given, is called for each range just before its job starts (the workers'
- * first): it may copy that range's input in, so that the workers start while this thread copies
- * its own. Ranges begin at multiples of `align` (blocks of rows whose handling must not depend
- * on where a thread's range begins). Returns each range's result (what the kernel returns; 0 for
- * kernels that return nothing).
+ * Runs a row-parallel kernel over rows `[0, rows)`, cut into {@link partsFor} parts: chunks that
+ * every thread takes in turn ({@link sharedRows}), or, with `stage`, one range per thread — the
+ * workers take a range each and this thread the first, then it joins every worker.
+ * `args(r0, r1, part)` gives the kernel's arguments for a part; `work` estimates the whole call's
+ * cost (small calls run on this thread alone). `stage(r0, r1)`, if given, is called for each range
+ * just before its job starts (the workers' first): it may copy that range's input in, so that the
+ * workers start while this thread copies its own. Parts begin at multiples of `align` (blocks of
+ * rows whose handling must not depend on where a part begins). Returns each part's result (what
+ * the kernel returns; 0 for kernels that return nothing).
  *
  * A trap (on any thread), a worker's death or a hang fails the call with `KERNEL_FAULT` after
  * every worker was joined (a hung one stopped), and discards the runtime: memory, instance and
@@ -951,7 +1115,9 @@ export function parallelRows(
 ): number[] {
   const r = rt();
   const fn = r.exports[kernel] as (...a: number[]) => number | undefined;
-  const parts = partsIn(r, rows, work, align);
+  const shared = stage === undefined && !rangeFault(r);
+  const parts = partsIn(r, rows, work, align, !shared);
+  if (parts > 1 && shared) return sharedRows(r, kernel, fn, rows, args, parts, align);
   if (parts <= 1) {
     stage?.(0, rows);
     const a = args(0, rows, 0);
@@ -973,6 +1139,7 @@ export function parallelRows(
   try {
     for (let i = 1; i < parts; i++) {
       const w = r.workers[i - 1]!;
+      awaitIdle(w);
       stage?.(bound(i), bound(i + 1));
       const a = args(bound(i), bound(i + 1), i);
       w.args.set(a);
@@ -1007,6 +1174,74 @@ export function parallelRows(
   return results;
 }
 
+/**
+ * A call cut into `parts` chunks that every thread takes in turn from the team block, the main
+ * thread too (it starts at once, while the workers wake): whoever is free takes the next chunk,
+ * so a worker that wakes late, or runs slower, holds the call up by at most the chunk it took.
+ * The chunks' arguments are written before the call opens; a worker that wakes after the call is
+ * over finds nothing to take (the call number is part of the word it takes chunks from). Results
+ * do not depend on who ran which chunk (each writes its own rows). Faults as {@link parallelRows}.
+ */
+function sharedRows(
+  r: Runtime,
+  kernel: Parallel,
+  fn: (...a: number[]) => number | undefined,
+  rows: number,
+  args: (r0: number, r1: number, part: number) => number[],
+  parts: number,
+  align: number,
+): number[] {
+  const team = r.team!;
+  const words = team.words;
+  const blocks = Math.ceil(rows / align);
+  const bound = (i: number) => (i === parts ? rows : Math.min(rows, Math.floor((i * blocks) / parts) * align));
+  team.call = (team.call % 0x7f_ffff) + 1;
+  const open = team.call << 8;
+  // Closed while it is written: a worker still looking for the last call's chunks takes none.
+  Atomics.store(words, T_WORD, open | CLOSED);
+  // (Should an argument throw, nothing is posted: no worker takes a chunk of a closed call.)
+  const all: number[][] = [];
+  for (let i = 0; i < parts; i++) {
+    const a = args(bound(i), bound(i + 1), i);
+    team.args.set(a, i * ARG_SLOTS);
+    all.push(a);
+  }
+  let error: unknown;
+  Atomics.store(words, T_N, parts);
+  Atomics.store(words, T_KERNEL, KERNEL_INDEX.get(kernel)!);
+  Atomics.store(words, T_ARGC, all[0]!.length);
+  Atomics.store(words, T_FIN, 0);
+  Atomics.store(words, T_WORD, open);
+  const helpers = r.workers.slice(0, parts - 1);
+  for (const w of helpers) {
+    Atomics.store(w.control, KERNEL, TEAM_JOB);
+    Atomics.store(w.control, JOB, (Atomics.load(w.control, JOB) % 0x3fff_ffff) + 1);
+    Atomics.notify(w.control, JOB);
+  }
+  let mainMs = 0;
+  for (;;) {
+    const word = Atomics.load(words, T_WORD);
+    const i = word & 0xff;
+    if (i >= parts) break;
+    if (Atomics.compareExchange(words, T_WORD, word, word + 1) !== word) continue;
+    // After a trap the main thread runs nothing more, but still counts what it takes.
+    if (error === undefined) {
+      const t0 = performance.now();
+      try {
+        team.results[i] = fn(...all[i]!) ?? 0;
+      } catch (e) {
+        error = e;
+      }
+      mainMs += performance.now() - t0;
+    }
+    Atomics.add(words, T_FIN, 1);
+  }
+  const faults = joinShared(team, helpers, parts, mainMs);
+  if (error !== undefined) faults.unshift({ thread: 0, kind: 'trap', text: error instanceof Error ? (error.stack ?? error.message) : String(error) });
+  if (faults.length > 0) throw faultError(r, kernel, faults, error);
+  return Array.from(team.results.subarray(0, parts));
+}
+
 function injectedTrap(): number {
   mainFault = false;
   return TRAP_POINTER;
@@ -1017,9 +1252,17 @@ function injectedTrap(): number {
  * which supports `trap` only; 1…: a worker) fail at its next job. `exit`: the worker exits
  * (`process.exit(70)`); `trap`: the kernel runs with an input pointer past the memory and traps;
  * `hang`: the worker spins forever; `{ delayMs }`: the worker sleeps that long, then runs the job
- * normally. Each worker reads its word once per job.
+ * normally. Each worker reads its word once per job; while one of these waits, calls give each
+ * thread one range (as staged calls do), so that the fault's job is the worker's own.
+ *
+ * For shared calls (chunks taken in turn): `{ lateMs }`: the worker sleeps that long when it
+ * wakes for its next shared call, then looks for chunks (a late wake-up); `chunkTrap`: the next
+ * chunk the worker takes runs with the pointer past the memory.
  */
-export function injectKernelFault(thread: number, fault: 'exit' | 'trap' | 'hang' | { readonly delayMs: number }): void {
+export function injectKernelFault(
+  thread: number,
+  fault: 'exit' | 'trap' | 'hang' | 'chunkTrap' | { readonly delayMs: number } | { readonly lateMs: number },
+): void {
   if (thread === 0) {
     if (fault !== 'trap') throw new SpikeflowError('CONFIG_INVALID', 'injectKernelFault: the main thread supports only trap');
     mainFault = true;
@@ -1027,13 +1270,20 @@ export function injectKernelFault(thread: number, fault: 'exit' | 'trap' | 'hang
   }
   const w = rt().workers[thread - 1];
   if (!w) throw new SpikeflowError('CONFIG_INVALID', `injectKernelFault: no worker thread ${thread} (the pool has ${rt().workers.length})`);
-  if (typeof fault === 'object') Atomics.store(w.control, FAULT_MS, fault.delayMs);
-  Atomics.store(w.control, FAULT, FAULT_CODES[typeof fault === 'object' ? 'delay' : fault]);
+  if (typeof fault === 'object') Atomics.store(w.control, FAULT_MS, 'delayMs' in fault ? fault.delayMs : fault.lateMs);
+  Atomics.store(w.control, FAULT, FAULT_CODES[typeof fault === 'object' ? ('delayMs' in fault ? 'delay' : 'late') : fault]);
 }
 
-/** Test-only: each worker's posted and finished job numbers now (to check that a failed call joined them). */
-export function workerJobs(): { readonly posted: () => number; readonly done: () => number }[] {
-  return rt().workers.map((w) => ({ posted: () => Atomics.load(w.control, JOB), done: () => Atomics.load(w.control, DONE) }));
+/**
+ * Test-only: each worker's posted and finished job numbers now (to check that a failed call
+ * joined them), and how many chunks of shared calls it has run.
+ */
+export function workerJobs(): { readonly posted: () => number; readonly done: () => number; readonly chunks: () => number }[] {
+  return rt().workers.map((w) => ({
+    posted: () => Atomics.load(w.control, JOB),
+    done: () => Atomics.load(w.control, DONE),
+    chunks: () => Atomics.load(w.control, CHUNKS),
+  }));
 }
 
 /** Where scratch begins: the module's own static data lies below. */
