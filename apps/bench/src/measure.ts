@@ -317,7 +317,14 @@ export async function measure(registry: Registry, choice: RuleChoice | LearningR
   const iterate = async (): Promise<void> => {
     // As the trainer runs an update (dropout masks and batch statistics, where a model has them).
     const r = net.training(w.batch, iteration++, () =>
-      rule.update({ inputs, targets }, state, { network: net, loss, apply: (g) => optimizer.apply(g), optimizer: opt, asyncReads: true }),
+      rule.update({ inputs, targets }, state, {
+        network: net,
+        loss,
+        apply: (g) => optimizer.apply(g),
+        applyAnchored: (g, a) => optimizer.applyAnchored(g, a),
+        optimizer: opt,
+        asyncReads: true,
+      }),
     );
     if (r.state !== state) disposeTree(state, r.state);
     state = r.state;

@@ -291,7 +291,13 @@ async function train(): Promise<void> {
     let samples = 0;
     while (running && s.iteration < limit) {
       const b = s.task.batch(s.settings.batch, s.iteration);
-      const r = s.rule.update(b, s.state as never, { network: s.net, loss: s.loss, apply: (g) => s.optimizer.apply(g), optimizer: s.optimizer.optimizer });
+      const r = s.rule.update(b, s.state as never, {
+        network: s.net,
+        loss: s.loss,
+        apply: (g) => s.optimizer.apply(g),
+        applyAnchored: (g, a) => s.optimizer.applyAnchored(g, a),
+        optimizer: s.optimizer.optimizer,
+      });
       disposeTree([b.inputs, b.targets]);
       if (r.state !== s.state) disposeTree(s.state as never, r.state);
       s.state = r.state;

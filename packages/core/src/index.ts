@@ -55,6 +55,7 @@ export {
   AdamMoments,
   FpttPull,
   FpttAnchor,
+  FpttAdamStep,
   SpikeTiming,
   LtcStep,
   ltcStepReference,
@@ -81,8 +82,16 @@ export type {
   LtcStepParams,
   LtcStepState,
 } from './kernels.js';
-export { adamMomentsReference, fpttPullReference, fpttAnchorReference, checkSameShapes } from './updates.js';
-export type { AdamMomentsParams, AdamMomentsResult, FpttPullParams, FpttAnchorParams, FpttAnchorResult } from './updates.js';
+export { adamMomentsReference, fpttPullReference, fpttAnchorReference, fpttAdamStepReference, checkSameShapes } from './updates.js';
+export type {
+  AdamMomentsParams,
+  AdamMomentsResult,
+  FpttPullParams,
+  FpttAnchorParams,
+  FpttAnchorResult,
+  FpttAdamStepParams,
+  FpttAdamStepResult,
+} from './updates.js';
 export { checkEligibilitySpec, checkEligibilityWindow, checkEligibilitySignals, eligibilityOrder, integrateFireEligibilityReference } from './eligibility.js';
 export type { EligibilitySpec, EligibilityTraces, EligibilityGradient, EligibilityWindow } from './eligibility.js';
 export { resolveModel, isDenseModel, hasDropout } from './model.js';
@@ -150,6 +159,8 @@ export {
 } from './optim.js';
 export type {
   GradientTransformation,
+  FusableStep,
+  AnchoredStep,
   UpdateContext,
   OptimizerRunnerOptions,
   Optimizer,

@@ -72,7 +72,7 @@ describe('kernels', () => {
     const e = errorOf(() => table.register({ kernel: 'spikeflow.conv' as KernelName, backend: 'cpu', impl: fast }));
     expect(e.code).toBe('UNKNOWN_NAME');
     expect(e.message).toBe(
-      "kernel 'spikeflow.conv' is not a spikeflow kernel (known: spikeflow.dense, spikeflow.eventDense, spikeflow.eventConv2d, spikeflow.maxPool, spikeflow.integrateFireSequence, spikeflow.leakyScan, spikeflow.integrateFireLayer, spikeflow.leakyReadout, spikeflow.outerSum, spikeflow.integrateFireEligibility, spikeflow.decayedSum, spikeflow.adamMoments, spikeflow.fpttPull, spikeflow.fpttAnchor, spikeflow.spikeTimingSequence, spikeflow.ltcStep)",
+      "kernel 'spikeflow.conv' is not a spikeflow kernel (known: spikeflow.dense, spikeflow.eventDense, spikeflow.eventConv2d, spikeflow.maxPool, spikeflow.integrateFireSequence, spikeflow.leakyScan, spikeflow.integrateFireLayer, spikeflow.leakyReadout, spikeflow.outerSum, spikeflow.integrateFireEligibility, spikeflow.decayedSum, spikeflow.adamMoments, spikeflow.fpttPull, spikeflow.fpttAnchor, spikeflow.fpttAdamStep, spikeflow.spikeTimingSequence, spikeflow.ltcStep)",
     );
     expect(table.has('spikeflow.conv' as KernelName, 'cpu')).toBe(false);
   });

@@ -8,11 +8,14 @@ import { integrateFireEligibilityReference, type EligibilitySpec, type Eligibili
 import {
   adamMomentsReference,
   fpttAnchorReference,
+  fpttAdamStepReference,
   fpttPullReference,
   type AdamMomentsParams,
   type AdamMomentsResult,
   type FpttAnchorParams,
   type FpttAnchorResult,
+  type FpttAdamStepParams,
+  type FpttAdamStepResult,
   type FpttPullParams,
 } from './updates.js';
 
@@ -285,6 +288,22 @@ export interface KernelSignatures {
    */
   'spikeflow.fpttAnchor': (w: Tensor, wbar: Tensor, lambda: Tensor, p: FpttAnchorParams) => FpttAnchorResult;
   /**
+   * FPTT's whole update of one parameter in the dual form with Adam as the optimizer (see
+   * {@link fpttAdamStepReference}): pull, Adam's step with the learning rate, and the anchor at the
+   * new weights → the new W, W̄, λ and moments. What an optimizer runner applies for FPTT when its
+   * optimizer is Adam with a learning rate alone (`OptimizerRunner.applyAnchored`). Used
+   * outside the gradient tape (no gradient).
+   */
+  'spikeflow.fpttAdamStep': (
+    g: Tensor | undefined,
+    w: Tensor,
+    wbar: Tensor,
+    lambda: Tensor,
+    mu: Tensor,
+    nu: Tensor,
+    p: FpttAdamStepParams,
+  ) => FpttAdamStepResult;
+  /**
    * TSSL-BP's neurons over a whole sequence of input currents `x [T, B, H]`: their PSPs, whose
    * gradient is the authors' backward pass (see {@link spikeTimingSequence}), and the spikes,
    * membrane and Δu as values.
@@ -327,6 +346,7 @@ export const DecayedSum = 'spikeflow.decayedSum' satisfies KernelName;
 export const AdamMoments = 'spikeflow.adamMoments' satisfies KernelName;
 export const FpttPull = 'spikeflow.fpttPull' satisfies KernelName;
 export const FpttAnchor = 'spikeflow.fpttAnchor' satisfies KernelName;
+export const FpttAdamStep = 'spikeflow.fpttAdamStep' satisfies KernelName;
 export const SpikeTiming = 'spikeflow.spikeTimingSequence' satisfies KernelName;
 export const LtcStep = 'spikeflow.ltcStep' satisfies KernelName;
 
@@ -545,6 +565,7 @@ export const nonDifferentiableKernels: ReadonlySet<KernelName> = new Set<KernelN
   'spikeflow.adamMoments',
   'spikeflow.fpttPull',
   'spikeflow.fpttAnchor',
+  'spikeflow.fpttAdamStep',
 ]);
 
 /**
@@ -568,6 +589,7 @@ export const referenceKernels: { readonly [K in KernelName]: KernelSignatures[K]
   'spikeflow.adamMoments': adamMomentsReference,
   'spikeflow.fpttPull': fpttPullReference,
   'spikeflow.fpttAnchor': fpttAnchorReference,
+  'spikeflow.fpttAdamStep': fpttAdamStepReference,
   'spikeflow.spikeTimingSequence': spikeTimingSequence,
   'spikeflow.ltcStep': ltcStepReference,
 };

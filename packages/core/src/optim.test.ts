@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { tf, type NamedTensorMap, type Variable } from './tf.js';
+import { tf, type NamedTensorMap, type Tensor, type Variable } from './tf.js';
+import { fpttAnchorReference, fpttPullReference } from './updates.js';
 import {
   OptimizerRunner,
   adam,
@@ -393,6 +394,66 @@ describe('OptimizerRunner', () => {
     expect(Array.from(w.dataSync())).toEqual([1, 2]);
     r.dispose();
     disposeTree([w, g]);
+  });
+
+  it("applyAnchored (FPTT's dual update with Adam's step in one kernel per parameter): the same weights, anchor, multipliers and optimizer state, bit for bit, as pull → apply → anchor on the references, a parameter without gradient included", () => {
+    const bits = (t: Tensor) => Array.from(new Uint32Array(Float32Array.from(t.dataSync() as Float32Array).buffer));
+    const run = (fused: boolean) => {
+      const params = { w: tf.tidy(() => tf.variable(tf.tensor2d([1, -2, 0.5, 3], [2, 2]))), b: tf.tidy(() => tf.variable(tf.tensor1d([0.1, -0.1]))) };
+      const r = new OptimizerRunner(adam({ lr: cosineSchedule(0.05, 3) }), params);
+      let wbar: NamedTensorMap = { w: params.w.clone(), b: params.b.clone() };
+      let lambda: NamedTensorMap = { w: tf.zeros([2, 2]), b: tf.zeros([2]) };
+      for (let i = 0; i < 4; i++) {
+        // b has a gradient every other update only.
+        const grads: NamedTensorMap = tf.tidy(() => ({ w: tf.sin(params.w), ...(i % 2 === 0 ? { b: tf.cos(params.b) } : {}) }));
+        let next: { wbar: NamedTensorMap; lambda: NamedTensorMap };
+        if (fused) {
+          next = r.applyAnchored(grads, { wbar, lambda, alpha: 0.1, beta: 0.5 })!;
+        } else {
+          const pulled = Object.fromEntries(
+            Object.entries(params).map(([k, w]) => [k, fpttPullReference(grads[k], w, wbar[k]!, lambda[k]!, { alpha: 0.1, shiftScale: 1 })]),
+          );
+          r.apply(pulled);
+          disposeTree(pulled);
+          const moved = Object.fromEntries(
+            Object.entries(params).map(([k, w]) => [k, fpttAnchorReference(w, wbar[k]!, lambda[k]!, { alpha: 0.1, beta: 0.5 })]),
+          );
+          next = {
+            wbar: Object.fromEntries(Object.entries(moved).map(([k, m]) => [k, m.wbar])),
+            lambda: Object.fromEntries(Object.entries(moved).map(([k, m]) => [k, m.lambda])),
+          };
+        }
+        disposeTree([grads, wbar, lambda]);
+        ({ wbar, lambda } = next);
+      }
+      const out = {
+        leaves: [params.w, params.b, wbar['w']!, wbar['b']!, lambda['w']!, lambda['b']!, ...treeLeaves(r.state)].map(bits),
+        state: JSON.stringify(r.state, (_k, v) => (v instanceof tf.Tensor ? v.shape : v)),
+        steps: r.steps,
+      };
+      r.dispose();
+      disposeTree([params, wbar, lambda]);
+      return out;
+    };
+    const tensors = tf.memory().numTensors;
+    expect(run(true)).toEqual(run(false));
+    expect(tf.memory().numTensors).toBe(tensors);
+  });
+
+  it('applyAnchored does nothing and returns undefined for an optimizer other than Adam with a learning rate alone', () => {
+    for (const opt of [adam({ clipNorm: 1 }), adamw(), adamax(), sgd({ momentum: 0.9 }), chain(scaleByLearningRate(constantSchedule(0.1)))]) {
+      const w = tf.tidy(() => tf.variable(tf.tensor1d([1, 2])));
+      const r = new OptimizerRunner(opt, { w });
+      const state = r.state;
+      const anchor = { wbar: { w: tf.ones([2]) }, lambda: { w: tf.zeros([2]) }, alpha: 0.1, beta: 0.5 };
+      const g = tf.ones([2]);
+      expect(r.applyAnchored({ w: g }, anchor), opt.name).toBeUndefined();
+      expect(r.steps).toBe(0);
+      expect(r.state).toBe(state);
+      expect(Array.from(w.dataSync())).toEqual([1, 2]);
+      r.dispose();
+      disposeTree([w, g, anchor.wbar, anchor.lambda]);
+    }
   });
 
   it('resumes exactly from a copy of its state and step count', () => {

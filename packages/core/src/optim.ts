@@ -3,7 +3,7 @@ import type { ParamMap } from './params.js';
 import { disposeTree, keepTree, tidy, type TensorTree } from './state.js';
 import { configError, didYouMean, expectObject, parseSchema, type Schema } from './validate.js';
 import { SpikeflowError } from './errors.js';
-import { AdamMoments, referenceKernels, type KernelTable } from './kernels.js';
+import { AdamMoments, FpttAdamStep, referenceKernels, type KernelTable } from './kernels.js';
 
 /**
  * A gradient transformation (after optax): `init` makes its state from the parameters, `update`
@@ -15,7 +15,19 @@ export interface GradientTransformation<S extends TensorTree = TensorTree> {
   init(params: Readonly<Record<string, Tensor>>): S;
   /** Must not dispose `grads` or `state`; returns fresh tensors. */
   update(grads: NamedTensorMap, state: S, params: Readonly<Record<string, Tensor>>, context?: UpdateContext): { updates: NamedTensorMap; state: S };
+  /**
+   * What the transformation is, for a runner that runs a known chain as one kernel per parameter
+   * ({@link OptimizerRunner.applyAnchored}); absent: run it as it is.
+   */
+  readonly fusable?: FusableStep;
 }
+
+/** The transformations a runner may fuse: a chain of them, Adam's moments, a learning rate. */
+export type FusableStep =
+  | { readonly kind: 'chain'; readonly parts: readonly GradientTransformation[] }
+  | { readonly kind: 'adam'; readonly beta1: number; readonly beta2: number; readonly eps: number }
+  /** The learning rate of the next update and the state after it (the transformation's own state in, as its `update` takes it). */
+  | { readonly kind: 'learningRate'; readonly next: (state: TensorTree) => { lr: number; state: TensorTree } };
 
 /** What an update may use besides gradients, state and parameters. */
 export interface UpdateContext {
@@ -40,6 +52,7 @@ const zerosLikeParams = (params: Readonly<Record<string, Tensor>>): Record<strin
 export function chain(...ts: GradientTransformation[]): GradientTransformation<TensorTree[]> {
   return {
     name: ts.map((t) => t.name).join('+'),
+    fusable: { kind: 'chain', parts: ts },
     init: (params) => ts.map((t) => t.init(params)),
     update(grads, state, params, context) {
       let g = grads;
@@ -59,7 +72,12 @@ export function chain(...ts: GradientTransformation[]): GradientTransformation<T
 
 /** Scales every gradient by `-lr` (or any factor). */
 export function scale(factor: number): GradientTransformation<null> {
-  return { name: `scale(${factor})`, init: () => null, update: (g, s) => ({ updates: mapGrads(g, (t) => tf.mul(t, factor)), state: s }) };
+  return {
+    name: `scale(${factor})`,
+    fusable: { kind: 'learningRate', next: (state) => ({ lr: -factor, state }) },
+    init: () => null,
+    update: (g, s) => ({ updates: mapGrads(g, (t) => tf.mul(t, factor)), state: s }),
+  };
 }
 
 /** A learning rate as a function of the update count (0 for the first update). */
@@ -126,21 +144,22 @@ export type LrState = { count: number; span?: ScheduleSpan };
 export function scaleByLearningRate(schedule: Schedule): GradientTransformation<LrState> {
   return {
     name: 'scaleByLearningRate',
+    fusable: { kind: 'learningRate', next: (state) => nextRate(schedule, state as LrState) },
     init: () => ({ count: 0 }),
     update: (g, s) => {
-      let lr: number;
-      let span = s.span;
-      if (isDecay(schedule)) {
-        // The first update anchors the span; a state from another run length is re-anchored here.
-        span ??= { from: 0, phase: 0, steps: schedule.decaySteps };
-        if (span.steps !== schedule.decaySteps) span = { from: s.count, phase: phaseAt(span, s.count, schedule.end), steps: schedule.decaySteps };
-        lr = schedule.atPhase(phaseAt(span, s.count, schedule.end));
-      } else {
-        lr = schedule(s.count);
-      }
-      return { updates: mapGrads(g, (t) => tf.mul(t, -lr)), state: span ? { count: s.count + 1, span } : { count: s.count + 1 } };
+      const { lr, state } = nextRate(schedule, s);
+      return { updates: mapGrads(g, (t) => tf.mul(t, -lr)), state };
     },
   };
+}
+
+/** The learning rate of the update after state `s`, and the state after that update. */
+function nextRate(schedule: Schedule, s: LrState): { lr: number; state: LrState } {
+  if (!isDecay(schedule)) return { lr: schedule(s.count), state: s.span ? { count: s.count + 1, span: s.span } : { count: s.count + 1 } };
+  // The first update anchors the span; a state from another run length is re-anchored here.
+  let span = s.span ?? { from: 0, phase: 0, steps: schedule.decaySteps };
+  if (span.steps !== schedule.decaySteps) span = { from: s.count, phase: phaseAt(span, s.count, schedule.end), steps: schedule.decaySteps };
+  return { lr: schedule.atPhase(phaseAt(span, s.count, schedule.end)), state: { count: s.count + 1, span } };
 }
 
 /** Rescales all gradients together so their global L2 norm is at most `maxNorm`. */
@@ -208,6 +227,7 @@ export type AdamState = { count: number; mu: Record<string, Tensor>; nu: Record<
 export function scaleByAdam({ beta1 = 0.9, beta2 = 0.999, eps = 1e-8 } = {}): GradientTransformation<AdamState> {
   return {
     name: 'scaleByAdam',
+    fusable: { kind: 'adam', beta1, beta2, eps },
     init: (params) => ({ count: 0, mu: zerosLikeParams(params), nu: zerosLikeParams(params) }),
     update(g, s, _params, context) {
       const count = s.count + 1;
@@ -427,6 +447,34 @@ export function optimizerFromSpec(spec: unknown, path = 'optimizer', entries: re
   return entry.create(parseSchema(entry.schema, rest, path), path);
 }
 
+/**
+ * FPTT's update in the dual form around one optimizer step (see `@spikeflow/rule-fptt`): per
+ * parameter, the anchor W̄ and multipliers λ, and the pull's α and the anchor's β.
+ */
+export interface AnchoredStep {
+  readonly wbar: NamedTensorMap;
+  readonly lambda: NamedTensorMap;
+  readonly alpha: number;
+  readonly beta: number;
+}
+
+/** Adam's hyper-parameters and the learning rate's transformation, where an optimizer is exactly those two. */
+interface AdamWithRate {
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly eps: number;
+  readonly rate: (state: TensorTree) => { lr: number; state: TensorTree };
+}
+
+/** `optimizer` as Adam's moments followed by a learning rate and nothing else (no clipping, decay or clamp), or undefined. */
+function adamWithRate(optimizer: Optimizer): AdamWithRate | undefined {
+  const f = optimizer.fusable;
+  if (f?.kind !== 'chain' || f.parts.length !== 2) return undefined;
+  const [adam, rate] = f.parts.map((t) => t.fusable);
+  if (adam?.kind !== 'adam' || rate?.kind !== 'learningRate') return undefined;
+  return { beta1: adam.beta1, beta2: adam.beta2, eps: adam.eps, rate: rate.next };
+}
+
 /** How an {@link OptimizerRunner} starts. */
 export interface OptimizerRunnerOptions {
   /** A checkpointed state to go on from (the runner takes ownership of its tensors); default: the optimizer's `init`. */
@@ -478,6 +526,46 @@ export class OptimizerRunner {
     disposeTree(old, next);
     this.#state = next;
     this.#steps++;
+  }
+
+  /**
+   * One FPTT update in the dual form fused with the optimizer's step, where the optimizer is Adam
+   * followed by a learning rate and nothing else: per parameter one `spikeflow.fpttAdamStep` (the
+   * loss gradient pulled towards the anchor, Adam's step, the anchor moved at the new weights; one
+   * pass over the parameter's memory where the backend has it fast), the same bits as pulling,
+   * {@link apply} and moving the anchor one after another. Counts as one update. Returns the new
+   * W̄ and λ (the caller's; `anchor`'s own are left alone), or `undefined` — nothing applied — for
+   * any other optimizer: the rule then does those three steps itself.
+   */
+  applyAnchored(grads: NamedTensorMap, anchor: AnchoredStep): { wbar: NamedTensorMap; lambda: NamedTensorMap } | undefined {
+    const fused = adamWithRate(this.optimizer);
+    if (!fused) return undefined;
+    for (const k of Object.keys(grads)) {
+      if (!(k in this.params)) throw new SpikeflowError('UNKNOWN_NAME', `optimizer: gradient for unknown parameter '${k}'`);
+    }
+    const [adamState, rateState] = this.#state as [AdamState, TensorTree];
+    const step = this.#context.kernels?.get(FpttAdamStep) ?? referenceKernels[FpttAdamStep];
+    const count = adamState.count + 1;
+    const { lr, state: rateNext } = fused.rate(rateState);
+    const mu: Record<string, Tensor> = {};
+    const nu: Record<string, Tensor> = {};
+    const wbar: NamedTensorMap = {};
+    const lambda: NamedTensorMap = {};
+    const p = { beta1: fused.beta1, beta2: fused.beta2, eps: fused.eps, count, lr, alpha: anchor.alpha, beta: anchor.beta };
+    for (const [k, param] of Object.entries(this.params)) {
+      const r = step(grads[k], param, anchor.wbar[k]!, anchor.lambda[k]!, adamState.mu[k]!, adamState.nu[k]!, p);
+      param.assign(r.w);
+      r.w.dispose();
+      mu[k] = r.mu;
+      nu[k] = r.nu;
+      wbar[k] = r.wbar;
+      lambda[k] = r.lambda;
+    }
+    const old = this.#state;
+    this.#state = [{ count, mu, nu }, rateNext];
+    disposeTree(old, this.#state);
+    this.#steps++;
+    return { wbar, lambda };
   }
 
   dispose(): void {

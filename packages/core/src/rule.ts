@@ -2,7 +2,7 @@ import { tf, type NamedTensorMap, type Scalar, type Tensor } from './tf.js';
 import type { Network } from './network.js';
 import type { SynapseFn } from './step.js';
 import type { TemporalLoss } from './losses.js';
-import type { Optimizer } from './optim.js';
+import type { AnchoredStep, Optimizer, OptimizerRunner } from './optim.js';
 import type { TensorTree } from './state.js';
 import type { Schema, SchemaValues } from './validate.js';
 import type { StepInput } from './steps.js';
@@ -31,6 +31,13 @@ export interface RuleContext {
    * caller keeps ownership of `grads`. Online rules call it in the middle of a sequence.
    */
   apply(grads: NamedTensorMap): void;
+  /**
+   * FPTT's update in the dual form fused with the optimizer's step ({@link OptimizerRunner.applyAnchored}):
+   * the new anchor and multipliers, or `undefined` (nothing applied) where the optimizer is not
+   * Adam with a learning rate alone — or where the context has no such method: the rule then
+   * pulls its gradients, calls {@link apply} and moves its anchor itself. Optional.
+   */
+  applyAnchored?(grads: NamedTensorMap, anchor: AnchoredStep): { wbar: NamedTensorMap; lambda: NamedTensorMap } | undefined;
   /**
    * Called once per step, in order, with the readout y_t of the forward pass that produced the
    * loss (metrics such as accuracy accumulate from it). The tensor is the rule's: read or combine

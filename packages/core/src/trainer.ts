@@ -298,6 +298,7 @@ export class Trainer {
           network,
           loss,
           apply: (g) => this.#optimizer.apply(g),
+          applyAnchored: (g, anchor) => this.#optimizer.applyAnchored(g, anchor),
           optimizer: this.parts.optimizer,
           asyncReads: true,
           observe: labels

@@ -104,3 +104,43 @@ export function fpttAnchorReference(w: Tensor, wbar: Tensor, lambda: Tensor, p: 
     return { wbar: tf.sub(tf.add(tf.mul(1 - p.beta, wbar), tf.mul(p.beta, w)), tf.mul(p.beta / p.alpha, next)), lambda: next };
   });
 }
+
+/** The hyper-parameters of FPTT's whole update of one parameter with Adam (`spikeflow.fpttAdamStep`). */
+export interface FpttAdamStepParams extends AdamMomentsParams, FpttAnchorParams {
+  /** The learning rate of this update (the step is `−lr` times Adam's direction). */
+  readonly lr: number;
+}
+
+/** What `spikeflow.fpttAdamStep` returns: the new weights, anchor, multipliers and moments. */
+export interface FpttAdamStepResult extends FpttAnchorResult {
+  readonly w: Tensor;
+  readonly mu: Tensor;
+  readonly nu: Tensor;
+}
+
+/**
+ * FPTT's update of one parameter in the dual form, with Adam and a learning rate as the
+ * optimizer: the regularised gradient ({@link fpttPullReference}, σ = 1), Adam's moments and
+ * direction ({@link adamMomentsReference}), the step `W + u·(−lr)`, and the anchor at the new
+ * weights ({@link fpttAnchorReference}) — the float32 ops of those references in that order, so
+ * the same bits as running them one after another (as an optimizer chain `scaleByAdam`, then the
+ * learning rate, would).
+ */
+export function fpttAdamStepReference(
+  g: Tensor | undefined,
+  w: Tensor,
+  wbar: Tensor,
+  lambda: Tensor,
+  mu: Tensor,
+  nu: Tensor,
+  p: FpttAdamStepParams,
+): FpttAdamStepResult {
+  checkSameShapes('spikeflow.fpttAdamStep', { w, g, wbar, lambda, mu, nu });
+  return tf.tidy(() => {
+    const pulled = fpttPullReference(g, w, wbar, lambda, { alpha: p.alpha, shiftScale: 1 });
+    const adam = adamMomentsReference(pulled, mu, nu, p);
+    const next = tf.add(w, tf.mul(adam.update, -p.lr));
+    const anchor = fpttAnchorReference(next, wbar, lambda, p);
+    return { w: next, wbar: anchor.wbar, lambda: anchor.lambda, mu: adam.mu, nu: adam.nu };
+  });
+}

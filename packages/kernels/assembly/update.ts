@@ -1,5 +1,5 @@
-// Elementwise parameter updates (core's `spikeflow.adamMoments`, `spikeflow.fpttPull` and
-// `spikeflow.fpttAnchor`): one SIMD pass over a parameter in place of a dozen tfjs ops, each of
+// Elementwise parameter updates (core's `spikeflow.adamMoments`, `spikeflow.fpttPull`,
+// `spikeflow.fpttAnchor` and `spikeflow.fpttAdamStep`): one SIMD pass over a parameter in place of a dozen tfjs ops, each of
 // which reads and writes the whole parameter. The float32 operations and their order are those of
 // core's composite references (packages/core/src/updates.ts), so the results are the same bits.
 // Pointers are byte offsets into the module's memory; the arrays may be any length, and an output
@@ -105,6 +105,89 @@ export function fpttAnchor(w: usize, wbar: usize, lambda: usize, n: i32, alpha: 
     const l = load<f32>(at(lambda, i)) - alpha * (wi - old);
     store<f32>(at(lambdaOut, i), l);
     store<f32>(at(wbarOut, i), omb * old + beta * wi - ba * l);
+  }
+}
+
+/**
+ * FPTT's whole update (dual form) of `n` entries with Adam, in one pass: the regularised gradient
+ * `gt = g + (alpha·(w − wbar) − lambda)` (without `g`, `hasG` false: `alpha·(w − wbar) − lambda`),
+ * Adam's moments and direction `u` from `gt` as {@link adamMoments}, the step `wOut = w + u·neglr`
+ * (`neglr` = −lr as float32), then the anchor at `wOut` as {@link fpttAnchor}. The float32
+ * operations of those passes one after another (core's `fpttAdamStepReference`), in one read of
+ * six arrays and one write of five.
+ */
+export function fpttAdamStep(
+  g: usize,
+  hasG: bool,
+  w: usize,
+  wbar: usize,
+  lambda: usize,
+  mu: usize,
+  nu: usize,
+  n: i32,
+  alpha: f32,
+  omb: f32,
+  beta: f32,
+  ba: f32,
+  b1: f32,
+  om1: f32,
+  b2: f32,
+  om2: f32,
+  c1: f32,
+  c2: f32,
+  eps: f32,
+  neglr: f32,
+  wOut: usize,
+  wbarOut: usize,
+  lambdaOut: usize,
+  muOut: usize,
+  nuOut: usize,
+): void {
+  const va = f32x4.splat(alpha);
+  const vomb = f32x4.splat(omb);
+  const vb = f32x4.splat(beta);
+  const vba = f32x4.splat(ba);
+  const vb1 = f32x4.splat(b1);
+  const vom1 = f32x4.splat(om1);
+  const vb2 = f32x4.splat(b2);
+  const vom2 = f32x4.splat(om2);
+  const vc1 = f32x4.splat(c1);
+  const vc2 = f32x4.splat(c2);
+  const veps = f32x4.splat(eps);
+  const vlr = f32x4.splat(neglr);
+  const n4 = n & ~3;
+  for (let i = 0; i < n4; i += 4) {
+    const wv = v128.load(at(w, i));
+    const old = v128.load(at(wbar, i));
+    const l0 = v128.load(at(lambda, i));
+    let gt = f32x4.sub(f32x4.mul(va, f32x4.sub(wv, old)), l0);
+    if (hasG) gt = f32x4.add(v128.load(at(g, i)), gt);
+    const m = f32x4.add(f32x4.mul(vb1, v128.load(at(mu, i))), f32x4.mul(vom1, gt));
+    const v = f32x4.add(f32x4.mul(vb2, v128.load(at(nu, i))), f32x4.mul(vom2, f32x4.mul(gt, gt)));
+    const u = f32x4.div(f32x4.div(m, vc1), f32x4.add(f32x4.sqrt(f32x4.div(v, vc2)), veps));
+    const w2 = f32x4.add(wv, f32x4.mul(u, vlr));
+    const l = f32x4.sub(l0, f32x4.mul(va, f32x4.sub(w2, old)));
+    v128.store(at(muOut, i), m);
+    v128.store(at(nuOut, i), v);
+    v128.store(at(wOut, i), w2);
+    v128.store(at(lambdaOut, i), l);
+    v128.store(at(wbarOut, i), f32x4.sub(f32x4.add(f32x4.mul(vomb, old), f32x4.mul(vb, w2)), f32x4.mul(vba, l)));
+  }
+  for (let i = n4; i < n; i++) {
+    const wi = load<f32>(at(w, i));
+    const old = load<f32>(at(wbar, i));
+    const l0 = load<f32>(at(lambda, i));
+    let gt = alpha * (wi - old) - l0;
+    if (hasG) gt = load<f32>(at(g, i)) + gt;
+    const m = b1 * load<f32>(at(mu, i)) + om1 * gt;
+    const v = b2 * load<f32>(at(nu, i)) + om2 * (gt * gt);
+    const w2 = wi + (m / c1 / (sqrt<f32>(v / c2) + eps)) * neglr;
+    const l = l0 - alpha * (w2 - old);
+    store<f32>(at(muOut, i), m);
+    store<f32>(at(nuOut, i), v);
+    store<f32>(at(wOut, i), w2);
+    store<f32>(at(lambdaOut, i), l);
+    store<f32>(at(wbarOut, i), omb * old + beta * w2 - ba * l);
   }
 }
 

@@ -5,7 +5,7 @@
 import type { KernelRegistration } from '@spikeflow/core';
 import { decayedSum, eventConv2d, eventDense, leakyReadout, leakyScan, integrateFireLayer, integrateFireSequence, maxPool } from './kernels.js';
 import { integrateFireEligibility } from './eprop.js';
-import { adamMoments, fpttAnchor, fpttPull, ltcStep } from './updates.js';
+import { adamMoments, fpttAdamStep, fpttAnchor, fpttPull, ltcStep } from './updates.js';
 import { spikeTimingSequence } from './timing.js';
 
 export {
@@ -24,7 +24,7 @@ export {
 export type { KernelProbe } from './kernels.js';
 export { integrateFireEligibility } from './eprop.js';
 export { spikeTimingSequence } from './timing.js';
-export { adamMoments, fpttPull, fpttAnchor, ltcStep, sumRowsOnHeap, updatesInPlace } from './updates.js';
+export { adamMoments, fpttPull, fpttAnchor, fpttAdamStep, ltcStep, sumRowsOnHeap, updatesInPlace } from './updates.js';
 export {
   prepareKernels,
   setKernelThreads,
@@ -56,6 +56,7 @@ export function cpuMemoryKernels(backend: string): KernelRegistration[] {
     { kernel: 'spikeflow.adamMoments', backend, impl: adamMoments },
     { kernel: 'spikeflow.fpttPull', backend, impl: fpttPull },
     { kernel: 'spikeflow.fpttAnchor', backend, impl: fpttAnchor },
+    { kernel: 'spikeflow.fpttAdamStep', backend, impl: fpttAdamStep },
     { kernel: 'spikeflow.spikeTimingSequence', backend, impl: spikeTimingSequence },
     { kernel: 'spikeflow.ltcStep', backend, impl: ltcStep },
   ];

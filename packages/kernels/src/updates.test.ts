@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import '@tensorflow/tfjs-backend-wasm';
 import { adam, disposeTree, KernelTable, OptimizerRunner, referenceKernels, SpikeflowError, tf, type Tensor } from '@spikeflow/core';
-import { adamMoments, cpuMemoryKernels, fpttAnchor, fpttPull, updatesInPlace } from './index.js';
+import { adamMoments, cpuMemoryKernels, fpttAdamStep, fpttAnchor, fpttPull, updatesInPlace } from './index.js';
 import { UPDATE_WASM_BASE64 } from './snn-wasm.js';
 
 const bits = (t: Tensor) => Array.from(new Uint32Array(Float32Array.from(t.dataSync() as Float32Array).buffer));
@@ -53,6 +53,22 @@ for (const backend of ['wasm', 'cpu']) {
       disposeTree([g, w, wbar, aux, f, r]);
     });
 
+    it('fpttAdamStep gives the reference’s bits: weights, anchor, multipliers and moments, with and without a gradient', () => {
+      for (const [n, count, withG] of [
+        [1, 1, true],
+        [7, 3, false],
+        [1031, 250, true],
+      ] as const) {
+        const [g, w, wbar, lambda, mu] = [0, 1, 2, 3, 4].map((i) => tf.randomNormal([n], 0, i === 4 ? 0.1 : 1, 'float32', 60 + i)) as Tensor[];
+        const nu = tf.randomUniform([n], 0, 0.01, 'float32', 70);
+        const p = { alpha: 0.1, beta: 0.5, beta1: 0.9, beta2: 0.999, eps: 1e-8, count, lr: 3e-3 };
+        const f = fpttAdamStep(withG ? g : undefined, w!, wbar!, lambda!, mu!, nu, p);
+        const r = referenceKernels['spikeflow.fpttAdamStep'](withG ? g : undefined, w!, wbar!, lambda!, mu!, nu, p);
+        for (const k of ['w', 'wbar', 'lambda', 'mu', 'nu'] as const) expect(bits(f[k]), k).toEqual(bits(r[k]));
+        disposeTree([g, w, wbar, lambda, mu, nu, f, r] as never);
+      }
+    });
+
     it(`runs ${backend === 'wasm' ? 'in place in tfjs’ heap' : 'on copies in the kernels’ memory'}: new tensors out, the inputs untouched, nothing left behind`, () => {
       expect(updatesInPlace()).toBe(backend === 'wasm');
       const [g, mu, nu] = [
@@ -76,6 +92,7 @@ for (const backend of ['wasm', 'cpu']) {
       expect(() => adamMoments(a, a, b, { beta1: 0.9, beta2: 0.999, eps: 1e-8, count: 1 })).toThrow(SpikeflowError);
       expect(() => adamMoments(a, a, b, { beta1: 0.9, beta2: 0.999, eps: 1e-8, count: 1 })).toThrow(/nu is \[4,3\]/);
       expect(() => fpttAnchor(a, b, a, { alpha: 0.1, beta: 0.5 })).toThrow(/wbar is \[4,3\]/);
+      expect(() => fpttAdamStep(a, a, a, a, a, b, { alpha: 0.1, beta: 0.5, beta1: 0.9, beta2: 0.999, eps: 1e-8, count: 1, lr: 1e-3 })).toThrow(/nu is \[4,3\]/);
       disposeTree([a, b]);
     });
 

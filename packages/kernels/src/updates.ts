@@ -6,6 +6,8 @@ import {
   type AdamMomentsResult,
   type FpttAnchorParams,
   type FpttAnchorResult,
+  type FpttAdamStepParams,
+  type FpttAdamStepResult,
   type FpttPullParams,
   type LtcStepParams,
   type LtcStepState,
@@ -17,7 +19,7 @@ import { arena, decode, snn, type UpdateExports } from './wasm.js';
 
 /**
  * The elementwise parameter updates (core's `spikeflow.adamMoments`, `spikeflow.fpttPull`,
- * `spikeflow.fpttAnchor`), one SIMD pass each (assembly/update.ts) in place of the reference's
+ * `spikeflow.fpttAnchor`, `spikeflow.fpttAdamStep`), one SIMD pass each (assembly/update.ts) in place of the reference's
  * dozen tfjs ops, each a pass over the parameter of its own. On the wasm backend the pass reads
  * and writes the tensors where they lie, in tfjs' heap (a module instantiated on tfjs-wasm's
  * memory); elsewhere it copies them into the kernels' memory and back. Same float32 operations in
@@ -152,6 +154,37 @@ export function fpttAnchor(w: Tensor, wbar: Tensor, lambda: Tensor, p: FpttAncho
     loops.fpttAnchor(pw!, pb!, pl!, w.size, f(p.alpha), f(1 - p.beta), f(p.beta), f(p.beta / p.alpha), pbo!, plo!),
   );
   return { wbar: wb!, lambda: l! };
+}
+
+/** `spikeflow.fpttAdamStep`: FPTT's whole update (dual form) of one parameter with Adam, in one pass. */
+export function fpttAdamStep(
+  g: Tensor | undefined,
+  w: Tensor,
+  wbar: Tensor,
+  lambda: Tensor,
+  mu: Tensor,
+  nu: Tensor,
+  p: FpttAdamStepParams,
+): FpttAdamStepResult {
+  checkSameShapes('spikeflow.fpttAdamStep', { w, g, wbar, lambda, mu, nu });
+  const args = [
+    f(p.alpha),
+    f(1 - p.beta),
+    f(p.beta),
+    f(p.beta / p.alpha),
+    f(p.beta1),
+    f(1 - p.beta1),
+    f(p.beta2),
+    f(1 - p.beta2),
+    f(1 - p.beta1 ** p.count),
+    f(1 - p.beta2 ** p.count),
+    f(p.eps),
+    f(-p.lr),
+  ] as const;
+  const [w2, wb, l, m, v] = elementwise('spikeflow.fpttAdamStep', [g, w, wbar, lambda, mu, nu], 5, (loops, [pg, pw, pb, pl, pm, pv], out) =>
+    loops.fpttAdamStep(pg!, g ? 1 : 0, pw!, pb!, pl!, pm!, pv!, w.size, ...args, ...(out as [number, number, number, number, number])),
+  );
+  return { w: w2!, wbar: wb!, lambda: l!, mu: m!, nu: v! };
 }
 
 /**

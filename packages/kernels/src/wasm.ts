@@ -24,6 +24,7 @@ export interface UpdateExports {
     nuOut: number,
   ): void;
   fpttPull(g: number, hasG: number, w: number, wbar: number, shift: number, n: number, alpha: number, scale: number, out: number): void;
+  fpttAdamStep(g: number, hasG: number, w: number, wbar: number, lambda: number, mu: number, nu: number, n: number, ...rest: number[]): void;
   fpttAnchor(
     w: number,
     wbar: number,
@@ -878,6 +879,13 @@ export function snn(): SnnExports {
 }
 
 /**
+ * Kernels that keep one range per thread: e-prop's trace pass walks traces laid out `[B, blocks,
+ * columns, …]` over a range of columns, so each range reads a strided run per batch row and block,
+ * and eight ranges cost ~20% more than two (measured on the standard workload at T = 1000).
+ */
+const BY_RANGE: ReadonlySet<Parallel> = new Set(['epropTraces']);
+
+/**
  * Chunks per thread of a shared call: a thread that starts late (a worker's wake-up takes 0.1–2 ms
  * on the development machine) or runs slower leaves its share to the others, to within a chunk.
  */
@@ -1092,7 +1100,7 @@ let mainFault = false;
 
 /**
  * Runs a row-parallel kernel over rows `[0, rows)`, cut into {@link partsFor} parts: chunks that
- * every thread takes in turn ({@link sharedRows}), or, with `stage`, one range per thread — the
+ * every thread takes in turn ({@link sharedRows}), or, with `stage` (or for {@link BY_RANGE}), one range per thread — the
  * workers take a range each and this thread the first, then it joins every worker.
  * `args(r0, r1, part)` gives the kernel's arguments for a part; `work` estimates the whole call's
  * cost (small calls run on this thread alone). `stage(r0, r1)`, if given, is called for each range
@@ -1115,7 +1123,7 @@ export function parallelRows(
 ): number[] {
   const r = rt();
   const fn = r.exports[kernel] as (...a: number[]) => number | undefined;
-  const shared = stage === undefined && !rangeFault(r);
+  const shared = stage === undefined && !BY_RANGE.has(kernel) && !rangeFault(r);
   const parts = partsIn(r, rows, work, align, !shared);
   if (parts > 1 && shared) return sharedRows(r, kernel, fn, rows, args, parts, align);
   if (parts <= 1) {

@@ -661,6 +661,28 @@ export const kernelCases: { readonly [K in KernelName]: readonly KernelCase[] } 
           }),
       }) as KernelCase,
   ),
+  // FPTT's whole update with Adam: the first update and a later one at another rate, and a parameter the loss does not reach (no g).
+  'spikeflow.fpttAdamStep': (
+    [
+      ['first update, α 0.1, β 0.5, [33, 7]', [33, 7], { alpha: 0.1, beta: 0.5, beta1: 0.9, beta2: 0.999, eps: 1e-8, count: 1, lr: 1e-3 }, true],
+      ['update 40, α 0.5, β 0.9, lr 0.02, [701]', [701], { alpha: 0.5, beta: 0.9, beta1: 0.9, beta2: 0.999, eps: 1e-8, count: 40, lr: 0.02 }, true],
+      ['no loss gradient, [3]', [3], { alpha: 0.1, beta: 0.5, beta1: 0.8, beta2: 0.99, eps: 1e-6, count: 3, lr: 1e-3 }, false],
+    ] as const
+  ).map(
+    ([name, shape, p, withG]) =>
+      ({
+        name,
+        args: () => [
+          ...[0, 1, 2, 3, 4].map((i) => tf.randomNormal([...shape], 0, i === 4 ? 0.1 : 1, 'float32', 111 + i)),
+          tf.randomUniform([...shape], 0, 0.01, 'float32', 116),
+        ],
+        call: (impl: KernelSignatures['spikeflow.fpttAdamStep'], [g, w, wbar, lambda, mu, nu]) =>
+          tf.tidy(() => {
+            const r = impl(withG ? g : undefined, w!, wbar!, lambda!, mu!, nu!, p);
+            return tf.stack([r.w, r.wbar, r.lambda, r.mu, r.nu]);
+          }),
+      }) as KernelCase,
+  ),
   // TSSL-BP's neurons: currents around the threshold (silent neurons, single and repeated spikes,
   // the fallback and the 1/Δu cap), τ_m and τ_s as the authors' MNIST and N-MNIST networks.
   'spikeflow.spikeTimingSequence': (

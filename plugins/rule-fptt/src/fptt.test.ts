@@ -5,6 +5,7 @@ import {
   buildNetwork,
   builtinSurrogates,
   ceEveryStep,
+  cosineSchedule,
   ceMean,
   createRegistry,
   disposeTree,
@@ -207,6 +208,77 @@ describe('fptt through the fused kernels', () => {
     });
   }
 });
+
+describe("fptt's update fused with Adam's step (RuleContext.applyAnchored)", () => {
+  const bits = (t: tf.Tensor) => Array.from(new Uint32Array(Float32Array.from(t.dataSync() as Float32Array).buffer));
+  for (const [name, optimizer, fusedUpdates] of [
+    ['Adam at a constant rate', () => adam({ lr: 0.01 }), 6],
+    ['Adam at a cosine rate', () => adam({ lr: cosineSchedule(0.01, 5) }), 6],
+    ['Adam with gradient clipping (not fused: the rule pulls, applies and moves the anchor itself)', () => adam({ lr: 0.01, clipNorm: 0.5 }), 0],
+    ['SGD (not fused)', () => sgd({ lr: 0.05 }), 0],
+  ] as const) {
+    it(`${name}: two sequences end on the same weights, W̄, λ and optimizer state, bit for bit, as through apply alone`, async () => {
+      await setup();
+      const kernels = createRegistry([wasmPlugin]).kernels;
+      const run = (fuse: boolean) => {
+        const net = buildNetwork(
+          { inputs: 8, layers: [{ neuron: 'lif', size: 12, recurrent: true, gain: 2 }], readout: { size: 2, kappa: 0.8 } },
+          { neurons: new Map([['lif', lif]]), surrogates: builtinSurrogates },
+          { seed: 6, kernels },
+        );
+        const runner = new OptimizerRunner(optimizer(), net.params, { kernels });
+        const rule = fptt({ window: 4 });
+        let state = rule.init(net);
+        let fused = 0;
+        const batch = toyTask({ steps: 12, batch: 4, seed: 2 });
+        for (let i = 0; i < 2; i++) {
+          const next = rule.update(batch, state, {
+            network: net,
+            loss: ceEveryStep,
+            apply: (g) => runner.apply(g),
+            ...(fuse
+              ? {
+                  applyAnchored: (g: NamedTensorMap, a: Parameters<OptimizerRunner['applyAnchored']>[1]) => {
+                    const r = runner.applyAnchored(g, a);
+                    if (r) fused++;
+                    return r;
+                  },
+                }
+              : {}),
+          }).state;
+          disposeTree(state);
+          state = next;
+        }
+        const out = {
+          params: Object.fromEntries(Object.entries(net.params).map(([k, v]) => [k, bits(v)])),
+          wbar: Object.fromEntries(Object.entries(state.wbar).map(([k, v]) => [k, bits(v)])),
+          lambda: Object.fromEntries(Object.entries(state.aux).map(([k, v]) => [k, bits(v)])),
+          optimizer: JSON.stringify(tf.tidy(() => flatten(runner.state))),
+          steps: runner.steps,
+          fused,
+        };
+        disposeTree([state, batch] as never);
+        runner.dispose();
+        net.dispose();
+        return out;
+      };
+      const fused = run(true);
+      const plain = run(false);
+      expect(fused.fused).toBe(fusedUpdates);
+      expect(plain.fused).toBe(0);
+      expect({ ...fused, fused: 0 }).toEqual(plain);
+      expect(fused.steps).toBe(6);
+    });
+  }
+});
+
+/** A tensor tree as numbers' bits (for an exact comparison of optimizer states). */
+function flatten(tree: unknown): unknown {
+  if (tree instanceof tf.Tensor) return Array.from(new Uint32Array(Float32Array.from(tree.dataSync() as Float32Array).buffer));
+  if (Array.isArray(tree)) return tree.map(flatten);
+  if (tree && typeof tree === 'object') return Object.fromEntries(Object.entries(tree).map(([k, v]) => [k, flatten(v)]));
+  return tree;
+}
 
 describe('fptt against BPTT', () => {
   it('one chunk (K = T): the update is the BPTT gradient of the terminal loss', () => {

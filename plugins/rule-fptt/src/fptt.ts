@@ -94,6 +94,14 @@ export function fptt(options: FpttOptions = {}): LearningRule<FpttState> {
         // One optimizer step on the chunk's loss pulled towards the anchor, then the anchor moves
         // (the textbook form first re-runs the chunk at the new weights for ∇ℓ there).
         apply(grads, _w, again) {
+          // Dual form: where the optimizer is Adam with a learning rate alone, the whole update is one kernel per parameter.
+          const fused = hyper.form === 'dual' ? ctx.applyAnchored?.(grads, { wbar: anchor.wbar, lambda: anchor.aux, alpha, beta }) : undefined;
+          if (fused) {
+            disposeTree(grads);
+            if (anchor !== initial) disposeTree(anchor);
+            anchor = { wbar: fused.wbar, aux: fused.lambda };
+            return;
+          }
           const total = objectiveGrads(params, grads, anchor, hyper, kernels);
           // The loss gradients are spent: free them before the optimizer makes its own tensors.
           disposeTree(grads);
