@@ -179,7 +179,7 @@ describe('registry', () => {
     const e = errorOf(() => createRegistry([p]));
     expect(e.code).toBe('UNKNOWN_NAME');
     expect(e.message).toMatch(
-      /kernel 'spikeflow\.conv' is not a spikeflow kernel \(known: spikeflow\.dense, spikeflow\.eventDense, spikeflow\.eventConv2d, spikeflow\.maxPool, spikeflow\.integrateFireSequence, spikeflow\.leakyScan, spikeflow\.integrateFireLayer, spikeflow\.leakyReadout, spikeflow\.outerSum, spikeflow\.integrateFireEligibility, spikeflow\.decayedSum, spikeflow\.adamMoments, spikeflow\.fpttPull, spikeflow\.fpttAnchor, spikeflow\.spikeTimingSequence, spikeflow\.ltcStep\)/,
+      /kernel 'spikeflow\.conv' is not a spikeflow kernel \(known: spikeflow\.dense, spikeflow\.eventDense, spikeflow\.eventConv2d, spikeflow\.maxPool, spikeflow\.integrateFireSequence, spikeflow\.leakyScan, spikeflow\.integrateFireLayer, spikeflow\.leakyReadout, spikeflow\.outerSum, spikeflow\.integrateFireEligibility, spikeflow\.decayedSum, spikeflow\.adamMoments, spikeflow\.fpttPull, spikeflow\.fpttAnchor, spikeflow\.fpttAdamStep, spikeflow\.spikeTimingSequence, spikeflow\.ltcStep\)/,
     );
   });
 });

@@ -253,7 +253,7 @@ describe("fptt's update fused with Adam's step (RuleContext.applyAnchored)", () 
           params: Object.fromEntries(Object.entries(net.params).map(([k, v]) => [k, bits(v)])),
           wbar: Object.fromEntries(Object.entries(state.wbar).map(([k, v]) => [k, bits(v)])),
           lambda: Object.fromEntries(Object.entries(state.aux).map(([k, v]) => [k, bits(v)])),
-          optimizer: JSON.stringify(tf.tidy(() => flatten(runner.state))),
+          optimizer: JSON.stringify(flatten(runner.state)),
           steps: runner.steps,
           fused,
         };
