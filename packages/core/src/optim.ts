@@ -514,9 +514,7 @@ export class OptimizerRunner {
 
   /** One update from `grads` (not disposed: the caller owns them). */
   apply(grads: NamedTensorMap): void {
-    for (const k of Object.keys(grads)) {
-      if (!(k in this.params)) throw new SpikeflowError('UNKNOWN_NAME', `optimizer: gradient for unknown parameter '${k}'`);
-    }
+    this.#checkNames(grads);
     const old = this.#state;
     const next = tidy(() => {
       const { updates, state } = this.optimizer.update(grads, old, this.params, this.#context);
@@ -540,9 +538,7 @@ export class OptimizerRunner {
   applyAnchored(grads: NamedTensorMap, anchor: AnchoredStep): { wbar: NamedTensorMap; lambda: NamedTensorMap } | undefined {
     const fused = adamWithRate(this.optimizer);
     if (!fused) return undefined;
-    for (const k of Object.keys(grads)) {
-      if (!(k in this.params)) throw new SpikeflowError('UNKNOWN_NAME', `optimizer: gradient for unknown parameter '${k}'`);
-    }
+    this.#checkNames(grads);
     const [adamState, rateState] = this.#state as [AdamState, TensorTree];
     const step = this.#context.kernels?.get(FpttAdamStep) ?? referenceKernels[FpttAdamStep];
     const count = adamState.count + 1;
@@ -566,6 +562,12 @@ export class OptimizerRunner {
     disposeTree(old, this.#state);
     this.#steps++;
     return { wbar, lambda };
+  }
+
+  #checkNames(grads: NamedTensorMap): void {
+    for (const k of Object.keys(grads)) {
+      if (!(k in this.params)) throw new SpikeflowError('UNKNOWN_NAME', `optimizer: gradient for unknown parameter '${k}'`);
+    }
   }
 
   dispose(): void {

@@ -129,10 +129,17 @@ export function sumRowsOnHeap(x: TensorInfo, rows: number, cols: number, shape: 
 
 const f = Math.fround;
 
+/** Adam's float32 scalars as the update module takes them: β1, 1 − β1, β2, 1 − β2, the bias corrections c1 and c2, ε. */
+const adamScalars = (p: AdamMomentsParams) =>
+  [f(p.beta1), f(1 - p.beta1), f(p.beta2), f(1 - p.beta2), f(1 - p.beta1 ** p.count), f(1 - p.beta2 ** p.count), f(p.eps)] as const;
+
+/** FPTT's anchor scalars as the update module takes them: α, 1 − β, β, β/α. */
+const anchorScalars = (p: FpttAnchorParams) => [f(p.alpha), f(1 - p.beta), f(p.beta), f(p.beta / p.alpha)] as const;
+
 /** `spikeflow.adamMoments`: Adam's moments and step direction for one parameter. */
 export function adamMoments(g: Tensor, mu: Tensor, nu: Tensor, p: AdamMomentsParams): AdamMomentsResult {
   checkSameShapes('spikeflow.adamMoments', { g, mu, nu });
-  const args = [f(p.beta1), f(1 - p.beta1), f(p.beta2), f(1 - p.beta2), f(1 - p.beta1 ** p.count), f(1 - p.beta2 ** p.count), f(p.eps)] as const;
+  const args = adamScalars(p);
   const [update, m, v] = elementwise('spikeflow.adamMoments', [g, mu, nu], 3, (loops, [pg, pm, pv], [po, pmo, pvo]) =>
     loops.adamMoments(pg!, pm!, pv!, g.size, ...args, po!, pmo!, pvo!),
   );
@@ -151,7 +158,7 @@ export function fpttPull(g: Tensor | undefined, w: Tensor, wbar: Tensor, shift: 
 export function fpttAnchor(w: Tensor, wbar: Tensor, lambda: Tensor, p: FpttAnchorParams): FpttAnchorResult {
   checkSameShapes('spikeflow.fpttAnchor', { w, wbar, lambda });
   const [wb, l] = elementwise('spikeflow.fpttAnchor', [w, wbar, lambda], 2, (loops, [pw, pb, pl], [pbo, plo]) =>
-    loops.fpttAnchor(pw!, pb!, pl!, w.size, f(p.alpha), f(1 - p.beta), f(p.beta), f(p.beta / p.alpha), pbo!, plo!),
+    loops.fpttAnchor(pw!, pb!, pl!, w.size, ...anchorScalars(p), pbo!, plo!),
   );
   return { wbar: wb!, lambda: l! };
 }
@@ -167,20 +174,7 @@ export function fpttAdamStep(
   p: FpttAdamStepParams,
 ): FpttAdamStepResult {
   checkSameShapes('spikeflow.fpttAdamStep', { w, g, wbar, lambda, mu, nu });
-  const args = [
-    f(p.alpha),
-    f(1 - p.beta),
-    f(p.beta),
-    f(p.beta / p.alpha),
-    f(p.beta1),
-    f(1 - p.beta1),
-    f(p.beta2),
-    f(1 - p.beta2),
-    f(1 - p.beta1 ** p.count),
-    f(1 - p.beta2 ** p.count),
-    f(p.eps),
-    f(-p.lr),
-  ] as const;
+  const args = [...anchorScalars(p), ...adamScalars(p), f(-p.lr)] as const;
   const [w2, wb, l, m, v] = elementwise('spikeflow.fpttAdamStep', [g, w, wbar, lambda, mu, nu], 5, (loops, [pg, pw, pb, pl, pm, pv], out) =>
     loops.fpttAdamStep(pg!, g ? 1 : 0, pw!, pb!, pl!, pm!, pv!, w.size, ...args, ...(out as [number, number, number, number, number])),
   );

@@ -892,14 +892,14 @@ const BY_RANGE: ReadonlySet<Parallel> = new Set(['epropTraces']);
 const CHUNKS_PER_THREAD = 4;
 
 /**
- * Parts of `rows` split on multiples of `align` (1 below {@link MIN_PARALLEL_WORK}): chunks that
- * the threads take in turn, or, for a call that stages its input range by range (`staged`) or
- * while a test fault waits for a thread's next job, one range per thread.
+ * Parts of `rows` split on multiples of `align` (1 below {@link MIN_PARALLEL_WORK}): one range per
+ * thread (`ranges`: a call that stages its input range by range, a {@link BY_RANGE} kernel, or
+ * while a test fault waits for a thread's next job), else chunks that the threads take in turn.
  */
-function partsIn(r: Runtime, rows: number, work: number, align: number, staged: boolean): number {
+function partsIn(r: Runtime, rows: number, work: number, align: number, ranges: boolean): number {
   if (work < MIN_PARALLEL_WORK || r.workers.length === 0) return 1;
   const blocks = Math.ceil(rows / align);
-  if (staged || rangeFault(r)) return Math.min(1 + r.workers.length, blocks);
+  if (ranges) return Math.min(1 + r.workers.length, blocks);
   return Math.min(blocks, MAX_CHUNKS, CHUNKS_PER_THREAD * (1 + r.workers.length));
 }
 
@@ -920,7 +920,8 @@ function rangeFault(r: Runtime): boolean {
  * part (`part` in its arguments).
  */
 export function partsFor(rows: number, work = Infinity, align = 1): number {
-  return partsIn(rt(), rows, work, align, false);
+  const r = rt();
+  return partsIn(r, rows, work, align, rangeFault(r));
 }
 
 /** Threads the kernels actually run on (1 + the workers that started); starts the pool if it is not running. */
@@ -1042,7 +1043,7 @@ function join(jobs: readonly { readonly w: PoolWorker; readonly job: number }[],
 
 function hungText(allowed: number, mainMs: number): string {
   const o = poolOptions();
-  return `no result and no sign of life ${Math.round(allowed)} ms after the main thread finished its own range in ${mainMs.toFixed(1)} ms (the hang deadline: max(${o.hangFloorMs} ms, ${o.hangFactor} × that)); the worker was stopped`;
+  return `no result and no sign of life ${Math.round(allowed)} ms after the main thread finished its own rows in ${mainMs.toFixed(1)} ms (the hang deadline: max(${o.hangFloorMs} ms, ${o.hangFactor} × that)); the worker was stopped`;
 }
 
 /**
@@ -1136,9 +1137,8 @@ export function parallelRows(
       throw faultError(r, kernel, [{ thread: 0, kind: 'trap', text: e instanceof Error ? (e.stack ?? e.message) : String(e) }], e);
     }
   }
-  const blocks = Math.ceil(rows / align);
   // The main thread's range is never the larger: it also stages the workers' input.
-  const bound = (i: number) => (i === parts ? rows : Math.min(rows, Math.floor((i * blocks) / parts) * align));
+  const bound = boundsOf(rows, parts, align);
   const jobs: { w: PoolWorker; job: number }[] = [];
   const kernelIndex = KERNEL_INDEX.get(kernel)!;
   let first = 0;
@@ -1201,8 +1201,7 @@ function sharedRows(
 ): number[] {
   const team = r.team!;
   const words = team.words;
-  const blocks = Math.ceil(rows / align);
-  const bound = (i: number) => (i === parts ? rows : Math.min(rows, Math.floor((i * blocks) / parts) * align));
+  const bound = boundsOf(rows, parts, align);
   team.call = (team.call % 0x7f_ffff) + 1;
   const open = team.call << 8;
   // Closed while it is written: a worker still looking for the last call's chunks takes none.
@@ -1248,6 +1247,12 @@ function sharedRows(
   if (error !== undefined) faults.unshift({ thread: 0, kind: 'trap', text: error instanceof Error ? (error.stack ?? error.message) : String(error) });
   if (faults.length > 0) throw faultError(r, kernel, faults, error);
   return Array.from(team.results.subarray(0, parts));
+}
+
+/** Where part `i` of `parts` of `rows` begins (`i = parts`: the end), on multiples of `align`; the earlier parts are never the larger. */
+function boundsOf(rows: number, parts: number, align: number): (i: number) => number {
+  const blocks = Math.ceil(rows / align);
+  return (i) => (i === parts ? rows : Math.min(rows, Math.floor((i * blocks) / parts) * align));
 }
 
 function injectedTrap(): number {
