@@ -55,10 +55,23 @@ const worker = fileURLToPath(new URL('./worker.js', import.meta.url));
  */
 const CONFIG_CODES = ['CONFIG_INVALID', 'UNKNOWN_NAME', 'INCOMPATIBLE', 'PLUGIN_NOT_FOUND', 'PLUGIN_INVALID', 'BACKEND_UNAVAILABLE'];
 
-function gitRevision(): string {
+/** The bench package's own folder (its package.json), one level above the compiled run.js. */
+const packageRoot = fileURLToPath(new URL('..', import.meta.url));
+
+/**
+ * The revision a report was measured at: the commit of the git checkout that holds the bench's
+ * own files (`root`, by default the bench's package folder), with `+dirty` where tracked files
+ * have uncommitted changes; `unknown` where the bench is not tracked in a checkout (installed from
+ * the registry, even inside another repository). Read where the bench lives, not in the working
+ * directory, so that a report written elsewhere (`--json /elsewhere/bench.json` from another
+ * folder) names the revision of the code that measured it.
+ */
+export function gitRevision(root: string = packageRoot): string {
+  const git = (...args: string[]): string => execFileSync('git', ['-C', root, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
   try {
-    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    return execFileSync('git', ['rev-parse', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() + (dirty ? '+dirty' : '');
+    git('ls-files', '--error-unmatch', 'package.json');
+    const dirty = git('status', '--porcelain', '--untracked-files=no');
+    return git('rev-parse', 'HEAD') + (dirty ? '+dirty' : '');
   } catch {
     return 'unknown';
   }
