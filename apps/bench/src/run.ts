@@ -55,7 +55,7 @@ const worker = fileURLToPath(new URL('./worker.js', import.meta.url));
  */
 const CONFIG_CODES = ['CONFIG_INVALID', 'UNKNOWN_NAME', 'INCOMPATIBLE', 'PLUGIN_NOT_FOUND', 'PLUGIN_INVALID', 'BACKEND_UNAVAILABLE'];
 
-/** The bench package's own folder (its package.json), one level above the compiled run.js. */
+/** The bench package's own folder (its package.json), one level above this module's (dist/ or src/). */
 const packageRoot = fileURLToPath(new URL('..', import.meta.url));
 
 /**
