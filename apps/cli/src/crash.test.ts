@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,8 +27,8 @@ const config = {
   model: { layers: [{ neuron: 'lif', size: 192, recurrent: true }], readout: { kappa: 0 } },
   rule: { name: 'bptt' },
   optimizer: { name: 'adam', lr: 0.003, schedule: 'cosine' },
-  // One epoch (40 steps) per kill: a kill at a random moment lets at most a couple of seconds of
-  // training through (fewer than 40 steps here), so the run outlasts the kills on a fast machine too.
+  // One epoch (40 steps) per kill: a kill lets at most 25 steps through (below), so the run
+  // outlasts the kills whatever the machine's speed.
   train: { epochs: Math.max(2, KILLS), batchSize: 32, checkpointEvery: 1 },
 };
 
@@ -43,6 +43,12 @@ function weights(path: string): { step: number; params: Record<string, Buffer> }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Checkpoints the run's log records after byte `from` (the ones written by the process started then). */
+function savedSince(log: string, from: number): number {
+  if (!existsSync(log)) return 0;
+  return readFileSync(log).subarray(from).toString('utf8').split('"type":"checkpoint"').length - 1;
+}
+
 describe('crash safety', () => {
   it(
     `${KILLS} SIGKILLs at random moments, inside checkpoint writes too: every checkpoint left loads, and the resumed run ends bitwise equal to an uninterrupted one`,
@@ -55,6 +61,7 @@ describe('crash safety', () => {
 
       const run = join(dir, 'run');
       const ckpt = join(run, 'checkpoint.sfck');
+      const log = join(run, 'metrics.jsonl');
       const rng = createRng(SEED);
       let killed = 0;
       let inWrite = 0;
@@ -62,6 +69,7 @@ describe('crash safety', () => {
       for (let cycle = 0; ; cycle++) {
         expect(cycle, 'the run never finished').toBeLessThan(KILLS + 20);
         const args = ['train', 'run.json', '--out', 'run', '--quiet', ...(existsSync(ckpt) ? ['--resume'] : [])];
+        const from = existsSync(log) ? statSync(log).size : 0;
         const child = spawn(process.execPath, [bin, ...args], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
         let stderr = '';
         child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -69,13 +77,27 @@ describe('crash safety', () => {
         let done: number | null | undefined;
         void exited.then((c) => (done = c));
         if (killed < KILLS) {
+          // The moment is chosen by the run's progress, not the clock, so that the kills never let
+          // more than a few epochs through, on a fast machine as on a slow one: a quarter during
+          // start-up (loading, resuming), the rest after 1–20 checkpoints of this process, then
+          // either the moment its next checkpoint write is seen under way (half of all kills) or a
+          // random moment within a step.
           const tmp = join(run, `checkpoint.sfck.tmp-${child.pid}`);
-          if (rng() < 0.5) {
-            // The moment this process is seen writing a checkpoint (polled every millisecond).
-            const until = Date.now() + 20_000;
-            while (done === undefined && !existsSync(tmp) && Date.now() < until) await sleep(1);
+          const kind = rng();
+          if (kind < 0.25) {
+            await sleep(rng() * 300);
           } else {
-            await sleep(rng() * 2000);
+            const after = 1 + Math.floor(rng() * 20);
+            const moment = rng();
+            const saved = () => savedSince(log, from);
+            const until = Date.now() + 60_000;
+            while (done === undefined && saved() < after && Date.now() < until) await sleep(1);
+            if (kind < 0.75) {
+              // Polled every millisecond; a write missed goes on to the next one, a few at most.
+              while (done === undefined && !existsSync(tmp) && saved() < after + 5 && Date.now() < until) await sleep(1);
+            } else {
+              await sleep(moment * 20);
+            }
           }
           if (done === undefined) {
             child.kill('SIGKILL');
