@@ -54,8 +54,8 @@ function forwardFused(net: Network, inputs: StepInput, record: boolean, state: N
   const [T, B] = inputShape(inputs) as [number, number];
   // A conv network's activations are far wider than a dense one's: shorter windows keep the memory in bounds.
   const window = fusedWindowSteps(net.model, B, INFERENCE_WINDOW);
-  // A tensor of one window: as it is; else each window's steps (from one read of a tensor's data, or made by the source).
-  const xs = T > window || !(inputs instanceof tf.Tensor) ? stepsOf(inputs) : undefined;
+  // A float32 tensor of one window: as it is; else each window's steps (from one read of a tensor's data, or made by the source).
+  const xs = T > window || !(inputs instanceof tf.Tensor) || inputs.dtype !== 'float32' ? stepsOf(inputs) : undefined;
   const ys: Tensor[] = [];
   const spikes: Tensor[][] = net.model.layers.map(() => []);
   let s = state ?? net.init(B);

@@ -890,14 +890,17 @@ describe('time loop helpers', () => {
       undefined,
       'int32',
     );
-    expect(stepsOf(ints).at(1).dtype).toBe('int32');
+    // Inputs are float32 whatever their type; splitSteps keeps the tensor's.
+    expect(stepsOf(ints).at(1).dtype).toBe('float32');
+    expect(arr(stepsOf(ints).at(1))).toEqual([3, 4]);
+    expect(splitSteps(ints).map((t) => t.dtype)).toEqual(['int32', 'int32']);
     const scalar = tf.scalar(1);
     expect(errorOf(() => stepsOf(scalar)).code).toBe('SHAPE_MISMATCH');
     // A window of steps [from, to) as one tensor.
     const w = s.window(1, 3);
     expect(w.shape).toEqual([2, 1, 2]);
     expect(arr(w)).toEqual([3, 4, 5, 6]);
-    expect(stepsOf(ints).window(0, 1).dtype).toBe('int32');
+    expect(stepsOf(ints).window(0, 1).dtype).toBe('float32');
     for (const [from, to] of [
       [2, 2],
       [-1, 1],

@@ -39,7 +39,58 @@ function countingSource(values: Float32Array, [T, B, I]: readonly [number, numbe
 
 const values = (t: Tensor) => Array.from(t.dataSync());
 
+/** A `bool` step source over `values` `[T, B, I]` (0 or 1): spikes as bytes. */
+function boolSource(values: Float32Array, [T, B, I]: readonly [number, number, number]): StepSource {
+  return {
+    steps: T,
+    stepShape: [B, I],
+    dtype: 'bool',
+    window: (from, to) => tf.tensor3d(Uint8Array.from(values.subarray(from * B * I, to * B * I)), [to - from, B, I], 'bool'),
+  };
+}
+
 describe('step sources: the contract', () => {
+  it('steps and windows are float32 with the input’s values whatever its type (bool and int32 sources and tensors are cast)', () => {
+    const dims = [5, 2, 3] as const;
+    const v = bernoulli(...dims, 0.5, 3);
+    const counts = Int32Array.from(v, (x, i) => x * (i % 4));
+    const int32Source: StepSource = {
+      steps: 5,
+      stepShape: [2, 3],
+      dtype: 'int32',
+      window: (from, to) => tf.tensor3d(counts.subarray(from * 6, to * 6), [to - from, 2, 3], 'int32'),
+      at: (t) => tf.tensor2d(counts.subarray(t * 6, (t + 1) * 6), [2, 3], 'int32'),
+    };
+    const inputs: [string, Parameters<typeof stepsOf>[0], ArrayLike<number>][] = [
+      ['a bool source', boolSource(v, dims), v],
+      ['a bool tensor', tf.tensor3d(v, [...dims], 'bool'), v],
+      ['an int32 source with its own at', int32Source, counts],
+      ['an int32 tensor', tf.tensor3d(counts, [...dims], 'int32'), counts],
+    ];
+    const before = tf.memory().numTensors;
+    for (const [name, x, want] of inputs) {
+      const xs = stepsOf(x);
+      for (const [from, to] of [
+        [0, 5],
+        [1, 3],
+      ] as const) {
+        const w = xs.window(from, to);
+        expect(w.dtype, name).toBe('float32');
+        expect(values(w), name).toEqual(Array.from(want).slice(from * 6, to * 6));
+        w.dispose();
+      }
+      const at = xs.at(4);
+      expect([at.dtype, at.shape], name).toEqual(['float32', [2, 3]]);
+      expect(values(at), name).toEqual(Array.from(want).slice(24, 30));
+      at.dispose();
+      const whole = denseInputs(boolSource(v, dims));
+      expect(whole.dtype).toBe('float32');
+      whole.dispose();
+    }
+    expect(tf.memory().numTensors).toBe(before);
+    for (const [, x] of inputs) if (x instanceof tf.Tensor) x.dispose();
+  });
+
   it('a source made by stepSource gives the windows and steps of the dense tensor, the same each time asked', () => {
     const dims = [7, 3, 4] as const;
     const v = bernoulli(...dims, 0.4, 1);
@@ -206,9 +257,19 @@ describe('rules train the same from a step source as from the dense tensor', () 
         const dense = updates(net, { inputs: x, targets }, plan, loss);
         const src = countingSource(v, dims);
         const streamed = updates(net, { inputs: src, targets }, plan, loss);
+        // Spikes as bytes: a bool source, and a bool tensor, train as their float32 twin does.
+        const bytes = boolSource(v, dims);
+        const fromBytes = updates(net, { inputs: bytes, targets }, plan, loss);
+        const boolTensor = tf.tensor3d(v, [...dims], 'bool');
+        const fromBoolTensor = updates(net, { inputs: boolTensor, targets }, plan, loss);
+        boolTensor.dispose();
         expect(tf.memory().numTensors).toBe(before);
         expect(streamed.grads).toEqual(dense.grads);
         expect(streamed.loss).toBe(dense.loss);
+        for (const got of [fromBytes, fromBoolTensor]) {
+          expect(got.grads).toEqual(dense.grads);
+          expect(got.loss).toBe(dense.loss);
+        }
         expect(dense.grads.length).toBe(plan.update === 'window' ? 10 : 1);
         expect(src.calls.length).toBeGreaterThan(0);
         tf.dispose([x, targets]);

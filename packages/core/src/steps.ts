@@ -29,6 +29,7 @@ export interface StepSource {
   readonly steps: number;
   /** Shape of one step, `[B, ...]`. */
   readonly stepShape: readonly number[];
+  /** The type of its windows: `bool` (spikes as bytes) and `int32` (counts) are cast to float32 as {@link stepsOf} hands them on. */
   readonly dtype: StepDType;
   /** Steps `[from, to)` as a fresh `[to − from, ...stepShape]` tensor. */
   window(from: number, to: number): Tensor;
@@ -41,7 +42,12 @@ export interface StepSource {
 /** A sequence's inputs, time-major: a `[T, B, ...]` tensor, or a {@link StepSource} that makes windows of it on demand. */
 export type StepInput = Tensor | StepSource;
 
-/** The steps of a time-major input, made one at a time. */
+/**
+ * The steps of a time-major input, made one at a time. Every step and window is float32, whatever
+ * the input's type: a `bool` or `int32` input (spikes as bytes, event counts) is cast as each is
+ * made, so that every consumer computes on float32 and gets bitwise what a float32 twin of the
+ * input gives.
+ */
 export interface Steps {
   readonly length: number;
   /** Shape of one step, `[B, ...]`. */
@@ -115,6 +121,22 @@ function checked(t: unknown, shape: readonly number[], dtype: StepDType, what: s
   return t;
 }
 
+/** `t` as float32: itself, or its cast (`t` disposed). */
+function asFloat32(t: Tensor): Tensor {
+  if (t.dtype === 'float32') return t;
+  try {
+    return tf.cast(t, 'float32');
+  } finally {
+    t.dispose();
+  }
+}
+
+/** `data [from, to)` as a tensor of `shape` and `dtype` (float32 from another type: converted as it is copied). */
+function stepTensor(data: Float32Array | Int32Array | Uint8Array, from: number, to: number, shape: number[], dtype: Tensor['dtype']): Tensor {
+  const view = data.subarray(from, to);
+  return tf.tensor(dtype === 'float32' && !(view instanceof Float32Array) ? Float32Array.from(view) : view, shape, dtype);
+}
+
 /**
  * The steps of a sequence's inputs. From a time-major `[T, B, ...]` tensor: reads the data once,
  * at the first step asked for (`x` must live until then), and builds each step's tensor on demand
@@ -124,7 +146,11 @@ function checked(t: unknown, shape: readonly number[], dtype: StepDType, what: s
  * sequence is kept. Inputs are constants of the computation: no gradient flows back to them.
  */
 export function stepsOf(x: StepInput): Steps {
-  if (!(x instanceof tf.Tensor)) return sourceSteps(x);
+  return x instanceof tf.Tensor ? tensorSteps(x, true) : sourceSteps(x);
+}
+
+/** {@link stepsOf} of a tensor: each step and window float32 (`float32`), or of the tensor's own type. */
+function tensorSteps(x: Tensor, float32: boolean): Steps {
   const [T, ...rest] = x.shape;
   if (T === undefined) throw new SpikeflowError('SHAPE_MISMATCH', 'stepsOf: expected a time-major tensor [T, B, ...], got a scalar');
   // Read on first use: a rule that ends up running the sequence as one window never copies it.
@@ -133,7 +159,10 @@ export function stepsOf(x: StepInput): Steps {
   if (!hostMemoryBackend()) {
     // On a GPU backend the input stays on the device: each window is a slice of it.
     const zeros = rest.map(() => 0);
-    const window = (from: number, to: number) => tf.slice(x, [from, ...zeros], [to - from, ...rest]);
+    const window = (from: number, to: number) => {
+      const w = tf.slice(x, [from, ...zeros], [to - from, ...rest]);
+      return float32 ? asFloat32(w) : w;
+    };
     return {
       length: T,
       shape: rest,
@@ -152,12 +181,12 @@ export function stepsOf(x: StepInput): Steps {
     shape: rest,
     at: (t) => {
       data ??= x.dataSync() as Float32Array | Int32Array | Uint8Array;
-      return tf.tensor(data.subarray(t * per, (t + 1) * per), rest, x.dtype);
+      return stepTensor(data, t * per, (t + 1) * per, rest, float32 ? 'float32' : x.dtype);
     },
     window: (from, to) => {
       checkRange(from, to, T, 'stepsOf');
       data ??= x.dataSync() as Float32Array | Int32Array | Uint8Array;
-      return tf.tensor(data.subarray(from * per, to * per), [to - from, ...rest], x.dtype);
+      return stepTensor(data, from * per, to * per, [to - from, ...rest], float32 ? 'float32' : x.dtype);
     },
   };
 }
@@ -170,8 +199,8 @@ function sourceSteps(x: StepSource): Steps {
     shape: rest,
     at: (t) => {
       checkRange(t, t + 1, T!, 'step source');
-      if (source.at) return checked(source.at(t), rest, source.dtype, `at(${t})`);
-      const w = checked(source.window(t, t + 1), [1, ...rest], source.dtype, `window(${t}, ${t + 1})`);
+      if (source.at) return asFloat32(checked(source.at(t), rest, source.dtype, `at(${t})`));
+      const w = asFloat32(checked(source.window(t, t + 1), [1, ...rest], source.dtype, `window(${t}, ${t + 1})`));
       try {
         return tf.reshape(w, rest);
       } finally {
@@ -180,14 +209,14 @@ function sourceSteps(x: StepSource): Steps {
     },
     window: (from, to) => {
       checkRange(from, to, T!, 'step source');
-      return checked(source.window(from, to), [to - from, ...rest], source.dtype, `window(${from}, ${to})`);
+      return asFloat32(checked(source.window(from, to), [to - from, ...rest], source.dtype, `window(${from}, ${to})`));
     },
   };
 }
 
-/** All steps of a time-major tensor as separate tensors (the caller disposes them). */
+/** All steps of a time-major tensor as separate tensors of its type (the caller disposes them). */
 export function splitSteps(x: Tensor): Tensor[] {
-  const s = stepsOf(x);
+  const s = tensorSteps(x, false);
   return Array.from({ length: s.length }, (_, t) => s.at(t));
 }
 
@@ -199,7 +228,7 @@ export function splitSteps(x: Tensor): Tensor[] {
 export function denseInputs(x: StepInput): Tensor {
   if (x instanceof tf.Tensor) return tf.clone(x);
   const [T, ...rest] = inputShape(x);
-  if (T === 0) return tf.zeros([0, ...rest], x.dtype);
+  if (T === 0) return tf.zeros([0, ...rest], 'float32');
   return stepsOf(x).window(0, T!);
 }
 

@@ -560,8 +560,8 @@ class SequenceRun {
     const decayedSum = p.kernels[DecayedSum];
     if (p.fused) {
       const whole = w.from === 0 && w.to === this.#T;
-      // A whole-sequence tensor runs as it is; a source makes the window (the whole sequence, for one window).
-      const x = whole && this.inputs instanceof tf.Tensor ? this.inputs : this.#xs.window(w.from, w.to);
+      // A whole-sequence float32 tensor runs as it is; else the steps make the window (the whole sequence, for one window).
+      const x = whole && this.inputs instanceof tf.Tensor && this.inputs.dtype === 'float32' ? this.inputs : this.#xs.window(w.from, w.to);
       const o = net.runWindow(p, start, x);
       let readouts: Tensor[] | undefined;
       if (observe && ctx.observe) observeSteps(ctx.observe, o.readout, w.from);

@@ -582,6 +582,10 @@ describe('OTTT_A on convolutional networks (fused): the trace of each step’s i
       const want = bpttGrads(net, b, ceEveryStep);
       expect(Math.max(...Object.values(want['layers.0.W']!).map(Math.abs))).toBeGreaterThan(1e-3);
       for (const window of [1, 4, 100]) expectGradsClose(captureUpdates(ottt({ window }), net, b, ceEveryStep).grads[0]!, want, 2e-5);
+      // Spikes as bytes: a bool input trains bitwise as its float32 twin.
+      const bytes = { ...b, inputs: tf.cast(b.inputs as Tensor, 'bool') };
+      expect(captureUpdates(ottt({ window: 4 }), net, bytes, ceEveryStep).grads[0]).toEqual(captureUpdates(ottt({ window: 4 }), net, b, ceEveryStep).grads[0]);
+      bytes.inputs.dispose();
       // Teeth: a trace decaying otherwise is not BPTT.
       expect(maxGradDiff(captureUpdates(ottt({ decay: 0.5 }), net, b, ceEveryStep).grads[0]!, want, (k) => k.startsWith('layers.'))).toBeGreaterThan(1e-3);
       disposeTree(b as never);
