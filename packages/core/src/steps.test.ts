@@ -83,8 +83,9 @@ describe('step sources: the contract', () => {
       expect([at.dtype, at.shape], name).toEqual(['float32', [2, 3]]);
       expect(values(at), name).toEqual(Array.from(want).slice(24, 30));
       at.dispose();
-      const whole = denseInputs(boolSource(v, dims));
-      expect(whole.dtype).toBe('float32');
+      const whole = denseInputs(x);
+      expect(whole.dtype, name).toBe('float32');
+      expect(values(whole), name).toEqual(Array.from(want));
       whole.dispose();
     }
     expect(tf.memory().numTensors).toBe(before);

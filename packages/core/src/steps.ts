@@ -221,12 +221,12 @@ export function splitSteps(x: Tensor): Tensor[] {
 }
 
 /**
- * The whole sequence as one fresh `[T, B, ...]` tensor the caller owns (a copy where `x` is a
+ * The whole sequence as one fresh float32 `[T, B, ...]` tensor the caller owns (a copy where `x` is a
  * tensor). It holds all of T at once, which a source exists to avoid: for tests, inspection and
  * small data only.
  */
 export function denseInputs(x: StepInput): Tensor {
-  if (x instanceof tf.Tensor) return tf.clone(x);
+  if (x instanceof tf.Tensor) return x.dtype === 'float32' ? tf.clone(x) : tf.cast(x, 'float32');
   const [T, ...rest] = inputShape(x);
   if (T === 0) return tf.zeros([0, ...rest], 'float32');
   return stepsOf(x).window(0, T!);

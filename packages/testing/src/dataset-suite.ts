@@ -46,7 +46,7 @@ function seen(b: SequenceBatch): Seen {
       inputs: Array.from(x.dataSync()),
       targets: Array.from(b.targets.dataSync()),
       shape: inputShape(b.inputs),
-      dtype: x.dtype,
+      dtype: b.inputs.dtype,
       targetShape: b.targets.shape,
     };
   } finally {
