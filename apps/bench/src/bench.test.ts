@@ -99,6 +99,36 @@ describe('bench harness', () => {
     expect(report.results.map((m) => m.rule)).toEqual(['bptt']);
   });
 
+  it('--loss trains every rule on the loss named and records it per point; a rule that cannot learn from it is refused, an unknown loss named', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spikeflow-bench-'));
+    const r = spawnSync(
+      process.execPath,
+      [bin, '--quick', '--rules', 'bptt,tbptt,eprop', '--steps', '8', '--loss', 'ce_every_step', '--json', join(dir, 'every.json')],
+      {
+        encoding: 'utf8',
+      },
+    );
+    expect(r.status, r.stderr).toBe(0);
+    const every = JSON.parse(readFileSync(join(dir, 'every.json'), 'utf8')) as BenchReport;
+    expect(every.workload.loss).toBe('ce_every_step');
+    expect(every.results.map((m) => `${m.rule} ${m.loss}`)).toEqual(['bptt ce_every_step', 'tbptt(k=4) ce_every_step', 'eprop ce_every_step']);
+    // e-prop learns from per-step terms: CE on the mean readout is refused for it, the others measured.
+    const mean = spawnSync(process.execPath, [bin, '--quick', '--rules', 'bptt,eprop', '--steps', '8', '--loss', 'ce_mean', '--json', join(dir, 'mean.json')], {
+      encoding: 'utf8',
+    });
+    expect(mean.status, mean.stderr).toBe(0);
+    const report = JSON.parse(readFileSync(join(dir, 'mean.json'), 'utf8')) as BenchReport;
+    expect(report.results.map((m) => `${m.rule} ${m.loss}`)).toEqual(['bptt ce_mean']);
+    expect(report.failures.map((f) => f.rule)).toEqual(['eprop']);
+    expect(report.failures[0]!.message).toMatch(/^refused: .*loss 'ce_mean' does not decompose over time/);
+    const unknown = spawnSync(process.execPath, [bin, '--quick', '--rules', 'bptt', '--steps', '8', '--loss', 'ce_meen'], { encoding: 'utf8' });
+    expect(unknown.status).toBe(1);
+    expect(unknown.stderr).toMatch(/unknown loss 'ce_meen'; did you mean 'ce_mean'/);
+    // Without --loss: CE on the mean readout for a rule that sees the whole sequence.
+    const registry = createRegistry([lif, bptt, wasmPlugin]);
+    expect((await measure(registry, parseRuleChoice('bptt'), 4, quickWorkload)).loss).toBe('ce_mean');
+  });
+
   it('measures with the backend’s registered kernels, and with none of them under kernels: false', async () => {
     const registry = createRegistry([lif, bptt, wasmPlugin]);
     // BPTT runs this LIF network as one window through the fused kernels.

@@ -94,6 +94,10 @@ export function benchCommand(name = 'spikeflow-bench'): Command {
       '--tssl',
       "the TSSL-BP workload: the authors' dense MNIST network (784 inputs at 20%, 400-400-10 TSSL-BP neurons, batch 100) on their kernel loss; default rules tssl-bp and bptt (the same neurons with a surrogate), T = 5,10,30,100",
     )
+    .option(
+      '--loss <name>',
+      'the loss every rule trains on (ce_mean, ce_every_step, ...; default: CE on the mean readout, at every step for rules that need a per-step loss; a rule that cannot learn from it is refused)',
+    )
     .option('--json <file>', 'write all figures as JSON')
     .option('--plot <dir>', 'write memory.svg and time.svg')
     .action(
@@ -119,6 +123,7 @@ export function benchCommand(name = 'spikeflow-bench'): Command {
         quick?: boolean;
         conv?: boolean;
         tssl?: boolean;
+        loss?: string;
         json?: string;
         plot?: string;
       }) => {
@@ -150,6 +155,7 @@ export function benchCommand(name = 'spikeflow-bench'): Command {
           ...(o.kernels ? {} : { kernels: false }),
           ...(o.profile ? { profile: true } : {}),
           ...(o.compareInference ? { compareInference: true } : {}),
+          ...(o.loss ? { loss: o.loss } : {}),
         };
         const defaultSteps = o.steps.join() === '100,250,500,1000';
         const steps =

@@ -4,6 +4,7 @@ import {
   adam,
   buildNetwork,
   ceEveryStep,
+  checkRequirements,
   ceMean,
   disposeTree,
   forward,
@@ -14,6 +15,7 @@ import {
   type NetState,
   type Network,
   type Registry,
+  type TemporalLoss,
   type Tensor,
 } from '@spikeflow/core';
 import { BernoulliSteps } from './input.js';
@@ -73,6 +75,13 @@ export interface Workload {
    * more the longer it trains.
    */
   readonly inferRepeats?: number;
+  /**
+   * The loss every rule trains on, a name in the registry's losses (`--loss`: `ce_every_step`,
+   * `ce_mean`, ...). Default: CE on the mean readout (`ce_mean`), or at every step
+   * (`ce_every_step`) for a rule that learns from per-step terms; the TSSL-BP workload's kernel
+   * loss. A rule that cannot learn from the loss is refused (`INCOMPATIBLE`).
+   */
+  readonly loss?: string;
 }
 
 export const standardWorkload: Workload = { batch: 64, inputs: 700, density: 0.05, hidden: 256, neuron: 'lif', outputs: 20, repeats: 3, seed: 0 };
@@ -163,6 +172,8 @@ export function parseRuleChoice(text: string, k = 50): RuleChoice {
 export interface Measurement {
   readonly rule: string;
   readonly steps: number;
+  /** The loss the rule trained on (see {@link Workload.loss}). */
+  readonly loss: string;
   /**
    * Median wall time of one training iteration (forward, backward, update), ms, less the time the
    * input took to draw its windows ({@link inputMsPerIter}): the rule's time, as when the input was
@@ -267,6 +278,22 @@ export function median(xs: readonly number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
+/**
+ * The loss `rule` trains on in workload `w` (see {@link Workload.loss}); a loss asked for that the
+ * rule cannot learn from is refused (`INCOMPATIBLE`), and `net` freed with any error.
+ */
+function resolveLoss(registry: Registry, rule: LearningRule, w: Workload, net: Network): TemporalLoss {
+  try {
+    if (!w.loss) return w.tssl ? lossFromSpec('tssl_kernel', registry.losses) : rule.requires.lossDecomposesOverTime ? ceEveryStep : ceMean;
+    const loss = lossFromSpec(w.loss, registry.losses, 'bench --loss');
+    checkRequirements(rule, net, loss);
+    return loss;
+  } catch (e) {
+    net.dispose();
+    throw e;
+  }
+}
+
 /** Measures one (rule, T) on the active backend, in this process. */
 export async function measure(registry: Registry, choice: RuleChoice | LearningRule, steps: number, workload: Workload): Promise<Measurement> {
   const w = 'neuron' in choice && choice.neuron ? { ...workload, neuron: choice.neuron } : workload;
@@ -280,7 +307,7 @@ export async function measure(registry: Registry, choice: RuleChoice | LearningR
   const rule = 'update' in choice ? choice : ruleFromSpec(choice.spec, registry.rules, `rules.${choice.label}`);
   // CE on the mean readout, or CE at every step for rules that learn from per-step terms (e-prop, OTTT, ...);
   // the TSSL-BP workload's kernel loss for every rule.
-  const loss = w.tssl ? lossFromSpec('tssl_kernel', registry.losses) : rule.requires.lossDecomposesOverTime ? ceEveryStep : ceMean;
+  const loss = resolveLoss(registry, rule, w, net);
   const opt = adam({ lr: 1e-3 });
   let optimizer = new OptimizerRunner(opt, net.params, { kernels: net.kernels });
   // Every iteration starts from these weights (see `fresh`).
@@ -372,6 +399,7 @@ export async function measure(registry: Registry, choice: RuleChoice | LearningR
     return {
       rule: 'update' in choice ? choice.name : choice.label,
       steps,
+      loss: loss.name,
       msPerIter,
       msPerStep: msPerIter / steps,
       inputMsPerIter: median(inputTimes),
