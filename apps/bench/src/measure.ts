@@ -305,8 +305,8 @@ export async function measure(registry: Registry, choice: RuleChoice | LearningR
     );
   const net = build(w.kernels !== false);
   const rule = 'update' in choice ? choice : ruleFromSpec(choice.spec, registry.rules, `rules.${choice.label}`);
-  // CE on the mean readout, or CE at every step for rules that learn from per-step terms (e-prop, OTTT, ...);
-  // the TSSL-BP workload's kernel loss for every rule.
+  // The loss asked for; else CE on the mean readout, or at every step for rules that learn from
+  // per-step terms (e-prop, OTTT, ...); the TSSL-BP workload's kernel loss for every rule.
   const loss = resolveLoss(registry, rule, w, net);
   const opt = adam({ lr: 1e-3 });
   let optimizer = new OptimizerRunner(opt, net.params, { kernels: net.kernels });
